@@ -1,0 +1,66 @@
+"""The one error a bad setting or service graph produces: every problem, each with the key that holds it.
+
+`SettingsError` derives from `pulumi.RunError`, which the Pulumi language host reports as a plain message with no
+traceback, so `pulumi preview` with bad input prints the list of problems and registers nothing.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Iterable
+
+import pulumi
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong: where (a config key or a service-graph path), what, and how to put it right."""
+
+    where: str
+    what: str
+    fix: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.where}: {self.what}"
+        return f"{text}. {self.fix}" if self.fix else text
+
+
+class SettingsError(pulumi.RunError):
+    """Raised once, before any resource is registered, listing every problem found."""
+
+    def __init__(self, problems: Iterable[Problem], stack: str = ""):
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        subject = f"stack '{stack}'" if stack else "this stack"
+        count = len(self.problems)
+        header = f"{count} problem{'s' if count != 1 else ''} in the settings of {subject}:"
+        super().__init__("\n".join([header, *(f"  - {p}" for p in self.problems)]))
+
+
+class Problems:
+    """Collects problems while settings are read, so the user sees all of them at once."""
+
+    def __init__(self) -> None:
+        self.items: list[Problem] = []
+
+    def add(self, where: str, what: str, fix: str = "") -> None:
+        self.items.append(Problem(where, what, fix))
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def raise_if_any(self, stack: str = "") -> None:
+        if self.items:
+            raise SettingsError(self.items, stack)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """A 'did you mean' hint for a misspelled name, or a list of the valid ones."""
+    choices = sorted(set(choices))
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if close:
+        return f"Did you mean '{close[0]}'?"
+    if not choices:
+        return ""
+    shown = ", ".join(choices[:12]) + (", ..." if len(choices) > 12 else "")
+    return f"Known: {shown}."

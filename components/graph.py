@@ -1,0 +1,476 @@
+"""The service graph: who runs where, on which ports, and who may call whom. Loaded from YAML and validated.
+
+One graph serves every environment; the stack decides how strictly it is enforced. Every problem is reported with
+the file and the path of the offending key (`services.yaml: services.billing.allow[1]`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import Problems, did_you_mean
+
+# proxyProtocol values Linkerd's admission webhook accepts on a Server (the CRD schema itself takes any string).
+PROXY_PROTOCOLS = ("unknown", "HTTP/1", "HTTP/2", "gRPC", "opaque", "TLS")
+
+# Namespaces the program manages itself, or that the mesh must never inject.
+RESERVED_NAMESPACES = ("linkerd", "linkerd-viz", "linkerd-cni", "cert-manager", "kube-system", "kube-public", "kube-node-lease")
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Kubernetes container port names (IANA_SVC_NAME): what a Server's named port and a NetworkPolicy port refer to.
+_PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+_HOSTNAME = re.compile(r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class Port:
+    name: str
+    number: int
+    protocol: str
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An allowed caller of a service: `ports` empty means every port of the service."""
+
+    service: str
+    ports: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Egress:
+    """A destination outside the cluster a service may reach."""
+
+    name: str
+    cidrs: tuple[str, ...]
+    hosts: tuple[str, ...]
+    ports: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Namespace:
+    name: str
+    meshed: bool = True
+    skip_inbound_ports: tuple[int, ...] = ()
+    skip_outbound_ports: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Service:
+    key: str
+    name: str
+    namespace: str
+    service_account: str
+    selector: tuple[tuple[str, str], ...]
+    ports: tuple[Port, ...]
+    callers: tuple[Caller, ...]
+    meshed: bool
+    certificate: bool
+    egress: tuple[Egress, ...] = ()
+
+    def port(self, name: str) -> Port:
+        return next(p for p in self.ports if p.name == name)
+
+    @property
+    def selector_labels(self) -> dict[str, str]:
+        return dict(self.selector)
+
+
+@dataclass(frozen=True)
+class ServiceGraph:
+    source: str
+    namespaces: Mapping[str, Namespace]
+    services: Mapping[str, Service]
+    _edges: frozenset = field(default=frozenset(), repr=False)
+
+    @property
+    def meshed_namespaces(self) -> list[Namespace]:
+        return [ns for ns in self.namespaces.values() if ns.meshed]
+
+    def services_in(self, namespace: str) -> list[Service]:
+        return [s for s in self.services.values() if s.namespace == namespace]
+
+    def is_meshed(self, service: Service) -> bool:
+        """A service has a proxy (and so a mesh identity) only if it and its namespace are both meshed."""
+        return service.meshed and self.namespaces[service.namespace].meshed
+
+    def edges(self) -> frozenset[tuple[str, str, str]]:
+        """Every allowed (caller key, service key, port name): the graph's intent, the access matrix's truth."""
+        return self._edges
+
+
+def mesh_identity(service_account: str, namespace: str, trust_domain: str) -> str:
+    """The identity Linkerd gives a workload's proxy (and that MeshTLSAuthentication matches)."""
+    return f"{service_account}.{namespace}.serviceaccount.identity.linkerd.{trust_domain}"
+
+
+def spiffe_id(service_account: str, namespace: str, trust_domain: str) -> str:
+    return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"
+
+
+_TOP_KEYS = ("namespaces", "services")
+_NAMESPACE_KEYS = ("meshed", "skipInboundPorts", "skipOutboundPorts")
+_SERVICE_KEYS = ("namespace", "name", "serviceAccount", "selector", "ports", "allow", "meshed", "certificate", "egress")
+_PORT_KEYS = ("name", "port", "protocol")
+_CALLER_KEYS = ("service", "ports")
+_EGRESS_KEYS = ("name", "cidrs", "hosts", "ports")
+
+
+class _Reader:
+    """Walks the parsed YAML, recording problems with `file: dotted.path[index]` locations."""
+
+    def __init__(self, source: str, problems: Problems):
+        self.source = source
+        self.problems = problems
+
+    def where(self, path: str) -> str:
+        return f"{self.source}: {path}" if path else self.source
+
+    def add(self, path: str, what: str, fix: str = "") -> None:
+        self.problems.add(self.where(path), what, fix)
+
+    def mapping(self, value: Any, path: str, allowed: tuple[str, ...]) -> dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.add(path, f"must be a mapping, not {_kind(value)}")
+            return {}
+        for key in value:
+            if key not in allowed:
+                self.add(f"{path}.{key}" if path else str(key), "is not a known field", did_you_mean(str(key), allowed))
+        return value
+
+    def boolean(self, value: Any, path: str, default: bool) -> bool:
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.add(path, f"must be true or false, not {value!r}")
+            return default
+        return value
+
+    def port_number(self, value: Any, path: str) -> int | None:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+            self.add(path, f"must be a port number from 1 to 65535, not {value!r}")
+            return None
+        return value
+
+    def port_numbers(self, value: Any, path: str) -> tuple[int, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            self.add(path, f"must be a list of port numbers, not {_kind(value)}")
+            return ()
+        numbers = [self.port_number(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return tuple(sorted({n for n in numbers if n is not None}))
+
+    def dns_label(self, value: Any, path: str, what: str) -> bool:
+        if not isinstance(value, str) or len(value) > 63 or not _DNS_LABEL.match(value):
+            self.add(path, f"{what} {value!r} is not a valid Kubernetes name",
+                     "Use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit")
+            return False
+        return True
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number", type(None): "empty"}.get(type(value), type(value).__name__)
+
+
+def load_graph(path: Path, display: str, problems: Problems) -> ServiceGraph | None:
+    """Read and validate the graph file; problems go to `problems`, and None is returned if it cannot be used."""
+    reader = _Reader(display, problems)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        reader.add("", f"file not found at {path}", "Create it, or point mtls-mesh:serviceGraph at the graph file")
+        return None
+    except OSError as err:
+        reader.add("", f"cannot be read: {err.strerror}")
+        return None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        reader.add("", f"is not valid YAML{at}: {getattr(err, 'problem', None) or err}")
+        return None
+    return parse_graph(document, display, problems)
+
+
+def parse_graph(document: Any, display: str, problems: Problems) -> ServiceGraph | None:
+    """Validate an already-parsed graph document. Pure: no files, no Pulumi."""
+    reader = _Reader(display, problems)
+    before = len(problems.items)
+    if not isinstance(document, dict):
+        reader.add("", f"must be a mapping with 'namespaces' and 'services', not {_kind(document)}")
+        return None
+    top = reader.mapping(document, "", _TOP_KEYS)
+    namespaces = _read_namespaces(reader, top.get("namespaces"))
+    raw_services = top.get("services")
+    if raw_services is None:
+        reader.add("services", "is missing", "List the services of the mesh under 'services:'")
+        raw_services = {}
+    elif not isinstance(raw_services, dict):
+        reader.add("services", f"must be a mapping of service name to service, not {_kind(raw_services)}")
+        raw_services = {}
+    services: dict[str, Service] = {}
+    raw_allow: dict[str, Any] = {}
+    for key, raw in raw_services.items():
+        service = _read_service(reader, str(key), raw, namespaces)
+        if service is not None:
+            services[service.key] = service
+            raw_allow[service.key] = (raw or {}).get("allow") if isinstance(raw, dict) else None
+    _check_unique_workloads(reader, services)
+    graph = ServiceGraph(display, namespaces, services)
+    resolved: dict[str, tuple[Caller, ...]] = {}
+    for key, service in services.items():
+        resolved[key] = _read_callers(reader, graph, service, raw_allow[key])
+    if len(problems.items) != before:
+        return None
+    services = {key: replace(service, callers=resolved[key]) for key, service in services.items()}
+    edges = frozenset(
+        (caller.service, service.key, port)
+        for service in services.values()
+        for caller in service.callers
+        for port in (caller.ports or tuple(p.name for p in service.ports))
+    )
+    return ServiceGraph(display, namespaces, services, edges)
+
+
+def _read_namespaces(reader: _Reader, raw: Any) -> dict[str, Namespace]:
+    if raw is None:
+        reader.add("namespaces", "is missing", "Declare every workload namespace under 'namespaces:'")
+        return {}
+    if not isinstance(raw, dict):
+        reader.add("namespaces", f"must be a mapping of namespace name to its settings, not {_kind(raw)}")
+        return {}
+    namespaces: dict[str, Namespace] = {}
+    for name, body in raw.items():
+        path = f"namespaces.{name}"
+        if not reader.dns_label(name, path, "namespace"):
+            continue
+        if name in RESERVED_NAMESPACES:
+            reader.add(path, f"'{name}' is managed by the platform itself and cannot be a workload namespace",
+                       "Remove it from the graph")
+            continue
+        fields = reader.mapping(body, path, _NAMESPACE_KEYS)
+        namespaces[name] = Namespace(
+            name=name,
+            meshed=reader.boolean(fields.get("meshed"), f"{path}.meshed", True),
+            skip_inbound_ports=reader.port_numbers(fields.get("skipInboundPorts"), f"{path}.skipInboundPorts"),
+            skip_outbound_ports=reader.port_numbers(fields.get("skipOutboundPorts"), f"{path}.skipOutboundPorts"),
+        )
+    return namespaces
+
+
+def _read_service(reader: _Reader, key: str, raw: Any, namespaces: dict[str, Namespace]) -> Service | None:
+    path = f"services.{key}"
+    ok = reader.dns_label(key, path, "service")
+    if not isinstance(raw, dict):
+        reader.add(path, f"must be a mapping with at least 'namespace' and 'ports', not {_kind(raw)}")
+        return None
+    fields = reader.mapping(raw, path, _SERVICE_KEYS)
+
+    namespace = fields.get("namespace")
+    if namespace is None:
+        reader.add(f"{path}.namespace", "is missing", "Name the namespace the service runs in")
+        ok = False
+    elif not isinstance(namespace, str) or namespace not in namespaces:
+        reader.add(f"{path}.namespace", f"namespace {namespace!r} is not declared under 'namespaces'",
+                   did_you_mean(str(namespace), namespaces))
+        ok = False
+
+    name = fields.get("name", key)
+    ok &= reader.dns_label(name, f"{path}.name", "workload name")
+    service_account = fields.get("serviceAccount", name)
+    ok &= reader.dns_label(service_account, f"{path}.serviceAccount", "service account")
+
+    selector = fields.get("selector", {"app": name})
+    if not isinstance(selector, dict) or not selector:
+        reader.add(f"{path}.selector", "must be a non-empty mapping of pod labels", "e.g. selector: {app: billing}")
+        ok = False
+        selector = {}
+    for label, value in selector.items():
+        if not isinstance(label, str) or len(label) > 317 or not _LABEL_KEY.match(label):
+            reader.add(f"{path}.selector.{label}", "is not a valid label key")
+            ok = False
+        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
+            reader.add(f"{path}.selector.{label}", f"value {value!r} is not a valid label value (quote numbers and booleans)")
+            ok = False
+
+    ports = _read_ports(reader, path, fields.get("ports"))
+    ok &= ports is not None
+
+    meshed = reader.boolean(fields.get("meshed"), f"{path}.meshed", True)
+    namespace_meshed = namespaces[namespace].meshed if isinstance(namespace, str) and namespace in namespaces else True
+    if "meshed" in fields and meshed and not namespace_meshed:
+        reader.add(f"{path}.meshed", f"is true, but namespace '{namespace}' is not meshed",
+                   "Mesh the namespace, or drop 'meshed: true'")
+        ok = False
+    proxied = meshed and namespace_meshed
+    has_tls_port = any(p.protocol == "TLS" for p in ports or ())
+    certificate = reader.boolean(fields.get("certificate"), f"{path}.certificate", not proxied or has_tls_port)
+    egress = _read_egress(reader, path, fields.get("egress"))
+
+    if not ok or ports is None or egress is None:
+        return None
+    return Service(
+        key=key, name=name, namespace=namespace, service_account=service_account,
+        selector=tuple(sorted(selector.items())), ports=ports, callers=(), meshed=meshed,
+        certificate=certificate, egress=egress,
+    )
+
+
+def _read_ports(reader: _Reader, path: str, raw: Any) -> tuple[Port, ...] | None:
+    if not isinstance(raw, list) or not raw:
+        reader.add(f"{path}.ports", "must be a non-empty list of ports",
+                   "e.g. ports: [{name: http, port: 8080, protocol: HTTP/1}]")
+        return None
+    ports: list[Port] = []
+    ok = True
+    for index, item in enumerate(raw):
+        port_path = f"{path}.ports[{index}]"
+        if not isinstance(item, dict):
+            reader.add(port_path, f"must be a mapping with name, port and protocol, not {_kind(item)}")
+            ok = False
+            continue
+        fields = reader.mapping(item, port_path, _PORT_KEYS)
+        name = fields.get("name")
+        if not isinstance(name, str) or len(name) > 15 or not _PORT_NAME.match(name) or not re.search("[a-z]", name):
+            reader.add(f"{port_path}.name", f"{name!r} is not a valid port name",
+                       "Use at most 15 lowercase letters, digits and '-', with at least one letter (IANA_SVC_NAME)")
+            ok = False
+        number = reader.port_number(fields.get("port"), f"{port_path}.port")
+        protocol = fields.get("protocol")
+        if protocol not in PROXY_PROTOCOLS:
+            reader.add(f"{port_path}.protocol", f"{protocol!r} is not a protocol Linkerd accepts",
+                       f"{did_you_mean(str(protocol), PROXY_PROTOCOLS)} Valid: {', '.join(PROXY_PROTOCOLS)}")
+            ok = False
+        if number is None:
+            ok = False
+        for other_index, other in enumerate(ports):
+            if other.name == name:
+                reader.add(f"{port_path}.name", f"duplicate port name '{name}' (also ports[{other_index}])")
+                ok = False
+            if other.number == number:
+                reader.add(f"{port_path}.port", f"duplicate port {number} (also ports[{other_index}])")
+                ok = False
+        if ok:
+            ports.append(Port(name, number, protocol))
+    return tuple(ports) if ok else None
+
+
+def _read_egress(reader: _Reader, path: str, raw: Any) -> tuple[Egress, ...] | None:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        reader.add(f"{path}.egress", f"must be a list of destinations, not {_kind(raw)}")
+        return None
+    destinations: list[Egress] = []
+    ok = True
+    for index, item in enumerate(raw):
+        item_path = f"{path}.egress[{index}]"
+        fields = reader.mapping(item, item_path, _EGRESS_KEYS)
+        if not isinstance(item, dict):
+            ok = False
+            continue
+        name = fields.get("name")
+        ok &= reader.dns_label(name, f"{item_path}.name", "egress name")
+        cidrs = fields.get("cidrs") or []
+        hosts = fields.get("hosts") or []
+        if not isinstance(cidrs, list) or not isinstance(hosts, list):
+            reader.add(item_path, "cidrs and hosts must be lists")
+            ok = False
+            continue
+        if not cidrs and not hosts:
+            reader.add(item_path, "names no destination", "Give 'cidrs' (e.g. [203.0.113.0/24]) or 'hosts' (e.g. [api.stripe.com])")
+            ok = False
+        for i, cidr in enumerate(cidrs):
+            try:
+                ipaddress.ip_network(str(cidr), strict=True)
+            except ValueError as err:
+                reader.add(f"{item_path}.cidrs[{i}]", f"{cidr!r} is not a CIDR ({err})", "e.g. 203.0.113.0/24, with no host bits set")
+                ok = False
+        for i, host in enumerate(hosts):
+            if not isinstance(host, str) or not _HOSTNAME.match(host):
+                reader.add(f"{item_path}.hosts[{i}]", f"{host!r} is not a DNS name", "e.g. api.stripe.com or *.googleapis.com")
+                ok = False
+        ports = reader.port_numbers(fields.get("ports"), f"{item_path}.ports")
+        if not ports:
+            reader.add(f"{item_path}.ports", "must list at least one port", "e.g. ports: [443]")
+            ok = False
+        if any(d.name == name for d in destinations):
+            reader.add(f"{item_path}.name", f"duplicate egress name '{name}'")
+            ok = False
+        if ok:
+            destinations.append(Egress(name, tuple(str(c) for c in cidrs), tuple(hosts), ports))
+    return tuple(destinations) if ok else None
+
+
+def _check_unique_workloads(reader: _Reader, services: dict[str, Service]) -> None:
+    seen: dict[tuple[str, str], str] = {}
+    for key, service in services.items():
+        place = (service.namespace, service.name)
+        if place in seen:
+            reader.add(f"services.{key}.name", f"'{service.name}' in namespace '{service.namespace}' is also services.{seen[place]}",
+                       "Each workload appears once; give one of them another name")
+        else:
+            seen[place] = key
+
+
+def _read_callers(reader: _Reader, graph: ServiceGraph, service: Service, raw: Any) -> tuple[Caller, ...]:
+    path = f"services.{service.key}.allow"
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        reader.add(path, f"must be a list of callers, not {_kind(raw)}", "e.g. allow: [frontend, {service: jobs, ports: [grpc]}]")
+        return ()
+    callers: list[Caller] = []
+    port_names = [p.name for p in service.ports]
+    for index, item in enumerate(raw):
+        item_path = f"{path}[{index}]"
+        if isinstance(item, str):
+            caller_key, ports = item, ()
+        elif isinstance(item, dict):
+            fields = reader.mapping(item, item_path, _CALLER_KEYS)
+            caller_key = fields.get("service")
+            raw_ports = fields.get("ports") or []
+            if not isinstance(raw_ports, list):
+                reader.add(f"{item_path}.ports", "must be a list of port names of this service")
+                continue
+            ports = tuple(raw_ports)
+            unknown = [(i, port) for i, port in enumerate(ports) if port not in port_names]
+            for i, port in unknown:
+                reader.add(f"{item_path}.ports[{i}]", f"'{port}' is not a port of {service.key}",
+                           did_you_mean(str(port), port_names))
+            if unknown:
+                continue
+        else:
+            reader.add(item_path, f"must be a service name or a mapping with 'service' and 'ports', not {_kind(item)}")
+            continue
+        if not isinstance(caller_key, str) or caller_key not in graph.services:
+            reader.add(item_path, f"unknown caller '{caller_key}'", did_you_mean(str(caller_key), graph.services))
+            continue
+        caller = graph.services[caller_key]
+        if graph.is_meshed(service) and not graph.is_meshed(caller):
+            why = (f"namespace '{caller.namespace}' is not meshed" if not graph.namespaces[caller.namespace].meshed
+                   else f"{caller_key} runs without a proxy (meshed: false)")
+            reader.add(item_path, f"caller '{caller_key}' has no mesh identity: {why}",
+                       "Mesh the caller, or remove it: a default-deny mesh cannot tell it from any other client")
+            continue
+        if any(c.service == caller_key for c in callers):
+            reader.add(item_path, f"caller '{caller_key}' is listed twice", "Merge the entries and list the ports together")
+            continue
+        callers.append(Caller(caller_key, tuple(sorted(set(ports)))))
+    if callers and not graph.is_meshed(service) and not service.certificate:
+        reader.add(f"services.{service.key}", f"is called by {callers[0].service}, but runs outside the mesh without a certificate",
+                   "Traffic to it would cross the network in plaintext: mesh it, or set 'certificate: true' so it terminates TLS itself")
+    return tuple(callers)

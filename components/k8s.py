@@ -1,0 +1,56 @@
+"""Registering pure Kubernetes object dicts as Pulumi resources, and the labels every object carries.
+
+Builders elsewhere return plain `{apiVersion, kind, metadata, ...}` dicts so they can be checked against real
+schemas; this module is the one place that turns such a dict into a typed pulumi-kubernetes resource.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "mtls-mesh"}
+
+# Core kinds get their typed class (better previews, server-side apply semantics); everything else is a custom resource.
+_CORE_KINDS: dict[tuple[str, str], Callable[..., pulumi.CustomResource]] = {
+    ("v1", "Namespace"): k8s.core.v1.Namespace,
+    ("v1", "NamespacePatch"): k8s.core.v1.NamespacePatch,
+    ("v1", "ConfigMap"): k8s.core.v1.ConfigMap,
+    ("v1", "Secret"): k8s.core.v1.Secret,
+    ("v1", "ServiceAccount"): k8s.core.v1.ServiceAccount,
+    ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
+    ("rbac.authorization.k8s.io/v1", "Role"): k8s.rbac.v1.Role,
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): k8s.rbac.v1.RoleBinding,
+}
+_TOP_LEVEL_ARGS = {"metadata": "metadata", "spec": "spec", "data": "data", "stringData": "string_data", "type": "type",
+                   "rules": "rules", "roleRef": "role_ref", "subjects": "subjects"}
+
+
+def register(resource_name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions | None = None,
+             kind_override: str | None = None) -> pulumi.CustomResource:
+    """Register one object dict. `kind_override` registers e.g. a Namespace as a NamespacePatch (adoption)."""
+    api_version, kind = obj["apiVersion"], kind_override or obj["kind"]
+    body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
+    cls = _CORE_KINDS.get((api_version, kind))
+    if cls is not None:
+        unknown = set(body) - set(_TOP_LEVEL_ARGS)
+        if unknown:
+            raise ValueError(f"{kind} {resource_name}: no mapping for top-level fields {sorted(unknown)}")
+        return cls(resource_name, **{_TOP_LEVEL_ARGS[k]: v for k, v in body.items()}, opts=opts)
+    extra = set(body) - {"metadata", "spec"}
+    if extra:
+        raise ValueError(f"{kind} {resource_name}: custom resources carry only metadata and spec, not {sorted(extra)}")
+    return k8s.apiextensions.CustomResource(resource_name, api_version=api_version, kind=kind,
+                                            metadata=body["metadata"], spec=body.get("spec"), opts=opts)
+
+
+def metadata(name: str, namespace: str | None = None, labels: dict[str, str] | None = None,
+             annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "labels": {**MANAGED_BY, **(labels or {})}}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    return meta

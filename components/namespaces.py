@@ -1,0 +1,92 @@
+"""MeshNamespaces: the linkerd control-plane namespace and every workload namespace of the service graph.
+
+Meshed namespaces carry `linkerd.io/inject: enabled` and the rollout's default inbound policy; ports that must stay
+out of the proxy are skipped here, at the namespace, because the program does not own the workloads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+from .graph import Namespace, ServiceGraph
+from .k8s import metadata, register
+from .settings import RolloutSettings
+
+LINKERD_NAMESPACE = "linkerd"
+INJECT = "linkerd.io/inject"
+DEFAULT_INBOUND_POLICY = "config.linkerd.io/default-inbound-policy"
+SKIP_INBOUND_PORTS = "config.linkerd.io/skip-inbound-ports"
+SKIP_OUTBOUND_PORTS = "config.linkerd.io/skip-outbound-ports"
+
+
+def linkerd_namespace_object() -> dict[str, Any]:
+    """The namespace the Linkerd charts install into; the charts do not create it, and need these labels."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": metadata(
+            LINKERD_NAMESPACE,
+            labels={
+                "linkerd.io/is-control-plane": "true",
+                "config.linkerd.io/admission-webhooks": "disabled",
+                "linkerd.io/control-plane-ns": LINKERD_NAMESPACE,
+            },
+            annotations={INJECT: "disabled"},
+        ),
+    }
+
+
+def outbound_ports_to_skip(graph: ServiceGraph, namespace: str) -> tuple[int, ...]:
+    """Ports of proxy-free services that workloads of `namespace` call: their own TLS must reach the peer untouched."""
+    ports = set(graph.namespaces[namespace].skip_outbound_ports)
+    for service in graph.services.values():
+        if graph.is_meshed(service):
+            continue
+        for caller in service.callers:
+            if graph.services[caller.service].namespace == namespace:
+                wanted = caller.ports or tuple(p.name for p in service.ports)
+                ports.update(service.port(name).number for name in wanted)
+    return tuple(sorted(ports))
+
+
+def workload_namespace_object(namespace: Namespace, graph: ServiceGraph, rollout: RolloutSettings) -> dict[str, Any]:
+    """A workload namespace: injected with its rollout phase, or explicitly kept out of the mesh."""
+    if not namespace.meshed:
+        return {"apiVersion": "v1", "kind": "Namespace",
+                "metadata": metadata(namespace.name, annotations={INJECT: "disabled"})}
+    annotations = {INJECT: "enabled", DEFAULT_INBOUND_POLICY: rollout.policy_for(namespace.name)}
+    if namespace.skip_inbound_ports:
+        annotations[SKIP_INBOUND_PORTS] = ",".join(map(str, namespace.skip_inbound_ports))
+    skip_outbound = outbound_ports_to_skip(graph, namespace.name)
+    if skip_outbound:
+        annotations[SKIP_OUTBOUND_PORTS] = ",".join(map(str, skip_outbound))
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata(namespace.name, annotations=annotations)}
+
+
+@dataclass(frozen=True)
+class MeshNamespacesArgs:
+    graph: ServiceGraph
+    rollout: RolloutSettings
+    adopt: tuple[str, ...] = ()
+
+
+class MeshNamespaces(pulumi.ComponentResource):
+    """Creates (or adopts) the namespaces; `namespaces[name]` is what namespaced objects depend on."""
+
+    def __init__(self, name: str, args: MeshNamespacesArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mtls-mesh:namespaces:MeshNamespaces", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.linkerd = register(f"{name}-{LINKERD_NAMESPACE}", linkerd_namespace_object(), child)
+        self.namespaces: dict[str, pulumi.CustomResource] = {}
+        for namespace in args.graph.namespaces.values():
+            obj = workload_namespace_object(namespace, args.graph, args.rollout)
+            if namespace.name in args.adopt:
+                # Server-side apply takes over just these labels and annotations from whoever set them before.
+                obj["metadata"].setdefault("annotations", {})["pulumi.com/patchForce"] = "true"
+                self.namespaces[namespace.name] = register(f"{name}-{namespace.name}", obj, child, kind_override="NamespacePatch")
+            else:
+                self.namespaces[namespace.name] = register(f"{name}-{namespace.name}", obj, child)
+        self.register_outputs({"namespaces": sorted(self.namespaces)})

@@ -1,0 +1,484 @@
+"""Stack settings: read the stack's config once, validate all of it, and hand components one frozen object.
+
+`Pulumi.yaml` declares every setting (type, default, description); this module reads those declarations, so the CLI
+and the program agree on names, types and defaults, and a misspelled key is caught instead of silently ignored.
+`read_stack_config` is the only code that touches Pulumi config; `load_settings` is pure and raises one
+`SettingsError` listing every problem, each under its key, before any resource is registered.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlparse
+
+import yaml
+
+from .durations import Duration
+from .errors import Problems, did_you_mean
+from .graph import ServiceGraph, load_graph
+
+PROJECT = "mtls-mesh"
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+ENVIRONMENTS = ("dev", "staging", "prod")
+PKI_MODES = ("vault", "self-signed")
+# Values of config.linkerd.io/default-inbound-policy (and the chart's proxy.defaultInboundPolicy).
+INBOUND_POLICIES = ("audit", "all-unauthenticated", "cluster-unauthenticated", "all-authenticated",
+                    "cluster-authenticated", "deny")
+ROTATION_PHASES = ("none", "add-next", "issue-from-next", "drop-previous")
+# Settings that are secrets: read from config but not declared in Pulumi.yaml (see the note there).
+SECRET_SETTINGS = ("vaultToken",)
+# Linkerd proxies' leaf certificates live this long (identity.issuer.issuanceLifetime); the issuer must outlast them.
+PROXY_LEAF_LIFETIME = Duration.parse("24h")
+# `linkerd check` warns when a trust anchor is valid for less than this.
+LINKERD_CHECK_ANCHOR_MINIMUM = Duration.parse("1440h")
+# Config of the default providers, which the program's explicit providers never read.
+_IGNORED_PROVIDER_KEYS = {
+    "kubernetes:context": "kubeContext", "kubernetes:kubeconfig": "kubeconfig",
+    "vault:address": "vaultAddress", "vault:namespace": "vaultNamespace", "vault:token": "vaultToken",
+}
+_VAULT_PATH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(/[A-Za-z0-9][A-Za-z0-9_-]*)*$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Declaration:
+    key: str
+    type: str
+    description: str
+    default: Any = _MISSING
+    items: str | None = None
+
+    @property
+    def required(self) -> bool:
+        return self.default is _MISSING
+
+
+def load_declarations(project_file: Path = PROJECT_DIR / "Pulumi.yaml") -> dict[str, Declaration]:
+    """The `config:` block of Pulumi.yaml, as the CLI sees it."""
+    project = yaml.safe_load(project_file.read_text(encoding="utf-8"))
+    declarations = {}
+    for key, spec in (project.get("config") or {}).items():
+        declarations[key] = Declaration(
+            key=key, type=spec["type"], description=spec.get("description", ""),
+            default=spec.get("default", _MISSING), items=(spec.get("items") or {}).get("type"),
+        )
+    return declarations
+
+
+class Secret:
+    """A secret setting: its value never appears in a repr, a log line or an error message."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('[secret]')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class KubernetesSettings:
+    context: str
+    kubeconfig: str
+
+
+@dataclass(frozen=True)
+class RolloutSettings:
+    default_policy: str
+    overrides: Mapping[str, str]
+
+    def policy_for(self, namespace: str) -> str:
+        return self.overrides.get(namespace, self.default_policy)
+
+
+@dataclass(frozen=True)
+class AnchorRotation:
+    """Where a trust-anchor rotation stands. The bundle and the issuing anchor follow from the phase."""
+
+    phase: str
+    current: str
+    next: str
+
+    @property
+    def bundle_anchors(self) -> tuple[str, ...]:
+        """Anchors the trust bundle carries, oldest first."""
+        return {
+            "none": (self.current,),
+            "add-next": (self.current, self.next),
+            "issue-from-next": (self.current, self.next),
+            "drop-previous": (self.next,),
+        }[self.phase]
+
+    @property
+    def issuing_anchor(self) -> str:
+        """The anchor the Linkerd identity issuer chains to."""
+        return self.current if self.phase in ("none", "add-next") else self.next
+
+    @property
+    def anchors(self) -> tuple[str, ...]:
+        """Every anchor this phase still needs to exist (in the bundle or signing)."""
+        return tuple(dict.fromkeys((*self.bundle_anchors, self.issuing_anchor)))
+
+
+@dataclass(frozen=True)
+class PkiSettings:
+    mode: str
+    protect: bool
+    rotation: AnchorRotation
+    anchor_validity: Duration
+    issuer_duration: Duration
+    issuer_renew_before: Duration
+    workload_duration: Duration
+
+    @property
+    def workload_renew_before(self) -> Duration:
+        """Renew when a third of the lifetime remains, i.e. two thirds of the way through."""
+        return Duration(self.workload_duration.seconds // 3)
+
+
+@dataclass(frozen=True)
+class VaultSettings:
+    address: str
+    namespace: str
+    ca_bundle_pem: str
+    mount_prefix: str
+    root_ttl: Duration
+    intermediate_ttl: Duration
+    kubernetes_auth_path: str
+    create_kubernetes_auth: bool
+    kubernetes_host: str
+    auth_role: str
+    auth_token_ttl: Duration
+    workload_role: str
+    token: Secret | None = field(default=None, repr=False)
+
+    def root_mount(self, anchor: str) -> str:
+        return f"{self.mount_prefix}-root-{anchor}"
+
+    def intermediate_mount(self, anchor: str) -> str:
+        return f"{self.mount_prefix}-int-{anchor}"
+
+
+@dataclass(frozen=True)
+class CertManagerSettings:
+    install: bool
+    namespace: str
+    chart_version: str
+    trust_manager_chart_version: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    stack: str
+    environment: str
+    trust_domain: str
+    kubernetes: KubernetesSettings
+    graph: ServiceGraph
+    adopt_namespaces: tuple[str, ...]
+    rollout: RolloutSettings
+    pki: PkiSettings
+    vault: VaultSettings | None
+    cert_manager: CertManagerSettings
+
+    @property
+    def is_prod(self) -> bool:
+        return self.environment == "prod"
+
+
+def read_stack_config() -> tuple[dict[str, str], frozenset[str]]:
+    """Every config value of the running stack (as the language host passed it) and which keys are secret."""
+    from pulumi.runtime import config as runtime_config
+
+    values = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    secret_keys = set(runtime_config.get_config_secret_keys_env()) | set(runtime_config._SECRET_KEYS.get())
+    return values, frozenset(secret_keys)
+
+
+class _Config:
+    """Typed access to the raw config strings, recording a problem (with the full key) for each bad value."""
+
+    def __init__(self, raw: Mapping[str, str], secret_keys: frozenset[str], declarations: dict[str, Declaration],
+                 problems: Problems):
+        self.raw = raw
+        self.secret_keys = secret_keys
+        self.declarations = declarations
+        self.problems = problems
+
+    @staticmethod
+    def full(key: str) -> str:
+        return f"{PROJECT}:{key}"
+
+    def add(self, key: str, what: str, fix: str = "") -> None:
+        self.problems.add(self.full(key), what, fix)
+
+    def _raw(self, key: str) -> Any:
+        declaration = self.declarations[key]
+        value = self.raw.get(self.full(key), _MISSING)
+        if value is _MISSING:
+            if declaration.required:
+                self.add(key, "is required but not set", f"Set it: pulumi config set {key} <value>  ({declaration.description})")
+                return None
+            return declaration.default
+        return value
+
+    def string(self, key: str) -> str:
+        value = self._raw(key)
+        return "" if value is None else str(value)
+
+    def boolean(self, key: str) -> bool:
+        value = self._raw(key)
+        if isinstance(value, bool) or value is None:
+            return bool(value)
+        if str(value).lower() in ("true", "false"):
+            return str(value).lower() == "true"
+        self.add(key, f"must be true or false, not '{value}'")
+        return bool(self.declarations[key].default)
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        value = self._raw(key)
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                self.add(key, f"must be a list of strings, not '{value}'", f"e.g. pulumi config set --path '{key}[0]' <value>")
+                return ()
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.add(key, "must be a list of strings")
+            return ()
+        return tuple(value)
+
+    def duration(self, key: str) -> Duration | None:
+        text = self.string(key)
+        try:
+            return Duration.parse(text)
+        except ValueError as err:
+            self.add(key, str(err))
+            return None
+
+    def choice(self, key: str, choices: tuple[str, ...]) -> str:
+        value = self.string(key)
+        if value not in choices:
+            self.add(key, f"'{value}' is not one of {', '.join(choices)}", did_you_mean(value, choices))
+        return value
+
+    def secret(self, key: str) -> Secret | None:
+        full = self.full(key)
+        if full not in self.raw:
+            return None
+        if full not in self.secret_keys:
+            self.add(key, "is stored in plaintext", f"Store it encrypted: pulumi config set --secret {key} <value>")
+        return Secret(str(self.raw[full]))
+
+
+def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[str] = frozenset(),
+                  project_dir: Path = PROJECT_DIR, declarations: dict[str, Declaration] | None = None) -> "Settings":
+    """Build the validated settings of one stack, or raise SettingsError listing every problem."""
+    problems = Problems()
+    declarations = declarations if declarations is not None else load_declarations(project_dir / "Pulumi.yaml")
+    config = _Config(raw, secret_keys, declarations, problems)
+    _check_keys(config, raw)
+
+    environment = config.choice("environment", ENVIRONMENTS)
+    kubernetes = KubernetesSettings(config.string("kubeContext"), config.string("kubeconfig"))
+    if "kubeContext" in declarations and not kubernetes.context and config.full("kubeContext") in raw:
+        config.add("kubeContext", "is empty", "Name the kubeconfig context of this stack's cluster")
+    trust_domain = config.string("trustDomain")
+    if not re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$", trust_domain):
+        config.add("trustDomain", f"'{trust_domain}' is not a DNS name", "e.g. cluster.local or prod.example.com")
+
+    graph_file = config.string("serviceGraph")
+    graph = load_graph(project_dir / graph_file, graph_file, problems) if graph_file else None
+    if not graph_file:
+        config.add("serviceGraph", "is empty", "Point it at the service-graph YAML, e.g. services.yaml")
+
+    adopt = config.strings("adoptNamespaces")
+    rollout = _rollout(config, graph)
+    if graph is not None:
+        for index, namespace in enumerate(adopt):
+            if namespace not in graph.namespaces:
+                config.add(f"adoptNamespaces[{index}]", f"'{namespace}' is not a namespace of {graph.source}",
+                           did_you_mean(namespace, graph.namespaces))
+
+    pki = _pki(config, environment)
+    vault = _vault(config, environment, project_dir, pki) if pki is not None and pki.mode == "vault" else None
+    cert_manager = CertManagerSettings(
+        install=config.boolean("installCertManager"),
+        namespace=config.string("certManagerNamespace"),
+        chart_version=config.string("certManagerChartVersion"),
+        trust_manager_chart_version=config.string("trustManagerChartVersion"),
+    )
+    for key in ("certManagerChartVersion", "trustManagerChartVersion"):
+        if not re.match(r"^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$", config.string(key)):
+            config.add(key, f"'{config.string(key)}' is not a chart version", "Pin an exact version such as v1.21.1")
+    if not _DNS_LABEL.match(cert_manager.namespace):
+        config.add("certManagerNamespace", f"'{cert_manager.namespace}' is not a valid namespace name")
+
+    problems.raise_if_any(stack)
+    return Settings(
+        stack=stack, environment=environment, trust_domain=trust_domain, kubernetes=kubernetes, graph=graph,
+        adopt_namespaces=adopt, rollout=rollout, pki=pki, vault=vault, cert_manager=cert_manager,
+    )
+
+
+def _check_keys(config: _Config, raw: Mapping[str, str]) -> None:
+    known = set(config.declarations) | set(SECRET_SETTINGS)
+    for full_key in sorted(raw):
+        namespace, _, key = full_key.partition(":")
+        if namespace == PROJECT and key not in known:
+            config.add(key, "is not a setting of this program", did_you_mean(key, known))
+        elif full_key in _IGNORED_PROVIDER_KEYS:
+            config.problems.add(full_key, "is ignored: the program passes explicit providers their settings",
+                                f"Set {PROJECT}:{_IGNORED_PROVIDER_KEYS[full_key]} instead")
+
+
+def _rollout(config: _Config, graph: ServiceGraph | None) -> RolloutSettings:
+    default_policy = config.choice("defaultInboundPolicy", INBOUND_POLICIES)
+    overrides: dict[str, str] = {}
+    for index, entry in enumerate(config.strings("inboundPolicyOverrides")):
+        key = f"inboundPolicyOverrides[{index}]"
+        namespace, sep, policy = entry.partition("=")
+        if not sep:
+            config.add(key, f"'{entry}' is not namespace=policy", "e.g. legacy=audit")
+            continue
+        if policy not in INBOUND_POLICIES:
+            config.add(key, f"'{policy}' is not an inbound policy", f"{did_you_mean(policy, INBOUND_POLICIES)} Valid: {', '.join(INBOUND_POLICIES)}")
+        if graph is not None and namespace not in graph.namespaces:
+            config.add(key, f"'{namespace}' is not a namespace of {graph.source}", did_you_mean(namespace, graph.namespaces))
+        elif graph is not None and not graph.namespaces[namespace].meshed:
+            config.add(key, f"namespace '{namespace}' is not meshed, so it has no inbound policy", "Remove the override")
+        if namespace in overrides:
+            config.add(key, f"namespace '{namespace}' is overridden twice")
+        overrides[namespace] = policy
+    return RolloutSettings(default_policy, overrides)
+
+
+def _pki(config: _Config, environment: str) -> PkiSettings | None:
+    mode = config.choice("pkiMode", PKI_MODES)
+    if mode == "self-signed" and environment == "prod" and not config.boolean("allowSelfSignedInProd"):
+        config.add("pkiMode", "is self-signed in a prod environment",
+                   "Use pkiMode vault, or set allowSelfSignedInProd true if this really is intended")
+
+    current, next_anchor = config.string("trustAnchor"), config.string("nextTrustAnchor")
+    phase = config.choice("anchorRotationPhase", ROTATION_PHASES)
+    for key, anchor in (("trustAnchor", current), ("nextTrustAnchor", next_anchor)):
+        if anchor and (len(anchor) > 20 or not _DNS_LABEL.match(anchor)):
+            config.add(key, f"'{anchor}' is not a valid anchor id",
+                       "Use at most 20 lowercase letters, digits and '-', e.g. 2026-11 (it names Vault mounts and cluster objects)")
+    if phase == "none" and next_anchor:
+        config.add("nextTrustAnchor", f"is '{next_anchor}' but anchorRotationPhase is none",
+                   "Start the rotation with anchorRotationPhase add-next, or clear nextTrustAnchor")
+    if phase in ROTATION_PHASES and phase != "none":
+        if not next_anchor:
+            config.add("anchorRotationPhase", f"is {phase}, which needs the anchor being rotated in",
+                       "Set nextTrustAnchor (rotation starts with add-next)")
+        elif next_anchor == current:
+            config.add("nextTrustAnchor", f"is the current anchor '{current}'", "Give the new anchor a new id")
+
+    durations = {key: config.duration(key) for key in (
+        "trustAnchorValidity", "identityIssuerDuration", "identityIssuerRenewBefore", "workloadCertDuration")}
+    if None in durations.values():
+        return None
+    anchor_validity = durations["trustAnchorValidity"]
+    issuer, renew_before = durations["identityIssuerDuration"], durations["identityIssuerRenewBefore"]
+    workload = durations["workloadCertDuration"]
+    if renew_before >= issuer:
+        config.add("identityIssuerRenewBefore", f"({renew_before}) must be shorter than identityIssuerDuration ({issuer})",
+                   "cert-manager would renew the issuer continuously; Linkerd's default is 48h0m0s renewed 25h0m0s before expiry")
+    if renew_before < PROXY_LEAF_LIFETIME:
+        config.add("identityIssuerRenewBefore", f"({renew_before}) is shorter than the proxies' {PROXY_LEAF_LIFETIME} leaf certificates",
+                   "A leaf signed just before renewal would outlive its issuer; use at least 24h0m0s")
+    if issuer >= anchor_validity:
+        config.add("identityIssuerDuration", f"({issuer}) must be shorter than trustAnchorValidity ({anchor_validity})",
+                   "No certificate may outlive the anchor it chains to")
+    if anchor_validity < LINKERD_CHECK_ANCHOR_MINIMUM:
+        config.add("trustAnchorValidity", f"({anchor_validity}) is under 60 days, which `linkerd check` flags",
+                   "Use years, e.g. 87600h, and rotate with the runbook")
+    if workload < Duration.parse("1h"):
+        config.add("workloadCertDuration", f"({workload}) is shorter than an hour", "cert-manager's minimum is 1h")
+    if workload >= anchor_validity:
+        config.add("workloadCertDuration", f"({workload}) must be shorter than trustAnchorValidity ({anchor_validity})")
+    rotation = AnchorRotation(phase if phase in ROTATION_PHASES else "none", current, next_anchor)
+    return PkiSettings(mode=mode, protect=config.boolean("protectPki"), rotation=rotation,
+                       anchor_validity=anchor_validity, issuer_duration=issuer, issuer_renew_before=renew_before,
+                       workload_duration=workload)
+
+
+def _url(config: _Config, key: str, environment: str) -> str:
+    value = config.string(key)
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        config.add(key, f"'{value}' is not an http(s) URL", "e.g. https://vault.example.com:8200")
+    elif parsed.scheme == "http" and environment != "dev":
+        config.add(key, f"'{value}' is plain http in {environment}", "Use https outside dev: the token and keys cross this link")
+    return value
+
+
+def _vault(config: _Config, environment: str, project_dir: Path, pki: PkiSettings) -> VaultSettings | None:
+    problems_before = len(config.problems.items)
+    if not config.string("vaultAddress"):
+        config.add("vaultAddress", "is required with pkiMode vault", "Set it: pulumi config set vaultAddress https://vault.example.com:8200")
+        address = ""
+    else:
+        address = _url(config, "vaultAddress", environment)
+    create_auth = config.boolean("vaultKubernetesAuthCreate")
+    kubernetes_host = config.string("vaultKubernetesHost")
+    if create_auth and not kubernetes_host:
+        config.add("vaultKubernetesHost", "is required when vaultKubernetesAuthCreate is true",
+                   "Give the Kubernetes API address Vault can reach (kubectl cluster-info), or reuse an existing mount")
+    elif kubernetes_host:
+        _url(config, "vaultKubernetesHost", environment)
+
+    ca_bundle = ""
+    ca_file = config.string("vaultCaBundleFile")
+    if ca_file:
+        try:
+            ca_bundle = (project_dir / ca_file).read_text(encoding="utf-8")
+        except OSError as err:
+            config.add("vaultCaBundleFile", f"cannot read '{ca_file}': {err.strerror}")
+        else:
+            if "-----BEGIN CERTIFICATE-----" not in ca_bundle:
+                config.add("vaultCaBundleFile", f"'{ca_file}' holds no PEM certificate")
+
+    for key in ("vaultMountPrefix", "vaultKubernetesAuthPath"):
+        if not _VAULT_PATH.match(config.string(key)):
+            config.add(key, f"'{config.string(key)}' is not a Vault path", "Letters, digits, '-', '_' and inner '/', no leading or trailing '/'")
+    for key in ("vaultAuthRole", "vaultWorkloadRole"):
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]*$", config.string(key)):
+            config.add(key, f"'{config.string(key)}' is not a Vault role name", "Letters, digits, '-' and '_'")
+    namespace = config.string("vaultNamespace").strip("/")
+
+    intermediate_ttl = config.duration("vaultIntermediateTtl")
+    token_ttl = config.duration("vaultAuthTokenTtl")
+    if intermediate_ttl is not None:
+        if intermediate_ttl >= pki.anchor_validity:
+            config.add("vaultIntermediateTtl", f"({intermediate_ttl}) must be shorter than the root's trustAnchorValidity ({pki.anchor_validity})")
+        if pki.issuer_duration >= intermediate_ttl:
+            config.add("identityIssuerDuration", f"({pki.issuer_duration}) must be shorter than vaultIntermediateTtl ({intermediate_ttl})")
+        if pki.workload_duration >= intermediate_ttl:
+            config.add("workloadCertDuration", f"({pki.workload_duration}) must be shorter than vaultIntermediateTtl ({intermediate_ttl})")
+    if token_ttl is not None and not Duration.parse("1m") <= token_ttl <= Duration.parse("1h"):
+        config.add("vaultAuthTokenTtl", f"({token_ttl}) should be between 1m and 1h",
+                   "cert-manager logs in for each request; a short-lived token limits what a leaked one can do")
+    token = config.secret("vaultToken")
+    if len(config.problems.items) != problems_before:
+        return None
+    return VaultSettings(
+        address=address, namespace=namespace, ca_bundle_pem=ca_bundle, mount_prefix=config.string("vaultMountPrefix"),
+        root_ttl=pki.anchor_validity, intermediate_ttl=intermediate_ttl,
+        kubernetes_auth_path=config.string("vaultKubernetesAuthPath"), create_kubernetes_auth=create_auth,
+        kubernetes_host=kubernetes_host, auth_role=config.string("vaultAuthRole"), auth_token_ttl=token_ttl,
+        workload_role=config.string("vaultWorkloadRole"), token=token,
+    )

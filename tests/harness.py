@@ -1,0 +1,215 @@
+"""Runs the real program (`__main__.py`) under Pulumi's mocks with a stack file's config and records what it registers.
+
+`preview=False` so apply callbacks run as they do in `pulumi up`. The mock monitor keeps each registration's inputs
+and options (provider, parent, protect, dependencies), so tests can check wiring as well as content.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import runpy
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import pulumi
+import yaml
+from pulumi.runtime import mocks, rpc
+from pulumi.runtime import settings as runtime_settings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+SHARED_DIR = PROJECT_DIR.parent / "shared"
+STACKS = tuple(sorted(p.name.split(".")[1] for p in (PROJECT_DIR / "stacks").glob("Pulumi.*.yaml")))
+PROJECT = "mtls-mesh"
+SECRET_SIG = rpc._special_sig_key
+SECRET_VALUE_SIG = rpc._special_secret_sig
+SECRET_PLACEHOLDER = "[secret from the stack file]"
+
+if str(PROJECT_DIR) not in sys.path:
+    sys.path.insert(0, str(PROJECT_DIR))
+
+
+@dataclass
+class Registration:
+    type: str
+    name: str
+    urn: str
+    inputs: dict[str, Any]
+    provider: str
+    parent: str
+    protect: bool
+    dependencies: tuple[str, ...]
+    custom: bool
+
+    @property
+    def is_kubernetes(self) -> bool:
+        return self.type.startswith("kubernetes:") and self.custom
+
+    def object(self) -> dict[str, Any]:
+        """The Kubernetes object as it reaches the provider: secrets unwrapped, wire floats back to ints."""
+        return plain(self.inputs)
+
+
+def plain(value: Any) -> Any:
+    """Undo the mock wire format: unwrap secret envelopes and turn integral floats back into ints."""
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == SECRET_VALUE_SIG:
+            return plain(value.get("value"))
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return value
+
+
+def is_secret_envelope(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SECRET_SIG) == SECRET_VALUE_SIG
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Echoes inputs as outputs, plus the few computed outputs the program reads back."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        outputs = dict(args.inputs)
+        outputs.update(computed_outputs(args.typ, args.name, args.inputs))
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+
+def computed_outputs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Stand-ins for outputs a provider computes: PEM text shaped like the real thing, never real key material."""
+    fake_pem = f"-----BEGIN CERTIFICATE-----\nMOCK-{name}\n-----END CERTIFICATE-----\n"
+    if type_ == "tls:index/privateKey:PrivateKey":
+        return {"privateKeyPem": f"-----BEGIN PRIVATE KEY-----\nMOCK-{name}\n-----END PRIVATE KEY-----\n",
+                "publicKeyPem": f"-----BEGIN PUBLIC KEY-----\nMOCK-{name}\n-----END PUBLIC KEY-----\n"}
+    if type_ in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
+        return {"certPem": fake_pem}
+    if type_ == "vault:pkiSecret/secretBackendRootCert:SecretBackendRootCert":
+        return {"certificate": fake_pem, "issuingCa": fake_pem}
+    if type_ == "vault:pkiSecret/secretBackendIntermediateCertRequest:SecretBackendIntermediateCertRequest":
+        return {"csr": f"-----BEGIN CERTIFICATE REQUEST-----\nMOCK-{name}\n-----END CERTIFICATE REQUEST-----\n"}
+    if type_ == "vault:pkiSecret/secretBackendRootSignIntermediate:SecretBackendRootSignIntermediate":
+        return {"certificate": fake_pem, "issuingCa": fake_pem, "caChains": [fake_pem]}
+    return {}
+
+
+class RecordingMonitor(mocks.MockMonitor):
+    def __init__(self, mock: pulumi.runtime.Mocks):
+        super().__init__(mock)
+        self.registrations: list[Registration] = []
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self.registrations.append(Registration(
+                type=request.type, name=request.name, urn=response.urn,
+                inputs=json.loads(json.dumps(_wire_inputs(request), default=str)),
+                provider=request.provider, parent=request.parent, protect=request.protect,
+                dependencies=tuple(request.dependencies), custom=request.custom,
+            ))
+        return response
+
+
+def _wire_inputs(request) -> dict[str, Any]:
+    """Inputs as they cross the wire, keeping secret envelopes (so tests can see what is secret)."""
+    from google.protobuf import json_format
+    return json_format.MessageToDict(request.object)
+
+
+@dataclass
+class Run:
+    stack: str
+    config: dict[str, str]
+    registrations: list[Registration]
+    exports: dict[str, Any] = field(default_factory=dict)
+    secret_exports: frozenset[str] = frozenset()
+
+    def of_type(self, type_: str) -> list[Registration]:
+        return [r for r in self.registrations if r.type == type_]
+
+    def named(self, name: str) -> Registration:
+        found = [r for r in self.registrations if r.name == name]
+        assert len(found) == 1, f"expected one resource named {name!r}, found {len(found)}: {[r.type for r in found]}"
+        return found[0]
+
+    def by_urn(self, urn: str) -> Registration:
+        return next(r for r in self.registrations if r.urn == urn)
+
+    def kubernetes(self) -> list[Registration]:
+        return [r for r in self.registrations if r.is_kubernetes]
+
+    def objects(self, kind: str | None = None) -> list[dict[str, Any]]:
+        objs = [r.object() for r in self.kubernetes() if not r.type.startswith("kubernetes:helm.sh")]
+        return [o for o in objs if kind is None or o.get("kind") == kind]
+
+    def object(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
+        found = [o for o in self.objects(kind) if o["metadata"].get("name") == name
+                 and (namespace is None or o["metadata"].get("namespace") == namespace)]
+        assert len(found) == 1, f"expected one {kind} {namespace or ''}/{name}, found {len(found)}"
+        return found[0]
+
+
+def stack_file(stack: str) -> Path:
+    return PROJECT_DIR / "stacks" / f"Pulumi.{stack}.yaml"
+
+
+def stack_config(stack: str) -> tuple[dict[str, str], set[str]]:
+    """A stack file's config the way the CLI hands it to the program: strings, objects as JSON text."""
+    document = yaml.safe_load(stack_file(stack).read_text()) or {}
+    config, secret_keys = {}, set()
+    for key, value in (document.get("config") or {}).items():
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            config[key] = SECRET_PLACEHOLDER
+            secret_keys.add(key)
+        else:
+            config[key] = wire_value(value)
+    return config, secret_keys
+
+
+def wire_value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set_config: dict[str, Any] | None = None,
+                unset: Iterable[str] = (), secrets: Iterable[str] = (), graph: dict[str, Any] | None = None,
+                tmp_path: Path | None = None) -> Run:
+    """Run `__main__.py` for a stack. `set_config` overrides keys (short names), `unset` removes them,
+    `secrets` marks keys secret, `graph` replaces the service graph (written under `tmp_path`)."""
+    base, secret_keys = stack_config(stack) if config is None else (dict(config), set())
+    for key in unset:
+        base.pop(f"{PROJECT}:{key}", None)
+    for key, value in (set_config or {}).items():
+        base[key if ":" in key else f"{PROJECT}:{key}"] = wire_value(value)
+    secret_keys |= {k if ":" in k else f"{PROJECT}:{k}" for k in secrets}
+    if graph is not None:
+        assert tmp_path is not None, "a replacement graph needs tmp_path"
+        graph_file = tmp_path / "graph.yaml"
+        graph_file.write_text(yaml.safe_dump(graph))
+        base[f"{PROJECT}:serviceGraph"] = str(graph_file)
+
+    monitor = RecordingMonitor(RecordingMocks())
+    pulumi.runtime.set_all_config(base, sorted(secret_keys))
+    runtime_settings.ROOT.set(None)
+    pulumi.runtime.set_mocks(RecordingMocks(), project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    try:
+        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(PROJECT_DIR / "__main__.py"), run_name="__main__")))
+    except Exception as err:
+        # Tests assert that a rejected stack registered nothing before the error.
+        err.registrations = monitor.registrations
+        raise
+
+    root = runtime_settings.get_root_resource()
+    exports, secret_exports = {}, set()
+    for name, value in (root.outputs or {}).items():
+        output = pulumi.Output.from_input(value)
+        exports[name] = _sync_await(output.future())
+        if _sync_await(output.is_secret()):
+            secret_exports.add(name)
+    return Run(stack, base, monitor.registrations, exports, frozenset(secret_exports))

@@ -1,0 +1,81 @@
+"""Mesh namespaces: injection, the rollout phase per namespace, opt-outs, adoption and the linkerd namespace."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.errors import Problems
+from components.graph import parse_graph
+from components.namespaces import linkerd_namespace_object, workload_namespace_object
+from components.settings import INBOUND_POLICIES, RolloutSettings
+from test_graph import EXAMPLE
+
+INJECT = "linkerd.io/inject"
+POLICY = "config.linkerd.io/default-inbound-policy"
+
+
+def annotations(run, name):
+    return run.object("Namespace", name)["metadata"].get("annotations", {})
+
+
+def test_every_graph_namespace_is_registered_in_every_stack(each_stack):
+    names = {o["metadata"]["name"] for o in each_stack.objects("Namespace")}
+    assert names == set(EXAMPLE["namespaces"]) | {"linkerd"}
+
+
+@pytest.mark.parametrize("stack,namespace,policy", [
+    ("dev", "web", "audit"), ("dev", "ingress", "audit"),
+    ("staging", "web", "deny"), ("staging", "payments", "deny"), ("staging", "ingress", "all-unauthenticated"),
+    ("prod", "data", "deny"), ("prod", "ingress", "all-unauthenticated"),
+])
+def test_meshed_namespaces_carry_their_rollout_phase(request, stack, namespace, policy):
+    run = request.getfixturevalue(stack)
+    assert annotations(run, namespace)[INJECT] == "enabled"
+    assert annotations(run, namespace)[POLICY] == policy
+    assert run.exports["inboundPolicies"][namespace] == policy
+
+
+def test_unmeshed_namespace_is_explicitly_not_injected(each_stack):
+    batch = annotations(each_stack, "batch")
+    assert batch[INJECT] == "disabled" and POLICY not in batch
+
+
+def test_callers_of_a_proxy_free_database_skip_its_port(dev):
+    # billing, ledger (payments) and catalog (web) call postgres:5432, which has no proxy and terminates TLS itself.
+    assert annotations(dev, "payments")["config.linkerd.io/skip-outbound-ports"] == "5432"
+    assert annotations(dev, "web")["config.linkerd.io/skip-outbound-ports"] == "5432"
+    assert "config.linkerd.io/skip-outbound-ports" not in annotations(dev, "ingress")
+
+
+def test_linkerd_namespace_has_the_labels_the_control_plane_requires(each_stack):
+    linkerd = each_stack.object("Namespace", "linkerd")["metadata"]
+    assert linkerd["labels"]["linkerd.io/is-control-plane"] == "true"
+    assert linkerd["labels"]["config.linkerd.io/admission-webhooks"] == "disabled"
+    assert linkerd["labels"]["linkerd.io/control-plane-ns"] == "linkerd"
+    assert linkerd["annotations"][INJECT] == "disabled"
+
+
+def test_prod_adopts_existing_namespaces_by_server_side_patch(prod):
+    kinds = {r.name: r.type for r in prod.registrations if r.type.startswith("kubernetes:core/v1:Namespace")}
+    assert kinds["mesh-web"] == kinds["mesh-payments"] == "kubernetes:core/v1:NamespacePatch"
+    assert kinds["mesh-data"] == "kubernetes:core/v1:Namespace"
+    assert annotations(prod, "web")["pulumi.com/patchForce"] == "true"
+
+
+@pytest.mark.parametrize("policy", INBOUND_POLICIES)
+def test_namespace_builder_applies_overrides_over_the_default(policy):
+    graph = parse_graph(EXAMPLE, "services.yaml", Problems())
+    rollout = RolloutSettings("deny", {"web": policy})
+    assert workload_namespace_object(graph.namespaces["web"], graph, rollout)["metadata"]["annotations"][POLICY] == policy
+    assert workload_namespace_object(graph.namespaces["data"], graph, rollout)["metadata"]["annotations"][POLICY] == "deny"
+
+
+def test_skip_inbound_ports_from_the_graph_reach_the_namespace():
+    document = {**EXAMPLE, "namespaces": {**EXAMPLE["namespaces"], "data": {"skipInboundPorts": [9187, 5432]}}}
+    graph = parse_graph(document, "services.yaml", Problems())
+    meta = workload_namespace_object(graph.namespaces["data"], graph, RolloutSettings("deny", {}))["metadata"]
+    assert meta["annotations"]["config.linkerd.io/skip-inbound-ports"] == "5432,9187"
+
+
+def test_linkerd_namespace_builder_is_never_injected():
+    assert linkerd_namespace_object()["metadata"]["annotations"] == {INJECT: "disabled"}

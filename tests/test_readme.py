@@ -1,0 +1,40 @@
+"""The README tells the truth: every declared setting is documented with its real default, and CI runs its test command."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from harness import PROJECT_DIR
+from components.settings import SECRET_SETTINGS, load_declarations
+
+README = (PROJECT_DIR / "README.md").read_text()
+
+
+def settings_table() -> dict[str, str]:
+    section = README.split("## Stack settings", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([A-Za-z]+)` \| ([^|]+) \|", section, re.MULTILINE)
+    return {key: default.strip() for key, default in rows}
+
+
+def test_every_setting_is_documented_with_its_default():
+    table = settings_table()
+    for key, declaration in load_declarations().items():
+        assert key in table, f"README's settings table lacks {key}"
+        if declaration.required:
+            assert table[key] == "(required)", key
+        else:
+            shown = declaration.default if isinstance(declaration.default, str) else json.dumps(declaration.default)
+            assert table[key] == f"`{shown}`" or table[key] == f'`"{shown}"`', f"{key}: README says {table[key]}, Pulumi.yaml {shown!r}"
+    for key in SECRET_SETTINGS:
+        assert key in table
+
+
+def test_the_readme_documents_no_setting_that_does_not_exist():
+    extra = set(settings_table()) - set(load_declarations()) - set(SECRET_SETTINGS)
+    assert not extra, f"README documents unknown settings {extra}"
+
+
+def test_ci_runs_the_readme_test_command():
+    command = re.search(r"## Run the tests\n\n```bash\n.*\n(?:venv/bin/)?(python -m pytest[^\n]*)", README).group(1)
+    assert command in (PROJECT_DIR / ".ci" / "run").read_text()
