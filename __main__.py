@@ -2,9 +2,13 @@
 
 import pulumi
 
+from components.cert_manager import AnchorMaterial, CertManager, CertManagerArgs
 from components.namespaces import MeshNamespaces, MeshNamespacesArgs
-from components.providers import kubernetes_provider
+from components.providers import kubernetes_provider, vault_provider
+from components.rotation import rotation_status
 from components.settings import load_settings, read_stack_config
+from components.trust import SelfSignedAnchors
+from components.vault_pki import VaultPki, VaultPkiArgs
 
 config, secret_keys = read_stack_config()
 settings = load_settings(config, pulumi.get_stack(), secret_keys=secret_keys)
@@ -18,7 +22,26 @@ namespaces = MeshNamespaces(
     on_cluster,
 )
 
+if settings.vault is not None:
+    pki = VaultPki("pki", VaultPkiArgs(settings),
+                   pulumi.ResourceOptions(providers={"vault": vault_provider("vault", settings.vault)}))
+    anchors = {a: AnchorMaterial(v.root_certificate_pem, ready=v.ready) for a, v in pki.anchors.items()}
+    vault_login_ready = pki.login_ready
+else:
+    self_signed = SelfSignedAnchors("anchor", settings)
+    anchors = {a: AnchorMaterial(v.certificate_pem, v.private_key_pem) for a, v in self_signed.anchors.items()}
+    vault_login_ready = []
+
+certificates = CertManager(
+    "certs",
+    CertManagerArgs(settings=settings, anchors=anchors, namespaces=namespaces.namespaces,
+                    linkerd_namespace=namespaces.linkerd, vault_login_ready=vault_login_ready),
+    on_cluster,
+)
+
 pulumi.export("environment", settings.environment)
 pulumi.export("inboundPolicies", {
     ns.name: settings.rollout.policy_for(ns.name) for ns in settings.graph.meshed_namespaces
 })
+pulumi.export("trustAnchors", {anchor: material.certificate_pem for anchor, material in anchors.items()})
+pulumi.export("trustRotation", rotation_status(settings.pki.rotation))

@@ -315,9 +315,10 @@ def _read_service(reader: _Reader, key: str, raw: Any, namespaces: dict[str, Nam
         reader.add(f"{path}.meshed", f"is true, but namespace '{namespace}' is not meshed",
                    "Mesh the namespace, or drop 'meshed: true'")
         ok = False
-    proxied = meshed and namespace_meshed
     has_tls_port = any(p.protocol == "TLS" for p in ports or ())
-    certificate = reader.boolean(fields.get("certificate"), f"{path}.certificate", not proxied or has_tls_port)
+    # Deliberately proxy-free services (and TLS ports) terminate TLS themselves; services of a namespace that is
+    # simply not onboarded yet get a certificate only when asked.
+    certificate = reader.boolean(fields.get("certificate"), f"{path}.certificate", not meshed or has_tls_port)
     egress = _read_egress(reader, path, fields.get("egress"))
 
     if not ok or ports is None or egress is None:

@@ -152,6 +152,7 @@ class VaultSettings:
     address: str
     namespace: str
     ca_bundle_pem: str
+    ca_bundle_path: str
     mount_prefix: str
     root_ttl: Duration
     intermediate_ttl: Duration
@@ -441,11 +442,12 @@ def _vault(config: _Config, environment: str, project_dir: Path, pki: PkiSetting
     elif kubernetes_host:
         _url(config, "vaultKubernetesHost", environment)
 
-    ca_bundle = ""
+    ca_bundle, ca_path = "", ""
     ca_file = config.string("vaultCaBundleFile")
     if ca_file:
+        ca_path = str(project_dir / ca_file)
         try:
-            ca_bundle = (project_dir / ca_file).read_text(encoding="utf-8")
+            ca_bundle = Path(ca_path).read_text(encoding="utf-8")
         except OSError as err:
             config.add("vaultCaBundleFile", f"cannot read '{ca_file}': {err.strerror}")
         else:
@@ -476,7 +478,7 @@ def _vault(config: _Config, environment: str, project_dir: Path, pki: PkiSetting
     if len(config.problems.items) != problems_before:
         return None
     return VaultSettings(
-        address=address, namespace=namespace, ca_bundle_pem=ca_bundle, mount_prefix=config.string("vaultMountPrefix"),
+        address=address, namespace=namespace, ca_bundle_pem=ca_bundle, ca_bundle_path=ca_path, mount_prefix=config.string("vaultMountPrefix"),
         root_ttl=pki.anchor_validity, intermediate_ttl=intermediate_ttl,
         kubernetes_auth_path=config.string("vaultKubernetesAuthPath"), create_kubernetes_auth=create_auth,
         kubernetes_host=kubernetes_host, auth_role=config.string("vaultAuthRole"), auth_token_ttl=token_ttl,
