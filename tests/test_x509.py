@@ -1,0 +1,256 @@
+"""Real certificates, not just inputs: build with `cryptography` the chain each stack's registrations describe
+(root -> [Vault intermediate] -> Linkerd identity issuer -> proxy leaf, and a workload leaf), check what Linkerd and
+TLS peers check, then complete real mutual-TLS handshakes with Python's ssl, and watch the bad ones fail."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import ssl
+import threading
+from dataclasses import dataclass
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+
+from components.graph import mesh_identity
+from harness import plain
+from components.settings import PROXY_LEAF_LIFETIME
+
+NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+CURVES = {("ECDSA", 256): ec.SECP256R1(), ("ec", 256): ec.SECP256R1(), ("P256", None): ec.SECP256R1()}
+USAGE_EKU = {"server auth": ExtendedKeyUsageOID.SERVER_AUTH, "client auth": ExtendedKeyUsageOID.CLIENT_AUTH}
+
+
+@dataclass
+class Issued:
+    cert: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+    def pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    def key_pem(self) -> bytes:
+        return self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption())
+
+
+def issue(subject: str, lifetime: dt.timedelta, *, curve: ec.EllipticCurve, parent: Issued | None = None,
+          ca: bool = False, path_length: int | None = None, usages: list[str] = (), dns: list[str] = (),
+          uris: list[str] = (), not_before: dt.datetime = NOW) -> Issued:
+    """One certificate with the profile a registration describes, signed by `parent` (or itself)."""
+    key = ec.generate_private_key(curve)
+    # X.509 caps a common name at 64 characters; peers match identities on the SAN, which has no such cap.
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject if len(subject) <= 64 else subject.split(".")[0])])
+    issuer_cert, issuer_key = (parent.cert, parent.key) if parent else (None, key)
+    builder = (x509.CertificateBuilder().subject_name(name)
+               .issuer_name(issuer_cert.subject if issuer_cert else name)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(not_before).not_valid_after(not_before + lifetime)
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length if ca else None), critical=True)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False))
+    builder = builder.add_extension(x509.KeyUsage(
+        digital_signature=not ca, content_commitment=False, key_encipherment=False, data_encipherment=False,
+        key_agreement=not ca, key_cert_sign=ca, crl_sign=ca, encipher_only=False, decipher_only=False), critical=True)
+    ekus = [USAGE_EKU[u] for u in usages if u in USAGE_EKU]
+    if ekus:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(ekus), critical=False)
+    sans = [x509.DNSName(d) for d in dns] + [x509.UniformResourceIdentifier(u) for u in uris]
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return Issued(builder.sign(issuer_key, hashes.SHA256()), key)
+
+
+def _hours(go_duration: str) -> dt.timedelta:
+    from components.durations import Duration
+    return dt.timedelta(seconds=Duration.parse(go_duration).seconds)
+
+
+@dataclass
+class Chain:
+    root: Issued
+    cas: list[Issued]          # below the root, top down: [intermediate,] identity issuer
+    proxy_leaf: Issued
+    workload_leaf: Issued
+    identity: str
+    workload_issuer: Issued
+
+
+def chain_from_run(run, *, intermediate_path_length: int | None = None) -> Chain:
+    """Build the chain the stack's recorded registrations describe."""
+    anchors = run.of_type("tls:index/selfSignedCert:SelfSignedCert")
+    if anchors:
+        key = plain(run.of_type("tls:index/privateKey:PrivateKey")[0].inputs)
+        inputs = plain(anchors[0].inputs)
+        assert inputs["isCaCertificate"]
+        root = issue(inputs["subject"]["commonName"], dt.timedelta(hours=inputs["validityPeriodHours"]),
+                     curve=CURVES[(key["ecdsaCurve"], None)], ca=True)
+        above_issuer = [root]
+        workload_issuer = root
+    else:
+        root_inputs = plain(run.of_type("vault:pkiSecret/secretBackendRootCert:SecretBackendRootCert")[0].inputs)
+        root = issue(root_inputs["commonName"], dt.timedelta(seconds=int(root_inputs["ttl"])),
+                     curve=CURVES[(root_inputs["keyType"], root_inputs["keyBits"])], ca=True)
+        signed = plain(run.of_type("vault:pkiSecret/secretBackendRootSignIntermediate:SecretBackendRootSignIntermediate")[0].inputs)
+        csr = plain(run.of_type("vault:pkiSecret/secretBackendIntermediateCertRequest:SecretBackendIntermediateCertRequest")[0].inputs)
+        path_length = signed["maxPathLength"] if intermediate_path_length is None else intermediate_path_length
+        intermediate = issue(signed["commonName"], dt.timedelta(seconds=int(signed["ttl"])),
+                             curve=CURVES[(csr["keyType"], csr["keyBits"])], parent=root, ca=True, path_length=path_length)
+        above_issuer = [root, intermediate]
+        workload_issuer = intermediate
+    spec = run.object("Certificate", "linkerd-identity-issuer", "linkerd")["spec"]
+    identity_issuer = issue(spec["commonName"], _hours(spec["duration"]), parent=above_issuer[-1], ca=spec["isCA"],
+                            curve=CURVES[(spec["privateKey"]["algorithm"], spec["privateKey"]["size"])],
+                            usages=spec["usages"], dns=spec["dnsNames"])
+    identity = mesh_identity("billing", "payments", "cluster.local")
+    # What Linkerd's identity controller issues each proxy: a 24h P-256 leaf naming the workload's identity.
+    proxy_leaf = issue(identity, dt.timedelta(seconds=PROXY_LEAF_LIFETIME.seconds), parent=identity_issuer,
+                       curve=ec.SECP256R1(), usages=["server auth", "client auth"], dns=[identity])
+    wspec = run.object("Certificate", "postgres-mesh-tls", "data")["spec"]
+    workload_leaf = issue(wspec["dnsNames"][0], _hours(wspec["duration"]), parent=workload_issuer,
+                          curve=CURVES[(wspec["privateKey"]["algorithm"], wspec["privateKey"]["size"])],
+                          usages=wspec["usages"], dns=wspec["dnsNames"], uris=wspec["uris"])
+    return Chain(root, above_issuer[1:] + [identity_issuer], proxy_leaf, workload_leaf, identity, workload_issuer)
+
+
+def verify_server(chain: Chain, leaf: Issued, name: str, intermediates: list[Issued], at: dt.datetime = NOW):
+    verifier = PolicyBuilder().store(Store([chain.root.cert])).time(at).build_server_verifier(x509.DNSName(name))
+    return verifier.verify(leaf.cert, [c.cert for c in intermediates])
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_profile_keys_ca_flags_and_nesting(request, stack):
+    chain = chain_from_run(request.getfixturevalue(stack))
+    every = [chain.root, *chain.cas, chain.proxy_leaf, chain.workload_leaf]
+    for issued in every:
+        assert isinstance(issued.key.curve, ec.SECP256R1), "Linkerd requires ECDSA P-256 for the issuer and proxies"
+        assert isinstance(issued.cert.signature_hash_algorithm, hashes.SHA256)
+    identity_issuer = chain.cas[-1]
+    assert identity_issuer.cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    assert identity_issuer.cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "identity.linkerd.cluster.local"
+    # No child outlives its parent.
+    for parent, child in zip([chain.root, *chain.cas], [*chain.cas, chain.proxy_leaf]):
+        assert child.cert.not_valid_after_utc <= parent.cert.not_valid_after_utc, child.cert.subject
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_proxy_and_workload_leaves_verify_to_the_anchor(request, stack):
+    chain = chain_from_run(request.getfixturevalue(stack))
+    verified = verify_server(chain, chain.proxy_leaf, chain.identity, chain.cas)
+    assert verified[-1] == chain.root.cert
+    workload_intermediates = [] if chain.workload_issuer is chain.root else [chain.workload_issuer]
+    assert verify_server(chain, chain.workload_leaf, "postgres.data.svc.cluster.local", workload_intermediates)
+    san = chain.workload_leaf.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == ["spiffe://cluster.local/ns/data/sa/postgres"]
+
+
+def test_an_intermediate_without_path_length_for_the_issuer_breaks_the_chain(staging):
+    # Why the intermediate is signed with max path length >= 1: at 0 the identity issuer (a CA) is invalid below it.
+    chain = chain_from_run(staging, intermediate_path_length=0)
+    with pytest.raises(VerificationError):
+        verify_server(chain, chain.proxy_leaf, chain.identity, chain.cas)
+
+
+def test_a_leaf_signed_late_never_outlives_its_issuer(staging):
+    # The issuer is renewed when renewBefore (25h) remains; a 24h leaf signed just before that still expires first.
+    spec = staging.object("Certificate", "linkerd-identity-issuer", "linkerd")["spec"]
+    latest_signing = _hours(spec["duration"]) - _hours(spec["renewBefore"])
+    assert latest_signing + dt.timedelta(seconds=PROXY_LEAF_LIFETIME.seconds) <= _hours(spec["duration"])
+
+
+# --- real mutual TLS with Python's ssl -----------------------------------------------------------------------------
+
+def _context(side: int, chain: Chain, leaf: Issued | None, intermediates: list[Issued], tmp_path, tag: str,
+             trust: Issued | None = None) -> ssl.SSLContext:
+    context = ssl.SSLContext(side)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_verify_locations(cadata=(trust or chain.root).pem().decode())
+    context.verify_mode = ssl.CERT_REQUIRED
+    if leaf is not None:
+        cert_file, key_file = tmp_path / f"{tag}.crt", tmp_path / f"{tag}.key"
+        cert_file.write_bytes(leaf.pem() + b"".join(c.pem() for c in reversed(intermediates)))
+        key_file.write_bytes(leaf.key_pem())
+        context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+def handshake(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, expected_server_name: str) -> str:
+    """Run a real TLS handshake over a socket pair; returns 'ok' or the first side's error."""
+    server_sock, client_sock = socket.socketpair()
+    server_sock.settimeout(10)
+    client_sock.settimeout(10)
+    errors: dict[str, str] = {}
+
+    def serve():
+        try:
+            with server_ctx.wrap_socket(server_sock, server_side=True) as tls:
+                tls.sendall(b"ok")
+                tls.recv(2)
+        except (ssl.SSLError, OSError) as err:
+            errors["server"] = str(err)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        with client_ctx.wrap_socket(client_sock, server_hostname=expected_server_name) as tls:
+            data = tls.recv(2)
+            tls.sendall(b"ok")
+            if data != b"ok":
+                errors.setdefault("client", "connection closed by server")
+    except (ssl.SSLError, OSError) as err:
+        errors["client"] = str(err)
+    thread.join(10)
+    return "ok" if not errors else "; ".join(f"{k}: {v}" for k, v in sorted(errors.items()))
+
+
+@pytest.fixture
+def mesh(staging, tmp_path):
+    chain = chain_from_run(staging)
+    other = mesh_identity("ledger-writer", "payments", "cluster.local")
+    client_leaf = issue(other, dt.timedelta(hours=24), parent=chain.cas[-1], curve=ec.SECP256R1(),
+                        usages=["server auth", "client auth"], dns=[other])
+    server = lambda **kw: _context(ssl.PROTOCOL_TLS_SERVER, chain, kw.get("leaf", chain.proxy_leaf), chain.cas, tmp_path, "server")
+    client = lambda leaf=client_leaf, trust=None, intermediates=None: _context(
+        ssl.PROTOCOL_TLS_CLIENT, chain, leaf, chain.cas if intermediates is None else intermediates, tmp_path, "client", trust)
+    return chain, server, client, client_leaf
+
+
+def test_mutual_tls_between_two_mesh_identities_succeeds(mesh):
+    chain, server, client, _ = mesh
+    assert handshake(server(), client(), chain.identity) == "ok"
+
+
+def test_a_client_without_a_certificate_is_refused(mesh):
+    chain, server, client, _ = mesh
+    result = handshake(server(), client(leaf=None), chain.identity)
+    assert result != "ok" and "certificate" in result.lower()
+
+
+def test_a_client_from_a_foreign_ca_is_refused(mesh):
+    chain, server, client, _ = mesh
+    foreign_root = issue("foreign root", dt.timedelta(days=365), curve=ec.SECP256R1(), ca=True)
+    impostor = issue(chain.identity, dt.timedelta(hours=24), parent=foreign_root, curve=ec.SECP256R1(),
+                     usages=["server auth", "client auth"], dns=[chain.identity])
+    result = handshake(server(), client(leaf=impostor, intermediates=[]), chain.identity)
+    assert result != "ok" and "server:" in result and "certificate verify failed" in result
+
+
+def test_an_expired_certificate_is_refused(mesh, tmp_path):
+    chain, _, client, _ = mesh
+    expired = issue(chain.identity, dt.timedelta(hours=24), parent=chain.cas[-1], curve=ec.SECP256R1(),
+                    usages=["server auth", "client auth"], dns=[chain.identity], not_before=NOW - dt.timedelta(days=3))
+    server = _context(ssl.PROTOCOL_TLS_SERVER, chain, expired, chain.cas, tmp_path, "expired")
+    result = handshake(server, client(), chain.identity)
+    assert result != "ok" and "expired" in result
+
+
+def test_a_peer_with_another_identity_is_refused(mesh):
+    chain, server, client, _ = mesh
+    # The client expects billing's identity; the server presents a valid certificate for someone else.
+    result = handshake(server(), client(), mesh_identity("frontend", "web", "cluster.local"))
+    assert result != "ok" and "client:" in result and ("mismatch" in result or "doesn't match" in result)
