@@ -116,10 +116,7 @@ class VaultPki(pulumi.ComponentResource):
                 common_name=f"mtls-mesh root {anchor}", organization="mtls-mesh", key_type="ec", key_bits=256,
                 ttl=str(vault_settings.root_ttl.seconds), issuer_name=f"root-{anchor}",
                 opts=pulumi.ResourceOptions.merge(kept, pulumi.ResourceOptions(depends_on=[root_mount])))
-            root_urls = vault.pkisecret.SecretBackendConfigUrls(
-                f"{name}-root-{anchor}-urls", backend=root_mount.path, **issuing_urls(vault_settings, root_path), opts=child)
-            vault.pkisecret.SecretBackendCrlConfig(f"{name}-root-{anchor}-crl", backend=root_mount.path,
-                                                   auto_rebuild=True, expiry=CRL_EXPIRY, opts=child)
+            root_urls = self._publish(f"{name}-root-{anchor}", root_mount, root_path, vault_settings, child)
 
             int_mount = vault.Mount(f"{name}-int-{anchor}", path=int_path, type="pki",
                                     description=f"mtls-mesh intermediate under anchor {anchor}",
@@ -138,10 +135,7 @@ class VaultPki(pulumi.ComponentResource):
                 f"{name}-int-{anchor}-set-signed", backend=int_mount.path,
                 # The full chain, so cert-manager's ca.crt is the root and proxies can verify to the anchor.
                 certificate=pulumi.Output.concat(signed.certificate, "\n", root.certificate), opts=kept)
-            int_urls = vault.pkisecret.SecretBackendConfigUrls(
-                f"{name}-int-{anchor}-urls", backend=int_mount.path, **issuing_urls(vault_settings, int_path), opts=child)
-            vault.pkisecret.SecretBackendCrlConfig(f"{name}-int-{anchor}-crl", backend=int_mount.path,
-                                                   auto_rebuild=True, expiry=CRL_EXPIRY, opts=child)
+            int_urls = self._publish(f"{name}-int-{anchor}", int_mount, int_path, vault_settings, child)
             role = vault.pkisecret.SecretBackendRole(
                 f"{name}-int-{anchor}-workload", backend=int_mount.path, **workload_role_args(settings),
                 opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[set_signed])))
@@ -167,3 +161,13 @@ class VaultPki(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=auth_ready)))
         self.login_ready: list[pulumi.Resource] = [policy, auth_role]
         self.register_outputs({"roots": {anchor: a.root_certificate_pem for anchor, a in self.anchors.items()}})
+
+    @staticmethod
+    def _publish(name: str, mount: vault.Mount, path: str, settings: VaultSettings,
+                 opts: pulumi.ResourceOptions) -> vault.pkisecret.SecretBackendConfigUrls:
+        """Where the mount's CA certificate and CRL are published, and a CRL that rebuilds itself."""
+        urls = vault.pkisecret.SecretBackendConfigUrls(f"{name}-urls", backend=mount.path,
+                                                       **issuing_urls(settings, path), opts=opts)
+        vault.pkisecret.SecretBackendCrlConfig(f"{name}-crl", backend=mount.path, auto_rebuild=True,
+                                               expiry=CRL_EXPIRY, opts=opts)
+        return urls

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from harness import is_secret_envelope, run_program
+from harness import is_secret_envelope, plain, run_program
 
 ROOT_CERT = "vault:pkiSecret/secretBackendRootCert:SecretBackendRootCert"
 SIGN_INTERMEDIATE = "vault:pkiSecret/secretBackendRootSignIntermediate:SecretBackendRootSignIntermediate"
@@ -77,6 +77,21 @@ def test_vault_policy_allows_exactly_the_two_signing_paths(staging):
     stanzas = re.findall(r'path "([^"]+)" \{\s*capabilities = (\[[^\]]*\])\s*\}', policy.inputs["policy"])
     assert stanzas == [("pki-mesh-int-2026-11/root/sign-intermediate", '["create", "update"]'),
                        ("pki-mesh-int-2026-11/sign/mesh-workload", '["create", "update"]')]
+
+
+def test_every_mount_publishes_its_ca_and_crl_urls(prod):
+    urls = {r.name: plain(r.inputs) for r in prod.of_type("vault:pkiSecret/secretBackendConfigUrls:SecretBackendConfigUrls")}
+    base = "https://vault.example.internal:8200/v1/platform"
+    assert urls["pki-root-2026-11-urls"]["issuingCertificates"] == [f"{base}/pki-mesh-root-2026-11/ca"]
+    assert urls["pki-root-2026-11-urls"]["crlDistributionPoints"] == [f"{base}/pki-mesh-root-2026-11/crl"]
+    assert urls["pki-int-2026-11-urls"]["issuingCertificates"] == [f"{base}/pki-mesh-int-2026-11/ca"]
+    crls = prod.of_type("vault:pkiSecret/secretBackendCrlConfig:SecretBackendCrlConfig")
+    assert len(crls) == 2 and all(c.inputs["autoRebuild"] for c in crls)
+
+
+def test_no_input_anywhere_is_a_stringified_output(each_stack):
+    text = json.dumps([r.inputs for r in each_stack.registrations])
+    assert "Calling __str__ on an Output" not in text
 
 
 def test_kubernetes_auth_role_is_bound_narrowly_with_short_tokens(staging):
