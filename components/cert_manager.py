@@ -230,7 +230,6 @@ class CertManager(pulumi.ComponentResource):
                 repository_opts={"repo": JETSTACK_CHARTS}, namespace=cm.namespace,
                 values=trust_manager_values(cm.namespace), opts=after(cert_manager))
             installed = [cert_manager]
-        self.releases = installed + ([trust_manager] if trust_manager is not None else [])
 
         rbac = []
         if settings.vault is not None:

@@ -26,9 +26,9 @@ def anchor_certificate_args(settings: Settings) -> dict:
     """What a self-signed anchor says, apart from its key."""
     return {
         "is_ca_certificate": True,
+        # No early_renewal_hours: pulumi-tls would then replace the anchor on some later `up`, skipping the
+        # add-next / issue-from-next / drop-previous runbook and breaking every proxy's trust. Anchors change only by rotation.
         "validity_period_hours": int(settings.pki.anchor_validity.hours),
-        # Replace the anchor well before it expires if someone lets a stack drift that far.
-        "early_renewal_hours": int(settings.pki.anchor_validity.hours // 10),
         "allowed_uses": ANCHOR_USES,
         "subject": {"common_name": anchor_common_name(settings.trust_domain), "organization": "mtls-mesh"},
         "set_subject_key_id": True,

@@ -76,8 +76,8 @@ def workload_role_args(settings: Settings) -> dict:
         "client_flag": True,
         "key_usages": ["DigitalSignature", "KeyAgreement"],
         "ttl": str(settings.pki.workload_duration.seconds),
+        # Certificates are stored (no_store stays false) so a leaked one can be revoked by serial before its long life ends.
         "max_ttl": str(settings.pki.workload_duration.seconds),
-        "no_store": True,
     }
 
 

@@ -45,6 +45,8 @@ def test_dev_signs_with_a_p256_self_signed_anchor(dev):
     (cert,) = dev.of_type("tls:index/selfSignedCert:SelfSignedCert")
     assert cert.inputs["isCaCertificate"] is True and cert.inputs["validityPeriodHours"] == 8760
     assert sorted(cert.inputs["allowedUses"]) == ["cert_signing", "crl_signing"]
+    # An anchor changes only through the rotation runbook, never by pulumi-tls's early renewal.
+    assert not cert.inputs.get("earlyRenewalHours")
     assert dev.object("ClusterIssuer", "mtls-mesh-identity-dev-1")["spec"] == {"ca": {"secretName": "mtls-mesh-anchor-dev-1"}}
     assert not dev.of_type(MOUNT), "dev needs no Vault"
 
@@ -114,6 +116,8 @@ def test_workload_role_issues_p256_server_and_client_certificates_for_mesh_names
     assert role.inputs["allowedUriSans"] == ["spiffe://cluster.local/ns/*/sa/*"]
     assert "data.svc.cluster.local" in role.inputs["allowedDomains"] and role.inputs["allowSubdomains"]
     assert role.inputs["ttl"] == role.inputs["maxTtl"] == str(2160 * 3600)
+    assert not role.inputs.get("noStore"), "90-day certificates must stay revocable by serial"
+    assert role.inputs["keyUsages"] == ["DigitalSignature", "KeyAgreement"], "no KeyEncipherment for EC keys"
 
 
 def test_vault_resources_use_the_explicit_vault_provider(staging):
