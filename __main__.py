@@ -3,6 +3,7 @@
 import pulumi
 
 from components.cert_manager import AnchorMaterial, CertManager, CertManagerArgs
+from components.linkerd import LinkerdControlPlane, LinkerdControlPlaneArgs
 from components.namespaces import MeshNamespaces, MeshNamespacesArgs
 from components.providers import kubernetes_provider, vault_provider
 from components.rotation import rotation_status
@@ -18,7 +19,8 @@ on_cluster = pulumi.ResourceOptions(providers={"kubernetes": kubernetes})
 
 namespaces = MeshNamespaces(
     "mesh",
-    MeshNamespacesArgs(graph=settings.graph, rollout=settings.rollout, adopt=settings.adopt_namespaces),
+    MeshNamespacesArgs(graph=settings.graph, rollout=settings.rollout, adopt=settings.adopt_namespaces,
+                       viz=settings.linkerd.viz),
     on_cluster,
 )
 
@@ -39,9 +41,20 @@ certificates = CertManager(
     on_cluster,
 )
 
+linkerd = LinkerdControlPlane(
+    "linkerd",
+    LinkerdControlPlaneArgs(settings=settings, linkerd_namespace=namespaces.linkerd, viz_namespace=namespaces.viz,
+                            cert_manager_ready=certificates.installed,
+                            identity_ready=[certificates.identity_issuer, certificates.trust_bundle]),
+    on_cluster,
+)
+
 pulumi.export("environment", settings.environment)
 pulumi.export("inboundPolicies", {
     ns.name: settings.rollout.policy_for(ns.name) for ns in settings.graph.meshed_namespaces
 })
 pulumi.export("trustAnchors", {anchor: material.certificate_pem for anchor, material in anchors.items()})
 pulumi.export("trustRotation", rotation_status(settings.pki.rotation))
+pulumi.export("linkerd", {"chartVersion": settings.linkerd.chart_version,
+                          "highAvailability": settings.linkerd.high_availability,
+                          "cni": settings.linkerd.cni, "viz": settings.linkerd.viz})

@@ -15,7 +15,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from .graph import Service, spiffe_id
-from .k8s import metadata, register
+from .k8s import WAIT_FOR_READY, WAIT_FOR_SYNCED, metadata, register
 from .namespaces import LINKERD_NAMESPACE
 from .settings import Settings, VaultSettings
 from .vault_pki import VAULT_ISSUER_SERVICE_ACCOUNT, VAULT_TOKEN_AUDIENCE, issuer_signing_path, workload_signing_path
@@ -79,7 +79,7 @@ def trust_bundle(settings: Settings) -> dict[str, Any]:
     """The ConfigMap Linkerd trusts (linkerd-identity-trust-roots/ca-bundle.crt), in the control-plane namespace only.
     During a rotation it carries the previous and the next anchor."""
     return {
-        "apiVersion": TRUST_MANAGER_API, "kind": "Bundle", "metadata": metadata(TRUST_ROOTS),
+        "apiVersion": TRUST_MANAGER_API, "kind": "Bundle", "metadata": metadata(TRUST_ROOTS, annotations=WAIT_FOR_SYNCED),
         "spec": {
             "sources": [bundle_source(settings, anchor) for anchor in settings.pki.rotation.bundle_anchors],
             "target": {"configMap": {"key": TRUST_ROOTS_KEY},
@@ -89,7 +89,7 @@ def trust_bundle(settings: Settings) -> dict[str, Any]:
 
 
 def ca_cluster_issuer(name: str, anchor: str) -> dict[str, Any]:
-    return {"apiVersion": CERT_MANAGER_API, "kind": "ClusterIssuer", "metadata": metadata(name),
+    return {"apiVersion": CERT_MANAGER_API, "kind": "ClusterIssuer", "metadata": metadata(name, annotations=WAIT_FOR_READY),
             "spec": {"ca": {"secretName": anchor_object_name(anchor)}}}
 
 
@@ -108,7 +108,9 @@ def vault_cluster_issuer(name: str, vault: VaultSettings, path: str) -> dict[str
         spec["namespace"] = vault.namespace
     if vault.ca_bundle_pem:
         spec["caBundle"] = base64.b64encode(vault.ca_bundle_pem.encode()).decode()
-    return {"apiVersion": CERT_MANAGER_API, "kind": "ClusterIssuer", "metadata": metadata(name), "spec": {"vault": spec}}
+    # Waiting for Ready makes a failing Vault login (auth role, audience, policy) fail `pulumi up` right here.
+    return {"apiVersion": CERT_MANAGER_API, "kind": "ClusterIssuer", "metadata": metadata(name, annotations=WAIT_FOR_READY),
+            "spec": {"vault": spec}}
 
 
 def token_request_rbac(namespace: str) -> list[dict[str, Any]]:
@@ -131,7 +133,7 @@ def identity_issuer_certificate(settings: Settings) -> dict[str, Any]:
     name = identity_name(settings.trust_domain)
     return {
         "apiVersion": CERT_MANAGER_API, "kind": "Certificate",
-        "metadata": metadata(IDENTITY_ISSUER_SECRET, LINKERD_NAMESPACE),
+        "metadata": metadata(IDENTITY_ISSUER_SECRET, LINKERD_NAMESPACE, annotations=WAIT_FOR_READY),
         "spec": {
             "secretName": IDENTITY_ISSUER_SECRET,
             "duration": settings.pki.issuer_duration.go(),
@@ -231,6 +233,8 @@ class CertManager(pulumi.ComponentResource):
                 values=trust_manager_values(cm.namespace), opts=after(cert_manager))
             installed = [cert_manager]
 
+        # What cert-manager objects elsewhere wait for.
+        self.installed: list[pulumi.Resource] = installed
         rbac = []
         if settings.vault is not None:
             rbac = [register(f"{name}-{obj['kind'].lower()}", obj, after(*installed)) for obj in token_request_rbac(cm.namespace)]

@@ -195,6 +195,9 @@ def load_graph(path: Path, display: str, problems: Problems) -> ServiceGraph | N
     except OSError as err:
         reader.add("", f"cannot be read: {err.strerror}")
         return None
+    except ValueError:  # e.g. a NUL byte in the configured path
+        reader.add("", "is not a usable file path", "Point mtls-mesh:serviceGraph at the graph file, e.g. services.yaml")
+        return None
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as err:

@@ -11,6 +11,10 @@ from typing import Any, Callable
 import pulumi
 import pulumi_kubernetes as k8s
 
+# pulumi-kubernetes waits for these conditions before it reports the resource created (and dependents start), so a
+# certificate that cannot be issued fails `pulumi up` at that resource instead of crash-looping what needs it.
+WAIT_FOR_READY = {"pulumi.com/waitFor": "condition=Ready"}
+WAIT_FOR_SYNCED = {"pulumi.com/waitFor": "condition=Synced"}
 MANAGED_BY = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "mtls-mesh"}
 
 # Core kinds get their typed class (better previews, server-side apply semantics); everything else is a custom resource.

@@ -16,6 +16,7 @@ from .k8s import metadata, register
 from .settings import RolloutSettings
 
 LINKERD_NAMESPACE = "linkerd"
+VIZ_NAMESPACE = "linkerd-viz"
 INJECT = "linkerd.io/inject"
 DEFAULT_INBOUND_POLICY = "config.linkerd.io/default-inbound-policy"
 SKIP_INBOUND_PORTS = "config.linkerd.io/skip-inbound-ports"
@@ -37,6 +38,12 @@ def linkerd_namespace_object() -> dict[str, Any]:
             annotations={INJECT: "disabled"},
         ),
     }
+
+
+def viz_namespace_object() -> dict[str, Any]:
+    """The linkerd-viz namespace; its pods are injected by the chart's own pod annotations."""
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": metadata(VIZ_NAMESPACE, labels={"linkerd.io/extension": "viz"})}
 
 
 def outbound_ports_to_skip(graph: ServiceGraph, namespace: str) -> tuple[int, ...]:
@@ -71,6 +78,7 @@ class MeshNamespacesArgs:
     graph: ServiceGraph
     rollout: RolloutSettings
     adopt: tuple[str, ...] = ()
+    viz: bool = False
 
 
 class MeshNamespaces(pulumi.ComponentResource):
@@ -80,6 +88,7 @@ class MeshNamespaces(pulumi.ComponentResource):
         super().__init__("mtls-mesh:namespaces:MeshNamespaces", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.linkerd = register(f"{name}-{LINKERD_NAMESPACE}", linkerd_namespace_object(), child)
+        self.viz = register(f"{name}-{VIZ_NAMESPACE}", viz_namespace_object(), child) if args.viz else None
         self.namespaces: dict[str, pulumi.CustomResource] = {}
         for namespace in args.graph.namespaces.values():
             obj = workload_namespace_object(namespace, args.graph, args.rollout)

@@ -180,6 +180,19 @@ class CertManagerSettings:
 
 
 @dataclass(frozen=True)
+class LinkerdSettings:
+    chart_version: str
+    repository: str
+    high_availability: bool
+    proxy_resources: Mapping[str, Mapping[str, str]]
+    proxy_log_level: str
+    controller_log_level: str
+    cluster_default_inbound_policy: str
+    cni: bool
+    viz: bool
+
+
+@dataclass(frozen=True)
 class Settings:
     stack: str
     environment: str
@@ -191,6 +204,7 @@ class Settings:
     pki: PkiSettings
     vault: VaultSettings | None
     cert_manager: CertManagerSettings
+    linkerd: LinkerdSettings
 
     @property
     def is_prod(self) -> bool:
@@ -327,10 +341,52 @@ def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[
     if not _DNS_LABEL.match(cert_manager.namespace):
         config.add("certManagerNamespace", f"'{cert_manager.namespace}' is not a valid namespace name")
 
+    linkerd = _linkerd(config, environment)
+
     problems.raise_if_any(stack)
     return Settings(
         stack=stack, environment=environment, trust_domain=trust_domain, kubernetes=kubernetes, graph=graph,
-        adopt_namespaces=adopt, rollout=rollout, pki=pki, vault=vault, cert_manager=cert_manager,
+        adopt_namespaces=adopt, rollout=rollout, pki=pki, vault=vault, cert_manager=cert_manager, linkerd=linkerd,
+    )
+
+
+# Kubernetes resource quantities (apimachinery's resource.Quantity): a number with an optional SI or binary suffix.
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_PROXY_RESOURCE_KEYS = {("cpu", "request"): "proxyCpuRequest", ("cpu", "limit"): "proxyCpuLimit",
+                        ("memory", "request"): "proxyMemoryRequest", ("memory", "limit"): "proxyMemoryLimit"}
+CONTROLLER_LOG_LEVELS = ("error", "warn", "info", "debug", "trace")
+
+
+def _linkerd(config: _Config, environment: str) -> LinkerdSettings:
+    version = config.string("linkerdChartVersion")
+    if not re.match(r"^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$", version):
+        hint = "Chart versions of edge releases are dates: edge-26.8.3 is chart 2026.8.3"
+        config.add("linkerdChartVersion", f"'{version}' is not a chart version", hint)
+    repository = config.string("linkerdHelmRepository")
+    parsed = urlparse(repository)
+    if parsed.scheme not in ("https", "oci") or not parsed.hostname:
+        config.add("linkerdHelmRepository", f"'{repository}' is not an https:// or oci:// repository",
+                   "e.g. https://helm.linkerd.io/edge")
+    ha = config.choice("linkerdHighAvailability", ("auto", "true", "false"))
+    resources: dict[str, dict[str, str]] = {}
+    for (resource, kind), key in _PROXY_RESOURCE_KEYS.items():
+        value = config.string(key)
+        if not value:
+            continue
+        if not _QUANTITY.match(value):
+            example = "100m or 0.5" if resource == "cpu" else "64Mi or 1Gi"
+            config.add(key, f"'{value}' is not a Kubernetes quantity", f"e.g. {example}")
+        resources.setdefault(resource, {})[kind] = value
+    log_level = config.string("proxyLogLevel")
+    if not log_level or any(c.isspace() for c in log_level):
+        config.add("proxyLogLevel", f"'{log_level}' is not a log filter", "e.g. warn,linkerd=info")
+    return LinkerdSettings(
+        chart_version=version, repository=repository,
+        high_availability=environment == "prod" if ha == "auto" else ha == "true",
+        proxy_resources=resources, proxy_log_level=log_level,
+        controller_log_level=config.choice("controllerLogLevel", CONTROLLER_LOG_LEVELS),
+        cluster_default_inbound_policy=config.choice("clusterDefaultInboundPolicy", INBOUND_POLICIES),
+        cni=config.boolean("linkerdCni"), viz=config.boolean("linkerdViz"),
     )
 
 
@@ -450,6 +506,8 @@ def _vault(config: _Config, environment: str, project_dir: Path, pki: PkiSetting
             ca_bundle = Path(ca_path).read_text(encoding="utf-8")
         except OSError as err:
             config.add("vaultCaBundleFile", f"cannot read '{ca_file}': {err.strerror}")
+        except ValueError:  # e.g. a NUL byte in the path
+            config.add("vaultCaBundleFile", f"{ca_file!r} is not a usable file path")
         else:
             if "-----BEGIN CERTIFICATE-----" not in ca_bundle:
                 config.add("vaultCaBundleFile", f"'{ca_file}' holds no PEM certificate")

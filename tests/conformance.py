@@ -131,3 +131,44 @@ def describe(obj: dict[str, Any]) -> str:
 
 def chart_values_file(name: str) -> Path:
     return UPSTREAM / "linkerd" / "charts" / name
+
+
+def chart_values(*names: str) -> dict[str, Any]:
+    """A chart's values as Helm would see them with the given files layered (later files win)."""
+    merged: dict[str, Any] = {}
+    for name in names:
+        merged = _layer(merged, yaml.safe_load(chart_values_file(name).read_text(encoding="utf-8")) or {})
+    return merged
+
+
+def _layer(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _layer(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def unknown_chart_values(ours: Any, chart: Any, path: str = "") -> Iterator[str]:
+    """Every value we set that the chart does not have, or whose type differs from the chart's default.
+
+    A chart default of `{}` is a free-form map (podAnnotations and the like) and a default of null accepts anything;
+    everywhere else a key the chart does not declare is one its templates never read.
+    """
+    if isinstance(ours, dict):
+        if chart is None or chart == {}:
+            return
+        if not isinstance(chart, dict):
+            yield f"{path}: the chart's value is a {type(chart).__name__}, not a map"
+            return
+        for key, value in ours.items():
+            if key not in chart:
+                yield f"{path}.{key}: not a value of the chart"
+            else:
+                yield from unknown_chart_values(value, chart[key], f"{path}.{key}")
+    elif chart is not None and not isinstance(chart, (dict, list)):
+        # Helm values from YAML: ints, bools and strings must keep their kind, or templates compare them wrongly.
+        if type(ours) is not type(chart) and not (isinstance(chart, str) and chart == "" and ours is not None
+                                                  and isinstance(ours, (str, int))):
+            yield f"{path}: {ours!r} is a {type(ours).__name__}, the chart's default {chart!r} is a {type(chart).__name__}"
+    elif isinstance(chart, dict) and chart:
+        yield f"{path}: the chart expects a map here, not {ours!r}"

@@ -52,6 +52,8 @@ BAD_SETTINGS = [
     ("dev", {"anchorRotationPhase": "rotate"}, [], "mtls-mesh:anchorRotationPhase", "is not one of none, add-next"),
     ("dev", {"certManagerChartVersion": "latest"}, [], "mtls-mesh:certManagerChartVersion", "is not a chart version"),
     ("dev", {"serviceGraph": "missing.yaml"}, [], "missing.yaml", "file not found"),
+    ("dev", {"serviceGraph": "graph\x00.yaml"}, [], "graph\x00.yaml", "is not a usable file path"),
+    ("staging", {"vaultCaBundleFile": "ca\x00.pem"}, [], "mtls-mesh:vaultCaBundleFile", "is not a usable file path"),
 ]
 
 
