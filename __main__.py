@@ -2,6 +2,7 @@
 
 import pulumi
 
+from components.authorization import MeshAuthorization, MeshAuthorizationArgs
 from components.cert_manager import AnchorMaterial, CertManager, CertManagerArgs
 from components.linkerd import LinkerdControlPlane, LinkerdControlPlaneArgs
 from components.namespaces import MeshNamespaces, MeshNamespacesArgs
@@ -49,6 +50,12 @@ linkerd = LinkerdControlPlane(
     on_cluster,
 )
 
+authorization = MeshAuthorization(
+    "authz",
+    MeshAuthorizationArgs(settings=settings, namespaces=namespaces.namespaces, policy_crds=linkerd.crds),
+    on_cluster,
+)
+
 pulumi.export("environment", settings.environment)
 pulumi.export("inboundPolicies", {
     ns.name: settings.rollout.policy_for(ns.name) for ns in settings.graph.meshed_namespaces
@@ -58,3 +65,4 @@ pulumi.export("trustRotation", rotation_status(settings.pki.rotation))
 pulumi.export("linkerd", {"chartVersion": settings.linkerd.chart_version,
                           "highAvailability": settings.linkerd.high_availability,
                           "cni": settings.linkerd.cni, "viz": settings.linkerd.viz})
+pulumi.export("accessMatrix", authorization.matrix)

@@ -428,6 +428,15 @@ def _check_unique_workloads(reader: _Reader, services: dict[str, Service]) -> No
                        "Each workload appears once; give one of them another name")
         else:
             seen[place] = key
+    # Policy objects are named <workload> and <workload>-<port>: two services must not produce the same name.
+    names: dict[tuple[str, str], str] = {}
+    for key, service in services.items():
+        for object_name in (service.name, *(f"{service.name}-{p.name}" for p in service.ports)):
+            other = names.setdefault((service.namespace, object_name), key)
+            if other != key:
+                reader.add(f"services.{key}", f"its policy object name '{object_name}' in namespace "
+                           f"'{service.namespace}' is also one of services.{other}",
+                           "Rename a workload or a port so that <name>-<port> stays unique in the namespace")
 
 
 def _read_callers(reader: _Reader, graph: ServiceGraph, service: Service, raw: Any) -> tuple[Caller, ...]:

@@ -118,6 +118,9 @@ def control_plane_values(settings: Settings) -> dict[str, Any]:
         "controllerLogLevel": linkerd.controller_log_level,
         "proxy": {"logLevel": linkerd.proxy_log_level, "defaultInboundPolicy": linkerd.cluster_default_inbound_policy},
         "cniEnabled": linkerd.cni,
+        # The same networks the authorization component treats as the cluster and as the kubelet's.
+        "clusterNetworks": ",".join(settings.policy.cluster_networks),
+        "policyController": {"probeNetworks": list(settings.policy.kubelet_networks)},
     }
     for webhook in CONTROL_PLANE_WEBHOOKS:
         values[webhook.values_key] = {"externalSecret": True, "injectCaFrom": webhook.inject_ca_from}

@@ -8,6 +8,7 @@ and the program agree on names, types and defaults, and a misspelled key is caug
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from dataclasses import dataclass, field
@@ -193,6 +194,16 @@ class LinkerdSettings:
 
 
 @dataclass(frozen=True)
+class PolicySettings:
+    prometheus_service_accounts: tuple[tuple[str, str], ...]  # (name, namespace)
+    prometheus_networks: tuple[str, ...]
+    kubelet_networks: tuple[str, ...]
+    cluster_networks: tuple[str, ...]
+    network_policies: bool
+    network_policy_egress: bool
+
+
+@dataclass(frozen=True)
 class Settings:
     stack: str
     environment: str
@@ -205,6 +216,7 @@ class Settings:
     vault: VaultSettings | None
     cert_manager: CertManagerSettings
     linkerd: LinkerdSettings
+    policy: PolicySettings
 
     @property
     def is_prod(self) -> bool:
@@ -342,11 +354,13 @@ def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[
         config.add("certManagerNamespace", f"'{cert_manager.namespace}' is not a valid namespace name")
 
     linkerd = _linkerd(config, environment)
+    policy = _policy(config)
 
     problems.raise_if_any(stack)
     return Settings(
         stack=stack, environment=environment, trust_domain=trust_domain, kubernetes=kubernetes, graph=graph,
         adopt_namespaces=adopt, rollout=rollout, pki=pki, vault=vault, cert_manager=cert_manager, linkerd=linkerd,
+        policy=policy,
     )
 
 
@@ -387,6 +401,36 @@ def _linkerd(config: _Config, environment: str) -> LinkerdSettings:
         controller_log_level=config.choice("controllerLogLevel", CONTROLLER_LOG_LEVELS),
         cluster_default_inbound_policy=config.choice("clusterDefaultInboundPolicy", INBOUND_POLICIES),
         cni=config.boolean("linkerdCni"), viz=config.boolean("linkerdViz"),
+    )
+
+
+def _networks(config: _Config, key: str) -> tuple[str, ...]:
+    networks = []
+    for index, value in enumerate(config.strings(key)):
+        try:
+            networks.append(str(ipaddress.ip_network(value, strict=True)))
+        except ValueError as err:
+            config.add(f"{key}[{index}]", f"'{value}' is not a CIDR ({err})", "e.g. 10.0.0.0/8, with no host bits set")
+    return tuple(networks)
+
+
+def _policy(config: _Config) -> PolicySettings:
+    accounts = []
+    for index, value in enumerate(config.strings("prometheusServiceAccounts")):
+        namespace, sep, name = value.partition("/")
+        if not sep or not _DNS_LABEL.match(namespace) or not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", name):
+            config.add(f"prometheusServiceAccounts[{index}]", f"'{value}' is not namespace/serviceaccount",
+                       "e.g. monitoring/kube-prometheus-stack-prometheus")
+            continue
+        accounts.append((name, namespace))
+    kubelet = _networks(config, "kubeletNetworks")
+    if not kubelet and config.full("kubeletNetworks") in config.raw:
+        config.add("kubeletNetworks", "is empty, so no kubelet probe of a proxy would be admitted under deny",
+                   "List the node network, e.g. [10.0.0.0/16]")
+    return PolicySettings(
+        prometheus_service_accounts=tuple(accounts), prometheus_networks=_networks(config, "prometheusNetworks"),
+        kubelet_networks=kubelet, cluster_networks=_networks(config, "clusterNetworks"),
+        network_policies=config.boolean("networkPolicies"), network_policy_egress=config.boolean("networkPolicyEgress"),
     )
 
 

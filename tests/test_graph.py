@@ -41,6 +41,8 @@ def _set(path: str, value):
 
 
 BAD_GRAPHS = [
+    (_set("services.checkout-http", {"namespace": "web", "ports": [{"name": "grpc", "port": 9000, "protocol": "gRPC"}]}),
+     "services.yaml: services.checkout-http: its policy object name 'checkout-http' in namespace 'web' is also one of services.checkout"),
     (_set("services.checkout.allow", ["frontnd"]), "services.yaml: services.checkout.allow[0]: unknown caller 'frontnd'. Did you mean 'frontend'?"),
     (_set("services.ledger.ports.1.port", 8080), "services.yaml: services.ledger.ports[1].port: duplicate port 8080 (also ports[0])"),
     (_set("services.ledger.ports.1.name", "http"), "services.yaml: services.ledger.ports[1].name: duplicate port name 'http'"),

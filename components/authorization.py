@@ -1,0 +1,372 @@
+"""MeshAuthorization: Linkerd policy, Kubernetes NetworkPolicies and egress control, all generated from the service graph.
+
+Mesh layer, per port of every meshed service: a `Server` whose `accessPolicy` is the namespace's rollout phase (so a
+Server never enforces before its namespace does), a `MeshTLSAuthentication` naming exactly the allowed callers' mesh
+identities, and an `AuthorizationPolicy` binding the two. Objects grow with services and ports; the callers are a list
+inside one object, not objects of their own.
+
+What default deny would break is allowed on purpose, per meshed namespace: the proxies' admin port (`linkerd-admin`)
+gets a Server with two routes, `/metrics` for Prometheus' identity (or its network) and `/live` + `/ready` for the
+kubelet's network. App-port Servers carry no routes, so Linkerd keeps authorizing kubelet probes on them itself.
+
+Network layer, in namespaces whose phase is `deny`: default-deny NetworkPolicies with exactly the allowances the mesh
+needs (DNS, the control plane, allowed callers on their ports and the proxy's inbound port, Prometheus, egress).
+
+Every object is built by a pure function; the component registers them after the Linkerd CRDs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+import pulumi
+
+from .graph import Egress, Service, ServiceGraph, mesh_identity
+from .k8s import metadata, register
+from .namespaces import LINKERD_NAMESPACE, VIZ_NAMESPACE
+from .settings import Settings
+
+POLICY_API = "policy.linkerd.io/v1alpha1"
+SERVER_API = "policy.linkerd.io/v1beta3"
+HTTP_ROUTE_API = "policy.linkerd.io/v1beta3"
+TLS_ROUTE_API = "gateway.networking.k8s.io/v1alpha2"
+NETWORK_POLICY_API = "networking.k8s.io/v1"
+POLICY_GROUP = "policy.linkerd.io"
+# The proxy's ports (chart values proxy.ports): meshed clients reach a meshed server's inbound port directly for
+# opaque traffic (transport header), so the network layer must allow it beside the application port.
+PROXY_INBOUND_PORT = 4143
+PROXY_ADMIN_PORT = 4191
+PROXY_TAP_PORT = 4190
+# linkerd-identity, linkerd-destination and linkerd-policy: what every proxy calls in the control plane.
+CONTROL_PLANE_PORTS = (8080, 8086, 8090)
+ADMIN_SERVER = "linkerd-admin"
+METRICS_ROUTE = "linkerd-admin-metrics"
+PROBES_ROUTE = "linkerd-admin-probes"
+KUBELET = "kubelet"
+PROMETHEUS = "prometheus"
+EGRESS_DENY = "mtls-mesh-egress-deny"
+VIZ_PROMETHEUS = ("prometheus", VIZ_NAMESPACE)
+
+
+@dataclass(frozen=True)
+class AccessSettings:
+    """What authorization needs from the stack settings."""
+
+    trust_domain: str
+    prometheus_service_accounts: tuple[tuple[str, str], ...]  # (name, namespace)
+    prometheus_networks: tuple[str, ...]
+    kubelet_networks: tuple[str, ...]
+    cluster_networks: tuple[str, ...]
+    network_policies: bool
+    network_policy_egress: bool
+
+    @classmethod
+    def of(cls, settings: Settings) -> "AccessSettings":
+        access = settings.policy
+        accounts = access.prometheus_service_accounts + ((VIZ_PROMETHEUS,) if settings.linkerd.viz else ())
+        return cls(settings.trust_domain, tuple(dict.fromkeys(accounts)), access.prometheus_networks,
+                   access.kubelet_networks, access.cluster_networks, access.network_policies,
+                   access.network_policy_egress)
+
+
+def port_object_name(service: Service, port_name: str) -> str:
+    return f"{service.name}-{port_name}"
+
+
+def server(service: Service, port_name: str, phase: str) -> dict[str, Any]:
+    port = service.port(port_name)
+    return {"apiVersion": SERVER_API, "kind": "Server",
+            "metadata": metadata(port_object_name(service, port_name), service.namespace),
+            "spec": {"podSelector": {"matchLabels": service.selector_labels}, "port": port.number,
+                     "proxyProtocol": port.protocol, "accessPolicy": phase}}
+
+
+def mesh_tls_authentication(name: str, namespace: str, identities: Iterable[str]) -> dict[str, Any]:
+    return {"apiVersion": POLICY_API, "kind": "MeshTLSAuthentication", "metadata": metadata(name, namespace),
+            "spec": {"identities": sorted(identities)}}
+
+
+def network_authentication(name: str, namespace: str, networks: Iterable[str]) -> dict[str, Any]:
+    return {"apiVersion": POLICY_API, "kind": "NetworkAuthentication", "metadata": metadata(name, namespace),
+            "spec": {"networks": [{"cidr": cidr} for cidr in networks]}}
+
+
+def authorization_policy(name: str, namespace: str, target_kind: str, target: str,
+                         authentication_kind: str, authentication: str) -> dict[str, Any]:
+    return {"apiVersion": POLICY_API, "kind": "AuthorizationPolicy", "metadata": metadata(name, namespace),
+            "spec": {"targetRef": {"group": POLICY_GROUP, "kind": target_kind, "name": target},
+                     "requiredAuthenticationRefs": [{"group": POLICY_GROUP, "kind": authentication_kind,
+                                                     "name": authentication}]}}
+
+
+def callers_by_port(graph: ServiceGraph, service: Service) -> dict[str, list[Service]]:
+    by_port: dict[str, list[Service]] = {p.name: [] for p in service.ports}
+    for caller in service.callers:
+        for port in caller.ports or tuple(by_port):
+            by_port[port].append(graph.services[caller.service])
+    return by_port
+
+
+def service_port_objects(graph: ServiceGraph, service: Service, phase: str, trust_domain: str) -> list[dict[str, Any]]:
+    """A Server per port; per distinct set of callers one MeshTLSAuthentication, bound to each of its ports' Servers.
+
+    Most services admit the same callers on every port, so they need one authentication, not one per port.
+    """
+    objects = []
+    authentications: dict[frozenset[str], str] = {}
+    for port_name, callers in callers_by_port(graph, service).items():
+        name = port_object_name(service, port_name)
+        objects.append(server(service, port_name, phase))
+        if not callers:
+            continue
+        identities = frozenset(mesh_identity(c.service_account, c.namespace, trust_domain) for c in callers)
+        if identities not in authentications:
+            authentications[identities] = service.name if not authentications else name
+            objects.append(mesh_tls_authentication(authentications[identities], service.namespace, identities))
+        objects.append(authorization_policy(name, service.namespace, "Server", name, "MeshTLSAuthentication",
+                                            authentications[identities]))
+    return objects
+
+
+def http_route(name: str, namespace: str, parent: str, paths: Iterable[str]) -> dict[str, Any]:
+    return {"apiVersion": HTTP_ROUTE_API, "kind": "HTTPRoute", "metadata": metadata(name, namespace),
+            "spec": {"parentRefs": [{"group": POLICY_GROUP, "kind": "Server", "name": parent}],
+                     "rules": [{"matches": [{"path": {"type": "Exact", "value": path}, "method": "GET"}
+                                            for path in paths]}]}}
+
+
+def admin_objects(namespace: str, phase: str, access: AccessSettings) -> list[dict[str, Any]]:
+    """The proxies' admin port under default deny: metrics for Prometheus, probes for the kubelet, nothing else."""
+    objects: list[dict[str, Any]] = [
+        {"apiVersion": SERVER_API, "kind": "Server", "metadata": metadata(ADMIN_SERVER, namespace),
+         "spec": {"podSelector": {"matchExpressions": [{"key": "linkerd.io/control-plane-ns", "operator": "Exists"}]},
+                  "port": ADMIN_SERVER, "proxyProtocol": "HTTP/1", "accessPolicy": phase}},
+        http_route(METRICS_ROUTE, namespace, ADMIN_SERVER, ["/metrics"]),
+        # With routes on the Server Linkerd no longer admits probes by itself: the probe paths get a route of their own.
+        http_route(PROBES_ROUTE, namespace, ADMIN_SERVER, ["/live", "/ready"]),
+        network_authentication(KUBELET, namespace, access.kubelet_networks),
+        authorization_policy(PROBES_ROUTE, namespace, "HTTPRoute", PROBES_ROUTE, "NetworkAuthentication", KUBELET),
+    ]
+    # An AuthorizationPolicy requires all of its authentications, so each way Prometheus can arrive gets its own.
+    if access.prometheus_service_accounts:
+        identities = [mesh_identity(sa, ns, access.trust_domain) for sa, ns in access.prometheus_service_accounts]
+        objects.append(mesh_tls_authentication(PROMETHEUS, namespace, identities))
+        objects.append(authorization_policy(f"{PROMETHEUS}-scrape", namespace, "HTTPRoute", METRICS_ROUTE,
+                                            "MeshTLSAuthentication", PROMETHEUS))
+    if access.prometheus_networks:
+        objects.append(network_authentication(f"{PROMETHEUS}-network", namespace, access.prometheus_networks))
+        objects.append(authorization_policy(f"{PROMETHEUS}-network-scrape", namespace, "HTTPRoute", METRICS_ROUTE,
+                                            "NetworkAuthentication", f"{PROMETHEUS}-network"))
+    return objects
+
+
+def _split_networks(cidrs: Iterable[str]) -> tuple[list[str], list[str]]:
+    v4, v6 = [], []
+    for cidr in cidrs:
+        (v4 if ipaddress.ip_network(cidr).version == 4 else v6).append(cidr)
+    return v4, v6
+
+
+def outside_cluster(access: AccessSettings, also_except: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Every address outside the cluster networks (and outside `also_except`), as CIDR-with-exceptions blocks."""
+    v4_except, v6_except = _split_networks([*access.cluster_networks, *also_except])
+    return [{"cidr": "0.0.0.0/0", **({"except": v4_except} if v4_except else {})},
+            {"cidr": "::/0", **({"except": v6_except} if v6_except else {})}]
+
+
+def egress_objects(namespace: str, services: list[Service], access: AccessSettings) -> list[dict[str, Any]]:
+    """Linkerd egress control for one namespace: everything leaving the cluster is denied but what the graph allows.
+
+    EgressNetworks apply to every client of their namespace; the per-workload restriction is the NetworkPolicy's.
+    Allowed CIDRs get an Allow network of their own, carved out of the Deny network so that no two overlap; hosts are
+    allowed by TLS server name (SNI) on their ports.
+    """
+    destinations = [(service, egress) for service in services for egress in service.egress]
+    allowed_cidrs = sorted({cidr for _, egress in destinations for cidr in egress.cidrs})
+    objects: list[dict[str, Any]] = [
+        {"apiVersion": POLICY_API, "kind": "EgressNetwork", "metadata": metadata(EGRESS_DENY, namespace),
+         "spec": {"trafficPolicy": "Deny", "networks": outside_cluster(access, allowed_cidrs)}},
+    ]
+    for service, egress in destinations:
+        name = f"{service.name}-{egress.name}"
+        if egress.cidrs:
+            objects.append({"apiVersion": POLICY_API, "kind": "EgressNetwork", "metadata": metadata(name, namespace),
+                            "spec": {"trafficPolicy": "Allow", "networks": [{"cidr": c} for c in egress.cidrs]}})
+        for port in egress.ports if egress.hosts else ():
+            parent = {"group": POLICY_GROUP, "kind": "EgressNetwork", "name": EGRESS_DENY}
+            objects.append({
+                "apiVersion": TLS_ROUTE_API, "kind": "TLSRoute", "metadata": metadata(f"{name}-{port}", namespace),
+                "spec": {"hostnames": list(egress.hosts),
+                         "parentRefs": [{**parent, "namespace": namespace, "port": port}],
+                         "rules": [{"backendRefs": [{**parent, "port": port}]}]},
+            })
+    return objects
+
+
+def _peer(service: Service) -> dict[str, Any]:
+    return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": service.namespace}},
+            "podSelector": {"matchLabels": service.selector_labels}}
+
+
+def _tcp(*ports: int) -> list[dict[str, Any]]:
+    return [{"protocol": "TCP", "port": port} for port in sorted(set(ports))]
+
+
+def _network_policy(name: str, namespace: str, pod_selector: dict[str, Any], *, ingress: list | None = None,
+                    egress: list | None = None, types: Iterable[str] | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"podSelector": pod_selector}
+    if ingress is not None:
+        spec["ingress"] = ingress
+    if egress is not None:
+        spec["egress"] = egress
+    spec["policyTypes"] = list(types) if types is not None else (
+        (["Ingress"] if ingress is not None else []) + (["Egress"] if egress is not None else []))
+    return {"apiVersion": NETWORK_POLICY_API, "kind": "NetworkPolicy", "metadata": metadata(name, namespace), "spec": spec}
+
+
+def network_policies(graph: ServiceGraph, namespace: str, access: AccessSettings, viz: bool) -> list[dict[str, Any]]:
+    """Default deny for one `deny` namespace, and the allowances that let the mesh (and only the mesh's graph) work."""
+    restrict_egress = access.network_policy_egress
+    types = ["Ingress", "Egress"] if restrict_egress else ["Ingress"]
+    policies = [_network_policy("mtls-mesh-default-deny", namespace, {}, types=types)]
+    scrapers: list[dict[str, Any]] = [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}
+        for ns in sorted({ns for _, ns in access.prometheus_service_accounts})
+    ] + [{"ipBlock": {"cidr": cidr}} for cidr in access.prometheus_networks]
+    if scrapers:
+        ports = (PROXY_ADMIN_PORT, PROXY_TAP_PORT) if viz else (PROXY_ADMIN_PORT,)
+        policies.append(_network_policy("mtls-mesh-allow-prometheus", namespace, {},
+                                        ingress=[{"from": scrapers, "ports": _tcp(*ports)}]))
+    if restrict_egress:
+        policies.append(_network_policy("mtls-mesh-allow-dns", namespace, {}, egress=[{
+            "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}]))
+        policies.append(_network_policy("mtls-mesh-allow-linkerd", namespace, {}, egress=[{
+            "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": LINKERD_NAMESPACE}}}],
+            "ports": _tcp(*CONTROL_PLANE_PORTS)}]))
+
+    for service in graph.services_in(namespace):
+        selector = {"matchLabels": service.selector_labels}
+        meshed = graph.is_meshed(service)
+        rules = []
+        for caller in service.callers:
+            numbers = [service.port(p).number for p in (caller.ports or [p.name for p in service.ports])]
+            rules.append({"from": [_peer(graph.services[caller.service])],
+                          "ports": _tcp(*numbers, *([PROXY_INBOUND_PORT] if meshed else []))})
+        out = []
+        if restrict_egress:
+            for callee, port_numbers in _callees(graph, service).items():
+                target = graph.services[callee]
+                extra = [PROXY_INBOUND_PORT] if graph.is_meshed(target) and meshed else []
+                out.append({"to": [_peer(target)], "ports": _tcp(*port_numbers, *extra)})
+            for egress in service.egress:
+                out.append({"to": _egress_blocks(egress, access), "ports": _tcp(*egress.ports)})
+        # One policy per workload, holding both directions: its callers in, its callees and destinations out.
+        if rules or out:
+            policies.append(_network_policy(f"mtls-mesh-{service.name}", namespace, selector,
+                                            ingress=rules if rules else None, egress=out if out else None))
+    return policies
+
+
+def _egress_blocks(egress: Egress, access: AccessSettings) -> list[dict[str, Any]]:
+    if egress.cidrs:
+        blocks = [{"ipBlock": {"cidr": cidr}} for cidr in egress.cidrs]
+    else:
+        blocks = []
+    if egress.hosts:
+        # A NetworkPolicy cannot name hosts: it opens the ports to outside the cluster, and the mesh narrows to the hosts.
+        blocks += [{"ipBlock": block} for block in outside_cluster(access)]
+    return blocks
+
+
+def _callees(graph: ServiceGraph, caller: Service) -> dict[str, list[int]]:
+    callees: dict[str, list[int]] = {}
+    for caller_key, service_key, port_name in sorted(graph.edges()):
+        if caller_key == caller.key:
+            callees.setdefault(service_key, []).append(graph.services[service_key].port(port_name).number)
+    return callees
+
+
+def namespace_objects(graph: ServiceGraph, namespace: str, phase: str, access: AccessSettings,
+                      viz: bool) -> list[dict[str, Any]]:
+    """Every authorization object of one meshed namespace."""
+    services = graph.services_in(namespace)
+    objects = admin_objects(namespace, phase, access)
+    for service in services:
+        if graph.is_meshed(service):
+            objects += service_port_objects(graph, service, phase, access.trust_domain)
+    if phase == "deny":
+        objects += egress_objects(namespace, [s for s in services if graph.is_meshed(s)], access)
+        if access.network_policies:
+            objects += network_policies(graph, namespace, access, viz)
+    return objects
+
+
+def authorization_objects(settings: Settings) -> list[dict[str, Any]]:
+    graph = settings.graph
+    access = AccessSettings.of(settings)
+    objects: list[dict[str, Any]] = []
+    for namespace in graph.meshed_namespaces:
+        objects += namespace_objects(graph, namespace.name, settings.rollout.policy_for(namespace.name), access,
+                                     settings.linkerd.viz)
+    return objects
+
+
+def access_matrix(objects: Iterable[Mapping[str, Any]], graph: ServiceGraph, trust_domain: str) -> dict[str, Any]:
+    """Who may reach which service port, read back from the policy objects themselves (not from the graph).
+
+    Keys are `<namespace>/<service>:<port>`; `allowed` lists the callers whose identity is authorized (as
+    `<namespace>/<service>`), and `others` says what happens to everyone else, from the Server's accessPolicy:
+    `denied` under deny, and otherwise the phase (`audit` allows and records).
+    """
+    by_identity = {mesh_identity(s.service_account, s.namespace, trust_domain): f"{s.namespace}/{s.key}"
+                   for s in graph.services.values() if graph.is_meshed(s)}
+    index = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objects}
+    service_of = {(s.namespace, port_object_name(s, p.name)): (s, p.name) for s in graph.services.values() for p in s.ports}
+    matrix: dict[str, Any] = {}
+    for (kind, namespace, name), obj in sorted(index.items()):
+        if kind != "Server" or (namespace, name) not in service_of:
+            continue
+        service, port = service_of[(namespace, name)]
+        policy = obj["spec"].get("accessPolicy", "deny")
+        allowed: set[str] = set()
+        for (p_kind, p_ns, _), authz in index.items():
+            target = authz["spec"]["targetRef"] if p_kind == "AuthorizationPolicy" else None
+            if p_ns != namespace or not target or target["kind"] != "Server" or target["name"] != name:
+                continue
+            for ref in authz["spec"]["requiredAuthenticationRefs"]:
+                authn = index.get((ref["kind"], namespace, ref["name"]))
+                for identity in (authn or {}).get("spec", {}).get("identities", []):
+                    allowed.add(by_identity.get(identity, identity))
+        matrix[f"{namespace}/{service.key}:{port}"] = {
+            "allowed": sorted(allowed), "others": "denied" if policy == "deny" else policy}
+    return matrix
+
+
+@dataclass
+class MeshAuthorizationArgs:
+    settings: Settings
+    namespaces: Mapping[str, pulumi.Resource]
+    policy_crds: pulumi.Resource
+
+
+class MeshAuthorization(pulumi.ComponentResource):
+    """Registers every authorization object; `matrix` is the effective access matrix the stack exports."""
+
+    def __init__(self, name: str, args: MeshAuthorizationArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mtls-mesh:authorization:MeshAuthorization", name, None, opts)
+        objects = authorization_objects(args.settings)
+        self.matrix = access_matrix(objects, args.settings.graph, args.settings.trust_domain)
+        options = {
+            namespace: pulumi.ResourceOptions(parent=self, depends_on=[args.policy_crds, resource])
+            for namespace, resource in args.namespaces.items()
+        }
+        self.objects = [
+            register(f"{name}-{obj['metadata']['namespace']}-{obj['kind'].lower()}-{obj['metadata']['name']}", obj,
+                     options[obj["metadata"]["namespace"]])
+            for obj in objects
+        ]
+        self.register_outputs({"objects": len(self.objects)})

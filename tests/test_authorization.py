@@ -1,0 +1,297 @@
+"""Authorization from the service graph, checked from the emitted objects: who may reach what, at the mesh layer and
+at the network layer, equals the graph's allowed edges exactly; probes and scraping survive default deny."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import sys
+
+import pytest
+
+from components.errors import SettingsError
+from components.graph import mesh_identity
+from conformance import describe, validate_object
+from harness import PROJECT_DIR, run_program
+
+sys.path.insert(0, str(PROJECT_DIR))
+from benchmarks.synthetic import synthetic_graph  # noqa: E402
+
+
+def graph_of(run):
+    from components.graph import load_graph
+    from components.errors import Problems
+    path = run.config.get("mtls-mesh:serviceGraph", "services.yaml")
+    return load_graph(PROJECT_DIR / path, path, Problems())
+
+
+def selects(selector, labels):
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def mesh_authorized_edges(run, graph):
+    """(caller, service, port) triples admitted by the AuthorizationPolicies on Servers, from the objects alone."""
+    objects = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o for o in run.objects()}
+    services_by_identity = {mesh_identity(s.service_account, s.namespace, run_trust_domain(run)): s
+                            for s in graph.services.values()}
+    edges = set()
+    for (kind, namespace, _), policy in objects.items():
+        if kind != "AuthorizationPolicy" or policy["spec"]["targetRef"]["kind"] != "Server":
+            continue
+        srv = objects[("Server", namespace, policy["spec"]["targetRef"]["name"])]["spec"]
+        targets = [(s, p) for s in graph.services.values() if s.namespace == namespace
+                   and selects(srv["podSelector"], s.selector_labels) for p in s.ports if p.number == srv["port"]]
+        identity_sets = [set(objects[(ref["kind"], namespace, ref["name"])]["spec"]["identities"])
+                         for ref in policy["spec"]["requiredAuthenticationRefs"]]
+        admitted = set.intersection(*identity_sets)
+        for identity in admitted:
+            caller = services_by_identity[identity]
+            edges |= {(caller.key, s.key, p.name) for s, p in targets}
+    return edges
+
+
+def run_trust_domain(run):
+    return run.config.get("mtls-mesh:trustDomain", "cluster.local")
+
+
+def network_allowed_edges(run, graph, namespace):
+    """(caller, service, port) pairs a NetworkPolicy in `namespace` lets in, from the objects alone."""
+    edges = set()
+    for policy in run.objects("NetworkPolicy"):
+        if policy["metadata"]["namespace"] != namespace:
+            continue
+        spec = policy["spec"]
+        targets = [s for s in graph.services_in(namespace) if selects(spec["podSelector"], s.selector_labels)]
+        for rule in spec.get("ingress", []):
+            numbers = {p["port"] for p in rule.get("ports", [])}
+            for peer in rule.get("from", []):
+                ns_sel = peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+                if "podSelector" not in peer:
+                    continue
+                callers = [c for c in graph.services.values() if c.namespace == ns_sel
+                           and selects(peer["podSelector"], c.selector_labels)]
+                edges |= {(c.key, s.key, p.name) for c in callers for s in targets for p in s.ports if p.number in numbers}
+    return edges
+
+
+@pytest.fixture(scope="module")
+def scaled(tmp_path_factory):
+    return run_program("staging", graph=synthetic_graph(100), tmp_path=tmp_path_factory.mktemp("scaled"),
+                       set_config={"inboundPolicyOverrides": ["team-01=audit"]})
+
+
+def test_mesh_layer_admits_exactly_the_graphs_edges(each_stack):
+    check_mesh_layer(each_stack)
+
+
+def test_mesh_layer_admits_exactly_the_graphs_edges_at_scale(scaled):
+    check_mesh_layer(scaled)
+
+
+def check_mesh_layer(run):
+    graph = graph_of(run)
+    expected = {e for e in graph.edges() if graph.is_meshed(graph.services[e[1]])}
+    assert expected, "the graph has meshed edges to check"
+    assert mesh_authorized_edges(run, graph) == expected
+
+
+def test_network_layer_agrees_with_the_mesh_in_deny_namespaces(each_stack):
+    check_network_layer(each_stack)
+
+
+def test_network_layer_agrees_with_the_mesh_at_scale(scaled):
+    check_network_layer(scaled)
+
+
+def check_network_layer(run):
+    graph = graph_of(run)
+    phases = run.exports["inboundPolicies"]
+    deny = [ns for ns, phase in phases.items() if phase == "deny"]
+    for namespace in phases:
+        expected = {e for e in graph.edges() if graph.services[e[1]].namespace == namespace}
+        found = network_allowed_edges(run, graph, namespace)
+        assert found == (expected if namespace in deny else set()), namespace
+    names = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in run.objects("NetworkPolicy")}
+    assert {ns for ns, _ in names} == set(deny), "NetworkPolicies exactly where the phase is deny"
+    for namespace in deny:
+        assert (namespace, "mtls-mesh-default-deny") in names
+
+
+def test_exported_access_matrix_is_what_the_objects_say(each_stack):
+    graph = graph_of(each_stack)
+    matrix = each_stack.exports["accessMatrix"]
+    from_objects = {}
+    for caller, service, port in mesh_authorized_edges(each_stack, graph):
+        target = graph.services[service]
+        from_objects.setdefault(f"{target.namespace}/{service}:{port}", set()).add(
+            f"{graph.services[caller].namespace}/{caller}")
+    assert {k: set(v["allowed"]) for k, v in matrix.items() if v["allowed"]} == from_objects
+    phases = each_stack.exports["inboundPolicies"]
+    for key, entry in matrix.items():
+        phase = phases[key.split("/")[0]]
+        assert entry["others"] == ("denied" if phase == "deny" else phase)
+
+
+def test_staging_matrix_reads_as_intended(staging):
+    matrix = staging.exports["accessMatrix"]
+    assert matrix["payments/ledger:http"] == {"allowed": ["payments/billing"], "others": "denied"}
+    assert matrix["payments/ledger:admin"] == {"allowed": [], "others": "denied"}
+    assert matrix["web/catalog:grpc"] == {"allowed": ["web/checkout", "web/frontend"], "others": "denied"}
+    assert matrix["ingress/ingress-nginx:https"] == {"allowed": [], "others": "all-unauthenticated"}
+    assert "data/postgres:postgres" not in matrix, "a proxy-free service has no Server; the network layer guards it"
+
+
+def test_servers_follow_their_namespaces_phase(each_stack):
+    phases = each_stack.exports["inboundPolicies"]
+    servers = each_stack.objects("Server")
+    assert servers
+    for srv in servers:
+        assert srv["spec"]["accessPolicy"] == phases[srv["metadata"]["namespace"]], describe(srv)
+
+
+def test_kubelet_probes_survive_default_deny(staging):
+    app_servers = {s["metadata"]["name"] for s in staging.objects("Server")} - {"linkerd-admin"}
+    route_parents = {ref["name"] for r in staging.objects("HTTPRoute") for ref in r["spec"]["parentRefs"]}
+    assert app_servers and not (app_servers & route_parents), \
+        "application Servers carry no routes, so Linkerd admits kubelet probes on them by itself"
+    for namespace in ("web", "payments"):
+        probes = staging.object("HTTPRoute", "linkerd-admin-probes", namespace)
+        paths = {m["path"]["value"] for rule in probes["spec"]["rules"] for m in rule["matches"]}
+        assert paths == {"/live", "/ready"}
+        policy = staging.object("AuthorizationPolicy", "linkerd-admin-probes", namespace)["spec"]
+        assert policy["targetRef"] == {"group": "policy.linkerd.io", "kind": "HTTPRoute", "name": "linkerd-admin-probes"}
+        ref = policy["requiredAuthenticationRefs"][0]
+        networks = staging.object(ref["kind"], ref["name"], namespace)["spec"]["networks"]
+        assert networks == [{"cidr": "0.0.0.0/0"}, {"cidr": "::/0"}]
+
+
+def test_prometheus_scrapes_metrics_and_nothing_else(staging):
+    for namespace in ("web", "payments", "data"):
+        admin = staging.object("Server", "linkerd-admin", namespace)["spec"]
+        assert admin["port"] == "linkerd-admin" and admin["proxyProtocol"] == "HTTP/1"
+        route = staging.object("HTTPRoute", "linkerd-admin-metrics", namespace)
+        assert [m["path"]["value"] for m in route["spec"]["rules"][0]["matches"]] == ["/metrics"]
+        policy = staging.object("AuthorizationPolicy", "prometheus-scrape", namespace)["spec"]
+        assert policy["targetRef"]["name"] == "linkerd-admin-metrics"
+        identities = staging.object("MeshTLSAuthentication", "prometheus", namespace)["spec"]["identities"]
+        assert "kube-prometheus-stack-prometheus.monitoring.serviceaccount.identity.linkerd.cluster.local" in identities
+        assert "prometheus.linkerd-viz.serviceaccount.identity.linkerd.cluster.local" in identities, "viz is on in staging"
+        np = staging.object("NetworkPolicy", "mtls-mesh-allow-prometheus", namespace)["spec"]
+        assert {"protocol": "TCP", "port": 4191} in np["ingress"][0]["ports"]
+
+
+def test_prometheus_outside_the_mesh_is_admitted_by_network():
+    run = run_program("prod", set_config={"prometheusServiceAccounts": [], "prometheusNetworks": ["10.42.0.0/16"]})
+    assert not [o for o in run.objects("MeshTLSAuthentication") if o["metadata"]["name"] == "prometheus"]
+    networks = run.object("NetworkAuthentication", "prometheus-network", "web")["spec"]["networks"]
+    assert networks == [{"cidr": "10.42.0.0/16"}]
+    policy = run.object("AuthorizationPolicy", "prometheus-network-scrape", "web")["spec"]
+    assert policy["targetRef"]["name"] == "linkerd-admin-metrics"
+    np = run.object("NetworkPolicy", "mtls-mesh-allow-prometheus", "web")["spec"]
+    assert np["ingress"][0]["from"] == [{"ipBlock": {"cidr": "10.42.0.0/16"}}]
+
+
+def test_network_policies_let_the_mesh_work(prod):
+    web = {o["metadata"]["name"]: o["spec"] for o in prod.objects("NetworkPolicy") if o["metadata"]["namespace"] == "web"}
+    assert web["mtls-mesh-default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    assert {"protocol": "UDP", "port": 53} in web["mtls-mesh-allow-dns"]["egress"][0]["ports"]
+    linkerd = web["mtls-mesh-allow-linkerd"]["egress"][0]
+    assert linkerd["to"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "linkerd"}
+    assert {p["port"] for p in linkerd["ports"]} == {8080, 8086, 8090}
+    frontend_in = web["mtls-mesh-frontend"]["ingress"]
+    assert {p["port"] for p in frontend_in[0]["ports"]} == {8080, 4143}, "the proxy's inbound port beside the app's"
+    data = {o["metadata"]["name"]: o["spec"] for o in prod.objects("NetworkPolicy") if o["metadata"]["namespace"] == "data"}
+    postgres_ports = {p["port"] for rule in data["mtls-mesh-postgres"]["ingress"] for p in rule["ports"]}
+    assert postgres_ports == {5432}, "a proxy-free server is reached on its own port only"
+
+
+def test_egress_is_denied_but_for_the_graphs_destinations(prod):
+    deny = prod.object("EgressNetwork", "mtls-mesh-egress-deny", "payments")["spec"]
+    assert deny["trafficPolicy"] == "Deny"
+    assert deny["networks"][0]["cidr"] == "0.0.0.0/0" and "10.0.0.0/8" in deny["networks"][0]["except"]
+    route = prod.object("TLSRoute", "billing-stripe-443", "payments")["spec"]
+    assert route["hostnames"] == ["api.stripe.com"]
+    assert route["parentRefs"][0]["kind"] == "EgressNetwork" and route["parentRefs"][0]["port"] == 443
+    egress = prod.object("NetworkPolicy", "mtls-mesh-billing", "payments")["spec"]["egress"]
+    external = [rule for rule in egress if any("ipBlock" in peer for peer in rule["to"])]
+    assert [p["port"] for p in external[0]["ports"]] == [443]
+    callee_ports = {p["port"] for rule in egress if rule not in external for p in rule["ports"]}
+    assert callee_ports == {8080, 4143, 5432}, "billing calls ledger:http (meshed) and postgres"
+    assert not [o for o in prod.objects("EgressNetwork") if o["metadata"]["namespace"] == "ingress"], "not a deny namespace"
+
+
+def test_egress_cidrs_get_their_own_allow_network(tmp_path):
+    graph = {"namespaces": {"apps": {}}, "services": {"sync": {"namespace": "apps",
+             "ports": [{"name": "http", "port": 8080, "protocol": "HTTP/1"}],
+             "egress": [{"name": "partner", "cidrs": ["203.0.113.0/24"], "ports": [8443]}]}}}
+    run = run_program("prod", graph=graph, tmp_path=tmp_path, set_config={"adoptNamespaces": [], "inboundPolicyOverrides": []})
+    allow = run.object("EgressNetwork", "sync-partner", "apps")["spec"]
+    assert allow == {"trafficPolicy": "Allow", "networks": [{"cidr": "203.0.113.0/24"}]}
+    deny = run.object("EgressNetwork", "mtls-mesh-egress-deny", "apps")["spec"]
+    carved = deny["networks"][0]["except"]
+    assert "203.0.113.0/24" in carved, "the Deny network must not overlap the Allow network"
+    for block in deny["networks"]:
+        covered = ipaddress.ip_network(block["cidr"])
+        assert all(ipaddress.ip_network(e).subnet_of(covered) for e in block.get("except", []))
+    egress = run.object("NetworkPolicy", "mtls-mesh-sync", "apps")["spec"]["egress"]
+    assert egress == [{"to": [{"ipBlock": {"cidr": "203.0.113.0/24"}}], "ports": [{"protocol": "TCP", "port": 8443}]}]
+
+
+def test_audit_and_open_phases_get_no_network_lockdown(dev):
+    assert not dev.objects("NetworkPolicy") and not dev.objects("EgressNetwork")
+    assert {s["spec"]["accessPolicy"] for s in dev.objects("Server")} == {"audit"}
+
+
+def test_network_policies_can_be_switched_off_or_kept_ingress_only():
+    assert not run_program("prod", set_config={"networkPolicies": False}).objects("NetworkPolicy")
+    ingress_only = run_program("prod", set_config={"networkPolicyEgress": False})
+    specs = [o["spec"] for o in ingress_only.objects("NetworkPolicy")]
+    assert specs and all(s["policyTypes"] == ["Ingress"] for s in specs)
+
+
+def test_object_count_grows_with_ports_not_edges(tmp_path):
+    def graph(callers):
+        services = {f"s{i}": {"namespace": "apps", "ports": [{"name": "http", "port": 8080, "protocol": "HTTP/1"}],
+                              "allow": [f"s{(i + k) % 20}" for k in range(1, callers + 1)]} for i in range(20)}
+        return {"namespaces": {"apps": {}}, "services": services}
+    few = run_program("prod", graph=graph(1), tmp_path=tmp_path, set_config={"adoptNamespaces": [], "inboundPolicyOverrides": []})
+    many = run_program("prod", graph=graph(19), tmp_path=tmp_path, set_config={"adoptNamespaces": [], "inboundPolicyOverrides": []})
+    assert len(many.registrations) == len(few.registrations)
+    assert len(mesh_authorized_edges(many, graph_of(many))) == 20 * 19
+
+
+def test_policy_objects_wait_for_the_linkerd_crds_and_their_namespace(prod):
+    crds = prod.named("linkerd-crds").urn
+    for registration in prod.kubernetes():
+        obj = registration.object()
+        if obj.get("apiVersion", "").startswith(("policy.linkerd.io", "gateway.networking.k8s.io")):
+            assert crds in registration.dependencies, describe(obj)
+            namespace = prod.named(f"mesh-{obj['metadata']['namespace']}").urn
+            assert namespace in registration.dependencies, describe(obj)
+
+
+def test_synthetic_graph_objects_conform(scaled, needs_shared):
+    failures = {}
+    seen = set()
+    for obj in scaled.objects():
+        shape = (obj["kind"], re.sub(r"svc-\d+|team-\d+|\d+$", "", obj["metadata"]["name"]))
+        if shape in seen:
+            continue  # objects of one builder differ only in names and numbers: one of each shape is checked
+        seen.add(shape)
+        if errors := validate_object(obj):
+            failures[describe(obj)] = errors
+    assert not failures, failures
+
+
+@pytest.mark.parametrize("key, value, where, message", [
+    ("prometheusServiceAccounts", ["prometheus"], "prometheusServiceAccounts[0]", "is not namespace/serviceaccount"),
+    ("prometheusNetworks", ["10.42.0.1/16"], "prometheusNetworks[0]", "is not a CIDR"),
+    ("kubeletNetworks", [], "kubeletNetworks", "no kubelet probe of a proxy would be admitted"),
+    ("clusterNetworks", ["10.0.0.0/33"], "clusterNetworks[0]", "is not a CIDR"),
+    ("networkPolicyEgress", "sometimes", "networkPolicyEgress", "must be true or false"),
+])
+def test_bad_policy_settings_are_reported_before_anything_registers(key, value, where, message):
+    with pytest.raises(SettingsError) as caught:
+        run_program("staging", set_config={key: value})
+    assert any(p.where == f"mtls-mesh:{where}" and message in p.what for p in caught.value.problems), caught.value.problems
+    assert caught.value.registrations == []
