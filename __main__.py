@@ -2,6 +2,7 @@
 
 import pulumi
 
+from components.alerts import MeshAlerts, MeshAlertsArgs
 from components.authorization import MeshAuthorization, MeshAuthorizationArgs
 from components.cert_manager import AnchorMaterial, CertManager, CertManagerArgs
 from components.linkerd import LinkerdControlPlane, LinkerdControlPlaneArgs
@@ -55,6 +56,14 @@ authorization = MeshAuthorization(
     MeshAuthorizationArgs(settings=settings, namespaces=namespaces.namespaces, policy_crds=linkerd.crds),
     on_cluster,
 )
+
+if settings.monitoring.enabled:
+    MeshAlerts(
+        "alerts",
+        MeshAlertsArgs(settings=settings, anchor_certificates={a: m.certificate_pem for a, m in anchors.items()},
+                       linkerd_namespace=namespaces.linkerd),
+        on_cluster,
+    )
 
 pulumi.export("environment", settings.environment)
 pulumi.export("inboundPolicies", {

@@ -204,6 +204,12 @@ class PolicySettings:
 
 
 @dataclass(frozen=True)
+class MonitoringSettings:
+    enabled: bool
+    labels: Mapping[str, str]
+
+
+@dataclass(frozen=True)
 class Settings:
     stack: str
     environment: str
@@ -217,6 +223,7 @@ class Settings:
     cert_manager: CertManagerSettings
     linkerd: LinkerdSettings
     policy: PolicySettings
+    monitoring: MonitoringSettings
 
     @property
     def is_prod(self) -> bool:
@@ -355,12 +362,13 @@ def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[
 
     linkerd = _linkerd(config, environment)
     policy = _policy(config)
+    monitoring = _monitoring(config)
 
     problems.raise_if_any(stack)
     return Settings(
         stack=stack, environment=environment, trust_domain=trust_domain, kubernetes=kubernetes, graph=graph,
         adopt_namespaces=adopt, rollout=rollout, pki=pki, vault=vault, cert_manager=cert_manager, linkerd=linkerd,
-        policy=policy,
+        policy=policy, monitoring=monitoring,
     )
 
 
@@ -432,6 +440,22 @@ def _policy(config: _Config) -> PolicySettings:
         kubelet_networks=kubelet, cluster_networks=_networks(config, "clusterNetworks"),
         network_policies=config.boolean("networkPolicies"), network_policy_egress=config.boolean("networkPolicyEgress"),
     )
+
+
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+
+
+def _monitoring(config: _Config) -> MonitoringSettings:
+    labels: dict[str, str] = {}
+    for index, entry in enumerate(config.strings("monitoringLabels")):
+        key, sep, value = entry.partition("=")
+        if not sep or not _LABEL_KEY.match(key) or len(value) > 63 or not _LABEL_VALUE.match(value):
+            config.add(f"monitoringLabels[{index}]", f"'{entry}' is not a label key=value",
+                       "e.g. release=kube-prometheus-stack (what your Prometheus' ruleSelector matches)")
+            continue
+        labels[key] = value
+    return MonitoringSettings(enabled=config.boolean("alerts"), labels=labels)
 
 
 def _check_keys(config: _Config, raw: Mapping[str, str]) -> None:

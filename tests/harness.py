@@ -6,6 +6,8 @@ and options (provider, parent, protect, dependencies), so tests can check wiring
 
 from __future__ import annotations
 
+import datetime
+import functools
 import json
 import math
 import runpy
@@ -83,20 +85,42 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return {}
 
 
+MOCK_NOT_BEFORE = datetime.datetime(2026, 11, 1, tzinfo=datetime.timezone.utc)
+
+
+@functools.lru_cache(maxsize=None)
+def mock_certificate_pem(name: str, valid_seconds: int = 365 * 86400) -> str:
+    """A real, parseable certificate standing in for one a provider would create: CN MOCK-<name>, valid from
+    2026-11-01 for `valid_seconds` (what the resource asked for). Its key is thrown away."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"MOCK-{name}"[:64])])
+    certificate = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+                   .serial_number(1).not_valid_before(MOCK_NOT_BEFORE)
+                   .not_valid_after(MOCK_NOT_BEFORE + datetime.timedelta(seconds=valid_seconds))
+                   .sign(key, hashes.SHA256()))
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
 def computed_outputs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
-    """Stand-ins for outputs a provider computes: PEM text shaped like the real thing, never real key material."""
-    fake_pem = f"-----BEGIN CERTIFICATE-----\nMOCK-{name}\n-----END CERTIFICATE-----\n"
+    """Stand-ins for outputs a provider computes: real certificates (for what parses them), never real key material."""
     if type_ == "tls:index/privateKey:PrivateKey":
         return {"privateKeyPem": f"-----BEGIN PRIVATE KEY-----\nMOCK-{name}\n-----END PRIVATE KEY-----\n",
                 "publicKeyPem": f"-----BEGIN PUBLIC KEY-----\nMOCK-{name}\n-----END PUBLIC KEY-----\n"}
     if type_ in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
-        return {"certPem": fake_pem}
+        return {"certPem": mock_certificate_pem(name, int(inputs.get("validityPeriodHours", 8760)) * 3600)}
     if type_ == "vault:pkiSecret/secretBackendRootCert:SecretBackendRootCert":
-        return {"certificate": fake_pem, "issuingCa": fake_pem}
+        root = mock_certificate_pem(name, int(inputs.get("ttl", 365 * 86400)))
+        return {"certificate": root, "issuingCa": root}
     if type_ == "vault:pkiSecret/secretBackendIntermediateCertRequest:SecretBackendIntermediateCertRequest":
         return {"csr": f"-----BEGIN CERTIFICATE REQUEST-----\nMOCK-{name}\n-----END CERTIFICATE REQUEST-----\n"}
     if type_ == "vault:pkiSecret/secretBackendRootSignIntermediate:SecretBackendRootSignIntermediate":
-        return {"certificate": fake_pem, "issuingCa": fake_pem, "caChains": [fake_pem]}
+        signed = mock_certificate_pem(name)
+        return {"certificate": signed, "issuingCa": signed, "caChains": [signed]}
     return {}
 
 

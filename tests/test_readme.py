@@ -38,3 +38,14 @@ def test_the_readme_documents_no_setting_that_does_not_exist():
 def test_ci_runs_the_readme_test_command():
     command = re.search(r"## Run the tests\n\n```bash\n.*\n(?:venv/bin/)?(python -m pytest[^\n]*)", README).group(1)
     assert command in (PROJECT_DIR / ".ci" / "run").read_text()
+
+
+def test_every_alert_has_a_table_row_and_a_runbook_section(each_stack):
+    spec = each_stack.object("PrometheusRule", "mtls-mesh", "linkerd")["spec"]
+    section = README.split("### Alerts", 1)[1].split("\n### ", 1)[0]
+    for group in spec["groups"]:
+        for rule in group["rules"]:
+            assert f"| `{rule['alert']}` |" in section, f"no table row for {rule['alert']}"
+            anchor = rule["annotations"]["runbook"].split("#", 1)[1]
+            headings = {h.strip().lower() for h in re.findall(r"^#### (.+)$", section, re.MULTILINE)}
+            assert anchor in headings, f"{rule['alert']} points at #{anchor}, which the README lacks"

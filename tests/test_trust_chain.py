@@ -61,8 +61,9 @@ def test_intermediate_can_sign_the_identity_issuer_and_carries_the_full_chain(st
     (signed,) = staging.of_type(SIGN_INTERMEDIATE)
     assert signed.inputs["maxPathLength"] >= 1
     (set_signed,) = staging.of_type(SET_SIGNED)
-    chain = set_signed.inputs["certificate"]
-    assert "MOCK-pki-int-2026-11-signed" in chain and "MOCK-pki-root-2026-11" in chain
+    from cryptography import x509
+    chain = x509.load_pem_x509_certificates(set_signed.inputs["certificate"].encode())
+    assert [c.subject.rfc4514_string() for c in chain] == ["CN=MOCK-pki-int-2026-11-signed", "CN=MOCK-pki-root-2026-11"]
 
 
 def test_identity_issuer_is_signed_by_sign_intermediate_never_by_a_leaf_role(staging):

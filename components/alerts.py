@@ -1,0 +1,276 @@
+"""MeshAlerts: a PodMonitor for the Linkerd proxies and a PrometheusRule on the metrics the mesh really exports.
+
+Metric names come from the linkerd2-proxy source (control_identity_cert_*, inbound_*_authz_*, *_tcp_errors_total),
+cert-manager (certmanager_certificate_*) and kube-state-metrics; see the README's alert table for each alert's
+runbook. Expiry thresholds are derived from the stack's certificate lifetimes. Rule groups are pure builders, so tests
+feed them to `promtool check rules` and `promtool test rules` exactly as they are deployed.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping
+
+import pulumi
+
+from .durations import Duration
+from .k8s import metadata, register
+from .linkerd import CONTROL_PLANE_WEBHOOKS, WEBHOOK_CERT_DURATION, WEBHOOK_CERT_RENEW_BEFORE
+from .namespaces import LINKERD_NAMESPACE
+from .settings import INBOUND_POLICIES, PROXY_LEAF_LIFETIME, Settings
+
+MONITORING_API = "monitoring.coreos.com/v1"
+RULE_NAME = "mtls-mesh"
+POD_MONITOR_NAME = "linkerd-proxies"
+# Phases in which every inbound request must carry a mesh identity: plaintext there is a finding.
+AUTHENTICATED_PHASES = ("deny", "all-authenticated", "cluster-authenticated")
+# Admitted plaintext that is expected: kubelet probes (Linkerd's default probe authorization and our admin route)
+# and a Prometheus outside the mesh scraping /metrics.
+EXPECTED_PLAINTEXT_AUTHZ = "probe|linkerd-admin-probes|prometheus-network-scrape"
+DAY = 86400
+# `linkerd check` warns when an anchor has less than 60 days left; rotation takes three rounds of restarts.
+ANCHOR_WARNING = Duration.parse("1440h")
+ANCHOR_CRITICAL = (Duration.parse("720h"), Duration.parse("168h"), Duration.parse("24h"))
+
+
+def human(duration: Duration) -> str:
+    """7d, 36h, 90m: how a threshold reads in a label and a message."""
+    seconds = duration.seconds
+    if seconds % DAY == 0:
+        return f"{seconds // DAY}d"
+    hours, minutes = divmod(seconds // 60, 60)
+    return f"{hours}h{minutes}m" if hours and minutes else f"{hours}h" if hours else f"{minutes}m"
+
+
+@dataclass(frozen=True)
+class ExpiryTier:
+    severity: str
+    remaining: Duration
+
+
+def expiry_tiers(renew_before: Duration) -> list[ExpiryTier]:
+    """Warn once less than the renew-before window remains (renewal is overdue), then escalate: half of it, and for
+    long-lived certificates 7 days and 1 day, the 30/15/7/1 rhythm operators of long-lived certificates expect."""
+    tiers = [ExpiryTier("warning", renew_before), ExpiryTier("critical", Duration(renew_before.seconds // 2))]
+    for days in (7, 1):
+        if days * DAY < renew_before.seconds // 2:
+            tiers.append(ExpiryTier("critical", Duration(days * DAY)))
+    return tiers
+
+
+def rule(alert: str, expr: str, severity: str, summary: str, description: str, for_: str = "",
+         labels: Mapping[str, str] | None = None, runbook: str = "") -> dict[str, Any]:
+    body: dict[str, Any] = {"alert": alert, "expr": expr}
+    if for_:
+        body["for"] = for_
+    body["labels"] = {"severity": severity, **(labels or {})}
+    body["annotations"] = {"summary": summary, "description": description,
+                           "runbook": f"README.md#{runbook or alert.lower()}"}
+    return body
+
+
+def _certificate_expiry_rules(alert: str, selector: str, what: str, renew_before: Duration,
+                              runbook: str = "meshidentityissuerexpiring") -> list[dict[str, Any]]:
+    rules = []
+    for tier in expiry_tiers(renew_before):
+        rules.append(rule(
+            alert, f"(certmanager_certificate_expiration_timestamp_seconds{{{selector}}} - time()) < {tier.remaining.seconds}",
+            tier.severity,
+            f"{what} {{{{ $labels.namespace }}}}/{{{{ $labels.name }}}} expires in less than {human(tier.remaining)}",
+            f"cert-manager should have renewed it {human(renew_before)} before expiry; it has "
+            f"{{{{ $value | humanizeDuration }}}} left. Issuer: {{{{ $labels.issuer_kind }}}} {{{{ $labels.issuer_name }}}}.",
+            for_="15m" if tier.severity == "warning" else "5m", labels={"threshold": human(tier.remaining)},
+            runbook=runbook))
+    return rules
+
+
+def _namespace_regex(namespaces: Iterable[str]) -> str:
+    # Namespace names are validated DNS labels: no regex metacharacters to escape (and PromQL strings reject `\-`).
+    return "|".join(sorted(namespaces))
+
+
+def mesh_rule_groups(settings: Settings) -> list[dict[str, Any]]:
+    """Every alert except anchor expiry (which needs the anchors' certificates): the `groups` of a rules file."""
+    graph = settings.graph
+    meshed = [ns.name for ns in graph.meshed_namespaces]
+    authenticated = [ns for ns in meshed if settings.rollout.policy_for(ns) in AUTHENTICATED_PHASES]
+    ours = _namespace_regex([*meshed, LINKERD_NAMESPACE])
+    by_pod = "namespace, pod"
+
+    traffic = [
+        rule("MeshInboundTLSDetectionTimeout",
+             f'sum by ({by_pod}) (rate(inbound_tcp_errors_total{{error="tls detection timeout", namespace=~"{ours}"}}[5m])) > 0',
+             "warning", "Inbound connections to {{ $labels.namespace }}/{{ $labels.pod }} time out in TLS detection",
+             "Clients open connections and send nothing the proxy can classify; often a server-speaks-first protocol "
+             "(databases, SMTP) on a port that is not opaque or skipped. {{ $value }} per second.", for_="10m"),
+        rule("MeshOutboundIdentityRequired",
+             f'sum by ({by_pod}) (rate(outbound_tcp_errors_total{{error="identity required", namespace=~"{ours}"}}[5m])) > 0',
+             "warning", "{{ $labels.namespace }}/{{ $labels.pod }} cannot establish mTLS to a peer that requires it",
+             "Outbound connections fail with 'identity required': the client proxy has no identity or the peer "
+             "is not meshed as expected. {{ $value }} per second.", for_="5m"),
+        rule("MeshAuthorizationDenied",
+             f'sum by (namespace, srv_kind, srv_name, client_id) (rate(inbound_http_authz_deny_total{{namespace=~"{ours}"}}[5m])) > 0'
+             f' or sum by (namespace, srv_kind, srv_name, client_id) (rate(inbound_tcp_authz_deny_total{{namespace=~"{ours}"}}[5m])) > 0',
+             "warning", "Requests to {{ $labels.namespace }}/{{ $labels.srv_name }} are denied by policy",
+             "Client identity '{{ $labels.client_id }}' (empty: no mesh identity) is denied by the Server "
+             "{{ $labels.srv_kind }}/{{ $labels.srv_name }}, {{ $value }} per second. Either the service graph lacks "
+             "this caller or the caller should not be calling.", for_="5m"),
+    ]
+    if authenticated:
+        selector = f'tls!="true", namespace=~"{_namespace_regex(authenticated)}"'
+        traffic.append(rule(
+            "MeshPlaintextInbound",
+            f'sum by (namespace, pod, srv_name) (rate(inbound_http_authz_allow_total{{{selector}, authz_name!~"{EXPECTED_PLAINTEXT_AUTHZ}"}}[5m])) > 0'
+            f' or sum by (namespace, pod, srv_name) (rate(inbound_tcp_authz_allow_total{{{selector}}}[5m])) > 0',
+            "critical", "Plaintext traffic is admitted into {{ $labels.namespace }}/{{ $labels.pod }}",
+            "The namespace's rollout phase requires mesh identity, yet the Server {{ $labels.srv_name }} admits "
+            "traffic without mTLS ({{ $value }} per second): a policy admits unauthenticated clients.", for_="5m"))
+
+    proxies = [
+        rule("MeshProxyRestarting",
+             f'sum by ({by_pod}) (increase(kube_pod_init_container_status_restarts_total{{container="linkerd-proxy", namespace=~"{ours}"}}[15m])) > 2'
+             f' or sum by ({by_pod}) (increase(kube_pod_container_status_restarts_total{{container="linkerd-proxy", namespace=~"{ours}"}}[15m])) > 2',
+             "warning", "The linkerd-proxy of {{ $labels.namespace }}/{{ $labels.pod }} keeps restarting",
+             "{{ $value }} restarts in 15 minutes (native sidecar init container or classic sidecar). "
+             "Check `kubectl logs -c linkerd-proxy --previous` for identity or memory-limit errors."),
+        rule("MeshProxyCertificateRefreshFailing",
+             f'sum by ({by_pod}) (increase(control_identity_cert_refreshes_total{{result="error", namespace=~"{ours}"}}[15m])) > 0',
+             "warning", "The proxy of {{ $labels.namespace }}/{{ $labels.pod }} fails to refresh its certificate",
+             "linkerd-identity refused or could not be reached; the proxy's 24h certificate will expire unless a "
+             "refresh succeeds. Check the identity issuer and `kubectl -n linkerd logs deploy/linkerd-identity`.",
+             for_="10m"),
+    ]
+    leaf = PROXY_LEAF_LIFETIME.seconds
+    for severity, remaining in (("warning", leaf // 4), ("critical", leaf // 24)):
+        proxies.append(rule(
+            "MeshProxyCertificateExpiring",
+            f'min by ({by_pod}) (control_identity_cert_expiration_timestamp_seconds{{namespace=~"{ours}"}} - time()) < {remaining}',
+            severity, f"The proxy certificate of {{{{ $labels.namespace }}}}/{{{{ $labels.pod }}}} expires in less than {human(Duration(remaining))}",
+            f"Proxies renew their {human(PROXY_LEAF_LIFETIME)} certificate at about 70% of its life; "
+            "{{ $value | humanizeDuration }} left means refreshes are failing. Once it expires, mTLS to and from the pod fails.",
+            for_="5m", labels={"threshold": human(Duration(remaining))}, runbook="meshproxycertificaterefreshfailing"))
+
+    webhook_names = "|".join(w.certificate for w in CONTROL_PLANE_WEBHOOKS)
+    certificates = [
+        *_certificate_expiry_rules("MeshIdentityIssuerExpiring", f'namespace="{LINKERD_NAMESPACE}", name="linkerd-identity-issuer"',
+                                   "The Linkerd identity issuer", settings.pki.issuer_renew_before),
+        *_certificate_expiry_rules("MeshWebhookCertificateExpiring",
+                                   f'namespace="{LINKERD_NAMESPACE}", name=~"{webhook_names}"',
+                                   "The Linkerd webhook certificate", Duration.parse(WEBHOOK_CERT_RENEW_BEFORE)),
+        rule("MeshCertificateNotReady",
+             f'max by (namespace, name, issuer_name) (certmanager_certificate_ready_status{{condition!="True", namespace=~"{ours}|{settings.cert_manager.namespace}"}}) == 1',
+             "critical", "Certificate {{ $labels.namespace }}/{{ $labels.name }} is not Ready",
+             "cert-manager cannot issue or renew it through {{ $labels.issuer_name }}: "
+             "`kubectl -n {{ $labels.namespace }} describe certificate {{ $labels.name }}`.", for_="15m"),
+        rule("MeshIssuerNotReady",
+             'max by (name) (certmanager_clusterissuer_ready_status{condition!="True", name=~"mtls-mesh-.*"}) == 1',
+             "critical", "ClusterIssuer {{ $labels.name }} is not Ready",
+             "Nothing it signs can be issued or renewed. With Vault: the Kubernetes auth login, the role's audience "
+             "or the policy (`kubectl describe clusterissuer {{ $labels.name }}`).", for_="10m"),
+    ]
+    if any(s.certificate for s in graph.services.values()):
+        certificates += _certificate_expiry_rules(
+            "MeshWorkloadCertificateExpiring", f'name=~".*-mesh-tls", namespace=~"{_namespace_regex(graph.namespaces)}"',
+            "The workload certificate", settings.pki.workload_renew_before)
+
+    return [{"name": "mtls-mesh.traffic", "rules": traffic},
+            {"name": "mtls-mesh.proxies", "rules": proxies},
+            {"name": "mtls-mesh.certificates", "rules": certificates}]
+
+
+def anchor_rule_group(not_after: Mapping[str, int], validity: Duration) -> dict[str, Any]:
+    """Trust anchors are not cert-manager certificates (Vault root or pulumi-tls), so their notAfter, read from the
+    certificate at deploy time, is written into the rule. Rotation is manual: the alert says to start it."""
+    rules = []
+    tiers = [("warning", ANCHOR_WARNING), *(("critical", d) for d in ANCHOR_CRITICAL)]
+    for anchor, expiry in sorted(not_after.items()):
+        for severity, remaining in tiers:
+            if remaining >= validity:
+                continue
+            rules.append(rule(
+                "MeshTrustAnchorExpiring", f"vector({expiry} - time()) < {remaining.seconds}", severity,
+                f"Trust anchor {anchor} expires in less than {human(remaining)}",
+                f"Every mesh identity chains to anchor {anchor}, valid until "
+                f"{datetime.fromtimestamp(expiry, timezone.utc):%Y-%m-%d %H:%M} UTC. Rotate it now "
+                "(README: Rotating the trust anchor); it takes three rounds of restarts.",
+                labels={"anchor": anchor, "threshold": human(remaining)}))
+    return {"name": "mtls-mesh.anchors", "rules": rules}
+
+
+def certificate_not_after(pem: str) -> int:
+    """notAfter (Unix seconds) of a PEM certificate: a minimal DER walk to X.509's validity, no extra dependency."""
+    body = "".join(line for line in pem.strip().splitlines() if not line.startswith("-----"))
+    der = base64.b64decode(body)
+
+    def read(at: int) -> tuple[int, int, int]:
+        """(tag, first byte of the value, first byte after it) of the DER element at `at`."""
+        tag, length, at = der[at], der[at + 1], at + 2
+        if length & 0x80:
+            count = length & 0x7F
+            length, at = int.from_bytes(der[at:at + count], "big"), at + count
+        return tag, at, at + length
+
+    _, at, _ = read(0)                  # Certificate ::= SEQUENCE
+    _, at, _ = read(at)                 # TBSCertificate ::= SEQUENCE
+    tag, _, end = read(at)
+    if tag == 0xA0:                     # [0] version, absent in v1 certificates
+        tag, _, end = read(end)
+    _, _, end = read(end)               # serialNumber done; signature AlgorithmIdentifier
+    _, _, end = read(end)               # issuer Name
+    _, at, _ = read(end)                # validity ::= SEQUENCE { notBefore, notAfter }
+    _, _, at = read(at)
+    tag, start, end = read(at)
+    text = der[start:end].decode("ascii")
+    moment = datetime.strptime(text, "%y%m%d%H%M%SZ" if tag == 0x17 else "%Y%m%d%H%M%SZ")
+    return int(moment.replace(tzinfo=timezone.utc).timestamp())
+
+
+def prometheus_rule(groups: list[dict[str, Any]], labels: Mapping[str, str]) -> dict[str, Any]:
+    return {"apiVersion": MONITORING_API, "kind": "PrometheusRule",
+            "metadata": metadata(RULE_NAME, LINKERD_NAMESPACE, labels=dict(labels)), "spec": {"groups": groups}}
+
+
+def pod_monitor(settings: Settings, labels: Mapping[str, str]) -> dict[str, Any]:
+    """Scrape every proxy's admin port (what Linkerd's own PodMonitor keeps): container linkerd-proxy, linkerd-admin."""
+    namespaces = sorted({ns.name for ns in settings.graph.meshed_namespaces} | {LINKERD_NAMESPACE}
+                        | ({"linkerd-viz"} if settings.linkerd.viz else set()))
+    return {
+        "apiVersion": MONITORING_API, "kind": "PodMonitor",
+        "metadata": metadata(POD_MONITOR_NAME, LINKERD_NAMESPACE, labels=dict(labels)),
+        "spec": {
+            "namespaceSelector": {"matchNames": namespaces},
+            "selector": {"matchExpressions": [{"key": "linkerd.io/control-plane-ns", "operator": "Exists"}]},
+            "podMetricsEndpoints": [{
+                "port": "linkerd-admin", "path": "/metrics", "interval": "30s",
+                "relabelings": [{"sourceLabels": ["__meta_kubernetes_pod_container_name"], "action": "keep",
+                                 "regex": "linkerd-proxy"}],
+            }],
+        },
+    }
+
+
+@dataclass
+class MeshAlertsArgs:
+    settings: Settings
+    anchor_certificates: Mapping[str, pulumi.Output[str]]
+    linkerd_namespace: pulumi.Resource
+
+
+class MeshAlerts(pulumi.ComponentResource):
+    def __init__(self, name: str, args: MeshAlertsArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mtls-mesh:alerts:MeshAlerts", name, None, opts)
+        settings = args.settings
+        labels = settings.monitoring.labels
+        child = pulumi.ResourceOptions(parent=self, depends_on=[args.linkerd_namespace])
+        mesh_groups = mesh_rule_groups(settings)
+        anchors = sorted(args.anchor_certificates)
+        spec_groups = pulumi.Output.all(*[args.anchor_certificates[a] for a in anchors]).apply(
+            lambda pems: mesh_groups + [anchor_rule_group(
+                {a: certificate_not_after(pem) for a, pem in zip(anchors, pems)}, settings.pki.anchor_validity)])
+        rule_object = prometheus_rule([], labels)
+        rule_object["spec"] = {"groups": spec_groups}
+        self.rule = register(f"{name}-rules", rule_object, child)
+        self.pod_monitor = register(f"{name}-pod-monitor", pod_monitor(settings, labels), child)
+        self.register_outputs({"alerts": sorted({r["alert"] for g in mesh_groups for r in g["rules"]})})

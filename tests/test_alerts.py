@@ -1,0 +1,280 @@
+"""Alerts, proven with Prometheus' own tool: the rules each stack deploys pass `promtool check rules`, and for every
+alert `promtool test rules` shows it firing on a synthetic series of the failure and silent on a healthy one, at the
+expiry thresholds computed from that stack's settings.
+
+The unit tests run on a copy of the rules without annotations: promtool compares annotations verbatim (rendered
+$value included), while what matters here is expressions, `for` and labels. `promtool check rules` checks the
+annotation templates of the deployed rules.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.alerts import anchor_rule_group, certificate_not_after
+from components.durations import Duration
+from components.errors import SettingsError
+from conformance import validate_object
+from harness import MOCK_NOT_BEFORE, mock_certificate_pem, run_program
+
+PROMTOOL = shutil.which("promtool")
+EVAL = 20 * 60  # seconds into the test at which alerts are evaluated; `for` durations are at most 15m
+
+
+@pytest.fixture
+def promtool():
+    if PROMTOOL is None:
+        if os.environ.get("MTLS_MESH_REQUIRE_PROMTOOL"):
+            pytest.fail("promtool is required here (MTLS_MESH_REQUIRE_PROMTOOL is set) but not on PATH")
+        pytest.skip("promtool not found: apt-get install -y --no-install-recommends prometheus")
+    return PROMTOOL
+
+
+def rule_spec(run):
+    return run.object("PrometheusRule", "mtls-mesh", "linkerd")["spec"]
+
+
+def rules_by_alert(spec):
+    found = {}
+    for group in spec["groups"]:
+        for rule in group["rules"]:
+            found.setdefault(rule["alert"], []).append(rule)
+    return found
+
+
+def promtool_run(promtool, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([promtool, *args], cwd=tmp_path, capture_output=True, text=True)
+
+
+def without_annotations(spec):
+    stripped = copy.deepcopy(spec)
+    for group in stripped["groups"]:
+        for rule in group["rules"]:
+            rule.pop("annotations", None)
+    return stripped
+
+
+def series(name, labels, values):
+    inner = ", ".join(f'{k}="{v}"' for k, v in labels.items())
+    return {"series": f"{name}{{{inner}}}", "values": values}
+
+
+def fixed(value):
+    return f"{value}x30"
+
+
+def case(alert, firing_series, healthy_series, expected_labels):
+    """One alert's two tests: firing (with these labels) on the failure, silent on health."""
+    return [
+        {"interval": "1m", "input_series": firing_series,
+         "alert_rule_test": [{"eval_time": f"{EVAL // 60}m", "alertname": alert,
+                              "exp_alerts": [{"exp_labels": labels} for labels in expected_labels]}]},
+        {"interval": "1m", "input_series": healthy_series,
+         "alert_rule_test": [{"eval_time": f"{EVAL // 60}m", "alertname": alert, "exp_alerts": []}]},
+    ]
+
+
+def threshold_seconds(rule):
+    return int(rule["expr"].rsplit("<", 1)[1])
+
+
+def expiry_cases(alert, rules, metric_labels, metric="certmanager_certificate_expiration_timestamp_seconds",
+                 carried=("namespace", "name", "issuer_kind", "issuer_name")):
+    """For each tier: remaining just under its threshold fires it and every larger tier; far from expiry: silence."""
+    tests = []
+    thresholds = sorted({(threshold_seconds(r), r["labels"]["severity"], r["labels"]["threshold"]) for r in rules})
+    for threshold, _, _ in thresholds:
+        # Under this tier's threshold from the start (so `for` has elapsed), and still above the next lower tier.
+        expiry = threshold - 1800
+        expected = [{**{k: v for k, v in metric_labels.items() if k in carried},
+                     "severity": sev, "threshold": label}
+                    for t, sev, label in thresholds if t >= threshold]
+        healthy_expiry = EVAL + max(t for t, _, _ in thresholds) + 3600
+        tests += case(alert, [series(metric, metric_labels, fixed(expiry))],
+                      [series(metric, metric_labels, fixed(healthy_expiry))], expected)
+    return tests
+
+
+def scenarios(run):
+    """Generated promtool tests for every alert the stack deploys."""
+    by_alert = rules_by_alert(rule_spec(run))
+    phases = run.exports["inboundPolicies"]
+    namespace = next(ns for ns, phase in phases.items())
+    pod = {"namespace": namespace, "pod": "checkout-7d9f"}
+    tests = []
+    tests += case("MeshInboundTLSDetectionTimeout",
+                  [series("inbound_tcp_errors_total", {**pod, "error": "tls detection timeout"}, "0+60x30")],
+                  [series("inbound_tcp_errors_total", {**pod, "error": "tls detection timeout"}, fixed(3)),
+                   series("inbound_tcp_errors_total", {**pod, "error": "unexpected"}, "0+60x30")],
+                  [{**pod, "severity": "warning"}])
+    tests += case("MeshOutboundIdentityRequired",
+                  [series("outbound_tcp_errors_total", {**pod, "error": "identity required"}, "0+60x30")],
+                  [series("outbound_tcp_errors_total", {**pod, "error": "identity required"}, fixed(0))],
+                  [{**pod, "severity": "warning"}])
+    server = {"namespace": namespace, "srv_kind": "Server", "srv_name": "ledger-http",
+              "client_id": "frontend.web.serviceaccount.identity.linkerd.cluster.local"}
+    tests += case("MeshAuthorizationDenied",
+                  [series("inbound_tcp_authz_deny_total", server, "0+60x30")],
+                  [series("inbound_http_authz_deny_total", server, fixed(7)),
+                   series("inbound_http_authz_allow_total", server, "0+60x30")],
+                  [{**server, "severity": "warning"}])
+    if "MeshPlaintextInbound" in by_alert:
+        strict = next(ns for ns, phase in phases.items() if phase in ("deny", "all-authenticated", "cluster-authenticated"))
+        plain = {"namespace": strict, "pod": "ledger-5c", "srv_name": "ledger-http", "tls": "no_identity",
+                 "authz_name": "ledger-http"}
+        probe = {**plain, "authz_name": "probe"}
+        mtls = {**plain, "tls": "true"}
+        tests += case("MeshPlaintextInbound",
+                      [series("inbound_http_authz_allow_total", plain, "0+60x30")],
+                      [series("inbound_http_authz_allow_total", probe, "0+60x30"),
+                       series("inbound_http_authz_allow_total", mtls, "0+60x30")],
+                      [{"namespace": strict, "pod": "ledger-5c", "srv_name": "ledger-http", "severity": "critical"}])
+    proxy = {**pod, "container": "linkerd-proxy"}
+    tests += case("MeshProxyRestarting",
+                  [series("kube_pod_init_container_status_restarts_total", proxy, "0+1x30")],
+                  [series("kube_pod_init_container_status_restarts_total", proxy, fixed(4)),
+                   series("kube_pod_container_status_restarts_total", {**pod, "container": "app"}, "0+1x30")],
+                  [{**pod, "severity": "warning"}])
+    tests += case("MeshProxyRestarting",
+                  [series("kube_pod_container_status_restarts_total", proxy, "0+1x30")],
+                  [series("kube_pod_container_status_restarts_total", proxy, fixed(1))],
+                  [{**pod, "severity": "warning"}])
+    tests += case("MeshProxyCertificateRefreshFailing",
+                  [series("control_identity_cert_refreshes_total", {**pod, "result": "error"}, "0+1x30")],
+                  [series("control_identity_cert_refreshes_total", {**pod, "result": "ok"}, "0+1x30")],
+                  [{**pod, "severity": "warning"}])
+    tests += expiry_cases("MeshProxyCertificateExpiring", by_alert["MeshProxyCertificateExpiring"], pod,
+                          metric="control_identity_cert_expiration_timestamp_seconds", carried=("namespace", "pod"))
+    issuer = {"namespace": "linkerd", "name": "linkerd-identity-issuer", "issuer_kind": "ClusterIssuer",
+              "issuer_name": "mtls-mesh-identity-x"}
+    tests += expiry_cases("MeshIdentityIssuerExpiring", by_alert["MeshIdentityIssuerExpiring"], issuer)
+    webhook = {**issuer, "name": "linkerd-policy-validator", "issuer_name": "mtls-mesh-webhook-ca"}
+    tests += expiry_cases("MeshWebhookCertificateExpiring", by_alert["MeshWebhookCertificateExpiring"], webhook)
+    workload = {"namespace": "data", "name": "postgres-mesh-tls", "issuer_kind": "ClusterIssuer",
+                "issuer_name": "mtls-mesh-workload-x"}
+    tests += expiry_cases("MeshWorkloadCertificateExpiring", by_alert["MeshWorkloadCertificateExpiring"], workload)
+    not_ready = {"namespace": "linkerd", "name": "linkerd-identity-issuer", "issuer_name": "mtls-mesh-identity-x"}
+    tests += case("MeshCertificateNotReady",
+                  [series("certmanager_certificate_ready_status", {**not_ready, "condition": "False"}, fixed(1))],
+                  [series("certmanager_certificate_ready_status", {**not_ready, "condition": "True"}, fixed(1)),
+                   series("certmanager_certificate_ready_status", {**not_ready, "condition": "False"}, fixed(0))],
+                  [{**not_ready, "severity": "critical"}])
+    tests += case("MeshIssuerNotReady",
+                  [series("certmanager_clusterissuer_ready_status", {"name": "mtls-mesh-identity-x", "condition": "False"}, fixed(1))],
+                  [series("certmanager_clusterissuer_ready_status", {"name": "mtls-mesh-identity-x", "condition": "True"}, fixed(1)),
+                   series("certmanager_clusterissuer_ready_status", {"name": "someone-elses", "condition": "False"}, fixed(1))],
+                  [{"name": "mtls-mesh-identity-x", "severity": "critical"}])
+    return tests
+
+
+def run_promtool_tests(promtool, tmp_path, spec, tests):
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(without_annotations(spec)))
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(
+        {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": tests}, sort_keys=False))
+    return promtool_run(promtool, tmp_path, "test", "rules", "tests.yaml")
+
+
+def test_deployed_rules_pass_promtool_check(each_stack, promtool, tmp_path):
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rule_spec(each_stack)))
+    result = promtool_run(promtool, tmp_path, "check", "rules", "rules.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_fires_on_failure_and_stays_silent_on_health(each_stack, promtool, tmp_path):
+    spec = rule_spec(each_stack)
+    tests = scenarios(each_stack)
+    tested = {t["alert_rule_test"][0]["alertname"] for t in tests}
+    deployed = set(rules_by_alert(spec)) - {"MeshTrustAnchorExpiring"}
+    assert deployed == tested, f"alerts without a test: {deployed - tested}"
+    result = run_promtool_tests(promtool, tmp_path, spec, tests)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+def test_the_generated_tests_can_fail(dev, promtool, tmp_path):
+    """Break one alert's threshold: promtool must report it, so a green run means something."""
+    spec = copy.deepcopy(rule_spec(dev))
+    for group in spec["groups"]:
+        for rule in group["rules"]:
+            if rule["alert"] == "MeshIdentityIssuerExpiring" and rule["labels"]["severity"] == "warning":
+                rule["expr"] = rule["expr"].rsplit("<", 1)[0] + "< 60"
+    result = run_promtool_tests(promtool, tmp_path, spec, scenarios(dev))
+    assert result.returncode != 0 and "MeshIdentityIssuerExpiring" in result.stdout + result.stderr
+
+
+def test_issuer_thresholds_follow_the_renew_before_window(each_stack):
+    rules = rules_by_alert(rule_spec(each_stack))["MeshIdentityIssuerExpiring"]
+    assert [(r["labels"]["severity"], r["labels"]["threshold"]) for r in rules] == [("warning", "25h"), ("critical", "12h30m")]
+    changed = run_program(each_stack.stack, set_config={"identityIssuerDuration": "72h", "identityIssuerRenewBefore": "36h"})
+    rules = rules_by_alert(rule_spec(changed))["MeshIdentityIssuerExpiring"]
+    assert [threshold_seconds(r) for r in rules] == [36 * 3600, 18 * 3600]
+
+
+def test_workload_thresholds_follow_each_stacks_lifetime(dev, prod):
+    def tiers(run):
+        return [(r["labels"]["severity"], r["labels"]["threshold"])
+                for r in rules_by_alert(rule_spec(run))["MeshWorkloadCertificateExpiring"]]
+    assert tiers(prod) == [("warning", "30d"), ("critical", "15d"), ("critical", "7d"), ("critical", "1d")]
+    assert tiers(dev) == [("warning", "10d"), ("critical", "5d"), ("critical", "1d")]
+
+
+def test_anchor_expiry_is_read_from_the_deployed_anchor(each_stack):
+    anchors = rules_by_alert(rule_spec(each_stack))["MeshTrustAnchorExpiring"]
+    validity = Duration.parse(each_stack.config.get("mtls-mesh:trustAnchorValidity", "87600h"))
+    expected = int(MOCK_NOT_BEFORE.timestamp()) + validity.seconds
+    for rule in anchors:
+        assert rule["expr"].startswith(f"vector({expected} - time())"), rule["expr"]
+    assert {r["labels"]["threshold"] for r in anchors} == {"60d", "30d", "7d", "1d"}
+
+
+def test_anchor_alert_fires_at_each_tier(promtool, tmp_path):
+    thresholds = {"60d": 60, "30d": 30, "7d": 7, "1d": 1}
+    for label, days in thresholds.items():
+        expiry = days * 86400 - 1800
+        group = anchor_rule_group({"2026-11": expiry}, Duration.parse("87600h"))
+        expected = [{"anchor": "2026-11", "severity": "warning" if t == "60d" else "critical", "threshold": t}
+                    for t, d in thresholds.items() if d >= days]
+        tests = case("MeshTrustAnchorExpiring", [], [], expected)[:1]
+        result = run_promtool_tests(promtool, tmp_path, {"groups": [group]}, tests)
+        assert result.returncode == 0, result.stdout
+
+
+def test_anchor_expiry_parser_reads_real_certificates():
+    from datetime import timedelta
+    pem = mock_certificate_pem("parser-check", 3 * 86400)
+    assert certificate_not_after(pem) == int((MOCK_NOT_BEFORE + timedelta(days=3)).timestamp())
+
+
+def test_monitoring_objects_conform_and_carry_the_selector_labels(each_stack, needs_shared):
+    for kind, name in (("PrometheusRule", "mtls-mesh"), ("PodMonitor", "linkerd-proxies")):
+        obj = each_stack.object(kind, name, "linkerd")
+        assert validate_object(obj) == []
+        assert obj["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    monitor = each_stack.object("PodMonitor", "linkerd-proxies", "linkerd")["spec"]
+    assert monitor["podMetricsEndpoints"][0]["port"] == "linkerd-admin"
+    assert set(monitor["namespaceSelector"]["matchNames"]) >= set(each_stack.exports["inboundPolicies"])
+
+
+def test_no_alert_uses_a_metric_that_does_not_exist(each_stack):
+    text = yaml.safe_dump(rule_spec(each_stack))
+    assert "linkerd_tls_acceptor_events_total" not in text
+    assert "identity_cert_expiration_timestamp_seconds" not in text.replace("control_identity_cert_expiration", "")
+
+
+def test_alerts_can_be_switched_off_and_labels_set():
+    off = run_program("dev", set_config={"alerts": False})
+    assert not off.objects("PrometheusRule") and not off.objects("PodMonitor")
+    custom = run_program("dev", set_config={"monitoringLabels": ["prometheus=platform"]})
+    assert custom.object("PodMonitor", "linkerd-proxies", "linkerd")["metadata"]["labels"]["prometheus"] == "platform"
+
+
+def test_bad_monitoring_labels_are_reported():
+    with pytest.raises(SettingsError) as caught:
+        run_program("dev", set_config={"monitoringLabels": ["release"]})
+    assert [p.where for p in caught.value.problems] == ["mtls-mesh:monitoringLabels[0]"]
