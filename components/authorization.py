@@ -18,7 +18,7 @@ Every object is built by a pure function; the component registers them after the
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping
 
 import pulumi
@@ -26,7 +26,7 @@ import pulumi
 from .graph import Egress, Service, ServiceGraph, mesh_identity
 from .k8s import metadata, register
 from .namespaces import LINKERD_NAMESPACE, VIZ_NAMESPACE
-from .settings import Settings
+from .settings import PolicySettings, Settings
 
 POLICY_API = "policy.linkerd.io/v1alpha1"
 SERVER_API = "policy.linkerd.io/v1beta3"
@@ -50,25 +50,10 @@ EGRESS_DENY = "mtls-mesh-egress-deny"
 VIZ_PROMETHEUS = ("prometheus", VIZ_NAMESPACE)
 
 
-@dataclass(frozen=True)
-class AccessSettings:
-    """What authorization needs from the stack settings."""
-
-    trust_domain: str
-    prometheus_service_accounts: tuple[tuple[str, str], ...]  # (name, namespace)
-    prometheus_networks: tuple[str, ...]
-    kubelet_networks: tuple[str, ...]
-    cluster_networks: tuple[str, ...]
-    network_policies: bool
-    network_policy_egress: bool
-
-    @classmethod
-    def of(cls, settings: Settings) -> "AccessSettings":
-        access = settings.policy
-        accounts = access.prometheus_service_accounts + ((VIZ_PROMETHEUS,) if settings.linkerd.viz else ())
-        return cls(settings.trust_domain, tuple(dict.fromkeys(accounts)), access.prometheus_networks,
-                   access.kubelet_networks, access.cluster_networks, access.network_policies,
-                   access.network_policy_egress)
+def effective_policy(settings: Settings) -> PolicySettings:
+    """The stack's policy settings, with viz's Prometheus among the scrapers when viz is installed."""
+    accounts = settings.policy.prometheus_service_accounts + ((VIZ_PROMETHEUS,) if settings.linkerd.viz else ())
+    return replace(settings.policy, prometheus_service_accounts=tuple(dict.fromkeys(accounts)))
 
 
 def port_object_name(service: Service, port_name: str) -> str:
@@ -137,7 +122,7 @@ def http_route(name: str, namespace: str, parent: str, paths: Iterable[str]) -> 
                                             for path in paths]}]}}
 
 
-def admin_objects(namespace: str, phase: str, access: AccessSettings) -> list[dict[str, Any]]:
+def admin_objects(namespace: str, phase: str, access: PolicySettings, trust_domain: str) -> list[dict[str, Any]]:
     """The proxies' admin port under default deny: metrics for Prometheus, probes for the kubelet, nothing else."""
     objects: list[dict[str, Any]] = [
         {"apiVersion": SERVER_API, "kind": "Server", "metadata": metadata(ADMIN_SERVER, namespace),
@@ -151,7 +136,7 @@ def admin_objects(namespace: str, phase: str, access: AccessSettings) -> list[di
     ]
     # An AuthorizationPolicy requires all of its authentications, so each way Prometheus can arrive gets its own.
     if access.prometheus_service_accounts:
-        identities = [mesh_identity(sa, ns, access.trust_domain) for sa, ns in access.prometheus_service_accounts]
+        identities = [mesh_identity(sa, ns, trust_domain) for sa, ns in access.prometheus_service_accounts]
         objects.append(mesh_tls_authentication(PROMETHEUS, namespace, identities))
         objects.append(authorization_policy(f"{PROMETHEUS}-scrape", namespace, "HTTPRoute", METRICS_ROUTE,
                                             "MeshTLSAuthentication", PROMETHEUS))
@@ -169,14 +154,14 @@ def _split_networks(cidrs: Iterable[str]) -> tuple[list[str], list[str]]:
     return v4, v6
 
 
-def outside_cluster(access: AccessSettings, also_except: Iterable[str] = ()) -> list[dict[str, Any]]:
+def outside_cluster(access: PolicySettings, also_except: Iterable[str] = ()) -> list[dict[str, Any]]:
     """Every address outside the cluster networks (and outside `also_except`), as CIDR-with-exceptions blocks."""
     v4_except, v6_except = _split_networks([*access.cluster_networks, *also_except])
     return [{"cidr": "0.0.0.0/0", **({"except": v4_except} if v4_except else {})},
             {"cidr": "::/0", **({"except": v6_except} if v6_except else {})}]
 
 
-def egress_objects(namespace: str, services: list[Service], access: AccessSettings) -> list[dict[str, Any]]:
+def egress_objects(namespace: str, services: list[Service], access: PolicySettings) -> list[dict[str, Any]]:
     """Linkerd egress control for one namespace: everything leaving the cluster is denied but what the graph allows.
 
     EgressNetworks apply to every client of their namespace; the per-workload restriction is the NetworkPolicy's.
@@ -226,7 +211,7 @@ def _network_policy(name: str, namespace: str, pod_selector: dict[str, Any], *, 
     return {"apiVersion": NETWORK_POLICY_API, "kind": "NetworkPolicy", "metadata": metadata(name, namespace), "spec": spec}
 
 
-def network_policies(graph: ServiceGraph, namespace: str, access: AccessSettings, viz: bool) -> list[dict[str, Any]]:
+def network_policies(graph: ServiceGraph, namespace: str, access: PolicySettings, viz: bool) -> list[dict[str, Any]]:
     """Default deny for one `deny` namespace, and the allowances that let the mesh (and only the mesh's graph) work."""
     restrict_egress = access.network_policy_egress
     types = ["Ingress", "Egress"] if restrict_egress else ["Ingress"]
@@ -271,7 +256,7 @@ def network_policies(graph: ServiceGraph, namespace: str, access: AccessSettings
     return policies
 
 
-def _egress_blocks(egress: Egress, access: AccessSettings) -> list[dict[str, Any]]:
+def _egress_blocks(egress: Egress, access: PolicySettings) -> list[dict[str, Any]]:
     if egress.cidrs:
         blocks = [{"ipBlock": {"cidr": cidr}} for cidr in egress.cidrs]
     else:
@@ -283,21 +268,18 @@ def _egress_blocks(egress: Egress, access: AccessSettings) -> list[dict[str, Any
 
 
 def _callees(graph: ServiceGraph, caller: Service) -> dict[str, list[int]]:
-    callees: dict[str, list[int]] = {}
-    for caller_key, service_key, port_name in sorted(graph.edges()):
-        if caller_key == caller.key:
-            callees.setdefault(service_key, []).append(graph.services[service_key].port(port_name).number)
-    return callees
+    return {callee: [graph.services[callee].port(p).number for p in ports]
+            for callee, ports in graph.callees.get(caller.key, {}).items()}
 
 
-def namespace_objects(graph: ServiceGraph, namespace: str, phase: str, access: AccessSettings,
+def namespace_objects(graph: ServiceGraph, namespace: str, phase: str, access: PolicySettings, trust_domain: str,
                       viz: bool) -> list[dict[str, Any]]:
     """Every authorization object of one meshed namespace."""
     services = graph.services_in(namespace)
-    objects = admin_objects(namespace, phase, access)
+    objects = admin_objects(namespace, phase, access, trust_domain)
     for service in services:
         if graph.is_meshed(service):
-            objects += service_port_objects(graph, service, phase, access.trust_domain)
+            objects += service_port_objects(graph, service, phase, trust_domain)
     if phase == "deny":
         objects += egress_objects(namespace, [s for s in services if graph.is_meshed(s)], access)
         if access.network_policies:
@@ -307,11 +289,11 @@ def namespace_objects(graph: ServiceGraph, namespace: str, phase: str, access: A
 
 def authorization_objects(settings: Settings) -> list[dict[str, Any]]:
     graph = settings.graph
-    access = AccessSettings.of(settings)
+    access = effective_policy(settings)
     objects: list[dict[str, Any]] = []
     for namespace in graph.meshed_namespaces:
         objects += namespace_objects(graph, namespace.name, settings.rollout.policy_for(namespace.name), access,
-                                     settings.linkerd.viz)
+                                     settings.trust_domain, settings.linkerd.viz)
     return objects
 
 
@@ -326,6 +308,11 @@ def access_matrix(objects: Iterable[Mapping[str, Any]], graph: ServiceGraph, tru
                    for s in graph.services.values() if graph.is_meshed(s)}
     index = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objects}
     service_of = {(s.namespace, port_object_name(s, p.name)): (s, p.name) for s in graph.services.values() for p in s.ports}
+    policies_on: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for (kind, namespace, _), obj in index.items():
+        target = obj["spec"]["targetRef"] if kind == "AuthorizationPolicy" else None
+        if target and target["kind"] == "Server":
+            policies_on.setdefault((namespace, target["name"]), []).append(obj)
     matrix: dict[str, Any] = {}
     for (kind, namespace, name), obj in sorted(index.items()):
         if kind != "Server" or (namespace, name) not in service_of:
@@ -333,10 +320,7 @@ def access_matrix(objects: Iterable[Mapping[str, Any]], graph: ServiceGraph, tru
         service, port = service_of[(namespace, name)]
         policy = obj["spec"].get("accessPolicy", "deny")
         allowed: set[str] = set()
-        for (p_kind, p_ns, _), authz in index.items():
-            target = authz["spec"]["targetRef"] if p_kind == "AuthorizationPolicy" else None
-            if p_ns != namespace or not target or target["kind"] != "Server" or target["name"] != name:
-                continue
+        for authz in policies_on.get((namespace, name), []):
             for ref in authz["spec"]["requiredAuthenticationRefs"]:
                 authn = index.get((ref["kind"], namespace, ref["name"]))
                 for identity in (authn or {}).get("spec", {}).get("identities", []):

@@ -6,6 +6,7 @@ the file and the path of the offending key (`services.yaml: services.billing.all
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass, field, replace
@@ -101,6 +102,16 @@ class ServiceGraph:
     def is_meshed(self, service: Service) -> bool:
         """A service has a proxy (and so a mesh identity) only if it and its namespace are both meshed."""
         return service.meshed and self.namespaces[service.namespace].meshed
+
+    @functools.cached_property
+    def callees(self) -> dict[str, dict[str, tuple[str, ...]]]:
+        """caller key -> callee key -> port names, from the edges (indexed once: scanning every edge per caller is
+        quadratic in the size of the graph)."""
+        index: dict[str, dict[str, list[str]]] = {}
+        for caller, service, port in sorted(self.edges()):
+            index.setdefault(caller, {}).setdefault(service, []).append(port)
+        return {caller: {service: tuple(ports) for service, ports in by_service.items()}
+                for caller, by_service in index.items()}
 
     def edges(self) -> frozenset[tuple[str, str, str]]:
         """Every allowed (caller key, service key, port name): the graph's intent, the access matrix's truth."""

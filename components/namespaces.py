@@ -21,6 +21,8 @@ INJECT = "linkerd.io/inject"
 DEFAULT_INBOUND_POLICY = "config.linkerd.io/default-inbound-policy"
 SKIP_INBOUND_PORTS = "config.linkerd.io/skip-inbound-ports"
 SKIP_OUTBOUND_PORTS = "config.linkerd.io/skip-outbound-ports"
+# Marks a workload namespace the service graph keeps out of the mesh on purpose (the policy pack checks for it).
+OUT_OF_MESH = "mtls-mesh.io/out-of-mesh"
 
 
 def linkerd_namespace_object() -> dict[str, Any]:
@@ -63,7 +65,7 @@ def workload_namespace_object(namespace: Namespace, graph: ServiceGraph, rollout
     """A workload namespace: injected with its rollout phase, or explicitly kept out of the mesh."""
     if not namespace.meshed:
         return {"apiVersion": "v1", "kind": "Namespace",
-                "metadata": metadata(namespace.name, annotations={INJECT: "disabled"})}
+                "metadata": metadata(namespace.name, annotations={INJECT: "disabled", OUT_OF_MESH: "declared in the service graph"})}
     annotations = {INJECT: "enabled", DEFAULT_INBOUND_POLICY: rollout.policy_for(namespace.name)}
     if namespace.skip_inbound_ports:
         annotations[SKIP_INBOUND_PORTS] = ",".join(map(str, namespace.skip_inbound_ports))

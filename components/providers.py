@@ -6,14 +6,16 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_vault as vault
 
-from .settings import KubernetesSettings, VaultSettings
+from .settings import IN_CLUSTER, KubernetesSettings, VaultSettings
 
 
 def kubernetes_provider(name: str, settings: KubernetesSettings) -> k8s.Provider:
+    """`kubeContext: in-cluster` (the Pulumi Kubernetes Operator) uses the pod's service account instead of a context."""
+    in_cluster = settings.context == IN_CLUSTER
     return k8s.Provider(
         name,
-        context=settings.context,
-        kubeconfig=settings.kubeconfig or None,
+        context=None if in_cluster else settings.context,
+        kubeconfig=None if in_cluster else settings.kubeconfig or None,
         # Server-side apply lets adopted namespaces be patched field by field instead of replaced.
         enable_server_side_apply=True,
     )

@@ -30,6 +30,8 @@ PKI_MODES = ("vault", "self-signed")
 INBOUND_POLICIES = ("audit", "all-unauthenticated", "cluster-unauthenticated", "all-authenticated",
                     "cluster-authenticated", "deny")
 ROTATION_PHASES = ("none", "add-next", "issue-from-next", "drop-previous")
+# kubeContext value for a program running inside the target cluster (the Pulumi Kubernetes Operator's workspace pod).
+IN_CLUSTER = "in-cluster"
 # Settings that are secrets: read from config but not declared in Pulumi.yaml (see the note there).
 SECRET_SETTINGS = ("vaultToken",)
 # Linkerd proxies' leaf certificates live this long (identity.issuer.issuanceLifetime); the issuer must outlast them.
@@ -329,6 +331,9 @@ def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[
     kubernetes = KubernetesSettings(config.string("kubeContext"), config.string("kubeconfig"))
     if "kubeContext" in declarations and not kubernetes.context and config.full("kubeContext") in raw:
         config.add("kubeContext", "is empty", "Name the kubeconfig context of this stack's cluster")
+    if kubernetes.context == IN_CLUSTER and kubernetes.kubeconfig:
+        config.add("kubeconfig", f"is set, but kubeContext is {IN_CLUSTER} (the pod's own service account)",
+                   "Unset kubeconfig, or name a context of that kubeconfig")
     trust_domain = config.string("trustDomain")
     if not re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$", trust_domain):
         config.add("trustDomain", f"'{trust_domain}' is not a DNS name", "e.g. cluster.local or prod.example.com")

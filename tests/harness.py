@@ -46,6 +46,7 @@ class Registration:
     protect: bool
     dependencies: tuple[str, ...]
     custom: bool
+    additional_secret_outputs: tuple[str, ...] = ()
 
     @property
     def is_kubernetes(self) -> bool:
@@ -137,6 +138,7 @@ class RecordingMonitor(mocks.MockMonitor):
                 inputs=json.loads(json.dumps(_wire_inputs(request), default=str)),
                 provider=request.provider, parent=request.parent, protect=request.protect,
                 dependencies=tuple(request.dependencies), custom=request.custom,
+                additional_secret_outputs=tuple(request.additionalSecretOutputs),
             ))
         return response
 
