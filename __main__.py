@@ -1,5 +1,7 @@
 """mtls-mesh: wiring only. Settings are read and validated once, then each component gets what it needs."""
 
+import gc
+
 import pulumi
 
 from components.alerts import MeshAlerts, MeshAlertsArgs
@@ -12,6 +14,12 @@ from components.rotation import rotation_status
 from components.settings import load_settings, read_stack_config
 from components.trust import SelfSignedAnchors
 from components.vault_pki import VaultPki, VaultPkiArgs
+
+# A Pulumi program is a short-lived process that builds one large object graph. The cyclic collector's repeated scans
+# of it cost about a third of the run at a few thousand services and free almost nothing (benchmarks/run.py), so it
+# runs rarely; reference counting still frees everything else at once.
+gc.freeze()
+gc.set_threshold(200_000, 100, 10_000)
 
 config, secret_keys = read_stack_config()
 settings = load_settings(config, pulumi.get_stack(), secret_keys=secret_keys)
