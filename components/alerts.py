@@ -17,9 +17,9 @@ import pulumi
 
 from .durations import Duration
 from .k8s import metadata, register
-from .linkerd import CONTROL_PLANE_WEBHOOKS, WEBHOOK_CERT_DURATION, WEBHOOK_CERT_RENEW_BEFORE
+from .linkerd import CONTROL_PLANE_WEBHOOKS, WEBHOOK_CERT_RENEW_BEFORE
 from .namespaces import LINKERD_NAMESPACE
-from .settings import INBOUND_POLICIES, PROXY_LEAF_LIFETIME, Settings
+from .settings import PROXY_LEAF_LIFETIME, Settings
 
 MONITORING_API = "monitoring.coreos.com/v1"
 RULE_NAME = "mtls-mesh"
@@ -227,7 +227,8 @@ def certificate_not_after(pem: str) -> int:
     return int(moment.replace(tzinfo=timezone.utc).timestamp())
 
 
-def prometheus_rule(groups: list[dict[str, Any]], labels: Mapping[str, str]) -> dict[str, Any]:
+def prometheus_rule(groups: Any, labels: Mapping[str, str]) -> dict[str, Any]:
+    """`groups` is a list of rule groups, or an Output of one (the anchors' expiry is known once they exist)."""
     return {"apiVersion": MONITORING_API, "kind": "PrometheusRule",
             "metadata": metadata(RULE_NAME, LINKERD_NAMESPACE, labels=dict(labels)), "spec": {"groups": groups}}
 
@@ -269,8 +270,6 @@ class MeshAlerts(pulumi.ComponentResource):
         spec_groups = pulumi.Output.all(*[args.anchor_certificates[a] for a in anchors]).apply(
             lambda pems: mesh_groups + [anchor_rule_group(
                 {a: certificate_not_after(pem) for a, pem in zip(anchors, pems)}, settings.pki.anchor_validity)])
-        rule_object = prometheus_rule([], labels)
-        rule_object["spec"] = {"groups": spec_groups}
-        self.rule = register(f"{name}-rules", rule_object, child)
+        self.rule = register(f"{name}-rules", prometheus_rule(spec_groups, labels), child)
         self.pod_monitor = register(f"{name}-pod-monitor", pod_monitor(settings, labels), child)
         self.register_outputs({"alerts": sorted({r["alert"] for g in mesh_groups for r in g["rules"]})})

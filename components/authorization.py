@@ -1,9 +1,9 @@
 """MeshAuthorization: Linkerd policy, Kubernetes NetworkPolicies and egress control, all generated from the service graph.
 
 Mesh layer, per port of every meshed service: a `Server` whose `accessPolicy` is the namespace's rollout phase (so a
-Server never enforces before its namespace does), a `MeshTLSAuthentication` naming exactly the allowed callers' mesh
-identities, and an `AuthorizationPolicy` binding the two. Objects grow with services and ports; the callers are a list
-inside one object, not objects of their own.
+Server never enforces before its namespace does) and an `AuthorizationPolicy` binding it to a `MeshTLSAuthentication`
+that names exactly the allowed callers' mesh identities (one per service, or per distinct set of callers). Objects
+grow with services and ports; the callers are a list inside one object, not objects of their own.
 
 What default deny would break is allowed on purpose, per meshed namespace: the proxies' admin port (`linkerd-admin`)
 gets a Server with two routes, `/metrics` for Prometheus' identity (or its network) and `/live` + `/ready` for the

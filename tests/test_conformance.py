@@ -3,7 +3,6 @@ with kubernetes-validate (strict). The checker itself is shown to catch what it 
 
 from __future__ import annotations
 
-import pytest
 
 from conformance import describe, is_core, validate_object
 
