@@ -95,3 +95,25 @@ def test_the_whole_program_runs_or_refuses_cleanly(tmp_path_factory, changes, gr
         assert err.registrations == [], "a rejected stack must register nothing"
     else:
         assert run.kubernetes()
+
+
+OPTIONAL_PARTS = {
+    "linkerdViz": st.booleans(), "linkerdCni": st.booleans(), "networkPolicies": st.booleans(),
+    "networkPolicyEgress": st.booleans(), "alerts": st.booleans(),
+    "linkerdHighAvailability": st.sampled_from(["auto", "true", "false"]),
+    "defaultInboundPolicy": st.sampled_from(["audit", "deny", "all-authenticated", "cluster-unauthenticated"]),
+    "prometheusServiceAccounts": st.sampled_from([[], ["monitoring/prom"], ["a/b", "c/d"]]),
+    "prometheusNetworks": st.sampled_from([[], ["10.42.0.0/16"], ["10.42.0.0/16", "fd00:42::/64"]]),
+    "clusterNetworks": st.sampled_from([[], ["10.0.0.0/8"], ["10.0.0.0/8", "fd00::/8"]]),
+    "proxyMemoryLimit": st.sampled_from(["", "128Mi"]),
+}
+
+
+@hypothesis_settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(changes=st.fixed_dictionaries({}, optional=OPTIONAL_PARTS), base=st.sampled_from(["dev", "staging", "prod"]))
+def test_every_combination_of_optional_parts_builds(changes, base):
+    """Settings that validate must build: the whole program runs for any mix of the optional parts."""
+    run = run_program(base, set_config=changes)
+    assert run.of_type("kubernetes:helm.sh/v3:Release")
+    assert bool(run.objects("NetworkPolicy")) == (changes.get("networkPolicies", True) and any(
+        phase == "deny" for phase in run.exports["inboundPolicies"].values()))
