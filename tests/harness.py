@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import gc
 import json
 import math
 import runpy
@@ -224,12 +225,17 @@ def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set
     pulumi.runtime.set_all_config(base, sorted(secret_keys))
     runtime_settings.ROOT.set(None)
     pulumi.runtime.set_mocks(RecordingMocks(), project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    thresholds = gc.get_threshold()
     try:
         _sync_await(run_pulumi_func(lambda: runpy.run_path(str(PROJECT_DIR / "__main__.py"), run_name="__main__")))
     except Exception as err:
         # Tests assert that a rejected stack registered nothing before the error.
         err.registrations = monitor.registrations
         raise
+    finally:
+        # __main__ tunes the collector for a one-shot process; a test session runs the program many times.
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
     root = runtime_settings.get_root_resource()
     exports, secret_exports = {}, set()
