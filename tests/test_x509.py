@@ -254,3 +254,41 @@ def test_a_peer_with_another_identity_is_refused(mesh):
     # The client expects billing's identity; the server presents a valid certificate for someone else.
     result = handshake(server(), client(), mesh_identity("frontend", "web", "cluster.local"))
     assert result != "ok" and "client:" in result and ("mismatch" in result or "doesn't match" in result)
+
+
+# --- Linkerd webhooks: the API server calls them with TLS, trusting the caBundle cainjector wrote ------------------
+
+def webhook_chain(run, certificate_name):
+    """The webhook CA and one webhook's serving certificate, built from the Certificates the stack registers."""
+    ca_spec = run.object("Certificate", "mtls-mesh-webhook-ca", "cert-manager")["spec"]
+    leaf_spec = run.object("Certificate", certificate_name, "linkerd")["spec"]
+    ca = issue(ca_spec["commonName"], _hours(ca_spec["duration"]), curve=CURVES[("ECDSA", ca_spec["privateKey"]["size"])],
+               ca=True)
+    leaf = issue(leaf_spec["commonName"], _hours(leaf_spec["duration"]), parent=ca,
+                 curve=CURVES[("ECDSA", leaf_spec["privateKey"]["size"])], usages=leaf_spec["usages"],
+                 dns=leaf_spec["dnsNames"])
+    return ca, leaf, leaf_spec
+
+
+def api_server_calls(ca, leaf, name, tmp_path):
+    """The webhook serves `leaf`; the API server (no client certificate) dials `name` trusting only `ca`."""
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    (tmp_path / "hook.crt").write_bytes(leaf.pem())
+    (tmp_path / "hook.key").write_bytes(leaf.key_pem())
+    server.load_cert_chain(tmp_path / "hook.crt", tmp_path / "hook.key")
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.load_verify_locations(cadata=ca.pem().decode())
+    return handshake(server, client, name)
+
+
+@pytest.mark.parametrize("certificate", ["linkerd-proxy-injector", "linkerd-sp-validator", "linkerd-policy-validator"])
+def test_the_api_server_reaches_each_webhook_over_verified_tls(prod, certificate, tmp_path):
+    ca, leaf, spec = webhook_chain(prod, certificate)
+    assert api_server_calls(ca, leaf, f"{certificate}.linkerd.svc", tmp_path) == "ok"
+    assert leaf.cert.not_valid_after_utc - NOW > dt.timedelta(days=60), "linkerd check wants 60 days of validity"
+
+
+def test_a_webhook_certificate_for_another_service_is_refused(prod, tmp_path):
+    ca, leaf, _ = webhook_chain(prod, "linkerd-proxy-injector")
+    assert "certificate verify failed" in api_server_calls(ca, leaf, "linkerd-policy-validator.linkerd.svc", tmp_path)
+
