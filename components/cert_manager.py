@@ -48,8 +48,14 @@ def identity_name(trust_domain: str) -> str:
     return f"identity.linkerd.{trust_domain}"
 
 
-def cert_manager_values() -> dict[str, Any]:
-    return {"crds": {"enabled": True}}
+def cert_manager_values(monitoring_labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """With the mesh's alerts on, a ServiceMonitor (chart values prometheus.servicemonitor.*) makes the cluster's
+    Prometheus scrape the certmanager_* metrics the expiry and readiness alerts are written on."""
+    values: dict[str, Any] = {"crds": {"enabled": True}}
+    if monitoring_labels is not None:
+        values["prometheus"] = {"enabled": True,
+                                "servicemonitor": {"enabled": True, "labels": dict(monitoring_labels)}}
+    return values
 
 
 def trust_manager_values(trust_namespace: str) -> dict[str, Any]:
@@ -226,7 +232,8 @@ class CertManager(pulumi.ComponentResource):
             cert_manager = k8s.helm.v3.Release(
                 f"{name}-cert-manager", chart="cert-manager", version=cm.chart_version,
                 repository_opts={"repo": JETSTACK_CHARTS}, namespace=cm.namespace, create_namespace=True,
-                values=cert_manager_values(), opts=child)
+                values=cert_manager_values(settings.monitoring.labels if settings.monitoring.enabled else None),
+                opts=child)
             trust_manager = k8s.helm.v3.Release(
                 f"{name}-trust-manager", chart="trust-manager", version=cm.trust_manager_chart_version,
                 repository_opts={"repo": JETSTACK_CHARTS}, namespace=cm.namespace,

@@ -278,3 +278,11 @@ def test_bad_monitoring_labels_are_reported():
     with pytest.raises(SettingsError) as caught:
         run_program("dev", set_config={"monitoringLabels": ["release"]})
     assert [p.where for p in caught.value.problems] == ["mtls-mesh:monitoringLabels[0]"]
+
+
+def test_installed_cert_manager_is_scraped_when_alerts_are_on(dev):
+    values = dev.named("certs-cert-manager").object()["values"]
+    monitor = values["prometheus"]["servicemonitor"]
+    assert monitor["enabled"] is True and monitor["labels"] == {"release": "kube-prometheus-stack"}
+    off = run_program("dev", set_config={"alerts": False}).named("certs-cert-manager").object()["values"]
+    assert "prometheus" not in off, "without prometheus-operator CRDs a ServiceMonitor would fail the install"
