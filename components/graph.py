@@ -26,8 +26,8 @@ RESERVED_NAMESPACES = ("linkerd", "linkerd-viz", "linkerd-cni", "cert-manager", 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # Kubernetes container port names (IANA_SVC_NAME): what a Server's named port and a NetworkPolicy port refer to.
 _PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 _HOSTNAME = re.compile(r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -314,10 +314,10 @@ def _read_service(reader: _Reader, key: str, raw: Any, namespaces: dict[str, Nam
         ok = False
         selector = {}
     for label, value in selector.items():
-        if not isinstance(label, str) or len(label) > 317 or not _LABEL_KEY.match(label):
+        if not isinstance(label, str) or len(label) > 317 or not LABEL_KEY.match(label):
             reader.add(f"{path}.selector.{label}", "is not a valid label key")
             ok = False
-        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
+        if not isinstance(value, str) or len(value) > 63 or not LABEL_VALUE.match(value):
             reader.add(f"{path}.selector.{label}", f"value {value!r} is not a valid label value (quote numbers and booleans)")
             ok = False
 

@@ -20,7 +20,7 @@ import yaml
 
 from .durations import Duration
 from .errors import Problems, did_you_mean
-from .graph import ServiceGraph, load_graph
+from .graph import LABEL_KEY, LABEL_VALUE, ServiceGraph, load_graph
 
 PROJECT = "mtls-mesh"
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -447,18 +447,16 @@ def _policy(config: _Config) -> PolicySettings:
     )
 
 
-_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
-
-
 def _monitoring(config: _Config) -> MonitoringSettings:
     labels: dict[str, str] = {}
     for index, entry in enumerate(config.strings("monitoringLabels")):
         key, sep, value = entry.partition("=")
-        if not sep or not _LABEL_KEY.match(key) or len(value) > 63 or not _LABEL_VALUE.match(value):
+        if not sep or not LABEL_KEY.match(key) or len(value) > 63 or not LABEL_VALUE.match(value):
             config.add(f"monitoringLabels[{index}]", f"'{entry}' is not a label key=value",
                        "e.g. release=kube-prometheus-stack (what your Prometheus' ruleSelector matches)")
             continue
+        if key in labels:
+            config.add(f"monitoringLabels[{index}]", f"label '{key}' is set twice", "Keep one value per label")
         labels[key] = value
     return MonitoringSettings(enabled=config.boolean("alerts"), labels=labels)
 

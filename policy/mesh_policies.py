@@ -47,6 +47,7 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|m|s)")
 
 
 def _hours(text: str) -> float | None:
+    """Go duration -> hours. The pack is a project of its own (its own venv), so it cannot import components/."""
     parts = _DURATION_PART.findall(text or "")
     if not parts or "".join(n + u for n, u in parts) != text:
         return None

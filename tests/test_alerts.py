@@ -278,6 +278,10 @@ def test_bad_monitoring_labels_are_reported():
     with pytest.raises(SettingsError) as caught:
         run_program("dev", set_config={"monitoringLabels": ["release"]})
     assert [p.where for p in caught.value.problems] == ["mtls-mesh:monitoringLabels[0]"]
+    with pytest.raises(SettingsError) as caught:
+        run_program("dev", set_config={"monitoringLabels": ["release=a", "release=b"]})
+    assert [(p.where, p.what) for p in caught.value.problems] == [
+        ("mtls-mesh:monitoringLabels[1]", "label 'release' is set twice")]
 
 
 def test_installed_cert_manager_is_scraped_when_alerts_are_on(dev):
