@@ -32,7 +32,8 @@ def shared_missing_reason() -> str | None:
 def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
     """(apiVersion, kind) -> openAPIV3Schema, for every served version of every upstream CRD."""
     schemas: dict[tuple[str, str], dict[str, Any]] = {}
-    for path in sorted(UPSTREAM.rglob("*.yaml")):
+    # The CRD folders only: upstream/charts holds chart sources whose templates are not YAML until rendered.
+    for path in sorted(p for p in UPSTREAM.rglob("*.yaml") if "charts" not in p.relative_to(UPSTREAM).parts[:1]):
         for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
             if not isinstance(document, dict) or document.get("kind") != "CustomResourceDefinition":
                 continue
