@@ -35,9 +35,13 @@ def test_the_readme_documents_no_setting_that_does_not_exist():
     assert not extra, f"README documents unknown settings {extra}"
 
 
-def test_ci_runs_the_readme_test_command():
-    command = re.search(r"## Run the tests\n\n```bash\n.*\n(?:venv/bin/)?(python -m pytest[^\n]*)", README).group(1)
-    assert command in (PROJECT_DIR / ".ci" / "run").read_text()
+def test_ci_runs_the_readme_test_commands():
+    block = re.search(r"## Run the tests\n\n```bash\n(.*?)```", README, re.DOTALL).group(1)
+    ci = (PROJECT_DIR / ".ci" / "run").read_text()
+    test_command = re.search(r"^(?:venv/bin/)?(python -m pytest[^\n]*)$", block, re.MULTILINE).group(1)
+    assert test_command in ci
+    tools_command = re.search(r"^(bash \.ci/install-tools)", block, re.MULTILINE).group(1)
+    assert tools_command in ci
 
 
 def test_every_alert_has_a_table_row_and_a_runbook_section(each_stack):
