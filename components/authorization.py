@@ -287,7 +287,21 @@ def namespace_objects(graph: ServiceGraph, namespace: str, phase: str, access: P
     return objects
 
 
+# The last settings and their objects: settings validation builds them to check the names, and the component then
+# registers the same list. Holding the settings object keeps its identity from being reused by another.
+_last_built: tuple[Settings, list[dict[str, Any]]] | None = None
+
+
 def authorization_objects(settings: Settings) -> list[dict[str, Any]]:
+    global _last_built
+    if _last_built is not None and _last_built[0] is settings:
+        return _last_built[1]
+    objects = _build_authorization_objects(settings)
+    _last_built = (settings, objects)
+    return objects
+
+
+def _build_authorization_objects(settings: Settings) -> list[dict[str, Any]]:
     graph = settings.graph
     access = effective_policy(settings)
     objects: list[dict[str, Any]] = []

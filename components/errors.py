@@ -44,7 +44,7 @@ class Problems:
         self.items: list[Problem] = []
 
     def add(self, where: str, what: str, fix: str = "") -> None:
-        self.items.append(Problem(where, what, fix))
+        self.items.append(Problem(_cap(where), _cap(what), _cap(fix)))
 
     def __bool__(self) -> bool:
         return bool(self.items)
@@ -54,10 +54,37 @@ class Problems:
             raise SettingsError(self.items, stack)
 
 
+# A bad value is quoted in a message only this far: a value can be megabytes long (a pasted file, a nested list).
+QUOTE_LIMIT = 60
+# No single part of a problem is longer than this, whatever was quoted into it.
+PART_LIMIT = 1000
+
+
+def short(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """`repr(value)` cut to `limit` characters, for quoting user input in a message.
+
+    Containers are summarised without being formatted whole: formatting a large nested value is what takes time.
+    """
+    if isinstance(value, (dict, list, tuple, set)):
+        kind = {dict: "mapping", list: "list", tuple: "list", set: "set"}[type(value)]
+        return f"<a {kind} of {len(value)} item{'s' if len(value) != 1 else ''}>"
+    if isinstance(value, str) and len(value) > limit:
+        value = value[:limit]
+        return f"{value!r}... ({limit} of more characters shown)"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
+def _cap(text: str) -> str:
+    return text if len(text) <= PART_LIMIT else f"{text[:PART_LIMIT]}... (cut)"
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """A 'did you mean' hint for a misspelled name, or a list of the valid ones."""
     choices = sorted(set(choices))
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if len(word) > 2 * QUOTE_LIMIT:  # nothing that long is a misspelling, and difflib is quadratic in it
+        word = ""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6) if word else []
     if close:
         return f"Did you mean '{close[0]}'?"
     if not choices:

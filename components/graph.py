@@ -13,22 +13,29 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
-from .errors import Problems, did_you_mean
+from .errors import Problems, did_you_mean, short
+from .inputs import MAX_GRAPH_BYTES, InputError, load_yaml, read_text_file
 
 # proxyProtocol values Linkerd's admission webhook accepts on a Server (the CRD schema itself takes any string).
 PROXY_PROTOCOLS = ("unknown", "HTTP/1", "HTTP/2", "gRPC", "opaque", "TLS")
 
+# The most services one graph may hold: benchmarks/run.py shows 10,000 registering in seconds; beyond that a stack
+# should be split. The file itself is limited by inputs.MAX_GRAPH_BYTES.
+MAX_SERVICES = 10_000
+
+# The proxy's own ports (linkerd-control-plane values proxy.ports: admin 4191, control 4190, inbound 4143,
+# outbound 4140): a meshed workload listening on one of them would collide with its own proxy.
+PROXY_PORTS = {4140: "outbound", 4143: "inbound", 4190: "control (tap)", 4191: "admin"}
+
 # Namespaces the program manages itself, or that the mesh must never inject.
 RESERVED_NAMESPACES = ("linkerd", "linkerd-viz", "linkerd-cni", "cert-manager", "kube-system", "kube-public", "kube-node-lease")
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 # Kubernetes container port names (IANA_SVC_NAME): what a Server's named port and a NetworkPolicy port refer to.
-_PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
-_HOSTNAME = re.compile(r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]([-a-z0-9]*[a-z0-9])?$")
+_PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?\Z")
+LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?\Z")
+_HOSTNAME = re.compile(r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]([-a-z0-9]*[a-z0-9])?\Z")
 
 
 @dataclass(frozen=True)
@@ -156,20 +163,20 @@ class _Reader:
             return {}
         for key in value:
             if key not in allowed:
-                self.add(f"{path}.{key}" if path else str(key), "is not a known field", did_you_mean(str(key), allowed))
+                self.add(f"{path}.{_name(key)}" if path else _name(key), "is not a known field", did_you_mean(str(key), allowed))
         return value
 
     def boolean(self, value: Any, path: str, default: bool) -> bool:
         if value is None:
             return default
         if not isinstance(value, bool):
-            self.add(path, f"must be true or false, not {value!r}")
+            self.add(path, f"must be true or false, not {short(value)}")
             return default
         return value
 
     def port_number(self, value: Any, path: str) -> int | None:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-            self.add(path, f"must be a port number from 1 to 65535, not {value!r}")
+            self.add(path, f"must be a port number from 1 to 65535, not {short(value)}")
             return None
         return value
 
@@ -184,10 +191,16 @@ class _Reader:
 
     def dns_label(self, value: Any, path: str, what: str) -> bool:
         if not isinstance(value, str) or len(value) > 63 or not _DNS_LABEL.match(value):
-            self.add(path, f"{what} {value!r} is not a valid Kubernetes name",
+            self.add(path, f"{what} {short(value)} is not a valid Kubernetes name",
                      "Use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit")
             return False
         return True
+
+
+def _name(key: Any) -> str:
+    """A key as it appears in a path: user text, so never more than a short prefix of it."""
+    text = str(key)
+    return text if len(text) <= 60 else f"{text[:60]}..."
 
 
 def _kind(value: Any) -> str:
@@ -199,23 +212,9 @@ def load_graph(path: Path, display: str, problems: Problems) -> ServiceGraph | N
     """Read and validate the graph file; problems go to `problems`, and None is returned if it cannot be used."""
     reader = _Reader(display, problems)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        reader.add("", f"file not found at {path}", "Create it, or point mtls-mesh:serviceGraph at the graph file")
-        return None
-    except OSError as err:
-        reader.add("", f"cannot be read: {err.strerror}")
-        return None
-    except ValueError:  # e.g. a NUL byte in the configured path
-        reader.add("", "is not a usable file path", "Point mtls-mesh:serviceGraph at the graph file, e.g. services.yaml")
-        return None
-    try:
-        # libyaml's loader when PyYAML has it (its wheels do): the pure-Python one dominates large graphs' load time.
-        document = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        reader.add("", f"is not valid YAML{at}: {getattr(err, 'problem', None) or err}")
+        document = load_yaml(read_text_file(path, MAX_GRAPH_BYTES))
+    except InputError as err:
+        reader.add("", err.what, err.fix or "Point mtls-mesh:serviceGraph at the graph file, e.g. services.yaml")
         return None
     return parse_graph(document, display, problems)
 
@@ -236,13 +235,20 @@ def parse_graph(document: Any, display: str, problems: Problems) -> ServiceGraph
     elif not isinstance(raw_services, dict):
         reader.add("services", f"must be a mapping of service name to service, not {_kind(raw_services)}")
         raw_services = {}
+    if len(raw_services) > MAX_SERVICES:
+        reader.add("services", f"lists {len(raw_services):,} services, more than the limit of {MAX_SERVICES:,}",
+                   "Split the platform into several stacks (see README, 'Limits')")
+        return None
     services: dict[str, Service] = {}
     raw_allow: dict[str, Any] = {}
     for key, raw in raw_services.items():
+        problems_before = len(problems.items)
         service = _read_service(reader, str(key), raw, namespaces)
         if service is not None:
             services[service.key] = service
             raw_allow[service.key] = (raw or {}).get("allow") if isinstance(raw, dict) else None
+        elif len(problems.items) == problems_before:  # never drop a service without saying why
+            reader.add(f"services.{_name(key)}", "cannot be read")
     _check_unique_workloads(reader, services)
     graph = ServiceGraph(display, namespaces, services)
     resolved: dict[str, tuple[Caller, ...]] = {}
@@ -269,7 +275,7 @@ def _read_namespaces(reader: _Reader, raw: Any) -> dict[str, Namespace]:
         return {}
     namespaces: dict[str, Namespace] = {}
     for name, body in raw.items():
-        path = f"namespaces.{name}"
+        path = f"namespaces.{_name(name)}"
         if not reader.dns_label(name, path, "namespace"):
             continue
         if name in RESERVED_NAMESPACES:
@@ -287,7 +293,7 @@ def _read_namespaces(reader: _Reader, raw: Any) -> dict[str, Namespace]:
 
 
 def _read_service(reader: _Reader, key: str, raw: Any, namespaces: dict[str, Namespace]) -> Service | None:
-    path = f"services.{key}"
+    path = f"services.{_name(key)}"
     ok = reader.dns_label(key, path, "service")
     if not isinstance(raw, dict):
         reader.add(path, f"must be a mapping with at least 'namespace' and 'ports', not {_kind(raw)}")
@@ -299,7 +305,7 @@ def _read_service(reader: _Reader, key: str, raw: Any, namespaces: dict[str, Nam
         reader.add(f"{path}.namespace", "is missing", "Name the namespace the service runs in")
         ok = False
     elif not isinstance(namespace, str) or namespace not in namespaces:
-        reader.add(f"{path}.namespace", f"namespace {namespace!r} is not declared under 'namespaces'",
+        reader.add(f"{path}.namespace", f"namespace {short(namespace)} is not declared under 'namespaces'",
                    did_you_mean(str(namespace), namespaces))
         ok = False
 
@@ -315,10 +321,10 @@ def _read_service(reader: _Reader, key: str, raw: Any, namespaces: dict[str, Nam
         selector = {}
     for label, value in selector.items():
         if not isinstance(label, str) or len(label) > 317 or not LABEL_KEY.match(label):
-            reader.add(f"{path}.selector.{label}", "is not a valid label key")
+            reader.add(f"{path}.selector.{_name(label)}", "is not a valid label key")
             ok = False
         if not isinstance(value, str) or len(value) > 63 or not LABEL_VALUE.match(value):
-            reader.add(f"{path}.selector.{label}", f"value {value!r} is not a valid label value (quote numbers and booleans)")
+            reader.add(f"{path}.selector.{_name(label)}", f"value {short(value)} is not a valid label value (quote numbers and booleans)")
             ok = False
 
     ports = _read_ports(reader, path, fields.get("ports"))
@@ -330,6 +336,12 @@ def _read_service(reader: _Reader, key: str, raw: Any, namespaces: dict[str, Nam
         reader.add(f"{path}.meshed", f"is true, but namespace '{namespace}' is not meshed",
                    "Mesh the namespace, or drop 'meshed: true'")
         ok = False
+    if meshed and namespace_meshed:
+        for index, port in enumerate(ports or ()):
+            if port.number in PROXY_PORTS:
+                reader.add(f"{path}.ports[{index}].port", f"{port.number} is the Linkerd proxy's own "
+                           f"{PROXY_PORTS[port.number]} port", "Run the workload on another port")
+                ok = False
     has_tls_port = any(p.protocol == "TLS" for p in ports or ())
     # Deliberately proxy-free services (and TLS ports) terminate TLS themselves; services of a namespace that is
     # simply not onboarded yet get a certificate only when asked.
@@ -361,13 +373,13 @@ def _read_ports(reader: _Reader, path: str, raw: Any) -> tuple[Port, ...] | None
         fields = reader.mapping(item, port_path, _PORT_KEYS)
         name = fields.get("name")
         if not isinstance(name, str) or len(name) > 15 or not _PORT_NAME.match(name) or not re.search("[a-z]", name):
-            reader.add(f"{port_path}.name", f"{name!r} is not a valid port name",
+            reader.add(f"{port_path}.name", f"{short(name)} is not a valid port name",
                        "Use at most 15 lowercase letters, digits and '-', with at least one letter (IANA_SVC_NAME)")
             ok = False
         number = reader.port_number(fields.get("port"), f"{port_path}.port")
         protocol = fields.get("protocol")
         if protocol not in PROXY_PROTOCOLS:
-            reader.add(f"{port_path}.protocol", f"{protocol!r} is not a protocol Linkerd accepts",
+            reader.add(f"{port_path}.protocol", f"{short(protocol)} is not a protocol Linkerd accepts",
                        f"{did_you_mean(str(protocol), PROXY_PROTOCOLS)} Valid: {', '.join(PROXY_PROTOCOLS)}")
             ok = False
         if number is None:
@@ -394,10 +406,12 @@ def _read_egress(reader: _Reader, path: str, raw: Any) -> tuple[Egress, ...] | N
     ok = True
     for index, item in enumerate(raw):
         item_path = f"{path}.egress[{index}]"
-        fields = reader.mapping(item, item_path, _EGRESS_KEYS)
         if not isinstance(item, dict):
+            reader.add(item_path, f"must be a mapping with name, cidrs or hosts, and ports, not {_kind(item)}",
+                       "e.g. - {name: stripe, hosts: [api.stripe.com], ports: [443]}")
             ok = False
             continue
+        fields = reader.mapping(item, item_path, _EGRESS_KEYS)
         name = fields.get("name")
         ok &= reader.dns_label(name, f"{item_path}.name", "egress name")
         cidrs = fields.get("cidrs") or []
@@ -413,11 +427,11 @@ def _read_egress(reader: _Reader, path: str, raw: Any) -> tuple[Egress, ...] | N
             try:
                 ipaddress.ip_network(str(cidr), strict=True)
             except ValueError as err:
-                reader.add(f"{item_path}.cidrs[{i}]", f"{cidr!r} is not a CIDR ({err})", "e.g. 203.0.113.0/24, with no host bits set")
+                reader.add(f"{item_path}.cidrs[{i}]", f"{short(cidr)} is not a CIDR ({err})", "e.g. 203.0.113.0/24, with no host bits set")
                 ok = False
         for i, host in enumerate(hosts):
             if not isinstance(host, str) or not _HOSTNAME.match(host):
-                reader.add(f"{item_path}.hosts[{i}]", f"{host!r} is not a DNS name", "e.g. api.stripe.com or *.googleapis.com")
+                reader.add(f"{item_path}.hosts[{i}]", f"{short(host)} is not a DNS name", "e.g. api.stripe.com or *.googleapis.com")
                 ok = False
         ports = reader.port_numbers(fields.get("ports"), f"{item_path}.ports")
         if not ports:
@@ -440,6 +454,7 @@ def _check_unique_workloads(reader: _Reader, services: dict[str, Service]) -> No
                        "Each workload appears once; give one of them another name")
         else:
             seen[place] = key
+    _check_distinct_pods(reader, services)
     # Policy objects are named <workload> and <workload>-<port>: two services must not produce the same name.
     names: dict[tuple[str, str], str] = {}
     for key, service in services.items():
@@ -449,6 +464,30 @@ def _check_unique_workloads(reader: _Reader, services: dict[str, Service]) -> No
                 reader.add(f"services.{key}", f"its policy object name '{object_name}' in namespace "
                            f"'{service.namespace}' is also one of services.{other}",
                            "Rename a workload or a port so that <name>-<port> stays unique in the namespace")
+
+
+def _check_distinct_pods(reader: _Reader, services: dict[str, Service]) -> None:
+    """Two services whose selectors pick the same pods (one's labels a subset of the other's) on the same port would
+    give that pod port two Servers; Linkerd honours only one of them, so one service's policy silently vanishes."""
+    by_item: dict[tuple[str, tuple[str, str]], list[Service]] = {}
+    for service in services.values():
+        for item in service.selector:
+            by_item.setdefault((service.namespace, item), []).append(service)
+    reported: set[frozenset[str]] = set()
+    for service in services.values():
+        labels = set(service.selector)
+        numbers = {p.number for p in service.ports}
+        # A service whose selector includes all of this one's labels selects a subset of its pods.
+        for other in by_item.get((service.namespace, service.selector[0]), ()):
+            pair = frozenset((service.key, other.key))
+            if other is service or pair in reported or not labels <= set(other.selector):
+                continue
+            shared = sorted(numbers & {p.number for p in other.ports})
+            if shared:
+                reported.add(pair)
+                reader.add(f"services.{other.key}.selector",
+                           f"selects pods that services.{service.key} selects too, and both declare port {shared[0]}",
+                           "One pod port can have one Server: merge the services, or make the selectors distinct")
 
 
 def _read_callers(reader: _Reader, graph: ServiceGraph, service: Service, raw: Any) -> tuple[Caller, ...]:

@@ -19,8 +19,10 @@ from urllib.parse import urlparse
 import yaml
 
 from .durations import Duration
-from .errors import Problems, did_you_mean
+from .errors import Problems, did_you_mean, short
 from .graph import LABEL_KEY, LABEL_VALUE, ServiceGraph, load_graph
+from .collisions import graph_objects, object_name_clashes
+from .inputs import MAX_PEM_BYTES, InputError, read_text_file
 
 PROJECT = "mtls-mesh"
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -43,8 +45,8 @@ _IGNORED_PROVIDER_KEYS = {
     "kubernetes:context": "kubeContext", "kubernetes:kubeconfig": "kubeconfig",
     "vault:address": "vaultAddress", "vault:namespace": "vaultNamespace", "vault:token": "vaultToken",
 }
-_VAULT_PATH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(/[A-Za-z0-9][A-Za-z0-9_-]*)*$")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_VAULT_PATH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(/[A-Za-z0-9][A-Za-z0-9_-]*)*\Z")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 _MISSING = object()
 
 
@@ -278,7 +280,7 @@ class _Config:
             return bool(value)
         if str(value).lower() in ("true", "false"):
             return str(value).lower() == "true"
-        self.add(key, f"must be true or false, not '{value}'")
+        self.add(key, f"must be true or false, not {short(value)}")
         return bool(self.declarations[key].default)
 
     def strings(self, key: str) -> tuple[str, ...]:
@@ -287,7 +289,7 @@ class _Config:
             try:
                 value = json.loads(value)
             except json.JSONDecodeError:
-                self.add(key, f"must be a list of strings, not '{value}'", f"e.g. pulumi config set --path '{key}[0]' <value>")
+                self.add(key, f"must be a list of strings, not {short(value)}", f"e.g. pulumi config set --path '{key}[0]' <value>")
                 return ()
         if value is None:
             return ()
@@ -307,7 +309,7 @@ class _Config:
     def choice(self, key: str, choices: tuple[str, ...]) -> str:
         value = self.string(key)
         if value not in choices:
-            self.add(key, f"'{value}' is not one of {', '.join(choices)}", did_you_mean(value, choices))
+            self.add(key, f"{short(value)} is not one of {', '.join(choices)}", did_you_mean(value, choices))
         return value
 
     def secret(self, key: str) -> Secret | None:
@@ -335,8 +337,10 @@ def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[
         config.add("kubeconfig", f"is set, but kubeContext is {IN_CLUSTER} (the pod's own service account)",
                    "Unset kubeconfig, or name a context of that kubeconfig")
     trust_domain = config.string("trustDomain")
-    if not re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$", trust_domain):
-        config.add("trustDomain", f"'{trust_domain}' is not a DNS name", "e.g. cluster.local or prod.example.com")
+    if (len(trust_domain) > 253 or any(len(label) > 63 for label in trust_domain.split("."))
+            or not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", trust_domain)):
+        config.add("trustDomain", f"{short(trust_domain)} is not a DNS name",
+                   "At most 253 characters, labels of at most 63 lowercase letters, digits and '-', e.g. cluster.local")
 
     graph_file = config.string("serviceGraph")
     graph = load_graph(project_dir / graph_file, graph_file, problems) if graph_file else None
@@ -348,11 +352,13 @@ def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[
     if graph is not None:
         for index, namespace in enumerate(adopt):
             if namespace not in graph.namespaces:
-                config.add(f"adoptNamespaces[{index}]", f"'{namespace}' is not a namespace of {graph.source}",
+                config.add(f"adoptNamespaces[{index}]", f"{short(namespace)} is not a namespace of {graph.source}",
                            did_you_mean(namespace, graph.namespaces))
 
     pki = _pki(config, environment)
-    vault = _vault(config, environment, project_dir, pki) if pki is not None and pki.mode == "vault" else None
+    # Vault settings are checked in every mode (a stack moving to Vault later must not find old mistakes then); they
+    # are required, and turned into settings, only with pkiMode vault.
+    vault = _vault(config, environment, project_dir, pki, used=config.string("pkiMode") == "vault")
     cert_manager = CertManagerSettings(
         install=config.boolean("installCertManager"),
         namespace=config.string("certManagerNamespace"),
@@ -360,25 +366,44 @@ def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[
         trust_manager_chart_version=config.string("trustManagerChartVersion"),
     )
     for key in ("certManagerChartVersion", "trustManagerChartVersion"):
-        if not re.match(r"^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$", config.string(key)):
-            config.add(key, f"'{config.string(key)}' is not a chart version", "Pin an exact version such as v1.21.1")
+        if not re.fullmatch(r"v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?", config.string(key)):
+            config.add(key, f"{short(config.string(key))} is not a chart version", "Pin an exact version such as v1.21.1")
     if not _DNS_LABEL.match(cert_manager.namespace):
-        config.add("certManagerNamespace", f"'{cert_manager.namespace}' is not a valid namespace name")
+        config.add("certManagerNamespace", f"{short(cert_manager.namespace)} is not a valid namespace name")
 
     linkerd = _linkerd(config, environment)
     policy = _policy(config)
     monitoring = _monitoring(config)
 
+    if graph is not None:
+        _check_egress_outside_cluster(problems, graph, policy)
     problems.raise_if_any(stack)
-    return Settings(
+    settings = Settings(
         stack=stack, environment=environment, trust_domain=trust_domain, kubernetes=kubernetes, graph=graph,
         adopt_namespaces=adopt, rollout=rollout, pki=pki, vault=vault, cert_manager=cert_manager, linkerd=linkerd,
         policy=policy, monitoring=monitoring,
     )
+    problems.items.extend(object_name_clashes(settings, graph_objects(settings)))
+    problems.raise_if_any(stack)
+    return settings
+
+
+def _check_egress_outside_cluster(problems: Problems, graph: ServiceGraph, policy: PolicySettings) -> None:
+    """An egress CIDR that overlaps the cluster's networks would open in-cluster pods past the graph's allow lists."""
+    cluster = [ipaddress.ip_network(c) for c in policy.cluster_networks]
+    for service in graph.services.values():
+        for index, egress in enumerate(service.egress):
+            for cidr_index, cidr in enumerate(egress.cidrs):
+                network = ipaddress.ip_network(cidr)
+                inside = [str(c) for c in cluster if c.version == network.version and network.overlaps(c)]
+                if inside:
+                    problems.add(f"{graph.source}: services.{service.key}.egress[{index}].cidrs[{cidr_index}]",
+                                 f"{cidr} overlaps the cluster network {inside[0]} (clusterNetworks)",
+                                 "Egress is for destinations outside the cluster; allow in-cluster callers with 'allow'")
 
 
 # Kubernetes resource quantities (apimachinery's resource.Quantity): a number with an optional SI or binary suffix.
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?\Z")
 _PROXY_RESOURCE_KEYS = {("cpu", "request"): "proxyCpuRequest", ("cpu", "limit"): "proxyCpuLimit",
                         ("memory", "request"): "proxyMemoryRequest", ("memory", "limit"): "proxyMemoryLimit"}
 CONTROLLER_LOG_LEVELS = ("error", "warn", "info", "debug", "trace")
@@ -386,13 +411,17 @@ CONTROLLER_LOG_LEVELS = ("error", "warn", "info", "debug", "trace")
 
 def _linkerd(config: _Config, environment: str) -> LinkerdSettings:
     version = config.string("linkerdChartVersion")
-    if not re.match(r"^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$", version):
+    if not re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?", version):
         hint = "Chart versions of edge releases are dates: edge-26.8.3 is chart 2026.8.3"
-        config.add("linkerdChartVersion", f"'{version}' is not a chart version", hint)
+        config.add("linkerdChartVersion", f"{short(version)} is not a chart version", hint)
     repository = config.string("linkerdHelmRepository")
-    parsed = urlparse(repository)
-    if parsed.scheme not in ("https", "oci") or not parsed.hostname:
-        config.add("linkerdHelmRepository", f"'{repository}' is not an https:// or oci:// repository",
+    try:
+        parsed = urlparse(repository)
+        hostname, _ = parsed.hostname, parsed.port
+    except ValueError:
+        hostname = None
+    if not hostname or parsed.scheme not in ("https", "oci"):
+        config.add("linkerdHelmRepository", f"{short(repository)} is not an https:// or oci:// repository",
                    "e.g. https://helm.linkerd.io/edge")
     ha = config.choice("linkerdHighAvailability", ("auto", "true", "false"))
     resources: dict[str, dict[str, str]] = {}
@@ -402,11 +431,11 @@ def _linkerd(config: _Config, environment: str) -> LinkerdSettings:
             continue
         if not _QUANTITY.match(value):
             example = "100m or 0.5" if resource == "cpu" else "64Mi or 1Gi"
-            config.add(key, f"'{value}' is not a Kubernetes quantity", f"e.g. {example}")
+            config.add(key, f"{short(value)} is not a Kubernetes quantity", f"e.g. {example}")
         resources.setdefault(resource, {})[kind] = value
     log_level = config.string("proxyLogLevel")
     if not log_level or any(c.isspace() for c in log_level):
-        config.add("proxyLogLevel", f"'{log_level}' is not a log filter", "e.g. warn,linkerd=info")
+        config.add("proxyLogLevel", f"{short(log_level)} is not a log filter", "e.g. warn,linkerd=info")
     return LinkerdSettings(
         chart_version=version, repository=repository,
         high_availability=environment == "prod" if ha == "auto" else ha == "true",
@@ -423,7 +452,7 @@ def _networks(config: _Config, key: str) -> tuple[str, ...]:
         try:
             networks.append(str(ipaddress.ip_network(value, strict=True)))
         except ValueError as err:
-            config.add(f"{key}[{index}]", f"'{value}' is not a CIDR ({err})", "e.g. 10.0.0.0/8, with no host bits set")
+            config.add(f"{key}[{index}]", f"{short(value)} is not a CIDR ({err})", "e.g. 10.0.0.0/8, with no host bits set")
     return tuple(networks)
 
 
@@ -431,8 +460,8 @@ def _policy(config: _Config) -> PolicySettings:
     accounts = []
     for index, value in enumerate(config.strings("prometheusServiceAccounts")):
         namespace, sep, name = value.partition("/")
-        if not sep or not _DNS_LABEL.match(namespace) or not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", name):
-            config.add(f"prometheusServiceAccounts[{index}]", f"'{value}' is not namespace/serviceaccount",
+        if not sep or not _DNS_LABEL.match(namespace) or not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", name):
+            config.add(f"prometheusServiceAccounts[{index}]", f"{short(value)} is not namespace/serviceaccount",
                        "e.g. monitoring/kube-prometheus-stack-prometheus")
             continue
         accounts.append((name, namespace))
@@ -440,9 +469,13 @@ def _policy(config: _Config) -> PolicySettings:
     if not kubelet and config.full("kubeletNetworks") in config.raw:
         config.add("kubeletNetworks", "is empty, so no kubelet probe of a proxy would be admitted under deny",
                    "List the node network, e.g. [10.0.0.0/16]")
+    cluster = _networks(config, "clusterNetworks")
+    if not cluster and not config.strings("clusterNetworks"):
+        config.add("clusterNetworks", "is empty, so every address would count as outside the cluster",
+                   "List the pod and service networks, e.g. [10.0.0.0/8]")
     return PolicySettings(
         prometheus_service_accounts=tuple(accounts), prometheus_networks=_networks(config, "prometheusNetworks"),
-        kubelet_networks=kubelet, cluster_networks=_networks(config, "clusterNetworks"),
+        kubelet_networks=kubelet, cluster_networks=cluster,
         network_policies=config.boolean("networkPolicies"), network_policy_egress=config.boolean("networkPolicyEgress"),
     )
 
@@ -452,11 +485,11 @@ def _monitoring(config: _Config) -> MonitoringSettings:
     for index, entry in enumerate(config.strings("monitoringLabels")):
         key, sep, value = entry.partition("=")
         if not sep or not LABEL_KEY.match(key) or len(value) > 63 or not LABEL_VALUE.match(value):
-            config.add(f"monitoringLabels[{index}]", f"'{entry}' is not a label key=value",
+            config.add(f"monitoringLabels[{index}]", f"{short(entry)} is not a label key=value",
                        "e.g. release=kube-prometheus-stack (what your Prometheus' ruleSelector matches)")
             continue
         if key in labels:
-            config.add(f"monitoringLabels[{index}]", f"label '{key}' is set twice", "Keep one value per label")
+            config.add(f"monitoringLabels[{index}]", f"label {short(key)} is set twice", "Keep one value per label")
         labels[key] = value
     return MonitoringSettings(enabled=config.boolean("alerts"), labels=labels)
 
@@ -479,16 +512,16 @@ def _rollout(config: _Config, graph: ServiceGraph | None) -> RolloutSettings:
         key = f"inboundPolicyOverrides[{index}]"
         namespace, sep, policy = entry.partition("=")
         if not sep:
-            config.add(key, f"'{entry}' is not namespace=policy", "e.g. legacy=audit")
+            config.add(key, f"{short(entry)} is not namespace=policy", "e.g. legacy=audit")
             continue
         if policy not in INBOUND_POLICIES:
-            config.add(key, f"'{policy}' is not an inbound policy", f"{did_you_mean(policy, INBOUND_POLICIES)} Valid: {', '.join(INBOUND_POLICIES)}")
+            config.add(key, f"{short(policy)} is not an inbound policy", f"{did_you_mean(policy, INBOUND_POLICIES)} Valid: {', '.join(INBOUND_POLICIES)}")
         if graph is not None and namespace not in graph.namespaces:
-            config.add(key, f"'{namespace}' is not a namespace of {graph.source}", did_you_mean(namespace, graph.namespaces))
+            config.add(key, f"{short(namespace)} is not a namespace of {graph.source}", did_you_mean(namespace, graph.namespaces))
         elif graph is not None and not graph.namespaces[namespace].meshed:
-            config.add(key, f"namespace '{namespace}' is not meshed, so it has no inbound policy", "Remove the override")
+            config.add(key, f"namespace {short(namespace)} is not meshed, so it has no inbound policy", "Remove the override")
         if namespace in overrides:
-            config.add(key, f"namespace '{namespace}' is overridden twice")
+            config.add(key, f"namespace {short(namespace)} is overridden twice")
         overrides[namespace] = policy
     return RolloutSettings(default_policy, overrides)
 
@@ -503,17 +536,17 @@ def _pki(config: _Config, environment: str) -> PkiSettings | None:
     phase = config.choice("anchorRotationPhase", ROTATION_PHASES)
     for key, anchor in (("trustAnchor", current), ("nextTrustAnchor", next_anchor)):
         if anchor and (len(anchor) > 20 or not _DNS_LABEL.match(anchor)):
-            config.add(key, f"'{anchor}' is not a valid anchor id",
+            config.add(key, f"{short(anchor)} is not a valid anchor id",
                        "Use at most 20 lowercase letters, digits and '-', e.g. 2026-11 (it names Vault mounts and cluster objects)")
     if phase == "none" and next_anchor:
-        config.add("nextTrustAnchor", f"is '{next_anchor}' but anchorRotationPhase is none",
+        config.add("nextTrustAnchor", f"is {short(next_anchor)} but anchorRotationPhase is none",
                    "Start the rotation with anchorRotationPhase add-next, or clear nextTrustAnchor")
     if phase in ROTATION_PHASES and phase != "none":
         if not next_anchor:
             config.add("anchorRotationPhase", f"is {phase}, which needs the anchor being rotated in",
                        "Set nextTrustAnchor (rotation starts with add-next)")
         elif next_anchor == current:
-            config.add("nextTrustAnchor", f"is the current anchor '{current}'", "Give the new anchor a new id")
+            config.add("nextTrustAnchor", f"is the current anchor {short(current)}", "Give the new anchor a new id")
 
     durations = {key: config.duration(key) for key in (
         "trustAnchorValidity", "identityIssuerDuration", "identityIssuerRenewBefore", "workloadCertDuration")}
@@ -546,24 +579,31 @@ def _pki(config: _Config, environment: str) -> PkiSettings | None:
 
 def _url(config: _Config, key: str, environment: str) -> str:
     value = config.string(key)
-    parsed = urlparse(value)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        config.add(key, f"'{value}' is not an http(s) URL", "e.g. https://vault.example.com:8200")
+    try:
+        parsed = urlparse(value)
+        hostname, _ = parsed.hostname, parsed.port  # .port raises for a port out of range or not a number
+    except ValueError as err:
+        config.add(key, f"{short(value)} is not a URL ({err})", "e.g. https://vault.example.com:8200")
+        return value
+    if parsed.scheme not in ("http", "https") or not hostname:
+        config.add(key, f"{short(value)} is not an http(s) URL", "e.g. https://vault.example.com:8200")
     elif parsed.scheme == "http" and environment != "dev":
-        config.add(key, f"'{value}' is plain http in {environment}", "Use https outside dev: the token and keys cross this link")
+        config.add(key, f"{short(value)} is plain http in {environment}", "Use https outside dev: the token and keys cross this link")
     return value
 
 
-def _vault(config: _Config, environment: str, project_dir: Path, pki: PkiSettings) -> VaultSettings | None:
+def _vault(config: _Config, environment: str, project_dir: Path, pki: PkiSettings | None, *,
+           used: bool) -> VaultSettings | None:
     problems_before = len(config.problems.items)
     if not config.string("vaultAddress"):
-        config.add("vaultAddress", "is required with pkiMode vault", "Set it: pulumi config set vaultAddress https://vault.example.com:8200")
+        if used:
+            config.add("vaultAddress", "is required with pkiMode vault", "Set it: pulumi config set vaultAddress https://vault.example.com:8200")
         address = ""
     else:
         address = _url(config, "vaultAddress", environment)
     create_auth = config.boolean("vaultKubernetesAuthCreate")
     kubernetes_host = config.string("vaultKubernetesHost")
-    if create_auth and not kubernetes_host:
+    if used and create_auth and not kubernetes_host:
         config.add("vaultKubernetesHost", "is required when vaultKubernetesAuthCreate is true",
                    "Give the Kubernetes API address Vault can reach (kubectl cluster-info), or reuse an existing mount")
     elif kubernetes_host:
@@ -574,26 +614,24 @@ def _vault(config: _Config, environment: str, project_dir: Path, pki: PkiSetting
     if ca_file:
         ca_path = str(project_dir / ca_file)
         try:
-            ca_bundle = Path(ca_path).read_text(encoding="utf-8")
-        except OSError as err:
-            config.add("vaultCaBundleFile", f"cannot read '{ca_file}': {err.strerror}")
-        except ValueError:  # e.g. a NUL byte in the path
-            config.add("vaultCaBundleFile", f"{ca_file!r} is not a usable file path")
+            ca_bundle = read_text_file(Path(ca_path), MAX_PEM_BYTES)
+        except InputError as err:
+            config.add("vaultCaBundleFile", f"cannot read {short(ca_file)}: {err.what}", err.fix)
         else:
             if "-----BEGIN CERTIFICATE-----" not in ca_bundle:
-                config.add("vaultCaBundleFile", f"'{ca_file}' holds no PEM certificate")
+                config.add("vaultCaBundleFile", f"{short(ca_file)} holds no PEM certificate")
 
     for key in ("vaultMountPrefix", "vaultKubernetesAuthPath"):
         if not _VAULT_PATH.match(config.string(key)):
-            config.add(key, f"'{config.string(key)}' is not a Vault path", "Letters, digits, '-', '_' and inner '/', no leading or trailing '/'")
+            config.add(key, f"{short(config.string(key))} is not a Vault path", "Letters, digits, '-', '_' and inner '/', no leading or trailing '/'")
     for key in ("vaultAuthRole", "vaultWorkloadRole"):
-        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]*$", config.string(key)):
-            config.add(key, f"'{config.string(key)}' is not a Vault role name", "Letters, digits, '-' and '_'")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", config.string(key)):
+            config.add(key, f"{short(config.string(key))} is not a Vault role name", "Letters, digits, '-' and '_'")
     namespace = config.string("vaultNamespace").strip("/")
 
     intermediate_ttl = config.duration("vaultIntermediateTtl")
     token_ttl = config.duration("vaultAuthTokenTtl")
-    if intermediate_ttl is not None:
+    if used and intermediate_ttl is not None and pki is not None:
         if intermediate_ttl >= pki.anchor_validity:
             config.add("vaultIntermediateTtl", f"({intermediate_ttl}) must be shorter than the root's trustAnchorValidity ({pki.anchor_validity})")
         if pki.issuer_duration >= intermediate_ttl:
@@ -604,7 +642,7 @@ def _vault(config: _Config, environment: str, project_dir: Path, pki: PkiSetting
         config.add("vaultAuthTokenTtl", f"({token_ttl}) should be between 1m and 1h",
                    "cert-manager logs in for each request; a short-lived token limits what a leaked one can do")
     token = config.secret("vaultToken")
-    if len(config.problems.items) != problems_before:
+    if not used or pki is None or len(config.problems.items) != problems_before:
         return None
     return VaultSettings(
         address=address, namespace=namespace, ca_bundle_pem=ca_bundle, ca_bundle_path=ca_path, mount_prefix=config.string("vaultMountPrefix"),

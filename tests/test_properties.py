@@ -104,7 +104,7 @@ OPTIONAL_PARTS = {
     "defaultInboundPolicy": st.sampled_from(["audit", "deny", "all-authenticated", "cluster-unauthenticated"]),
     "prometheusServiceAccounts": st.sampled_from([[], ["monitoring/prom"], ["a/b", "c/d"]]),
     "prometheusNetworks": st.sampled_from([[], ["10.42.0.0/16"], ["10.42.0.0/16", "fd00:42::/64"]]),
-    "clusterNetworks": st.sampled_from([[], ["10.0.0.0/8"], ["10.0.0.0/8", "fd00::/8"]]),
+    "clusterNetworks": st.sampled_from([["10.0.0.0/8"], ["10.0.0.0/8", "fd00::/8"]]),
     "proxyMemoryLimit": st.sampled_from(["", "128Mi"]),
 }
 
