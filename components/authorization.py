@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping
 import pulumi
 
 from .graph import Egress, Service, ServiceGraph, mesh_identity
-from .k8s import metadata, register
+from .k8s import metadata, register_group
 from .namespaces import LINKERD_NAMESPACE, VIZ_NAMESPACE
 from .settings import PolicySettings, Settings
 
@@ -352,19 +352,19 @@ class MeshAuthorizationArgs:
 
 
 class MeshAuthorization(pulumi.ComponentResource):
-    """Registers every authorization object; `matrix` is the effective access matrix the stack exports."""
+    """Registers every authorization object, one ConfigGroup per namespace (the objects grow with the graph; one
+    registration each would cost the SDK seconds per thousand); `matrix` is the access matrix the stack exports."""
 
     def __init__(self, name: str, args: MeshAuthorizationArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mtls-mesh:authorization:MeshAuthorization", name, None, opts)
         objects = authorization_objects(args.settings)
         self.matrix = access_matrix(objects, args.settings.graph, args.settings.trust_domain)
-        options = {
-            namespace: pulumi.ResourceOptions(parent=self, depends_on=[args.policy_crds, resource])
-            for namespace, resource in args.namespaces.items()
+        by_namespace: dict[str, list[dict[str, Any]]] = {}
+        for obj in objects:
+            by_namespace.setdefault(obj["metadata"]["namespace"], []).append(obj)
+        self.groups = {
+            namespace: register_group(f"{name}-{namespace}", group, pulumi.ResourceOptions(parent=self),
+                                      after=[args.policy_crds, args.namespaces[namespace]])
+            for namespace, group in by_namespace.items()
         }
-        self.objects = [
-            register(f"{name}-{obj['metadata']['namespace']}-{obj['kind'].lower()}-{obj['metadata']['name']}", obj,
-                     options[obj["metadata"]["namespace"]])
-            for obj in objects
-        ]
-        self.register_outputs({"objects": len(self.objects)})
+        self.register_outputs({"objects": len(objects), "groups": len(self.groups)})

@@ -15,7 +15,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from .graph import Service, spiffe_id
-from .k8s import WAIT_FOR_READY, WAIT_FOR_SYNCED, metadata, register
+from .k8s import WAIT_FOR_READY, WAIT_FOR_SYNCED, metadata, register, register_group
 from .namespaces import LINKERD_NAMESPACE
 from .settings import Settings, VaultSettings
 from .vault_pki import VAULT_ISSUER_SERVICE_ACCOUNT, VAULT_TOKEN_AUDIENCE, issuer_signing_path, workload_signing_path
@@ -266,13 +266,19 @@ class CertManager(pulumi.ComponentResource):
             after(self.issuers[identity_issuer_name(issuing)], args.linkerd_namespace))
         self.trust_bundle = register(f"{name}-trust-roots", trust_bundle(settings),
                                      after(trust_manager, *sources, args.linkerd_namespace))
+        # Workload certificates grow with the graph: one ConfigGroup per namespace (see k8s.register_group).
+        by_namespace: dict[str, list[dict[str, Any]]] = {}
+        for service in settings.graph.services.values():
+            if service.certificate:
+                by_namespace.setdefault(service.namespace, []).append(workload_certificate(settings, service))
         self.workload_certificates = {
-            service.key: register(f"{name}-workload-{service.key}", workload_certificate(settings, service),
-                                  after(self.issuers[workload_issuer_name(issuing)], args.namespaces[service.namespace]))
-            for service in settings.graph.services.values() if service.certificate
+            namespace: register_group(f"{name}-workload-{namespace}", certificates, child,
+                                      after=[self.issuers[workload_issuer_name(issuing)], args.namespaces[namespace]])
+            for namespace, certificates in by_namespace.items()
         }
         self.register_outputs({
             "identityIssuer": identity_issuer_name(issuing),
             "bundleAnchors": list(settings.pki.rotation.bundle_anchors),
-            "workloadCertificates": sorted(self.workload_certificates),
+            "workloadCertificates": sorted(f"{c['metadata']['namespace']}/{c['metadata']['name']}"
+                                           for group in by_namespace.values() for c in group),
         })

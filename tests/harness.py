@@ -48,6 +48,10 @@ class Registration:
     dependencies: tuple[str, ...]
     custom: bool
     additional_secret_outputs: tuple[str, ...] = ()
+    # For an object inside a yaml/v2 ConfigGroup: the group's registration (the provider creates the object).
+    group: "Registration | None" = None
+    # Per input, the resources its value was computed from (what the engine, and a remote component, wait for).
+    property_dependencies: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def is_kubernetes(self) -> bool:
@@ -134,14 +138,46 @@ class RecordingMonitor(mocks.MockMonitor):
     def RegisterResource(self, request):
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
-            self.registrations.append(Registration(
+            registration = Registration(
                 type=request.type, name=request.name, urn=response.urn,
                 inputs=json.loads(json.dumps(_wire_inputs(request), default=str)),
                 provider=request.provider, parent=request.parent, protect=request.protect,
                 dependencies=tuple(request.dependencies), custom=request.custom,
                 additional_secret_outputs=tuple(request.additionalSecretOutputs),
-            ))
+                property_dependencies={key: tuple(deps.urns) for key, deps in request.propertyDependencies.items()},
+            )
+            self.registrations.append(registration)
+            if request.type == CONFIG_GROUP:
+                self.registrations.extend(config_group_children(registration))
         return response
+
+
+CONFIG_GROUP = "kubernetes:yaml/v2:ConfigGroup"
+
+
+def config_group_children(group: Registration) -> list[Registration]:
+    """What pulumi-kubernetes registers for a yaml/v2 ConfigGroup, which the mocks cannot show (remote components
+    have no children under mocks): one resource per object of its manifest, parsed as YAML the way the provider
+    reads it, typed `kubernetes:<group>/<version>:<Kind>`, named `<resourcePrefix or group name>:<namespace>/<name>`
+    and parented to the group (provider/pkg/provider/yaml/v2/yaml.go `register`, pulumi-kubernetes)."""
+    manifest = plain(group.inputs.get("yaml"))
+    assert isinstance(manifest, str), f"ConfigGroup {group.name}: the manifest must be a known string under mocks"
+    prefix = plain(group.inputs.get("resourcePrefix")) or group.name
+    project_stack, _, rest = group.urn.rpartition("::")[0].rpartition("::")
+    qualified_type = group.urn.split("::")[2]
+    children = []
+    for obj in yaml.load_all(manifest, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+        if not obj:
+            continue
+        api_group, _, version = obj["apiVersion"].rpartition("/")
+        type_ = f"kubernetes:{api_group or 'core'}/{version}:{obj['kind']}"
+        meta = obj["metadata"]
+        name = f"{prefix}:{meta['namespace']}/{meta['name']}" if meta.get("namespace") else f"{prefix}:{meta['name']}"
+        urn = f"{group.urn.split('::')[0]}::{group.urn.split('::')[1]}::{qualified_type}${type_}::{name}"
+        children.append(Registration(type=type_, name=name, urn=urn, inputs=obj, provider=group.provider,
+                                     parent=group.urn, protect=group.protect, dependencies=(), custom=True,
+                                     group=group))
+    return children
 
 
 def _wire_inputs(request) -> dict[str, Any]:

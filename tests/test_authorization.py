@@ -261,13 +261,21 @@ def test_object_count_grows_with_ports_not_edges(tmp_path):
 
 
 def test_policy_objects_wait_for_the_linkerd_crds_and_their_namespace(prod):
+    """Each object lives in its namespace's ConfigGroup, which depends on the CRD release and the namespace, and whose
+    manifest is computed from their ids: the provider creates no object before both exist."""
     crds = prod.named("linkerd-crds").urn
+    checked = 0
     for registration in prod.kubernetes():
         obj = registration.object()
-        if obj.get("apiVersion", "").startswith(("policy.linkerd.io", "gateway.networking.k8s.io")):
-            assert crds in registration.dependencies, describe(obj)
+        if obj.get("apiVersion", "").startswith(("policy.linkerd.io", "gateway.networking.k8s.io", "networking.k8s.io")):
+            group = registration.group
+            assert group is not None, f"{describe(obj)} is not in a ConfigGroup"
             namespace = prod.named(f"mesh-{obj['metadata']['namespace']}").urn
-            assert namespace in registration.dependencies, describe(obj)
+            for prerequisite in (crds, namespace):
+                assert prerequisite in group.dependencies, describe(obj)
+                assert prerequisite in group.property_dependencies["yaml"], describe(obj)
+            checked += 1
+    assert checked > 20
 
 
 def test_synthetic_graph_objects_conform(scaled, needs_shared):

@@ -53,3 +53,22 @@ def test_every_alert_has_a_table_row_and_a_runbook_section(each_stack):
             anchor = rule["annotations"]["runbook"].split("#", 1)[1]
             headings = {h.strip().lower() for h in re.findall(r"^#### (.+)$", section, re.MULTILINE)}
             assert anchor in headings, f"{rule['alert']} points at #{anchor}, which the README lacks"
+
+
+def test_the_migration_command_selects_exactly_the_old_per_object_resources(staging):
+    """The README's step 1 must forget every resource of the old layout and none of the new one."""
+    pattern = re.search(r"grep -oE '([^']+)'", README.split("A stack deployed before this layout", 1)[1]).group(1)
+    current = [r.urn for r in staging.registrations]
+    assert not [urn for urn in current if re.search(pattern, urn)], "step 1 would forget resources of the new layout"
+    children = [r for r in staging.registrations if r.group is not None]
+    assert children
+    for child in children:
+        obj = child.object()
+        if obj["kind"] == "Certificate":
+            service = obj["metadata"]["name"].removesuffix("-mesh-tls")
+            old = (f"urn:pulumi:staging::mtls-mesh::mtls-mesh:cert_manager:CertManager$"
+                   f"kubernetes:cert-manager.io/v1:Certificate::certs-workload-{service}")
+        else:
+            old = (f"urn:pulumi:staging::mtls-mesh::mtls-mesh:authorization:MeshAuthorization${child.type}::"
+                   f"authz-{obj['metadata']['namespace']}-{obj['kind'].lower()}-{obj['metadata']['name']}")
+        assert re.search(pattern, old).group(0) == old, f"step 1 would miss {old}"

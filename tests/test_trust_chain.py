@@ -150,7 +150,12 @@ def test_certificates_wait_for_issuers_and_issuers_wait_for_the_install(each_sta
     assert _depends_on(each_stack, f"certs-mtls-mesh-identity-{anchor}", f"certs-anchor-{anchor}")
     assert _depends_on(each_stack, "certs-trust-roots", "certs-trust-manager")
     assert _depends_on(each_stack, "certs-trust-manager", "certs-cert-manager")
-    assert _depends_on(each_stack, "certs-workload-postgres", f"certs-mtls-mesh-workload-{anchor}")
+    # Workload certificates are created by their namespace's ConfigGroup, which waits for the workload issuer.
+    workload_group = each_stack.named("certs-workload-data")
+    issuer = each_stack.named(f"certs-mtls-mesh-workload-{anchor}").urn
+    assert issuer in workload_group.dependencies and issuer in workload_group.property_dependencies["yaml"]
+    postgres = each_stack.named("certs-workload-data:data/postgres-mesh-tls")
+    assert postgres.group is workload_group and postgres.object()["kind"] == "Certificate"
 
 
 def test_vault_issuers_wait_for_vault_login_to_work(staging):

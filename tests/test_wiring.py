@@ -28,8 +28,12 @@ def test_every_kubernetes_resource_uses_the_explicit_provider(each_stack):
 def test_components_use_project_type_tokens_and_parent_their_children(each_stack):
     components = [r for r in each_stack.registrations if not r.custom]
     assert components
+    own_components = {c.urn for c in components if c.type != "kubernetes:yaml/v2:ConfigGroup"}
     for component in components:
-        assert re.fullmatch(r"mtls-mesh:[a-z_]+:[A-Z][A-Za-z]+", component.type), component.type
+        if component.type == "kubernetes:yaml/v2:ConfigGroup":
+            assert component.parent in own_components, f"ConfigGroup {component.name} is not inside a component"
+        else:
+            assert re.fullmatch(r"mtls-mesh:[a-z_]+:[A-Z][A-Za-z]+", component.type), component.type
     component_urns = {c.urn for c in components}
     for resource in each_stack.kubernetes():
         assert resource.parent in component_urns, f"{resource.name} is not inside a component"
