@@ -8,7 +8,6 @@ feed them to `promtool check rules` and `promtool test rules` exactly as they ar
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
@@ -28,7 +27,7 @@ POD_MONITOR_NAME = "linkerd-proxies"
 AUTHENTICATED_PHASES = ("deny", "all-authenticated", "cluster-authenticated")
 # Admitted plaintext that is expected: kubelet probes (Linkerd's default probe authorization and our admin route)
 # and a Prometheus outside the mesh scraping /metrics.
-EXPECTED_PLAINTEXT_AUTHZ = "probe|linkerd-admin-probes|prometheus-network-scrape"
+EXPECTED_PLAINTEXT_AUTHZ = "probe|linkerd-admin-probes|prometheus-network-scrape|localhost"
 DAY = 86400
 # `linkerd check` warns when an anchor has less than 60 days left; rotation takes three rounds of restarts.
 ANCHOR_WARNING = Duration.parse("1440h")
@@ -76,7 +75,10 @@ def _certificate_expiry_rules(alert: str, selector: str, what: str, renew_before
     rules = []
     for tier in expiry_tiers(renew_before):
         rules.append(rule(
-            alert, f"(certmanager_certificate_expiration_timestamp_seconds{{{selector}}} - time()) < {tier.remaining.seconds}",
+            # Aggregated to the certificate's own labels: after the scrape each series also carries the cert-manager
+            # pod that exported it, which changes on every restart (and doubles with two replicas).
+            alert, f"min by (namespace, name, issuer_kind, issuer_name) "
+                   f"(certmanager_certificate_expiration_timestamp_seconds{{{selector}}} - time()) < {tier.remaining.seconds}",
             tier.severity,
             f"{what} {{{{ $labels.namespace }}}}/{{{{ $labels.name }}}} expires in less than {human(tier.remaining)}",
             f"cert-manager should have renewed it {human(renew_before)} before expiry; it has "
@@ -123,7 +125,7 @@ def mesh_rule_groups(settings: Settings) -> list[dict[str, Any]]:
         traffic.append(rule(
             "MeshPlaintextInbound",
             f'sum by (namespace, pod, srv_name) (rate(inbound_http_authz_allow_total{{{selector}, authz_name!~"{EXPECTED_PLAINTEXT_AUTHZ}"}}[5m])) > 0'
-            f' or sum by (namespace, pod, srv_name) (rate(inbound_tcp_authz_allow_total{{{selector}}}[5m])) > 0',
+            f' or sum by (namespace, pod, srv_name) (rate(inbound_tcp_authz_allow_total{{{selector}, authz_name!="localhost"}}[5m])) > 0',
             "critical", "Plaintext traffic is admitted into {{ $labels.namespace }}/{{ $labels.pod }}",
             "The namespace's rollout phase requires mesh identity, yet the Server {{ $labels.srv_name }} admits "
             "traffic without mTLS ({{ $value }} per second): a policy admits unauthenticated clients.", for_="5m"))
@@ -199,32 +201,20 @@ def anchor_rule_group(not_after: Mapping[str, int], validity: Duration) -> dict[
     return {"name": "mtls-mesh.anchors", "rules": rules}
 
 
-def certificate_not_after(pem: str) -> int:
-    """notAfter (Unix seconds) of a PEM certificate: a minimal DER walk to X.509's validity, no extra dependency."""
-    body = "".join(line for line in pem.strip().splitlines() if not line.startswith("-----"))
-    der = base64.b64decode(body)
+class CertificateUnreadable(ValueError):
+    """A trust anchor's certificate, as its provider returned it, is not one X.509 certificate in PEM."""
 
-    def read(at: int) -> tuple[int, int, int]:
-        """(tag, first byte of the value, first byte after it) of the DER element at `at`."""
-        tag, length, at = der[at], der[at + 1], at + 2
-        if length & 0x80:
-            count = length & 0x7F
-            length, at = int.from_bytes(der[at:at + count], "big"), at + count
-        return tag, at, at + length
 
-    _, at, _ = read(0)                  # Certificate ::= SEQUENCE
-    _, at, _ = read(at)                 # TBSCertificate ::= SEQUENCE
-    tag, _, end = read(at)
-    if tag == 0xA0:                     # [0] version, absent in v1 certificates
-        tag, _, end = read(end)
-    _, _, end = read(end)               # serialNumber done; signature AlgorithmIdentifier
-    _, _, end = read(end)               # issuer Name
-    _, at, _ = read(end)                # validity ::= SEQUENCE { notBefore, notAfter }
-    _, _, at = read(at)
-    tag, start, end = read(at)
-    text = der[start:end].decode("ascii")
-    moment = datetime.strptime(text, "%y%m%d%H%M%SZ" if tag == 0x17 else "%Y%m%d%H%M%SZ")
-    return int(moment.replace(tzinfo=timezone.utc).timestamp())
+def certificate_not_after(pem: str, what: str = "certificate") -> int:
+    """notAfter (Unix seconds) of a PEM certificate, read with `cryptography`'s X.509 parser."""
+    from cryptography import x509
+
+    try:
+        certificate = x509.load_pem_x509_certificate(pem.encode() if isinstance(pem, str) else pem)
+    except (ValueError, TypeError) as err:
+        raise CertificateUnreadable(f"{what}: cannot read the certificate as PEM X.509 ({err}); its expiry alert "
+                                    "cannot be written. Check what the PKI returned (pulumi stack output trustAnchors)") from None
+    return int(certificate.not_valid_after_utc.timestamp())
 
 
 def prometheus_rule(groups: Any, labels: Mapping[str, str]) -> dict[str, Any]:
@@ -269,7 +259,8 @@ class MeshAlerts(pulumi.ComponentResource):
         anchors = sorted(args.anchor_certificates)
         spec_groups = pulumi.Output.all(*[args.anchor_certificates[a] for a in anchors]).apply(
             lambda pems: mesh_groups + [anchor_rule_group(
-                {a: certificate_not_after(pem) for a, pem in zip(anchors, pems)}, settings.pki.anchor_validity)])
+                {a: certificate_not_after(pem, f"trust anchor {a}") for a, pem in zip(anchors, pems)},
+                settings.pki.anchor_validity)])
         self.rule = register(f"{name}-rules", prometheus_rule(spec_groups, labels), child)
         self.pod_monitor = register(f"{name}-pod-monitor", pod_monitor(settings, labels), child)
         self.register_outputs({"alerts": sorted({r["alert"] for g in mesh_groups for r in g["rules"]})})

@@ -53,8 +53,12 @@ def cert_manager_values(monitoring_labels: Mapping[str, str] | None = None) -> d
     Prometheus scrape the certmanager_* metrics the expiry and readiness alerts are written on."""
     values: dict[str, Any] = {"crds": {"enabled": True}}
     if monitoring_labels is not None:
+        # honorLabels: the metrics' own `namespace` (the Certificate's) must survive the scrape; with the chart's
+        # default (false) Prometheus renames it `exported_namespace` and sets `namespace` to cert-manager's own, and
+        # every per-namespace certificate alert would match nothing (or everything).
         values["prometheus"] = {"enabled": True,
-                                "servicemonitor": {"enabled": True, "labels": dict(monitoring_labels)}}
+                                "servicemonitor": {"enabled": True, "honorLabels": True,
+                                                   "labels": dict(monitoring_labels)}}
     return values
 
 
@@ -230,12 +234,15 @@ class CertManager(pulumi.ComponentResource):
         trust_manager = None
         if cm.install:
             cert_manager = k8s.helm.v3.Release(
-                f"{name}-cert-manager", chart="cert-manager", version=cm.chart_version,
+                # A fixed release name: without one pulumi-kubernetes appends a random suffix, and the chart names its
+                # service account after the release, so the token-request binding would name an account that does
+                # not exist and cert-manager could never log in to Vault.
+                f"{name}-cert-manager", name="cert-manager", chart="cert-manager", version=cm.chart_version,
                 repository_opts={"repo": JETSTACK_CHARTS}, namespace=cm.namespace, create_namespace=True,
                 values=cert_manager_values(settings.monitoring.labels if settings.monitoring.enabled else None),
                 opts=child)
             trust_manager = k8s.helm.v3.Release(
-                f"{name}-trust-manager", chart="trust-manager", version=cm.trust_manager_chart_version,
+                f"{name}-trust-manager", name="trust-manager", chart="trust-manager", version=cm.trust_manager_chart_version,
                 repository_opts={"repo": JETSTACK_CHARTS}, namespace=cm.namespace,
                 values=trust_manager_values(cm.namespace), opts=after(cert_manager))
             installed = [cert_manager]

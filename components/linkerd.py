@@ -103,8 +103,13 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
 
 
 def crds_values() -> dict[str, Any]:
-    # Gateway API CRDs are left to the cluster (other controllers own them); Linkerd's own CRDs are always installed.
-    return {"installGatewayAPI": False}
+    """Linkerd's own CRDs, plus the Gateway API TLSRoute CRD that egress hosts are allowed by (authorization.py).
+
+    TLSRoute is installed from the first deployment, whether or not the graph has egress hosts yet: Linkerd's policy
+    controller watches only the route kinds whose CRDs existed when it started, so a CRD added later would need a
+    control-plane restart before its routes took effect. The other Gateway API kinds are left to the cluster.
+    """
+    return {"installGatewayAPI": False, "enableTlsRoutes": True}
 
 
 def control_plane_values(settings: Settings) -> dict[str, Any]:

@@ -7,6 +7,7 @@ validation this walks each object against its schema and reports every key the s
 from __future__ import annotations
 
 import copy
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
@@ -140,6 +141,16 @@ def chart_values(*names: str) -> dict[str, Any]:
     for name in names:
         merged = _layer(merged, yaml.safe_load(chart_values_file(name).read_text(encoding="utf-8")) or {})
     return merged
+
+
+def commented_chart_values(name: str) -> dict[str, Any]:
+    """Top-level keys a values file documents only as a comment (`# enableTlsRoutes: false`): the templates read them
+    with `hasKey`, so they are real settings although the parsed file lacks them."""
+    documented = {}
+    for match in re.finditer(r"^# ([A-Za-z][A-Za-z0-9]*): (.+)$", chart_values_file(name).read_text(encoding="utf-8"),
+                             re.MULTILINE):
+        documented[match.group(1)] = yaml.safe_load(match.group(2))
+    return documented
 
 
 def _layer(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

@@ -61,7 +61,9 @@ def without_annotations(spec):
     return stripped
 
 
-def series(name, labels, values):
+def series(name, labels, values, scraped=None):
+    if scraped is not None:
+        labels = scraped(labels)
     inner = ", ".join(f'{k}="{v}"' for k, v in labels.items())
     return {"series": f"{name}{{{inner}}}", "values": values}
 
@@ -86,7 +88,7 @@ def threshold_seconds(rule):
 
 
 def expiry_cases(alert, rules, metric_labels, metric="certmanager_certificate_expiration_timestamp_seconds",
-                 carried=("namespace", "name", "issuer_kind", "issuer_name")):
+                 carried=("namespace", "name", "issuer_kind", "issuer_name"), scraped=None):
     """For each tier: remaining just under its threshold fires it and every larger tier; far from expiry: silence."""
     tests = []
     thresholds = sorted({(threshold_seconds(r), r["labels"]["severity"], r["labels"]["threshold"]) for r in rules})
@@ -97,14 +99,37 @@ def expiry_cases(alert, rules, metric_labels, metric="certmanager_certificate_ex
                      "severity": sev, "threshold": label}
                     for t, sev, label in thresholds if t >= threshold]
         healthy_expiry = EVAL + max(t for t, _, _ in thresholds) + 3600
-        tests += case(alert, [series(metric, metric_labels, fixed(expiry))],
-                      [series(metric, metric_labels, fixed(healthy_expiry))], expected)
+        tests += case(alert, [series(metric, metric_labels, fixed(expiry), scraped)],
+                      [series(metric, metric_labels, fixed(healthy_expiry), scraped)], expected)
     return tests
+
+
+def cert_manager_scrape(run):
+    """certmanager_* labels as Prometheus stores them after scraping through the chart's ServiceMonitor with the
+    values the program passes: the target's labels are added, and on a clash (`namespace`) the metric's own value
+    survives only with honorLabels; otherwise it moves to `exported_namespace` (Prometheus' scrape config
+    `honor_labels`, which prometheus-operator sets from the ServiceMonitor endpoint's honorLabels)."""
+    releases = [r.object() for r in run.of_type("kubernetes:helm.sh/v3:Release") if r.object()["chart"] == "cert-manager"]
+    if not releases:
+        return lambda labels: labels
+    monitor = releases[0]["values"]["prometheus"]["servicemonitor"]
+    honor = monitor.get("honorLabels", False)
+    target = {"namespace": releases[0]["namespace"], "job": "cert-manager", "service": "cert-manager",
+              "endpoint": "tcp-prometheus-servicemonitor", "instance": "10.42.0.7:9402", "pod": "cert-manager-5f7c9",
+              "container": "cert-manager"}
+
+    def stored(labels):
+        out = dict(target)
+        for key, value in labels.items():
+            out[key if honor or key not in target else f"exported_{key}"] = value
+        return out
+    return stored
 
 
 def scenarios(run):
     """Generated promtool tests for every alert the stack deploys."""
     by_alert = rules_by_alert(rule_spec(run))
+    scraped = cert_manager_scrape(run)
     phases = run.exports["inboundPolicies"]
     namespace = next(ns for ns, phase in phases.items())
     pod = {"namespace": namespace, "pod": "checkout-7d9f"}
@@ -131,10 +156,14 @@ def scenarios(run):
                  "authz_name": "ledger-http"}
         probe = {**plain, "authz_name": "probe"}
         mtls = {**plain, "tls": "true"}
+        # `kubectl port-forward` reaches the pod through the proxy's own localhost authorization.
+        local = {**plain, "authz_name": "localhost"}
         tests += case("MeshPlaintextInbound",
                       [series("inbound_http_authz_allow_total", plain, "0+60x30")],
                       [series("inbound_http_authz_allow_total", probe, "0+60x30"),
-                       series("inbound_http_authz_allow_total", mtls, "0+60x30")],
+                       series("inbound_http_authz_allow_total", mtls, "0+60x30"),
+                       series("inbound_http_authz_allow_total", local, "0+60x30"),
+                       series("inbound_tcp_authz_allow_total", local, "0+60x30")],
                       [{"namespace": strict, "pod": "ledger-5c", "srv_name": "ledger-http", "severity": "critical"}])
     proxy = {**pod, "container": "linkerd-proxy"}
     tests += case("MeshProxyRestarting",
@@ -154,22 +183,25 @@ def scenarios(run):
                           metric="control_identity_cert_expiration_timestamp_seconds", carried=("namespace", "pod"))
     issuer = {"namespace": "linkerd", "name": "linkerd-identity-issuer", "issuer_kind": "ClusterIssuer",
               "issuer_name": "mtls-mesh-identity-x"}
-    tests += expiry_cases("MeshIdentityIssuerExpiring", by_alert["MeshIdentityIssuerExpiring"], issuer)
+    tests += expiry_cases("MeshIdentityIssuerExpiring", by_alert["MeshIdentityIssuerExpiring"], issuer, scraped=scraped)
     webhook = {**issuer, "name": "linkerd-policy-validator", "issuer_name": "mtls-mesh-webhook-ca"}
-    tests += expiry_cases("MeshWebhookCertificateExpiring", by_alert["MeshWebhookCertificateExpiring"], webhook)
+    tests += expiry_cases("MeshWebhookCertificateExpiring", by_alert["MeshWebhookCertificateExpiring"], webhook, scraped=scraped)
     workload = {"namespace": "data", "name": "postgres-mesh-tls", "issuer_kind": "ClusterIssuer",
                 "issuer_name": "mtls-mesh-workload-x"}
-    tests += expiry_cases("MeshWorkloadCertificateExpiring", by_alert["MeshWorkloadCertificateExpiring"], workload)
+    tests += expiry_cases("MeshWorkloadCertificateExpiring", by_alert["MeshWorkloadCertificateExpiring"], workload, scraped=scraped)
     not_ready = {"namespace": "linkerd", "name": "linkerd-identity-issuer", "issuer_name": "mtls-mesh-identity-x"}
+    foreign = {**not_ready, "namespace": "someone-else", "name": "their-cert"}
     tests += case("MeshCertificateNotReady",
-                  [series("certmanager_certificate_ready_status", {**not_ready, "condition": "False"}, fixed(1))],
-                  [series("certmanager_certificate_ready_status", {**not_ready, "condition": "True"}, fixed(1)),
-                   series("certmanager_certificate_ready_status", {**not_ready, "condition": "False"}, fixed(0))],
+                  [series("certmanager_certificate_ready_status", {**not_ready, "condition": "False"}, fixed(1), scraped)],
+                  [series("certmanager_certificate_ready_status", {**not_ready, "condition": "True"}, fixed(1), scraped),
+                   series("certmanager_certificate_ready_status", {**not_ready, "condition": "False"}, fixed(0), scraped),
+                   # A certificate outside the mesh's namespaces is not ours to alert on.
+                   series("certmanager_certificate_ready_status", {**foreign, "condition": "False"}, fixed(1), scraped)],
                   [{**not_ready, "severity": "critical"}])
     tests += case("MeshIssuerNotReady",
-                  [series("certmanager_clusterissuer_ready_status", {"name": "mtls-mesh-identity-x", "condition": "False"}, fixed(1))],
-                  [series("certmanager_clusterissuer_ready_status", {"name": "mtls-mesh-identity-x", "condition": "True"}, fixed(1)),
-                   series("certmanager_clusterissuer_ready_status", {"name": "someone-elses", "condition": "False"}, fixed(1))],
+                  [series("certmanager_clusterissuer_ready_status", {"name": "mtls-mesh-identity-x", "condition": "False"}, fixed(1), scraped)],
+                  [series("certmanager_clusterissuer_ready_status", {"name": "mtls-mesh-identity-x", "condition": "True"}, fixed(1), scraped),
+                   series("certmanager_clusterissuer_ready_status", {"name": "someone-elses", "condition": "False"}, fixed(1), scraped)],
                   [{"name": "mtls-mesh-identity-x", "severity": "critical"}])
     return tests
 
@@ -290,3 +322,11 @@ def test_installed_cert_manager_is_scraped_when_alerts_are_on(dev):
     assert monitor["enabled"] is True and monitor["labels"] == {"release": "kube-prometheus-stack"}
     off = run_program("dev", set_config={"alerts": False}).named("certs-cert-manager").object()["values"]
     assert "prometheus" not in off, "without prometheus-operator CRDs a ServiceMonitor would fail the install"
+
+
+def test_an_unreadable_anchor_certificate_is_a_clear_error_not_a_traceback_from_a_der_walk():
+    from components.alerts import CertificateUnreadable
+
+    with pytest.raises(CertificateUnreadable, match="trust anchor 2026-11: cannot read the certificate as PEM X.509"):
+        certificate_not_after("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",
+                              "trust anchor 2026-11")

@@ -79,7 +79,7 @@ def _chart_copy(chart: str) -> Path:
     shutil.copytree(top, root / top.name)
     copy = root / CHART_PATHS[chart]
     chart_file = yaml.safe_load((copy / "Chart.yaml").read_text())
-    if chart_file.get("dependencies"):
+    if chart_file.get("dependencies") or (copy / "requirements.yaml").is_file():  # apiVersion v1 charts list them there
         subprocess.run([helm(), "dependency", "build", str(copy)], check=True, capture_output=True, text=True)
     return copy
 

@@ -1,0 +1,99 @@
+"""The pinned charts rendered by Helm with the program's exact release names, namespaces and values: every kind the
+program emits is served by a CRD its own releases install (or by Kubernetes, or by the documented prometheus-operator
+prerequisite), and the names the program refers to in chart-created objects exist in the rendered output."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from conformance import CORE_GROUPS
+from harness import run_program
+from tools import render_chart
+
+RELEASE = "kubernetes:helm.sh/v3:Release"
+# Installed by the cluster's monitoring stack, a documented prerequisite of `alerts: true` (README, Prerequisites).
+PREREQUISITE_GROUPS = {"monitoring.coreos.com"}
+
+
+def rendered_releases(run) -> dict[str, list[dict]]:
+    """chart -> the objects its release renders to, with the program's release name, namespace and values."""
+    out = {}
+    for registration in run.of_type(RELEASE):
+        release = registration.object()
+        assert release.get("name"), f"release {registration.name} has no fixed name: pulumi-kubernetes would add a suffix"
+        out[release["chart"]] = render_chart(release["chart"], release["name"], release["namespace"],
+                                             release.get("values") or {})
+    return out
+
+
+def served_kinds(rendered: dict[str, list[dict]]) -> set[tuple[str, str]]:
+    served = set()
+    for objects in rendered.values():
+        for crd in objects:
+            if crd.get("kind") != "CustomResourceDefinition":
+                continue
+            for version in crd["spec"]["versions"]:
+                if version.get("served"):
+                    served.add((f"{crd['spec']['group']}/{version['name']}", crd["spec"]["names"]["kind"]))
+    return served
+
+
+def everything_run(tmp_path):
+    """A stack using every feature that emits a kind: egress hosts and CIDRs, gRPC, viz, CNI, alerts, deny."""
+    graph = yaml.safe_load(open("services.yaml"))
+    graph["services"]["ledger"]["egress"] = [{"name": "bank", "cidrs": ["198.51.100.0/24"], "ports": [443]}]
+    return run_program("staging", set_config={"linkerdViz": True, "linkerdCni": True, "alerts": True},
+                       graph=graph, tmp_path=tmp_path)
+
+
+@pytest.mark.parametrize("which", ["dev", "staging", "prod", "everything"])
+def test_every_emitted_kind_is_served_by_a_crd_the_program_installs(which, needs_shared, tmp_path):
+    run = everything_run(tmp_path) if which == "everything" else run_program(which)
+    served = served_kinds(rendered_releases(run))
+    missing = set()
+    for obj in run.objects():
+        group = obj["apiVersion"].rpartition("/")[0]
+        if group in CORE_GROUPS or group in PREREQUISITE_GROUPS:
+            continue
+        if (obj["apiVersion"], obj["kind"]) not in served:
+            missing.add((obj["apiVersion"], obj["kind"]))
+    assert not missing, f"kinds no release of the program installs a CRD for: {sorted(missing)}"
+
+
+def test_the_tls_route_crd_comes_from_linkerd_crds_and_would_be_missing_without_its_value(needs_shared):
+    """The check above can fail: with the chart's default values the TLSRoute CRD is not rendered."""
+    run = run_program("staging")
+    crds = next(r.object() for r in run.of_type(RELEASE) if r.object()["chart"] == "linkerd-crds")
+    with_ours = served_kinds({"linkerd-crds": render_chart("linkerd-crds", crds["name"], crds["namespace"], crds["values"])})
+    defaults = {k: v for k, v in crds["values"].items() if k != "enableTlsRoutes"}
+    without = served_kinds({"linkerd-crds": render_chart("linkerd-crds", crds["name"], crds["namespace"], defaults)})
+    tls_route = ("gateway.networking.k8s.io/v1alpha2", "TLSRoute")
+    assert tls_route in with_ours and tls_route not in without
+
+
+def test_cert_manager_references_resolve_in_the_rendered_chart(needs_shared):
+    """The token-request binding names cert-manager's service account, and the ServiceMonitor keeps the metrics'
+    namespace (honorLabels), in the chart rendered with the program's release name and values."""
+    run = run_program("staging")
+    rendered = rendered_releases(run)
+    accounts = {(o["metadata"].get("namespace"), o["metadata"]["name"]) for o in rendered["cert-manager"]
+                if o["kind"] == "ServiceAccount"}
+    binding = run.object("RoleBinding", "mtls-mesh-vault-issuer-token")
+    for subject in binding["subjects"]:
+        assert (subject["namespace"], subject["name"]) in accounts, f"{subject} is not an account the chart creates"
+    monitors = [o for o in rendered["cert-manager"] if o["kind"] == "ServiceMonitor"]
+    assert monitors and all(e.get("honorLabels") is True for m in monitors for e in m["spec"]["endpoints"])
+
+
+def test_a_release_without_a_fixed_name_would_break_the_login(needs_shared):
+    """What the fixed name prevents: rendered as pulumi-kubernetes would name it without one, the chart's service
+    account no longer matches the binding's subject."""
+    run = run_program("staging")
+    release = next(r.object() for r in run.of_type(RELEASE) if r.object()["chart"] == "cert-manager")
+    objects = render_chart("cert-manager", "certs-cert-manager-1a2b3c4d", release["namespace"], release["values"])
+    accounts = {o["metadata"]["name"] for o in objects if o["kind"] == "ServiceAccount"}
+    subject = run.object("RoleBinding", "mtls-mesh-vault-issuer-token")["subjects"][0]["name"]
+    assert subject not in accounts
