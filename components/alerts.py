@@ -107,11 +107,20 @@ def mesh_rule_groups(settings: Settings) -> list[dict[str, Any]]:
              "warning", "Inbound connections to {{ $labels.namespace }}/{{ $labels.pod }} time out in TLS detection",
              "Clients open connections and send nothing the proxy can classify; often a server-speaks-first protocol "
              "(databases, SMTP) on a port that is not opaque or skipped. {{ $value }} per second.", for_="10m"),
-        rule("MeshOutboundIdentityRequired",
-             f'sum by ({by_pod}) (rate(outbound_tcp_errors_total{{error="identity required", namespace=~"{ours}"}}[5m])) > 0',
-             "warning", "{{ $labels.namespace }}/{{ $labels.pod }} cannot establish mTLS to a peer that requires it",
-             "Outbound connections fail with 'identity required': the client proxy has no identity or the peer "
-             "is not meshed as expected. {{ $value }} per second.", for_="5m"),
+        # A failed mTLS handshake to a meshed peer (an anchor the peer does not trust, an expired certificate, the wrong
+        # identity) surfaces as an i/o error of the connection: the proxy's TLS connector fails with io::Error
+        # (linkerd2-proxy linkerd/meshtls/src/client.rs `type Error = io::Error`), counted as error="i/o" by
+        # outbound_{tcp,http}_errors_total (linkerd/app/outbound/src/metrics/error.rs). ("identity required" counts
+        # only requests that carry l5d-require-id, which nothing here sends.)
+        rule("MeshOutboundConnectionErrors",
+             f'sum by ({by_pod}) (rate(outbound_tcp_errors_total{{error="i/o", namespace=~"{ours}"}}[5m]))'
+             f' + sum by ({by_pod}) (rate(outbound_http_errors_total{{error="i/o", namespace=~"{ours}"}}[5m])) > 0.1'
+             f' or sum by ({by_pod}) (rate(outbound_tcp_errors_total{{error="i/o", namespace=~"{ours}"}}[5m])) > 0.1'
+             f' or sum by ({by_pod}) (rate(outbound_http_errors_total{{error="i/o", namespace=~"{ours}"}}[5m])) > 0.1',
+             "warning", "Outbound connections from {{ $labels.namespace }}/{{ $labels.pod }} keep failing",
+             "{{ $value }} connection errors per second. Failed mTLS handshakes to meshed peers count here (during an "
+             "anchor rotation: a peer that does not trust the issuing anchor yet), as do peers resetting connections.",
+             for_="10m"),
         rule("MeshAuthorizationDenied",
              f'sum by (namespace, srv_kind, srv_name, client_id) (rate(inbound_http_authz_deny_total{{namespace=~"{ours}"}}[5m])) > 0'
              f' or sum by (namespace, srv_kind, srv_name, client_id) (rate(inbound_tcp_authz_deny_total{{namespace=~"{ours}"}}[5m])) > 0',

@@ -250,6 +250,7 @@ def parse_graph(document: Any, display: str, problems: Problems) -> ServiceGraph
         elif len(problems.items) == problems_before:  # never drop a service without saying why
             reader.add(f"services.{_name(key)}", "cannot be read")
     _check_unique_workloads(reader, services)
+    _check_skipped_ports(reader, services, namespaces)
     graph = ServiceGraph(display, namespaces, services)
     resolved: dict[str, tuple[Caller, ...]] = {}
     for key, service in services.items():
@@ -464,6 +465,28 @@ def _check_unique_workloads(reader: _Reader, services: dict[str, Service]) -> No
                 reader.add(f"services.{key}", f"its policy object name '{object_name}' in namespace "
                            f"'{service.namespace}' is also one of services.{other}",
                            "Rename a workload or a port so that <name>-<port> stays unique in the namespace")
+
+
+def _check_skipped_ports(reader: _Reader, services: dict[str, Service], namespaces: Mapping[str, Namespace]) -> None:
+    """In an injected namespace the ports of proxy-free services (and skipInboundPorts) are skipped by every proxy of
+    the namespace (namespaces.inbound_ports_to_skip): a meshed service on one of them would lose its policy."""
+    skipped: dict[tuple[str, int], str] = {}
+    for service in services.values():
+        if not service.meshed:
+            for port in service.ports:
+                skipped.setdefault((service.namespace, port.number), f"services.{service.key} (meshed: false)")
+    for namespace in namespaces.values():
+        for number in namespace.skip_inbound_ports:
+            skipped.setdefault((namespace.name, number), f"namespaces.{namespace.name}.skipInboundPorts")
+    for service in services.values():
+        if not service.meshed or not namespaces[service.namespace].meshed:
+            continue
+        for index, port in enumerate(service.ports):
+            cause = skipped.get((service.namespace, port.number))
+            if cause:
+                reader.add(f"services.{service.key}.ports[{index}].port",
+                           f"{port.number} bypasses the proxy in namespace '{service.namespace}' because of {cause}",
+                           "Proxies skip a port for the whole namespace: use another port, or move one of the services")
 
 
 def _check_distinct_pods(reader: _Reader, services: dict[str, Service]) -> None:

@@ -61,14 +61,26 @@ def outbound_ports_to_skip(graph: ServiceGraph, namespace: str) -> tuple[int, ..
     return tuple(sorted(ports))
 
 
+def inbound_ports_to_skip(graph: ServiceGraph, namespace: str) -> tuple[int, ...]:
+    """Ports of the namespace's proxy-free services (`meshed: false` in an injected namespace): the injector gives every
+    pod of the namespace a proxy, so unless the proxy leaves these ports alone, default deny (with no Server for them)
+    would refuse their callers, which arrive without mesh identity. The graph rejects a meshed service on such a port."""
+    ports = set(graph.namespaces[namespace].skip_inbound_ports)
+    for service in graph.services_in(namespace):
+        if not service.meshed:
+            ports.update(p.number for p in service.ports)
+    return tuple(sorted(ports))
+
+
 def workload_namespace_object(namespace: Namespace, graph: ServiceGraph, rollout: RolloutSettings) -> dict[str, Any]:
     """A workload namespace: injected with its rollout phase, or explicitly kept out of the mesh."""
     if not namespace.meshed:
         return {"apiVersion": "v1", "kind": "Namespace",
                 "metadata": metadata(namespace.name, annotations={INJECT: "disabled", OUT_OF_MESH: "declared in the service graph"})}
     annotations = {INJECT: "enabled", DEFAULT_INBOUND_POLICY: rollout.policy_for(namespace.name)}
-    if namespace.skip_inbound_ports:
-        annotations[SKIP_INBOUND_PORTS] = ",".join(map(str, namespace.skip_inbound_ports))
+    skip_inbound = inbound_ports_to_skip(graph, namespace.name)
+    if skip_inbound:
+        annotations[SKIP_INBOUND_PORTS] = ",".join(map(str, skip_inbound))
     skip_outbound = outbound_ports_to_skip(graph, namespace.name)
     if skip_outbound:
         annotations[SKIP_OUTBOUND_PORTS] = ",".join(map(str, skip_outbound))

@@ -139,9 +139,15 @@ def scenarios(run):
                   [series("inbound_tcp_errors_total", {**pod, "error": "tls detection timeout"}, fixed(3)),
                    series("inbound_tcp_errors_total", {**pod, "error": "unexpected"}, "0+60x30")],
                   [{**pod, "severity": "warning"}])
-    tests += case("MeshOutboundIdentityRequired",
-                  [series("outbound_tcp_errors_total", {**pod, "error": "identity required"}, "0+60x30")],
-                  [series("outbound_tcp_errors_total", {**pod, "error": "identity required"}, fixed(0))],
+    tests += case("MeshOutboundConnectionErrors",
+                  [series("outbound_tcp_errors_total", {**pod, "error": "i/o"}, "0+60x30")],
+                  [series("outbound_tcp_errors_total", {**pod, "error": "i/o"}, fixed(3)),
+                   series("outbound_http_errors_total", {**pod, "error": "i/o"}, "0+1x30"),
+                   series("outbound_tcp_errors_total", {**pod, "error": "identity required"}, "0+60x30")],
+                  [{**pod, "severity": "warning"}])
+    tests += case("MeshOutboundConnectionErrors",
+                  [series("outbound_http_errors_total", {**pod, "error": "i/o"}, "0+60x30")],
+                  [series("outbound_http_errors_total", {**pod, "error": "response timeout"}, "0+60x30")],
                   [{**pod, "severity": "warning"}])
     server = {"namespace": namespace, "srv_kind": "Server", "srv_name": "ledger-http",
               "client_id": "frontend.web.serviceaccount.identity.linkerd.cluster.local"}

@@ -303,3 +303,21 @@ def test_bad_policy_settings_are_reported_before_anything_registers(key, value, 
         run_program("staging", set_config={key: value})
     assert any(p.where == f"mtls-mesh:{where}" and message in p.what for p in caught.value.problems), caught.value.problems
     assert caught.value.registrations == []
+
+
+def test_an_unmeshed_prometheus_can_scrape_by_default(each_stack):
+    """The usual kube-prometheus-stack runs without a proxy: under deny, /metrics must admit it by network, at the
+    mesh layer (an AuthorizationPolicy on the metrics route) and at the network layer (port 4191)."""
+    import ipaddress
+
+    prometheus_pod = ipaddress.ip_address("10.42.3.17")
+    deny = [ns for ns, phase in each_stack.exports["inboundPolicies"].items() if phase == "deny"]
+    for namespace in deny:
+        authn = each_stack.object("NetworkAuthentication", "prometheus-network", namespace)
+        assert any(prometheus_pod in ipaddress.ip_network(n["cidr"]) for n in authn["spec"]["networks"])
+        policy = each_stack.object("AuthorizationPolicy", "prometheus-network-scrape", namespace)["spec"]
+        assert policy["targetRef"]["name"] == "linkerd-admin-metrics"
+        allow = each_stack.object("NetworkPolicy", "mtls-mesh-allow-prometheus", namespace)["spec"]["ingress"][0]
+        assert any("ipBlock" in peer and prometheus_pod in ipaddress.ip_network(peer["ipBlock"]["cidr"])
+                   for peer in allow["from"])
+        assert {"protocol": "TCP", "port": 4191} in allow["ports"]

@@ -8,6 +8,7 @@ from components.errors import Problems
 from components.graph import parse_graph
 from components.namespaces import linkerd_namespace_object, workload_namespace_object
 from components.settings import INBOUND_POLICIES, RolloutSettings
+from harness import run_program
 from test_graph import EXAMPLE
 
 INJECT = "linkerd.io/inject"
@@ -80,3 +81,26 @@ def test_skip_inbound_ports_from_the_graph_reach_the_namespace():
 
 def test_linkerd_namespace_builder_is_never_injected():
     assert linkerd_namespace_object()["metadata"]["annotations"] == {INJECT: "disabled"}
+
+
+def test_proxy_free_services_in_an_injected_namespace_keep_their_ports_out_of_the_proxy(staging):
+    """data is injected and postgres is `meshed: false`: every pod of data gets a proxy, so the namespace tells the
+    proxies to leave 5432 alone, or default deny (no Server for postgres) would refuse its callers."""
+    annotations = staging.object("Namespace", "data")["metadata"]["annotations"]
+    assert annotations["linkerd.io/inject"] == "enabled"
+    assert "5432" in annotations["config.linkerd.io/skip-inbound-ports"].split(",")
+    assert "config.linkerd.io/skip-inbound-ports" not in staging.object("Namespace", "web")["metadata"]["annotations"]
+
+
+def test_a_meshed_service_on_a_port_its_namespace_skips_is_refused(tmp_path):
+    import copy
+
+    import yaml
+    from components.errors import SettingsError
+    from harness import PROJECT_DIR
+
+    graph = yaml.safe_load((PROJECT_DIR / "services.yaml").read_text())
+    graph["services"]["cache"] = {"namespace": "data", "ports": [{"name": "tcp", "port": 5432, "protocol": "opaque"}]}
+    with pytest.raises(SettingsError, match=r"services.cache.ports\[0\].port: 5432 bypasses the proxy in namespace 'data' "
+                                            r"because of services.postgres \(meshed: false\)"):
+        run_program("staging", graph=copy.deepcopy(graph), tmp_path=tmp_path)
