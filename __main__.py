@@ -83,3 +83,4 @@ pulumi.export("linkerd", {"chartVersion": settings.linkerd.chart_version,
                           "highAvailability": settings.linkerd.high_availability,
                           "cni": settings.linkerd.cni, "viz": settings.linkerd.viz})
 pulumi.export("accessMatrix", authorization.matrix)
+pulumi.export("egressMatrix", authorization.egress)

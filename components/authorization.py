@@ -32,8 +32,14 @@ POLICY_API = "policy.linkerd.io/v1alpha1"
 SERVER_API = "policy.linkerd.io/v1beta3"
 HTTP_ROUTE_API = "policy.linkerd.io/v1beta3"
 TLS_ROUTE_API = "gateway.networking.k8s.io/v1alpha2"
+GRPC_ROUTE_API = "gateway.networking.k8s.io/v1"
+# The standard gRPC health service, what a pod's `grpc:` probe calls (Kubernetes GRPCAction).
+GRPC_HEALTH_SERVICE = "grpc.health.v1.Health"
 NETWORK_POLICY_API = "networking.k8s.io/v1"
 POLICY_GROUP = "policy.linkerd.io"
+# Gateway API kinds (TLSRoute, GRPCRoute) are referred to by their own group; Linkerd's policy controller matches a
+# targetRef by group and kind (policy-controller/k8s/index/src/inbound/authorization_policy.rs `target`).
+GATEWAY_GROUP = "gateway.networking.k8s.io"
 # The proxy's ports (chart values proxy.ports): meshed clients reach a meshed server's inbound port directly for
 # opaque traffic (transport header), so the network layer must allow it beside the application port.
 PROXY_INBOUND_PORT = 4143
@@ -79,9 +85,9 @@ def network_authentication(name: str, namespace: str, networks: Iterable[str]) -
 
 
 def authorization_policy(name: str, namespace: str, target_kind: str, target: str,
-                         authentication_kind: str, authentication: str) -> dict[str, Any]:
+                         authentication_kind: str, authentication: str, target_group: str = POLICY_GROUP) -> dict[str, Any]:
     return {"apiVersion": POLICY_API, "kind": "AuthorizationPolicy", "metadata": metadata(name, namespace),
-            "spec": {"targetRef": {"group": POLICY_GROUP, "kind": target_kind, "name": target},
+            "spec": {"targetRef": {"group": target_group, "kind": target_kind, "name": target},
                      "requiredAuthenticationRefs": [{"group": POLICY_GROUP, "kind": authentication_kind,
                                                      "name": authentication}]}}
 
@@ -94,6 +100,27 @@ def callers_by_port(graph: ServiceGraph, service: Service) -> dict[str, list[Ser
     return by_port
 
 
+def grpc_probe_objects(service: Service, port_name: str) -> list[dict[str, Any]]:
+    """Kubelet `grpc:` probes on a gRPC port. Linkerd derives probe routes only from `httpGet` probes on HTTP/1
+    Servers, so a gRPC health check reaches the Server's policy like any client and is refused under deny. A GRPCRoute
+    for the health service gets its own authorization for the kubelet's networks; a catch-all GRPCRoute carries every
+    other call, because once a Server has routes, calls no route matches are refused. The callers' authorization stays
+    on the Server: the proxy appends a Server's authorizations to each of its routes' (linkerd2-proxy
+    linkerd/proxy/server-policy/src/authz.rs `mk_authorizations`)."""
+    name = port_object_name(service, port_name)
+    parent = [{"group": POLICY_GROUP, "kind": "Server", "name": name}]
+    health, probes = f"{name}-health", f"{name}-probes"
+    return [
+        {"apiVersion": GRPC_ROUTE_API, "kind": "GRPCRoute", "metadata": metadata(health, service.namespace),
+         "spec": {"parentRefs": parent,
+                  "rules": [{"matches": [{"method": {"type": "Exact", "service": GRPC_HEALTH_SERVICE}}]}]}},
+        {"apiVersion": GRPC_ROUTE_API, "kind": "GRPCRoute", "metadata": metadata(name, service.namespace),
+         "spec": {"parentRefs": parent, "rules": [{}]}},
+        authorization_policy(probes, service.namespace, "GRPCRoute", health, "NetworkAuthentication", KUBELET,
+                             target_group=GATEWAY_GROUP),
+    ]
+
+
 def service_port_objects(graph: ServiceGraph, service: Service, phase: str, trust_domain: str) -> list[dict[str, Any]]:
     """A Server per port; per distinct set of callers one MeshTLSAuthentication, bound to each of its ports' Servers.
 
@@ -104,6 +131,8 @@ def service_port_objects(graph: ServiceGraph, service: Service, phase: str, trus
     for port_name, callers in callers_by_port(graph, service).items():
         name = port_object_name(service, port_name)
         objects.append(server(service, port_name, phase))
+        if service.port(port_name).protocol == "gRPC":
+            objects += grpc_probe_objects(service, port_name)
         if not callers:
             continue
         identities = frozenset(mesh_identity(c.service_account, c.namespace, trust_domain) for c in callers)
@@ -344,6 +373,71 @@ def access_matrix(objects: Iterable[Mapping[str, Any]], graph: ServiceGraph, tru
     return matrix
 
 
+def _admits(rule: Mapping[str, Any], destination: str | None, port: int) -> bool:
+    """Whether a NetworkPolicy egress rule lets traffic out to `destination` (a CIDR; None: some address outside the
+    cluster, for a host name) on `port`."""
+    if not any(p.get("port") == port for p in rule.get("ports", [])):
+        return False
+    for peer in rule.get("to", []):
+        block = peer.get("ipBlock")
+        if not block:
+            continue
+        network = ipaddress.ip_network(block["cidr"])
+        if destination is None:
+            if network.prefixlen == 0:
+                return True
+            continue
+        target = ipaddress.ip_network(destination)
+        if target.version == network.version and target.subnet_of(network) and not any(
+                target.overlaps(ipaddress.ip_network(e)) for e in block.get("except", [])):
+            return True
+    return False
+
+
+def egress_matrix(objects: Iterable[Mapping[str, Any]], graph: ServiceGraph) -> dict[str, Any]:
+    """Who can reach each destination outside the cluster, read back from the objects.
+
+    The mesh layer's EgressNetworks and TLSRoutes apply to a whole namespace (Linkerd has no per-workload egress
+    object), so every meshed workload of the namespace passes them; where the namespace has NetworkPolicies they narrow
+    it to the workloads whose policy opens the destination's port (for a host name: the port to anywhere outside the
+    cluster, since NetworkPolicy cannot name hosts). `declaredFor` is the graph's intent; `reachableBy` what holds.
+    """
+    objects = list(objects)
+    destinations: dict[tuple[str, str], tuple[str | None, tuple[int, ...]]] = {}
+    policies: dict[str, dict[str, list]] = {}
+    for obj in objects:
+        namespace, spec = obj["metadata"]["namespace"], obj.get("spec", {})
+        if obj["kind"] == "TLSRoute":
+            for parent in spec["parentRefs"]:
+                for host in spec["hostnames"]:
+                    destinations[(namespace, f"{host}:{parent['port']}")] = (None, (parent["port"],))
+        elif obj["kind"] == "NetworkPolicy" and "Egress" in spec.get("policyTypes", []):
+            policies.setdefault(namespace, {})[obj["metadata"]["name"]] = spec.get("egress", [])
+    declared: dict[tuple[str, str], list[str]] = {}
+    for service in graph.services.values():
+        for egress in service.egress:
+            for port in egress.ports:
+                for host in egress.hosts:
+                    declared.setdefault((service.namespace, f"{host}:{port}"), []).append(service.key)
+                for cidr in egress.cidrs:
+                    key = (service.namespace, f"{cidr}:{port}")
+                    declared.setdefault(key, []).append(service.key)
+                    destinations.setdefault(key, (cidr, (port,)))
+    matrix: dict[str, Any] = {}
+    for (namespace, destination), (cidr, ports) in sorted(destinations.items()):
+        meshed = [s for s in graph.services_in(namespace) if graph.is_meshed(s)]
+        ns_policies = policies.get(namespace)
+        if ns_policies is None:  # no egress NetworkPolicies here: the namespace-wide mesh layer is all there is
+            reachable = [s.key for s in meshed]
+        else:
+            reachable = [s.key for s in meshed if any(_admits(rule, cidr, port) for port in ports
+                                                      for rule in ns_policies.get(f"mtls-mesh-{s.name}", []))]
+        matrix[f"{namespace}/{destination}"] = {"declaredFor": sorted(declared.get((namespace, destination), [])),
+                                                "reachableBy": sorted(reachable),
+                                                "meshLayer": "namespace-wide"}
+    return matrix
+
+
 @dataclass
 class MeshAuthorizationArgs:
     settings: Settings
@@ -359,6 +453,7 @@ class MeshAuthorization(pulumi.ComponentResource):
         super().__init__("mtls-mesh:authorization:MeshAuthorization", name, None, opts)
         objects = authorization_objects(args.settings)
         self.matrix = access_matrix(objects, args.settings.graph, args.settings.trust_domain)
+        self.egress = egress_matrix(objects, args.settings.graph)
         by_namespace: dict[str, list[dict[str, Any]]] = {}
         for obj in objects:
             by_namespace.setdefault(obj["metadata"]["namespace"], []).append(obj)

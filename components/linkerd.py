@@ -103,13 +103,14 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
 
 
 def crds_values() -> dict[str, Any]:
-    """Linkerd's own CRDs, plus the Gateway API TLSRoute CRD that egress hosts are allowed by (authorization.py).
+    """Linkerd's own CRDs, plus the Gateway API CRDs the program's objects use: TLSRoute (egress hosts) and, with
+    `enableHttpRoutes`, GRPCRoute (kubelet gRPC probes on gRPC ports) beside HTTPRoute.
 
-    TLSRoute is installed from the first deployment, whether or not the graph has egress hosts yet: Linkerd's policy
+    They are installed from the first deployment, whether or not the graph has egress hosts yet: Linkerd's policy
     controller watches only the route kinds whose CRDs existed when it started, so a CRD added later would need a
     control-plane restart before its routes took effect. The other Gateway API kinds are left to the cluster.
     """
-    return {"installGatewayAPI": False, "enableTlsRoutes": True}
+    return {"installGatewayAPI": False, "enableTlsRoutes": True, "enableHttpRoutes": True}
 
 
 def control_plane_values(settings: Settings) -> dict[str, Any]:

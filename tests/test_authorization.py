@@ -321,3 +321,50 @@ def test_an_unmeshed_prometheus_can_scrape_by_default(each_stack):
         assert any("ipBlock" in peer and prometheus_pod in ipaddress.ip_network(peer["ipBlock"]["cidr"])
                    for peer in allow["from"])
         assert {"protocol": "TCP", "port": 4191} in allow["ports"]
+
+
+def test_grpc_ports_admit_kubelet_health_probes_and_nothing_else_unauthenticated(staging):
+    """billing:grpc is a gRPC Server under deny: a `grpc:` probe (grpc.health.v1.Health) is admitted for the kubelet's
+    networks on its own route; every other call goes through the catch-all route, where only the Server's own
+    authorization (the graph's callers) applies."""
+    server = staging.object("Server", "billing-grpc", "payments")
+    assert server["spec"]["proxyProtocol"] == "gRPC" and server["spec"]["accessPolicy"] == "deny"
+    routes = {r["metadata"]["name"]: r["spec"] for r in staging.objects("GRPCRoute")
+              if r["metadata"]["namespace"] == "payments" and r["spec"]["parentRefs"][0]["name"] == "billing-grpc"}
+    assert routes["billing-grpc-health"]["rules"] == [
+        {"matches": [{"method": {"type": "Exact", "service": "grpc.health.v1.Health"}}]}]
+    assert routes["billing-grpc"]["rules"] == [{}], "a catch-all route, or every other call would find no route"
+    probes = staging.object("AuthorizationPolicy", "billing-grpc-probes", "payments")["spec"]
+    assert probes["targetRef"] == {"group": "gateway.networking.k8s.io", "kind": "GRPCRoute", "name": "billing-grpc-health"}
+    assert probes["requiredAuthenticationRefs"] == [
+        {"group": "policy.linkerd.io", "kind": "NetworkAuthentication", "name": "kubelet"}]
+    callers = staging.object("AuthorizationPolicy", "billing-grpc", "payments")["spec"]
+    assert callers["targetRef"]["kind"] == "Server" and callers["requiredAuthenticationRefs"][0]["kind"] == "MeshTLSAuthentication"
+    # HTTP ports keep Linkerd's own probe routes: no GRPCRoute on them.
+    assert not [r for r in staging.objects("GRPCRoute") if r["spec"]["parentRefs"][0]["name"] == "frontend-http"]
+
+
+def test_the_egress_matrix_says_which_egress_is_namespace_wide(tmp_path):
+    """Linkerd's egress objects apply to a whole namespace and NetworkPolicy cannot name hosts: in a namespace where
+    vector-db may reach one host on 443, it can reach llm-proxy's allowed host too. The exported matrix says so, read
+    back from the objects; a workload with no egress on that port is not listed."""
+    import copy
+
+    import yaml
+    graph = yaml.safe_load(open("services.yaml"))
+    graph["namespaces"]["ai"] = {}
+    graph["services"]["llm-proxy"] = {"namespace": "ai", "ports": [{"name": "http", "port": 8080, "protocol": "HTTP/1"}],
+                                      "egress": [{"name": "openai", "hosts": ["api.openai.com"], "ports": [443]}]}
+    graph["services"]["vector-db"] = {"namespace": "ai", "ports": [{"name": "http", "port": 8081, "protocol": "HTTP/1"}],
+                                      "egress": [{"name": "backup", "hosts": ["backup.example.com"], "ports": [443]},
+                                                 {"name": "bank", "cidrs": ["198.51.100.0/24"], "ports": [8443]}]}
+    graph["services"]["indexer"] = {"namespace": "ai", "ports": [{"name": "http", "port": 8082, "protocol": "HTTP/1"}]}
+    run = run_program("staging", graph=copy.deepcopy(graph), tmp_path=tmp_path)
+    egress = run.exports["egressMatrix"]
+    assert egress["ai/api.openai.com:443"] == {"declaredFor": ["llm-proxy"], "reachableBy": ["llm-proxy", "vector-db"],
+                                               "meshLayer": "namespace-wide"}
+    assert egress["ai/198.51.100.0/24:8443"]["reachableBy"] == ["vector-db"]
+    without_policies = run_program("staging", set_config={"networkPolicies": False}, graph=copy.deepcopy(graph),
+                                   tmp_path=tmp_path)
+    assert without_policies.exports["egressMatrix"]["ai/api.openai.com:443"]["reachableBy"] == [
+        "indexer", "llm-proxy", "vector-db"]
