@@ -14,6 +14,7 @@ from components.rotation import rotation_status
 from components.settings import load_settings, read_stack_config
 from components.trust import SelfSignedAnchors
 from components.vault_pki import VaultPki, VaultPkiArgs
+from components.verification import MeshVerification, MeshVerificationArgs
 
 # A Pulumi program is a short-lived process that builds one large object graph. The cyclic collector's repeated scans
 # of it cost about a third of the run at a few thousand services and free almost nothing (benchmarks/run.py), so it
@@ -65,6 +66,15 @@ authorization = MeshAuthorization(
     on_cluster,
 )
 
+access_matrix = dict(authorization.matrix)
+if settings.verification.enabled:
+    verification = MeshVerification(
+        "verify",
+        MeshVerificationArgs(settings=settings, policy_crds=linkerd.crds, control_plane=[linkerd.control_plane]),
+        on_cluster,
+    )
+    access_matrix.update(verification.matrix)
+
 if settings.monitoring.enabled:
     MeshAlerts(
         "alerts",
@@ -82,5 +92,5 @@ pulumi.export("trustRotation", rotation_status(settings.pki.rotation))
 pulumi.export("linkerd", {"chartVersion": settings.linkerd.chart_version,
                           "highAvailability": settings.linkerd.high_availability,
                           "cni": settings.linkerd.cni, "viz": settings.linkerd.viz})
-pulumi.export("accessMatrix", authorization.matrix)
+pulumi.export("accessMatrix", access_matrix)
 pulumi.export("egressMatrix", authorization.egress)

@@ -214,6 +214,15 @@ class MonitoringSettings:
 
 
 @dataclass(frozen=True)
+class VerificationSettings:
+    """The post-deploy mesh checks (components/verification.py)."""
+
+    enabled: bool
+    server_image: str
+    client_image: str
+
+
+@dataclass(frozen=True)
 class Settings:
     stack: str
     environment: str
@@ -228,6 +237,7 @@ class Settings:
     linkerd: LinkerdSettings
     policy: PolicySettings
     monitoring: MonitoringSettings
+    verification: VerificationSettings = VerificationSettings(False, "", "")
 
     @property
     def is_prod(self) -> bool:
@@ -374,6 +384,7 @@ def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[
     linkerd = _linkerd(config, environment)
     policy = _policy(config)
     monitoring = _monitoring(config)
+    verification = _verification(config, environment, graph)
 
     if graph is not None:
         _check_egress_outside_cluster(problems, graph, policy)
@@ -381,7 +392,7 @@ def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[
     settings = Settings(
         stack=stack, environment=environment, trust_domain=trust_domain, kubernetes=kubernetes, graph=graph,
         adopt_namespaces=adopt, rollout=rollout, pki=pki, vault=vault, cert_manager=cert_manager, linkerd=linkerd,
-        policy=policy, monitoring=monitoring,
+        policy=policy, monitoring=monitoring, verification=verification,
     )
     problems.items.extend(object_name_clashes(settings, graph_objects(settings)))
     problems.raise_if_any(stack)
@@ -492,6 +503,25 @@ def _monitoring(config: _Config) -> MonitoringSettings:
             config.add(f"monitoringLabels[{index}]", f"label {short(key)} is set twice", "Keep one value per label")
         labels[key] = value
     return MonitoringSettings(enabled=config.boolean("alerts"), labels=labels)
+
+
+# An image reference: registry/repository[:tag][@sha256:<64 hex>] (a digest pins what an air-gapped mirror serves).
+_IMAGE = re.compile(r"[a-z0-9]([a-z0-9._-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*"
+                    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?")
+VERIFICATION_NAMESPACE = "mtls-mesh-verify"
+
+
+def _verification(config: _Config, environment: str, graph: ServiceGraph | None) -> VerificationSettings:
+    mode = config.choice("meshVerification", ("auto", "true", "false"))
+    for key in ("verificationServerImage", "verificationClientImage"):
+        if not _IMAGE.fullmatch(config.string(key)):
+            config.add(key, f"{short(config.string(key))} is not an image reference",
+                       "e.g. registry.example.com/traefik/whoami:v1.10.3@sha256:<digest>")
+    enabled = environment in ("dev", "staging") if mode == "auto" else mode == "true"
+    if enabled and graph is not None and VERIFICATION_NAMESPACE in graph.namespaces:
+        config.add("meshVerification", f"needs the namespace '{VERIFICATION_NAMESPACE}', which {graph.source} declares",
+                   "Rename that namespace, or set meshVerification false")
+    return VerificationSettings(enabled, config.string("verificationServerImage"), config.string("verificationClientImage"))
 
 
 def _check_keys(config: _Config, raw: Mapping[str, str]) -> None:

@@ -22,7 +22,8 @@ def annotations(run, name):
 def test_every_graph_namespace_is_registered_in_every_stack(each_stack):
     names = {o["metadata"]["name"] for o in each_stack.objects("Namespace")}
     viz = {"linkerd-viz"} if each_stack.config.get("mtls-mesh:linkerdViz") == "true" else set()
-    assert names == set(EXAMPLE["namespaces"]) | {"linkerd"} | viz
+    verify = {"mtls-mesh-verify"} if each_stack.objects("Job") else set()
+    assert names == set(EXAMPLE["namespaces"]) | {"linkerd"} | viz | verify
 
 
 @pytest.mark.parametrize("stack,namespace,policy", [

@@ -107,3 +107,7 @@ def render_chart(chart: str, release: str, namespace: str, values: dict[str, Any
     if error:
         raise RenderError(f"helm template {chart} as {release!r} in {namespace!r} failed:\n{error}")
     return [doc for doc in yaml.safe_load_all(stdout) if isinstance(doc, dict)]
+
+
+def curl() -> str:
+    return shutil.which("curl") or _missing("curl (Debian curl)")
