@@ -13,7 +13,7 @@ from components.providers import kubernetes_provider, vault_provider
 from components.rotation import rotation_status
 from components.settings import load_settings, read_stack_config
 from components.trust import SelfSignedAnchors
-from components.vault_pki import VaultPki, VaultPkiArgs
+from components.vault_pki import VaultPki, VaultPkiArgs, VaultTokenReviewer
 from components.verification import MeshVerification, MeshVerificationArgs
 
 # A Pulumi program is a short-lived process that builds one large object graph. The cyclic collector's repeated scans
@@ -36,7 +36,11 @@ namespaces = MeshNamespaces(
 )
 
 if settings.vault is not None:
-    pki = VaultPki("pki", VaultPkiArgs(settings),
+    reviewer = None
+    if settings.vault.kubernetes_auth_mode == "external" and settings.vault.create_kubernetes_auth:
+        reviewer = VaultTokenReviewer("vault-token-reviewer", on_cluster)
+    pki = VaultPki("pki", VaultPkiArgs(settings, reviewer_token=reviewer.token if reviewer else None,
+                                       reviewer_ready=(reviewer.binding,) if reviewer else ()),
                    pulumi.ResourceOptions(providers={"vault": vault_provider("vault", settings.vault)}))
     anchors = {a: AnchorMaterial(v.root_certificate_pem, ready=v.ready) for a, v in pki.anchors.items()}
     vault_login_ready = pki.login_ready

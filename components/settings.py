@@ -168,6 +168,10 @@ class VaultSettings:
     auth_token_ttl: Duration
     workload_role: str
     token: Secret | None = field(default=None, repr=False)
+    # external: Vault outside the cluster reviews tokens with a reviewer account's JWT and this CA; in-cluster: with
+    # its own pod's service account.
+    kubernetes_auth_mode: str = "external"
+    kubernetes_ca_pem: str = ""
 
     def root_mount(self, anchor: str) -> str:
         return f"{self.mount_prefix}-root-{anchor}"
@@ -622,6 +626,60 @@ def _url(config: _Config, key: str, environment: str) -> str:
     return value
 
 
+VAULT_AUTH_MODES = ("external", "in-cluster")
+_PRIVATE_SUFFIXES = (".internal", ".local", ".localdomain", ".svc", ".lan", ".corp", ".home.arpa", ".intranet")
+
+
+def _looks_private(url: str) -> bool:
+    """Whether a URL's host is one no public CA issues for: a private or loopback IP, or a private DNS suffix."""
+    host = (urlparse(url).hostname or "").lower()
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host.endswith(_PRIVATE_SUFFIXES) or "." not in host
+    return address.is_private or address.is_loopback or address.is_link_local
+
+
+def _kubernetes_ca(config: _Config, project_dir: Path) -> str:
+    """The API server's CA for Vault's token reviews: vaultKubernetesCaFile, else kubeContext's cluster in the
+    kubeconfig (certificate-authority-data, or the certificate-authority file)."""
+    ca_file = config.string("vaultKubernetesCaFile")
+    if ca_file:
+        try:
+            pem = read_text_file(project_dir / ca_file, MAX_PEM_BYTES)
+        except InputError as err:
+            config.add("vaultKubernetesCaFile", f"cannot read {short(ca_file)}: {err.what}", err.fix)
+            return ""
+        if "-----BEGIN CERTIFICATE-----" not in pem:
+            config.add("vaultKubernetesCaFile", f"{short(ca_file)} holds no PEM certificate")
+        return pem
+    fix = ("Set vaultKubernetesCaFile to the API server's CA (kubectl config view --raw --minify -o "
+           "jsonpath='{.clusters[0].cluster.certificate-authority-data}' | base64 -d > k8s-ca.pem), or use "
+           "vaultKubernetesAuthMode in-cluster if Vault runs in this cluster")
+    pem = _kubeconfig_ca(config.string("kubeconfig"), config.string("kubeContext"))
+    if not pem:
+        config.add("vaultKubernetesCaFile", "is empty and the kubeconfig has no CA for kubeContext's cluster, which "
+                   "Vault outside the cluster needs to review tokens", fix)
+    return pem
+
+
+def _kubeconfig_ca(kubeconfig: str, context: str) -> str:
+    import base64
+    import os
+
+    path = Path(kubeconfig or (os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]) or Path.home() / ".kube" / "config")
+    try:
+        document = yaml.safe_load(read_text_file(path, MAX_PEM_BYTES * 4)) or {}
+        contexts = {c["name"]: c["context"] for c in document.get("contexts") or []}
+        clusters = {c["name"]: c["cluster"] for c in document.get("clusters") or []}
+        cluster = clusters[contexts[context]["cluster"]]
+        if cluster.get("certificate-authority-data"):
+            return base64.b64decode(cluster["certificate-authority-data"]).decode()
+        return read_text_file(Path(cluster["certificate-authority"]), MAX_PEM_BYTES)
+    except (InputError, yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError):
+        return ""
+
+
 def _vault(config: _Config, environment: str, project_dir: Path, pki: PkiSettings | None, *,
            used: bool) -> VaultSettings | None:
     problems_before = len(config.problems.items)
@@ -639,8 +697,15 @@ def _vault(config: _Config, environment: str, project_dir: Path, pki: PkiSetting
     elif kubernetes_host:
         _url(config, "vaultKubernetesHost", environment)
 
+    auth_mode = config.choice("vaultKubernetesAuthMode", VAULT_AUTH_MODES)
+    kubernetes_ca = _kubernetes_ca(config, project_dir) if used and auth_mode == "external" and create_auth else ""
+
     ca_bundle, ca_path = "", ""
     ca_file = config.string("vaultCaBundleFile")
+    if used and not ca_file and address and not config.boolean("vaultPublicCa") and _looks_private(address):
+        config.add("vaultCaBundleFile", f"is empty, but vaultAddress {short(address)} looks private",
+                   "cert-manager and the Vault provider trust only public CAs by default: set vaultCaBundleFile to the "
+                   "PEM of the CA behind Vault's TLS certificate, or set vaultPublicCa true if it is publicly issued")
     if ca_file:
         ca_path = str(project_dir / ca_file)
         try:
@@ -680,4 +745,5 @@ def _vault(config: _Config, environment: str, project_dir: Path, pki: PkiSetting
         kubernetes_auth_path=config.string("vaultKubernetesAuthPath"), create_kubernetes_auth=create_auth,
         kubernetes_host=kubernetes_host, auth_role=config.string("vaultAuthRole"), auth_token_ttl=token_ttl,
         workload_role=config.string("vaultWorkloadRole"), token=token,
+        kubernetes_auth_mode=auth_mode, kubernetes_ca_pem=kubernetes_ca,
     )

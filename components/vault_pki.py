@@ -7,17 +7,24 @@ set-signed with the full chain (so that `ca.crt` in cert-manager's Secret is the
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_vault as vault
 
+from .k8s import metadata, register
 from .settings import AnchorRotation, Settings, VaultSettings
 
 # cert-manager always puts its own audience (vault://<clusterissuer>) in the token; this extra one is what the single
 # Vault role checks, so one role serves every ClusterIssuer of the mesh.
 VAULT_TOKEN_AUDIENCE = "vault://mtls-mesh"
 VAULT_ISSUER_SERVICE_ACCOUNT = "mtls-mesh-vault-issuer"
+# Vault outside the cluster reviews login tokens (TokenReview) with this account's token; kube-system exists before
+# anything of ours, and the account can do nothing but review tokens.
+TOKEN_REVIEWER = "mtls-mesh-vault-token-reviewer"
+TOKEN_REVIEWER_NAMESPACE = "kube-system"
 # The intermediate signs the identity issuer (a CA) that signs proxy leaves: exactly one CA below it.
 INTERMEDIATE_MAX_PATH_LENGTH = 1
 CRL_EXPIRY = "72h"
@@ -81,6 +88,50 @@ def workload_role_args(settings: Settings) -> dict:
     }
 
 
+def token_reviewer_objects() -> list[dict[str, Any]]:
+    """A service account allowed to review tokens (ClusterRole system:auth-delegator) and a long-lived token for it,
+    which Vault outside the cluster presents to the TokenReview API (Vault's Kubernetes auth `token_reviewer_jwt`)."""
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(TOKEN_REVIEWER, TOKEN_REVIEWER_NAMESPACE)},
+        {"apiVersion": "v1", "kind": "Secret",
+         "metadata": metadata(TOKEN_REVIEWER, TOKEN_REVIEWER_NAMESPACE,
+                              annotations={"kubernetes.io/service-account.name": TOKEN_REVIEWER}),
+         "type": "kubernetes.io/service-account-token"},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": metadata(TOKEN_REVIEWER),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:auth-delegator"},
+         "subjects": [{"kind": "ServiceAccount", "name": TOKEN_REVIEWER, "namespace": TOKEN_REVIEWER_NAMESPACE}]},
+    ]
+
+
+class VaultTokenReviewer(pulumi.ComponentResource):
+    """The Kubernetes side of Vault's token reviews in external mode; `token` is the reviewer's JWT, a Pulumi secret."""
+
+    def __init__(self, name: str, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mtls-mesh:vault_pki:VaultTokenReviewer", name, None, opts)
+        account, secret, binding = token_reviewer_objects()
+        account_resource = register(f"{name}-account", account, pulumi.ResourceOptions(parent=self))
+        after = pulumi.ResourceOptions(parent=self, depends_on=[account_resource])
+        secret_resource = register(f"{name}-token", secret, after)
+        self.binding = register(f"{name}-auth-delegator", binding, after)
+        # The token controller fills data.token (base64); pulumi-kubernetes waits for it on this Secret type.
+        self.token: pulumi.Output[str] = pulumi.Output.secret(
+            secret_resource.data.apply(lambda data: base64.b64decode((data or {}).get("token", "")).decode()))
+        self.register_outputs({})
+
+
+def auth_backend_config_args(settings: VaultSettings, reviewer_token: pulumi.Input[str] | None) -> dict[str, Any]:
+    """How Vault reviews cert-manager's login tokens. In-cluster, Vault uses its own pod's service account token and
+    CA (its account needs system:auth-delegator). Outside the cluster there are no such files (writing the config
+    fails with "open /var/run/secrets/kubernetes.io/serviceaccount/ca.crt"), and without a reviewer JWT Vault would
+    review with the login JWT itself, whose audience the API server refuses: so the reviewer's token and the API
+    server's CA are given, and the local files are never read."""
+    args: dict[str, Any] = {"kubernetes_host": settings.kubernetes_host}
+    if settings.kubernetes_auth_mode == "external":
+        args.update(kubernetes_ca_cert=settings.kubernetes_ca_pem, token_reviewer_jwt=reviewer_token,
+                    disable_local_ca_jwt=True)
+    return args
+
+
 @dataclass
 class VaultAnchor:
     """What the rest of the program needs of one Vault-backed anchor."""
@@ -93,6 +144,9 @@ class VaultAnchor:
 @dataclass(frozen=True)
 class VaultPkiArgs:
     settings: Settings
+    # External mode: the token reviewer's JWT and what must exist before Vault uses it.
+    reviewer_token: pulumi.Input[str] | None = None
+    reviewer_ready: tuple[pulumi.Resource, ...] = ()
 
 
 class VaultPki(pulumi.ComponentResource):
@@ -146,8 +200,9 @@ class VaultPki(pulumi.ComponentResource):
         if vault_settings.create_kubernetes_auth:
             backend = vault.AuthBackend(f"{name}-kubernetes", type="kubernetes", path=vault_settings.kubernetes_auth_path,
                                         description="mtls-mesh: cert-manager logs in here", opts=child)
-            auth_config = vault.kubernetes.AuthBackendConfig(f"{name}-kubernetes", backend=backend.path,
-                                                             kubernetes_host=vault_settings.kubernetes_host, opts=child)
+            auth_config = vault.kubernetes.AuthBackendConfig(
+                f"{name}-kubernetes", backend=backend.path, **auth_backend_config_args(vault_settings, args.reviewer_token),
+                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=list(args.reviewer_ready))))
             backend_path: pulumi.Input[str] = backend.path
             auth_ready: list[pulumi.Resource] = [auth_config]
         else:
@@ -158,6 +213,8 @@ class VaultPki(pulumi.ComponentResource):
             bound_service_account_namespaces=[settings.cert_manager.namespace],
             audience=VAULT_TOKEN_AUDIENCE, token_ttl=vault_settings.auth_token_ttl.seconds,
             token_max_ttl=vault_settings.auth_token_ttl.seconds, token_policies=[policy.name],
+            # Exactly the policy above: Vault would otherwise add its `default` policy to every login token.
+            token_no_default_policy=True,
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=auth_ready)))
         self.login_ready: list[pulumi.Resource] = [policy, auth_role]
         self.register_outputs({"roots": {anchor: a.root_certificate_pem for anchor, a in self.anchors.items()}})

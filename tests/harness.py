@@ -6,6 +6,7 @@ and options (provider, parent, protect, dependencies), so tests can check wiring
 
 from __future__ import annotations
 
+import base64
 import datetime
 import functools
 import gc
@@ -119,6 +120,9 @@ def computed_outputs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str,
                 "publicKeyPem": f"-----BEGIN PUBLIC KEY-----\nMOCK-{name}\n-----END PUBLIC KEY-----\n"}
     if type_ in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
         return {"certPem": mock_certificate_pem(name, int(inputs.get("validityPeriodHours", 8760)) * 3600)}
+    if type_ == "kubernetes:core/v1:Secret" and inputs.get("type") == "kubernetes.io/service-account-token":
+        # What the token controller writes into the Secret: a JWT-shaped stand-in, never a real token.
+        return {"data": {"token": base64.b64encode(f"MOCK-JWT-{name}".encode()).decode()}}
     if type_ == "vault:pkiSecret/secretBackendRootCert:SecretBackendRootCert":
         root = mock_certificate_pem(name, int(inputs.get("ttl", 365 * 86400)))
         return {"certificate": root, "issuingCa": root}
