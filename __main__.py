@@ -10,7 +10,7 @@ from components.cert_manager import AnchorMaterial, CertManager, CertManagerArgs
 from components.linkerd import LinkerdControlPlane, LinkerdControlPlaneArgs
 from components.namespaces import MeshNamespaces, MeshNamespacesArgs
 from components.providers import kubernetes_provider, vault_provider
-from components.rotation import rotation_status
+from components.rotation import check_rotation_step, read_previous_rotation, rotation_status
 from components.settings import load_settings, read_stack_config
 from components.trust import SelfSignedAnchors
 from components.vault_pki import VaultPki, VaultPkiArgs, VaultTokenReviewer
@@ -24,6 +24,10 @@ gc.set_threshold(200_000, 100, 10_000)
 
 config, secret_keys = read_stack_config()
 settings = load_settings(config, pulumi.get_stack(), secret_keys=secret_keys)
+
+# A rotation phase must follow the state this stack last applied (its own trustRotation output), checked before any
+# resource is registered, so an out-of-order phase changes nothing.
+check_rotation_step(read_previous_rotation(), settings.pki.rotation, settings.stack, settings.pki.allow_rotation_jump)
 
 kubernetes = kubernetes_provider("kubernetes", settings.kubernetes)
 on_cluster = pulumi.ResourceOptions(providers={"kubernetes": kubernetes})

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
+import pulumi
+from pulumi.runtime.sync_await import _sync_await
+
+from .errors import Problem, SettingsError
 from .settings import AnchorRotation
 
 RESTART_ALL = ("kubectl -n linkerd rollout restart deploy && kubectl -n linkerd rollout status deploy; "
@@ -25,3 +31,52 @@ def rotation_status(rotation: AnchorRotation) -> dict:
         "issuingAnchor": rotation.issuing_anchor,
         "nextStep": _NEXT_STEP[rotation.phase],
     }
+
+
+def rotation_step_problem(previous: Mapping[str, Any] | None, rotation: AnchorRotation) -> str | None:
+    """Why going from the stack's last applied rotation state (its `trustRotation` output) to this one would break
+    mTLS, or None when it is safe.
+
+    Safe means: proxies restarted under the previous state trust the new identity issuer's anchor (so leaves issued
+    after this update verify), and the new bundle still trusts the previous issuing anchor (so the up to 24h-old
+    leaves proxies hold keep verifying). The runbook's steps all pass, and so do aborting a rotation before the issuer
+    moves (add-next -> none) and stepping back one phase while both anchors are trusted (issue-from-next -> add-next);
+    skipping a phase (none -> issue-from-next, add-next -> drop-previous), going back after the old anchor was dropped,
+    or changing trustAnchor without the phases fail.
+    """
+    if not previous or "issuingAnchor" not in previous or "trustedAnchors" not in previous:
+        return None  # first deployment, or a stack from before the rotation output existed
+    before_trusted, before_issuing = set(previous["trustedAnchors"]), previous["issuingAnchor"]
+    if rotation.issuing_anchor not in before_trusted:
+        return (f"the identity issuer would chain to anchor {rotation.issuing_anchor}, which proxies restarted under the "
+                f"previous state (phase {previous.get('phase')}, trusting {sorted(before_trusted)}) do not trust")
+    if before_issuing not in rotation.bundle_anchors:
+        return (f"the trust bundle would drop anchor {before_issuing}, which still signs the certificates proxies "
+                f"hold (previous phase {previous.get('phase')})")
+    return None
+
+
+def check_rotation_step(previous: Mapping[str, Any] | None, rotation: AnchorRotation, stack: str,
+                        allow_jump: bool) -> str:
+    """The phase, once the step from the previous state is known to be safe (or explicitly allowed)."""
+    problem = rotation_step_problem(previous, rotation)
+    if problem and not allow_jump:
+        raise SettingsError([Problem(
+            "mtls-mesh:anchorRotationPhase",
+            f"{rotation.phase} cannot follow the stack's last applied state: {problem}",
+            "Apply the phases one at a time (none -> add-next -> issue-from-next -> drop-previous -> none with the new "
+            "trustAnchor), restarting after each. To recover a broken rotation or adopt an existing mesh, set "
+            "allowRotationJump true for one update")], stack)
+    return rotation.phase
+
+
+def read_previous_rotation() -> Mapping[str, Any] | None:
+    """The `trustRotation` output this stack last applied, read through a StackReference to the stack itself (the
+    engine serves it from the stack's state; a stack never deployed has none).
+
+    Read synchronously, as the SDK's own synchronous invoke does (pulumi/runtime/invoke.py), so that the check can
+    refuse an update before the program registers anything else.
+    """
+    reference = pulumi.StackReference(f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}")
+    details = _sync_await(reference.get_output_details("trustRotation"))
+    return details.value if details.value is not None else details.secret_value

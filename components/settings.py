@@ -145,6 +145,8 @@ class PkiSettings:
     issuer_duration: Duration
     issuer_renew_before: Duration
     workload_duration: Duration
+    # Let this update skip the rotation guard (components/rotation.py): recovery, or adopting an existing mesh.
+    allow_rotation_jump: bool = False
 
     @property
     def workload_renew_before(self) -> Duration:
@@ -608,7 +610,7 @@ def _pki(config: _Config, environment: str) -> PkiSettings | None:
     rotation = AnchorRotation(phase if phase in ROTATION_PHASES else "none", current, next_anchor)
     return PkiSettings(mode=mode, protect=config.boolean("protectPki"), rotation=rotation,
                        anchor_validity=anchor_validity, issuer_duration=issuer, issuer_renew_before=renew_before,
-                       workload_duration=workload)
+                       workload_duration=workload, allow_rotation_jump=config.boolean("allowRotationJump"))
 
 
 def _url(config: _Config, key: str, environment: str) -> str:

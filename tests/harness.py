@@ -6,6 +6,7 @@ and options (provider, parent, protect, dependencies), so tests can check wiring
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime
 import functools
@@ -81,9 +82,16 @@ def is_secret_envelope(value: Any) -> bool:
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
-    """Echoes inputs as outputs, plus the few computed outputs the program reads back."""
+    """Echoes inputs as outputs, plus the few computed outputs the program reads back. A StackReference (the program
+    reads its own stack's last outputs) answers `previous_outputs`: none, as on a first deployment, unless given."""
+
+    def __init__(self, previous_outputs: dict[str, Any] | None = None):
+        super().__init__()
+        self.previous_outputs = previous_outputs or {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        if args.typ == "pulumi:pulumi:StackReference":
+            return f"{args.name}-id", {"name": args.name, "outputs": self.previous_outputs, "secretOutputNames": []}
         outputs = dict(args.inputs)
         outputs.update(computed_outputs(args.typ, args.name, args.inputs))
         return f"{args.name}-id", outputs
@@ -223,6 +231,19 @@ class Run:
         return found[0]
 
 
+def _cancel_leftover_tasks() -> None:
+    """A program that failed inside an apply leaves tasks pending on the loop the test session shares; they would
+    report their errors to the next run's RPC manager (the SDK's globals). A real `pulumi up` is one process per run."""
+    loop = asyncio.get_event_loop()
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    # The SDK keeps the failed program's output tasks in its ambient settings, which set_mocks does not reset.
+    runtime_settings.SETTINGS.outputs.clear()
+
+
 def stack_file(stack: str) -> Path:
     return PROJECT_DIR / "stacks" / f"Pulumi.{stack}.yaml"
 
@@ -246,7 +267,7 @@ def wire_value(value: Any) -> str:
 
 def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set_config: dict[str, Any] | None = None,
                 unset: Iterable[str] = (), secrets: Iterable[str] = (), graph: dict[str, Any] | None = None,
-                tmp_path: Path | None = None) -> Run:
+                tmp_path: Path | None = None, previous_outputs: dict[str, Any] | None = None) -> Run:
     """Run `__main__.py` for a stack. `set_config` overrides keys (short names), `unset` removes them,
     `secrets` marks keys secret, `graph` replaces the service graph (written under `tmp_path`)."""
     base, secret_keys = stack_config(stack) if config is None else (dict(config), set())
@@ -261,16 +282,18 @@ def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set
         graph_file.write_text(yaml.safe_dump(graph))
         base[f"{PROJECT}:serviceGraph"] = str(graph_file)
 
-    monitor = RecordingMonitor(RecordingMocks())
+    mocks = RecordingMocks(previous_outputs)
+    monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_all_config(base, sorted(secret_keys))
     runtime_settings.ROOT.set(None)
-    pulumi.runtime.set_mocks(RecordingMocks(), project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     thresholds = gc.get_threshold()
     try:
         _sync_await(run_pulumi_func(lambda: runpy.run_path(str(PROJECT_DIR / "__main__.py"), run_name="__main__")))
     except Exception as err:
         # Tests assert that a rejected stack registered nothing before the error.
         err.registrations = monitor.registrations
+        _cancel_leftover_tasks()
         raise
     finally:
         # __main__ tunes the collector for a one-shot process; a test session runs the program many times.
