@@ -333,3 +333,49 @@ def test_stack_files_read_as_the_harness_hands_them_to_the_program(stack):
     config, secret_keys = read_stack_file(stack_file(stack))
     assert (config, set(secret_keys)) == stack_config(stack)
     assert load_settings(config, stack, secret_keys=secret_keys).graph.services
+
+
+# peter-evans/create-pull-request v7.0.9 action.yml `inputs` (the tag the workflow's @v7 resolves to at the time of
+# writing): the workflow may only use these.
+CREATE_PULL_REQUEST_V7_INPUTS = {
+    "token", "branch-token", "path", "add-paths", "commit-message", "committer", "author", "signoff", "branch",
+    "delete-branch", "branch-suffix", "base", "push-to-fork", "sign-commits", "title", "body", "body-path", "labels",
+    "assignees", "reviewers", "team-reviewers", "milestone", "draft", "maintainer-can-modify"}
+DISCOVER_WORKFLOW = PROJECT_DIR / ".github" / "workflows" / "discover.yml"
+
+
+def _tool(name: str) -> str:
+    import shutil
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else shutil.which(name) or name
+
+
+def test_discover_workflow_validates_and_lints():
+    result = subprocess.run([_tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows",
+                             str(DISCOVER_WORKFLOW)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = subprocess.run([_tool("yamllint"), "-c", str(PROJECT_DIR / ".yamllint.yaml"), str(DISCOVER_WORKFLOW)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_discover_workflow_runs_weekly_per_stack_and_proposes_by_pull_request():
+    workflow = yaml.safe_load(DISCOVER_WORKFLOW.read_text())
+    triggers = workflow[True]  # PyYAML reads the key `on` as a boolean
+    assert triggers["schedule"] and "workflow_dispatch" in triggers
+    job = workflow["jobs"]["discover"]
+    assert sorted(job["strategy"]["matrix"]["stack"]) == sorted(STACKS)
+    run = next(s["run"] for s in job["steps"] if "python -m discover" in s.get("run", ""))
+    assert '--stack "$STACK"' in run and "--write services.yaml" in run and "$RUNNER_TEMP/discover.md" in run
+    installs = next(s["run"] for s in job["steps"] if "pip install" in s.get("run", ""))
+    assert "ruamel.yaml==" in (PROJECT_DIR / "requirements-dev.txt").read_text() and "ruamel.yaml==" in installs
+    action = next(s for s in job["steps"] if s.get("uses", "").startswith("peter-evans/create-pull-request@"))
+    assert action["uses"] == "peter-evans/create-pull-request@v7"
+    inputs = action["with"]
+    assert set(inputs) <= CREATE_PULL_REQUEST_V7_INPUTS, set(inputs) - CREATE_PULL_REQUEST_V7_INPUTS
+    assert inputs["branch"] == "discover/${{ matrix.stack }}" and inputs["body-path"].endswith("/discover.md")
+    assert inputs["title"] and inputs["commit-message"]
+    # The pull request commits the graph file, and only it: the one every stack reads.
+    for stack in STACKS:
+        config, secret_keys = read_stack_file(stack_file(stack))
+        assert load_settings(config, stack, secret_keys=secret_keys).graph.source == inputs["add-paths"]
