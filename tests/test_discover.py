@@ -55,16 +55,26 @@ class Series:
     ramp_to: int = END_AGO
 
     def labels(self) -> dict[str, str]:
+        """The proxy's labels (linkerd2-proxy release/v2.366.0, pinned by edge-26.8.3: authz counters carry
+        TargetAddr, TlsAccept and Server/Route/Authz labels, linkerd/app/inbound/src/metrics/authz.rs;
+        linkerd/app/core/src/transport/labels.rs `TlsAccept`, `TargetAddr`; linkerd/app/core/src/metrics.rs; a
+        Server's srv_kind is "server", a default policy's "default", linkerd2 policy-controller/grpc/src/inbound.rs)
+        plus what Prometheus adds from the PodMonitor's target (namespace, pod, container, endpoint, job, instance)."""
+        pod_ip = "10.42.1.7"
         labels = {"namespace": self.namespace, "pod": f"{self.srv_name}-7d9f-x2", "container": "linkerd-proxy",
-                  "endpoint": "linkerd-admin", "job": "linkerd/linkerd-proxies", "instance": "10.42.1.7:4191",
-                  "direction": "inbound", "srv_group": "policy.linkerd.io", "srv_kind": self.srv_kind,
+                  "endpoint": "linkerd-admin", "job": "linkerd/linkerd-proxies", "instance": f"{pod_ip}:4191",
+                  "target_addr": f"{pod_ip}:{self.srv_port}", "target_ip": pod_ip, "target_port": str(self.srv_port),
+                  "srv_group": "policy.linkerd.io" if self.srv_kind == "server" else "", "srv_kind": self.srv_kind,
                   "srv_name": self.srv_name, "srv_port": str(self.srv_port), "tls": self.tls}
-        if self.client_id:
+        if self.tls == "true":
             labels["client_id"] = self.client_id
         else:
             labels["no_tls_reason"] = "no_tls_from_remote"
+        if self.metric.startswith("inbound_http_"):
+            labels.update({"route_group": "", "route_kind": "default", "route_name": "default"})
         if "_allow_" in self.metric:
-            labels.update({"authz_group": "policy.linkerd.io", "authz_kind": self.authz_kind, "authz_name": self.authz_name})
+            labels.update({"authz_group": "policy.linkerd.io" if self.authz_kind != "default" else "",
+                           "authz_kind": self.authz_kind, "authz_name": self.authz_name})
         return labels
 
 
