@@ -104,6 +104,9 @@ FIXTURE = [
     Series(DENY_HTTP, "payments", "ledger-http", 8080, "true", identity("debug", "tools")),
     Series(ALLOW_HTTP, "web", "linkerd-admin", 4191, "true", identity("kube-prometheus-stack-prometheus", "monitoring"),
            POLICY, "linkerd-admin-metrics"),
+    # A port the graph does not declare (no Server: the namespace's default policy answers): listed apart.
+    Series(ALLOW_TCP, "ingress", "all-unauthenticated", 9113, "true", identity("frontend", "web"), "default",
+           "all-unauthenticated", srv_kind="default"),
 ]
 PROPOSED = {("payments/ledger", "admin", "web/frontend"), ("payments/billing", "grpc", "web/catalog"),
             ("ingress/ingress-nginx", "http", "web/frontend"), ("ingress/ingress-nginx", "https", "web/checkout")}
@@ -222,6 +225,21 @@ def test_plaintext_and_unknown_callers_are_listed_apart_and_never_proposed(stagi
     assert unknown == {(identity("debug", "tools"), "payments/ledger", "http")}
     assert all(r["caller"].count("/") == 1 and "." not in r["caller"] for r in staging_report["proposed"])
     assert not any("linkerd-admin" in json.dumps(r) for r in staging_report["proposed"] + staging_report["otherServers"])
+
+
+def test_traffic_to_undeclared_ports_is_listed_apart(staging_report):
+    other = {(r["namespace"], r["srvKind"], r["srvName"]) for r in staging_report["otherServers"]}
+    assert other == {("ingress", "default", "all-unauthenticated")}
+
+
+def test_a_caller_listed_for_some_ports_gets_the_new_port_added():
+    config, secret_keys = read_stack_file(stack_file("staging"))
+    graph = load_settings(config, "staging", secret_keys=secret_keys).graph
+    text = (PROJECT_DIR / "services.yaml").read_text()
+    proposal = propose(text, graph, [("ledger", "admin", "billing"), ("checkout", "http", "catalog")])
+    assert "      - {service: billing, ports: [http, admin]}\n" in proposal
+    assert "    allow: [frontend, catalog]\n" in proposal
+    assert len(proposal.splitlines()) == len(text.splitlines())
 
 
 def test_allowed_edges_never_seen_are_listed(staging_report):
