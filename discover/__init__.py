@@ -251,13 +251,11 @@ def discover(settings: Settings, prometheus: Prometheus, window: str, *, now: fl
     edges = graph.edges()
 
     rows: dict[tuple[str, ...], Traffic] = {}
-    counted = 0.0
     for metric in METRICS:
         for sample in prometheus.query(f"sum by ({GROUP_BY}) (increase({metric}[{promql_duration(seconds)}]))", now):
             value = float(sample["value"][1])
             if not math.isfinite(value) or value <= 0:
                 continue
-            counted += value
             rows.setdefault(_row_key(sample["metric"]), Traffic()).add(metric, value)
         series = prometheus.query_range(
             f"sum by ({GROUP_BY}) (increase({metric}[{promql_duration(increase_range)}])) > 0",
@@ -267,10 +265,12 @@ def discover(settings: Settings, prometheus: Prometheus, window: str, *, now: fl
             key = _row_key(sample["metric"])
             if times and key in rows:
                 rows[key].seen(times[0], times[-1])
-    if counted <= 0:
+    # Prometheus' own scrapes of the admin port and kubelet probes are counted too, but are no application traffic.
+    if not any(traffic.total > 0 for key, traffic in rows.items()
+               if key[2] != ADMIN_SERVER and key[5] != PROBE_AUTHZ):
         raise DiscoverError(f"no traffic in the last {window}: the proxies' metrics are in Prometheus, but no request or "
-                            "connection was counted in that window. Give a longer --since, or check that the "
-                            "workloads are meshed and running")
+                            "connection to a workload (beyond kubelet probes and scrapes) was counted in that window. "
+                            "Give a longer --since, or check that the workloads are meshed and running")
 
     for (namespace, srv_kind, srv_name, client_id, tls, authz_name), traffic in rows.items():
         target = servers.get((namespace, srv_name)) if srv_kind == "server" else None

@@ -53,6 +53,7 @@ class Series:
     count: int = 600
     ramp_from: int = START_AGO
     ramp_to: int = END_AGO
+    until: int = END_AGO  # the last sample, seconds ago
 
     def labels(self) -> dict[str, str]:
         """The proxy's labels (linkerd2-proxy release/v2.366.0, pinned by edge-26.8.3: authz counters carry
@@ -100,10 +101,11 @@ FIXTURE = [
     # Never proposed: plaintext (no identity), kubelet probes, an identity the graph does not know, the admin port.
     Series(ALLOW_HTTP, "ingress", "ingress-nginx-http", 80, "no_identity", "", "default", "all-unauthenticated"),
     Series(DENY_HTTP, "web", "checkout-http", 8080, "no_identity"),
-    Series(ALLOW_HTTP, "web", "frontend-http", 8080, "no_identity", "", "default", "probe"),
     Series(DENY_HTTP, "payments", "ledger-http", 8080, "true", identity("debug", "tools")),
+    # Scrapes and probes go on until the last minute: a window with only those still has no traffic to report.
     Series(ALLOW_HTTP, "web", "linkerd-admin", 4191, "true", identity("kube-prometheus-stack-prometheus", "monitoring"),
-           POLICY, "linkerd-admin-metrics"),
+           POLICY, "linkerd-admin-metrics", ramp_to=60, until=60),
+    Series(ALLOW_HTTP, "web", "frontend-http", 8080, "no_identity", "", "default", "probe", ramp_to=60, until=60),
     # A port the graph does not declare (no Server: the namespace's default policy answers): listed apart.
     Series(ALLOW_TCP, "ingress", "all-unauthenticated", 9113, "true", identity("frontend", "web"), "default",
            "all-unauthenticated", srv_kind="default"),
@@ -122,7 +124,7 @@ def openmetrics(series: list[Series], now: float) -> str:
         lines.append(f"# TYPE {family.removesuffix('_total')} counter")
         for s in (s for s in series if s.metric == family):
             labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels().items()))
-            for ago in range(START_AGO, END_AGO - 1, -SCRAPE_SECONDS):
+            for ago in range(START_AGO, s.until - 1, -SCRAPE_SECONDS):
                 done = min(max((s.ramp_from - ago) / (s.ramp_from - s.ramp_to), 0.0), 1.0)
                 lines.append(f"{family}{{{labels}}} {round(done * s.count)} {now - ago:.0f}")
     return "\n".join(lines) + "\n# EOF\n"
