@@ -23,7 +23,7 @@ from tools import prometheus, promtool
 
 sys.path.insert(0, str(PROJECT_DIR))
 from components.stack_files import read_stack_file, stack_file  # noqa: E402
-from discover import Report, parse_window, propose, DiscoverError  # noqa: E402
+from discover import parse_window, propose  # noqa: E402
 from components.settings import load_settings  # noqa: E402
 
 TRUST_DOMAIN = "cluster.local"  # stacks/Pulumi.staging.yaml and dev's default
