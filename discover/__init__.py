@@ -334,7 +334,11 @@ def _merge(table: dict, key: tuple, traffic: Traffic) -> None:
 # --- The proposal ------------------------------------------------------------------------------------------------
 
 def _round_trip():
-    from ruamel.yaml import YAML
+    try:
+        from ruamel.yaml import YAML
+    except ImportError:
+        raise DiscoverError("the proposal needs ruamel.yaml (it keeps services.yaml's comments): "
+                            "pip install -r requirements-dev.txt") from None
 
     yaml = YAML()
     yaml.preserve_quotes = True
@@ -348,9 +352,9 @@ def propose(text: str, graph: ServiceGraph, proposed: Iterable[tuple[str, str, s
     """The graph's YAML with each (service, port, caller) added to the service's `allow`, comments and layout kept:
     a caller already listed with some ports gets the port added; a new caller is listed by name when it was seen
     on every port of the service, else as `{service: <caller>, ports: [...]}`."""
+    yaml = _round_trip()
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-    yaml = _round_trip()
     document = yaml.load(text)
     services = document["services"]
     wanted: dict[str, dict[str, list[str]]] = {}
@@ -457,7 +461,8 @@ def _md(text: str) -> str:
 def as_markdown(report: Report, graph: ServiceGraph) -> str:
     lines = [f"## Traffic discovery: stack `{report.stack}`, last {report.window}", "",
              f"From Prometheus `{report.prometheus}` at {_iso(report.evaluated_at)}, against `{report.graph_source}`. "
-             f"First/last seen to within {report.resolution_seconds // 60} min. Callers are matched by mesh identity "
+             f"Counts are Prometheus `increase()` estimates; first/last seen to within {report.resolution_seconds // 60} min. "
+             "Callers are matched by mesh identity "
              "(`client_id`), never by `authz_name`.", ""]
     lines += [f"### Seen but not allowed: proposed additions ({len(report.proposed)})", ""]
     if report.proposed:
