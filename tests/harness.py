@@ -32,10 +32,12 @@ STACKS = tuple(sorted(p.name.split(".")[1] for p in (PROJECT_DIR / "stacks").glo
 PROJECT = "mtls-mesh"
 SECRET_SIG = rpc._special_sig_key
 SECRET_VALUE_SIG = rpc._special_secret_sig
-SECRET_PLACEHOLDER = "[secret from the stack file]"
 
 if str(PROJECT_DIR) not in sys.path:
     sys.path.insert(0, str(PROJECT_DIR))
+
+from components import stack_files  # noqa: E402
+from components.stack_files import SECRET_PLACEHOLDER  # noqa: E402,F401
 
 
 @dataclass
@@ -245,24 +247,16 @@ def _cancel_leftover_tasks() -> None:
 
 
 def stack_file(stack: str) -> Path:
-    return PROJECT_DIR / "stacks" / f"Pulumi.{stack}.yaml"
+    return stack_files.stack_file(stack)
 
 
 def stack_config(stack: str) -> tuple[dict[str, str], set[str]]:
     """A stack file's config the way the CLI hands it to the program: strings, objects as JSON text."""
-    document = yaml.safe_load(stack_file(stack).read_text()) or {}
-    config, secret_keys = {}, set()
-    for key, value in (document.get("config") or {}).items():
-        if isinstance(value, dict) and set(value) == {"secure"}:
-            config[key] = SECRET_PLACEHOLDER
-            secret_keys.add(key)
-        else:
-            config[key] = wire_value(value)
-    return config, secret_keys
+    config, secret_keys = stack_files.read_stack_file(stack_file(stack))
+    return config, set(secret_keys)
 
 
-def wire_value(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
+wire_value = stack_files.wire_value
 
 
 def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set_config: dict[str, Any] | None = None,
