@@ -130,7 +130,8 @@ def service_accounts() -> list[dict[str, Any]]:
 
 
 def canary_objects(image: str) -> list[dict[str, Any]]:
-    """The echo server (traefik/whoami prints the request's headers in its body) and its Service."""
+    """The echo server and its Service. traefik/whoami (its README: flag `--port`, `/health` answers 200, `/` prints
+    each request header as `Name: value`, so the canary's proxy's `l5d-client-id` comes back in the body)."""
     container = {"name": "echo", "image": image, "args": ["--port", str(CANARY_PORT)],
                  "ports": [{"name": "http", "containerPort": CANARY_PORT}],
                  "readinessProbe": {"httpGet": {"path": "/health", "port": CANARY_PORT}},

@@ -356,7 +356,7 @@ def test_the_egress_matrix_says_which_egress_is_namespace_wide(tmp_path):
     import copy
 
     import yaml
-    graph = yaml.safe_load(open("services.yaml"))
+    graph = yaml.safe_load((PROJECT_DIR / "services.yaml").read_text())
     graph["namespaces"]["ai"] = {}
     graph["services"]["llm-proxy"] = {"namespace": "ai", "ports": [{"name": "http", "port": 8080, "protocol": "HTTP/1"}],
                                       "egress": [{"name": "openai", "hosts": ["api.openai.com"], "ports": [443]}]}

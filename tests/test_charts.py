@@ -4,13 +4,12 @@ prerequisite), and the names the program refers to in chart-created objects exis
 
 from __future__ import annotations
 
-import copy
 
 import pytest
 import yaml
 
 from conformance import CORE_GROUPS
-from harness import run_program
+from harness import PROJECT_DIR, run_program
 from tools import render_chart
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -43,7 +42,7 @@ def served_kinds(rendered: dict[str, list[dict]]) -> set[tuple[str, str]]:
 
 def everything_run(tmp_path):
     """A stack using every feature that emits a kind: egress hosts and CIDRs, gRPC, viz, CNI, alerts, deny."""
-    graph = yaml.safe_load(open("services.yaml"))
+    graph = yaml.safe_load((PROJECT_DIR / "services.yaml").read_text())
     graph["services"]["ledger"]["egress"] = [{"name": "bank", "cidrs": ["198.51.100.0/24"], "ports": [443]}]
     return run_program("staging", set_config={"linkerdViz": True, "linkerdCni": True, "alerts": True},
                        graph=graph, tmp_path=tmp_path)

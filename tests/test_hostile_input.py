@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import os
-import re
 import subprocess
 import sys
 import textwrap
@@ -19,7 +18,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
 from components.errors import Problems, SettingsError
-from components.graph import MAX_SERVICES, load_graph
+from components.graph import MAX_SERVICES
 from components.inputs import MAX_GRAPH_BYTES
 from harness import PROJECT_DIR, run_program, stack_config
 

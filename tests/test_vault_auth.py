@@ -4,7 +4,6 @@ exactly the declared policy."""
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 
 import pytest
 import yaml

@@ -13,9 +13,9 @@ from contextlib import contextmanager
 
 import pytest
 
-from components.verification import (ALLOWED, CHECK_SCRIPT, CLIENTS, OTHER, UNMESHED, expectation)
+from components.verification import (ALLOWED, CHECK_SCRIPT, CLIENTS, UNMESHED, expectation)
 from conformance import validate_object
-from harness import run_program
+from harness import PROJECT_DIR, run_program
 from tools import curl
 
 NS = "mtls-mesh-verify"
@@ -96,7 +96,7 @@ def test_the_checks_wait_for_the_canary_its_policy_and_the_control_plane(staging
 def test_a_stack_cannot_claim_the_verification_namespace(tmp_path):
     import yaml
     from components.errors import SettingsError
-    graph = yaml.safe_load(open("services.yaml"))
+    graph = yaml.safe_load((PROJECT_DIR / "services.yaml").read_text())
     graph["namespaces"][NS] = {}
     with pytest.raises(SettingsError, match="meshVerification: needs the namespace 'mtls-mesh-verify'"):
         run_program("staging", graph=graph, tmp_path=tmp_path)
