@@ -6,13 +6,13 @@ import pulumi
 
 from components.alerts import MeshAlerts, MeshAlertsArgs
 from components.authorization import MeshAuthorization, MeshAuthorizationArgs
-from components.cert_manager import AnchorMaterial, CertManager, CertManagerArgs
+from components.cert_manager import AnchorMaterial, CertManager, CertManagerArgs, WorkloadTls, workload_secret_name
 from components.linkerd import LinkerdControlPlane, LinkerdControlPlaneArgs
 from components.namespaces import MeshNamespaces, MeshNamespacesArgs
 from components.providers import kubernetes_provider, vault_provider
 from components.rotation import check_rotation_step, read_previous_rotation, rotation_status
 from components.settings import load_settings, read_stack_config
-from components.trust import SelfSignedAnchors
+from components.trust import SelfSignedAnchors, SelfSignedWorkloadCertificates
 from components.vault_pki import VaultPki, VaultPkiArgs, VaultTokenReviewer
 from components.verification import MeshVerification, MeshVerificationArgs
 
@@ -39,6 +39,8 @@ namespaces = MeshNamespaces(
     on_cluster,
 )
 
+workload_tls = {}
+signed_workloads = {}
 if settings.vault is not None:
     reviewer = None
     if settings.vault.kubernetes_auth_mode == "external" and settings.vault.create_kubernetes_auth:
@@ -46,17 +48,27 @@ if settings.vault is not None:
     pki = VaultPki("pki", VaultPkiArgs(settings, reviewer_token=reviewer.token if reviewer else None,
                                        reviewer_ready=(reviewer.binding,) if reviewer else ()),
                    pulumi.ResourceOptions(providers={"vault": vault_provider("vault", settings.vault)}))
-    anchors = {a: AnchorMaterial(v.root_certificate_pem, ready=v.ready) for a, v in pki.anchors.items()}
-    vault_login_ready = pki.login_ready
+    anchors = {a: AnchorMaterial(v.root_certificate_pem, v.workload_root_pem, ready=v.ready,
+                                 workload_ready=v.workload_ready) for a, v in pki.anchors.items()}
+    identity_login_ready, namespace_login_ready = pki.identity_login_ready, pki.namespace_login_ready
 else:
     self_signed = SelfSignedAnchors("anchor", settings)
-    anchors = {a: AnchorMaterial(v.certificate_pem, v.private_key_pem) for a, v in self_signed.anchors.items()}
-    vault_login_ready = []
+    anchors = {a: AnchorMaterial(v.certificate_pem, v.workload_root_pem, v.private_key_pem)
+               for a, v in self_signed.anchors.items()}
+    identity_login_ready, namespace_login_ready = [], {}
+    if settings.graph.certificate_services:
+        signed = SelfSignedWorkloadCertificates(
+            "workload-tls", settings, self_signed.anchors[settings.pki.rotation.issuing_anchor])
+        workload_tls = {key: WorkloadTls(c.certificate_pem, c.private_key_pem, c.ca_pem)
+                        for key, c in signed.certificates.items()}
+        signed_workloads = {(service.namespace, workload_secret_name(service)): signed.certificates[key].certificate_pem
+                            for key, service in settings.graph.services.items() if key in signed.certificates}
 
 certificates = CertManager(
     "certs",
     CertManagerArgs(settings=settings, anchors=anchors, namespaces=namespaces.namespaces,
-                    linkerd_namespace=namespaces.linkerd, vault_login_ready=vault_login_ready),
+                    linkerd_namespace=namespaces.linkerd, identity_login_ready=identity_login_ready,
+                    namespace_login_ready=namespace_login_ready, workload_tls=workload_tls),
     on_cluster,
 )
 
@@ -87,7 +99,7 @@ if settings.monitoring.enabled:
     MeshAlerts(
         "alerts",
         MeshAlertsArgs(settings=settings, anchor_certificates={a: m.certificate_pem for a, m in anchors.items()},
-                       linkerd_namespace=namespaces.linkerd),
+                       linkerd_namespace=namespaces.linkerd, signed_workloads=signed_workloads),
         on_cluster,
     )
 
@@ -96,6 +108,7 @@ pulumi.export("inboundPolicies", {
     ns.name: settings.rollout.policy_for(ns.name) for ns in settings.graph.meshed_namespaces
 })
 pulumi.export("trustAnchors", {anchor: material.certificate_pem for anchor, material in anchors.items()})
+pulumi.export("workloadRoots", {anchor: material.workload_root_pem for anchor, material in anchors.items()})
 pulumi.export("trustRotation", rotation_status(settings.pki.rotation))
 pulumi.export("linkerd", {"chartVersion": settings.linkerd.chart_version,
                           "highAvailability": settings.linkerd.high_availability,

@@ -8,7 +8,7 @@ feed them to `promtool check rules` and `promtool test rules` exactly as they ar
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
@@ -17,7 +17,7 @@ import pulumi
 from .durations import Duration
 from .k8s import metadata, register
 from .linkerd import CONTROL_PLANE_WEBHOOKS, WEBHOOK_CERT_RENEW_BEFORE
-from .namespaces import LINKERD_NAMESPACE
+from .namespaces import LINKERD_NAMESPACE, VIZ_NAMESPACE
 from .settings import PROXY_LEAF_LIFETIME, Settings
 
 MONITORING_API = "monitoring.coreos.com/v1"
@@ -99,6 +99,7 @@ def mesh_rule_groups(settings: Settings) -> list[dict[str, Any]]:
     meshed = [ns.name for ns in graph.meshed_namespaces]
     authenticated = [ns for ns in meshed if settings.rollout.policy_for(ns) in AUTHENTICATED_PHASES]
     ours = _namespace_regex([*meshed, LINKERD_NAMESPACE])
+    issuer_namespaces = _namespace_regex([LINKERD_NAMESPACE, VIZ_NAMESPACE, *graph.certificate_services])
     by_pod = "namespace, pod"
 
     traffic = [
@@ -175,13 +176,17 @@ def mesh_rule_groups(settings: Settings) -> list[dict[str, Any]]:
              "critical", "Certificate {{ $labels.namespace }}/{{ $labels.name }} is not Ready",
              "cert-manager cannot issue or renew it through {{ $labels.issuer_name }}: "
              "`kubectl -n {{ $labels.namespace }} describe certificate {{ $labels.name }}`.", for_="15m"),
+        # Every issuer of the mesh is a namespaced Issuer (components/cert_manager.py): certmanager_issuer_ready_status.
         rule("MeshIssuerNotReady",
-             'max by (name) (certmanager_clusterissuer_ready_status{condition!="True", name=~"mtls-mesh-.*"}) == 1',
-             "critical", "ClusterIssuer {{ $labels.name }} is not Ready",
-             "Nothing it signs can be issued or renewed. With Vault: the Kubernetes auth login, the role's audience "
-             "or the policy (`kubectl describe clusterissuer {{ $labels.name }}`).", for_="10m"),
+             f'max by (namespace, name) (certmanager_issuer_ready_status{{condition!="True", name=~"mtls-mesh-.*", '
+             f'namespace=~"{issuer_namespaces}"}}) == 1',
+             "critical", "Issuer {{ $labels.namespace }}/{{ $labels.name }} is not Ready",
+             "Nothing it signs can be issued or renewed. With Vault: the namespace's Kubernetes auth login, the role's "
+             "audience or the policy (`kubectl -n {{ $labels.namespace }} describe issuer {{ $labels.name }}`).",
+             for_="10m"),
     ]
-    if any(s.certificate for s in graph.services.values()):
+    # Without Vault the program signs workload certificates itself (no cert-manager metric exists for them).
+    if settings.vault is not None and graph.certificate_services:
         certificates += _certificate_expiry_rules(
             "MeshWorkloadCertificateExpiring", f'name=~".*-mesh-tls", namespace=~"{_namespace_regex(graph.namespaces)}"',
             "The workload certificate", settings.pki.workload_renew_before)
@@ -208,6 +213,24 @@ def anchor_rule_group(not_after: Mapping[str, int], validity: Duration) -> dict[
                 "(README: Rotating the trust anchor); it takes three rounds of restarts.",
                 labels={"anchor": anchor, "threshold": human(remaining)}))
     return {"name": "mtls-mesh.anchors", "rules": rules}
+
+
+def signed_workload_rule_group(not_after: Mapping[tuple[str, str], int], renew_before: Duration) -> dict[str, Any]:
+    """Without Vault the program signs workload certificates itself (pulumi-tls), so no cert-manager metric knows them:
+    their notAfter, read at deploy time, is written into the rule, at the same tiers cert-manager's would have.
+    The fix is the same as their renewal: the next `pulumi up` inside the renew-before window replaces them."""
+    rules = []
+    for (namespace, name), expiry in sorted(not_after.items()):
+        for tier in expiry_tiers(renew_before):
+            rules.append(rule(
+                "MeshWorkloadCertificateExpiring", f"vector({expiry} - time()) < {tier.remaining.seconds}", tier.severity,
+                f"The workload certificate {namespace}/{name} expires in less than {human(tier.remaining)}",
+                f"The program signed it, valid until {datetime.fromtimestamp(expiry, timezone.utc):%Y-%m-%d %H:%M} UTC, "
+                f"and replaces it at the first `pulumi up` within {human(renew_before)} of expiry: run `pulumi up`.",
+                for_="15m" if tier.severity == "warning" else "5m",
+                labels={"namespace": namespace, "name": name, "threshold": human(tier.remaining)},
+                runbook="meshidentityissuerexpiring"))
+    return {"name": "mtls-mesh.signed-workload-certificates", "rules": rules}
 
 
 class CertificateUnreadable(ValueError):
@@ -256,6 +279,8 @@ class MeshAlertsArgs:
     settings: Settings
     anchor_certificates: Mapping[str, pulumi.Output[str]]
     linkerd_namespace: pulumi.Resource
+    # Without Vault: (namespace, Secret name) -> the workload certificate the program signed.
+    signed_workloads: Mapping[tuple[str, str], pulumi.Output[str]] = field(default_factory=dict)
 
 
 class MeshAlerts(pulumi.ComponentResource):
@@ -265,11 +290,21 @@ class MeshAlerts(pulumi.ComponentResource):
         labels = settings.monitoring.labels
         child = pulumi.ResourceOptions(parent=self, depends_on=[args.linkerd_namespace])
         mesh_groups = mesh_rule_groups(settings)
-        anchors = sorted(args.anchor_certificates)
-        spec_groups = pulumi.Output.all(*[args.anchor_certificates[a] for a in anchors]).apply(
-            lambda pems: mesh_groups + [anchor_rule_group(
-                {a: certificate_not_after(pem, f"trust anchor {a}") for a, pem in zip(anchors, pems)},
-                settings.pki.anchor_validity)])
+        anchors, workloads = sorted(args.anchor_certificates), sorted(args.signed_workloads)
+
+        def groups(pems: list[str]) -> list[dict[str, Any]]:
+            anchor_pems, workload_pems = pems[:len(anchors)], pems[len(anchors):]
+            built = mesh_groups + [anchor_rule_group(
+                {a: certificate_not_after(pem, f"trust anchor {a}") for a, pem in zip(anchors, anchor_pems)},
+                settings.pki.anchor_validity)]
+            if workloads:
+                built.append(signed_workload_rule_group(
+                    {w: certificate_not_after(pem, f"workload certificate {w[0]}/{w[1]}") for w, pem in zip(workloads, workload_pems)},
+                    settings.pki.workload_renew_before))
+            return built
+
+        spec_groups = pulumi.Output.all(*[args.anchor_certificates[a] for a in anchors],
+                                        *[args.signed_workloads[w] for w in workloads]).apply(groups)
         self.rule = register(f"{name}-rules", prometheus_rule(spec_groups, labels), child)
         self.pod_monitor = register(f"{name}-pod-monitor", pod_monitor(settings, labels), child)
         self.register_outputs({"alerts": sorted({r["alert"] for g in mesh_groups for r in g["rules"]})})

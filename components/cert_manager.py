@@ -1,8 +1,14 @@
 """CertManager: cert-manager and trust-manager (optionally installed), the issuers of the mesh, the Linkerd identity
-issuer Certificate, the trust bundle Linkerd reads, and certificates for workloads that terminate TLS themselves.
+issuer Certificate, the trust bundles (Linkerd's, and the workload roots for clients of TLS-terminating workloads),
+and certificates for workloads that terminate TLS themselves.
+
+Every issuer is a namespaced Issuer, so a namespace can only use its own: the identity issuer lives in `linkerd`; with
+Vault, each namespace with certificate services has a workload issuer whose Vault login signs only that namespace's
+names. There are no ClusterIssuers (a ClusterIssuer is usable from every namespace, and cert-manager approves every
+request by default). Without Vault there is no in-cluster workload issuer at all: the program signs those certificates.
 
 Every object is built by a pure function below; the component only registers them, in order: install -> anchor
-material and issuers -> Certificates and the Bundle.
+material and issuers -> Certificates and the Bundles.
 """
 
 from __future__ import annotations
@@ -14,10 +20,10 @@ from typing import Any, Mapping
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .graph import Service, spiffe_id
+from .graph import Service, spiffe_id, workload_dns_names
 from .k8s import WAIT_FOR_READY, WAIT_FOR_SYNCED, metadata, register, register_group
 from .namespaces import LINKERD_NAMESPACE
-from .settings import Settings, VaultSettings
+from .settings import CertManagerSettings, Settings, VaultSettings
 from .vault_pki import VAULT_ISSUER_SERVICE_ACCOUNT, VAULT_TOKEN_AUDIENCE, issuer_signing_path, workload_signing_path
 
 JETSTACK_CHARTS = "https://charts.jetstack.io"
@@ -27,6 +33,8 @@ TRUST_MANAGER_API = "trust.cert-manager.io/v1alpha1"
 IDENTITY_ISSUER_SECRET = "linkerd-identity-issuer"
 TRUST_ROOTS = "linkerd-identity-trust-roots"
 TRUST_ROOTS_KEY = "ca-bundle.crt"
+# The workload roots, in every namespace of the graph (same key as Linkerd's bundle).
+WORKLOAD_TRUST = "mtls-mesh-workload-trust"
 ANCHOR_KEY = "ca.crt"
 IDENTITY_ISSUER_USAGES = ["cert sign", "crl sign", "server auth", "client auth"]
 WORKLOAD_USAGES = ["digital signature", "key agreement", "server auth", "client auth"]
@@ -34,6 +42,10 @@ WORKLOAD_USAGES = ["digital signature", "key agreement", "server auth", "client 
 
 def anchor_object_name(anchor: str) -> str:
     return f"mtls-mesh-anchor-{anchor}"
+
+
+def workload_anchor_object_name(anchor: str) -> str:
+    return f"mtls-mesh-workload-anchor-{anchor}"
 
 
 def identity_issuer_name(anchor: str) -> str:
@@ -66,23 +78,24 @@ def trust_manager_values(trust_namespace: str) -> dict[str, Any]:
     return {"crds": {"enabled": True}, "app": {"trust": {"namespace": trust_namespace}}}
 
 
-def anchor_secret(anchor: str, namespace: str, certificate_pem: Any, private_key_pem: Any) -> dict[str, Any]:
-    """A self-signed anchor as the CA issuer reads it (tls.crt/tls.key), in cert-manager's namespace."""
+def anchor_secret(anchor: str, certificate_pem: Any, private_key_pem: Any) -> dict[str, Any]:
+    """A self-signed anchor as the identity issuer's CA issuer reads it (tls.crt/tls.key). Only in `linkerd`: whoever
+    can read Secrets there already holds the identity issuer's key, which every proxy trusts just the same."""
     return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-            "metadata": metadata(anchor_object_name(anchor), namespace),
+            "metadata": metadata(anchor_object_name(anchor), LINKERD_NAMESPACE),
             "stringData": {"tls.crt": certificate_pem, "tls.key": private_key_pem}}
 
 
 def anchor_config_map(anchor: str, namespace: str, certificate_pem: Any) -> dict[str, Any]:
-    """A Vault root certificate, public, where trust-manager can source it."""
+    """A mesh root certificate, public, where trust-manager can source it (its trust namespace)."""
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata(anchor_object_name(anchor), namespace),
             "data": {ANCHOR_KEY: certificate_pem}}
 
 
-def bundle_source(settings: Settings, anchor: str) -> dict[str, Any]:
-    if settings.pki.mode == "self-signed":
-        return {"secret": {"name": anchor_object_name(anchor), "key": "tls.crt"}}
-    return {"configMap": {"name": anchor_object_name(anchor), "key": ANCHOR_KEY}}
+def workload_anchor_config_map(anchor: str, namespace: str, certificate_pem: Any) -> dict[str, Any]:
+    """A workload root certificate, public, where trust-manager can source it."""
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata(workload_anchor_object_name(anchor), namespace),
+            "data": {ANCHOR_KEY: certificate_pem}}
 
 
 def trust_bundle(settings: Settings) -> dict[str, Any]:
@@ -91,26 +104,48 @@ def trust_bundle(settings: Settings) -> dict[str, Any]:
     return {
         "apiVersion": TRUST_MANAGER_API, "kind": "Bundle", "metadata": metadata(TRUST_ROOTS, annotations=WAIT_FOR_SYNCED),
         "spec": {
-            "sources": [bundle_source(settings, anchor) for anchor in settings.pki.rotation.bundle_anchors],
+            "sources": [{"configMap": {"name": anchor_object_name(anchor), "key": ANCHOR_KEY}}
+                        for anchor in settings.pki.rotation.bundle_anchors],
             "target": {"configMap": {"key": TRUST_ROOTS_KEY},
                        "namespaceSelector": {"matchLabels": {"linkerd.io/is-control-plane": "true"}}},
         },
     }
 
 
-def ca_cluster_issuer(name: str, anchor: str) -> dict[str, Any]:
-    return {"apiVersion": CERT_MANAGER_API, "kind": "ClusterIssuer", "metadata": metadata(name, annotations=WAIT_FOR_READY),
-            "spec": {"ca": {"secretName": anchor_object_name(anchor)}}}
+def workload_trust_bundle(settings: Settings) -> dict[str, Any]:
+    """The workload roots, as a ConfigMap `mtls-mesh-workload-trust/ca-bundle.crt` in every namespace of the graph:
+    what a client of a TLS-terminating workload verifies against. It follows the anchors' rotation phases, so during a
+    rotation clients trust certificates from both the previous and the next workload root."""
+    return {
+        "apiVersion": TRUST_MANAGER_API, "kind": "Bundle",
+        "metadata": metadata(WORKLOAD_TRUST, annotations=WAIT_FOR_SYNCED),
+        "spec": {
+            "sources": [{"configMap": {"name": workload_anchor_object_name(anchor), "key": ANCHOR_KEY}}
+                        for anchor in settings.pki.rotation.bundle_anchors],
+            "target": {"configMap": {"key": TRUST_ROOTS_KEY},
+                       # The API server labels every namespace with its own name; this selects exactly the graph's.
+                       "namespaceSelector": {"matchExpressions": [
+                           {"key": "kubernetes.io/metadata.name", "operator": "In",
+                            "values": sorted(settings.graph.namespaces)}]}},
+        },
+    }
 
 
-def vault_cluster_issuer(name: str, vault: VaultSettings, path: str) -> dict[str, Any]:
-    """A ClusterIssuer signing through Vault, logging in with a short-lived bound token of a dedicated account."""
+def ca_issuer(name: str, namespace: str, secret_name: str) -> dict[str, Any]:
+    return {"apiVersion": CERT_MANAGER_API, "kind": "Issuer",
+            "metadata": metadata(name, namespace, annotations=WAIT_FOR_READY),
+            "spec": {"ca": {"secretName": secret_name}}}
+
+
+def vault_issuer(name: str, namespace: str, vault: VaultSettings, path: str, auth_role: str) -> dict[str, Any]:
+    """An Issuer signing through Vault, logging in with a short-lived bound token of its namespace's own account.
+    Namespaced on purpose: only Certificates in `namespace` can use it, and its Vault login can do nothing else."""
     spec: dict[str, Any] = {
         "server": vault.address,
         "path": path,
         "auth": {"kubernetes": {
             "mountPath": f"/v1/auth/{vault.kubernetes_auth_path}",
-            "role": vault.auth_role,
+            "role": auth_role,
             "serviceAccountRef": {"name": VAULT_ISSUER_SERVICE_ACCOUNT, "audiences": [VAULT_TOKEN_AUDIENCE]},
         }},
     }
@@ -119,12 +154,13 @@ def vault_cluster_issuer(name: str, vault: VaultSettings, path: str) -> dict[str
     if vault.ca_bundle_pem:
         spec["caBundle"] = base64.b64encode(vault.ca_bundle_pem.encode()).decode()
     # Waiting for Ready makes a failing Vault login (auth role, audience, policy) fail `pulumi up` right here.
-    return {"apiVersion": CERT_MANAGER_API, "kind": "ClusterIssuer", "metadata": metadata(name, annotations=WAIT_FOR_READY),
-            "spec": {"vault": spec}}
+    return {"apiVersion": CERT_MANAGER_API, "kind": "Issuer",
+            "metadata": metadata(name, namespace, annotations=WAIT_FOR_READY), "spec": {"vault": spec}}
 
 
-def token_request_rbac(namespace: str) -> list[dict[str, Any]]:
-    """The account cert-manager requests Vault login tokens for, and the right to do exactly that (cert-manager#6673)."""
+def token_request_rbac(namespace: str, cert_manager: CertManagerSettings) -> list[dict[str, Any]]:
+    """In one issuing namespace: the account cert-manager requests Vault login tokens for, and the right for
+    cert-manager's controller to do exactly that (cert-manager#6673)."""
     role_name = f"{VAULT_ISSUER_SERVICE_ACCOUNT}-token"
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(VAULT_ISSUER_SERVICE_ACCOUNT, namespace)},
@@ -133,7 +169,7 @@ def token_request_rbac(namespace: str) -> list[dict[str, Any]]:
                     "resourceNames": [VAULT_ISSUER_SERVICE_ACCOUNT], "verbs": ["create"]}]},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": metadata(role_name, namespace),
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name},
-         "subjects": [{"kind": "ServiceAccount", "name": "cert-manager", "namespace": namespace}]},
+         "subjects": [{"kind": "ServiceAccount", "name": cert_manager.service_account, "namespace": cert_manager.namespace}]},
     ]
 
 
@@ -148,7 +184,7 @@ def identity_issuer_certificate(settings: Settings) -> dict[str, Any]:
             "secretName": IDENTITY_ISSUER_SECRET,
             "duration": settings.pki.issuer_duration.go(),
             "renewBefore": settings.pki.issuer_renew_before.go(),
-            "issuerRef": {"name": identity_issuer_name(settings.pki.rotation.issuing_anchor), "kind": "ClusterIssuer",
+            "issuerRef": {"name": identity_issuer_name(settings.pki.rotation.issuing_anchor), "kind": "Issuer",
                           "group": "cert-manager.io"},
             "commonName": name,
             "dnsNames": [name],
@@ -163,11 +199,6 @@ def workload_secret_name(service: Service) -> str:
     return f"{service.name}-mesh-tls"
 
 
-def workload_dns_names(service: Service) -> list[str]:
-    ns = service.namespace
-    return [f"{service.name}.{ns}.svc", f"{service.name}.{ns}.svc.cluster.local"]
-
-
 def workload_certificate(settings: Settings, service: Service) -> dict[str, Any]:
     """A certificate for a workload that terminates TLS itself, with the SPIFFE ID of its service account."""
     return {
@@ -178,7 +209,7 @@ def workload_certificate(settings: Settings, service: Service) -> dict[str, Any]
             "secretTemplate": {"labels": {"app.kubernetes.io/part-of": "mtls-mesh"}},
             "duration": settings.pki.workload_duration.go(),
             "renewBefore": settings.pki.workload_renew_before.go(),
-            "issuerRef": {"name": workload_issuer_name(settings.pki.rotation.issuing_anchor), "kind": "ClusterIssuer",
+            "issuerRef": {"name": workload_issuer_name(settings.pki.rotation.issuing_anchor), "kind": "Issuer",
                           "group": "cert-manager.io"},
             "dnsNames": workload_dns_names(service),
             "uris": [spiffe_id(service.service_account, service.namespace, settings.trust_domain)],
@@ -188,27 +219,53 @@ def workload_certificate(settings: Settings, service: Service) -> dict[str, Any]
     }
 
 
-def issuer_objects(settings: Settings) -> dict[str, dict[str, Any]]:
-    """Every ClusterIssuer: one identity issuer per anchor still in use, one workload issuer for the issuing anchor."""
+def identity_issuers(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The identity issuers, one per anchor still in use, all namespaced in `linkerd`: no other namespace can have a
+    CA signed under the mesh anchor."""
     issuers: dict[str, dict[str, Any]] = {}
-    issuing = settings.pki.rotation.issuing_anchor
     for anchor in settings.pki.rotation.anchors:
         name = identity_issuer_name(anchor)
-        issuers[name] = (ca_cluster_issuer(name, anchor) if settings.vault is None
-                         else vault_cluster_issuer(name, settings.vault, issuer_signing_path(settings.vault, anchor)))
-    name = workload_issuer_name(issuing)
-    issuers[name] = (ca_cluster_issuer(name, issuing) if settings.vault is None
-                     else vault_cluster_issuer(name, settings.vault, workload_signing_path(settings.vault, issuing)))
+        issuers[name] = (ca_issuer(name, LINKERD_NAMESPACE, anchor_object_name(anchor)) if settings.vault is None
+                         else vault_issuer(name, LINKERD_NAMESPACE, settings.vault, issuer_signing_path(settings.vault, anchor),
+                                           settings.vault.identity_auth_role))
     return issuers
+
+
+def workload_issuer(settings: Settings, namespace: str) -> dict[str, Any]:
+    """One namespace's workload issuer (Vault only), signing through that namespace's own PKI role."""
+    vault, issuing = settings.vault, settings.pki.rotation.issuing_anchor
+    assert vault is not None
+    return vault_issuer(workload_issuer_name(issuing), namespace, vault,
+                        workload_signing_path(vault, issuing, namespace), vault.namespace_auth_role(namespace))
+
+
+def workload_tls_secret(service: Service, certificate_pem: Any, private_key_pem: Any, ca_pem: Any) -> dict[str, Any]:
+    """Without Vault, the program itself signs workload certificates (see trust.SelfSignedWorkloadCertificates) and hands
+    them over in the Secret cert-manager would have written: same name, same keys."""
+    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": metadata(workload_secret_name(service), service.namespace),
+            "stringData": {"tls.crt": certificate_pem, "tls.key": private_key_pem, "ca.crt": ca_pem}}
 
 
 @dataclass
 class AnchorMaterial:
-    """One anchor as the cluster needs it: its certificate, its key in dev, and what must exist before it is used."""
+    """One anchor as the cluster needs it: its mesh root (and, in dev, its key), its workload root, and what must exist
+    before either is used."""
 
     certificate_pem: pulumi.Output[str]
+    workload_root_pem: pulumi.Output[str]
     private_key_pem: pulumi.Output[str] | None = None
     ready: list[pulumi.Resource] = field(default_factory=list)
+    workload_ready: list[pulumi.Resource] = field(default_factory=list)
+
+
+@dataclass
+class WorkloadTls:
+    """A workload certificate the program signed itself (no Vault): leaf, its key (a Pulumi secret), the root."""
+
+    certificate_pem: pulumi.Output[str]
+    private_key_pem: pulumi.Output[str]
+    ca_pem: pulumi.Output[str]
 
 
 @dataclass
@@ -217,7 +274,11 @@ class CertManagerArgs:
     anchors: Mapping[str, AnchorMaterial]
     namespaces: Mapping[str, pulumi.Resource]
     linkerd_namespace: pulumi.Resource
-    vault_login_ready: list[pulumi.Resource] = field(default_factory=list)
+    # Vault: what the identity issuer's login and each namespace's login need before an issuer can become Ready.
+    identity_login_ready: list[pulumi.Resource] = field(default_factory=list)
+    namespace_login_ready: Mapping[str, list[pulumi.Resource]] = field(default_factory=dict)
+    # Without Vault: service key -> the certificate the program signed for it.
+    workload_tls: Mapping[str, WorkloadTls] = field(default_factory=dict)
 
 
 class CertManager(pulumi.ComponentResource):
@@ -249,43 +310,71 @@ class CertManager(pulumi.ComponentResource):
 
         # What cert-manager objects elsewhere wait for.
         self.installed: list[pulumi.Resource] = installed
-        rbac = []
-        if settings.vault is not None:
-            rbac = [register(f"{name}-{obj['kind'].lower()}", obj, after(*installed)) for obj in token_request_rbac(cm.namespace)]
 
-        sources: list[pulumi.Resource] = []
+        # Public roots where trust-manager reads them; in dev, the anchor key next to the identity issuer only.
+        mesh_roots, workload_roots, anchor_keys = [], [], []
         for anchor, material in args.anchors.items():
-            obj = (anchor_secret(anchor, cm.namespace, material.certificate_pem, material.private_key_pem)
-                   if material.private_key_pem is not None
-                   else anchor_config_map(anchor, cm.namespace, material.certificate_pem))
-            sources.append(register(f"{name}-anchor-{anchor}", obj, after(*installed, *material.ready)))
+            mesh_roots.append(register(f"{name}-anchor-{anchor}", anchor_config_map(anchor, cm.namespace, material.certificate_pem),
+                                       after(*installed, *material.ready)))
+            workload_roots.append(register(
+                f"{name}-workload-anchor-{anchor}", workload_anchor_config_map(anchor, cm.namespace, material.workload_root_pem),
+                after(*installed, *material.workload_ready)))
+            if material.private_key_pem is not None:
+                anchor_keys.append(register(f"{name}-anchor-key-{anchor}",
+                                            anchor_secret(anchor, material.certificate_pem, material.private_key_pem),
+                                            after(args.linkerd_namespace)))
 
-        # An issuer is usable only once its anchor's signing chain is complete (Vault: set-signed, role written).
-        anchor_ready = [resource for material in args.anchors.values() for resource in material.ready]
+        def issuing_rbac(namespace: str, namespace_resource: pulumi.Resource) -> list[pulumi.Resource]:
+            if settings.vault is None:
+                return []
+            return [register(f"{name}-{namespace}-{obj['kind'].lower()}", obj, after(*installed, namespace_resource))
+                    for obj in token_request_rbac(namespace, cm)]
+
+        # An identity issuer is usable only once its anchor's signing chain is complete (Vault: set-signed).
+        mesh_ready = [resource for material in args.anchors.values() for resource in material.ready]
+        identity_rbac = issuing_rbac(LINKERD_NAMESPACE, args.linkerd_namespace)
         self.issuers: dict[str, pulumi.Resource] = {
-            issuer_name: register(f"{name}-{issuer_name}", obj,
-                                  after(*installed, *sources, *anchor_ready, *rbac, *args.vault_login_ready))
-            for issuer_name, obj in issuer_objects(settings).items()
+            f"{LINKERD_NAMESPACE}/{issuer_name}": register(
+                f"{name}-{issuer_name}", obj,
+                after(*installed, args.linkerd_namespace, *anchor_keys, *mesh_ready, *identity_rbac, *args.identity_login_ready))
+            for issuer_name, obj in identity_issuers(settings).items()
         }
         issuing = settings.pki.rotation.issuing_anchor
         self.identity_issuer = register(
             f"{name}-identity-issuer", identity_issuer_certificate(settings),
-            after(self.issuers[identity_issuer_name(issuing)], args.linkerd_namespace))
+            after(self.issuers[f"{LINKERD_NAMESPACE}/{identity_issuer_name(issuing)}"], args.linkerd_namespace))
         self.trust_bundle = register(f"{name}-trust-roots", trust_bundle(settings),
-                                     after(trust_manager, *sources, args.linkerd_namespace))
-        # Workload certificates grow with the graph: one ConfigGroup per namespace (see k8s.register_group).
-        by_namespace: dict[str, list[dict[str, Any]]] = {}
-        for service in settings.graph.services.values():
-            if service.certificate:
-                by_namespace.setdefault(service.namespace, []).append(workload_certificate(settings, service))
-        self.workload_certificates = {
-            namespace: register_group(f"{name}-workload-{namespace}", certificates, child,
-                                      after=[self.issuers[workload_issuer_name(issuing)], args.namespaces[namespace]])
-            for namespace, certificates in by_namespace.items()
-        }
+                                     after(trust_manager, *mesh_roots, args.linkerd_namespace))
+
+        certificate_services = settings.graph.certificate_services
+        self.workload_certificates: dict[str, pulumi.Resource] = {}
+        workload_ready = [resource for material in args.anchors.values() for resource in material.workload_ready]
+        for namespace, services in certificate_services.items():
+            namespace_resource = args.namespaces[namespace]
+            if settings.vault is None:
+                for service in services:
+                    tls = args.workload_tls[service.key]
+                    register(f"{name}-tls-{service.key}",
+                             workload_tls_secret(service, tls.certificate_pem, tls.private_key_pem, tls.ca_pem),
+                             after(namespace_resource))
+                continue
+            rbac = issuing_rbac(namespace, namespace_resource)
+            issuer = workload_issuer(settings, namespace)
+            self.issuers[f"{namespace}/{issuer['metadata']['name']}"] = issuer_resource = register(
+                f"{name}-{namespace}-{issuer['metadata']['name']}", issuer,
+                after(*installed, namespace_resource, *workload_ready, *rbac, *args.namespace_login_ready.get(namespace, [])))
+            # Workload certificates grow with the graph: one ConfigGroup per namespace (see k8s.register_group).
+            self.workload_certificates[namespace] = register_group(
+                f"{name}-workload-{namespace}", [workload_certificate(settings, service) for service in services], child,
+                after=[issuer_resource, namespace_resource])
+
+        self.workload_trust = None
+        if certificate_services:
+            self.workload_trust = register(f"{name}-workload-trust", workload_trust_bundle(settings),
+                                           after(trust_manager, *workload_roots, *args.namespaces.values()))
         self.register_outputs({
             "identityIssuer": identity_issuer_name(issuing),
             "bundleAnchors": list(settings.pki.rotation.bundle_anchors),
-            "workloadCertificates": sorted(f"{c['metadata']['namespace']}/{c['metadata']['name']}"
-                                           for group in by_namespace.values() for c in group),
+            "workloadCertificates": sorted(f"{s.namespace}/{workload_secret_name(s)}"
+                                           for services in certificate_services.values() for s in services),
         })

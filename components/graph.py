@@ -120,6 +120,15 @@ class ServiceGraph:
         return {caller: {service: tuple(ports) for service, ports in by_service.items()}
                 for caller, by_service in index.items()}
 
+    @functools.cached_property
+    def certificate_services(self) -> dict[str, tuple[Service, ...]]:
+        """namespace -> its services that terminate TLS themselves with a workload certificate (namespaces sorted)."""
+        by_namespace: dict[str, list[Service]] = {}
+        for service in self.services.values():
+            if service.certificate:
+                by_namespace.setdefault(service.namespace, []).append(service)
+        return {ns: tuple(sorted(by_namespace[ns], key=lambda s: s.name)) for ns in sorted(by_namespace)}
+
     def edges(self) -> frozenset[tuple[str, str, str]]:
         """Every allowed (caller key, service key, port name): the graph's intent, the access matrix's truth."""
         return self._edges
@@ -132,6 +141,12 @@ def mesh_identity(service_account: str, namespace: str, trust_domain: str) -> st
 
 def spiffe_id(service_account: str, namespace: str, trust_domain: str) -> str:
     return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"
+
+
+def workload_dns_names(service: Service) -> list[str]:
+    """The names a workload certificate carries: its Service's in-cluster names, never anything outside its namespace."""
+    ns = service.namespace
+    return [f"{service.name}.{ns}.svc", f"{service.name}.{ns}.svc.cluster.local"]
 
 
 _TOP_KEYS = ("namespaces", "services")

@@ -118,4 +118,4 @@ def load_yaml(text: str) -> Any:
         problem = str(getattr(err, "problem", None) or err)[:200]
         raise InputError(f"is not valid YAML{at}: {problem}") from None
     except RecursionError:
-        raise InputError(f"nests too deeply to read", f"Keep the nesting under {MAX_DEPTH} levels") from None
+        raise InputError("nests too deeply to read", f"Keep the nesting under {MAX_DEPTH} levels") from None

@@ -146,21 +146,22 @@ def viz_values(settings: Settings) -> dict[str, Any]:
     return values
 
 
-def webhook_ca_objects(cert_manager_namespace: str) -> list[dict[str, Any]]:
-    """A CA of its own for the webhooks: the API server trusts it for Linkerd's webhooks and nothing else."""
+def webhook_ca_objects(namespace: str) -> list[dict[str, Any]]:
+    """A CA of its own for the webhooks of one namespace (the API server trusts it for those webhooks and nothing else),
+    behind namespaced Issuers: a ClusterIssuer would sign anything, CAs included, for any namespace that asks."""
+    issuer_ref = {"kind": "Issuer", "group": "cert-manager.io"}
     return [
-        {"apiVersion": CERT_MANAGER_API, "kind": "ClusterIssuer", "metadata": metadata(WEBHOOK_SELF_SIGNER),
+        {"apiVersion": CERT_MANAGER_API, "kind": "Issuer", "metadata": metadata(WEBHOOK_SELF_SIGNER, namespace),
          "spec": {"selfSigned": {}}},
         {"apiVersion": CERT_MANAGER_API, "kind": "Certificate",
-         "metadata": metadata(WEBHOOK_CA, cert_manager_namespace, annotations=WAIT_FOR_READY),
-         "spec": {"secretName": WEBHOOK_CA, "isCA": True, "commonName": "mtls-mesh linkerd webhook CA",
+         "metadata": metadata(WEBHOOK_CA, namespace, annotations=WAIT_FOR_READY),
+         "spec": {"secretName": WEBHOOK_CA, "isCA": True, "commonName": f"mtls-mesh {namespace} webhook CA",
                   "duration": WEBHOOK_CA_DURATION, "renewBefore": WEBHOOK_CA_RENEW_BEFORE,
                   "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
                   "usages": ["cert sign", "crl sign"],
-                  "issuerRef": {"name": WEBHOOK_SELF_SIGNER, "kind": "ClusterIssuer", "group": "cert-manager.io"}}},
-        # The CA issuer reads its Secret from cert-manager's namespace (the cluster resource namespace).
-        {"apiVersion": CERT_MANAGER_API, "kind": "ClusterIssuer",
-         "metadata": metadata(WEBHOOK_CA, annotations=WAIT_FOR_READY), "spec": {"ca": {"secretName": WEBHOOK_CA}}},
+                  "issuerRef": {"name": WEBHOOK_SELF_SIGNER, **issuer_ref}}},
+        {"apiVersion": CERT_MANAGER_API, "kind": "Issuer",
+         "metadata": metadata(WEBHOOK_CA, namespace, annotations=WAIT_FOR_READY), "spec": {"ca": {"secretName": WEBHOOK_CA}}},
     ]
 
 
@@ -180,7 +181,7 @@ def webhook_certificate(webhook: Webhook) -> dict[str, Any]:
             "isCA": False,
             "privateKey": private_key,
             "usages": ["server auth"],
-            "issuerRef": {"name": WEBHOOK_CA, "kind": "ClusterIssuer", "group": "cert-manager.io"},
+            "issuerRef": {"name": WEBHOOK_CA, "kind": "Issuer", "group": "cert-manager.io"},
         },
     }
 
@@ -212,14 +213,17 @@ class LinkerdControlPlane(pulumi.ComponentResource):
                 repository_opts={"repo": linkerd.repository}, namespace=namespace,
                 create_namespace=create_namespace, values=values, timeout=HELM_TIMEOUT_SECONDS, opts=opts)
 
-        ca_objects = webhook_ca_objects(settings.cert_manager.namespace)
-        self_signer = register(f"{name}-webhook-selfsigned", ca_objects[0], after(*args.cert_manager_ready))
-        ca_certificate = register(f"{name}-webhook-ca-certificate", ca_objects[1], after(self_signer))
-        webhook_ca = register(f"{name}-webhook-ca", ca_objects[2], after(ca_certificate))
         namespaces = {LINKERD_NAMESPACE: args.linkerd_namespace, VIZ_NAMESPACE: args.viz_namespace}
+        webhook_cas: dict[str, pulumi.Resource] = {}
+        for namespace in sorted({webhook.namespace for webhook in webhooks(settings)}):
+            self_signed, ca_certificate, ca_issuer = webhook_ca_objects(namespace)
+            prefix = name if namespace == LINKERD_NAMESPACE else f"{name}-{namespace}"
+            signer = register(f"{prefix}-webhook-selfsigned", self_signed, after(*args.cert_manager_ready, namespaces[namespace]))
+            certificate = register(f"{prefix}-webhook-ca-certificate", ca_certificate, after(signer))
+            webhook_cas[namespace] = register(f"{prefix}-webhook-ca", ca_issuer, after(certificate))
         self.webhook_certificates = {
             webhook.certificate: register(f"{name}-{webhook.certificate}", webhook_certificate(webhook),
-                                          after(webhook_ca, namespaces[webhook.namespace]))
+                                          after(webhook_cas[webhook.namespace], namespaces[webhook.namespace]))
             for webhook in webhooks(settings)
         }
 

@@ -47,6 +47,9 @@ _IGNORED_PROVIDER_KEYS = {
 }
 _VAULT_PATH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(/[A-Za-z0-9][A-Za-z0-9_-]*)*\Z")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
+# The cert-manager Helm release's fixed name; its chart names the controller's service account after it.
+CERT_MANAGER_RELEASE = "cert-manager"
 _MISSING = object()
 
 
@@ -181,6 +184,23 @@ class VaultSettings:
     def intermediate_mount(self, anchor: str) -> str:
         return f"{self.mount_prefix}-int-{anchor}"
 
+    def workload_mount(self, anchor: str) -> str:
+        """The workload chain's root: a CA the proxies never trust (see vault_pki)."""
+        return f"{self.mount_prefix}-workload-{anchor}"
+
+    @property
+    def identity_auth_role(self) -> str:
+        """The login (and its policy) of the Linkerd namespace's identity issuer."""
+        return f"{self.auth_role}-identity"
+
+    def namespace_auth_role(self, namespace: str) -> str:
+        """The login (and its policy) of one namespace's workload issuer."""
+        return f"{self.auth_role}-ns-{namespace}"
+
+    def namespace_workload_role(self, namespace: str) -> str:
+        """The PKI role that signs one namespace's workload certificates and no other names."""
+        return f"{self.workload_role}-{namespace}"
+
 
 @dataclass(frozen=True)
 class CertManagerSettings:
@@ -188,6 +208,8 @@ class CertManagerSettings:
     namespace: str
     chart_version: str
     trust_manager_chart_version: str
+    # The account cert-manager's controller runs as: it requests the Vault login tokens of the issuers' accounts.
+    service_account: str = "cert-manager"
 
 
 @dataclass(frozen=True)
@@ -380,7 +402,16 @@ def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[
         namespace=config.string("certManagerNamespace"),
         chart_version=config.string("certManagerChartVersion"),
         trust_manager_chart_version=config.string("trustManagerChartVersion"),
+        service_account=config.string("certManagerServiceAccount"),
     )
+    if not _DNS_SUBDOMAIN.match(cert_manager.service_account) or len(cert_manager.service_account) > 253:
+        config.add("certManagerServiceAccount", f"{short(cert_manager.service_account)} is not a service account name",
+                   "Lower-case letters, digits, '-' and '.', as `kubectl -n <certManagerNamespace> get sa` lists it")
+    elif cert_manager.install and cert_manager.service_account != CERT_MANAGER_RELEASE:
+        config.add("certManagerServiceAccount",
+                   f"is {short(cert_manager.service_account)}, but the cert-manager this program installs runs as "
+                   f"{CERT_MANAGER_RELEASE!r} (the chart names its account after the release)",
+                   "Leave it unset, or set installCertManager false to use a cert-manager installed elsewhere")
     for key in ("certManagerChartVersion", "trustManagerChartVersion"):
         if not re.fullmatch(r"v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?", config.string(key)):
             config.add(key, f"{short(config.string(key))} is not a chart version", "Pin an exact version such as v1.21.1")
@@ -733,8 +764,6 @@ def _vault(config: _Config, environment: str, project_dir: Path, pki: PkiSetting
             config.add("vaultIntermediateTtl", f"({intermediate_ttl}) must be shorter than the root's trustAnchorValidity ({pki.anchor_validity})")
         if pki.issuer_duration >= intermediate_ttl:
             config.add("identityIssuerDuration", f"({pki.issuer_duration}) must be shorter than vaultIntermediateTtl ({intermediate_ttl})")
-        if pki.workload_duration >= intermediate_ttl:
-            config.add("workloadCertDuration", f"({pki.workload_duration}) must be shorter than vaultIntermediateTtl ({intermediate_ttl})")
     if token_ttl is not None and not Duration.parse("1m") <= token_ttl <= Duration.parse("1h"):
         config.add("vaultAuthTokenTtl", f"({token_ttl}) should be between 1m and 1h",
                    "cert-manager logs in for each request; a short-lived token limits what a leaked one can do")

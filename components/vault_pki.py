@@ -1,8 +1,18 @@
-"""VaultPki: per trust anchor a Vault root mount and an intermediate mount (EC P-256 keys generated inside Vault),
-the Kubernetes auth role cert-manager logs in with, its least-privilege policy, and the workload PKI role.
+"""VaultPki: the Vault side of both certificate chains, and the logins that may use them.
 
-The intermediate signs the Linkerd identity issuer, itself a CA, so it is issued with max path length 1 and
-set-signed with the full chain (so that `ca.crt` in cert-manager's Secret is the root, not the intermediate).
+Per trust anchor in use:
+- the mesh chain: a root mount and an intermediate mount (EC P-256 keys generated inside Vault). The intermediate
+  only signs the Linkerd identity issuer, itself a CA, so it is issued with max path length 1 and set-signed with
+  the full chain (so that `ca.crt` in cert-manager's Secret is the root, not the intermediate);
+- the workload chain: a root mount of its own that signs certificates of workloads terminating TLS themselves. The
+  proxies never trust it: they take a client's identity from the first SAN of any certificate chaining to their
+  anchors (linkerd2-proxy `linkerd/meshtls/verifier/src/lib.rs`), so a workload certificate under the mesh anchor
+  would pass every `*-authenticated` policy as a meshed client.
+
+Logins (Kubernetes auth), each with a policy that names exactly its paths:
+- `<vaultAuthRole>-identity`: the account `mtls-mesh-vault-issuer` in `linkerd` only; only `root/sign-intermediate`;
+- `<vaultAuthRole>-ns-<namespace>`: that namespace's `mtls-mesh-vault-issuer` only; only `sign/<vaultWorkloadRole>-
+  <namespace>`, a PKI role that allows exactly the namespace's certificate services' DNS names and SPIFFE IDs.
 """
 
 from __future__ import annotations
@@ -15,11 +25,14 @@ import pulumi
 import pulumi_vault as vault
 
 from .k8s import metadata, register
+from .namespaces import LINKERD_NAMESPACE
+from .graph import spiffe_id, workload_dns_names
 from .settings import AnchorRotation, Settings, VaultSettings
 
-# cert-manager always puts its own audience (vault://<clusterissuer>) in the token; this extra one is what the single
-# Vault role checks, so one role serves every ClusterIssuer of the mesh.
+# cert-manager always puts its own audience (vault://<namespace>/<issuer>) in the token; this extra one is what every
+# Vault login role checks, so an issuer's name (which carries the anchor id) can change without touching Vault.
 VAULT_TOKEN_AUDIENCE = "vault://mtls-mesh"
+# In each namespace with a Vault issuer: the account whose short-lived tokens log that issuer in.
 VAULT_ISSUER_SERVICE_ACCOUNT = "mtls-mesh-vault-issuer"
 # Vault outside the cluster reviews login tokens (TokenReview) with this account's token; kube-system exists before
 # anything of ours, and the account can do nothing but review tokens.
@@ -48,39 +61,50 @@ def issuer_signing_path(settings: VaultSettings, anchor: str) -> str:
     return f"{settings.intermediate_mount(anchor)}/root/sign-intermediate"
 
 
-def workload_signing_path(settings: VaultSettings, anchor: str) -> str:
-    return f"{settings.intermediate_mount(anchor)}/sign/{settings.workload_role}"
+def workload_signing_path(settings: VaultSettings, anchor: str, namespace: str) -> str:
+    return f"{settings.workload_mount(anchor)}/sign/{settings.namespace_workload_role(namespace)}"
 
 
-def cert_manager_policy(settings: VaultSettings, rotation: AnchorRotation) -> str:
-    """The only paths cert-manager may call: issuer signing and workload signing, on anchors still in use."""
-    stanzas = []
-    for anchor in rotation.anchors:
-        for path in (issuer_signing_path(settings, anchor), workload_signing_path(settings, anchor)):
-            stanzas.append(f'path "{path}" {{\n  capabilities = ["create", "update"]\n}}\n')
-    return "\n".join(stanzas)
+def _policy(paths: list[str]) -> str:
+    return "\n".join(f'path "{path}" {{\n  capabilities = ["create", "update"]\n}}\n' for path in paths)
 
 
-def workload_role_args(settings: Settings) -> dict:
-    """The PKI role for certificates of traffic the mesh does not carry: EC P-256, server and client use,
-    names only under the graph's namespaces and SPIFFE IDs of this trust domain."""
-    vault_settings = settings.vault
-    domains = sorted({f"{ns}.svc" for ns in settings.graph.namespaces}
-                     | {f"{ns}.svc.cluster.local" for ns in settings.graph.namespaces})
+def identity_issuer_policy(settings: VaultSettings, rotation: AnchorRotation) -> str:
+    """The identity issuer's login may have a CA signed under each anchor still in use, and nothing else."""
+    return _policy([issuer_signing_path(settings, anchor) for anchor in rotation.anchors])
+
+
+def namespace_policy(settings: VaultSettings, rotation: AnchorRotation, namespace: str) -> str:
+    """A namespace's login may sign through its own workload role, under each anchor still in use, and nothing else."""
+    return _policy([workload_signing_path(settings, anchor, namespace) for anchor in rotation.anchors])
+
+
+def workload_role_args(settings: Settings, namespace: str) -> dict:
+    """The PKI role of one namespace: EC P-256, server and client use, and exactly the DNS names and SPIFFE IDs of that
+    namespace's certificate services. No globs: Vault's `*` in allowed_uri_sans spans `/`, so `ns/a/sa/*` would also
+    allow `ns/a/sa/b/ns/c/sa/d`."""
+    services = settings.graph.certificate_services[namespace]
     return {
-        "name": vault_settings.workload_role,
+        "name": settings.vault.namespace_workload_role(namespace),
         "key_type": "ec",
         "key_bits": 256,
-        "allowed_domains": domains,
-        "allow_subdomains": True,
-        "allow_bare_domains": False,
+        "allowed_domains": sorted({name for service in services for name in workload_dns_names(service)}),
+        "allow_bare_domains": True,
+        "allow_subdomains": False,
+        "allow_glob_domains": False,
+        "allow_wildcard_certificates": False,
+        "allow_any_name": False,
         "allow_ip_sans": False,
         "allow_localhost": False,
         "enforce_hostnames": True,
-        "allowed_uri_sans": [f"spiffe://{settings.trust_domain}/ns/*/sa/*"],
+        "allowed_uri_sans": sorted({spiffe_id(s.service_account, namespace, settings.trust_domain) for s in services}),
+        "allowed_uri_sans_template": False,
         "require_cn": False,
         "server_flag": True,
         "client_flag": True,
+        "code_signing_flag": False,
+        "email_protection_flag": False,
+        "basic_constraints_valid_for_non_ca": False,
         "key_usages": ["DigitalSignature", "KeyAgreement"],
         "ttl": str(settings.pki.workload_duration.seconds),
         # Certificates are stored (no_store stays false) so a leaked one can be revoked by serial before its long life ends.
@@ -134,11 +158,14 @@ def auth_backend_config_args(settings: VaultSettings, reviewer_token: pulumi.Inp
 
 @dataclass
 class VaultAnchor:
-    """What the rest of the program needs of one Vault-backed anchor."""
+    """What the rest of the program needs of one Vault-backed anchor: the mesh root (what proxies trust) and the
+    workload root (what clients of TLS-terminating workloads trust), and what must exist before either is used."""
 
     anchor: str
     root_certificate_pem: pulumi.Output[str]
+    workload_root_pem: pulumi.Output[str]
     ready: list[pulumi.Resource]
+    workload_ready: list[pulumi.Resource]
 
 
 @dataclass(frozen=True)
@@ -150,26 +177,23 @@ class VaultPkiArgs:
 
 
 class VaultPki(pulumi.ComponentResource):
-    """Vault side of the trust chain; `anchors[id]` gives each anchor's root certificate and readiness."""
+    """Vault side of the trust chains. `anchors[id]` gives each anchor's roots and readiness; `identity_login_ready` and
+    `namespace_login_ready[ns]` are what an issuer waits for before it can log in and sign."""
 
     def __init__(self, name: str, args: VaultPkiArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mtls-mesh:vault_pki:VaultPki", name, None, opts)
         settings, vault_settings = args.settings, args.settings.vault
-        protect = settings.pki.protect
+        rotation = settings.pki.rotation
         child = pulumi.ResourceOptions(parent=self)
-        kept = pulumi.ResourceOptions(parent=self, protect=protect)
+        kept = pulumi.ResourceOptions(parent=self, protect=settings.pki.protect)
         self.anchors: dict[str, VaultAnchor] = {}
+        namespaces = list(settings.graph.certificate_services)
+        workload_roles: dict[str, list[pulumi.Resource]] = {ns: [] for ns in namespaces}
 
-        for anchor in settings.pki.rotation.anchors:
+        for anchor in rotation.anchors:
             root_path, int_path = vault_settings.root_mount(anchor), vault_settings.intermediate_mount(anchor)
-            root_mount = vault.Mount(f"{name}-root-{anchor}", path=root_path, type="pki",
-                                     description=f"mtls-mesh trust anchor {anchor}",
-                                     max_lease_ttl_seconds=vault_settings.root_ttl.seconds, opts=kept)
-            root = vault.pkisecret.SecretBackendRootCert(
-                f"{name}-root-{anchor}", backend=root_mount.path, type="internal",
-                common_name=f"mtls-mesh root {anchor}", organization="mtls-mesh", key_type="ec", key_bits=256,
-                ttl=str(vault_settings.root_ttl.seconds), issuer_name=f"root-{anchor}",
-                opts=pulumi.ResourceOptions.merge(kept, pulumi.ResourceOptions(depends_on=[root_mount])))
+            root_mount, root = self._root(f"{name}-root-{anchor}", root_path, f"mtls-mesh root {anchor}",
+                                          f"mtls-mesh trust anchor {anchor}", f"root-{anchor}", vault_settings, kept)
             root_urls = self._publish(f"{name}-root-{anchor}", root_mount, root_path, vault_settings, child)
 
             int_mount = vault.Mount(f"{name}-int-{anchor}", path=int_path, type="pki",
@@ -190,34 +214,72 @@ class VaultPki(pulumi.ComponentResource):
                 # The full chain, so cert-manager's ca.crt is the root and proxies can verify to the anchor.
                 certificate=pulumi.Output.concat(signed.certificate, "\n", root.certificate), opts=kept)
             int_urls = self._publish(f"{name}-int-{anchor}", int_mount, int_path, vault_settings, child)
-            role = vault.pkisecret.SecretBackendRole(
-                f"{name}-int-{anchor}-workload", backend=int_mount.path, **workload_role_args(settings),
-                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[set_signed])))
-            self.anchors[anchor] = VaultAnchor(anchor, root.certificate, [set_signed, int_urls, role])
 
-        policy = vault.Policy(f"{name}-cert-manager-policy", name=f"{vault_settings.auth_role}",
-                              policy=cert_manager_policy(vault_settings, settings.pki.rotation), opts=child)
-        if vault_settings.create_kubernetes_auth:
-            backend = vault.AuthBackend(f"{name}-kubernetes", type="kubernetes", path=vault_settings.kubernetes_auth_path,
-                                        description="mtls-mesh: cert-manager logs in here", opts=child)
-            auth_config = vault.kubernetes.AuthBackendConfig(
-                f"{name}-kubernetes", backend=backend.path, **auth_backend_config_args(vault_settings, args.reviewer_token),
-                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=list(args.reviewer_ready))))
-            backend_path: pulumi.Input[str] = backend.path
-            auth_ready: list[pulumi.Resource] = [auth_config]
-        else:
-            backend_path, auth_ready = vault_settings.kubernetes_auth_path, []
-        auth_role = vault.kubernetes.AuthBackendRole(
-            f"{name}-cert-manager-login", backend=backend_path, role_name=vault_settings.auth_role,
-            bound_service_account_names=[VAULT_ISSUER_SERVICE_ACCOUNT],
-            bound_service_account_namespaces=[settings.cert_manager.namespace],
-            audience=VAULT_TOKEN_AUDIENCE, token_ttl=vault_settings.auth_token_ttl.seconds,
-            token_max_ttl=vault_settings.auth_token_ttl.seconds, token_policies=[policy.name],
-            # Exactly the policy above: Vault would otherwise add its `default` policy to every login token.
-            token_no_default_policy=True,
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=auth_ready)))
-        self.login_ready: list[pulumi.Resource] = [policy, auth_role]
-        self.register_outputs({"roots": {anchor: a.root_certificate_pem for anchor, a in self.anchors.items()}})
+            # The workload chain: a root the proxies never trust, signing leaves through one role per namespace.
+            workload_path = vault_settings.workload_mount(anchor)
+            workload_mount, workload_root = self._root(
+                f"{name}-workload-{anchor}", workload_path, f"mtls-mesh workload root {anchor}",
+                f"mtls-mesh workload certificates under anchor {anchor}", f"workload-{anchor}", vault_settings, kept)
+            workload_urls = self._publish(f"{name}-workload-{anchor}", workload_mount, workload_path, vault_settings, child)
+            for namespace in namespaces:
+                workload_roles[namespace].append(vault.pkisecret.SecretBackendRole(
+                    f"{name}-workload-{anchor}/{namespace}", backend=workload_mount.path,
+                    **workload_role_args(settings, namespace),
+                    opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[workload_root]))))
+            self.anchors[anchor] = VaultAnchor(anchor, root.certificate, workload_root.certificate,
+                                               ready=[set_signed, int_urls], workload_ready=[workload_root, workload_urls])
+
+        backend_path, auth_ready = self._kubernetes_auth(name, vault_settings, args, child)
+
+        def login(resource_name: str, role_name: str, namespace: str, policy_text: str,
+                  extra: list[pulumi.Resource]) -> list[pulumi.Resource]:
+            """A policy and the Kubernetes auth role whose tokens carry it (and only it)."""
+            policy = vault.Policy(f"{resource_name}-policy", name=role_name, policy=policy_text, opts=child)
+            role = vault.kubernetes.AuthBackendRole(
+                f"{resource_name}-login", backend=backend_path, role_name=role_name,
+                bound_service_account_names=[VAULT_ISSUER_SERVICE_ACCOUNT], bound_service_account_namespaces=[namespace],
+                audience=VAULT_TOKEN_AUDIENCE, token_ttl=vault_settings.auth_token_ttl.seconds,
+                token_max_ttl=vault_settings.auth_token_ttl.seconds, token_policies=[policy.name],
+                # Exactly the policy above: Vault would otherwise add its `default` policy to every login token.
+                token_no_default_policy=True,
+                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=auth_ready)))
+            return [policy, role, *extra]
+
+        self.identity_login_ready: list[pulumi.Resource] = login(
+            f"{name}-identity", vault_settings.identity_auth_role, LINKERD_NAMESPACE,
+            identity_issuer_policy(vault_settings, rotation), [])
+        self.namespace_login_ready: dict[str, list[pulumi.Resource]] = {
+            namespace: login(f"{name}-ns-{namespace}", vault_settings.namespace_auth_role(namespace), namespace,
+                             namespace_policy(vault_settings, rotation, namespace), workload_roles[namespace])
+            for namespace in namespaces
+        }
+        self.register_outputs({"roots": {anchor: a.root_certificate_pem for anchor, a in self.anchors.items()},
+                               "workloadRoots": {anchor: a.workload_root_pem for anchor, a in self.anchors.items()}})
+
+    @staticmethod
+    def _root(name: str, path: str, common_name: str, description: str, issuer_name: str, settings: VaultSettings,
+              kept: pulumi.ResourceOptions) -> tuple[vault.Mount, vault.pkisecret.SecretBackendRootCert]:
+        """A PKI mount holding a self-signed EC P-256 root whose key never leaves Vault."""
+        mount = vault.Mount(name, path=path, type="pki", description=description,
+                            max_lease_ttl_seconds=settings.root_ttl.seconds, opts=kept)
+        root = vault.pkisecret.SecretBackendRootCert(
+            name, backend=mount.path, type="internal", common_name=common_name, organization="mtls-mesh",
+            key_type="ec", key_bits=256, ttl=str(settings.root_ttl.seconds), issuer_name=issuer_name,
+            opts=pulumi.ResourceOptions.merge(kept, pulumi.ResourceOptions(depends_on=[mount])))
+        return mount, root
+
+    @staticmethod
+    def _kubernetes_auth(name: str, settings: VaultSettings, args: VaultPkiArgs,
+                         opts: pulumi.ResourceOptions) -> tuple[pulumi.Input[str], list[pulumi.Resource]]:
+        """The Kubernetes auth mount the logins live on (created and configured, or an existing one)."""
+        if not settings.create_kubernetes_auth:
+            return settings.kubernetes_auth_path, []
+        backend = vault.AuthBackend(f"{name}-kubernetes", type="kubernetes", path=settings.kubernetes_auth_path,
+                                    description="mtls-mesh: cert-manager's issuers log in here", opts=opts)
+        config = vault.kubernetes.AuthBackendConfig(
+            f"{name}-kubernetes", backend=backend.path, **auth_backend_config_args(settings, args.reviewer_token),
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=list(args.reviewer_ready))))
+        return backend.path, [config]
 
     @staticmethod
     def _publish(name: str, mount: vault.Mount, path: str, settings: VaultSettings,

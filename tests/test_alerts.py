@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.alerts import anchor_rule_group, certificate_not_after
+from components.alerts import anchor_rule_group, certificate_not_after, signed_workload_rule_group
 from components.durations import Duration
 from components.errors import SettingsError
 from conformance import validate_object
@@ -187,14 +187,16 @@ def scenarios(run):
                   [{**pod, "severity": "warning"}])
     tests += expiry_cases("MeshProxyCertificateExpiring", by_alert["MeshProxyCertificateExpiring"], pod,
                           metric="control_identity_cert_expiration_timestamp_seconds", carried=("namespace", "pod"))
-    issuer = {"namespace": "linkerd", "name": "linkerd-identity-issuer", "issuer_kind": "ClusterIssuer",
+    issuer = {"namespace": "linkerd", "name": "linkerd-identity-issuer", "issuer_kind": "Issuer",
               "issuer_name": "mtls-mesh-identity-x"}
     tests += expiry_cases("MeshIdentityIssuerExpiring", by_alert["MeshIdentityIssuerExpiring"], issuer, scraped=scraped)
     webhook = {**issuer, "name": "linkerd-policy-validator", "issuer_name": "mtls-mesh-webhook-ca"}
     tests += expiry_cases("MeshWebhookCertificateExpiring", by_alert["MeshWebhookCertificateExpiring"], webhook, scraped=scraped)
-    workload = {"namespace": "data", "name": "postgres-mesh-tls", "issuer_kind": "ClusterIssuer",
+    workload = {"namespace": "data", "name": "postgres-mesh-tls", "issuer_kind": "Issuer",
                 "issuer_name": "mtls-mesh-workload-x"}
-    tests += expiry_cases("MeshWorkloadCertificateExpiring", by_alert["MeshWorkloadCertificateExpiring"], workload, scraped=scraped)
+    if "MeshWorkloadCertificateExpiring" in by_alert and run.config.get("mtls-mesh:pkiMode", "vault") == "vault":
+        tests += expiry_cases("MeshWorkloadCertificateExpiring", by_alert["MeshWorkloadCertificateExpiring"], workload,
+                              scraped=scraped)
     not_ready = {"namespace": "linkerd", "name": "linkerd-identity-issuer", "issuer_name": "mtls-mesh-identity-x"}
     foreign = {**not_ready, "namespace": "someone-else", "name": "their-cert"}
     tests += case("MeshCertificateNotReady",
@@ -204,11 +206,14 @@ def scenarios(run):
                    # A certificate outside the mesh's namespaces is not ours to alert on.
                    series("certmanager_certificate_ready_status", {**foreign, "condition": "False"}, fixed(1), scraped)],
                   [{**not_ready, "severity": "critical"}])
+    ours_issuer = {"namespace": "linkerd", "name": "mtls-mesh-identity-x"}
     tests += case("MeshIssuerNotReady",
-                  [series("certmanager_clusterissuer_ready_status", {"name": "mtls-mesh-identity-x", "condition": "False"}, fixed(1), scraped)],
-                  [series("certmanager_clusterissuer_ready_status", {"name": "mtls-mesh-identity-x", "condition": "True"}, fixed(1), scraped),
-                   series("certmanager_clusterissuer_ready_status", {"name": "someone-elses", "condition": "False"}, fixed(1), scraped)],
-                  [{"name": "mtls-mesh-identity-x", "severity": "critical"}])
+                  [series("certmanager_issuer_ready_status", {**ours_issuer, "condition": "False"}, fixed(1), scraped)],
+                  [series("certmanager_issuer_ready_status", {**ours_issuer, "condition": "True"}, fixed(1), scraped),
+                   series("certmanager_issuer_ready_status", {"namespace": "linkerd", "name": "someone-elses", "condition": "False"}, fixed(1), scraped),
+                   # An issuer of the same name in a namespace the mesh does not manage is not ours.
+                   series("certmanager_issuer_ready_status", {"namespace": "someone-else", "name": "mtls-mesh-identity-x", "condition": "False"}, fixed(1), scraped)],
+                  [{**ours_issuer, "severity": "critical"}])
     return tests
 
 
@@ -229,7 +234,11 @@ def test_every_alert_fires_on_failure_and_stays_silent_on_health(each_stack, pro
     spec = rule_spec(each_stack)
     tests = scenarios(each_stack)
     tested = {t["alert_rule_test"][0]["alertname"] for t in tests}
-    deployed = set(rules_by_alert(spec)) - {"MeshTrustAnchorExpiring"}
+    # Rules written from a certificate read at deploy time (no metric) have their own tests below.
+    from_deploy_time = {"MeshTrustAnchorExpiring"}
+    if each_stack.config.get("mtls-mesh:pkiMode") == "self-signed":
+        from_deploy_time.add("MeshWorkloadCertificateExpiring")
+    deployed = set(rules_by_alert(spec)) - from_deploy_time
     assert deployed == tested, f"alerts without a test: {deployed - tested}"
     result = run_promtool_tests(promtool, tmp_path, spec, tests)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
@@ -260,6 +269,33 @@ def test_workload_thresholds_follow_each_stacks_lifetime(dev, prod):
                 for r in rules_by_alert(rule_spec(run))["MeshWorkloadCertificateExpiring"]]
     assert tiers(prod) == [("warning", "30d"), ("critical", "15d"), ("critical", "7d"), ("critical", "1d")]
     assert tiers(dev) == [("warning", "10d"), ("critical", "5d"), ("critical", "1d")]
+
+
+def test_dev_workload_expiry_is_read_from_the_certificate_the_program_signed(dev):
+    rules = rules_by_alert(rule_spec(dev))["MeshWorkloadCertificateExpiring"]
+    # The harness's stand-in for the signed certificate is valid for what the LocallySignedCert asked (720h).
+    expected = int(MOCK_NOT_BEFORE.timestamp()) + 720 * 3600
+    assert {(r["labels"]["namespace"], r["labels"]["name"]) for r in rules} == {("data", "postgres-mesh-tls")}
+    for rule in rules:
+        assert rule["expr"].startswith(f"vector({expected} - time())"), rule["expr"]
+
+
+def test_signed_workload_alert_fires_at_each_tier_and_not_before(promtool, tmp_path):
+    renew_before = Duration.parse("240h")
+    for label, remaining in {"10d": 10, "5d": 5, "1d": 1}.items():
+        expiry = remaining * 86400 - 1800
+        group = signed_workload_rule_group({("data", "postgres-mesh-tls"): expiry}, renew_before)
+        fired = [{"namespace": "data", "name": "postgres-mesh-tls", "severity": r["labels"]["severity"],
+                  "threshold": r["labels"]["threshold"]}
+                 for r in group["rules"] if threshold_seconds(r) >= remaining * 86400]
+        assert label in {f["threshold"] for f in fired}
+        tests = case("MeshWorkloadCertificateExpiring", [], [], fired)[:1]
+        result = run_promtool_tests(promtool, tmp_path, {"groups": [group]}, tests)
+        assert result.returncode == 0, result.stdout
+    healthy = signed_workload_rule_group({("data", "postgres-mesh-tls"): 11 * 86400 + 3600}, renew_before)
+    result = run_promtool_tests(promtool, tmp_path, {"groups": [healthy]},
+                                case("MeshWorkloadCertificateExpiring", [], [], [])[:1])
+    assert result.returncode == 0, result.stdout
 
 
 def test_anchor_expiry_is_read_from_the_deployed_anchor(each_stack):

@@ -80,9 +80,11 @@ def test_cert_manager_references_resolve_in_the_rendered_chart(needs_shared):
     rendered = rendered_releases(run)
     accounts = {(o["metadata"].get("namespace"), o["metadata"]["name"]) for o in rendered["cert-manager"]
                 if o["kind"] == "ServiceAccount"}
-    binding = run.object("RoleBinding", "mtls-mesh-vault-issuer-token")
-    for subject in binding["subjects"]:
-        assert (subject["namespace"], subject["name"]) in accounts, f"{subject} is not an account the chart creates"
+    bindings = run.objects("RoleBinding")
+    assert {b["metadata"]["namespace"] for b in bindings} == {"linkerd", "data"}, "one per issuing namespace"
+    for binding in bindings:
+        for subject in binding["subjects"]:
+            assert (subject["namespace"], subject["name"]) in accounts, f"{subject} is not an account the chart creates"
     monitors = [o for o in rendered["cert-manager"] if o["kind"] == "ServiceMonitor"]
     assert monitors and all(e.get("honorLabels") is True for m in monitors for e in m["spec"]["endpoints"])
 
@@ -94,5 +96,5 @@ def test_a_release_without_a_fixed_name_would_break_the_login(needs_shared):
     release = next(r.object() for r in run.of_type(RELEASE) if r.object()["chart"] == "cert-manager")
     objects = render_chart("cert-manager", "certs-cert-manager-1a2b3c4d", release["namespace"], release["values"])
     accounts = {o["metadata"]["name"] for o in objects if o["kind"] == "ServiceAccount"}
-    subject = run.object("RoleBinding", "mtls-mesh-vault-issuer-token")["subjects"][0]["name"]
+    subject = run.object("RoleBinding", "mtls-mesh-vault-issuer-token", "linkerd")["subjects"][0]["name"]
     assert subject not in accounts

@@ -96,9 +96,21 @@ def test_webhook_certificates_are_renewed_before_linkerd_check_warns(each_stack)
         spec = each_stack.object("Certificate", webhook.certificate, webhook.namespace)["spec"]
         assert hours(spec["renewBefore"]) > 60 * 24, "`linkerd check` warns when a webhook cert has under 60 days"
         assert hours(spec["renewBefore"]) < hours(spec["duration"])
-    ca = each_stack.object("Certificate", WEBHOOK_CA, "cert-manager")["spec"]
+    ca = each_stack.object("Certificate", WEBHOOK_CA, "linkerd")["spec"]
     assert ca["isCA"] is True and hours(ca["duration"]) > hours(spec["duration"])
-    assert each_stack.object("ClusterIssuer", WEBHOOK_CA)["spec"]["ca"]["secretName"] == ca["secretName"]
+    assert each_stack.object("Issuer", WEBHOOK_CA, "linkerd")["spec"]["ca"]["secretName"] == ca["secretName"]
+
+
+def test_each_webhook_namespace_has_its_own_ca_behind_namespaced_issuers():
+    prod = run_program("prod", set_config={"linkerdViz": True})
+    namespaces = {w.namespace for w in CONTROL_PLANE_WEBHOOKS + VIZ_WEBHOOKS}
+    assert namespaces == {"linkerd", "linkerd-viz"}
+    for webhook in CONTROL_PLANE_WEBHOOKS + VIZ_WEBHOOKS:
+        cert = prod.object("Certificate", webhook.certificate, webhook.namespace)
+        assert cert["spec"]["issuerRef"] == {"name": WEBHOOK_CA, "kind": "Issuer", "group": "cert-manager.io"}
+        # The CA issuer reads its Secret from its own namespace: the CA Certificate must be there.
+        assert prod.object("Certificate", WEBHOOK_CA, webhook.namespace)["spec"]["secretName"] == \
+            prod.object("Issuer", WEBHOOK_CA, webhook.namespace)["spec"]["ca"]["secretName"]
 
 
 def test_webhook_chain_waits_for_cert_manager(dev):

@@ -78,31 +78,50 @@ class Chain:
     proxy_leaf: Issued
     workload_leaf: Issued
     identity: str
-    workload_issuer: Issued
+    workload_root: Issued      # a chain of its own: the proxies never trust it
 
 
 def chain_from_run(run, *, intermediate_path_length: int | None = None) -> Chain:
     """Build the chain the stack's recorded registrations describe."""
-    anchors = run.of_type("tls:index/selfSignedCert:SelfSignedCert")
+    anchors = {r.name: r for r in run.of_type("tls:index/selfSignedCert:SelfSignedCert")}
     if anchors:
-        key = plain(run.of_type("tls:index/privateKey:PrivateKey")[0].inputs)
-        inputs = plain(anchors[0].inputs)
-        assert inputs["isCaCertificate"]
-        root = issue(inputs["subject"]["commonName"], dt.timedelta(hours=inputs["validityPeriodHours"]),
-                     curve=CURVES[(key["ecdsaCurve"], None)], ca=True)
+        keys = {r.name: plain(r.inputs) for r in run.of_type("tls:index/privateKey:PrivateKey")}
+
+        def self_signed(name: str) -> Issued:
+            inputs = plain(anchors[name].inputs)
+            assert inputs["isCaCertificate"]
+            return issue(inputs["subject"]["commonName"], dt.timedelta(hours=inputs["validityPeriodHours"]),
+                         curve=CURVES[(keys[name]["ecdsaCurve"], None)], ca=True)
+        anchor = run.config["mtls-mesh:trustAnchor"]
+        root, workload_root = self_signed(f"anchor-{anchor}"), self_signed(f"workload-root-{anchor}")
         above_issuer = [root]
-        workload_issuer = root
+        # The program signs workload certificates itself (pulumi-tls), as its CertRequest and LocallySignedCert say.
+        (request,) = [plain(r.inputs) for r in run.of_type("tls:index/certRequest:CertRequest")]
+        (signed,) = [plain(r.inputs) for r in run.of_type("tls:index/locallySignedCert:LocallySignedCert")]
+        uses = {"server_auth": "server auth", "client_auth": "client auth"}
+        workload_leaf = issue(request["dnsNames"][0], dt.timedelta(hours=signed["validityPeriodHours"]),
+                              parent=workload_root, curve=ec.SECP256R1(),
+                              usages=[uses[u] for u in signed["allowedUses"] if u in uses],
+                              dns=request["dnsNames"], uris=request["uris"])
     else:
-        root_inputs = plain(run.of_type("vault:pkiSecret/secretBackendRootCert:SecretBackendRootCert")[0].inputs)
-        root = issue(root_inputs["commonName"], dt.timedelta(seconds=int(root_inputs["ttl"])),
-                     curve=CURVES[(root_inputs["keyType"], root_inputs["keyBits"])], ca=True)
+        roots = {r.name: plain(r.inputs) for r in run.of_type("vault:pkiSecret/secretBackendRootCert:SecretBackendRootCert")}
+
+        def vault_root(inputs: dict) -> Issued:
+            return issue(inputs["commonName"], dt.timedelta(seconds=int(inputs["ttl"])),
+                         curve=CURVES[(inputs["keyType"], inputs["keyBits"])], ca=True)
+        root_inputs = next(v for k, v in roots.items() if k.startswith("pki-root-"))
+        root = vault_root(root_inputs)
+        workload_root = vault_root(next(v for k, v in roots.items() if k.startswith("pki-workload-")))
+        wspec = run.object("Certificate", "postgres-mesh-tls", "data")["spec"]
+        workload_leaf = issue(wspec["dnsNames"][0], _hours(wspec["duration"]), parent=workload_root,
+                              curve=CURVES[(wspec["privateKey"]["algorithm"], wspec["privateKey"]["size"])],
+                              usages=wspec["usages"], dns=wspec["dnsNames"], uris=wspec["uris"])
         signed = plain(run.of_type("vault:pkiSecret/secretBackendRootSignIntermediate:SecretBackendRootSignIntermediate")[0].inputs)
         csr = plain(run.of_type("vault:pkiSecret/secretBackendIntermediateCertRequest:SecretBackendIntermediateCertRequest")[0].inputs)
         path_length = signed["maxPathLength"] if intermediate_path_length is None else intermediate_path_length
         intermediate = issue(signed["commonName"], dt.timedelta(seconds=int(signed["ttl"])),
                              curve=CURVES[(csr["keyType"], csr["keyBits"])], parent=root, ca=True, path_length=path_length)
         above_issuer = [root, intermediate]
-        workload_issuer = intermediate
     spec = run.object("Certificate", "linkerd-identity-issuer", "linkerd")["spec"]
     identity_issuer = issue(spec["commonName"], _hours(spec["duration"]), parent=above_issuer[-1], ca=spec["isCA"],
                             curve=CURVES[(spec["privateKey"]["algorithm"], spec["privateKey"]["size"])],
@@ -111,22 +130,19 @@ def chain_from_run(run, *, intermediate_path_length: int | None = None) -> Chain
     # What Linkerd's identity controller issues each proxy: a 24h P-256 leaf naming the workload's identity.
     proxy_leaf = issue(identity, dt.timedelta(seconds=PROXY_LEAF_LIFETIME.seconds), parent=identity_issuer,
                        curve=ec.SECP256R1(), usages=["server auth", "client auth"], dns=[identity])
-    wspec = run.object("Certificate", "postgres-mesh-tls", "data")["spec"]
-    workload_leaf = issue(wspec["dnsNames"][0], _hours(wspec["duration"]), parent=workload_issuer,
-                          curve=CURVES[(wspec["privateKey"]["algorithm"], wspec["privateKey"]["size"])],
-                          usages=wspec["usages"], dns=wspec["dnsNames"], uris=wspec["uris"])
-    return Chain(root, above_issuer[1:] + [identity_issuer], proxy_leaf, workload_leaf, identity, workload_issuer)
+    return Chain(root, above_issuer[1:] + [identity_issuer], proxy_leaf, workload_leaf, identity, workload_root)
 
 
-def verify_server(chain: Chain, leaf: Issued, name: str, intermediates: list[Issued], at: dt.datetime = NOW):
-    verifier = PolicyBuilder().store(Store([chain.root.cert])).time(at).build_server_verifier(x509.DNSName(name))
+def verify_server(chain: Chain, leaf: Issued, name: str, intermediates: list[Issued], at: dt.datetime = NOW,
+                  trust: Issued | None = None):
+    verifier = PolicyBuilder().store(Store([(trust or chain.root).cert])).time(at).build_server_verifier(x509.DNSName(name))
     return verifier.verify(leaf.cert, [c.cert for c in intermediates])
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
 def test_profile_keys_ca_flags_and_nesting(request, stack):
     chain = chain_from_run(request.getfixturevalue(stack))
-    every = [chain.root, *chain.cas, chain.proxy_leaf, chain.workload_leaf]
+    every = [chain.root, *chain.cas, chain.proxy_leaf, chain.workload_root, chain.workload_leaf]
     for issued in every:
         assert isinstance(issued.key.curve, ec.SECP256R1), "Linkerd requires ECDSA P-256 for the issuer and proxies"
         assert isinstance(issued.cert.signature_hash_algorithm, hashes.SHA256)
@@ -139,12 +155,15 @@ def test_profile_keys_ca_flags_and_nesting(request, stack):
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
-def test_proxy_and_workload_leaves_verify_to_the_anchor(request, stack):
+def test_proxy_leaves_verify_to_the_anchor_and_workload_leaves_only_to_the_workload_root(request, stack):
     chain = chain_from_run(request.getfixturevalue(stack))
     verified = verify_server(chain, chain.proxy_leaf, chain.identity, chain.cas)
     assert verified[-1] == chain.root.cert
-    workload_intermediates = [] if chain.workload_issuer is chain.root else [chain.workload_issuer]
-    assert verify_server(chain, chain.workload_leaf, "postgres.data.svc.cluster.local", workload_intermediates)
+    assert verify_server(chain, chain.workload_leaf, "postgres.data.svc.cluster.local", [], trust=chain.workload_root)
+    # What a proxy checks a peer against is the mesh anchor (the trust bundle): a workload certificate fails there,
+    # so it can never be presented as a mesh identity (linkerd2-proxy takes the first SAN of any chain to its roots).
+    with pytest.raises(VerificationError):
+        verify_server(chain, chain.workload_leaf, "postgres.data.svc.cluster.local", [])
     san = chain.workload_leaf.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.UniformResourceIdentifier) == ["spiffe://cluster.local/ns/data/sa/postgres"]
 
@@ -240,6 +259,20 @@ def test_a_client_from_a_foreign_ca_is_refused(mesh):
     assert result != "ok" and "server:" in result and "certificate verify failed" in result
 
 
+def test_a_workload_certificate_is_refused_by_a_proxy(mesh, tmp_path):
+    """A workload that terminates TLS itself holds a real certificate from the program's PKI: presented to a proxy as a
+    client certificate, it must not pass as a mesh identity. The proxy trusts only the mesh anchor; the workload chain
+    has its own root, so the handshake fails at the proxy."""
+    chain, server, client, _ = mesh
+    result = handshake(server(), client(leaf=chain.workload_leaf, intermediates=[]), chain.identity)
+    assert result != "ok" and "server:" in result and "certificate verify failed" in result
+    # The same certificate is good where it belongs: a client that trusts the workload root reaches postgres.
+    postgres = _context(ssl.PROTOCOL_TLS_SERVER, chain, chain.workload_leaf, [], tmp_path, "pg", chain.workload_root)
+    postgres_client = _context(ssl.PROTOCOL_TLS_CLIENT, chain, chain.workload_leaf, [], tmp_path, "pgc",
+                               chain.workload_root)
+    assert handshake(postgres, postgres_client, "postgres.data.svc.cluster.local") == "ok"
+
+
 def test_an_expired_certificate_is_refused(mesh, tmp_path):
     chain, _, client, _ = mesh
     expired = issue(chain.identity, dt.timedelta(hours=24), parent=chain.cas[-1], curve=ec.SECP256R1(),
@@ -260,7 +293,7 @@ def test_a_peer_with_another_identity_is_refused(mesh):
 
 def webhook_chain(run, certificate_name):
     """The webhook CA and one webhook's serving certificate, built from the Certificates the stack registers."""
-    ca_spec = run.object("Certificate", "mtls-mesh-webhook-ca", "cert-manager")["spec"]
+    ca_spec = run.object("Certificate", "mtls-mesh-webhook-ca", "linkerd")["spec"]
     leaf_spec = run.object("Certificate", certificate_name, "linkerd")["spec"]
     ca = issue(ca_spec["commonName"], _hours(ca_spec["duration"]), curve=CURVES[("ECDSA", ca_spec["privateKey"]["size"])],
                ca=True)
