@@ -207,7 +207,8 @@ class VaultPki(pulumi.ComponentResource):
                 f"{name}-int-{anchor}-signed", backend=root_mount.path, csr=csr.csr,
                 common_name=f"mtls-mesh intermediate {anchor}", organization="mtls-mesh",
                 ttl=str(vault_settings.intermediate_ttl.seconds), max_path_length=INTERMEDIATE_MAX_PATH_LENGTH,
-                format="pem_bundle",
+                # "pem", not "pem_bundle": a bundle already appends the root, which the chain below would then carry twice.
+                format="pem",
                 opts=pulumi.ResourceOptions.merge(kept, pulumi.ResourceOptions(depends_on=[root, root_urls])))
             set_signed = vault.pkisecret.SecretBackendIntermediateSetSigned(
                 f"{name}-int-{anchor}-set-signed", backend=int_mount.path,
