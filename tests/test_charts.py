@@ -98,3 +98,55 @@ def test_a_release_without_a_fixed_name_would_break_the_login(needs_shared):
     accounts = {o["metadata"]["name"] for o in objects if o["kind"] == "ServiceAccount"}
     subject = run.object("RoleBinding", "mtls-mesh-vault-issuer-token", "linkerd")["subjects"][0]["name"]
     assert subject not in accounts
+
+
+def _created_by_program(run) -> set[tuple[str, str, str]]:
+    """(kind, namespace, name) of every Secret and ConfigMap the program's objects make exist: its own Secrets and
+    ConfigMaps, the Secrets cert-manager writes for its Certificates, and the ConfigMaps its Bundles sync."""
+    made = set()
+    for obj in run.objects():
+        meta = obj["metadata"]
+        if obj["kind"] in ("Secret", "ConfigMap"):
+            made.add((obj["kind"], meta.get("namespace"), meta["name"]))
+        elif obj["kind"] == "Certificate":
+            made.add(("Secret", meta["namespace"], obj["spec"]["secretName"]))
+    for bundle in run.objects("Bundle"):
+        # trust-manager writes the target ConfigMap, named like the Bundle, in each selected namespace; the control
+        # plane's namespace is the one Linkerd reads it from.
+        made.add(("ConfigMap", "linkerd", bundle["metadata"]["name"]))
+    return made
+
+
+@pytest.mark.parametrize("stack,extra", [("staging", {"linkerdViz": True}), ("prod", {})])
+def test_what_the_linkerd_charts_mount_and_inject_exists(stack, extra, needs_shared):
+    """With externalCA and externalSecret the charts no longer create the identity issuer, the trust roots or the
+    webhook Secrets: every Secret and ConfigMap a rendered workload mounts must come from the chart itself or from the
+    program, and every webhook's inject-ca-from must name a Certificate the program registers."""
+    run = run_program(stack, set_config=extra)
+    made = _created_by_program(run)
+    certificates = {f"{c['metadata']['namespace']}/{c['metadata']['name']}" for c in run.objects("Certificate")}
+    checked_mounts = checked_webhooks = 0
+    for chart, objects in rendered_releases(run).items():
+        if not chart.startswith("linkerd"):
+            continue
+        chart_made = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in objects
+                      if o.get("kind") in ("Secret", "ConfigMap")}
+        for workload in objects:
+            if workload.get("kind") not in ("Deployment", "DaemonSet", "StatefulSet", "CronJob", "Job"):
+                continue
+            namespace = workload["metadata"].get("namespace")
+            template = workload["spec"].get("jobTemplate", {}).get("spec", workload["spec"])["template"]["spec"]
+            for volume in template.get("volumes", []):
+                for kind, key, name_key in (("Secret", "secret", "secretName"), ("ConfigMap", "configMap", "name")):
+                    if key not in volume or volume[key].get("optional"):
+                        continue
+                    ref = (kind, namespace, volume[key][name_key])
+                    assert ref in chart_made or ref in made, f"{chart}: {workload['metadata']['name']} mounts {ref}, which nothing creates"
+                    checked_mounts += 1
+        for hook in objects:
+            if hook.get("kind") in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+                inject = (hook["metadata"].get("annotations") or {}).get("cert-manager.io/inject-ca-from")
+                assert inject in certificates, f"{chart}: {hook['metadata']['name']} injects from {inject!r}"
+                checked_webhooks += 1
+    # The identity issuer, the trust roots and three webhook Secrets at least: the check ran on real mounts.
+    assert checked_mounts >= 5 and checked_webhooks >= 3, (checked_mounts, checked_webhooks)
