@@ -112,7 +112,14 @@ def certificate_profiles(args: ResourceValidationArgs, report: ReportViolation) 
             report(f"Vault key {props.get('keyType')}/{props.get('keyBits')}, the mesh's CAs are EC P-256")
 
 
+# Leaf keys of the workload certificates the program signs itself (no Vault): they sign nothing, and must go when their
+# service leaves the graph, so they are not protected.
+WORKLOAD_LEAF_PARENT = "mtls-mesh:trust:SelfSignedWorkloadCertificates$"
+
+
 def pki_protected(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if WORKLOAD_LEAF_PARENT in args.urn:
+        return
     if args.resource_type in PKI_TYPES and not args.opts.protect:
         report(f"{args.resource_type} {args.name} holds or creates mesh signing keys and is not protected "
                "(set protectPki: true)")

@@ -144,6 +144,14 @@ def test_unprotected_pki_is_caught_in_prod():
     assert any("SecretBackendRootCert" in f for f in found)
 
 
+def test_a_protected_self_signed_stack_passes_with_its_workload_leaf_keys_unprotected():
+    run = run_program("dev", set_config={"protectPki": True})
+    leaf_keys = [r for r in run.of_type("tls:index/privateKey:PrivateKey") if r.name.startswith("workload-tls-")]
+    assert leaf_keys and not any(r.protect for r in leaf_keys), "a removed service's key must be deletable"
+    assert all(r.protect for r in run.of_type("tls:index/privateKey:PrivateKey") if r not in leaf_keys)
+    assert not violations(run, BY_NAME["pki-protected"])
+
+
 def test_key_material_outside_a_secret_is_caught(dev):
     def leak(registration, props):
         if registration.type == "kubernetes:core/v1:Secret":
