@@ -6,7 +6,7 @@ import pulumi
 
 from components.alerts import MeshAlerts, MeshAlertsArgs
 from components.authorization import MeshAuthorization, MeshAuthorizationArgs
-from components.cert_manager import AnchorMaterial, CertManager, CertManagerArgs, WorkloadTls, workload_secret_name
+from components.cert_manager import AnchorMaterial, CertManager, CertManagerArgs
 from components.linkerd import LinkerdControlPlane, LinkerdControlPlaneArgs
 from components.namespaces import MeshNamespaces, MeshNamespacesArgs
 from components.providers import kubernetes_provider, vault_provider
@@ -40,7 +40,6 @@ namespaces = MeshNamespaces(
 )
 
 workload_tls = {}
-signed_workloads = {}
 if settings.vault is not None:
     reviewer = None
     if settings.vault.kubernetes_auth_mode == "external" and settings.vault.create_kubernetes_auth:
@@ -59,10 +58,7 @@ else:
     if settings.graph.certificate_services:
         signed = SelfSignedWorkloadCertificates(
             "workload-tls", settings, self_signed.anchors[settings.pki.rotation.issuing_anchor])
-        workload_tls = {key: WorkloadTls(c.certificate_pem, c.private_key_pem, c.ca_pem)
-                        for key, c in signed.certificates.items()}
-        signed_workloads = {(service.namespace, workload_secret_name(service)): signed.certificates[key].certificate_pem
-                            for key, service in settings.graph.services.items() if key in signed.certificates}
+        workload_tls = signed.certificates
 
 certificates = CertManager(
     "certs",
@@ -99,7 +95,7 @@ if settings.monitoring.enabled:
     MeshAlerts(
         "alerts",
         MeshAlertsArgs(settings=settings, anchor_certificates={a: m.certificate_pem for a, m in anchors.items()},
-                       linkerd_namespace=namespaces.linkerd, signed_workloads=signed_workloads),
+                       linkerd_namespace=namespaces.linkerd, signed_workloads=certificates.signed_workloads),
         on_cluster,
     )
 

@@ -24,6 +24,7 @@ from .graph import Service, spiffe_id, workload_dns_names
 from .k8s import WAIT_FOR_READY, WAIT_FOR_SYNCED, metadata, register, register_group
 from .namespaces import LINKERD_NAMESPACE
 from .settings import CertManagerSettings, Settings, VaultSettings
+from .trust import SignedWorkload
 from .vault_pki import VAULT_ISSUER_SERVICE_ACCOUNT, VAULT_TOKEN_AUDIENCE, issuer_signing_path, workload_signing_path
 
 JETSTACK_CHARTS = "https://charts.jetstack.io"
@@ -260,15 +261,6 @@ class AnchorMaterial:
 
 
 @dataclass
-class WorkloadTls:
-    """A workload certificate the program signed itself (no Vault): leaf, its key (a Pulumi secret), the root."""
-
-    certificate_pem: pulumi.Output[str]
-    private_key_pem: pulumi.Output[str]
-    ca_pem: pulumi.Output[str]
-
-
-@dataclass
 class CertManagerArgs:
     settings: Settings
     anchors: Mapping[str, AnchorMaterial]
@@ -278,7 +270,7 @@ class CertManagerArgs:
     identity_login_ready: list[pulumi.Resource] = field(default_factory=list)
     namespace_login_ready: Mapping[str, list[pulumi.Resource]] = field(default_factory=dict)
     # Without Vault: service key -> the certificate the program signed for it.
-    workload_tls: Mapping[str, WorkloadTls] = field(default_factory=dict)
+    workload_tls: Mapping[str, SignedWorkload] = field(default_factory=dict)
 
 
 class CertManager(pulumi.ComponentResource):
@@ -348,12 +340,15 @@ class CertManager(pulumi.ComponentResource):
 
         certificate_services = settings.graph.certificate_services
         self.workload_certificates: dict[str, pulumi.Resource] = {}
+        # Without Vault: (namespace, Secret name) -> the certificate the program signed (its expiry alert reads it).
+        self.signed_workloads: dict[tuple[str, str], pulumi.Output[str]] = {}
         workload_ready = [resource for material in args.anchors.values() for resource in material.workload_ready]
         for namespace, services in certificate_services.items():
             namespace_resource = args.namespaces[namespace]
             if settings.vault is None:
                 for service in services:
                     tls = args.workload_tls[service.key]
+                    self.signed_workloads[(namespace, workload_secret_name(service))] = tls.certificate_pem
                     register(f"{name}-tls-{service.key}",
                              workload_tls_secret(service, tls.certificate_pem, tls.private_key_pem, tls.ca_pem),
                              after(namespace_resource))
