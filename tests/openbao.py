@@ -289,6 +289,7 @@ APPLY: dict[str, tuple[Callable[[dict], tuple[str, dict]], Callable[[dict], dict
     "vault:kubernetes/authBackendRole:AuthBackendRole": (_kubernetes_role, lambda r: {}),
 }
 VAULT_PROVIDER = "pulumi:providers:vault"
+DEFAULT_MAX_HTTP_RETRIES = 2
 SA_TOKEN_SECRET = "kubernetes.io/service-account-token"
 
 
@@ -306,6 +307,7 @@ class OpenBaoMocks(RecordingMocks):
         self.server, self.tokens = server, tokens
         self.namespaces: dict[str, str] = {}  # provider id -> Vault namespace
         self.applied: list[tuple[str, str, Applied]] = []  # (type, name, what was sent)
+        self.retried: list[tuple[str, str]] = []  # (path, the server's error) of each retried request
 
     def _namespace(self, provider: str | None) -> str | None:
         # A provider reference is "<urn>::<id>"; the ids are the ones this class handed out.
@@ -334,7 +336,18 @@ class OpenBaoMocks(RecordingMocks):
         path, body = request(inputs)
         namespace = self._namespace(args.provider)
         method = "PUT" if path.startswith("sys/policies/") else "POST"
-        response = self.server.write(path, body, method=method, namespace=namespace)
+        # The provider's client retries a 5xx twice (terraform-provider-vault internal/provider/meta.go
+        # DefaultMaxHTTPRetries = 2, applied by the Vault API client's retryablehttp policy). OpenBao answers 500
+        # "transaction commit failed" when two writes to one PKI mount race, which the engine's parallel creates do.
+        for attempt in range(DEFAULT_MAX_HTTP_RETRIES + 1):
+            try:
+                response = self.server.write(path, body, method=method, namespace=namespace)
+                break
+            except VaultError as err:
+                if err.status < 500 or err.status == 501 or attempt == DEFAULT_MAX_HTTP_RETRIES:
+                    raise
+                self.retried.append((path, str(err)))
+                time.sleep(1.0)
         self.applied.append((args.typ, args.name, Applied(path, body)))
         outputs = dict(args.inputs)
         outputs.update(outputs_of(response or {}))
