@@ -51,11 +51,17 @@ class VaultError(RuntimeError):
         super().__init__(f"{method} /v1/{path} -> {status}: {errors}")
 
 
+# Where Vault in a pod finds its own account (vault-plugin-auth-kubernetes path_config.go localCACertPath/localJWTPath).
+POD_SERVICE_ACCOUNT_DIR = "/run/secrets/kubernetes.io/serviceaccount"
+
+
 class OpenBaoServer:
     """`bao server -dev` bound to 127.0.0.1 on a free port, without TLS (the dev listener has none)."""
 
-    def __init__(self, bao: str, *, env: dict[str, str] | None = None, wrapper: list[str] | None = None):
-        self.bao, self.extra_env, self.wrapper = bao, env or {}, wrapper or []
+    def __init__(self, bao: str, *, pod_service_account: tuple[str, str] | None = None):
+        """`pod_service_account=(ca_pem, token)` runs the server as if in a pod: in a private mount namespace
+        (`unshare -m`, needs root) where /run/secrets/kubernetes.io/serviceaccount/{ca.crt,token} hold these."""
+        self.bao, self.pod_service_account = bao, pod_service_account
         self.port = free_port()
         self.address = f"http://127.0.0.1:{self.port}"
         self.root_token = "root-" + secrets.token_hex(12)
@@ -65,12 +71,20 @@ class OpenBaoServer:
     def __enter__(self) -> "OpenBaoServer":
         self.workdir = Path(tempfile.mkdtemp(prefix="mtls-mesh-openbao-"))
         self.log = open(self.workdir / "server.log", "wb")
-        env = {**os.environ, "HOME": str(self.workdir), **self.extra_env}
+        env = {**os.environ, "HOME": str(self.workdir)}
         env.pop("VAULT_ADDR", None), env.pop("BAO_ADDR", None)
-        self.process = subprocess.Popen(
-            [*self.wrapper, self.bao, "server", "-dev", f"-dev-listen-address=127.0.0.1:{self.port}",
-             f"-dev-root-token-id={self.root_token}"],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir)
+        command = [self.bao, "server", "-dev", f"-dev-listen-address=127.0.0.1:{self.port}",
+                   f"-dev-root-token-id={self.root_token}"]
+        if self.pod_service_account is not None:
+            ca_pem, token = self.pod_service_account
+            (self.workdir / "ca.crt").write_text(ca_pem)
+            (self.workdir / "token").write_text(token)
+            # A tmpfs over /run only in the server's own mount namespace: the host's /run is untouched. unshare and
+            # sh exec, so the process we kill is the server itself.
+            script = ('mount -t tmpfs tmpfs /run && mkdir -p "$D" && cp "$W/ca.crt" "$W/token" "$D/" && exec "$@"')
+            env.update(W=str(self.workdir), D=POD_SERVICE_ACCOUNT_DIR)
+            command = ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *command]
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir)
         try:
             self._wait_ready()
         except BaseException:

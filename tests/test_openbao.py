@@ -8,6 +8,9 @@ Only the Kubernetes API server's TokenReview is a stand-in (tests/openbao.py say
 from __future__ import annotations
 
 import datetime
+import os
+import shutil
+import subprocess
 
 import pytest
 from cryptography import x509
@@ -25,6 +28,8 @@ MOUNT = "vault:index/mount:Mount"
 PKI_ROLE = "vault:pkiSecret/secretBackendRole:SecretBackendRole"
 POLICY = "vault:index/policy:Policy"
 STACKS = ("staging", "prod")
+MODES = ("external", "in-cluster")
+VAULT_POD_ACCOUNT = ("vault", "vault")
 
 
 class Applied:
@@ -55,24 +60,48 @@ class Applied:
                                   audiences if audiences is not None else cert_manager_token_audiences(issuer))
 
 
-@pytest.fixture(scope="module", params=STACKS)
+def _pod_namespace_available() -> str:
+    """Why in-cluster mode cannot be run here, or "" when it can (a private mount namespace needs root)."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return "in-cluster Vault needs /var/run/secrets/kubernetes.io/serviceaccount, given here by unshare -m as root"
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, text=True)
+    return "" if probe.returncode == 0 else f"unshare -m fails here: {probe.stderr.strip()}"
+
+
+@pytest.fixture(scope="module", params=[(stack, mode) for stack in STACKS for mode in MODES],
+                ids=lambda p: "-".join(p))
 def applied(request):
+    stack, mode = request.param
     bao = tools.bao()
-    config, _ = stack_config(request.param)
+    if mode == "in-cluster" and _pod_namespace_available():
+        if os.environ.get("MTLS_MESH_REQUIRE_TOOLS"):
+            pytest.fail(_pod_namespace_available() + " (MTLS_MESH_REQUIRE_TOOLS is set)")
+        pytest.skip(_pod_namespace_available())
+    config, _ = stack_config(stack)
     namespace = config.get(f"{PROJECT}:vaultNamespace", "")
-    with OpenBaoServer(bao) as server, TokenReviewServer() as reviews:
-        if namespace:
-            # An operator creates the namespace before `pulumi up`; the provider only works inside it.
-            server.write(f"sys/namespaces/{namespace}")
-        holder = []
+    overrides = {"vaultKubernetesAuthMode": mode}
+    with TokenReviewServer() as reviews:
+        overrides["vaultKubernetesHost"] = reviews.host
+        pod = None
+        if mode == "external":
+            overrides["vaultKubernetesCaFile"] = str(reviews.ca_file)
+        else:
+            # Vault's own pod account, allowed to review tokens (its ClusterRoleBinding is the Vault operator's).
+            pod = (reviews.ca_pem, reviews.issue(*VAULT_POD_ACCOUNT, reviewer=True))
+        with OpenBaoServer(bao, pod_service_account=pod) as server:
+            if namespace:
+                # An operator creates the namespace before `pulumi up`; the provider only works inside it.
+                server.write(f"sys/namespaces/{namespace}")
+            holder = []
 
-        def mocks(previous):
-            holder.append(OpenBaoMocks(server, previous, tokens=reviews))
-            return holder[-1]
+            def mocks(previous):
+                holder.append(OpenBaoMocks(server, previous, tokens=reviews))
+                return holder[-1]
 
-        run = run_program(request.param, mocks_factory=mocks,
-                          set_config={"vaultKubernetesHost": reviews.host, "vaultKubernetesCaFile": str(reviews.ca_file)})
-        yield Applied(request.param, run, server, reviews, holder[-1], namespace)
+            run = run_program(stack, mocks_factory=mocks, set_config=overrides)
+            result = Applied(stack, run, server, reviews, holder[-1], namespace)
+            result.mode, result.pod_token = mode, pod[1] if pod else None
+            yield result
 
 
 def test_every_vault_resource_the_program_declares_was_applied(applied):
@@ -111,9 +140,13 @@ def test_vault_reviewed_the_login_token_with_the_reviewers_jwt(applied):
     jwt = applied.cert_manager_token(issuer)
     assert applied.login(jwt, issuer)[0] == 200
     (review,) = [r for r in applied.reviews.reviews if r.body.get("spec", {}).get("token") == jwt]
-    reviewer = applied.reviews.tokens[review.bearer]
-    secret = applied.run.object("Secret", reviewer.name, reviewer.namespace)
-    assert secret["type"] == "kubernetes.io/service-account-token" and review.bearer != jwt
+    assert review.bearer != jwt, "Vault reviewed the login token with itself; the API server refuses that audience"
+    if applied.mode == "external":
+        reviewer = applied.reviews.tokens[review.bearer]
+        secret = applied.run.object("Secret", reviewer.name, reviewer.namespace)
+        assert secret["type"] == "kubernetes.io/service-account-token"
+    else:
+        assert review.bearer == applied.pod_token, "in a pod Vault reviews with its own account's token"
     assert review.body["spec"]["audiences"] == [applied.auth_role["audience"]]
 
 
@@ -228,6 +261,16 @@ def test_the_login_token_reaches_nothing_but_the_issuers_paths(applied):
                                                            token=token, namespace=applied.namespace)[0]
                for method, path in _forbidden_paths(applied)}
     assert answers and {k: v for k, v in answers.items() if v != 403} == {}
+
+
+def test_in_cluster_config_outside_a_pod_fails_as_upstream_says():
+    """Vault not in a pod has no service-account files; the config write names the missing file."""
+    with OpenBaoServer(tools.bao()) as server, TokenReviewServer() as reviews:
+        with pytest.raises(VaultError) as caught:
+            run_program("staging", mocks_factory=lambda previous: OpenBaoMocks(server, previous, tokens=reviews),
+                        set_config={"vaultKubernetesAuthMode": "in-cluster", "vaultKubernetesHost": reviews.host})
+    assert caught.value.status == 400
+    assert "open /var/run/secrets/kubernetes.io/serviceaccount/ca.crt" in str(caught.value)
 
 
 def test_an_unmapped_vault_resource_type_fails_the_run():
