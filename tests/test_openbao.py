@@ -170,6 +170,9 @@ def test_logins_the_role_does_not_bind_are_refused(applied):
     accepted = {case: body for case, (status, body) in outcomes.items() if status < 400 or (body or {}).get("auth")}
     assert not accepted
     assert {case: status for case, (status, _) in outcomes.items()} == dict.fromkeys(tokens, 403), outcomes
+    # The unknown token's claims are all right: only the API server's review can refuse it, so Vault must have asked.
+    (review,) = [r for r in applied.reviews.reviews if r.body["spec"]["token"] == tokens["unknown token"]]
+    assert review.response["status"]["authenticated"] is False
 
 
 def _login_token(applied, issuer):
