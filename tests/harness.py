@@ -261,9 +261,11 @@ wire_value = stack_files.wire_value
 
 def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set_config: dict[str, Any] | None = None,
                 unset: Iterable[str] = (), secrets: Iterable[str] = (), graph: dict[str, Any] | None = None,
-                tmp_path: Path | None = None, previous_outputs: dict[str, Any] | None = None) -> Run:
+                tmp_path: Path | None = None, previous_outputs: dict[str, Any] | None = None,
+                mocks_factory: Any = None) -> Run:
     """Run `__main__.py` for a stack. `set_config` overrides keys (short names), `unset` removes them,
-    `secrets` marks keys secret, `graph` replaces the service graph (written under `tmp_path`)."""
+    `secrets` marks keys secret, `graph` replaces the service graph (written under `tmp_path`).
+    `mocks_factory(previous_outputs)` replaces RecordingMocks (tests/openbao.py applies to a real Vault API)."""
     base, secret_keys = stack_config(stack) if config is None else (dict(config), set())
     for key in unset:
         base.pop(f"{PROJECT}:{key}", None)
@@ -276,7 +278,7 @@ def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set
         graph_file.write_text(yaml.safe_dump(graph))
         base[f"{PROJECT}:serviceGraph"] = str(graph_file)
 
-    mocks = RecordingMocks(previous_outputs)
+    mocks = (mocks_factory or RecordingMocks)(previous_outputs)
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_all_config(base, sorted(secret_keys))
     runtime_settings.ROOT.set(None)

@@ -1,0 +1,290 @@
+"""The program's Vault declarations applied to a real Vault API (OpenBao's dev server), then used as cert-manager
+uses them: Kubernetes login, the identity issuer's signing path, the workload issuer's, and everything the login
+token must not reach. Names and paths come from what the program registered, so these follow the program.
+
+Only the Kubernetes API server's TokenReview is a stand-in (tests/openbao.py says what it answers and why).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import subprocess
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+import tools
+from components.durations import Duration
+from harness import PROJECT, run_program, stack_config
+from openbao import (OpenBaoMocks, OpenBaoServer, TokenReviewServer, UnappliedVaultResource, VaultError,
+                     cert_manager_login, cert_manager_sign, cert_manager_token_audiences)
+
+AUTH_ROLE = "vault:kubernetes/authBackendRole:AuthBackendRole"
+MOUNT = "vault:index/mount:Mount"
+PKI_ROLE = "vault:pkiSecret/secretBackendRole:SecretBackendRole"
+POLICY = "vault:index/policy:Policy"
+STACKS = ("staging", "prod")
+MODES = ("external", "in-cluster")
+VAULT_POD_ACCOUNT = ("vault", "vault")
+
+
+class Applied:
+    """One stack applied to its own OpenBao: the run, the servers, and the objects cert-manager would read."""
+
+    def __init__(self, stack, run, server, reviews, mocks, namespace):
+        self.stack, self.run, self.server, self.reviews, self.mocks = stack, run, server, reviews, mocks
+        self.namespace = namespace or None
+        (self.auth_role,) = [r.object() for r in run.of_type(AUTH_ROLE)]
+        self.issuers = {o["metadata"]["name"]: o for o in run.objects("ClusterIssuer") if "vault" in o["spec"]}
+        self.certificates = run.objects("Certificate")
+
+    def vault_certificates(self) -> list[dict]:
+        return [c for c in self.certificates if c["spec"]["issuerRef"]["name"] in self.issuers]
+
+    def issuer_of(self, certificate) -> dict:
+        return self.issuers[certificate["spec"]["issuerRef"]["name"]]
+
+    def login(self, jwt, issuer=None):
+        auth = (issuer or next(iter(self.issuers.values())))["spec"]["vault"]["auth"]["kubernetes"]
+        return cert_manager_login(self.server, auth["mountPath"], auth["role"], jwt, namespace=self.namespace)
+
+    def cert_manager_token(self, issuer, namespace=None, name=None, audiences=None):
+        """What cert-manager gets from TokenRequest for the issuer's serviceAccountRef (cert-manager's namespace)."""
+        role = self.auth_role
+        return self.reviews.issue(namespace or role["boundServiceAccountNamespaces"][0],
+                                  name or issuer["spec"]["vault"]["auth"]["kubernetes"]["serviceAccountRef"]["name"],
+                                  audiences if audiences is not None else cert_manager_token_audiences(issuer))
+
+
+def _pod_namespace_available() -> str:
+    """Why in-cluster mode cannot be run here, or "" when it can (a private mount namespace needs root)."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return "in-cluster Vault needs /var/run/secrets/kubernetes.io/serviceaccount, given here by unshare -m as root"
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, text=True)
+    return "" if probe.returncode == 0 else f"unshare -m fails here: {probe.stderr.strip()}"
+
+
+@pytest.fixture(scope="module", params=[(stack, mode) for stack in STACKS for mode in MODES],
+                ids=lambda p: "-".join(p))
+def applied(request):
+    stack, mode = request.param
+    bao = tools.bao()
+    if mode == "in-cluster" and _pod_namespace_available():
+        if os.environ.get("MTLS_MESH_REQUIRE_TOOLS"):
+            pytest.fail(_pod_namespace_available() + " (MTLS_MESH_REQUIRE_TOOLS is set)")
+        pytest.skip(_pod_namespace_available())
+    config, _ = stack_config(stack)
+    namespace = config.get(f"{PROJECT}:vaultNamespace", "")
+    overrides = {"vaultKubernetesAuthMode": mode}
+    with TokenReviewServer() as reviews:
+        overrides["vaultKubernetesHost"] = reviews.host
+        pod = None
+        if mode == "external":
+            overrides["vaultKubernetesCaFile"] = str(reviews.ca_file)
+        else:
+            # Vault's own pod account, allowed to review tokens (its ClusterRoleBinding is the Vault operator's).
+            pod = (reviews.ca_pem, reviews.issue(*VAULT_POD_ACCOUNT, reviewer=True))
+        with OpenBaoServer(bao, pod_service_account=pod) as server:
+            if namespace:
+                # An operator creates the namespace before `pulumi up`; the provider only works inside it.
+                server.write(f"sys/namespaces/{namespace}")
+            holder = []
+
+            def mocks(previous):
+                holder.append(OpenBaoMocks(server, previous, tokens=reviews))
+                return holder[-1]
+
+            run = run_program(stack, mocks_factory=mocks, set_config=overrides)
+            result = Applied(stack, run, server, reviews, holder[-1], namespace)
+            result.mode, result.pod_token = mode, pod[1] if pod else None
+            yield result
+
+
+def test_every_vault_resource_the_program_declares_was_applied(applied):
+    declared = [(r.type, r.name) for r in applied.run.registrations if r.type.startswith("vault:") and r.custom]
+    assert declared and sorted(declared) == sorted((t, n) for t, n, _ in applied.mocks.applied)
+
+
+def test_mounts_live_in_the_stacks_vault_namespace(applied):
+    mounts = {r.object()["path"] for r in applied.run.of_type(MOUNT)}
+    status, listed = applied.server.request("GET", "sys/mounts", namespace=applied.namespace)
+    assert status == 200 and mounts <= {m.rstrip("/") for m in listed["data"]}
+    if applied.namespace:
+        _, root_level = applied.server.request("GET", "sys/mounts")
+        assert not mounts & {m.rstrip("/") for m in root_level["data"]}, "prod's mounts leaked out of its namespace"
+
+
+def test_cert_manager_logs_in_with_exactly_the_declared_policies(applied):
+    for issuer in applied.issuers.values():
+        jwt = applied.cert_manager_token(issuer)
+        status, body = applied.login(jwt, issuer)
+        assert status == 200, body
+        token = body["auth"]["client_token"]
+        # Without `default` the token cannot even look itself up (that right is in `default`): ask as the operator.
+        assert applied.server.request("GET", "auth/token/lookup-self", token=token,
+                                      namespace=applied.namespace)[0] == 403
+        status, me = applied.server.request("POST", "auth/token/lookup", {"token": token}, namespace=applied.namespace)
+        assert status == 200, me
+        assert sorted(body["auth"]["policies"]) == sorted(applied.auth_role["tokenPolicies"])
+        assert sorted(me["data"]["policies"]) == sorted(applied.auth_role["tokenPolicies"])
+        assert "default" not in me["data"]["policies"]
+        assert me["data"]["ttl"] <= applied.auth_role["tokenTtl"]
+
+
+def test_vault_reviewed_the_login_token_with_the_reviewers_jwt(applied):
+    issuer = next(iter(applied.issuers.values()))
+    jwt = applied.cert_manager_token(issuer)
+    assert applied.login(jwt, issuer)[0] == 200
+    (review,) = [r for r in applied.reviews.reviews if r.body.get("spec", {}).get("token") == jwt]
+    assert review.bearer != jwt, "Vault reviewed the login token with itself; the API server refuses that audience"
+    if applied.mode == "external":
+        reviewer = applied.reviews.tokens[review.bearer]
+        secret = applied.run.object("Secret", reviewer.name, reviewer.namespace)
+        assert secret["type"] == "kubernetes.io/service-account-token"
+    else:
+        assert review.bearer == applied.pod_token, "in a pod Vault reviews with its own account's token"
+    assert review.body["spec"]["audiences"] == [applied.auth_role["audience"]]
+
+
+def _refusals(applied):
+    issuer = next(iter(applied.issuers.values()))
+    role = applied.auth_role
+    namespace, name = role["boundServiceAccountNamespaces"][0], role["boundServiceAccountNames"][0]
+    audiences = [a for a in cert_manager_token_audiences(issuer) if a != role["audience"]]
+    stranger = TokenReviewServer()  # same claims, but a token the API server never issued
+    return issuer, {
+        "wrong account": applied.cert_manager_token(issuer, name=name + "-other"),
+        "wrong namespace": applied.cert_manager_token(issuer, namespace=namespace + "-other"),
+        "wrong audience": applied.cert_manager_token(issuer, audiences=audiences),
+        "unknown token": stranger.issue(namespace, name, cert_manager_token_audiences(issuer)),
+    }
+
+
+def test_logins_the_role_does_not_bind_are_refused(applied):
+    issuer, tokens = _refusals(applied)
+    outcomes = {case: applied.login(jwt, issuer) for case, jwt in tokens.items()}
+    accepted = {case: body for case, (status, body) in outcomes.items() if status < 400 or (body or {}).get("auth")}
+    assert not accepted
+    assert {case: status for case, (status, _) in outcomes.items()} == dict.fromkeys(tokens, 403), outcomes
+    # The unknown token's claims are all right: only the API server's review can refuse it, so Vault must have asked.
+    (review,) = [r for r in applied.reviews.reviews if r.body["spec"]["token"] == tokens["unknown token"]]
+    assert review.response["status"]["authenticated"] is False
+
+
+def _login_token(applied, issuer):
+    status, body = applied.login(applied.cert_manager_token(issuer), issuer)
+    assert status == 200, body
+    return body["auth"]["client_token"]
+
+
+def _csr(common_name=None, dns=(), uris=()):
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, common_name)] if common_name else []))
+    sans = [x509.DNSName(d) for d in dns] + [x509.UniformResourceIdentifier(u) for u in uris]
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _duration(text):
+    return datetime.timedelta(seconds=Duration.parse(text).seconds)
+
+
+def _pem(text):
+    return x509.load_pem_x509_certificate(text.encode())
+
+
+def test_the_identity_issuers_path_signs_a_ca_chaining_to_the_exported_anchor(applied):
+    (identity,) = [c for c in applied.vault_certificates() if c["spec"].get("isCA")]
+    issuer = applied.issuer_of(identity)
+    spec = identity["spec"]
+    status, body = cert_manager_sign(applied.server, _login_token(applied, issuer), issuer["spec"]["vault"]["path"],
+                                     _csr(spec.get("commonName"), spec.get("dnsNames", ())),
+                                     _duration(spec["duration"]), namespace=applied.namespace)
+    assert status == 200, body
+    certificate, intermediate = _pem(body["data"]["certificate"]), _pem(body["data"]["issuing_ca"])
+    constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+    assert constraints.ca and constraints.path_length == 0
+    anchors = [_pem(pem) for pem in applied.run.exports["trustAnchors"].values()]
+    (root,) = [a for a in anchors if a.subject == intermediate.issuer]
+    certificate.verify_directly_issued_by(intermediate)
+    intermediate.verify_directly_issued_by(root)
+    root.verify_directly_issued_by(root)
+    # ca_chain is what cert-manager writes to ca.crt's source: it must end at the anchor (set-signed full chain).
+    assert _pem(body["data"]["ca_chain"][-1]) == root
+
+
+def test_the_workload_issuers_path_signs_a_graph_workloads_certificate(applied):
+    workloads = [c for c in applied.vault_certificates() if c["spec"].get("uris")]
+    if not workloads:
+        pytest.skip(f"{applied.stack}'s graph asks for no workload certificates")
+    for workload in workloads:
+        spec, issuer = workload["spec"], applied.issuer_of(workload)
+        status, body = cert_manager_sign(applied.server, _login_token(applied, issuer), issuer["spec"]["vault"]["path"],
+                                         _csr(spec.get("commonName"), spec["dnsNames"], spec["uris"]),
+                                         _duration(spec["duration"]), namespace=applied.namespace)
+        assert status == 200, (workload["metadata"], body)
+        certificate = _pem(body["data"]["certificate"])
+        sans = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert sorted(sans.get_values_for_type(x509.DNSName)) == sorted(spec["dnsNames"])
+        assert sans.get_values_for_type(x509.UniformResourceIdentifier) == spec["uris"]
+        constraints = [e.value for e in certificate.extensions if isinstance(e.value, x509.BasicConstraints)]
+        assert not any(c.ca for c in constraints), "a workload certificate must not be a CA"
+
+
+def _forbidden_paths(applied):
+    """Every signing and admin path on the program's mounts and roles that no issuer of the program uses."""
+    allowed = {i["spec"]["vault"]["path"].strip("/") for i in applied.issuers.values()}
+    mounts = [r.object()["path"] for r in applied.run.of_type(MOUNT)]
+    roles = [r.object()["name"] for r in applied.run.of_type(PKI_ROLE)]
+    (policy,) = applied.run.of_type(POLICY)
+    candidates = [("GET", "sys/mounts"), ("POST", "sys/mounts/stolen"), ("GET", "sys/policies/acl"),
+                  ("PUT", f"sys/policies/acl/{policy.object()['name']}"), ("GET", "sys/auth")]
+    for mount in mounts:
+        candidates += [("POST", f"{mount}/root/sign-intermediate"), ("POST", f"{mount}/sign-verbatim"),
+                       ("POST", f"{mount}/issuers/generate/root/internal"), ("POST", f"{mount}/config/urls"),
+                       ("POST", f"{mount}/sign/{roles[0]}-other"), ("POST", f"{mount}/roles/{roles[0]}-other")]
+        for role in roles:
+            candidates += [("POST", f"{mount}/issue/{role}"), ("POST", f"{mount}/sign/{role}"),
+                           ("POST", f"{mount}/roles/{role}")]
+    return [(method, path) for method, path in candidates if path not in allowed]
+
+
+def test_the_login_token_reaches_nothing_but_the_issuers_paths(applied):
+    issuer = next(iter(applied.issuers.values()))
+    token = _login_token(applied, issuer)
+    csr = _csr("probe.example", ["probe.example"])
+    answers = {f"{method} {path}": applied.server.request(method, path, {"csr": csr, "common_name": "probe.example"}
+                                                           if method != "GET" else None,
+                                                           token=token, namespace=applied.namespace)[0]
+               for method, path in _forbidden_paths(applied)}
+    assert answers and {k: v for k, v in answers.items() if v != 403} == {}
+
+
+def test_in_cluster_config_outside_a_pod_fails_as_upstream_says():
+    """Vault not in a pod has no service-account files; the config write names the missing file."""
+    with OpenBaoServer(tools.bao()) as server, TokenReviewServer() as reviews:
+        with pytest.raises(VaultError) as caught:
+            run_program("staging", mocks_factory=lambda previous: OpenBaoMocks(server, previous, tokens=reviews),
+                        set_config={"vaultKubernetesAuthMode": "in-cluster", "vaultKubernetesHost": reviews.host})
+    assert caught.value.status == 400
+    assert "open /var/run/secrets/kubernetes.io/serviceaccount/ca.crt" in str(caught.value)
+
+
+def test_an_unmapped_vault_resource_type_fails_the_run():
+    class Args:
+        typ, name, inputs, provider = "vault:index/newThing:NewThing", "x", {}, None
+    with pytest.raises(UnappliedVaultResource):
+        OpenBaoMocks(server=None).new_resource(Args())
+
+
+def test_a_refused_api_call_fails_the_run_with_the_servers_words(applied):
+    # The program's own role again, on a mount that does not exist: OpenBao's error text must reach the test.
+    with pytest.raises(VaultError) as caught:
+        applied.server.write("no-such-mount/roles/x", {"key_type": "ec"}, namespace=applied.namespace)
+    assert caught.value.status == 404 and "no handler for route" in str(caught.value)
