@@ -1,0 +1,346 @@
+"""Least privilege per namespace, decided by a real Vault API (OpenBao) and real TLS handshakes, not by our own code.
+
+The program's Vault declarations for staging and prod are applied to OpenBao through the program itself
+(tests/openbao.py). Then, with the login cert-manager gets for each namespaced Issuer: each login signs through its own
+issuer's path and nothing else; a namespace's login cannot name another namespace, glob past its own names, or get a
+CA; an account of one namespace cannot use another's login. Finally the certificates Vault signed go through mutual
+TLS as Linkerd's proxies verify it (against the trust bundle, the exported anchors): Vault-signed identities are
+accepted, a workload certificate from Vault is refused by a proxy, and during a rotation both anchors work while both
+are in the bundle.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import ssl
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+import tools
+from components.graph import mesh_identity
+from harness import PROJECT, run_program, stack_config
+from openbao import OpenBaoMocks, OpenBaoServer, TokenReviewServer, cert_manager_login, cert_manager_sign, \
+    cert_manager_token_audiences
+from test_x509 import handshake
+
+ROTATION = {"trustAnchor": "2026-11", "nextTrustAnchor": "2027-11", "anchorRotationPhase": "add-next"}
+# A namespace of the graph with no certificate services, and a service in it: names no login may sign.
+OTHER_NAMESPACE, OTHER_SERVICE, OTHER_ACCOUNT = "payments", "ledger", "ledger-writer"
+
+
+class Deployed:
+    """One stack applied to its own OpenBao, with what cert-manager would use: the Vault Issuers and their logins."""
+
+    def __init__(self, run, server, reviews, vault_namespace):
+        self.run, self.server, self.reviews = run, server, reviews
+        self.vault_namespace = vault_namespace or None
+        self.issuers = {(o["metadata"]["namespace"], o["metadata"]["name"]): o
+                        for o in run.objects("Issuer") if "vault" in o["spec"]}
+        self.trust_domain = run.config.get(f"{PROJECT}:trustDomain", "cluster.local")
+
+    def issuer(self, namespace: str, prefix: str) -> dict:
+        (found,) = [o for (ns, name), o in self.issuers.items() if ns == namespace and name.startswith(prefix)]
+        return found
+
+    def token_for(self, issuer: dict, namespace: str | None = None) -> str:
+        """The JWT cert-manager requests for the issuer's account (in the issuer's namespace unless told otherwise)."""
+        account = issuer["spec"]["vault"]["auth"]["kubernetes"]["serviceAccountRef"]["name"]
+        return self.reviews.issue(namespace or issuer["metadata"]["namespace"], account,
+                                  cert_manager_token_audiences(issuer))
+
+    def login(self, issuer: dict, jwt: str | None = None) -> tuple[int, dict]:
+        auth = issuer["spec"]["vault"]["auth"]["kubernetes"]
+        return cert_manager_login(self.server, auth["mountPath"], auth["role"], jwt or self.token_for(issuer),
+                                  namespace=self.vault_namespace)
+
+    def vault_token(self, issuer: dict) -> str:
+        status, body = self.login(issuer)
+        assert status == 200, body
+        return body["auth"]["client_token"]
+
+    def sign(self, issuer: dict, csr: str, *, path: str | None = None, token: str | None = None) -> tuple[int, dict]:
+        return cert_manager_sign(self.server, token or self.vault_token(issuer), path or issuer["spec"]["vault"]["path"],
+                                 csr, datetime.timedelta(hours=24), namespace=self.vault_namespace)
+
+
+def deploy(stack: str, **settings):
+    """Context manager body shared by the fixtures: OpenBao + the TokenReview stand-in, the program applied."""
+    config, _ = stack_config(stack)
+    vault_namespace = config.get(f"{PROJECT}:vaultNamespace", "")
+    reviews = TokenReviewServer().__enter__()
+    server = OpenBaoServer(tools.bao()).__enter__()
+    try:
+        if vault_namespace:
+            server.write(f"sys/namespaces/{vault_namespace}")
+        run = run_program(stack, mocks_factory=lambda previous: OpenBaoMocks(server, previous, tokens=reviews),
+                          set_config={"vaultKubernetesHost": reviews.host, "vaultKubernetesCaFile": str(reviews.ca_file),
+                                      **settings})
+        return Deployed(run, server, reviews, vault_namespace), (server, reviews)
+    except BaseException:
+        server.__exit__(None, None, None)
+        reviews.__exit__(None, None, None)
+        raise
+
+
+@pytest.fixture(scope="module", params=["staging", "prod"])
+def deployed(request):
+    result, (server, reviews) = deploy(request.param)
+    yield result
+    server.__exit__(None, None, None)
+    reviews.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="module")
+def rotating():
+    result, (server, reviews) = deploy("staging", **ROTATION)
+    yield result
+    server.__exit__(None, None, None)
+    reviews.__exit__(None, None, None)
+
+
+def new_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def csr(key, common_name: str | None = None, dns=(), uris=(), ips=(), ca: bool = False) -> str:
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)] if common_name else []))
+    sans = [x509.DNSName(d) for d in dns] + [x509.UniformResourceIdentifier(u) for u in uris] \
+        + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    if ca:
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+
+
+def pem(text: str) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(text.encode())
+
+
+def workload_request(deployed: Deployed, namespace: str) -> dict:
+    """What the program's Certificate in `namespace` asks for (its first workload certificate)."""
+    (certificate, *_) = [c for c in deployed.run.objects("Certificate")
+                         if c["metadata"]["namespace"] == namespace and c["spec"].get("uris")]
+    return certificate["spec"]
+
+
+def workload_namespaces(deployed: Deployed) -> list[str]:
+    return sorted({ns for (ns, name) in deployed.issuers if name.startswith("mtls-mesh-workload-")})
+
+
+# --- each login: its own path, nothing else ------------------------------------------------------------------------
+
+def test_each_login_signs_through_its_own_issuer_and_no_other(deployed):
+    assert len(deployed.issuers) >= 2, "an identity issuer and at least one workload issuer"
+    for own in deployed.issuers.values():
+        token = deployed.vault_token(own)
+        for other in deployed.issuers.values():
+            if other is own:
+                continue
+            status, body = deployed.sign(own, csr(new_key(), "x.example", ["x.example"]), path=other["spec"]["vault"]["path"],
+                                         token=token)
+            assert status == 403, (own["metadata"], other["spec"]["vault"]["path"], status, body)
+
+
+def test_an_account_of_another_namespace_cannot_use_a_login(deployed):
+    identity = deployed.issuer("linkerd", "mtls-mesh-identity-")
+    for namespace in workload_namespaces(deployed):
+        workload = deployed.issuer(namespace, "mtls-mesh-workload-")
+        # The workload namespace's account presenting itself to the identity issuer's login, and the reverse.
+        for issuer, impostor_namespace in ((identity, namespace), (workload, "linkerd"), (workload, OTHER_NAMESPACE)):
+            status, body = deployed.login(issuer, deployed.token_for(issuer, namespace=impostor_namespace))
+            assert status == 403 and not (body or {}).get("auth"), (issuer["metadata"], impostor_namespace, body)
+
+
+def test_a_workload_login_signs_exactly_its_namespaces_names(deployed):
+    for namespace in workload_namespaces(deployed):
+        issuer = deployed.issuer(namespace, "mtls-mesh-workload-")
+        spec = workload_request(deployed, namespace)
+        token = deployed.vault_token(issuer)
+        status, body = deployed.sign(issuer, csr(new_key(), dns=spec["dnsNames"], uris=spec["uris"]), token=token)
+        assert status == 200, body
+        own_spiffe = spec["uris"][0]
+        td = deployed.trust_domain
+        refused = {
+            "another namespace's SPIFFE ID": dict(uris=[f"spiffe://{td}/ns/{OTHER_NAMESPACE}/sa/{OTHER_ACCOUNT}"]),
+            "another account in its own namespace": dict(uris=[f"spiffe://{td}/ns/{namespace}/sa/default"]),
+            "a SPIFFE ID with a path past its own": dict(uris=[f"{own_spiffe}/ns/{OTHER_NAMESPACE}/sa/x"]),
+            "a DNS name in another namespace": dict(dns=[f"{OTHER_SERVICE}.{OTHER_NAMESPACE}.svc"]),
+            "another Service's name in its own namespace": dict(dns=[f"not-in-the-graph.{namespace}.svc"]),
+            "a wildcard": dict(dns=[f"*.{namespace}.svc"]),
+            "a mesh identity": dict(dns=[mesh_identity("default", namespace, td)]),
+            "an IP address": dict(dns=spec["dnsNames"][:1], ips=["10.0.0.1"]),
+            "localhost": dict(dns=["localhost"]),
+        }
+        answers = {case: deployed.sign(issuer, csr(new_key(), **names), token=token) for case, names in refused.items()}
+        accepted = {case: body for case, (status, body) in answers.items() if status == 200}
+        assert not accepted, f"{namespace}: the server signed {sorted(accepted)}"
+        # Refused by the role's rules (400 with the server's reason), not by a missing permission.
+        assert {case: status for case, (status, _) in answers.items()} == dict.fromkeys(refused, 400), answers
+
+
+def test_a_workload_login_never_gets_a_ca(deployed):
+    for namespace in workload_namespaces(deployed):
+        issuer = deployed.issuer(namespace, "mtls-mesh-workload-")
+        spec = workload_request(deployed, namespace)
+        token = deployed.vault_token(issuer)
+        # Asking for CA in the CSR: Vault's sign/<role> takes names from the CSR, never its basic constraints.
+        status, body = deployed.sign(issuer, csr(new_key(), dns=spec["dnsNames"], uris=spec["uris"], ca=True), token=token)
+        assert status == 200, body
+        issued = pem(body["data"]["certificate"])
+        constraints = [e.value for e in issued.extensions if isinstance(e.value, x509.BasicConstraints)]
+        assert not any(c.ca for c in constraints), "sign/<role> issued a CA"
+        # And the paths that do give CAs are not this login's.
+        mount = issuer["spec"]["vault"]["path"].split("/sign/")[0]
+        for path in (f"{mount}/root/sign-intermediate", f"{mount}/sign-verbatim",
+                     deployed.issuer("linkerd", "mtls-mesh-identity-")["spec"]["vault"]["path"]):
+            assert deployed.sign(issuer, csr(new_key(), "attacker", ca=True), path=path, token=token)[0] == 403, path
+
+
+def test_the_identity_issuer_is_a_ca_that_can_sign_leaves_only(deployed):
+    issuer = deployed.issuer("linkerd", "mtls-mesh-identity-")
+    spec = deployed.run.object("Certificate", "linkerd-identity-issuer", "linkerd")["spec"]
+    status, body = deployed.sign(issuer, csr(new_key(), spec["commonName"], spec["dnsNames"]))
+    assert status == 200, body
+    constraints = pem(body["data"]["certificate"]).extensions.get_extension_for_class(x509.BasicConstraints).value
+    assert constraints.ca and constraints.path_length == 0, "a CA below it would be refused by every verifier"
+
+
+# --- what the proxies verify: real mutual TLS with what Vault signed ------------------------------------------------
+
+class Chain:
+    """A Linkerd identity issuer signed by Vault through the program's identity Issuer, and the proxy leaves the identity
+    controller would issue from it (24h, P-256, the identity as DNS SAN)."""
+
+    def __init__(self, deployed: Deployed, issuer: dict):
+        spec = deployed.run.object("Certificate", "linkerd-identity-issuer", "linkerd")["spec"]
+        self.key = new_key()
+        status, body = deployed.sign(issuer, csr(self.key, spec["commonName"], spec["dnsNames"]))
+        assert status == 200, body
+        self.certificate = pem(body["data"]["certificate"])
+        # What cert-manager writes: tls.crt = the certificate and the chain above it except the root.
+        self.intermediates = [pem(c) for c in body["data"]["ca_chain"] if pem(c).subject != pem(c).issuer]
+
+    def leaf(self, identity: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        return proxy_leaf(self.certificate, self.key, identity)
+
+    def presented(self, leaf: x509.Certificate) -> list[x509.Certificate]:
+        return [leaf, self.certificate, *[c for c in self.intermediates if c != self.certificate]]
+
+
+def proxy_leaf(issuer: x509.Certificate, issuer_key, identity: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = new_key()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(x509.Name([]))
+                   .issuer_name(issuer.subject).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=1)).not_valid_after(now + datetime.timedelta(hours=24))
+                   .add_extension(x509.SubjectAlternativeName([x509.DNSName(identity)]), critical=False)
+                   .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                                  critical=False)
+                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+                   .sign(issuer_key, hashes.SHA256()))
+    return certificate, key
+
+
+def foreign_ca() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = new_key()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "foreign CA")])
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(1).not_valid_before(now - datetime.timedelta(minutes=1))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                   .sign(key, hashes.SHA256()))
+    return certificate, key
+
+
+def context(side, trusted: list[x509.Certificate], presented: list[x509.Certificate] | None, key, tmp_path, tag):
+    """A proxy's TLS side: it trusts exactly `trusted` (the bundle) and presents `presented` (leaf first)."""
+    tls = ssl.SSLContext(side)
+    tls.minimum_version = ssl.TLSVersion.TLSv1_2
+    tls.verify_mode = ssl.CERT_REQUIRED
+    tls.load_verify_locations(cadata="".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in trusted))
+    if presented is not None:
+        (tmp_path / f"{tag}.crt").write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in presented))
+        (tmp_path / f"{tag}.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                                serialization.NoEncryption()))
+        tls.load_cert_chain(tmp_path / f"{tag}.crt", tmp_path / f"{tag}.key")
+    return tls
+
+
+def bundle(deployed: Deployed, export: str = "trustAnchors", anchors=None) -> list[x509.Certificate]:
+    roots = deployed.run.exports[export]
+    return [pem(roots[a]) for a in (anchors or roots)]
+
+
+def test_proxies_with_vault_signed_identities_complete_mutual_tls(deployed, tmp_path):
+    chain = Chain(deployed, deployed.issuer("linkerd", "mtls-mesh-identity-"))
+    server_id = mesh_identity("billing", "payments", deployed.trust_domain)
+    server_leaf, server_key = chain.leaf(server_id)
+    client_leaf, client_key = chain.leaf(mesh_identity("frontend", "web", deployed.trust_domain))
+    trust = bundle(deployed)
+    server = context(ssl.PROTOCOL_TLS_SERVER, trust, chain.presented(server_leaf), server_key, tmp_path, "server")
+    client = context(ssl.PROTOCOL_TLS_CLIENT, trust, chain.presented(client_leaf), client_key, tmp_path, "client")
+    assert handshake(server, client, server_id) == "ok"
+
+
+def test_a_proxy_refuses_a_vault_signed_workload_certificate_and_a_foreign_ca(deployed, tmp_path):
+    chain = Chain(deployed, deployed.issuer("linkerd", "mtls-mesh-identity-"))
+    server_id = mesh_identity("billing", "payments", deployed.trust_domain)
+    server_leaf, server_key = chain.leaf(server_id)
+    trust = bundle(deployed)
+    (namespace, *_) = workload_namespaces(deployed)
+    spec = workload_request(deployed, namespace)
+    workload_key = new_key()
+    status, body = deployed.sign(deployed.issuer(namespace, "mtls-mesh-workload-"),
+                                 csr(workload_key, dns=spec["dnsNames"], uris=spec["uris"]))
+    assert status == 200, body
+    workload = pem(body["data"]["certificate"])
+    impostor, impostor_key = proxy_leaf(*foreign_ca(), mesh_identity("frontend", "web", deployed.trust_domain))
+    for presented, key in (([workload], workload_key), ([impostor], impostor_key)):
+        server = context(ssl.PROTOCOL_TLS_SERVER, trust, chain.presented(server_leaf), server_key, tmp_path, "server")
+        client = context(ssl.PROTOCOL_TLS_CLIENT, trust, presented, key, tmp_path, "client")
+        result = handshake(server, client, server_id)
+        assert result != "ok" and "server:" in result and "certificate verify failed" in result, result
+    # The workload certificate is good where it belongs: against the workload roots the program exports.
+    verify_workload = context(ssl.PROTOCOL_TLS_CLIENT, bundle(deployed, "workloadRoots"), None, None, tmp_path, "wc")
+    postgres = context(ssl.PROTOCOL_TLS_SERVER, bundle(deployed, "workloadRoots"), [workload], workload_key, tmp_path, "pg")
+    postgres.verify_mode = ssl.CERT_NONE
+    assert handshake(postgres, verify_workload, spec["dnsNames"][0]) == "ok"
+
+
+def test_during_a_rotation_both_anchors_work_while_both_are_in_the_bundle(rotating, tmp_path):
+    anchors = sorted(rotating.run.exports["trustAnchors"])
+    assert anchors == ["2026-11", "2027-11"]
+    chains = {a: Chain(rotating, rotating.issuer("linkerd", f"mtls-mesh-identity-{a}")) for a in anchors}
+    server_id = mesh_identity("billing", "payments", rotating.trust_domain)
+    old_leaf, old_key = chains["2026-11"].leaf(server_id)
+    new_leaf, new_key_ = chains["2027-11"].leaf(mesh_identity("frontend", "web", rotating.trust_domain))
+
+    def meet(trust_anchors):
+        trust = bundle(rotating, anchors=trust_anchors)
+        server = context(ssl.PROTOCOL_TLS_SERVER, trust, chains["2026-11"].presented(old_leaf), old_key, tmp_path, "s")
+        client = context(ssl.PROTOCOL_TLS_CLIENT, trust, chains["2027-11"].presented(new_leaf), new_key_, tmp_path, "c")
+        return handshake(server, client, server_id)
+
+    # add-next / issue-from-next: the bundle carries both, so a proxy on the old chain and one on the new meet.
+    assert meet(anchors) == "ok"
+    # drop-previous before every proxy re-issued from the new anchor: the old chain is no longer trusted.
+    assert "certificate verify failed" in meet(["2027-11"])
+    # During the rotation each workload login covers both anchors' roles.
+    for namespace in workload_namespaces(rotating):
+        issuer = rotating.issuer(namespace, "mtls-mesh-workload-")
+        spec = workload_request(rotating, namespace)
+        token = rotating.vault_token(issuer)
+        for anchor in anchors:
+            path = issuer["spec"]["vault"]["path"].replace(anchors[0], anchor)
+            status, body = rotating.sign(issuer, csr(new_key(), dns=spec["dnsNames"], uris=spec["uris"]), path=path, token=token)
+            assert status == 200, (path, body)
+            assert pem(body["data"]["issuing_ca"]) == pem(rotating.run.exports["workloadRoots"][anchor])
