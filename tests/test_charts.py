@@ -150,3 +150,19 @@ def test_what_the_linkerd_charts_mount_and_inject_exists(stack, extra, needs_sha
                 checked_webhooks += 1
     # The identity issuer, the trust roots and three webhook Secrets at least: the check ran on real mounts.
     assert checked_mounts >= 5 and checked_webhooks >= 3, (checked_mounts, checked_webhooks)
+
+
+def test_trust_manager_may_write_every_bundle_target(needs_shared):
+    """trust-manager writes each Bundle's ConfigMap into the namespaces it selects (linkerd, and every graph namespace
+    for the workload roots): the rendered chart, with the program's values, must grant that cluster-wide, not only in
+    a list of target namespaces."""
+    run = run_program("staging")
+    rendered = rendered_releases(run)["trust-manager"]
+    (cluster_role,) = [o for o in rendered if o["kind"] == "ClusterRole" and any(
+        "configmaps" in rule.get("resources", []) for rule in o.get("rules", []))]
+    (rule,) = [r for r in cluster_role["rules"] if "configmaps" in r.get("resources", [])]
+    assert {"create", "patch"} <= set(rule["verbs"])
+    bindings = [o for o in rendered if o["kind"] == "ClusterRoleBinding" and o["roleRef"]["name"] == cluster_role["metadata"]["name"]]
+    assert bindings, "the ClusterRole is bound to trust-manager's account"
+    targets = {o["metadata"]["name"] for o in run.objects("Bundle")}
+    assert targets == {"linkerd-identity-trust-roots", "mtls-mesh-workload-trust"}
