@@ -250,9 +250,22 @@ def _crl_config(i: dict) -> tuple[str, dict]:
     return f"{i['backend'].strip('/')}/config/crl", api_fields(i, drop=("backend",))
 
 
+# vault/resource_pki_secret_backend_role.go pkiSecretBooleanFields, each sent with d.Get (so the schema default when
+# the program leaves it out); allowed_uri_sans_template is Computed with no default, so false in a new resource.
+PKI_ROLE_BOOLEAN_DEFAULTS = {
+    "allow_any_name": False, "allow_bare_domains": False, "allow_glob_domains": False, "allow_ip_sans": True,
+    "allow_localhost": True, "allow_subdomains": False, "allow_wildcard_certificates": True,
+    "allowed_uri_sans_template": False, "basic_constraints_valid_for_non_ca": False, "client_flag": True,
+    "code_signing_flag": False, "email_protection_flag": False, "enforce_hostnames": True, "generate_lease": False,
+    "no_store": False, "require_cn": True, "server_flag": True, "use_csr_common_name": True, "use_csr_sans": True,
+}
+
+
 def _pki_role(i: dict) -> tuple[str, dict]:
-    # vault/resource_pki_secret_backend_role.go ...Create: <backend>/roles/<name>; lists stay JSON lists.
-    return f"{i['backend'].strip('/')}/roles/{i['name']}", api_fields(i, drop=("backend", "name"))
+    # vault/resource_pki_secret_backend_role.go ...Create: <backend>/roles/<name>; lists stay JSON lists, every
+    # boolean is sent (the provider's default where unset), other fields only when set.
+    return f"{i['backend'].strip('/')}/roles/{i['name']}", {**PKI_ROLE_BOOLEAN_DEFAULTS,
+                                                             **api_fields(i, drop=("backend", "name"))}
 
 
 def _kubernetes_config(i: dict) -> tuple[str, dict]:
