@@ -301,3 +301,21 @@ def test_a_refused_api_call_fails_the_run_with_the_servers_words(staging):
                         set_config={"vaultKubernetesHost": reviews.host, "vaultKubernetesCaFile": str(reviews.ca_file)})
     assert caught.value.status == 400 and f"sys/auth/{taken}" in str(caught.value)
     assert "path is already in use" in str(caught.value)
+
+
+def test_the_workload_path_refuses_names_outside_the_role(applied):
+    """What the role declares is what Vault enforces: DNS names outside its domains and URIs outside its SPIFFE
+    pattern are refused (400), even with a token that may call the path."""
+    workloads = [c for c in applied.vault_certificates() if c["spec"].get("uris")]
+    if not workloads:
+        pytest.skip(f"{applied.stack}'s graph asks for no workload certificates")
+    spec, issuer = workloads[0]["spec"], applied.issuer_of(workloads[0])
+    (role,) = [r.object() for r in applied.run.of_type(PKI_ROLE)
+               if issuer["spec"]["vault"]["path"].endswith(f"/sign/{r.object()['name']}")]
+    outside_dns = "outside." + ".".join(sorted(role["allowedDomains"])[0].split(".")[1:]) + ".invalid"
+    outside_uri = role["allowedUriSans"][0].replace("spiffe://", "spiffe://not-").replace("*", "x")
+    token = _login_token(applied, issuer)
+    for dns, uris in (([outside_dns], spec["uris"]), (spec["dnsNames"], [outside_uri])):
+        status, body = cert_manager_sign(applied.server, token, issuer["spec"]["vault"]["path"], _csr(None, dns, uris),
+                                         _duration(spec["duration"]), namespace=applied.namespace)
+        assert status == 400, (dns, uris, body)
