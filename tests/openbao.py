@@ -7,8 +7,9 @@
   of service-account tokens it issued.
 - `cert_manager_login` / `cert_manager_sign`: the two requests cert-manager v1.21.1 makes to a Vault issuer.
 
-Upstream sources followed (commit 31447510c5c6 of hashicorp/terraform-provider-vault, tag v1.21.1 of
-cert-manager/cert-manager, HEAD of hashicorp/vault-plugin-auth-kubernetes) are named where used.
+Upstream sources followed, named where used: hashicorp/terraform-provider-vault at 31447510c5c6 (vault/resource_*.go),
+cert-manager/cert-manager v1.21.1 = 24e33194fb39 (internal/vault/vault.go), hashicorp/vault-plugin-auth-kubernetes at
+4b6181768f9a (path_login.go, token_review.go, path_config.go).
 """
 
 from __future__ import annotations
@@ -30,12 +31,12 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
-from harness import RecordingMocks, computed_outputs, plain
+from harness import RecordingMocks, plain
 
 
 def free_port() -> int:
@@ -167,10 +168,9 @@ def joined(data: dict[str, Any], *keys: str) -> dict[str, Any]:
 
 
 @dataclass
-class Applied:
+class SentRequest:
     path: str
     body: dict[str, Any]
-    outputs: dict[str, Any] = field(default_factory=dict)
 
 
 # Each mapping: wire inputs -> (API path, request body); a function of the response -> extra outputs (wire names).
@@ -250,9 +250,22 @@ def _crl_config(i: dict) -> tuple[str, dict]:
     return f"{i['backend'].strip('/')}/config/crl", api_fields(i, drop=("backend",))
 
 
+# vault/resource_pki_secret_backend_role.go pkiSecretBooleanFields, each sent with d.Get (so the schema default when
+# the program leaves it out); allowed_uri_sans_template is Computed with no default, so false in a new resource.
+PKI_ROLE_BOOLEAN_DEFAULTS = {
+    "allow_any_name": False, "allow_bare_domains": False, "allow_glob_domains": False, "allow_ip_sans": True,
+    "allow_localhost": True, "allow_subdomains": False, "allow_wildcard_certificates": True,
+    "allowed_uri_sans_template": False, "basic_constraints_valid_for_non_ca": False, "client_flag": True,
+    "code_signing_flag": False, "email_protection_flag": False, "enforce_hostnames": True, "generate_lease": False,
+    "no_store": False, "require_cn": True, "server_flag": True, "use_csr_common_name": True, "use_csr_sans": True,
+}
+
+
 def _pki_role(i: dict) -> tuple[str, dict]:
-    # vault/resource_pki_secret_backend_role.go ...Create: <backend>/roles/<name>; lists stay JSON lists.
-    return f"{i['backend'].strip('/')}/roles/{i['name']}", api_fields(i, drop=("backend", "name"))
+    # vault/resource_pki_secret_backend_role.go ...Create: <backend>/roles/<name>; lists stay JSON lists, every
+    # boolean is sent (the provider's default where unset), other fields only when set.
+    return f"{i['backend'].strip('/')}/roles/{i['name']}", {**PKI_ROLE_BOOLEAN_DEFAULTS,
+                                                             **api_fields(i, drop=("backend", "name"))}
 
 
 def _kubernetes_config(i: dict) -> tuple[str, dict]:
@@ -294,8 +307,8 @@ APPLY: dict[str, tuple[Callable[[dict], tuple[str, dict]], Callable[[dict], dict
     "vault:pkiSecret/secretBackendRootSignIntermediate:SecretBackendRootSignIntermediate":
         (_root_sign_intermediate, _cert_outputs),
     "vault:pkiSecret/secretBackendIntermediateSetSigned:SecretBackendIntermediateSetSigned":
-        (_set_signed, lambda r: {k: v for k, v in {"importedIssuers": ((r or {}).get("data") or {}).get("imported_issuers"),
-                                                    "importedKeys": ((r or {}).get("data") or {}).get("imported_keys")}.items() if v}),
+        (_set_signed, lambda r: {"importedIssuers": (r.get("data") or {}).get("imported_issuers") or [],
+                                 "importedKeys": (r.get("data") or {}).get("imported_keys") or []}),
     "vault:pkiSecret/secretBackendConfigUrls:SecretBackendConfigUrls": (_config_urls, lambda r: {}),
     "vault:pkiSecret/secretBackendCrlConfig:SecretBackendCrlConfig": (_crl_config, lambda r: {}),
     "vault:pkiSecret/secretBackendRole:SecretBackendRole": (_pki_role, lambda r: {}),
@@ -320,7 +333,7 @@ class OpenBaoMocks(RecordingMocks):
         super().__init__(previous_outputs)
         self.server, self.tokens = server, tokens
         self.namespaces: dict[str, str] = {}  # provider id -> Vault namespace
-        self.applied: list[tuple[str, str, Applied]] = []  # (type, name, what was sent)
+        self.applied: list[tuple[str, str, SentRequest]] = []  # (type, name, what was sent)
         self.retried: list[tuple[str, str]] = []  # (path, the server's error) of each retried request
 
     def _namespace(self, provider: str | None) -> str | None:
@@ -362,7 +375,7 @@ class OpenBaoMocks(RecordingMocks):
                     raise
                 self.retried.append((path, str(err)))
                 time.sleep(1.0)
-        self.applied.append((args.typ, args.name, Applied(path, body)))
+        self.applied.append((args.typ, args.name, SentRequest(path, body)))
         outputs = dict(args.inputs)
         outputs.update(outputs_of(response or {}))
         return f"{args.name}-id", outputs
@@ -396,6 +409,14 @@ class Review:
 class TokenReviewServer:
     """`POST /apis/authentication.k8s.io/v1/tokenreviews` over HTTPS on 127.0.0.1, answering as the API server does
     for the tokens it issued (ES256 JWTs with the claims the kube-apiserver puts in bound service-account tokens).
+
+    Why JWTs and not opaque strings: Vault parses the login JWT before any review (path_login.go
+    parseAndValidateJWT: go-jose ParseSigned with an allowed algorithm, `aud` against the role's audience, then
+    service-account name/namespace from the `kubernetes.io` claims). With no pem_keys configured it does NOT verify
+    the signature (DontVerifySignature) and relies on the review. The review (token_review.go Review) sends
+    spec.token and spec.audiences = [role audience] (or the token's own `aud`), with Bearer token_reviewer_jwt when
+    set, else the login JWT itself; it requires status.authenticated, an audience intersection, and a username
+    system:serviceaccount:<ns>:<name> whose name, namespace and uid match the JWT's claims (path_login.go lookup).
 
     The caller must present (as Bearer) a token of an account allowed to review tokens; otherwise 401 for an unknown
     token and 403 for an account without system:auth-delegator, as the API server's authn/RBAC would. Every review is

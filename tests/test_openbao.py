@@ -20,11 +20,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 import tools
 from components.durations import Duration
 from harness import PROJECT, run_program, stack_config
-from openbao import (OpenBaoMocks, OpenBaoServer, TokenReviewServer, UnappliedVaultResource, VaultError,
-                     cert_manager_login, cert_manager_sign, cert_manager_token_audiences)
+from openbao import (APPLY, OpenBaoMocks, OpenBaoServer, TokenReviewServer, UnappliedVaultResource, VaultError,
+                     api_fields, cert_manager_login, cert_manager_sign, cert_manager_token_audiences)
 
 AUTH_ROLE = "vault:kubernetes/authBackendRole:AuthBackendRole"
 MOUNT = "vault:index/mount:Mount"
+AUTH_BACKEND = "vault:index/authBackend:AuthBackend"
+AUTH_CONFIG = "vault:kubernetes/authBackendConfig:AuthBackendConfig"
 PKI_ROLE = "vault:pkiSecret/secretBackendRole:SecretBackendRole"
 POLICY = "vault:index/policy:Policy"
 STACKS = ("staging", "prod")
@@ -267,13 +269,17 @@ def test_the_login_token_reaches_nothing_but_the_issuers_paths(applied):
 
 
 def test_in_cluster_config_outside_a_pod_fails_as_upstream_says():
-    """Vault not in a pod has no service-account files; the config write names the missing file."""
-    with OpenBaoServer(tools.bao()) as server, TokenReviewServer() as reviews:
-        with pytest.raises(VaultError) as caught:
-            run_program("staging", mocks_factory=lambda previous: OpenBaoMocks(server, previous, tokens=reviews),
-                        set_config={"vaultKubernetesAuthMode": "in-cluster", "vaultKubernetesHost": reviews.host})
-    assert caught.value.status == 400
-    assert "open /var/run/secrets/kubernetes.io/serviceaccount/ca.crt" in str(caught.value)
+    """Vault not in a pod has no service-account files; writing the in-cluster config names the missing file."""
+    run = run_program("staging", set_config={"vaultKubernetesAuthMode": "in-cluster",
+                                             "vaultKubernetesHost": "https://127.0.0.1:6443"})
+    # Applied request by request rather than as a failing run: one failing run per test session is enough to show
+    # that failures stop the run (the next test), and each one leaves the SDK's failed futures behind.
+    with OpenBaoServer(tools.bao()) as server:
+        for registration in run.of_type(AUTH_BACKEND) + run.of_type(AUTH_CONFIG):
+            path, body = APPLY[registration.type][0](api_fields(registration.inputs))
+            status, answer = server.request("POST", path, body)
+    assert registration.type == AUTH_CONFIG and status == 400
+    assert answer["errors"] == ["open /var/run/secrets/kubernetes.io/serviceaccount/ca.crt: no such file or directory"]
 
 
 def test_an_unmapped_vault_resource_type_fails_the_run():
@@ -283,8 +289,33 @@ def test_an_unmapped_vault_resource_type_fails_the_run():
         OpenBaoMocks(server=None).new_resource(Args())
 
 
-def test_a_refused_api_call_fails_the_run_with_the_servers_words(applied):
-    # The program's own role again, on a mount that does not exist: OpenBao's error text must reach the test.
-    with pytest.raises(VaultError) as caught:
-        applied.server.write("no-such-mount/roles/x", {"key_type": "ec"}, namespace=applied.namespace)
-    assert caught.value.status == 404 and "no handler for route" in str(caught.value)
+def test_a_refused_api_call_fails_the_run_with_the_servers_words(staging):
+    # The auth mount the program declares already exists (someone enabled it by hand): Vault refuses, and so must
+    # the run. (An auth mount rather than a PKI mount: few outputs hang on it, so the failure stays small.)
+    (backend,) = staging.of_type(AUTH_BACKEND)
+    taken = backend.object()["path"]
+    with OpenBaoServer(tools.bao()) as server, TokenReviewServer() as reviews:
+        server.write(f"sys/auth/{taken}", {"type": "userpass"})
+        with pytest.raises(VaultError) as caught:
+            run_program("staging", mocks_factory=lambda previous: OpenBaoMocks(server, previous, tokens=reviews),
+                        set_config={"vaultKubernetesHost": reviews.host, "vaultKubernetesCaFile": str(reviews.ca_file)})
+    assert caught.value.status == 400 and f"sys/auth/{taken}" in str(caught.value)
+    assert "path is already in use" in str(caught.value)
+
+
+def test_the_workload_path_refuses_names_outside_the_role(applied):
+    """What the role declares is what Vault enforces: DNS names outside its domains and URIs outside its SPIFFE
+    pattern are refused (400), even with a token that may call the path."""
+    workloads = [c for c in applied.vault_certificates() if c["spec"].get("uris")]
+    if not workloads:
+        pytest.skip(f"{applied.stack}'s graph asks for no workload certificates")
+    spec, issuer = workloads[0]["spec"], applied.issuer_of(workloads[0])
+    (role,) = [r.object() for r in applied.run.of_type(PKI_ROLE)
+               if issuer["spec"]["vault"]["path"].endswith(f"/sign/{r.object()['name']}")]
+    outside_dns = "outside." + ".".join(sorted(role["allowedDomains"])[0].split(".")[1:]) + ".invalid"
+    outside_uri = role["allowedUriSans"][0].replace("spiffe://", "spiffe://not-").replace("*", "x")
+    token = _login_token(applied, issuer)
+    for dns, uris in (([outside_dns], spec["uris"]), (spec["dnsNames"], [outside_uri])):
+        status, body = cert_manager_sign(applied.server, token, issuer["spec"]["vault"]["path"], _csr(None, dns, uris),
+                                         _duration(spec["duration"]), namespace=applied.namespace)
+        assert status == 400, (dns, uris, body)
