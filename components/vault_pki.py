@@ -194,7 +194,7 @@ class VaultPki(pulumi.ComponentResource):
             root_path, int_path = vault_settings.root_mount(anchor), vault_settings.intermediate_mount(anchor)
             root_mount, root = self._root(f"{name}-root-{anchor}", root_path, f"mtls-mesh root {anchor}",
                                           f"mtls-mesh trust anchor {anchor}", f"root-{anchor}", vault_settings, kept)
-            root_urls = self._publish(f"{name}-root-{anchor}", root_mount, root_path, vault_settings, child)
+            root_urls = self._publish(f"{name}-root-{anchor}", root_mount, root_path, vault_settings, child, after=root)
 
             int_mount = vault.Mount(f"{name}-int-{anchor}", path=int_path, type="pki",
                                     description=f"mtls-mesh intermediate under anchor {anchor}",
@@ -214,14 +214,15 @@ class VaultPki(pulumi.ComponentResource):
                 f"{name}-int-{anchor}-set-signed", backend=int_mount.path,
                 # The full chain, so cert-manager's ca.crt is the root and proxies can verify to the anchor.
                 certificate=pulumi.Output.concat(signed.certificate, "\n", root.certificate), opts=kept)
-            int_urls = self._publish(f"{name}-int-{anchor}", int_mount, int_path, vault_settings, child)
+            int_urls = self._publish(f"{name}-int-{anchor}", int_mount, int_path, vault_settings, child, after=set_signed)
 
             # The workload chain: a root the proxies never trust, signing leaves through one role per namespace.
             workload_path = vault_settings.workload_mount(anchor)
             workload_mount, workload_root = self._root(
                 f"{name}-workload-{anchor}", workload_path, f"mtls-mesh workload root {anchor}",
                 f"mtls-mesh workload certificates under anchor {anchor}", f"workload-{anchor}", vault_settings, kept)
-            workload_urls = self._publish(f"{name}-workload-{anchor}", workload_mount, workload_path, vault_settings, child)
+            workload_urls = self._publish(f"{name}-workload-{anchor}", workload_mount, workload_path, vault_settings, child,
+                                          after=workload_root)
             for namespace in namespaces:
                 workload_roles[namespace].append(vault.pkisecret.SecretBackendRole(
                     f"{name}-workload-{anchor}/{namespace}", backend=workload_mount.path,
@@ -283,11 +284,15 @@ class VaultPki(pulumi.ComponentResource):
         return backend.path, [config]
 
     @staticmethod
-    def _publish(name: str, mount: vault.Mount, path: str, settings: VaultSettings,
-                 opts: pulumi.ResourceOptions) -> vault.pkisecret.SecretBackendConfigUrls:
-        """Where the mount's CA certificate and CRL are published, and a CRL that rebuilds itself."""
-        urls = vault.pkisecret.SecretBackendConfigUrls(f"{name}-urls", backend=mount.path,
-                                                       **issuing_urls(settings, path), opts=opts)
-        vault.pkisecret.SecretBackendCrlConfig(f"{name}-crl", backend=mount.path, auto_rebuild=True,
-                                               expiry=CRL_EXPIRY, opts=opts)
+    def _publish(name: str, mount: vault.Mount, path: str, settings: VaultSettings, opts: pulumi.ResourceOptions,
+                 after: pulumi.Resource) -> vault.pkisecret.SecretBackendConfigUrls:
+        """Where the mount's CA certificate and CRL are published, and a CRL that rebuilds itself. One write at a time
+        per mount, after its issuer exists: generating an issuer rebuilds the CRL, and OpenBao answered a config write
+        racing it with 500 "transaction commit failed" (tests/openbao.py)."""
+        urls = vault.pkisecret.SecretBackendConfigUrls(
+            f"{name}-urls", backend=mount.path, **issuing_urls(settings, path),
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[after])))
+        vault.pkisecret.SecretBackendCrlConfig(
+            f"{name}-crl", backend=mount.path, auto_rebuild=True, expiry=CRL_EXPIRY,
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[urls])))
         return urls
