@@ -85,8 +85,7 @@ def applied(request):
     stack, mode = request.param
     bao = tools.bao()
     if mode == "in-cluster" and _pod_namespace_available():
-        if os.environ.get("MTLS_MESH_REQUIRE_TOOLS"):
-            pytest.fail(_pod_namespace_available() + " (MTLS_MESH_REQUIRE_TOOLS is set)")
+        # A privilege, not a tool .ci/install-tools could install: skipped with the reason even in CI.
         pytest.skip(_pod_namespace_available())
     config, _ = stack_config(stack)
     namespace = config.get(f"{PROJECT}:vaultNamespace", "")
