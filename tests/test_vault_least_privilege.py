@@ -23,7 +23,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import tools
 from components.graph import mesh_identity
-from harness import PROJECT, run_program, stack_config
+from harness import PROJECT, PROJECT_DIR, run_program, stack_config
 from openbao import OpenBaoMocks, OpenBaoServer, TokenReviewServer, cert_manager_login, cert_manager_sign, \
     cert_manager_token_audiences
 from test_x509 import handshake
@@ -344,3 +344,25 @@ def test_during_a_rotation_both_anchors_work_while_both_are_in_the_bundle(rotati
             status, body = rotating.sign(issuer, csr(new_key(), dns=spec["dnsNames"], uris=spec["uris"]), path=path, token=token)
             assert status == 200, (path, body)
             assert pem(body["data"]["issuing_ca"]) == pem(rotating.run.exports["workloadRoots"][anchor])
+
+
+def test_vault_reviews_tokens_over_tls_verified_with_the_ca_the_program_gave_it():
+    """Which CA Vault used (external mode): the program hands Vault `vaultKubernetesCaFile`. With the API server's own
+    CA the review happens; with any other CA Vault cannot verify the API server, so no review reaches it and the login
+    fails, whatever the token (Vault says only "permission denied"; the stand-in saw no request)."""
+    foreign_ca = str(PROJECT_DIR / "stacks" / "ca" / "example-internal-ca.pem")
+    for ca_file, works in ((None, True), (foreign_ca, False)):
+        settings = {} if ca_file is None else {"vaultKubernetesCaFile": ca_file}
+        deployed, (server, reviews) = deploy("staging", **settings)
+        try:
+            issuer = deployed.issuer("linkerd", "mtls-mesh-identity-")
+            jwt = deployed.token_for(issuer)
+            status, body = deployed.login(issuer, jwt)
+            reviewed = [r for r in reviews.reviews if r.body.get("spec", {}).get("token") == jwt]
+            if works:
+                assert status == 200 and len(reviewed) == 1, body
+            else:
+                assert status >= 400 and not (body or {}).get("auth") and not reviewed, body
+        finally:
+            server.__exit__(None, None, None)
+            reviews.__exit__(None, None, None)
