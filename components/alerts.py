@@ -90,7 +90,7 @@ def _certificate_expiry_rules(alert: str, selector: str, what: str, renew_before
 
 def _namespace_regex(namespaces: Iterable[str]) -> str:
     # Namespace names are validated DNS labels: no regex metacharacters to escape (and PromQL strings reject `\-`).
-    return "|".join(sorted(namespaces))
+    return "|".join(sorted(set(namespaces)))
 
 
 def mesh_rule_groups(settings: Settings) -> list[dict[str, Any]]:
@@ -100,6 +100,10 @@ def mesh_rule_groups(settings: Settings) -> list[dict[str, Any]]:
     authenticated = [ns for ns in meshed if settings.rollout.policy_for(ns) in AUTHENTICATED_PHASES]
     ours = _namespace_regex([*meshed, LINKERD_NAMESPACE])
     issuer_namespaces = _namespace_regex([LINKERD_NAMESPACE, VIZ_NAMESPACE, *graph.certificate_services])
+    # Where the program's Certificates live: the mesh's namespaces, cert-manager's, and viz's webhook CA and certificates.
+    certificate_namespaces = _namespace_regex([*meshed, *graph.certificate_services, LINKERD_NAMESPACE,
+                                               settings.cert_manager.namespace,
+                                               *([VIZ_NAMESPACE] if settings.linkerd.viz else [])])
     by_pod = "namespace, pod"
 
     traffic = [
@@ -172,7 +176,7 @@ def mesh_rule_groups(settings: Settings) -> list[dict[str, Any]]:
                                    f'namespace="{LINKERD_NAMESPACE}", name=~"{webhook_names}"',
                                    "The Linkerd webhook certificate", Duration.parse(WEBHOOK_CERT_RENEW_BEFORE)),
         rule("MeshCertificateNotReady",
-             f'max by (namespace, name, issuer_name) (certmanager_certificate_ready_status{{condition!="True", namespace=~"{ours}|{settings.cert_manager.namespace}"}}) == 1',
+             f'max by (namespace, name, issuer_name) (certmanager_certificate_ready_status{{condition!="True", namespace=~"{certificate_namespaces}"}}) == 1',
              "critical", "Certificate {{ $labels.namespace }}/{{ $labels.name }} is not Ready",
              "cert-manager cannot issue or renew it through {{ $labels.issuer_name }}: "
              "`kubectl -n {{ $labels.namespace }} describe certificate {{ $labels.name }}`.", for_="15m"),

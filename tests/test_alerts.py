@@ -372,3 +372,21 @@ def test_an_unreadable_anchor_certificate_is_a_clear_error_not_a_traceback_from_
     with pytest.raises(CertificateUnreadable, match="trust anchor 2026-11: cannot read the certificate as PEM X.509"):
         certificate_not_after("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",
                               "trust anchor 2026-11")
+
+
+def test_every_certificate_the_program_registers_is_watched_for_readiness(promtool, tmp_path):
+    """Each namespace that holds one of the program's Certificates (viz's webhook CA and certificates included) is in
+    MeshCertificateNotReady's reach: a not-Ready Certificate there fires."""
+    run = run_program("staging", set_config={"linkerdViz": True, "alerts": True})
+    spec = rule_spec(run)
+    scraped = cert_manager_scrape(run)
+    tests = []
+    for certificate in run.objects("Certificate"):
+        labels = {"namespace": certificate["metadata"]["namespace"], "name": certificate["metadata"]["name"],
+                  "issuer_name": certificate["spec"]["issuerRef"]["name"]}
+        tests += case("MeshCertificateNotReady",
+                      [series("certmanager_certificate_ready_status", {**labels, "condition": "False"}, fixed(1), scraped)],
+                      [], [{**labels, "severity": "critical"}])[:1]
+    assert {"linkerd", "linkerd-viz", "data"} <= {c["metadata"]["namespace"] for c in run.objects("Certificate")}
+    result = run_promtool_tests(promtool, tmp_path, spec, tests)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
