@@ -207,8 +207,11 @@ class VaultPki(pulumi.ComponentResource):
                 f"{name}-int-{anchor}-signed", backend=root_mount.path, csr=csr.csr,
                 common_name=f"mtls-mesh intermediate {anchor}", organization="mtls-mesh",
                 ttl=str(vault_settings.intermediate_ttl.seconds), max_path_length=INTERMEDIATE_MAX_PATH_LENGTH,
-                # "pem", not "pem_bundle": a bundle already appends the root, which the chain below would then carry twice.
-                format="pem",
+                # The bundle already carries the root, so set-signed below receives it twice; Vault imports each
+                # certificate once, and the chains it hands out carry the root once (tests/test_vault_least_privilege.py).
+                # Left so: `format` and set-signed's `certificate` force replacement (ForceNew in the provider), which
+                # would re-sign every existing stack's intermediate, and a protected stack's `up` would be refused.
+                format="pem_bundle",
                 opts=pulumi.ResourceOptions.merge(kept, pulumi.ResourceOptions(depends_on=[root, root_urls])))
             set_signed = vault.pkisecret.SecretBackendIntermediateSetSigned(
                 f"{name}-int-{anchor}-set-signed", backend=int_mount.path,

@@ -203,6 +203,17 @@ def test_a_workload_login_never_gets_a_ca(deployed):
             assert deployed.sign(issuer, csr(new_key(), "attacker", ca=True), path=path, token=token)[0] == 403, path
 
 
+def test_the_chain_vault_hands_out_carries_each_certificate_once(deployed):
+    """The program sends set-signed the intermediate bundle plus the root (so the root twice); Vault imports each
+    certificate once, and what cert-manager receives is identity issuer -> intermediate -> root, no repeats."""
+    issuer = deployed.issuer("linkerd", "mtls-mesh-identity-")
+    status, body = deployed.sign(issuer, csr(new_key(), "identity.example", ["identity.example"]))
+    assert status == 200, body
+    chain = [pem(c) for c in body["data"]["ca_chain"]]
+    assert len({c.fingerprint(hashes.SHA256()) for c in chain}) == len(chain) == 3, [c.subject for c in chain]
+    assert chain[-1] in bundle(deployed)
+
+
 def test_the_identity_issuer_is_a_ca_that_can_sign_leaves_only(deployed):
     issuer = deployed.issuer("linkerd", "mtls-mesh-identity-")
     spec = deployed.run.object("Certificate", "linkerd-identity-issuer", "linkerd")["spec"]
