@@ -110,11 +110,32 @@ def _created_by_program(run) -> set[tuple[str, str, str]]:
             made.add((obj["kind"], meta.get("namespace"), meta["name"]))
         elif obj["kind"] == "Certificate":
             made.add(("Secret", meta["namespace"], obj["spec"]["secretName"]))
+    # trust-manager writes each Bundle's target ConfigMap, named like the Bundle, in the namespaces its selector picks
+    # (the API server labels every namespace with kubernetes.io/metadata.name).
+    namespaces = {}
+    for obj in run.objects():
+        if obj["kind"] in ("Namespace", "NamespacePatch"):
+            name = obj["metadata"]["name"]
+            namespaces[name] = {**(obj["metadata"].get("labels") or {}), "kubernetes.io/metadata.name": name}
     for bundle in run.objects("Bundle"):
-        # trust-manager writes the target ConfigMap, named like the Bundle, in each selected namespace; the control
-        # plane's namespace is the one Linkerd reads it from.
-        made.add(("ConfigMap", "linkerd", bundle["metadata"]["name"]))
+        selector = bundle["spec"]["target"].get("namespaceSelector") or {}
+        for name, labels in namespaces.items():
+            if _selects(selector, labels):
+                made.add(("ConfigMap", name, bundle["metadata"]["name"]))
     return made
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    """A Kubernetes label selector (matchLabels, matchExpressions with In/NotIn/Exists/DoesNotExist)."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
+        ok = {"In": labels.get(key) in values, "NotIn": labels.get(key) not in values,
+              "Exists": key in labels, "DoesNotExist": key not in labels}[operator]
+        if not ok:
+            return False
+    return True
 
 
 @pytest.mark.parametrize("stack,extra", [("staging", {"linkerdViz": True}), ("prod", {})])

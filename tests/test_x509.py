@@ -81,8 +81,22 @@ class Chain:
     workload_root: Issued      # a chain of its own: the proxies never trust it
 
 
+def _mock_source(pem: str) -> str:
+    """The harness's stand-in certificates are named after the resource that made them (CN=MOCK-<name>)."""
+    common_name = x509.load_pem_x509_certificate(pem.encode()).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return common_name[0].value.removeprefix("MOCK-")
+
+
+def _issuer_of(run, certificate_name: str, namespace: str) -> tuple[dict, dict]:
+    """A Certificate's spec and the Issuer its issuerRef names (in its own namespace)."""
+    spec = run.object("Certificate", certificate_name, namespace)["spec"]
+    assert spec["issuerRef"]["kind"] == "Issuer"
+    return spec, run.object("Issuer", spec["issuerRef"]["name"], namespace)["spec"]
+
+
 def chain_from_run(run, *, intermediate_path_length: int | None = None) -> Chain:
-    """Build the chain the stack's recorded registrations describe."""
+    """Build the chain the stack's recorded registrations describe, each certificate signed by the CA the program
+    wires it to (issuerRef -> Issuer -> Vault mount or CA Secret; in dev, the signing certificate it names)."""
     anchors = {r.name: r for r in run.of_type("tls:index/selfSignedCert:SelfSignedCert")}
     if anchors:
         keys = {r.name: plain(r.inputs) for r in run.of_type("tls:index/privateKey:PrivateKey")}
@@ -92,36 +106,52 @@ def chain_from_run(run, *, intermediate_path_length: int | None = None) -> Chain
             assert inputs["isCaCertificate"]
             return issue(inputs["subject"]["commonName"], dt.timedelta(hours=inputs["validityPeriodHours"]),
                          curve=CURVES[(keys[name]["ecdsaCurve"], None)], ca=True)
-        anchor = run.config["mtls-mesh:trustAnchor"]
-        root, workload_root = self_signed(f"anchor-{anchor}"), self_signed(f"workload-root-{anchor}")
+        cas = {name: self_signed(name) for name in anchors}
+        # The identity issuer's CA Issuer signs from a Secret; its tls.crt names the self-signed root it holds.
+        _, identity_issuer_spec = _issuer_of(run, "linkerd-identity-issuer", "linkerd")
+        anchor_secret = run.object("Secret", identity_issuer_spec["ca"]["secretName"], "linkerd")
+        root = cas[_mock_source(anchor_secret["stringData"]["tls.crt"])]
         above_issuer = [root]
         # The program signs workload certificates itself (pulumi-tls), as its CertRequest and LocallySignedCert say.
         (request,) = [plain(r.inputs) for r in run.of_type("tls:index/certRequest:CertRequest")]
         (signed,) = [plain(r.inputs) for r in run.of_type("tls:index/locallySignedCert:LocallySignedCert")]
+        workload_root = cas[_mock_source(signed["caCertPem"])]
         uses = {"server_auth": "server auth", "client_auth": "client auth"}
         workload_leaf = issue(request["dnsNames"][0], dt.timedelta(hours=signed["validityPeriodHours"]),
                               parent=workload_root, curve=ec.SECP256R1(),
                               usages=[uses[u] for u in signed["allowedUses"] if u in uses],
                               dns=request["dnsNames"], uris=request["uris"])
     else:
-        roots = {r.name: plain(r.inputs) for r in run.of_type("vault:pkiSecret/secretBackendRootCert:SecretBackendRootCert")}
-
         def vault_root(inputs: dict) -> Issued:
             return issue(inputs["commonName"], dt.timedelta(seconds=int(inputs["ttl"])),
                          curve=CURVES[(inputs["keyType"], inputs["keyBits"])], ca=True)
-        root_inputs = next(v for k, v in roots.items() if k.startswith("pki-root-"))
-        root = vault_root(root_inputs)
-        workload_root = vault_root(next(v for k, v in roots.items() if k.startswith("pki-workload-")))
-        wspec = run.object("Certificate", "postgres-mesh-tls", "data")["spec"]
-        workload_leaf = issue(wspec["dnsNames"][0], _hours(wspec["duration"]), parent=workload_root,
-                              curve=CURVES[(wspec["privateKey"]["algorithm"], wspec["privateKey"]["size"])],
-                              usages=wspec["usages"], dns=wspec["dnsNames"], uris=wspec["uris"])
-        signed = plain(run.of_type("vault:pkiSecret/secretBackendRootSignIntermediate:SecretBackendRootSignIntermediate")[0].inputs)
-        csr = plain(run.of_type("vault:pkiSecret/secretBackendIntermediateCertRequest:SecretBackendIntermediateCertRequest")[0].inputs)
+        # Vault root mount path -> the root it holds.
+        roots = {plain(r.inputs)["backend"]: vault_root(plain(r.inputs))
+                 for r in run.of_type("vault:pkiSecret/secretBackendRootCert:SecretBackendRootCert")}
+        # The identity issuer signs through <intermediate mount>/root/sign-intermediate; that mount's CSR was signed on
+        # a root mount.
+        _, identity_issuer_spec = _issuer_of(run, "linkerd-identity-issuer", "linkerd")
+        int_mount = identity_issuer_spec["vault"]["path"].removesuffix("/root/sign-intermediate")
+        (csr_registration,) = [r for r in run.of_type(
+            "vault:pkiSecret/secretBackendIntermediateCertRequest:SecretBackendIntermediateCertRequest")
+            if plain(r.inputs)["backend"] == int_mount]
+        (signed_registration,) = [r for r in run.of_type(
+            "vault:pkiSecret/secretBackendRootSignIntermediate:SecretBackendRootSignIntermediate")
+            if csr_registration.urn in r.property_dependencies.get("csr", ())]
+        signed, csr = plain(signed_registration.inputs), plain(csr_registration.inputs)
+        root = roots[signed["backend"]]
         path_length = signed["maxPathLength"] if intermediate_path_length is None else intermediate_path_length
         intermediate = issue(signed["commonName"], dt.timedelta(seconds=int(signed["ttl"])),
                              curve=CURVES[(csr["keyType"], csr["keyBits"])], parent=root, ca=True, path_length=path_length)
         above_issuer = [root, intermediate]
+        # The workload issuer signs through <mount>/sign/<role>: the leaf's parent is whatever CA that mount holds.
+        wspec, workload_issuer_spec = _issuer_of(run, "postgres-mesh-tls", "data")
+        workload_mount = workload_issuer_spec["vault"]["path"].split("/sign/")[0]
+        assert workload_mount in roots, f"the workload issuer signs on {workload_mount}, which holds no root of its own"
+        workload_root = roots[workload_mount]
+        workload_leaf = issue(wspec["dnsNames"][0], _hours(wspec["duration"]), parent=workload_root,
+                              curve=CURVES[(wspec["privateKey"]["algorithm"], wspec["privateKey"]["size"])],
+                              usages=wspec["usages"], dns=wspec["dnsNames"], uris=wspec["uris"])
     spec = run.object("Certificate", "linkerd-identity-issuer", "linkerd")["spec"]
     identity_issuer = issue(spec["commonName"], _hours(spec["duration"]), parent=above_issuer[-1], ca=spec["isCA"],
                             curve=CURVES[(spec["privateKey"]["algorithm"], spec["privateKey"]["size"])],
