@@ -299,11 +299,11 @@ class MeshAlerts(pulumi.ComponentResource):
         def groups(pems: list[str]) -> list[dict[str, Any]]:
             anchor_pems, workload_pems = pems[:len(anchors)], pems[len(anchors):]
             built = mesh_groups + [anchor_rule_group(
-                {a: certificate_not_after(pem, f"trust anchor {a}") for a, pem in zip(anchors, anchor_pems)},
+                {a: certificate_not_after(pem, f"trust anchor {a}") for a, pem in zip(anchors, anchor_pems, strict=True)},
                 settings.pki.anchor_validity)]
             if workloads:
                 built.append(signed_workload_rule_group(
-                    {w: certificate_not_after(pem, f"workload certificate {w[0]}/{w[1]}") for w, pem in zip(workloads, workload_pems)},
+                    {w: certificate_not_after(pem, f"workload certificate {w[0]}/{w[1]}") for w, pem in zip(workloads, workload_pems, strict=True)},
                     settings.pki.workload_renew_before))
             return built
 
