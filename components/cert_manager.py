@@ -124,7 +124,8 @@ def workload_trust_bundle(settings: Settings) -> dict[str, Any]:
             "sources": [{"configMap": {"name": workload_anchor_object_name(anchor), "key": ANCHOR_KEY}}
                         for anchor in settings.pki.rotation.bundle_anchors],
             "target": {"configMap": {"key": TRUST_ROOTS_KEY},
-                       # The API server labels every namespace with its own name; this selects exactly the graph's.
+                       # The API server labels every namespace with its own name (Linkerd's chart selects its webhook
+                       # namespaces on the same label, values.yaml); this selects exactly the graph's.
                        "namespaceSelector": {"matchExpressions": [
                            {"key": "kubernetes.io/metadata.name", "operator": "In",
                             "values": sorted(settings.graph.namespaces)}]}},
