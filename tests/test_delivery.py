@@ -410,3 +410,53 @@ def test_in_cluster_with_a_kubeconfig_is_rejected():
         run_program("dev", set_config={"kubeContext": "in-cluster", "kubeconfig": "/tmp/kubeconfig",
                                        "deliveredBy": "operator"})
     assert [p.where for p in caught.value.problems] == ["mtls-mesh:kubeconfig"]
+
+
+# --- the upgrade runbook ---------------------------------------------------------------------------------------------
+
+def section(heading: str) -> str:
+    return re.split(r"\n#{2,4} ", README.split(f"\n{heading}\n", 1)[1], maxsplit=1)[0]
+
+
+def slug(heading: str) -> str:
+    return re.sub(r"[^a-z0-9 -]", "", heading.lower()).replace(" ", "-")
+
+
+def test_the_upgrade_steps_are_in_the_order_that_works():
+    """Any `pulumi up` of this version on a stack of the per-object layout fails with "already exists", so the
+    ClusterIssuer upgrade's `up` must come after the state moves; the targeted first step creates only new resources."""
+    upgrade = section("### Upgrading from ClusterIssuers")
+    groups = section("### How the objects are registered, and what a preview shows")
+    headings = {slug(h) for h in re.findall(r"^#+ (.+)$", README, re.M)}
+    for text, other in ((upgrade, "how-the-objects-are-registered-and-what-a-preview-shows"),
+                        (groups, "upgrading-from-clusterissuers")):
+        assert f"(#{other})" in text and other in headings, f"the sections must point at each other ({other})"
+    target = upgrade.index("--target")
+    forget = upgrade.index("state delete")
+    upsert = upgrade.index("PULUMI_K8S_UPSERT_EXISTING_OBJECTS=true pulumi up")
+    assert target < forget < upsert
+    assert upgrade.count("pulumi up --stack") == 2, "one targeted up, then the one full up"
+    assert groups.index("xargs -n1 pulumi state delete") < groups.index("PULUMI_K8S_UPSERT_EXISTING_OBJECTS=true")
+
+
+@pytest.mark.parametrize("stack", PIPELINE_STACKS)
+def test_the_first_upgrade_step_targets_new_resources_that_need_only_what_the_stack_has(stack):
+    """The URNs the README's one-liner picks from a preview: the workload roots and the bundle, each present in the
+    program, none a resource the later `up` moves, and nothing they depend on outside the list but what an older
+    version of the stack already holds (its namespaces and Helm releases)."""
+    keys = re.search(r'any\(k in s\["urn"\] for k in \(([^)]*)\)\)', section("### Upgrading from ClusterIssuers"))
+    keys = re.findall(r'"([^"]+)"', keys.group(1))
+    run = run_program(stack)
+    picked = {r.urn: r for r in run.registrations if any(k in r.urn for k in keys)}
+    for key in keys:
+        assert any(key in urn for urn in picked), f"{key} names no resource of the {stack} program"
+    kinds = {r.type for r in picked.values()}
+    assert "kubernetes:trust.cert-manager.io/v1alpha1:Bundle" in kinds and "vault:index/mount:Mount" in kinds
+    assert not kinds & {"kubernetes:cert-manager.io/v1:Issuer", "kubernetes:cert-manager.io/v1:Certificate",
+                        "kubernetes:yaml/v2:ConfigGroup"}, "the targeted step must not do the Issuer move"
+    existing = {"kubernetes:helm.sh/v3:Release", "kubernetes:core/v1:Namespace", "kubernetes:core/v1:NamespacePatch"}
+    by_urn = {r.urn: r for r in run.registrations}
+    for registration in picked.values():
+        needs = set(registration.dependencies) | {u for us in registration.property_dependencies.values() for u in us}
+        for urn in needs - set(picked):
+            assert by_urn[urn].type in existing, f"{registration.name} needs {urn}, which --target would not create"
