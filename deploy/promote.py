@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -66,7 +67,14 @@ def verdict(history: Iterable[dict[str, Any]], commit: str) -> str | None:
     return None
 
 
+def qualified(stack: str, org: str, backend: str) -> str:
+    """Pulumi Cloud names a stack <org>/<project>/<stack>; a DIY backend's stacks need no organization."""
+    cloud = not backend or backend.startswith("https://")
+    return f"{org}/mtls-mesh/{stack}" if cloud and org else stack
+
+
 def stack_history(stack: str) -> list[dict[str, Any]]:
+    """The newest updates of `stack` (org/project/stack on Pulumi Cloud; the backend comes from PULUMI_BACKEND_URL)."""
     out = subprocess.run(["pulumi", "stack", "history", "--stack", stack, "--json", "--page-size", "20"],
                          check=True, capture_output=True, text=True).stdout
     return json.loads(out or "[]")
@@ -98,11 +106,12 @@ def main(argv: list[str]) -> None:
     w.add_argument("--stack", required=True)
     w.add_argument("--commit", required=True)
     w.add_argument("--timeout", type=int, default=3600)
+    w.add_argument("--org", default="", help="Pulumi Cloud organization (empty: a DIY backend)")
     args = parser.parse_args(argv)
     if args.command == "delivered-by":
         print(delivered_by(args.stack))
     else:
-        wait(args.stack, args.commit, args.timeout)
+        wait(qualified(args.stack, args.org, os.environ.get("PULUMI_BACKEND_URL", "")), args.commit, args.timeout)
 
 
 if __name__ == "__main__":

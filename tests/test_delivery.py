@@ -186,7 +186,10 @@ def test_merges_promote_dev_then_staging_then_prod_behind_environments():
     assert [jobs[s]["needs"] for s in ("dev", "staging", "prod")] == ["test", "dev", "staging"]
     assert jobs["dev"]["uses"] == "./.github/workflows/dev-kind.yml", "the pipeline never needs a laptop cluster"
     assert all(jobs[s]["with"]["stack"] == s and jobs[s]["uses"] == "./.github/workflows/up.yml" for s in PIPELINE_STACKS)
-    assert deploy["permissions"]["id-token"] == "write", "a called workflow gets at most its caller's permissions"
+    assert "id-token" not in deploy["permissions"] and "id-token" not in jobs["test"].get("permissions", {})
+    for stack in PIPELINE_STACKS:
+        assert jobs[stack]["permissions"] == {"contents": "read", "id-token": "write"}, \
+            "a called workflow gets at most its caller's permissions"
     assert deploy["concurrency"]["cancel-in-progress"] is False
     up = workflow("up.yml")["jobs"]
     for name in ("up", "promote"):
@@ -309,6 +312,9 @@ def test_the_verdict_is_the_newest_finished_update_of_the_commit():
     assert len(slept) == 2
     with pytest.raises(promote.DeliveryError, match="failed"):
         promote.wait("staging", "a", 600, history=lambda s: [update("a", "failed")], sleep=slept.append)
+    assert promote.qualified("prod", "acme", "") == promote.qualified("prod", "acme", "https://api.pulumi.com") \
+        == "acme/mtls-mesh/prod"
+    assert promote.qualified("prod", "acme", "s3://state") == promote.qualified("prod", "", "") == "prod"
     with pytest.raises(promote.DeliveryError, match="no finished update"):
         promote.wait("staging", "a", 60, history=lambda s: [], sleep=lambda s: None)
 
@@ -349,6 +355,10 @@ def test_an_operator_stack_carries_its_stack_file_and_fits_the_schema(tmp_path, 
                for k, v in spec["config"].items()}
     assert shipped == {**expected, "mtls-mesh:kubeContext": "in-cluster", "mtls-mesh:deliveredBy": "operator"}
     assert spec["branch"] == f"refs/heads/deploy/{stack}" and spec["backend"] == generator.DEFAULT_BACKEND
+    assert spec["stack"] == f"organization/mtls-mesh/{stack}"
+    cloud = next(d for d in yaml.safe_load_all(generator.render(stack, project_dir=project, org="acme"))
+                 if d["kind"] == "Stack")
+    assert cloud["spec"]["stack"] == f"acme/mtls-mesh/{stack}"
     assert set(spec["envRefs"]) == {"PULUMI_ACCESS_TOKEN", "VAULT_TOKEN"}
     account = next(d for d in documents if d["kind"] == "ServiceAccount")
     assert account["metadata"]["name"] == spec["serviceAccountName"] == generator.SERVICE_ACCOUNT
