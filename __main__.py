@@ -23,7 +23,8 @@ gc.freeze()
 gc.set_threshold(200_000, 100, 10_000)
 
 config, secret_keys = read_stack_config()
-settings = load_settings(config, pulumi.get_stack(), secret_keys=secret_keys)
+settings = load_settings(config, pulumi.get_stack(), secret_keys=secret_keys,
+                         updating=not pulumi.runtime.is_dry_run())
 
 # A rotation phase must follow the state this stack last applied (its own trustRotation output), checked before any
 # resource is registered, so an out-of-order phase changes nothing.

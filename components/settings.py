@@ -34,6 +34,9 @@ INBOUND_POLICIES = ("audit", "all-unauthenticated", "cluster-unauthenticated", "
 ROTATION_PHASES = ("none", "add-next", "issue-from-next", "drop-previous")
 # kubeContext value for a program running inside the target cluster (the Pulumi Kubernetes Operator's workspace pod).
 IN_CLUSTER = "in-cluster"
+# Who runs `pulumi up` for a stack (deliveredBy): the GitHub workflows, or the Pulumi Kubernetes Operator, whose
+# workspace pod is the only place the program runs with kubeContext in-cluster (deploy/operator_stacks.py).
+DELIVERERS = ("workflows", "operator")
 # Settings that are secrets: read from config but not declared in Pulumi.yaml (see the note there).
 SECRET_SETTINGS = ("vaultToken",)
 # Linkerd proxies' leaf certificates live this long (identity.issuer.issuanceLifetime); the issuer must outlast them.
@@ -360,8 +363,12 @@ class _Config:
 
 
 def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[str] = frozenset(),
-                  project_dir: Path = PROJECT_DIR, declarations: dict[str, Declaration] | None = None) -> "Settings":
-    """Build the validated settings of one stack, or raise SettingsError listing every problem."""
+                  project_dir: Path = PROJECT_DIR, declarations: dict[str, Declaration] | None = None,
+                  updating: bool = False) -> "Settings":
+    """Build the validated settings of one stack, or raise SettingsError listing every problem.
+
+    `updating`: this run is an update (`pulumi up`), not a preview; only updates are held to `deliveredBy`.
+    """
     problems = Problems()
     declarations = declarations if declarations is not None else load_declarations(project_dir / "Pulumi.yaml")
     config = _Config(raw, secret_keys, declarations, problems)
@@ -374,6 +381,8 @@ def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[
     if kubernetes.context == IN_CLUSTER and kubernetes.kubeconfig:
         config.add("kubeconfig", f"is set, but kubeContext is {IN_CLUSTER} (the pod's own service account)",
                    "Unset kubeconfig, or name a context of that kubeconfig")
+    if "deliveredBy" in declarations:
+        _delivery(config, kubernetes, updating)
     trust_domain = config.string("trustDomain")
     if (len(trust_domain) > 253 or any(len(label) > 63 for label in trust_domain.split("."))
             or not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", trust_domain)):
@@ -559,6 +568,24 @@ def _verification(config: _Config, environment: str, graph: ServiceGraph | None)
         config.add("meshVerification", f"needs the namespace '{VERIFICATION_NAMESPACE}', which {graph.source} declares",
                    "Rename that namespace, or set meshVerification false")
     return VerificationSettings(enabled, config.string("verificationServerImage"), config.string("verificationClientImage"))
+
+
+def _delivery(config: _Config, kubernetes: KubernetesSettings, updating: bool) -> None:
+    """One stack, one deliverer: the workflows and the Operator each run `pulumi up` on their own schedule, so a stack
+    driven by both would be updated from two commits in turn. The Operator's workspace is the only place the program
+    runs with kubeContext in-cluster (its Stack objects set it, deploy/operator_stacks.py); the workflows and people
+    name a kubeconfig context."""
+    delivered_by = config.choice("deliveredBy", DELIVERERS)
+    if delivered_by == "workflows" and kubernetes.context == IN_CLUSTER:
+        config.add("deliveredBy", f"is workflows, but kubeContext is {IN_CLUSTER}: the Pulumi Kubernetes Operator is "
+                   "updating a stack the workflows deliver (a stack is driven by one of them, never both)",
+                   "Delete the Operator's Stack object of this stack, or hand the stack to the Operator: set "
+                   "deliveredBy operator in stacks/Pulumi.<stack>.yaml and regenerate deploy/operator/")
+    elif delivered_by == "operator" and kubernetes.context != IN_CLUSTER and updating:
+        config.add("deliveredBy", "is operator: only the Pulumi Kubernetes Operator updates this stack, and this "
+                   f"`pulumi up` runs outside it (kubeContext {short(kubernetes.context)})",
+                   "Merge the change and let the Operator apply it (previews are fine from anywhere), or set "
+                   "deliveredBy workflows and delete the Operator's Stack object first")
 
 
 def _check_keys(config: _Config, raw: Mapping[str, str]) -> None:

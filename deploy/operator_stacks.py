@@ -1,11 +1,26 @@
-"""Pulumi Kubernetes Operator `Stack` objects (pulumi.com/v1) for each environment, generated from the stack files.
+"""Pulumi Kubernetes Operator v2 objects for the stacks it delivers (`deliveredBy: operator`), from the stack files.
 
-    venv/bin/python deploy/operator_stacks.py --repo https://github.com/<org>/mtls-mesh.git   # rewrites deploy/operator/
+    venv/bin/python deploy/operator_stacks.py --repo https://github.com/<org>/mtls-mesh.git \\
+        --backend s3://<bucket>?region=eu-west-1 --cloud aws --identity arn:aws:iam::<account>:role/<role>
 
-The operator runs the program through the Automation API, which ignores `stackConfigDir` (pulumi/pulumi#10305), so
-each object carries its stack's settings inline (the same values as stacks/Pulumi.<stack>.yaml; a test keeps them
-equal) with `kubeContext: in-cluster`: the operator in each cluster deploys that cluster. Secrets are never written
-here: the backend URL, the passphrase and the Vault token are referenced from Kubernetes Secrets (envRefs).
+writes deploy/operator/<stack>.yaml for each such stack (and removes the file of a stack that no longer is one):
+the deployer ServiceAccount with the cloud's workload identity, its bindings, and the `Stack` (pulumi.com/v1).
+
+- The Operator runs the program through the Automation API, which ignores `stackConfigDir` (pulumi/pulumi#10305), so
+  each Stack carries its settings inline (the stack file's values; a test keeps them equal) with `kubeContext:
+  in-cluster`: the Operator in each cluster deploys that cluster. No secret is written here: the passphrase (or the
+  Pulumi Cloud token) and the Vault token are `envRefs` to a Kubernetes Secret.
+- Promotion: the Stack tracks `refs/heads/deploy/<stack>` (`GitSource.Branch`, polled every
+  `resyncFrequencySeconds`), a branch only the deploy workflow moves, after the previous environment's update of the
+  same commit succeeded (deploy/promote.py). `spec.prerequisites` cannot do this: it names other Stacks in the same
+  namespace and asks only that they succeeded lately, not at which commit (pulumi-kubernetes-operator
+  `operator/api/pulumi/shared/stack_types.go`, `PrerequisiteRef`), and each environment is another cluster.
+- Credentials: a DIY backend is reached with the cluster's workload identity (EKS IRSA, GKE Workload Identity, AKS
+  workload identity) bound to the workspace pod's ServiceAccount (`StackSpec.ServiceAccountName`, copied to the
+  Workspace and its pod: stack_controller.go `setupWorkspace`, workspace_controller.go); the pod label AKS needs goes
+  through `workspaceTemplate.spec.podTemplate`, merged into the pod by strategic merge patch
+  (workspace_controller.go `mergePodTemplateSpec`). Pulumi Cloud takes an access token (the Operator has no OIDC
+  exchange for it: pulumi/pulumi-kubernetes-operator#697).
 """
 
 from __future__ import annotations
@@ -14,6 +29,7 @@ import argparse
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import yaml
 
@@ -21,65 +37,158 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 OUT = PROJECT_DIR / "deploy" / "operator"
 NAMESPACE = "pulumi-operator"
 DEFAULT_REPO = "https://github.com/example-org/mtls-mesh.git"
+DEFAULT_BACKEND = "https://api.pulumi.com"
+# A DIY backend's stacks belong to the organization "organization"; on Pulumi Cloud pass the real one (--org).
+DEFAULT_ORG = "organization"
 SERVICE_ACCOUNT = "mtls-mesh-deployer"
+DELIVERED_BY = "mtls-mesh:deliveredBy"
+# Workload identity per cloud: the ServiceAccount annotation its webhook or metadata server reads, and pod labels.
+# EKS: https://docs.aws.amazon.com/eks/latest/userguide/associate-service-account-role.html (eks.amazonaws.com/role-arn)
+# GKE: https://cloud.google.com/kubernetes-engine/docs/how-to/workload-identity (iam.gke.io/gcp-service-account)
+# AKS: https://learn.microsoft.com/azure/aks/workload-identity-overview (azure.workload.identity/client-id on the
+#      account, azure.workload.identity/use: "true" on the pod)
+IDENTITY = {
+    "aws": ("eks.amazonaws.com/role-arn", {}),
+    "gcp": ("iam.gke.io/gcp-service-account", {}),
+    "azure": ("azure.workload.identity/client-id", {"azure.workload.identity/use": "true"}),
+}
+# The DIY backends and the cloud whose identity reads them.
+BACKEND_CLOUD = {"s3": "aws", "gs": "gcp", "azblob": "azure"}
 
 
-def stacks() -> list[str]:
-    return sorted(p.name.split(".")[1] for p in (PROJECT_DIR / "stacks").glob("Pulumi.*.yaml"))
+class GeneratorError(SystemExit):
+    pass
 
 
-def stack_settings(stack: str) -> dict[str, Any]:
-    document = yaml.safe_load((PROJECT_DIR / "stacks" / f"Pulumi.{stack}.yaml").read_text()) or {}
+def stacks(project_dir: Path = PROJECT_DIR) -> list[str]:
+    return sorted(p.name.split(".")[1] for p in (project_dir / "stacks").glob("Pulumi.*.yaml"))
+
+
+def stack_settings(stack: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
+    document = yaml.safe_load((project_dir / "stacks" / f"Pulumi.{stack}.yaml").read_text()) or {}
     config = dict(document.get("config") or {})
     secure = [k for k, v in config.items() if isinstance(v, dict) and set(v) == {"secure"}]
     if secure:
-        raise SystemExit(f"{stack}: {secure} are encrypted in the stack file; give them to the operator as envRefs")
+        raise GeneratorError(f"{stack}: {secure} are encrypted in the stack file; give them to the operator as envRefs")
     return config
 
 
-def operator_stack(stack: str, repo: str, branch: str = "refs/heads/main") -> dict[str, Any]:
+def operator_stacks(project_dir: Path = PROJECT_DIR) -> list[str]:
+    return [s for s in stacks(project_dir) if stack_settings(s, project_dir).get(DELIVERED_BY) == "operator"]
+
+
+def check_delivery(stack: str, project_dir: Path = PROJECT_DIR) -> None:
+    value = stack_settings(stack, project_dir).get(DELIVERED_BY, "workflows")
+    if value != "operator":
+        raise GeneratorError(
+            f"{stack}: {DELIVERED_BY} is {value!r} in stacks/Pulumi.{stack}.yaml, so the workflows deliver it; an "
+            "Operator Stack would update it too (a stack is driven by one of them, never both). To hand it to the "
+            f"Operator, set {DELIVERED_BY}: operator there first (deploy.yml then promotes it instead of running up).")
+
+
+def check_identity(backend: str, cloud: str | None, identity: str | None) -> None:
+    scheme = urlparse(backend).scheme
+    if scheme in ("http", "https"):
+        if cloud or identity:
+            raise GeneratorError(f"--cloud/--identity are for a DIY backend; {backend} is Pulumi Cloud, which takes "
+                                 "an access token (Secret key accessToken)")
+        return
+    if scheme not in BACKEND_CLOUD:
+        raise GeneratorError(f"--backend {backend}: not a backend the README offers (https:// Pulumi Cloud, s3://, "
+                             "gs://, azblob://)")
+    if cloud != BACKEND_CLOUD[scheme] or not identity:
+        raise GeneratorError(f"--backend {backend} is read with {BACKEND_CLOUD[scheme]}'s workload identity: pass "
+                             f"--cloud {BACKEND_CLOUD[scheme]} --identity <the role, service account or client id>")
+
+
+def service_account(cloud: str | None, identity: str | None) -> list[dict[str, Any]]:
+    annotations = {IDENTITY[cloud][0]: identity} if cloud else {}
+    account = {"apiVersion": "v1", "kind": "ServiceAccount",
+               "metadata": {"name": SERVICE_ACCOUNT, "namespace": NAMESPACE, **({"annotations": annotations} if annotations else {})}}
+    # system:auth-delegator lets the workspace check the Operator's calls (pulumi-kubernetes-operator docs/migration.md,
+    # "Service Account"); cluster-admin because the program installs CRDs, webhooks and cluster roles.
+    bindings = [{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                 "metadata": {"name": f"{SERVICE_ACCOUNT}:{role}"},
+                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+                 "subjects": [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}]}
+                for role in ("system:auth-delegator", "cluster-admin")]
+    return [account, *bindings]
+
+
+def operator_stack(stack: str, repo: str, backend: str = DEFAULT_BACKEND, cloud: str | None = None,
+                   project_dir: Path = PROJECT_DIR, org: str = DEFAULT_ORG) -> dict[str, Any]:
     secret = f"mtls-mesh-{stack}"
-    config = {**stack_settings(stack), "mtls-mesh:kubeContext": "in-cluster"}
+    settings = stack_settings(stack, project_dir)
+    config = {**settings, "mtls-mesh:kubeContext": "in-cluster"}
     config.pop("mtls-mesh:kubeconfig", None)
+    cloud_backend = urlparse(backend).scheme in ("http", "https")
+    env_refs = {"PULUMI_ACCESS_TOKEN": {"type": "Secret", "secret": {"name": secret, "key": "accessToken"}}} \
+        if cloud_backend else \
+        {"PULUMI_CONFIG_PASSPHRASE": {"type": "Secret", "secret": {"name": secret, "key": "configPassphrase"}}}
+    if settings.get("mtls-mesh:pkiMode", "vault") == "vault":
+        env_refs["VAULT_TOKEN"] = {"type": "Secret", "secret": {"name": secret, "key": "vaultToken"}}
+    spec: dict[str, Any] = {
+        "serviceAccountName": SERVICE_ACCOUNT,
+        "stack": f"{org}/mtls-mesh/{stack}",
+        "backend": backend,
+        "projectRepo": repo,
+        "branch": f"refs/heads/deploy/{stack}",
+        "refresh": True,
+        "resyncFrequencySeconds": 120,
+        "destroyOnFinalize": False,
+        "retryOnUpdateConflict": False,
+        "envRefs": env_refs,
+        "config": config,
+    }
+    labels = IDENTITY[cloud][1] if cloud else {}
+    if labels:
+        spec["workspaceTemplate"] = {"spec": {"podTemplate": {"metadata": {"labels": labels}}}}
     return {
         "apiVersion": "pulumi.com/v1",
         "kind": "Stack",
         "metadata": {"name": f"mtls-mesh-{stack}", "namespace": NAMESPACE,
                      "labels": {"app.kubernetes.io/part-of": "mtls-mesh", "mtls-mesh.io/environment": stack}},
-        "spec": {
-            "serviceAccountName": SERVICE_ACCOUNT,
-            "stack": f"organization/mtls-mesh/{stack}",
-            "projectRepo": repo,
-            "branch": branch,
-            "refresh": True,
-            "resyncFrequencySeconds": 600,
-            "destroyOnFinalize": False,
-            "retryOnUpdateConflict": False,
-            "envRefs": {
-                "PULUMI_BACKEND_URL": {"type": "Secret", "secret": {"name": secret, "key": "backendUrl"}},
-                "PULUMI_CONFIG_PASSPHRASE": {"type": "Secret", "secret": {"name": secret, "key": "configPassphrase"}},
-                "VAULT_TOKEN": {"type": "Secret", "secret": {"name": secret, "key": "vaultToken"}},
-            },
-            "config": config,
-        },
+        "spec": spec,
     }
 
 
-def render(stack: str, repo: str) -> str:
+def render(stack: str, repo: str = DEFAULT_REPO, backend: str = DEFAULT_BACKEND, cloud: str | None = None,
+           identity: str | None = None, project_dir: Path = PROJECT_DIR, org: str = DEFAULT_ORG) -> str:
+    check_delivery(stack, project_dir)
+    check_identity(backend, cloud, identity)
+    keys = "accessToken" if urlparse(backend).scheme in ("http", "https") else "configPassphrase"
     header = (f"# Generated by deploy/operator_stacks.py from stacks/Pulumi.{stack}.yaml; do not edit by hand.\n"
-              f"# Needs Secret {NAMESPACE}/mtls-mesh-{stack} (backendUrl, configPassphrase, vaultToken) and the\n"
-              f"# ServiceAccount {SERVICE_ACCOUNT} with rights to what the program manages.\n")
-    return header + yaml.safe_dump(operator_stack(stack, repo), sort_keys=False)
+              f"# Needs the Secret {NAMESPACE}/mtls-mesh-{stack} ({keys}, and vaultToken for a Vault stack), and\n"
+              f"# the branch deploy/{stack}, which only the deploy workflow moves.\n")
+    documents = [*service_account(cloud, identity), operator_stack(stack, repo, backend, cloud, project_dir, org)]
+    return header + yaml.safe_dump_all(documents, sort_keys=False)
+
+
+def write(out: Path, repo: str, backend: str, cloud: str | None, identity: str | None,
+          project_dir: Path = PROJECT_DIR, org: str = DEFAULT_ORG) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    wanted = operator_stacks(project_dir)
+    written = []
+    for stack in wanted:
+        path = out / f"{stack}.yaml"
+        path.write_text(render(stack, repo, backend, cloud, identity, project_dir, org))
+        written.append(path)
+    for stale in out.glob("*.yaml"):
+        if stale.stem not in wanted:
+            stale.unlink()
+    return written
 
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", default=DEFAULT_REPO, help="git URL the operator clones")
+    parser.add_argument("--backend", default=DEFAULT_BACKEND, help="state backend URL (Pulumi Cloud, s3://, gs://, azblob://)")
+    parser.add_argument("--org", default=DEFAULT_ORG, help="Pulumi Cloud organization of the stacks")
+    parser.add_argument("--cloud", choices=sorted(IDENTITY), help="cloud whose workload identity reads a DIY backend")
+    parser.add_argument("--identity", help="IAM role ARN (aws), service account e-mail (gcp) or client id (azure)")
     args = parser.parse_args(argv)
-    OUT.mkdir(parents=True, exist_ok=True)
-    for stack in stacks():
-        (OUT / f"{stack}.yaml").write_text(render(stack, args.repo))
-        print(f"wrote {OUT / f'{stack}.yaml'}")
+    for path in write(OUT, args.repo, args.backend, args.cloud, args.identity, org=args.org):
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

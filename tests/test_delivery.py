@@ -1,11 +1,13 @@
-"""Delivery: the GitHub workflows validate against GitHub's workflow schema and lint clean, they preview every stack
-and promote dev -> staging -> prod; the operator manifests match the stack files, carry no secret, and fit the
-operator's Stack schema."""
+"""Delivery: the GitHub workflows validate against GitHub's schemas and lint clean; pull requests never hand staging or
+prod credentials to their own code without a maintainer's approval and skip forks with a reason; merges promote
+dev (a throwaway kind cluster) -> staging -> prod; every backend the README offers is reached through OIDC; a stack
+is delivered by the workflows or by the Operator, never both; the Operator manifests match the stack files."""
 
 from __future__ import annotations
 
-import shutil
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,15 +19,19 @@ import yaml
 from harness import PROJECT_DIR, STACKS, run_program, stack_config
 
 sys.path.insert(0, str(PROJECT_DIR))
-from deploy.operator_stacks import render, operator_stack, DEFAULT_REPO  # noqa: E402
+from deploy import operator_stacks as generator  # noqa: E402
+from deploy import promote  # noqa: E402
 from components.errors import SettingsError  # noqa: E402
-from components.settings import SECRET_SETTINGS  # noqa: E402
+from components.settings import SECRET_SETTINGS, load_settings  # noqa: E402
 
 WORKFLOWS = PROJECT_DIR / ".github" / "workflows"
+LOGIN_ACTION = PROJECT_DIR / ".github" / "actions" / "pulumi-backend" / "action.yml"
+README = (PROJECT_DIR / "README.md").read_text()
+PIPELINE_STACKS = [s for s in STACKS if s != "dev"]
 
-# The spec fields of the operator's Stack (pulumi.com/v1) that the manifests use, with their types, as declared by
-# pulumi/pulumi-kubernetes-operator deploy/helm/pulumi-operator/crds/pulumi.com_stacks.yaml (commit 0d34c847). The
-# CRD is not among ../shared/upstream, so these recorded facts stand in for it.
+# The spec fields of the operator's Stack (pulumi.com/v1) the manifests use, with their types, as declared by
+# pulumi/pulumi-kubernetes-operator operator/api/pulumi/shared/stack_types.go (StackSpec, GitSource, ResourceRef)
+# and operator/api/auto/v1alpha1/workspace_types.go (WorkspaceSpec.PodTemplate, EmbeddedPodTemplateSpec).
 RESOURCE_REF = {"type": "object", "required": ["type"], "additionalProperties": False, "properties": {
     "type": {"enum": ["Env", "FS", "Secret", "Literal"]},
     "secret": {"type": "object", "required": ["key", "name"], "additionalProperties": False,
@@ -36,13 +42,21 @@ OPERATOR_STACK_SCHEMA = {
         "apiVersion": {"const": "pulumi.com/v1"}, "kind": {"const": "Stack"},
         "spec": {"type": "object", "required": ["stack"], "additionalProperties": False, "properties": {
             "serviceAccountName": {"type": "string"}, "stack": {"type": "string"}, "projectRepo": {"type": "string"},
+            "backend": {"type": "string"},
             "branch": {"type": "string"}, "refresh": {"type": "boolean"}, "resyncFrequencySeconds": {"type": "integer"},
             "destroyOnFinalize": {"type": "boolean"}, "retryOnUpdateConflict": {"type": "boolean"},
             "envRefs": {"type": "object", "additionalProperties": RESOURCE_REF},
             "config": {"type": "object"},
+            "workspaceTemplate": {"type": "object", "additionalProperties": False, "properties": {
+                "spec": {"type": "object", "additionalProperties": False, "properties": {
+                    "podTemplate": {"type": "object", "additionalProperties": False, "properties": {
+                        "metadata": {"type": "object", "additionalProperties": False, "properties": {
+                            "labels": {"type": "object", "additionalProperties": {"type": "string"}}}}}}}}}},
         }},
     },
 }
+# What a long-lived cloud key looks like in a workflow: the key inputs of the official login actions.
+LONG_LIVED_KEY_INPUTS = ("aws-access-key-id", "aws-secret-access-key", "credentials_json", "client-secret", "creds")
 
 
 def tool(name):
@@ -55,9 +69,22 @@ def workflow(name):
     return yaml.safe_load((WORKFLOWS / name).read_text())
 
 
+def steps_using(job, prefix):
+    return [s for s in job.get("steps", []) if s.get("uses", "").startswith(prefix)]
+
+
+def secrets_used(job) -> set[str]:
+    return set(re.findall(r"secrets\.([A-Z_]+)", json.dumps(job))) - {"GITHUB_TOKEN"}
+
+
+# --- the files are valid -------------------------------------------------------------------------------------------
+
 def test_workflows_validate_against_githubs_schema():
     files = sorted(str(p) for p in WORKFLOWS.glob("*.yml"))
     result = subprocess.run([tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *files],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = subprocess.run([tool("check-jsonschema"), "--builtin-schema", "vendor.github-actions", str(LOGIN_ACTION)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -71,17 +98,28 @@ def test_the_schema_check_can_fail(tmp_path):
 
 
 def test_yaml_lints_clean():
-    result = subprocess.run([tool("yamllint"), "-c", str(PROJECT_DIR / ".yamllint.yaml"), str(WORKFLOWS),
+    result = subprocess.run([tool("yamllint"), "-c", str(PROJECT_DIR / ".yamllint.yaml"), str(PROJECT_DIR / ".github"),
                              str(PROJECT_DIR / "stacks"), str(PROJECT_DIR / "deploy" / "operator")],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 
 
-def test_pull_requests_preview_every_stack_with_the_policy_pack():
+def test_every_local_action_and_workflow_reference_exists_and_every_action_is_pinned():
+    for path in [*WORKFLOWS.glob("*.yml"), LOGIN_ACTION]:
+        for uses in re.findall(r"uses: *(\S+)", path.read_text()):
+            if uses.startswith("./"):
+                assert (PROJECT_DIR / uses).exists(), f"{path.name}: {uses} does not exist"
+            else:
+                assert re.fullmatch(r"[\w.-]+/[\w.-]+@v\d+(\.\d+)*", uses), f"{path.name}: {uses} is not pinned to a version"
+
+
+# --- pull requests -------------------------------------------------------------------------------------------------
+
+def test_pull_requests_preview_staging_and_prod_with_the_policy_pack():
     preview = workflow("pull-request.yml")["jobs"]["preview"]
     assert preview["needs"] == "test"
-    assert sorted(preview["strategy"]["matrix"]["stack"]) == sorted(STACKS)
-    action = next(s for s in preview["steps"] if s.get("uses", "").startswith("pulumi/actions@"))["with"]
+    assert sorted(preview["strategy"]["matrix"]["stack"]) == PIPELINE_STACKS
+    action = steps_using(preview, "pulumi/actions@")[0]["with"]
     assert action["command"] == "preview" and action["comment-on-pr"] is True
     assert action["policyPacks"] == "policy" and action["policyPackConfigs"] == "policy/${{ matrix.stack }}.json"
     assert any("cp \"stacks/Pulumi." in s.get("run", "") for s in preview["steps"]), \
@@ -90,49 +128,287 @@ def test_pull_requests_preview_every_stack_with_the_policy_pack():
         assert (PROJECT_DIR / "policy" / f"{stack}.json").exists()
 
 
+def test_no_pull_request_job_gets_credentials_without_an_approval_environment():
+    """Every job of pull-request.yml that can read a secret or mint an OIDC token runs in preview-<stack>, the
+    environments with required reviewers; the workflow itself grants neither."""
+    pr = workflow("pull-request.yml")
+    assert "id-token" not in pr["permissions"] and "write" not in pr["permissions"].values()
+    gated = []
+    for name, job in pr["jobs"].items():
+        assert job.get("secrets") != "inherit", f"{name} hands every secret to a reusable workflow"
+        if secrets_used(job) or job.get("permissions", {}).get("id-token") == "write":
+            assert job.get("environment") == "preview-${{ matrix.stack }}", name
+            gated.append(name)
+    assert gated == ["preview"]
+    assert "required reviewers" in README.split("### Pull requests and credentials", 1)[1].split("\n### ", 1)[0]
+
+
+def test_fork_pull_requests_skip_the_previews_with_a_reason():
+    jobs = workflow("pull-request.yml")["jobs"]
+    same_repo = "github.event.pull_request.head.repo.full_name == github.repository"
+    assert jobs["preview"]["if"] == same_repo
+    notice = jobs["fork-previews"]
+    assert notice["if"] == same_repo.replace("==", "!=")
+    assert not secrets_used(notice) and "environment" not in notice
+    text = json.dumps(notice)
+    assert "::notice" in text and "GITHUB_STEP_SUMMARY" in text and "fork" in text
+
+
+def test_pull_requests_deploy_dev_on_kind_without_credentials():
+    jobs = workflow("pull-request.yml")["jobs"]
+    assert jobs["dev"] == {"needs": "test", "uses": "./.github/workflows/dev-kind.yml"}
+    assert "if" not in jobs["dev"], "dev needs no credentials, so forks get it too"
+
+
+# --- dev on kind ---------------------------------------------------------------------------------------------------
+
+def test_dev_runs_on_a_kind_cluster_in_the_runner_with_no_credentials():
+    dev = workflow("dev-kind.yml")
+    job = dev["jobs"]["up"]
+    assert "environment" not in job and not secrets_used(job) and "secrets" not in json.dumps(dev)
+    kind = steps_using(job, "helm/kind-action@")[0]["with"]
+    config, _ = stack_config("dev")
+    assert f"kind-{kind['cluster_name']}" == config["mtls-mesh:kubeContext"], "kind names its context kind-<cluster>"
+    minor = int(re.search(r":v1\.(\d+)\.", kind["node_image"]).group(1))
+    assert minor >= 31, "the Linkerd charts need Kubernetes >= 1.31"
+    action = steps_using(job, "pulumi/actions@")[0]["with"]
+    assert action["command"] == "up" and action["stack-name"] == "dev"
+    assert action["policyPackConfigs"] == "policy/dev.json"
+    assert "file://$RUNNER_TEMP/state" in json.dumps(job), "dev's state lives and dies with the runner"
+
+
+# --- merges ----------------------------------------------------------------------------------------------------------
+
 def test_merges_promote_dev_then_staging_then_prod_behind_environments():
-    jobs = workflow("deploy.yml")["jobs"]
+    deploy = workflow("deploy.yml")
+    jobs = deploy["jobs"]
+    assert list(jobs) == ["test", "dev", "staging", "prod"]
     assert [jobs[s]["needs"] for s in ("dev", "staging", "prod")] == ["test", "dev", "staging"]
-    assert all(jobs[s]["with"]["stack"] == s and jobs[s]["uses"] == "./.github/workflows/up.yml" for s in ("dev", "staging", "prod"))
-    up = workflow("up.yml")["jobs"]["up"]
-    assert up["environment"] == "${{ inputs.stack }}", "each stack deploys behind its GitHub environment (approvals for prod)"
-    action = next(s for s in up["steps"] if s.get("uses", "").startswith("pulumi/actions@"))["with"]
+    assert jobs["dev"]["uses"] == "./.github/workflows/dev-kind.yml", "the pipeline never needs a laptop cluster"
+    assert all(jobs[s]["with"]["stack"] == s and jobs[s]["uses"] == "./.github/workflows/up.yml" for s in PIPELINE_STACKS)
+    assert "id-token" not in deploy["permissions"] and "id-token" not in jobs["test"].get("permissions", {})
+    for stack in PIPELINE_STACKS:
+        assert jobs[stack]["permissions"] == {"contents": "read", "id-token": "write"}, \
+            "a called workflow gets at most its caller's permissions"
+    assert deploy["concurrency"]["cancel-in-progress"] is False
+    up = workflow("up.yml")["jobs"]
+    for name in ("up", "promote"):
+        assert up[name]["environment"] == "${{ inputs.stack }}", "each stack behind its environment (prod: reviewers)"
+        assert up[name]["needs"] == "delivery"
+        assert up[name]["permissions"] == {"contents": "read", "id-token": "write"}
+    assert up["up"]["if"] == "needs.delivery.outputs.by == 'workflows'"
+    assert up["promote"]["if"] == "needs.delivery.outputs.by == 'operator'"
+    action = steps_using(up["up"], "pulumi/actions@")[0]["with"]
     assert action["command"] == "up" and action["policyPackConfigs"] == "policy/${{ inputs.stack }}.json"
-    assert workflow("deploy.yml")["concurrency"]["cancel-in-progress"] is False
+    assert "deliveredBy" in json.dumps(up["delivery"]) and not secrets_used(up["delivery"])
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_operator_manifest_is_generated_from_the_stack_file(stack):
-    committed = (PROJECT_DIR / "deploy" / "operator" / f"{stack}.yaml").read_text()
-    assert committed == render(stack, DEFAULT_REPO), "regenerate: venv/bin/python deploy/operator_stacks.py"
-    manifest = yaml.safe_load(committed)
+def test_promotion_moves_the_operators_branch_then_waits_for_its_verified_update():
+    promote_job = workflow("up.yml")["jobs"]["promote"]
+    runs = [s.get("run", "") for s in promote_job["steps"]]
+    push = next(i for i, r in enumerate(runs) if "git push" in r)
+    wait = next(i for i, r in enumerate(runs) if "deploy.promote wait" in r)
+    assert push < wait and "refs/heads/deploy/${STACK}" in runs[push] and '--commit "$GITHUB_SHA"' in runs[wait]
+    assert "--force" not in runs[push], "deploy/<stack> only moves forward"
+    assert steps_using(promote_job, "./.github/actions/pulumi-backend")
+    stack = generator.operator_stack("staging", generator.DEFAULT_REPO)
+    assert stack["spec"]["branch"] == "refs/heads/deploy/staging"
+
+
+# --- credentials -----------------------------------------------------------------------------------------------------
+
+BACKEND_LOGINS = {"s3://": "aws-actions/configure-aws-credentials@", "gs://": "google-github-actions/auth@",
+                  "azblob://": "azure/login@", "https://": "pulumi/auth-actions@"}
+
+
+def test_every_backend_the_readme_offers_has_an_oidc_login():
+    action = yaml.safe_load(LOGIN_ACTION.read_text())
+    steps = action["runs"]["steps"]
+    offered = set(re.findall(r"`(s3|gs|azblob)://", README.split("## Delivery", 1)[1]))
+    assert offered == {"s3", "gs", "azblob"}
+    for scheme, uses in BACKEND_LOGINS.items():
+        (step,) = [s for s in steps if s.get("uses", "").startswith(uses)]
+        assert f"startsWith(inputs.backend-url, '{scheme}')" in step["if"], scheme
+        assert not set(step.get("with", {})) & set(LONG_LIVED_KEY_INPUTS)
+    cloud = next(s for s in steps if s.get("uses", "").startswith("pulumi/auth-actions@"))
+    assert "inputs.backend-url == ''" in cloud["if"], "an empty backend URL is Pulumi Cloud"
+    assert cloud["with"]["requested-token-type"] == "urn:pulumi:token-type:access_token:organization"
+
+
+def test_jobs_that_touch_a_backend_log_in_with_oidc_and_no_long_lived_key():
+    for name, job in [("up.yml:up", workflow("up.yml")["jobs"]["up"]),
+                      ("up.yml:promote", workflow("up.yml")["jobs"]["promote"]),
+                      ("pull-request.yml:preview", workflow("pull-request.yml")["jobs"]["preview"])]:
+        (login,) = steps_using(job, "./.github/actions/pulumi-backend")
+        assert login["with"]["backend-url"] == "${{ vars.PULUMI_BACKEND_URL }}", name
+        assert job["permissions"]["id-token"] == "write", name
+        assert "PULUMI_ACCESS_TOKEN" not in secrets_used(job), f"{name}: Pulumi Cloud through OIDC, not a stored token"
+    for path in [*WORKFLOWS.glob("*.yml"), LOGIN_ACTION]:
+        text = path.read_text()
+        for key in LONG_LIVED_KEY_INPUTS:
+            assert not re.search(rf"^\s*{key}:", text, re.M), f"{path.name} passes a long-lived key ({key})"
+        assert not re.search(r"secrets\.(AWS|GCP|GOOGLE|AZURE|ARM)_", text), path.name
+
+
+def test_the_credential_checks_can_fail():
+    leaky = {"steps": [{"uses": "aws-actions/configure-aws-credentials@v5.1.1",
+                        "with": {"aws-secret-access-key": "${{ secrets.AWS_SECRET_ACCESS_KEY }}"}}]}
+    assert secrets_used(leaky) == {"AWS_SECRET_ACCESS_KEY"}
+    assert set(leaky["steps"][0]["with"]) & set(LONG_LIVED_KEY_INPUTS)
+
+
+# --- one deliverer per stack -----------------------------------------------------------------------------------------
+
+def test_the_operator_updating_a_workflows_stack_is_refused():
+    with pytest.raises(SettingsError) as caught:
+        run_program("staging", set_config={"kubeContext": "in-cluster"})
+    assert [p.where for p in caught.value.problems] == ["mtls-mesh:deliveredBy"]
+    assert "never both" in str(caught.value)
+    assert not caught.value.registrations
+
+
+def test_an_update_of_an_operator_stack_from_outside_the_operator_is_refused():
+    with pytest.raises(SettingsError) as caught:
+        run_program("staging", set_config={"deliveredBy": "operator"})
+    assert [p.where for p in caught.value.problems] == ["mtls-mesh:deliveredBy"]
+    config, secret_keys = stack_config("staging")
+    config["mtls-mesh:deliveredBy"] = "operator"
+    assert load_settings(config, "staging", secret_keys=frozenset(secret_keys), updating=False), \
+        "a preview of an operator stack is fine from anywhere"
+
+
+def test_a_bad_deliverer_is_a_settings_error():
+    with pytest.raises(SettingsError) as caught:
+        run_program("dev", set_config={"deliveredBy": "operater"})
+    assert [p.where for p in caught.value.problems] == ["mtls-mesh:deliveredBy"]
+    assert "operator" in str(caught.value)
+
+
+def test_the_workflows_read_the_deliverer_the_program_validates(tmp_path):
+    assert [promote.delivered_by(s) for s in STACKS] == ["workflows"] * len(STACKS)
+    project = operator_project(tmp_path, "staging")
+    assert promote.delivered_by("staging", project) == "operator"
+    (project / "stacks" / "Pulumi.prod.yaml").write_text("config:\n  mtls-mesh:deliveredBy: both\n")
+    with pytest.raises(promote.DeliveryError, match="deliveredBy is 'both'"):
+        promote.delivered_by("prod", project)
+
+
+def test_the_generator_refuses_a_stack_the_workflows_deliver():
+    with pytest.raises(generator.GeneratorError, match=r"deliveredBy is 'workflows'.*never both"):
+        generator.render("staging")
+
+
+def test_the_verdict_is_the_newest_finished_update_of_the_commit():
+    def update(sha, result, kind="update"):
+        return {"kind": kind, "result": result, "environment": {"git.head": sha}}
+    assert promote.verdict([], "a") is None
+    assert promote.verdict([update("b", "succeeded")], "a") is None, "another commit says nothing about this one"
+    assert promote.verdict([update("a", "succeeded", kind="refresh")], "a") is None
+    assert promote.verdict([update("a", "in-progress"), update("a", "failed")], "a") == "failed"
+    assert promote.verdict([update("a", "succeeded"), update("a", "failed")], "a") == "succeeded"
+    slept = []
+    answers = iter([[], [update("a", "in-progress")], [update("a", "succeeded")]])
+    promote.wait("staging", "a", timeout=600, history=lambda s: next(answers), sleep=slept.append)
+    assert len(slept) == 2
+    with pytest.raises(promote.DeliveryError, match="failed"):
+        promote.wait("staging", "a", 600, history=lambda s: [update("a", "failed")], sleep=slept.append)
+    assert promote.qualified("prod", "acme", "") == promote.qualified("prod", "acme", "https://api.pulumi.com") \
+        == "acme/mtls-mesh/prod"
+    assert promote.qualified("prod", "acme", "s3://state") == promote.qualified("prod", "", "") == "prod"
+    with pytest.raises(promote.DeliveryError, match="no finished update"):
+        promote.wait("staging", "a", 60, history=lambda s: [], sleep=lambda s: None)
+
+
+# --- the Operator's manifests ----------------------------------------------------------------------------------------
+
+def operator_project(tmp_path, *stacks):
+    """A copy of the project's stack files with `stacks` handed to the Operator."""
+    (tmp_path / "stacks").mkdir()
+    for path in (PROJECT_DIR / "stacks").glob("Pulumi.*.yaml"):
+        text = path.read_text()
+        if path.name.split(".")[1] in stacks:
+            text = text.replace("config:\n", "config:\n  mtls-mesh:deliveredBy: operator\n", 1)
+        (tmp_path / "stacks" / path.name).write_text(text)
+    return tmp_path
+
+
+def test_committed_manifests_are_what_the_generator_writes(tmp_path):
+    committed = PROJECT_DIR / "deploy" / "operator"
+    generator.write(tmp_path / "out", generator.DEFAULT_REPO, generator.DEFAULT_BACKEND, None, None)
+    expected = {p.name: p.read_text() for p in (tmp_path / "out").glob("*.yaml")}
+    assert {p.name: p.read_text() for p in committed.glob("*.yaml")} == expected, \
+        "regenerate: venv/bin/python deploy/operator_stacks.py --repo <url> --backend <url>"
+
+
+@pytest.mark.parametrize("stack", PIPELINE_STACKS)
+def test_an_operator_stack_carries_its_stack_file_and_fits_the_schema(tmp_path, stack):
+    project = operator_project(tmp_path, stack)
+    written = generator.write(tmp_path / "out", generator.DEFAULT_REPO, generator.DEFAULT_BACKEND, None, None, project)
+    assert [p.name for p in written] == [f"{stack}.yaml"], "only the stacks handed to the Operator"
+    documents = list(yaml.safe_load_all(written[0].read_text()))
+    manifest = next(d for d in documents if d["kind"] == "Stack")
     jsonschema.validate(manifest, OPERATOR_STACK_SCHEMA)
+    spec = manifest["spec"]
     config, _ = stack_config(stack)
     expected = {k: yaml.safe_load(v) if v.startswith(("[", "{")) else v for k, v in config.items()}
     shipped = {k: (v if isinstance(v, (list, dict)) else str(v).lower() if isinstance(v, bool) else str(v))
-               for k, v in manifest["spec"]["config"].items()}
-    assert shipped == {**expected, "mtls-mesh:kubeContext": "in-cluster"}
+               for k, v in spec["config"].items()}
+    assert shipped == {**expected, "mtls-mesh:kubeContext": "in-cluster", "mtls-mesh:deliveredBy": "operator"}
+    assert spec["branch"] == f"refs/heads/deploy/{stack}" and spec["backend"] == generator.DEFAULT_BACKEND
+    assert spec["stack"] == f"organization/mtls-mesh/{stack}"
+    cloud = next(d for d in yaml.safe_load_all(generator.render(stack, project_dir=project, org="acme"))
+                 if d["kind"] == "Stack")
+    assert cloud["spec"]["stack"] == f"acme/mtls-mesh/{stack}"
+    assert set(spec["envRefs"]) == {"PULUMI_ACCESS_TOKEN", "VAULT_TOKEN"}
+    account = next(d for d in documents if d["kind"] == "ServiceAccount")
+    assert account["metadata"]["name"] == spec["serviceAccountName"] == generator.SERVICE_ACCOUNT
+    assert {d["roleRef"]["name"] for d in documents if d["kind"] == "ClusterRoleBinding"} == \
+        {"system:auth-delegator", "cluster-admin"}
+
+
+@pytest.mark.parametrize("backend,cloud,identity,annotation,pod_labels", [
+    ("s3://state?region=eu-west-1", "aws", "arn:aws:iam::111122223333:role/mtls-mesh-deployer",
+     "eks.amazonaws.com/role-arn", None),
+    ("gs://state", "gcp", "mtls-mesh-deployer@p.iam.gserviceaccount.com", "iam.gke.io/gcp-service-account", None),
+    ("azblob://state?storage_account=meshstate", "azure", "00000000-0000-0000-0000-000000000000",
+     "azure.workload.identity/client-id", {"azure.workload.identity/use": "true"}),
+])
+def test_a_diy_backend_is_read_with_the_clusters_workload_identity(tmp_path, backend, cloud, identity, annotation,
+                                                                    pod_labels):
+    project = operator_project(tmp_path, "prod")
+    documents = list(yaml.safe_load_all(generator.render("prod", generator.DEFAULT_REPO, backend, cloud, identity,
+                                                         project)))
+    account = next(d for d in documents if d["kind"] == "ServiceAccount")
+    assert account["metadata"]["annotations"] == {annotation: identity}
+    spec = next(d for d in documents if d["kind"] == "Stack")["spec"]
+    jsonschema.validate({"apiVersion": "pulumi.com/v1", "kind": "Stack", "metadata": {}, "spec": spec},
+                        OPERATOR_STACK_SCHEMA)
+    assert spec["backend"] == backend and set(spec["envRefs"]) == {"PULUMI_CONFIG_PASSPHRASE", "VAULT_TOKEN"}
+    labels = spec.get("workspaceTemplate", {}).get("spec", {}).get("podTemplate", {}).get("metadata", {}).get("labels")
+    assert labels == pod_labels
+    with pytest.raises(generator.GeneratorError, match=f"--cloud {cloud}"):
+        generator.render("prod", generator.DEFAULT_REPO, backend, None, None, project)
 
 
 def test_operator_schema_check_can_fail():
-    bad = operator_stack("dev", DEFAULT_REPO)
-    bad["spec"]["envRefs"]["VAULT_TOKEN"] = {"type": "Literal", "literal": {"value": "s.hunter2"}}
+    bad = {"apiVersion": "pulumi.com/v1", "kind": "Stack", "metadata": {},
+           "spec": {"stack": "s", "envRefs": {"VAULT_TOKEN": {"type": "Literal", "literal": {"value": "s.hunter2"}}}}}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, OPERATOR_STACK_SCHEMA)
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_no_secret_is_written_to_git(stack):
-    text = (PROJECT_DIR / "deploy" / "operator" / f"{stack}.yaml").read_text()
-    manifest = yaml.safe_load(text)
+@pytest.mark.parametrize("stack", PIPELINE_STACKS)
+def test_no_secret_is_written_to_git(tmp_path, stack):
+    text = generator.render(stack, project_dir=operator_project(tmp_path, stack))
+    manifest = next(d for d in yaml.safe_load_all(text) if d["kind"] == "Stack")
     assert not set(manifest["spec"]["config"]) & {f"mtls-mesh:{k}" for k in SECRET_SETTINGS}
     assert all(ref["type"] == "Secret" for ref in manifest["spec"]["envRefs"].values())
     for pattern in ("PRIVATE KEY", "hvs.", "passphrase:"):
         assert pattern not in text
 
 
-def test_the_program_runs_with_the_operators_settings():
-    manifest = operator_stack("prod", DEFAULT_REPO)
+def test_the_program_runs_with_the_operators_settings(tmp_path):
+    manifest = generator.operator_stack("prod", generator.DEFAULT_REPO, project_dir=operator_project(tmp_path, "prod"))
     config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in manifest["spec"]["config"].items()}
     run = run_program("prod", config=config)
     (provider,) = run.of_type("pulumi:providers:kubernetes")
@@ -141,5 +417,56 @@ def test_the_program_runs_with_the_operators_settings():
 
 def test_in_cluster_with_a_kubeconfig_is_rejected():
     with pytest.raises(SettingsError) as caught:
-        run_program("dev", set_config={"kubeContext": "in-cluster", "kubeconfig": "/tmp/kubeconfig"})
+        run_program("dev", set_config={"kubeContext": "in-cluster", "kubeconfig": "/tmp/kubeconfig",
+                                       "deliveredBy": "operator"})
     assert [p.where for p in caught.value.problems] == ["mtls-mesh:kubeconfig"]
+
+
+# --- the upgrade runbook ---------------------------------------------------------------------------------------------
+
+def section(heading: str) -> str:
+    return re.split(r"\n#{2,4} ", README.split(f"\n{heading}\n", 1)[1], maxsplit=1)[0]
+
+
+def slug(heading: str) -> str:
+    return re.sub(r"[^a-z0-9 -]", "", heading.lower()).replace(" ", "-")
+
+
+def test_the_upgrade_steps_are_in_the_order_that_works():
+    """Any `pulumi up` of this version on a stack of the per-object layout fails with "already exists", so the
+    ClusterIssuer upgrade's `up` must come after the state moves; the targeted first step creates only new resources."""
+    upgrade = section("### Upgrading from ClusterIssuers")
+    groups = section("### How the objects are registered, and what a preview shows")
+    headings = {slug(h) for h in re.findall(r"^#+ (.+)$", README, re.M)}
+    for text, other in ((upgrade, "how-the-objects-are-registered-and-what-a-preview-shows"),
+                        (groups, "upgrading-from-clusterissuers")):
+        assert f"(#{other})" in text and other in headings, f"the sections must point at each other ({other})"
+    target = upgrade.index("--target")
+    forget = upgrade.index("state delete")
+    upsert = upgrade.index("PULUMI_K8S_UPSERT_EXISTING_OBJECTS=true pulumi up")
+    assert target < forget < upsert
+    assert upgrade.count("pulumi up --stack") == 2, "one targeted up, then the one full up"
+    assert groups.index("xargs -n1 pulumi state delete") < groups.index("PULUMI_K8S_UPSERT_EXISTING_OBJECTS=true")
+
+
+@pytest.mark.parametrize("stack", PIPELINE_STACKS)
+def test_the_first_upgrade_step_targets_new_resources_that_need_only_what_the_stack_has(stack):
+    """The URNs the README's one-liner picks from a preview: the workload roots and the bundle, each present in the
+    program, none a resource the later `up` moves, and nothing they depend on outside the list but what an older
+    version of the stack already holds (its namespaces and Helm releases)."""
+    keys = re.search(r'any\(k in s\["urn"\] for k in \(([^)]*)\)\)', section("### Upgrading from ClusterIssuers"))
+    keys = re.findall(r'"([^"]+)"', keys.group(1))
+    run = run_program(stack)
+    picked = {r.urn: r for r in run.registrations if any(k in r.urn for k in keys)}
+    for key in keys:
+        assert any(key in urn for urn in picked), f"{key} names no resource of the {stack} program"
+    kinds = {r.type for r in picked.values()}
+    assert "kubernetes:trust.cert-manager.io/v1alpha1:Bundle" in kinds and "vault:index/mount:Mount" in kinds
+    assert not kinds & {"kubernetes:cert-manager.io/v1:Issuer", "kubernetes:cert-manager.io/v1:Certificate",
+                        "kubernetes:yaml/v2:ConfigGroup"}, "the targeted step must not do the Issuer move"
+    existing = {"kubernetes:helm.sh/v3:Release", "kubernetes:core/v1:Namespace", "kubernetes:core/v1:NamespacePatch"}
+    by_urn = {r.urn: r for r in run.registrations}
+    for registration in picked.values():
+        needs = set(registration.dependencies) | {u for us in registration.property_dependencies.values() for u in us}
+        for urn in needs - set(picked):
+            assert by_urn[urn].type in existing, f"{registration.name} needs {urn}, which --target would not create"
