@@ -1,0 +1,149 @@
+"""The format of the stack settings beyond what `Pulumi.yaml` declares: the choices, patterns and list shapes of each
+setting, declared once.
+
+`Pulumi.yaml` declares every setting's name, type, default and description (the Pulumi CLI checks stack files against
+those types); this module adds what a type cannot say. components/settings.py validates with these same constants,
+and `python -m components.schema` turns the declarations plus this table into schema/stack-settings.schema.json, so
+the program and the published schema cannot drift apart.
+
+Rules that involve more than one value (pkiMode vault needs vaultAddress, a duration shorter than another, a
+namespace that must be in the graph, a file that must exist) are the validator's alone: `CANNOT_CHECK` lists them.
+"""
+
+from __future__ import annotations
+
+from .graph_format import DNS_LABEL, LABEL_KEY, Pattern, Rule, Text
+
+PROJECT = "mtls-mesh"
+ENVIRONMENTS = ("dev", "staging", "prod")
+PKI_MODES = ("vault", "self-signed")
+# Values of config.linkerd.io/default-inbound-policy (and the chart's proxy.defaultInboundPolicy).
+INBOUND_POLICIES = ("audit", "all-unauthenticated", "cluster-unauthenticated", "all-authenticated",
+                    "cluster-authenticated", "deny")
+ROTATION_PHASES = ("none", "add-next", "issue-from-next", "drop-previous")
+# Who runs `pulumi up` for a stack (deliveredBy): the GitHub workflows, or the Pulumi Kubernetes Operator, whose
+# workspace pod is the only place the program runs with kubeContext in-cluster (deploy/operator_stacks.py).
+DELIVERERS = ("workflows", "operator")
+VAULT_AUTH_MODES = ("external", "in-cluster")
+CONTROLLER_LOG_LEVELS = ("error", "warn", "info", "debug", "trace")
+# Settings that are on, off, or decided by the environment.
+AUTO_TRUE_FALSE = ("auto", "true", "false")
+# Settings that are secrets: read from config but not declared in Pulumi.yaml (see the note there).
+SECRET_SETTINGS = ("vaultToken",)
+# Config of the default providers, which the program's explicit providers never read: key -> the setting to use.
+IGNORED_PROVIDER_KEYS = {
+    "kubernetes:context": "kubeContext", "kubernetes:kubeconfig": "kubeconfig",
+    "vault:address": "vaultAddress", "vault:namespace": "vaultNamespace", "vault:token": "vaultToken",
+}
+
+# A DNS-1123 subdomain whose labels are at most 63 characters (the whole at most 253: a max_length).
+DNS_NAME = Pattern(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*")
+DNS_SUBDOMAIN = Pattern(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+ANCHOR_ID_MAX = 20
+VAULT_PATH = Pattern(r"[A-Za-z0-9][A-Za-z0-9_-]*(/[A-Za-z0-9][A-Za-z0-9_-]*)*")
+VAULT_ROLE = Pattern(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+CHART_VERSION = Pattern(r"v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?")
+# Linkerd's edge charts are dated versions without a 'v' (edge-26.8.3 is chart 2026.8.3).
+LINKERD_CHART_VERSION = Pattern(r"[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?")
+# Kubernetes resource quantities (apimachinery's resource.Quantity): a number with an optional SI or binary suffix.
+QUANTITY = Pattern(r"[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?")
+# An image reference: registry/repository[:tag][@sha256:<64 hex>] (a digest pins what an air-gapped mirror serves).
+IMAGE = Pattern(r"[a-z0-9]([a-z0-9._-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*"
+                r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?")
+# A Go duration as components/durations.py reads it (surrounding blanks dropped); whether it is a whole number of
+# seconds within Go's range is arithmetic, checked by the validator.
+DURATION = Pattern(r"\s*([0-9]{1,20}(\.[0-9]{1,20})?(h|m|s))+\s*")
+# Only the shape of a network (ipaddress parses it, and refuses host bits); a bare address is a /32 or /128.
+NETWORK_SHAPE = Pattern(r"[0-9A-Fa-f:.]+(/[0-9]{1,3})?")
+SERVICE_ACCOUNT_REF = Pattern(rf"{DNS_LABEL.body}/[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+# key=value, the value a label value of at most 63 characters.
+LABEL_PAIR = Pattern(rf"{LABEL_KEY.body}=([A-Za-z0-9]([-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?)?")
+LOG_FILTER = Pattern(r"\S+")
+
+
+def _optional(pattern: Pattern) -> Pattern:
+    """The pattern, or the empty string (the setting's 'unset' default)."""
+    return Pattern(f"({pattern.body})?")
+
+
+def _choices(values: tuple[str, ...]) -> Pattern:
+    return Pattern("|".join(v.replace(".", r"\.") for v in values))
+
+
+_DURATION = Text("A Go duration such as 48h0m0s, 90m or 8760h", DURATION)
+
+
+# What each setting's value (or, for a list setting, each item) must look like, beyond its declared type. A setting
+# missing here takes any value of its type. `min_items` is the fewest items a list setting may hold when it is set.
+VALUES: dict[str, Text] = {
+    "environment": Text(choices=ENVIRONMENTS),
+    "kubeContext": Text(min_length=1),
+    "deliveredBy": Text(choices=DELIVERERS),
+    "trustDomain": Text(pattern=DNS_NAME, max_length=253),
+    "adoptNamespaces": Text(pattern=DNS_LABEL, max_length=63),
+    "defaultInboundPolicy": Text(choices=INBOUND_POLICIES),
+    "inboundPolicyOverrides": Text("namespace=policy", Pattern(f"{DNS_LABEL.body}=({_choices(INBOUND_POLICIES).body})"),
+                                   examples=("legacy=audit",)),
+    "pkiMode": Text(choices=PKI_MODES),
+    "trustAnchor": Text(pattern=DNS_LABEL, max_length=ANCHOR_ID_MAX),
+    "nextTrustAnchor": Text(pattern=_optional(DNS_LABEL), max_length=ANCHOR_ID_MAX),
+    "anchorRotationPhase": Text(choices=ROTATION_PHASES),
+    "trustAnchorValidity": _DURATION,
+    "identityIssuerDuration": _DURATION,
+    "identityIssuerRenewBefore": _DURATION,
+    "workloadCertDuration": _DURATION,
+    "vaultMountPrefix": Text(pattern=VAULT_PATH),
+    "vaultIntermediateTtl": _DURATION,
+    "vaultKubernetesAuthPath": Text(pattern=VAULT_PATH),
+    "vaultKubernetesAuthMode": Text(choices=VAULT_AUTH_MODES),
+    "vaultAuthRole": Text(pattern=VAULT_ROLE),
+    "vaultAuthTokenTtl": _DURATION,
+    "vaultWorkloadRole": Text(pattern=VAULT_ROLE),
+    "certManagerNamespace": Text(pattern=DNS_LABEL),
+    "certManagerServiceAccount": Text(pattern=DNS_SUBDOMAIN, max_length=253),
+    "certManagerChartVersion": Text(pattern=CHART_VERSION),
+    "trustManagerChartVersion": Text(pattern=CHART_VERSION),
+    "linkerdChartVersion": Text(pattern=LINKERD_CHART_VERSION),
+    "linkerdHighAvailability": Text(choices=AUTO_TRUE_FALSE),
+    "proxyCpuRequest": Text(pattern=_optional(QUANTITY)),
+    "proxyCpuLimit": Text(pattern=_optional(QUANTITY)),
+    "proxyMemoryRequest": Text(pattern=_optional(QUANTITY)),
+    "proxyMemoryLimit": Text(pattern=_optional(QUANTITY)),
+    "proxyLogLevel": Text(pattern=LOG_FILTER),
+    "controllerLogLevel": Text(choices=CONTROLLER_LOG_LEVELS),
+    "clusterDefaultInboundPolicy": Text(choices=INBOUND_POLICIES),
+    "prometheusServiceAccounts": Text("namespace/serviceaccount", SERVICE_ACCOUNT_REF),
+    "prometheusNetworks": Text("A CIDR, e.g. 10.0.0.0/8", NETWORK_SHAPE),
+    "kubeletNetworks": Text("A CIDR, e.g. 10.0.0.0/16", NETWORK_SHAPE),
+    "clusterNetworks": Text("A CIDR, e.g. 10.0.0.0/8", NETWORK_SHAPE),
+    "monitoringLabels": Text("A label key=value", LABEL_PAIR),
+    "meshVerification": Text(choices=AUTO_TRUE_FALSE),
+    "verificationServerImage": Text(pattern=IMAGE),
+    "verificationClientImage": Text(pattern=IMAGE),
+}
+# List settings that may not be set to an empty list (an empty one would open or close everything).
+MIN_ITEMS = {"kubeletNetworks": 1, "clusterNetworks": 1}
+
+
+CANNOT_CHECK = (
+    Rule("between settings", "a setting that depends on another (pkiMode vault needs vaultAddress, the rotation phase "
+         "needs nextTrustAnchor, a certificate must not outlive its issuer, self-signed in prod needs "
+         "allowSelfSignedInProd, installCertManager decides certManagerServiceAccount, deliveredBy and kubeContext)",
+         ("is required with pkiMode vault", "required when vaultKubernetesAuthCreate", "self-signed in a prod",
+          "must be shorter than", "needs the anchor being rotated in", "anchorRotationPhase is none",
+          "is the current anchor", "is shorter than the proxies'", "this program installs runs as", "but kubeContext is",
+          "is operator: only the Pulumi Kubernetes Operator", "looks private")),
+    Rule("duration values", "a duration's length: at least an hour, 60 days or 1 minute where required, a whole "
+         "number of seconds, within Go's time.Duration",
+         ("shorter than an hour", "under 60 days", "between 1m and 1h", "longest duration Go can hold",
+          "whole number of seconds")),
+    Rule("the service graph", "a namespace named in a setting must be one of the graph's (and meshed, for an "
+         "override), and listed once", ("is not a namespace of", "is not meshed", "is overridden twice",
+                                         "is set twice", "needs the namespace")),
+    Rule("files", "a file named by a setting must exist in the project, be a regular file within its size limit, "
+         "and hold what it should", ("cannot read", "file not found", "is not a usable file path", "holds no PEM",
+                                     "is a named pipe", "is a device", "has no CA for kubeContext")),
+    Rule("URLs", "URLs are parsed as the program's URL parser reads them (host, port range, scheme; https outside dev)",
+         ("is not a URL", "is not an http(s) URL", "is plain http", "is not an https:// or oci://")),
+    Rule("network values", "a CIDR must parse with no host bits set", ("is not a CIDR",)),
+)
