@@ -797,6 +797,14 @@ def _url_problem(value: str) -> tuple[str, str] | None:
     port, `validOptionalPort`), so the rules here are at least as strict, plus: no credentials, since the URL is
     copied into non-secret objects (every Issuer's spec.vault.server); no port 0; an ASCII host (a bidi or
     look-alike character would pass net/url and fail, or worse succeed, at IDNA lookup)."""
+    authority = value.partition("//")[2]
+    for end in "/?#":
+        authority = authority.partition(end)[0]
+    if "@" in authority:
+        # Checked first, on the raw text, and never quoted: whatever else is wrong, the value holds a password.
+        return ("contains credentials (user:password@): the URL is copied into non-secret objects such as every "
+                "Issuer's spec.vault.server", "Remove them from the URL; the program authenticates with vaultToken and "
+                "Kubernetes auth")
     try:
         parsed = urlparse(value)
         hostname, port = parsed.hostname, parsed.port  # .port raises for a port out of range or not a number
@@ -808,10 +816,7 @@ def _url_problem(value: str) -> tuple[str, str] | None:
         return (f"{short(value)} contains non-ASCII characters",
                 "Write the host in ASCII (punycode for an international name, xn--...)")
     if parsed.username is not None or parsed.password is not None:
-        # Never quote the value: it holds a password.
-        return ("contains credentials (user:password@): the URL is copied into non-secret objects such as every "
-                "Issuer's spec.vault.server", "Remove them from the URL; the program authenticates with vaultToken and "
-                "Kubernetes auth")
+        return "contains credentials", "Remove them from the URL"
     if port == 0:
         return f"{short(value)} has port 0", "Give the port the server listens on, e.g. :8200"
     if parsed.query or parsed.fragment or value.endswith(("?", "#")):
@@ -834,7 +839,7 @@ def _url(config: _Config, key: str, environment: str) -> str:
     problem = _url_problem(value)
     if problem:
         config.add(key, *problem)
-        return value
+        return ""  # nothing else quotes a refused URL (it may hold a password)
     parsed = urlparse(value)
     hostname = parsed.hostname
     if parsed.scheme not in ("http", "https") or not hostname:
