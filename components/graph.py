@@ -500,7 +500,7 @@ def _read_egress(reader: _Reader, path: str, raw: Any) -> tuple[Egress, ...] | N
             reader.add(item_path, "names no destination", "Give 'cidrs' (e.g. [203.0.113.0/24]) or 'hosts' (e.g. [api.stripe.com])")
             ok = False
         for i, cidr in enumerate(cidrs):
-            problem = _cidr_problem(cidr)
+            problem = cidr_problem(cidr)
             if problem:
                 reader.add(f"{item_path}.cidrs[{i}]", problem[0], problem[1])
                 ok = False
@@ -526,18 +526,18 @@ def _read_egress(reader: _Reader, path: str, raw: Any) -> tuple[Egress, ...] | N
     return tuple(destinations) if ok else None
 
 
-def _cidr_problem(cidr: Any) -> tuple[str, str] | None:
+def cidr_problem(cidr: Any, *, verbatim: bool = True) -> tuple[str, str] | None:
     """Why an egress CIDR cannot go into a NetworkPolicy ipBlock.cidr as written, or None. The apiserver's IP/CIDR
     validation (KEP-4858, apimachinery validation IsValidCIDR) refuses IPv4 octets with leading zeros, IPv4-mapped IPv6,
-    zone identifiers and host bits ("ifaddr" form); a bare address is not a CIDR. The string goes out verbatim, so it
-    must already be the canonical form."""
+    zone identifiers and host bits ("ifaddr" form); a bare address is not a CIDR. A `verbatim` string goes out as
+    written, so it must already be the canonical form; otherwise the caller writes out the parsed network instead."""
     text = str(cidr) if isinstance(cidr, str) else None
     example = "e.g. 203.0.113.0/24 or 2001:db8::/32, with no host bits set"
     if text is None:
         return f"{short(cidr)} is not a CIDR", example
     if "%" in text:
         return f"{short(text)} has a zone identifier, which a NetworkPolicy does not accept", "Drop the '%<zone>' part"
-    if "/" not in text:
+    if "/" not in text and verbatim:
         try:
             address = ipaddress.ip_address(text)
         except ValueError:
@@ -550,7 +550,7 @@ def _cidr_problem(cidr: Any) -> tuple[str, str] | None:
     if network.version == 6 and network.subnet_of(ipaddress.IPv6Network("::ffff:0:0/96")):
         mapped = ipaddress.IPv4Network((int(network.network_address) & 0xFFFFFFFF, network.prefixlen - 96))
         return f"{short(text)} is an IPv4-mapped IPv6 range, which Kubernetes refuses", f"Write it as IPv4: {mapped}"
-    if str(network) != text:
+    if verbatim and str(network) != text:
         return f"{short(text)} is not in canonical form", f"Write it as {network}"
     return None
 

@@ -21,7 +21,7 @@ import yaml
 
 from .durations import Duration
 from .errors import Problems, did_you_mean, short
-from .graph import (LABEL_VALUE, ServiceGraph, is_dns_subdomain, is_qualified_name, load_graph,
+from .graph import (DEFAULT_SERVICE_ACCOUNT, LABEL_VALUE, ServiceGraph, cidr_problem, is_dns_subdomain, is_qualified_name, load_graph,
                     mesh_identity)
 from .collisions import graph_objects, object_name_clashes
 from .inputs import MAX_PEM_BYTES, InputError, read_text_file
@@ -645,10 +645,12 @@ def _linkerd(config: _Config, environment: str) -> LinkerdSettings:
 def _networks(config: _Config, key: str) -> tuple[str, ...]:
     networks = []
     for index, value in enumerate(config.strings(key)):
-        try:
-            networks.append(str(ipaddress.ip_network(value, strict=True)))
-        except ValueError as err:
-            config.add(f"{key}[{index}]", f"{short(value)} is not a CIDR ({err})", "e.g. 10.0.0.0/8, with no host bits set")
+        # Written out in canonical form, so only what the API server refuses whatever the form matters here.
+        problem = cidr_problem(value, verbatim=False)
+        if problem:
+            config.add(f"{key}[{index}]", *problem)
+            continue
+        networks.append(str(ipaddress.ip_network(value, strict=True)))
     return tuple(networks)
 
 
@@ -659,6 +661,11 @@ def _policy(config: _Config) -> PolicySettings:
         if not sep or len(namespace) > 63 or not _DNS_LABEL.match(namespace) or not is_dns_subdomain(name):
             config.add(f"prometheusServiceAccounts[{index}]", f"{short(value)} is not namespace/serviceaccount",
                        "e.g. monitoring/kube-prometheus-stack-prometheus")
+            continue
+        if name == DEFAULT_SERVICE_ACCOUNT:
+            config.add(f"prometheusServiceAccounts[{index}]", f"is the 'default' account of namespace '{namespace}', "
+                       "which every pod there without its own account runs as: all of them could read /metrics",
+                       "Name the account Prometheus runs as (kube-prometheus-stack creates its own)")
             continue
         accounts.append((name, namespace))
     kubelet = _networks(config, "kubeletNetworks")
