@@ -632,34 +632,37 @@ def _check_shared_accounts(reader: _Reader, graph: ServiceGraph) -> None:
 def _check_skipped_outbound_ports(reader: _Reader, graph: ServiceGraph) -> None:
     """skipOutboundPorts sends a port past every proxy of the namespace: an egress port would escape the egress
     allow-list (hosts are enforced only by the proxy), and a meshed callee's port would leave without mTLS, which the
-    callee's default deny refuses."""
-    for namespace in graph.namespaces.values():
-        skipped = set(namespace.skip_outbound_ports)
-        if not skipped or not namespace.meshed:
+    callee's default deny refuses. One pass over services and edges, whatever the number of namespaces."""
+    skipped = {ns.name: set(ns.skip_outbound_ports) for ns in graph.namespaces.values()
+               if ns.meshed and ns.skip_outbound_ports}
+    if not skipped:
+        return
+
+    def refuse(namespace: str, what: str) -> None:
+        reader.add(f"namespaces.{namespace}.skipOutboundPorts", what,
+                   f"Remove the port from skipOutboundPorts of namespace '{namespace}'")
+
+    for service in graph.services.values():
+        if service.namespace not in skipped or not graph.is_meshed(service):
             continue
-        path = f"namespaces.{namespace.name}.skipOutboundPorts"
-        fix = f"Remove the port from skipOutboundPorts of namespace '{namespace.name}'"
-        for service in graph.services_in(namespace.name):
-            if not graph.is_meshed(service):
+        for index, egress in enumerate(service.egress):
+            for number in sorted(skipped[service.namespace] & set(egress.ports)):
+                refuse(service.namespace, f"skips port {number}, which services.{service.key}.egress[{index}] "
+                       f"('{egress.name}') uses: that traffic would bypass the proxy and so the egress allow-list "
+                       "(the egress entry already allows the destination)")
+    for callee in graph.services.values():
+        if not graph.is_meshed(callee):
+            continue  # proxy-free callees' ports are skipped on purpose (namespaces.outbound_ports_to_skip)
+        for caller in callee.callers:
+            source = graph.services[caller.service]
+            if source.namespace not in skipped or not graph.is_meshed(source):
                 continue
-            for index, egress in enumerate(service.egress):
-                for number in sorted(skipped & set(egress.ports)):
-                    reader.add(path, f"skips port {number}, which services.{service.key}.egress[{index}] "
-                               f"('{egress.name}') uses: that traffic would bypass the proxy and so the egress "
-                               "allow-list", fix + " (the egress entry already allows the destination)")
-        for callee in graph.services.values():
-            if not graph.is_meshed(callee):
-                continue  # proxy-free callees' ports are skipped on purpose (namespaces.outbound_ports_to_skip)
-            for caller in callee.callers:
-                source = graph.services[caller.service]
-                if source.namespace != namespace.name or not graph.is_meshed(source):
-                    continue
-                for name in caller.ports or tuple(p.name for p in callee.ports):
-                    number = callee.port(name).number
-                    if number in skipped:
-                        reader.add(path, f"skips port {number}, on which services.{source.key} calls services."
-                                   f"{callee.key} ({name}): the call would leave without mTLS and the callee's "
-                                   "policy would refuse it under deny", fix)
+            for name in caller.ports or tuple(p.name for p in callee.ports):
+                number = callee.port(name).number
+                if number in skipped[source.namespace]:
+                    refuse(source.namespace, f"skips port {number}, on which services.{source.key} calls "
+                           f"services.{callee.key} ({name}): the call would leave without mTLS and the callee's "
+                           "policy would refuse it under deny")
 
 
 def _check_distinct_pods(reader: _Reader, services: dict[str, Service]) -> None:
