@@ -510,8 +510,9 @@ def _read_egress(reader: _Reader, path: str, raw: Any) -> tuple[Egress, ...] | N
                            "e.g. api.stripe.com or *.googleapis.com: at most 253 characters, labels of at most 63")
                 ok = False
             elif host == "cluster.local" or host.endswith(IN_CLUSTER_SUFFIXES):
-                reader.add(f"{item_path}.hosts[{i}]", f"{short(host)} is an in-cluster service name, which egress never "
-                           "matches (the proxy sees the Service's cluster address, not an outside destination)",
+                reader.add(f"{item_path}.hosts[{i}]",
+                           f"{short(host)} is an in-cluster service name, which egress never matches (the proxy "
+                           "sees the Service's cluster address, not an outside destination)",
                            "Call in-cluster services through the graph: add this service to the callee's 'allow' list")
                 ok = False
         ports = reader.port_numbers(fields.get("ports"), f"{item_path}.ports")

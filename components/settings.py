@@ -21,8 +21,8 @@ import yaml
 
 from .durations import Duration
 from .errors import Problems, did_you_mean, short
-from .graph import (DEFAULT_SERVICE_ACCOUNT, LABEL_VALUE, ServiceGraph, cidr_problem, is_dns_subdomain, is_qualified_name, load_graph,
-                    mesh_identity)
+from .graph import (DEFAULT_SERVICE_ACCOUNT, LABEL_VALUE, ServiceGraph, cidr_problem, is_dns_subdomain,
+                    is_qualified_name, load_graph, mesh_identity)
 from .collisions import graph_objects, object_name_clashes
 from .inputs import MAX_PEM_BYTES, InputError, read_text_file
 
@@ -563,13 +563,10 @@ def ipv4_views(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> list[i
     for prefix, start in _IPV4_EMBEDDINGS:
         if prefix.subnet_of(network):
             views.append(ipaddress.IPv4Network("0.0.0.0/0"))
-        elif network.subnet_of(prefix):
+        elif network.subnet_of(prefix):  # so at least as long as the prefix: the IPv4 bits start within it
             bits = min(network.prefixlen - start, 32)
-            if bits >= 0:
-                value = (int(network.network_address) >> (128 - start - 32)) & 0xFFFFFFFF
-                views.append(ipaddress.IPv4Network((value, bits), strict=False))
-            else:  # shorter than the embedding's prefix: it covers every IPv4 address
-                views.append(ipaddress.IPv4Network("0.0.0.0/0"))
+            value = (int(network.network_address) >> (128 - start - 32)) & 0xFFFFFFFF
+            views.append(ipaddress.IPv4Network((value, bits), strict=False))
     return views
 
 
