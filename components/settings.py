@@ -51,9 +51,9 @@ _VAULT_NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-
 _VAULT_PATH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(/[A-Za-z0-9][A-Za-z0-9_-]*)*\Z")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
-# X.509 caps a common name at 64 characters (RFC 5280 ub-common-name), and cert-manager's webhook refuses a longer
-# one; the identity issuer's is identity.linkerd.<trustDomain> (17 characters before the domain).
-MAX_TRUST_DOMAIN = 64 - len("identity.linkerd.")
+# X.509 caps a common name at 64 characters (RFC 5280 ub-common-name); cert-manager's webhook refuses a Certificate
+# whose commonName is longer (ValidateCertificateSpec, internal/apis/certmanager/validation/certificate.go).
+MAX_COMMON_NAME = 64
 # Namespaces the program runs things in itself, where cert-manager must not go (besides the graph's own).
 VERIFICATION_NAMESPACE = "mtls-mesh-verify"
 _NOT_FOR_CERT_MANAGER = ("linkerd", "linkerd-viz", "linkerd-cni", VERIFICATION_NAMESPACE, "kube-public",
@@ -456,10 +456,8 @@ def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[
             or not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", trust_domain)):
         config.add("trustDomain", f"{short(trust_domain)} is not a DNS name",
                    "At most 253 characters, labels of at most 63 lowercase letters, digits and '-', e.g. cluster.local")
-    elif len(trust_domain) > MAX_TRUST_DOMAIN:
-        config.add("trustDomain", f"is {len(trust_domain)} characters long: the identity issuer's common name "
-                   f"identity.linkerd.<trustDomain> would pass the 64 characters X.509 allows, which cert-manager's "
-                   "webhook refuses", f"Use at most {MAX_TRUST_DOMAIN} characters, e.g. cluster.local")
+    else:
+        _check_common_names(config, trust_domain)
 
     graph_file = config.string("serviceGraph")
     graph_path = project_file(config, "serviceGraph", project_dir) if graph_file else None
@@ -525,6 +523,25 @@ def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[
     problems.items.extend(object_name_clashes(settings, graph_objects(settings)))
     problems.raise_if_any(stack)
     return settings
+
+
+def _check_common_names(config: _Config, trust_domain: str) -> None:
+    """Certificates whose common name contains the trust domain: each must stay within X.509's 64 characters. The
+    names come from the builders themselves (imported here: they import this module), so the check cannot drift."""
+    from .cert_manager import identity_name
+    from .trust import anchor_common_name, workload_root_common_name
+
+    builders = ((identity_name, "the Linkerd identity issuer's common name", ", which cert-manager's webhook refuses"),
+                (anchor_common_name, "the self-signed trust anchor's common name", ""),
+                (workload_root_common_name, "the self-signed workload root's common name", ""))
+    longest = max(len(build("")) for build, _, _ in builders)
+    for build, what, consequence in builders:
+        name = build(trust_domain)
+        if len(name) > MAX_COMMON_NAME:
+            config.add("trustDomain", f"is {len(trust_domain)} characters long, so {what} ({len(name)} characters) "
+                       f"passes the {MAX_COMMON_NAME} X.509 allows{consequence}",
+                       f"Use at most {MAX_COMMON_NAME - longest} characters, e.g. cluster.local")
+            return
 
 
 def _check_identities(config: _Config, graph: ServiceGraph, policy: PolicySettings, trust_domain: str) -> None:

@@ -212,7 +212,10 @@ def test_monitoring_label_keys_are_qualified_names(entry):
     ("staging", {"certManagerNamespace": "linkerd"}, "certManagerNamespace", ("the mesh or Kubernetes runs",)),
     ("staging", {"certManagerNamespace": "mtls-mesh-verify"}, "certManagerNamespace", ("the mesh or Kubernetes runs",)),
     ("staging", {"certManagerNamespace": "a" * 64}, "certManagerNamespace", ("not a valid namespace name", "63")),
-    ("dev", {"trustDomain": "a" * 44 + ".com"}, "trustDomain", ("48 characters", "64 characters", "at most 47")),
+    ("dev", {"trustDomain": "a" * 44 + ".com"}, "trustDomain",
+     ("48 characters", "identity issuer's common name (65 characters)", "cert-manager's webhook", "at most 40")),
+    ("dev", {"trustDomain": "a" * 37 + ".com"}, "trustDomain",
+     ("41 characters", "workload root's common name (65 characters)", "at most 40")),
     ("dev", {"prometheusServiceAccounts": ["monitoring/" + ".".join(["p" * 60] * 4)]},
      "prometheusServiceAccounts[0]", ("is not a DNS name of at most 253",)),
     ("dev", {"prometheusServiceAccounts": ["m" * 64 + "/prometheus"]}, "prometheusServiceAccounts[0]",
@@ -231,9 +234,11 @@ def test_a_setting_refused_later_upstream_is_refused_now(stack, changes, key, wo
     problem(refused(stack, **changes), f"mtls-mesh:{key}", *words)
 
 
-def test_the_longest_trust_domain_fits_the_issuer_name():
-    settings = settings_for("dev", trustDomain="a" * 43 + ".com")
-    assert len(f"identity.linkerd.{settings.trust_domain}") == 64
+def test_the_longest_trust_domain_fits_every_common_name():
+    run = run_program("dev", set_config={"trustDomain": "a" * 36 + ".com"})
+    names = [o["spec"]["commonName"] for o in run.objects("Certificate") if "a" * 36 in o["spec"].get("commonName", "")]
+    names += [r.inputs["subject"]["commonName"] for r in run.of_type("tls:index/selfSignedCert:SelfSignedCert")]
+    assert names and max(len(n) for n in names) == 64, names
 
 
 # ---- URLs: no secrets in non-secret objects, nothing Go would read differently ----------------------------------
