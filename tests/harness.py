@@ -259,6 +259,23 @@ def stack_config(stack: str) -> tuple[dict[str, str], set[str]]:
 wire_value = stack_files.wire_value
 
 
+FILE_SETTINGS = ("serviceGraph", "vaultCaBundleFile", "vaultKubernetesCaFile")
+
+
+def _allow_test_files_outside_project(config: dict[str, str]) -> None:
+    """Tests write graphs and CA files to temporary directories, outside the project, which the program refuses unless
+    allowFilesOutsideProject is true: set it for them, unless the test sets it itself (tests of the refusal do)."""
+    key = f"{PROJECT}:allowFilesOutsideProject"
+    if key in config:
+        return
+    for name in FILE_SETTINGS:
+        value = config.get(f"{PROJECT}:{name}")
+        if isinstance(value, str) and "\x00" not in value and value.startswith("/") and \
+                not Path(value).resolve().is_relative_to(PROJECT_DIR.resolve()):
+            config[key] = "true"
+            return
+
+
 def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set_config: dict[str, Any] | None = None,
                 unset: Iterable[str] = (), secrets: Iterable[str] = (), graph: dict[str, Any] | None = None,
                 tmp_path: Path | None = None, previous_outputs: dict[str, Any] | None = None,
@@ -277,6 +294,8 @@ def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set
         graph_file = tmp_path / "graph.yaml"
         graph_file.write_text(yaml.safe_dump(graph))
         base[f"{PROJECT}:serviceGraph"] = str(graph_file)
+
+    _allow_test_files_outside_project(base)
 
     mocks = (mocks_factory or RecordingMocks)(previous_outputs)
     monitor = RecordingMonitor(mocks)
