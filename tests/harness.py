@@ -132,7 +132,9 @@ def mock_certificate_pem(name: str, valid_seconds: int = 365 * 86400) -> str:
 def computed_outputs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     """Stand-ins for outputs a provider computes: real certificates (for what parses them), never real key material."""
     if type_ == "tls:index/privateKey:PrivateKey":
-        return {"privateKeyPem": f"-----BEGIN PRIVATE KEY-----\nMOCK-{name}\n-----END PRIVATE KEY-----\n",
+        # Shaped like PEM (a base64 body), so what checks a key's shape sees one; it decodes to MOCK-<name>.
+        body = base64.b64encode(f"MOCK-{name}".encode()).decode()
+        return {"privateKeyPem": f"-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n",
                 "publicKeyPem": f"-----BEGIN PUBLIC KEY-----\nMOCK-{name}\n-----END PUBLIC KEY-----\n"}
     if type_ in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
         return {"certPem": mock_certificate_pem(name, int(inputs.get("validityPeriodHours", 8760)) * 3600)}
