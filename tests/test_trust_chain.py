@@ -154,7 +154,8 @@ def test_during_a_rotation_each_login_covers_both_anchors():
     policies = {p.inputs["name"]: [path for path, _ in _policy_paths(p)] for p in run.of_type("vault:index/policy:Policy")}
     assert policies["cert-manager-mesh-ns-data"] == ["pki-mesh-workload-2026-11/sign/mesh-workload-data",
                                                      "pki-mesh-workload-2027-11/sign/mesh-workload-data"]
-    roles = [r.inputs["backend"] for r in run.of_type("vault:pkiSecret/secretBackendRole:SecretBackendRole")]
+    # Sorted: the two roles are registered concurrently, in no fixed order.
+    roles = sorted(r.inputs["backend"] for r in run.of_type("vault:pkiSecret/secretBackendRole:SecretBackendRole"))
     assert roles == ["pki-mesh-workload-2026-11", "pki-mesh-workload-2027-11"]
 
 
