@@ -85,7 +85,11 @@ def register_group(resource_name: str, objects: Sequence[dict[str, Any]], opts: 
     resource's registration only when its step is done (pulumi `pkg/resource/deploy/source_eval.go`
     `RegisterResource`: "block waiting for the operation to finish"), and it calls the provider's Construct, which
     registers the children, from within the group's own registration (same function, `remote`). So in `up` no child
-    is registered before its namespace, the CRD release or its Issuer exists.
+    is registered before its namespace, the CRD release or its Issuer exists (tests/test_preview.py checks each
+    child's prerequisites against what its group waited for). The pinned SDK (pulumi-kubernetes 4.34.2,
+    `yaml/v2/ConfigGroup.py`) registers the group as a remote component with these options unchanged; the provider
+    source was read at pulumi-kubernetes main of 2026-07-01 (4.32.0), where Construct's apply has been the same since
+    2024 (#2894): 4.34.2's provider source is not available offline here.
 
     Every object carries its namespace, so the provider never asks the API server whether a kind is namespaced
     (pulumi-kubernetes yaml/v2 `Normalize`), which could race a CRD installed in the same update.
