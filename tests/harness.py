@@ -136,6 +136,9 @@ def computed_outputs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str,
         body = base64.b64encode(f"MOCK-{name}".encode()).decode()
         return {"privateKeyPem": f"-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n",
                 "publicKeyPem": f"-----BEGIN PUBLIC KEY-----\nMOCK-{name}\n-----END PUBLIC KEY-----\n"}
+    if type_ == "tls:index/certRequest:CertRequest":
+        body = base64.b64encode(f"MOCK-{name}".encode()).decode()
+        return {"certRequestPem": f"-----BEGIN CERTIFICATE REQUEST-----\n{body}\n-----END CERTIFICATE REQUEST-----\n"}
     if type_ in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
         return {"certPem": mock_certificate_pem(name, int(inputs.get("validityPeriodHours", 8760)) * 3600)}
     if type_ == "kubernetes:core/v1:Secret" and inputs.get("type") == "kubernetes.io/service-account-token":
