@@ -8,7 +8,6 @@ Also why the ConfigGroups' dependencies are enough to order their children in `u
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pulumi
@@ -138,13 +137,12 @@ def pull_request(stack: str, change: str, tmp_path_factory) -> tuple[Run, Run, R
     """(base, preview, up): the base branch's up is the state; the pull request's preview and up read its outputs."""
     if (stack, change) not in _pull_requests:
         edit, before, after = CHANGES[change]
-        base_dir, pr_dir = tmp_path_factory.mktemp(f"{stack}-base"), tmp_path_factory.mktemp(f"{stack}-{change}")
+        pr_dir = tmp_path_factory.mktemp(f"{stack}-{change}")
         changed = graph()
         if edit:
             edit(changed)
         base = run_program(stack, set_config=before) if before else stack_run(stack)
         kwargs = dict(set_config=after, graph=changed, tmp_path=pr_dir, previous_outputs=base.exports)
-        del base_dir
         _pull_requests[(stack, change)] = (base, run_program(stack, preview=True, state=base, **kwargs),
                                            run_program(stack, **kwargs))
     return _pull_requests[(stack, change)]
