@@ -167,6 +167,8 @@ class PreviewState:
       - not in the state ("create"): empty id, the inputs echoed, every computed output left out;
       - in the state with other inputs ("update"): the id known, the inputs echoed, computed outputs left out;
       - in the state with the same inputs ("same"): the id and outputs the state holds (here: what `up` gives).
+    A change the provider would make a replacement also leaves the id unknown in a real preview; here every change is
+    an in-place update (nothing in the program reads an id to build content).
     A bare set of URNs treats each one as unchanged. Nothing is read from a cluster: the provider's own preview of a
     child whose namespace or CRD does not exist yet returns the inputs as they are (pulumi-kubernetes
     `provider/pkg/provider/provider.go` `Create`: skipped when the GVK is unknown; `await.go` `Creation`:
