@@ -254,7 +254,7 @@ def certificate_not_after(pem: str, what: str = "certificate") -> int:
 
 
 def prometheus_rule(groups: Any, labels: Mapping[str, str]) -> dict[str, Any]:
-    """`groups` is a list of rule groups, or an Output of one (the anchors' expiry is known once they exist)."""
+    """`groups` is a list of rule groups, some of them Outputs (the certificates' expiry is known once they exist)."""
     return {"apiVersion": MONITORING_API, "kind": "PrometheusRule",
             "metadata": metadata(RULE_NAME, LINKERD_NAMESPACE, labels=dict(labels)), "spec": {"groups": groups}}
 
@@ -296,19 +296,18 @@ class MeshAlerts(pulumi.ComponentResource):
         mesh_groups = mesh_rule_groups(settings)
         anchors, workloads = sorted(args.anchor_certificates), sorted(args.signed_workloads)
 
-        def groups(pems: list[str]) -> list[dict[str, Any]]:
-            anchor_pems, workload_pems = pems[:len(anchors)], pems[len(anchors):]
-            built = mesh_groups + [anchor_rule_group(
-                {a: certificate_not_after(pem, f"trust anchor {a}") for a, pem in zip(anchors, anchor_pems, strict=True)},
-                settings.pki.anchor_validity)]
-            if workloads:
-                built.append(signed_workload_rule_group(
-                    {w: certificate_not_after(pem, f"workload certificate {w[0]}/{w[1]}") for w, pem in zip(workloads, workload_pems, strict=True)},
-                    settings.pki.workload_renew_before))
-            return built
-
-        spec_groups = pulumi.Output.all(*[args.anchor_certificates[a] for a in anchors],
-                                        *[args.signed_workloads[w] for w in workloads]).apply(groups)
+        # Only the expiry groups wait for the certificates (unknown in a preview until they exist): every other rule
+        # is known from the settings, and a preview shows it.
+        spec_groups: list[Any] = [*mesh_groups, pulumi.Output.all(*[args.anchor_certificates[a] for a in anchors]).apply(
+            lambda pems: anchor_rule_group(
+                {a: certificate_not_after(pem, f"trust anchor {a}") for a, pem in zip(anchors, pems, strict=True)},
+                settings.pki.anchor_validity))]
+        if workloads:
+            spec_groups.append(pulumi.Output.all(*[args.signed_workloads[w] for w in workloads]).apply(
+                lambda pems: signed_workload_rule_group(
+                    {w: certificate_not_after(pem, f"workload certificate {w[0]}/{w[1]}")
+                     for w, pem in zip(workloads, pems, strict=True)},
+                    settings.pki.workload_renew_before)))
         self.rule = register(f"{name}-rules", prometheus_rule(spec_groups, labels), child)
         self.pod_monitor = register(f"{name}-pod-monitor", pod_monitor(settings, labels), child)
         self.register_outputs({"alerts": sorted({r["alert"] for g in mesh_groups for r in g["rules"]})})
