@@ -10,7 +10,9 @@ Per trust anchor in use:
   would pass every `*-authenticated` policy as a meshed client.
 
 Logins (Kubernetes auth), each with a policy that names exactly its paths:
-- `<vaultAuthRole>-identity`: the account `mtls-mesh-vault-issuer` in `linkerd` only; only `root/sign-intermediate`;
+- `<vaultAuthRole>-identity`: the account `mtls-mesh-vault-issuer` in `linkerd` only; only `root/sign-intermediate`,
+  and only with the exact parameters cert-manager sends for the identity issuer Certificate (the path has no PKI role:
+  without pinned parameters the login could have any CA signed, any name, any lifetime, any path length);
 - `<vaultAuthRole>-ns-<namespace>`: that namespace's `mtls-mesh-vault-issuer` only; only `sign/<vaultWorkloadRole>-
   <namespace>`, a PKI role that allows exactly the namespace's certificate services' DNS names and SPIFFE IDs.
 """
@@ -18,6 +20,7 @@ Logins (Kubernetes auth), each with a policy that names exactly its paths:
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +29,7 @@ import pulumi_vault as vault
 
 from .k8s import metadata, register
 from .namespaces import LINKERD_NAMESPACE
-from .graph import spiffe_id, workload_dns_names
+from .graph import identity_issuer_name, spiffe_id, workload_dns_names
 from .settings import AnchorRotation, Settings, VaultSettings
 
 # cert-manager always puts its own audience (vault://<namespace>/<issuer>) in the token; this extra one is what every
@@ -65,13 +68,39 @@ def workload_signing_path(settings: VaultSettings, anchor: str, namespace: str) 
     return f"{settings.workload_mount(anchor)}/sign/{settings.namespace_workload_role(namespace)}"
 
 
-def _policy(paths: list[str]) -> str:
-    return "\n".join(f'path "{path}" {{\n  capabilities = ["create", "update"]\n}}\n' for path in paths)
+def _policy(paths: list[str], parameters: str = "") -> str:
+    return "\n".join(f'path "{path}" {{\n  capabilities = ["create", "update"]\n{parameters}}}\n' for path in paths)
 
 
-def identity_issuer_policy(settings: VaultSettings, rotation: AnchorRotation) -> str:
-    """The identity issuer's login may have a CA signed under each anchor still in use, and nothing else."""
-    return _policy([issuer_signing_path(settings, anchor) for anchor in rotation.anchors])
+def _hcl_list(values: list[str]) -> str:
+    return "[" + ", ".join(json.dumps(v) for v in values) + "]"
+
+
+def identity_sign_parameters(settings: Settings) -> dict[str, list[str]]:
+    """Each parameter cert-manager sends to root/sign-intermediate for the identity issuer Certificate
+    (components/cert_manager.identity_issuer_certificate), with the one value it sends. cert-manager v1.21.1
+    internal/vault/vault.go `Sign` always sends these seven keys, every value a string: the CSR's CN and DNS, IP and
+    URI SANs joined by ",", the Certificate's duration as Go's time.Duration.String() (`48h0m0s`: Duration.go(), the
+    same form for the validated >= 24h issuer durations), the CSR, and exclude_cn_from_sans "true". `[]` admits any
+    value (the CSR: sign-intermediate takes no name or constraint from it without use_csr_values, which is not allowed)."""
+    name = identity_issuer_name(settings.trust_domain)
+    return {"common_name": [name], "alt_names": [name], "ip_sans": [""], "uri_sans": [""],
+            "ttl": [settings.pki.issuer_duration.go()], "exclude_cn_from_sans": ["true"], "csr": []}
+
+
+def identity_issuer_policy(settings: Settings) -> str:
+    """The identity issuer's login may have exactly the identity issuer signed under each anchor still in use, and
+    nothing else. OpenBao/Vault's ACL (openbao internal/vault/policy/acl.go AllowOperation) refuses a request missing a
+    required parameter, carrying a parameter absent from allowed_parameters (max_path_length, use_csr_values, not_after,
+    other_sans, permitted_dns_domains, ...), or a value not in its list (compared as strings, `*` globs only at either
+    end: none of these values has one; a number or boolean never equals a string)."""
+    pinned = identity_sign_parameters(settings)
+    parameters = (f"  required_parameters = {_hcl_list(sorted(pinned))}\n  allowed_parameters = {{\n"
+                  + "".join(f"    {json.dumps(key)} = {_hcl_list(values)}\n" for key, values in pinned.items())
+                  + "  }\n")
+    vault_settings = settings.vault
+    assert vault_settings is not None
+    return _policy([issuer_signing_path(vault_settings, anchor) for anchor in settings.pki.rotation.anchors], parameters)
 
 
 def namespace_policy(settings: VaultSettings, rotation: AnchorRotation, namespace: str) -> str:
@@ -196,9 +225,12 @@ class VaultPki(pulumi.ComponentResource):
                                           f"mtls-mesh trust anchor {anchor}", f"root-{anchor}", vault_settings, kept)
             root_urls = self._publish(f"{name}-root-{anchor}", root_mount, root_path, vault_settings, child, after=root)
 
+            # It signs only the identity issuer: its max TTL is the issuer's duration, so no ttl (nor the mount's
+            # default) gets a longer-lived CA from it, whoever asks. sign-intermediate caps ttl at the mount's max
+            # (openbao internal/builtin/logical/pki/cert_util.go getCertificateNotAfter); an update, not a replacement.
             int_mount = vault.Mount(f"{name}-int-{anchor}", path=int_path, type="pki",
                                     description=f"mtls-mesh intermediate under anchor {anchor}",
-                                    max_lease_ttl_seconds=vault_settings.intermediate_ttl.seconds, opts=kept)
+                                    max_lease_ttl_seconds=settings.pki.issuer_duration.seconds, opts=kept)
             csr = vault.pkisecret.SecretBackendIntermediateCertRequest(
                 f"{name}-int-{anchor}-csr", backend=int_mount.path, type="internal",
                 common_name=f"mtls-mesh intermediate {anchor}", organization="mtls-mesh", key_type="ec", key_bits=256,
@@ -252,7 +284,7 @@ class VaultPki(pulumi.ComponentResource):
 
         self.identity_login_ready: list[pulumi.Resource] = login(
             f"{name}-identity", vault_settings.identity_auth_role, LINKERD_NAMESPACE,
-            identity_issuer_policy(vault_settings, rotation), [])
+            identity_issuer_policy(settings), [])
         self.namespace_login_ready: dict[str, list[pulumi.Resource]] = {
             namespace: login(f"{name}-ns-{namespace}", vault_settings.namespace_auth_role(namespace), namespace,
                              namespace_policy(vault_settings, rotation, namespace), workload_roles[namespace])

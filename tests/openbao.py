@@ -577,10 +577,9 @@ def cert_manager_login(server: OpenBaoServer, mount_path: str, role: str, jwt: s
                           token=None, namespace=namespace)
 
 
-def cert_manager_sign(server: OpenBaoServer, token: str, path: str, csr_pem: str, duration: datetime.timedelta, *,
-                      namespace: str | None = None) -> tuple[int, Any]:
-    """vault.go Sign, lines 160-180: POST /v1/<spec.vault.path> with the CSR's own CN and SANs, Go's duration
-    string for ttl, and exclude_cn_from_sans "true" (all values strings)."""
+def cert_manager_sign_parameters(csr_pem: str, duration: datetime.timedelta) -> dict[str, str]:
+    """vault.go Sign, lines 160-175: the body cert-manager POSTs, every key always present: the CSR's own CN and SANs
+    (empty strings when it has none), Go's duration string for ttl, and exclude_cn_from_sans "true" (all strings)."""
     from cryptography import x509
     csr = x509.load_pem_x509_csr(csr_pem.encode())
     try:
@@ -588,7 +587,7 @@ def cert_manager_sign(server: OpenBaoServer, token: str, path: str, csr_pem: str
     except x509.ExtensionNotFound:
         sans = x509.SubjectAlternativeName([])
     cns = csr.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
-    parameters = {
+    return {
         "common_name": cns[0].value if cns else "",
         "alt_names": ",".join(sans.get_values_for_type(x509.DNSName)),
         "ip_sans": ",".join(str(ip) for ip in sans.get_values_for_type(x509.IPAddress)),
@@ -597,7 +596,13 @@ def cert_manager_sign(server: OpenBaoServer, token: str, path: str, csr_pem: str
         "csr": csr_pem,
         "exclude_cn_from_sans": "true",
     }
-    return server.request("POST", path.strip("/"), parameters, token=token, namespace=namespace)
+
+
+def cert_manager_sign(server: OpenBaoServer, token: str, path: str, csr_pem: str, duration: datetime.timedelta, *,
+                      namespace: str | None = None) -> tuple[int, Any]:
+    """vault.go Sign: POST /v1/<spec.vault.path> with cert_manager_sign_parameters."""
+    return server.request("POST", path.strip("/"), cert_manager_sign_parameters(csr_pem, duration), token=token,
+                          namespace=namespace)
 
 
 def go_duration(duration: datetime.timedelta) -> str:

@@ -22,10 +22,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import tools
+from components.durations import Duration
 from components.graph import mesh_identity
 from harness import PROJECT, PROJECT_DIR, run_program, stack_config
 from openbao import OpenBaoMocks, OpenBaoServer, TokenReviewServer, cert_manager_login, cert_manager_sign, \
-    cert_manager_token_audiences
+    cert_manager_sign_parameters, cert_manager_token_audiences
 from test_x509 import handshake
 
 ROTATION = {"trustAnchor": "2026-11", "nextTrustAnchor": "2027-11", "anchorRotationPhase": "add-next"}
@@ -63,9 +64,24 @@ class Deployed:
         assert status == 200, body
         return body["auth"]["client_token"]
 
+    def identity_request(self) -> dict:
+        """The spec of the program's Linkerd identity issuer Certificate: what cert-manager asks the identity login for."""
+        return self.run.object("Certificate", "linkerd-identity-issuer", "linkerd")["spec"]
+
+    def duration(self, issuer: dict) -> datetime.timedelta:
+        """The ttl cert-manager sends: the Certificate's duration (the identity issuer's), 24h for workload tests."""
+        if issuer["metadata"]["name"].startswith("mtls-mesh-identity-"):
+            return datetime.timedelta(seconds=Duration.parse(self.identity_request()["duration"]).seconds)
+        return datetime.timedelta(hours=24)
+
     def sign(self, issuer: dict, csr: str, *, path: str | None = None, token: str | None = None) -> tuple[int, dict]:
         return cert_manager_sign(self.server, token or self.vault_token(issuer), path or issuer["spec"]["vault"]["path"],
-                                 csr, datetime.timedelta(hours=24), namespace=self.vault_namespace)
+                                 csr, self.duration(issuer), namespace=self.vault_namespace)
+
+    def post(self, issuer: dict, body: dict, token: str) -> tuple[int, dict]:
+        """Any request body on the issuer's own path, with its login's token."""
+        return self.server.request("POST", issuer["spec"]["vault"]["path"].strip("/"), body, token=token,
+                                   namespace=self.vault_namespace)
 
 
 def deploy(stack: str, **settings):
@@ -206,8 +222,8 @@ def test_a_workload_login_never_gets_a_ca(deployed):
 def test_the_chain_vault_hands_out_carries_each_certificate_once(deployed):
     """The program sends set-signed the intermediate bundle plus the root (so the root twice); Vault imports each
     certificate once, and what cert-manager receives is identity issuer -> intermediate -> root, no repeats."""
-    issuer = deployed.issuer("linkerd", "mtls-mesh-identity-")
-    status, body = deployed.sign(issuer, csr(new_key(), "identity.example", ["identity.example"]))
+    issuer, spec = deployed.issuer("linkerd", "mtls-mesh-identity-"), deployed.identity_request()
+    status, body = deployed.sign(issuer, csr(new_key(), spec["commonName"], spec["dnsNames"]))
     assert status == 200, body
     chain = [pem(c) for c in body["data"]["ca_chain"]]
     assert len({c.fingerprint(hashes.SHA256()) for c in chain}) == len(chain) == 3, [c.subject for c in chain]
@@ -221,6 +237,86 @@ def test_the_identity_issuer_is_a_ca_that_can_sign_leaves_only(deployed):
     assert status == 200, body
     constraints = pem(body["data"]["certificate"]).extensions.get_extension_for_class(x509.BasicConstraints).value
     assert constraints.ca and constraints.path_length == 0, "a CA below it would be refused by every verifier"
+
+
+# --- the identity login: exactly cert-manager's request for the identity issuer ------------------------------------
+
+def identity_attempts(deployed: Deployed) -> dict[str, dict]:
+    """Bodies an attacker holding the identity login could POST to root/sign-intermediate, each one change away from
+    cert-manager's own request (issue 21: OpenBao signed every one of these before the policy pinned parameters)."""
+    spec, td = deployed.identity_request(), deployed.trust_domain
+    other = mesh_identity(OTHER_ACCOUNT, OTHER_NAMESPACE, td)
+    spiffe = f"spiffe://{td}/ns/{OTHER_NAMESPACE}/sa/{OTHER_ACCOUNT}"
+    base = cert_manager_sign_parameters(csr(new_key(), spec["commonName"], spec["dnsNames"]),
+                                        deployed.duration(deployed.issuer("linkerd", "mtls-mesh-identity-")))
+    return {
+        "another CN": {**base, "common_name": f"{OTHER_SERVICE}.{OTHER_NAMESPACE}.svc"},
+        "another identity's SAN": {**base, "alt_names": f"{spec['dnsNames'][0]},{other}"},
+        "another CN and SAN, 10 years": {**base, "common_name": "web.payments.svc", "alt_names": other, "ttl": "87600h"},
+        "a URI SAN": {**base, "uri_sans": spiffe},
+        "an IP SAN": {**base, "ip_sans": "10.0.0.1"},
+        "a longer TTL": {**base, "ttl": "87600h"},
+        "a TTL in seconds": {**base, "ttl": 315360000},
+        "no TTL (the mount's default)": {k: v for k, v in base.items() if k != "ttl"},
+        "not_after": {**{k: v for k, v in base.items() if k != "ttl"}, "not_after": "2099-01-01T00:00:00Z"},
+        "max_path_length": {**base, "max_path_length": 5},
+        "use_csr_values with a URI SAN": {**base, "use_csr_values": True,
+                                          "csr": csr(new_key(), spec["commonName"], spec["dnsNames"], uris=[spiffe])},
+        "other_sans": {**base, "other_sans": "1.3.6.1.4.1.311.20.2.3;UTF8:admin@example.com"},
+        "permitted_dns_domains": {**base, "permitted_dns_domains": "example.com"},
+        "signature and subject fields": {**base, "organization": "mtls-mesh", "ou": "x"},
+    }
+
+
+def test_the_identity_login_signs_cert_managers_request(deployed):
+    """Exactly what cert-manager v1.21.1 sends for the program's identity issuer Certificate is signed, as before."""
+    issuer, spec = deployed.issuer("linkerd", "mtls-mesh-identity-"), deployed.identity_request()
+    status, body = deployed.sign(issuer, csr(new_key(), spec["commonName"], spec["dnsNames"]))
+    assert status == 200, body
+    issued = pem(body["data"]["certificate"])
+    assert issued.not_valid_after_utc - issued.not_valid_before_utc <= deployed.duration(issuer) + datetime.timedelta(seconds=30)
+
+
+def test_the_identity_login_signs_nothing_else(deployed):
+    """Every variation of cert-manager's request is refused by the server (403: the login's policy pins each
+    parameter cert-manager sends to the value it sends, and allows no other parameter)."""
+    issuer = deployed.issuer("linkerd", "mtls-mesh-identity-")
+    token = deployed.vault_token(issuer)
+    answers = {case: deployed.post(issuer, body, token) for case, body in identity_attempts(deployed).items()}
+    signed = {case: pem(body["data"]["certificate"]).subject.rfc4514_string()
+              for case, (status, body) in answers.items() if status == 200}
+    assert not signed, f"the identity login got a CA signed for: {signed}"
+    assert {case: status for case, (status, _) in answers.items()} == dict.fromkeys(answers, 403), answers
+
+
+def test_names_in_the_identity_csr_never_reach_the_certificate(deployed):
+    """sign-intermediate takes the subject and SANs from the request's parameters unless use_csr_values (refused
+    above): a CSR carrying another identity, a URI and an IP, sent with cert-manager's parameters, yields a CA that
+    names only the identity issuer."""
+    issuer, spec, td = deployed.issuer("linkerd", "mtls-mesh-identity-"), deployed.identity_request(), deployed.trust_domain
+    request = csr(new_key(), spec["commonName"], [*spec["dnsNames"], mesh_identity(OTHER_ACCOUNT, OTHER_NAMESPACE, td)],
+                  uris=[f"spiffe://{td}/ns/{OTHER_NAMESPACE}/sa/{OTHER_ACCOUNT}"], ips=["10.0.0.1"], ca=True)
+    body = {**cert_manager_sign_parameters(request, deployed.duration(issuer)), "alt_names": ",".join(spec["dnsNames"]),
+            "uri_sans": "", "ip_sans": ""}
+    status, answer = deployed.post(issuer, body, deployed.vault_token(issuer))
+    assert status == 200, answer
+    issued = pem(answer["data"]["certificate"])
+    sans = issued.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [n.value for n in sans] == spec["dnsNames"]
+    assert issued.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == spec["commonName"]
+    assert issued.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length == 0
+
+
+def test_the_intermediate_mount_caps_what_it_signs_at_the_issuers_lifetime(deployed):
+    """Even for a caller the policy would let choose a TTL (the operator's root token here), the intermediate mount
+    signs no longer than the identity issuer's duration: its max lease TTL is that duration."""
+    issuer, spec = deployed.issuer("linkerd", "mtls-mesh-identity-"), deployed.identity_request()
+    body = {**cert_manager_sign_parameters(csr(new_key(), spec["commonName"], spec["dnsNames"]),
+                                           deployed.duration(issuer)), "ttl": "87600h"}
+    status, answer = deployed.post(issuer, body, "root")
+    assert status == 200, answer
+    issued = pem(answer["data"]["certificate"])
+    assert issued.not_valid_after_utc - issued.not_valid_before_utc <= deployed.duration(issuer) + datetime.timedelta(seconds=30)
 
 
 # --- what the proxies verify: real mutual TLS with what Vault signed ------------------------------------------------
