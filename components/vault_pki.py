@@ -195,6 +195,9 @@ class VaultAnchor:
     workload_root_pem: pulumi.Output[str]
     ready: list[pulumi.Resource]
     workload_ready: list[pulumi.Resource]
+    # The intermediate certificate root/sign-intermediate signs with (the renewed one once vaultIntermediateRenewal is
+    # set): its notAfter is written into the MeshVaultIntermediateExpiring alert.
+    intermediate_pem: pulumi.Output[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -250,6 +253,13 @@ class VaultPki(pulumi.ComponentResource):
                 # The full chain, so cert-manager's ca.crt is the root and proxies can verify to the anchor.
                 certificate=pulumi.Output.concat(signed.certificate, "\n", root.certificate), opts=kept)
             int_urls = self._publish(f"{name}-int-{anchor}", int_mount, int_path, vault_settings, child, after=set_signed)
+            intermediate_pem: pulumi.Output[str] = signed.certificate
+            int_ready: list[pulumi.Resource] = [set_signed, int_urls]
+            if vault_settings.intermediate_renewal:
+                intermediate_pem, default_issuer = self._renew_intermediate(
+                    f"{name}-int-{anchor}", vault_settings, root_mount, root, csr, int_mount, anchor,
+                    child, after=[set_signed, int_urls, root_urls])
+                int_ready.append(default_issuer)
 
             # The workload chain: a root the proxies never trust, signing leaves through one role per namespace.
             workload_path = vault_settings.workload_mount(anchor)
@@ -264,7 +274,8 @@ class VaultPki(pulumi.ComponentResource):
                     **workload_role_args(settings, namespace),
                     opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[workload_root]))))
             self.anchors[anchor] = VaultAnchor(anchor, root.certificate, workload_root.certificate,
-                                               ready=[set_signed, int_urls], workload_ready=[workload_root, workload_urls])
+                                               ready=int_ready, workload_ready=[workload_root, workload_urls],
+                                               intermediate_pem=intermediate_pem)
 
         backend_path, auth_ready = self._kubernetes_auth(name, vault_settings, args, child)
 
@@ -304,6 +315,47 @@ class VaultPki(pulumi.ComponentResource):
             key_type="ec", key_bits=256, ttl=str(settings.root_ttl.seconds), issuer_name=issuer_name,
             opts=pulumi.ResourceOptions.merge(kept, pulumi.ResourceOptions(depends_on=[mount])))
         return mount, root
+
+    @staticmethod
+    def _renew_intermediate(name: str, settings: VaultSettings, root_mount: vault.Mount,
+                            root: vault.pkisecret.SecretBackendRootCert,
+                            csr: vault.pkisecret.SecretBackendIntermediateCertRequest, int_mount: vault.Mount, anchor: str,
+                            opts: pulumi.ResourceOptions, after: list[pulumi.Resource],
+                            ) -> tuple[pulumi.Output[str], vault.pkisecret.SecretBackendConfigIssuers]:
+        """The intermediate re-signed by its root for a new vaultIntermediateTtl (same key and subject, so whatever the
+        old certificate signed also chains through the new one), imported into the intermediate mount, and made the
+        mount's default issuer: what root/sign-intermediate signs with, so the identity issuer's next renewal chains
+        through it. Importing alone does not move the default (openbao internal/builtin/logical/pki/
+        path_manage_issuers.go pathImportIssuers: only with default_follows_latest_issuer).
+
+        Named after the renewal id and not protected: a later id creates its own and deletes these, which in Vault
+        deletes nothing (the provider's Delete of both resources is a no-op: terraform-provider-vault
+        resource_pki_secret_backend_root_sign_intermediate.go / _intermediate_set_signed.go), and a protected stack
+        would refuse it."""
+        renewal = settings.intermediate_renewal
+        signed = vault.pkisecret.SecretBackendRootSignIntermediate(
+            f"{name}-renewal-{renewal}", backend=root_mount.path, csr=csr.csr,
+            common_name=f"mtls-mesh intermediate {anchor}", organization="mtls-mesh",
+            ttl=str(settings.intermediate_ttl.seconds), max_path_length=INTERMEDIATE_MAX_PATH_LENGTH, format="pem",
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=after)))
+        # Only the new certificate is new to the mount (the root is already there): it is the one imported issuer.
+        imported = vault.pkisecret.SecretBackendIntermediateSetSigned(
+            f"{name}-renewal-{renewal}-set-signed", backend=int_mount.path,
+            certificate=pulumi.Output.concat(signed.certificate, "\n", root.certificate),
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=after)))
+
+        def only_issuer(issuers: list[str] | None) -> str:
+            if not issuers or len(issuers) != 1:
+                raise ValueError(f"re-signing the intermediate of anchor {anchor} (vaultIntermediateRenewal "
+                                 f"{renewal}) imported {issuers or 'no'} issuers into {settings.intermediate_mount(anchor)}, "
+                                 "expected exactly the new certificate: check the mount's issuers (vault list "
+                                 f"{settings.intermediate_mount(anchor)}/issuers) and choose another renewal id")
+            return issuers[0]
+
+        default = vault.pkisecret.SecretBackendConfigIssuers(
+            f"{name}-default-issuer", backend=int_mount.path,
+            default=imported.imported_issuers.apply(only_issuer), opts=opts)
+        return signed.certificate, default
 
     @staticmethod
     def _kubernetes_auth(name: str, settings: VaultSettings, args: VaultPkiArgs,

@@ -27,6 +27,7 @@ BAD_SETTINGS = [
     ("staging", {"vaultMountPrefix": "/pki/"}, [], "mtls-mesh:vaultMountPrefix", "is not a Vault path"),
     ("prod", {"vaultIntermediateTtl": "87600h"}, [], "mtls-mesh:vaultIntermediateTtl", "must be shorter than the root"),
     ("prod", {"vaultAuthTokenTtl": "24h"}, [], "mtls-mesh:vaultAuthTokenTtl", "between 1m and 1h"),
+    ("prod", {"vaultIntermediateRenewal": "2031/05"}, [], "mtls-mesh:vaultIntermediateRenewal", "is not a valid renewal id"),
     ("staging", {"vaultToken": "s.plaintext"}, [], "mtls-mesh:vaultToken", "stored in plaintext"),
     ("staging", {"certManagerServiceAccount": "cm-controller"}, [], "mtls-mesh:certManagerServiceAccount",
      "the cert-manager this program installs runs as 'cert-manager'"),

@@ -84,6 +84,21 @@ class Deployed:
                                    namespace=self.vault_namespace)
 
 
+def _apply(stack: str, server, reviews, vault_namespace: str, state: OpenBaoMocks | None, settings) -> Deployed:
+    holder = []
+
+    def mocks(previous):
+        holder.append(OpenBaoMocks(server, previous, tokens=reviews, state=state))
+        return holder[-1]
+
+    run = run_program(stack, mocks_factory=mocks,
+                      set_config={"vaultKubernetesHost": reviews.host, "vaultKubernetesCaFile": str(reviews.ca_file),
+                                  **settings})
+    deployed = Deployed(run, server, reviews, vault_namespace)
+    deployed.stack, deployed.settings, deployed.mocks = stack, settings, holder[-1]
+    return deployed
+
+
 def deploy(stack: str, **settings):
     """Context manager body shared by the fixtures: OpenBao + the TokenReview stand-in, the program applied."""
     config, _ = stack_config(stack)
@@ -93,14 +108,18 @@ def deploy(stack: str, **settings):
     try:
         if vault_namespace:
             server.write(f"sys/namespaces/{vault_namespace}")
-        run = run_program(stack, mocks_factory=lambda previous: OpenBaoMocks(server, previous, tokens=reviews),
-                          set_config={"vaultKubernetesHost": reviews.host, "vaultKubernetesCaFile": str(reviews.ca_file),
-                                      **settings})
-        return Deployed(run, server, reviews, vault_namespace), (server, reviews)
+        return _apply(stack, server, reviews, vault_namespace, None, settings), (server, reviews)
     except BaseException:
         server.__exit__(None, None, None)
         reviews.__exit__(None, None, None)
         raise
+
+
+def update(deployed: Deployed, **settings) -> Deployed:
+    """The next `pulumi up` of the same stack on the same OpenBao, with these settings changed: what the earlier run
+    created and still declares unchanged is left alone (as the engine would), what is new is applied."""
+    return _apply(deployed.stack, deployed.server, deployed.reviews, deployed.vault_namespace or "", deployed.mocks,
+                  {**deployed.settings, **settings})
 
 
 @pytest.fixture(scope="module", params=["staging", "prod"])
@@ -473,3 +492,53 @@ def test_vault_reviews_tokens_over_tls_verified_with_the_ca_the_program_gave_it(
         finally:
             server.__exit__(None, None, None)
             reviews.__exit__(None, None, None)
+
+
+# --- renewing the intermediate: a new certificate for the same key, the identity issuer follows ----------------------
+
+def intermediate_of(chain: Chain) -> x509.Certificate:
+    (intermediate,) = [c for c in chain.intermediates if c.subject == chain.certificate.issuer]
+    return intermediate
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_a_renewed_intermediate_signs_the_next_identity_issuer_and_proxies_keep_trusting(stack, tmp_path):
+    """vaultIntermediateRenewal on an applied stack (the same OpenBao, the next `pulumi up`): the root re-signs the
+    intermediate, the mount's default issuer moves to it, cert-manager's next renewal of the identity issuer chains
+    through it, and proxies holding leaves from the old issuer and from the new one complete mutual TLS against the
+    unchanged bundle. The alert reads the renewed intermediate's notAfter."""
+    from test_alerts import rule_spec, rules_by_alert
+
+    before, (server, reviews) = deploy(stack)
+    try:
+        old = Chain(before, before.issuer("linkerd", "mtls-mesh-identity-"))
+        after = update(before, vaultIntermediateRenewal="2031-05")
+        assert after.mocks.unchanged and {t.split(":")[-1] for t, _, _ in after.mocks.applied} == {
+            "SecretBackendRootSignIntermediate", "SecretBackendIntermediateSetSigned", "SecretBackendConfigIssuers"}
+        new = Chain(after, after.issuer("linkerd", "mtls-mesh-identity-"))
+        old_int, new_int = intermediate_of(old), intermediate_of(new)
+        assert new_int != old_int and new_int.subject == old_int.subject
+        assert new_int.public_key() == old_int.public_key(), "re-signed, same key"
+        # A fresh vaultIntermediateTtl from now (here seconds after the first signing, so possibly the same second).
+        assert new_int.not_valid_after_utc >= old_int.not_valid_after_utc and new_int.serial_number != old_int.serial_number
+        new.certificate.verify_directly_issued_by(new_int)
+        (root,) = bundle(after)
+        new_int.verify_directly_issued_by(root)
+        # Same key and subject: what the old intermediate signed also verifies under the new one, and the reverse.
+        old.certificate.verify_directly_issued_by(new_int)
+
+        server_id = mesh_identity("billing", "payments", after.trust_domain)
+        old_leaf, old_key = old.leaf(server_id)
+        new_leaf, new_leaf_key = new.leaf(mesh_identity("frontend", "web", after.trust_domain))
+        trust = bundle(after)
+        server_side = context(ssl.PROTOCOL_TLS_SERVER, trust, old.presented(old_leaf), old_key, tmp_path, "s")
+        client_side = context(ssl.PROTOCOL_TLS_CLIENT, trust, new.presented(new_leaf), new_leaf_key, tmp_path, "c")
+        assert handshake(server_side, client_side, server_id) == "ok"
+
+        rules = rules_by_alert(rule_spec(after.run))["MeshVaultIntermediateExpiring"]
+        assert {r["expr"].split(" - ")[0] for r in rules} == {f"vector({int(new_int.not_valid_after_utc.timestamp())}"}
+        rules = rules_by_alert(rule_spec(before.run))["MeshVaultIntermediateExpiring"]
+        assert {r["expr"].split(" - ")[0] for r in rules} == {f"vector({int(old_int.not_valid_after_utc.timestamp())}"}
+    finally:
+        server.__exit__(None, None, None)
+        reviews.__exit__(None, None, None)
