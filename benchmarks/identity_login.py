@@ -5,7 +5,9 @@
 The program's Vault declarations are applied to `bao server -dev` (tests/openbao.py), then, with the login cert-manager
 gets for `linkerd/mtls-mesh-identity-<anchor>`, each request of tests/test_vault_least_privilege.identity_attempts is
 POSTed to its root/sign-intermediate path. One line per request: the server's status and, when it signed, the CA's
-subject, SANs, validity in days and path length. Not a timing: the figures of issue 21, before and after its fix.
+subject, SANs, validity in days and path length. Then the intermediate those CAs chain through, before and after
+`vaultIntermediateRenewal` is applied to the same OpenBao (the next `pulumi up`), and the MeshVaultIntermediateExpiring
+tiers written from it. Not a timing: the figures of issue 21, before and after its fix.
 """
 
 from __future__ import annotations
@@ -45,6 +47,15 @@ def main(stacks: list[str]) -> None:
                 else:
                     line += f"  {(answer or {}).get('errors')}"
                 print(line)
+            before = t.intermediate_of(t.Chain(deployed, issuer))
+            after = t.update(deployed, vaultIntermediateRenewal="2031-05")
+            renewed = t.intermediate_of(t.Chain(after, after.issuer("linkerd", "mtls-mesh-identity-")))
+            tiers = [r["labels"]["threshold"] for g in after.run.object("PrometheusRule", "mtls-mesh", "linkerd")["spec"]["groups"]
+                     for r in g["rules"] if r["alert"] == "MeshVaultIntermediateExpiring"]
+            print(f"intermediate before: serial {before.serial_number:x} notAfter {before.not_valid_after_utc:%Y-%m-%d %H:%M:%S}")
+            print(f"after renewal:       serial {renewed.serial_number:x} notAfter {renewed.not_valid_after_utc:%Y-%m-%d %H:%M:%S}"
+                  f"  same key: {renewed.public_key() == before.public_key()}  alert tiers: {tiers}"
+                  f"  requests: {[name for _, name, _ in after.mocks.applied]}")
         finally:
             server.__exit__(None, None, None)
             reviews.__exit__(None, None, None)

@@ -80,8 +80,10 @@ def identity_sign_parameters(settings: Settings) -> dict[str, list[str]]:
     """Each parameter cert-manager sends to root/sign-intermediate for the identity issuer Certificate
     (components/cert_manager.identity_issuer_certificate), with the one value it sends. cert-manager v1.21.1
     internal/vault/vault.go `Sign` always sends these seven keys, every value a string: the CSR's CN and DNS, IP and
-    URI SANs joined by ",", the Certificate's duration as Go's time.Duration.String() (`48h0m0s`: Duration.go(), the
-    same form for the validated >= 24h issuer durations), the CSR, and exclude_cn_from_sans "true". `[]` admits any
+    URI SANs joined by ",", the request's duration as Go's time.Duration.String() (the Certificate's spec.duration,
+    copied to the CertificateRequest by pkg/controller/certificates/requestmanager/requestmanager_controller.go and
+    passed on by pkg/controller/certificaterequests/vault/vault.go `Sign`; `48h0m0s`: Duration.go(), the same form
+    for the validated >= 24h issuer durations), the CSR, and exclude_cn_from_sans "true". `[]` admits any
     value (the CSR: sign-intermediate takes no name or constraint from it without use_csr_values, which is not allowed)."""
     name = identity_issuer_name(settings.trust_domain)
     return {"common_name": [name], "alt_names": [name], "ip_sans": [""], "uri_sans": [""],
