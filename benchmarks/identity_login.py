@@ -6,7 +6,7 @@ The program's Vault declarations are applied to `bao server -dev` (tests/openbao
 gets for `linkerd/mtls-mesh-identity-<anchor>`, each request of tests/test_vault_least_privilege.identity_attempts is
 POSTed to its root/sign-intermediate path. One line per request: the server's status and, when it signed, the CA's
 subject, SANs, validity in days and path length. Then the intermediate those CAs chain through, before and after
-`vaultIntermediateRenewal` is applied to the same OpenBao (the next `pulumi up`), and the MeshVaultIntermediateExpiring
+`vaultIntermediateRenewals: [2031-05]` is applied to the same OpenBao (the next `pulumi up`), and the MeshVaultIntermediateExpiring
 tiers written from it. Not a timing: the figures of issue 21, before and after its fix.
 """
 
@@ -48,7 +48,7 @@ def main(stacks: list[str]) -> None:
                     line += f"  {(answer or {}).get('errors')}"
                 print(line)
             before = t.intermediate_of(t.Chain(deployed, issuer))
-            after = t.update(deployed, vaultIntermediateRenewal="2031-05")
+            after = t.update(deployed, vaultIntermediateRenewals=["2031-05"])
             renewed = t.intermediate_of(t.Chain(after, after.issuer("linkerd", "mtls-mesh-identity-")))
             tiers = [r["labels"]["threshold"] for g in after.run.object("PrometheusRule", "mtls-mesh", "linkerd")["spec"]["groups"]
                      for r in g["rules"] if r["alert"] == "MeshVaultIntermediateExpiring"]

@@ -228,7 +228,7 @@ INTERMEDIATE_CRITICAL = (Duration.parse("720h"), Duration.parse("168h"))
 def intermediate_rule_group(not_after: Mapping[str, int], validity: Duration) -> dict[str, Any]:
     """The Vault intermediate of each anchor (pki-...-int-<anchor>) is not a cert-manager Certificate either: its
     notAfter, read at deploy time from the certificate root/sign-intermediate signs with (the renewed one once
-    vaultIntermediateRenewal is set), is written into the rule, as for the anchors. Once it expires, every identity
+    vaultIntermediateRenewals lists any), is written into the rule, as for the anchors. Once it expires, every identity
     issuer cert-manager renews under it fails to verify; Vault still signs them (sign-intermediate permits outliving
     the signer: openbao internal/builtin/logical/pki/path_root.go pathIssuerSignIntermediate)."""
     rules = []
@@ -242,7 +242,7 @@ def intermediate_rule_group(not_after: Mapping[str, int], validity: Duration) ->
                 f"The Vault intermediate of anchor {anchor} expires in less than {human(remaining)}",
                 f"The identity issuer renews every few hours under this intermediate, valid until "
                 f"{datetime.fromtimestamp(expiry, timezone.utc):%Y-%m-%d %H:%M} UTC; after that no proxy accepts the "
-                "certificates it signs. Renew it: set vaultIntermediateRenewal to a new id and run `pulumi up`.",
+                "certificates it signs. Renew it: append a new id to vaultIntermediateRenewals and run `pulumi up`.",
                 labels={"anchor": anchor, "threshold": human(remaining)}))
     return {"name": "mtls-mesh.vault-intermediates", "rules": rules}
 

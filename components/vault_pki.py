@@ -197,8 +197,8 @@ class VaultAnchor:
     workload_root_pem: pulumi.Output[str]
     ready: list[pulumi.Resource]
     workload_ready: list[pulumi.Resource]
-    # The intermediate certificate root/sign-intermediate signs with (the renewed one once vaultIntermediateRenewal is
-    # set): its notAfter is written into the MeshVaultIntermediateExpiring alert.
+    # The intermediate certificate root/sign-intermediate signs with (the latest of vaultIntermediateRenewals, if any):
+    # its notAfter is written into the MeshVaultIntermediateExpiring alert.
     intermediate_pem: pulumi.Output[str] | None = None
 
 
@@ -257,10 +257,10 @@ class VaultPki(pulumi.ComponentResource):
             int_urls = self._publish(f"{name}-int-{anchor}", int_mount, int_path, vault_settings, child, after=set_signed)
             intermediate_pem: pulumi.Output[str] = signed.certificate
             int_ready: list[pulumi.Resource] = [set_signed, int_urls]
-            if vault_settings.intermediate_renewal:
+            if vault_settings.intermediate_renewals:
                 intermediate_pem, default_issuer = self._renew_intermediate(
                     f"{name}-int-{anchor}", vault_settings, root_mount, root, csr, int_mount, anchor,
-                    child, after=[set_signed, int_urls, root_urls])
+                    kept, child, after=[set_signed, int_urls, root_urls])
                 int_ready.append(default_issuer)
 
             # The workload chain: a root the proxies never trust, signing leaves through one role per namespace.
@@ -322,42 +322,49 @@ class VaultPki(pulumi.ComponentResource):
     def _renew_intermediate(name: str, settings: VaultSettings, root_mount: vault.Mount,
                             root: vault.pkisecret.SecretBackendRootCert,
                             csr: vault.pkisecret.SecretBackendIntermediateCertRequest, int_mount: vault.Mount, anchor: str,
-                            opts: pulumi.ResourceOptions, after: list[pulumi.Resource],
+                            kept: pulumi.ResourceOptions, opts: pulumi.ResourceOptions, after: list[pulumi.Resource],
                             ) -> tuple[pulumi.Output[str], vault.pkisecret.SecretBackendConfigIssuers]:
-        """The intermediate re-signed by its root for a new vaultIntermediateTtl (same key and subject, so whatever the
-        old certificate signed also chains through the new one), imported into the intermediate mount, and made the
-        mount's default issuer: what root/sign-intermediate signs with, so the identity issuer's next renewal chains
-        through it. Importing alone does not move the default (openbao internal/builtin/logical/pki/
-        path_manage_issuers.go pathImportIssuers: only with default_follows_latest_issuer).
+        """Per id of vaultIntermediateRenewals: the intermediate re-signed by its root for a new vaultIntermediateTtl
+        (same key and subject, so whatever an earlier certificate signed also chains through the new one) and imported
+        into the intermediate mount. The last one is made the mount's default issuer, which is what
+        root/sign-intermediate signs with, so the identity issuer's next renewal chains through it. Importing alone
+        does not move the default (openbao internal/builtin/logical/pki/path_manage_issuers.go pathImportIssuers: only
+        with default_follows_latest_issuer).
 
-        Named after the renewal id and not protected: a later id creates its own and deletes these, which in Vault
-        deletes nothing (the provider's Delete of both resources is a no-op: terraform-provider-vault
-        resource_pki_secret_backend_root_sign_intermediate.go / _intermediate_set_signed.go), and a protected stack
-        would refuse it."""
-        renewal = settings.intermediate_renewal
-        signed = vault.pkisecret.SecretBackendRootSignIntermediate(
-            f"{name}-renewal-{renewal}", backend=root_mount.path, csr=csr.csr,
-            common_name=f"mtls-mesh intermediate {anchor}", organization="mtls-mesh",
-            ttl=str(settings.intermediate_ttl.seconds), max_path_length=INTERMEDIATE_MAX_PATH_LENGTH, format="pem",
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=after)))
-        # Only the new certificate is new to the mount (the root is already there): it is the one imported issuer.
-        imported = vault.pkisecret.SecretBackendIntermediateSetSigned(
-            f"{name}-renewal-{renewal}-set-signed", backend=int_mount.path,
-            certificate=pulumi.Output.concat(signed.certificate, "\n", root.certificate),
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=after)))
+        One pair of resources per id, kept like the first signing (protected with protectPki, as the policy pack
+        requires of these types): a renewal appends an id and nothing is ever replaced or deleted."""
+        latest: tuple[pulumi.Output[str], vault.pkisecret.SecretBackendIntermediateSetSigned] | None = None
+        for renewal in settings.intermediate_renewals:
+            signed = vault.pkisecret.SecretBackendRootSignIntermediate(
+                f"{name}-renewal-{renewal}", backend=root_mount.path, csr=csr.csr,
+                common_name=f"mtls-mesh intermediate {anchor}", organization="mtls-mesh",
+                ttl=str(settings.intermediate_ttl.seconds), max_path_length=INTERMEDIATE_MAX_PATH_LENGTH, format="pem",
+                opts=pulumi.ResourceOptions.merge(kept, pulumi.ResourceOptions(depends_on=after)))
+            # Only the new certificate is new to the mount (the root is already there): it is the one imported issuer.
+            imported = vault.pkisecret.SecretBackendIntermediateSetSigned(
+                f"{name}-renewal-{renewal}-set-signed", backend=int_mount.path,
+                certificate=pulumi.Output.concat(signed.certificate, "\n", root.certificate),
+                opts=pulumi.ResourceOptions.merge(kept, pulumi.ResourceOptions(depends_on=after)))
+            latest = (signed.certificate, imported)
+            after = [imported]
+        assert latest is not None
+        certificate, imported = latest
+        renewal = settings.intermediate_renewals[-1]
 
         def only_issuer(issuers: list[str] | None) -> str:
             if not issuers or len(issuers) != 1:
-                raise ValueError(f"re-signing the intermediate of anchor {anchor} (vaultIntermediateRenewal "
-                                 f"{renewal}) imported {issuers or 'no'} issuers into {settings.intermediate_mount(anchor)}, "
-                                 "expected exactly the new certificate: check the mount's issuers (vault list "
-                                 f"{settings.intermediate_mount(anchor)}/issuers) and choose another renewal id")
+                raise ValueError(f"renewal {renewal} of the intermediate of anchor {anchor} imported {issuers or 'no'} "
+                                 f"issuers into {settings.intermediate_mount(anchor)}, expected exactly the new "
+                                 f"certificate: check the mount's issuers (vault list {settings.intermediate_mount(anchor)}"
+                                 "/issuers) and append another renewal id")
             return issuers[0]
 
+        # Not a key holder (the provider's Delete is a no-op: terraform-provider-vault
+        # resource_pki_secret_backend_config_issuers.go), so not protected.
         default = vault.pkisecret.SecretBackendConfigIssuers(
             f"{name}-default-issuer", backend=int_mount.path,
             default=imported.imported_issuers.apply(only_issuer), opts=opts)
-        return signed.certificate, default
+        return certificate, default
 
     @staticmethod
     def _kubernetes_auth(name: str, settings: VaultSettings, args: VaultPkiArgs,

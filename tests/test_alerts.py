@@ -22,7 +22,7 @@ from components.alerts import anchor_rule_group, certificate_not_after, intermed
 from components.durations import Duration
 from components.errors import SettingsError
 from conformance import validate_object
-from harness import MOCK_NOT_BEFORE, mock_certificate_pem, run_program
+from harness import MOCK_NOT_BEFORE, RecordingMocks, mock_certificate_pem, run_program
 
 PROMTOOL = shutil.which("promtool")
 EVAL = 20 * 60  # seconds into the test at which alerts are evaluated; `for` durations are at most 15m
@@ -394,7 +394,7 @@ def test_every_certificate_the_program_registers_is_watched_for_readiness(promto
 
 def test_intermediate_expiry_is_read_from_the_intermediate_vault_signs_with(each_stack):
     """Vault stacks: the intermediate's notAfter (the harness's stand-in is valid for the ttl the root was asked for)
-    at 90, 30 and 7 days; with vaultIntermediateRenewal, the renewed certificate's. Dev has no intermediate."""
+    at 90, 30 and 7 days; with vaultIntermediateRenewals, the latest renewal's. Dev has no intermediate."""
     rules = rules_by_alert(rule_spec(each_stack)).get("MeshVaultIntermediateExpiring", [])
     if each_stack.config.get("mtls-mesh:pkiMode", "vault") != "vault":
         assert rules == []
@@ -404,10 +404,20 @@ def test_intermediate_expiry_is_read_from_the_intermediate_vault_signs_with(each
     assert [(r["labels"]["severity"], r["labels"]["threshold"]) for r in rules] == [
         ("warning", "90d"), ("critical", "30d"), ("critical", "7d")]
     assert {r["expr"].split(" - ")[0] for r in rules} == {f"vector({expected}"}
-    renewed = run_program(each_stack.stack, set_config={"vaultIntermediateRenewal": "2031-05",
-                                                        "vaultIntermediateTtl": "26280h"})
+
+    class LatestRenewalDiffers(RecordingMocks):
+        """The stand-in certificate of renewal 2036-04 is valid for 1,000 days, every other for what was asked."""
+
+        def new_resource(self, args):
+            ident, outputs = super().new_resource(args)
+            if args.typ.endswith("SecretBackendRootSignIntermediate") and args.name.endswith("-renewal-2036-04"):
+                outputs["certificate"] = mock_certificate_pem(args.name, 1000 * 86400)
+            return ident, outputs
+
+    renewed = run_program(each_stack.stack, set_config={"vaultIntermediateRenewals": ["2031-05", "2036-04"]},
+                          mocks_factory=LatestRenewalDiffers)
     rules = rules_by_alert(rule_spec(renewed))["MeshVaultIntermediateExpiring"]
-    assert {r["expr"].split(" - ")[0] for r in rules} == {f"vector({int(MOCK_NOT_BEFORE.timestamp()) + 26280 * 3600}"}
+    assert {r["expr"].split(" - ")[0] for r in rules} == {f"vector({int(MOCK_NOT_BEFORE.timestamp()) + 1000 * 86400}"}
 
 
 def test_intermediate_alert_fires_at_each_tier_at_least_30_days_ahead_and_not_before(promtool, tmp_path):

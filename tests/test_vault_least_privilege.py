@@ -503,7 +503,7 @@ def intermediate_of(chain: Chain) -> x509.Certificate:
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
 def test_a_renewed_intermediate_signs_the_next_identity_issuer_and_proxies_keep_trusting(stack, tmp_path):
-    """vaultIntermediateRenewal on an applied stack (the same OpenBao, the next `pulumi up`): the root re-signs the
+    """vaultIntermediateRenewals on an applied stack (the same OpenBao, the next `pulumi up`): the root re-signs the
     intermediate, the mount's default issuer moves to it, cert-manager's next renewal of the identity issuer chains
     through it, and proxies holding leaves from the old issuer and from the new one complete mutual TLS against the
     unchanged bundle. The alert reads the renewed intermediate's notAfter."""
@@ -512,7 +512,7 @@ def test_a_renewed_intermediate_signs_the_next_identity_issuer_and_proxies_keep_
     before, (server, reviews) = deploy(stack)
     try:
         old = Chain(before, before.issuer("linkerd", "mtls-mesh-identity-"))
-        after = update(before, vaultIntermediateRenewal="2031-05")
+        after = update(before, vaultIntermediateRenewals=["2031-05"])
         assert after.mocks.unchanged and {t.split(":")[-1] for t, _, _ in after.mocks.applied} == {
             "SecretBackendRootSignIntermediate", "SecretBackendIntermediateSetSigned", "SecretBackendConfigIssuers"}
         new = Chain(after, after.issuer("linkerd", "mtls-mesh-identity-"))
@@ -539,6 +539,14 @@ def test_a_renewed_intermediate_signs_the_next_identity_issuer_and_proxies_keep_
         assert {r["expr"].split(" - ")[0] for r in rules} == {f"vector({int(new_int.not_valid_after_utc.timestamp())}"}
         rules = rules_by_alert(rule_spec(before.run))["MeshVaultIntermediateExpiring"]
         assert {r["expr"].split(" - ")[0] for r in rules} == {f"vector({int(old_int.not_valid_after_utc.timestamp())}"}
+
+        # The next renewal appends an id: the first renewal's resources are left alone, the default moves again.
+        later = update(after, vaultIntermediateRenewals=["2031-05", "2036-04"])
+        assert sorted(n for _, n, _ in later.mocks.applied) == sorted(
+            [n.replace("2031-05", "2036-04") for _, n, _ in after.mocks.applied if "2031-05" in n]
+            + [n for _, n, _ in after.mocks.applied if "default-issuer" in n])
+        latest_int = intermediate_of(Chain(later, later.issuer("linkerd", "mtls-mesh-identity-")))
+        assert latest_int not in (old_int, new_int) and latest_int.public_key() == old_int.public_key()
     finally:
         server.__exit__(None, None, None)
         reviews.__exit__(None, None, None)
