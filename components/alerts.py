@@ -240,7 +240,7 @@ def intermediate_rule_group(not_after: Mapping[str, int], validity: Duration) ->
             rules.append(rule(
                 "MeshVaultIntermediateExpiring", f"vector({expiry} - time()) < {remaining.seconds}", severity,
                 f"The Vault intermediate of anchor {anchor} expires in less than {human(remaining)}",
-                f"The identity issuer renews every few hours under this intermediate, valid until "
+                f"The identity issuer is renewed about daily under this intermediate, valid until "
                 f"{datetime.fromtimestamp(expiry, timezone.utc):%Y-%m-%d %H:%M} UTC; after that no proxy accepts the "
                 "certificates it signs. Renew it: append a new id to vaultIntermediateRenewals and run `pulumi up`.",
                 labels={"anchor": anchor, "threshold": human(remaining)}))

@@ -3,7 +3,9 @@
 Per trust anchor in use:
 - the mesh chain: a root mount and an intermediate mount (EC P-256 keys generated inside Vault). The intermediate
   only signs the Linkerd identity issuer, itself a CA, so it is issued with max path length 1 and set-signed with
-  the full chain (so that `ca.crt` in cert-manager's Secret is the root, not the intermediate);
+  the full chain (so that `ca.crt` in cert-manager's Secret is the root, not the intermediate). Its mount signs
+  nothing longer than the identity issuer's duration. Each id in vaultIntermediateRenewals re-signs it (same key)
+  and the latest becomes the mount's default issuer, the one root/sign-intermediate signs with;
 - the workload chain: a root mount of its own that signs certificates of workloads terminating TLS themselves. The
   proxies never trust it: they take a client's identity from the first SAN of any certificate chaining to their
   anchors (linkerd2-proxy `linkerd/meshtls/verifier/src/lib.rs`), so a workload certificate under the mesh anchor
