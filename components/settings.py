@@ -190,6 +190,9 @@ class VaultSettings:
     # its own pod's service account.
     kubernetes_auth_mode: str = "external"
     kubernetes_ca_pem: str = ""
+    # Each id: every intermediate re-signed by its root (a new vaultIntermediateTtl); the last one is its mount's
+    # default issuer (README: Renewing the Vault intermediate).
+    intermediate_renewals: tuple[str, ...] = ()
 
     def root_mount(self, anchor: str) -> str:
         return f"{self.mount_prefix}-root-{anchor}"
@@ -1004,6 +1007,15 @@ def _vault(config: _Config, environment: str, project_dir: Path, pki: PkiSetting
 
     intermediate_ttl = config.duration("vaultIntermediateTtl")
     token_ttl = config.duration("vaultAuthTokenTtl")
+    renewals = config.strings("vaultIntermediateRenewals")
+    for index, renewal in enumerate(renewals):
+        key = f"vaultIntermediateRenewals[{index}]"
+        if not isinstance(renewal, str) or len(renewal) > 20 or not _DNS_LABEL.match(renewal):
+            config.add(key, f"{short(renewal)} is not a valid renewal id",
+                       "Use at most 20 lowercase letters, digits and '-', e.g. 2031-05 (it names the re-signed "
+                       "intermediate's resources)")
+        elif renewal in renewals[:index]:
+            config.add(key, f"{short(renewal)} is listed twice", "Append a new id for each renewal; never reuse one")
     if used and intermediate_ttl is not None and pki is not None:
         if intermediate_ttl >= pki.anchor_validity:
             config.add("vaultIntermediateTtl", f"({intermediate_ttl}) must be shorter than the root's trustAnchorValidity ({pki.anchor_validity})")
@@ -1021,5 +1033,5 @@ def _vault(config: _Config, environment: str, project_dir: Path, pki: PkiSetting
         kubernetes_auth_path=config.string("vaultKubernetesAuthPath"), create_kubernetes_auth=create_auth,
         kubernetes_host=kubernetes_host, auth_role=config.string("vaultAuthRole"), auth_token_ttl=token_ttl,
         workload_role=config.string("vaultWorkloadRole"), token=token,
-        kubernetes_auth_mode=auth_mode, kubernetes_ca_pem=kubernetes_ca,
+        kubernetes_auth_mode=auth_mode, kubernetes_ca_pem=kubernetes_ca, intermediate_renewals=tuple(renewals),
     )
