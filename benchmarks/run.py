@@ -77,7 +77,8 @@ def child_program(services: int) -> dict:
     graph = synthetic_graph(services)
     graph_file.write_text(yaml.safe_dump(graph))
     config = stack_config("staging")
-    config.update({"mtls-mesh:serviceGraph": str(graph_file), "mtls-mesh:inboundPolicyOverrides": "[]"})
+    config.update({"mtls-mesh:serviceGraph": str(graph_file), "mtls-mesh:inboundPolicyOverrides": "[]",
+                   "mtls-mesh:allowFilesOutsideProject": "true"})  # the synthetic graph is in a temporary directory
     mocks = CountingMocks()
     seconds = _run(lambda: runpy.run_path(str(PROJECT_DIR / "__main__.py"), run_name="__main__"), "staging", config,
                    mocks)

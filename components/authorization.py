@@ -23,7 +23,7 @@ from typing import Any, Iterable, Mapping
 
 import pulumi
 
-from .graph import Egress, Service, ServiceGraph, mesh_identity
+from .graph import DEFAULT_SERVICE_ACCOUNT, Egress, Service, ServiceGraph, mesh_identity
 from .k8s import metadata, register_group
 from .namespaces import LINKERD_NAMESPACE, VIZ_NAMESPACE
 from .settings import PolicySettings, Settings
@@ -347,8 +347,15 @@ def access_matrix(objects: Iterable[Mapping[str, Any]], graph: ServiceGraph, tru
     `<namespace>/<service>`), and `others` says what happens to everyone else, from the Server's accessPolicy:
     `denied` under deny, and otherwise the phase (`audit` allows and records).
     """
-    by_identity = {mesh_identity(s.service_account, s.namespace, trust_domain): f"{s.namespace}/{s.key}"
-                   for s in graph.services.values() if graph.is_meshed(s)}
+    # One identity can cover several workloads (services that share an account, which the graph must declare with
+    # sharedServiceAccount, and on the `default` account every pod without its own): the matrix names them all.
+    by_identity: dict[str, list[str]] = {}
+    for s in graph.services.values():
+        if graph.is_meshed(s):
+            names = by_identity.setdefault(mesh_identity(s.service_account, s.namespace, trust_domain), [])
+            names.append(f"{s.namespace}/{s.key}")
+            if s.service_account == DEFAULT_SERVICE_ACCOUNT:
+                names.append(f"{s.namespace}/* (service account default)")
     index = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objects}
     service_of = {(s.namespace, port_object_name(s, p.name)): (s, p.name) for s in graph.services.values() for p in s.ports}
     policies_on: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
@@ -367,7 +374,7 @@ def access_matrix(objects: Iterable[Mapping[str, Any]], graph: ServiceGraph, tru
             for ref in authz["spec"]["requiredAuthenticationRefs"]:
                 authn = index.get((ref["kind"], namespace, ref["name"]))
                 for identity in (authn or {}).get("spec", {}).get("identities", []):
-                    allowed.add(by_identity.get(identity, identity))
+                    allowed.update(by_identity.get(identity, (identity,)))
         matrix[f"{namespace}/{service.key}:{port}"] = {
             "allowed": sorted(allowed), "others": "denied" if policy == "deny" else policy}
     return matrix

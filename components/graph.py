@@ -34,8 +34,44 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 # Kubernetes container port names (IANA_SVC_NAME): what a Server's named port and a NetworkPolicy port refer to.
 _PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?\Z")
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?\Z")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
 LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?\Z")
 _HOSTNAME = re.compile(r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]([-a-z0-9]*[a-z0-9])?\Z")
+
+
+def is_qualified_name(key: Any) -> bool:
+    """A label key as apimachinery's IsQualifiedName (pkg/util/validation/validation.go) accepts it: an optional
+    DNS-1123 subdomain prefix of at most 253 characters and '/', then a name of at most 63 characters."""
+    if not isinstance(key, str):
+        return False
+    prefix, slash, name = key.rpartition("/")
+    if slash and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        return False
+    return len(name) <= 63 and bool(_LABEL_NAME.match(name))
+
+
+def is_dns_subdomain(name: str) -> bool:
+    """A DNS-1123 subdomain (IsDNS1123Subdomain): at most 253 characters, labels of at most 63."""
+    return (len(name) <= 253 and bool(_DNS_SUBDOMAIN.match(name))
+            and all(len(label) <= 63 for label in name.split(".")))
+
+
+# Labels Linkerd's proxy injector puts on every pod it injects (linkerd2 pkg/k8s/labels.go: ControllerNSLabel
+# linkerd.io/control-plane-ns, WorkloadNamespaceLabel linkerd.io/workload-ns, and linkerd.io/proxy-<kind> for
+# deployment, replicationcontroller, replicaset, job, daemonset, statefulset and cronjob). A selector on one of them
+# matches every meshed pod of the namespace; the whole linkerd.io/ prefix is Linkerd's, so none of it is accepted.
+INJECTOR_LABEL_PREFIX = "linkerd.io/"
+INJECTOR_LABELS = ("linkerd.io/control-plane-ns", "linkerd.io/workload-ns", "linkerd.io/proxy-deployment",
+                   "linkerd.io/proxy-replicationcontroller", "linkerd.io/proxy-replicaset", "linkerd.io/proxy-job",
+                   "linkerd.io/proxy-daemonset", "linkerd.io/proxy-statefulset", "linkerd.io/proxy-cronjob")
+
+# Names that resolve only inside the cluster: the proxy and the NetworkPolicies see a Service's ClusterIP or pod IPs
+# for them, never an egress destination, so an egress entry for one would never match anything.
+IN_CLUSTER_SUFFIXES = (".svc", ".svc.cluster.local", ".cluster.local")
+
+# The account every pod of a namespace runs as unless it names its own: a caller on it is anyone in the namespace.
+DEFAULT_SERVICE_ACCOUNT = "default"
 
 
 @dataclass(frozen=True)
@@ -83,6 +119,9 @@ class Service:
     meshed: bool
     certificate: bool
     egress: tuple[Egress, ...] = ()
+    # The graph's explicit consent that other workloads carry this service's identity (another service of the graph,
+    # or, on the namespace's `default` account, every pod without its own account): a grant to it admits them too.
+    shared_service_account: bool = False
 
     def port(self, name: str) -> Port:
         return next(p for p in self.ports if p.name == name)
@@ -139,6 +178,11 @@ def mesh_identity(service_account: str, namespace: str, trust_domain: str) -> st
     return f"{service_account}.{namespace}.serviceaccount.identity.linkerd.{trust_domain}"
 
 
+def identity_issuer_name(trust_domain: str) -> str:
+    """The Linkerd identity issuer's name (its CN and only DNS SAN): identity.linkerd.<trust domain>."""
+    return f"identity.linkerd.{trust_domain}"
+
+
 def spiffe_id(service_account: str, namespace: str, trust_domain: str) -> str:
     return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"
 
@@ -151,7 +195,8 @@ def workload_dns_names(service: Service) -> list[str]:
 
 _TOP_KEYS = ("namespaces", "services")
 _NAMESPACE_KEYS = ("meshed", "skipInboundPorts", "skipOutboundPorts")
-_SERVICE_KEYS = ("namespace", "name", "serviceAccount", "selector", "ports", "allow", "meshed", "certificate", "egress")
+_SERVICE_KEYS = ("namespace", "name", "serviceAccount", "sharedServiceAccount", "selector", "ports", "allow", "meshed",
+                 "certificate", "egress")
 _PORT_KEYS = ("name", "port", "protocol")
 _CALLER_KEYS = ("service", "ports")
 _EGRESS_KEYS = ("name", "cidrs", "hosts", "ports")
@@ -241,6 +286,12 @@ def parse_graph(document: Any, display: str, problems: Problems) -> ServiceGraph
     if not isinstance(document, dict):
         reader.add("", f"must be a mapping with 'namespaces' and 'services', not {_kind(document)}")
         return None
+    if not any(key in document for key in _TOP_KEYS):
+        # A file that is not a graph at all (a mis-pointed serviceGraph): quoting its keys or values could print
+        # someone's secrets, so say only what is missing.
+        reader.add("", "is not a service graph: it has neither 'namespaces' nor 'services' at the top level",
+                   "Point mtls-mesh:serviceGraph at the graph file, e.g. services.yaml")
+        return None
     top = reader.mapping(document, "", _TOP_KEYS)
     namespaces = _read_namespaces(reader, top.get("namespaces"))
     raw_services = top.get("services")
@@ -273,6 +324,11 @@ def parse_graph(document: Any, display: str, problems: Problems) -> ServiceGraph
     if len(problems.items) != before:
         return None
     services = {key: replace(service, callers=resolved[key]) for key, service in services.items()}
+    graph = ServiceGraph(display, namespaces, services)
+    _check_shared_accounts(reader, graph)
+    _check_skipped_outbound_ports(reader, graph)
+    if len(problems.items) != before:
+        return None
     edges = frozenset(
         (caller.service, service.key, port)
         for service in services.values()
@@ -336,8 +392,16 @@ def _read_service(reader: _Reader, key: str, raw: Any, namespaces: dict[str, Nam
         ok = False
         selector = {}
     for label, value in selector.items():
-        if not isinstance(label, str) or len(label) > 317 or not LABEL_KEY.match(label):
-            reader.add(f"{path}.selector.{_name(label)}", "is not a valid label key")
+        if not is_qualified_name(label):
+            reader.add(f"{path}.selector.{_name(label)}", "is not a valid label key",
+                       "An optional DNS prefix of at most 253 characters and '/', then a name of at most 63 letters, "
+                       "digits, '-', '_' and '.' (Kubernetes' qualified name)")
+            ok = False
+        elif label.startswith(INJECTOR_LABEL_PREFIX):
+            reader.add(f"{path}.selector.{_name(label)}",
+                       "is a Linkerd label: the proxy injector sets linkerd.io/ labels (such as "
+                       "linkerd.io/control-plane-ns) on every meshed pod, so this selector would match them all",
+                       "Select the workload by its own labels, e.g. selector: {app: billing}")
             ok = False
         if not isinstance(value, str) or len(value) > 63 or not LABEL_VALUE.match(value):
             reader.add(f"{path}.selector.{_name(label)}", f"value {short(value)} is not a valid label value (quote numbers and booleans)")
@@ -362,6 +426,7 @@ def _read_service(reader: _Reader, key: str, raw: Any, namespaces: dict[str, Nam
     # Deliberately proxy-free services (and TLS ports) terminate TLS themselves; services of a namespace that is
     # simply not onboarded yet get a certificate only when asked.
     certificate = reader.boolean(fields.get("certificate"), f"{path}.certificate", not meshed or has_tls_port)
+    shared_account = reader.boolean(fields.get("sharedServiceAccount"), f"{path}.sharedServiceAccount", False)
     egress = _read_egress(reader, path, fields.get("egress"))
 
     if not ok or ports is None or egress is None:
@@ -369,7 +434,7 @@ def _read_service(reader: _Reader, key: str, raw: Any, namespaces: dict[str, Nam
     return Service(
         key=key, name=name, namespace=namespace, service_account=service_account,
         selector=tuple(sorted(selector.items())), ports=ports, callers=(), meshed=meshed,
-        certificate=certificate, egress=egress,
+        certificate=certificate, egress=egress, shared_service_account=shared_account,
     )
 
 
@@ -440,14 +505,20 @@ def _read_egress(reader: _Reader, path: str, raw: Any) -> tuple[Egress, ...] | N
             reader.add(item_path, "names no destination", "Give 'cidrs' (e.g. [203.0.113.0/24]) or 'hosts' (e.g. [api.stripe.com])")
             ok = False
         for i, cidr in enumerate(cidrs):
-            try:
-                ipaddress.ip_network(str(cidr), strict=True)
-            except ValueError as err:
-                reader.add(f"{item_path}.cidrs[{i}]", f"{short(cidr)} is not a CIDR ({err})", "e.g. 203.0.113.0/24, with no host bits set")
+            problem = cidr_problem(cidr)
+            if problem:
+                reader.add(f"{item_path}.cidrs[{i}]", problem[0], problem[1])
                 ok = False
         for i, host in enumerate(hosts):
-            if not isinstance(host, str) or not _HOSTNAME.match(host):
-                reader.add(f"{item_path}.hosts[{i}]", f"{short(host)} is not a DNS name", "e.g. api.stripe.com or *.googleapis.com")
+            if not isinstance(host, str) or not _HOSTNAME.match(host) or not is_dns_subdomain(host.removeprefix("*.")):
+                reader.add(f"{item_path}.hosts[{i}]", f"{short(host)} is not a DNS name",
+                           "e.g. api.stripe.com or *.googleapis.com: at most 253 characters, labels of at most 63")
+                ok = False
+            elif host == "cluster.local" or host.endswith(IN_CLUSTER_SUFFIXES):
+                reader.add(f"{item_path}.hosts[{i}]",
+                           f"{short(host)} is an in-cluster service name, which egress never matches (the proxy "
+                           "sees the Service's cluster address, not an outside destination)",
+                           "Call in-cluster services through the graph: add this service to the callee's 'allow' list")
                 ok = False
         ports = reader.port_numbers(fields.get("ports"), f"{item_path}.ports")
         if not ports:
@@ -459,6 +530,35 @@ def _read_egress(reader: _Reader, path: str, raw: Any) -> tuple[Egress, ...] | N
         if ok:
             destinations.append(Egress(name, tuple(str(c) for c in cidrs), tuple(hosts), ports))
     return tuple(destinations) if ok else None
+
+
+def cidr_problem(cidr: Any, *, verbatim: bool = True) -> tuple[str, str] | None:
+    """Why an egress CIDR cannot go into a NetworkPolicy ipBlock.cidr as written, or None. The apiserver's IP/CIDR
+    validation (KEP-4858, apimachinery validation IsValidCIDR) refuses IPv4 octets with leading zeros, IPv4-mapped IPv6,
+    zone identifiers and host bits ("ifaddr" form); a bare address is not a CIDR. A `verbatim` string goes out as
+    written, so it must already be the canonical form; otherwise the caller writes out the parsed network instead."""
+    text = str(cidr) if isinstance(cidr, str) else None
+    example = "e.g. 203.0.113.0/24 or 2001:db8::/32, with no host bits set"
+    if text is None:
+        return f"{short(cidr)} is not a CIDR", example
+    if "%" in text:
+        return f"{short(text)} has a zone identifier, which a NetworkPolicy does not accept", "Drop the '%<zone>' part"
+    if "/" not in text and verbatim:
+        try:
+            address = ipaddress.ip_address(text)
+        except ValueError:
+            return f"{short(text)} is not a CIDR", example
+        return f"{short(text)} is an address, not a CIDR", f"Give the prefix length: {address}/{address.max_prefixlen}"
+    try:
+        network = ipaddress.ip_network(text, strict=True)
+    except ValueError as err:
+        return f"{short(text)} is not a CIDR ({str(err)[:120]})", example
+    if network.version == 6 and network.subnet_of(ipaddress.IPv6Network("::ffff:0:0/96")):
+        mapped = ipaddress.IPv4Network((int(network.network_address) & 0xFFFFFFFF, network.prefixlen - 96))
+        return f"{short(text)} is an IPv4-mapped IPv6 range, which Kubernetes refuses", f"Write it as IPv4: {mapped}"
+    if verbatim and str(network) != text:
+        return f"{short(text)} is not in canonical form", f"Write it as {network}"
+    return None
 
 
 def _check_unique_workloads(reader: _Reader, services: dict[str, Service]) -> None:
@@ -504,6 +604,73 @@ def _check_skipped_ports(reader: _Reader, services: dict[str, Service], namespac
                            "Proxies skip a port for the whole namespace: use another port, or move one of the services")
 
 
+def _check_shared_accounts(reader: _Reader, graph: ServiceGraph) -> None:
+    """A mesh identity is a service account: an edge to one service admits every workload on its account. The graph
+    promises exactly the callers it lists, so sharing is refused unless each service says so (sharedServiceAccount),
+    and then accessMatrix lists every service the identity covers."""
+    by_account: dict[tuple[str, str], list[Service]] = {}
+    for service in graph.services.values():
+        if graph.is_meshed(service):
+            by_account.setdefault((service.namespace, service.service_account), []).append(service)
+    for (namespace, account), sharing in by_account.items():
+        if len(sharing) < 2:
+            continue
+        for service in sharing:
+            if not service.shared_service_account:
+                others = ", ".join(f"services.{o.key}" for o in sharing if o is not service)
+                reader.add(f"services.{service.key}.serviceAccount",
+                           f"'{account}' in namespace '{namespace}' is also the account of {_name(others)}: they share "
+                           "one mesh identity, so an edge allowing one of them admits all of them",
+                           "Give each service its own serviceAccount, or set 'sharedServiceAccount: true' on each of "
+                           "them to accept it (accessMatrix then lists every service the identity covers)")
+    calling = {caller.service for service in graph.services.values() for caller in service.callers}
+    for key in sorted(calling):
+        service = graph.services[key]
+        if (service.service_account == DEFAULT_SERVICE_ACCOUNT and graph.is_meshed(service)
+                and not service.shared_service_account):
+            reader.add(f"services.{key}.serviceAccount",
+                       f"is the namespace's 'default' account, which every pod of '{service.namespace}' without its "
+                       "own account runs as: an edge allowing this caller admits all of them",
+                       "Give the workload its own serviceAccount, or set 'sharedServiceAccount: true' to accept it "
+                       "(accessMatrix then shows the grant as '<namespace>/* (service account default)')")
+
+
+def _check_skipped_outbound_ports(reader: _Reader, graph: ServiceGraph) -> None:
+    """skipOutboundPorts sends a port past every proxy of the namespace: an egress port would escape the egress
+    allow-list (hosts are enforced only by the proxy), and a meshed callee's port would leave without mTLS, which the
+    callee's default deny refuses. One pass over services and edges, whatever the number of namespaces."""
+    skipped = {ns.name: set(ns.skip_outbound_ports) for ns in graph.namespaces.values()
+               if ns.meshed and ns.skip_outbound_ports}
+    if not skipped:
+        return
+
+    def refuse(namespace: str, what: str) -> None:
+        reader.add(f"namespaces.{namespace}.skipOutboundPorts", what,
+                   f"Remove the port from skipOutboundPorts of namespace '{namespace}'")
+
+    for service in graph.services.values():
+        if service.namespace not in skipped or not graph.is_meshed(service):
+            continue
+        for index, egress in enumerate(service.egress):
+            for number in sorted(skipped[service.namespace] & set(egress.ports)):
+                refuse(service.namespace, f"skips port {number}, which services.{service.key}.egress[{index}] "
+                       f"('{egress.name}') uses: that traffic would bypass the proxy and so the egress allow-list "
+                       "(the egress entry already allows the destination)")
+    for callee in graph.services.values():
+        if not graph.is_meshed(callee):
+            continue  # proxy-free callees' ports are skipped on purpose (namespaces.outbound_ports_to_skip)
+        for caller in callee.callers:
+            source = graph.services[caller.service]
+            if source.namespace not in skipped or not graph.is_meshed(source):
+                continue
+            for name in caller.ports or tuple(p.name for p in callee.ports):
+                number = callee.port(name).number
+                if number in skipped[source.namespace]:
+                    refuse(source.namespace, f"skips port {number}, on which services.{source.key} calls "
+                           f"services.{callee.key} ({name}): the call would leave without mTLS and the callee's "
+                           "policy would refuse it under deny")
+
+
 def _check_distinct_pods(reader: _Reader, services: dict[str, Service]) -> None:
     """Two services whose selectors pick the same pods (one's labels a subset of the other's) on the same port would
     give that pod port two Servers; Linkerd honours only one of them, so one service's policy silently vanishes."""
@@ -545,6 +712,12 @@ def _read_callers(reader: _Reader, graph: ServiceGraph, service: Service, raw: A
             fields = reader.mapping(item, item_path, _CALLER_KEYS)
             caller_key = fields.get("service")
             raw_ports = fields.get("ports") or []
+            if "ports" in fields and not raw_ports:
+                # An empty list reads as "no ports" but would have meant every port: refuse the ambiguity.
+                reader.add(f"{item_path}.ports", "is empty, which would allow every port of the service",
+                           f"List the ports this caller may use (e.g. ports: [{port_names[0]}]), or drop 'ports' "
+                           "to allow all of them")
+                continue
             if not isinstance(raw_ports, list):
                 reader.add(f"{item_path}.ports", "must be a list of port names of this service")
                 continue

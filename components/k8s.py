@@ -75,17 +75,29 @@ def register_group(resource_name: str, objects: Sequence[dict[str, Any]], opts: 
     """Register many objects as one `yaml/v2.ConfigGroup`: one registration for the program, while pulumi-kubernetes
     still creates each object as its own resource (named `<group>:<namespace>/<name>`, with its own diff and await).
 
-    Children are created by the provider, so `depends_on` cannot be handed to them one by one: the manifest itself is
-    made to wait for `after` (an Output of their ids, known only once they exist), and the provider renders the
-    children only then. Every object carries its namespace, so the provider never asks the API server whether a kind
-    is namespaced (pulumi-kubernetes yaml/v2 `Normalize`), which could race a CRD installed in the same update.
+    Ordering comes from the group's `depends_on` alone, and the manifest is a plain string the program knows in a
+    preview as in `up`. The provider builds the children inside an apply over the manifest and builds none while it
+    is unknown (pulumi-kubernetes `provider/pkg/provider/yaml/v2/configgroup.go` `Construct`), so a manifest computed
+    from the ids of `after` hid every object from a first preview. The provider does not hand the group's options to
+    the children (they get only `Parent`, yaml.go `Register`), and needs not to: the SDK sends the group's registration
+    only once every `depends_on` resource's registration has returned (pulumi SDK `runtime/resource.py`
+    `prepare_resource`, which awaits their URNs; `runtime/rpc.py` `_add_dependency`), the engine answers a custom
+    resource's registration only when its step is done (pulumi `pkg/resource/deploy/source_eval.go`
+    `RegisterResource`: "block waiting for the operation to finish"), and it calls the provider's Construct, which
+    registers the children, from within the group's own registration (same function, `remote`). So in `up` no child
+    is registered before its namespace, the CRD release or its Issuer exists (tests/test_preview.py checks each
+    child's prerequisites against what its group waited for). The pinned SDK (pulumi-kubernetes 4.34.2,
+    `yaml/v2/ConfigGroup.py`) registers the group as a remote component with these options unchanged; the provider
+    source was read at pulumi-kubernetes main of 2026-07-01 (4.32.0), where Construct's apply has been the same since
+    2024 (#2894): 4.34.2's provider source is not available offline here.
+
+    Every object carries its namespace, so the provider never asks the API server whether a kind is namespaced
+    (pulumi-kubernetes yaml/v2 `Normalize`), which could race a CRD installed in the same update.
     Nothing secret may go in: the manifest is one plain string.
     """
     for obj in objects:
         if obj["kind"] == "Secret" or not obj["metadata"].get("namespace"):
             raise ValueError(f"{resource_name}: {obj['kind']} {obj['metadata'].get('name')} cannot go in a group "
                              "(a Secret, or an object without a namespace)")
-    text = group_manifest(objects)
-    ready = pulumi.Output.all(*[r.id if isinstance(r, pulumi.CustomResource) else r.urn for r in after])
-    return k8s.yaml.v2.ConfigGroup(resource_name, yaml=ready.apply(lambda _: text),
+    return k8s.yaml.v2.ConfigGroup(resource_name, yaml=group_manifest(objects),
                                    opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=list(after))))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -20,7 +21,8 @@ import yaml
 
 from .durations import Duration
 from .errors import Problems, did_you_mean, short
-from .graph import LABEL_KEY, LABEL_VALUE, ServiceGraph, load_graph
+from .graph import (DEFAULT_SERVICE_ACCOUNT, LABEL_VALUE, ServiceGraph, cidr_problem, is_dns_subdomain,
+                    is_qualified_name, load_graph, mesh_identity)
 from .collisions import graph_objects, object_name_clashes
 from .inputs import MAX_PEM_BYTES, InputError, read_text_file
 
@@ -48,9 +50,17 @@ _IGNORED_PROVIDER_KEYS = {
     "kubernetes:context": "kubeContext", "kubernetes:kubeconfig": "kubeconfig",
     "vault:address": "vaultAddress", "vault:namespace": "vaultNamespace", "vault:token": "vaultToken",
 }
+_VAULT_NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
 _VAULT_PATH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(/[A-Za-z0-9][A-Za-z0-9_-]*)*\Z")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
+# X.509 caps a common name at 64 characters (RFC 5280 ub-common-name); cert-manager's webhook refuses a Certificate
+# whose commonName is longer (ValidateCertificateSpec, internal/apis/certmanager/validation/certificate.go).
+MAX_COMMON_NAME = 64
+# Namespaces the program runs things in itself, where cert-manager must not go (besides the graph's own).
+VERIFICATION_NAMESPACE = "mtls-mesh-verify"
+_NOT_FOR_CERT_MANAGER = ("linkerd", "linkerd-viz", "linkerd-cni", VERIFICATION_NAMESPACE, "kube-public",
+                         "kube-node-lease")
 # The cert-manager Helm release's fixed name; its chart names the controller's service account after it.
 CERT_MANAGER_RELEASE = "cert-manager"
 _MISSING = object()
@@ -180,6 +190,9 @@ class VaultSettings:
     # its own pod's service account.
     kubernetes_auth_mode: str = "external"
     kubernetes_ca_pem: str = ""
+    # Each id: every intermediate re-signed by its root (a new vaultIntermediateTtl); the last one is its mount's
+    # default issuer (README: Renewing the Vault intermediate).
+    intermediate_renewals: tuple[str, ...] = ()
 
     def root_mount(self, anchor: str) -> str:
         return f"{self.mount_prefix}-root-{anchor}"
@@ -293,12 +306,20 @@ class _Config:
         self.secret_keys = secret_keys
         self.declarations = declarations
         self.problems = problems
+        self._said: set[tuple[str, str]] = set()
 
     @staticmethod
     def full(key: str) -> str:
         return f"{PROJECT}:{key}"
 
+    def problems_for(self, key: str) -> bool:
+        return any(said == key for said, _ in self._said)
+
     def add(self, key: str, what: str, fix: str = "") -> None:
+        # Settings are read more than once (every declared one up front, then where it is used): say each thing once.
+        if (key, what) in self._said:
+            return
+        self._said.add((key, what))
         self.problems.add(self.full(key), what, fix)
 
     def _raw(self, key: str) -> Any:
@@ -313,7 +334,12 @@ class _Config:
 
     def string(self, key: str) -> str:
         value = self._raw(key)
-        return "" if value is None else str(value)
+        text = "" if value is None else str(value)
+        invisible = _invisible_character(text)
+        if invisible:
+            self.add(key, f"contains {invisible}", "No setting takes control, format or line-separator characters: "
+                     "retype the value (a pasted newline or direction mark is the usual cause)")
+        return text
 
     def boolean(self, key: str) -> bool:
         value = self._raw(key)
@@ -337,6 +363,10 @@ class _Config:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             self.add(key, "must be a list of strings")
             return ()
+        for index, item in enumerate(value):
+            invisible = _invisible_character(item)
+            if invisible:
+                self.add(f"{key}[{index}]", f"contains {invisible}", "Retype the value")
         return tuple(value)
 
     def duration(self, key: str) -> Duration | None:
@@ -362,6 +392,55 @@ class _Config:
         return Secret(str(self.raw[full]))
 
 
+def _invisible_character(text: str) -> str:
+    """The first character of `text` no setting may hold (C0/C1 controls such as a newline, format characters such as
+    bidirectional marks and zero-width spaces, line and paragraph separators), described, or ''."""
+    for char in text:
+        if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp"):
+            return f"the invisible character U+{ord(char):04X} ({unicodedata.name(char, 'a control character')})"
+    return ""
+
+
+def _check_declared(config: _Config) -> None:
+    """Every declared setting is type-checked, whatever the mode: a setting read only on some branch (a boolean of
+    the prod path, a Vault setting in dev) must not carry a mistake that surfaces the day the branch is taken."""
+    for key, declaration in config.declarations.items():
+        if declaration.type == "boolean":
+            config.boolean(key)
+        elif declaration.type == "array":
+            config.strings(key)
+        elif declaration.type == "integer":
+            text = config.string(key)
+            if not re.fullmatch(r"-?[0-9]{1,18}", text):
+                config.add(key, f"must be a whole number, not {short(text)}")
+        else:
+            text = config.string(key)
+            if declaration.required and not text and config.full(key) in config.raw:
+                config.add(key, "is empty", f"Set it: pulumi config set {key} <value>  ({declaration.description})")
+
+
+def project_file(config: _Config, key: str, project_dir: Path) -> Path | None:
+    """The file a path setting names, relative to the project, or None (with a problem) when it resolves, symlinks
+    followed, outside the project and allowFilesOutsideProject is false: a setting must not read, and an error
+    must not quote, a file such as /etc/shadow or ~/.ssh/id_rsa by accident."""
+    value = config.string(key)
+    path = project_dir / value
+    allow_outside = ("allowFilesOutsideProject" in config.declarations
+                     and config.boolean("allowFilesOutsideProject"))
+    if allow_outside:
+        return path
+    try:
+        inside = path.resolve().is_relative_to(project_dir.resolve())
+    except (OSError, RuntimeError, ValueError):
+        return path  # a NUL byte or a symlink loop: reading it reports that
+    if not inside:
+        config.add(key, f"{short(value)} is outside the project directory (symbolic links followed)",
+                   "Put the file inside the project and give its path relative to it, or set "
+                   "allowFilesOutsideProject true to read files from elsewhere")
+        return None
+    return path
+
+
 def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[str] = frozenset(),
                   project_dir: Path = PROJECT_DIR, declarations: dict[str, Declaration] | None = None,
                   updating: bool = False) -> "Settings":
@@ -373,6 +452,7 @@ def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[
     declarations = declarations if declarations is not None else load_declarations(project_dir / "Pulumi.yaml")
     config = _Config(raw, secret_keys, declarations, problems)
     _check_keys(config, raw)
+    _check_declared(config)
 
     environment = config.choice("environment", ENVIRONMENTS)
     kubernetes = KubernetesSettings(config.string("kubeContext"), config.string("kubeconfig"))
@@ -388,9 +468,12 @@ def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[
             or not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", trust_domain)):
         config.add("trustDomain", f"{short(trust_domain)} is not a DNS name",
                    "At most 253 characters, labels of at most 63 lowercase letters, digits and '-', e.g. cluster.local")
+    else:
+        _check_common_names(config, trust_domain)
 
     graph_file = config.string("serviceGraph")
-    graph = load_graph(project_dir / graph_file, graph_file, problems) if graph_file else None
+    graph_path = project_file(config, "serviceGraph", project_dir) if graph_file else None
+    graph = load_graph(graph_path, graph_file, problems) if graph_path is not None else None
     if not graph_file:
         config.add("serviceGraph", "is empty", "Point it at the service-graph YAML, e.g. services.yaml")
 
@@ -424,8 +507,16 @@ def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[
     for key in ("certManagerChartVersion", "trustManagerChartVersion"):
         if not re.fullmatch(r"v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?", config.string(key)):
             config.add(key, f"{short(config.string(key))} is not a chart version", "Pin an exact version such as v1.21.1")
-    if not _DNS_LABEL.match(cert_manager.namespace):
-        config.add("certManagerNamespace", f"{short(cert_manager.namespace)} is not a valid namespace name")
+    if len(cert_manager.namespace) > 63 or not _DNS_LABEL.match(cert_manager.namespace):
+        config.add("certManagerNamespace", f"{short(cert_manager.namespace)} is not a valid namespace name",
+                   "At most 63 lowercase letters, digits and '-', starting and ending with a letter or digit")
+    elif graph is not None and cert_manager.namespace in graph.namespaces:
+        config.add("certManagerNamespace", f"'{cert_manager.namespace}' is a namespace of {graph.source}, whose "
+                   "injection, default-deny policy and NetworkPolicies would apply to cert-manager",
+                   "Run cert-manager in a namespace of its own, e.g. cert-manager")
+    elif cert_manager.namespace in _NOT_FOR_CERT_MANAGER:
+        config.add("certManagerNamespace", f"'{cert_manager.namespace}' is a namespace the mesh or Kubernetes runs "
+                   "itself", "Run cert-manager in a namespace of its own, e.g. cert-manager")
 
     linkerd = _linkerd(config, environment)
     policy = _policy(config)
@@ -434,6 +525,7 @@ def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[
 
     if graph is not None:
         _check_egress_outside_cluster(problems, graph, policy)
+        _check_identities(config, graph, policy, trust_domain)
     problems.raise_if_any(stack)
     settings = Settings(
         stack=stack, environment=environment, trust_domain=trust_domain, kubernetes=kubernetes, graph=graph,
@@ -445,6 +537,76 @@ def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[
     return settings
 
 
+def _check_common_names(config: _Config, trust_domain: str) -> None:
+    """Certificates whose common name contains the trust domain: each must stay within X.509's 64 characters. The
+    names come from the builders themselves (imported here: they import this module), so the check cannot drift."""
+    from .cert_manager import identity_name
+    from .trust import anchor_common_name, workload_root_common_name
+
+    builders = ((identity_name, "the Linkerd identity issuer's common name", ", which cert-manager's webhook refuses"),
+                (anchor_common_name, "the self-signed trust anchor's common name", ""),
+                (workload_root_common_name, "the self-signed workload root's common name", ""))
+    longest = max(len(build("")) for build, _, _ in builders)
+    for build, what, consequence in builders:
+        name = build(trust_domain)
+        if len(name) > MAX_COMMON_NAME:
+            config.add("trustDomain", f"is {len(trust_domain)} characters long, so {what} ({len(name)} characters) "
+                       f"passes the {MAX_COMMON_NAME} X.509 allows{consequence}",
+                       f"Use at most {MAX_COMMON_NAME - longest} characters, e.g. cluster.local")
+            return
+
+
+def _check_identities(config: _Config, graph: ServiceGraph, policy: PolicySettings, trust_domain: str) -> None:
+    """Every mesh identity the program writes (MeshTLSAuthentication identities, the proxies' certificates) must be a
+    DNS-1123 subdomain, as Linkerd's identity controller issues them: at most 253 characters, labels of at most 63."""
+    if config.problems_for("trustDomain"):
+        return
+    for service in graph.services.values():
+        identity = mesh_identity(service.service_account, service.namespace, trust_domain)
+        if graph.is_meshed(service) and not is_dns_subdomain(identity):
+            config.add("trustDomain", f"makes the identity of services.{service.key} ({len(identity)} characters) "
+                       "longer than a DNS name may be", "Use a shorter trust domain, e.g. cluster.local")
+            return
+    for index, (name, namespace) in enumerate(policy.prometheus_service_accounts):
+        identity = mesh_identity(name, namespace, trust_domain)
+        if not is_dns_subdomain(identity):
+            config.add(f"prometheusServiceAccounts[{index}]", f"makes the identity {short(identity)} "
+                       f"({len(identity)} characters), which is not a DNS name of at most 253 characters",
+                       "Use the service account's real (shorter) name, or a shorter trustDomain")
+
+
+# IPv6 ranges that carry an IPv4 address, and where: IPv4-mapped (RFC 4291 2.5.5.2: ::ffff:a.b.c.d, which a
+# dual-stack socket delivers to the IPv4 address), IPv4-compatible (deprecated ::a.b.c.d), NAT64 (RFC 6052
+# 64:ff9b::a.b.c.d, translated by a NAT64 gateway) and 6to4 (RFC 3056 2002:aabb:ccdd::/48). (prefix, first bit of the
+# IPv4 address within the 128.)
+_IPV4_EMBEDDINGS = ((ipaddress.IPv6Network("::ffff:0:0/96"), 96), (ipaddress.IPv6Network("::/96"), 96),
+                    (ipaddress.IPv6Network("64:ff9b::/96"), 96), (ipaddress.IPv6Network("2002::/16"), 16))
+
+
+def ipv4_views(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> list[ipaddress.IPv4Network]:
+    """The IPv4 ranges a network reaches: itself for IPv4; for IPv6, the IPv4 addresses embedded in the parts of it
+    that are IPv4-mapped, NAT64 or 6to4 (::/0 reaches every IPv4 address)."""
+    if network.version == 4:
+        return [network]
+    views = []
+    for prefix, start in _IPV4_EMBEDDINGS:
+        if prefix.subnet_of(network):
+            views.append(ipaddress.IPv4Network("0.0.0.0/0"))
+        elif network.subnet_of(prefix):  # so at least as long as the prefix: the IPv4 bits start within it
+            bits = min(network.prefixlen - start, 32)
+            value = (int(network.network_address) >> (128 - start - 32)) & 0xFFFFFFFF
+            views.append(ipaddress.IPv4Network((value, bits), strict=False))
+    return views
+
+
+def networks_overlap(a: ipaddress.IPv4Network | ipaddress.IPv6Network,
+                     b: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    """Whether two networks share an address, counting an IPv4 address embedded in IPv6 as that address."""
+    if a.version == b.version and a.overlaps(b):
+        return True
+    return any(x.overlaps(y) for x in ipv4_views(a) for y in ipv4_views(b))
+
+
 def _check_egress_outside_cluster(problems: Problems, graph: ServiceGraph, policy: PolicySettings) -> None:
     """An egress CIDR that overlaps the cluster's networks would open in-cluster pods past the graph's allow lists."""
     cluster = [ipaddress.ip_network(c) for c in policy.cluster_networks]
@@ -452,7 +614,7 @@ def _check_egress_outside_cluster(problems: Problems, graph: ServiceGraph, polic
         for index, egress in enumerate(service.egress):
             for cidr_index, cidr in enumerate(egress.cidrs):
                 network = ipaddress.ip_network(cidr)
-                inside = [str(c) for c in cluster if c.version == network.version and network.overlaps(c)]
+                inside = [str(c) for c in cluster if networks_overlap(network, c)]
                 if inside:
                     problems.add(f"{graph.source}: services.{service.key}.egress[{index}].cidrs[{cidr_index}]",
                                  f"{cidr} overlaps the cluster network {inside[0]} (clusterNetworks)",
@@ -472,12 +634,15 @@ def _linkerd(config: _Config, environment: str) -> LinkerdSettings:
         hint = "Chart versions of edge releases are dates: edge-26.8.3 is chart 2026.8.3"
         config.add("linkerdChartVersion", f"{short(version)} is not a chart version", hint)
     repository = config.string("linkerdHelmRepository")
+    problem = _url_problem(repository)
     try:
         parsed = urlparse(repository)
         hostname, _ = parsed.hostname, parsed.port
     except ValueError:
         hostname = None
-    if not hostname or parsed.scheme not in ("https", "oci"):
+    if problem and "credentials" in problem[0]:
+        config.add("linkerdHelmRepository", *problem)
+    elif problem or not hostname or parsed.scheme not in ("https", "oci"):
         config.add("linkerdHelmRepository", f"{short(repository)} is not an https:// or oci:// repository",
                    "e.g. https://helm.linkerd.io/edge")
     ha = config.choice("linkerdHighAvailability", ("auto", "true", "false"))
@@ -506,10 +671,12 @@ def _linkerd(config: _Config, environment: str) -> LinkerdSettings:
 def _networks(config: _Config, key: str) -> tuple[str, ...]:
     networks = []
     for index, value in enumerate(config.strings(key)):
-        try:
-            networks.append(str(ipaddress.ip_network(value, strict=True)))
-        except ValueError as err:
-            config.add(f"{key}[{index}]", f"{short(value)} is not a CIDR ({err})", "e.g. 10.0.0.0/8, with no host bits set")
+        # Written out in canonical form, so only what the API server refuses whatever the form matters here.
+        problem = cidr_problem(value, verbatim=False)
+        if problem:
+            config.add(f"{key}[{index}]", *problem)
+            continue
+        networks.append(str(ipaddress.ip_network(value, strict=True)))
     return tuple(networks)
 
 
@@ -517,9 +684,14 @@ def _policy(config: _Config) -> PolicySettings:
     accounts = []
     for index, value in enumerate(config.strings("prometheusServiceAccounts")):
         namespace, sep, name = value.partition("/")
-        if not sep or not _DNS_LABEL.match(namespace) or not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", name):
+        if not sep or len(namespace) > 63 or not _DNS_LABEL.match(namespace) or not is_dns_subdomain(name):
             config.add(f"prometheusServiceAccounts[{index}]", f"{short(value)} is not namespace/serviceaccount",
                        "e.g. monitoring/kube-prometheus-stack-prometheus")
+            continue
+        if name == DEFAULT_SERVICE_ACCOUNT:
+            config.add(f"prometheusServiceAccounts[{index}]", f"is the 'default' account of namespace '{namespace}', "
+                       "which every pod there without its own account runs as: all of them could read /metrics",
+                       "Name the account Prometheus runs as (kube-prometheus-stack creates its own)")
             continue
         accounts.append((name, namespace))
     kubelet = _networks(config, "kubeletNetworks")
@@ -541,7 +713,7 @@ def _monitoring(config: _Config) -> MonitoringSettings:
     labels: dict[str, str] = {}
     for index, entry in enumerate(config.strings("monitoringLabels")):
         key, sep, value = entry.partition("=")
-        if not sep or not LABEL_KEY.match(key) or len(value) > 63 or not LABEL_VALUE.match(value):
+        if not sep or not is_qualified_name(key) or len(value) > 63 or not LABEL_VALUE.match(value):
             config.add(f"monitoringLabels[{index}]", f"{short(entry)} is not a label key=value",
                        "e.g. release=kube-prometheus-stack (what your Prometheus' ruleSelector matches)")
             continue
@@ -554,7 +726,6 @@ def _monitoring(config: _Config) -> MonitoringSettings:
 # An image reference: registry/repository[:tag][@sha256:<64 hex>] (a digest pins what an air-gapped mirror serves).
 _IMAGE = re.compile(r"[a-z0-9]([a-z0-9._-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*"
                     r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?")
-VERIFICATION_NAMESPACE = "mtls-mesh-verify"
 
 
 def _verification(config: _Config, environment: str, graph: ServiceGraph | None) -> VerificationSettings:
@@ -671,14 +842,57 @@ def _pki(config: _Config, environment: str) -> PkiSettings | None:
                        workload_duration=workload, allow_rotation_jump=config.boolean("allowRotationJump"))
 
 
-def _url(config: _Config, key: str, environment: str) -> str:
-    value = config.string(key)
+def _url_problem(value: str) -> tuple[str, str] | None:
+    """Why a URL setting is refused, or None. cert-manager and the Vault provider parse these with Go's net/url
+    (url.Parse: no control characters, `stringContainsCTLByte`; a host of host characters, `parseHost`; a numeric
+    port, `validOptionalPort`), so the rules here are at least as strict, plus: no credentials, since the URL is
+    copied into non-secret objects (every Issuer's spec.vault.server); no port 0; an ASCII host (a bidi or
+    look-alike character would pass net/url and fail, or worse succeed, at IDNA lookup)."""
+    authority = value.partition("//")[2]
+    for end in "/?#":
+        authority = authority.partition(end)[0]
+    if "@" in authority:
+        # Checked first, on the raw text, and never quoted: whatever else is wrong, the value holds a password.
+        return ("contains credentials (user:password@): the URL is copied into non-secret objects such as every "
+                "Issuer's spec.vault.server", "Remove them from the URL; the program authenticates with vaultToken and "
+                "Kubernetes auth")
     try:
         parsed = urlparse(value)
-        hostname, _ = parsed.hostname, parsed.port  # .port raises for a port out of range or not a number
+        hostname, port = parsed.hostname, parsed.port  # .port raises for a port out of range or not a number
     except ValueError as err:
-        config.add(key, f"{short(value)} is not a URL ({err})", "e.g. https://vault.example.com:8200")
-        return value
+        return f"{short(value)} is not a URL ({str(err)[:120]})", "e.g. https://vault.example.com:8200"
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in value):
+        return f"{short(value)} contains a space or control character", "Retype the URL without spaces"
+    if not value.isascii():
+        return (f"{short(value)} contains non-ASCII characters",
+                "Write the host in ASCII (punycode for an international name, xn--...)")
+    if parsed.username is not None or parsed.password is not None:
+        return "contains credentials", "Remove them from the URL"
+    if port == 0:
+        return f"{short(value)} has port 0", "Give the port the server listens on, e.g. :8200"
+    if parsed.query or parsed.fragment or value.endswith(("?", "#")):
+        return f"{short(value)} has a query or fragment", "Give only scheme, host, port and path"
+    if hostname and not _is_url_host(hostname):
+        return f"{short(value)} does not name a host", "e.g. https://vault.example.com:8200"
+    return None
+
+
+def _is_url_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return is_dns_subdomain(host.lower().rstrip("."))
+
+
+def _url(config: _Config, key: str, environment: str) -> str:
+    value = config.string(key)
+    problem = _url_problem(value)
+    if problem:
+        config.add(key, *problem)
+        return ""  # nothing else quotes a refused URL (it may hold a password)
+    parsed = urlparse(value)
+    hostname = parsed.hostname
     if parsed.scheme not in ("http", "https") or not hostname:
         config.add(key, f"{short(value)} is not an http(s) URL", "e.g. https://vault.example.com:8200")
     elif parsed.scheme == "http" and environment != "dev":
@@ -705,8 +919,11 @@ def _kubernetes_ca(config: _Config, project_dir: Path) -> str:
     kubeconfig (certificate-authority-data, or the certificate-authority file)."""
     ca_file = config.string("vaultKubernetesCaFile")
     if ca_file:
+        path = project_file(config, "vaultKubernetesCaFile", project_dir)
+        if path is None:
+            return ""
         try:
-            pem = read_text_file(project_dir / ca_file, MAX_PEM_BYTES)
+            pem = read_text_file(path, MAX_PEM_BYTES)
         except InputError as err:
             config.add("vaultKubernetesCaFile", f"cannot read {short(ca_file)}: {err.what}", err.fix)
             return ""
@@ -766,8 +983,9 @@ def _vault(config: _Config, environment: str, project_dir: Path, pki: PkiSetting
         config.add("vaultCaBundleFile", f"is empty, but vaultAddress {short(address)} looks private",
                    "cert-manager and the Vault provider trust only public CAs by default: set vaultCaBundleFile to the "
                    "PEM of the CA behind Vault's TLS certificate, or set vaultPublicCa true if it is publicly issued")
-    if ca_file:
-        ca_path = str(project_dir / ca_file)
+    ca_file_path = project_file(config, "vaultCaBundleFile", project_dir) if ca_file else None
+    if ca_file_path is not None:
+        ca_path = str(ca_file_path)
         try:
             ca_bundle = read_text_file(Path(ca_path), MAX_PEM_BYTES)
         except InputError as err:
@@ -783,9 +1001,21 @@ def _vault(config: _Config, environment: str, project_dir: Path, pki: PkiSetting
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", config.string(key)):
             config.add(key, f"{short(config.string(key))} is not a Vault role name", "Letters, digits, '-' and '_'")
     namespace = config.string("vaultNamespace").strip("/")
+    if namespace and not _VAULT_NAMESPACE.fullmatch(namespace):
+        config.add("vaultNamespace", f"{short(config.string('vaultNamespace'))} is not a Vault namespace path",
+                   "Names of letters, digits, '-', '_' and '.', separated by '/', e.g. platform/mesh")
 
     intermediate_ttl = config.duration("vaultIntermediateTtl")
     token_ttl = config.duration("vaultAuthTokenTtl")
+    renewals = config.strings("vaultIntermediateRenewals")
+    for index, renewal in enumerate(renewals):
+        key = f"vaultIntermediateRenewals[{index}]"
+        if not isinstance(renewal, str) or len(renewal) > 20 or not _DNS_LABEL.match(renewal):
+            config.add(key, f"{short(renewal)} is not a valid renewal id",
+                       "Use at most 20 lowercase letters, digits and '-', e.g. 2031-05 (it names the re-signed "
+                       "intermediate's resources)")
+        elif renewal in renewals[:index]:
+            config.add(key, f"{short(renewal)} is listed twice", "Append a new id for each renewal; never reuse one")
     if used and intermediate_ttl is not None and pki is not None:
         if intermediate_ttl >= pki.anchor_validity:
             config.add("vaultIntermediateTtl", f"({intermediate_ttl}) must be shorter than the root's trustAnchorValidity ({pki.anchor_validity})")
@@ -803,5 +1033,5 @@ def _vault(config: _Config, environment: str, project_dir: Path, pki: PkiSetting
         kubernetes_auth_path=config.string("vaultKubernetesAuthPath"), create_kubernetes_auth=create_auth,
         kubernetes_host=kubernetes_host, auth_role=config.string("vaultAuthRole"), auth_token_ttl=token_ttl,
         workload_role=config.string("vaultWorkloadRole"), token=token,
-        kubernetes_auth_mode=auth_mode, kubernetes_ca_pem=kubernetes_ca,
+        kubernetes_auth_mode=auth_mode, kubernetes_ca_pem=kubernetes_ca, intermediate_renewals=tuple(renewals),
     )

@@ -90,6 +90,8 @@ def load_stack(stack: str, project_dir: Path = PROJECT_DIR, graph_file: str | No
     config, secret_keys = read_stack_file(path)
     if graph_file is not None:
         config["mtls-mesh:serviceGraph"] = graph_file
+        # The graph named on the command line is the operator's explicit choice, wherever it lives.
+        config.setdefault("mtls-mesh:allowFilesOutsideProject", "true")
     try:
         return load_settings(config, stack, secret_keys=secret_keys, project_dir=project_dir)
     except SettingsError as err:

@@ -136,16 +136,45 @@ def _strings(value: Any) -> Iterable[str]:
             yield from _strings(item)
 
 
+# The pulumi-tls resources that take a private key, and the input that takes it. The program's own (components/trust.py)
+# are children of its trust components, where it creates the tls:PrivateKey each one is handed.
+TLS_KEY_INPUTS = {
+    "tls:index/selfSignedCert:SelfSignedCert": "privateKeyPem",
+    "tls:index/certRequest:CertRequest": "privateKeyPem",
+    "tls:index/locallySignedCert:LocallySignedCert": "caPrivateKeyPem",
+}
+OWN_KEY_PARENTS = ("mtls-mesh:trust:SelfSignedAnchors$", "mtls-mesh:trust:SelfSignedWorkloadCertificates$")
+_ONE_PEM_KEY = re.compile(r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+-----END \1PRIVATE KEY-----\n?")
+
+
+def _own_key_input(args: ResourceValidationArgs) -> str | None:
+    """The input of one of the program's own pulumi-tls resources that may hold the key of one of its own
+    tls:PrivateKey resources: the resource is a child of the program's trust components (its URN's type chain), the
+    input is the one pulumi-tls takes a key in, Pulumi keeps it secret (pulumi-tls marks it an additional secret
+    output), and it holds one PEM private key and nothing else."""
+    field = TLS_KEY_INPUTS.get(args.resource_type)
+    if field is None or not any(f"::{parent}{args.resource_type}::" in args.urn for parent in OWN_KEY_PARENTS):
+        return None
+    if field not in (args.opts.additional_secret_outputs or []):
+        return None
+    value = args.props.get(field)
+    return field if isinstance(value, str) and _ONE_PEM_KEY.fullmatch(value) else None
+
+
 def key_material_only_in_secrets(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    """Private keys may only be in a Kubernetes Secret whose data Pulumi keeps secret, or in the key's own resource."""
+    """Private keys may only be in a Kubernetes Secret whose data Pulumi keeps secret, in the key's own resource, or
+    where the program hands its own key to pulumi-tls to sign with (see _own_key_input)."""
     if args.resource_type == "tls:index/privateKey:PrivateKey":
         return
-    if not any("PRIVATE KEY-----" in text for text in _strings(args.props)):
+    own = _own_key_input(args)
+    carrying = [key for key in args.props if key != own and any("PRIVATE KEY-----" in text for text in _strings(args.props[key]))]
+    if not carrying:
         return
     secret_fields = set(args.opts.additional_secret_outputs or [])
     if args.resource_type == "kubernetes:core/v1:Secret" and {"data", "stringData"} <= secret_fields:
         return
-    report(f"{args.resource_type} {args.name} carries private key material outside a Pulumi-secret Kubernetes Secret")
+    report(f"{args.resource_type} {args.name} carries private key material outside a Pulumi-secret Kubernetes Secret "
+           f"(in {', '.join(sorted(carrying))})")
 
 
 def deny_namespaces_authorized(args: StackValidationArgs, report: ReportViolation) -> None:
@@ -200,7 +229,8 @@ POLICIES = [
         validate=pki_protected),
     ResourceValidationPolicy(
         name="key-material-only-in-secrets",
-        description="Private keys appear only in Pulumi-secret Kubernetes Secrets (or their own key resource).",
+        description="Private keys appear only in Pulumi-secret Kubernetes Secrets (or their own key resource, or where "
+                    "the program hands its own key to pulumi-tls to sign with).",
         validate=key_material_only_in_secrets),
 ]
 DEFAULT_ENFORCEMENT = EnforcementLevel.MANDATORY

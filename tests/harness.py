@@ -1,7 +1,10 @@
 """Runs the real program (`__main__.py`) under Pulumi's mocks with a stack file's config and records what it registers.
 
-`preview=False` so apply callbacks run as they do in `pulumi up`. The mock monitor keeps each registration's inputs
-and options (provider, parent, protect, dependencies), so tests can check wiring as well as content.
+By default as `pulumi up` (`preview=False`): every output is known and apply callbacks run. With `preview=True` as
+`pulumi preview` against a given earlier state (see `run_program`): what the state does not hold yet gets an unknown id
+and unknown computed outputs, as the engine gives them, and apply callbacks over them do not run. The mock monitor
+keeps each registration's inputs and options (provider, parent, protect, dependencies), so tests can check wiring as
+well as content.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any, Iterable
 import pulumi
 import yaml
 from pulumi.runtime import mocks, rpc
+from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
@@ -56,6 +60,8 @@ class Registration:
     group: "Registration | None" = None
     # Per input, the resources its value was computed from (what the engine, and a remote component, wait for).
     property_dependencies: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # In a preview: "create", "update" or "same" (see PreviewState); None in an `up`.
+    step: str | None = None
 
     @property
     def is_kubernetes(self) -> bool:
@@ -126,8 +132,13 @@ def mock_certificate_pem(name: str, valid_seconds: int = 365 * 86400) -> str:
 def computed_outputs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     """Stand-ins for outputs a provider computes: real certificates (for what parses them), never real key material."""
     if type_ == "tls:index/privateKey:PrivateKey":
-        return {"privateKeyPem": f"-----BEGIN PRIVATE KEY-----\nMOCK-{name}\n-----END PRIVATE KEY-----\n",
+        # Shaped like PEM (a base64 body), so what checks a key's shape sees one; it decodes to MOCK-<name>.
+        body = base64.b64encode(f"MOCK-{name}".encode()).decode()
+        return {"privateKeyPem": f"-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n",
                 "publicKeyPem": f"-----BEGIN PUBLIC KEY-----\nMOCK-{name}\n-----END PUBLIC KEY-----\n"}
+    if type_ == "tls:index/certRequest:CertRequest":
+        body = base64.b64encode(f"MOCK-{name}".encode()).decode()
+        return {"certRequestPem": f"-----BEGIN CERTIFICATE REQUEST-----\n{body}\n-----END CERTIFICATE REQUEST-----\n"}
     if type_ in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
         return {"certPem": mock_certificate_pem(name, int(inputs.get("validityPeriodHours", 8760)) * 3600)}
     if type_ == "kubernetes:core/v1:Secret" and inputs.get("type") == "kubernetes.io/service-account-token":
@@ -139,30 +150,78 @@ def computed_outputs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str,
     if type_ == "vault:pkiSecret/secretBackendIntermediateCertRequest:SecretBackendIntermediateCertRequest":
         return {"csr": f"-----BEGIN CERTIFICATE REQUEST-----\nMOCK-{name}\n-----END CERTIFICATE REQUEST-----\n"}
     if type_ == "vault:pkiSecret/secretBackendRootSignIntermediate:SecretBackendRootSignIntermediate":
-        signed = mock_certificate_pem(name)
+        signed = mock_certificate_pem(name, int(inputs.get("ttl", 365 * 86400)))
         return {"certificate": signed, "issuingCa": signed, "caChains": [signed]}
+    if type_ == "vault:pkiSecret/secretBackendIntermediateSetSigned:SecretBackendIntermediateSetSigned":
+        return {"importedIssuers": [f"MOCK-issuer-{name}"]}
     return {}
 
 
+UNKNOWN = rpc.UNKNOWN
+
+
+class PreviewState:
+    """The stack's state a preview runs against: the URNs it holds, and (from an earlier run) each one's inputs.
+
+    The engine's answer to a registration in a preview (pulumi `pkg/resource/deploy/step.go` `CreateStep.Apply`: the
+    provider's Create with `preview` set may return no id), as the mocks give it (pulumi SDK `runtime/resource.py`: an empty id is unknown;
+    `runtime/rpc.py` `resolve_properties`: in a dry run an output the response leaves out is unknown):
+      - not in the state ("create"): empty id, the inputs echoed, every computed output left out;
+      - in the state with other inputs ("update"): the id known, the inputs echoed, computed outputs left out;
+      - in the state with the same inputs ("same"): the id and outputs the state holds (here: what `up` gives).
+    A change the provider would make a replacement also leaves the id unknown in a real preview; here every change is
+    an in-place update (nothing in the program reads an id to build content).
+    A bare set of URNs treats each one as unchanged. Nothing is read from a cluster: the provider's own preview of a
+    child whose namespace or CRD does not exist yet returns the inputs as they are (pulumi-kubernetes
+    `provider/pkg/provider/provider.go` `Create`: skipped when the GVK is unknown; `await.go` `Creation`:
+    namespaceError, a PreviewError), so every object is still listed.
+    """
+
+    def __init__(self, earlier: "Run | Iterable[str]" = ()):
+        if isinstance(earlier, Run):
+            self.inputs: dict[str, Any] = {r.urn: r.inputs for r in earlier.registrations}
+        else:
+            self.inputs = {urn: None for urn in earlier}
+
+    def step(self, urn: str, inputs: dict[str, Any]) -> str:
+        if urn not in self.inputs:
+            return "create"
+        before = self.inputs[urn]
+        return "same" if before is None or before == inputs else "update"
+
+
 class RecordingMonitor(mocks.MockMonitor):
-    def __init__(self, mock: pulumi.runtime.Mocks):
+    def __init__(self, mock: pulumi.runtime.Mocks, preview: PreviewState | None = None):
         super().__init__(mock)
         self.registrations: list[Registration] = []
+        self.preview = preview
 
     def RegisterResource(self, request):
         response = super().RegisterResource(request)
-        if request.type != "pulumi:pulumi:Stack":
-            registration = Registration(
-                type=request.type, name=request.name, urn=response.urn,
-                inputs=json.loads(json.dumps(_wire_inputs(request), default=str)),
-                provider=request.provider, parent=request.parent, protect=request.protect,
-                dependencies=tuple(request.dependencies), custom=request.custom,
-                additional_secret_outputs=tuple(request.additionalSecretOutputs),
-                property_dependencies={key: tuple(deps.urns) for key, deps in request.propertyDependencies.items()},
-            )
-            self.registrations.append(registration)
-            if request.type == CONFIG_GROUP:
-                self.registrations.extend(config_group_children(registration))
+        if request.type == "pulumi:pulumi:Stack":
+            return response
+        inputs = json.loads(json.dumps(_wire_inputs(request), default=str))
+        step = None
+        if self.preview is not None:
+            step = self.preview.step(response.urn, inputs)
+            if step != "same":
+                response = resource_pb2.RegisterResourceResponse(
+                    urn=response.urn, id=response.id if step == "update" else "", object=request.object)
+        registration = Registration(
+            type=request.type, name=request.name, urn=response.urn, inputs=inputs,
+            provider=request.provider, parent=request.parent, protect=request.protect,
+            dependencies=tuple(request.dependencies), custom=request.custom,
+            additional_secret_outputs=tuple(request.additionalSecretOutputs),
+            property_dependencies={key: tuple(deps.urns) for key, deps in request.propertyDependencies.items()},
+            step=step,
+        )
+        self.registrations.append(registration)
+        if request.type == CONFIG_GROUP:
+            children = config_group_children(registration)
+            if self.preview is not None:
+                for child in children:
+                    child.step = self.preview.step(child.urn, child.inputs)
+            self.registrations.extend(children)
         return response
 
 
@@ -173,9 +232,15 @@ def config_group_children(group: Registration) -> list[Registration]:
     """What pulumi-kubernetes registers for a yaml/v2 ConfigGroup, which the mocks cannot show (remote components
     have no children under mocks): one resource per object of its manifest, parsed as YAML the way the provider
     reads it, typed `kubernetes:<group>/<version>:<Kind>`, named `<resourcePrefix or group name>:<namespace>/<name>`
-    and parented to the group (provider/pkg/provider/yaml/v2/yaml.go `register`, pulumi-kubernetes)."""
+    and parented to the group (provider/pkg/provider/yaml/v2/yaml.go `register`, pulumi-kubernetes).
+
+    Only as the provider does in a preview: it parses the manifest inside an apply over its inputs
+    (provider/pkg/provider/yaml/v2/configgroup.go `Construct`), so while the manifest is unknown it registers no child
+    at all and only warns "Preview is incomplete"."""
     manifest = plain(group.inputs.get("yaml"))
-    assert isinstance(manifest, str), f"ConfigGroup {group.name}: the manifest must be a known string under mocks"
+    if manifest == UNKNOWN:
+        return []
+    assert isinstance(manifest, str), f"ConfigGroup {group.name}: the manifest must be a string"
     prefix = plain(group.inputs.get("resourcePrefix")) or group.name
     project_stack, _, rest = group.urn.rpartition("::")[0].rpartition("::")
     qualified_type = group.urn.split("::")[2]
@@ -207,6 +272,7 @@ class Run:
     registrations: list[Registration]
     exports: dict[str, Any] = field(default_factory=dict)
     secret_exports: frozenset[str] = frozenset()
+    preview: bool = False
 
     def of_type(self, type_: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == type_]
@@ -259,13 +325,33 @@ def stack_config(stack: str) -> tuple[dict[str, str], set[str]]:
 wire_value = stack_files.wire_value
 
 
+FILE_SETTINGS = ("serviceGraph", "vaultCaBundleFile", "vaultKubernetesCaFile")
+
+
+def _allow_test_files_outside_project(config: dict[str, str]) -> None:
+    """Tests write graphs and CA files to temporary directories, outside the project, which the program refuses unless
+    allowFilesOutsideProject is true: set it for them, unless the test sets it itself (tests of the refusal do)."""
+    key = f"{PROJECT}:allowFilesOutsideProject"
+    if key in config:
+        return
+    for name in FILE_SETTINGS:
+        value = config.get(f"{PROJECT}:{name}")
+        if isinstance(value, str) and "\x00" not in value and value.startswith("/") and \
+                not Path(value).resolve().is_relative_to(PROJECT_DIR.resolve()):
+            config[key] = "true"
+            return
+
+
 def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set_config: dict[str, Any] | None = None,
                 unset: Iterable[str] = (), secrets: Iterable[str] = (), graph: dict[str, Any] | None = None,
                 tmp_path: Path | None = None, previous_outputs: dict[str, Any] | None = None,
-                mocks_factory: Any = None) -> Run:
+                mocks_factory: Any = None, preview: bool = False, state: "Run | Iterable[str]" = ()) -> Run:
     """Run `__main__.py` for a stack. `set_config` overrides keys (short names), `unset` removes them,
     `secrets` marks keys secret, `graph` replaces the service graph (written under `tmp_path`).
-    `mocks_factory(previous_outputs)` replaces RecordingMocks (tests/openbao.py applies to a real Vault API)."""
+    `mocks_factory(previous_outputs)` replaces RecordingMocks (tests/openbao.py applies to a real Vault API).
+    `preview=True` runs it as `pulumi preview` against `state` (an earlier run, or a set of URNs; empty: the stack's
+    first preview); see PreviewState. A pull request's preview: `state` and `previous_outputs` from the run of the
+    base branch (`previous_outputs=base.exports`, as the StackReference to the stack itself reads them)."""
     base, secret_keys = stack_config(stack) if config is None else (dict(config), set())
     for key in unset:
         base.pop(f"{PROJECT}:{key}", None)
@@ -278,11 +364,13 @@ def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set
         graph_file.write_text(yaml.safe_dump(graph))
         base[f"{PROJECT}:serviceGraph"] = str(graph_file)
 
+    _allow_test_files_outside_project(base)
+
     mocks = (mocks_factory or RecordingMocks)(previous_outputs)
-    monitor = RecordingMonitor(mocks)
+    monitor = RecordingMonitor(mocks, PreviewState(state) if preview else None)
     pulumi.runtime.set_all_config(base, sorted(secret_keys))
     runtime_settings.ROOT.set(None)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     thresholds = gc.get_threshold()
     try:
         _sync_await(run_pulumi_func(lambda: runpy.run_path(str(PROJECT_DIR / "__main__.py"), run_name="__main__")))
@@ -303,4 +391,4 @@ def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set
         exports[name] = _sync_await(output.future())
         if _sync_await(output.is_secret()):
             secret_exports.add(name)
-    return Run(stack, base, monitor.registrations, exports, frozenset(secret_exports))
+    return Run(stack, base, monitor.registrations, exports, frozenset(secret_exports), preview)

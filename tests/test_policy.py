@@ -11,6 +11,8 @@ import pytest
 from pulumi_policy import (PolicyCustomTimeouts, PolicyResource, PolicyResourceOptions, ResourceValidationArgs,
                            ResourceValidationPolicy, StackValidationArgs)
 
+from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
+
 from harness import PROJECT_DIR, plain, run_program
 
 sys.path.insert(0, str(PROJECT_DIR / "policy"))
@@ -27,7 +29,11 @@ def options(registration, protect=None, secret_outputs=None):
 
 
 def violations(run, policy, mutate=None):
-    """Messages the policy reports for a run; `mutate(type, props)` may edit each resource's props first."""
+    """Messages the policy reports for a run; `mutate(type, props)` may edit each resource's props first.
+
+    As pulumi-policy's analyzer runs it (policy.py `Analyze`, `AnalyzeStack`): props behind its unknown-checking proxy,
+    and a policy that reads a value unknown in a preview is not run on that resource (the analyzer reports "can't run
+    policy ... during preview" as advisory), so it is no violation."""
     found: list[str] = []
     resources = []
     for registration in run.registrations:
@@ -36,15 +42,21 @@ def violations(run, policy, mutate=None):
         props = copy.deepcopy(plain(registration.inputs))
         if mutate:
             props = mutate(registration, props)
-        resources.append((registration, props))
+        resources.append((registration, unknown_checking_proxy(props)))
     if isinstance(policy, ResourceValidationPolicy):
         for registration, props in resources:
             args = ResourceValidationArgs(registration.type, props, registration.urn, registration.name,
                                           options(registration), None)
-            policy.validate(args, lambda message, urn=None: found.append(message))
+            try:
+                policy.validate(args, lambda message, urn=None: found.append(message))
+            except UnknownValueError:
+                assert run.preview, f"{policy.name} met an unknown value outside a preview"
     else:
         stack = [PolicyResource(r.type, props, r.urn, r.name, options(r), None, None, [], {}) for r, props in resources]
-        policy.validate(StackValidationArgs(stack), lambda message, urn=None: found.append(message))
+        try:
+            policy.validate(StackValidationArgs(stack), lambda message, urn=None: found.append(message))
+        except UnknownValueError as err:
+            raise AssertionError(f"{policy.name} cannot run in this preview at all: {err.message}") from None
     return found
 
 
@@ -59,9 +71,13 @@ def test_every_stack_passes_its_mandatory_policies(each_stack):
     assert {k: v for k, v in failures.items() if v} == {}
 
 
-def test_prod_enforces_everything_and_dev_only_advises():
+def test_prod_enforces_everything_and_dev_only_advises_on_its_unprotected_pki():
+    """Dev's own key material no longer trips the pack, so dev is held to every policy but PKI protection
+    (its `protectPki: false` is deliberate: a dev anchor is thrown away, not rotated)."""
     assert set(enforcement("prod").values()) == {"mandatory"}
-    assert set(enforcement("dev").values()) == {"advisory"}
+    dev = enforcement("dev")
+    assert dev.pop("pki-protected") == "advisory"
+    assert set(dev.values()) == {"mandatory"}
 
 
 def test_advisory_findings_are_real_findings(dev):
@@ -144,6 +160,13 @@ def test_unprotected_pki_is_caught_in_prod():
     assert any("SecretBackendRootCert" in f for f in found)
 
 
+def test_a_renewed_vault_intermediate_passes_the_protection_policy():
+    run = run_program("prod", set_config={"vaultIntermediateRenewals": ["2031-05", "2036-04"]})
+    renewals = [r for r in run.registrations if "-renewal-" in r.name]
+    assert len(renewals) == 4 and all(r.protect for r in renewals)
+    assert not violations(run, BY_NAME["pki-protected"])
+
+
 def test_a_protected_self_signed_stack_passes_with_its_workload_leaf_keys_unprotected():
     run = run_program("dev", set_config={"protectPki": True})
     leaf_keys = [r for r in run.of_type("tls:index/privateKey:PrivateKey") if r.name.startswith("workload-tls-")]
@@ -163,3 +186,44 @@ def test_key_material_outside_a_secret_is_caught(dev):
     assert found
     anchor_secrets = [r for r in dev.registrations if r.type == "kubernetes:core/v1:Secret"]
     assert anchor_secrets and all({"data", "stringData"} <= set(r.additional_secret_outputs) for r in anchor_secrets)
+
+
+def test_dev_passes_every_policy_but_its_deliberately_unprotected_pki(dev):
+    """Dev's own pulumi-tls keys are not key material out of place, so dev can run the pack as mandatory: with
+    `protectPki: true` it passes everything; as it is, only pki-protected speaks (its deliberate protectPki: false)."""
+    assert {name: found for name in BY_NAME if (found := violations(dev, BY_NAME[name]))}.keys() == {"pki-protected"}
+    protected = run_program("dev", set_config={"protectPki": True})
+    assert {name: found for name in BY_NAME if (found := violations(protected, BY_NAME[name]))} == {}
+
+
+def _key_args(registration, urn=None, props=None, secret_outputs=None):
+    return ResourceValidationArgs(registration.type, copy.deepcopy(plain(registration.inputs)) if props is None else props,
+                                  urn or registration.urn, registration.name, options(registration, secret_outputs=secret_outputs),
+                                  None)
+
+
+def _flagged(args):
+    found = []
+    BY_NAME["key-material-only-in-secrets"].validate(args, lambda message, urn=None: found.append(message))
+    return found
+
+
+def test_foreign_key_material_is_still_caught_in_a_tls_resource(dev):
+    """Only the program's own hand-over is exempt: the key input of a pulumi-tls resource under its trust components,
+    kept secret, holding one PEM key. Moved elsewhere, widened, made plain or carried in another input, it is caught."""
+    own = next(r for r in dev.registrations if r.type == "tls:index/selfSignedCert:SelfSignedCert")
+    signed = next(r for r in dev.registrations if r.type == "tls:index/locallySignedCert:LocallySignedCert")
+    assert not _flagged(_key_args(own)) and not _flagged(_key_args(signed))
+    key = plain(own.inputs)["privateKeyPem"]
+    # A tls resource of some other component (not where the program makes its keys).
+    assert _flagged(_key_args(own, urn=own.urn.replace("mtls-mesh:trust:SelfSignedAnchors$", "other:index:Thing$")))
+    # The key input not kept secret.
+    assert _flagged(_key_args(own, secret_outputs=[]))
+    # More than one key in it.
+    assert _flagged(_key_args(own, props={**plain(own.inputs), "privateKeyPem": key + key}))
+    # Key material in another input of the program's own resource.
+    leaked = copy.deepcopy(plain(own.inputs))
+    leaked["subject"]["organization"] = key
+    assert any("subject" in f for f in _flagged(_key_args(own, props=leaked)))
+    # The CA's key where a CertRequest would take its own (the input that takes a key differs by type).
+    assert _flagged(_key_args(signed, props={**plain(signed.inputs), "privateKeyPem": key}))

