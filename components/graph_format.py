@@ -155,17 +155,33 @@ RESERVED_NAMESPACES = ("linkerd", "linkerd-viz", "linkerd-cni", "cert-manager", 
 # A Kubernetes name (DNS-1123 label): namespaces, services, workloads, service accounts, egress entries.
 DNS_LABEL = Pattern(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 DNS_LABEL_MAX = 63
+# A DNS-1123 subdomain, without the length limits (is_dns_subdomain in graph.py adds them).
+DNS_SUBDOMAIN = Pattern(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 # Kubernetes container port names (IANA_SVC_NAME): what a Server's named port and a NetworkPolicy port refer to. The
 # lookahead asks for at least one letter (an all-digit name would read as a port number).
 PORT_NAME = Pattern(r"(?=[-0-9]*[a-z])[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 PORT_NAME_MAX = 15
-LABEL_KEY = Pattern(r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
-LABEL_KEY_MAX = 317
+# A label key as apimachinery's IsQualifiedName (pkg/util/validation/validation.go) accepts it: an optional DNS-1123
+# subdomain prefix of at most 253 characters and '/', then a name of at most 63 characters (the lookahead and the
+# bounded repetition state the lengths, so the pattern alone is the whole rule).
+LABEL_KEY = Pattern(rf"((?=[^/]{{1,253}}/){DNS_SUBDOMAIN.body}/)?[A-Za-z0-9]([-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?")
 LABEL_VALUE = Pattern(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
 LABEL_VALUE_MAX = 63
-HOSTNAME = Pattern(r"(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]([-a-z0-9]*[a-z0-9])?")
-# Only the shape of a CIDR: whether it parses, and has no host bits set, is checked by the reader (ipaddress).
-CIDR_SHAPE = Pattern(r"[0-9A-Fa-f:.]+/[0-9]{1,3}")
+# Labels Linkerd's proxy injector puts on every pod it injects (linkerd2 pkg/k8s/labels.go: ControllerNSLabel
+# linkerd.io/control-plane-ns, WorkloadNamespaceLabel linkerd.io/workload-ns, and linkerd.io/proxy-<kind> for
+# deployment, replicationcontroller, replicaset, job, daemonset, statefulset and cronjob). A selector on one of them
+# matches every meshed pod of the namespace; the whole linkerd.io/ prefix is Linkerd's, so none of it is accepted.
+INJECTOR_LABEL_PREFIX = "linkerd.io/"
+# An egress host: a DNS name (at most 253 characters after an optional '*.', labels of at most 63) whose last label
+# starts with a letter.
+HOSTNAME = Pattern(r"(\*\.)?(?!.{254})([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+# Names that resolve only inside the cluster: the proxy and the NetworkPolicies see a Service's ClusterIP or pod IPs
+# for them, never an egress destination, so an egress entry for one would never match anything.
+IN_CLUSTER_SUFFIXES = (".svc", ".svc.cluster.local", ".cluster.local")
+IN_CLUSTER_HOST = Pattern("cluster\\.local|.*(" + "|".join(re.escape(s) for s in IN_CLUSTER_SUFFIXES) + ")")
+# Only the shape of a CIDR in the canonical form a NetworkPolicy takes (lowercase hex, a prefix length): whether it
+# parses, has no host bits set and is not IPv4-mapped is checked by the reader (graph.cidr_problem).
+CIDR_SHAPE = Pattern(r"[0-9a-f:.]+/[0-9]{1,3}")
 
 
 def _name(what: str) -> Text:
@@ -198,16 +214,17 @@ PORT = Record((
 
 CALLER = Record((
     Field("service", Text("Key of the calling service (under `services:`)", DNS_LABEL, DNS_LABEL_MAX), required=True),
+    # Not nullable, and never empty: an empty list reads as "no ports" but would mean every port.
     Field("ports", Items(Text("Name of a port of this service", PORT_NAME, PORT_NAME_MAX),
-                         "The ports this caller may use (all of them when `ports` is left out)"), nullable=True),
+                         "The ports this caller may use (leave `ports` out to allow every port)", min_items=1)),
 ), "A caller limited to some ports")
 
 EGRESS = Record((
     Field("name", _name("Name of the destination (it names the EgressNetwork)"), required=True),
     Field("cidrs", Items(Text("An IPv4 or IPv6 network outside the cluster, with no host bits set, e.g. 203.0.113.0/24",
                               CIDR_SHAPE)), nullable=True),
-    Field("hosts", Items(Text("A DNS name, or *.<domain> for its subdomains, e.g. api.stripe.com", HOSTNAME)),
-          nullable=True),
+    Field("hosts", Items(Text("A DNS name outside the cluster, or *.<domain> for its subdomains, e.g. api.stripe.com",
+                              HOSTNAME, forbidden_pattern=IN_CLUSTER_HOST)), nullable=True),
     Field("ports", _ports("The destination ports", min_items=1), required=True),
 ), "A destination outside the cluster: `cidrs` and/or `hosts`, and `ports`", one_of_nonempty=("cidrs", "hosts"))
 
@@ -216,7 +233,12 @@ SERVICE = Record((
     Field("name", _name("Workload name (default: the service's key)")),
     Field("serviceAccount", _name("Service account of the workload (default: its name); with the namespace it makes "
                                   "the mesh identity <sa>.<ns>.serviceaccount.identity.linkerd.<trustDomain>")),
-    Field("selector", Named(Text("A label key", LABEL_KEY, LABEL_KEY_MAX),
+    Field("sharedServiceAccount", Boolean("true accepts that other workloads run under this service's account (another "
+                                          "service of the graph, or every pod of the namespace on 'default'): a grant "
+                                          "to it admits them too, and accessMatrix lists them"),
+          nullable=True, default=False),
+    Field("selector", Named(Text("A label key (not linkerd.io/, which the proxy injector sets on every meshed pod)",
+                                 LABEL_KEY, forbidden_pattern=Pattern(re.escape(INJECTOR_LABEL_PREFIX) + ".*")),
                             Text("A label value (quote numbers and booleans)", LABEL_VALUE, LABEL_VALUE_MAX),
                             "Pod labels that select the workload (default: {app: <name>})", min_entries=1)),
     Field("ports", Items(PORT, "The ports the workload listens on", min_items=1), required=True),
@@ -249,13 +271,18 @@ CANNOT_CHECK = (
          "graph belong to one service", ("is also services.", "its policy object name", "selects pods that",
                                          "is also one of services.", "EgressNetwork", "NetworkPolicy",
                                          "MeshTLSAuthentication", "Server '")),
+    Rule("shared identities", "a service account is one mesh identity: two meshed services on one account, or a "
+         "caller on its namespace's 'default' account, need sharedServiceAccount: true on each of them",
+         ("is also the account of", "'default' account")),
     Rule("mesh membership", "who is meshed depends on the service and its namespace: a caller of a meshed service "
          "needs a mesh identity, a proxy-free service with callers needs a certificate, a service cannot be meshed in "
          "an unmeshed namespace, and a meshed service cannot listen on the proxy's own ports or on a port its "
-         "namespace skips", ("has no mesh identity", "runs outside the mesh without a certificate",
-                             "but namespace", "is the Linkerd proxy's own", "bypasses the proxy")),
-    Rule("network values", "a CIDR must parse with no host bits set, and must not overlap the stack's clusterNetworks "
-         "(a setting, not part of the file)", ("is not a CIDR", "overlaps the cluster network")),
+         "namespace skips, and a namespace's skipOutboundPorts must not hold a port its services call or reach as "
+         "egress", ("has no mesh identity", "runs outside the mesh without a certificate", "but namespace",
+                    "is the Linkerd proxy's own", "bypasses the proxy", "skips port")),
+    Rule("network values", "a CIDR must parse with no host bits set, not be IPv4-mapped IPv6, and not overlap the "
+         "stack's clusterNetworks (a setting, not part of the file)",
+         ("is not a CIDR", "has host bits set", "IPv4-mapped", "overlaps the cluster network")),
     Rule("reading the file", "the file must be a regular UTF-8 file within the size limit, valid YAML without anchors, "
          "deep nesting or repeated keys (checked before the document exists)",
          ("is not valid YAML", "anchor or alias", "nests deeper than", "is written twice", "is not UTF-8",

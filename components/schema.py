@@ -153,12 +153,14 @@ def _setting(declaration: Any) -> dict[str, Any]:
     any scalar (`2026` is the text "2026"), a boolean one true/false or the strings "true"/"false", an integer one a
     whole number or its text, and an array one a list of items of its item type."""
     rule = sf.VALUES.get(declaration.key, gf.Text())
+    # Text with no pattern of its own may still hold no invisible character (settings._Config.string and .strings).
+    pattern = rule.pattern or (None if rule.choices else sf.TEXT)
     if declaration.type == "boolean":
         schema: dict[str, Any] = {"enum": [True, False, "true", "false"]}
     elif declaration.type == "integer":
-        schema = {"anyOf": [{"type": "integer"}, {"type": "string", "pattern": "^[-+]?[0-9]+$"}]}
+        schema = {"anyOf": [{"type": "integer"}, {"type": "string", "pattern": sf.INTEGER.ecma}]}
     elif declaration.type == "array":
-        item = _text(gf.Text(rule.description, rule.pattern, rule.max_length, rule.min_length, rule.choices,
+        item = _text(gf.Text(rule.description, pattern, rule.max_length, rule.min_length, rule.choices,
                              rule.forbidden, rule.forbidden_pattern))
         schema = {"type": "array", "items": item}
         if declaration.key in sf.MIN_ITEMS:
@@ -168,16 +170,15 @@ def _setting(declaration: Any) -> dict[str, Any]:
         extra = [value == "true" for value in rule.choices if value in ("true", "false")]
         schema = {"enum": [*rule.choices, *extra]}
     else:
-        schema = _text(gf.Text(pattern=rule.pattern, max_length=rule.max_length, min_length=rule.min_length))
+        schema = _text(gf.Text(pattern=pattern, max_length=rule.max_length, min_length=rule.min_length,
+                               forbidden=rule.forbidden, forbidden_pattern=rule.forbidden_pattern))
         schema["type"] = ["string", "number", "boolean"]
     return schema
 
 
 def stack_schema(declarations: dict[str, Any] | None = None) -> dict[str, Any]:
     if declarations is None:
-        from .settings import load_declarations
-
-        declarations = load_declarations(PROJECT_DIR / "Pulumi.yaml")
+        declarations = sf.load_declarations(PROJECT_DIR / "Pulumi.yaml")
     secure = {"$ref": "#/$defs/secure"}
     properties: dict[str, Any] = {}
     for key, declaration in declarations.items():

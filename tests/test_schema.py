@@ -23,6 +23,7 @@ from check_jsonschema.regex_variants import RegexImplementation, RegexVariantNam
 
 import test_graph
 import test_hostile_input as hostile
+import test_input_rules as input_rules
 import test_settings
 from components import graph_format, schema, settings_format
 from components.errors import Problems, SettingsError
@@ -37,6 +38,8 @@ STACK_SCHEMA = json.loads((SCHEMA_DIR / "stack-settings.schema.json").read_text(
 EXAMPLE = yaml.safe_load((PROJECT_DIR / "services.yaml").read_text())
 
 _ECMA = RegexImplementation(RegexVariantName.default)
+DECLARATIONS = load_declarations()
+
 EditorValidator = jsonschema.validators.extend(
     jsonschema.Draft202012Validator,
     {"pattern": _ECMA.pattern_keyword, "patternProperties": _ECMA.patternProperties_keyword})
@@ -121,6 +124,44 @@ def test_an_editor_flags_a_bad_file(tmp_path):
 
 # ---- the declarations -------------------------------------------------------------------------------------------
 
+def _declared_patterns() -> dict[str, graph_format.Pattern]:
+    return {f"{module.__name__}.{name}": value for module in (graph_format, settings_format)
+            for name, value in vars(module).items() if isinstance(value, graph_format.Pattern)}
+
+
+# Strings on which a regex engine's dialect shows: a trailing newline (Python's `$`), other scripts' digits and
+# letters (Python's \d and \w), invisible characters, lengths around the limits, and ordinary good values.
+_PROBES = ["", "a", "web", "web\n", "\nweb", "a-b", "-a", "a-", "٣", "４８h", "48h", "48h0m0s", " 48h ", "1.5h",
+           "ａpp", "app.kubernetes.io/name", "linkerd.io/x", "a" * 63, "a" * 64, "a" * 253 + "/" + "b" * 63,
+           "a" * 254 + "/b", "10.0.0.0/8", "2001:db8::/32", "2001:DB8::/32", "api.stripe.com", "*.googleapis.com",
+           "x.svc.cluster.local", "https://vault.example.com:8200", "HTTPS://V", "oci://r/x", "http://a b",
+           "monitoring/kube-prometheus-stack-prometheus", "release=kube-prometheus-stack", "legacy=audit",
+           "v1.21.1", "2026.8.3", "100m", "64Mi", "docker.io/traefik/whoami:v1.10.3", "warn,linkerd=info",
+           "a\u200bb", "a\u202eb", "a\ufeffb", "a\x85b", "a\u00a0b", "http", "grpc", "9090", "-1", "123"]
+
+
+@pytest.mark.parametrize("name,pattern", sorted(_declared_patterns().items()))
+def test_each_pattern_means_the_same_to_python_and_to_editors(name, pattern):
+    """The validator matches with Python's re, editors with ECMA-262: a pattern must decide every probe alike."""
+    editor = RegexImplementation(RegexVariantName.default)._concrete._compile_pattern(pattern.ecma)
+    for probe in _PROBES:
+        assert pattern.matches(probe) == bool(editor.find(probe)), f"{name} disagrees on {probe!r}"
+
+
+def test_the_invisible_characters_are_the_validators():
+    """settings._invisible_character refuses Unicode categories Cc, Cf, Zl and Zp; the schema's class must hold
+    exactly those of the Basic Multilingual Plane."""
+    import unicodedata
+
+    text = settings_format.TEXT.python
+    for code in range(0x10000):
+        char = chr(code)
+        if 0xD800 <= code <= 0xDFFF:
+            continue  # surrogates: no character of their own
+        invisible = unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp")
+        assert (text.match(char) is None) == invisible, f"U+{code:04X} {unicodedata.name(char, '')}"
+
+
 def test_every_constrained_setting_is_declared():
     declared = set(load_declarations())
     assert set(settings_format.VALUES) <= declared, set(settings_format.VALUES) - declared
@@ -135,6 +176,12 @@ def test_the_readme_lists_what_the_schema_cannot_check():
 
 
 # ---- error cases ------------------------------------------------------------------------------------------------
+#
+# Every error case of the validator's tests, as (stack, settings changes, graph document or None, where): `where` is a
+# config key (mtls-mesh:<key>) or a graph path (services.billing.egress[0]). The validator is run on each case (pure:
+# load_settings) to get its real message there; the schema must refuse the case at that place, or the message must
+# belong to a CANNOT_CHECK rule. Cases that are not documents at all (a FIFO, bytes that are not UTF-8) are classified
+# by their words alone.
 
 def _where(error: jsonschema.ValidationError) -> str:
     """A schema error's location written as the reader writes paths: services.billing.egress[0].name."""
@@ -162,15 +209,15 @@ def classify(validator, document: Any, where: str, message: str, rules, *, strip
         return "refused"
     assert not errors, (f"the schema refuses this input elsewhere than at {where!r}: "
                         f"{[(_where(e), e.message[:100]) for e in errors]}")
+    return _rule(message, rules, where)
+
+
+def _rule(message: str, rules, where: str = "") -> str:
     names = [rule.name for rule in rules if any(fragment in message for fragment in rule.messages)]
     assert names, (f"the schema accepts the input the validator refuses with {message!r} at {where!r}: state the rule "
                    "in the format (components/graph_format.py or settings_format.py), or add it to CANNOT_CHECK "
                    "there and to the README's 'What the schema cannot check'")
     return names[0]
-
-
-def _graph_case(document: Any, where: str, message: str) -> str:
-    return classify(GRAPH, document, where, message, graph_format.CANNOT_CHECK)
 
 
 def _stack_document(stack: str, changes: dict[str, Any], unset: Iterable[str] = ()) -> dict[str, Any]:
@@ -183,34 +230,52 @@ def _stack_document(stack: str, changes: dict[str, Any], unset: Iterable[str] = 
     return document
 
 
-def _problems(stack: str, document: dict[str, Any], where: str) -> str:
-    """What the validator says at `where` about a stack file (as read_stack_file hands it to the program)."""
+_CONFIG_KEY = re.compile(r"[a-z][-a-z0-9]*:[A-Za-z]")
+
+
+def _messages(stack: str, document: dict[str, Any], where: str, graph: Any, tmp_path: Path) -> str:
+    """What the validator says at `where` about a stack file (as read_stack_file hands it over) and graph."""
     config, secret_keys = {}, set()
     for key, value in document["config"].items():
         if isinstance(value, dict) and set(value) == {"secure"}:
             config[key], secret_keys = SECRET_PLACEHOLDER, secret_keys | {key}
         else:
             config[key] = wire_value(value)
+    if graph is not None:
+        graph_file = tmp_path / "graph.yaml"
+        graph_file.write_text(yaml.safe_dump(graph))
+        config["mtls-mesh:serviceGraph"] = str(graph_file)
+        config["mtls-mesh:allowFilesOutsideProject"] = "true"
     try:
-        load_settings(config, stack, secret_keys=frozenset(secret_keys))
+        load_settings(config, stack, secret_keys=frozenset(secret_keys), declarations=DECLARATIONS)
     except SettingsError as err:
-        return " | ".join(str(p) for p in err.problems if p.where == where)
+        here = [p for p in err.problems if p.where == where or p.where.endswith(f": {where}")
+                or (not where and graph is not None and p.where == str(tmp_path / "graph.yaml"))]
+        return " | ".join(str(p) for p in here)
     return ""
 
 
-def _settings_case(stack: str, changes: dict[str, Any], where: str, unset: Iterable[str] = ()) -> str:
-    where = where if ":" in where or where.endswith(".yaml") else f"mtls-mesh:{where}"
+def check_case(tmp_path: Path, stack: str, changes: dict[str, Any], graph: Any, where: str,
+               unset: Iterable[str] = ()) -> str:
+    if graph is None and where.split("[")[0] in (*DECLARATIONS, *settings_format.SECRET_SETTINGS):
+        where = f"mtls-mesh:{where}"
     document = _stack_document(stack, changes, unset)
-    message = _problems(stack, document, where)
-    assert message, f"the validator reports nothing at {where}"
-    return classify(STACK, document, where, message, settings_format.CANNOT_CHECK, strip="config")
+    message = _messages(stack, document, where, graph, tmp_path)
+    assert message, f"the validator reports nothing at {where!r}: the case is not converted right"
+    if graph is not None and not _CONFIG_KEY.match(where):
+        return classify(GRAPH, graph, where, message, graph_format.CANNOT_CHECK)
+    # A problem reported under the graph file's own name is about the value of the setting that names the file.
+    located = where if _CONFIG_KEY.match(where) else "mtls-mesh:serviceGraph"
+    return classify(STACK, document, located, message, settings_format.CANNOT_CHECK, strip="config")
 
 
-# The graph cases of tests/test_graph.py: (edit, "services.yaml: <path>: <message>").
-@pytest.mark.parametrize("edit,expected", test_graph.BAD_GRAPHS, ids=[c[1][15:60] for c in test_graph.BAD_GRAPHS])
-def test_each_bad_graph_is_refused_by_the_schema_or_classified(edit, expected):
-    _, where, message = expected.split(": ", 2)
-    _graph_case(test_graph.edited(edit), where, message)
+class Words:
+    """A case that is no document (a FIFO, bytes that are not UTF-8, YAML that does not parse): its words must belong
+    to a CANNOT_CHECK rule."""
+
+    def __init__(self, words: Any, rules=graph_format.CANNOT_CHECK):
+        self.words = " ".join(words) if isinstance(words, tuple) else str(words)
+        self.rules = rules
 
 
 def _with(edit) -> dict:
@@ -223,54 +288,128 @@ def _services(**services) -> dict:
     return _with(lambda d: d["services"].update(services))
 
 
-# The graph cases of tests/test_hostile_input.py, written out (their documents are built inside the tests).
-HOSTILE_GRAPHS = [
-    (hostile.graph_with(**{"services/billing/egress": [None]}), "services.billing.egress[0]", "must be a mapping"),
-    (_with(lambda d: d["namespaces"].update({"web\n": {}})), "namespaces.web\n", "is not a valid Kubernetes name"),
-    (_services(**{"frontend\n": EXAMPLE["services"]["frontend"]}), "services.frontend\n", "is not a valid Kubernetes name"),
-    (_services(prometheus=hostile._service("web", allow=["frontend"])), "services.prometheus", "MeshTLSAuthentication 'prometheus'"),
-    (_services(**{"default-deny": hostile._service("web", allow=["frontend"])}), "services.default-deny", "NetworkPolicy 'mtls-mesh-default-deny'"),
-    (_services(linkerd=hostile._service("web", ports=(("admin", 8080),), allow=["frontend"])), "services.linkerd", "Server 'linkerd-admin'"),
-    (_services(**{"checkout-admin": hostile._service("web", selector={"app": "checkout", "tier": "web"})}),
-     "services.checkout-admin.selector", "selects pods that services.checkout selects"),
-    (hostile.graph_with(**{"services/frontend/ports": [{"name": "http", "port": 4143, "protocol": "HTTP/1"}]}),
-     "services.frontend.ports[0].port", "is the Linkerd proxy's own"),
-    (hostile.graph_with(**{"services/billing/egress": [{"name": "db", "cidrs": ["10.1.0.0/16"], "ports": [5432]}]}),
-     "services.billing.egress[0].cidrs[0]", "overlaps the cluster network 10.0.0.0/8"),
-    ({"namespaces": {"a": {}}, "services": {f"s{i}": None for i in range(graph_format.MAX_SERVICES + 1)}},
-     "services", "more than the limit"),
+def _egress(cidrs=(), hosts=()) -> dict:
+    entry = {"name": "ext", "ports": [443], **({"cidrs": list(cidrs)} if cidrs else {}),
+             **({"hosts": list(hosts)} if hosts else {})}
+    return _with(lambda d: d["services"]["billing"].update(egress=[entry]))
+
+
+def _from_bad_graph(edit, expected):
+    _, where, _ = expected.split(": ", 2)
+    return ("dev", {}, test_graph.edited(edit), where)
+
+
+# Each parametrized test of the validator's test modules -> (stack, changes, graph, where), or Words, per parameter
+# set; None for tests that are not error cases. test_every_parametrized_test_is_considered fails for a new one.
+CONVERTERS: dict[str, Any] = {
+    "test_graph.test_bad_graph_is_rejected_naming_the_path": _from_bad_graph,
+    "test_settings.test_bad_setting_is_rejected_naming_its_key":
+        lambda stack, changes, removed, key, words: (stack, changes, None, key, removed),
+    "test_settings.test_durations_parse_as_go_writes_them": None,
+    "test_settings.test_malformed_durations_are_refused":  # Duration.parse itself, as trustAnchorValidity reads it
+        lambda text: ("dev", {"trustAnchorValidity": text}, None, "trustAnchorValidity"),
+    "test_settings.test_rotation_phase_decides_bundle_and_issuing_anchor": None,
+    "test_hostile_input.test_a_key_written_twice_is_an_error_not_last_one_wins": lambda text, words: Words(words),
+    "test_hostile_input.test_a_fifo_is_refused_without_blocking": lambda key: Words("is a named pipe"),
+    "test_hostile_input.test_a_device_is_refused_without_reading_it": lambda key: Words("is a device"),
+    "test_hostile_input.test_bad_values_are_settings_errors":
+        lambda stack, changes, key, words: (stack, changes, None, key),
+    "test_hostile_input.test_a_trailing_newline_is_not_part_of_a_valid_name":
+        lambda where, edit: ("dev", {}, _with(edit), where.rstrip("\n") + "\n"),
+    "test_hostile_input.test_names_that_collide_with_other_objects_are_refused":
+        lambda services, where, words: ("staging", {}, _services(**services), where),
+    "test_hostile_input.test_the_proxys_own_ports_are_not_application_ports":
+        lambda port: ("dev", {}, hostile.graph_with(**{"services/frontend/ports": [
+            {"name": "http", "port": port, "protocol": "HTTP/1"}]}), "services.frontend.ports[0].port"),
+    "test_hostile_input.test_egress_cidrs_inside_the_cluster_are_refused":
+        lambda cidr: ("staging", {}, hostile.graph_with(**{"services/billing/egress": [
+            {"name": "db", "cidrs": [cidr], "ports": [5432]}]}), "services.billing.egress[0].cidrs[0]"),
+    "test_input_rules.test_a_grant_wider_than_the_graph_is_refused":
+        lambda edit, where, words: ("staging", {}, input_rules.graph_with(edit), where),
+    "test_input_rules.test_an_egress_cidr_must_be_what_a_network_policy_accepts":
+        lambda cidr, words: ("staging", {}, _egress(cidrs=[cidr]), "services.billing.egress[0].cidrs[0]"),
+    "test_input_rules.test_ipv6_egress_that_reaches_the_cluster_is_refused":
+        lambda cidr, cluster: ("staging", {"clusterNetworks": cluster}, _egress(cidrs=[cidr]),
+                               "services.billing.egress[0].cidrs[0]"),
+    "test_input_rules.test_an_egress_host_must_be_a_dns_name_outside_the_cluster":
+        lambda host, words: ("staging", {}, _egress(hosts=[host]), "services.billing.egress[0].hosts[0]"),
+    "test_input_rules.test_a_label_key_is_a_qualified_name":
+        lambda key, words: ("staging", {}, _with(lambda d: d["services"]["frontend"].update(selector={key: "x"})),
+                            f"services.frontend.selector.{key[:60]}..."),
+    "test_input_rules.test_monitoring_label_keys_are_qualified_names":
+        lambda entry: ("dev", {"monitoringLabels": [entry]}, None, "monitoringLabels[0]"),
+    "test_input_rules.test_a_setting_refused_later_upstream_is_refused_now":
+        lambda stack, changes, key, words: (stack, changes, None, key),
+    "test_input_rules.test_a_url_setting_is_refused_before_it_is_copied_anywhere":
+        lambda key, url, words: ("staging", {key: url, "vaultCaBundleFile": ""}, None, key),
+    "test_input_rules.test_a_file_outside_the_project_is_refused_and_not_read":
+        lambda key: ("staging", {key: "/etc/hostname", "allowFilesOutsideProject": False}, None, key),
+    "test_input_rules.test_a_file_that_is_not_a_graph_is_never_quoted":
+        lambda content: ("staging", {}, yaml.safe_load(content), ""),
+    "test_input_rules.test_every_declared_setting_is_validated_in_every_mode":
+        lambda key: ("dev", {key: input_rules.WRONG[DECLARATIONS[key].type]}, None, key),
+    "test_input_rules.test_every_boolean_says_what_it_accepts": lambda key: ("dev", {key: "x"}, None, key),
+}
+MODULES = {"test_graph": test_graph, "test_settings": test_settings, "test_hostile_input": hostile,
+           "test_input_rules": input_rules}
+
+
+def _parametrized() -> dict[str, list[tuple]]:
+    found = {}
+    for module_name, module in MODULES.items():
+        for name, function in vars(module).items():
+            marks = [m for m in getattr(function, "pytestmark", ()) if m.name == "parametrize"]
+            if name.startswith("test_") and marks:
+                argnames = marks[0].args[0]
+                count = len(argnames.split(",")) if isinstance(argnames, str) else len(argnames)
+                found[f"{module_name}.{name}"] = [tuple(v) if count > 1 else (v,) for v in marks[0].args[1]]
+    return found
+
+
+PARAMETRIZED = _parametrized()
+CASES = [(f"{test}[{index}]", CONVERTERS[test](*params)) for test, sets in PARAMETRIZED.items()
+         if CONVERTERS.get(test) for index, params in enumerate(sets)]
+
+# Single cases of tests/test_hostile_input.py that are not parametrized (their documents are built in the tests).
+CASES += [
+    ("hostile.null egress entry", ("staging", {}, hostile.graph_with(**{"services/billing/egress": [None]}),
+                                   "services.billing.egress[0]")),
+    ("hostile.same pods", ("staging", {}, _services(**{"checkout-admin": hostile._service(
+        "web", selector={"app": "checkout", "tier": "web"})}), "services.checkout-admin.selector")),
+    ("hostile.service limit", ("dev", {}, {"namespaces": {"a": {}}, "services": {
+        f"s{i}": None for i in range(graph_format.MAX_SERVICES + 1)}}, "services")),
+    ("hostile.alias bomb", Words("anchor or alias")),
+    ("hostile.deep nesting", Words("nests deeper than")),
+    ("hostile.not utf-8", Words("is not UTF-8")),
+    ("hostile.size limit", Words("more than the limit")),
+    ("graph.invalid yaml", Words("is not valid YAML")),
 ]
 
 
-@pytest.mark.parametrize("document,where,message", HOSTILE_GRAPHS, ids=[c[1] + ":" + c[2][:30] for c in HOSTILE_GRAPHS])
-def test_each_hostile_graph_is_refused_by_the_schema_or_classified(document, where, message):
-    _graph_case(document, where, message)
+def test_every_parametrized_test_is_considered():
+    """A new parametrized test of the validator is a new set of error cases: give it a converter (or None)."""
+    missing = sorted(set(PARAMETRIZED) - set(CONVERTERS))
+    assert not missing, f"add these to tests/test_schema.py CONVERTERS: {missing}"
 
 
-# Settings cases: tests/test_settings.py's table, and every parametrized test of the validator's test modules whose
-# parameters are (stack, changes, key, words).
-SETTINGS_CASES = [(stack, changes, removed, key, words) for stack, changes, removed, key, words in test_settings.BAD_SETTINGS]
-_SETTINGS_SHAPE = ["stack", "changes", "key", "words"]
-for _module in (hostile,):
-    for _name, _function in sorted(vars(_module).items()):
-        for _mark in getattr(_function, "pytestmark", ()):
-            if _mark.name == "parametrize" and [a.strip() for a in _mark.args[0].split(",")] == _SETTINGS_SHAPE:
-                SETTINGS_CASES += [(stack, changes, [], key, words) for stack, changes, key, words in _mark.args[1]]
-
-
-@pytest.mark.parametrize("stack,changes,removed,key,words", SETTINGS_CASES,
-                         ids=[f"{c[0]}:{c[3]}:{str(c[4])[:30]}" for c in SETTINGS_CASES])
-def test_each_bad_setting_is_refused_by_the_schema_or_classified(stack, changes, removed, key, words):
-    _settings_case(stack, changes, key, removed)
+@pytest.mark.parametrize("case", [c for _, c in CASES], ids=[name for name, _ in CASES])
+def test_each_error_case_is_refused_by_the_schema_or_classified(tmp_path, case):
+    if isinstance(case, Words):
+        _rule(case.words, case.rules)
+        return
+    stack, changes, graph, where, *unset = case
+    check_case(tmp_path, stack, changes, graph, where, *unset)
 
 
 def test_an_unclassified_rule_fails_the_classification():
     """A case the schema accepts and no CANNOT_CHECK rule claims is an error, so a new rule must be classified."""
     with pytest.raises(AssertionError, match="state the rule"):
-        _graph_case(copy.deepcopy(EXAMPLE), "services.frontend", "a brand-new rule nobody classified")
+        classify(GRAPH, copy.deepcopy(EXAMPLE), "services.frontend", "a brand-new rule", graph_format.CANNOT_CHECK)
     with pytest.raises(AssertionError, match="state the rule"):
-        classify(STACK, _stack_document("dev", {}), "mtls-mesh:kubeContext", "a brand-new rule nobody classified",
+        classify(STACK, _stack_document("dev", {}), "mtls-mesh:kubeContext", "a brand-new rule",
                  settings_format.CANNOT_CHECK, strip="config")
+    with pytest.raises(AssertionError, match="state the rule"):
+        _rule("a brand-new rule", graph_format.CANNOT_CHECK)
 
 
 # ---- the schema accepts what the reader accepts -----------------------------------------------------------------
