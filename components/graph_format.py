@@ -150,7 +150,8 @@ MAX_SERVICES = 10_000
 PORT_MIN, PORT_MAX = 1, 65535
 
 # Namespaces the program manages itself, or that the mesh must never inject.
-RESERVED_NAMESPACES = ("linkerd", "linkerd-viz", "linkerd-cni", "cert-manager", "kube-system", "kube-public", "kube-node-lease")
+RESERVED_NAMESPACES = ("linkerd", "linkerd-viz", "linkerd-cni", "cert-manager", "kube-system", "kube-public",
+                       "kube-node-lease")
 
 # A Kubernetes name (DNS-1123 label): namespaces, services, workloads, service accounts, egress entries.
 DNS_LABEL = Pattern(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -252,8 +253,9 @@ SERVICE = Record((
 ), "A service of the mesh")
 
 GRAPH = Record((
-    Field("namespaces", Named(Text("Namespace name", DNS_LABEL, DNS_LABEL_MAX, forbidden=RESERVED_NAMESPACES), NAMESPACE,
-                              "Every workload namespace", value_nullable=True), required=True),
+    Field("namespaces", Named(Text("Namespace name (not one the platform manages itself)", DNS_LABEL, DNS_LABEL_MAX,
+                                   forbidden=RESERVED_NAMESPACES),
+                              NAMESPACE, "Every workload namespace", value_nullable=True), required=True),
     Field("services", Named(Text("Service key", DNS_LABEL, DNS_LABEL_MAX), SERVICE,
                             "The services of the mesh, by key", max_entries=MAX_SERVICES), required=True),
 ), "The service graph: who runs where, on which ports, and who may call whom (README, 'The service graph')")

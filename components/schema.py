@@ -191,7 +191,8 @@ def stack_schema(declarations: dict[str, Any] | None = None) -> dict[str, Any]:
             setting["examples"] = [[e] for e in examples] if declaration.type == "array" else list(examples)
         properties[f"{sf.PROJECT}:{key}"] = {**setting, "anyOf": [_setting(declaration), secure]}
     for key in sf.SECRET_SETTINGS:
-        properties[f"{sf.PROJECT}:{key}"] = {**secure, "description": f"Secret: pulumi config set --secret {key} <value>"}
+        properties[f"{sf.PROJECT}:{key}"] = {**secure,
+                                              "description": f"Secret: pulumi config set --secret {key} <value>"}
     for key, instead in sf.IGNORED_PROVIDER_KEYS.items():
         properties[key] = {"not": {}, "description": f"Ignored: the program passes explicit providers their settings. "
                                                      f"Set {sf.PROJECT}:{instead} instead"}

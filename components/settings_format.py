@@ -195,7 +195,8 @@ CANNOT_CHECK = (
          "allowSelfSignedInProd, installCertManager decides certManagerServiceAccount, deliveredBy and kubeContext)",
          ("is required with pkiMode vault", "required when vaultKubernetesAuthCreate", "self-signed in a prod",
           "must be shorter than", "needs the anchor being rotated in", "anchorRotationPhase is none",
-          "is the current anchor", "is shorter than the proxies'", "this program installs runs as", "but kubeContext is",
+          "is the current anchor", "is shorter than the proxies'", "this program installs runs as",
+          "but kubeContext is",
           "is operator: only the Pulumi Kubernetes Operator", "looks private")),
     Rule("duration values", "a duration's length: at least an hour, 60 days or 1 minute where required, a whole "
          "number of seconds, within Go's time.Duration",
@@ -206,8 +207,9 @@ CANNOT_CHECK = (
          ("is not a namespace of", "is not meshed", "is overridden twice", "is a namespace of",
                                          "is set twice", "needs the namespace")),
     Rule("files", "a file named by a setting must exist in the project (unless allowFilesOutsideProject), be a "
-         "regular file within its size limit, and hold what it should", ("outside the project directory", "cannot read", "file not found", "is not a usable file path", "holds no PEM",
-                                     "is a named pipe", "is a device", "has no CA for kubeContext")),
+         "regular file within its size limit, and hold what it should",
+         ("outside the project directory", "cannot read", "file not found", "is not a usable file path",
+          "holds no PEM", "is a named pipe", "is a device", "has no CA for kubeContext")),
     Rule("URLs", "URLs are parsed as the program's URL parser reads them (host, port range and not 0, no credentials, "
          "query or fragment; https outside dev): the schema checks the scheme and the characters",
          ("is not a URL", "is not an http(s) URL", "is plain http", "is not an https:// or oci://",

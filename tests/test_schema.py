@@ -416,16 +416,19 @@ def test_an_unclassified_rule_fails_the_classification():
 
 ACCEPTED_GRAPHS = {
     "a namespace with no body": lambda d: d["namespaces"].update(web=None),
-    "empty optional fields": lambda d: d["services"]["frontend"].update(allow=None, egress=None, meshed=None, certificate=None),
+    "empty optional fields": lambda d: d["services"]["frontend"].update(
+        allow=None, egress=None, meshed=None, certificate=None, sharedServiceAccount=None),
     "empty skip lists": lambda d: d["namespaces"].update(data={"skipInboundPorts": None, "skipOutboundPorts": []}),
     "every protocol": lambda d: d["services"]["catalog"].update(ports=[
         {"name": f"p{i}", "port": 9000 + i, "protocol": p} for i, p in enumerate(graph_format.PROXY_PROTOCOLS)]),
-    "a caller limited to ports": lambda d: d["services"]["ledger"].update(allow=[{"service": "billing", "ports": ["http"]}]),
+    "a caller limited to ports": lambda d: d["services"]["ledger"].update(
+        allow=[{"service": "billing", "ports": ["http"]}]),
     "hosts without cidrs": lambda d: d["services"]["billing"].update(
         egress=[{"name": "bank", "cidrs": None, "hosts": ["*.bank.example"], "ports": [443, 8443]}]),
     "an IPv6 egress network": lambda d: d["services"]["billing"].update(
         egress=[{"name": "v6", "cidrs": ["2001:db8::/32"], "ports": [443]}]),
-    "a prefixed label key": lambda d: d["services"]["frontend"].update(selector={"app.kubernetes.io/name": "frontend", "tier": ""}),
+    "a prefixed label key": lambda d: d["services"]["frontend"].update(
+        selector={"app.kubernetes.io/name": "frontend", "tier": ""}),
     "explicit names": lambda d: d["services"]["frontend"].update(name="web-frontend", serviceAccount="web-frontend"),
 }
 
