@@ -13,7 +13,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from . import graph_format
 from .errors import Problems, did_you_mean, short
+from .graph_format import IN_CLUSTER_SUFFIXES, INJECTOR_LABEL_PREFIX, PORT_MAX, PORT_MIN  # noqa: F401 (re-exported)
 from .inputs import MAX_GRAPH_BYTES, InputError, load_yaml, read_text_file
 
 # proxyProtocol values Linkerd's admission webhook accepts on a Server (the CRD schema itself takes any string).
@@ -42,13 +44,9 @@ _HOSTNAME = re.compile(r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]([-a-z0-
 
 def is_qualified_name(key: Any) -> bool:
     """A label key as apimachinery's IsQualifiedName (pkg/util/validation/validation.go) accepts it: an optional
-    DNS-1123 subdomain prefix of at most 253 characters and '/', then a name of at most 63 characters."""
-    if not isinstance(key, str):
-        return False
-    prefix, slash, name = key.rpartition("/")
-    if slash and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
-        return False
-    return len(name) <= 63 and bool(_LABEL_NAME.match(name))
+    DNS-1123 subdomain prefix of at most 253 characters and '/', then a name of at most 63 characters (graph_format's
+    LABEL_KEY, whose pattern states the lengths too)."""
+    return graph_format.LABEL_KEY.matches(key)
 
 
 def is_dns_subdomain(name: str) -> bool:
@@ -57,18 +55,10 @@ def is_dns_subdomain(name: str) -> bool:
             and all(len(label) <= 63 for label in name.split(".")))
 
 
-# Labels Linkerd's proxy injector puts on every pod it injects (linkerd2 pkg/k8s/labels.go: ControllerNSLabel
-# linkerd.io/control-plane-ns, WorkloadNamespaceLabel linkerd.io/workload-ns, and linkerd.io/proxy-<kind> for
-# deployment, replicationcontroller, replicaset, job, daemonset, statefulset and cronjob). A selector on one of them
-# matches every meshed pod of the namespace; the whole linkerd.io/ prefix is Linkerd's, so none of it is accepted.
-INJECTOR_LABEL_PREFIX = "linkerd.io/"
+# Labels Linkerd's proxy injector puts on every pod it injects: graph_format.INJECTOR_LABEL_PREFIX says why.
 INJECTOR_LABELS = ("linkerd.io/control-plane-ns", "linkerd.io/workload-ns", "linkerd.io/proxy-deployment",
                    "linkerd.io/proxy-replicationcontroller", "linkerd.io/proxy-replicaset", "linkerd.io/proxy-job",
                    "linkerd.io/proxy-daemonset", "linkerd.io/proxy-statefulset", "linkerd.io/proxy-cronjob")
-
-# Names that resolve only inside the cluster: the proxy and the NetworkPolicies see a Service's ClusterIP or pod IPs
-# for them, never an egress destination, so an egress entry for one would never match anything.
-IN_CLUSTER_SUFFIXES = (".svc", ".svc.cluster.local", ".cluster.local")
 
 # The account every pod of a namespace runs as unless it names its own: a caller on it is anyone in the namespace.
 DEFAULT_SERVICE_ACCOUNT = "default"
@@ -193,13 +183,13 @@ def workload_dns_names(service: Service) -> list[str]:
     return [f"{service.name}.{ns}.svc", f"{service.name}.{ns}.svc.cluster.local"]
 
 
-_TOP_KEYS = ("namespaces", "services")
-_NAMESPACE_KEYS = ("meshed", "skipInboundPorts", "skipOutboundPorts")
-_SERVICE_KEYS = ("namespace", "name", "serviceAccount", "sharedServiceAccount", "selector", "ports", "allow", "meshed",
-                 "certificate", "egress")
-_PORT_KEYS = ("name", "port", "protocol")
-_CALLER_KEYS = ("service", "ports")
-_EGRESS_KEYS = ("name", "cidrs", "hosts", "ports")
+# The keys each mapping may hold, from the one declaration of the format (which the JSON Schema is rendered from).
+_TOP_KEYS = graph_format.GRAPH.keys
+_NAMESPACE_KEYS = graph_format.NAMESPACE.keys
+_SERVICE_KEYS = graph_format.SERVICE.keys
+_PORT_KEYS = graph_format.PORT.keys
+_CALLER_KEYS = graph_format.CALLER.keys
+_EGRESS_KEYS = graph_format.EGRESS.keys
 
 
 class _Reader:
@@ -235,8 +225,8 @@ class _Reader:
         return value
 
     def port_number(self, value: Any, path: str) -> int | None:
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-            self.add(path, f"must be a port number from 1 to 65535, not {short(value)}")
+        if isinstance(value, bool) or not isinstance(value, int) or not PORT_MIN <= value <= PORT_MAX:
+            self.add(path, f"must be a port number from {PORT_MIN} to {PORT_MAX}, not {short(value)}")
             return None
         return value
 
