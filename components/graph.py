@@ -485,8 +485,9 @@ def _read_egress(reader: _Reader, path: str, raw: Any) -> tuple[Egress, ...] | N
         fields = reader.mapping(item, item_path, _EGRESS_KEYS)
         name = fields.get("name")
         ok &= reader.dns_label(name, f"{item_path}.name", "egress name")
-        cidrs = fields.get("cidrs") or []
-        hosts = fields.get("hosts") or []
+        # Only a missing or empty (null) list means none: `cidrs: false` or `hosts: ''` is a mistake, not "no hosts".
+        cidrs = [] if fields.get("cidrs") is None else fields["cidrs"]
+        hosts = [] if fields.get("hosts") is None else fields["hosts"]
         if not isinstance(cidrs, list) or not isinstance(hosts, list):
             reader.add(item_path, "cidrs and hosts must be lists")
             ok = False

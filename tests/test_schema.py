@@ -9,6 +9,7 @@ Python's `re`, whose `$` would also accept a trailing newline.
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import re
 import subprocess
@@ -19,6 +20,7 @@ from typing import Any, Iterable
 import jsonschema
 import pytest
 import yaml
+from hypothesis import given, settings as hypothesis_settings, strategies as st
 from check_jsonschema.regex_variants import RegexImplementation, RegexVariantName
 
 import test_graph
@@ -27,7 +29,7 @@ import test_input_rules as input_rules
 import test_settings
 from components import graph_format, schema, settings_format
 from components.errors import Problems, SettingsError
-from components.graph import parse_graph
+from components.graph import load_graph, parse_graph
 from components.settings import load_declarations, load_settings
 from components.stack_files import SECRET_PLACEHOLDER, read_stack_file, wire_value
 from harness import PROJECT_DIR, STACKS, stack_file
@@ -249,7 +251,7 @@ def _messages(stack: str, document: dict[str, Any], where: str, graph: Any, tmp_
     try:
         load_settings(config, stack, secret_keys=frozenset(secret_keys), declarations=DECLARATIONS)
     except SettingsError as err:
-        here = [p for p in err.problems if p.where == where or p.where.endswith(f": {where}")
+        here = [p for p in err.problems if p.where in (where, f"{where}[0]") or p.where.endswith(f": {where}")
                 or (not where and graph is not None and p.where == str(tmp_path / "graph.yaml"))]
         return " | ".join(str(p) for p in here)
     return ""
@@ -276,6 +278,21 @@ class Words:
     def __init__(self, words: Any, rules=graph_format.CANNOT_CHECK):
         self.words = " ".join(words) if isinstance(words, tuple) else str(words)
         self.rules = rules
+
+
+class GraphText:
+    """Graph text the program refuses while reading it (before there is a document an editor would validate): the
+    reader's message must belong to a CANNOT_CHECK rule."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def message(self, tmp_path: Path) -> str:
+        path = tmp_path / "graph.yaml"
+        path.write_text(self.text)
+        problems = Problems()
+        assert load_graph(path, "services.yaml", problems) is None, "the case must be one the reader refuses"
+        return " | ".join(str(p) for p in problems.items)
 
 
 def _with(edit) -> dict:
@@ -354,15 +371,28 @@ MODULES = {"test_graph": test_graph, "test_settings": test_settings, "test_hosti
            "test_input_rules": input_rules}
 
 
+def _parameter_sets(function) -> list[tuple] | None:
+    """The parameters of each case of a parametrized test, in the order of the function's arguments (stacked
+    parametrize marks multiply)."""
+    marks = [m for m in getattr(function, "pytestmark", ()) if m.name == "parametrize"]
+    if not marks:
+        return None
+    sets: list[dict[str, Any]] = [{}]
+    for mark in marks:
+        names = [n.strip() for n in mark.args[0].split(",")] if isinstance(mark.args[0], str) else list(mark.args[0])
+        values = [tuple(v) if len(names) > 1 else (v,) for v in mark.args[1]]
+        sets = [{**done, **dict(zip(names, value))} for done in sets for value in values]
+    order = [a for a in inspect.signature(function).parameters if a in sets[0]]
+    return [tuple(one[a] for a in order) for one in sets]
+
+
 def _parametrized() -> dict[str, list[tuple]]:
     found = {}
     for module_name, module in MODULES.items():
         for name, function in vars(module).items():
-            marks = [m for m in getattr(function, "pytestmark", ()) if m.name == "parametrize"]
-            if name.startswith("test_") and marks:
-                argnames = marks[0].args[0]
-                count = len(argnames.split(",")) if isinstance(argnames, str) else len(argnames)
-                found[f"{module_name}.{name}"] = [tuple(v) if count > 1 else (v,) for v in marks[0].args[1]]
+            sets = _parameter_sets(function) if name.startswith("test_") else None
+            if sets is not None:
+                found[f"{module_name}.{name}"] = sets
     return found
 
 
@@ -396,6 +426,9 @@ def test_every_parametrized_test_is_considered():
 def test_each_error_case_is_refused_by_the_schema_or_classified(tmp_path, case):
     if isinstance(case, Words):
         _rule(case.words, case.rules)
+        return
+    if isinstance(case, GraphText):
+        _rule(case.message(tmp_path), graph_format.CANNOT_CHECK)
         return
     stack, changes, graph, where, *unset = case
     check_case(tmp_path, stack, changes, graph, where, *unset)
@@ -461,3 +494,109 @@ def test_the_schema_accepts_settings_the_cli_and_program_accept(tmp_path, change
     config, secret_keys = read_stack_file(path)
     load_settings(config, "dev", secret_keys=secret_keys)  # the program accepts it
     assert not list(STACK.iter_errors(document)), [e.message for e in STACK.iter_errors(document)]
+
+
+# ---- the schema never refuses what the program accepts ----------------------------------------------------------
+#
+# An editor must not flag a file `pulumi preview` accepts. Random edits of the examples: whenever the schema refuses
+# one, the program must refuse it too (the Pulumi CLI's own type check first, for stack files).
+
+_VALUES = [None, True, False, 0, 1, -1, 443, 8080, 65535, 65536, 1.5, 8080.0, "", "a", "web", "Web", "web\n", "x" * 64,
+           "linkerd", "HTTP/1", "gRPC", "grpc", "10.0.0.0/8", "203.0.113.0/24", "api.example.com", "*.example.com",
+           "a.svc", "true", "True", "yes", "48h", "1h", "deny", "audit", "vault", "self-signed", "https://v.example.com",
+           "http://v", "v1.2.3", "2026.8.3", "100m", "a=b", "a/b", "ns/sa", "in-cluster", "auto", [], [None], [1],
+           ["a"], ["web"], ["10.0.0.0/8"], ["a=b"], [{"service": "frontend"}], {}, {"a": "b"}, {"app": "x"},
+           {"secure": "v1:x"}]
+
+
+def _graph_places(node: Any, path: tuple = ()) -> list[tuple]:
+    """Every place a value can be written: existing keys and indexes, and each record's other known keys."""
+    places = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            places.append(path + (key,))
+            places += _graph_places(value, path + (key,))
+        for key in {f.name for r in (graph_format.SERVICE, graph_format.NAMESPACE, graph_format.PORT,
+                                     graph_format.EGRESS, graph_format.CALLER) for f in r.fields} | {"extra"}:
+            places.append(path + (key,))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            places.append(path + (index,))
+            places += _graph_places(value, path + (index,))
+    return places
+
+
+def _shape(place: tuple) -> tuple:
+    """A place with its service, namespace, label and index replaced by a placeholder: places of one shape are alike
+    to the schema and to the reader."""
+    shape = []
+    for depth, part in enumerate(place):
+        parent = place[depth - 1] if depth else None
+        shape.append("*" if isinstance(part, int) or parent in ("services", "namespaces", "selector") else part)
+    return tuple(shape)
+
+
+# One place of each shape (the first in the example), so every value is tried in every kind of place.
+_PLACES = list({_shape(place): place for place in reversed(_graph_places(EXAMPLE))}.values())
+
+
+def _write(document: Any, place: tuple, value: Any) -> None:
+    node = document
+    for part in place[:-1]:
+        node = node[part]
+    node[place[-1]] = value
+
+
+def test_what_the_schema_refuses_in_a_graph_the_reader_refuses():
+    """Every value of the pool in every kind of place of the example graph."""
+    wrong = []
+    for place in _PLACES:
+        for value in _VALUES:
+            document = copy.deepcopy(EXAMPLE)
+            _write(document, place, copy.deepcopy(value))
+            # The reader first: it is ten times faster than the schema, and only what it accepts matters here.
+            if parse_graph(document, "services.yaml", Problems()) is not None and not GRAPH.is_valid(document):
+                wrong.append((".".join(map(str, place)), value))
+    assert not wrong, f"the schema refuses these edits, which the reader accepts: {wrong[:10]}"
+
+
+@hypothesis_settings(max_examples=100, deadline=None)
+@given(edits=st.lists(st.tuples(st.sampled_from(_PLACES), st.sampled_from(_VALUES)), min_size=2, max_size=3))
+def test_what_the_schema_refuses_in_a_graph_the_reader_refuses_with_several_edits(edits):
+    document = copy.deepcopy(EXAMPLE)
+    for place, value in edits:
+        try:
+            _write(document, place, copy.deepcopy(value))
+        except (KeyError, IndexError, TypeError):
+            return  # an earlier edit removed the place
+    if GRAPH.is_valid(document):
+        return
+    problems = Problems()
+    assert parse_graph(document, "services.yaml", problems) is None, \
+        f"the schema refuses {[e.message[:80] for e in GRAPH.iter_errors(document)]} but the reader accepts it"
+
+
+def _cli_accepts(declaration, value: Any) -> bool:
+    """The Pulumi CLI's own check of a stack value against its declared type (sdk/go/common/workspace/project.go
+    ValidateConfigValue, on the text config/object.go MarshalString keeps for a scalar)."""
+    if isinstance(value, dict):
+        return set(value) == {"secure"} or declaration is None
+    if declaration is None:
+        return True
+    if declaration.type == "boolean":
+        return isinstance(value, bool) or value in ("true", "false")
+    if declaration.type == "array":
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return not isinstance(value, list) and value is not None
+
+
+@hypothesis_settings(max_examples=100, deadline=None)
+@given(key=st.sampled_from(sorted(DECLARATIONS)), value=st.sampled_from(_VALUES))
+def test_what_the_schema_refuses_in_a_stack_file_the_cli_or_the_program_refuses(key, value):
+    document = _stack_document("dev", {key: copy.deepcopy(value)})
+    if STACK.is_valid(document) or not _cli_accepts(DECLARATIONS[key], value):
+        return
+    if isinstance(value, dict):
+        return  # a secret: the CLI decrypts it first
+    assert _messages("dev", document, f"mtls-mesh:{key}", None, Path("/nonexistent")), \
+        f"the schema refuses {key}: {value!r}, which the program accepts"
