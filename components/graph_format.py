@@ -146,6 +146,17 @@ PROXY_PROTOCOLS = ("unknown", "HTTP/1", "HTTP/2", "gRPC", "opaque", "TLS")
 # The most services one graph may hold: benchmarks/run.py shows 10,000 registering in seconds; beyond that a stack
 # should be split. The file itself is limited by inputs.MAX_GRAPH_BYTES.
 MAX_SERVICES = 10_000
+# Limits that bound the program's time and memory, not just the file's bytes (README, 'Limits'): each is far above a
+# real graph, and each is checked on the raw document before the entries it counts are read one by one.
+MAX_NAMESPACES = 10_000
+MAX_PORTS_PER_SERVICE = 100
+MAX_PORTS = 25_000  # in the whole graph: each port makes a Server, an AuthorizationPolicy and NetworkPolicy rules
+MAX_CALLERS_PER_SERVICE = 1_000  # one MeshTLSAuthentication and one NetworkPolicy list them all (etcd: 1.5 MiB each)
+MAX_ALLOW_ENTRIES = 100_000  # in the whole graph
+MAX_SELECTOR_LABELS = 32
+MAX_EGRESS_PER_SERVICE = 32
+MAX_DESTINATIONS_PER_EGRESS = 64  # cidrs and hosts of one egress entry
+MAX_PORT_LIST = 100  # skipInboundPorts, skipOutboundPorts, an egress entry's ports, an allow entry's ports
 
 PORT_MIN, PORT_MAX = 1, 65535
 
@@ -191,7 +202,7 @@ def _name(what: str) -> Text:
 
 
 def _ports(description: str, min_items: int = 0) -> Items:
-    return Items(Integer("A port number", PORT_MIN, PORT_MAX), description, min_items=min_items)
+    return Items(Integer("A port number", PORT_MIN, PORT_MAX), description, min_items=min_items, max_items=MAX_PORT_LIST)
 
 
 # ---- the format -------------------------------------------------------------------------------------------------
@@ -217,15 +228,17 @@ CALLER = Record((
     Field("service", Text("Key of the calling service (under `services:`)", DNS_LABEL, DNS_LABEL_MAX), required=True),
     # Not nullable, and never empty: an empty list reads as "no ports" but would mean every port.
     Field("ports", Items(Text("Name of a port of this service", PORT_NAME, PORT_NAME_MAX),
-                         "The ports this caller may use (leave `ports` out to allow every port)", min_items=1)),
+                         "The ports this caller may use (leave `ports` out to allow every port)", min_items=1,
+                         max_items=MAX_PORT_LIST)),
 ), "A caller limited to some ports")
 
 EGRESS = Record((
     Field("name", _name("Name of the destination (it names the EgressNetwork)"), required=True),
     Field("cidrs", Items(Text("An IPv4 or IPv6 network outside the cluster, with no host bits set, e.g. 203.0.113.0/24",
-                              CIDR_SHAPE)), nullable=True),
+                              CIDR_SHAPE), max_items=MAX_DESTINATIONS_PER_EGRESS), nullable=True),
     Field("hosts", Items(Text("A DNS name outside the cluster, or *.<domain> for its subdomains, e.g. api.stripe.com",
-                              HOSTNAME, forbidden_pattern=IN_CLUSTER_HOST)), nullable=True),
+                              HOSTNAME, forbidden_pattern=IN_CLUSTER_HOST), max_items=MAX_DESTINATIONS_PER_EGRESS),
+          nullable=True),
     Field("ports", _ports("The destination ports", min_items=1), required=True),
 ), "A destination outside the cluster: `cidrs` and/or `hosts`, and `ports`", one_of_nonempty=("cidrs", "hosts"))
 
@@ -241,21 +254,26 @@ SERVICE = Record((
     Field("selector", Named(Text("A label key (not linkerd.io/, which the proxy injector sets on every meshed pod)",
                                  LABEL_KEY, forbidden_pattern=Pattern(re.escape(INJECTOR_LABEL_PREFIX) + ".*")),
                             Text("A label value (quote numbers and booleans)", LABEL_VALUE, LABEL_VALUE_MAX),
-                            "Pod labels that select the workload (default: {app: <name>})", min_entries=1)),
-    Field("ports", Items(PORT, "The ports the workload listens on", min_items=1), required=True),
+                            "Pod labels that select the workload (default: {app: <name>})", min_entries=1,
+                            max_entries=MAX_SELECTOR_LABELS)),
+    Field("ports", Items(PORT, "The ports the workload listens on", min_items=1, max_items=MAX_PORTS_PER_SERVICE),
+          required=True),
     Field("allow", Items(Either((Text("Key of a calling service (all ports)", DNS_LABEL, DNS_LABEL_MAX), CALLER)),
-                         "Callers: a service key (every port), or {service, ports: [names]}"), nullable=True),
+                         "Callers: a service key (every port), or {service, ports: [names]}",
+                         max_items=MAX_CALLERS_PER_SERVICE), nullable=True),
     Field("meshed", Boolean("false runs the workload without a proxy; its callers' namespaces skip its ports"),
           nullable=True, default=True),
     Field("certificate", Boolean("The workload terminates TLS itself with a certificate from the mesh PKI (default: "
                                  "true for services with meshed: false or a TLS port)"), nullable=True),
-    Field("egress", Items(EGRESS, "Destinations outside the cluster the service may reach"), nullable=True),
+    Field("egress", Items(EGRESS, "Destinations outside the cluster the service may reach",
+                          max_items=MAX_EGRESS_PER_SERVICE), nullable=True),
 ), "A service of the mesh")
 
 GRAPH = Record((
     Field("namespaces", Named(Text("Namespace name (not one the platform manages itself)", DNS_LABEL, DNS_LABEL_MAX,
                                    forbidden=RESERVED_NAMESPACES),
-                              NAMESPACE, "Every workload namespace", value_nullable=True), required=True),
+                              NAMESPACE, "Every workload namespace", max_entries=MAX_NAMESPACES, value_nullable=True),
+          required=True),
     Field("services", Named(Text("Service key", DNS_LABEL, DNS_LABEL_MAX), SERVICE,
                             "The services of the mesh, by key", max_entries=MAX_SERVICES), required=True),
 ), "The service graph: who runs where, on which ports, and who may call whom (README, 'The service graph')")
@@ -285,8 +303,15 @@ CANNOT_CHECK = (
     Rule("network values", "a CIDR must parse with no host bits set, not be IPv4-mapped IPv6, and not overlap the "
          "stack's clusterNetworks (a setting, not part of the file)",
          ("is not a CIDR", "has host bits set", "IPv4-mapped", "overlaps the cluster network")),
+    Rule("totals", "limits on the whole graph (ports and allow entries of all services together) and on an egress "
+         "entry's cidrs and hosts together; the schema limits each list on its own",
+         ("in all, more than the limit", "cidrs and hosts, more than the limit")),
     Rule("reading the file", "the file must be a regular UTF-8 file within the size limit, valid YAML without anchors, "
-         "deep nesting or repeated keys (checked before the document exists)",
+         "deep nesting, repeated keys, too many values, or numbers and booleans that YAML 1.1 or Go's YAML would read "
+         "differently (0443, 1:30, yes, 1_000): all checked on the text, before there is a document",
          ("is not valid YAML", "anchor or alias", "nests deeper than", "is written twice", "is not UTF-8",
-          "more than the limit", "file not found", "is a named pipe", "is a device", "is not a usable file path")),
+          "bytes, more than the limit", "is more than the limit of", "file not found", "is a named pipe", "is a device",
+          "is not a usable file path", "leading zero", "base-60", "the boolean", "is a number to YAML 1.1",
+          "has a number of", "values (lists, mappings and scalars)", "holds a value that cannot be read",
+          "outside the project directory")),
 )

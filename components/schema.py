@@ -162,9 +162,11 @@ def _setting(declaration: Any) -> dict[str, Any]:
     elif declaration.type == "array":
         item = _text(gf.Text(rule.description, pattern, rule.max_length, rule.min_length, rule.choices,
                              rule.forbidden, rule.forbidden_pattern))
-        schema = {"type": "array", "items": item}
+        schema = {"type": "array"}
         if declaration.key in sf.MIN_ITEMS:
             schema["minItems"] = sf.MIN_ITEMS[declaration.key]
+        schema["maxItems"] = sf.LIST_SETTING_LIMITS.get(declaration.key, sf.MAX_LIST_ENTRIES)
+        schema["items"] = item
     elif rule.choices:
         # YAML `true` reaches the program as the text "true".
         extra = [value == "true" for value in rule.choices if value in ("true", "false")]

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .graph_format import DNS_LABEL, LABEL_KEY, Pattern, Rule, Text
+from .graph_format import DNS_LABEL, LABEL_KEY, MAX_NAMESPACES, Pattern, Rule, Text
 
 PROJECT = "mtls-mesh"
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -187,6 +187,11 @@ VALUES: dict[str, Text] = {
 }
 # List settings that may not be set to an empty list (an empty one would open or close everything).
 MIN_ITEMS = {"kubeletNetworks": 1, "clusterNetworks": 1}
+# List settings: the JSON text of one, and its entries (README, 'Limits'). The namespace lists name graph namespaces;
+# the others (networks, accounts, labels) are a handful in any cluster.
+MAX_LIST_SETTING_BYTES = 1024 * 1024
+MAX_LIST_ENTRIES = 100
+LIST_SETTING_LIMITS = {"adoptNamespaces": MAX_NAMESPACES, "inboundPolicyOverrides": MAX_NAMESPACES}
 
 
 CANNOT_CHECK = (
@@ -222,6 +227,8 @@ CANNOT_CHECK = (
          ("passes the 64 X.509 allows", "longer than a DNS name may be", "is not a DNS name of at most 253",
           "'default' account")),
     Rule("unique within a list", "a renewal id, label or override is listed once", ("is listed twice",)),
+    Rule("size of a list", f"a list setting's JSON text is at most {MAX_LIST_SETTING_BYTES:,} characters",
+         ("characters long, more than the limit",)),
     Rule("characters beyond the BMP", "invisible characters (Unicode Cc, Cf, Zl, Zp) beyond the Basic Multilingual "
          "Plane, such as tag characters", ()),
 )

@@ -411,7 +411,7 @@ CASES += [
     ("hostile.alias bomb", Words("anchor or alias")),
     ("hostile.deep nesting", Words("nests deeper than")),
     ("hostile.not utf-8", Words("is not UTF-8")),
-    ("hostile.size limit", Words("more than the limit")),
+    ("hostile.size limit", Words("is 16,777,217 bytes, more than the limit of 16,777,216")),
     ("graph.invalid yaml", Words("is not valid YAML")),
 ]
 
