@@ -258,36 +258,47 @@ def scenarios(run):
     phases = run.exports["inboundPolicies"]
     namespace = next(ns for ns, phase in phases.items())
     pod = {"namespace": namespace, "pod": "checkout-7d9f"}
+    # {inbound,outbound}_tcp_errors_total carry error + TargetAddr (linkerd/app/{inbound,outbound}/src/metrics/error/
+    # tcp.rs), outbound_http_errors_total only error (error/http.rs); values from error.rs (`ErrorKind`).
+    tcp = lambda labels: scraped_proxy({**labels, "target_addr": "10.42.1.9:5432", "target_ip": "10.42.1.9",  # noqa: E731
+                                        "target_port": "5432"})
     tests = []
     tests += case("MeshInboundTLSDetectionTimeout",
-                  [series("inbound_tcp_errors_total", {**pod, "error": "tls detection timeout"}, "0+60x30")],
-                  [series("inbound_tcp_errors_total", {**pod, "error": "tls detection timeout"}, fixed(3)),
-                   series("inbound_tcp_errors_total", {**pod, "error": "unexpected"}, "0+60x30")],
+                  [series("inbound_tcp_errors_total", {**pod, "error": "tls detection timeout"}, "0+60x30", tcp)],
+                  [series("inbound_tcp_errors_total", {**pod, "error": "tls detection timeout"}, fixed(3), tcp),
+                   series("inbound_tcp_errors_total", {**pod, "error": "unexpected"}, "0+60x30", tcp)],
                   [{**pod, "severity": "warning"}])
     tests += case("MeshOutboundConnectionErrors",
-                  [series("outbound_tcp_errors_total", {**pod, "error": "i/o"}, "0+60x30")],
-                  [series("outbound_tcp_errors_total", {**pod, "error": "i/o"}, fixed(3)),
-                   series("outbound_http_errors_total", {**pod, "error": "i/o"}, "0+1x30"),
-                   series("outbound_tcp_errors_total", {**pod, "error": "identity required"}, "0+60x30")],
+                  [series("outbound_tcp_errors_total", {**pod, "error": "i/o"}, "0+60x30", tcp)],
+                  [series("outbound_tcp_errors_total", {**pod, "error": "i/o"}, fixed(3), tcp),
+                   series("outbound_http_errors_total", {**pod, "error": "i/o"}, "0+1x30", scraped_proxy),
+                   series("outbound_tcp_errors_total", {**pod, "error": "identity required"}, "0+60x30", tcp)],
                   [{**pod, "severity": "warning"}])
     tests += case("MeshOutboundConnectionErrors",
-                  [series("outbound_http_errors_total", {**pod, "error": "i/o"}, "0+60x30")],
-                  [series("outbound_http_errors_total", {**pod, "error": "response timeout"}, "0+60x30")],
+                  [series("outbound_http_errors_total", {**pod, "error": "i/o"}, "0+60x30", scraped_proxy)],
+                  [series("outbound_http_errors_total", {**pod, "error": "response timeout"}, "0+60x30", scraped_proxy)],
                   [{**pod, "severity": "warning"}])
-    server = {"namespace": namespace, "srv_kind": "Server", "srv_name": "ledger-http",
-              "client_id": "frontend.web.serviceaccount.identity.linkerd.cluster.local"}
+    # Denials carry the Server (and for HTTP the route) and TLS labels, no authorization (metrics/authz.rs).
+    caller = {"tls": "true", "client_id": "frontend.web.serviceaccount.identity.linkerd.cluster.local"}
+    tcp_deny = inbound_authz(namespace, "ledger-5c", "ledger-http", 8080, "default", "x", caller)
+    tcp_deny = {k: v for k, v in tcp_deny.items() if not k.startswith("authz_")}
+    http_deny = {**tcp_deny, "route_group": "", "route_kind": "default", "route_name": "default"}
+    server = {k: tcp_deny[k] for k in ("namespace", "srv_kind", "srv_name", "client_id")}
     tests += case("MeshAuthorizationDenied",
-                  [series("inbound_tcp_authz_deny_total", server, "0+60x30")],
-                  [series("inbound_http_authz_deny_total", server, fixed(7)),
-                   series("inbound_http_authz_allow_total", server, "0+60x30")],
+                  [series("inbound_tcp_authz_deny_total", tcp_deny, "0+60x30")],
+                  [series("inbound_http_authz_deny_total", http_deny, fixed(7)),
+                   series("inbound_http_authz_allow_total", inbound_authz(namespace, "ledger-5c", "ledger-http", 8080,
+                                                                          "authorizationpolicy", "ledger-http", caller,
+                                                                          route=("", "default", "default")), "0+60x30")],
                   [{**server, "severity": "warning"}])
     if "MeshPlaintextInbound" in by_alert:
         tests += plaintext_cases(run)
-    proxy = {**pod, "container": "linkerd-proxy"}
+    # kube-state-metrics' pod container metrics: namespace, pod, uid, container (docs/metrics/workload/pod-metrics.md).
+    proxy = {**pod, "uid": "5b1e6a3c-0f0e-4e5e-9d7e-2f1c3a4b5c6d", "container": "linkerd-proxy"}
     tests += case("MeshProxyRestarting",
                   [series("kube_pod_init_container_status_restarts_total", proxy, "0+1x30")],
                   [series("kube_pod_init_container_status_restarts_total", proxy, fixed(4)),
-                   series("kube_pod_container_status_restarts_total", {**pod, "container": "app"}, "0+1x30")],
+                   series("kube_pod_container_status_restarts_total", {**proxy, "container": "app"}, "0+1x30")],
                   [{**pod, "severity": "warning"}])
     tests += case("MeshProxyRestarting",
                   [series("kube_pod_container_status_restarts_total", proxy, "0+1x30")],
@@ -299,24 +310,29 @@ def scenarios(run):
                   [series("control_identity_cert_refreshes_total", scraped_proxy({**pod, "result": "ok"}), "0+1x30"),
                    series("control_identity_cert_refreshes_total", scraped_proxy({**pod, "result": "error"}), fixed(2))],
                   [{**pod, "severity": "critical"}])
+    # control_identity_cert_* carry no labels of their own (linkerd/identity/src/metrics.rs), only the target's.
     tests += expiry_cases("MeshProxyCertificateExpiring", by_alert["MeshProxyCertificateExpiring"], pod,
-                          metric="control_identity_cert_expiration_timestamp_seconds", carried=("namespace", "pod"))
+                          metric="control_identity_cert_expiration_timestamp_seconds", carried=("namespace", "pod"),
+                          scraped=scraped_proxy)
+    # cert-manager v1.21.1 internal/collectors/certificate_collector.go: expiration and ready status carry name,
+    # namespace, issuer_name, issuer_kind, issuer_group (+ condition); issuer_collector.go: name, namespace, condition.
     issuer = {"namespace": "linkerd", "name": "linkerd-identity-issuer", "issuer_kind": "Issuer",
-              "issuer_name": "mtls-mesh-identity-x"}
+              "issuer_name": "mtls-mesh-identity-x", "issuer_group": "cert-manager.io"}
     tests += expiry_cases("MeshIdentityIssuerExpiring", by_alert["MeshIdentityIssuerExpiring"], issuer, scraped=scraped)
     webhook = {**issuer, "name": "linkerd-policy-validator", "issuer_name": "mtls-mesh-webhook-ca"}
     tests += expiry_cases("MeshWebhookCertificateExpiring", by_alert["MeshWebhookCertificateExpiring"], webhook, scraped=scraped)
     workload = {"namespace": "data", "name": "postgres-mesh-tls", "issuer_kind": "Issuer",
-                "issuer_name": "mtls-mesh-workload-x"}
+                "issuer_name": "mtls-mesh-workload-x", "issuer_group": "cert-manager.io"}
     if "MeshWorkloadCertificateExpiring" in by_alert and run.config.get("mtls-mesh:pkiMode", "vault") == "vault":
         tests += expiry_cases("MeshWorkloadCertificateExpiring", by_alert["MeshWorkloadCertificateExpiring"], workload,
                               scraped=scraped)
     not_ready = {"namespace": "linkerd", "name": "linkerd-identity-issuer", "issuer_name": "mtls-mesh-identity-x"}
-    foreign = {**not_ready, "namespace": "someone-else", "name": "their-cert"}
+    not_ready_labels = {**not_ready, "issuer_kind": "Issuer", "issuer_group": "cert-manager.io"}
+    foreign = {**not_ready_labels, "namespace": "someone-else", "name": "their-cert"}
     tests += case("MeshCertificateNotReady",
-                  [series("certmanager_certificate_ready_status", {**not_ready, "condition": "False"}, fixed(1), scraped)],
-                  [series("certmanager_certificate_ready_status", {**not_ready, "condition": "True"}, fixed(1), scraped),
-                   series("certmanager_certificate_ready_status", {**not_ready, "condition": "False"}, fixed(0), scraped),
+                  [series("certmanager_certificate_ready_status", {**not_ready_labels, "condition": "False"}, fixed(1), scraped)],
+                  [series("certmanager_certificate_ready_status", {**not_ready_labels, "condition": "True"}, fixed(1), scraped),
+                   series("certmanager_certificate_ready_status", {**not_ready_labels, "condition": "False"}, fixed(0), scraped),
                    # A certificate outside the mesh's namespaces is not ours to alert on.
                    series("certmanager_certificate_ready_status", {**foreign, "condition": "False"}, fixed(1), scraped)],
                   [{**not_ready, "severity": "critical"}])
