@@ -163,3 +163,14 @@ def test_key_material_outside_a_secret_is_caught(dev):
     assert found
     anchor_secrets = [r for r in dev.registrations if r.type == "kubernetes:core/v1:Secret"]
     assert anchor_secrets and all({"data", "stringData"} <= set(r.additional_secret_outputs) for r in anchor_secrets)
+
+
+def test_deny_namespace_open_to_every_address_is_caught(prod):
+    def open_kubelet(registration, props):
+        if registration.type.endswith("NetworkAuthentication") and props["metadata"]["name"] == "kubelet" \
+                and props["metadata"]["namespace"] == "web":
+            props["spec"]["networks"] = [{"cidr": "0.0.0.0/0"}, {"cidr": "::/0"}]
+        return props
+    assert not violations(prod, BY_NAME["deny-namespaces-authorized"])
+    found = violations(prod, BY_NAME["deny-namespaces-authorized"], open_kubelet)
+    assert any("web: NetworkAuthentication kubelet admits every address (0.0.0.0/0, ::/0)" in f for f in found), found
