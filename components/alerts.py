@@ -30,6 +30,13 @@ AUTHENTICATED_PHASES = ("deny", "all-authenticated", "cluster-authenticated")
 # linkerd/proxy/identity-client/src/certify.rs `refresh_in`): a refresh older than this, plus a margin, is overdue.
 REFRESH_AT = 0.7
 REFRESH_MARGIN = 3600
+# linkerd-identity's admin port (charts/linkerd-control-plane/templates/identity.yaml: container `identity`, port
+# `ident-admin` 9990), where its gRPC server counts each Certify call with its status (pkg/prometheus/prometheus.go
+# NewGrpcServer: go-grpc-prometheus v1.2.0, grpc_server_handled_total{grpc_type, grpc_service, grpc_method,
+# grpc_code}); the service is linkerd2-proxy-api proto/identity.proto `io.linkerd.proxy.identity.Identity`.
+IDENTITY_CONTAINER = "identity"
+IDENTITY_ADMIN_PORT = "ident-admin"
+IDENTITY_SERVICE = "io.linkerd.proxy.identity.Identity"
 DAY = 86400
 # `linkerd check` warns when an anchor has less than 60 days left; rotation takes three rounds of restarts.
 ANCHOR_WARNING = Duration.parse("1440h")
@@ -182,6 +189,16 @@ def mesh_rule_groups(settings: Settings) -> list[dict[str, Any]]:
              "be reached. The proxy's certificate will expire unless a refresh succeeds. Check the identity issuer and "
              "`kubectl -n linkerd logs deploy/linkerd-identity`, and the proxy's log (`Failed to obtain identity`).",
              for_="5m"),
+        # The other side of the same failure, seen at once: linkerd-identity answering a certificate request with an
+        # error (an issuer it cannot use, a token it cannot review). Silent when linkerd-identity is down or
+        # unreachable; MeshProxyCertificateRefreshFailing covers that.
+        rule("MeshIdentityRefusing",
+             f'sum by (namespace, grpc_code) (increase(grpc_server_handled_total{{namespace="{LINKERD_NAMESPACE}", '
+             f'grpc_service="{IDENTITY_SERVICE}", grpc_method="Certify", grpc_code!="OK"}}[15m])) > 0',
+             "critical", "linkerd-identity refuses certificate requests ({{ $labels.grpc_code }})",
+             "{{ $value }} Certify calls failed in 15 minutes: proxies cannot obtain or renew their certificates, and new "
+             "pods do not start. `kubectl -n linkerd logs deploy/linkerd-identity`; then the identity issuer.",
+             for_="5m", runbook="meshproxycertificaterefreshfailing"),
         # control_identity_cert_refreshes_total{result="error"} counts certificates linkerd-identity handed out that
         # the proxy then refused (linkerd/identity/src/metrics.rs `set_certificate`): one that does not chain to the
         # proxy's trust anchors or names another identity (linkerd/meshtls/src/creds/store.rs `validate`).
@@ -294,7 +311,8 @@ def prometheus_rule(groups: Any, labels: Mapping[str, str]) -> dict[str, Any]:
 
 
 def pod_monitor(settings: Settings, labels: Mapping[str, str]) -> dict[str, Any]:
-    """Scrape every proxy's admin port (what Linkerd's own PodMonitor keeps): container linkerd-proxy, linkerd-admin."""
+    """Scrape every proxy's admin port (what Linkerd's own PodMonitor keeps): container linkerd-proxy, linkerd-admin;
+    and linkerd-identity's admin port (its pods carry linkerd.io/control-plane-ns too)."""
     namespaces = sorted({ns.name for ns in settings.graph.meshed_namespaces} | {LINKERD_NAMESPACE}
                         | ({"linkerd-viz"} if settings.linkerd.viz else set()))
     return {
@@ -307,6 +325,11 @@ def pod_monitor(settings: Settings, labels: Mapping[str, str]) -> dict[str, Any]
                 "port": "linkerd-admin", "path": "/metrics", "interval": "30s",
                 "relabelings": [{"sourceLabels": ["__meta_kubernetes_pod_container_name"], "action": "keep",
                                  "regex": "linkerd-proxy"}],
+            }, {
+                # linkerd-identity's own metrics: its Certify calls and their status (MeshIdentityRefusing).
+                "port": IDENTITY_ADMIN_PORT, "path": "/metrics", "interval": "30s",
+                "relabelings": [{"sourceLabels": ["__meta_kubernetes_pod_container_name"], "action": "keep",
+                                 "regex": IDENTITY_CONTAINER}],
             }],
         },
     }

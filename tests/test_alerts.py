@@ -305,6 +305,18 @@ def scenarios(run):
                   [series("kube_pod_container_status_restarts_total", proxy, fixed(1))],
                   [{**pod, "severity": "warning"}])
     tests += refresh_cases(by_alert["MeshProxyCertificateRefreshFailing"], pod)
+    # linkerd-identity's gRPC server (go-grpc-prometheus v1.2.0 server_metrics.go), scraped on ident-admin.
+    identity = {"namespace": "linkerd", "pod": "linkerd-identity-6c9f-x", "container": "identity",
+                "endpoint": "ident-admin", "job": "linkerd/linkerd-proxies", "instance": "10.42.0.12:9990",
+                "grpc_type": "unary", "grpc_service": "io.linkerd.proxy.identity.Identity", "grpc_method": "Certify"}
+    tests += case("MeshIdentityRefusing",
+                  [series("grpc_server_handled_total", {**identity, "grpc_code": "FailedPrecondition"}, "0+1x30")],
+                  [series("grpc_server_handled_total", {**identity, "grpc_code": "OK"}, "0+5x30"),
+                   series("grpc_server_handled_total", {**identity, "grpc_code": "Unavailable"}, fixed(3)),
+                   # Another gRPC server's failures (the destination controller) are not identity's.
+                   series("grpc_server_handled_total", {**identity, "grpc_service": "io.linkerd.proxy.destination.Destination",
+                                                        "grpc_method": "Get", "grpc_code": "Unknown"}, "0+1x30")],
+                  [{"namespace": "linkerd", "grpc_code": "FailedPrecondition", "severity": "critical"}])
     tests += case("MeshProxyCertificateRejected",
                   [series("control_identity_cert_refreshes_total", scraped_proxy({**pod, "result": "error"}), "0+1x30")],
                   [series("control_identity_cert_refreshes_total", scraped_proxy({**pod, "result": "ok"}), "0+1x30"),
@@ -461,7 +473,7 @@ def test_monitoring_objects_conform_and_carry_the_selector_labels(each_stack, ne
         assert validate_object(obj) == []
         assert obj["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     monitor = each_stack.object("PodMonitor", "linkerd-proxies", "linkerd")["spec"]
-    assert monitor["podMetricsEndpoints"][0]["port"] == "linkerd-admin"
+    assert [e["port"] for e in monitor["podMetricsEndpoints"]] == ["linkerd-admin", "ident-admin"]
     assert set(monitor["namespaceSelector"]["matchNames"]) >= set(each_stack.exports["inboundPolicies"])
 
 
