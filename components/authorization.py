@@ -169,8 +169,9 @@ def admin_objects(namespace: str, phase: str, access: PolicySettings, trust_doma
     route matches (linkerd2-proxy linkerd/app/inbound/src/policy/http.rs, `HttpRouteNotFound`), even from localhost.
     The catch-all `linkerd-admin-local` route has no AuthorizationPolicy: the only authorization it carries is the
     one the proxy appends to every Server and route, for 127.0.0.1 and ::1 (linkerd/proxy/server-policy/src/lib.rs,
-    "Always permit traffic from localhost"; authz.rs `mk_authorizations`). The more specific exact-path routes win
-    over the prefix (Gateway API precedence), so /metrics, /live and /ready keep their own authorizations."""
+    "Always permit traffic from localhost"; authz.rs `mk_authorizations`). The longest path match wins
+    (linkerd/http/route/src/http/match/path.rs, `PathMatch` ordered by length), so /metrics, /live and /ready keep
+    their own routes and authorizations."""
     objects: list[dict[str, Any]] = [
         {"apiVersion": SERVER_API, "kind": "Server", "metadata": metadata(ADMIN_SERVER, namespace),
          "spec": {"podSelector": {"matchExpressions": [{"key": "linkerd.io/control-plane-ns", "operator": "Exists"}]},
