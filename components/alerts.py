@@ -115,6 +115,8 @@ def mesh_rule_groups(settings: Settings) -> list[dict[str, Any]]:
                                                *([VIZ_NAMESPACE] if settings.linkerd.viz else [])])
     by_pod = "namespace, pod"
     refresh_overdue = int(PROXY_LEAF_LIFETIME.seconds * REFRESH_AT) + REFRESH_MARGIN
+    certify = (f'grpc_server_handled_total{{namespace="{LINKERD_NAMESPACE}", grpc_service="{IDENTITY_SERVICE}", '
+               'grpc_method="Certify"')
 
     traffic = [
         rule("MeshInboundTLSDetectionTimeout",
@@ -192,13 +194,14 @@ def mesh_rule_groups(settings: Settings) -> list[dict[str, Any]]:
         # The other side of the same failure, seen at once: linkerd-identity answering a certificate request with an
         # error (an issuer it cannot use, a token it cannot review). Silent when linkerd-identity is down or
         # unreachable; MeshProxyCertificateRefreshFailing covers that.
+        # One refused request (a deleted pod's token) is no outage: it pages when nothing succeeds in the window.
         rule("MeshIdentityRefusing",
-             f'sum by (namespace, grpc_code) (increase(grpc_server_handled_total{{namespace="{LINKERD_NAMESPACE}", '
-             f'grpc_service="{IDENTITY_SERVICE}", grpc_method="Certify", grpc_code!="OK"}}[15m])) > 0',
-             "critical", "linkerd-identity refuses certificate requests ({{ $labels.grpc_code }})",
-             "{{ $value }} Certify calls failed in 15 minutes: proxies cannot obtain or renew their certificates, and new "
-             "pods do not start. `kubectl -n linkerd logs deploy/linkerd-identity`; then the identity issuer.",
-             for_="5m", runbook="meshproxycertificaterefreshfailing"),
+             f'sum by (namespace, grpc_code) (increase({certify}, grpc_code!="OK"}}[15m])) > 0'
+             f' unless on (namespace) sum by (namespace) (increase({certify}, grpc_code="OK"}}[15m])) > 0',
+             "critical", "linkerd-identity refuses every certificate request ({{ $labels.grpc_code }})",
+             "{{ $value }} Certify calls failed in 15 minutes and none succeeded: proxies cannot obtain or renew their "
+             "certificates, and new pods do not start. `kubectl -n linkerd logs deploy/linkerd-identity`; then the "
+             "identity issuer.", for_="5m", runbook="meshproxycertificaterefreshfailing"),
         # control_identity_cert_refreshes_total{result="error"} counts certificates linkerd-identity handed out that
         # the proxy then refused (linkerd/identity/src/metrics.rs `set_certificate`): one that does not chain to the
         # proxy's trust anchors or names another identity (linkerd/meshtls/src/creds/store.rs `validate`).

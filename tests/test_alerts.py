@@ -310,8 +310,11 @@ def scenarios(run):
                 "endpoint": "ident-admin", "job": "linkerd/linkerd-proxies", "instance": "10.42.0.12:9990",
                 "grpc_type": "unary", "grpc_service": "io.linkerd.proxy.identity.Identity", "grpc_method": "Certify"}
     tests += case("MeshIdentityRefusing",
-                  [series("grpc_server_handled_total", {**identity, "grpc_code": "FailedPrecondition"}, "0+1x30")],
+                  [series("grpc_server_handled_total", {**identity, "grpc_code": "FailedPrecondition"}, "0+1x30"),
+                   series("grpc_server_handled_total", {**identity, "grpc_code": "OK"}, fixed(40))],
                   [series("grpc_server_handled_total", {**identity, "grpc_code": "OK"}, "0+5x30"),
+                   # Some refusals while others succeed (a deleted pod's token): no outage.
+                   series("grpc_server_handled_total", {**identity, "grpc_code": "Unauthenticated"}, "0+1x30"),
                    series("grpc_server_handled_total", {**identity, "grpc_code": "Unavailable"}, fixed(3)),
                    # Another gRPC server's failures (the destination controller) are not identity's.
                    series("grpc_server_handled_total", {**identity, "grpc_service": "io.linkerd.proxy.destination.Destination",
