@@ -551,9 +551,13 @@ def _check_deny_networks(config: _Config, graph: ServiceGraph, rollout: "Rollout
     (anywhere; every private range) suit an audit rollout, not enforcement: a stack with a deny namespace must name
     them itself, and neither may be a whole address family."""
     deny = sorted(ns.name for ns in graph.meshed_namespaces if rollout.policy_for(ns.name) == "deny")
-    if not deny:
+    if deny:
+        where = f"namespace{'s' if len(deny) > 1 else ''} {', '.join(deny)} enforce{'' if len(deny) > 1 else 's'} deny"
+    elif rollout.default_policy == "deny":
+        # No graph namespace enforces, but the verification canary's namespace follows the default phase.
+        where = "defaultInboundPolicy is deny"
+    else:
         return
-    where = f"namespace{'s' if len(deny) > 1 else ''} {', '.join(deny)} enforce{'' if len(deny) > 1 else 's'} deny"
     for key, networks in (("kubeletNetworks", policy.kubelet_networks), ("prometheusNetworks", policy.prometheus_networks)):
         if config.full(key) not in config.raw:
             config.add(key, f"is not set, and {where}: its default "

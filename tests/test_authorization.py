@@ -385,6 +385,9 @@ def test_deny_stacks_admit_exactly_the_networks_they_name():
     ({"defaultInboundPolicy": "deny"}, "prometheusNetworks", "is for audit rollouts"),
     ({"defaultInboundPolicy": "deny", "kubeletNetworks": ["10.20.0.0/20", "::/0"], "prometheusNetworks": []},
      "kubeletNetworks[1]", "::/0 admits every address"),
+    # Every graph namespace overridden, but the verification canary's namespace follows the default phase.
+    ({"defaultInboundPolicy": "deny", "inboundPolicyOverrides": [f"{ns}=audit" for ns in ("ingress", "web", "payments", "data")]},
+     "kubeletNetworks", "defaultInboundPolicy is deny"),
     ({"inboundPolicyOverrides": ["web=deny"], "kubeletNetworks": ["10.20.0.0/20"],
       "prometheusNetworks": ["0.0.0.0/0"]}, "prometheusNetworks[0]", "namespace web enforces deny"),
 ])
