@@ -107,7 +107,17 @@ def grpc_probe_authorization_name(service: Service, port_name: str) -> str:
     """The AuthorizationPolicy admitting kubelet `grpc:` probes on a gRPC port. The proxy reports requests it admits
     under this very name (`authz_name`: policy-controller grpc/src/inbound.rs `to_authz` sends an AuthorizationPolicy's
     own name), so alerts and `python -m discover` recognise probes by it."""
-    return f"{port_object_name(service, port_name)}-probes"
+    return f"{port_object_name(service, port_name)}{GRPC_PROBE_AUTHZ_SUFFIX}"
+
+
+# A gRPC port's probe objects are named after its Server, so that an alert can recognise them from the labels the
+# proxy reports alone (srv_name, route_name, authz_name), without listing every one (see alerts.py).
+GRPC_HEALTH_ROUTE_SUFFIX = "-health"
+GRPC_PROBE_AUTHZ_SUFFIX = "-probes"
+
+
+def grpc_health_route_name(server_name: str) -> str:
+    return f"{server_name}{GRPC_HEALTH_ROUTE_SUFFIX}"
 
 
 def grpc_probe_objects(service: Service, port_name: str) -> list[dict[str, Any]]:
@@ -119,7 +129,7 @@ def grpc_probe_objects(service: Service, port_name: str) -> list[dict[str, Any]]
     linkerd/proxy/server-policy/src/authz.rs `mk_authorizations`)."""
     name = port_object_name(service, port_name)
     parent = [{"group": POLICY_GROUP, "kind": "Server", "name": name}]
-    health, probes = f"{name}-health", grpc_probe_authorization_name(service, port_name)
+    health, probes = grpc_health_route_name(name), grpc_probe_authorization_name(service, port_name)
     return [
         {"apiVersion": GRPC_ROUTE_API, "kind": "GRPCRoute", "metadata": metadata(health, service.namespace),
          "spec": {"parentRefs": parent,
