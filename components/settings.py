@@ -21,7 +21,7 @@ import yaml
 from .durations import Duration
 from .errors import Problems, did_you_mean, short
 from .graph import LABEL_KEY, LABEL_VALUE, MAX_NAMESPACES, ServiceGraph, load_graph
-from .collisions import graph_objects, object_name_clashes
+from .collisions import graph_objects, object_name_clashes, oversized_objects
 from .inputs import MAX_PEM_BYTES, InputError, read_text_file
 
 PROJECT = "mtls-mesh"
@@ -458,7 +458,9 @@ def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[
         adopt_namespaces=adopt, rollout=rollout, pki=pki, vault=vault, cert_manager=cert_manager, linkerd=linkerd,
         policy=policy, monitoring=monitoring, verification=verification,
     )
-    problems.items.extend(object_name_clashes(settings, graph_objects(settings)))
+    objects = graph_objects(settings)
+    problems.items.extend(object_name_clashes(settings, objects))
+    problems.items.extend(oversized_objects(settings, objects))
     problems.raise_if_any(stack)
     return settings
 
