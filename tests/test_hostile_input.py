@@ -561,7 +561,7 @@ def graph_with_hostile_scalar(draw) -> str:
     return SERVICES_YAML.replace(slot, f"{key}: {value}" if key != "allow" else f"allow: [{value}]", 1)
 
 
-@hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hypothesis_settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=graph_with_hostile_scalar(), stack=st.sampled_from(["dev", "staging"]))
 def test_fuzz_numbers_and_yaml_1_1_forms_build_or_give_the_one_settings_error(tmp_path_factory, text, stack):
     graph_file = tmp_path_factory.mktemp("fuzz") / "services.yaml"
@@ -595,7 +595,7 @@ def test_fuzz_many_small_nodes_are_bounded_or_accepted(kind, count):
     assert all(len(str(p)) < MESSAGE_LIMIT for p in problems.items)
 
 
-@hypothesis_settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hypothesis_settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cidr=MAPPED_V6, ports=st.lists(st.sampled_from([443, 0, 65536, "443", None]), min_size=0, max_size=3))
 def test_fuzz_egress_addresses_build_or_give_the_one_settings_error(tmp_path_factory, cidr, ports):
     document = graph_with(**{"services/billing/egress": [{"name": "db", "cidrs": [cidr], "ports": ports}]})
@@ -623,7 +623,7 @@ LIST_VALUES = st.one_of(
 BOOLEAN_VALUES = st.sampled_from(["true", "false", "True", "yes", "1", "", "x", "TRUE\n", "0x1", "null"])
 
 
-@hypothesis_settings(max_examples=60, deadline=None)
+@hypothesis_settings(max_examples=25, deadline=None)
 @given(stack=st.sampled_from(["dev", "staging", "prod"]), edits=st.one_of(
     st.dictionaries(st.sampled_from(LIST_SETTINGS), LIST_VALUES, min_size=1, max_size=2),
     st.dictionaries(st.sampled_from(BOOLEAN_SETTINGS), BOOLEAN_VALUES, min_size=1, max_size=2),
