@@ -194,13 +194,14 @@ def _where(error: jsonschema.ValidationError) -> str:
 
 
 def _locates(error: jsonschema.ValidationError, where: str, *, strip: str = "") -> bool:
-    """Whether the schema error is about the place the validator names (the same key, or one that contains it)."""
+    """Whether the schema error is about the place the validator names: the same key, one that contains it, or one
+    inside it (the schema may be more precise: the egress entry's `hosts` where the reader names the entry)."""
     path = _where(error)
     if strip and path.startswith(strip):
         path = path[len(strip):].lstrip(".")
     if not path:  # a missing required key, or a whole-document problem: the message names the key
         return not where or where.split(".")[0].split("[")[0] in error.message
-    return where == path or where.startswith((f"{path}.", f"{path}["))
+    return where == path or where.startswith((f"{path}.", f"{path}[")) or path.startswith((f"{where}.", f"{where}["))
 
 
 def classify(validator, document: Any, where: str, message: str, rules, *, strip: str = "") -> str:
@@ -311,6 +312,13 @@ def _egress(cidrs=(), hosts=()) -> dict:
     return _with(lambda d: d["services"]["billing"].update(egress=[entry]))
 
 
+# Where the reader reports each limit of test_hostile_input's one-service graphs.
+_LIMIT_PLACES = {"ports per service": "services.s.ports", "selector labels": "services.s.selector",
+                 "callers": "services.s.allow", "egress entries": "services.s.egress",
+                 "egress destinations": "services.s.egress[0]", "port lists": "namespaces.a.skipInboundPorts",
+                 "namespaces": "namespaces"}
+
+
 def _from_bad_graph(edit, expected):
     _, where, _ = expected.split(": ", 2)
     return ("dev", {}, test_graph.edited(edit), where)
@@ -341,6 +349,22 @@ CONVERTERS: dict[str, Any] = {
     "test_hostile_input.test_egress_cidrs_inside_the_cluster_are_refused":
         lambda cidr: ("staging", {}, hostile.graph_with(**{"services/billing/egress": [
             {"name": "db", "cidrs": [cidr], "ports": [5432]}]}), "services.billing.egress[0].cidrs[0]"),
+    "test_hostile_input.test_a_huge_number_in_the_graph_is_one_settings_error":
+        lambda replacement: GraphText(hostile.SERVICES_YAML.replace("port: 8080", replacement, 1)),
+    "test_hostile_input.test_a_huge_hex_number_anywhere_is_refused_when_read":
+        lambda field, text: GraphText(hostile.SERVICES_YAML.replace(hostile.ONE_PORT, hostile.ONE_PORT + text, 1)),
+    "test_hostile_input.test_yaml_forms_other_readers_read_differently_are_refused": lambda value, words: Words(words),
+    "test_hostile_input.test_yaml_is_read_as_yaml_1_2": None,
+    "test_hostile_input.test_quoted_input_names_characters_that_are_not_what_they_seem": None,
+    "test_hostile_input.test_a_hostile_json_list_setting_is_one_settings_error":
+        lambda key, value: ("dev", {key: value}, None, key),
+    "test_hostile_input.test_list_settings_are_limited_in_entries":
+        lambda key: ("dev", {key: ["x"] * (settings_format.LIST_SETTING_LIMITS.get(key, settings_format.MAX_LIST_ENTRIES)
+                                           + 1)}, None, key),
+    "test_hostile_input.test_graph_limits_hold_at_the_limit_and_refuse_past_it":
+        lambda name, limit, document: ("dev", {}, document(limit + 1), _LIMIT_PLACES[name]),
+    "test_hostile_input.test_graph_wide_totals_are_counted_before_anything_is_read":
+        lambda field, limit: Words("in all, more than the limit"),
     "test_input_rules.test_a_grant_wider_than_the_graph_is_refused":
         lambda edit, where, words: ("staging", {}, input_rules.graph_with(edit), where),
     "test_input_rules.test_an_egress_cidr_must_be_what_a_network_policy_accepts":
