@@ -8,49 +8,34 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
 from . import graph_format
 from .errors import Problems, did_you_mean, short
-from .graph_format import IN_CLUSTER_SUFFIXES, INJECTOR_LABEL_PREFIX, PORT_MAX, PORT_MIN  # noqa: F401 (re-exported)
+# The format's values (allowed keys, protocols, name patterns, ranges and limits) are declared once, in graph_format,
+# which also renders them into schema/services.schema.json; the reader below checks with those same constants.
+from .graph_format import (  # noqa: F401 (re-exported: tests and benchmarks import the limits from here)
+    DNS_LABEL_MAX, IN_CLUSTER_SUFFIXES, INJECTOR_LABEL_PREFIX, LABEL_VALUE_MAX, MAX_ALLOW_ENTRIES,
+    MAX_CALLERS_PER_SERVICE, MAX_DESTINATIONS_PER_EGRESS, MAX_EGRESS_PER_SERVICE, MAX_NAMESPACES, MAX_PORT_LIST,
+    MAX_PORTS, MAX_PORTS_PER_SERVICE, MAX_SELECTOR_LABELS, MAX_SERVICES, PORT_MAX, PORT_MIN, PORT_NAME_MAX,
+    PROXY_PROTOCOLS, RESERVED_NAMESPACES,
+)
 from .inputs import MAX_GRAPH_BYTES, InputError, load_yaml, read_text_file
-
-# proxyProtocol values Linkerd's admission webhook accepts on a Server (the CRD schema itself takes any string).
-PROXY_PROTOCOLS = ("unknown", "HTTP/1", "HTTP/2", "gRPC", "opaque", "TLS")
-
-# The most services one graph may hold: benchmarks/run.py shows 10,000 registering in seconds; beyond that a stack
-# should be split. The file itself is limited by inputs.MAX_GRAPH_BYTES.
-MAX_SERVICES = 10_000
-# Limits that bound the program's time and memory, not just the file's bytes (README, 'Limits'): each is far above a
-# real graph, and each is checked on the raw document before the entries it counts are read one by one.
-MAX_NAMESPACES = 10_000
-MAX_PORTS_PER_SERVICE = 100
-MAX_PORTS = 25_000  # in the whole graph: each port makes a Server, an AuthorizationPolicy and NetworkPolicy rules
-MAX_CALLERS_PER_SERVICE = 1_000  # one MeshTLSAuthentication and one NetworkPolicy list them all (etcd: 1.5 MiB each)
-MAX_ALLOW_ENTRIES = 100_000  # in the whole graph
-MAX_SELECTOR_LABELS = 32
-MAX_EGRESS_PER_SERVICE = 32
-MAX_DESTINATIONS_PER_EGRESS = 64  # cidrs and hosts of one egress entry
-MAX_PORT_LIST = 100  # skipInboundPorts, skipOutboundPorts, an egress entry's ports, an allow entry's ports
 
 # The proxy's own ports (linkerd-control-plane values proxy.ports: admin 4191, control 4190, inbound 4143,
 # outbound 4140): a meshed workload listening on one of them would collide with its own proxy.
 PROXY_PORTS = {4140: "outbound", 4143: "inbound", 4190: "control (tap)", 4191: "admin"}
 
-# Namespaces the program manages itself, or that the mesh must never inject.
-RESERVED_NAMESPACES = ("linkerd", "linkerd-viz", "linkerd-cni", "cert-manager", "kube-system", "kube-public", "kube-node-lease")
-
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
-# Kubernetes container port names (IANA_SVC_NAME): what a Server's named port and a NetworkPolicy port refer to.
-_PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
-LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?\Z")
-_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?\Z")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
-LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?\Z")
-_HOSTNAME = re.compile(r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]([-a-z0-9]*[a-z0-9])?\Z")
+_DNS_LABEL = graph_format.DNS_LABEL.python
+# Kubernetes container port names (IANA_SVC_NAME), at least one letter: what a Server's named port and a
+# NetworkPolicy port refer to.
+_PORT_NAME = graph_format.PORT_NAME.python
+_DNS_SUBDOMAIN = graph_format.DNS_SUBDOMAIN.python
+LABEL_VALUE = graph_format.LABEL_VALUE.python
+# An egress host, lengths included (at most 253 characters after '*.', labels of at most 63).
+_HOSTNAME = graph_format.HOSTNAME.python
 
 
 def is_qualified_name(key: Any) -> bool:
@@ -269,7 +254,7 @@ class _Reader:
         return False
 
     def dns_label(self, value: Any, path: str, what: str) -> bool:
-        if not isinstance(value, str) or len(value) > 63 or not _DNS_LABEL.match(value):
+        if not isinstance(value, str) or len(value) > DNS_LABEL_MAX or not _DNS_LABEL.match(value):
             self.add(path, f"{what} {short(value)} is not a valid Kubernetes name",
                      "Use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit")
             return False
@@ -449,7 +434,7 @@ def _read_service(reader: _Reader, key: str, raw: Any, namespaces: dict[str, Nam
                        "linkerd.io/control-plane-ns) on every meshed pod, so this selector would match them all",
                        "Select the workload by its own labels, e.g. selector: {app: billing}")
             ok = False
-        if not isinstance(value, str) or len(value) > 63 or not LABEL_VALUE.match(value):
+        if not isinstance(value, str) or len(value) > LABEL_VALUE_MAX or not LABEL_VALUE.match(value):
             reader.add(f"{path}.selector.{_name(label)}", f"value {short(value)} is not a valid label value (quote numbers and booleans)")
             ok = False
 
@@ -504,7 +489,7 @@ def _read_ports(reader: _Reader, path: str, raw: Any) -> tuple[Port, ...] | None
             continue
         fields = reader.mapping(item, port_path, _PORT_KEYS)
         name = fields.get("name")
-        if not isinstance(name, str) or len(name) > 15 or not _PORT_NAME.match(name) or not re.search("[a-z]", name):
+        if not isinstance(name, str) or len(name) > PORT_NAME_MAX or not _PORT_NAME.match(name):
             reader.add(f"{port_path}.name", f"{short(name)} is not a valid port name",
                        "Use at most 15 lowercase letters, digits and '-', with at least one letter (IANA_SVC_NAME)")
             ok = False
@@ -569,7 +554,7 @@ def _read_egress(reader: _Reader, path: str, raw: Any) -> tuple[Egress, ...] | N
                 reader.add(f"{item_path}.cidrs[{i}]", problem[0], problem[1])
                 ok = False
         for i, host in enumerate(hosts):
-            if not isinstance(host, str) or not _HOSTNAME.match(host) or not is_dns_subdomain(host.removeprefix("*.")):
+            if not isinstance(host, str) or not _HOSTNAME.match(host):  # lengths too: graph_format.HOSTNAME
                 reader.add(f"{item_path}.hosts[{i}]", f"{short(host)} is not a DNS name",
                            "e.g. api.stripe.com or *.googleapis.com: at most 253 characters, labels of at most 63")
                 ok = False

@@ -20,8 +20,7 @@ import yaml
 
 from .durations import Duration
 from .errors import Problems, did_you_mean, short
-from .graph import (DEFAULT_SERVICE_ACCOUNT, LABEL_VALUE, MAX_NAMESPACES, ServiceGraph, cidr_problem, is_dns_subdomain,
-                    is_qualified_name, load_graph, mesh_identity)
+from .graph import DEFAULT_SERVICE_ACCOUNT, ServiceGraph, cidr_problem, is_dns_subdomain, load_graph, mesh_identity
 from .collisions import graph_objects, object_name_clashes, oversized_objects
 from .inputs import MAX_PEM_BYTES, InputError, read_text_file
 
@@ -30,9 +29,10 @@ from .inputs import MAX_PEM_BYTES, InputError, read_text_file
 from .settings_format import (  # noqa: E402 (re-exported: other modules import these names from here)
     ANCHOR_ID_MAX, AUTO_TRUE_FALSE, CHART_VERSION, CONTROLLER_LOG_LEVELS, DELIVERERS, DNS_LABEL, DNS_NAME,
     DNS_SUBDOMAIN, ENVIRONMENTS, IGNORED_PROVIDER_KEYS, IMAGE, INBOUND_POLICIES, INTEGER, LABEL_PAIR,
-    LINKERD_CHART_VERSION, MISSING, NOT_FOR_CERT_MANAGER, PKI_MODES, PROJECT, PROJECT_DIR, QUANTITY,
-    ROTATION_PHASES, SECRET_SETTINGS, SERVICE_ACCOUNT_REF, VAULT_AUTH_MODES, VAULT_NAMESPACE, VAULT_PATH, VAULT_ROLE,
-    VERIFICATION_NAMESPACE, Declaration, load_declarations,
+    LINKERD_CHART_VERSION, LIST_SETTING_LIMITS, MAX_LIST_ENTRIES, MAX_LIST_SETTING_BYTES, MISSING,
+    NOT_FOR_CERT_MANAGER, PKI_MODES, PROJECT, PROJECT_DIR, QUANTITY, ROTATION_PHASES, SECRET_SETTINGS,
+    SERVICE_ACCOUNT_REF, VAULT_AUTH_MODES, VAULT_NAMESPACE, VAULT_PATH, VAULT_ROLE, VERIFICATION_NAMESPACE,
+    Declaration, load_declarations,
 )
 
 # kubeContext value for a program running inside the target cluster (the Pulumi Kubernetes Operator's workspace pod).
@@ -261,12 +261,6 @@ def read_stack_config() -> tuple[dict[str, str], frozenset[str]]:
     secret_keys = set(runtime_config.get_config_secret_keys_env()) | set(runtime_config._SECRET_KEYS.get())
     return values, frozenset(secret_keys)
 
-
-# List settings: the JSON text of one, and its entries (README, 'Limits'). The namespace lists name graph namespaces;
-# the others (networks, accounts, labels) are a handful in any cluster.
-MAX_LIST_SETTING_BYTES = 1024 * 1024
-MAX_LIST_ENTRIES = 100
-LIST_SETTING_LIMITS = {"adoptNamespaces": MAX_NAMESPACES, "inboundPolicyOverrides": MAX_NAMESPACES}
 
 
 class _NotAString:
