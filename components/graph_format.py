@@ -75,6 +75,8 @@ class Items:
     description: str = ""
     min_items: int = 0
     max_items: int | None = None
+    # No two entries alike (the reader refuses more: two entries with one name; a schema can only compare whole ones).
+    unique: bool = False
 
 
 @dataclass(frozen=True)
@@ -256,17 +258,17 @@ SERVICE = Record((
                             Text("A label value (quote numbers and booleans)", LABEL_VALUE, LABEL_VALUE_MAX),
                             "Pod labels that select the workload (default: {app: <name>})", min_entries=1,
                             max_entries=MAX_SELECTOR_LABELS)),
-    Field("ports", Items(PORT, "The ports the workload listens on", min_items=1, max_items=MAX_PORTS_PER_SERVICE),
-          required=True),
+    Field("ports", Items(PORT, "The ports the workload listens on", min_items=1, max_items=MAX_PORTS_PER_SERVICE,
+                         unique=True), required=True),
     Field("allow", Items(Either((Text("Key of a calling service (all ports)", DNS_LABEL, DNS_LABEL_MAX), CALLER)),
                          "Callers: a service key (every port), or {service, ports: [names]}",
-                         max_items=MAX_CALLERS_PER_SERVICE), nullable=True),
+                         max_items=MAX_CALLERS_PER_SERVICE, unique=True), nullable=True),
     Field("meshed", Boolean("false runs the workload without a proxy; its callers' namespaces skip its ports"),
           nullable=True, default=True),
     Field("certificate", Boolean("The workload terminates TLS itself with a certificate from the mesh PKI (default: "
                                  "true for services with meshed: false or a TLS port)"), nullable=True),
     Field("egress", Items(EGRESS, "Destinations outside the cluster the service may reach",
-                          max_items=MAX_EGRESS_PER_SERVICE), nullable=True),
+                          max_items=MAX_EGRESS_PER_SERVICE, unique=True), nullable=True),
 ), "A service of the mesh")
 
 GRAPH = Record((
@@ -303,9 +305,10 @@ CANNOT_CHECK = (
     Rule("network values", "a CIDR must parse with no host bits set, not be IPv4-mapped IPv6, and not overlap the "
          "stack's clusterNetworks (a setting, not part of the file)",
          ("is not a CIDR", "has host bits set", "IPv4-mapped", "overlaps the cluster network")),
-    Rule("totals", "limits on the whole graph (ports and allow entries of all services together) and on an egress "
-         "entry's cidrs and hosts together; the schema limits each list on its own",
-         ("in all, more than the limit", "cidrs and hosts, more than the limit")),
+    Rule("totals", "limits on the whole graph (ports and allow entries of all services together), on an egress "
+         "entry's cidrs and hosts together, and on the size of each object the program makes from the graph (etcd's "
+         "1.5 MiB); the schema limits each list on its own",
+         ("in all, more than the limit", "cidrs and hosts, more than the limit", "more than etcd's limit")),
     Rule("reading the file", "the file must be a regular UTF-8 file within the size limit, valid YAML without anchors, "
          "deep nesting, repeated keys, too many values, or numbers and booleans that YAML 1.1 or Go's YAML would read "
          "differently (0443, 1:30, yes, 1_000): all checked on the text, before there is a document",

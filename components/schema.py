@@ -80,6 +80,8 @@ def _node(node: gf.Node, *, top: bool = False) -> dict[str, Any]:
             schema["minItems"] = node.min_items
         if node.max_items is not None:
             schema["maxItems"] = node.max_items
+        if node.unique:
+            schema["uniqueItems"] = True
         schema["items"] = _node(node.item)
         return schema
     if isinstance(node, gf.Named):
@@ -166,6 +168,8 @@ def _setting(declaration: Any) -> dict[str, Any]:
         if declaration.key in sf.MIN_ITEMS:
             schema["minItems"] = sf.MIN_ITEMS[declaration.key]
         schema["maxItems"] = sf.LIST_SETTING_LIMITS.get(declaration.key, sf.MAX_LIST_ENTRIES)
+        if declaration.key in sf.UNIQUE_ITEMS:
+            schema["uniqueItems"] = True
         schema["items"] = item
     elif rule.choices:
         # YAML `true` reaches the program as the text "true".

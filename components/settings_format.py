@@ -187,6 +187,8 @@ VALUES: dict[str, Text] = {
 }
 # List settings that may not be set to an empty list (an empty one would open or close everything).
 MIN_ITEMS = {"kubeletNetworks": 1, "clusterNetworks": 1}
+# List settings whose entries may not repeat.
+UNIQUE_ITEMS = ("vaultIntermediateRenewals",)
 # List settings: the JSON text of one, and its entries (README, 'Limits'). The namespace lists name graph namespaces;
 # the others (networks, accounts, labels) are a handful in any cluster.
 MAX_LIST_SETTING_BYTES = 1024 * 1024
@@ -197,12 +199,14 @@ LIST_SETTING_LIMITS = {"adoptNamespaces": MAX_NAMESPACES, "inboundPolicyOverride
 CANNOT_CHECK = (
     Rule("between settings", "a setting that depends on another (pkiMode vault needs vaultAddress, the rotation phase "
          "needs nextTrustAnchor, a certificate must not outlive its issuer, self-signed in prod needs "
-         "allowSelfSignedInProd, installCertManager decides certManagerServiceAccount, deliveredBy and kubeContext)",
+         "allowSelfSignedInProd, installCertManager decides certManagerServiceAccount, deliveredBy and kubeContext, "
+         "a deny rollout needs kubeletNetworks and prometheusNetworks set and narrower than everything)",
          ("is required with pkiMode vault", "required when vaultKubernetesAuthCreate", "self-signed in a prod",
           "must be shorter than", "needs the anchor being rotated in", "anchorRotationPhase is none",
           "is the current anchor", "is shorter than the proxies'", "this program installs runs as",
           "but kubeContext is",
-          "is operator: only the Pulumi Kubernetes Operator", "looks private")),
+          "is operator: only the Pulumi Kubernetes Operator", "looks private", "is for audit rollouts",
+          "admits every address, and")),
     Rule("duration values", "a duration's length: at least an hour, 60 days or 1 minute where required, a whole "
          "number of seconds, within Go's time.Duration",
          ("shorter than an hour", "under 60 days", "between 1m and 1h", "longest duration Go can hold",
