@@ -1,6 +1,7 @@
-"""The published JSON Schemas: current, valid, accepting the examples as an editor reads them, and refusing every
-error case the validator's tests know, unless the case belongs to a rule a schema cannot state
-(graph_format.CANNOT_CHECK, settings_format.CANNOT_CHECK, listed in the README).
+"""The published JSON Schemas (schema/*.schema.json): current, valid, named by the files they describe, accepting the
+examples as an editor reads them, never flagging what the program accepts, and refusing every error case the
+validator's tests know unless the case belongs to a rule a schema cannot state (graph_format.CANNOT_CHECK,
+settings_format.CANNOT_CHECK, listed in the README).
 
 Patterns are evaluated as editors evaluate them (ECMA-262, through check-jsonschema's regress binding), not with
 Python's `re`, whose `$` would also accept a trailing newline.
@@ -145,9 +146,9 @@ _PROBES = ["", "a", "web", "web\n", "\nweb", "a-b", "-a", "a-", "٣", "４８h",
 @pytest.mark.parametrize("name,pattern", sorted(_declared_patterns().items()))
 def test_each_pattern_means_the_same_to_python_and_to_editors(name, pattern):
     """The validator matches with Python's re, editors with ECMA-262: a pattern must decide every probe alike."""
-    editor = RegexImplementation(RegexVariantName.default)._concrete._compile_pattern(pattern.ecma)
+    editor = EditorValidator({"type": "string", "pattern": pattern.ecma})
     for probe in _PROBES:
-        assert pattern.matches(probe) == bool(editor.find(probe)), f"{name} disagrees on {probe!r}"
+        assert pattern.matches(probe) == editor.is_valid(probe), f"{name} disagrees on {probe!r}"
 
 
 def test_the_invisible_characters_are_the_validators():
