@@ -8,58 +8,41 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from . import graph_format
 from .errors import Problems, did_you_mean, short
+# The format's values (allowed keys, protocols, name patterns, ranges and limits) are declared once, in graph_format,
+# which also renders them into schema/services.schema.json; the reader below checks with those same constants.
+from .graph_format import (  # noqa: F401 (re-exported: tests and benchmarks import the limits from here)
+    DNS_LABEL_MAX, IN_CLUSTER_SUFFIXES, INJECTOR_LABEL_PREFIX, LABEL_VALUE_MAX, MAX_ALLOW_ENTRIES,
+    MAX_CALLERS_PER_SERVICE, MAX_DESTINATIONS_PER_EGRESS, MAX_EGRESS_PER_SERVICE, MAX_NAMESPACES, MAX_PORT_LIST,
+    MAX_PORTS, MAX_PORTS_PER_SERVICE, MAX_SELECTOR_LABELS, MAX_SERVICES, PORT_MAX, PORT_MIN, PORT_NAME_MAX,
+    PROXY_PROTOCOLS, RESERVED_NAMESPACES,
+)
 from .inputs import MAX_GRAPH_BYTES, InputError, load_yaml, read_text_file
-
-# proxyProtocol values Linkerd's admission webhook accepts on a Server (the CRD schema itself takes any string).
-PROXY_PROTOCOLS = ("unknown", "HTTP/1", "HTTP/2", "gRPC", "opaque", "TLS")
-
-# The most services one graph may hold: benchmarks/run.py shows 10,000 registering in seconds; beyond that a stack
-# should be split. The file itself is limited by inputs.MAX_GRAPH_BYTES.
-MAX_SERVICES = 10_000
-# Limits that bound the program's time and memory, not just the file's bytes (README, 'Limits'): each is far above a
-# real graph, and each is checked on the raw document before the entries it counts are read one by one.
-MAX_NAMESPACES = 10_000
-MAX_PORTS_PER_SERVICE = 100
-MAX_PORTS = 25_000  # in the whole graph: each port makes a Server, an AuthorizationPolicy and NetworkPolicy rules
-MAX_CALLERS_PER_SERVICE = 1_000  # one MeshTLSAuthentication and one NetworkPolicy list them all (etcd: 1.5 MiB each)
-MAX_ALLOW_ENTRIES = 100_000  # in the whole graph
-MAX_SELECTOR_LABELS = 32
-MAX_EGRESS_PER_SERVICE = 32
-MAX_DESTINATIONS_PER_EGRESS = 64  # cidrs and hosts of one egress entry
-MAX_PORT_LIST = 100  # skipInboundPorts, skipOutboundPorts, an egress entry's ports, an allow entry's ports
 
 # The proxy's own ports (linkerd-control-plane values proxy.ports: admin 4191, control 4190, inbound 4143,
 # outbound 4140): a meshed workload listening on one of them would collide with its own proxy.
 PROXY_PORTS = {4140: "outbound", 4143: "inbound", 4190: "control (tap)", 4191: "admin"}
 
-# Namespaces the program manages itself, or that the mesh must never inject.
-RESERVED_NAMESPACES = ("linkerd", "linkerd-viz", "linkerd-cni", "cert-manager", "kube-system", "kube-public", "kube-node-lease")
-
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
-# Kubernetes container port names (IANA_SVC_NAME): what a Server's named port and a NetworkPolicy port refer to.
-_PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
-LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?\Z")
-_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?\Z")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
-LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?\Z")
-_HOSTNAME = re.compile(r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]([-a-z0-9]*[a-z0-9])?\Z")
+_DNS_LABEL = graph_format.DNS_LABEL.python
+# Kubernetes container port names (IANA_SVC_NAME), at least one letter: what a Server's named port and a
+# NetworkPolicy port refer to.
+_PORT_NAME = graph_format.PORT_NAME.python
+_DNS_SUBDOMAIN = graph_format.DNS_SUBDOMAIN.python
+LABEL_VALUE = graph_format.LABEL_VALUE.python
+# An egress host, lengths included (at most 253 characters after '*.', labels of at most 63).
+_HOSTNAME = graph_format.HOSTNAME.python
 
 
 def is_qualified_name(key: Any) -> bool:
     """A label key as apimachinery's IsQualifiedName (pkg/util/validation/validation.go) accepts it: an optional
-    DNS-1123 subdomain prefix of at most 253 characters and '/', then a name of at most 63 characters."""
-    if not isinstance(key, str):
-        return False
-    prefix, slash, name = key.rpartition("/")
-    if slash and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
-        return False
-    return len(name) <= 63 and bool(_LABEL_NAME.match(name))
+    DNS-1123 subdomain prefix of at most 253 characters and '/', then a name of at most 63 characters (graph_format's
+    LABEL_KEY, whose pattern states the lengths too)."""
+    return graph_format.LABEL_KEY.matches(key)
 
 
 def is_dns_subdomain(name: str) -> bool:
@@ -68,18 +51,10 @@ def is_dns_subdomain(name: str) -> bool:
             and all(len(label) <= 63 for label in name.split(".")))
 
 
-# Labels Linkerd's proxy injector puts on every pod it injects (linkerd2 pkg/k8s/labels.go: ControllerNSLabel
-# linkerd.io/control-plane-ns, WorkloadNamespaceLabel linkerd.io/workload-ns, and linkerd.io/proxy-<kind> for
-# deployment, replicationcontroller, replicaset, job, daemonset, statefulset and cronjob). A selector on one of them
-# matches every meshed pod of the namespace; the whole linkerd.io/ prefix is Linkerd's, so none of it is accepted.
-INJECTOR_LABEL_PREFIX = "linkerd.io/"
+# Labels Linkerd's proxy injector puts on every pod it injects: graph_format.INJECTOR_LABEL_PREFIX says why.
 INJECTOR_LABELS = ("linkerd.io/control-plane-ns", "linkerd.io/workload-ns", "linkerd.io/proxy-deployment",
                    "linkerd.io/proxy-replicationcontroller", "linkerd.io/proxy-replicaset", "linkerd.io/proxy-job",
                    "linkerd.io/proxy-daemonset", "linkerd.io/proxy-statefulset", "linkerd.io/proxy-cronjob")
-
-# Names that resolve only inside the cluster: the proxy and the NetworkPolicies see a Service's ClusterIP or pod IPs
-# for them, never an egress destination, so an egress entry for one would never match anything.
-IN_CLUSTER_SUFFIXES = (".svc", ".svc.cluster.local", ".cluster.local")
 
 # The account every pod of a namespace runs as unless it names its own: a caller on it is anyone in the namespace.
 DEFAULT_SERVICE_ACCOUNT = "default"
@@ -212,13 +187,13 @@ def workload_dns_names(service: Service) -> list[str]:
     return [f"{service.name}.{ns}.svc", f"{service.name}.{ns}.svc.cluster.local"]
 
 
-_TOP_KEYS = ("namespaces", "services")
-_NAMESPACE_KEYS = ("meshed", "skipInboundPorts", "skipOutboundPorts")
-_SERVICE_KEYS = ("namespace", "name", "serviceAccount", "sharedServiceAccount", "selector", "ports", "allow", "meshed",
-                 "certificate", "egress")
-_PORT_KEYS = ("name", "port", "protocol")
-_CALLER_KEYS = ("service", "ports")
-_EGRESS_KEYS = ("name", "cidrs", "hosts", "ports")
+# The keys each mapping may hold, from the one declaration of the format (which the JSON Schema is rendered from).
+_TOP_KEYS = graph_format.GRAPH.keys
+_NAMESPACE_KEYS = graph_format.NAMESPACE.keys
+_SERVICE_KEYS = graph_format.SERVICE.keys
+_PORT_KEYS = graph_format.PORT.keys
+_CALLER_KEYS = graph_format.CALLER.keys
+_EGRESS_KEYS = graph_format.EGRESS.keys
 
 
 class _Reader:
@@ -254,8 +229,8 @@ class _Reader:
         return value
 
     def port_number(self, value: Any, path: str) -> int | None:
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-            self.add(path, f"must be a port number from 1 to 65535, not {short(value)}")
+        if isinstance(value, bool) or not isinstance(value, int) or not PORT_MIN <= value <= PORT_MAX:
+            self.add(path, f"must be a port number from {PORT_MIN} to {PORT_MAX}, not {short(value)}")
             return None
         return value
 
@@ -279,7 +254,7 @@ class _Reader:
         return False
 
     def dns_label(self, value: Any, path: str, what: str) -> bool:
-        if not isinstance(value, str) or len(value) > 63 or not _DNS_LABEL.match(value):
+        if not isinstance(value, str) or len(value) > DNS_LABEL_MAX or not _DNS_LABEL.match(value):
             self.add(path, f"{what} {short(value)} is not a valid Kubernetes name",
                      "Use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit")
             return False
@@ -459,7 +434,7 @@ def _read_service(reader: _Reader, key: str, raw: Any, namespaces: dict[str, Nam
                        "linkerd.io/control-plane-ns) on every meshed pod, so this selector would match them all",
                        "Select the workload by its own labels, e.g. selector: {app: billing}")
             ok = False
-        if not isinstance(value, str) or len(value) > 63 or not LABEL_VALUE.match(value):
+        if not isinstance(value, str) or len(value) > LABEL_VALUE_MAX or not LABEL_VALUE.match(value):
             reader.add(f"{path}.selector.{_name(label)}", f"value {short(value)} is not a valid label value (quote numbers and booleans)")
             ok = False
 
@@ -514,7 +489,7 @@ def _read_ports(reader: _Reader, path: str, raw: Any) -> tuple[Port, ...] | None
             continue
         fields = reader.mapping(item, port_path, _PORT_KEYS)
         name = fields.get("name")
-        if not isinstance(name, str) or len(name) > 15 or not _PORT_NAME.match(name) or not re.search("[a-z]", name):
+        if not isinstance(name, str) or len(name) > PORT_NAME_MAX or not _PORT_NAME.match(name):
             reader.add(f"{port_path}.name", f"{short(name)} is not a valid port name",
                        "Use at most 15 lowercase letters, digits and '-', with at least one letter (IANA_SVC_NAME)")
             ok = False
@@ -560,8 +535,9 @@ def _read_egress(reader: _Reader, path: str, raw: Any) -> tuple[Egress, ...] | N
         fields = reader.mapping(item, item_path, _EGRESS_KEYS)
         name = fields.get("name")
         ok &= reader.dns_label(name, f"{item_path}.name", "egress name")
-        cidrs = fields.get("cidrs") or []
-        hosts = fields.get("hosts") or []
+        # Only a missing or empty (null) list means none: `cidrs: false` or `hosts: ''` is a mistake, not "no hosts".
+        cidrs = [] if fields.get("cidrs") is None else fields["cidrs"]
+        hosts = [] if fields.get("hosts") is None else fields["hosts"]
         if not isinstance(cidrs, list) or not isinstance(hosts, list):
             reader.add(item_path, "cidrs and hosts must be lists")
             ok = False
@@ -578,7 +554,7 @@ def _read_egress(reader: _Reader, path: str, raw: Any) -> tuple[Egress, ...] | N
                 reader.add(f"{item_path}.cidrs[{i}]", problem[0], problem[1])
                 ok = False
         for i, host in enumerate(hosts):
-            if not isinstance(host, str) or not _HOSTNAME.match(host) or not is_dns_subdomain(host.removeprefix("*.")):
+            if not isinstance(host, str) or not _HOSTNAME.match(host):  # lengths too: graph_format.HOSTNAME
                 reader.add(f"{item_path}.hosts[{i}]", f"{short(host)} is not a DNS name",
                            "e.g. api.stripe.com or *.googleapis.com: at most 253 characters, labels of at most 63")
                 ok = False

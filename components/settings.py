@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,74 +20,40 @@ import yaml
 
 from .durations import Duration
 from .errors import Problems, did_you_mean, short
-from .graph import (DEFAULT_SERVICE_ACCOUNT, LABEL_VALUE, MAX_NAMESPACES, ServiceGraph, cidr_problem, is_dns_subdomain,
-                    is_qualified_name, load_graph, mesh_identity)
+from .graph import DEFAULT_SERVICE_ACCOUNT, ServiceGraph, cidr_problem, is_dns_subdomain, load_graph, mesh_identity
 from .collisions import graph_objects, object_name_clashes, oversized_objects
 from .inputs import MAX_PEM_BYTES, InputError, read_text_file
 
-PROJECT = "mtls-mesh"
-PROJECT_DIR = Path(__file__).resolve().parents[1]
-ENVIRONMENTS = ("dev", "staging", "prod")
-PKI_MODES = ("vault", "self-signed")
-# Values of config.linkerd.io/default-inbound-policy (and the chart's proxy.defaultInboundPolicy).
-INBOUND_POLICIES = ("audit", "all-unauthenticated", "cluster-unauthenticated", "all-authenticated",
-                    "cluster-authenticated", "deny")
-ROTATION_PHASES = ("none", "add-next", "issue-from-next", "drop-previous")
+# The choices and patterns of the settings are declared once, in settings_format (which also renders them into
+# schema/stack-settings.schema.json); the checks below use those same constants.
+from .settings_format import (  # noqa: E402 (re-exported: other modules import these names from here)
+    ANCHOR_ID_MAX, AUTO_TRUE_FALSE, CHART_VERSION, CONTROLLER_LOG_LEVELS, DELIVERERS, DNS_LABEL, DNS_NAME,
+    DNS_SUBDOMAIN, ENVIRONMENTS, IGNORED_PROVIDER_KEYS, IMAGE, INBOUND_POLICIES, INTEGER, LABEL_PAIR,
+    LINKERD_CHART_VERSION, LIST_SETTING_LIMITS, MAX_LIST_ENTRIES, MAX_LIST_SETTING_BYTES, MISSING,
+    NOT_FOR_CERT_MANAGER, PKI_MODES, PROJECT, PROJECT_DIR, QUANTITY, ROTATION_PHASES, SECRET_SETTINGS,
+    SERVICE_ACCOUNT_REF, VAULT_AUTH_MODES, VAULT_NAMESPACE, VAULT_PATH, VAULT_ROLE, VERIFICATION_NAMESPACE,
+    Declaration, load_declarations,
+)
+
 # kubeContext value for a program running inside the target cluster (the Pulumi Kubernetes Operator's workspace pod).
 IN_CLUSTER = "in-cluster"
-# Who runs `pulumi up` for a stack (deliveredBy): the GitHub workflows, or the Pulumi Kubernetes Operator, whose
-# workspace pod is the only place the program runs with kubeContext in-cluster (deploy/operator_stacks.py).
-DELIVERERS = ("workflows", "operator")
-# Settings that are secrets: read from config but not declared in Pulumi.yaml (see the note there).
-SECRET_SETTINGS = ("vaultToken",)
 # Linkerd proxies' leaf certificates live this long (identity.issuer.issuanceLifetime); the issuer must outlast them.
 PROXY_LEAF_LIFETIME = Duration.parse("24h")
 # `linkerd check` warns when a trust anchor is valid for less than this.
 LINKERD_CHECK_ANCHOR_MINIMUM = Duration.parse("1440h")
 # Config of the default providers, which the program's explicit providers never read.
-_IGNORED_PROVIDER_KEYS = {
-    "kubernetes:context": "kubeContext", "kubernetes:kubeconfig": "kubeconfig",
-    "vault:address": "vaultAddress", "vault:namespace": "vaultNamespace", "vault:token": "vaultToken",
-}
-_VAULT_NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
-_VAULT_PATH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(/[A-Za-z0-9][A-Za-z0-9_-]*)*\Z")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
+_IGNORED_PROVIDER_KEYS = IGNORED_PROVIDER_KEYS
+_VAULT_NAMESPACE = VAULT_NAMESPACE.python
+_VAULT_PATH = VAULT_PATH.python
+_DNS_LABEL = DNS_LABEL.python
+_DNS_SUBDOMAIN = DNS_SUBDOMAIN.python
 # X.509 caps a common name at 64 characters (RFC 5280 ub-common-name); cert-manager's webhook refuses a Certificate
 # whose commonName is longer (ValidateCertificateSpec, internal/apis/certmanager/validation/certificate.go).
 MAX_COMMON_NAME = 64
-# Namespaces the program runs things in itself, where cert-manager must not go (besides the graph's own).
-VERIFICATION_NAMESPACE = "mtls-mesh-verify"
-_NOT_FOR_CERT_MANAGER = ("linkerd", "linkerd-viz", "linkerd-cni", VERIFICATION_NAMESPACE, "kube-public",
-                         "kube-node-lease")
+_NOT_FOR_CERT_MANAGER = NOT_FOR_CERT_MANAGER
 # The cert-manager Helm release's fixed name; its chart names the controller's service account after it.
 CERT_MANAGER_RELEASE = "cert-manager"
-_MISSING = object()
-
-
-@dataclass(frozen=True)
-class Declaration:
-    key: str
-    type: str
-    description: str
-    default: Any = _MISSING
-    items: str | None = None
-
-    @property
-    def required(self) -> bool:
-        return self.default is _MISSING
-
-
-def load_declarations(project_file: Path = PROJECT_DIR / "Pulumi.yaml") -> dict[str, Declaration]:
-    """The `config:` block of Pulumi.yaml, as the CLI sees it."""
-    project = yaml.safe_load(project_file.read_text(encoding="utf-8"))
-    declarations = {}
-    for key, spec in (project.get("config") or {}).items():
-        declarations[key] = Declaration(
-            key=key, type=spec["type"], description=spec.get("description", ""),
-            default=spec.get("default", _MISSING), items=(spec.get("items") or {}).get("type"),
-        )
-    return declarations
+_MISSING = MISSING
 
 
 class Secret:
@@ -297,12 +262,6 @@ def read_stack_config() -> tuple[dict[str, str], frozenset[str]]:
     return values, frozenset(secret_keys)
 
 
-# List settings: the JSON text of one, and its entries (README, 'Limits'). The namespace lists name graph namespaces;
-# the others (networks, accounts, labels) are a handful in any cluster.
-MAX_LIST_SETTING_BYTES = 1024 * 1024
-MAX_LIST_ENTRIES = 100
-LIST_SETTING_LIMITS = {"adoptNamespaces": MAX_NAMESPACES, "inboundPolicyOverrides": MAX_NAMESPACES}
-
 
 class _NotAString:
     """What a JSON number in a list setting becomes: it fails the list-of-strings check, unconverted."""
@@ -438,7 +397,7 @@ def _check_declared(config: _Config) -> None:
             config.strings(key)
         elif declaration.type == "integer":
             text = config.string(key)
-            if not re.fullmatch(r"-?[0-9]{1,18}", text):
+            if not INTEGER.matches(text):
                 config.add(key, f"must be a whole number, not {short(text)}")
         else:
             text = config.string(key)
@@ -491,8 +450,7 @@ def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[
     if "deliveredBy" in declarations:
         _delivery(config, kubernetes, updating)
     trust_domain = config.string("trustDomain")
-    if (len(trust_domain) > 253 or any(len(label) > 63 for label in trust_domain.split("."))
-            or not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", trust_domain)):
+    if len(trust_domain) > 253 or not DNS_NAME.matches(trust_domain):  # labels of at most 63: in the pattern
         config.add("trustDomain", f"{short(trust_domain)} is not a DNS name",
                    "At most 253 characters, labels of at most 63 lowercase letters, digits and '-', e.g. cluster.local")
     else:
@@ -532,7 +490,7 @@ def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[
                    f"{CERT_MANAGER_RELEASE!r} (the chart names its account after the release)",
                    "Leave it unset, or set installCertManager false to use a cert-manager installed elsewhere")
     for key in ("certManagerChartVersion", "trustManagerChartVersion"):
-        if not re.fullmatch(r"v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?", config.string(key)):
+        if not CHART_VERSION.matches(config.string(key)):
             config.add(key, f"{short(config.string(key))} is not a chart version", "Pin an exact version such as v1.21.1")
     if len(cert_manager.namespace) > 63 or not _DNS_LABEL.match(cert_manager.namespace):
         config.add("certManagerNamespace", f"{short(cert_manager.namespace)} is not a valid namespace name",
@@ -653,15 +611,14 @@ def _check_egress_outside_cluster(problems: Problems, graph: ServiceGraph, polic
 
 
 # Kubernetes resource quantities (apimachinery's resource.Quantity): a number with an optional SI or binary suffix.
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?\Z")
+_QUANTITY = QUANTITY.python
 _PROXY_RESOURCE_KEYS = {("cpu", "request"): "proxyCpuRequest", ("cpu", "limit"): "proxyCpuLimit",
                         ("memory", "request"): "proxyMemoryRequest", ("memory", "limit"): "proxyMemoryLimit"}
-CONTROLLER_LOG_LEVELS = ("error", "warn", "info", "debug", "trace")
 
 
 def _linkerd(config: _Config, environment: str) -> LinkerdSettings:
     version = config.string("linkerdChartVersion")
-    if not re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?", version):
+    if not LINKERD_CHART_VERSION.matches(version):
         hint = "Chart versions of edge releases are dates: edge-26.8.3 is chart 2026.8.3"
         config.add("linkerdChartVersion", f"{short(version)} is not a chart version", hint)
     repository = config.string("linkerdHelmRepository")
@@ -676,7 +633,7 @@ def _linkerd(config: _Config, environment: str) -> LinkerdSettings:
     elif problem or not hostname or parsed.scheme not in ("https", "oci"):
         config.add("linkerdHelmRepository", f"{short(repository)} is not an https:// or oci:// repository",
                    "e.g. https://helm.linkerd.io/edge")
-    ha = config.choice("linkerdHighAvailability", ("auto", "true", "false"))
+    ha = config.choice("linkerdHighAvailability", AUTO_TRUE_FALSE)
     resources: dict[str, dict[str, str]] = {}
     for (resource, kind), key in _PROXY_RESOURCE_KEYS.items():
         value = config.string(key)
@@ -715,7 +672,7 @@ def _policy(config: _Config) -> PolicySettings:
     accounts = []
     for index, value in enumerate(config.strings("prometheusServiceAccounts")):
         namespace, sep, name = value.partition("/")
-        if not sep or len(namespace) > 63 or not _DNS_LABEL.match(namespace) or not is_dns_subdomain(name):
+        if not SERVICE_ACCOUNT_REF.matches(value):  # a namespace of at most 63, an account name of at most 253
             config.add(f"prometheusServiceAccounts[{index}]", f"{short(value)} is not namespace/serviceaccount",
                        "e.g. monitoring/kube-prometheus-stack-prometheus")
             continue
@@ -783,7 +740,7 @@ def _monitoring(config: _Config) -> MonitoringSettings:
     labels: dict[str, str] = {}
     for index, entry in enumerate(config.strings("monitoringLabels")):
         key, sep, value = entry.partition("=")
-        if not sep or not is_qualified_name(key) or len(value) > 63 or not LABEL_VALUE.match(value):
+        if not LABEL_PAIR.matches(entry):  # a qualified name, '=', a label value of at most 63
             config.add(f"monitoringLabels[{index}]", f"{short(entry)} is not a label key=value",
                        "e.g. release=kube-prometheus-stack (what your Prometheus' ruleSelector matches)")
             continue
@@ -794,12 +751,11 @@ def _monitoring(config: _Config) -> MonitoringSettings:
 
 
 # An image reference: registry/repository[:tag][@sha256:<64 hex>] (a digest pins what an air-gapped mirror serves).
-_IMAGE = re.compile(r"[a-z0-9]([a-z0-9._-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*"
-                    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?")
+_IMAGE = IMAGE.python
 
 
 def _verification(config: _Config, environment: str, graph: ServiceGraph | None) -> VerificationSettings:
-    mode = config.choice("meshVerification", ("auto", "true", "false"))
+    mode = config.choice("meshVerification", AUTO_TRUE_FALSE)
     for key in ("verificationServerImage", "verificationClientImage"):
         if not _IMAGE.fullmatch(config.string(key)):
             config.add(key, f"{short(config.string(key))} is not an image reference",
@@ -870,7 +826,7 @@ def _pki(config: _Config, environment: str) -> PkiSettings | None:
     current, next_anchor = config.string("trustAnchor"), config.string("nextTrustAnchor")
     phase = config.choice("anchorRotationPhase", ROTATION_PHASES)
     for key, anchor in (("trustAnchor", current), ("nextTrustAnchor", next_anchor)):
-        if anchor and (len(anchor) > 20 or not _DNS_LABEL.match(anchor)):
+        if anchor and (len(anchor) > ANCHOR_ID_MAX or not _DNS_LABEL.match(anchor)):
             config.add(key, f"{short(anchor)} is not a valid anchor id",
                        "Use at most 20 lowercase letters, digits and '-', e.g. 2026-11 (it names Vault mounts and cluster objects)")
     if phase == "none" and next_anchor:
@@ -970,7 +926,6 @@ def _url(config: _Config, key: str, environment: str) -> str:
     return value
 
 
-VAULT_AUTH_MODES = ("external", "in-cluster")
 _PRIVATE_SUFFIXES = (".internal", ".local", ".localdomain", ".svc", ".lan", ".corp", ".home.arpa", ".intranet")
 
 
@@ -1068,7 +1023,7 @@ def _vault(config: _Config, environment: str, project_dir: Path, pki: PkiSetting
         if not _VAULT_PATH.match(config.string(key)):
             config.add(key, f"{short(config.string(key))} is not a Vault path", "Letters, digits, '-', '_' and inner '/', no leading or trailing '/'")
     for key in ("vaultAuthRole", "vaultWorkloadRole"):
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", config.string(key)):
+        if not VAULT_ROLE.matches(config.string(key)):
             config.add(key, f"{short(config.string(key))} is not a Vault role name", "Letters, digits, '-' and '_'")
     namespace = config.string("vaultNamespace").strip("/")
     if namespace and not _VAULT_NAMESPACE.fullmatch(namespace):
@@ -1080,7 +1035,7 @@ def _vault(config: _Config, environment: str, project_dir: Path, pki: PkiSetting
     renewals = config.strings("vaultIntermediateRenewals")
     for index, renewal in enumerate(renewals):
         key = f"vaultIntermediateRenewals[{index}]"
-        if not isinstance(renewal, str) or len(renewal) > 20 or not _DNS_LABEL.match(renewal):
+        if not isinstance(renewal, str) or len(renewal) > ANCHOR_ID_MAX or not _DNS_LABEL.match(renewal):
             config.add(key, f"{short(renewal)} is not a valid renewal id",
                        "Use at most 20 lowercase letters, digits and '-', e.g. 2031-05 (it names the re-signed "
                        "intermediate's resources)")

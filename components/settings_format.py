@@ -1,0 +1,238 @@
+"""The format of the stack settings beyond what `Pulumi.yaml` declares: the choices, patterns and list shapes of each
+setting, declared once.
+
+`Pulumi.yaml` declares every setting's name, type, default and description (the Pulumi CLI checks stack files against
+those types); this module adds what a type cannot say. components/settings.py validates with these same constants,
+and `python -m components.schema` turns the declarations plus this table into schema/stack-settings.schema.json, so
+the program and the published schema cannot drift apart.
+
+Rules that involve more than one value (pkiMode vault needs vaultAddress, a duration shorter than another, a
+namespace that must be in the graph, a file that must exist) are the validator's alone: `CANNOT_CHECK` lists them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .graph_format import DNS_LABEL, LABEL_KEY, MAX_NAMESPACES, Pattern, Rule, Text
+
+PROJECT = "mtls-mesh"
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+MISSING = object()
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """One setting as Pulumi.yaml declares it."""
+
+    key: str
+    type: str
+    description: str
+    default: Any = MISSING
+    items: str | None = None
+
+    @property
+    def required(self) -> bool:
+        return self.default is MISSING
+
+
+def load_declarations(project_file: Path = PROJECT_DIR / "Pulumi.yaml") -> dict[str, Declaration]:
+    """The `config:` block of Pulumi.yaml, as the CLI sees it."""
+    project = yaml.safe_load(project_file.read_text(encoding="utf-8"))
+    declarations = {}
+    for key, spec in (project.get("config") or {}).items():
+        declarations[key] = Declaration(
+            key=key, type=spec["type"], description=spec.get("description", ""),
+            default=spec.get("default", MISSING), items=(spec.get("items") or {}).get("type"),
+        )
+    return declarations
+
+
+ENVIRONMENTS = ("dev", "staging", "prod")
+PKI_MODES = ("vault", "self-signed")
+# Values of config.linkerd.io/default-inbound-policy (and the chart's proxy.defaultInboundPolicy).
+INBOUND_POLICIES = ("audit", "all-unauthenticated", "cluster-unauthenticated", "all-authenticated",
+                    "cluster-authenticated", "deny")
+ROTATION_PHASES = ("none", "add-next", "issue-from-next", "drop-previous")
+# Who runs `pulumi up` for a stack (deliveredBy): the GitHub workflows, or the Pulumi Kubernetes Operator, whose
+# workspace pod is the only place the program runs with kubeContext in-cluster (deploy/operator_stacks.py).
+DELIVERERS = ("workflows", "operator")
+VAULT_AUTH_MODES = ("external", "in-cluster")
+CONTROLLER_LOG_LEVELS = ("error", "warn", "info", "debug", "trace")
+# Settings that are on, off, or decided by the environment.
+AUTO_TRUE_FALSE = ("auto", "true", "false")
+# Settings that are secrets: read from config but not declared in Pulumi.yaml (see the note there).
+SECRET_SETTINGS = ("vaultToken",)
+# Config of the default providers, which the program's explicit providers never read: key -> the setting to use.
+IGNORED_PROVIDER_KEYS = {
+    "kubernetes:context": "kubeContext", "kubernetes:kubeconfig": "kubeconfig",
+    "vault:address": "vaultAddress", "vault:namespace": "vaultNamespace", "vault:token": "vaultToken",
+}
+
+# The characters no setting may hold (settings._invisible_character: Unicode categories Cc, Cf, Zl and Zp), as a
+# class of the Basic Multilingual Plane: the same in every regex engine, and stable across Unicode versions
+# (tests/test_schema.py compares it with the running Python's unicodedata). The 120 such characters beyond the BMP
+# (tag characters, U+110BD, ...) are left to the validator.
+INVISIBLE = (r"\u0000-\u001f\u007f-\u009f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e"
+             r"\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb")
+# Any text a setting may hold: what a string setting without a pattern of its own must match.
+TEXT = Pattern(f"[^{INVISIBLE}]*")
+# An integer setting's text (the CLI hands every value over as text).
+INTEGER = Pattern(r"-?[0-9]{1,18}")
+# A DNS-1123 subdomain whose labels are at most 63 characters (the whole at most 253: a max_length).
+DNS_NAME = Pattern(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*")
+DNS_SUBDOMAIN = Pattern(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+ANCHOR_ID_MAX = 20
+# Namespaces the program runs things in itself, where cert-manager must not go (besides the graph's own).
+VERIFICATION_NAMESPACE = "mtls-mesh-verify"
+NOT_FOR_CERT_MANAGER = ("linkerd", "linkerd-viz", "linkerd-cni", VERIFICATION_NAMESPACE, "kube-public",
+                        "kube-node-lease")
+VAULT_PATH = Pattern(r"[A-Za-z0-9][A-Za-z0-9_-]*(/[A-Za-z0-9][A-Za-z0-9_-]*)*")
+VAULT_ROLE = Pattern(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+# A Vault Enterprise namespace path; surrounding '/' are dropped before it is matched.
+VAULT_NAMESPACE = Pattern(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
+# The shape of a URL setting: its scheme (any case: the URL parser lowers it) and printable ASCII without spaces;
+# settings._url_problem parses the rest (host, port, credentials, query).
+URL_CHARACTERS = "[!-~]+"
+HTTP_URL = Pattern(f"[Hh][Tt][Tt][Pp][Ss]?://{URL_CHARACTERS}")
+HELM_REPOSITORY_URL = Pattern(f"([Hh][Tt][Tt][Pp][Ss]|[Oo][Cc][Ii])://{URL_CHARACTERS}")
+CHART_VERSION = Pattern(r"v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?")
+# Linkerd's edge charts are dated versions without a 'v' (edge-26.8.3 is chart 2026.8.3).
+LINKERD_CHART_VERSION = Pattern(r"[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?")
+# Kubernetes resource quantities (apimachinery's resource.Quantity): a number with an optional SI or binary suffix.
+QUANTITY = Pattern(r"[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?")
+# An image reference: registry/repository[:tag][@sha256:<64 hex>] (a digest pins what an air-gapped mirror serves).
+IMAGE = Pattern(r"[a-z0-9]([a-z0-9._-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*"
+                r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?")
+# A Go duration as components/durations.py reads it (surrounding blanks dropped); whether it is a whole number of
+# seconds within Go's range is arithmetic, checked by the validator.
+DURATION = Pattern(r"\s*([0-9]{1,20}(\.[0-9]{1,20})?(h|m|s))+\s*")
+# Only the shape of a network (ipaddress parses it, and refuses host bits); a bare address is a /32 or /128.
+NETWORK_SHAPE = Pattern(r"[0-9A-Fa-f:.]+(/[0-9]{1,3})?")
+# namespace/serviceaccount: a namespace of at most 63 characters, an account name of at most 253.
+SERVICE_ACCOUNT_REF = Pattern(rf"(?=[^/]{{1,63}}/){DNS_LABEL.body}/(?!.{{254}}){DNS_NAME.body}")
+# key=value, the value a label value of at most 63 characters.
+LABEL_PAIR = Pattern(rf"{LABEL_KEY.body}=([A-Za-z0-9]([-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?)?")
+LOG_FILTER = Pattern(f"[^\\s{INVISIBLE}]+")
+
+
+def _optional(pattern: Pattern) -> Pattern:
+    """The pattern, or the empty string (the setting's 'unset' default)."""
+    return Pattern(f"({pattern.body})?")
+
+
+def _choices(values: tuple[str, ...]) -> Pattern:
+    return Pattern("|".join(v.replace(".", r"\.") for v in values))
+
+
+_DURATION = Text("A Go duration such as 48h0m0s, 90m or 8760h", DURATION)
+
+
+# What each setting's value (or, for a list setting, each item) must look like, beyond its declared type. A setting
+# missing here takes any value of its type. `min_items` is the fewest items a list setting may hold when it is set.
+VALUES: dict[str, Text] = {
+    "environment": Text(choices=ENVIRONMENTS),
+    "kubeContext": Text(min_length=1),
+    "vaultNamespace": Text(pattern=Pattern(f"/*({VAULT_NAMESPACE.body})?/*")),
+    "vaultAddress": Text(pattern=_optional(HTTP_URL)),
+    "vaultKubernetesHost": Text(pattern=_optional(HTTP_URL)),
+    "linkerdHelmRepository": Text(pattern=HELM_REPOSITORY_URL),
+    "vaultIntermediateRenewals": Text("A renewal id, e.g. 2031-05", DNS_LABEL, ANCHOR_ID_MAX),
+    "deliveredBy": Text(choices=DELIVERERS),
+    "trustDomain": Text(pattern=DNS_NAME, max_length=253),
+    "adoptNamespaces": Text(pattern=DNS_LABEL, max_length=63),
+    "defaultInboundPolicy": Text(choices=INBOUND_POLICIES),
+    "inboundPolicyOverrides": Text("namespace=policy", Pattern(f"{DNS_LABEL.body}=({_choices(INBOUND_POLICIES).body})"),
+                                   examples=("legacy=audit",)),
+    "pkiMode": Text(choices=PKI_MODES),
+    "trustAnchor": Text(pattern=DNS_LABEL, max_length=ANCHOR_ID_MAX),
+    "nextTrustAnchor": Text(pattern=_optional(DNS_LABEL), max_length=ANCHOR_ID_MAX),
+    "anchorRotationPhase": Text(choices=ROTATION_PHASES),
+    "trustAnchorValidity": _DURATION,
+    "identityIssuerDuration": _DURATION,
+    "identityIssuerRenewBefore": _DURATION,
+    "workloadCertDuration": _DURATION,
+    "vaultMountPrefix": Text(pattern=VAULT_PATH),
+    "vaultIntermediateTtl": _DURATION,
+    "vaultKubernetesAuthPath": Text(pattern=VAULT_PATH),
+    "vaultKubernetesAuthMode": Text(choices=VAULT_AUTH_MODES),
+    "vaultAuthRole": Text(pattern=VAULT_ROLE),
+    "vaultAuthTokenTtl": _DURATION,
+    "vaultWorkloadRole": Text(pattern=VAULT_ROLE),
+    "certManagerNamespace": Text(pattern=DNS_LABEL, max_length=63, forbidden=NOT_FOR_CERT_MANAGER),
+    "certManagerServiceAccount": Text(pattern=DNS_SUBDOMAIN, max_length=253),
+    "certManagerChartVersion": Text(pattern=CHART_VERSION),
+    "trustManagerChartVersion": Text(pattern=CHART_VERSION),
+    "linkerdChartVersion": Text(pattern=LINKERD_CHART_VERSION),
+    "linkerdHighAvailability": Text(choices=AUTO_TRUE_FALSE),
+    "proxyCpuRequest": Text(pattern=_optional(QUANTITY)),
+    "proxyCpuLimit": Text(pattern=_optional(QUANTITY)),
+    "proxyMemoryRequest": Text(pattern=_optional(QUANTITY)),
+    "proxyMemoryLimit": Text(pattern=_optional(QUANTITY)),
+    "proxyLogLevel": Text(pattern=LOG_FILTER),
+    "controllerLogLevel": Text(choices=CONTROLLER_LOG_LEVELS),
+    "clusterDefaultInboundPolicy": Text(choices=INBOUND_POLICIES),
+    "prometheusServiceAccounts": Text("namespace/serviceaccount", SERVICE_ACCOUNT_REF),
+    "prometheusNetworks": Text("A CIDR, e.g. 10.0.0.0/8", NETWORK_SHAPE),
+    "kubeletNetworks": Text("A CIDR, e.g. 10.0.0.0/16", NETWORK_SHAPE),
+    "clusterNetworks": Text("A CIDR, e.g. 10.0.0.0/8", NETWORK_SHAPE),
+    "monitoringLabels": Text("A label key=value", LABEL_PAIR),
+    "meshVerification": Text(choices=AUTO_TRUE_FALSE),
+    "verificationServerImage": Text(pattern=IMAGE),
+    "verificationClientImage": Text(pattern=IMAGE),
+}
+# List settings that may not be set to an empty list (an empty one would open or close everything).
+MIN_ITEMS = {"kubeletNetworks": 1, "clusterNetworks": 1}
+# List settings whose entries may not repeat.
+UNIQUE_ITEMS = ("vaultIntermediateRenewals",)
+# List settings: the JSON text of one, and its entries (README, 'Limits'). The namespace lists name graph namespaces;
+# the others (networks, accounts, labels) are a handful in any cluster.
+MAX_LIST_SETTING_BYTES = 1024 * 1024
+MAX_LIST_ENTRIES = 100
+LIST_SETTING_LIMITS = {"adoptNamespaces": MAX_NAMESPACES, "inboundPolicyOverrides": MAX_NAMESPACES}
+
+
+CANNOT_CHECK = (
+    Rule("between settings", "a setting that depends on another (pkiMode vault needs vaultAddress, the rotation phase "
+         "needs nextTrustAnchor, a certificate must not outlive its issuer, self-signed in prod needs "
+         "allowSelfSignedInProd, installCertManager decides certManagerServiceAccount, deliveredBy and kubeContext, "
+         "a deny rollout needs kubeletNetworks and prometheusNetworks set and narrower than everything)",
+         ("is required with pkiMode vault", "required when vaultKubernetesAuthCreate", "self-signed in a prod",
+          "must be shorter than", "needs the anchor being rotated in", "anchorRotationPhase is none",
+          "is the current anchor", "is shorter than the proxies'", "this program installs runs as",
+          "but kubeContext is",
+          "is operator: only the Pulumi Kubernetes Operator", "looks private", "is for audit rollouts",
+          "admits every address, and")),
+    Rule("duration values", "a duration's length: at least an hour, 60 days or 1 minute where required, a whole "
+         "number of seconds, within Go's time.Duration",
+         ("shorter than an hour", "under 60 days", "between 1m and 1h", "longest duration Go can hold",
+          "whole number of seconds")),
+    Rule("the service graph", "a namespace named in a setting must be one of the graph's (and meshed, for an "
+         "override), and listed once; cert-manager's namespace must not be one of the graph's",
+         ("is not a namespace of", "is not meshed", "is overridden twice", "is a namespace of",
+                                         "is set twice", "needs the namespace")),
+    Rule("files", "a file named by a setting must exist in the project (unless allowFilesOutsideProject), be a "
+         "regular file within its size limit, and hold what it should",
+         ("outside the project directory", "cannot read", "file not found", "is not a usable file path",
+          "holds no PEM", "is a named pipe", "is a device", "has no CA for kubeContext")),
+    Rule("URLs", "URLs are parsed as the program's URL parser reads them (host, port range and not 0, no credentials, "
+         "query or fragment; https outside dev): the schema checks the scheme and the characters",
+         ("is not a URL", "is not an http(s) URL", "is plain http", "is not an https:// or oci://",
+          "contains credentials", "has port 0", "has a query or fragment", "does not name a host")),
+    Rule("network values", "a CIDR must parse with no host bits set, and not be IPv4-mapped IPv6",
+         ("is not a CIDR", "has host bits set", "IPv4-mapped")),
+    Rule("names built on a setting", "the trust domain must leave every certificate common name within X.509's 64 "
+         "characters and every mesh identity a DNS name (the builders make those names); a Prometheus account must "
+         "not be a namespace's 'default' account, which every pod there runs as",
+         ("passes the 64 X.509 allows", "longer than a DNS name may be", "is not a DNS name of at most 253",
+          "'default' account")),
+    Rule("unique within a list", "a renewal id, label or override is listed once", ("is listed twice",)),
+    Rule("size of a list", f"a list setting's JSON text is at most {MAX_LIST_SETTING_BYTES:,} characters",
+         ("characters long, more than the limit",)),
+    Rule("characters beyond the BMP", "invisible characters (Unicode Cc, Cf, Zl, Zp) beyond the Basic Multilingual "
+         "Plane, such as tag characters", ()),
+)
