@@ -1,34 +1,34 @@
-"""mtls-mesh: wiring only. Settings are read and validated once, then each component gets what it needs."""
-
-import gc
+"""mtls-mesh: wiring only. Settings are read and validated once and compiled to the plan of every object the stack
+manages (components/plan.py, no Pulumi); then each component registers its part of the plan."""
 
 import pulumi
 
 from components.alerts import MeshAlerts, MeshAlertsArgs
 from components.authorization import MeshAuthorization, MeshAuthorizationArgs
 from components.cert_manager import AnchorMaterial, CertManager, CertManagerArgs
-from components.linkerd import LinkerdControlPlane, LinkerdControlPlaneArgs
 from components.namespaces import MeshNamespaces, MeshNamespacesArgs
+from components.plan import compile_mesh
 from components.providers import kubernetes_provider, vault_provider
+from components.register_linkerd import LinkerdControlPlane, LinkerdControlPlaneArgs
+from components.register_trust import SelfSignedAnchors, SelfSignedWorkloadCertificates
+from components.register_verification import MeshVerification, MeshVerificationArgs
 from components.rotation import check_rotation_step, read_previous_rotation, rotation_status
-from components.settings import load_settings, read_stack_config
-from components.trust import SelfSignedAnchors, SelfSignedWorkloadCertificates
+from components.runtime import read_stack_config, settings_errors_reported, tune_garbage_collector
+from components.settings import load_settings
 from components.vault_pki import VaultPki, VaultPkiArgs, VaultTokenReviewer
-from components.verification import MeshVerification, MeshVerificationArgs
 
-# A Pulumi program is a short-lived process that builds one large object graph. The cyclic collector's repeated scans
-# of it cost about a third of the run at a few thousand services and free almost nothing (benchmarks/run.py), so it
-# runs rarely; reference counting still frees everything else at once.
-gc.freeze()
-gc.set_threshold(200_000, 100, 10_000)
+tune_garbage_collector()
 
 config, secret_keys = read_stack_config()
-settings = load_settings(config, pulumi.get_stack(), secret_keys=secret_keys,
-                         updating=not pulumi.runtime.is_dry_run())
-
-# A rotation phase must follow the state this stack last applied (its own trustRotation output), checked before any
-# resource is registered, so an out-of-order phase changes nothing.
-check_rotation_step(read_previous_rotation(), settings.pki.rotation, settings.stack, settings.pki.allow_rotation_jump)
+# Every problem of the settings, then of the objects they compile to, is one error before any resource is registered.
+with settings_errors_reported():
+    settings = load_settings(config, pulumi.get_stack(), secret_keys=secret_keys,
+                             updating=not pulumi.runtime.is_dry_run())
+    plan = compile_mesh(settings)
+    # A rotation phase must follow the state this stack last applied (its own trustRotation output), so an
+    # out-of-order phase changes nothing.
+    check_rotation_step(read_previous_rotation(), settings.pki.rotation, settings.stack,
+                        settings.pki.allow_rotation_jump)
 
 kubernetes = kubernetes_provider("kubernetes", settings.kubernetes)
 on_cluster = pulumi.ResourceOptions(providers={"kubernetes": kubernetes})
@@ -52,13 +52,13 @@ if settings.vault is not None:
                                  workload_ready=v.workload_ready) for a, v in pki.anchors.items()}
     identity_login_ready, namespace_login_ready = pki.identity_login_ready, pki.namespace_login_ready
 else:
-    self_signed = SelfSignedAnchors("anchor", settings)
+    self_signed = SelfSignedAnchors("anchor", plan.self_signed)
     anchors = {a: AnchorMaterial(v.certificate_pem, v.workload_root_pem, v.private_key_pem)
                for a, v in self_signed.anchors.items()}
     identity_login_ready, namespace_login_ready = [], {}
-    if settings.graph.certificate_services:
+    if plan.self_signed.workload_requests:
         signed = SelfSignedWorkloadCertificates(
-            "workload-tls", settings, self_signed.anchors[settings.pki.rotation.issuing_anchor])
+            "workload-tls", plan.self_signed, self_signed.anchors[plan.self_signed.issuing_anchor])
         workload_tls = signed.certificates
 
 certificates = CertManager(
@@ -71,7 +71,7 @@ certificates = CertManager(
 
 linkerd = LinkerdControlPlane(
     "linkerd",
-    LinkerdControlPlaneArgs(settings=settings, linkerd_namespace=namespaces.linkerd, viz_namespace=namespaces.viz,
+    LinkerdControlPlaneArgs(plan=plan.linkerd, linkerd_namespace=namespaces.linkerd, viz_namespace=namespaces.viz,
                             cert_manager_ready=certificates.installed,
                             identity_ready=[certificates.identity_issuer, certificates.trust_bundle]),
     on_cluster,
@@ -83,14 +83,12 @@ authorization = MeshAuthorization(
     on_cluster,
 )
 
-access_matrix = dict(authorization.matrix)
-if settings.verification.enabled:
-    verification = MeshVerification(
+if plan.verification is not None:
+    MeshVerification(
         "verify",
-        MeshVerificationArgs(settings=settings, policy_crds=linkerd.crds, control_plane=[linkerd.control_plane]),
+        MeshVerificationArgs(plan=plan.verification, policy_crds=linkerd.crds, control_plane=[linkerd.control_plane]),
         on_cluster,
     )
-    access_matrix.update(verification.matrix)
 
 if settings.monitoring.enabled:
     MeshAlerts(
@@ -101,14 +99,12 @@ if settings.monitoring.enabled:
     )
 
 pulumi.export("environment", settings.environment)
-pulumi.export("inboundPolicies", {
-    ns.name: settings.rollout.policy_for(ns.name) for ns in settings.graph.meshed_namespaces
-})
+pulumi.export("inboundPolicies", dict(plan.inbound_policies))
 pulumi.export("trustAnchors", {anchor: material.certificate_pem for anchor, material in anchors.items()})
 pulumi.export("workloadRoots", {anchor: material.workload_root_pem for anchor, material in anchors.items()})
 pulumi.export("trustRotation", rotation_status(settings.pki.rotation))
 pulumi.export("linkerd", {"chartVersion": settings.linkerd.chart_version,
                           "highAvailability": settings.linkerd.high_availability,
                           "cni": settings.linkerd.cni, "viz": settings.linkerd.viz})
-pulumi.export("accessMatrix", access_matrix)
-pulumi.export("egressMatrix", authorization.egress)
+pulumi.export("accessMatrix", dict(plan.access_matrix))
+pulumi.export("egressMatrix", dict(plan.egress_matrix))

@@ -22,6 +22,7 @@ import pulumi_kubernetes as k8s
 
 from .graph import Service, spiffe_id, workload_dns_names
 from .k8s import WAIT_FOR_READY, WAIT_FOR_SYNCED, metadata, register, register_group
+from .names import identity_name
 from .namespaces import LINKERD_NAMESPACE
 from .settings import CertManagerSettings, Settings, VaultSettings
 from .trust import SignedWorkload
@@ -55,10 +56,6 @@ def identity_issuer_name(anchor: str) -> str:
 
 def workload_issuer_name(anchor: str) -> str:
     return f"mtls-mesh-workload-{anchor}"
-
-
-def identity_name(trust_domain: str) -> str:
-    return f"identity.linkerd.{trust_domain}"
 
 
 def cert_manager_values(monitoring_labels: Mapping[str, str] | None = None) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Registering pure Kubernetes object dicts as Pulumi resources, and the labels every object carries.
+"""Registering pure Kubernetes object dicts (objects.py) as Pulumi resources.
 
 Builders elsewhere return plain `{apiVersion, kind, metadata, ...}` dicts so they can be checked against real
 schemas; this module is the one place that turns such a dict into a typed pulumi-kubernetes resource.
@@ -6,17 +6,13 @@ schemas; this module is the one place that turns such a dict into a typed pulumi
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-# pulumi-kubernetes waits for these conditions before it reports the resource created (and dependents start), so a
-# certificate that cannot be issued fails `pulumi up` at that resource instead of crash-looping what needs it.
-WAIT_FOR_READY = {"pulumi.com/waitFor": "condition=Ready"}
-WAIT_FOR_SYNCED = {"pulumi.com/waitFor": "condition=Synced"}
-MANAGED_BY = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "mtls-mesh"}
+# Re-exported while builders still import them from here; new code imports them from objects.py.
+from .objects import MANAGED_BY, WAIT_FOR_READY, WAIT_FOR_SYNCED, group_manifest, metadata  # noqa: F401
 
 # NetworkPolicy (metadata and spec only) takes the generic path below: the type token is the same
 # (kubernetes:networking.k8s.io/v1:NetworkPolicy), and with thousands of them the typed class's input translation
@@ -52,22 +48,6 @@ def register(resource_name: str, obj: dict[str, Any], opts: pulumi.ResourceOptio
         raise ValueError(f"{kind} {resource_name}: custom resources carry only metadata and spec, not {sorted(extra)}")
     return k8s.apiextensions.CustomResource(resource_name, api_version=api_version, kind=kind,
                                             metadata=body["metadata"], spec=body.get("spec"), opts=opts)
-
-
-def metadata(name: str, namespace: str | None = None, labels: dict[str, str] | None = None,
-             annotations: dict[str, str] | None = None) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "labels": {**MANAGED_BY, **(labels or {})}}
-    if namespace is not None:
-        meta["namespace"] = namespace
-    if annotations:
-        meta["annotations"] = dict(annotations)
-    return meta
-
-
-def group_manifest(objects: Sequence[dict[str, Any]]) -> str:
-    """A YAML stream with one document per object, each written as JSON (JSON is YAML): `json` is fast where a YAML
-    emitter is not, and the provider's decoder (NewYAMLOrJSONDecoder) reads it as the YAML stream it is."""
-    return "".join(f"---\n{json.dumps(obj, sort_keys=True, separators=(',', ':'))}\n" for obj in objects)
 
 
 def register_group(resource_name: str, objects: Sequence[dict[str, Any]], opts: pulumi.ResourceOptions,

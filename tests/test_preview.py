@@ -214,8 +214,8 @@ def test_a_manifest_computed_from_ids_hides_the_objects(monkeypatch, tmp_path):
     policy pack fails the pull request."""
     import components.authorization
     import components.cert_manager
-    import components.verification
-    for module in (components.authorization, components.cert_manager, components.verification):
+    import components.register_verification
+    for module in (components.authorization, components.cert_manager, components.register_verification):
         monkeypatch.setattr(module, "register_group", register_group_from_ids)
     preview = run_program("staging", preview=True)
     assert len(preview.of_type(CONFIG_GROUP)) == 6 and grouped_objects(preview) == 0
