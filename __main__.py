@@ -51,11 +51,13 @@ if settings.vault is not None:
     anchors = {a: AnchorMaterial(v.root_certificate_pem, v.workload_root_pem, ready=v.ready,
                                  workload_ready=v.workload_ready) for a, v in pki.anchors.items()}
     identity_login_ready, namespace_login_ready = pki.identity_login_ready, pki.namespace_login_ready
+    intermediates = {a: v.intermediate_pem for a, v in pki.anchors.items() if v.intermediate_pem is not None}
 else:
     self_signed = SelfSignedAnchors("anchor", plan.self_signed)
     anchors = {a: AnchorMaterial(v.certificate_pem, v.workload_root_pem, v.private_key_pem)
                for a, v in self_signed.anchors.items()}
     identity_login_ready, namespace_login_ready = [], {}
+    intermediates = {}
     if plan.self_signed.workload_requests:
         signed = SelfSignedWorkloadCertificates(
             "workload-tls", plan.self_signed, self_signed.anchors[plan.self_signed.issuing_anchor])
@@ -94,7 +96,9 @@ if settings.monitoring.enabled:
     MeshAlerts(
         "alerts",
         MeshAlertsArgs(settings=settings, anchor_certificates={a: m.certificate_pem for a, m in anchors.items()},
-                       linkerd_namespace=namespaces.linkerd, signed_workloads=certificates.signed_workloads),
+                       linkerd_namespace=namespaces.linkerd, signed_workloads=certificates.signed_workloads,
+                       intermediate_certificates=intermediates,
+                       intermediate_validity=settings.vault.intermediate_ttl if settings.vault else None),
         on_cluster,
     )
 

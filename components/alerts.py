@@ -219,6 +219,34 @@ def anchor_rule_group(not_after: Mapping[str, int], validity: Duration) -> dict[
     return {"name": "mtls-mesh.anchors", "rules": rules}
 
 
+# The Vault intermediate: a quarter year's warning (a renewal is one setting and one `pulumi up`, but may wait for a
+# change window), critical a month and a week before.
+INTERMEDIATE_WARNING = Duration.parse("2160h")
+INTERMEDIATE_CRITICAL = (Duration.parse("720h"), Duration.parse("168h"))
+
+
+def intermediate_rule_group(not_after: Mapping[str, int], validity: Duration) -> dict[str, Any]:
+    """The Vault intermediate of each anchor (pki-...-int-<anchor>) is not a cert-manager Certificate either: its
+    notAfter, read at deploy time from the certificate root/sign-intermediate signs with (the renewed one once
+    vaultIntermediateRenewals lists any), is written into the rule, as for the anchors. Once it expires, every identity
+    issuer cert-manager renews under it fails to verify; Vault still signs them (sign-intermediate permits outliving
+    the signer: openbao internal/builtin/logical/pki/path_root.go pathIssuerSignIntermediate)."""
+    rules = []
+    tiers = [("warning", INTERMEDIATE_WARNING), *(("critical", d) for d in INTERMEDIATE_CRITICAL)]
+    for anchor, expiry in sorted(not_after.items()):
+        for severity, remaining in tiers:
+            if remaining >= validity:
+                continue
+            rules.append(rule(
+                "MeshVaultIntermediateExpiring", f"vector({expiry} - time()) < {remaining.seconds}", severity,
+                f"The Vault intermediate of anchor {anchor} expires in less than {human(remaining)}",
+                f"The identity issuer is renewed about daily under this intermediate, valid until "
+                f"{datetime.fromtimestamp(expiry, timezone.utc):%Y-%m-%d %H:%M} UTC; after that no proxy accepts the "
+                "certificates it signs. Renew it: append a new id to vaultIntermediateRenewals and run `pulumi up`.",
+                labels={"anchor": anchor, "threshold": human(remaining)}))
+    return {"name": "mtls-mesh.vault-intermediates", "rules": rules}
+
+
 def signed_workload_rule_group(not_after: Mapping[tuple[str, str], int], renew_before: Duration) -> dict[str, Any]:
     """Without Vault the program signs workload certificates itself (pulumi-tls), so no cert-manager metric knows them:
     their notAfter, read at deploy time, is written into the rule, at the same tiers cert-manager's would have.
@@ -285,6 +313,9 @@ class MeshAlertsArgs:
     linkerd_namespace: pulumi.Resource
     # Without Vault: (namespace, Secret name) -> the workload certificate the program signed.
     signed_workloads: Mapping[tuple[str, str], pulumi.Output[str]] = field(default_factory=dict)
+    # With Vault: anchor -> the intermediate certificate its mount signs with, and the intermediates' lifetime.
+    intermediate_certificates: Mapping[str, pulumi.Output[str]] = field(default_factory=dict)
+    intermediate_validity: Duration | None = None
 
 
 class MeshAlerts(pulumi.ComponentResource):
@@ -295,6 +326,7 @@ class MeshAlerts(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self, depends_on=[args.linkerd_namespace])
         mesh_groups = mesh_rule_groups(settings)
         anchors, workloads = sorted(args.anchor_certificates), sorted(args.signed_workloads)
+        intermediates = sorted(args.intermediate_certificates)
 
         # Only the expiry groups wait for the certificates (unknown in a preview until they exist): every other rule
         # is known from the settings, and a preview shows it.
@@ -308,6 +340,12 @@ class MeshAlerts(pulumi.ComponentResource):
                     {w: certificate_not_after(pem, f"workload certificate {w[0]}/{w[1]}")
                      for w, pem in zip(workloads, pems, strict=True)},
                     settings.pki.workload_renew_before)))
+        if intermediates:
+            assert args.intermediate_validity is not None
+            spec_groups.append(pulumi.Output.all(*[args.intermediate_certificates[a] for a in intermediates]).apply(
+                lambda pems: intermediate_rule_group(
+                    {a: certificate_not_after(pem, f"Vault intermediate {a}")
+                     for a, pem in zip(intermediates, pems, strict=True)}, args.intermediate_validity)))
         self.rule = register(f"{name}-rules", prometheus_rule(spec_groups, labels), child)
         self.pod_monitor = register(f"{name}-pod-monitor", pod_monitor(settings, labels), child)
         self.register_outputs({"alerts": sorted({r["alert"] for g in mesh_groups for r in g["rules"]})})

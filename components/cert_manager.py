@@ -20,9 +20,8 @@ from typing import Any, Mapping
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .graph import Service, spiffe_id, workload_dns_names
+from .graph import Service, identity_issuer_name as identity_name, spiffe_id, workload_dns_names
 from .k8s import WAIT_FOR_READY, WAIT_FOR_SYNCED, metadata, register, register_group
-from .names import identity_name
 from .namespaces import LINKERD_NAMESPACE
 from .settings import CertManagerSettings, Settings, VaultSettings
 from .trust import SignedWorkload
@@ -174,7 +173,8 @@ def token_request_rbac(namespace: str, cert_manager: CertManagerSettings) -> lis
 
 def identity_issuer_certificate(settings: Settings) -> dict[str, Any]:
     """The Linkerd identity issuer exactly as Linkerd requires it: an ECDSA P-256 CA named identity.linkerd.<domain>,
-    rotated with a new key each renewal; issuer-only rotation needs no restarts."""
+    rotated with a new key each renewal; issuer-only rotation needs no restarts. With Vault, its login may ask for
+    exactly this (name and duration) and nothing else (vault_pki.identity_sign_parameters)."""
     name = identity_name(settings.trust_domain)
     return {
         "apiVersion": CERT_MANAGER_API, "kind": "Certificate",

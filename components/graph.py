@@ -178,6 +178,11 @@ def mesh_identity(service_account: str, namespace: str, trust_domain: str) -> st
     return f"{service_account}.{namespace}.serviceaccount.identity.linkerd.{trust_domain}"
 
 
+def identity_issuer_name(trust_domain: str) -> str:
+    """The Linkerd identity issuer's name (its CN and only DNS SAN): identity.linkerd.<trust domain>."""
+    return f"identity.linkerd.{trust_domain}"
+
+
 def spiffe_id(service_account: str, namespace: str, trust_domain: str) -> str:
     return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"
 

@@ -1,16 +1,11 @@
 """Names the program derives from the stack's settings alone, which both the settings' validation and the builders
-need: the certificate subjects that carry the trust domain.
+need: the self-signed roots' subjects, which carry the trust domain (the identity issuer's is graph.identity_issuer_name).
 
 Here, not in the builders' modules, so that validating the settings imports nothing that builds objects (the
 builders import the settings' types; the reverse import made an import circle, issue 23).
 """
 
 from __future__ import annotations
-
-
-def identity_name(trust_domain: str) -> str:
-    """The Linkerd identity issuer's common name and DNS name, as Linkerd requires it."""
-    return f"identity.linkerd.{trust_domain}"
 
 
 def anchor_common_name(trust_domain: str) -> str:

@@ -275,7 +275,7 @@ def _vault_plan(settings: Settings) -> VaultPlan | None:
     namespaces = list(settings.graph.certificate_services)
     external_review = vault.kubernetes_auth_mode == "external" and vault.create_kubernetes_auth
     return VaultPlan(
-        identity_login=VaultLogin(vault.identity_auth_role, LINKERD_NAMESPACE, identity_issuer_policy(vault, rotation)),
+        identity_login=VaultLogin(vault.identity_auth_role, LINKERD_NAMESPACE, identity_issuer_policy(settings)),
         namespace_logins={ns: VaultLogin(vault.namespace_auth_role(ns), ns, namespace_policy(vault, rotation, ns))
                           for ns in namespaces},
         workload_roles={ns: workload_role_args(settings, ns) for ns in namespaces},

@@ -22,10 +22,10 @@ import yaml
 
 from .durations import Duration
 from .errors import Problems, did_you_mean, short
-from .graph import (DEFAULT_SERVICE_ACCOUNT, LABEL_VALUE, ServiceGraph, cidr_problem, is_dns_subdomain,
-                    is_qualified_name, load_graph, mesh_identity)
+from .graph import (DEFAULT_SERVICE_ACCOUNT, LABEL_VALUE, ServiceGraph, cidr_problem, identity_issuer_name,
+                    is_dns_subdomain, is_qualified_name, load_graph, mesh_identity)
 from .inputs import MAX_PEM_BYTES, InputError, read_text_file
-from .names import anchor_common_name, identity_name, workload_root_common_name
+from .names import anchor_common_name, workload_root_common_name
 
 PROJECT = "mtls-mesh"
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -191,6 +191,9 @@ class VaultSettings:
     # its own pod's service account.
     kubernetes_auth_mode: str = "external"
     kubernetes_ca_pem: str = ""
+    # Each id: every intermediate re-signed by its root (a new vaultIntermediateTtl); the last one is its mount's
+    # default issuer (README: Renewing the Vault intermediate).
+    intermediate_renewals: tuple[str, ...] = ()
 
     def root_mount(self, anchor: str) -> str:
         return f"{self.mount_prefix}-root-{anchor}"
@@ -525,8 +528,8 @@ def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[
 
 def _check_common_names(config: _Config, trust_domain: str) -> None:
     """Certificates whose common name contains the trust domain: each must stay within X.509's 64 characters. The
-    names come from where the builders take them (names.py), so the check cannot drift."""
-    builders = ((identity_name, "the Linkerd identity issuer's common name", ", which cert-manager's webhook refuses"),
+    names come from where the builders take them (graph.py, names.py), so the check cannot drift."""
+    builders = ((identity_issuer_name, "the Linkerd identity issuer's common name", ", which cert-manager's webhook refuses"),
                 (anchor_common_name, "the self-signed trust anchor's common name", ""),
                 (workload_root_common_name, "the self-signed workload root's common name", ""))
     longest = max(len(build("")) for build, _, _ in builders)
@@ -990,6 +993,15 @@ def _vault(config: _Config, environment: str, project_dir: Path, pki: PkiSetting
 
     intermediate_ttl = config.duration("vaultIntermediateTtl")
     token_ttl = config.duration("vaultAuthTokenTtl")
+    renewals = config.strings("vaultIntermediateRenewals")
+    for index, renewal in enumerate(renewals):
+        key = f"vaultIntermediateRenewals[{index}]"
+        if not isinstance(renewal, str) or len(renewal) > 20 or not _DNS_LABEL.match(renewal):
+            config.add(key, f"{short(renewal)} is not a valid renewal id",
+                       "Use at most 20 lowercase letters, digits and '-', e.g. 2031-05 (it names the re-signed "
+                       "intermediate's resources)")
+        elif renewal in renewals[:index]:
+            config.add(key, f"{short(renewal)} is listed twice", "Append a new id for each renewal; never reuse one")
     if used and intermediate_ttl is not None and pki is not None:
         if intermediate_ttl >= pki.anchor_validity:
             config.add("vaultIntermediateTtl", f"({intermediate_ttl}) must be shorter than the root's trustAnchorValidity ({pki.anchor_validity})")
@@ -1007,5 +1019,5 @@ def _vault(config: _Config, environment: str, project_dir: Path, pki: PkiSetting
         kubernetes_auth_path=config.string("vaultKubernetesAuthPath"), create_kubernetes_auth=create_auth,
         kubernetes_host=kubernetes_host, auth_role=config.string("vaultAuthRole"), auth_token_ttl=token_ttl,
         workload_role=config.string("vaultWorkloadRole"), token=token,
-        kubernetes_auth_mode=auth_mode, kubernetes_ca_pem=kubernetes_ca,
+        kubernetes_auth_mode=auth_mode, kubernetes_ca_pem=kubernetes_ca, intermediate_renewals=tuple(renewals),
     )

@@ -3,14 +3,18 @@
 Per trust anchor in use:
 - the mesh chain: a root mount and an intermediate mount (EC P-256 keys generated inside Vault). The intermediate
   only signs the Linkerd identity issuer, itself a CA, so it is issued with max path length 1 and set-signed with
-  the full chain (so that `ca.crt` in cert-manager's Secret is the root, not the intermediate);
+  the full chain (so that `ca.crt` in cert-manager's Secret is the root, not the intermediate). Its mount signs
+  nothing longer than the identity issuer's duration. Each id in vaultIntermediateRenewals re-signs it (same key)
+  and the latest becomes the mount's default issuer, the one root/sign-intermediate signs with;
 - the workload chain: a root mount of its own that signs certificates of workloads terminating TLS themselves. The
   proxies never trust it: they take a client's identity from the first SAN of any certificate chaining to their
   anchors (linkerd2-proxy `linkerd/meshtls/verifier/src/lib.rs`), so a workload certificate under the mesh anchor
   would pass every `*-authenticated` policy as a meshed client.
 
 Logins (Kubernetes auth), each with a policy that names exactly its paths:
-- `<vaultAuthRole>-identity`: the account `mtls-mesh-vault-issuer` in `linkerd` only; only `root/sign-intermediate`;
+- `<vaultAuthRole>-identity`: the account `mtls-mesh-vault-issuer` in `linkerd` only; only `root/sign-intermediate`,
+  and only with the exact parameters cert-manager sends for the identity issuer Certificate (the path has no PKI role:
+  without pinned parameters the login could have any CA signed, any name, any lifetime, any path length);
 - `<vaultAuthRole>-ns-<namespace>`: that namespace's `mtls-mesh-vault-issuer` only; only `sign/<vaultWorkloadRole>-
   <namespace>`, a PKI role that allows exactly the namespace's certificate services' DNS names and SPIFFE IDs.
 """
@@ -18,6 +22,7 @@ Logins (Kubernetes auth), each with a policy that names exactly its paths:
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +31,7 @@ import pulumi_vault as vault
 
 from .k8s import metadata, register
 from .namespaces import LINKERD_NAMESPACE
-from .graph import spiffe_id, workload_dns_names
+from .graph import identity_issuer_name, spiffe_id, workload_dns_names
 from .settings import AnchorRotation, Settings, VaultSettings
 
 # cert-manager always puts its own audience (vault://<namespace>/<issuer>) in the token; this extra one is what every
@@ -65,13 +70,41 @@ def workload_signing_path(settings: VaultSettings, anchor: str, namespace: str) 
     return f"{settings.workload_mount(anchor)}/sign/{settings.namespace_workload_role(namespace)}"
 
 
-def _policy(paths: list[str]) -> str:
-    return "\n".join(f'path "{path}" {{\n  capabilities = ["create", "update"]\n}}\n' for path in paths)
+def _policy(paths: list[str], parameters: str = "") -> str:
+    return "\n".join(f'path "{path}" {{\n  capabilities = ["create", "update"]\n{parameters}}}\n' for path in paths)
 
 
-def identity_issuer_policy(settings: VaultSettings, rotation: AnchorRotation) -> str:
-    """The identity issuer's login may have a CA signed under each anchor still in use, and nothing else."""
-    return _policy([issuer_signing_path(settings, anchor) for anchor in rotation.anchors])
+def _hcl_list(values: list[str]) -> str:
+    return "[" + ", ".join(json.dumps(v) for v in values) + "]"
+
+
+def identity_sign_parameters(settings: Settings) -> dict[str, list[str]]:
+    """Each parameter cert-manager sends to root/sign-intermediate for the identity issuer Certificate
+    (components/cert_manager.identity_issuer_certificate), with the one value it sends. cert-manager v1.21.1
+    internal/vault/vault.go `Sign` always sends these seven keys, every value a string: the CSR's CN and DNS, IP and
+    URI SANs joined by ",", the request's duration as Go's time.Duration.String() (the Certificate's spec.duration,
+    copied to the CertificateRequest by pkg/controller/certificates/requestmanager/requestmanager_controller.go and
+    passed on by pkg/controller/certificaterequests/vault/vault.go `Sign`; `48h0m0s`: Duration.go(), the same form
+    for the validated >= 24h issuer durations), the CSR, and exclude_cn_from_sans "true". `[]` admits any
+    value (the CSR: sign-intermediate takes no name or constraint from it without use_csr_values, which is not allowed)."""
+    name = identity_issuer_name(settings.trust_domain)
+    return {"common_name": [name], "alt_names": [name], "ip_sans": [""], "uri_sans": [""],
+            "ttl": [settings.pki.issuer_duration.go()], "exclude_cn_from_sans": ["true"], "csr": []}
+
+
+def identity_issuer_policy(settings: Settings) -> str:
+    """The identity issuer's login may have exactly the identity issuer signed under each anchor still in use, and
+    nothing else. OpenBao/Vault's ACL (openbao internal/vault/policy/acl.go AllowOperation) refuses a request missing a
+    required parameter, carrying a parameter absent from allowed_parameters (max_path_length, use_csr_values, not_after,
+    other_sans, permitted_dns_domains, ...), or a value not in its list (compared as strings, `*` globs only at either
+    end: none of these values has one; a number or boolean never equals a string)."""
+    pinned = identity_sign_parameters(settings)
+    parameters = (f"  required_parameters = {_hcl_list(sorted(pinned))}\n  allowed_parameters = {{\n"
+                  + "".join(f"    {json.dumps(key)} = {_hcl_list(values)}\n" for key, values in pinned.items())
+                  + "  }\n")
+    vault_settings = settings.vault
+    assert vault_settings is not None
+    return _policy([issuer_signing_path(vault_settings, anchor) for anchor in settings.pki.rotation.anchors], parameters)
 
 
 def namespace_policy(settings: VaultSettings, rotation: AnchorRotation, namespace: str) -> str:
@@ -166,6 +199,9 @@ class VaultAnchor:
     workload_root_pem: pulumi.Output[str]
     ready: list[pulumi.Resource]
     workload_ready: list[pulumi.Resource]
+    # The intermediate certificate root/sign-intermediate signs with (the latest of vaultIntermediateRenewals, if any):
+    # its notAfter is written into the MeshVaultIntermediateExpiring alert.
+    intermediate_pem: pulumi.Output[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -196,9 +232,12 @@ class VaultPki(pulumi.ComponentResource):
                                           f"mtls-mesh trust anchor {anchor}", f"root-{anchor}", vault_settings, kept)
             root_urls = self._publish(f"{name}-root-{anchor}", root_mount, root_path, vault_settings, child, after=root)
 
+            # It signs only the identity issuer: its max TTL is the issuer's duration, so no ttl (nor the mount's
+            # default) gets a longer-lived CA from it, whoever asks. sign-intermediate caps ttl at the mount's max
+            # (openbao internal/builtin/logical/pki/cert_util.go getCertificateNotAfter); an update, not a replacement.
             int_mount = vault.Mount(f"{name}-int-{anchor}", path=int_path, type="pki",
                                     description=f"mtls-mesh intermediate under anchor {anchor}",
-                                    max_lease_ttl_seconds=vault_settings.intermediate_ttl.seconds, opts=kept)
+                                    max_lease_ttl_seconds=settings.pki.issuer_duration.seconds, opts=kept)
             csr = vault.pkisecret.SecretBackendIntermediateCertRequest(
                 f"{name}-int-{anchor}-csr", backend=int_mount.path, type="internal",
                 common_name=f"mtls-mesh intermediate {anchor}", organization="mtls-mesh", key_type="ec", key_bits=256,
@@ -218,6 +257,13 @@ class VaultPki(pulumi.ComponentResource):
                 # The full chain, so cert-manager's ca.crt is the root and proxies can verify to the anchor.
                 certificate=pulumi.Output.concat(signed.certificate, "\n", root.certificate), opts=kept)
             int_urls = self._publish(f"{name}-int-{anchor}", int_mount, int_path, vault_settings, child, after=set_signed)
+            intermediate_pem: pulumi.Output[str] = signed.certificate
+            int_ready: list[pulumi.Resource] = [set_signed, int_urls]
+            if vault_settings.intermediate_renewals:
+                intermediate_pem, default_issuer = self._renew_intermediate(
+                    f"{name}-int-{anchor}", vault_settings, root_mount, root, csr, int_mount, anchor,
+                    kept, child, after=[set_signed, int_urls, root_urls])
+                int_ready.append(default_issuer)
 
             # The workload chain: a root the proxies never trust, signing leaves through one role per namespace.
             workload_path = vault_settings.workload_mount(anchor)
@@ -232,7 +278,8 @@ class VaultPki(pulumi.ComponentResource):
                     **workload_role_args(settings, namespace),
                     opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[workload_root]))))
             self.anchors[anchor] = VaultAnchor(anchor, root.certificate, workload_root.certificate,
-                                               ready=[set_signed, int_urls], workload_ready=[workload_root, workload_urls])
+                                               ready=int_ready, workload_ready=[workload_root, workload_urls],
+                                               intermediate_pem=intermediate_pem)
 
         backend_path, auth_ready = self._kubernetes_auth(name, vault_settings, args, child)
 
@@ -252,7 +299,7 @@ class VaultPki(pulumi.ComponentResource):
 
         self.identity_login_ready: list[pulumi.Resource] = login(
             f"{name}-identity", vault_settings.identity_auth_role, LINKERD_NAMESPACE,
-            identity_issuer_policy(vault_settings, rotation), [])
+            identity_issuer_policy(settings), [])
         self.namespace_login_ready: dict[str, list[pulumi.Resource]] = {
             namespace: login(f"{name}-ns-{namespace}", vault_settings.namespace_auth_role(namespace), namespace,
                              namespace_policy(vault_settings, rotation, namespace), workload_roles[namespace])
@@ -272,6 +319,54 @@ class VaultPki(pulumi.ComponentResource):
             key_type="ec", key_bits=256, ttl=str(settings.root_ttl.seconds), issuer_name=issuer_name,
             opts=pulumi.ResourceOptions.merge(kept, pulumi.ResourceOptions(depends_on=[mount])))
         return mount, root
+
+    @staticmethod
+    def _renew_intermediate(name: str, settings: VaultSettings, root_mount: vault.Mount,
+                            root: vault.pkisecret.SecretBackendRootCert,
+                            csr: vault.pkisecret.SecretBackendIntermediateCertRequest, int_mount: vault.Mount, anchor: str,
+                            kept: pulumi.ResourceOptions, opts: pulumi.ResourceOptions, after: list[pulumi.Resource],
+                            ) -> tuple[pulumi.Output[str], vault.pkisecret.SecretBackendConfigIssuers]:
+        """Per id of vaultIntermediateRenewals: the intermediate re-signed by its root for a new vaultIntermediateTtl
+        (same key and subject, so whatever an earlier certificate signed also chains through the new one) and imported
+        into the intermediate mount. The last one is made the mount's default issuer, which is what
+        root/sign-intermediate signs with, so the identity issuer's next renewal chains through it. Importing alone
+        does not move the default (openbao internal/builtin/logical/pki/path_manage_issuers.go pathImportIssuers: only
+        with default_follows_latest_issuer).
+
+        One pair of resources per id, kept like the first signing (protected with protectPki, as the policy pack
+        requires of these types): a renewal appends an id and nothing is ever replaced or deleted."""
+        latest: tuple[pulumi.Output[str], vault.pkisecret.SecretBackendIntermediateSetSigned] | None = None
+        for renewal in settings.intermediate_renewals:
+            signed = vault.pkisecret.SecretBackendRootSignIntermediate(
+                f"{name}-renewal-{renewal}", backend=root_mount.path, csr=csr.csr,
+                common_name=f"mtls-mesh intermediate {anchor}", organization="mtls-mesh",
+                ttl=str(settings.intermediate_ttl.seconds), max_path_length=INTERMEDIATE_MAX_PATH_LENGTH, format="pem",
+                opts=pulumi.ResourceOptions.merge(kept, pulumi.ResourceOptions(depends_on=after)))
+            # Only the new certificate is new to the mount (the root is already there): it is the one imported issuer.
+            imported = vault.pkisecret.SecretBackendIntermediateSetSigned(
+                f"{name}-renewal-{renewal}-set-signed", backend=int_mount.path,
+                certificate=pulumi.Output.concat(signed.certificate, "\n", root.certificate),
+                opts=pulumi.ResourceOptions.merge(kept, pulumi.ResourceOptions(depends_on=after)))
+            latest = (signed.certificate, imported)
+            after = [imported]
+        assert latest is not None
+        certificate, imported = latest
+        renewal = settings.intermediate_renewals[-1]
+
+        def only_issuer(issuers: list[str] | None) -> str:
+            if not issuers or len(issuers) != 1:
+                raise ValueError(f"renewal {renewal} of the intermediate of anchor {anchor} imported {issuers or 'no'} "
+                                 f"issuers into {settings.intermediate_mount(anchor)}, expected exactly the new "
+                                 f"certificate: check the mount's issuers (vault list {settings.intermediate_mount(anchor)}"
+                                 "/issuers) and append another renewal id")
+            return issuers[0]
+
+        # Not a key holder (the provider's Delete is a no-op: terraform-provider-vault
+        # resource_pki_secret_backend_config_issuers.go), so not protected.
+        default = vault.pkisecret.SecretBackendConfigIssuers(
+            f"{name}-default-issuer", backend=int_mount.path,
+            default=imported.imported_issuers.apply(only_issuer), opts=opts)
+        return certificate, default
 
     @staticmethod
     def _kubernetes_auth(name: str, settings: VaultSettings, args: VaultPkiArgs,

@@ -150,8 +150,10 @@ def computed_outputs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str,
     if type_ == "vault:pkiSecret/secretBackendIntermediateCertRequest:SecretBackendIntermediateCertRequest":
         return {"csr": f"-----BEGIN CERTIFICATE REQUEST-----\nMOCK-{name}\n-----END CERTIFICATE REQUEST-----\n"}
     if type_ == "vault:pkiSecret/secretBackendRootSignIntermediate:SecretBackendRootSignIntermediate":
-        signed = mock_certificate_pem(name)
+        signed = mock_certificate_pem(name, int(inputs.get("ttl", 365 * 86400)))
         return {"certificate": signed, "issuingCa": signed, "caChains": [signed]}
+    if type_ == "vault:pkiSecret/secretBackendIntermediateSetSigned:SecretBackendIntermediateSetSigned":
+        return {"importedIssuers": [f"MOCK-issuer-{name}"]}
     return {}
 
 

@@ -237,6 +237,13 @@ def _set_signed(i: dict) -> tuple[str, dict]:
     return f"{i['backend'].strip('/')}/intermediate/set-signed", {"certificate": i["certificate"]}
 
 
+def _config_issuers(i: dict) -> tuple[str, dict]:
+    # vault/resource_pki_secret_backend_config_issuers.go ...CreateUpdate: both fields always, with d.Get (so "" and
+    # false when unset).
+    return f"{i['backend'].strip('/')}/config/issuers", {
+        "default": i.get("default") or "", "default_follows_latest_issuer": bool(i.get("default_follows_latest_issuer", False))}
+
+
 def _config_urls(i: dict) -> tuple[str, dict]:
     # vault/resource_pki_secret_backend_config_urls.go: the three lists always, enable_templating (Vault >= 1.13).
     return f"{i['backend'].strip('/')}/config/urls", {
@@ -310,11 +317,15 @@ APPLY: dict[str, tuple[Callable[[dict], tuple[str, dict]], Callable[[dict], dict
         (_set_signed, lambda r: {"importedIssuers": (r.get("data") or {}).get("imported_issuers") or [],
                                  "importedKeys": (r.get("data") or {}).get("imported_keys") or []}),
     "vault:pkiSecret/secretBackendConfigUrls:SecretBackendConfigUrls": (_config_urls, lambda r: {}),
+    "vault:pkiSecret/secretBackendConfigIssuers:SecretBackendConfigIssuers": (_config_issuers, lambda r: {}),
     "vault:pkiSecret/secretBackendCrlConfig:SecretBackendCrlConfig": (_crl_config, lambda r: {}),
     "vault:pkiSecret/secretBackendRole:SecretBackendRole": (_pki_role, lambda r: {}),
     "vault:kubernetes/authBackendConfig:AuthBackendConfig": (_kubernetes_config, lambda r: {}),
     "vault:kubernetes/authBackendRole:AuthBackendRole": (_kubernetes_role, lambda r: {}),
 }
+# Types whose provider Update sends exactly the Create request (terraform-provider-vault
+# resource_pki_secret_backend_config_issuers.go: UpdateContext is ...CreateUpdate): a changed one is applied again.
+UPDATED_AS_CREATED = {"vault:pkiSecret/secretBackendConfigIssuers:SecretBackendConfigIssuers"}
 VAULT_PROVIDER = "pulumi:providers:vault"
 DEFAULT_MAX_HTTP_RETRIES = 2
 SA_TOKEN_SECRET = "kubernetes.io/service-account-token"
@@ -329,12 +340,17 @@ class OpenBaoMocks(RecordingMocks):
     outputs; a service-account token Secret gets a token the TokenReview stand-in issued, when one is given."""
 
     def __init__(self, server: OpenBaoServer, previous_outputs: dict[str, Any] | None = None, *,
-                 tokens: "TokenReviewServer | None" = None):
+                 tokens: "TokenReviewServer | None" = None, state: "OpenBaoMocks | None" = None):
+        """`state`: the mocks of an earlier run on the same server, standing for the stack's state. A resource it
+        applied with the same inputs is unchanged (the engine sends nothing, the outputs are the recorded ones); one
+        with other inputs would be an update or a replacement, which these mocks do not model (they fail)."""
         super().__init__(previous_outputs)
         self.server, self.tokens = server, tokens
         self.namespaces: dict[str, str] = {}  # provider id -> Vault namespace
         self.applied: list[tuple[str, str, SentRequest]] = []  # (type, name, what was sent)
         self.retried: list[tuple[str, str]] = []  # (path, the server's error) of each retried request
+        self.state: dict[tuple[str, str], tuple[dict[str, Any], str, dict[str, Any]]] = dict(state.state) if state else {}
+        self.unchanged: list[tuple[str, str]] = []
 
     def _namespace(self, provider: str | None) -> str | None:
         # A provider reference is "<urn>::<id>"; the ids are the ones this class handed out.
@@ -349,10 +365,14 @@ class OpenBaoMocks(RecordingMocks):
             return ident, outputs
         if (args.typ == "kubernetes:core/v1:Secret" and self.tokens is not None
                 and plain(args.inputs).get("type") == SA_TOKEN_SECRET):
+            if (args.typ, args.name) in self.state:  # the same Secret, with the token it already holds
+                return self.state[(args.typ, args.name)][1:]
             meta = plain(args.inputs)["metadata"]
             account = meta["annotations"]["kubernetes.io/service-account.name"]
             token = self.tokens.issue(meta["namespace"], account, reviewer=True)
-            return f"{args.name}-id", {**args.inputs, "data": {"token": base64.b64encode(token.encode()).decode()}}
+            outputs = {**args.inputs, "data": {"token": base64.b64encode(token.encode()).decode()}}
+            self.state[(args.typ, args.name)] = ({}, f"{args.name}-id", outputs)
+            return f"{args.name}-id", outputs
         if not args.typ.startswith("vault:"):
             return super().new_resource(args)
         if args.typ not in APPLY:
@@ -360,6 +380,13 @@ class OpenBaoMocks(RecordingMocks):
                 f"{args.typ} ({args.name}) has no mapping in tests/openbao.py APPLY: add the request the provider makes")
         request, outputs_of = APPLY[args.typ]
         inputs = api_fields(args.inputs)
+        if (args.typ, args.name) in self.state and args.typ not in UPDATED_AS_CREATED:
+            recorded, ident, outputs = self.state[(args.typ, args.name)]
+            if recorded != inputs:
+                raise UnappliedVaultResource(f"{args.typ} ({args.name}) changed inputs since the earlier run: an update "
+                                             "or replacement, which OpenBaoMocks does not apply")
+            self.unchanged.append((args.typ, args.name))
+            return ident, outputs
         path, body = request(inputs)
         namespace = self._namespace(args.provider)
         method = "PUT" if path.startswith("sys/policies/") else "POST"
@@ -378,6 +405,7 @@ class OpenBaoMocks(RecordingMocks):
         self.applied.append((args.typ, args.name, SentRequest(path, body)))
         outputs = dict(args.inputs)
         outputs.update(outputs_of(response or {}))
+        self.state[(args.typ, args.name)] = (inputs, f"{args.name}-id", outputs)
         return f"{args.name}-id", outputs
 
 
@@ -577,10 +605,9 @@ def cert_manager_login(server: OpenBaoServer, mount_path: str, role: str, jwt: s
                           token=None, namespace=namespace)
 
 
-def cert_manager_sign(server: OpenBaoServer, token: str, path: str, csr_pem: str, duration: datetime.timedelta, *,
-                      namespace: str | None = None) -> tuple[int, Any]:
-    """vault.go Sign, lines 160-180: POST /v1/<spec.vault.path> with the CSR's own CN and SANs, Go's duration
-    string for ttl, and exclude_cn_from_sans "true" (all values strings)."""
+def cert_manager_sign_parameters(csr_pem: str, duration: datetime.timedelta) -> dict[str, str]:
+    """vault.go Sign, lines 160-175: the body cert-manager POSTs, every key always present: the CSR's own CN and SANs
+    (empty strings when it has none), Go's duration string for ttl, and exclude_cn_from_sans "true" (all strings)."""
     from cryptography import x509
     csr = x509.load_pem_x509_csr(csr_pem.encode())
     try:
@@ -588,7 +615,7 @@ def cert_manager_sign(server: OpenBaoServer, token: str, path: str, csr_pem: str
     except x509.ExtensionNotFound:
         sans = x509.SubjectAlternativeName([])
     cns = csr.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
-    parameters = {
+    return {
         "common_name": cns[0].value if cns else "",
         "alt_names": ",".join(sans.get_values_for_type(x509.DNSName)),
         "ip_sans": ",".join(str(ip) for ip in sans.get_values_for_type(x509.IPAddress)),
@@ -597,7 +624,13 @@ def cert_manager_sign(server: OpenBaoServer, token: str, path: str, csr_pem: str
         "csr": csr_pem,
         "exclude_cn_from_sans": "true",
     }
-    return server.request("POST", path.strip("/"), parameters, token=token, namespace=namespace)
+
+
+def cert_manager_sign(server: OpenBaoServer, token: str, path: str, csr_pem: str, duration: datetime.timedelta, *,
+                      namespace: str | None = None) -> tuple[int, Any]:
+    """vault.go Sign: POST /v1/<spec.vault.path> with cert_manager_sign_parameters."""
+    return server.request("POST", path.strip("/"), cert_manager_sign_parameters(csr_pem, duration), token=token,
+                          namespace=namespace)
 
 
 def go_duration(duration: datetime.timedelta) -> str:

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.alerts import anchor_rule_group, certificate_not_after, signed_workload_rule_group
+from components.alerts import anchor_rule_group, certificate_not_after, intermediate_rule_group, signed_workload_rule_group
 from components.durations import Duration
 from components.errors import SettingsError
 from conformance import validate_object
-from harness import MOCK_NOT_BEFORE, mock_certificate_pem, run_program
+from harness import MOCK_NOT_BEFORE, RecordingMocks, mock_certificate_pem, run_program
 
 PROMTOOL = shutil.which("promtool")
 EVAL = 20 * 60  # seconds into the test at which alerts are evaluated; `for` durations are at most 15m
@@ -235,7 +235,7 @@ def test_every_alert_fires_on_failure_and_stays_silent_on_health(each_stack, pro
     tests = scenarios(each_stack)
     tested = {t["alert_rule_test"][0]["alertname"] for t in tests}
     # Rules written from a certificate read at deploy time (no metric) have their own tests below.
-    from_deploy_time = {"MeshTrustAnchorExpiring"}
+    from_deploy_time = {"MeshTrustAnchorExpiring", "MeshVaultIntermediateExpiring"}
     if each_stack.config.get("mtls-mesh:pkiMode") == "self-signed":
         from_deploy_time.add("MeshWorkloadCertificateExpiring")
     deployed = set(rules_by_alert(spec)) - from_deploy_time
@@ -390,3 +390,47 @@ def test_every_certificate_the_program_registers_is_watched_for_readiness(promto
     assert {"linkerd", "linkerd-viz", "data"} <= {c["metadata"]["namespace"] for c in run.objects("Certificate")}
     result = run_promtool_tests(promtool, tmp_path, spec, tests)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+def test_intermediate_expiry_is_read_from_the_intermediate_vault_signs_with(each_stack):
+    """Vault stacks: the intermediate's notAfter (the harness's stand-in is valid for the ttl the root was asked for)
+    at 90, 30 and 7 days; with vaultIntermediateRenewals, the latest renewal's. Dev has no intermediate."""
+    rules = rules_by_alert(rule_spec(each_stack)).get("MeshVaultIntermediateExpiring", [])
+    if each_stack.config.get("mtls-mesh:pkiMode", "vault") != "vault":
+        assert rules == []
+        return
+    ttl = Duration.parse(each_stack.config.get("mtls-mesh:vaultIntermediateTtl", "43800h"))
+    expected = int(MOCK_NOT_BEFORE.timestamp()) + ttl.seconds
+    assert [(r["labels"]["severity"], r["labels"]["threshold"]) for r in rules] == [
+        ("warning", "90d"), ("critical", "30d"), ("critical", "7d")]
+    assert {r["expr"].split(" - ")[0] for r in rules} == {f"vector({expected}"}
+
+    class LatestRenewalDiffers(RecordingMocks):
+        """The stand-in certificate of renewal 2036-04 is valid for 1,000 days, every other for what was asked."""
+
+        def new_resource(self, args):
+            ident, outputs = super().new_resource(args)
+            if args.typ.endswith("SecretBackendRootSignIntermediate") and args.name.endswith("-renewal-2036-04"):
+                outputs["certificate"] = mock_certificate_pem(args.name, 1000 * 86400)
+            return ident, outputs
+
+    renewed = run_program(each_stack.stack, set_config={"vaultIntermediateRenewals": ["2031-05", "2036-04"]},
+                          mocks_factory=LatestRenewalDiffers)
+    rules = rules_by_alert(rule_spec(renewed))["MeshVaultIntermediateExpiring"]
+    assert {r["expr"].split(" - ")[0] for r in rules} == {f"vector({int(MOCK_NOT_BEFORE.timestamp()) + 1000 * 86400}"}
+
+
+def test_intermediate_alert_fires_at_each_tier_at_least_30_days_ahead_and_not_before(promtool, tmp_path):
+    thresholds = {"90d": 90, "30d": 30, "7d": 7}
+    for label, days in thresholds.items():
+        expiry = days * 86400 - 1800
+        group = intermediate_rule_group({"2026-11": expiry}, Duration.parse("43800h"))
+        expected = [{"anchor": "2026-11", "severity": "warning" if t == "90d" else "critical", "threshold": t}
+                    for t, d in thresholds.items() if d >= days]
+        result = run_promtool_tests(promtool, tmp_path, {"groups": [group]},
+                                    case("MeshVaultIntermediateExpiring", [], [], expected)[:1])
+        assert result.returncode == 0, result.stdout
+    healthy = intermediate_rule_group({"2026-11": 91 * 86400}, Duration.parse("43800h"))
+    result = run_promtool_tests(promtool, tmp_path, {"groups": [healthy]},
+                                case("MeshVaultIntermediateExpiring", [], [], [])[:1])
+    assert result.returncode == 0, result.stdout

@@ -160,6 +160,13 @@ def test_unprotected_pki_is_caught_in_prod():
     assert any("SecretBackendRootCert" in f for f in found)
 
 
+def test_a_renewed_vault_intermediate_passes_the_protection_policy():
+    run = run_program("prod", set_config={"vaultIntermediateRenewals": ["2031-05", "2036-04"]})
+    renewals = [r for r in run.registrations if "-renewal-" in r.name]
+    assert len(renewals) == 4 and all(r.protect for r in renewals)
+    assert not violations(run, BY_NAME["pki-protected"])
+
+
 def test_a_protected_self_signed_stack_passes_with_its_workload_leaf_keys_unprotected():
     run = run_program("dev", set_config={"protectPki": True})
     leaf_keys = [r for r in run.of_type("tls:index/privateKey:PrivateKey") if r.name.startswith("workload-tls-")]

@@ -83,7 +83,7 @@ def differences(preview: Any, up: Any, path: str = "") -> list[str]:
 
 # What only a provider computes, and so may be unknown in a preview: certificates, keys, tokens, and the expiry rules
 # read from certificates (components/alerts.py).
-COMPUTED_RULE_GROUPS = ("mtls-mesh.anchors", "mtls-mesh.signed-workload-certificates")
+COMPUTED_RULE_GROUPS = ("mtls-mesh.anchors", "mtls-mesh.signed-workload-certificates", "mtls-mesh.vault-intermediates")
 
 
 def provider_computed(value: Any) -> bool:

@@ -137,7 +137,7 @@ def test_identity_issuer_is_signed_by_sign_intermediate_never_by_a_leaf_role(sta
 
 
 def _policy_paths(policy) -> list[tuple[str, str]]:
-    return re.findall(r'path "([^"]+)" \{\s*capabilities = (\[[^\]]*\])\s*\}', policy.inputs["policy"])
+    return re.findall(r'path "([^"]+)" \{\s*capabilities = (\[[^\]]*\])\s', policy.inputs["policy"])
 
 
 def test_each_vault_login_may_call_exactly_its_own_signing_path(staging):

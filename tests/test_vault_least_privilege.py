@@ -22,10 +22,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import tools
+from components.durations import Duration
 from components.graph import mesh_identity
 from harness import PROJECT, PROJECT_DIR, run_program, stack_config
 from openbao import OpenBaoMocks, OpenBaoServer, TokenReviewServer, cert_manager_login, cert_manager_sign, \
-    cert_manager_token_audiences
+    cert_manager_sign_parameters, cert_manager_token_audiences
 from test_x509 import handshake
 
 ROTATION = {"trustAnchor": "2026-11", "nextTrustAnchor": "2027-11", "anchorRotationPhase": "add-next"}
@@ -63,9 +64,39 @@ class Deployed:
         assert status == 200, body
         return body["auth"]["client_token"]
 
+    def identity_request(self) -> dict:
+        """The spec of the program's Linkerd identity issuer Certificate: what cert-manager asks the identity login for."""
+        return self.run.object("Certificate", "linkerd-identity-issuer", "linkerd")["spec"]
+
+    def duration(self, issuer: dict) -> datetime.timedelta:
+        """The ttl cert-manager sends: the Certificate's duration (the identity issuer's), 24h for workload tests."""
+        if issuer["metadata"]["name"].startswith("mtls-mesh-identity-"):
+            return datetime.timedelta(seconds=Duration.parse(self.identity_request()["duration"]).seconds)
+        return datetime.timedelta(hours=24)
+
     def sign(self, issuer: dict, csr: str, *, path: str | None = None, token: str | None = None) -> tuple[int, dict]:
         return cert_manager_sign(self.server, token or self.vault_token(issuer), path or issuer["spec"]["vault"]["path"],
-                                 csr, datetime.timedelta(hours=24), namespace=self.vault_namespace)
+                                 csr, self.duration(issuer), namespace=self.vault_namespace)
+
+    def post(self, issuer: dict, body: dict, token: str) -> tuple[int, dict]:
+        """Any request body on the issuer's own path, with its login's token."""
+        return self.server.request("POST", issuer["spec"]["vault"]["path"].strip("/"), body, token=token,
+                                   namespace=self.vault_namespace)
+
+
+def _apply(stack: str, server, reviews, vault_namespace: str, state: OpenBaoMocks | None, settings) -> Deployed:
+    holder = []
+
+    def mocks(previous):
+        holder.append(OpenBaoMocks(server, previous, tokens=reviews, state=state))
+        return holder[-1]
+
+    run = run_program(stack, mocks_factory=mocks,
+                      set_config={"vaultKubernetesHost": reviews.host, "vaultKubernetesCaFile": str(reviews.ca_file),
+                                  **settings})
+    deployed = Deployed(run, server, reviews, vault_namespace)
+    deployed.stack, deployed.settings, deployed.mocks = stack, settings, holder[-1]
+    return deployed
 
 
 def deploy(stack: str, **settings):
@@ -77,14 +108,18 @@ def deploy(stack: str, **settings):
     try:
         if vault_namespace:
             server.write(f"sys/namespaces/{vault_namespace}")
-        run = run_program(stack, mocks_factory=lambda previous: OpenBaoMocks(server, previous, tokens=reviews),
-                          set_config={"vaultKubernetesHost": reviews.host, "vaultKubernetesCaFile": str(reviews.ca_file),
-                                      **settings})
-        return Deployed(run, server, reviews, vault_namespace), (server, reviews)
+        return _apply(stack, server, reviews, vault_namespace, None, settings), (server, reviews)
     except BaseException:
         server.__exit__(None, None, None)
         reviews.__exit__(None, None, None)
         raise
+
+
+def update(deployed: Deployed, **settings) -> Deployed:
+    """The next `pulumi up` of the same stack on the same OpenBao, with these settings changed: what the earlier run
+    created and still declares unchanged is left alone (as the engine would), what is new is applied."""
+    return _apply(deployed.stack, deployed.server, deployed.reviews, deployed.vault_namespace or "", deployed.mocks,
+                  {**deployed.settings, **settings})
 
 
 @pytest.fixture(scope="module", params=["staging", "prod"])
@@ -206,8 +241,8 @@ def test_a_workload_login_never_gets_a_ca(deployed):
 def test_the_chain_vault_hands_out_carries_each_certificate_once(deployed):
     """The program sends set-signed the intermediate bundle plus the root (so the root twice); Vault imports each
     certificate once, and what cert-manager receives is identity issuer -> intermediate -> root, no repeats."""
-    issuer = deployed.issuer("linkerd", "mtls-mesh-identity-")
-    status, body = deployed.sign(issuer, csr(new_key(), "identity.example", ["identity.example"]))
+    issuer, spec = deployed.issuer("linkerd", "mtls-mesh-identity-"), deployed.identity_request()
+    status, body = deployed.sign(issuer, csr(new_key(), spec["commonName"], spec["dnsNames"]))
     assert status == 200, body
     chain = [pem(c) for c in body["data"]["ca_chain"]]
     assert len({c.fingerprint(hashes.SHA256()) for c in chain}) == len(chain) == 3, [c.subject for c in chain]
@@ -221,6 +256,86 @@ def test_the_identity_issuer_is_a_ca_that_can_sign_leaves_only(deployed):
     assert status == 200, body
     constraints = pem(body["data"]["certificate"]).extensions.get_extension_for_class(x509.BasicConstraints).value
     assert constraints.ca and constraints.path_length == 0, "a CA below it would be refused by every verifier"
+
+
+# --- the identity login: exactly cert-manager's request for the identity issuer ------------------------------------
+
+def identity_attempts(deployed: Deployed) -> dict[str, dict]:
+    """Bodies an attacker holding the identity login could POST to root/sign-intermediate, each one change away from
+    cert-manager's own request (issue 21: OpenBao signed every one of these before the policy pinned parameters)."""
+    spec, td = deployed.identity_request(), deployed.trust_domain
+    other = mesh_identity(OTHER_ACCOUNT, OTHER_NAMESPACE, td)
+    spiffe = f"spiffe://{td}/ns/{OTHER_NAMESPACE}/sa/{OTHER_ACCOUNT}"
+    base = cert_manager_sign_parameters(csr(new_key(), spec["commonName"], spec["dnsNames"]),
+                                        deployed.duration(deployed.issuer("linkerd", "mtls-mesh-identity-")))
+    return {
+        "another CN": {**base, "common_name": f"{OTHER_SERVICE}.{OTHER_NAMESPACE}.svc"},
+        "another identity's SAN": {**base, "alt_names": f"{spec['dnsNames'][0]},{other}"},
+        "another CN and SAN, 10 years": {**base, "common_name": "web.payments.svc", "alt_names": other, "ttl": "87600h"},
+        "a URI SAN": {**base, "uri_sans": spiffe},
+        "an IP SAN": {**base, "ip_sans": "10.0.0.1"},
+        "a longer TTL": {**base, "ttl": "87600h"},
+        "a TTL in seconds": {**base, "ttl": 315360000},
+        "no TTL (the mount's default)": {k: v for k, v in base.items() if k != "ttl"},
+        "not_after": {**{k: v for k, v in base.items() if k != "ttl"}, "not_after": "2099-01-01T00:00:00Z"},
+        "max_path_length": {**base, "max_path_length": 5},
+        "use_csr_values with a URI SAN": {**base, "use_csr_values": True,
+                                          "csr": csr(new_key(), spec["commonName"], spec["dnsNames"], uris=[spiffe])},
+        "other_sans": {**base, "other_sans": "1.3.6.1.4.1.311.20.2.3;UTF8:admin@example.com"},
+        "permitted_dns_domains": {**base, "permitted_dns_domains": "example.com"},
+        "signature and subject fields": {**base, "organization": "mtls-mesh", "ou": "x"},
+    }
+
+
+def test_the_identity_login_signs_cert_managers_request(deployed):
+    """Exactly what cert-manager v1.21.1 sends for the program's identity issuer Certificate is signed, as before."""
+    issuer, spec = deployed.issuer("linkerd", "mtls-mesh-identity-"), deployed.identity_request()
+    status, body = deployed.sign(issuer, csr(new_key(), spec["commonName"], spec["dnsNames"]))
+    assert status == 200, body
+    issued = pem(body["data"]["certificate"])
+    assert issued.not_valid_after_utc - issued.not_valid_before_utc <= deployed.duration(issuer) + datetime.timedelta(seconds=30)
+
+
+def test_the_identity_login_signs_nothing_else(deployed):
+    """Every variation of cert-manager's request is refused by the server (403: the login's policy pins each
+    parameter cert-manager sends to the value it sends, and allows no other parameter)."""
+    issuer = deployed.issuer("linkerd", "mtls-mesh-identity-")
+    token = deployed.vault_token(issuer)
+    answers = {case: deployed.post(issuer, body, token) for case, body in identity_attempts(deployed).items()}
+    signed = {case: pem(body["data"]["certificate"]).subject.rfc4514_string()
+              for case, (status, body) in answers.items() if status == 200}
+    assert not signed, f"the identity login got a CA signed for: {signed}"
+    assert {case: status for case, (status, _) in answers.items()} == dict.fromkeys(answers, 403), answers
+
+
+def test_names_in_the_identity_csr_never_reach_the_certificate(deployed):
+    """sign-intermediate takes the subject and SANs from the request's parameters unless use_csr_values (refused
+    above): a CSR carrying another identity, a URI and an IP, sent with cert-manager's parameters, yields a CA that
+    names only the identity issuer."""
+    issuer, spec, td = deployed.issuer("linkerd", "mtls-mesh-identity-"), deployed.identity_request(), deployed.trust_domain
+    request = csr(new_key(), spec["commonName"], [*spec["dnsNames"], mesh_identity(OTHER_ACCOUNT, OTHER_NAMESPACE, td)],
+                  uris=[f"spiffe://{td}/ns/{OTHER_NAMESPACE}/sa/{OTHER_ACCOUNT}"], ips=["10.0.0.1"], ca=True)
+    body = {**cert_manager_sign_parameters(request, deployed.duration(issuer)), "alt_names": ",".join(spec["dnsNames"]),
+            "uri_sans": "", "ip_sans": ""}
+    status, answer = deployed.post(issuer, body, deployed.vault_token(issuer))
+    assert status == 200, answer
+    issued = pem(answer["data"]["certificate"])
+    sans = issued.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [n.value for n in sans] == spec["dnsNames"]
+    assert issued.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == spec["commonName"]
+    assert issued.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length == 0
+
+
+def test_the_intermediate_mount_caps_what_it_signs_at_the_issuers_lifetime(deployed):
+    """Even for a caller the policy would let choose a TTL (the operator's root token here), the intermediate mount
+    signs no longer than the identity issuer's duration: its max lease TTL is that duration."""
+    issuer, spec = deployed.issuer("linkerd", "mtls-mesh-identity-"), deployed.identity_request()
+    body = {**cert_manager_sign_parameters(csr(new_key(), spec["commonName"], spec["dnsNames"]),
+                                           deployed.duration(issuer)), "ttl": "87600h"}
+    status, answer = deployed.post(issuer, body, "root")
+    assert status == 200, answer
+    issued = pem(answer["data"]["certificate"])
+    assert issued.not_valid_after_utc - issued.not_valid_before_utc <= deployed.duration(issuer) + datetime.timedelta(seconds=30)
 
 
 # --- what the proxies verify: real mutual TLS with what Vault signed ------------------------------------------------
@@ -377,3 +492,61 @@ def test_vault_reviews_tokens_over_tls_verified_with_the_ca_the_program_gave_it(
         finally:
             server.__exit__(None, None, None)
             reviews.__exit__(None, None, None)
+
+
+# --- renewing the intermediate: a new certificate for the same key, the identity issuer follows ----------------------
+
+def intermediate_of(chain: Chain) -> x509.Certificate:
+    (intermediate,) = [c for c in chain.intermediates if c.subject == chain.certificate.issuer]
+    return intermediate
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_a_renewed_intermediate_signs_the_next_identity_issuer_and_proxies_keep_trusting(stack, tmp_path):
+    """vaultIntermediateRenewals on an applied stack (the same OpenBao, the next `pulumi up`): the root re-signs the
+    intermediate, the mount's default issuer moves to it, cert-manager's next renewal of the identity issuer chains
+    through it, and proxies holding leaves from the old issuer and from the new one complete mutual TLS against the
+    unchanged bundle. The alert reads the renewed intermediate's notAfter."""
+    from test_alerts import rule_spec, rules_by_alert
+
+    before, (server, reviews) = deploy(stack)
+    try:
+        old = Chain(before, before.issuer("linkerd", "mtls-mesh-identity-"))
+        after = update(before, vaultIntermediateRenewals=["2031-05"])
+        assert after.mocks.unchanged and {t.split(":")[-1] for t, _, _ in after.mocks.applied} == {
+            "SecretBackendRootSignIntermediate", "SecretBackendIntermediateSetSigned", "SecretBackendConfigIssuers"}
+        new = Chain(after, after.issuer("linkerd", "mtls-mesh-identity-"))
+        old_int, new_int = intermediate_of(old), intermediate_of(new)
+        assert new_int != old_int and new_int.subject == old_int.subject
+        assert new_int.public_key() == old_int.public_key(), "re-signed, same key"
+        # A fresh vaultIntermediateTtl from now (here seconds after the first signing, so possibly the same second).
+        assert new_int.not_valid_after_utc >= old_int.not_valid_after_utc and new_int.serial_number != old_int.serial_number
+        new.certificate.verify_directly_issued_by(new_int)
+        (root,) = bundle(after)
+        new_int.verify_directly_issued_by(root)
+        # Same key and subject: what the old intermediate signed also verifies under the new one, and the reverse.
+        old.certificate.verify_directly_issued_by(new_int)
+
+        server_id = mesh_identity("billing", "payments", after.trust_domain)
+        old_leaf, old_key = old.leaf(server_id)
+        new_leaf, new_leaf_key = new.leaf(mesh_identity("frontend", "web", after.trust_domain))
+        trust = bundle(after)
+        server_side = context(ssl.PROTOCOL_TLS_SERVER, trust, old.presented(old_leaf), old_key, tmp_path, "s")
+        client_side = context(ssl.PROTOCOL_TLS_CLIENT, trust, new.presented(new_leaf), new_leaf_key, tmp_path, "c")
+        assert handshake(server_side, client_side, server_id) == "ok"
+
+        rules = rules_by_alert(rule_spec(after.run))["MeshVaultIntermediateExpiring"]
+        assert {r["expr"].split(" - ")[0] for r in rules} == {f"vector({int(new_int.not_valid_after_utc.timestamp())}"}
+        rules = rules_by_alert(rule_spec(before.run))["MeshVaultIntermediateExpiring"]
+        assert {r["expr"].split(" - ")[0] for r in rules} == {f"vector({int(old_int.not_valid_after_utc.timestamp())}"}
+
+        # The next renewal appends an id: the first renewal's resources are left alone, the default moves again.
+        later = update(after, vaultIntermediateRenewals=["2031-05", "2036-04"])
+        assert sorted(n for _, n, _ in later.mocks.applied) == sorted(
+            [n.replace("2031-05", "2036-04") for _, n, _ in after.mocks.applied if "2031-05" in n]
+            + [n for _, n, _ in after.mocks.applied if "default-issuer" in n])
+        latest_int = intermediate_of(Chain(later, later.issuer("linkerd", "mtls-mesh-identity-")))
+        assert latest_int not in (old_int, new_int) and latest_int.public_key() == old_int.public_key()
+    finally:
+        server.__exit__(None, None, None)
+        reviews.__exit__(None, None, None)
