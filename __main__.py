@@ -1,21 +1,22 @@
 """mtls-mesh: wiring only. Settings are read and validated once and compiled to the plan of every object the stack
-manages (components/plan.py, no Pulumi); then each component registers its part of the plan."""
+manages (components/plan.py, no Pulumi); then each component registers its part of the plan, and the values only a
+provider can make (roots, signed certificates, tokens) pass from the component that makes them to those that use them."""
 
 import pulumi
 
-from components.alerts import MeshAlerts, MeshAlertsArgs
-from components.authorization import MeshAuthorization, MeshAuthorizationArgs
-from components.cert_manager import AnchorMaterial, CertManager, CertManagerArgs
-from components.namespaces import MeshNamespaces, MeshNamespacesArgs
 from components.plan import compile_mesh
 from components.providers import kubernetes_provider, vault_provider
+from components.register_alerts import MeshAlerts, MeshAlertsArgs
+from components.register_authorization import MeshAuthorization, MeshAuthorizationArgs
+from components.register_cert_manager import AnchorMaterial, CertManager, CertManagerArgs
 from components.register_linkerd import LinkerdControlPlane, LinkerdControlPlaneArgs
+from components.register_namespaces import MeshNamespaces, MeshNamespacesArgs
 from components.register_trust import SelfSignedAnchors, SelfSignedWorkloadCertificates
+from components.register_vault import VaultPki, VaultPkiArgs, VaultTokenReviewer
 from components.register_verification import MeshVerification, MeshVerificationArgs
 from components.rotation import check_rotation_step, read_previous_rotation, rotation_status
 from components.runtime import read_stack_config, settings_errors_reported, tune_garbage_collector
 from components.settings import load_settings
-from components.vault_pki import VaultPki, VaultPkiArgs, VaultTokenReviewer
 
 tune_garbage_collector()
 
@@ -35,17 +36,16 @@ on_cluster = pulumi.ResourceOptions(providers={"kubernetes": kubernetes})
 
 namespaces = MeshNamespaces(
     "mesh",
-    MeshNamespacesArgs(graph=settings.graph, rollout=settings.rollout, adopt=settings.adopt_namespaces,
-                       viz=settings.linkerd.viz),
+    MeshNamespacesArgs(linkerd=plan.linkerd_namespace, viz=plan.viz_namespace, namespaces=plan.namespaces),
     on_cluster,
 )
 
 workload_tls = {}
-if settings.vault is not None:
+if plan.vault is not None:
     reviewer = None
-    if settings.vault.kubernetes_auth_mode == "external" and settings.vault.create_kubernetes_auth:
-        reviewer = VaultTokenReviewer("vault-token-reviewer", on_cluster)
-    pki = VaultPki("pki", VaultPkiArgs(settings, reviewer_token=reviewer.token if reviewer else None,
+    if plan.vault.token_reviewer:
+        reviewer = VaultTokenReviewer("vault-token-reviewer", plan.vault.token_reviewer, on_cluster)
+    pki = VaultPki("pki", VaultPkiArgs(settings.vault, plan.vault, reviewer_token=reviewer.token if reviewer else None,
                                        reviewer_ready=(reviewer.binding,) if reviewer else ()),
                    pulumi.ResourceOptions(providers={"vault": vault_provider("vault", settings.vault)}))
     anchors = {a: AnchorMaterial(v.root_certificate_pem, v.workload_root_pem, ready=v.ready,
@@ -65,9 +65,10 @@ else:
 
 certificates = CertManager(
     "certs",
-    CertManagerArgs(settings=settings, anchors=anchors, namespaces=namespaces.namespaces,
-                    linkerd_namespace=namespaces.linkerd, identity_login_ready=identity_login_ready,
-                    namespace_login_ready=namespace_login_ready, workload_tls=workload_tls),
+    CertManagerArgs(plan=plan.certificates, certificate_namespaces=plan.certificate_namespaces(), anchors=anchors,
+                    namespaces=namespaces.namespaces, linkerd_namespace=namespaces.linkerd,
+                    identity_login_ready=identity_login_ready, namespace_login_ready=namespace_login_ready,
+                    workload_tls=workload_tls),
     on_cluster,
 )
 
@@ -79,9 +80,10 @@ linkerd = LinkerdControlPlane(
     on_cluster,
 )
 
-authorization = MeshAuthorization(
+MeshAuthorization(
     "authz",
-    MeshAuthorizationArgs(settings=settings, namespaces=namespaces.namespaces, policy_crds=linkerd.crds),
+    MeshAuthorizationArgs(namespace_objects={name: ns.policy for name, ns in plan.namespaces.items()},
+                          namespaces=namespaces.namespaces, policy_crds=linkerd.crds),
     on_cluster,
 )
 
@@ -92,13 +94,12 @@ if plan.verification is not None:
         on_cluster,
     )
 
-if settings.monitoring.enabled:
+if plan.alerts is not None:
     MeshAlerts(
         "alerts",
-        MeshAlertsArgs(settings=settings, anchor_certificates={a: m.certificate_pem for a, m in anchors.items()},
+        MeshAlertsArgs(plan=plan.alerts, anchor_certificates={a: m.certificate_pem for a, m in anchors.items()},
                        linkerd_namespace=namespaces.linkerd, signed_workloads=certificates.signed_workloads,
-                       intermediate_certificates=intermediates,
-                       intermediate_validity=settings.vault.intermediate_ttl if settings.vault else None),
+                       intermediate_certificates=intermediates),
         on_cluster,
     )
 
@@ -107,8 +108,7 @@ pulumi.export("inboundPolicies", dict(plan.inbound_policies))
 pulumi.export("trustAnchors", {anchor: material.certificate_pem for anchor, material in anchors.items()})
 pulumi.export("workloadRoots", {anchor: material.workload_root_pem for anchor, material in anchors.items()})
 pulumi.export("trustRotation", rotation_status(settings.pki.rotation))
-pulumi.export("linkerd", {"chartVersion": settings.linkerd.chart_version,
-                          "highAvailability": settings.linkerd.high_availability,
-                          "cni": settings.linkerd.cni, "viz": settings.linkerd.viz})
+pulumi.export("linkerd", {"chartVersion": plan.linkerd.chart_version, "highAvailability": plan.linkerd.high_availability,
+                          "cni": plan.linkerd.cni, "viz": plan.linkerd.viz_values is not None})
 pulumi.export("accessMatrix", dict(plan.access_matrix))
 pulumi.export("egressMatrix", dict(plan.egress_matrix))

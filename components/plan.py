@@ -28,6 +28,7 @@ from .cert_manager import (cert_manager_values, identity_issuer_certificate, ide
                            trust_bundle, trust_manager_values, workload_certificate, workload_issuer,
                            workload_secret_name, workload_trust_bundle)
 from .collisions import object_name_clashes
+from .durations import Duration
 from .errors import Problem, SettingsError
 from .graph import Service
 from .linkerd import (crds_values, control_plane_values, viz_values, webhook_ca_objects, webhook_certificate,
@@ -76,9 +77,13 @@ class CertificatesPlan:
     publishes as ConfigMaps (and, without Vault, whose key it hands the identity issuer), once a provider made them."""
 
     namespace: str
+    chart_version: str
+    trust_manager_chart_version: str
     cert_manager_values: Object | None
     trust_manager_values: Object | None
     anchors: tuple[str, ...]
+    issuing_anchor: str
+    bundle_anchors: tuple[str, ...]
     identity_issuers: Mapping[str, Object]
     identity_rbac: tuple[Object, ...]
     identity_issuer_certificate: Object
@@ -155,6 +160,10 @@ class AlertsPlan:
     labels: Mapping[str, str]
     rule_groups: tuple[Object, ...]
     pod_monitor: Object
+    # What the expiry groups written at registration need.
+    anchor_validity: Duration
+    workload_renew_before: Duration
+    intermediate_validity: Duration | None
 
     def objects(self) -> Iterator[Object]:
         yield self.pod_monitor
@@ -171,9 +180,13 @@ class VaultLogin:
 
 @dataclass(frozen=True)
 class VaultPlan:
-    """What the settings fix in Vault: the logins (identity issuer first, then one per certificate namespace), the PKI
-    role of each certificate namespace, and (external token review) the reviewer's Kubernetes objects."""
+    """What the settings fix in Vault: per anchor in use a root, an intermediate (its mount's max TTL: the identity
+    issuer's duration) and a workload root; the logins (identity issuer, then one per certificate namespace); the PKI
+    role of each certificate namespace; and (external token review) the reviewer's Kubernetes objects."""
 
+    anchors: tuple[str, ...]
+    protect: bool
+    intermediate_max_ttl_seconds: int
     identity_login: VaultLogin
     namespace_logins: Mapping[str, VaultLogin]
     workload_roles: Mapping[str, Mapping[str, Any]]
@@ -199,6 +212,10 @@ class MeshPlan:
     egress_matrix: Mapping[str, Any] = field(default_factory=dict)
     # The export `inboundPolicies`: each meshed namespace's rollout phase.
     inbound_policies: Mapping[str, str] = field(default_factory=dict)
+
+    def certificate_namespaces(self) -> dict[str, NamespacePlan]:
+        """The namespaces with certificate services, sorted (their issuers and Certificates, or signed services)."""
+        return {name: ns for name, ns in sorted(self.namespaces.items()) if ns.certificates or ns.signed_services}
 
     def policy_objects(self) -> list[Object]:
         """Every graph namespace's policy objects, namespace by namespace."""
@@ -244,11 +261,12 @@ def _namespace_plans(settings: Settings) -> dict[str, NamespacePlan]:
 def _certificates_plan(settings: Settings) -> CertificatesPlan:
     cm = settings.cert_manager
     return CertificatesPlan(
-        namespace=cm.namespace,
+        namespace=cm.namespace, chart_version=cm.chart_version, trust_manager_chart_version=cm.trust_manager_chart_version,
         cert_manager_values=cert_manager_values(settings.monitoring.labels if settings.monitoring.enabled else None)
         if cm.install else None,
         trust_manager_values=trust_manager_values(cm.namespace) if cm.install else None,
-        anchors=settings.pki.rotation.anchors,
+        anchors=settings.pki.rotation.anchors, issuing_anchor=settings.pki.rotation.issuing_anchor,
+        bundle_anchors=settings.pki.rotation.bundle_anchors,
         identity_issuers=identity_issuers(settings),
         identity_rbac=tuple(token_request_rbac(LINKERD_NAMESPACE, cm)) if settings.vault is not None else (),
         identity_issuer_certificate=identity_issuer_certificate(settings),
@@ -275,6 +293,8 @@ def _vault_plan(settings: Settings) -> VaultPlan | None:
     namespaces = list(settings.graph.certificate_services)
     external_review = vault.kubernetes_auth_mode == "external" and vault.create_kubernetes_auth
     return VaultPlan(
+        anchors=rotation.anchors, protect=settings.pki.protect,
+        intermediate_max_ttl_seconds=settings.pki.issuer_duration.seconds,
         identity_login=VaultLogin(vault.identity_auth_role, LINKERD_NAMESPACE, identity_issuer_policy(settings)),
         namespace_logins={ns: VaultLogin(vault.namespace_auth_role(ns), ns, namespace_policy(vault, rotation, ns))
                           for ns in namespaces},
@@ -309,7 +329,9 @@ def _alerts_plan(settings: Settings) -> AlertsPlan | None:
         return None
     labels = settings.monitoring.labels
     return AlertsPlan(labels=labels, rule_groups=tuple(mesh_rule_groups(settings)),
-                      pod_monitor=pod_monitor(settings, labels))
+                      pod_monitor=pod_monitor(settings, labels), anchor_validity=settings.pki.anchor_validity,
+                      workload_renew_before=settings.pki.workload_renew_before,
+                      intermediate_validity=settings.vault.intermediate_ttl if settings.vault is not None else None)
 
 
 def build_plan(settings: Settings) -> MeshPlan:

@@ -11,8 +11,6 @@ import ast
 import sys
 from pathlib import Path
 
-import pytest
-
 from harness import PROJECT_DIR
 
 PACKAGES = ("components", "discover", "policy", "deploy", "benchmarks")
@@ -125,11 +123,6 @@ def test_the_graph_sees_function_level_and_relative_imports():
     assert "components.plan" in graph["__main__"]
 
 
-# Until the builders of authorization, cert_manager, namespaces, alerts and vault_pki are apart from their components.
-_SPLIT_PENDING = pytest.mark.xfail(strict=True, reason="builder modules still hold their ComponentResource")
-
-
-@_SPLIT_PENDING
 def test_reading_and_compiling_the_settings_imports_no_pulumi():
     graph = import_graph()
     for module in PULUMI_FREE:
@@ -144,7 +137,6 @@ def test_reading_and_compiling_the_settings_imports_no_pulumi():
                 raise AssertionError(f"{module} imports {package}: " + " <- ".join(chain))
 
 
-@_SPLIT_PENDING
 def test_the_compile_step_runs_without_pulumi_installed(tmp_path):
     """Not only by the import graph: a fresh interpreter that cannot import pulumi compiles the dev stack."""
     import subprocess
