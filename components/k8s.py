@@ -11,8 +11,7 @@ from typing import Any, Callable, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-# Re-exported while builders still import them from here; new code imports them from objects.py.
-from .objects import MANAGED_BY, WAIT_FOR_READY, WAIT_FOR_SYNCED, group_manifest, metadata  # noqa: F401
+from .objects import group_manifest
 
 # NetworkPolicy (metadata and spec only) takes the generic path below: the type token is the same
 # (kubernetes:networking.k8s.io/v1:NetworkPolicy), and with thousands of them the typed class's input translation

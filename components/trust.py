@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .graph import Service, spiffe_id, workload_dns_names
-from .names import anchor_common_name, workload_root_common_name
+from .names import anchor_common_name
 from .settings import Settings
 
 # CA certificates sign certificates and CRLs, nothing else.
