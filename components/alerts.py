@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
+from .authorization import authorization_objects, plaintext_authorizations
 from .durations import Duration
 from .linkerd import CONTROL_PLANE_WEBHOOKS, WEBHOOK_CERT_RENEW_BEFORE
 from .namespaces import LINKERD_NAMESPACE, VIZ_NAMESPACE
@@ -24,9 +25,17 @@ RULE_NAME = "mtls-mesh"
 POD_MONITOR_NAME = "linkerd-proxies"
 # Phases in which every inbound request must carry a mesh identity: plaintext there is a finding.
 AUTHENTICATED_PHASES = ("deny", "all-authenticated", "cluster-authenticated")
-# Admitted plaintext that is expected: kubelet probes (Linkerd's default probe authorization and our admin route)
-# and a Prometheus outside the mesh scraping /metrics.
-EXPECTED_PLAINTEXT_AUTHZ = "probe|linkerd-admin-probes|prometheus-network-scrape|localhost"
+# The proxy refreshes its certificate at 70% of the time left on it (linkerd2-proxy
+# linkerd/proxy/identity-client/src/certify.rs `refresh_in`): a refresh older than this, plus a margin, is overdue.
+REFRESH_AT = 0.7
+REFRESH_MARGIN = 3600
+# linkerd-identity's admin port (charts/linkerd-control-plane/templates/identity.yaml: container `identity`, port
+# `ident-admin` 9990), where its gRPC server counts each Certify call with its status (pkg/prometheus/prometheus.go
+# NewGrpcServer: go-grpc-prometheus v1.2.0, grpc_server_handled_total{grpc_type, grpc_service, grpc_method,
+# grpc_code}); the service is linkerd2-proxy-api proto/identity.proto `io.linkerd.proxy.identity.Identity`.
+IDENTITY_CONTAINER = "identity"
+IDENTITY_ADMIN_PORT = "ident-admin"
+IDENTITY_SERVICE = "io.linkerd.proxy.identity.Identity"
 DAY = 86400
 # `linkerd check` warns when an anchor has less than 60 days left; rotation takes three rounds of restarts.
 ANCHOR_WARNING = Duration.parse("1440h")
@@ -92,8 +101,9 @@ def _namespace_regex(namespaces: Iterable[str]) -> str:
     return "|".join(sorted(set(namespaces)))
 
 
-def mesh_rule_groups(settings: Settings) -> list[dict[str, Any]]:
-    """Every alert except anchor expiry (which needs the anchors' certificates): the `groups` of a rules file."""
+def mesh_rule_groups(settings: Settings, policy: Iterable[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Every alert except anchor expiry (which needs the anchors' certificates): the `groups` of a rules file.
+    `policy`: the graph namespaces' authorization objects, as compiled (plan.py); built here when not given."""
     graph = settings.graph
     meshed = [ns.name for ns in graph.meshed_namespaces]
     authenticated = [ns for ns in meshed if settings.rollout.policy_for(ns) in AUTHENTICATED_PHASES]
@@ -104,6 +114,9 @@ def mesh_rule_groups(settings: Settings) -> list[dict[str, Any]]:
                                                settings.cert_manager.namespace,
                                                *([VIZ_NAMESPACE] if settings.linkerd.viz else [])])
     by_pod = "namespace, pod"
+    refresh_overdue = int(PROXY_LEAF_LIFETIME.seconds * REFRESH_AT) + REFRESH_MARGIN
+    certify = (f'grpc_server_handled_total{{namespace="{LINKERD_NAMESPACE}", grpc_service="{IDENTITY_SERVICE}", '
+               'grpc_method="Certify"')
 
     traffic = [
         rule("MeshInboundTLSDetectionTimeout",
@@ -134,14 +147,26 @@ def mesh_rule_groups(settings: Settings) -> list[dict[str, Any]]:
              "this caller or the caller should not be calling.", for_="5m"),
     ]
     if authenticated:
-        selector = f'tls!="true", namespace=~"{_namespace_regex(authenticated)}"'
+        # Plaintext the program admits on purpose, by the names the proxy reports it under (authz_name): kubelet
+        # probes (Linkerd's `probe`, the admin port's and each gRPC port's probe authorization), Prometheus'
+        # network on /metrics, and the proxy's own `localhost`. Derived from the objects the program registers.
+        expected = plaintext_authorizations(authorization_objects(settings) if policy is None else policy)
+        # One selector per set of expected names (namespaces with the same gRPC ports share one): a name admitted in
+        # one namespace is not excused in another.
+        by_names: dict[tuple[str, ...], list[str]] = {}
+        for namespace in authenticated:
+            by_names.setdefault(tuple(sorted(expected.get(namespace, ()))), []).append(namespace)
+        selectors = [f'tls!="true", namespace=~"{_namespace_regex(namespaces)}", authz_name!~"{_namespace_regex(names)}"'
+                     for names, namespaces in sorted(by_names.items(), key=lambda item: sorted(item[1]))]
         traffic.append(rule(
             "MeshPlaintextInbound",
-            f'sum by (namespace, pod, srv_name) (rate(inbound_http_authz_allow_total{{{selector}, authz_name!~"{EXPECTED_PLAINTEXT_AUTHZ}"}}[5m])) > 0'
-            f' or sum by (namespace, pod, srv_name) (rate(inbound_tcp_authz_allow_total{{{selector}, authz_name!="localhost"}}[5m])) > 0',
+            " or ".join(f'sum by (namespace, pod, srv_name, authz_name) (rate({metric}{{{selector}}}[5m])) > 0'
+                        for selector in selectors
+                        for metric in ("inbound_http_authz_allow_total", "inbound_tcp_authz_allow_total")),
             "critical", "Plaintext traffic is admitted into {{ $labels.namespace }}/{{ $labels.pod }}",
-            "The namespace's rollout phase requires mesh identity, yet the Server {{ $labels.srv_name }} admits "
-            "traffic without mTLS ({{ $value }} per second): a policy admits unauthenticated clients.", for_="5m"))
+            "The namespace's rollout phase requires mesh identity, yet the authorization {{ $labels.authz_name }} on "
+            "Server {{ $labels.srv_name }} admits traffic without mTLS ({{ $value }} per second): a policy the program "
+            "did not write admits unauthenticated clients.", for_="5m"))
 
     proxies = [
         rule("MeshProxyRestarting",
@@ -150,12 +175,42 @@ def mesh_rule_groups(settings: Settings) -> list[dict[str, Any]]:
              "warning", "The linkerd-proxy of {{ $labels.namespace }}/{{ $labels.pod }} keeps restarting",
              "{{ $value }} restarts in 15 minutes (native sidecar init container or classic sidecar). "
              "Check `kubectl logs -c linkerd-proxy --previous` for identity or memory-limit errors."),
+        # The proxy calls linkerd-identity only to refresh, at 70% of the time its certificate has left; a refused
+        # or unanswered call is only logged (identity-client/src/certify.rs `run`: "Failed to obtain identity") and
+        # no counter moves. What shows it is a gauge that stops moving: control_identity_cert_refresh_timestamp_seconds,
+        # set on each certificate the proxy accepts (linkerd/identity/src/metrics.rs, registered under
+        # `control_identity` + `cert` in linkerd/app/src/lib.rs and identity.rs). Its age past the refresh point is the
+        # signal. A proxy that never got a certificate exports 0 (the gauge's default), which is overdue too. (min over
+        # duplicate series: the freshest refresh any scrape of the pod saw.)
         rule("MeshProxyCertificateRefreshFailing",
+             f'min by ({by_pod}) (time() - control_identity_cert_refresh_timestamp_seconds{{namespace=~"{ours}"}})'
+             f' > {refresh_overdue}',
+             "critical", "The proxy of {{ $labels.namespace }}/{{ $labels.pod }} fails to refresh its certificate",
+             f"Its last certificate came {{{{ $value | humanizeDuration }}}} ago; proxies refresh theirs after "
+             f"{human(Duration(int(PROXY_LEAF_LIFETIME.seconds * REFRESH_AT)))}: linkerd-identity refused or could not "
+             "be reached. The proxy's certificate will expire unless a refresh succeeds. Check the identity issuer and "
+             "`kubectl -n linkerd logs deploy/linkerd-identity`, and the proxy's log (`Failed to obtain identity`).",
+             for_="5m"),
+        # The other side of the same failure, seen at once: linkerd-identity answering a certificate request with an
+        # error (an issuer it cannot use, a token it cannot review). Silent when linkerd-identity is down or
+        # unreachable; MeshProxyCertificateRefreshFailing covers that.
+        # One refused request (a deleted pod's token) is no outage: it pages when nothing succeeds in the window.
+        rule("MeshIdentityRefusing",
+             f'sum by (namespace, grpc_code) (increase({certify}, grpc_code!="OK"}}[15m])) > 0'
+             f' unless on (namespace) sum by (namespace) (increase({certify}, grpc_code="OK"}}[15m])) > 0',
+             "critical", "linkerd-identity refuses every certificate request ({{ $labels.grpc_code }})",
+             "{{ $value }} Certify calls failed in 15 minutes and none succeeded: proxies cannot obtain or renew their "
+             "certificates, and new pods do not start. `kubectl -n linkerd logs deploy/linkerd-identity`; then the "
+             "identity issuer.", for_="5m", runbook="meshproxycertificaterefreshfailing"),
+        # control_identity_cert_refreshes_total{result="error"} counts certificates linkerd-identity handed out that
+        # the proxy then refused (linkerd/identity/src/metrics.rs `set_certificate`): one that does not chain to the
+        # proxy's trust anchors or names another identity (linkerd/meshtls/src/creds/store.rs `validate`).
+        rule("MeshProxyCertificateRejected",
              f'sum by ({by_pod}) (increase(control_identity_cert_refreshes_total{{result="error", namespace=~"{ours}"}}[15m])) > 0',
-             "warning", "The proxy of {{ $labels.namespace }}/{{ $labels.pod }} fails to refresh its certificate",
-             "linkerd-identity refused or could not be reached; the proxy's 24h certificate will expire unless a "
-             "refresh succeeds. Check the identity issuer and `kubectl -n linkerd logs deploy/linkerd-identity`.",
-             for_="10m"),
+             "critical", "The proxy of {{ $labels.namespace }}/{{ $labels.pod }} refuses the certificate linkerd-identity issues",
+             "The certificate does not chain to the proxy's trust anchors or names another identity: typically an "
+             "anchor rotation step out of order (the issuer signed by an anchor the proxy's bundle lacks). The proxy "
+             "keeps its old certificate until it expires.", runbook="meshproxycertificaterefreshfailing"),
     ]
     leaf = PROXY_LEAF_LIFETIME.seconds
     for severity, remaining in (("warning", leaf // 4), ("critical", leaf // 24)):
@@ -287,7 +342,8 @@ def prometheus_rule(groups: Any, labels: Mapping[str, str]) -> dict[str, Any]:
 
 
 def pod_monitor(settings: Settings, labels: Mapping[str, str]) -> dict[str, Any]:
-    """Scrape every proxy's admin port (what Linkerd's own PodMonitor keeps): container linkerd-proxy, linkerd-admin."""
+    """Scrape every proxy's admin port (what Linkerd's own PodMonitor keeps): container linkerd-proxy, linkerd-admin;
+    and linkerd-identity's admin port (its pods carry linkerd.io/control-plane-ns too)."""
     namespaces = sorted({ns.name for ns in settings.graph.meshed_namespaces} | {LINKERD_NAMESPACE}
                         | ({"linkerd-viz"} if settings.linkerd.viz else set()))
     return {
@@ -300,6 +356,11 @@ def pod_monitor(settings: Settings, labels: Mapping[str, str]) -> dict[str, Any]
                 "port": "linkerd-admin", "path": "/metrics", "interval": "30s",
                 "relabelings": [{"sourceLabels": ["__meta_kubernetes_pod_container_name"], "action": "keep",
                                  "regex": "linkerd-proxy"}],
+            }, {
+                # linkerd-identity's own metrics: its Certify calls and their status (MeshIdentityRefusing).
+                "port": IDENTITY_ADMIN_PORT, "path": "/metrics", "interval": "30s",
+                "relabelings": [{"sourceLabels": ["__meta_kubernetes_pod_container_name"], "action": "keep",
+                                 "regex": IDENTITY_CONTAINER}],
             }],
         },
     }

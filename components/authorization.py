@@ -49,6 +49,9 @@ CONTROL_PLANE_PORTS = (8080, 8086, 8090)
 ADMIN_SERVER = "linkerd-admin"
 METRICS_ROUTE = "linkerd-admin-metrics"
 PROBES_ROUTE = "linkerd-admin-probes"
+# Every other admin path (/proxy-log-level, /env.json, /shutdown, /logs.json, pprof): a route with no
+# AuthorizationPolicy, so only the proxy's own localhost authorization admits it (see admin_objects).
+LOCAL_ROUTE = "linkerd-admin-local"
 KUBELET = "kubelet"
 PROMETHEUS = "prometheus"
 EGRESS_DENY = "mtls-mesh-egress-deny"
@@ -99,6 +102,13 @@ def callers_by_port(graph: ServiceGraph, service: Service) -> dict[str, list[Ser
     return by_port
 
 
+def grpc_probe_authorization_name(service: Service, port_name: str) -> str:
+    """The AuthorizationPolicy admitting kubelet `grpc:` probes on a gRPC port. The proxy reports requests it admits
+    under this very name (`authz_name`: policy-controller grpc/src/inbound.rs `to_authz` sends an AuthorizationPolicy's
+    own name), so alerts and `python -m discover` recognise probes by it."""
+    return f"{port_object_name(service, port_name)}-probes"
+
+
 def grpc_probe_objects(service: Service, port_name: str) -> list[dict[str, Any]]:
     """Kubelet `grpc:` probes on a gRPC port. Linkerd derives probe routes only from `httpGet` probes on HTTP/1
     Servers, so a gRPC health check reaches the Server's policy like any client and is refused under deny. A GRPCRoute
@@ -108,7 +118,7 @@ def grpc_probe_objects(service: Service, port_name: str) -> list[dict[str, Any]]
     linkerd/proxy/server-policy/src/authz.rs `mk_authorizations`)."""
     name = port_object_name(service, port_name)
     parent = [{"group": POLICY_GROUP, "kind": "Server", "name": name}]
-    health, probes = f"{name}-health", f"{name}-probes"
+    health, probes = f"{name}-health", grpc_probe_authorization_name(service, port_name)
     return [
         {"apiVersion": GRPC_ROUTE_API, "kind": "GRPCRoute", "metadata": metadata(health, service.namespace),
          "spec": {"parentRefs": parent,
@@ -151,7 +161,16 @@ def http_route(name: str, namespace: str, parent: str, paths: Iterable[str]) -> 
 
 
 def admin_objects(namespace: str, phase: str, access: PolicySettings, trust_domain: str) -> list[dict[str, Any]]:
-    """The proxies' admin port under default deny: metrics for Prometheus, probes for the kubelet, nothing else."""
+    """The proxies' admin port under default deny: metrics for Prometheus, probes for the kubelet, every other path for
+    localhost (`kubectl port-forward`) only.
+
+    Once a Server has routes the proxy looks a request's route up before authorizing it and answers 404 to a path no
+    route matches (linkerd2-proxy linkerd/app/inbound/src/policy/http.rs, `HttpRouteNotFound`), even from localhost.
+    The catch-all `linkerd-admin-local` route has no AuthorizationPolicy: the only authorization it carries is the
+    one the proxy appends to every Server and route, for 127.0.0.1 and ::1 (linkerd/proxy/server-policy/src/lib.rs,
+    "Always permit traffic from localhost"; authz.rs `mk_authorizations`). The longest path match wins
+    (linkerd/http/route/src/http/match/path.rs, `PathMatch` ordered by length), so /metrics, /live and /ready keep
+    their own routes and authorizations."""
     objects: list[dict[str, Any]] = [
         {"apiVersion": SERVER_API, "kind": "Server", "metadata": metadata(ADMIN_SERVER, namespace),
          "spec": {"podSelector": {"matchExpressions": [{"key": "linkerd.io/control-plane-ns", "operator": "Exists"}]},
@@ -159,6 +178,9 @@ def admin_objects(namespace: str, phase: str, access: PolicySettings, trust_doma
         http_route(METRICS_ROUTE, namespace, ADMIN_SERVER, ["/metrics"]),
         # With routes on the Server Linkerd no longer admits probes by itself: the probe paths get a route of their own.
         http_route(PROBES_ROUTE, namespace, ADMIN_SERVER, ["/live", "/ready"]),
+        {"apiVersion": HTTP_ROUTE_API, "kind": "HTTPRoute", "metadata": metadata(LOCAL_ROUTE, namespace),
+         "spec": {"parentRefs": [{"group": POLICY_GROUP, "kind": "Server", "name": ADMIN_SERVER}],
+                  "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}]}]}},
         network_authentication(KUBELET, namespace, access.kubelet_networks),
         authorization_policy(PROBES_ROUTE, namespace, "HTTPRoute", PROBES_ROUTE, "NetworkAuthentication", KUBELET),
     ]
@@ -326,13 +348,65 @@ def authorization_objects(settings: Settings) -> list[dict[str, Any]]:
     return objects
 
 
-def access_matrix(objects: Iterable[Mapping[str, Any]], graph: ServiceGraph, trust_domain: str) -> dict[str, Any]:
-    """Who may reach which service port, read back from the policy objects themselves (not from the graph).
+# Authorizations the proxy applies without an object of ours: Linkerd's default probe route on HTTP Servers without
+# routes (policy-controller k8s/index/src/inbound/index.rs `default_inbound_http_routes`, AuthorizationRef::Default
+# "probe", for the chart's policyController.probeNetworks, which the program sets to kubeletNetworks) and the proxy's
+# localhost authorization on every Server (linkerd2-proxy linkerd/proxy/server-policy/src/lib.rs).
+LINKERD_PROBE_AUTHZ = "probe"
+LOCALHOST_AUTHZ = "localhost"
+# Servers whose HTTP routes Linkerd fills with its probe route when no HTTPRoute selects them; gRPC Servers use GRPC
+# routes only and HTTP/2 Servers cannot take the kubelet's HTTP/1.1 (the proxy assumes HTTP/2 there).
+PROBED_BY_LINKERD = ("HTTP/1", "unknown")
 
-    Keys are `<namespace>/<service>:<port>`; `allowed` lists the callers whose identity is authorized (as
-    `<namespace>/<service>`), and `others` says what happens to everyone else, from the Server's accessPolicy:
-    `denied` under deny, and otherwise the phase (`audit` allows and records).
+
+def plaintext_authorizations(objects: Iterable[Mapping[str, Any]]) -> dict[str, set[str]]:
+    """Per namespace, the names under which the proxies report plaintext the program admits on purpose: every
+    AuthorizationPolicy of ours that requires only NetworkAuthentications (kubelet probes on the admin port and on gRPC
+    ports, Prometheus' network on /metrics), plus Linkerd's own `probe` and `localhost`. The proxy labels a request
+    with the AuthorizationPolicy's name (`authz_name`; policy-controller grpc/src/inbound.rs `to_authz`)."""
+    found: dict[str, set[str]] = {}
+    for obj in objects:
+        if obj["kind"] != "AuthorizationPolicy":
+            continue
+        refs = obj["spec"]["requiredAuthenticationRefs"]
+        if refs and all(r["kind"] == "NetworkAuthentication" for r in refs):
+            found.setdefault(obj["metadata"]["namespace"], set()).add(obj["metadata"]["name"])
+    for names in found.values():
+        names.update((LINKERD_PROBE_AUTHZ, LOCALHOST_AUTHZ))
+    return found
+
+
+def _route_description(route: Mapping[str, Any]) -> str:
+    """What a route matches, as a reader of the matrix would say it: `GET /metrics`, `grpc.health.v1.Health`, `/*`."""
+    parts = []
+    for rule in route["spec"].get("rules", []):
+        for match in rule.get("matches", []) or [{}]:
+            if "method" in match and isinstance(match["method"], Mapping):
+                method = match["method"]
+                parts.append(method.get("service", "*") + (f"/{method['method']}" if method.get("method") else ""))
+            elif "path" in match:
+                path = match["path"]["value"] + ("*" if match["path"]["type"] == "PathPrefix" else "")
+                parts.append(f"{match['method']} {path}" if match.get("method") else path)
+            else:
+                parts.append("*")
+        if not rule.get("matches"):
+            parts.append("*")
+    return ", ".join(dict.fromkeys(parts))
+
+
+def access_matrix(objects: Iterable[Mapping[str, Any]], graph: ServiceGraph, trust_domain: str,
+                  probe_networks: Iterable[str] = ()) -> dict[str, Any]:
+    """Who may reach which port, read back from the policy objects themselves (not from the graph).
+
+    Keys are `<namespace>/<service>:<port>`, and `<namespace>/*:linkerd-admin` for the proxies' admin port of every
+    meshed pod of the namespace. `allowed` lists the callers whose identity is authorized on the whole port (as
+    `<namespace>/<service>`); `routes` (when there are any) says who else may send what, per route: identities and
+    networks (kubelet probes, Prometheus scrapes) admitted on that route only; `others` says what happens to everyone
+    else, from the Server's accessPolicy: `denied` under deny, and otherwise the phase (`audit` allows and records).
+    HTTP/1 and `unknown` Servers without routes also admit the kubelet's `httpGet` probes from `probe_networks`
+    (Linkerd's own probe route). Localhost (`kubectl port-forward`) is admitted on every port by the proxy itself.
     """
+    objects = list(objects)
     # One identity can cover several workloads (services that share an account, which the graph must declare with
     # sharedServiceAccount, and on the `default` account every pod without its own): the matrix names them all.
     by_identity: dict[str, list[str]] = {}
@@ -344,25 +418,55 @@ def access_matrix(objects: Iterable[Mapping[str, Any]], graph: ServiceGraph, tru
                 names.append(f"{s.namespace}/* (service account default)")
     index = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objects}
     service_of = {(s.namespace, port_object_name(s, p.name)): (s, p.name) for s in graph.services.values() for p in s.ports}
-    policies_on: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    policies_on: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
+    routes_of: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for (kind, namespace, _), obj in index.items():
-        target = obj["spec"]["targetRef"] if kind == "AuthorizationPolicy" else None
-        if target and target["kind"] == "Server":
-            policies_on.setdefault((namespace, target["name"]), []).append(obj)
+        if kind == "AuthorizationPolicy":
+            target = obj["spec"]["targetRef"]
+            policies_on.setdefault((target["kind"], namespace, target["name"]), []).append(obj)
+        elif kind in ("HTTPRoute", "GRPCRoute"):
+            for parent in obj["spec"]["parentRefs"]:
+                if parent.get("kind") == "Server":
+                    routes_of.setdefault((namespace, parent["name"]), []).append(obj)
+
+    def admitted(namespace: str, policies: Iterable[Mapping[str, Any]]) -> tuple[set[str], set[str]]:
+        identities: set[str] = set()
+        networks: set[str] = set()
+        for authz in policies:
+            for ref in authz["spec"]["requiredAuthenticationRefs"]:
+                spec = (index.get((ref["kind"], namespace, ref["name"])) or {}).get("spec", {})
+                for identity in spec.get("identities", []):
+                    identities.update(by_identity.get(identity, (identity,)))
+                networks.update(n["cidr"] for n in spec.get("networks", []))
+        return identities, networks
+
     matrix: dict[str, Any] = {}
     for (kind, namespace, name), obj in sorted(index.items()):
-        if kind != "Server" or (namespace, name) not in service_of:
+        if kind != "Server":
             continue
-        service, port = service_of[(namespace, name)]
+        if (namespace, name) in service_of:
+            service, port = service_of[(namespace, name)]
+            key = f"{namespace}/{service.key}:{port}"
+        elif name == ADMIN_SERVER:
+            key = f"{namespace}/*:{ADMIN_SERVER}"
+        else:
+            continue
         policy = obj["spec"].get("accessPolicy", "deny")
-        allowed: set[str] = set()
-        for authz in policies_on.get((namespace, name), []):
-            for ref in authz["spec"]["requiredAuthenticationRefs"]:
-                authn = index.get((ref["kind"], namespace, ref["name"]))
-                for identity in (authn or {}).get("spec", {}).get("identities", []):
-                    allowed.update(by_identity.get(identity, (identity,)))
-        matrix[f"{namespace}/{service.key}:{port}"] = {
-            "allowed": sorted(allowed), "others": "denied" if policy == "deny" else policy}
+        allowed, _ = admitted(namespace, policies_on.get(("Server", namespace, name), []))
+        entry: dict[str, Any] = {"allowed": sorted(allowed), "others": "denied" if policy == "deny" else policy}
+        routes: dict[str, Any] = {}
+        for route in sorted(routes_of.get((namespace, name), []), key=lambda r: r["metadata"]["name"]):
+            ids, nets = admitted(namespace, policies_on.get((route["kind"], namespace, route["metadata"]["name"]), []))
+            if ids or nets:
+                routes[_route_description(route)] = {"allowed": sorted(ids), "networks": sorted(nets)}
+            elif not allowed:
+                routes[_route_description(route)] = {"allowed": [], "networks": [], "only": "localhost"}
+        if not routes_of.get((namespace, name)) and obj["spec"].get("proxyProtocol") in PROBED_BY_LINKERD \
+                and list(probe_networks):
+            routes["GET <the pod's httpGet probe paths>"] = {"allowed": [], "networks": sorted(probe_networks)}
+        if routes:
+            entry["routes"] = routes
+        matrix[key] = entry
     return matrix
 
 

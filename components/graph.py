@@ -317,6 +317,7 @@ def parse_graph(document: Any, display: str, problems: Problems) -> ServiceGraph
             reader.add(f"services.{_name(key)}", "cannot be read")
     _check_unique_workloads(reader, services)
     _check_skipped_ports(reader, services, namespaces)
+    _check_opaque_ports(reader, services, namespaces)
     graph = ServiceGraph(display, namespaces, services)
     resolved: dict[str, tuple[Caller, ...]] = {}
     for key, service in services.items():
@@ -669,6 +670,27 @@ def _check_skipped_outbound_ports(reader: _Reader, graph: ServiceGraph) -> None:
                     refuse(source.namespace, f"skips port {number}, on which services.{source.key} calls "
                            f"services.{callee.key} ({name}): the call would leave without mTLS and the callee's "
                            "policy would refuse it under deny")
+
+
+def _check_opaque_ports(reader: _Reader, services: dict[str, Service], namespaces: Mapping[str, Namespace]) -> None:
+    """Callers learn a port is opaque from `config.linkerd.io/opaque-ports`, which the program can only set on the
+    namespace (namespaces.opaque_ports): it covers every workload of the namespace on that port number. Another meshed
+    service there declaring the number as HTTP or gRPC would lose protocol detection, routes and route-level
+    authorization (its gRPC probe route) to callers that treat it as opaque."""
+    opaque: dict[tuple[str, int], str] = {}
+    meshed = [s for s in services.values() if s.meshed and namespaces[s.namespace].meshed]
+    for service in meshed:
+        for index, port in enumerate(service.ports):
+            if port.protocol == "opaque":
+                opaque.setdefault((service.namespace, port.number), f"services.{service.key}.ports[{index}]")
+    for service in meshed:
+        for index, port in enumerate(service.ports):
+            cause = opaque.get((service.namespace, port.number))
+            if cause and port.protocol != "opaque":
+                reader.add(f"services.{service.key}.ports[{index}].protocol",
+                           f"is {port.protocol}, but {cause} makes port {port.number} opaque for every caller in "
+                           f"namespace '{service.namespace}' (config.linkerd.io/opaque-ports is namespace-wide)",
+                           "Use another port number for one of them, declare both opaque, or move one to another namespace")
 
 
 def _check_distinct_pods(reader: _Reader, services: dict[str, Service]) -> None:

@@ -19,6 +19,10 @@ INJECT = "linkerd.io/inject"
 DEFAULT_INBOUND_POLICY = "config.linkerd.io/default-inbound-policy"
 SKIP_INBOUND_PORTS = "config.linkerd.io/skip-inbound-ports"
 SKIP_OUTBOUND_PORTS = "config.linkerd.io/skip-outbound-ports"
+OPAQUE_PORTS = "config.linkerd.io/opaque-ports"
+# The chart's proxy.opaquePorts (linkerd2 edge-26.8.3 charts/linkerd-control-plane/values.yaml): what a namespace's
+# own opaque-ports annotation replaces for its pods and Services, so the namespace's value keeps them.
+LINKERD_DEFAULT_OPAQUE_PORTS = (25, 587, 3306, 4444, 5432, 6379, 9300, 11211)
 # Marks a workload namespace the service graph keeps out of the mesh on purpose (the policy pack checks for it).
 OUT_OF_MESH = "mtls-mesh.io/out-of-mesh"
 
@@ -70,6 +74,20 @@ def inbound_ports_to_skip(graph: ServiceGraph, namespace: str) -> tuple[int, ...
     return tuple(sorted(ports))
 
 
+def opaque_ports(graph: ServiceGraph, namespace: str) -> tuple[int, ...]:
+    """The namespace's `config.linkerd.io/opaque-ports`, or () when no meshed service of it declares an opaque port.
+
+    A Server's `proxyProtocol: opaque` only tells the server's own proxy. Callers learn a port is opaque from the
+    annotation on the Service (linkerd2 controller/api/destination/watcher/opaque_ports_watcher.go reads only the
+    Service's own annotation, else the default list) or on the pod (for calls to a pod address). The program owns
+    neither; Linkerd's proxy injector copies a namespace's annotation onto every pod and Service created in it
+    (controller/proxy-injector/webhook.go: `AppendNamespaceAnnotations` for pods, `CreateOpaquePortsPatch` for
+    Services; the webhook sees pods and services on CREATE). Existing pods and Services keep what they had until
+    they are recreated. The value replaces Linkerd's default list in the namespace, so it carries that list too."""
+    ports = {p.number for s in graph.services_in(namespace) if graph.is_meshed(s) for p in s.ports if p.protocol == "opaque"}
+    return tuple(sorted(ports | set(LINKERD_DEFAULT_OPAQUE_PORTS))) if ports else ()
+
+
 def workload_namespace_object(namespace: Namespace, graph: ServiceGraph, rollout: RolloutSettings) -> dict[str, Any]:
     """A workload namespace: injected with its rollout phase, or explicitly kept out of the mesh."""
     if not namespace.meshed:
@@ -79,6 +97,9 @@ def workload_namespace_object(namespace: Namespace, graph: ServiceGraph, rollout
     skip_inbound = inbound_ports_to_skip(graph, namespace.name)
     if skip_inbound:
         annotations[SKIP_INBOUND_PORTS] = ",".join(map(str, skip_inbound))
+    opaque = opaque_ports(graph, namespace.name)
+    if opaque:
+        annotations[OPAQUE_PORTS] = ",".join(map(str, opaque))
     skip_outbound = outbound_ports_to_skip(graph, namespace.name)
     if skip_outbound:
         annotations[SKIP_OUTBOUND_PORTS] = ",".join(map(str, skip_outbound))

@@ -324,11 +324,11 @@ def _verification_plan(settings: Settings) -> VerificationPlan | None:
         matrix=verification_matrix(settings))
 
 
-def _alerts_plan(settings: Settings) -> AlertsPlan | None:
+def _alerts_plan(settings: Settings, policy: list[Object]) -> AlertsPlan | None:
     if not settings.monitoring.enabled:
         return None
     labels = settings.monitoring.labels
-    return AlertsPlan(labels=labels, rule_groups=tuple(mesh_rule_groups(settings)),
+    return AlertsPlan(labels=labels, rule_groups=tuple(mesh_rule_groups(settings, policy)),
                       pod_monitor=pod_monitor(settings, labels), anchor_validity=settings.pki.anchor_validity,
                       workload_renew_before=settings.pki.workload_renew_before,
                       intermediate_validity=settings.vault.intermediate_ttl if settings.vault is not None else None)
@@ -339,7 +339,7 @@ def build_plan(settings: Settings) -> MeshPlan:
     namespaces = _namespace_plans(settings)
     policy = [obj for ns in namespaces.values() for obj in ns.policy]
     verification = _verification_plan(settings)
-    matrix = access_matrix(policy, settings.graph, settings.trust_domain)
+    matrix = access_matrix(policy, settings.graph, settings.trust_domain, settings.policy.kubelet_networks)
     if verification is not None:
         matrix.update(verification.matrix)
     return MeshPlan(
@@ -352,7 +352,7 @@ def build_plan(settings: Settings) -> MeshPlan:
         vault=_vault_plan(settings),
         self_signed=_self_signed_plan(settings),
         verification=verification,
-        alerts=_alerts_plan(settings),
+        alerts=_alerts_plan(settings, policy),
         access_matrix=matrix,
         egress_matrix=egress_matrix(policy, settings.graph),
         inbound_policies={ns.name: settings.rollout.policy_for(ns.name) for ns in settings.graph.meshed_namespaces},

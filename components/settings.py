@@ -512,6 +512,8 @@ def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[
 
     linkerd = _linkerd(config, environment)
     policy = _policy(config)
+    if graph is not None:
+        _check_deny_networks(config, graph, rollout, policy)
     monitoring = _monitoring(config)
     verification = _verification(config, environment, graph)
 
@@ -693,6 +695,45 @@ def _policy(config: _Config) -> PolicySettings:
         kubelet_networks=kubelet, cluster_networks=cluster,
         network_policies=config.boolean("networkPolicies"), network_policy_egress=config.boolean("networkPolicyEgress"),
     )
+
+
+# How to find each network an operator must name before enforcing deny (kubelet probes, an unmeshed Prometheus).
+_NETWORK_HINTS = {
+    "kubeletNetworks": (
+        "Kubelet probes come from the node: list the nodes' network (kubectl get nodes -o wide, INTERNAL-IP, and the "
+        "subnet it belongs to), plus each node's bridge address in its pod CIDR when the CNI probes from there "
+        "(kubelet, kubenet/bridge: kubectl get nodes -o jsonpath='{.items[*].spec.podCIDRs}'), e.g. [10.20.0.0/20]"),
+    "prometheusNetworks": (
+        "Set [] when Prometheus is meshed (it is then admitted by its identity, prometheusServiceAccounts), or the "
+        "narrowest network it runs in, e.g. the pod CIDR of a node pool reserved for monitoring (kubectl -n "
+        "monitoring get pods -o wide; kubectl get nodes -o jsonpath='{.items[*].spec.podCIDRs}'). Every address in it "
+        "can read every proxy's /metrics"),
+}
+
+
+def _check_deny_networks(config: _Config, graph: ServiceGraph, rollout: "RolloutSettings",
+                         policy: "PolicySettings") -> None:
+    """Under deny, kubeletNetworks and prometheusNetworks are the only unauthenticated ways into a meshed pod (probes,
+    /metrics, and Linkerd's own probe routes on every HTTP/1 port: policyController.probeNetworks). Their defaults
+    (anywhere; every private range) suit an audit rollout, not enforcement: a stack with a deny namespace must name
+    them itself, and neither may be a whole address family."""
+    deny = sorted(ns.name for ns in graph.meshed_namespaces if rollout.policy_for(ns.name) == "deny")
+    if deny:
+        where = f"namespace{'s' if len(deny) > 1 else ''} {', '.join(deny)} enforce{'' if len(deny) > 1 else 's'} deny"
+    elif rollout.default_policy == "deny":
+        # No graph namespace enforces, but the verification canary's namespace follows the default phase.
+        where = "defaultInboundPolicy is deny"
+    else:
+        return
+    for key, networks in (("kubeletNetworks", policy.kubelet_networks), ("prometheusNetworks", policy.prometheus_networks)):
+        if config.full(key) not in config.raw:
+            config.add(key, f"is not set, and {where}: its default "
+                            f"({', '.join(config.declarations[key].default) or 'none'}) is for audit rollouts",
+                       _NETWORK_HINTS[key])
+            continue
+        for index, cidr in enumerate(networks):
+            if ipaddress.ip_network(cidr).prefixlen == 0:
+                config.add(f"{key}[{index}]", f"{cidr} admits every address, and {where}", _NETWORK_HINTS[key])
 
 
 def _monitoring(config: _Config) -> MonitoringSettings:

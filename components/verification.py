@@ -190,4 +190,5 @@ def policy_objects(settings: Settings) -> list[dict[str, Any]]:
 
 
 def verification_matrix(settings: Settings) -> dict[str, Any]:
-    return access_matrix(policy_objects(settings), verification_graph(), settings.trust_domain)
+    return access_matrix(policy_objects(settings), verification_graph(), settings.trust_domain,
+                         settings.policy.kubelet_networks)

@@ -79,7 +79,7 @@ def as_markdown(report: Report, graph: ServiceGraph) -> str:
         lines += [f"| {_md(_where(graph, s, p))} | {_md(tls)} | {_count(t)} | {round(t.denied)} |"
                   for (s, p, tls), t in sorted(report.plaintext.items())]
     else:
-        lines.append("None (kubelet probes are not counted).")
+        lines.append("None (kubelet probes, Prometheus scrapes and localhost are not counted).")
     unknown = len(report.unknown_identities) + len(report.ambiguous_identities)
     lines += ["", f"### Identities not in the graph, never turned into allows ({unknown})", ""]
     if unknown:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from components.authorization import ADMIN_SERVER, port_object_name
+from components.authorization import ADMIN_SERVER, plaintext_authorizations, port_object_name
 from components.graph import mesh_identity
 from components.settings import PROJECT_DIR
 
@@ -25,11 +25,9 @@ TCP_ALLOW = "inbound_tcp_authz_allow_total"
 TCP_DENY = "inbound_tcp_authz_deny_total"
 METRICS = (HTTP_ALLOW, HTTP_DENY, TCP_ALLOW, TCP_DENY)
 # One row per Server, caller and TLS state. srv_kind keeps a default policy (srv_kind="default", no Server) apart
-# from a Server that happens to share its name; authz_name only tells kubelet probes apart (never "allowed or not").
+# from a Server that happens to share its name; authz_name only tells kubelet probes and scrapes apart (never
+# "allowed or not").
 GROUP_BY = "namespace, srv_kind, srv_name, client_id, tls, authz_name"
-# The proxy's authorization of kubelet probes (plaintext by nature, expected): linkerd2 policy-controller's
-# default probe authorization.
-PROBE_AUTHZ = "probe"
 # How many points a first/last-seen range query asks for at most (Prometheus refuses more than 11,000).
 _RANGE_POINTS = 500
 _MIN_STEP = 60
@@ -140,6 +138,14 @@ def discover(stack: Stack, prometheus: Prometheus, window: str, *, now: float | 
                                   []).append(service.key)
     meshed_namespaces = {ns.name for ns in graph.meshed_namespaces}
     edges = graph.edges()
+    # Kubelet probes, Prometheus' scrapes by network and localhost, by the names the proxy counts them under: the
+    # program's own objects, from the plan (authorization.plaintext_authorizations), plus Linkerd's `probe` and
+    # `localhost`.
+    expected_plaintext = plaintext_authorizations(stack.plan.policy_objects())
+
+    def probe_or_scrape(key: tuple[str, ...]) -> bool:
+        namespace, _, srv_name, _, _, authz_name = key
+        return srv_name == ADMIN_SERVER or authz_name in expected_plaintext.get(namespace, ())
 
     rows: dict[tuple[str, ...], Traffic] = {}
     for metric in METRICS:
@@ -157,13 +163,13 @@ def discover(stack: Stack, prometheus: Prometheus, window: str, *, now: float | 
             if times and key in rows:
                 rows[key].seen(times[0], times[-1])
     # Prometheus' own scrapes of the admin port and kubelet probes are counted too, but are no application traffic.
-    if not any(traffic.total > 0 for key, traffic in rows.items()
-               if key[2] != ADMIN_SERVER and key[5] != PROBE_AUTHZ):
+    if not any(traffic.total > 0 for key, traffic in rows.items() if not probe_or_scrape(key)):
         raise DiscoverError(f"no traffic in the last {window}: the proxies' metrics are in Prometheus, but no request or "
                             "connection to a workload (beyond kubelet probes and scrapes) was counted in that window. "
                             "Give a longer --since, or check that the workloads are meshed and running")
 
-    for (namespace, srv_kind, srv_name, client_id, tls, authz_name), traffic in rows.items():
+    for key, traffic in rows.items():
+        namespace, srv_kind, srv_name, client_id, tls, authz_name = key
         target = servers.get((namespace, srv_name)) if srv_kind == "server" else None
         if target is None:
             if namespace in meshed_namespaces and srv_name != ADMIN_SERVER:
@@ -171,7 +177,7 @@ def discover(stack: Stack, prometheus: Prometheus, window: str, *, now: float | 
             continue
         service_key, port = target
         if tls != "true" or not client_id:
-            if authz_name != PROBE_AUTHZ:
+            if not probe_or_scrape(key):
                 _merge(report.plaintext, (service_key, port, tls or "unknown"), traffic)
             continue
         callers = identities.get(client_id)

@@ -195,6 +195,13 @@ def deny_namespaces_authorized(args: StackValidationArgs, report: ReportViolatio
         policies = {name for (ns, name) in by_kind.get("AuthorizationPolicy", {}) if ns == namespace}
         if "linkerd-admin-probes" not in policies:
             report(f"deny namespace {namespace} does not authorize kubelet probes of the proxies")
+        # Probes and an unmeshed Prometheus are admitted by network; a whole address family would let anyone in.
+        for (ns, name), props in by_kind.get("NetworkAuthentication", {}).items():
+            wide = [n.get("cidr") for n in (props.get("spec") or {}).get("networks") or []
+                    if str(n.get("cidr", "")).endswith("/0")]
+            if ns == namespace and wide:
+                report(f"deny namespace {namespace}: NetworkAuthentication {name} admits every address ({', '.join(wide)}); "
+                       "set kubeletNetworks / prometheusNetworks to the node and Prometheus networks")
     for (namespace, name), props in by_kind.get("AuthorizationPolicy", {}).items():
         spec = props.get("spec") or {}
         target = spec.get("targetRef") or {}
@@ -213,7 +220,8 @@ POLICIES = [
         validate=workload_namespaces_injected),
     StackValidationPolicy(
         name="deny-namespaces-authorized",
-        description="Deny namespaces keep probes and scraping authorized; every AuthorizationPolicy resolves.",
+        description="Deny namespaces keep probes and scraping authorized, admit no whole address family by network; "
+                    "every AuthorizationPolicy resolves.",
         validate=deny_namespaces_authorized),
     ResourceValidationPolicy(
         name="no-wildcard-mesh-identities",

@@ -126,6 +126,131 @@ def cert_manager_scrape(run):
     return stored
 
 
+# Labels of one proxy's series after the program's PodMonitor scraped it: prometheus-operator adds the target's
+# namespace, pod, container, endpoint (the port name), job and instance.
+def scraped_proxy(labels):
+    namespace, pod = labels["namespace"], labels["pod"]
+    return {"container": "linkerd-proxy", "endpoint": "linkerd-admin", "instance": "10.42.1.23:4191",
+            "job": f"linkerd/{POD_MONITOR}", **labels, "namespace": namespace, "pod": pod}
+
+
+POD_MONITOR = "linkerd-proxies"
+
+
+def inbound_authz(namespace, pod, srv_name, port, authz_kind, authz_name, tls, route=None):
+    """inbound_{http,tcp}_authz_allow_total's exact labels (linkerd2-proxy v2.366.0): TargetAddr
+    (target_addr, target_ip, target_port; app/core/src/transport/labels.rs), ServerLabel (srv_group, srv_kind,
+    srv_name, srv_port; app/core/src/metrics.rs), for HTTP the route (route_group, route_kind, route_name), the
+    authorization (authz_group, authz_kind, authz_name; kind "default" for Linkerd's own, "authorizationpolicy" with
+    the policy's name: policy-controller grpc/src/inbound.rs `to_authz`), and TlsAccept (tls="true" + client_id,
+    tls="no_identity" + no_tls_reason; linkerd/tls/src/server.rs NoServerTls: loopback, no_tls_from_remote)."""
+    labels = {"target_addr": f"10.42.1.23:{port}", "target_ip": "10.42.1.23", "target_port": str(port),
+              "srv_group": "policy.linkerd.io", "srv_kind": "server", "srv_name": srv_name, "srv_port": str(port)}
+    if route is not None:
+        group, kind, name = route
+        labels.update({"route_group": group, "route_kind": kind, "route_name": name})
+    labels.update({"authz_group": "" if authz_kind == "default" else "policy.linkerd.io", "authz_kind": authz_kind,
+                   "authz_name": authz_name, **tls})
+    return scraped_proxy({"namespace": namespace, "pod": pod, **labels})
+
+
+MTLS = {"tls": "true", "client_id": "billing.payments.serviceaccount.identity.linkerd.cluster.local"}
+PLAINTEXT = {"tls": "no_identity", "no_tls_reason": "no_tls_from_remote"}
+LOOPBACK = {"tls": "no_identity", "no_tls_reason": "loopback"}
+
+
+def plaintext_cases(run):
+    """MeshPlaintextInbound: silent on every plaintext authorization the program writes (read from its objects, so a
+    new one cannot be forgotten) and on Linkerd's probe and localhost; firing on any other policy admitting plaintext,
+    and on a probe authorization's name used in a namespace where the program did not write it."""
+    phases = run.exports["inboundPolicies"]
+    strict = sorted(ns for ns, phase in phases.items() if phase in ("deny", "all-authenticated", "cluster-authenticated"))
+    objects = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]): o
+               for kind in ("AuthorizationPolicy", "NetworkAuthentication", "HTTPRoute", "GRPCRoute")
+               for o in run.objects(kind)}
+    healthy = []
+    written = set()
+    for (kind, namespace, name), obj in objects.items():
+        if kind != "AuthorizationPolicy" or namespace not in strict:
+            continue
+        refs = obj["spec"]["requiredAuthenticationRefs"]
+        if not all(r["kind"] == "NetworkAuthentication" for r in refs):
+            continue
+        target = obj["spec"]["targetRef"]
+        route = objects[(target["kind"], namespace, target["name"])]
+        server = route["spec"]["parentRefs"][0]["name"]
+        port = 4191 if server == "linkerd-admin" else 9090
+        healthy.append(series("inbound_http_authz_allow_total", inbound_authz(
+            namespace, "probe-target-1", server, port, "authorizationpolicy", name, PLAINTEXT,
+            route=(target["group"], target["kind"].lower(), target["name"])), "0+6x30"))
+        written.add((namespace, name))
+    ns = strict[0]
+    assert (ns, "linkerd-admin-probes") in written
+    if any(phase == "deny" for phase in phases.values()):
+        assert any(name.endswith("-grpc-probes") for _, name in written), "gRPC probe authorizations are covered"
+    healthy += [
+        # Linkerd's own probe route on an HTTP/1 Server (policy-controller index.rs default_inbound_http_routes).
+        series("inbound_http_authz_allow_total", inbound_authz(ns, "web-1", "frontend-http", 8080, "default", "probe",
+                                                               PLAINTEXT, route=("", "default", "probe")), "0+6x30"),
+        # kubectl port-forward: the proxy's own localhost authorization, HTTP and opaque.
+        series("inbound_http_authz_allow_total", inbound_authz(ns, "web-1", "linkerd-admin", 4191, "default", "localhost",
+                                                               LOOPBACK, route=("policy.linkerd.io", "httproute", "linkerd-admin-local")), "0+1x30"),
+        series("inbound_tcp_authz_allow_total", inbound_authz(ns, "web-1", "ledger-http", 8080, "default", "localhost",
+                                                              LOOPBACK), "0+1x30"),
+        # Authenticated callers.
+        series("inbound_http_authz_allow_total", inbound_authz(ns, "web-1", "ledger-http", 8080, "authorizationpolicy",
+                                                               "ledger-http", MTLS, route=("", "default", "default")), "0+60x30"),
+    ]
+    firing_labels = inbound_authz(ns, "ledger-5c", "ledger-http", 8080, "authorizationpolicy", "ledger-http-open",
+                                  PLAINTEXT, route=("", "default", "default"))
+    expected = [{k: firing_labels[k] for k in ("namespace", "pod", "srv_name", "authz_name")} | {"severity": "critical"}]
+    tests = case("MeshPlaintextInbound", [series("inbound_http_authz_allow_total", firing_labels, "0+60x30")],
+                 healthy, expected)
+    tcp = inbound_authz(ns, "pg-0", "postgres-postgres", 5432, "authorizationpolicy", "anyone", PLAINTEXT)
+    tests += case("MeshPlaintextInbound", [series("inbound_tcp_authz_allow_total", tcp, "0+1x30")], [],
+                  [{k: tcp[k] for k in ("namespace", "pod", "srv_name", "authz_name")} | {"severity": "critical"}])[:1]
+    # A probe authorization's name excuses plaintext only in the namespace the program wrote it in.
+    elsewhere = [(n, name) for (n, name) in written for other in strict if other != n and (other, name) not in written]
+    if elsewhere:
+        source, name = sorted(elsewhere)[0]
+        other = next(o for o in strict if o != source and (o, name) not in written)
+        borrowed = inbound_authz(other, "x-1", "x-grpc", 9090, "authorizationpolicy", name, PLAINTEXT,
+                                 route=("gateway.networking.k8s.io", "grpcroute", "x-grpc-health"))
+        tests += case("MeshPlaintextInbound", [series("inbound_http_authz_allow_total", borrowed, "0+6x30")], [],
+                      [{k: borrowed[k] for k in ("namespace", "pod", "srv_name", "authz_name")}
+                       | {"severity": "critical"}])[:1]
+    return tests
+
+
+def refresh_cases(rules, pod):
+    """MeshProxyCertificateRefreshFailing, over a day: a proxy that refreshes at 70% of its 24h certificate stays
+    silent; one whose refreshes stop (linkerd-identity refusing or unreachable: no counter moves, only the refresh
+    gauge stops, and result="error" stays 0) fires, and so does one that never got a certificate (gauge at 0)."""
+    (rule,) = rules
+    overdue = int(rule["expr"].rsplit(">", 1)[1])
+    assert 16 * 3600 < overdue < 20 * 3600, overdue
+    labels = scraped_proxy(dict(pod))
+    gauge = "control_identity_cert_refresh_timestamp_seconds"
+    refreshed = 60480 + 600  # the first certificate at 10m, the next at 70% of 24h later
+    # One sample a minute (the lookback is 5m: sparser samples would reset `for`), over 27 hours.
+    healthy = [series(gauge, labels, f"600x1018 {refreshed}x600"),
+               series("control_identity_cert_refreshes_total", scraped_proxy({**pod, "result": "ok"}), "1x1018 2x600"),
+               series("control_identity_cert_refreshes_total", scraped_proxy({**pod, "result": "error"}), "0x1620")]
+    stuck = [series(gauge, labels, "600x1620"),
+             series("control_identity_cert_refreshes_total", scraped_proxy({**pod, "result": "ok"}), "1x1620"),
+             series("control_identity_cert_refreshes_total", scraped_proxy({**pod, "result": "error"}), "0x1620")]
+    never = [series(gauge, labels, "0x1620")]
+    expected = [{**pod, "severity": "critical"}]
+
+    def at(inputs, alerts, when="26h"):
+        return {"interval": "1m", "input_series": inputs,
+                "alert_rule_test": [{"eval_time": when, "alertname": "MeshProxyCertificateRefreshFailing",
+                                     "exp_alerts": [{"exp_labels": a} for a in alerts]}]}
+    return [at(healthy, []), at(stuck, expected), at(never, expected),
+            # Before the refresh is due, a stalled proxy is not yet overdue.
+            at(stuck, [], when="17h")]
+
+
 def scenarios(run):
     """Generated promtool tests for every alert the stack deploys."""
     by_alert = rules_by_alert(rule_spec(run))
@@ -133,76 +258,96 @@ def scenarios(run):
     phases = run.exports["inboundPolicies"]
     namespace = next(ns for ns, phase in phases.items())
     pod = {"namespace": namespace, "pod": "checkout-7d9f"}
+    # {inbound,outbound}_tcp_errors_total carry error + TargetAddr (linkerd/app/{inbound,outbound}/src/metrics/error/
+    # tcp.rs), outbound_http_errors_total only error (error/http.rs); values from error.rs (`ErrorKind`).
+    tcp = lambda labels: scraped_proxy({**labels, "target_addr": "10.42.1.9:5432", "target_ip": "10.42.1.9",  # noqa: E731
+                                        "target_port": "5432"})
     tests = []
     tests += case("MeshInboundTLSDetectionTimeout",
-                  [series("inbound_tcp_errors_total", {**pod, "error": "tls detection timeout"}, "0+60x30")],
-                  [series("inbound_tcp_errors_total", {**pod, "error": "tls detection timeout"}, fixed(3)),
-                   series("inbound_tcp_errors_total", {**pod, "error": "unexpected"}, "0+60x30")],
+                  [series("inbound_tcp_errors_total", {**pod, "error": "tls detection timeout"}, "0+60x30", tcp)],
+                  [series("inbound_tcp_errors_total", {**pod, "error": "tls detection timeout"}, fixed(3), tcp),
+                   series("inbound_tcp_errors_total", {**pod, "error": "unexpected"}, "0+60x30", tcp)],
                   [{**pod, "severity": "warning"}])
     tests += case("MeshOutboundConnectionErrors",
-                  [series("outbound_tcp_errors_total", {**pod, "error": "i/o"}, "0+60x30")],
-                  [series("outbound_tcp_errors_total", {**pod, "error": "i/o"}, fixed(3)),
-                   series("outbound_http_errors_total", {**pod, "error": "i/o"}, "0+1x30"),
-                   series("outbound_tcp_errors_total", {**pod, "error": "identity required"}, "0+60x30")],
+                  [series("outbound_tcp_errors_total", {**pod, "error": "i/o"}, "0+60x30", tcp)],
+                  [series("outbound_tcp_errors_total", {**pod, "error": "i/o"}, fixed(3), tcp),
+                   series("outbound_http_errors_total", {**pod, "error": "i/o"}, "0+1x30", scraped_proxy),
+                   series("outbound_tcp_errors_total", {**pod, "error": "identity required"}, "0+60x30", tcp)],
                   [{**pod, "severity": "warning"}])
     tests += case("MeshOutboundConnectionErrors",
-                  [series("outbound_http_errors_total", {**pod, "error": "i/o"}, "0+60x30")],
-                  [series("outbound_http_errors_total", {**pod, "error": "response timeout"}, "0+60x30")],
+                  [series("outbound_http_errors_total", {**pod, "error": "i/o"}, "0+60x30", scraped_proxy)],
+                  [series("outbound_http_errors_total", {**pod, "error": "response timeout"}, "0+60x30", scraped_proxy)],
                   [{**pod, "severity": "warning"}])
-    server = {"namespace": namespace, "srv_kind": "Server", "srv_name": "ledger-http",
-              "client_id": "frontend.web.serviceaccount.identity.linkerd.cluster.local"}
+    # Denials carry the Server (and for HTTP the route) and TLS labels, no authorization (metrics/authz.rs).
+    caller = {"tls": "true", "client_id": "frontend.web.serviceaccount.identity.linkerd.cluster.local"}
+    tcp_deny = inbound_authz(namespace, "ledger-5c", "ledger-http", 8080, "default", "x", caller)
+    tcp_deny = {k: v for k, v in tcp_deny.items() if not k.startswith("authz_")}
+    http_deny = {**tcp_deny, "route_group": "", "route_kind": "default", "route_name": "default"}
+    server = {k: tcp_deny[k] for k in ("namespace", "srv_kind", "srv_name", "client_id")}
     tests += case("MeshAuthorizationDenied",
-                  [series("inbound_tcp_authz_deny_total", server, "0+60x30")],
-                  [series("inbound_http_authz_deny_total", server, fixed(7)),
-                   series("inbound_http_authz_allow_total", server, "0+60x30")],
+                  [series("inbound_tcp_authz_deny_total", tcp_deny, "0+60x30")],
+                  [series("inbound_http_authz_deny_total", http_deny, fixed(7)),
+                   series("inbound_http_authz_allow_total", inbound_authz(namespace, "ledger-5c", "ledger-http", 8080,
+                                                                          "authorizationpolicy", "ledger-http", caller,
+                                                                          route=("", "default", "default")), "0+60x30")],
                   [{**server, "severity": "warning"}])
     if "MeshPlaintextInbound" in by_alert:
-        strict = next(ns for ns, phase in phases.items() if phase in ("deny", "all-authenticated", "cluster-authenticated"))
-        plain = {"namespace": strict, "pod": "ledger-5c", "srv_name": "ledger-http", "tls": "no_identity",
-                 "authz_name": "ledger-http"}
-        probe = {**plain, "authz_name": "probe"}
-        mtls = {**plain, "tls": "true"}
-        # `kubectl port-forward` reaches the pod through the proxy's own localhost authorization.
-        local = {**plain, "authz_name": "localhost"}
-        tests += case("MeshPlaintextInbound",
-                      [series("inbound_http_authz_allow_total", plain, "0+60x30")],
-                      [series("inbound_http_authz_allow_total", probe, "0+60x30"),
-                       series("inbound_http_authz_allow_total", mtls, "0+60x30"),
-                       series("inbound_http_authz_allow_total", local, "0+60x30"),
-                       series("inbound_tcp_authz_allow_total", local, "0+60x30")],
-                      [{"namespace": strict, "pod": "ledger-5c", "srv_name": "ledger-http", "severity": "critical"}])
-    proxy = {**pod, "container": "linkerd-proxy"}
+        tests += plaintext_cases(run)
+    # kube-state-metrics' pod container metrics: namespace, pod, uid, container (docs/metrics/workload/pod-metrics.md).
+    proxy = {**pod, "uid": "5b1e6a3c-0f0e-4e5e-9d7e-2f1c3a4b5c6d", "container": "linkerd-proxy"}
     tests += case("MeshProxyRestarting",
                   [series("kube_pod_init_container_status_restarts_total", proxy, "0+1x30")],
                   [series("kube_pod_init_container_status_restarts_total", proxy, fixed(4)),
-                   series("kube_pod_container_status_restarts_total", {**pod, "container": "app"}, "0+1x30")],
+                   series("kube_pod_container_status_restarts_total", {**proxy, "container": "app"}, "0+1x30")],
                   [{**pod, "severity": "warning"}])
     tests += case("MeshProxyRestarting",
                   [series("kube_pod_container_status_restarts_total", proxy, "0+1x30")],
                   [series("kube_pod_container_status_restarts_total", proxy, fixed(1))],
                   [{**pod, "severity": "warning"}])
-    tests += case("MeshProxyCertificateRefreshFailing",
-                  [series("control_identity_cert_refreshes_total", {**pod, "result": "error"}, "0+1x30")],
-                  [series("control_identity_cert_refreshes_total", {**pod, "result": "ok"}, "0+1x30")],
-                  [{**pod, "severity": "warning"}])
+    tests += refresh_cases(by_alert["MeshProxyCertificateRefreshFailing"], pod)
+    # linkerd-identity's gRPC server (go-grpc-prometheus v1.2.0 server_metrics.go), scraped on ident-admin.
+    identity = {"namespace": "linkerd", "pod": "linkerd-identity-6c9f-x", "container": "identity",
+                "endpoint": "ident-admin", "job": "linkerd/linkerd-proxies", "instance": "10.42.0.12:9990",
+                "grpc_type": "unary", "grpc_service": "io.linkerd.proxy.identity.Identity", "grpc_method": "Certify"}
+    tests += case("MeshIdentityRefusing",
+                  [series("grpc_server_handled_total", {**identity, "grpc_code": "FailedPrecondition"}, "0+1x30"),
+                   series("grpc_server_handled_total", {**identity, "grpc_code": "OK"}, fixed(40))],
+                  [series("grpc_server_handled_total", {**identity, "grpc_code": "OK"}, "0+5x30"),
+                   # Some refusals while others succeed (a deleted pod's token): no outage.
+                   series("grpc_server_handled_total", {**identity, "grpc_code": "Unauthenticated"}, "0+1x30"),
+                   series("grpc_server_handled_total", {**identity, "grpc_code": "Unavailable"}, fixed(3)),
+                   # Another gRPC server's failures (the destination controller) are not identity's.
+                   series("grpc_server_handled_total", {**identity, "grpc_service": "io.linkerd.proxy.destination.Destination",
+                                                        "grpc_method": "Get", "grpc_code": "Unknown"}, "0+1x30")],
+                  [{"namespace": "linkerd", "grpc_code": "FailedPrecondition", "severity": "critical"}])
+    tests += case("MeshProxyCertificateRejected",
+                  [series("control_identity_cert_refreshes_total", scraped_proxy({**pod, "result": "error"}), "0+1x30")],
+                  [series("control_identity_cert_refreshes_total", scraped_proxy({**pod, "result": "ok"}), "0+1x30"),
+                   series("control_identity_cert_refreshes_total", scraped_proxy({**pod, "result": "error"}), fixed(2))],
+                  [{**pod, "severity": "critical"}])
+    # control_identity_cert_* carry no labels of their own (linkerd/identity/src/metrics.rs), only the target's.
     tests += expiry_cases("MeshProxyCertificateExpiring", by_alert["MeshProxyCertificateExpiring"], pod,
-                          metric="control_identity_cert_expiration_timestamp_seconds", carried=("namespace", "pod"))
+                          metric="control_identity_cert_expiration_timestamp_seconds", carried=("namespace", "pod"),
+                          scraped=scraped_proxy)
+    # cert-manager v1.21.1 internal/collectors/certificate_collector.go: expiration and ready status carry name,
+    # namespace, issuer_name, issuer_kind, issuer_group (+ condition); issuer_collector.go: name, namespace, condition.
     issuer = {"namespace": "linkerd", "name": "linkerd-identity-issuer", "issuer_kind": "Issuer",
-              "issuer_name": "mtls-mesh-identity-x"}
+              "issuer_name": "mtls-mesh-identity-x", "issuer_group": "cert-manager.io"}
     tests += expiry_cases("MeshIdentityIssuerExpiring", by_alert["MeshIdentityIssuerExpiring"], issuer, scraped=scraped)
     webhook = {**issuer, "name": "linkerd-policy-validator", "issuer_name": "mtls-mesh-webhook-ca"}
     tests += expiry_cases("MeshWebhookCertificateExpiring", by_alert["MeshWebhookCertificateExpiring"], webhook, scraped=scraped)
     workload = {"namespace": "data", "name": "postgres-mesh-tls", "issuer_kind": "Issuer",
-                "issuer_name": "mtls-mesh-workload-x"}
+                "issuer_name": "mtls-mesh-workload-x", "issuer_group": "cert-manager.io"}
     if "MeshWorkloadCertificateExpiring" in by_alert and run.config.get("mtls-mesh:pkiMode", "vault") == "vault":
         tests += expiry_cases("MeshWorkloadCertificateExpiring", by_alert["MeshWorkloadCertificateExpiring"], workload,
                               scraped=scraped)
     not_ready = {"namespace": "linkerd", "name": "linkerd-identity-issuer", "issuer_name": "mtls-mesh-identity-x"}
-    foreign = {**not_ready, "namespace": "someone-else", "name": "their-cert"}
+    not_ready_labels = {**not_ready, "issuer_kind": "Issuer", "issuer_group": "cert-manager.io"}
+    foreign = {**not_ready_labels, "namespace": "someone-else", "name": "their-cert"}
     tests += case("MeshCertificateNotReady",
-                  [series("certmanager_certificate_ready_status", {**not_ready, "condition": "False"}, fixed(1), scraped)],
-                  [series("certmanager_certificate_ready_status", {**not_ready, "condition": "True"}, fixed(1), scraped),
-                   series("certmanager_certificate_ready_status", {**not_ready, "condition": "False"}, fixed(0), scraped),
+                  [series("certmanager_certificate_ready_status", {**not_ready_labels, "condition": "False"}, fixed(1), scraped)],
+                  [series("certmanager_certificate_ready_status", {**not_ready_labels, "condition": "True"}, fixed(1), scraped),
+                   series("certmanager_certificate_ready_status", {**not_ready_labels, "condition": "False"}, fixed(0), scraped),
                    # A certificate outside the mesh's namespaces is not ours to alert on.
                    series("certmanager_certificate_ready_status", {**foreign, "condition": "False"}, fixed(1), scraped)],
                   [{**not_ready, "severity": "critical"}])
@@ -331,7 +476,7 @@ def test_monitoring_objects_conform_and_carry_the_selector_labels(each_stack, ne
         assert validate_object(obj) == []
         assert obj["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     monitor = each_stack.object("PodMonitor", "linkerd-proxies", "linkerd")["spec"]
-    assert monitor["podMetricsEndpoints"][0]["port"] == "linkerd-admin"
+    assert [e["port"] for e in monitor["podMetricsEndpoints"]] == ["linkerd-admin", "ident-admin"]
     assert set(monitor["namespaceSelector"]["matchNames"]) >= set(each_stack.exports["inboundPolicies"])
 
 

@@ -4,6 +4,7 @@ at the network layer, equals the graph's allowed edges exactly; probes and scrap
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import sys
 
@@ -137,11 +138,38 @@ def test_exported_access_matrix_is_what_the_objects_say(each_stack):
 
 def test_staging_matrix_reads_as_intended(staging):
     matrix = staging.exports["accessMatrix"]
+    nodes = json.loads(staging.config["mtls-mesh:kubeletNetworks"])
+    probes = {"GET <the pod's httpGet probe paths>": {"allowed": [], "networks": nodes}}
+    # HTTP/2: the proxy takes plaintext as HTTP/2 there, so the kubelet's HTTP/1.1 probes have no way in.
     assert matrix["payments/ledger:http"] == {"allowed": ["payments/billing"], "others": "denied"}
-    assert matrix["payments/ledger:admin"] == {"allowed": [], "others": "denied"}
-    assert matrix["web/catalog:grpc"] == {"allowed": ["web/checkout", "web/frontend"], "others": "denied"}
+    assert matrix["payments/ledger:admin"] == {"allowed": [], "others": "denied", "routes": probes}
+    assert matrix["web/catalog:grpc"] == {"allowed": ["web/checkout", "web/frontend"], "others": "denied",
+                                          "routes": {"grpc.health.v1.Health": {"allowed": [], "networks": nodes}}}
     assert matrix["ingress/ingress-nginx:https"] == {"allowed": [], "others": "all-unauthenticated"}
     assert "data/postgres:postgres" not in matrix, "a proxy-free service has no Server; the network layer guards it"
+    # Every meshed pod's admin port: Prometheus by identity on /metrics (no network: staging's Prometheus is meshed),
+    # the kubelet on /live and /ready, and every other path from localhost only.
+    assert matrix["payments/*:linkerd-admin"] == {"allowed": [], "others": "denied", "routes": {
+        "GET /metrics": {"allowed": [
+            "kube-prometheus-stack-prometheus.monitoring.serviceaccount.identity.linkerd.cluster.local",
+            "prometheus.linkerd-viz.serviceaccount.identity.linkerd.cluster.local"], "networks": []},
+        "GET /live, GET /ready": {"allowed": [], "networks": nodes},
+        "/*": {"allowed": [], "networks": [], "only": "localhost"}}}
+
+
+def test_matrix_names_every_network_that_reaches_a_port(staging):
+    """Whatever NetworkAuthentication an AuthorizationPolicy in a namespace uses, its networks appear in that
+    namespace's matrix: nobody reaches a port unlisted."""
+    matrix = staging.exports["accessMatrix"]
+    for policy in staging.objects("AuthorizationPolicy"):
+        namespace = policy["metadata"]["namespace"]
+        for ref in policy["spec"]["requiredAuthenticationRefs"]:
+            if ref["kind"] != "NetworkAuthentication":
+                continue
+            networks = {n["cidr"] for n in staging.object("NetworkAuthentication", ref["name"], namespace)["spec"]["networks"]}
+            listed = {cidr for key, entry in matrix.items() if key.startswith(f"{namespace}/")
+                      for route in entry.get("routes", {}).values() for cidr in route["networks"]}
+            assert networks <= listed, (namespace, policy["metadata"]["name"])
 
 
 def test_servers_follow_their_namespaces_phase(each_stack):
@@ -167,7 +195,24 @@ def test_kubelet_probes_survive_default_deny(staging):
         assert policy["targetRef"] == {"group": "policy.linkerd.io", "kind": "HTTPRoute", "name": "linkerd-admin-probes"}
         ref = policy["requiredAuthenticationRefs"][0]
         networks = staging.object(ref["kind"], ref["name"], namespace)["spec"]["networks"]
-        assert networks == [{"cidr": "0.0.0.0/0"}, {"cidr": "::/0"}]
+        assert networks == [{"cidr": c} for c in json.loads(staging.config["mtls-mesh:kubeletNetworks"])]
+    # Linkerd's own probe routes on HTTP/1 ports admit the same networks (the chart's policyController.probeNetworks).
+    values = next(r.object()["values"] for r in staging.of_type("kubernetes:helm.sh/v3:Release")
+                  if r.object()["chart"] == "linkerd-control-plane")
+    assert values["policyController"]["probeNetworks"] == json.loads(staging.config["mtls-mesh:kubeletNetworks"])
+
+
+def test_other_admin_paths_answer_localhost_only(staging):
+    """/proxy-log-level, /env.json, /shutdown...: once the admin Server has routes, a path no route matches is a 404
+    even from localhost. The catch-all route has no AuthorizationPolicy, so only the proxy's own localhost
+    authorization admits it; the exact routes keep theirs."""
+    for namespace in ("web", "payments"):
+        local = staging.object("HTTPRoute", "linkerd-admin-local", namespace)["spec"]
+        assert local["parentRefs"] == [{"group": "policy.linkerd.io", "kind": "Server", "name": "linkerd-admin"}]
+        assert local["rules"] == [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}]}]
+        targeting = [p for p in staging.objects("AuthorizationPolicy") if p["metadata"]["namespace"] == namespace
+                     and p["spec"]["targetRef"]["name"] in ("linkerd-admin-local", "linkerd-admin")]
+        assert targeting == [], "nothing but localhost may reach the other admin paths"
 
 
 def test_prometheus_scrapes_metrics_and_nothing_else(staging):
@@ -309,22 +354,49 @@ def test_bad_policy_settings_are_reported_before_anything_registers(key, value, 
     assert caught.value.registrations == []
 
 
-def test_an_unmeshed_prometheus_can_scrape_by_default(each_stack):
-    """The usual kube-prometheus-stack runs without a proxy: under deny, /metrics must admit it by network, at the
-    mesh layer (an AuthorizationPolicy on the metrics route) and at the network layer (port 4191)."""
+def test_deny_stacks_admit_exactly_the_networks_they_name():
+    """Under deny, /metrics admits by network exactly the stack's prometheusNetworks (none when Prometheus is meshed),
+    at the mesh layer (an AuthorizationPolicy on the metrics route) and at the network layer (port 4191)."""
     import ipaddress
 
     prometheus_pod = ipaddress.ip_address("10.42.3.17")
-    deny = [ns for ns, phase in each_stack.exports["inboundPolicies"].items() if phase == "deny"]
-    for namespace in deny:
-        authn = each_stack.object("NetworkAuthentication", "prometheus-network", namespace)
-        assert any(prometheus_pod in ipaddress.ip_network(n["cidr"]) for n in authn["spec"]["networks"])
-        policy = each_stack.object("AuthorizationPolicy", "prometheus-network-scrape", namespace)["spec"]
-        assert policy["targetRef"]["name"] == "linkerd-admin-metrics"
-        allow = each_stack.object("NetworkPolicy", "mtls-mesh-allow-prometheus", namespace)["spec"]["ingress"][0]
-        assert any("ipBlock" in peer and prometheus_pod in ipaddress.ip_network(peer["ipBlock"]["cidr"])
-                   for peer in allow["from"])
-        assert {"protocol": "TCP", "port": 4191} in allow["ports"]
+    for networks in ([], ["10.42.0.0/16"]):
+        run = run_program("prod", set_config={"prometheusNetworks": networks})
+        deny = [ns for ns, phase in run.exports["inboundPolicies"].items() if phase == "deny"]
+        assert deny
+        for namespace in deny:
+            authn = [o for o in run.objects("NetworkAuthentication")
+                     if o["metadata"]["namespace"] == namespace and o["metadata"]["name"] == "prometheus-network"]
+            allow = run.object("NetworkPolicy", "mtls-mesh-allow-prometheus", namespace)["spec"]["ingress"][0]
+            by_network = [p for p in allow["from"] if "ipBlock" in p]
+            if not networks:
+                assert not authn and not by_network
+                continue
+            assert [n["cidr"] for n in authn[0]["spec"]["networks"]] == networks
+            policy = run.object("AuthorizationPolicy", "prometheus-network-scrape", namespace)["spec"]
+            assert policy["targetRef"]["name"] == "linkerd-admin-metrics"
+            assert any(prometheus_pod in ipaddress.ip_network(p["ipBlock"]["cidr"]) for p in by_network)
+            assert {"protocol": "TCP", "port": 4191} in allow["ports"]
+
+
+@pytest.mark.parametrize("change, where, message", [
+    ({"defaultInboundPolicy": "deny"}, "kubeletNetworks", "not set, and namespaces"),
+    ({"defaultInboundPolicy": "deny"}, "prometheusNetworks", "is for audit rollouts"),
+    ({"defaultInboundPolicy": "deny", "kubeletNetworks": ["10.20.0.0/20", "::/0"], "prometheusNetworks": []},
+     "kubeletNetworks[1]", "::/0 admits every address"),
+    # Every graph namespace overridden, but the verification canary's namespace follows the default phase.
+    ({"defaultInboundPolicy": "deny", "inboundPolicyOverrides": [f"{ns}=audit" for ns in ("ingress", "web", "payments", "data")]},
+     "kubeletNetworks", "defaultInboundPolicy is deny"),
+    ({"inboundPolicyOverrides": ["web=deny"], "kubeletNetworks": ["10.20.0.0/20"],
+      "prometheusNetworks": ["0.0.0.0/0"]}, "prometheusNetworks[0]", "namespace web enforces deny"),
+])
+def test_deny_needs_narrow_probe_and_scrape_networks(change, where, message):
+    with pytest.raises(SettingsError) as caught:
+        run_program("dev", set_config=change)
+    problem = next(p for p in caught.value.problems if p.where == f"mtls-mesh:{where}")
+    assert message in problem.what and "kubectl" in problem.fix, problem
+    # The same settings without deny are fine: an audit rollout keeps the defaults.
+    run_program("dev", set_config={k: v for k, v in change.items() if k not in ("defaultInboundPolicy", "inboundPolicyOverrides")})
 
 
 def test_grpc_ports_admit_kubelet_health_probes_and_nothing_else_unauthenticated(staging):

@@ -187,3 +187,19 @@ def test_trust_manager_may_write_every_bundle_target(needs_shared):
     assert bindings, "the ClusterRole is bound to trust-manager's account"
     targets = {o["metadata"]["name"] for o in run.objects("Bundle")}
     assert targets == {"linkerd-identity-trust-roots", "mtls-mesh-workload-trust"}
+
+
+def test_the_pod_monitor_finds_the_identity_controllers_metrics_in_the_rendered_chart(needs_shared):
+    """MeshIdentityRefusing reads linkerd-identity's own metrics: the PodMonitor's second endpoint must name a
+    container and port the pinned chart really renders, on pods its selector picks."""
+    run = run_program("prod")
+    monitor = run.object("PodMonitor", "linkerd-proxies", "linkerd")["spec"]
+    endpoint = monitor["podMetricsEndpoints"][1]
+    container_name = endpoint["relabelings"][0]["regex"]
+    objects = rendered_releases(run)["linkerd-control-plane"]
+    identity = next(o for o in objects if o.get("kind") == "Deployment" and o["metadata"]["name"] == "linkerd-identity")
+    template = identity["spec"]["template"]
+    assert "linkerd.io/control-plane-ns" in template["metadata"]["labels"]
+    assert "linkerd" in monitor["namespaceSelector"]["matchNames"]
+    (container,) = [c for c in template["spec"]["containers"] if c["name"] == container_name]
+    assert endpoint["port"] in {p["name"] for p in container.get("ports", [])}

@@ -50,6 +50,7 @@ class Series:
     authz_kind: str = ""
     authz_name: str = ""
     srv_kind: str = "server"
+    route: tuple[str, str, str] = ("", "default", "default")  # route_group, route_kind, route_name (HTTP only)
     count: int = 600
     ramp_from: int = START_AGO
     ramp_to: int = END_AGO
@@ -72,7 +73,7 @@ class Series:
         else:
             labels["no_tls_reason"] = "no_tls_from_remote"
         if self.metric.startswith("inbound_http_"):
-            labels.update({"route_group": "", "route_kind": "default", "route_name": "default"})
+            labels.update(dict(zip(("route_group", "route_kind", "route_name"), self.route)))
         if "_allow_" in self.metric:
             labels.update({"authz_group": "policy.linkerd.io" if self.authz_kind != "default" else "",
                            "authz_kind": self.authz_kind, "authz_name": self.authz_name})
@@ -105,7 +106,17 @@ FIXTURE = [
     # Scrapes and probes go on until the last minute: a window with only those still has no traffic to report.
     Series(ALLOW_HTTP, "web", "linkerd-admin", 4191, "true", identity("kube-prometheus-stack-prometheus", "monitoring"),
            POLICY, "linkerd-admin-metrics", ramp_to=60, until=60),
-    Series(ALLOW_HTTP, "web", "frontend-http", 8080, "no_identity", "", "default", "probe", ramp_to=60, until=60),
+    Series(ALLOW_HTTP, "web", "frontend-http", 8080, "no_identity", "", "default", "probe", ramp_to=60, until=60,
+           route=("", "default", "probe")),
+    # A kubelet `grpc:` probe, admitted by the program's route authorization: the proxy names it after the
+    # AuthorizationPolicy (policy-controller grpc/src/inbound.rs `to_authz`), on the GRPCRoute for the health service.
+    Series(ALLOW_HTTP, "web", "catalog-grpc", 9090, "no_identity", "", POLICY, "catalog-grpc-probes", ramp_to=60,
+           until=60, route=("gateway.networking.k8s.io", "grpcroute", "catalog-grpc-health")),
+    Series(ALLOW_HTTP, "payments", "linkerd-admin", 4191, "no_identity", "", POLICY, "linkerd-admin-probes",
+           ramp_to=60, until=60, route=("policy.linkerd.io", "httproute", "linkerd-admin-probes")),
+    # An unmeshed Prometheus scraping by network (prometheus-network-scrape, when prometheusNetworks is set).
+    Series(ALLOW_HTTP, "payments", "linkerd-admin", 4191, "no_identity", "", POLICY, "prometheus-network-scrape",
+           ramp_to=60, until=60, route=("policy.linkerd.io", "httproute", "linkerd-admin-metrics")),
     # A port the graph does not declare (no Server: the namespace's default policy answers): listed apart.
     Series(ALLOW_TCP, "ingress", "all-unauthenticated", 9113, "true", identity("frontend", "web"), "default",
            "all-unauthenticated", srv_kind="default"),
@@ -222,7 +233,7 @@ def test_an_allowed_caller_counted_under_authz_audit_is_not_proposed(staging_rep
 def test_plaintext_and_unknown_callers_are_listed_apart_and_never_proposed(staging_report):
     plaintext = {(r["service"], r["port"], r["tls"]) for r in staging_report["plaintext"]}
     assert plaintext == {("ingress/ingress-nginx", "http", "no_identity"), ("web/checkout", "http", "no_identity")}, \
-        "kubelet probes (authz_name=probe) are expected plaintext and not listed"
+        "kubelet probes (Linkerd's probe, the program's <svc>-<port>-probes) are expected plaintext and not listed"
     unknown = {(r["clientId"], r["service"], r["port"]) for r in staging_report["unknownIdentities"]}
     assert unknown == {(identity("debug", "tools"), "payments/ledger", "http")}
     assert all(r["caller"].count("/") == 1 and "." not in r["caller"] for r in staging_report["proposed"])

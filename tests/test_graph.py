@@ -112,3 +112,23 @@ def test_defaults_fill_service_account_selector_and_certificate():
     assert postgres.certificate and not frontend.certificate, "proxy-free services terminate TLS themselves"
     assert mesh_identity("ledger-writer", "payments", "cluster.local") == \
         "ledger-writer.payments.serviceaccount.identity.linkerd.cluster.local"
+
+
+def test_an_opaque_port_number_is_opaque_for_the_whole_namespace():
+    """The opaque-ports annotation is set on the namespace, so another meshed service of it on the same number with a
+    detected protocol would be opaque to its callers: rejected, naming both."""
+    import copy
+
+    from components.errors import Problems
+    from components.graph import parse_graph
+
+    document = copy.deepcopy(EXAMPLE)
+    document["services"]["frontend"]["ports"].append({"name": "tls", "port": 9443, "protocol": "opaque"})
+    document["services"]["checkout"]["ports"].append({"name": "h2", "port": 9443, "protocol": "HTTP/2"})
+    problems = Problems()
+    assert parse_graph(document, "services.yaml", problems) is None
+    [problem] = problems.items
+    assert problem.where == "services.yaml: services.checkout.ports[1].protocol"
+    assert "services.frontend.ports[1] makes port 9443 opaque" in problem.what
+    document["services"]["checkout"]["ports"][1]["protocol"] = "opaque"
+    assert parse_graph(document, "services.yaml", Problems()) is not None

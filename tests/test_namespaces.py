@@ -105,3 +105,27 @@ def test_a_meshed_service_on_a_port_its_namespace_skips_is_refused(tmp_path):
     with pytest.raises(SettingsError, match=r"services.cache.ports\[0\].port: 5432 bypasses the proxy in namespace 'data' "
                                             r"because of services.postgres \(meshed: false\)"):
         run_program("staging", graph=copy.deepcopy(graph), tmp_path=tmp_path)
+
+
+def test_opaque_ports_reach_callers_through_the_namespace_annotation(staging):
+    """Callers learn a port is opaque from the Service's or pod's config.linkerd.io/opaque-ports, which the injector
+    copies from the namespace at creation: the namespace of every meshed opaque port carries it, with Linkerd's
+    default list kept (the namespace's value replaces it), and no other namespace does."""
+    from components.namespaces import LINKERD_DEFAULT_OPAQUE_PORTS, OPAQUE_PORTS
+
+    assert annotations(staging, "ingress")[OPAQUE_PORTS] == ",".join(
+        map(str, sorted({443, *LINKERD_DEFAULT_OPAQUE_PORTS})))
+    for namespace in ("web", "payments", "data"):
+        assert OPAQUE_PORTS not in annotations(staging, namespace), \
+            "no meshed opaque port there (data's postgres is proxy-free and skipped)"
+
+
+def test_default_opaque_ports_are_the_pinned_charts(needs_shared):
+    import yaml as pyyaml
+    from components.namespaces import LINKERD_DEFAULT_OPAQUE_PORTS
+    from harness import PROJECT_DIR
+
+    from conformance import UPSTREAM
+    values = UPSTREAM / "charts/linkerd2-edge-26.8.3/charts/linkerd-control-plane/values.yaml"
+    chart = pyyaml.safe_load(values.read_text())
+    assert tuple(int(p) for p in chart["proxy"]["opaquePorts"].split(",")) == LINKERD_DEFAULT_OPAQUE_PORTS

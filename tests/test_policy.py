@@ -227,3 +227,14 @@ def test_foreign_key_material_is_still_caught_in_a_tls_resource(dev):
     assert any("subject" in f for f in _flagged(_key_args(own, props=leaked)))
     # The CA's key where a CertRequest would take its own (the input that takes a key differs by type).
     assert _flagged(_key_args(signed, props={**plain(signed.inputs), "privateKeyPem": key}))
+
+
+def test_deny_namespace_open_to_every_address_is_caught(prod):
+    def open_kubelet(registration, props):
+        if registration.type.endswith("NetworkAuthentication") and props["metadata"]["name"] == "kubelet" \
+                and props["metadata"]["namespace"] == "web":
+            props["spec"]["networks"] = [{"cidr": "0.0.0.0/0"}, {"cidr": "::/0"}]
+        return props
+    assert not violations(prod, BY_NAME["deny-namespaces-authorized"])
+    found = violations(prod, BY_NAME["deny-namespaces-authorized"], open_kubelet)
+    assert any("web: NetworkAuthentication kubelet admits every address (0.0.0.0/0, ::/0)" in f for f in found), found

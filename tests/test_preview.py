@@ -220,7 +220,11 @@ def test_a_manifest_computed_from_ids_hides_the_objects(monkeypatch, tmp_path):
         monkeypatch.setattr(module, "register_group", register_group_from_ids)
     preview = run_program("staging", preview=True)
     assert len(preview.of_type(CONFIG_GROUP)) == 6 and grouped_objects(preview) == 0
-    assert len(preview.objects()) == 49 and len(stack_run("staging").objects()) == 147
+    # Issue 20 measured 49 of 147 objects on the code of that day; the graph and settings have grown since, so the
+    # figure is stated as what it was: exactly the objects outside the groups are shown, every grouped one is missing.
+    applied = stack_run("staging")
+    assert grouped_objects(applied) > 0
+    assert len(preview.objects()) == len(applied.objects()) - grouped_objects(applied)
     assert compare(preview, stack_run("staging"))
     changed = graph()
     add_namespace(changed)

@@ -44,7 +44,10 @@ def test_every_verification_object_conforms(staging, dev, needs_shared):
 @pytest.mark.parametrize("stack,others", [("staging", "denied"), ("dev", "audit")])
 def test_the_canary_admits_exactly_one_identity_in_the_stacks_phase(stack, others, request):
     run = request.getfixturevalue(stack)
-    assert run.exports["accessMatrix"][f"{NS}/canary:http"] == {"allowed": [f"{NS}/{ALLOWED}"], "others": others}
+    entry = run.exports["accessMatrix"][f"{NS}/canary:http"]
+    assert {k: entry[k] for k in ("allowed", "others")} == {"allowed": [f"{NS}/{ALLOWED}"], "others": others}
+    # Besides the allowed caller, only the kubelet's httpGet probes (Linkerd's probe route), from kubeletNetworks.
+    assert [r["allowed"] for r in entry.get("routes", {}).values()] in ([], [[]])
     authn = run.object("MeshTLSAuthentication", "canary", NS)
     assert authn["spec"]["identities"] == [f"{ALLOWED}.{NS}.serviceaccount.identity.linkerd.cluster.local"]
     assert run.object("Namespace", NS)["metadata"]["annotations"]["config.linkerd.io/default-inbound-policy"] == (
