@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
-from .authorization import authorization_objects, plaintext_authorizations
+from .authorization import GRPC_HEALTH_ROUTE_SUFFIX, GRPC_PROBE_AUTHZ_SUFFIX, authorization_objects, plaintext_authorizations
 from .durations import Duration
 from .linkerd import CONTROL_PLANE_WEBHOOKS, WEBHOOK_CERT_RENEW_BEFORE
 from .namespaces import LINKERD_NAMESPACE, VIZ_NAMESPACE
@@ -150,17 +150,39 @@ def mesh_rule_groups(settings: Settings, policy: Iterable[Mapping[str, Any]] | N
         # Plaintext the program admits on purpose, by the names the proxy reports it under (authz_name): kubelet
         # probes (Linkerd's `probe`, the admin port's and each gRPC port's probe authorization), Prometheus'
         # network on /metrics, and the proxy's own `localhost`. Derived from the objects the program registers.
-        expected = plaintext_authorizations(authorization_objects(settings) if policy is None else policy)
-        # One selector per set of expected names (namespaces with the same gRPC ports share one): a name admitted in
+        objects = list(authorization_objects(settings) if policy is None else policy)
+        expected = plaintext_authorizations(objects)
+        # A gRPC port's probe authorization is recognised by its shape instead of by name: the proxy reports it with
+        # authz_name `<Server>-probes` on route `<Server>-health` of that very Server, which is how the program names
+        # them (authorization.grpc_probe_objects). Listing each one by name made the rule grow with every gRPC port
+        # (about 120 kB at 10,000 services), towards the object-size limit of the PrometheusRule.
+        grpc_probes = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in objects
+                       if o["kind"] == "AuthorizationPolicy" and o["spec"]["targetRef"]["kind"] == "GRPCRoute"
+                       and o["metadata"]["name"].endswith(GRPC_PROBE_AUTHZ_SUFFIX)}
+        grpc_namespaces = sorted({namespace for namespace, _ in grpc_probes} & set(authenticated))
+        # One selector per set of other expected names (namespaces with the same names share one): a name admitted in
         # one namespace is not excused in another.
         by_names: dict[tuple[str, ...], list[str]] = {}
         for namespace in authenticated:
-            by_names.setdefault(tuple(sorted(expected.get(namespace, ()))), []).append(namespace)
+            names = expected.get(namespace, set()) - {name for ns, name in grpc_probes if ns == namespace}
+            by_names.setdefault(tuple(sorted(names)), []).append(namespace)
         selectors = [f'tls!="true", namespace=~"{_namespace_regex(namespaces)}", authz_name!~"{_namespace_regex(names)}"'
                      for names, namespaces in sorted(by_names.items(), key=lambda item: sorted(item[1]))]
+
+        def admitted(metric: str, selector: str) -> str:
+            plaintext = f"rate({metric}{{{selector}}}[5m])"
+            if metric != "inbound_http_authz_allow_total" or not grpc_namespaces:
+                return plaintext
+            # Per pod and Server, the one authorization name and route a gRPC probe is reported under; `group by`
+            # first, so the relabelled series stay distinct.
+            probe_shape = f'group by (namespace, pod, srv_name) ({metric}{{namespace=~"{_namespace_regex(grpc_namespaces)}"}})'
+            for label, suffix in (("authz_name", GRPC_PROBE_AUTHZ_SUFFIX), ("route_name", GRPC_HEALTH_ROUTE_SUFFIX)):
+                probe_shape = f'label_replace({probe_shape}, "{label}", "$1{suffix}", "srv_name", "(.+)")'
+            return f"({plaintext} unless on (namespace, pod, srv_name, authz_name, route_name) {probe_shape})"
+
         traffic.append(rule(
             "MeshPlaintextInbound",
-            " or ".join(f'sum by (namespace, pod, srv_name, authz_name) (rate({metric}{{{selector}}}[5m])) > 0'
+            " or ".join(f'sum by (namespace, pod, srv_name, authz_name) ({admitted(metric, selector)}) > 0'
                         for selector in selectors
                         for metric in ("inbound_http_authz_allow_total", "inbound_tcp_authz_allow_total")),
             "critical", "Plaintext traffic is admitted into {{ $labels.namespace }}/{{ $labels.pod }}",

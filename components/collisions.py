@@ -8,6 +8,7 @@ which graph entry to change.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from typing import Any, Iterable
 
@@ -42,3 +43,25 @@ def object_name_clashes(graph: Any, objects: Iterable[dict[str, Any]]) -> list[P
                                 "Rename the service, port or egress entry so that the derived names stay unique"))
     return problems
 
+
+# etcd refuses a request over --max-request-bytes, default 1.5 MiB (etcd server/embed/config.go,
+# DefaultMaxRequestBytes = 1.5 * 1024 * 1024), which makes it the largest object the API server can store. An object
+# the graph makes (a NetworkPolicy listing a thousand callers with long selectors) must be refused here instead.
+MAX_OBJECT_BYTES = 1536 * 1024
+
+
+def oversized_objects(graph: Any, objects: Iterable[dict[str, Any]], limit: int = MAX_OBJECT_BYTES) -> list[Problem]:
+    """One problem per object larger than etcd stores; `graph` names the services whose entries made it."""
+    problems = []
+    for obj in objects:
+        size = len(json.dumps(obj, separators=(",", ":")))  # the API server stores it as JSON (or smaller protobuf)
+        if size > limit:
+            meta = obj["metadata"]
+            namespace = meta.get("namespace", "")
+            suspects = _suspects(graph, namespace, meta["name"])
+            where = f"{graph.source}: {' and '.join(suspects) if suspects else 'services'}"
+            problems.append(Problem(where, f"the {obj['kind']} '{meta['name']}' in namespace '{namespace}' it produces "
+                                           f"is {size:,} bytes, more than etcd's limit of {limit:,}",
+                                    "List fewer callers, selector labels or destinations in one service (README, "
+                                    "'Limits')"))
+    return problems

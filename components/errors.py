@@ -9,6 +9,7 @@ registers nothing.
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -26,6 +27,11 @@ class Problem:
         return f"{text}. {self.fix}" if self.fix else text
 
 
+# The most problems one error prints: the rest are counted (a graph can hold tens of thousands of bad entries, and the
+# first hundred show the pattern).
+SHOWN_PROBLEMS = 100
+
+
 class SettingsError(Exception):
     """Raised once, before any resource is registered, listing every problem found."""
 
@@ -35,7 +41,10 @@ class SettingsError(Exception):
         subject = f"stack '{stack}'" if stack else "this stack"
         count = len(self.problems)
         header = f"{count} problem{'s' if count != 1 else ''} in the settings of {subject}:"
-        super().__init__("\n".join([header, *(f"  - {p}" for p in self.problems)]))
+        lines = [header, *(f"  - {p}" for p in self.problems[:SHOWN_PROBLEMS])]
+        if count > SHOWN_PROBLEMS:
+            lines.append(f"  ... and {count - SHOWN_PROBLEMS:,} more")
+        super().__init__("\n".join(lines))
 
 
 class Problems:
@@ -43,6 +52,8 @@ class Problems:
 
     def __init__(self) -> None:
         self.items: list[Problem] = []
+        global _hint_budget
+        _hint_budget = HINT_BUDGET
 
     def add(self, where: str, what: str, fix: str = "") -> None:
         self.items.append(Problem(_cap(where), _cap(what), _cap(fix)))
@@ -62,26 +73,82 @@ PART_LIMIT = 1000
 
 
 def short(value: object, limit: int = QUOTE_LIMIT) -> str:
-    """`repr(value)` cut to `limit` characters, for quoting user input in a message.
+    """`repr(value)` cut to `limit` characters, for quoting user input in a message, with any character outside ASCII
+    named (`suspicious`): 'frontend' written with a Cyrillic 'е' looks like the right name and is not.
 
-    Containers are summarised without being formatted whole: formatting a large nested value is what takes time.
+    Containers are summarised without being formatted whole: formatting a large nested value is what takes time; a
+    number too large to print (Python refuses to format an int of more than 4,300 digits) is summarised by its size.
     """
     if isinstance(value, (dict, list, tuple, set)):
         kind = {dict: "mapping", list: "list", tuple: "list", set: "set"}[type(value)]
         return f"<a {kind} of {len(value)} item{'s' if len(value) != 1 else ''}>"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"<a number of {value.bit_length():,} bits>"
     if isinstance(value, str) and len(value) > limit:
         value = value[:limit]
-        return f"{value!r}... ({limit} of more characters shown)"
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}..."
+        return f"{value!r}... ({limit} of more characters shown){suspicious(value)}"
+    try:
+        text = repr(value)
+    except ValueError:  # any other value Python cannot format
+        return f"<a {type(value).__name__} that cannot be shown>"
+    note = suspicious(value) if isinstance(value, str) else ""
+    return (text if len(text) <= limit else f"{text[:limit]}...") + note
+
+
+# At most this many distinct characters are named in one quote.
+_NAMED_CHARACTERS = 3
+
+
+def suspicious(text: str) -> str:
+    """' (with Cyrillic 'с' U+0441 CYRILLIC SMALL LETTER ES)' for each character of `text` outside printable ASCII
+    (first few, distinct), or '' if there is none. A look-alike letter is named with its script; an invisible or
+    control character (which repr already escapes) by its code point and name."""
+    if text.isascii() and text.isprintable():
+        return ""
+    seen: list[str] = []
+    for char in text:
+        if (char.isascii() and char.isprintable()) or char in seen:
+            continue
+        seen.append(char)
+        if len(seen) == _NAMED_CHARACTERS:
+            break
+    return f" (with {', '.join(describe_character(c) for c in seen)})"
+
+
+def describe_character(char: str) -> str:
+    """"Cyrillic 'с' U+0441 CYRILLIC SMALL LETTER ES", or "U+200B ZERO WIDTH SPACE" for one that does not show."""
+    name = unicodedata.name(char, "")
+    code = f"U+{ord(char):04X}{' ' + name if name else ''}"
+    if not char.isprintable() or unicodedata.category(char) in ("Zs", "Mn", "Me", "Cf"):
+        return code
+    words = name.split()
+    script = []
+    for word in words:  # CYRILLIC SMALL LETTER ES -> Cyrillic; FULLWIDTH DIGIT FOUR -> Fullwidth
+        if word in ("SMALL", "CAPITAL", "LETTER", "DIGIT", "SIGN", "MARK"):
+            break
+        script.append(word)
+    label = " ".join(script).capitalize() if script and len(script) < len(words) else "character"
+    return f"{label} '{char}' {code}"
 
 
 def _cap(text: str) -> str:
     return text if len(text) <= PART_LIMIT else f"{text[:PART_LIMIT]}... (cut)"
 
 
+# How many candidate names 'did you mean' hints may compare in one load (reset by each `Problems()`): a graph of 10,000
+# services whose every caller is misspelled would otherwise compare 10,000 names 10,000 times. Past the budget the
+# hints are left out; the problems are all still reported.
+HINT_BUDGET = 2_000_000
+_hint_budget = HINT_BUDGET
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """A 'did you mean' hint for a misspelled name, or a list of the valid ones."""
+    global _hint_budget
+    choices = choices if isinstance(choices, (list, tuple, set, frozenset, dict)) else list(choices)
+    if _hint_budget < len(choices):
+        return ""
+    _hint_budget -= len(choices)
     choices = sorted(set(choices))
     if len(word) > 2 * QUOTE_LIMIT:  # nothing that long is a misspelling, and difflib is quadratic in it
         word = ""

@@ -22,6 +22,17 @@ PROXY_PROTOCOLS = ("unknown", "HTTP/1", "HTTP/2", "gRPC", "opaque", "TLS")
 # The most services one graph may hold: benchmarks/run.py shows 10,000 registering in seconds; beyond that a stack
 # should be split. The file itself is limited by inputs.MAX_GRAPH_BYTES.
 MAX_SERVICES = 10_000
+# Limits that bound the program's time and memory, not just the file's bytes (README, 'Limits'): each is far above a
+# real graph, and each is checked on the raw document before the entries it counts are read one by one.
+MAX_NAMESPACES = 10_000
+MAX_PORTS_PER_SERVICE = 100
+MAX_PORTS = 25_000  # in the whole graph: each port makes a Server, an AuthorizationPolicy and NetworkPolicy rules
+MAX_CALLERS_PER_SERVICE = 1_000  # one MeshTLSAuthentication and one NetworkPolicy list them all (etcd: 1.5 MiB each)
+MAX_ALLOW_ENTRIES = 100_000  # in the whole graph
+MAX_SELECTOR_LABELS = 32
+MAX_EGRESS_PER_SERVICE = 32
+MAX_DESTINATIONS_PER_EGRESS = 64  # cidrs and hosts of one egress entry
+MAX_PORT_LIST = 100  # skipInboundPorts, skipOutboundPorts, an egress entry's ports, an allow entry's ports
 
 # The proxy's own ports (linkerd-control-plane values proxy.ports: admin 4191, control 4190, inbound 4143,
 # outbound 4140): a meshed workload listening on one of them would collide with its own proxy.
@@ -142,8 +153,16 @@ class ServiceGraph:
     def meshed_namespaces(self) -> list[Namespace]:
         return [ns for ns in self.namespaces.values() if ns.meshed]
 
+    @functools.cached_property
+    def _services_by_namespace(self) -> dict[str, list[Service]]:
+        by_namespace: dict[str, list[Service]] = {}
+        for service in self.services.values():
+            by_namespace.setdefault(service.namespace, []).append(service)
+        return by_namespace
+
     def services_in(self, namespace: str) -> list[Service]:
-        return [s for s in self.services.values() if s.namespace == namespace]
+        # Indexed once: scanning every service for each namespace is quadratic (10,000 namespaces of one service each).
+        return list(self._services_by_namespace.get(namespace, ()))
 
     def is_meshed(self, service: Service) -> bool:
         """A service has a proxy (and so a mesh identity) only if it and its namespace are both meshed."""
@@ -246,8 +265,18 @@ class _Reader:
         if not isinstance(value, list):
             self.add(path, f"must be a list of port numbers, not {_kind(value)}")
             return ()
+        if not self.within(value, MAX_PORT_LIST, path, "ports"):
+            return ()
         numbers = [self.port_number(v, f"{path}[{i}]") for i, v in enumerate(value)]
         return tuple(sorted({n for n in numbers if n is not None}))
+
+    def within(self, items: Any, limit: int, path: str, what: str) -> bool:
+        """Whether a list or mapping holds at most `limit` entries (else a problem: see README, 'Limits')."""
+        if len(items) <= limit:
+            return True
+        self.add(path, f"lists {len(items):,} {what}, more than the limit of {limit:,}",
+                 "Split or trim it; see README, 'Limits'")
+        return False
 
     def dns_label(self, value: Any, path: str, what: str) -> bool:
         if not isinstance(value, str) or len(value) > 63 or not _DNS_LABEL.match(value):
@@ -274,7 +303,10 @@ def load_graph(path: Path, display: str, problems: Problems) -> ServiceGraph | N
     try:
         document = load_yaml(read_text_file(path, MAX_GRAPH_BYTES))
     except InputError as err:
-        reader.add("", err.what, err.fix or "Point mtls-mesh:serviceGraph at the graph file, e.g. services.yaml")
+        # The file is named by the serviceGraph setting: say so, since the path alone may not tell the user why it is read.
+        fix = f"{err.fix} (in the file mtls-mesh:serviceGraph names)" if err.fix else \
+            "Point mtls-mesh:serviceGraph at the graph file, e.g. services.yaml"
+        reader.add("", err.what, fix)
         return None
     return parse_graph(document, display, problems)
 
@@ -304,6 +336,8 @@ def parse_graph(document: Any, display: str, problems: Problems) -> ServiceGraph
     if len(raw_services) > MAX_SERVICES:
         reader.add("services", f"lists {len(raw_services):,} services, more than the limit of {MAX_SERVICES:,}",
                    "Split the platform into several stacks (see README, 'Limits')")
+        return None
+    if not _within_totals(reader, raw_services):
         return None
     services: dict[str, Service] = {}
     raw_allow: dict[str, Any] = {}
@@ -339,12 +373,30 @@ def parse_graph(document: Any, display: str, problems: Problems) -> ServiceGraph
     return ServiceGraph(display, namespaces, services, edges)
 
 
+def _within_totals(reader: _Reader, raw_services: dict) -> bool:
+    """The graph-wide limits, counted on the raw document (one pass, nothing validated yet)."""
+    ports = allow = 0
+    for raw in raw_services.values():
+        if isinstance(raw, dict):
+            ports += len(raw["ports"]) if isinstance(raw.get("ports"), list) else 0
+            allow += len(raw["allow"]) if isinstance(raw.get("allow"), list) else 0
+    ok = True
+    for count, limit, what in ((ports, MAX_PORTS, "ports"), (allow, MAX_ALLOW_ENTRIES, "allow entries")):
+        if count > limit:
+            reader.add("services", f"declare {count:,} {what} in all, more than the limit of {limit:,}",
+                       "Split the platform into several stacks (see README, 'Limits')")
+            ok = False
+    return ok
+
+
 def _read_namespaces(reader: _Reader, raw: Any) -> dict[str, Namespace]:
     if raw is None:
         reader.add("namespaces", "is missing", "Declare every workload namespace under 'namespaces:'")
         return {}
     if not isinstance(raw, dict):
         reader.add("namespaces", f"must be a mapping of namespace name to its settings, not {_kind(raw)}")
+        return {}
+    if not reader.within(raw, MAX_NAMESPACES, "namespaces", "namespaces"):
         return {}
     namespaces: dict[str, Namespace] = {}
     for name, body in raw.items():
@@ -390,6 +442,9 @@ def _read_service(reader: _Reader, key: str, raw: Any, namespaces: dict[str, Nam
     selector = fields.get("selector", {"app": name})
     if not isinstance(selector, dict) or not selector:
         reader.add(f"{path}.selector", "must be a non-empty mapping of pod labels", "e.g. selector: {app: billing}")
+        ok = False
+        selector = {}
+    if not reader.within(selector, MAX_SELECTOR_LABELS, f"{path}.selector", "labels"):
         ok = False
         selector = {}
     for label, value in selector.items():
@@ -444,7 +499,12 @@ def _read_ports(reader: _Reader, path: str, raw: Any) -> tuple[Port, ...] | None
         reader.add(f"{path}.ports", "must be a non-empty list of ports",
                    "e.g. ports: [{name: http, port: 8080, protocol: HTTP/1}]")
         return None
+    if not reader.within(raw, MAX_PORTS_PER_SERVICE, f"{path}.ports", "ports"):
+        return None
     ports: list[Port] = []
+    # name / number -> index of the first port with it: comparing each port with every earlier one is quadratic.
+    names: dict[Any, int] = {}
+    numbers: dict[Any, int] = {}
     ok = True
     for index, item in enumerate(raw):
         port_path = f"{path}.ports[{index}]"
@@ -466,13 +526,15 @@ def _read_ports(reader: _Reader, path: str, raw: Any) -> tuple[Port, ...] | None
             ok = False
         if number is None:
             ok = False
-        for other_index, other in enumerate(ports):
-            if other.name == name:
-                reader.add(f"{port_path}.name", f"duplicate port name '{name}' (also ports[{other_index}])")
+        if ok and isinstance(name, str):
+            if name in names:
+                reader.add(f"{port_path}.name", f"duplicate port name '{name}' (also ports[{names[name]}])")
                 ok = False
-            if other.number == number:
-                reader.add(f"{port_path}.port", f"duplicate port {number} (also ports[{other_index}])")
+            if number in numbers:
+                reader.add(f"{port_path}.port", f"duplicate port {number} (also ports[{numbers[number]}])")
                 ok = False
+            names.setdefault(name, index)
+            numbers.setdefault(number, index)
         if ok:
             ports.append(Port(name, number, protocol))
     return tuple(ports) if ok else None
@@ -483,6 +545,8 @@ def _read_egress(reader: _Reader, path: str, raw: Any) -> tuple[Egress, ...] | N
         return ()
     if not isinstance(raw, list):
         reader.add(f"{path}.egress", f"must be a list of destinations, not {_kind(raw)}")
+        return None
+    if not reader.within(raw, MAX_EGRESS_PER_SERVICE, f"{path}.egress", "destinations"):
         return None
     destinations: list[Egress] = []
     ok = True
@@ -500,6 +564,9 @@ def _read_egress(reader: _Reader, path: str, raw: Any) -> tuple[Egress, ...] | N
         hosts = fields.get("hosts") or []
         if not isinstance(cidrs, list) or not isinstance(hosts, list):
             reader.add(item_path, "cidrs and hosts must be lists")
+            ok = False
+            continue
+        if not reader.within([*cidrs, *hosts], MAX_DESTINATIONS_PER_EGRESS, item_path, "cidrs and hosts"):
             ok = False
             continue
         if not cidrs and not hosts:
@@ -704,8 +771,10 @@ def _check_distinct_pods(reader: _Reader, services: dict[str, Service]) -> None:
     for service in services.values():
         labels = set(service.selector)
         numbers = {p.number for p in service.ports}
-        # A service whose selector includes all of this one's labels selects a subset of its pods.
-        for other in by_item.get((service.namespace, service.selector[0]), ()):
+        # A service whose selector includes all of this one's labels selects a subset of its pods: it is among those
+        # with this one's rarest label (the first label alone is quadratic when many services share it).
+        rarest = min(service.selector, key=lambda item: len(by_item[(service.namespace, item)]))
+        for other in by_item.get((service.namespace, rarest), ()):
             pair = frozenset((service.key, other.key))
             if other is service or pair in reported or not labels <= set(other.selector):
                 continue
@@ -724,8 +793,11 @@ def _read_callers(reader: _Reader, graph: ServiceGraph, service: Service, raw: A
     if not isinstance(raw, list):
         reader.add(path, f"must be a list of callers, not {_kind(raw)}", "e.g. allow: [frontend, {service: jobs, ports: [grpc]}]")
         return ()
+    if not reader.within(raw, MAX_CALLERS_PER_SERVICE, path, "callers"):
+        return ()
     callers: list[Caller] = []
-    port_names = [p.name for p in service.ports]
+    listed: set[str] = set()
+    port_names = {p.name: None for p in service.ports}
     for index, item in enumerate(raw):
         item_path = f"{path}[{index}]"
         if isinstance(item, str):
@@ -737,16 +809,18 @@ def _read_callers(reader: _Reader, graph: ServiceGraph, service: Service, raw: A
             if "ports" in fields and not raw_ports:
                 # An empty list reads as "no ports" but would have meant every port: refuse the ambiguity.
                 reader.add(f"{item_path}.ports", "is empty, which would allow every port of the service",
-                           f"List the ports this caller may use (e.g. ports: [{port_names[0]}]), or drop 'ports' "
+                           f"List the ports this caller may use (e.g. ports: [{next(iter(port_names), 'http')}]), or drop 'ports' "
                            "to allow all of them")
                 continue
             if not isinstance(raw_ports, list):
                 reader.add(f"{item_path}.ports", "must be a list of port names of this service")
                 continue
+            if not reader.within(raw_ports, MAX_PORT_LIST, f"{item_path}.ports", "ports"):
+                continue
             ports = tuple(raw_ports)
-            unknown = [(i, port) for i, port in enumerate(ports) if port not in port_names]
+            unknown = [(i, port) for i, port in enumerate(ports) if not isinstance(port, str) or port not in port_names]
             for i, port in unknown:
-                reader.add(f"{item_path}.ports[{i}]", f"'{port}' is not a port of {service.key}",
+                reader.add(f"{item_path}.ports[{i}]", f"{short(port)} is not a port of {service.key}",
                            did_you_mean(str(port), port_names))
             if unknown:
                 continue
@@ -754,7 +828,7 @@ def _read_callers(reader: _Reader, graph: ServiceGraph, service: Service, raw: A
             reader.add(item_path, f"must be a service name or a mapping with 'service' and 'ports', not {_kind(item)}")
             continue
         if not isinstance(caller_key, str) or caller_key not in graph.services:
-            reader.add(item_path, f"unknown caller '{caller_key}'", did_you_mean(str(caller_key), graph.services))
+            reader.add(item_path, f"unknown caller {short(caller_key)}", did_you_mean(str(caller_key), graph.services))
             continue
         caller = graph.services[caller_key]
         if graph.is_meshed(service) and not graph.is_meshed(caller):
@@ -763,9 +837,10 @@ def _read_callers(reader: _Reader, graph: ServiceGraph, service: Service, raw: A
             reader.add(item_path, f"caller '{caller_key}' has no mesh identity: {why}",
                        "Mesh the caller, or remove it: a default-deny mesh cannot tell it from any other client")
             continue
-        if any(c.service == caller_key for c in callers):
+        if caller_key in listed:
             reader.add(item_path, f"caller '{caller_key}' is listed twice", "Merge the entries and list the ports together")
             continue
+        listed.add(caller_key)
         callers.append(Caller(caller_key, tuple(sorted(set(ports)))))
     if callers and not graph.is_meshed(service) and not service.certificate:
         reader.add(f"services.{service.key}", f"is called by {callers[0].service}, but runs outside the mesh without a certificate",

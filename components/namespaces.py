@@ -53,14 +53,30 @@ def viz_namespace_object() -> dict[str, Any]:
 def outbound_ports_to_skip(graph: ServiceGraph, namespace: str) -> tuple[int, ...]:
     """Ports of proxy-free services that workloads of `namespace` call: their own TLS must reach the peer untouched."""
     ports = set(graph.namespaces[namespace].skip_outbound_ports)
+    ports.update(_unmeshed_ports_called_from(graph).get(namespace, ()))
+    return tuple(sorted(ports))
+
+
+# The last graph and its index: computed once for all namespaces (scanning every service for each namespace is
+# quadratic: 10,000 namespaces of one service each). Holding the graph keeps its identity from being reused.
+_last_index: tuple[ServiceGraph, dict[str, set[int]]] | None = None
+
+
+def _unmeshed_ports_called_from(graph: ServiceGraph) -> dict[str, set[int]]:
+    """namespace -> port numbers of proxy-free services its workloads call."""
+    global _last_index
+    if _last_index is not None and _last_index[0] is graph:
+        return _last_index[1]
+    index: dict[str, set[int]] = {}
     for service in graph.services.values():
         if graph.is_meshed(service):
             continue
         for caller in service.callers:
-            if graph.services[caller.service].namespace == namespace:
-                wanted = caller.ports or tuple(p.name for p in service.ports)
-                ports.update(service.port(name).number for name in wanted)
-    return tuple(sorted(ports))
+            wanted = caller.ports or tuple(p.name for p in service.ports)
+            index.setdefault(graph.services[caller.service].namespace, set()).update(
+                service.port(name).number for name in wanted)
+    _last_index = (graph, index)
+    return index
 
 
 def inbound_ports_to_skip(graph: ServiceGraph, namespace: str) -> tuple[int, ...]:

@@ -27,7 +27,7 @@ from .authorization import access_matrix, authorization_objects, egress_matrix
 from .cert_manager import (cert_manager_values, identity_issuer_certificate, identity_issuers, token_request_rbac,
                            trust_bundle, trust_manager_values, workload_certificate, workload_issuer,
                            workload_secret_name, workload_trust_bundle)
-from .collisions import object_name_clashes
+from .collisions import object_name_clashes, oversized_objects
 from .durations import Duration
 from .errors import Problem, SettingsError
 from .graph import Service
@@ -360,15 +360,16 @@ def build_plan(settings: Settings) -> MeshPlan:
 
 
 def plan_problems(settings: Settings, plan: MeshPlan) -> list[Problem]:
-    """What only the compiled objects show: two objects of one kind and name in one namespace (collisions.py), among
-    the objects whose names the graph makes. Each namespace's Secrets the program fills itself count by name."""
+    """What only the compiled objects show (collisions.py), among the objects whose names and size the graph makes:
+    two objects of one kind and name in one namespace, and an object larger than etcd stores. Each namespace's Secrets
+    the program fills itself count by name."""
     objects: list[Object] = []
     for ns in plan.namespaces.values():
         objects += ns.policy
         objects += ns.certificates
         objects += ({"apiVersion": "v1", "kind": "Secret", "metadata": {"namespace": ns.name, "name": name}}
                     for name in _signed_secret_names(ns))
-    return object_name_clashes(settings.graph, objects)
+    return [*object_name_clashes(settings.graph, objects), *oversized_objects(settings.graph, objects)]
 
 
 def _signed_secret_names(ns: NamespacePlan) -> list[str]:

@@ -22,8 +22,8 @@ import yaml
 
 from .durations import Duration
 from .errors import Problems, did_you_mean, short
-from .graph import (DEFAULT_SERVICE_ACCOUNT, LABEL_VALUE, ServiceGraph, cidr_problem, identity_issuer_name,
-                    is_dns_subdomain, is_qualified_name, load_graph, mesh_identity)
+from .graph import (DEFAULT_SERVICE_ACCOUNT, LABEL_VALUE, MAX_NAMESPACES, ServiceGraph, cidr_problem,
+                    identity_issuer_name, is_dns_subdomain, is_qualified_name, load_graph, mesh_identity)
 from .inputs import MAX_PEM_BYTES, InputError, read_text_file
 from .names import anchor_common_name, workload_root_common_name
 
@@ -289,6 +289,21 @@ class Settings:
         return self.environment == "prod"
 
 
+# List settings: the JSON text of one, and its entries (README, 'Limits'). The namespace lists name graph namespaces;
+# the others (networks, accounts, labels) are a handful in any cluster.
+MAX_LIST_SETTING_BYTES = 1024 * 1024
+MAX_LIST_ENTRIES = 100
+LIST_SETTING_LIMITS = {"adoptNamespaces": MAX_NAMESPACES, "inboundPolicyOverrides": MAX_NAMESPACES}
+
+
+class _NotAString:
+    """What a JSON number in a list setting becomes: it fails the list-of-strings check, unconverted."""
+
+
+def _not_a_string(_text: str) -> _NotAString:
+    return _NotAString()
+
+
 class _Config:
     """Typed access to the raw config strings, recording a problem (with the full key) for each bad value."""
 
@@ -344,16 +359,28 @@ class _Config:
 
     def strings(self, key: str) -> tuple[str, ...]:
         value = self._raw(key)
+        limit = LIST_SETTING_LIMITS.get(key, MAX_LIST_ENTRIES)
+        example = f"e.g. pulumi config set --path '{key}[0]' <value>"
         if isinstance(value, str):
+            if len(value) > MAX_LIST_SETTING_BYTES:
+                self.add(key, f"is {len(value):,} characters long, more than the limit of {MAX_LIST_SETTING_BYTES:,}",
+                         "See README, 'Limits'")
+                return ()
             try:
-                value = json.loads(value)
-            except json.JSONDecodeError:
-                self.add(key, f"must be a list of strings, not {short(value)}", f"e.g. pulumi config set --path '{key}[0]' <value>")
+                # Numbers are never converted (a 5,000-digit one is more than Python's int() takes, and no list
+                # setting holds numbers); nesting is a RecursionError in the C scanner, not a crash.
+                value = json.loads(value, parse_int=_not_a_string, parse_float=_not_a_string,
+                                   parse_constant=_not_a_string)
+            except (ValueError, RecursionError):  # json.JSONDecodeError is a ValueError
+                self.add(key, f"must be a list of strings, not {short(value)}", example)
                 return ()
         if value is None:
             return ()
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            self.add(key, "must be a list of strings")
+            self.add(key, "must be a list of strings", example)
+            return ()
+        if len(value) > limit:
+            self.add(key, f"lists {len(value):,} entries, more than the limit of {limit:,}", "See README, 'Limits'")
             return ()
         for index, item in enumerate(value):
             invisible = _invisible_character(item)

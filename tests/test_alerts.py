@@ -209,6 +209,19 @@ def plaintext_cases(run):
     tcp = inbound_authz(ns, "pg-0", "postgres-postgres", 5432, "authorizationpolicy", "anyone", PLAINTEXT)
     tests += case("MeshPlaintextInbound", [series("inbound_tcp_authz_allow_total", tcp, "0+1x30")], [],
                   [{k: tcp[k] for k in ("namespace", "pod", "srv_name", "authz_name")} | {"severity": "critical"}])[:1]
+    # A gRPC probe is recognised by its shape: the name `<Server>-probes` on the route `<Server>-health` of that Server.
+    # The same name reported on another route of the Server (its catch-all), or for another Server, still pages.
+    probe = next(((n, name) for (n, name) in sorted(written) if name.endswith("-grpc-probes")), None)
+    if probe:
+        namespace, name = probe
+        server = name.removesuffix("-probes")
+        for other_route, other_server in ((server, server), (f"{server}-health", f"{server}-other")):
+            wrong = inbound_authz(namespace, "x-2", other_server, 9090, "authorizationpolicy", name, PLAINTEXT,
+                                  route=("gateway.networking.k8s.io", "grpcroute", other_route))
+            # Beside every healthy series, so the relabelled probe shapes of many series stay distinct and exact.
+            tests += case("MeshPlaintextInbound", [series("inbound_http_authz_allow_total", wrong, "0+6x30"), *healthy], [],
+                          [{k: wrong[k] for k in ("namespace", "pod", "srv_name", "authz_name")}
+                           | {"severity": "critical"}])[:1]
     # A probe authorization's name excuses plaintext only in the namespace the program wrote it in.
     elsewhere = [(n, name) for (n, name) in written for other in strict if other != n and (other, name) not in written]
     if elsewhere:

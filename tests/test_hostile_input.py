@@ -7,6 +7,7 @@ Each case here was found by fuzzing the program (issue 13); the fuzz tests at th
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -321,4 +322,318 @@ def test_the_fuzz_checks_can_fail():
     run = run_program("staging")
     run.registrations.append(next(r for r in run.registrations if r.is_kubernetes and r.object().get("kind") == "Server"))
     with pytest.raises(AssertionError, match="share a kind"):
+        _check_emitted(run)
+
+
+# ---- issue 22: numbers, YAML 1.2, list settings, limits, suspicious characters --------------------------------
+
+from components import graph as graph_module, inputs as inputs_module  # noqa: E402
+from components.collisions import MAX_OBJECT_BYTES, oversized_objects  # noqa: E402
+from components.errors import did_you_mean, short  # noqa: E402
+from components.graph import load_graph, parse_graph  # noqa: E402
+from components.inputs import InputError, load_yaml  # noqa: E402
+from components.settings import LIST_SETTING_LIMITS, MAX_LIST_ENTRIES, MAX_LIST_SETTING_BYTES, _Config, load_declarations  # noqa: E402
+
+LIST_SETTINGS = sorted(k for k, d in load_declarations().items() if d.type == "array")
+BOOLEAN_SETTINGS = sorted(k for k, d in load_declarations().items() if d.type == "boolean")
+
+
+def _graph_file_problem(tmp_path, text: str) -> str:
+    """Read a graph file the way the program does; the one problem it gives."""
+    path = tmp_path / "graph.yaml"
+    path.write_text(text)
+    problems = Problems()
+    assert load_graph(path, "services.yaml", problems) is None
+    assert len(problems.items) == 1, [str(p) for p in problems.items]
+    return str(problems.items[0])
+
+
+ONE_PORT = "    ports:\n      - {name: http, port: 8080, protocol: HTTP/1}\n"
+
+
+@pytest.mark.parametrize("replacement", [
+    "port: 1" + "0" * 4_999,  # more digits than Python's int() converts
+    "port: 0x" + "f" * 4_000,  # converts, but cannot be printed in a message
+    "port: 0o" + "7" * 5_000,
+    "port: " + ":".join(["1"] * 3_000),  # base 60: YAML 1.1's conversion is quadratic
+])
+def test_a_huge_number_in_the_graph_is_one_settings_error(tmp_path, replacement):
+    text = SERVICES_YAML.replace("port: 8080", replacement, 1)
+    error = rejected(graph_text=text, tmp_path=tmp_path)
+    assert len(error.problems) == 1
+    assert error.problems[0].where == str(tmp_path / "graph.yaml")
+    assert "mtls-mesh:serviceGraph" in error.problems[0].fix
+
+
+@pytest.mark.parametrize("field,text", [
+    ("meshed", "    meshed: 0x" + "f" * 4_000 + "\n"),
+    ("egress ports", "    egress: [{name: db, cidrs: [203.0.113.0/24], ports: [0x" + "f" * 4_000 + "]}]\n"),
+    ("egress cidrs", "    egress: [{name: db, cidrs: [0x" + "f" * 4_000 + "], ports: [443]}]\n"),
+])
+def test_a_huge_hex_number_anywhere_is_refused_when_read(tmp_path, field, text):
+    problem = _graph_file_problem(tmp_path, SERVICES_YAML.replace(ONE_PORT, ONE_PORT + text, 1))
+    assert "has a number of 4,002 characters" in problem and "line " in problem, problem
+
+
+def test_short_never_fails_on_a_value_python_cannot_print():
+    assert short(int("f" * 4_000, 16)) == "<a number of 16,000 bits>"
+    assert short(2 ** 63) == repr(2 ** 63)
+
+
+@pytest.mark.parametrize("value,words", [
+    ("0443", "leading zero"),  # 291 to YAML 1.1 and Go's yaml, 443 to YAML 1.2
+    ("134:40", "base-60"),  # 8080 to YAML 1.1
+    ("yes", "the boolean true"), ("off", "the boolean false"), ("Y", "the boolean true"), ("ON", "the boolean true"),
+    ("1_000", "is a number to YAML 1.1"), ("0b1010", "is a number to YAML 1.1"), ("-0x1f", "is a number to YAML 1.1"),
+    ("!!int 0443", "leading zero"), ("!!bool yes", "the boolean true"), ("!!float 1:30", "base-60"),
+])
+def test_yaml_forms_other_readers_read_differently_are_refused(value, words):
+    with pytest.raises(InputError) as caught:
+        load_yaml(f"a:\n  b: {value}\n")
+    assert words in caught.value.what and "line 2" in caught.value.what, caught.value.what
+    assert caught.value.fix
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("443", 443), ("0", 0), ("-5", -5), ("0x1F", 31), ("0o17", 15), ("1e3", 1000.0), ("true", True), ("FALSE", False),
+    ("'yes'", "yes"), ("'0443'", "0443"), ("2024-01-01", "2024-01-01"), ("1.2.3", "1.2.3"), ("~", None),
+    ("10.0.0.0/8", "10.0.0.0/8"), ("'134:40'", "134:40"),
+])
+def test_yaml_is_read_as_yaml_1_2(value, expected):
+    assert load_yaml(f"a: {value}\n") == {"a": expected}
+
+
+def test_a_leading_zero_port_is_refused_end_to_end(tmp_path):
+    error = rejected(graph_text=SERVICES_YAML.replace("port: 8080", "port: 08080", 1), tmp_path=tmp_path)
+    problem_at(error, str(tmp_path / "graph.yaml"), "leading zero")
+
+
+@pytest.mark.parametrize("key", LIST_SETTINGS)
+@pytest.mark.parametrize("value", ["[" * 100_000, "[" + "1" * 5_000 + "]", '["a", 1e999999]', '["a", NaN]'])
+def test_a_hostile_json_list_setting_is_one_settings_error(key, value):
+    problems = Problems()
+    config = _Config({f"mtls-mesh:{key}": value}, frozenset(), load_declarations(), problems)
+    assert config.strings(key) == ()
+    assert [p.where for p in problems.items] == [f"mtls-mesh:{key}"]
+    assert "must be a list of strings" in problems.items[0].what and problems.items[0].fix
+
+
+def test_a_hostile_list_setting_ends_the_program_in_the_settings_error():
+    problem_at(rejected("dev", adoptNamespaces="[" * 100_000), "mtls-mesh:adoptNamespaces", "must be a list of strings")
+
+
+@pytest.mark.parametrize("key", LIST_SETTINGS)
+def test_list_settings_are_limited_in_entries(key):
+    limit = LIST_SETTING_LIMITS.get(key, MAX_LIST_ENTRIES)
+    declarations = load_declarations()
+    for count, refused in ((limit, False), (limit + 1, True)):
+        problems = Problems()
+        config = _Config({f"mtls-mesh:{key}": json.dumps(["x"] * count)}, frozenset(), declarations, problems)
+        assert (config.strings(key) == ()) is refused
+        assert any("more than the limit" in p.what for p in problems.items) is refused
+
+
+def test_a_list_setting_is_limited_in_bytes():
+    declarations = load_declarations()
+    for extra, refused in ((0, False), (1, True)):
+        problems = Problems()
+        text = json.dumps(["x" * (MAX_LIST_SETTING_BYTES - 4 + extra)])  # '["' and '"]' make up the limit
+        config = _Config({"mtls-mesh:clusterNetworks": text}, frozenset(), declarations, problems)
+        assert (config.strings("clusterNetworks") == ()) is refused
+        assert any("more than the limit of 1,048,576" in p.what for p in problems.items) is refused
+
+
+def _one_service_graph(**service) -> dict:
+    return {"namespaces": {"a": {}}, "services": {"s": {"namespace": "a", "ports": [
+        {"name": "http", "port": 8080, "protocol": "HTTP/1"}], **service}}}
+
+
+def _limit_problems(document) -> list[str]:
+    problems = Problems()
+    parse_graph(document, "services.yaml", problems)
+    return [str(p) for p in problems.items if "more than the limit" in str(p)]
+
+
+def _ports(count):
+    return [{"name": f"p{i}", "port": 10_000 + i, "protocol": "HTTP/1"} for i in range(count)]
+
+
+@pytest.mark.parametrize("name,limit,document", [
+    ("ports per service", graph_module.MAX_PORTS_PER_SERVICE, lambda n: _one_service_graph(ports=_ports(n))),
+    ("selector labels", graph_module.MAX_SELECTOR_LABELS,
+     lambda n: _one_service_graph(selector={f"l{i}": "v" for i in range(n)})),
+    ("callers", graph_module.MAX_CALLERS_PER_SERVICE, lambda n: _one_service_graph(allow=["s"] * n)),
+    ("egress entries", graph_module.MAX_EGRESS_PER_SERVICE, lambda n: _one_service_graph(egress=[
+        {"name": f"e{i}", "cidrs": ["203.0.113.0/24"], "ports": [443]} for i in range(n)])),
+    ("egress destinations", graph_module.MAX_DESTINATIONS_PER_EGRESS, lambda n: _one_service_graph(egress=[
+        {"name": "e", "hosts": [f"h{i}.example.com" for i in range(n)], "ports": [443]}])),
+    ("port lists", graph_module.MAX_PORT_LIST, lambda n: {"namespaces": {"a": {"skipInboundPorts": list(range(1, n + 1))}},
+                                                          "services": {}}),
+    ("namespaces", graph_module.MAX_NAMESPACES, lambda n: {"namespaces": {f"n{i}": {} for i in range(n)}, "services": {}}),
+])
+def test_graph_limits_hold_at_the_limit_and_refuse_past_it(name, limit, document):
+    assert _limit_problems(document(limit)) == []
+    past = _limit_problems(document(limit + 1))
+    assert len(past) == 1 and f"{limit + 1:,}" in past[0] and "README, 'Limits'" in past[0], past
+
+
+@pytest.mark.parametrize("field,limit", [("ports", graph_module.MAX_PORTS), ("allow", graph_module.MAX_ALLOW_ENTRIES)])
+def test_graph_wide_totals_are_counted_before_anything_is_read(field, limit):
+    """Counted on the raw document: entries are placeholders nothing reads."""
+    per_service = 100
+    raw = {f"s{i}": {field: [None] * per_service} for i in range(limit // per_service)}
+    problems = Problems()
+    assert graph_module._within_totals(graph_module._Reader("services.yaml", problems), raw)
+    raw["extra"] = {field: [None]}
+    assert not graph_module._within_totals(graph_module._Reader("services.yaml", problems), raw)
+    assert [p.what for p in problems.items] == [
+        f"declare {limit + 1:,} {'ports' if field == 'ports' else 'allow entries'} in all, more than the limit of {limit:,}"]
+
+
+def test_yaml_values_are_limited_before_the_document_is_built(monkeypatch):
+    monkeypatch.setattr(inputs_module, "MAX_NODES", 10)
+    load_yaml("a: [1, 2, 3, 4, 5, 6, 7]")  # the mapping, the key, the list and 7 items: 10 values
+    with pytest.raises(InputError, match="more than 10 values"):
+        load_yaml("a: [1, 2, 3, 4, 5, 6, 7, 8]")
+
+
+def test_an_object_over_etcds_limit_is_refused():
+    big = {"apiVersion": "policy.linkerd.io/v1alpha1", "kind": "MeshTLSAuthentication",
+           "metadata": {"name": "checkout", "namespace": "web"}, "spec": {"identities": []}}
+    frame = len(json.dumps(big, separators=(",", ":")))
+    big["spec"]["identities"] = ["x" * (MAX_OBJECT_BYTES - frame - 2)]  # exactly the limit
+
+    graph = parse_graph(EXAMPLE, "services.yaml", Problems())
+    assert oversized_objects(graph, [big]) == []
+    big["spec"]["identities"][0] += "x"
+    [problem] = oversized_objects(graph, [big])
+    assert problem.where == "services.yaml: services.checkout" and f"{MAX_OBJECT_BYTES + 1:,} bytes" in problem.what
+
+
+def test_hints_stop_when_their_budget_is_spent(monkeypatch):
+    """A graph of 10,000 services each calling a misspelled one would compare names for minutes."""
+    from components import errors
+    Problems()  # resets the budget
+    monkeypatch.setattr(errors, "_hint_budget", 5)
+    assert did_you_mean("fronted", ["frontend", "checkout"]) == "Did you mean 'frontend'?"
+    assert did_you_mean("fronted", ["frontend", "checkout", "ledger", "billing"]) == ""
+
+
+@pytest.mark.parametrize("text,named", [
+    ("frontеnd", "Cyrillic 'е' U+0435 CYRILLIC SMALL LETTER IE"),
+    ("front\u200bend", "U+200B ZERO WIDTH SPACE"),
+    ("４８h", "Fullwidth '４' U+FF14 FULLWIDTH DIGIT FOUR"),
+    ("ab\u202ec", "U+202E RIGHT-TO-LEFT OVERRIDE"),
+    ("ѕervice", "Cyrillic 'ѕ' U+0455 CYRILLIC SMALL LETTER DZE"),
+])
+def test_quoted_input_names_characters_that_are_not_what_they_seem(text, named):
+    assert named in short(text)
+
+
+def test_a_homoglyph_name_is_shown_for_what_it_is_end_to_end(tmp_path):
+    document = copy.deepcopy(EXAMPLE)
+    document["services"]["checkout"]["allow"] = ["frontеnd"]  # Cyrillic 'е'
+    _graph_problem(tmp_path, document, "services.checkout.allow[0]", "Cyrillic 'е' U+0435")
+
+
+# ---- fuzzing the classes issue 22 found -------------------------------------------------------------------------
+
+BIG_NUMBERS = st.one_of(
+    st.integers(4_301, 6_000).map(lambda n: "1" + "0" * n),
+    st.integers(10, 3_000).map(lambda n: "0x" + "f" * n),
+    st.integers(10, 3_000).map(lambda n: "0o" + "7" * n),
+    st.integers(2, 2_000).map(lambda n: ":".join(["1"] * n)),
+    st.integers(21, 400).map(lambda n: "-" + "9" * n),
+)
+YAML11_FORMS = st.sampled_from(["0443", "08080", "134:40", "1:30:00", "yes", "No", "on", "OFF", "y", "N", "1_000",
+                                "0b1010", "-0x1f", "+0o17", "1_0.5", ".5", "1e3", "0x1F", "0o17", "2024-01-01", "~"])
+MAPPED_V6 = st.sampled_from(["::ffff:10.0.0.0/104", "::ffff:0:0/96", "::/0", "64:ff9b::/96", "::ffff:a00:1/128",
+                             "fe80::%eth0/64", "1.2.3.4", "::ffff:203.0.113.0/120", "2001:db8::/32"])
+SCALAR_SLOTS = ["port: 8080", "allow: [frontend]", "namespace: web", "protocol: HTTP/1"]
+
+
+@st.composite
+def graph_with_hostile_scalar(draw) -> str:
+    slot = draw(st.sampled_from(SCALAR_SLOTS))
+    key = slot.split(":")[0]
+    value = draw(st.one_of(BIG_NUMBERS, YAML11_FORMS))
+    return SERVICES_YAML.replace(slot, f"{key}: {value}" if key != "allow" else f"allow: [{value}]", 1)
+
+
+@hypothesis_settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=graph_with_hostile_scalar(), stack=st.sampled_from(["dev", "staging"]))
+def test_fuzz_numbers_and_yaml_1_1_forms_build_or_give_the_one_settings_error(tmp_path_factory, text, stack):
+    graph_file = tmp_path_factory.mktemp("fuzz") / "services.yaml"
+    graph_file.write_text(text)
+    try:
+        run = run_program(stack, set_config={"serviceGraph": str(graph_file)})
+    except SettingsError as err:
+        assert err.registrations == [] and err.problems
+        assert all(len(str(p)) < MESSAGE_LIMIT for p in err.problems)
+    else:
+        _check_emitted(run)
+
+
+@hypothesis_settings(max_examples=25, deadline=None)
+@given(kind=st.sampled_from(["ports", "allow", "namespaces", "labels", "egress"]), count=st.integers(0, 3_000))
+def test_fuzz_many_small_nodes_are_bounded_or_accepted(kind, count):
+    """Many tiny entries: each is either read or refused by a limit; parse_graph never takes the quadratic path."""
+    if kind == "ports":
+        document = _one_service_graph(ports=_ports(count) or _ports(1))
+    elif kind == "allow":
+        document = _one_service_graph(allow=["s"] * count)
+    elif kind == "namespaces":
+        document = {"namespaces": {f"n{i}": {} for i in range(count)}, "services": {}}
+    elif kind == "labels":
+        document = _one_service_graph(selector={f"l{i}": "v" for i in range(max(count, 1))})
+    else:
+        document = _one_service_graph(egress=[{"name": f"e{i}", "cidrs": ["203.0.113.0/24"], "ports": [443]}
+                                              for i in range(count)])
+    problems = Problems()
+    parse_graph(document, "services.yaml", problems)
+    assert all(len(str(p)) < MESSAGE_LIMIT for p in problems.items)
+
+
+@hypothesis_settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cidr=MAPPED_V6, ports=st.lists(st.sampled_from([443, 0, 65536, "443", None]), min_size=0, max_size=3))
+def test_fuzz_egress_addresses_build_or_give_the_one_settings_error(tmp_path_factory, cidr, ports):
+    document = graph_with(**{"services/billing/egress": [{"name": "db", "cidrs": [cidr], "ports": ports}]})
+    graph_file = tmp_path_factory.mktemp("fuzz") / "services.yaml"
+    graph_file.write_text(graph_text(document))
+    try:
+        run = run_program("staging", set_config={"serviceGraph": str(graph_file)})
+    except SettingsError as err:
+        assert err.registrations == [] and all(len(str(p)) < MESSAGE_LIMIT for p in err.problems)
+    else:
+        _check_emitted(run)
+
+
+URL_FORMS = st.sampled_from([
+    "https://user:pass@vault.example.com:8200", "https://vault.example.com:0", "https://vault example.com",
+    "https://vault.example.com/\u202e", "https://[::ffff:10.0.0.1]:8200", "http://vault:8200", "https://vault:8200/\n",
+    "https://ѵault.example.com", "oci://ghcr.io/x", "https://" + "a" * 300 + ".com", "https://vault:99999999999999999999",
+])
+LIST_VALUES = st.one_of(
+    st.sampled_from(["[" * 2_000, "[" + "1" * 5_000 + "]", '["a", 1e999999]', "[]", '[""]', '["a", "a"]', "{}",
+                     '["::ffff:10.0.0.0/104"]', '["10.0.0.0/8", "::/0"]', '["web=deny"]', '["monitoring/prom"]',
+                     json.dumps(["x"] * 101), '["frontеnd"]']),
+    st.lists(st.text(max_size=12), max_size=4).map(json.dumps),
+)
+BOOLEAN_VALUES = st.sampled_from(["true", "false", "True", "yes", "1", "", "x", "TRUE\n", "0x1", "null"])
+
+
+@hypothesis_settings(max_examples=25, deadline=None)
+@given(stack=st.sampled_from(["dev", "staging", "prod"]), edits=st.one_of(
+    st.dictionaries(st.sampled_from(LIST_SETTINGS), LIST_VALUES, min_size=1, max_size=2),
+    st.dictionaries(st.sampled_from(BOOLEAN_SETTINGS), BOOLEAN_VALUES, min_size=1, max_size=2),
+    st.dictionaries(st.sampled_from(["vaultAddress", "vaultKubernetesHost", "linkerdHelmRepository"]), URL_FORMS,
+                    min_size=1, max_size=2),
+))
+def test_fuzz_every_list_boolean_and_url_setting_builds_or_gives_the_one_settings_error(stack, edits):
+    try:
+        run = run_program(stack, set_config=edits)
+    except SettingsError as err:
+        assert err.registrations == [] and err.problems
+        assert all(len(str(p)) < MESSAGE_LIMIT for p in err.problems)
+    else:
         _check_emitted(run)
