@@ -50,11 +50,15 @@ def object_name_clashes(graph: Any, objects: Iterable[dict[str, Any]]) -> list[P
 MAX_OBJECT_BYTES = 1536 * 1024
 
 
-def oversized_objects(graph: Any, objects: Iterable[dict[str, Any]], limit: int = MAX_OBJECT_BYTES) -> list[Problem]:
-    """One problem per object larger than etcd stores; `graph` names the services whose entries made it."""
+def oversized_objects(graph: Any, objects: Iterable[dict[str, Any]], limit: int = MAX_OBJECT_BYTES,
+                      sizes: Iterable[int] | None = None) -> list[Problem]:
+    """One problem per object larger than etcd stores; `graph` names the services whose entries made it. `sizes`:
+    each object's compact JSON length, when the caller has written it already (objects.document)."""
     problems = []
-    for obj in objects:
-        size = len(json.dumps(obj, separators=(",", ":")))  # the API server stores it as JSON (or smaller protobuf)
+    objects = list(objects)
+    # The API server stores an object as JSON (or smaller protobuf).
+    measured = sizes if sizes is not None else (len(json.dumps(obj, separators=(",", ":"))) for obj in objects)
+    for obj, size in zip(objects, measured, strict=True):
         if size > limit:
             meta = obj["metadata"]
             namespace = meta.get("namespace", "")

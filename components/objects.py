@@ -27,7 +27,14 @@ def metadata(name: str, namespace: str | None = None, labels: dict[str, str] | N
     return meta
 
 
-def group_manifest(objects: Sequence[dict[str, Any]]) -> str:
+def document(obj: dict[str, Any]) -> str:
+    """One object as compact JSON, keys sorted: what a group's manifest carries for it, and (its length) the size the
+    API server stores, which the compile step checks against etcd's limit (collisions.oversized_objects)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def group_manifest(objects: Sequence[dict[str, Any]], documents: Sequence[str] | None = None) -> str:
     """A YAML stream with one document per object, each written as JSON (JSON is YAML): `json` is fast where a YAML
-    emitter is not, and the provider's decoder (NewYAMLOrJSONDecoder) reads it as the YAML stream it is."""
-    return "".join(f"---\n{json.dumps(obj, sort_keys=True, separators=(',', ':'))}\n" for obj in objects)
+    emitter is not, and the provider's decoder (NewYAMLOrJSONDecoder) reads it as the YAML stream it is. `documents`:
+    the objects already written by `document` (the plan writes the graph's policy objects once, for both uses)."""
+    return "".join(f"---\n{text}\n" for text in (documents if documents is not None else map(document, objects)))

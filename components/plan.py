@@ -5,8 +5,8 @@ owner (the platform: namespaces, cert-manager's issuers and bundles, Linkerd's w
 the verification canary; each workload namespace: its Namespace, its policy objects, its certificates and issuer),
 the Vault declarations the settings fix (PKI roles, login policies), and the reports read back from the objects
 (the access and egress matrices). It imports no Pulumi: registration (`__main__.py` and the components) hands the
-plan to Pulumi, and everything else that needs the objects (tests, `python -m discover`, the policy pack's
-expectations) reads the same plan instead of building objects again.
+plan to Pulumi, and what else needs the objects (the exported matrices, the alerts' expected plaintext names,
+`python -m discover`, tests/test_plan.py) reads the same plan instead of building objects again.
 
 A few values exist only once a provider has made them: the trust anchors' and workload roots' certificates, the
 certificates the program signs without Vault, the token reviewer's JWT. The plan does not guess them: it says which
@@ -34,6 +34,7 @@ from .graph import Service
 from .linkerd import (crds_values, control_plane_values, viz_values, webhook_ca_objects, webhook_certificate,
                       webhooks)
 from .namespaces import LINKERD_NAMESPACE, linkerd_namespace_object, viz_namespace_object, workload_namespace_object
+from .objects import document
 from .names import workload_root_common_name
 from .settings import Settings
 from .trust import anchor_certificate_args, workload_certificate_args, workload_request_args
@@ -52,8 +53,10 @@ class NamespacePlan:
     # The Namespace object; `adopted`: it exists already and is applied as a NamespacePatch (server-side apply).
     namespace: Object
     adopted: bool
-    # Servers, MeshTLS/NetworkAuthentications, AuthorizationPolicies, routes, EgressNetworks, NetworkPolicies.
+    # Servers, MeshTLS/NetworkAuthentications, AuthorizationPolicies, routes, EgressNetworks, NetworkPolicies; and each
+    # as compact JSON (objects.document), written once for the size check and the ConfigGroup's manifest.
     policy: tuple[Object, ...] = ()
+    policy_documents: tuple[str, ...] = ()
     # With Vault: the namespace's workload Issuer, the account and RBAC its Vault login needs, its Certificates.
     issuer: Object | None = None
     issuer_rbac: tuple[Object, ...] = ()
@@ -249,8 +252,10 @@ def _namespace_plans(settings: Settings) -> dict[str, NamespacePlan]:
             obj["metadata"].setdefault("annotations", {})["pulumi.com/patchForce"] = "true"
         services = certificate_services.get(namespace.name, ())
         issuing = bool(services) and vault is not None
+        objects = tuple(policy.get(namespace.name, ()))
         plans[namespace.name] = NamespacePlan(
-            name=namespace.name, namespace=obj, adopted=adopted, policy=tuple(policy.get(namespace.name, ())),
+            name=namespace.name, namespace=obj, adopted=adopted, policy=objects,
+            policy_documents=tuple(map(document, objects)),
             issuer=workload_issuer(settings, namespace.name) if issuing else None,
             issuer_rbac=tuple(token_request_rbac(namespace.name, settings.cert_manager)) if issuing else (),
             certificates=tuple(workload_certificate(settings, s) for s in services) if issuing else (),
@@ -364,12 +369,15 @@ def plan_problems(settings: Settings, plan: MeshPlan) -> list[Problem]:
     two objects of one kind and name in one namespace, and an object larger than etcd stores. Each namespace's Secrets
     the program fills itself count by name."""
     objects: list[Object] = []
+    sizes: list[int] = []
     for ns in plan.namespaces.values():
         objects += ns.policy
-        objects += ns.certificates
-        objects += ({"apiVersion": "v1", "kind": "Secret", "metadata": {"namespace": ns.name, "name": name}}
-                    for name in _signed_secret_names(ns))
-    return [*object_name_clashes(settings.graph, objects), *oversized_objects(settings.graph, objects)]
+        sizes += map(len, ns.policy_documents)
+        others = [*ns.certificates, *({"apiVersion": "v1", "kind": "Secret", "metadata": {"namespace": ns.name, "name": name}}
+                                      for name in _signed_secret_names(ns))]
+        objects += others
+        sizes += (len(document(o)) for o in others)
+    return [*object_name_clashes(settings.graph, objects), *oversized_objects(settings.graph, objects, sizes=sizes)]
 
 
 def _signed_secret_names(ns: NamespacePlan) -> list[str]:

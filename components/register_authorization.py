@@ -18,8 +18,9 @@ from .k8s import register_group
 
 @dataclass
 class MeshAuthorizationArgs:
-    # Per namespace, its policy objects (namespaces without any get no group).
+    # Per namespace, its policy objects (namespaces without any get no group), and each as the plan wrote it in JSON.
     namespace_objects: Mapping[str, Sequence[dict[str, Any]]]
+    namespace_documents: Mapping[str, Sequence[str]]
     namespaces: Mapping[str, pulumi.Resource]
     policy_crds: pulumi.Resource
 
@@ -29,7 +30,8 @@ class MeshAuthorization(pulumi.ComponentResource):
         super().__init__("mtls-mesh:authorization:MeshAuthorization", name, None, opts)
         self.groups = {
             namespace: register_group(f"{name}-{namespace}", objects, pulumi.ResourceOptions(parent=self),
-                                      after=[args.policy_crds, args.namespaces[namespace]])
+                                      after=[args.policy_crds, args.namespaces[namespace]],
+                                      documents=args.namespace_documents[namespace])
             for namespace, objects in args.namespace_objects.items() if objects
         }
         self.register_outputs({"objects": sum(len(o) for o in args.namespace_objects.values()),

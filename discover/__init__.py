@@ -3,8 +3,8 @@
 The proxies count every inbound request and connection they authorize or refuse (`inbound_{http,tcp}_authz_
 {allow,deny}_total`, linkerd2-proxy linkerd/app/inbound/src/metrics/authz.rs; ../shared/upstream/linkerd/METRICS.md)
 with the Server (`srv_kind`, `srv_name`), the caller's TLS state (`tls`) and mesh identity (`client_id`); the
-program's PodMonitor adds the pod's `namespace`. This module maps those labels back to the graph with the program's
-own naming (`authorization.port_object_name` for Servers, `graph.mesh_identity` for callers) and reports:
+program's PodMonitor adds the pod's `namespace`. This package maps those labels back to the graph with the program's
+own naming (the Servers of the compiled plan, `graph.mesh_identity` for callers) and reports:
 
 - edges seen but not allowed by the graph, with counts and first/last seen, as a proposed `services.yaml` that keeps
   its comments and layout (ruamel.yaml round trip, a tool dependency only);
