@@ -83,7 +83,7 @@ linkerd = LinkerdControlPlane(
 MeshAuthorization(
     "authz",
     MeshAuthorizationArgs(namespace_objects={name: ns.policy for name, ns in plan.namespaces.items()},
-                          namespace_documents={name: ns.policy_documents for name, ns in plan.namespaces.items()},
+                          namespace_manifests={name: ns.policy_manifest for name, ns in plan.namespaces.items()},
                           namespaces=namespaces.namespaces, policy_crds=linkerd.crds),
     on_cluster,
 )

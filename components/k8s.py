@@ -50,7 +50,7 @@ def register(resource_name: str, obj: dict[str, Any], opts: pulumi.ResourceOptio
 
 
 def register_group(resource_name: str, objects: Sequence[dict[str, Any]], opts: pulumi.ResourceOptions,
-                   after: Sequence[pulumi.Resource], documents: Sequence[str] | None = None) -> k8s.yaml.v2.ConfigGroup:
+                   after: Sequence[pulumi.Resource], manifest: str | None = None) -> k8s.yaml.v2.ConfigGroup:
     """Register many objects as one `yaml/v2.ConfigGroup`: one registration for the program, while pulumi-kubernetes
     still creates each object as its own resource (named `<group>:<namespace>/<name>`, with its own diff and await).
 
@@ -78,5 +78,6 @@ def register_group(resource_name: str, objects: Sequence[dict[str, Any]], opts: 
         if obj["kind"] == "Secret" or not obj["metadata"].get("namespace"):
             raise ValueError(f"{resource_name}: {obj['kind']} {obj['metadata'].get('name')} cannot go in a group "
                              "(a Secret, or an object without a namespace)")
-    return k8s.yaml.v2.ConfigGroup(resource_name, yaml=group_manifest(objects, documents),
+    manifest = group_manifest(objects) if manifest is None else manifest  # given: the plan's, of these objects
+    return k8s.yaml.v2.ConfigGroup(resource_name, yaml=manifest,
                                    opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=list(after))))

@@ -33,7 +33,7 @@ def document(obj: dict[str, Any]) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
-def group_manifest(objects: Sequence[dict[str, Any]], documents: Sequence[str] | None = None) -> str:
+def group_manifest(objects: Sequence[dict[str, Any]] = (), documents: Sequence[str] | None = None) -> str:
     """A YAML stream with one document per object, each written as JSON (JSON is YAML): `json` is fast where a YAML
     emitter is not, and the provider's decoder (NewYAMLOrJSONDecoder) reads it as the YAML stream it is. `documents`:
     the objects already written by `document` (the plan writes the graph's policy objects once, for both uses)."""

@@ -34,7 +34,7 @@ from .graph import Service
 from .linkerd import (crds_values, control_plane_values, viz_values, webhook_ca_objects, webhook_certificate,
                       webhooks)
 from .namespaces import LINKERD_NAMESPACE, linkerd_namespace_object, viz_namespace_object, workload_namespace_object
-from .objects import document
+from .objects import document, group_manifest
 from .names import workload_root_common_name
 from .settings import Settings
 from .trust import anchor_certificate_args, workload_certificate_args, workload_request_args
@@ -53,10 +53,11 @@ class NamespacePlan:
     # The Namespace object; `adopted`: it exists already and is applied as a NamespacePatch (server-side apply).
     namespace: Object
     adopted: bool
-    # Servers, MeshTLS/NetworkAuthentications, AuthorizationPolicies, routes, EgressNetworks, NetworkPolicies; and each
-    # as compact JSON (objects.document), written once for the size check and the ConfigGroup's manifest.
+    # Servers, MeshTLS/NetworkAuthentications, AuthorizationPolicies, routes, EgressNetworks, NetworkPolicies; each
+    # written once as compact JSON (objects.document): the sizes the etcd check measures, and the ConfigGroup manifest.
     policy: tuple[Object, ...] = ()
-    policy_documents: tuple[str, ...] = ()
+    policy_sizes: tuple[int, ...] = ()
+    policy_manifest: str = ""
     # With Vault: the namespace's workload Issuer, the account and RBAC its Vault login needs, its Certificates.
     issuer: Object | None = None
     issuer_rbac: tuple[Object, ...] = ()
@@ -253,9 +254,10 @@ def _namespace_plans(settings: Settings) -> dict[str, NamespacePlan]:
         services = certificate_services.get(namespace.name, ())
         issuing = bool(services) and vault is not None
         objects = tuple(policy.get(namespace.name, ()))
+        documents = list(map(document, objects))
         plans[namespace.name] = NamespacePlan(
             name=namespace.name, namespace=obj, adopted=adopted, policy=objects,
-            policy_documents=tuple(map(document, objects)),
+            policy_sizes=tuple(map(len, documents)), policy_manifest=group_manifest(documents=documents),
             issuer=workload_issuer(settings, namespace.name) if issuing else None,
             issuer_rbac=tuple(token_request_rbac(namespace.name, settings.cert_manager)) if issuing else (),
             certificates=tuple(workload_certificate(settings, s) for s in services) if issuing else (),
@@ -372,7 +374,7 @@ def plan_problems(settings: Settings, plan: MeshPlan) -> list[Problem]:
     sizes: list[int] = []
     for ns in plan.namespaces.values():
         objects += ns.policy
-        sizes += map(len, ns.policy_documents)
+        sizes += ns.policy_sizes
         others = [*ns.certificates, *({"apiVersion": "v1", "kind": "Secret", "metadata": {"namespace": ns.name, "name": name}}
                                       for name in _signed_secret_names(ns))]
         objects += others

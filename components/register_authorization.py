@@ -18,9 +18,9 @@ from .k8s import register_group
 
 @dataclass
 class MeshAuthorizationArgs:
-    # Per namespace, its policy objects (namespaces without any get no group), and each as the plan wrote it in JSON.
+    # Per namespace, its policy objects (namespaces without any get no group), and their manifest as the plan wrote it.
     namespace_objects: Mapping[str, Sequence[dict[str, Any]]]
-    namespace_documents: Mapping[str, Sequence[str]]
+    namespace_manifests: Mapping[str, str]
     namespaces: Mapping[str, pulumi.Resource]
     policy_crds: pulumi.Resource
 
@@ -31,7 +31,7 @@ class MeshAuthorization(pulumi.ComponentResource):
         self.groups = {
             namespace: register_group(f"{name}-{namespace}", objects, pulumi.ResourceOptions(parent=self),
                                       after=[args.policy_crds, args.namespaces[namespace]],
-                                      documents=args.namespace_documents[namespace])
+                                      manifest=args.namespace_manifests[namespace])
             for namespace, objects in args.namespace_objects.items() if objects
         }
         self.register_outputs({"objects": sum(len(o) for o in args.namespace_objects.values()),

@@ -200,11 +200,11 @@ def test_policy_pack_passes_on_a_pull_request_preview(stack, change, tmp_path_fa
     assert policy_failures(preview) == {}
 
 
-def register_group_from_ids(resource_name, objects, opts, after, documents=None):
+def register_group_from_ids(resource_name, objects, opts, after, manifest=None):
     """The registration issue 20 found: the manifest an Output of its prerequisites' ids."""
     from components.objects import group_manifest
     ids = pulumi.Output.all(*[r.id for r in after])
-    return k8s.yaml.v2.ConfigGroup(resource_name, yaml=ids.apply(lambda _: group_manifest(objects, documents)),
+    return k8s.yaml.v2.ConfigGroup(resource_name, yaml=ids.apply(lambda _: manifest or group_manifest(objects)),
                                    opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=list(after))))
 
 
