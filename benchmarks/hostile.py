@@ -75,7 +75,8 @@ def child(case: str, size: int) -> dict:
         path = Path(tempfile.mkdtemp()) / "graph.yaml"
         path.write_text(yaml.safe_dump(synthetic_graph(size, namespaces=size)))
         config = stack_config("staging")
-        config.update({"mtls-mesh:serviceGraph": str(path), "mtls-mesh:inboundPolicyOverrides": "[]"})
+        config.update({"mtls-mesh:serviceGraph": str(path), "mtls-mesh:inboundPolicyOverrides": "[]",
+                       "mtls-mesh:allowFilesOutsideProject": "true"})  # the synthetic graph is in a temporary directory
         started = time.perf_counter()
         try:
             _run(lambda: runpy.run_path(str(PROJECT_DIR / "__main__.py"), run_name="__main__"), "staging", config,
