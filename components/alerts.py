@@ -1,4 +1,5 @@
-"""MeshAlerts: a PodMonitor for the Linkerd proxies and a PrometheusRule on the metrics the mesh really exports.
+"""Alerts: a PodMonitor for the Linkerd proxies and a PrometheusRule on the metrics the mesh really exports (registered
+by register_alerts.MeshAlerts).
 
 Metric names come from the linkerd2-proxy source (control_identity_cert_*, inbound_*_authz_*, *_tcp_errors_total),
 cert-manager (certmanager_certificate_*) and kube-state-metrics; see the README's alert table for each alert's
@@ -8,17 +9,15 @@ feed them to `promtool check rules` and `promtool test rules` exactly as they ar
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
-import pulumi
-
 from .authorization import GRPC_HEALTH_ROUTE_SUFFIX, GRPC_PROBE_AUTHZ_SUFFIX, authorization_objects, plaintext_authorizations
 from .durations import Duration
-from .k8s import metadata, register
 from .linkerd import CONTROL_PLANE_WEBHOOKS, WEBHOOK_CERT_RENEW_BEFORE
 from .namespaces import LINKERD_NAMESPACE, VIZ_NAMESPACE
+from .objects import metadata
 from .settings import PROXY_LEAF_LIFETIME, Settings
 
 MONITORING_API = "monitoring.coreos.com/v1"
@@ -102,8 +101,9 @@ def _namespace_regex(namespaces: Iterable[str]) -> str:
     return "|".join(sorted(set(namespaces)))
 
 
-def mesh_rule_groups(settings: Settings) -> list[dict[str, Any]]:
-    """Every alert except anchor expiry (which needs the anchors' certificates): the `groups` of a rules file."""
+def mesh_rule_groups(settings: Settings, policy: Iterable[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Every alert except anchor expiry (which needs the anchors' certificates): the `groups` of a rules file.
+    `policy`: the graph namespaces' authorization objects, as compiled (plan.py); built here when not given."""
     graph = settings.graph
     meshed = [ns.name for ns in graph.meshed_namespaces]
     authenticated = [ns for ns in meshed if settings.rollout.policy_for(ns) in AUTHENTICATED_PHASES]
@@ -150,7 +150,7 @@ def mesh_rule_groups(settings: Settings) -> list[dict[str, Any]]:
         # Plaintext the program admits on purpose, by the names the proxy reports it under (authz_name): kubelet
         # probes (Linkerd's `probe`, the admin port's and each gRPC port's probe authorization), Prometheus'
         # network on /metrics, and the proxy's own `localhost`. Derived from the objects the program registers.
-        objects = authorization_objects(settings)
+        objects = list(authorization_objects(settings) if policy is None else policy)
         expected = plaintext_authorizations(objects)
         # A gRPC port's probe authorization is recognised by its shape instead of by name: the proxy reports it with
         # authz_name `<Server>-probes` on route `<Server>-health` of that very Server, which is how the program names
@@ -386,48 +386,3 @@ def pod_monitor(settings: Settings, labels: Mapping[str, str]) -> dict[str, Any]
             }],
         },
     }
-
-
-@dataclass
-class MeshAlertsArgs:
-    settings: Settings
-    anchor_certificates: Mapping[str, pulumi.Output[str]]
-    linkerd_namespace: pulumi.Resource
-    # Without Vault: (namespace, Secret name) -> the workload certificate the program signed.
-    signed_workloads: Mapping[tuple[str, str], pulumi.Output[str]] = field(default_factory=dict)
-    # With Vault: anchor -> the intermediate certificate its mount signs with, and the intermediates' lifetime.
-    intermediate_certificates: Mapping[str, pulumi.Output[str]] = field(default_factory=dict)
-    intermediate_validity: Duration | None = None
-
-
-class MeshAlerts(pulumi.ComponentResource):
-    def __init__(self, name: str, args: MeshAlertsArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("mtls-mesh:alerts:MeshAlerts", name, None, opts)
-        settings = args.settings
-        labels = settings.monitoring.labels
-        child = pulumi.ResourceOptions(parent=self, depends_on=[args.linkerd_namespace])
-        mesh_groups = mesh_rule_groups(settings)
-        anchors, workloads = sorted(args.anchor_certificates), sorted(args.signed_workloads)
-        intermediates = sorted(args.intermediate_certificates)
-
-        # Only the expiry groups wait for the certificates (unknown in a preview until they exist): every other rule
-        # is known from the settings, and a preview shows it.
-        spec_groups: list[Any] = [*mesh_groups, pulumi.Output.all(*[args.anchor_certificates[a] for a in anchors]).apply(
-            lambda pems: anchor_rule_group(
-                {a: certificate_not_after(pem, f"trust anchor {a}") for a, pem in zip(anchors, pems, strict=True)},
-                settings.pki.anchor_validity))]
-        if workloads:
-            spec_groups.append(pulumi.Output.all(*[args.signed_workloads[w] for w in workloads]).apply(
-                lambda pems: signed_workload_rule_group(
-                    {w: certificate_not_after(pem, f"workload certificate {w[0]}/{w[1]}")
-                     for w, pem in zip(workloads, pems, strict=True)},
-                    settings.pki.workload_renew_before)))
-        if intermediates:
-            assert args.intermediate_validity is not None
-            spec_groups.append(pulumi.Output.all(*[args.intermediate_certificates[a] for a in intermediates]).apply(
-                lambda pems: intermediate_rule_group(
-                    {a: certificate_not_after(pem, f"Vault intermediate {a}")
-                     for a, pem in zip(intermediates, pems, strict=True)}, args.intermediate_validity)))
-        self.rule = register(f"{name}-rules", prometheus_rule(spec_groups, labels), child)
-        self.pod_monitor = register(f"{name}-pod-monitor", pod_monitor(settings, labels), child)
-        self.register_outputs({"alerts": sorted({r["alert"] for g in mesh_groups for r in g["rules"]})})

@@ -1,4 +1,4 @@
-"""MeshAuthorization: Linkerd policy, Kubernetes NetworkPolicies and egress control, all generated from the service graph.
+"""Authorization: Linkerd policy, Kubernetes NetworkPolicies and egress control, all generated from the service graph.
 
 Mesh layer, per port of every meshed service: a `Server` whose `accessPolicy` is the namespace's rollout phase (so a
 Server never enforces before its namespace does) and an `AuthorizationPolicy` binding it to a `MeshTLSAuthentication`
@@ -12,21 +12,20 @@ kubelet's network. App-port Servers carry no routes, so Linkerd keeps authorizin
 Network layer, in namespaces whose phase is `deny`: default-deny NetworkPolicies with exactly the allowances the mesh
 needs (DNS, the control plane, allowed callers on their ports and the proxy's inbound port, Prometheus, egress).
 
-Every object is built by a pure function; the component registers them after the Linkerd CRDs.
+Every object is built by a pure function; register_authorization.MeshAuthorization registers them after the Linkerd
+CRDs.
 """
 
 from __future__ import annotations
 
 import functools
 import ipaddress
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Iterable, Mapping
 
-import pulumi
-
 from .graph import DEFAULT_SERVICE_ACCOUNT, Egress, Service, ServiceGraph, mesh_identity
-from .k8s import metadata, register_group
 from .namespaces import LINKERD_NAMESPACE, VIZ_NAMESPACE
+from .objects import metadata
 from .settings import PolicySettings, Settings
 
 POLICY_API = "policy.linkerd.io/v1alpha1"
@@ -349,21 +348,8 @@ def namespace_objects(graph: ServiceGraph, namespace: str, phase: str, access: P
     return objects
 
 
-# The last settings and their objects: settings validation builds them to check the names, and the component then
-# registers the same list. Holding the settings object keeps its identity from being reused by another.
-_last_built: tuple[Settings, list[dict[str, Any]]] | None = None
-
-
 def authorization_objects(settings: Settings) -> list[dict[str, Any]]:
-    global _last_built
-    if _last_built is not None and _last_built[0] is settings:
-        return _last_built[1]
-    objects = _build_authorization_objects(settings)
-    _last_built = (settings, objects)
-    return objects
-
-
-def _build_authorization_objects(settings: Settings) -> list[dict[str, Any]]:
+    """Every authorization object of the graph's meshed namespaces, namespace by namespace (plan.py groups them)."""
     graph = settings.graph
     access = effective_policy(settings)
     objects: list[dict[str, Any]] = []
@@ -578,31 +564,3 @@ def egress_matrix(objects: Iterable[Mapping[str, Any]], graph: ServiceGraph) -> 
                                                 "reachableBy": sorted(reachable),
                                                 "meshLayer": "namespace-wide"}
     return matrix
-
-
-@dataclass
-class MeshAuthorizationArgs:
-    settings: Settings
-    namespaces: Mapping[str, pulumi.Resource]
-    policy_crds: pulumi.Resource
-
-
-class MeshAuthorization(pulumi.ComponentResource):
-    """Registers every authorization object, one ConfigGroup per namespace (the objects grow with the graph; one
-    registration each would cost the SDK seconds per thousand); `matrix` is the access matrix the stack exports."""
-
-    def __init__(self, name: str, args: MeshAuthorizationArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("mtls-mesh:authorization:MeshAuthorization", name, None, opts)
-        objects = authorization_objects(args.settings)
-        self.matrix = access_matrix(objects, args.settings.graph, args.settings.trust_domain,
-                                    args.settings.policy.kubelet_networks)
-        self.egress = egress_matrix(objects, args.settings.graph)
-        by_namespace: dict[str, list[dict[str, Any]]] = {}
-        for obj in objects:
-            by_namespace.setdefault(obj["metadata"]["namespace"], []).append(obj)
-        self.groups = {
-            namespace: register_group(f"{name}-{namespace}", group, pulumi.ResourceOptions(parent=self),
-                                      after=[args.policy_crds, args.namespaces[namespace]])
-            for namespace, group in by_namespace.items()
-        }
-        self.register_outputs({"objects": len(objects), "groups": len(self.groups)})

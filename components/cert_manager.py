@@ -1,30 +1,25 @@
-"""CertManager: cert-manager and trust-manager (optionally installed), the issuers of the mesh, the Linkerd identity
-issuer Certificate, the trust bundles (Linkerd's, and the workload roots for clients of TLS-terminating workloads),
-and certificates for workloads that terminate TLS themselves.
+"""cert-manager's side of the mesh, as objects: cert-manager and trust-manager's values (optionally installed), the
+issuers of the mesh, the Linkerd identity issuer Certificate, the trust bundles (Linkerd's, and the workload roots for
+clients of TLS-terminating workloads), and certificates for workloads that terminate TLS themselves.
 
 Every issuer is a namespaced Issuer, so a namespace can only use its own: the identity issuer lives in `linkerd`; with
 Vault, each namespace with certificate services has a workload issuer whose Vault login signs only that namespace's
 names. There are no ClusterIssuers (a ClusterIssuer is usable from every namespace, and cert-manager approves every
 request by default). Without Vault there is no in-cluster workload issuer at all: the program signs those certificates.
 
-Every object is built by a pure function below; the component only registers them, in order: install -> anchor
-material and issuers -> Certificates and the Bundles.
+Every object is built by a pure function below; register_cert_manager.CertManager registers them, in order: install
+-> anchor material and issuers -> Certificates and the Bundles.
 """
 
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-import pulumi
-import pulumi_kubernetes as k8s
-
 from .graph import Service, identity_issuer_name as identity_name, spiffe_id, workload_dns_names
-from .k8s import WAIT_FOR_READY, WAIT_FOR_SYNCED, metadata, register, register_group
 from .namespaces import LINKERD_NAMESPACE
+from .objects import WAIT_FOR_READY, WAIT_FOR_SYNCED, metadata
 from .settings import CertManagerSettings, Settings, VaultSettings
-from .trust import SignedWorkload
 from .vault_pki import VAULT_ISSUER_SERVICE_ACCOUNT, VAULT_TOKEN_AUDIENCE, issuer_signing_path, workload_signing_path
 
 JETSTACK_CHARTS = "https://charts.jetstack.io"
@@ -239,135 +234,8 @@ def workload_issuer(settings: Settings, namespace: str) -> dict[str, Any]:
 
 
 def workload_tls_secret(service: Service, certificate_pem: Any, private_key_pem: Any, ca_pem: Any) -> dict[str, Any]:
-    """Without Vault, the program itself signs workload certificates (see trust.SelfSignedWorkloadCertificates) and hands
+    """Without Vault, the program itself signs workload certificates (see register_trust.SelfSignedWorkloadCertificates) and hands
     them over in the Secret cert-manager would have written: same name, same keys."""
     return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
             "metadata": metadata(workload_secret_name(service), service.namespace),
             "stringData": {"tls.crt": certificate_pem, "tls.key": private_key_pem, "ca.crt": ca_pem}}
-
-
-@dataclass
-class AnchorMaterial:
-    """One anchor as the cluster needs it: its mesh root (and, in dev, its key), its workload root, and what must exist
-    before either is used."""
-
-    certificate_pem: pulumi.Output[str]
-    workload_root_pem: pulumi.Output[str]
-    private_key_pem: pulumi.Output[str] | None = None
-    ready: list[pulumi.Resource] = field(default_factory=list)
-    workload_ready: list[pulumi.Resource] = field(default_factory=list)
-
-
-@dataclass
-class CertManagerArgs:
-    settings: Settings
-    anchors: Mapping[str, AnchorMaterial]
-    namespaces: Mapping[str, pulumi.Resource]
-    linkerd_namespace: pulumi.Resource
-    # Vault: what the identity issuer's login and each namespace's login need before an issuer can become Ready.
-    identity_login_ready: list[pulumi.Resource] = field(default_factory=list)
-    namespace_login_ready: Mapping[str, list[pulumi.Resource]] = field(default_factory=dict)
-    # Without Vault: service key -> the certificate the program signed for it.
-    workload_tls: Mapping[str, SignedWorkload] = field(default_factory=dict)
-
-
-class CertManager(pulumi.ComponentResource):
-    def __init__(self, name: str, args: CertManagerArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("mtls-mesh:cert_manager:CertManager", name, None, opts)
-        settings = args.settings
-        cm = settings.cert_manager
-        child = pulumi.ResourceOptions(parent=self)
-
-        def after(*resources: pulumi.Resource | None, **extra: Any) -> pulumi.ResourceOptions:
-            return pulumi.ResourceOptions(parent=self, depends_on=[r for r in resources if r is not None], **extra)
-
-        installed: list[pulumi.Resource] = []
-        trust_manager = None
-        if cm.install:
-            cert_manager = k8s.helm.v3.Release(
-                # A fixed release name: without one pulumi-kubernetes appends a random suffix, and the chart names its
-                # service account after the release, so the token-request binding would name an account that does
-                # not exist and cert-manager could never log in to Vault.
-                f"{name}-cert-manager", name="cert-manager", chart="cert-manager", version=cm.chart_version,
-                repository_opts={"repo": JETSTACK_CHARTS}, namespace=cm.namespace, create_namespace=True,
-                values=cert_manager_values(settings.monitoring.labels if settings.monitoring.enabled else None),
-                opts=child)
-            trust_manager = k8s.helm.v3.Release(
-                f"{name}-trust-manager", name="trust-manager", chart="trust-manager", version=cm.trust_manager_chart_version,
-                repository_opts={"repo": JETSTACK_CHARTS}, namespace=cm.namespace,
-                values=trust_manager_values(cm.namespace), opts=after(cert_manager))
-            installed = [cert_manager]
-
-        # What cert-manager objects elsewhere wait for.
-        self.installed: list[pulumi.Resource] = installed
-
-        # Public roots where trust-manager reads them; in dev, the anchor key next to the identity issuer only.
-        mesh_roots, workload_roots, anchor_keys = [], [], []
-        for anchor, material in args.anchors.items():
-            mesh_roots.append(register(f"{name}-anchor-{anchor}", anchor_config_map(anchor, cm.namespace, material.certificate_pem),
-                                       after(*installed, *material.ready)))
-            workload_roots.append(register(
-                f"{name}-workload-anchor-{anchor}", workload_anchor_config_map(anchor, cm.namespace, material.workload_root_pem),
-                after(*installed, *material.workload_ready)))
-            if material.private_key_pem is not None:
-                anchor_keys.append(register(f"{name}-anchor-key-{anchor}",
-                                            anchor_secret(anchor, material.certificate_pem, material.private_key_pem),
-                                            after(args.linkerd_namespace)))
-
-        def issuing_rbac(namespace: str, namespace_resource: pulumi.Resource) -> list[pulumi.Resource]:
-            if settings.vault is None:
-                return []
-            return [register(f"{name}-{namespace}-{obj['kind'].lower()}", obj, after(*installed, namespace_resource))
-                    for obj in token_request_rbac(namespace, cm)]
-
-        # An identity issuer is usable only once its anchor's signing chain is complete (Vault: set-signed).
-        mesh_ready = [resource for material in args.anchors.values() for resource in material.ready]
-        identity_rbac = issuing_rbac(LINKERD_NAMESPACE, args.linkerd_namespace)
-        self.issuers: dict[str, pulumi.Resource] = {
-            f"{LINKERD_NAMESPACE}/{issuer_name}": register(
-                f"{name}-{issuer_name}", obj,
-                after(*installed, args.linkerd_namespace, *anchor_keys, *mesh_ready, *identity_rbac, *args.identity_login_ready))
-            for issuer_name, obj in identity_issuers(settings).items()
-        }
-        issuing = settings.pki.rotation.issuing_anchor
-        self.identity_issuer = register(
-            f"{name}-identity-issuer", identity_issuer_certificate(settings),
-            after(self.issuers[f"{LINKERD_NAMESPACE}/{identity_issuer_name(issuing)}"], args.linkerd_namespace))
-        self.trust_bundle = register(f"{name}-trust-roots", trust_bundle(settings),
-                                     after(trust_manager, *mesh_roots, args.linkerd_namespace))
-
-        certificate_services = settings.graph.certificate_services
-        self.workload_certificates: dict[str, pulumi.Resource] = {}
-        # Without Vault: (namespace, Secret name) -> the certificate the program signed (its expiry alert reads it).
-        self.signed_workloads: dict[tuple[str, str], pulumi.Output[str]] = {}
-        workload_ready = [resource for material in args.anchors.values() for resource in material.workload_ready]
-        for namespace, services in certificate_services.items():
-            namespace_resource = args.namespaces[namespace]
-            if settings.vault is None:
-                for service in services:
-                    tls = args.workload_tls[service.key]
-                    self.signed_workloads[(namespace, workload_secret_name(service))] = tls.certificate_pem
-                    register(f"{name}-tls-{service.key}",
-                             workload_tls_secret(service, tls.certificate_pem, tls.private_key_pem, tls.ca_pem),
-                             after(namespace_resource))
-                continue
-            rbac = issuing_rbac(namespace, namespace_resource)
-            issuer = workload_issuer(settings, namespace)
-            self.issuers[f"{namespace}/{issuer['metadata']['name']}"] = issuer_resource = register(
-                f"{name}-{namespace}-{issuer['metadata']['name']}", issuer,
-                after(*installed, namespace_resource, *workload_ready, *rbac, *args.namespace_login_ready.get(namespace, [])))
-            # Workload certificates grow with the graph: one ConfigGroup per namespace (see k8s.register_group).
-            self.workload_certificates[namespace] = register_group(
-                f"{name}-workload-{namespace}", [workload_certificate(settings, service) for service in services], child,
-                after=[issuer_resource, namespace_resource])
-
-        self.workload_trust = None
-        if certificate_services:
-            self.workload_trust = register(f"{name}-workload-trust", workload_trust_bundle(settings),
-                                           after(trust_manager, *workload_roots, *args.namespaces.values()))
-        self.register_outputs({
-            "identityIssuer": identity_issuer_name(issuing),
-            "bundleAnchors": list(settings.pki.rotation.bundle_anchors),
-            "workloadCertificates": sorted(f"{s.namespace}/{workload_secret_name(s)}"
-                                           for services in certificate_services.values() for s in services),
-        })

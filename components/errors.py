@@ -1,7 +1,9 @@
 """The one error a bad setting or service graph produces: every problem, each with the key that holds it.
 
-`SettingsError` derives from `pulumi.RunError`, which the Pulumi language host reports as a plain message with no
-traceback, so `pulumi preview` with bad input prints the list of problems and registers nothing.
+Pure (no Pulumi import), so reading and compiling the settings can run anywhere. The entry point re-raises a
+`SettingsError` as `runtime.StackSettingsError`, which is also a `pulumi.RunError`: the Pulumi language host reports
+that as a plain message with no traceback, so `pulumi preview` with bad input prints the list of problems and
+registers nothing.
 """
 
 from __future__ import annotations
@@ -10,8 +12,6 @@ import difflib
 import unicodedata
 from dataclasses import dataclass
 from typing import Iterable
-
-import pulumi
 
 
 @dataclass(frozen=True)
@@ -32,11 +32,12 @@ class Problem:
 SHOWN_PROBLEMS = 100
 
 
-class SettingsError(pulumi.RunError):
+class SettingsError(Exception):
     """Raised once, before any resource is registered, listing every problem found."""
 
     def __init__(self, problems: Iterable[Problem], stack: str = ""):
         self.problems: tuple[Problem, ...] = tuple(problems)
+        self.stack = stack
         subject = f"stack '{stack}'" if stack else "this stack"
         count = len(self.problems)
         header = f"{count} problem{'s' if count != 1 else ''} in the settings of {subject}:"

@@ -1,4 +1,4 @@
-"""Registering pure Kubernetes object dicts as Pulumi resources, and the labels every object carries.
+"""Registering pure Kubernetes object dicts (objects.py) as Pulumi resources.
 
 Builders elsewhere return plain `{apiVersion, kind, metadata, ...}` dicts so they can be checked against real
 schemas; this module is the one place that turns such a dict into a typed pulumi-kubernetes resource.
@@ -6,17 +6,12 @@ schemas; this module is the one place that turns such a dict into a typed pulumi
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-# pulumi-kubernetes waits for these conditions before it reports the resource created (and dependents start), so a
-# certificate that cannot be issued fails `pulumi up` at that resource instead of crash-looping what needs it.
-WAIT_FOR_READY = {"pulumi.com/waitFor": "condition=Ready"}
-WAIT_FOR_SYNCED = {"pulumi.com/waitFor": "condition=Synced"}
-MANAGED_BY = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "mtls-mesh"}
+from .objects import group_manifest
 
 # NetworkPolicy (metadata and spec only) takes the generic path below: the type token is the same
 # (kubernetes:networking.k8s.io/v1:NetworkPolicy), and with thousands of them the typed class's input translation
@@ -54,24 +49,8 @@ def register(resource_name: str, obj: dict[str, Any], opts: pulumi.ResourceOptio
                                             metadata=body["metadata"], spec=body.get("spec"), opts=opts)
 
 
-def metadata(name: str, namespace: str | None = None, labels: dict[str, str] | None = None,
-             annotations: dict[str, str] | None = None) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "labels": {**MANAGED_BY, **(labels or {})}}
-    if namespace is not None:
-        meta["namespace"] = namespace
-    if annotations:
-        meta["annotations"] = dict(annotations)
-    return meta
-
-
-def group_manifest(objects: Sequence[dict[str, Any]]) -> str:
-    """A YAML stream with one document per object, each written as JSON (JSON is YAML): `json` is fast where a YAML
-    emitter is not, and the provider's decoder (NewYAMLOrJSONDecoder) reads it as the YAML stream it is."""
-    return "".join(f"---\n{json.dumps(obj, sort_keys=True, separators=(',', ':'))}\n" for obj in objects)
-
-
 def register_group(resource_name: str, objects: Sequence[dict[str, Any]], opts: pulumi.ResourceOptions,
-                   after: Sequence[pulumi.Resource]) -> k8s.yaml.v2.ConfigGroup:
+                   after: Sequence[pulumi.Resource], manifest: str | None = None) -> k8s.yaml.v2.ConfigGroup:
     """Register many objects as one `yaml/v2.ConfigGroup`: one registration for the program, while pulumi-kubernetes
     still creates each object as its own resource (named `<group>:<namespace>/<name>`, with its own diff and await).
 
@@ -99,5 +78,6 @@ def register_group(resource_name: str, objects: Sequence[dict[str, Any]], opts: 
         if obj["kind"] == "Secret" or not obj["metadata"].get("namespace"):
             raise ValueError(f"{resource_name}: {obj['kind']} {obj['metadata'].get('name')} cannot go in a group "
                              "(a Secret, or an object without a namespace)")
-    return k8s.yaml.v2.ConfigGroup(resource_name, yaml=group_manifest(objects),
+    manifest = group_manifest(objects) if manifest is None else manifest  # given: the plan's, of these objects
+    return k8s.yaml.v2.ConfigGroup(resource_name, yaml=manifest,
                                    opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=list(after))))

@@ -1,5 +1,5 @@
-"""LinkerdControlPlane: the Linkerd CRDs, the control plane with our external CA, the optional CNI plugin and viz
-extension, and the cert-manager certificates of every Linkerd webhook.
+"""Linkerd: the values of its charts (CRDs, control plane with our external CA, optional CNI plugin and viz extension)
+and the cert-manager certificates of every Linkerd webhook. register_linkerd.py registers them.
 
 The chart's own webhook certificates are regenerated on every render and silently expire after a year; here a
 dedicated webhook CA (a separate trust chain from the mesh identity) issues them, cert-manager renews them, and
@@ -10,14 +10,11 @@ Values are pure builders so that a test can walk them against the chart's own va
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
-import pulumi
-import pulumi_kubernetes as k8s
-
 from .cert_manager import CERT_MANAGER_API
-from .k8s import WAIT_FOR_READY, metadata, register
+from .objects import WAIT_FOR_READY, metadata
 from .namespaces import LINKERD_NAMESPACE, VIZ_NAMESPACE
 from .settings import PROXY_LEAF_LIFETIME, Settings
 
@@ -184,66 +181,3 @@ def webhook_certificate(webhook: Webhook) -> dict[str, Any]:
             "issuerRef": {"name": WEBHOOK_CA, "kind": "Issuer", "group": "cert-manager.io"},
         },
     }
-
-
-@dataclass
-class LinkerdControlPlaneArgs:
-    settings: Settings
-    linkerd_namespace: pulumi.Resource
-    viz_namespace: pulumi.Resource | None
-    cert_manager_ready: list[pulumi.Resource] = field(default_factory=list)
-    identity_ready: list[pulumi.Resource] = field(default_factory=list)
-
-
-class LinkerdControlPlane(pulumi.ComponentResource):
-    """`crds` is what Linkerd policy objects wait for; `control_plane` is the running control plane."""
-
-    def __init__(self, name: str, args: LinkerdControlPlaneArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("mtls-mesh:linkerd:LinkerdControlPlane", name, None, opts)
-        settings = args.settings
-        linkerd = settings.linkerd
-
-        def after(*resources: pulumi.Resource | None) -> pulumi.ResourceOptions:
-            return pulumi.ResourceOptions(parent=self, depends_on=[r for r in resources if r is not None])
-
-        def release(resource_name: str, chart: str, namespace: str, values: dict[str, Any],
-                    opts: pulumi.ResourceOptions, create_namespace: bool = False) -> k8s.helm.v3.Release:
-            return k8s.helm.v3.Release(
-                resource_name, name=chart, chart=chart, version=linkerd.chart_version,
-                repository_opts={"repo": linkerd.repository}, namespace=namespace,
-                create_namespace=create_namespace, values=values, timeout=HELM_TIMEOUT_SECONDS, opts=opts)
-
-        namespaces = {LINKERD_NAMESPACE: args.linkerd_namespace, VIZ_NAMESPACE: args.viz_namespace}
-        webhook_cas: dict[str, pulumi.Resource] = {}
-        for namespace in sorted({webhook.namespace for webhook in webhooks(settings)}):
-            self_signed, ca_certificate, ca_issuer = webhook_ca_objects(namespace)
-            prefix = name if namespace == LINKERD_NAMESPACE else f"{name}-{namespace}"
-            signer = register(f"{prefix}-webhook-selfsigned", self_signed, after(*args.cert_manager_ready, namespaces[namespace]))
-            certificate = register(f"{prefix}-webhook-ca-certificate", ca_certificate, after(signer))
-            webhook_cas[namespace] = register(f"{prefix}-webhook-ca", ca_issuer, after(certificate))
-        self.webhook_certificates = {
-            webhook.certificate: register(f"{name}-{webhook.certificate}", webhook_certificate(webhook),
-                                          after(webhook_cas[webhook.namespace], namespaces[webhook.namespace]))
-            for webhook in webhooks(settings)
-        }
-
-        self.crds = release(f"{name}-crds", "linkerd-crds", LINKERD_NAMESPACE, crds_values(),
-                            after(args.linkerd_namespace))
-        cni = None
-        if linkerd.cni:
-            # The CNI plugin must be on every node before the first meshed pod is created without proxy-init.
-            cni = release(f"{name}-cni", "linkerd2-cni", CNI_NAMESPACE, {}, after(), create_namespace=True)
-        control_plane_webhooks = [self.webhook_certificates[w.certificate] for w in CONTROL_PLANE_WEBHOOKS]
-        self.control_plane = release(
-            f"{name}-control-plane", "linkerd-control-plane", LINKERD_NAMESPACE, control_plane_values(settings),
-            after(args.linkerd_namespace, self.crds, cni, *args.identity_ready, *control_plane_webhooks))
-        self.viz = None
-        if linkerd.viz:
-            self.viz = release(f"{name}-viz", "linkerd-viz", VIZ_NAMESPACE, viz_values(settings),
-                               after(args.viz_namespace, self.control_plane,
-                                     *[self.webhook_certificates[w.certificate] for w in VIZ_WEBHOOKS]))
-        self.register_outputs({
-            "chartVersion": linkerd.chart_version,
-            "highAvailability": linkerd.high_availability,
-            "webhookCertificates": sorted(self.webhook_certificates),
-        })

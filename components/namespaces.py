@@ -1,4 +1,5 @@
-"""MeshNamespaces: the linkerd control-plane namespace and every workload namespace of the service graph.
+"""The namespaces: the linkerd control-plane namespace and every workload namespace of the service graph, as objects
+(register_namespaces.MeshNamespaces registers them).
 
 Meshed namespaces carry `linkerd.io/inject: enabled` and the rollout's default inbound policy; ports that must stay
 out of the proxy are skipped here, at the namespace, because the program does not own the workloads.
@@ -6,13 +7,10 @@ out of the proxy are skipped here, at the namespace, because the program does no
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-import pulumi
-
 from .graph import Namespace, ServiceGraph
-from .k8s import metadata, register
+from .objects import metadata
 from .settings import RolloutSettings
 
 LINKERD_NAMESPACE = "linkerd"
@@ -122,31 +120,3 @@ def workload_namespace_object(namespace: Namespace, graph: ServiceGraph, rollout
     if skip_outbound:
         annotations[SKIP_OUTBOUND_PORTS] = ",".join(map(str, skip_outbound))
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata(namespace.name, annotations=annotations)}
-
-
-@dataclass(frozen=True)
-class MeshNamespacesArgs:
-    graph: ServiceGraph
-    rollout: RolloutSettings
-    adopt: tuple[str, ...] = ()
-    viz: bool = False
-
-
-class MeshNamespaces(pulumi.ComponentResource):
-    """Creates (or adopts) the namespaces; `namespaces[name]` is what namespaced objects depend on."""
-
-    def __init__(self, name: str, args: MeshNamespacesArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("mtls-mesh:namespaces:MeshNamespaces", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        self.linkerd = register(f"{name}-{LINKERD_NAMESPACE}", linkerd_namespace_object(), child)
-        self.viz = register(f"{name}-{VIZ_NAMESPACE}", viz_namespace_object(), child) if args.viz else None
-        self.namespaces: dict[str, pulumi.CustomResource] = {}
-        for namespace in args.graph.namespaces.values():
-            obj = workload_namespace_object(namespace, args.graph, args.rollout)
-            if namespace.name in args.adopt:
-                # Server-side apply takes over just these labels and annotations from whoever set them before.
-                obj["metadata"].setdefault("annotations", {})["pulumi.com/patchForce"] = "true"
-                self.namespaces[namespace.name] = register(f"{name}-{namespace.name}", obj, child, kind_override="NamespacePatch")
-            else:
-                self.namespaces[namespace.name] = register(f"{name}-{namespace.name}", obj, child)
-        self.register_outputs({"namespaces": sorted(self.namespaces)})

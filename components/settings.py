@@ -2,8 +2,9 @@
 
 `Pulumi.yaml` declares every setting (type, default, description); this module reads those declarations, so the CLI
 and the program agree on names, types and defaults, and a misspelled key is caught instead of silently ignored.
-`read_stack_config` is the only code that touches Pulumi config; `load_settings` is pure and raises one
-`SettingsError` listing every problem, each under its key, before any resource is registered.
+`runtime.read_stack_config` is the only code that touches Pulumi config; `load_settings` is pure (no Pulumi import)
+and raises one `SettingsError` listing every problem, each under its key, before any resource is registered. Checks
+that need the objects the settings produce (name collisions) run on the compiled plan (plan.py), right after.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import yaml
 
 from .durations import Duration
 from .errors import Problems, did_you_mean, short
-from .graph import DEFAULT_SERVICE_ACCOUNT, ServiceGraph, cidr_problem, is_dns_subdomain, load_graph, mesh_identity
-from .collisions import graph_objects, object_name_clashes, oversized_objects
+from .graph import (DEFAULT_SERVICE_ACCOUNT, ServiceGraph, cidr_problem, identity_issuer_name, is_dns_subdomain, load_graph,
+                    mesh_identity)
 from .inputs import MAX_PEM_BYTES, InputError, read_text_file
+from .names import anchor_common_name, workload_root_common_name
 
 # The choices and patterns of the settings are declared once, in settings_format (which also renders them into
 # schema/stack-settings.schema.json); the checks below use those same constants.
@@ -252,14 +254,6 @@ class Settings:
     def is_prod(self) -> bool:
         return self.environment == "prod"
 
-
-def read_stack_config() -> tuple[dict[str, str], frozenset[str]]:
-    """Every config value of the running stack (as the language host passed it) and which keys are secret."""
-    from pulumi.runtime import config as runtime_config
-
-    values = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    secret_keys = set(runtime_config.get_config_secret_keys_env()) | set(runtime_config._SECRET_KEYS.get())
-    return values, frozenset(secret_keys)
 
 
 
@@ -514,25 +508,17 @@ def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[
         _check_egress_outside_cluster(problems, graph, policy)
         _check_identities(config, graph, policy, trust_domain)
     problems.raise_if_any(stack)
-    settings = Settings(
+    return Settings(
         stack=stack, environment=environment, trust_domain=trust_domain, kubernetes=kubernetes, graph=graph,
         adopt_namespaces=adopt, rollout=rollout, pki=pki, vault=vault, cert_manager=cert_manager, linkerd=linkerd,
         policy=policy, monitoring=monitoring, verification=verification,
     )
-    objects = graph_objects(settings)
-    problems.items.extend(object_name_clashes(settings, objects))
-    problems.items.extend(oversized_objects(settings, objects))
-    problems.raise_if_any(stack)
-    return settings
 
 
 def _check_common_names(config: _Config, trust_domain: str) -> None:
     """Certificates whose common name contains the trust domain: each must stay within X.509's 64 characters. The
-    names come from the builders themselves (imported here: they import this module), so the check cannot drift."""
-    from .cert_manager import identity_name
-    from .trust import anchor_common_name, workload_root_common_name
-
-    builders = ((identity_name, "the Linkerd identity issuer's common name", ", which cert-manager's webhook refuses"),
+    names come from where the builders take them (graph.py, names.py), so the check cannot drift."""
+    builders = ((identity_issuer_name, "the Linkerd identity issuer's common name", ", which cert-manager's webhook refuses"),
                 (anchor_common_name, "the self-signed trust anchor's common name", ""),
                 (workload_root_common_name, "the self-signed workload root's common name", ""))
     longest = max(len(build("")) for build, _, _ in builders)

@@ -1,6 +1,6 @@
 """A stack file (`stacks/Pulumi.<stack>.yaml`) read the way the Pulumi CLI hands its config to the program.
 
-The program itself gets its config from the language host (`settings.read_stack_config`); tools that run outside
+The program itself gets its config from the language host (`runtime.read_stack_config`); tools that run outside
 Pulumi (`python -m discover`, the tests' harness) read the stack file here and pass the result to
 `settings.load_settings`, so they see exactly the settings and graph `pulumi up` would.
 """

@@ -1,7 +1,7 @@
-"""SelfSignedAnchors and SelfSignedWorkloadCertificates: the trust chains of stacks without Vault (dev), made by
-pulumi-tls. Per anchor id in use, a mesh anchor (what the proxies trust) and a workload root (what clients of
-TLS-terminating workloads trust; the proxies never trust it, see vault_pki). Workload certificates are signed here,
-by the program, so no issuer a workload namespace could use ever holds a key that signs.
+"""The trust chains of stacks without Vault (dev): what each pulumi-tls root and workload certificate says
+(register_trust.py registers them). Per anchor id in use, a mesh anchor (what the proxies trust) and a workload root
+(what clients of TLS-terminating workloads trust; the proxies never trust it, see vault_pki). Workload certificates
+are signed by the program, so no issuer a workload namespace could use ever holds a key that signs.
 
 Always ECDSA P-256: pulumi-tls defaults to P224, which Linkerd rejects. Private keys exist only as Pulumi secrets and,
 for the mesh anchor, in the Secret the identity issuer signs from (in `linkerd`).
@@ -10,25 +10,15 @@ for the mesh anchor, in the Secret the identity issuer signs from (in `linkerd`)
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import pulumi
-import pulumi_tls as tls
+from typing import Any
 
 from .graph import Service, spiffe_id, workload_dns_names
+from .names import anchor_common_name
 from .settings import Settings
 
 # CA certificates sign certificates and CRLs, nothing else.
 ANCHOR_USES = ["cert_signing", "crl_signing"]
 WORKLOAD_USES = ["digital_signature", "key_agreement", "server_auth", "client_auth"]
-
-
-def anchor_common_name(trust_domain: str) -> str:
-    """The subject Linkerd's own docs give a trust anchor."""
-    return f"root.linkerd.{trust_domain}"
-
-
-def workload_root_common_name(trust_domain: str) -> str:
-    return f"workload-root.mtls-mesh.{trust_domain}"
 
 
 def anchor_certificate_args(settings: Settings, common_name: str | None = None) -> dict:
@@ -62,58 +52,9 @@ def workload_certificate_args(settings: Settings) -> dict:
 
 
 @dataclass
-class SelfSignedAnchor:
-    anchor: str
-    certificate_pem: pulumi.Output[str]
-    private_key_pem: pulumi.Output[str]
-    workload_root_pem: pulumi.Output[str]
-    workload_root_key_pem: pulumi.Output[str]
-
-
-class SelfSignedAnchors(pulumi.ComponentResource):
-    def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("mtls-mesh:trust:SelfSignedAnchors", name, None, opts)
-        kept = pulumi.ResourceOptions(parent=self, protect=settings.pki.protect)
-        self.anchors: dict[str, SelfSignedAnchor] = {}
-        for anchor in settings.pki.rotation.anchors:
-            key = tls.PrivateKey(f"{name}-{anchor}", algorithm="ECDSA", ecdsa_curve="P256", opts=kept)
-            certificate = tls.SelfSignedCert(f"{name}-{anchor}", private_key_pem=key.private_key_pem,
-                                             **anchor_certificate_args(settings), opts=kept)
-            # Not "<name>-workload-<anchor>": an anchor id may itself start with "workload-".
-            workload_key = tls.PrivateKey(f"workload-root-{anchor}", algorithm="ECDSA", ecdsa_curve="P256", opts=kept)
-            workload_root = tls.SelfSignedCert(
-                f"workload-root-{anchor}", private_key_pem=workload_key.private_key_pem,
-                **anchor_certificate_args(settings, workload_root_common_name(settings.trust_domain)), opts=kept)
-            self.anchors[anchor] = SelfSignedAnchor(
-                anchor, certificate.cert_pem, pulumi.Output.secret(key.private_key_pem),
-                workload_root.cert_pem, pulumi.Output.secret(workload_key.private_key_pem))
-        self.register_outputs({"anchors": {a: v.certificate_pem for a, v in self.anchors.items()},
-                               "workloadRoots": {a: v.workload_root_pem for a, v in self.anchors.items()}})
-
-
-@dataclass
 class SignedWorkload:
-    certificate_pem: pulumi.Output[str]
-    private_key_pem: pulumi.Output[str]
-    ca_pem: pulumi.Output[str]
+    """A certificate the program signed for a workload, as the cert-manager component hands it over."""
 
-
-class SelfSignedWorkloadCertificates(pulumi.ComponentResource):
-    """`certificates[service key]`: a certificate from the issuing anchor's workload root, for each certificate service."""
-
-    def __init__(self, name: str, settings: Settings, root: SelfSignedAnchor, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("mtls-mesh:trust:SelfSignedWorkloadCertificates", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        self.certificates: dict[str, SignedWorkload] = {}
-        for services in settings.graph.certificate_services.values():
-            for service in services:
-                resource_name = f"{name}-{service.key}"
-                key = tls.PrivateKey(resource_name, algorithm="ECDSA", ecdsa_curve="P256", opts=child)
-                request = tls.CertRequest(resource_name, private_key_pem=key.private_key_pem,
-                                          **workload_request_args(settings, service), opts=child)
-                certificate = tls.LocallySignedCert(
-                    resource_name, cert_request_pem=request.cert_request_pem, ca_cert_pem=root.workload_root_pem,
-                    ca_private_key_pem=root.workload_root_key_pem, **workload_certificate_args(settings), opts=child)
-                self.certificates[service.key] = SignedWorkload(
-                    certificate.cert_pem, pulumi.Output.secret(key.private_key_pem), root.workload_root_pem)
-        self.register_outputs({"certificates": sorted(self.certificates)})
+    certificate_pem: Any  # a pulumi Output[str]
+    private_key_pem: Any  # a pulumi Output[str]
+    ca_pem: Any  # a pulumi Output[str]

@@ -1,4 +1,5 @@
-"""MeshVerification: after every change of the mesh, prove on the cluster that mTLS and the rollout phase hold.
+"""The mesh's self-check: after every change of the mesh, prove on the cluster that mTLS and the rollout phase hold
+(objects built here, registered by register_verification.MeshVerification).
 
 In the namespace `mtls-mesh-verify` (injected, in the stack's default rollout phase) a canary HTTP server echoes the
 headers it receives, and three Jobs call it, each as its own service account:
@@ -25,16 +26,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, replace
-from typing import Any, Sequence
-
-import pulumi
+from dataclasses import replace
+from typing import Any
 
 from .authorization import access_matrix, effective_policy, namespace_objects
 from .errors import Problems
 from .graph import ServiceGraph, mesh_identity, parse_graph
-from .k8s import metadata, register, register_group
 from .namespaces import DEFAULT_INBOUND_POLICY, INJECT
+from .objects import metadata
 from .settings import VERIFICATION_NAMESPACE, Settings
 
 NAMESPACE = VERIFICATION_NAMESPACE
@@ -193,35 +192,3 @@ def policy_objects(settings: Settings) -> list[dict[str, Any]]:
 def verification_matrix(settings: Settings) -> dict[str, Any]:
     return access_matrix(policy_objects(settings), verification_graph(), settings.trust_domain,
                          settings.policy.kubelet_networks)
-
-
-@dataclass
-class MeshVerificationArgs:
-    settings: Settings
-    policy_crds: pulumi.Resource
-    control_plane: Sequence[pulumi.Resource]
-
-
-class MeshVerification(pulumi.ComponentResource):
-    """Registers the canary, its policy and the checks; `matrix` holds the canary's access-matrix entries."""
-
-    def __init__(self, name: str, args: MeshVerificationArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("mtls-mesh:verification:MeshVerification", name, None, opts)
-        settings = args.settings
-        phase = settings.rollout.default_policy
-        namespace = register(f"{name}-namespace", namespace_object(phase),
-                             pulumi.ResourceOptions(parent=self, depends_on=list(args.control_plane)))
-        after_namespace = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
-        accounts = [register(f"{name}-sa-{o['metadata']['name']}", o, after_namespace) for o in service_accounts()]
-        policy = register_group(f"{name}-policy", policy_objects(settings), pulumi.ResourceOptions(parent=self),
-                                after=[args.policy_crds, namespace])
-        ready = [namespace, *accounts, policy, *args.control_plane]
-        canary = [register(f"{name}-{o['kind'].lower()}-{o['metadata']['name']}", o,
-                           pulumi.ResourceOptions(parent=self, depends_on=ready))
-                  for o in canary_objects(settings.verification.server_image)]
-        after_canary = pulumi.ResourceOptions(parent=self, depends_on=[*ready, *canary])
-        self.jobs = [register(f"{name}-job-{o['metadata']['name']}", o, after_canary) for o in check_jobs(settings)]
-        self.cronjobs = [register(f"{name}-cronjob-{o['metadata']['name']}", o, after_namespace)
-                         for o in on_demand_cronjobs(settings)]
-        self.matrix = verification_matrix(settings)
-        self.register_outputs({"jobs": [j["metadata"]["name"] for j in check_jobs(settings)]})

@@ -38,9 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         parse_window(args.since)
-        settings = load_stack(args.stack)
+        stack = load_stack(args.stack)
         prometheus = Prometheus(args.prometheus)
-        report = discover(settings, prometheus, args.since)
+        report = discover(stack, prometheus, args.since)
         if args.diff:
             sys.stdout.write(report.diff())
             return 0
@@ -54,9 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
     if args.format == "json":
-        print(json.dumps(as_json(report, settings.graph), indent=2))
+        print(json.dumps(as_json(report, stack.graph), indent=2))
     else:
-        sys.stdout.write(as_markdown(report, settings.graph))
+        sys.stdout.write(as_markdown(report, stack.graph))
     return 0
 
 

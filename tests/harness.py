@@ -325,6 +325,15 @@ def stack_config(stack: str) -> tuple[dict[str, str], set[str]]:
 wire_value = stack_files.wire_value
 
 
+def stack_plan(stack: str, config: dict[str, str] | None = None):
+    """The compiled plan of a stack file (or of `config`), as `__main__.py` compiles it (components/plan.py)."""
+    from components.plan import compile_mesh
+    from components.settings import load_settings
+
+    base, secret_keys = stack_config(stack) if config is None else (config, set())
+    return compile_mesh(load_settings(base, stack, secret_keys=frozenset(secret_keys)))
+
+
 FILE_SETTINGS = ("serviceGraph", "vaultCaBundleFile", "vaultKubernetesCaFile")
 
 

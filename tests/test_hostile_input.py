@@ -503,11 +503,10 @@ def test_an_object_over_etcds_limit_is_refused():
     frame = len(json.dumps(big, separators=(",", ":")))
     big["spec"]["identities"] = ["x" * (MAX_OBJECT_BYTES - frame - 2)]  # exactly the limit
 
-    class _Settings:
-        graph = parse_graph(EXAMPLE, "services.yaml", Problems())
-    assert oversized_objects(_Settings, [big]) == []
+    graph = parse_graph(EXAMPLE, "services.yaml", Problems())
+    assert oversized_objects(graph, [big]) == []
     big["spec"]["identities"][0] += "x"
-    [problem] = oversized_objects(_Settings, [big])
+    [problem] = oversized_objects(graph, [big])
     assert problem.where == "services.yaml: services.checkout" and f"{MAX_OBJECT_BYTES + 1:,} bytes" in problem.what
 
 

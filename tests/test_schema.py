@@ -31,6 +31,7 @@ import test_settings
 from components import graph_format, schema, settings_format
 from components.errors import Problems, SettingsError
 from components.graph import load_graph, parse_graph
+from components.plan import compile_mesh
 from components.settings import load_declarations, load_settings
 from components.stack_files import SECRET_PLACEHOLDER, read_stack_file, wire_value
 from harness import PROJECT_DIR, STACKS, stack_file
@@ -251,7 +252,8 @@ def _messages(stack: str, document: dict[str, Any], where: str, graph: Any, tmp_
         config["mtls-mesh:serviceGraph"] = str(graph_file)
         config["mtls-mesh:allowFilesOutsideProject"] = "true"
     try:
-        load_settings(config, stack, secret_keys=frozenset(secret_keys), declarations=DECLARATIONS)
+        # The checks that need the compiled objects (name collisions, object sizes) run on the plan, after the settings.
+        compile_mesh(load_settings(config, stack, secret_keys=frozenset(secret_keys), declarations=DECLARATIONS))
     except SettingsError as err:
         here = [p for p in err.problems if p.where in (where, f"{where}[0]") or p.where.endswith(f": {where}")
                 or (not where and graph is not None and p.where == str(tmp_path / "graph.yaml"))]

@@ -87,7 +87,11 @@ def test_every_problem_is_reported_at_once():
 
 def test_settings_error_is_a_run_error_so_pulumi_prints_no_traceback():
     # The Python language host reports a RunError as its message alone; any other exception gets a stack trace.
-    assert issubclass(SettingsError, pulumi.RunError)
+    # Settings are read and compiled without Pulumi (components/errors.py), so the program raises them as RunErrors.
+    with pytest.raises(SettingsError) as caught:
+        run_program("staging", set_config={"environment": "qa"})
+    assert isinstance(caught.value, pulumi.RunError)
+    assert str(caught.value).startswith("1 problem in the settings of stack 'staging':")
 
 
 def test_a_secret_value_never_appears_in_an_error():

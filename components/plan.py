@@ -1,0 +1,395 @@
+"""The compile step: one stack's settings (with its service graph) -> every object the program manages, as plain data.
+
+`compile_mesh(settings)` returns a `MeshPlan`: each Kubernetes object as the dict the provider receives, grouped by
+owner (the platform: namespaces, cert-manager's issuers and bundles, Linkerd's webhook PKI, Helm values, alerts,
+the verification canary; each workload namespace: its Namespace, its policy objects, its certificates and issuer),
+the Vault declarations the settings fix (PKI roles, login policies), and the reports read back from the objects
+(the access and egress matrices). It imports no Pulumi: registration (`__main__.py` and the components) hands the
+plan to Pulumi, and what else needs the objects (the exported matrices, the alerts' expected plaintext names,
+`python -m discover`, tests/test_plan.py) reads the same plan instead of building objects again.
+
+A few values exist only once a provider has made them: the trust anchors' and workload roots' certificates, the
+certificates the program signs without Vault, the token reviewer's JWT. The plan does not guess them: it says which
+objects need them (`CertificatesPlan.anchors`, `NamespacePlan.signed_services`, `AlertsPlan`'s expiry groups), and
+registration builds those few objects with the provider's values.
+
+Checks that need the objects run here, on the compiled plan (`plan_problems`): `compile_mesh` raises them as one
+`SettingsError`, before anything is registered, exactly as the settings' own problems are raised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping
+
+from .alerts import mesh_rule_groups, pod_monitor
+from .authorization import access_matrix, authorization_objects, egress_matrix
+from .cert_manager import (cert_manager_values, identity_issuer_certificate, identity_issuers, token_request_rbac,
+                           trust_bundle, trust_manager_values, workload_certificate, workload_issuer,
+                           workload_secret_name, workload_trust_bundle)
+from .collisions import object_name_clashes, oversized_objects
+from .durations import Duration
+from .errors import Problem, SettingsError
+from .graph import Service
+from .linkerd import (crds_values, control_plane_values, viz_values, webhook_ca_objects, webhook_certificate,
+                      webhooks)
+from .namespaces import LINKERD_NAMESPACE, linkerd_namespace_object, viz_namespace_object, workload_namespace_object
+from .objects import document, group_manifest
+from .names import workload_root_common_name
+from .settings import Settings
+from .trust import anchor_certificate_args, workload_certificate_args, workload_request_args
+from .vault_pki import identity_issuer_policy, namespace_policy, token_reviewer_objects, workload_role_args
+from .verification import (canary_objects, check_jobs, namespace_object, on_demand_cronjobs, policy_objects,
+                           service_accounts, verification_matrix)
+
+Object = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class NamespacePlan:
+    """One namespace of the service graph and what the program puts in it."""
+
+    name: str
+    # The Namespace object; `adopted`: it exists already and is applied as a NamespacePatch (server-side apply).
+    namespace: Object
+    adopted: bool
+    # Servers, MeshTLS/NetworkAuthentications, AuthorizationPolicies, routes, EgressNetworks, NetworkPolicies; each
+    # written once as compact JSON (objects.document): the sizes the etcd check measures, and the ConfigGroup manifest.
+    policy: tuple[Object, ...] = ()
+    policy_sizes: tuple[int, ...] = ()
+    policy_manifest: str = ""
+    # With Vault: the namespace's workload Issuer, the account and RBAC its Vault login needs, its Certificates.
+    issuer: Object | None = None
+    issuer_rbac: tuple[Object, ...] = ()
+    certificates: tuple[Object, ...] = ()
+    # Without Vault: the services whose certificate the program signs; their Secrets carry the provider's PEMs.
+    signed_services: tuple[Service, ...] = ()
+
+    def objects(self) -> Iterator[Object]:
+        yield self.namespace
+        yield from self.policy
+        yield from self.issuer_rbac
+        if self.issuer is not None:
+            yield self.issuer
+        yield from self.certificates
+
+
+@dataclass(frozen=True)
+class CertificatesPlan:
+    """cert-manager and trust-manager: their Helm values (None: installed elsewhere), the identity issuers, the
+    Linkerd identity issuer's Certificate and the trust bundles. `anchors`: the anchor ids whose roots registration
+    publishes as ConfigMaps (and, without Vault, whose key it hands the identity issuer), once a provider made them."""
+
+    namespace: str
+    chart_version: str
+    trust_manager_chart_version: str
+    cert_manager_values: Object | None
+    trust_manager_values: Object | None
+    anchors: tuple[str, ...]
+    issuing_anchor: str
+    bundle_anchors: tuple[str, ...]
+    identity_issuers: Mapping[str, Object]
+    identity_rbac: tuple[Object, ...]
+    identity_issuer_certificate: Object
+    trust_bundle: Object
+    workload_trust_bundle: Object | None
+
+    def objects(self) -> Iterator[Object]:
+        yield from self.identity_rbac
+        yield from self.identity_issuers.values()
+        yield self.identity_issuer_certificate
+        yield self.trust_bundle
+        if self.workload_trust_bundle is not None:
+            yield self.workload_trust_bundle
+
+
+@dataclass(frozen=True)
+class LinkerdPlan:
+    """The Linkerd charts (version, repository, values) and the webhooks' own PKI (per namespace: self-signer, CA
+    Certificate, CA Issuer; then one Certificate per webhook)."""
+
+    chart_version: str
+    repository: str
+    high_availability: bool
+    crds_values: Object
+    control_plane_values: Object
+    viz_values: Object | None
+    cni: bool
+    webhook_cas: Mapping[str, tuple[Object, Object, Object]]
+    webhook_certificates: Mapping[str, Object]
+
+    def objects(self) -> Iterator[Object]:
+        for ca in self.webhook_cas.values():
+            yield from ca
+        yield from self.webhook_certificates.values()
+
+
+@dataclass(frozen=True)
+class SelfSignedPlan:
+    """Without Vault: what pulumi-tls makes (trust.py). Per anchor a mesh root and a workload root, and a certificate
+    signed by the issuing anchor's workload root for each certificate service (by service key, graph order)."""
+
+    anchors: tuple[str, ...]
+    issuing_anchor: str
+    protect: bool
+    anchor_args: Mapping[str, Any]
+    workload_root_args: Mapping[str, Any]
+    workload_requests: Mapping[str, Mapping[str, Any]]
+    workload_certificate_args: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class VerificationPlan:
+    """The post-deploy checks (verification.py): canary namespace, accounts, policy, canary, Jobs and CronJobs."""
+
+    namespace: Object
+    service_accounts: tuple[Object, ...]
+    policy: tuple[Object, ...]
+    canary: tuple[Object, ...]
+    jobs: tuple[Object, ...]
+    cronjobs: tuple[Object, ...]
+    matrix: Mapping[str, Any]
+
+    def objects(self) -> Iterator[Object]:
+        yield self.namespace
+        for part in (self.service_accounts, self.policy, self.canary, self.jobs, self.cronjobs):
+            yield from part
+
+
+@dataclass(frozen=True)
+class AlertsPlan:
+    """Every rule group known from the settings, and the PodMonitor. The expiry groups of the anchors (and, without
+    Vault, of the certificates the program signs) are written at registration from the certificates themselves."""
+
+    labels: Mapping[str, str]
+    rule_groups: tuple[Object, ...]
+    pod_monitor: Object
+    # What the expiry groups written at registration need.
+    anchor_validity: Duration
+    workload_renew_before: Duration
+    intermediate_validity: Duration | None
+
+    def objects(self) -> Iterator[Object]:
+        yield self.pod_monitor
+
+
+@dataclass(frozen=True)
+class VaultLogin:
+    """A Kubernetes auth login of one issuing namespace's issuer account, and the policy its tokens carry."""
+
+    role: str
+    namespace: str
+    policy: str
+
+
+@dataclass(frozen=True)
+class VaultPlan:
+    """What the settings fix in Vault: per anchor in use a root, an intermediate (its mount's max TTL: the identity
+    issuer's duration) and a workload root; the logins (identity issuer, then one per certificate namespace); the PKI
+    role of each certificate namespace; and (external token review) the reviewer's Kubernetes objects."""
+
+    anchors: tuple[str, ...]
+    protect: bool
+    intermediate_max_ttl_seconds: int
+    identity_login: VaultLogin
+    namespace_logins: Mapping[str, VaultLogin]
+    workload_roles: Mapping[str, Mapping[str, Any]]
+    token_reviewer: tuple[Object, ...] = ()
+
+
+@dataclass(frozen=True)
+class MeshPlan:
+    """Everything one stack's settings compile to. `namespaces` follows the graph's order."""
+
+    stack: str
+    linkerd_namespace: Object
+    viz_namespace: Object | None
+    namespaces: Mapping[str, NamespacePlan]
+    certificates: CertificatesPlan
+    linkerd: LinkerdPlan
+    vault: VaultPlan | None
+    self_signed: SelfSignedPlan | None
+    verification: VerificationPlan | None
+    alerts: AlertsPlan | None
+    # `<namespace>/<service>:<port>` -> who may call it (the graph's services, then the canary's), read from the objects.
+    access_matrix: Mapping[str, Any] = field(default_factory=dict)
+    egress_matrix: Mapping[str, Any] = field(default_factory=dict)
+    # The export `inboundPolicies`: each meshed namespace's rollout phase.
+    inbound_policies: Mapping[str, str] = field(default_factory=dict)
+
+    def certificate_namespaces(self) -> dict[str, NamespacePlan]:
+        """The namespaces with certificate services, sorted (their issuers and Certificates, or signed services)."""
+        return {name: ns for name, ns in sorted(self.namespaces.items()) if ns.certificates or ns.signed_services}
+
+    def policy_objects(self) -> list[Object]:
+        """Every graph namespace's policy objects, namespace by namespace."""
+        return [obj for ns in self.namespaces.values() for obj in ns.policy]
+
+    def objects(self) -> list[Object]:
+        """Every Kubernetes object whose whole content the settings fix (not the few a provider's values fill)."""
+        found = [self.linkerd_namespace, *([self.viz_namespace] if self.viz_namespace else [])]
+        for ns in self.namespaces.values():
+            found += ns.objects()
+        for part in (self.certificates, self.linkerd, self.verification, self.alerts):
+            if part is not None:
+                found += part.objects()
+        if self.vault is not None:
+            found += self.vault.token_reviewer
+        return found
+
+
+def _namespace_plans(settings: Settings) -> dict[str, NamespacePlan]:
+    graph, vault = settings.graph, settings.vault
+    policy: dict[str, list[Object]] = {}
+    for obj in authorization_objects(settings):
+        policy.setdefault(obj["metadata"]["namespace"], []).append(obj)
+    certificate_services = graph.certificate_services
+    plans = {}
+    for namespace in graph.namespaces.values():
+        obj = workload_namespace_object(namespace, graph, settings.rollout)
+        adopted = namespace.name in settings.adopt_namespaces
+        if adopted:
+            # Server-side apply takes over just these labels and annotations from whoever set them before.
+            obj["metadata"].setdefault("annotations", {})["pulumi.com/patchForce"] = "true"
+        services = certificate_services.get(namespace.name, ())
+        issuing = bool(services) and vault is not None
+        objects = tuple(policy.get(namespace.name, ()))
+        documents = list(map(document, objects))
+        plans[namespace.name] = NamespacePlan(
+            name=namespace.name, namespace=obj, adopted=adopted, policy=objects,
+            policy_sizes=tuple(map(len, documents)), policy_manifest=group_manifest(documents=documents),
+            issuer=workload_issuer(settings, namespace.name) if issuing else None,
+            issuer_rbac=tuple(token_request_rbac(namespace.name, settings.cert_manager)) if issuing else (),
+            certificates=tuple(workload_certificate(settings, s) for s in services) if issuing else (),
+            signed_services=tuple(services) if vault is None else ())
+    return plans
+
+
+def _certificates_plan(settings: Settings) -> CertificatesPlan:
+    cm = settings.cert_manager
+    return CertificatesPlan(
+        namespace=cm.namespace, chart_version=cm.chart_version, trust_manager_chart_version=cm.trust_manager_chart_version,
+        cert_manager_values=cert_manager_values(settings.monitoring.labels if settings.monitoring.enabled else None)
+        if cm.install else None,
+        trust_manager_values=trust_manager_values(cm.namespace) if cm.install else None,
+        anchors=settings.pki.rotation.anchors, issuing_anchor=settings.pki.rotation.issuing_anchor,
+        bundle_anchors=settings.pki.rotation.bundle_anchors,
+        identity_issuers=identity_issuers(settings),
+        identity_rbac=tuple(token_request_rbac(LINKERD_NAMESPACE, cm)) if settings.vault is not None else (),
+        identity_issuer_certificate=identity_issuer_certificate(settings),
+        trust_bundle=trust_bundle(settings),
+        workload_trust_bundle=workload_trust_bundle(settings) if settings.graph.certificate_services else None)
+
+
+def _linkerd_plan(settings: Settings) -> LinkerdPlan:
+    wanted = webhooks(settings)
+    linkerd = settings.linkerd
+    return LinkerdPlan(
+        chart_version=linkerd.chart_version, repository=linkerd.repository, high_availability=linkerd.high_availability,
+        crds_values=crds_values(), control_plane_values=control_plane_values(settings),
+        viz_values=viz_values(settings) if settings.linkerd.viz else None, cni=settings.linkerd.cni,
+        webhook_cas={ns: tuple(webhook_ca_objects(ns)) for ns in sorted({w.namespace for w in wanted})},
+        webhook_certificates={w.certificate: webhook_certificate(w) for w in wanted})
+
+
+def _vault_plan(settings: Settings) -> VaultPlan | None:
+    vault = settings.vault
+    if vault is None:
+        return None
+    rotation = settings.pki.rotation
+    namespaces = list(settings.graph.certificate_services)
+    external_review = vault.kubernetes_auth_mode == "external" and vault.create_kubernetes_auth
+    return VaultPlan(
+        anchors=rotation.anchors, protect=settings.pki.protect,
+        intermediate_max_ttl_seconds=settings.pki.issuer_duration.seconds,
+        identity_login=VaultLogin(vault.identity_auth_role, LINKERD_NAMESPACE, identity_issuer_policy(settings)),
+        namespace_logins={ns: VaultLogin(vault.namespace_auth_role(ns), ns, namespace_policy(vault, rotation, ns))
+                          for ns in namespaces},
+        workload_roles={ns: workload_role_args(settings, ns) for ns in namespaces},
+        token_reviewer=tuple(token_reviewer_objects()) if external_review else ())
+
+
+def _self_signed_plan(settings: Settings) -> SelfSignedPlan | None:
+    if settings.vault is not None:
+        return None
+    return SelfSignedPlan(
+        anchors=settings.pki.rotation.anchors, issuing_anchor=settings.pki.rotation.issuing_anchor,
+        protect=settings.pki.protect, anchor_args=anchor_certificate_args(settings),
+        workload_root_args=anchor_certificate_args(settings, workload_root_common_name(settings.trust_domain)),
+        workload_requests={s.key: workload_request_args(settings, s)
+                           for services in settings.graph.certificate_services.values() for s in services},
+        workload_certificate_args=workload_certificate_args(settings))
+
+
+def _verification_plan(settings: Settings) -> VerificationPlan | None:
+    if not settings.verification.enabled:
+        return None
+    return VerificationPlan(
+        namespace=namespace_object(settings.rollout.default_policy), service_accounts=tuple(service_accounts()),
+        policy=tuple(policy_objects(settings)), canary=tuple(canary_objects(settings.verification.server_image)),
+        jobs=tuple(check_jobs(settings)), cronjobs=tuple(on_demand_cronjobs(settings)),
+        matrix=verification_matrix(settings))
+
+
+def _alerts_plan(settings: Settings, policy: list[Object]) -> AlertsPlan | None:
+    if not settings.monitoring.enabled:
+        return None
+    labels = settings.monitoring.labels
+    return AlertsPlan(labels=labels, rule_groups=tuple(mesh_rule_groups(settings, policy)),
+                      pod_monitor=pod_monitor(settings, labels), anchor_validity=settings.pki.anchor_validity,
+                      workload_renew_before=settings.pki.workload_renew_before,
+                      intermediate_validity=settings.vault.intermediate_ttl if settings.vault is not None else None)
+
+
+def build_plan(settings: Settings) -> MeshPlan:
+    """The plan, unchecked (compile_mesh checks it)."""
+    namespaces = _namespace_plans(settings)
+    policy = [obj for ns in namespaces.values() for obj in ns.policy]
+    verification = _verification_plan(settings)
+    matrix = access_matrix(policy, settings.graph, settings.trust_domain, settings.policy.kubelet_networks)
+    if verification is not None:
+        matrix.update(verification.matrix)
+    return MeshPlan(
+        stack=settings.stack,
+        linkerd_namespace=linkerd_namespace_object(),
+        viz_namespace=viz_namespace_object() if settings.linkerd.viz else None,
+        namespaces=namespaces,
+        certificates=_certificates_plan(settings),
+        linkerd=_linkerd_plan(settings),
+        vault=_vault_plan(settings),
+        self_signed=_self_signed_plan(settings),
+        verification=verification,
+        alerts=_alerts_plan(settings, policy),
+        access_matrix=matrix,
+        egress_matrix=egress_matrix(policy, settings.graph),
+        inbound_policies={ns.name: settings.rollout.policy_for(ns.name) for ns in settings.graph.meshed_namespaces},
+    )
+
+
+def plan_problems(settings: Settings, plan: MeshPlan) -> list[Problem]:
+    """What only the compiled objects show (collisions.py), among the objects whose names and size the graph makes:
+    two objects of one kind and name in one namespace, and an object larger than etcd stores. Each namespace's Secrets
+    the program fills itself count by name."""
+    objects: list[Object] = []
+    sizes: list[int] = []
+    for ns in plan.namespaces.values():
+        objects += ns.policy
+        sizes += ns.policy_sizes
+        others = [*ns.certificates, *({"apiVersion": "v1", "kind": "Secret", "metadata": {"namespace": ns.name, "name": name}}
+                                      for name in _signed_secret_names(ns))]
+        objects += others
+        sizes += (len(document(o)) for o in others)
+    return [*object_name_clashes(settings.graph, objects), *oversized_objects(settings.graph, objects, sizes=sizes)]
+
+
+def _signed_secret_names(ns: NamespacePlan) -> list[str]:
+    return [workload_secret_name(s) for s in ns.signed_services]
+
+
+def compile_mesh(settings: Settings) -> MeshPlan:
+    """The stack's plan, or one SettingsError listing every problem the compiled objects show."""
+    plan = build_plan(settings)
+    problems = plan_problems(settings, plan)
+    if problems:
+        raise SettingsError(problems, settings.stack)
+    return plan

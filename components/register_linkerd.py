@@ -1,0 +1,79 @@
+"""LinkerdControlPlane: registers the Linkerd CRDs, the control plane with our external CA, the optional CNI plugin
+and viz extension, and the webhooks' own PKI, from the plan (plan.LinkerdPlan; values and objects in linkerd.py).
+
+`crds` is what Linkerd policy objects wait for; `control_plane` is the running control plane.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from .k8s import register
+from .linkerd import CNI_NAMESPACE, HELM_TIMEOUT_SECONDS
+from .namespaces import LINKERD_NAMESPACE, VIZ_NAMESPACE
+from .plan import LinkerdPlan
+
+
+@dataclass
+class LinkerdControlPlaneArgs:
+    plan: LinkerdPlan
+    linkerd_namespace: pulumi.Resource
+    viz_namespace: pulumi.Resource | None
+    cert_manager_ready: list[pulumi.Resource] = field(default_factory=list)
+    identity_ready: list[pulumi.Resource] = field(default_factory=list)
+
+
+class LinkerdControlPlane(pulumi.ComponentResource):
+    def __init__(self, name: str, args: LinkerdControlPlaneArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mtls-mesh:linkerd:LinkerdControlPlane", name, None, opts)
+        plan = args.plan
+
+        def after(*resources: pulumi.Resource | None) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions(parent=self, depends_on=[r for r in resources if r is not None])
+
+        def release(resource_name: str, chart: str, namespace: str, values: dict[str, Any],
+                    opts: pulumi.ResourceOptions, create_namespace: bool = False) -> k8s.helm.v3.Release:
+            return k8s.helm.v3.Release(
+                resource_name, name=chart, chart=chart, version=plan.chart_version,
+                repository_opts={"repo": plan.repository}, namespace=namespace,
+                create_namespace=create_namespace, values=values, timeout=HELM_TIMEOUT_SECONDS, opts=opts)
+
+        namespaces = {LINKERD_NAMESPACE: args.linkerd_namespace, VIZ_NAMESPACE: args.viz_namespace}
+        webhook_cas: dict[str, pulumi.Resource] = {}
+        for namespace, (self_signed, ca_certificate, ca_issuer) in plan.webhook_cas.items():
+            prefix = name if namespace == LINKERD_NAMESPACE else f"{name}-{namespace}"
+            signer = register(f"{prefix}-webhook-selfsigned", self_signed, after(*args.cert_manager_ready, namespaces[namespace]))
+            certificate = register(f"{prefix}-webhook-ca-certificate", ca_certificate, after(signer))
+            webhook_cas[namespace] = register(f"{prefix}-webhook-ca", ca_issuer, after(certificate))
+        self.webhook_certificates: dict[str, pulumi.Resource] = {}
+        for certificate_name, obj in plan.webhook_certificates.items():
+            namespace = obj["metadata"]["namespace"]
+            self.webhook_certificates[certificate_name] = register(
+                f"{name}-{certificate_name}", obj, after(webhook_cas[namespace], namespaces[namespace]))
+
+        def certificates_in(namespace: str) -> list[pulumi.Resource]:
+            return [self.webhook_certificates[c] for c, obj in plan.webhook_certificates.items()
+                    if obj["metadata"]["namespace"] == namespace]
+
+        self.crds = release(f"{name}-crds", "linkerd-crds", LINKERD_NAMESPACE, plan.crds_values,
+                            after(args.linkerd_namespace))
+        cni = None
+        if plan.cni:
+            # The CNI plugin must be on every node before the first meshed pod is created without proxy-init.
+            cni = release(f"{name}-cni", "linkerd2-cni", CNI_NAMESPACE, {}, after(), create_namespace=True)
+        self.control_plane = release(
+            f"{name}-control-plane", "linkerd-control-plane", LINKERD_NAMESPACE, plan.control_plane_values,
+            after(args.linkerd_namespace, self.crds, cni, *args.identity_ready, *certificates_in(LINKERD_NAMESPACE)))
+        self.viz = None
+        if plan.viz_values is not None:
+            self.viz = release(f"{name}-viz", "linkerd-viz", VIZ_NAMESPACE, plan.viz_values,
+                               after(args.viz_namespace, self.control_plane, *certificates_in(VIZ_NAMESPACE)))
+        self.register_outputs({
+            "chartVersion": plan.chart_version,
+            "highAvailability": plan.high_availability,
+            "webhookCertificates": sorted(self.webhook_certificates),
+        })

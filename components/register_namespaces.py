@@ -1,0 +1,38 @@
+"""MeshNamespaces: registers (or adopts) the linkerd namespace, linkerd-viz's, and every namespace of the service graph,
+from the plan (plan.MeshPlan.namespaces; objects built in namespaces.py). `namespaces[name]` is what namespaced objects
+depend on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import pulumi
+
+from .k8s import register
+from .namespaces import LINKERD_NAMESPACE, VIZ_NAMESPACE
+from .plan import NamespacePlan
+
+
+@dataclass(frozen=True)
+class MeshNamespacesArgs:
+    linkerd: dict[str, Any]
+    viz: dict[str, Any] | None
+    namespaces: Mapping[str, NamespacePlan]
+
+
+class MeshNamespaces(pulumi.ComponentResource):
+    """Creates (or adopts) the namespaces; `namespaces[name]` is what namespaced objects depend on."""
+
+    def __init__(self, name: str, args: MeshNamespacesArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mtls-mesh:namespaces:MeshNamespaces", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.linkerd = register(f"{name}-{LINKERD_NAMESPACE}", args.linkerd, child)
+        self.viz = register(f"{name}-{VIZ_NAMESPACE}", args.viz, child) if args.viz is not None else None
+        self.namespaces: dict[str, pulumi.CustomResource] = {}
+        for namespace in args.namespaces.values():
+            # Adopted: server-side apply takes over just the plan's labels and annotations from whoever set them.
+            self.namespaces[namespace.name] = register(f"{name}-{namespace.name}", namespace.namespace, child,
+                                                       kind_override="NamespacePatch" if namespace.adopted else None)
+        self.register_outputs({"namespaces": sorted(self.namespaces)})

@@ -1,0 +1,176 @@
+"""The project's import graph, read from the source: no import circle anywhere, and the modules that read and compile
+the settings import no Pulumi, directly or through anything they import (issue 23).
+
+Every `import` counts, at module level or inside a function: a function-level import is still a dependency, only a
+later one. Only the project's own modules are nodes; a third-party import is an edge to its top-level package name.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+from harness import PROJECT_DIR
+
+PACKAGES = ("components", "discover", "policy", "deploy", "benchmarks")
+# The registration side: the modules that hand the plan to Pulumi (and the entry point's runtime helpers). Every other
+# module of components/ and discover/ reads or compiles, and must import no Pulumi.
+REGISTRATION = ("components.k8s", "components.providers", "components.rotation", "components.runtime")
+
+
+def pulumi_free_modules() -> list[str]:
+    return [m for m in module_files() if m.startswith(("components", "discover"))
+            and m not in REGISTRATION and not m.startswith("components.register_")]
+
+
+def module_files() -> dict[str, Path]:
+    files = {"__main__": PROJECT_DIR / "__main__.py"}
+    for package in PACKAGES:
+        for path in sorted((PROJECT_DIR / package).rglob("*.py")):
+            parts = path.relative_to(PROJECT_DIR).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            files[name] = path
+    return files
+
+
+def imports_of(name: str, path: Path, modules: set[str]) -> set[str]:
+    """What a module imports: project modules by full name, anything else by its top-level package."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    if name.startswith("policy"):  # the pack runs as a project of its own, with policy/ on its path
+        modules = modules | {m.removeprefix("policy.") for m in modules if m.startswith("policy.")}
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([base] if base else [])])
+            # `from package import module` imports the module; `from module import name` imports the module.
+            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names]
+        else:
+            continue
+        for target in targets:
+            if name.startswith("policy") and f"policy.{target}" in modules:
+                target = f"policy.{target}"
+            while target and target not in modules and "." in target:
+                target = target.rpartition(".")[0]
+            found.add(target if target in modules else target.split(".")[0])
+    found.discard(name)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = module_files()
+    modules = set(files)
+    return {name: imports_of(name, path, modules) for name, path in files.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle of the graph, as the modules along it (first repeated at the end), or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in graph:
+                continue
+            if state.get(target) == 1:
+                return stack[stack.index(target):] + [target]
+            if target not in state:
+                cycle = visit(target)
+                if cycle:
+                    return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            cycle = visit(node)
+            if cycle:
+                return cycle
+    return None
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> dict[str, str]:
+    """Everything `start` imports, directly or not: target -> the module that imports it."""
+    seen: dict[str, str] = {}
+    todo = [start]
+    while todo:
+        node = todo.pop()
+        for target in graph.get(node, ()):
+            if target not in seen:
+                seen[target] = node
+                todo.append(target)
+    return seen
+
+
+def test_the_project_has_no_import_circle():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import circle: " + " -> ".join(cycle)
+
+
+def test_the_cycle_check_finds_a_circle():
+    graph = {"a": {"b"}, "b": {"c", "yaml"}, "c": {"a"}, "d": {"a"}}
+    assert find_cycle(graph) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_the_graph_sees_function_level_and_relative_imports():
+    graph = import_graph()
+    assert "components.errors" in graph["components.settings"]
+    assert "pulumi" in graph["components.runtime"]  # imported at module level and again inside a function
+    assert "components.plan" in graph["__main__"]
+
+
+def test_reading_and_compiling_the_settings_imports_no_pulumi():
+    """Read and compile import no Pulumi; only registration does (which may import them)."""
+    graph = import_graph()
+    modules = pulumi_free_modules()
+    assert {"components.settings", "components.plan", "components.authorization", "discover.traffic"} <= set(modules)
+    for module in modules:
+        seen = reachable(graph, module)
+        for package in ("pulumi", "pulumi_kubernetes", "pulumi_tls", "pulumi_vault", "pulumi_policy"):
+            if package in seen:
+                chain = [package]
+                while chain[-1] != module:
+                    chain.append(seen[chain[-1]])
+                raise AssertionError(f"{module} imports {package}: " + " <- ".join(chain))
+
+
+def test_the_compile_step_runs_without_pulumi_installed(tmp_path):
+    """Not only by the import graph: a fresh interpreter that cannot import pulumi compiles the dev stack."""
+    import subprocess
+
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    for package in ("pulumi", "pulumi_kubernetes", "pulumi_tls", "pulumi_vault"):
+        (blocker / package).mkdir()
+        (blocker / package / "__init__.py").write_text(f"raise ImportError('{package} is not for the compile step')\n")
+    script = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]\n"
+              "from components.stack_files import read_stack_file, stack_file\n"
+              "from components.settings import load_settings\n"
+              "from components.plan import compile_mesh\n"
+              "config, secret_keys = read_stack_file(stack_file('dev'))\n"
+              "plan = compile_mesh(load_settings(config, 'dev', secret_keys=secret_keys))\n"
+              "print(len(plan.objects()))\n")
+    done = subprocess.run([sys.executable, "-c", script, str(blocker), str(PROJECT_DIR)], capture_output=True,
+                          text=True, cwd=PROJECT_DIR)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout) > 20
+
+
+def test_components_resources_live_in_the_registration_modules():
+    """A ComponentResource (a class whose bases name pulumi.ComponentResource) only in a register_*.py module."""
+    for name, path in module_files().items():
+        if not name.startswith("components.") or name.startswith("components.register_"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                bases = {ast.unparse(b) for b in node.bases}
+                assert "pulumi.ComponentResource" not in bases, f"{name}.{node.name} registers: move it to register_*.py"
