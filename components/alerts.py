@@ -276,23 +276,34 @@ def mesh_rule_groups(settings: Settings, policy: Iterable[Mapping[str, Any]] | N
             {"name": "mtls-mesh.certificates", "rules": certificates}]
 
 
-def anchor_rule_group(not_after: Mapping[str, int], validity: Duration) -> dict[str, Any]:
-    """Trust anchors are not cert-manager certificates (Vault root or pulumi-tls), so their notAfter, read from the
-    certificate at deploy time, is written into the rule. Rotation is manual: the alert says to start it."""
+def _expiry_written_at_deploy(alert: str, not_after: Mapping[str, int], warning: Duration,
+                              critical: Iterable[Duration], validity: Duration, summary: str,
+                              description: str) -> list[dict[str, Any]]:
+    """One rule per anchor and tier for a certificate no metric knows: its notAfter, read at deploy time, is written
+    into the expression. A tier as long as the certificate's whole validity would always fire, so it is left out.
+    `summary` and `description` are formatted with `anchor`, `remaining` and `until`."""
     rules = []
-    tiers = [("warning", ANCHOR_WARNING), *(("critical", d) for d in ANCHOR_CRITICAL)]
+    tiers = [("warning", warning), *(("critical", d) for d in critical)]
     for anchor, expiry in sorted(not_after.items()):
+        until = f"{datetime.fromtimestamp(expiry, timezone.utc):%Y-%m-%d %H:%M} UTC"
         for severity, remaining in tiers:
             if remaining >= validity:
                 continue
-            rules.append(rule(
-                "MeshTrustAnchorExpiring", f"vector({expiry} - time()) < {remaining.seconds}", severity,
-                f"Trust anchor {anchor} expires in less than {human(remaining)}",
-                f"Every mesh identity chains to anchor {anchor}, valid until "
-                f"{datetime.fromtimestamp(expiry, timezone.utc):%Y-%m-%d %H:%M} UTC. Rotate it now "
-                "(README: Rotating the trust anchor); it takes three rounds of restarts.",
-                labels={"anchor": anchor, "threshold": human(remaining)}))
-    return {"name": "mtls-mesh.anchors", "rules": rules}
+            words = {"anchor": anchor, "remaining": human(remaining), "until": until}
+            rules.append(rule(alert, f"vector({expiry} - time()) < {remaining.seconds}", severity,
+                              summary.format(**words), description.format(**words),
+                              labels={"anchor": anchor, "threshold": human(remaining)}))
+    return rules
+
+
+def anchor_rule_group(not_after: Mapping[str, int], validity: Duration) -> dict[str, Any]:
+    """Trust anchors are not cert-manager certificates (Vault root or pulumi-tls), so their notAfter, read from the
+    certificate at deploy time, is written into the rule. Rotation is manual: the alert says to start it."""
+    return {"name": "mtls-mesh.anchors", "rules": _expiry_written_at_deploy(
+        "MeshTrustAnchorExpiring", not_after, ANCHOR_WARNING, ANCHOR_CRITICAL, validity,
+        "Trust anchor {anchor} expires in less than {remaining}",
+        "Every mesh identity chains to anchor {anchor}, valid until {until}. Rotate it now "
+        "(README: Rotating the trust anchor); it takes three rounds of restarts.")}
 
 
 # The Vault intermediate: a quarter year's warning (a renewal is one setting and one `pulumi up`, but may wait for a
@@ -307,20 +318,12 @@ def intermediate_rule_group(not_after: Mapping[str, int], validity: Duration) ->
     vaultIntermediateRenewals lists any), is written into the rule, as for the anchors. Once it expires, every identity
     issuer cert-manager renews under it fails to verify; Vault still signs them (sign-intermediate permits outliving
     the signer: openbao internal/builtin/logical/pki/path_root.go pathIssuerSignIntermediate)."""
-    rules = []
-    tiers = [("warning", INTERMEDIATE_WARNING), *(("critical", d) for d in INTERMEDIATE_CRITICAL)]
-    for anchor, expiry in sorted(not_after.items()):
-        for severity, remaining in tiers:
-            if remaining >= validity:
-                continue
-            rules.append(rule(
-                "MeshVaultIntermediateExpiring", f"vector({expiry} - time()) < {remaining.seconds}", severity,
-                f"The Vault intermediate of anchor {anchor} expires in less than {human(remaining)}",
-                f"The identity issuer is renewed about daily under this intermediate, valid until "
-                f"{datetime.fromtimestamp(expiry, timezone.utc):%Y-%m-%d %H:%M} UTC; after that no proxy accepts the "
-                "certificates it signs. Renew it: append a new id to vaultIntermediateRenewals and run `pulumi up`.",
-                labels={"anchor": anchor, "threshold": human(remaining)}))
-    return {"name": "mtls-mesh.vault-intermediates", "rules": rules}
+    return {"name": "mtls-mesh.vault-intermediates", "rules": _expiry_written_at_deploy(
+        "MeshVaultIntermediateExpiring", not_after, INTERMEDIATE_WARNING, INTERMEDIATE_CRITICAL, validity,
+        "The Vault intermediate of anchor {anchor} expires in less than {remaining}",
+        "The identity issuer is renewed about daily under this intermediate, valid until {until}; after that no "
+        "proxy accepts the certificates it signs. Renew it: append a new id to vaultIntermediateRenewals and run "
+        "`pulumi up`.")}
 
 
 def signed_workload_rule_group(not_after: Mapping[tuple[str, str], int], renew_before: Duration) -> dict[str, Any]:
