@@ -1,22 +1,22 @@
 """mtls-mesh: wiring only. Settings are read and validated once and compiled to the plan of every object the stack
-manages (components/plan.py, no Pulumi); then each component registers its part of the plan, and the values only a
+manages (plan/mesh.py, no Pulumi); then each component registers its part of the plan, and the values only a
 provider can make (roots, signed certificates, tokens) pass from the component that makes them to those that use them."""
 
 import pulumi
 
-from components.plan import compile_mesh
+from plan.mesh import compile_mesh
 from components.providers import kubernetes_provider, vault_provider
-from components.register_alerts import MeshAlerts, MeshAlertsArgs
-from components.register_authorization import MeshAuthorization, MeshAuthorizationArgs
-from components.register_cert_manager import AnchorMaterial, CertManager, CertManagerArgs
-from components.register_linkerd import LinkerdControlPlane, LinkerdControlPlaneArgs
-from components.register_namespaces import MeshNamespaces, MeshNamespacesArgs
-from components.register_trust import SelfSignedAnchors, SelfSignedWorkloadCertificates
-from components.register_vault import VaultPki, VaultPkiArgs, VaultTokenReviewer
-from components.register_verification import MeshVerification, MeshVerificationArgs
+from components.alerts import MeshAlerts, MeshAlertsArgs
+from components.authorization import MeshAuthorization, MeshAuthorizationArgs
+from components.cert_manager import AnchorMaterial, CertManager, CertManagerArgs
+from components.linkerd import LinkerdControlPlane, LinkerdControlPlaneArgs
+from components.namespaces import MeshNamespaces, MeshNamespacesArgs
+from components.trust import SelfSignedAnchors, SelfSignedWorkloadCertificates
+from components.vault import VaultPki, VaultPkiArgs, VaultTokenReviewer
+from components.verification import MeshVerification, MeshVerificationArgs
 from components.rotation import check_rotation_step, read_previous_rotation, rotation_status
 from components.runtime import read_stack_config, settings_errors_reported, tune_garbage_collector
-from components.settings import load_settings
+from read.settings import load_settings
 
 tune_garbage_collector()
 

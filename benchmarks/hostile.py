@@ -40,18 +40,18 @@ def _one_service(extra: str) -> str:
 
 
 def child(case: str, size: int) -> dict:
-    from components.errors import Problems
+    from read.errors import Problems
 
     problems = Problems()
     if case == "ports":
-        from components.graph import parse_graph
+        from read.graph import parse_graph
 
         document = {"namespaces": {"a": {}}, "services": {"s": {"namespace": "a", "ports": [
             {"name": f"p{i}", "port": 10_000 + i, "protocol": "HTTP/1"} for i in range(size)]}}}
         started = time.perf_counter()
         parse_graph(document, "graph.yaml", problems)
     elif case in ("allow", "int"):
-        from components.graph import load_graph
+        from read.graph import load_graph
 
         if case == "allow":
             text = _one_service("    ports: [{name: http, port: 80, protocol: HTTP/1}]\n    allow: ["

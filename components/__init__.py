@@ -1,2 +1,2 @@
-"""mtls-mesh: read (settings, graph), compile (plan.py and the pure builders, no Pulumi), register (register_*.py,
-one ComponentResource per capability, each fed by its part of the plan)."""
+"""Register: one ComponentResource per capability, each handed its part of the plan (plan/) and the few values only
+a provider makes (roots, signed certificates, tokens). The only package that imports Pulumi."""

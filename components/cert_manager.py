@@ -1,241 +1,151 @@
-"""cert-manager's side of the mesh, as objects: cert-manager and trust-manager's values (optionally installed), the
-issuers of the mesh, the Linkerd identity issuer Certificate, the trust bundles (Linkerd's, and the workload roots for
-clients of TLS-terminating workloads), and certificates for workloads that terminate TLS themselves.
+"""CertManager: registers cert-manager and trust-manager (optionally), the anchors' public roots (and in dev the anchor
+key), the identity issuers, the Linkerd identity issuer Certificate, the trust bundles, and each certificate namespace's
+issuer and Certificates (or, without Vault, the Secrets of the certificates the program signed), from the plan
+(plan.CertificatesPlan, plan.NamespacePlan; objects built in cert_manager.py).
 
-Every issuer is a namespaced Issuer, so a namespace can only use its own: the identity issuer lives in `linkerd`; with
-Vault, each namespace with certificate services has a workload issuer whose Vault login signs only that namespace's
-names. There are no ClusterIssuers (a ClusterIssuer is usable from every namespace, and cert-manager approves every
-request by default). Without Vault there is no in-cluster workload issuer at all: the program signs those certificates.
-
-Every object is built by a pure function below; register_cert_manager.CertManager registers them, in order: install
--> anchor material and issuers -> Certificates and the Bundles.
+Only the objects that carry a provider's value are built here: the roots' ConfigMaps, the dev anchor Secret and the
+signed workloads' Secrets, from the same builders.
 """
 
 from __future__ import annotations
 
-import base64
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .graph import Service, identity_issuer_name as identity_name, spiffe_id, workload_dns_names
-from .namespaces import LINKERD_NAMESPACE
-from .objects import WAIT_FOR_READY, WAIT_FOR_SYNCED, metadata
-from .settings import CertManagerSettings, Settings, VaultSettings
-from .vault_pki import VAULT_ISSUER_SERVICE_ACCOUNT, VAULT_TOKEN_AUDIENCE, issuer_signing_path, workload_signing_path
+import pulumi
+import pulumi_kubernetes as k8s
 
-JETSTACK_CHARTS = "https://charts.jetstack.io"
-CERT_MANAGER_API = "cert-manager.io/v1"
-TRUST_MANAGER_API = "trust.cert-manager.io/v1alpha1"
-# Names Linkerd reads with identity.externalCA and identity.issuer.scheme kubernetes.io/tls.
-IDENTITY_ISSUER_SECRET = "linkerd-identity-issuer"
-TRUST_ROOTS = "linkerd-identity-trust-roots"
-TRUST_ROOTS_KEY = "ca-bundle.crt"
-# The workload roots, in every namespace of the graph (same key as Linkerd's bundle).
-WORKLOAD_TRUST = "mtls-mesh-workload-trust"
-ANCHOR_KEY = "ca.crt"
-IDENTITY_ISSUER_USAGES = ["cert sign", "crl sign", "server auth", "client auth"]
-WORKLOAD_USAGES = ["digital signature", "key agreement", "server auth", "client auth"]
+from plan.cert_manager import (JETSTACK_CHARTS, anchor_config_map, anchor_secret, workload_anchor_config_map,
+                           workload_secret_name, workload_tls_secret)
+from components.k8s import register, register_group
+from plan.namespaces import LINKERD_NAMESPACE
+from plan.mesh import CertificatesPlan, NamespacePlan
+from plan.trust import SignedWorkload
 
 
-def anchor_object_name(anchor: str) -> str:
-    return f"mtls-mesh-anchor-{anchor}"
+@dataclass
+class AnchorMaterial:
+    """One anchor as the cluster needs it: its mesh root (and, in dev, its key), its workload root, and what must exist
+    before either is used."""
+
+    certificate_pem: pulumi.Output[str]
+    workload_root_pem: pulumi.Output[str]
+    private_key_pem: pulumi.Output[str] | None = None
+    ready: list[pulumi.Resource] = field(default_factory=list)
+    workload_ready: list[pulumi.Resource] = field(default_factory=list)
 
 
-def workload_anchor_object_name(anchor: str) -> str:
-    return f"mtls-mesh-workload-anchor-{anchor}"
+@dataclass
+class CertManagerArgs:
+    plan: CertificatesPlan
+    # The namespaces with certificate services (their issuer and Certificates, or their signed services).
+    certificate_namespaces: Mapping[str, NamespacePlan]
+    anchors: Mapping[str, AnchorMaterial]
+    namespaces: Mapping[str, pulumi.Resource]
+    linkerd_namespace: pulumi.Resource
+    # Vault: what the identity issuer's login and each namespace's login need before an issuer can become Ready.
+    identity_login_ready: list[pulumi.Resource] = field(default_factory=list)
+    namespace_login_ready: Mapping[str, list[pulumi.Resource]] = field(default_factory=dict)
+    # Without Vault: service key -> the certificate the program signed for it.
+    workload_tls: Mapping[str, SignedWorkload] = field(default_factory=dict)
 
 
-def identity_issuer_name(anchor: str) -> str:
-    return f"mtls-mesh-identity-{anchor}"
+class CertManager(pulumi.ComponentResource):
+    def __init__(self, name: str, args: CertManagerArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mtls-mesh:cert_manager:CertManager", name, None, opts)
+        plan = args.plan
+        child = pulumi.ResourceOptions(parent=self)
 
+        def after(*resources: pulumi.Resource | None, **extra: Any) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions(parent=self, depends_on=[r for r in resources if r is not None], **extra)
 
-def workload_issuer_name(anchor: str) -> str:
-    return f"mtls-mesh-workload-{anchor}"
+        installed: list[pulumi.Resource] = []
+        trust_manager = None
+        if plan.cert_manager_values is not None:
+            cert_manager = k8s.helm.v3.Release(
+                # A fixed release name: without one pulumi-kubernetes appends a random suffix, and the chart names its
+                # service account after the release, so the token-request binding would name an account that does
+                # not exist and cert-manager could never log in to Vault.
+                f"{name}-cert-manager", name="cert-manager", chart="cert-manager", version=plan.chart_version,
+                repository_opts={"repo": JETSTACK_CHARTS}, namespace=plan.namespace, create_namespace=True,
+                values=plan.cert_manager_values, opts=child)
+            trust_manager = k8s.helm.v3.Release(
+                f"{name}-trust-manager", name="trust-manager", chart="trust-manager",
+                version=plan.trust_manager_chart_version, repository_opts={"repo": JETSTACK_CHARTS},
+                namespace=plan.namespace, values=plan.trust_manager_values, opts=after(cert_manager))
+            installed = [cert_manager]
 
+        # What cert-manager objects elsewhere wait for.
+        self.installed: list[pulumi.Resource] = installed
 
-def cert_manager_values(monitoring_labels: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """With the mesh's alerts on, a ServiceMonitor (chart values prometheus.servicemonitor.*) makes the cluster's
-    Prometheus scrape the certmanager_* metrics the expiry and readiness alerts are written on."""
-    values: dict[str, Any] = {"crds": {"enabled": True}}
-    if monitoring_labels is not None:
-        # honorLabels: the metrics' own `namespace` (the Certificate's) must survive the scrape; with the chart's
-        # default (false) Prometheus renames it `exported_namespace` and sets `namespace` to cert-manager's own, and
-        # every per-namespace certificate alert would match nothing (or everything).
-        values["prometheus"] = {"enabled": True,
-                                "servicemonitor": {"enabled": True, "honorLabels": True,
-                                                   "labels": dict(monitoring_labels)}}
-    return values
+        # Public roots where trust-manager reads them; in dev, the anchor key next to the identity issuer only.
+        mesh_roots, workload_roots, anchor_keys = [], [], []
+        for anchor, material in args.anchors.items():
+            mesh_roots.append(register(f"{name}-anchor-{anchor}",
+                                       anchor_config_map(anchor, plan.namespace, material.certificate_pem),
+                                       after(*installed, *material.ready)))
+            workload_roots.append(register(
+                f"{name}-workload-anchor-{anchor}",
+                workload_anchor_config_map(anchor, plan.namespace, material.workload_root_pem),
+                after(*installed, *material.workload_ready)))
+            if material.private_key_pem is not None:
+                anchor_keys.append(register(f"{name}-anchor-key-{anchor}",
+                                            anchor_secret(anchor, material.certificate_pem, material.private_key_pem),
+                                            after(args.linkerd_namespace)))
 
+        def issuing_rbac(namespace: str, objects: tuple[dict[str, Any], ...],
+                         namespace_resource: pulumi.Resource) -> list[pulumi.Resource]:
+            return [register(f"{name}-{namespace}-{obj['kind'].lower()}", obj, after(*installed, namespace_resource))
+                    for obj in objects]
 
-def trust_manager_values(trust_namespace: str) -> dict[str, Any]:
-    return {"crds": {"enabled": True}, "app": {"trust": {"namespace": trust_namespace}}}
+        # An identity issuer is usable only once its anchor's signing chain is complete (Vault: set-signed).
+        mesh_ready = [resource for material in args.anchors.values() for resource in material.ready]
+        identity_rbac = issuing_rbac(LINKERD_NAMESPACE, plan.identity_rbac, args.linkerd_namespace)
+        self.issuers: dict[str, pulumi.Resource] = {
+            f"{LINKERD_NAMESPACE}/{issuer_name}": register(
+                f"{name}-{issuer_name}", obj,
+                after(*installed, args.linkerd_namespace, *anchor_keys, *mesh_ready, *identity_rbac, *args.identity_login_ready))
+            for issuer_name, obj in plan.identity_issuers.items()
+        }
+        issuer_ref = plan.identity_issuer_certificate["spec"]["issuerRef"]["name"]
+        self.identity_issuer = register(
+            f"{name}-identity-issuer", plan.identity_issuer_certificate,
+            after(self.issuers[f"{LINKERD_NAMESPACE}/{issuer_ref}"], args.linkerd_namespace))
+        self.trust_bundle = register(f"{name}-trust-roots", plan.trust_bundle,
+                                     after(trust_manager, *mesh_roots, args.linkerd_namespace))
 
+        self.workload_certificates: dict[str, pulumi.Resource] = {}
+        # Without Vault: (namespace, Secret name) -> the certificate the program signed (its expiry alert reads it).
+        self.signed_workloads: dict[tuple[str, str], pulumi.Output[str]] = {}
+        workload_ready = [resource for material in args.anchors.values() for resource in material.workload_ready]
+        for namespace, ns_plan in args.certificate_namespaces.items():
+            namespace_resource = args.namespaces[namespace]
+            for service in ns_plan.signed_services:
+                tls = args.workload_tls[service.key]
+                self.signed_workloads[(namespace, workload_secret_name(service))] = tls.certificate_pem
+                register(f"{name}-tls-{service.key}",
+                         workload_tls_secret(service, tls.certificate_pem, tls.private_key_pem, tls.ca_pem),
+                         after(namespace_resource))
+            if ns_plan.issuer is None:
+                continue
+            rbac = issuing_rbac(namespace, ns_plan.issuer_rbac, namespace_resource)
+            issuer_name = ns_plan.issuer["metadata"]["name"]
+            self.issuers[f"{namespace}/{issuer_name}"] = issuer_resource = register(
+                f"{name}-{namespace}-{issuer_name}", ns_plan.issuer,
+                after(*installed, namespace_resource, *workload_ready, *rbac, *args.namespace_login_ready.get(namespace, [])))
+            # Workload certificates grow with the graph: one ConfigGroup per namespace (see k8s.register_group).
+            self.workload_certificates[namespace] = register_group(
+                f"{name}-workload-{namespace}", ns_plan.certificates, child, after=[issuer_resource, namespace_resource])
 
-def anchor_secret(anchor: str, certificate_pem: Any, private_key_pem: Any) -> dict[str, Any]:
-    """A self-signed anchor as the identity issuer's CA issuer reads it (tls.crt/tls.key). Only in `linkerd`: whoever
-    can read Secrets there already holds the identity issuer's key, which every proxy trusts just the same."""
-    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-            "metadata": metadata(anchor_object_name(anchor), LINKERD_NAMESPACE),
-            "stringData": {"tls.crt": certificate_pem, "tls.key": private_key_pem}}
-
-
-def anchor_config_map(anchor: str, namespace: str, certificate_pem: Any) -> dict[str, Any]:
-    """A mesh root certificate, public, where trust-manager can source it (its trust namespace)."""
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata(anchor_object_name(anchor), namespace),
-            "data": {ANCHOR_KEY: certificate_pem}}
-
-
-def workload_anchor_config_map(anchor: str, namespace: str, certificate_pem: Any) -> dict[str, Any]:
-    """A workload root certificate, public, where trust-manager can source it."""
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata(workload_anchor_object_name(anchor), namespace),
-            "data": {ANCHOR_KEY: certificate_pem}}
-
-
-def trust_bundle(settings: Settings) -> dict[str, Any]:
-    """The ConfigMap Linkerd trusts (linkerd-identity-trust-roots/ca-bundle.crt), in the control-plane namespace only.
-    During a rotation it carries the previous and the next anchor."""
-    return {
-        "apiVersion": TRUST_MANAGER_API, "kind": "Bundle", "metadata": metadata(TRUST_ROOTS, annotations=WAIT_FOR_SYNCED),
-        "spec": {
-            "sources": [{"configMap": {"name": anchor_object_name(anchor), "key": ANCHOR_KEY}}
-                        for anchor in settings.pki.rotation.bundle_anchors],
-            "target": {"configMap": {"key": TRUST_ROOTS_KEY},
-                       "namespaceSelector": {"matchLabels": {"linkerd.io/is-control-plane": "true"}}},
-        },
-    }
-
-
-def workload_trust_bundle(settings: Settings) -> dict[str, Any]:
-    """The workload roots, as a ConfigMap `mtls-mesh-workload-trust/ca-bundle.crt` in every namespace of the graph:
-    what a client of a TLS-terminating workload verifies against. It follows the anchors' rotation phases, so during a
-    rotation clients trust certificates from both the previous and the next workload root."""
-    return {
-        "apiVersion": TRUST_MANAGER_API, "kind": "Bundle",
-        "metadata": metadata(WORKLOAD_TRUST, annotations=WAIT_FOR_SYNCED),
-        "spec": {
-            "sources": [{"configMap": {"name": workload_anchor_object_name(anchor), "key": ANCHOR_KEY}}
-                        for anchor in settings.pki.rotation.bundle_anchors],
-            "target": {"configMap": {"key": TRUST_ROOTS_KEY},
-                       # The API server labels every namespace with its own name (Linkerd's chart selects its webhook
-                       # namespaces on the same label, values.yaml); this selects exactly the graph's.
-                       "namespaceSelector": {"matchExpressions": [
-                           {"key": "kubernetes.io/metadata.name", "operator": "In",
-                            "values": sorted(settings.graph.namespaces)}]}},
-        },
-    }
-
-
-def ca_issuer(name: str, namespace: str, secret_name: str) -> dict[str, Any]:
-    return {"apiVersion": CERT_MANAGER_API, "kind": "Issuer",
-            "metadata": metadata(name, namespace, annotations=WAIT_FOR_READY),
-            "spec": {"ca": {"secretName": secret_name}}}
-
-
-def vault_issuer(name: str, namespace: str, vault: VaultSettings, path: str, auth_role: str) -> dict[str, Any]:
-    """An Issuer signing through Vault, logging in with a short-lived bound token of its namespace's own account.
-    Namespaced on purpose: only Certificates in `namespace` can use it, and its Vault login can do nothing else."""
-    spec: dict[str, Any] = {
-        "server": vault.address,
-        "path": path,
-        "auth": {"kubernetes": {
-            "mountPath": f"/v1/auth/{vault.kubernetes_auth_path}",
-            "role": auth_role,
-            "serviceAccountRef": {"name": VAULT_ISSUER_SERVICE_ACCOUNT, "audiences": [VAULT_TOKEN_AUDIENCE]},
-        }},
-    }
-    if vault.namespace:
-        spec["namespace"] = vault.namespace
-    if vault.ca_bundle_pem:
-        spec["caBundle"] = base64.b64encode(vault.ca_bundle_pem.encode()).decode()
-    # Waiting for Ready makes a failing Vault login (auth role, audience, policy) fail `pulumi up` right here.
-    return {"apiVersion": CERT_MANAGER_API, "kind": "Issuer",
-            "metadata": metadata(name, namespace, annotations=WAIT_FOR_READY), "spec": {"vault": spec}}
-
-
-def token_request_rbac(namespace: str, cert_manager: CertManagerSettings) -> list[dict[str, Any]]:
-    """In one issuing namespace: the account cert-manager requests Vault login tokens for, and the right for
-    cert-manager's controller to do exactly that (cert-manager#6673)."""
-    role_name = f"{VAULT_ISSUER_SERVICE_ACCOUNT}-token"
-    return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(VAULT_ISSUER_SERVICE_ACCOUNT, namespace)},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": metadata(role_name, namespace),
-         "rules": [{"apiGroups": [""], "resources": ["serviceaccounts/token"],
-                    "resourceNames": [VAULT_ISSUER_SERVICE_ACCOUNT], "verbs": ["create"]}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": metadata(role_name, namespace),
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name},
-         "subjects": [{"kind": "ServiceAccount", "name": cert_manager.service_account, "namespace": cert_manager.namespace}]},
-    ]
-
-
-def identity_issuer_certificate(settings: Settings) -> dict[str, Any]:
-    """The Linkerd identity issuer exactly as Linkerd requires it: an ECDSA P-256 CA named identity.linkerd.<domain>,
-    rotated with a new key each renewal; issuer-only rotation needs no restarts. With Vault, its login may ask for
-    exactly this (name and duration) and nothing else (vault_pki.identity_sign_parameters)."""
-    name = identity_name(settings.trust_domain)
-    return {
-        "apiVersion": CERT_MANAGER_API, "kind": "Certificate",
-        "metadata": metadata(IDENTITY_ISSUER_SECRET, LINKERD_NAMESPACE, annotations=WAIT_FOR_READY),
-        "spec": {
-            "secretName": IDENTITY_ISSUER_SECRET,
-            "duration": settings.pki.issuer_duration.go(),
-            "renewBefore": settings.pki.issuer_renew_before.go(),
-            "issuerRef": {"name": identity_issuer_name(settings.pki.rotation.issuing_anchor), "kind": "Issuer",
-                          "group": "cert-manager.io"},
-            "commonName": name,
-            "dnsNames": [name],
-            "isCA": True,
-            "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
-            "usages": list(IDENTITY_ISSUER_USAGES),
-        },
-    }
-
-
-def workload_secret_name(service: Service) -> str:
-    return f"{service.name}-mesh-tls"
-
-
-def workload_certificate(settings: Settings, service: Service) -> dict[str, Any]:
-    """A certificate for a workload that terminates TLS itself, with the SPIFFE ID of its service account."""
-    return {
-        "apiVersion": CERT_MANAGER_API, "kind": "Certificate",
-        "metadata": metadata(workload_secret_name(service), service.namespace),
-        "spec": {
-            "secretName": workload_secret_name(service),
-            "secretTemplate": {"labels": {"app.kubernetes.io/part-of": "mtls-mesh"}},
-            "duration": settings.pki.workload_duration.go(),
-            "renewBefore": settings.pki.workload_renew_before.go(),
-            "issuerRef": {"name": workload_issuer_name(settings.pki.rotation.issuing_anchor), "kind": "Issuer",
-                          "group": "cert-manager.io"},
-            "dnsNames": workload_dns_names(service),
-            "uris": [spiffe_id(service.service_account, service.namespace, settings.trust_domain)],
-            "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
-            "usages": list(WORKLOAD_USAGES),
-        },
-    }
-
-
-def identity_issuers(settings: Settings) -> dict[str, dict[str, Any]]:
-    """The identity issuers, one per anchor still in use, all namespaced in `linkerd`: no other namespace can have a
-    CA signed under the mesh anchor."""
-    issuers: dict[str, dict[str, Any]] = {}
-    for anchor in settings.pki.rotation.anchors:
-        name = identity_issuer_name(anchor)
-        issuers[name] = (ca_issuer(name, LINKERD_NAMESPACE, anchor_object_name(anchor)) if settings.vault is None
-                         else vault_issuer(name, LINKERD_NAMESPACE, settings.vault, issuer_signing_path(settings.vault, anchor),
-                                           settings.vault.identity_auth_role))
-    return issuers
-
-
-def workload_issuer(settings: Settings, namespace: str) -> dict[str, Any]:
-    """One namespace's workload issuer (Vault only), signing through that namespace's own PKI role."""
-    vault, issuing = settings.vault, settings.pki.rotation.issuing_anchor
-    assert vault is not None
-    return vault_issuer(workload_issuer_name(issuing), namespace, vault,
-                        workload_signing_path(vault, issuing, namespace), vault.namespace_auth_role(namespace))
-
-
-def workload_tls_secret(service: Service, certificate_pem: Any, private_key_pem: Any, ca_pem: Any) -> dict[str, Any]:
-    """Without Vault, the program itself signs workload certificates (see register_trust.SelfSignedWorkloadCertificates) and hands
-    them over in the Secret cert-manager would have written: same name, same keys."""
-    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-            "metadata": metadata(workload_secret_name(service), service.namespace),
-            "stringData": {"tls.crt": certificate_pem, "tls.key": private_key_pem, "ca.crt": ca_pem}}
+        self.workload_trust = None
+        if plan.workload_trust_bundle is not None:
+            self.workload_trust = register(f"{name}-workload-trust", plan.workload_trust_bundle,
+                                           after(trust_manager, *workload_roots, *args.namespaces.values()))
+        self.register_outputs({
+            "identityIssuer": issuer_ref,
+            "bundleAnchors": list(plan.bundle_anchors),
+            "workloadCertificates": sorted(
+                [f"{ns}/{c['metadata']['name']}" for ns, p in args.certificate_namespaces.items() for c in p.certificates]
+                + [f"{ns}/{workload_secret_name(s)}" for ns, p in args.certificate_namespaces.items()
+                   for s in p.signed_services]),
+        })

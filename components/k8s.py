@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .objects import group_manifest
+from plan.objects import group_manifest
 
 # NetworkPolicy (metadata and spec only) takes the generic path below: the type token is the same
 # (kubernetes:networking.k8s.io/v1:NetworkPolicy), and with thousands of them the typed class's input translation

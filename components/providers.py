@@ -6,7 +6,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_vault as vault
 
-from .settings import IN_CLUSTER, KubernetesSettings, VaultSettings
+from read.settings import IN_CLUSTER, KubernetesSettings, VaultSettings
 
 
 def kubernetes_provider(name: str, settings: KubernetesSettings) -> k8s.Provider:

@@ -7,8 +7,8 @@ from typing import Any, Mapping
 import pulumi
 from pulumi.runtime.sync_await import _sync_await
 
-from .errors import Problem, SettingsError
-from .settings import AnchorRotation
+from read.errors import Problem, SettingsError
+from read.settings import AnchorRotation
 
 RESTART_ALL = ("kubectl -n linkerd rollout restart deploy && kubectl -n linkerd rollout status deploy; "
                "then restart every meshed workload (kubectl rollout restart deploy -n <namespace>)")

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import pulumi
 
-from .errors import SettingsError
+from read.errors import SettingsError
 
 
 def read_stack_config() -> tuple[dict[str, str], frozenset[str]]:

@@ -1,194 +1,42 @@
-"""The mesh's self-check: after every change of the mesh, prove on the cluster that mTLS and the rollout phase hold
-(objects built here, registered by register_verification.MeshVerification).
-
-In the namespace `mtls-mesh-verify` (injected, in the stack's default rollout phase) a canary HTTP server echoes the
-headers it receives, and three Jobs call it, each as its own service account:
-
-- `verify-allowed`: the one identity the canary's policy admits. It must get 200, and the `l5d-client-id` header the
-  canary's proxy added must be its own mesh identity: mTLS verified end to end by the server side.
-- `verify-other`: meshed, another identity. Under `deny` it must be refused with 403; in a phase that admits
-  authenticated clients (audit, all-authenticated, ...) it must get in, with its own identity.
-- `verify-unmeshed`: no proxy. Refused (403) in phases that require identity, admitted in open ones.
-
-The canary's Server, MeshTLSAuthentication and AuthorizationPolicy come from the same builders as the graph's services
-(authorization.namespace_objects on a graph of the canary and its clients), so the checks exercise the code path every
-service uses, and the canary's entries join the `accessMatrix` export. The namespace has no NetworkPolicies: a refusal
-must come from Linkerd, not from the network.
-
-pulumi-kubernetes waits for a Job to complete and fails the update when it fails (provider/pkg/await/job.go), so a
-mesh that does not enforce fails `pulumi up` with the Job's output. Jobs are immutable: their names carry a digest of
-what the mesh's enforcement depends on (anchors, issuing anchor, chart version, phase, images), so they run again when
-one of those changes and not on unrelated updates. Each Job also exists as a suspended CronJob with the same template,
-so `kubectl create job --from=cronjob/<name>` re-runs a check on demand.
-"""
+"""MeshVerification: registers the canary, its policy and the checks of verification.py from the plan
+(plan.VerificationPlan). pulumi-kubernetes waits for each Job to complete and fails the update when one fails."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass
+from typing import Sequence
 
-from .authorization import access_matrix, effective_policy, namespace_objects
-from .errors import Problems
-from .graph import ServiceGraph, mesh_identity, parse_graph
-from .namespaces import DEFAULT_INBOUND_POLICY, INJECT
-from .objects import metadata
-from .settings import VERIFICATION_NAMESPACE, Settings
+import pulumi
 
-NAMESPACE = VERIFICATION_NAMESPACE
-CANARY = "canary"
-CANARY_PORT = 8080
-ALLOWED, OTHER, UNMESHED = "verify-allowed", "verify-other", "verify-unmeshed"
-CLIENTS = (ALLOWED, OTHER, UNMESHED)
-LABEL = "mtls-mesh.io/verification"
-# Phases where a caller without mesh identity is refused, and where a meshed caller outside the policy is.
-REQUIRE_IDENTITY = ("deny", "all-authenticated", "cluster-authenticated")
-REQUIRE_AUTHORIZATION = ("deny",)
-
-# The check each client runs (POSIX sh and curl). It retries while the connection fails (the canary may still be
-# starting), then judges the first answer it gets. A connection that never succeeds proves nothing and fails.
-CHECK_SCRIPT = r'''set -u
-attempts="${ATTEMPTS:-30}"; n=0
-while :; do
-  n=$((n + 1))
-  out=$(curl -sS -m 5 -D - -o /dev/null "$URL" 2>&1) && break
-  if [ "$n" -ge "$attempts" ]; then
-    echo "FAIL: $CLIENT could not connect to $URL after $n attempts ($out); the canary is down or unreachable, so this proves nothing"; exit 1
-  fi
-  sleep "${RETRY_DELAY:-2}"
-done
-body=$(curl -sS -m 5 "$URL" 2>&1 || true)
-code=$(printf '%s\n' "$out" | awk 'NR==1 {print $2}')
-seen=$(printf '%s\n' "$body" | tr -d '\r' | awk -F': ' 'tolower($1) == "l5d-client-id" {print $2; exit}')
-if [ "$EXPECT" = "allow" ]; then
-  if [ "$code" != "200" ]; then
-    echo "FAIL: $CLIENT expected 200 from $URL in phase $PHASE, got $code"; exit 1
-  fi
-  if [ -n "$IDENTITY" ] && [ "$seen" != "$IDENTITY" ]; then
-    echo "FAIL: $CLIENT got 200 but the server saw client identity '$seen', not '$IDENTITY': mTLS is not verified end to end"; exit 1
-  fi
-  if [ -z "$IDENTITY" ] && [ -n "$seen" ]; then
-    echo "FAIL: $CLIENT has no proxy, yet the server saw client identity '$seen'"; exit 1
-  fi
-  echo "OK: $CLIENT admitted in phase $PHASE${IDENTITY:+ as $IDENTITY}"
-else
-  if [ "$code" != "403" ]; then
-    echo "FAIL: $CLIENT expected to be refused (403) by $URL in phase $PHASE, got $code: the mesh does not enforce"; exit 1
-  fi
-  echo "OK: $CLIENT refused in phase $PHASE"
-fi
-'''
+from components.k8s import register, register_group
+from plan.mesh import VerificationPlan
 
 
-def expectation(client: str, phase: str) -> str:
-    """What the phase promises for a client: `allow` or `refuse`."""
-    if client == ALLOWED:
-        return "allow"
-    if client == OTHER:
-        return "refuse" if phase in REQUIRE_AUTHORIZATION else "allow"
-    return "refuse" if phase in REQUIRE_IDENTITY else "allow"
+@dataclass
+class MeshVerificationArgs:
+    plan: VerificationPlan
+    policy_crds: pulumi.Resource
+    control_plane: Sequence[pulumi.Resource]
 
 
-def verification_graph() -> ServiceGraph:
-    """The canary and its meshed clients as a service graph: the canary admits exactly `verify-allowed`."""
-    port = [{"name": "http", "port": CANARY_PORT, "protocol": "HTTP/1"}]
-    document = {"namespaces": {NAMESPACE: {}},
-                "services": {CANARY: {"namespace": NAMESPACE, "ports": port, "allow": [ALLOWED]},
-                             ALLOWED: {"namespace": NAMESPACE, "ports": port},
-                             OTHER: {"namespace": NAMESPACE, "ports": port}}}
-    problems = Problems()
-    graph = parse_graph(document, "verification", problems)
-    assert graph is not None, problems.items
-    return graph
+class MeshVerification(pulumi.ComponentResource):
+    """Registers the canary, its policy and the checks."""
 
-
-def mesh_digest(settings: Settings) -> str:
-    """What enforcement depends on; a change reruns the checks."""
-    rotation = settings.pki.rotation
-    state = {"bundle": list(rotation.bundle_anchors), "issuing": rotation.issuing_anchor,
-             "chart": settings.linkerd.chart_version, "phase": settings.rollout.default_policy,
-             "trustDomain": settings.trust_domain, "server": settings.verification.server_image,
-             "client": settings.verification.client_image}
-    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:10]
-
-
-def _labels(app: str) -> dict[str, str]:
-    return {"app": app, LABEL: "true"}
-
-
-def namespace_object(phase: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Namespace",
-            "metadata": metadata(NAMESPACE, labels={LABEL: "true"},
-                                 annotations={INJECT: "enabled", DEFAULT_INBOUND_POLICY: phase})}
-
-
-def service_accounts() -> list[dict[str, Any]]:
-    return [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(name, NAMESPACE)}
-            for name in (CANARY, *CLIENTS)]
-
-
-def canary_objects(image: str) -> list[dict[str, Any]]:
-    """The echo server and its Service. traefik/whoami (its README: flag `--port`, `/health` answers 200, `/` prints
-    each request header as `Name: value`, so the canary's proxy's `l5d-client-id` comes back in the body)."""
-    container = {"name": "echo", "image": image, "args": ["--port", str(CANARY_PORT)],
-                 "ports": [{"name": "http", "containerPort": CANARY_PORT}],
-                 "readinessProbe": {"httpGet": {"path": "/health", "port": CANARY_PORT}},
-                 "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
-                 "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "runAsUser": 65532,
-                                     "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}}
-    return [
-        {"apiVersion": "apps/v1", "kind": "Deployment",
-         "metadata": metadata(CANARY, NAMESPACE),
-         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": CANARY}},
-                  "template": {"metadata": {"labels": _labels(CANARY)},
-                               "spec": {"serviceAccountName": CANARY, "containers": [container]}}}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": metadata(CANARY, NAMESPACE),
-         "spec": {"selector": {"app": CANARY}, "ports": [{"name": "http", "port": CANARY_PORT, "targetPort": "http"}]}},
-    ]
-
-
-def job_template(client: str, settings: Settings) -> dict[str, Any]:
-    phase = settings.rollout.default_policy
-    meshed = client != UNMESHED
-    env = {"CLIENT": client, "PHASE": phase, "EXPECT": expectation(client, phase),
-           "URL": f"http://{CANARY}.{NAMESPACE}.svc.cluster.local:{CANARY_PORT}/",
-           "IDENTITY": mesh_identity(client, NAMESPACE, settings.trust_domain) if meshed else ""}
-    container = {"name": "check", "image": settings.verification.client_image, "command": ["sh", "-c", CHECK_SCRIPT],
-                 "env": [{"name": k, "value": v} for k, v in env.items()],
-                 "terminationMessagePolicy": "FallbackToLogsOnError",
-                 "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
-                 "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "runAsUser": 65532,
-                                     "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}}
-    # Native sidecars (proxy.nativeSidecar, the default) start the proxy before this container and stop it when the
-    # container exits, so a meshed Job completes.
-    return {"backoffLimit": 1, "activeDeadlineSeconds": 300,
-            "template": {"metadata": {"labels": _labels(client), "annotations": {INJECT: "enabled" if meshed else "disabled"}},
-                         "spec": {"serviceAccountName": client, "restartPolicy": "Never", "containers": [container]}}}
-
-
-def check_jobs(settings: Settings) -> list[dict[str, Any]]:
-    digest = mesh_digest(settings)
-    return [{"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata(f"{client}-{digest}", NAMESPACE,
-                                                                           labels={LABEL: "true"}),
-             "spec": job_template(client, settings)} for client in CLIENTS]
-
-
-def on_demand_cronjobs(settings: Settings) -> list[dict[str, Any]]:
-    """Suspended CronJobs with the Jobs' templates: `kubectl create job --from=cronjob/<client>` re-runs a check."""
-    return [{"apiVersion": "batch/v1", "kind": "CronJob", "metadata": metadata(client, NAMESPACE, labels={LABEL: "true"}),
-             "spec": {"schedule": "0 0 31 2 *", "suspend": True, "jobTemplate": {"spec": job_template(client, settings)}}}
-            for client in CLIENTS]
-
-
-def policy_objects(settings: Settings) -> list[dict[str, Any]]:
-    """The canary namespace's authorization objects, built as every graph namespace's are (no NetworkPolicies: a
-    refusal must come from Linkerd)."""
-    access = replace(effective_policy(settings), network_policies=False)
-    return namespace_objects(verification_graph(), NAMESPACE, settings.rollout.default_policy, access,
-                             settings.trust_domain, settings.linkerd.viz)
-
-
-def verification_matrix(settings: Settings) -> dict[str, Any]:
-    return access_matrix(policy_objects(settings), verification_graph(), settings.trust_domain,
-                         settings.policy.kubelet_networks)
+    def __init__(self, name: str, args: MeshVerificationArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mtls-mesh:verification:MeshVerification", name, None, opts)
+        plan = args.plan
+        namespace = register(f"{name}-namespace", plan.namespace,
+                             pulumi.ResourceOptions(parent=self, depends_on=list(args.control_plane)))
+        after_namespace = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
+        accounts = [register(f"{name}-sa-{o['metadata']['name']}", o, after_namespace) for o in plan.service_accounts]
+        policy = register_group(f"{name}-policy", plan.policy, pulumi.ResourceOptions(parent=self),
+                                after=[args.policy_crds, namespace])
+        ready = [namespace, *accounts, policy, *args.control_plane]
+        canary = [register(f"{name}-{o['kind'].lower()}-{o['metadata']['name']}", o,
+                           pulumi.ResourceOptions(parent=self, depends_on=ready))
+                  for o in plan.canary]
+        after_canary = pulumi.ResourceOptions(parent=self, depends_on=[*ready, *canary])
+        self.jobs = [register(f"{name}-job-{o['metadata']['name']}", o, after_canary) for o in plan.jobs]
+        self.cronjobs = [register(f"{name}-cronjob-{o['metadata']['name']}", o, after_namespace)
+                         for o in plan.cronjobs]
+        self.register_outputs({"jobs": [j["metadata"]["name"] for j in plan.jobs]})

@@ -5,7 +5,7 @@
 
 `up.yml` runs `pulumi up` itself for a `workflows` stack; for an `operator` stack it moves the branch the Operator
 tracks (`deploy/<stack>`) to the commit and waits here until the backend records the Operator's update of that commit.
-The update fails when the mesh checks fail (components/verification.py), so "succeeded" means verified, exactly as
+The update fails when the mesh checks fail (plan/linkerd/verification.py), so "succeeded" means verified, exactly as
 for a `pulumi up` the workflow runs itself; the next environment's job waits for this one.
 
 The commit of an update is read from the backend's update history: the CLI records the working tree's HEAD in each

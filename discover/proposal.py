@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from components.graph import ServiceGraph
+from read.graph import ServiceGraph
 
 from .errors import DiscoverError
 from .stack import load_stack

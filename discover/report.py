@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.graph import ServiceGraph
+from read.graph import ServiceGraph
 
 from .traffic import Report, Traffic, _iso
 

@@ -1,5 +1,5 @@
 """A stack as discover sees it: its validated settings and their compiled plan, read from the stack file exactly as
-`pulumi up` reads and compiles them (components/settings.py, components/plan.py), so a proposal is judged by the
+`pulumi up` reads and compiles them (read/settings.py, plan/mesh.py), so a proposal is judged by the
 program's own rules, derived-name collisions included."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.errors import SettingsError
-from components.plan import MeshPlan, compile_mesh
-from components.settings import PROJECT_DIR, Settings, load_settings
-from components.stack_files import read_stack_file, stack_file, stack_names
+from read.errors import SettingsError
+from plan.mesh import MeshPlan, compile_mesh
+from read.settings import PROJECT_DIR, Settings, load_settings
+from read.stack_files import read_stack_file, stack_file, stack_names
 
 from .errors import DiscoverError
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from components.authorization import ADMIN_SERVER, plaintext_authorizations, port_object_name
-from components.graph import mesh_identity
-from components.settings import PROJECT_DIR
+from plan.linkerd.authorization import ADMIN_SERVER, plaintext_authorizations, port_object_name
+from read.graph import mesh_identity
+from read.settings import PROJECT_DIR
 
 from .errors import DiscoverError
 from .prometheus import Prometheus, parse_window, promql_duration

@@ -136,7 +136,7 @@ def _strings(value: Any) -> Iterable[str]:
             yield from _strings(item)
 
 
-# The pulumi-tls resources that take a private key, and the input that takes it. The program's own (components/trust.py)
+# The pulumi-tls resources that take a private key, and the input that takes it. The program's own (plan/trust.py)
 # are children of its trust components, where it creates the tls:PrivateKey each one is handed.
 TLS_KEY_INPUTS = {
     "tls:index/selfSignedCert:SelfSignedCert": "privateKeyPem",

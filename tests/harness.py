@@ -40,8 +40,8 @@ SECRET_VALUE_SIG = rpc._special_secret_sig
 if str(PROJECT_DIR) not in sys.path:
     sys.path.insert(0, str(PROJECT_DIR))
 
-from components import stack_files  # noqa: E402
-from components.stack_files import SECRET_PLACEHOLDER  # noqa: E402,F401
+from read import stack_files  # noqa: E402
+from read.stack_files import SECRET_PLACEHOLDER  # noqa: E402,F401
 
 
 @dataclass
@@ -326,9 +326,9 @@ wire_value = stack_files.wire_value
 
 
 def stack_plan(stack: str, config: dict[str, str] | None = None):
-    """The compiled plan of a stack file (or of `config`), as `__main__.py` compiles it (components/plan.py)."""
-    from components.plan import compile_mesh
-    from components.settings import load_settings
+    """The compiled plan of a stack file (or of `config`), as `__main__.py` compiles it (plan/mesh.py)."""
+    from plan.mesh import compile_mesh
+    from read.settings import load_settings
 
     base, secret_keys = stack_config(stack) if config is None else (config, set())
     return compile_mesh(load_settings(base, stack, secret_keys=frozenset(secret_keys)))

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.alerts import anchor_rule_group, certificate_not_after, intermediate_rule_group, signed_workload_rule_group
-from components.durations import Duration
-from components.errors import SettingsError
+from plan.linkerd.alerts import anchor_rule_group, certificate_not_after, intermediate_rule_group, signed_workload_rule_group
+from read.durations import Duration
+from read.errors import SettingsError
 from conformance import validate_object
 from harness import MOCK_NOT_BEFORE, RecordingMocks, mock_certificate_pem, run_program
 
@@ -525,7 +525,7 @@ def test_installed_cert_manager_is_scraped_when_alerts_are_on(dev):
 
 
 def test_an_unreadable_anchor_certificate_is_a_clear_error_not_a_traceback_from_a_der_walk():
-    from components.alerts import CertificateUnreadable
+    from plan.linkerd.alerts import CertificateUnreadable
 
     with pytest.raises(CertificateUnreadable, match="trust anchor 2026-11: cannot read the certificate as PEM X.509"):
         certificate_not_after("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",

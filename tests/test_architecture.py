@@ -13,15 +13,15 @@ from pathlib import Path
 
 from harness import PROJECT_DIR
 
-PACKAGES = ("components", "discover", "policy", "deploy", "benchmarks")
-# The registration side: the modules that hand the plan to Pulumi (and the entry point's runtime helpers). Every other
-# module of components/ and discover/ reads or compiles, and must import no Pulumi.
-REGISTRATION = ("components.k8s", "components.providers", "components.rotation", "components.runtime")
+PACKAGES = ("read", "plan", "components", "discover", "policy", "deploy", "benchmarks")
+# The layers, in the order data flows: each may import its own package and the layers before it, never one after it.
+# components/ (registration, the only one that imports Pulumi) and the tools that check a cluster sit on top.
+LAYERS = {"read": {"read"}, "plan": {"read", "plan"}, "discover": {"read", "plan", "discover"}}
 
 
 def pulumi_free_modules() -> list[str]:
-    return [m for m in module_files() if m.startswith(("components", "discover"))
-            and m not in REGISTRATION and not m.startswith("components.register_")]
+    """Read, compile and check-a-cluster: every module outside components/ that the program or discover runs."""
+    return [m for m in module_files() if m.split(".")[0] in LAYERS]
 
 
 def module_files() -> dict[str, Path]:
@@ -123,16 +123,16 @@ def test_the_cycle_check_finds_a_circle():
 
 def test_the_graph_sees_function_level_and_relative_imports():
     graph = import_graph()
-    assert "components.errors" in graph["components.settings"]
+    assert "read.errors" in graph["read.settings"]
     assert "pulumi" in graph["components.runtime"]  # imported at module level and again inside a function
-    assert "components.plan" in graph["__main__"]
+    assert "plan.mesh" in graph["__main__"]
 
 
 def test_reading_and_compiling_the_settings_imports_no_pulumi():
     """Read and compile import no Pulumi; only registration does (which may import them)."""
     graph = import_graph()
     modules = pulumi_free_modules()
-    assert {"components.settings", "components.plan", "components.authorization", "discover.traffic"} <= set(modules)
+    assert {"read.settings", "plan.mesh", "plan.linkerd.authorization", "discover.traffic"} <= set(modules)
     for module in modules:
         seen = reachable(graph, module)
         for package in ("pulumi", "pulumi_kubernetes", "pulumi_tls", "pulumi_vault", "pulumi_policy"):
@@ -153,9 +153,9 @@ def test_the_compile_step_runs_without_pulumi_installed(tmp_path):
         (blocker / package).mkdir()
         (blocker / package / "__init__.py").write_text(f"raise ImportError('{package} is not for the compile step')\n")
     script = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]\n"
-              "from components.stack_files import read_stack_file, stack_file\n"
-              "from components.settings import load_settings\n"
-              "from components.plan import compile_mesh\n"
+              "from read.stack_files import read_stack_file, stack_file\n"
+              "from read.settings import load_settings\n"
+              "from plan.mesh import compile_mesh\n"
               "config, secret_keys = read_stack_file(stack_file('dev'))\n"
               "plan = compile_mesh(load_settings(config, 'dev', secret_keys=secret_keys))\n"
               "print(len(plan.objects()))\n")
@@ -165,12 +165,35 @@ def test_the_compile_step_runs_without_pulumi_installed(tmp_path):
     assert int(done.stdout) > 20
 
 
-def test_components_resources_live_in_the_registration_modules():
-    """A ComponentResource (a class whose bases name pulumi.ComponentResource) only in a register_*.py module."""
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    """Each import of a project module against the flow: a read/ module importing plan/, a plan/ one importing
+    components/ (or discover/)."""
+    project = {name.split(".")[0] for name in graph}
+    found = []
+    for module, targets in sorted(graph.items()):
+        allowed = LAYERS.get(module.split(".")[0])
+        for target in sorted(targets):
+            if allowed is not None and target.split(".")[0] in project - allowed:
+                found.append(f"{module} imports {target}")
+    return found
+
+
+def test_each_layer_imports_only_the_layers_before_it():
+    """read/ -> plan/ -> components/: the folders are the architecture, so an import against the flow fails here."""
+    assert layer_violations(import_graph()) == []
+
+
+def test_the_layer_check_can_fail():
+    graph = {"read.graph": {"plan.mesh", "yaml"}, "plan.mesh": {"read.graph", "components.k8s"}, "components.k8s": set()}
+    assert layer_violations(graph) == ["plan.mesh imports components.k8s", "read.graph imports plan.mesh"]
+
+
+def test_component_resources_live_in_components():
+    """A ComponentResource (a class whose bases name pulumi.ComponentResource) only in components/."""
     for name, path in module_files().items():
-        if not name.startswith("components.") or name.startswith("components.register_"):
+        if name.startswith("components.") or name == "components":
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ClassDef):
                 bases = {ast.unparse(b) for b in node.bases}
-                assert "pulumi.ComponentResource" not in bases, f"{name}.{node.name} registers: move it to register_*.py"
+                assert "pulumi.ComponentResource" not in bases, f"{name}.{node.name} registers: move it to components/"

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from components.errors import SettingsError
-from components.graph import mesh_identity
+from read.errors import SettingsError
+from read.graph import mesh_identity
 from conformance import describe, validate_object
 from harness import PROJECT_DIR, run_program
 
@@ -20,8 +20,8 @@ from benchmarks.synthetic import synthetic_graph  # noqa: E402
 
 
 def graph_of(run):
-    from components.graph import load_graph
-    from components.errors import Problems
+    from read.graph import load_graph
+    from read.errors import Problems
     path = run.config.get("mtls-mesh:serviceGraph", "services.yaml")
     return load_graph(PROJECT_DIR / path, path, Problems())
 

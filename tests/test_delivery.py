@@ -21,8 +21,8 @@ from harness import PROJECT_DIR, STACKS, run_program, stack_config
 sys.path.insert(0, str(PROJECT_DIR))
 from deploy import operator_stacks as generator  # noqa: E402
 from deploy import promote  # noqa: E402
-from components.errors import SettingsError  # noqa: E402
-from components.settings import SECRET_SETTINGS, load_settings  # noqa: E402
+from read.errors import SettingsError  # noqa: E402
+from read.settings import SECRET_SETTINGS, load_settings  # noqa: E402
 
 WORKFLOWS = PROJECT_DIR / ".github" / "workflows"
 LOGIN_ACTION = PROJECT_DIR / ".github" / "actions" / "pulumi-backend" / "action.yml"

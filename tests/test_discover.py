@@ -22,9 +22,9 @@ from harness import PROJECT_DIR, STACKS, run_program
 from tools import prometheus, promtool
 
 sys.path.insert(0, str(PROJECT_DIR))
-from components.stack_files import read_stack_file, stack_file  # noqa: E402
+from read.stack_files import read_stack_file, stack_file  # noqa: E402
 from discover import parse_window, propose  # noqa: E402
-from components.settings import load_settings  # noqa: E402
+from read.settings import load_settings  # noqa: E402
 
 TRUST_DOMAIN = "cluster.local"  # stacks/Pulumi.staging.yaml and dev's default
 SCRAPE_SECONDS = 60
@@ -369,7 +369,7 @@ def test_windows_parse_as_prometheus_durations(window, seconds):
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_stack_file_reads_into_valid_settings(stack):
-    """discover and the harness read stack files with the one reader, components/stack_files.py; each stack file
+    """discover and the harness read stack files with the one reader, read/stack_files.py; each stack file
     must give the settings and graph `pulumi up` would use."""
     config, secret_keys = read_stack_file(stack_file(stack))
     assert load_settings(config, stack, secret_keys=secret_keys).graph.services

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from harness import PROJECT_DIR, run_program
-from components.errors import Problems, SettingsError
-from components.graph import load_graph, mesh_identity, parse_graph
+from read.errors import Problems, SettingsError
+from read.graph import load_graph, mesh_identity, parse_graph
 
 EXAMPLE = yaml.safe_load((PROJECT_DIR / "services.yaml").read_text())
 
@@ -119,8 +119,8 @@ def test_an_opaque_port_number_is_opaque_for_the_whole_namespace():
     detected protocol would be opaque to its callers: rejected, naming both."""
     import copy
 
-    from components.errors import Problems
-    from components.graph import parse_graph
+    from read.errors import Problems
+    from read.graph import parse_graph
 
     document = copy.deepcopy(EXAMPLE)
     document["services"]["frontend"]["ports"].append({"name": "tls", "port": 9443, "protocol": "opaque"})

@@ -18,9 +18,9 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
-from components.errors import Problems, SettingsError
-from components.graph import MAX_SERVICES
-from components.inputs import MAX_GRAPH_BYTES
+from read.errors import Problems, SettingsError
+from read.graph import MAX_SERVICES
+from read.inputs import MAX_GRAPH_BYTES
 from harness import PROJECT_DIR, run_program, stack_config
 
 SERVICES_YAML = (PROJECT_DIR / "services.yaml").read_text()
@@ -75,8 +75,8 @@ def test_deeply_nested_yaml_is_refused_without_crashing_the_process(tmp_path):
     code = textwrap.dedent(f"""
         import sys; sys.path.insert(0, {str(PROJECT_DIR)!r})
         from pathlib import Path
-        from components.errors import Problems
-        from components.graph import load_graph
+        from read.errors import Problems
+        from read.graph import load_graph
         problems = Problems()
         assert load_graph(Path({str(bad)!r}), "services.yaml", problems) is None
         print(problems.items[0])
@@ -136,7 +136,7 @@ def test_a_graph_over_the_size_limit_is_refused_before_it_is_read(tmp_path):
 def test_a_graph_over_the_service_limit_is_refused_before_any_service_is_checked():
     problems = Problems()
     document = {"namespaces": {"a": {}}, "services": {f"s{i}": None for i in range(MAX_SERVICES + 1)}}
-    from components.graph import parse_graph
+    from read.graph import parse_graph
     assert parse_graph(document, "services.yaml", problems) is None
     assert [str(p) for p in problems.items] == [
         f"services.yaml: services: lists {MAX_SERVICES + 1:,} services, more than the limit of {MAX_SERVICES:,}. "
@@ -327,12 +327,12 @@ def test_the_fuzz_checks_can_fail():
 
 # ---- issue 22: numbers, YAML 1.2, list settings, limits, suspicious characters --------------------------------
 
-from components import graph as graph_module, inputs as inputs_module  # noqa: E402
-from components.collisions import MAX_OBJECT_BYTES, oversized_objects  # noqa: E402
-from components.errors import did_you_mean, short  # noqa: E402
-from components.graph import load_graph, parse_graph  # noqa: E402
-from components.inputs import InputError, load_yaml  # noqa: E402
-from components.settings import LIST_SETTING_LIMITS, MAX_LIST_ENTRIES, MAX_LIST_SETTING_BYTES, _Config, load_declarations  # noqa: E402
+from read import graph as graph_module, inputs as inputs_module  # noqa: E402
+from plan.collisions import MAX_OBJECT_BYTES, oversized_objects  # noqa: E402
+from read.errors import did_you_mean, short  # noqa: E402
+from read.graph import load_graph, parse_graph  # noqa: E402
+from read.inputs import InputError, load_yaml  # noqa: E402
+from read.settings import LIST_SETTING_LIMITS, MAX_LIST_ENTRIES, MAX_LIST_SETTING_BYTES, _Config, load_declarations  # noqa: E402
 
 LIST_SETTINGS = sorted(k for k, d in load_declarations().items() if d.type == "array")
 BOOLEAN_SETTINGS = sorted(k for k, d in load_declarations().items() if d.type == "boolean")
@@ -512,7 +512,7 @@ def test_an_object_over_etcds_limit_is_refused():
 
 def test_hints_stop_when_their_budget_is_spent(monkeypatch):
     """A graph of 10,000 services each calling a misspelled one would compare names for minutes."""
-    from components import errors
+    from read import errors
     Problems()  # resets the budget
     monkeypatch.setattr(errors, "_hint_budget", 5)
     assert did_you_mean("fronted", ["frontend", "checkout"]) == "Did you mean 'frontend'?"

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.errors import SettingsError
-from components.settings import load_declarations, load_settings
+from read.errors import SettingsError
+from read.settings import load_declarations, load_settings
 from harness import PROJECT_DIR, run_program, stack_config, wire_value
 
 EXAMPLE = yaml.safe_load((PROJECT_DIR / "services.yaml").read_text())

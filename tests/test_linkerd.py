@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from components.errors import SettingsError
-from components.linkerd import CONTROL_PLANE_WEBHOOKS, VIZ_WEBHOOKS, WEBHOOK_CA
+from read.errors import SettingsError
+from plan.linkerd.control_plane import CONTROL_PLANE_WEBHOOKS, VIZ_WEBHOOKS, WEBHOOK_CA
 from conformance import (chart_values, chart_values_file, commented_chart_values, describe, unknown_chart_values,
                          validate_object)
 from harness import run_program

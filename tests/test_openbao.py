@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import tools
-from components.durations import Duration
+from read.durations import Duration
 from harness import PROJECT, run_program, stack_config
 from openbao import (APPLY, OpenBaoMocks, OpenBaoServer, TokenReviewServer, UnappliedVaultResource, VaultError,
                      api_fields, cert_manager_login, cert_manager_sign, cert_manager_token_audiences)

@@ -1,4 +1,4 @@
-"""The compile step (components/plan.py) is what the program registers: every object of a stack's plan reaches the
+"""The compile step (plan/mesh.py) is what the program registers: every object of a stack's plan reaches the
 provider exactly as compiled, and the only other objects are the few that carry a provider's value (the roots'
 ConfigMaps, the dev anchor's Secret, the Secrets of the certificates the program signs, the PrometheusRule with the
 certificates' expiry). The exported matrices and charts' values are the plan's."""

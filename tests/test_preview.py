@@ -82,7 +82,7 @@ def differences(preview: Any, up: Any, path: str = "") -> list[str]:
 
 
 # What only a provider computes, and so may be unknown in a preview: certificates, keys, tokens, and the expiry rules
-# read from certificates (components/alerts.py).
+# read from certificates (plan/linkerd/alerts.py).
 COMPUTED_RULE_GROUPS = ("mtls-mesh.anchors", "mtls-mesh.signed-workload-certificates", "mtls-mesh.vault-intermediates")
 
 
@@ -202,7 +202,7 @@ def test_policy_pack_passes_on_a_pull_request_preview(stack, change, tmp_path_fa
 
 def register_group_from_ids(resource_name, objects, opts, after, manifest=None):
     """The registration issue 20 found: the manifest an Output of its prerequisites' ids."""
-    from components.objects import group_manifest
+    from plan.objects import group_manifest
     ids = pulumi.Output.all(*[r.id for r in after])
     return k8s.yaml.v2.ConfigGroup(resource_name, yaml=ids.apply(lambda _: manifest or group_manifest(objects)),
                                    opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=list(after))))
@@ -212,11 +212,11 @@ def test_a_manifest_computed_from_ids_hides_the_objects(monkeypatch, tmp_path):
     """The checks above can fail: with the manifest computed from ids, as before, the harness sees what issue 20
     measured (staging's first preview: every group empty; a new namespace's group empty in a pull request) and the
     policy pack fails the pull request."""
-    import components.register_authorization
-    import components.register_cert_manager
-    import components.register_verification
-    for module in (components.register_authorization, components.register_cert_manager,
-                   components.register_verification):
+    import components.authorization
+    import components.cert_manager
+    import components.verification
+    for module in (components.authorization, components.cert_manager,
+                   components.verification):
         monkeypatch.setattr(module, "register_group", register_group_from_ids)
     preview = run_program("staging", preview=True)
     assert len(preview.of_type(CONFIG_GROUP)) == 6 and grouped_objects(preview) == 0

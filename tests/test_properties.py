@@ -7,10 +7,10 @@ import copy
 
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
-from components.errors import Problems, SettingsError
-from components.graph import parse_graph
-from components.plan import MeshPlan, compile_mesh
-from components.settings import Settings, load_declarations, load_settings
+from read.errors import Problems, SettingsError
+from read.graph import parse_graph
+from plan.mesh import MeshPlan, compile_mesh
+from read.settings import Settings, load_declarations, load_settings
 from harness import run_program, stack_config
 from test_graph import EXAMPLE
 
@@ -29,7 +29,7 @@ yaml_values = st.recursive(yaml_scalars, lambda inner: st.one_of(
 @given(changes=st.dictionaries(st.sampled_from(DECLARED + ["vaultAdress", "bogus"]), config_values, max_size=6),
        base=st.sampled_from(["dev", "staging", "prod"]))
 def test_random_settings_give_settings_or_one_settings_error(changes, base):
-    """Read and compiled (components/plan.py): a plan, or one SettingsError."""
+    """Read and compiled (plan/mesh.py): a plan, or one SettingsError."""
     config, secret_keys = stack_config(base)
     config.update({f"mtls-mesh:{k}": v for k, v in changes.items()})
     try:

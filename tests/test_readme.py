@@ -6,7 +6,7 @@ import json
 import re
 
 from harness import PROJECT_DIR
-from components.settings import SECRET_SETTINGS, load_declarations
+from read.settings import SECRET_SETTINGS, load_declarations
 
 README = (PROJECT_DIR / "README.md").read_text()
 
@@ -72,3 +72,37 @@ def test_the_migration_command_selects_exactly_the_old_per_object_resources(stag
             old = (f"urn:pulumi:staging::mtls-mesh::mtls-mesh:authorization:MeshAuthorization${child.type}::"
                    f"authz-{obj['metadata']['namespace']}-{obj['kind'].lower()}-{obj['metadata']['name']}")
         assert re.search(pattern, old).group(0) == old, f"step 1 would miss {old}"
+
+
+def layout_block() -> str:
+    text = (PROJECT_DIR / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("\n## Layout"):]
+    return section[section.index("```"):section.index("```", section.index("```") + 3)]
+
+
+def layout_entries(block: str) -> dict[str, set[str]]:
+    """Each folder of the layout block -> the module file names its lines mention."""
+    entries: dict[str, set[str]] = {}
+    folder = None
+    for line in block.splitlines()[1:]:
+        head = line[:23].strip()
+        if head:
+            folder = head
+        entries.setdefault(folder, set()).update(re.findall(r"\b(\w+\.py)\b", line[23:]))
+    return entries
+
+
+def test_the_layout_section_names_every_module_of_the_read_compile_and_register_folders():
+    entries = layout_entries(layout_block())
+    for folder in ("read/", "plan/", "plan/linkerd/", "components/"):
+        on_disk = {p.name for p in (PROJECT_DIR / folder).glob("*.py") if p.name != "__init__.py"}
+        assert folder in entries, f"README layout has no line for {folder}"
+        assert entries[folder] == on_disk, f"README layout of {folder}: missing {sorted(on_disk - entries[folder])}, " \
+                                           f"gone {sorted(entries[folder] - on_disk)}"
+    top = {p.name + "/" for p in PROJECT_DIR.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert top <= set(entries), f"packages missing from the README layout: {sorted(top - set(entries))}"
+
+
+def test_the_layout_check_can_fail():
+    block = "```\nread/                  a.py and b.py\n                       c.py\nplan/                  d.py\n"
+    assert layout_entries(block) == {"read/": {"a.py", "b.py", "c.py"}, "plan/": {"d.py"}}

@@ -7,9 +7,9 @@ import itertools
 
 import pytest
 
-from components.errors import SettingsError
+from read.errors import SettingsError
 from components.rotation import rotation_status, rotation_step_problem
-from components.settings import AnchorRotation
+from read.settings import AnchorRotation
 from harness import run_program
 
 A, B = "2026-11", "2027-05"

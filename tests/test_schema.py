@@ -28,12 +28,12 @@ import test_graph
 import test_hostile_input as hostile
 import test_input_rules as input_rules
 import test_settings
-from components import graph_format, schema, settings_format
-from components.errors import Problems, SettingsError
-from components.graph import load_graph, parse_graph
-from components.plan import compile_mesh
-from components.settings import load_declarations, load_settings
-from components.stack_files import SECRET_PLACEHOLDER, read_stack_file, wire_value
+from read import graph_format, schema, settings_format
+from read.errors import Problems, SettingsError
+from read.graph import load_graph, parse_graph
+from plan.mesh import compile_mesh
+from read.settings import load_declarations, load_settings
+from read.stack_files import SECRET_PLACEHOLDER, read_stack_file, wire_value
 from harness import PROJECT_DIR, STACKS, stack_file
 
 SCHEMA_DIR = PROJECT_DIR / "schema"
@@ -56,7 +56,7 @@ STACK = EditorValidator(STACK_SCHEMA)
 def test_the_committed_schemas_are_the_generated_ones():
     for name, text in schema.generated().items():
         assert (SCHEMA_DIR / name).read_text(encoding="utf-8") == text, \
-            f"schema/{name} is stale: run python -m components.schema --write"
+            f"schema/{name} is stale: run python -m read.schema --write"
 
 
 def test_the_check_command_finds_a_stale_schema(tmp_path, monkeypatch):
@@ -220,7 +220,7 @@ def classify(validator, document: Any, where: str, message: str, rules, *, strip
 def _rule(message: str, rules, where: str = "") -> str:
     names = [rule.name for rule in rules if any(fragment in message for fragment in rule.messages)]
     assert names, (f"the schema accepts the input the validator refuses with {message!r} at {where!r}: state the rule "
-                   "in the format (components/graph_format.py or settings_format.py), or add it to CANNOT_CHECK "
+                   "in the format (read/graph_format.py or settings_format.py), or add it to CANNOT_CHECK "
                    "there and to the README's 'What the schema cannot check'")
     return names[0]
 

@@ -6,9 +6,9 @@ import pulumi
 import pytest
 
 from harness import run_program
-from components.durations import Duration
-from components.errors import SettingsError
-from components.settings import AnchorRotation, load_declarations, load_settings
+from read.durations import Duration
+from read.errors import SettingsError
+from read.settings import AnchorRotation, load_declarations, load_settings
 from harness import stack_config
 
 # (stack, settings to change, settings to remove, the key the message must name, words it must contain)
@@ -87,7 +87,7 @@ def test_every_problem_is_reported_at_once():
 
 def test_settings_error_is_a_run_error_so_pulumi_prints_no_traceback():
     # The Python language host reports a RunError as its message alone; any other exception gets a stack trace.
-    # Settings are read and compiled without Pulumi (components/errors.py), so the program raises them as RunErrors.
+    # Settings are read and compiled without Pulumi (read/errors.py), so the program raises them as RunErrors.
     with pytest.raises(SettingsError) as caught:
         run_program("staging", set_config={"environment": "qa"})
     assert isinstance(caught.value, pulumi.RunError)

@@ -8,7 +8,7 @@ import base64
 import pytest
 import yaml
 
-from components.errors import SettingsError
+from read.errors import SettingsError
 from harness import PROJECT_DIR, is_secret_envelope, run_program
 
 AUTH_CONFIG = "vault:kubernetes/authBackendConfig:AuthBackendConfig"

@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import tools
-from components.durations import Duration
-from components.graph import mesh_identity
+from read.durations import Duration
+from read.graph import mesh_identity
 from harness import PROJECT, PROJECT_DIR, run_program, stack_config
 from openbao import OpenBaoMocks, OpenBaoServer, TokenReviewServer, cert_manager_login, cert_manager_sign, \
     cert_manager_sign_parameters, cert_manager_token_audiences

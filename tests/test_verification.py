@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from components.verification import (ALLOWED, CHECK_SCRIPT, CLIENTS, UNMESHED, expectation)
+from plan.linkerd.verification import (ALLOWED, CHECK_SCRIPT, CLIENTS, UNMESHED, expectation)
 from conformance import validate_object
 from harness import PROJECT_DIR, run_program
 from tools import curl
@@ -98,7 +98,7 @@ def test_the_checks_wait_for_the_canary_its_policy_and_the_control_plane(staging
 
 def test_a_stack_cannot_claim_the_verification_namespace(tmp_path):
     import yaml
-    from components.errors import SettingsError
+    from read.errors import SettingsError
     graph = yaml.safe_load((PROJECT_DIR / "services.yaml").read_text())
     graph["namespaces"][NS] = {}
     with pytest.raises(SettingsError, match="meshVerification: needs the namespace 'mtls-mesh-verify'"):

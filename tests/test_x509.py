@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from components.graph import mesh_identity
+from read.graph import mesh_identity
 from harness import plain
-from components.settings import PROXY_LEAF_LIFETIME
+from read.settings import PROXY_LEAF_LIFETIME
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 CURVES = {("ECDSA", 256): ec.SECP256R1(), ("ec", 256): ec.SECP256R1(), ("P256", None): ec.SECP256R1()}
@@ -67,7 +67,7 @@ def issue(subject: str, lifetime: dt.timedelta, *, curve: ec.EllipticCurve, pare
 
 
 def _hours(go_duration: str) -> dt.timedelta:
-    from components.durations import Duration
+    from read.durations import Duration
     return dt.timedelta(seconds=Duration.parse(go_duration).seconds)
 
 

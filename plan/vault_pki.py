@@ -25,9 +25,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .objects import metadata
-from .graph import identity_issuer_name, spiffe_id, workload_dns_names
-from .settings import AnchorRotation, Settings, VaultSettings
+from plan.objects import metadata
+from read.graph import identity_issuer_name, spiffe_id, workload_dns_names
+from read.settings import AnchorRotation, Settings, VaultSettings
 
 # cert-manager always puts its own audience (vault://<namespace>/<issuer>) in the token; this extra one is what every
 # Vault login role checks, so an issuer's name (which carries the anchor id) can change without touching Vault.

@@ -22,24 +22,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
-from .alerts import mesh_rule_groups, pod_monitor
-from .authorization import access_matrix, authorization_objects, egress_matrix
-from .cert_manager import (cert_manager_values, identity_issuer_certificate, identity_issuers, token_request_rbac,
+from plan.linkerd.alerts import mesh_rule_groups, pod_monitor
+from plan.linkerd.authorization import access_matrix, authorization_objects, egress_matrix
+from plan.cert_manager import (cert_manager_values, identity_issuer_certificate, identity_issuers, token_request_rbac,
                            trust_bundle, trust_manager_values, workload_certificate, workload_issuer,
                            workload_secret_name, workload_trust_bundle)
-from .collisions import object_name_clashes, oversized_objects
-from .durations import Duration
-from .errors import Problem, SettingsError
-from .graph import Service
-from .linkerd import (crds_values, control_plane_values, viz_values, webhook_ca_objects, webhook_certificate,
+from plan.collisions import object_name_clashes, oversized_objects
+from read.durations import Duration
+from read.errors import Problem, SettingsError
+from read.graph import Service
+from plan.linkerd.control_plane import (crds_values, control_plane_values, viz_values, webhook_ca_objects, webhook_certificate,
                       webhooks)
-from .namespaces import LINKERD_NAMESPACE, linkerd_namespace_object, viz_namespace_object, workload_namespace_object
-from .objects import document, group_manifest
-from .names import workload_root_common_name
-from .settings import Settings
-from .trust import anchor_certificate_args, workload_certificate_args, workload_request_args
-from .vault_pki import identity_issuer_policy, namespace_policy, token_reviewer_objects, workload_role_args
-from .verification import (canary_objects, check_jobs, namespace_object, on_demand_cronjobs, policy_objects,
+from plan.namespaces import LINKERD_NAMESPACE, linkerd_namespace_object, viz_namespace_object, workload_namespace_object
+from plan.objects import document, group_manifest
+from read.names import workload_root_common_name
+from read.settings import Settings
+from plan.trust import anchor_certificate_args, workload_certificate_args, workload_request_args
+from plan.vault_pki import identity_issuer_policy, namespace_policy, token_reviewer_objects, workload_role_args
+from plan.linkerd.verification import (canary_objects, check_jobs, namespace_object, on_demand_cronjobs, policy_objects,
                            service_accounts, verification_matrix)
 
 Object = dict[str, Any]

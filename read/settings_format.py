@@ -2,8 +2,8 @@
 setting, declared once.
 
 `Pulumi.yaml` declares every setting's name, type, default and description (the Pulumi CLI checks stack files against
-those types); this module adds what a type cannot say. components/settings.py validates with these same constants,
-and `python -m components.schema` turns the declarations plus this table into schema/stack-settings.schema.json, so
+those types); this module adds what a type cannot say. read/settings.py validates with these same constants,
+and `python -m read.schema` turns the declarations plus this table into schema/stack-settings.schema.json, so
 the program and the published schema cannot drift apart.
 
 Rules that involve more than one value (pkiMode vault needs vaultAddress, a duration shorter than another, a
@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .graph_format import DNS_LABEL, LABEL_KEY, MAX_NAMESPACES, Pattern, Rule, Text
+from read.graph_format import DNS_LABEL, LABEL_KEY, MAX_NAMESPACES, Pattern, Rule, Text
 
 PROJECT = "mtls-mesh"
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -108,7 +108,7 @@ QUANTITY = Pattern(r"[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?")
 # An image reference: registry/repository[:tag][@sha256:<64 hex>] (a digest pins what an air-gapped mirror serves).
 IMAGE = Pattern(r"[a-z0-9]([a-z0-9._-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*"
                 r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?")
-# A Go duration as components/durations.py reads it (surrounding blanks dropped); whether it is a whole number of
+# A Go duration as read/durations.py reads it (surrounding blanks dropped); whether it is a whole number of
 # seconds within Go's range is arithmetic, checked by the validator.
 DURATION = Pattern(r"\s*([0-9]{1,20}(\.[0-9]{1,20})?(h|m|s))+\s*")
 # Only the shape of a network (ipaddress parses it, and refuses host bits); a bare address is a /32 or /128.

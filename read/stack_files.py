@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from .settings import PROJECT_DIR
+from read.settings import PROJECT_DIR
 
 STACKS_DIR = PROJECT_DIR / "stacks"
 # What a `secure:` value stands for when the ciphertext cannot (and need not) be decrypted.

@@ -13,16 +13,16 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import graph_format
-from .errors import Problems, did_you_mean, short
+from read.errors import Problems, did_you_mean, short
 # The format's values (allowed keys, protocols, name patterns, ranges and limits) are declared once, in graph_format,
 # which also renders them into schema/services.schema.json; the reader below checks with those same constants.
-from .graph_format import (  # noqa: F401 (re-exported: tests and benchmarks import the limits from here)
+from read.graph_format import (  # noqa: F401 (re-exported: tests and benchmarks import the limits from here)
     DNS_LABEL_MAX, IN_CLUSTER_SUFFIXES, INJECTOR_LABEL_PREFIX, LABEL_VALUE_MAX, MAX_ALLOW_ENTRIES,
     MAX_CALLERS_PER_SERVICE, MAX_DESTINATIONS_PER_EGRESS, MAX_EGRESS_PER_SERVICE, MAX_NAMESPACES, MAX_PORT_LIST,
     MAX_PORTS, MAX_PORTS_PER_SERVICE, MAX_SELECTOR_LABELS, MAX_SERVICES, PORT_MAX, PORT_MIN, PORT_NAME_MAX,
     PROXY_PROTOCOLS, RESERVED_NAMESPACES,
 )
-from .inputs import MAX_GRAPH_BYTES, InputError, load_yaml, read_text_file
+from read.inputs import MAX_GRAPH_BYTES, InputError, load_yaml, read_text_file
 
 # The proxy's own ports (linkerd-control-plane values proxy.ports: admin 4191, control 4190, inbound 4143,
 # outbound 4140): a meshed workload listening on one of them would collide with its own proxy.

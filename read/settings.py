@@ -19,16 +19,16 @@ from urllib.parse import urlparse
 
 import yaml
 
-from .durations import Duration
-from .errors import Problems, did_you_mean, short
-from .graph import (DEFAULT_SERVICE_ACCOUNT, ServiceGraph, cidr_problem, identity_issuer_name, is_dns_subdomain, load_graph,
+from read.durations import Duration
+from read.errors import Problems, did_you_mean, short
+from read.graph import (DEFAULT_SERVICE_ACCOUNT, ServiceGraph, cidr_problem, identity_issuer_name, is_dns_subdomain, load_graph,
                     mesh_identity)
-from .inputs import MAX_PEM_BYTES, InputError, read_text_file
-from .names import anchor_common_name, workload_root_common_name
+from read.inputs import MAX_PEM_BYTES, InputError, read_text_file
+from read.names import anchor_common_name, workload_root_common_name
 
 # The choices and patterns of the settings are declared once, in settings_format (which also renders them into
 # schema/stack-settings.schema.json); the checks below use those same constants.
-from .settings_format import (  # noqa: E402 (re-exported: other modules import these names from here)
+from read.settings_format import (  # noqa: E402 (re-exported: other modules import these names from here)
     ANCHOR_ID_MAX, AUTO_TRUE_FALSE, CHART_VERSION, CONTROLLER_LOG_LEVELS, DELIVERERS, DNS_LABEL, DNS_NAME,
     DNS_SUBDOMAIN, ENVIRONMENTS, IGNORED_PROVIDER_KEYS, IMAGE, INBOUND_POLICIES, INTEGER, LABEL_PAIR,
     LINKERD_CHART_VERSION, LIST_SETTING_LIMITS, MAX_LIST_ENTRIES, MAX_LIST_SETTING_BYTES, MISSING,
@@ -226,7 +226,7 @@ class MonitoringSettings:
 
 @dataclass(frozen=True)
 class VerificationSettings:
-    """The post-deploy mesh checks (components/verification.py)."""
+    """The post-deploy mesh checks (plan/linkerd/verification.py)."""
 
     enabled: bool
     server_image: str

@@ -12,7 +12,7 @@ import json
 from collections import defaultdict
 from typing import Any, Iterable
 
-from .errors import Problem
+from read.errors import Problem
 
 
 def _suspects(graph: Any, namespace: str, name: str) -> list[str]:

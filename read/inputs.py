@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from .errors import short
+from read.errors import short
 
 # The largest service graph accepted. A 10,000-service graph (benchmarks/synthetic.py) is about 2.2 MB.
 MAX_GRAPH_BYTES = 16 * 1024 * 1024

@@ -2,9 +2,9 @@
 choices, range and limits.
 
 Two things are derived from this declaration and nothing else, so they cannot drift apart:
-- the reader's structural checks (components/graph.py takes its allowed keys, name patterns, protocols, port range
+- the reader's structural checks (read/graph.py takes its allowed keys, name patterns, protocols, port range
   and limits from here, and keeps its messages);
-- the published JSON Schema (`python -m components.schema --write` -> schema/services.schema.json), which editors
+- the published JSON Schema (`python -m read.schema --write` -> schema/services.schema.json), which editors
   use to complete and flag `services.yaml` as it is typed.
 
 Rules that a JSON Schema cannot state (a caller must name another service, two services may not select the same

@@ -14,10 +14,10 @@ from typing import Any, Sequence
 import pulumi
 import pulumi_vault as vault
 
-from .k8s import register
-from .plan import VaultPlan
-from .settings import VaultSettings
-from .vault_pki import (CRL_EXPIRY, INTERMEDIATE_MAX_PATH_LENGTH, VAULT_ISSUER_SERVICE_ACCOUNT, VAULT_TOKEN_AUDIENCE,
+from components.k8s import register
+from plan.mesh import VaultPlan
+from read.settings import VaultSettings
+from plan.vault_pki import (CRL_EXPIRY, INTERMEDIATE_MAX_PATH_LENGTH, VAULT_ISSUER_SERVICE_ACCOUNT, VAULT_TOKEN_AUDIENCE,
                         auth_backend_config_args, issuing_urls)
 
 
