@@ -91,6 +91,8 @@ class Namespace:
     meshed: bool = True
     skip_inbound_ports: tuple[int, ...] = ()
     skip_outbound_ports: tuple[int, ...] = ()
+    # The policy shard that registers the namespace's policy and certificates (only with policyShards).
+    shard: str | None = None
 
 
 @dataclass(frozen=True)
@@ -261,6 +263,18 @@ class _Reader:
         return True
 
 
+    def shard_name(self, value: Any, path: str) -> str | None:
+        if value is None:
+            return None
+        if not self.dns_label(value, path, "shard"):
+            return None
+        if len(value) > graph_format.SHARD_NAME_MAX:
+            self.add(path, f"shard '{value}' is longer than {graph_format.SHARD_NAME_MAX} characters",
+                     "Shorten it: the shard's Operator Stack, mtls-mesh-<platform>-<shard>, must fit in 42")
+            return None
+        return value
+
+
 def _name(key: Any) -> str:
     """A key as it appears in a path: user text, so never more than a short prefix of it."""
     text = str(key)
@@ -388,6 +402,7 @@ def _read_namespaces(reader: _Reader, raw: Any) -> dict[str, Namespace]:
             meshed=reader.boolean(fields.get("meshed"), f"{path}.meshed", True),
             skip_inbound_ports=reader.port_numbers(fields.get("skipInboundPorts"), f"{path}.skipInboundPorts"),
             skip_outbound_ports=reader.port_numbers(fields.get("skipOutboundPorts"), f"{path}.skipOutboundPorts"),
+            shard=reader.shard_name(fields.get("shard"), f"{path}.shard"),
         )
     return namespaces
 

@@ -158,6 +158,9 @@ MAX_ALLOW_ENTRIES = 100_000  # in the whole graph
 MAX_SELECTOR_LABELS = 32
 MAX_EGRESS_PER_SERVICE = 32
 MAX_DESTINATIONS_PER_EGRESS = 64  # cidrs and hosts of one egress entry
+# A shard's stack is <platform stack>-<shard> and its Operator Stack object mtls-mesh-<platform>-<shard>, which the
+# Operator caps at 42 characters (pulumi-kubernetes-operator operator/api/pulumi/v1/stack_types.go, XValidation).
+SHARD_NAME_MAX = 20
 MAX_PORT_LIST = 100  # skipInboundPorts, skipOutboundPorts, an egress entry's ports, an allow entry's ports
 
 PORT_MIN, PORT_MAX = 1, 65535
@@ -216,6 +219,10 @@ NAMESPACE = Record((
                                      "(config.linkerd.io/skip-inbound-ports)"), nullable=True),
     Field("skipOutboundPorts", _ports("Outbound ports every proxy in the namespace leaves alone "
                                       "(config.linkerd.io/skip-outbound-ports)"), nullable=True),
+    Field("shard", Text("The policy shard whose stack registers this namespace's authorization objects and workload "
+                        "Certificates when the platform stack sets policyShards (README, 'Shards'); without it, or "
+                        "in a single stack, the stack itself does: at most 20 lowercase letters, digits and '-'",
+                        DNS_LABEL, SHARD_NAME_MAX), nullable=True),
 ), "A workload namespace of the mesh")
 
 PORT = Record((
