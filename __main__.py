@@ -14,102 +14,124 @@ from components.namespaces import MeshNamespaces, MeshNamespacesArgs
 from components.trust import SelfSignedAnchors, SelfSignedWorkloadCertificates
 from components.vault import VaultPki, VaultPkiArgs, VaultTokenReviewer
 from components.verification import MeshVerification, MeshVerificationArgs
+from components.platform import CONTRACTS_OUTPUT, check_platform_applied
 from components.rotation import check_rotation_step, read_previous_rotation, rotation_status
 from components.runtime import read_stack_config, settings_errors_reported, tune_garbage_collector
-from read.settings import load_settings
+from components.shard import register_shard
+from plan.shards import SHARD, contract_digests, scoped_matrix, scoped_namespaces, stack_scope
+from read.stack_files import load_stack_settings
 
 tune_garbage_collector()
 
 config, secret_keys = read_stack_config()
 # Every problem of the settings, then of the objects they compile to, is one error before any resource is registered.
 with settings_errors_reported():
-    settings = load_settings(config, pulumi.get_stack(), secret_keys=secret_keys,
-                             updating=not pulumi.runtime.is_dry_run())
+    settings = load_stack_settings(config, pulumi.get_stack(), secret_keys=secret_keys,
+                                   updating=not pulumi.runtime.is_dry_run())
     plan = compile_mesh(settings)
-    # A rotation phase must follow the state this stack last applied (its own trustRotation output), so an
-    # out-of-order phase changes nothing.
-    check_rotation_step(read_previous_rotation(), settings.pki.rotation, settings.stack,
-                        settings.pki.allow_rotation_jump)
+    scope = stack_scope(settings.graph, settings.policy_shards, settings.shard)
+    if scope.role == SHARD:
+        # A shard applies only a plan whose platform part (its namespaces, phases, issuers, Linkerd) is applied.
+        check_platform_applied(scope.shard, settings.platform_stack, contract_digests(plan, settings.graph)[scope.shard],
+                               settings.stack, preview=pulumi.runtime.is_dry_run())
+    else:
+        # A rotation phase must follow the state this stack last applied (its own trustRotation output), so an
+        # out-of-order phase changes nothing.
+        check_rotation_step(read_previous_rotation(), settings.pki.rotation, settings.stack,
+                            settings.pki.allow_rotation_jump)
 
 kubernetes = kubernetes_provider("kubernetes", settings.kubernetes)
 on_cluster = pulumi.ResourceOptions(providers={"kubernetes": kubernetes})
+AUTHORIZATION, CERTIFICATES = "authz", "certs"
+registered = scoped_namespaces(plan, scope)
 
-namespaces = MeshNamespaces(
-    "mesh",
-    MeshNamespacesArgs(linkerd=plan.linkerd_namespace, viz=plan.viz_namespace, namespaces=plan.namespaces),
-    on_cluster,
-)
-
-workload_tls = {}
-if plan.vault is not None:
-    reviewer = None
-    if plan.vault.token_reviewer:
-        reviewer = VaultTokenReviewer("vault-token-reviewer", plan.vault.token_reviewer, on_cluster)
-    pki = VaultPki("pki", VaultPkiArgs(settings.vault, plan.vault, reviewer_token=reviewer.token if reviewer else None,
-                                       reviewer_ready=(reviewer.binding,) if reviewer else ()),
-                   pulumi.ResourceOptions(providers={"vault": vault_provider("vault", settings.vault)}))
-    anchors = {a: AnchorMaterial(v.root_certificate_pem, v.workload_root_pem, ready=v.ready,
-                                 workload_ready=v.workload_ready) for a, v in pki.anchors.items()}
-    identity_login_ready, namespace_login_ready = pki.identity_login_ready, pki.namespace_login_ready
-    intermediates = {a: v.intermediate_pem for a, v in pki.anchors.items() if v.intermediate_pem is not None}
+if scope.role == SHARD:
+    register_shard(registered, kubernetes, authorization=AUTHORIZATION, certificates=CERTIFICATES)
+    pulumi.export("shard", scope.shard)
+    pulumi.export("platformStack", settings.platform_stack)
+    pulumi.export("shardContract", contract_digests(plan, settings.graph)[scope.shard])
+    pulumi.export("accessMatrix", scoped_matrix(plan.access_matrix, scope, settings.graph))
+    pulumi.export("egressMatrix", scoped_matrix(plan.egress_matrix, scope, settings.graph))
 else:
-    self_signed = SelfSignedAnchors("anchor", plan.self_signed)
-    anchors = {a: AnchorMaterial(v.certificate_pem, v.workload_root_pem, v.private_key_pem)
-               for a, v in self_signed.anchors.items()}
-    identity_login_ready, namespace_login_ready = [], {}
-    intermediates = {}
-    if plan.self_signed.workload_requests:
-        signed = SelfSignedWorkloadCertificates(
-            "workload-tls", plan.self_signed, self_signed.anchors[plan.self_signed.issuing_anchor])
-        workload_tls = signed.certificates
-
-certificates = CertManager(
-    "certs",
-    CertManagerArgs(plan=plan.certificates, certificate_namespaces=plan.certificate_namespaces(), anchors=anchors,
-                    namespaces=namespaces.namespaces, linkerd_namespace=namespaces.linkerd,
-                    identity_login_ready=identity_login_ready, namespace_login_ready=namespace_login_ready,
-                    workload_tls=workload_tls),
-    on_cluster,
-)
-
-linkerd = LinkerdControlPlane(
-    "linkerd",
-    LinkerdControlPlaneArgs(plan=plan.linkerd, linkerd_namespace=namespaces.linkerd, viz_namespace=namespaces.viz,
-                            cert_manager_ready=certificates.installed,
-                            identity_ready=[certificates.identity_issuer, certificates.trust_bundle]),
-    on_cluster,
-)
-
-MeshAuthorization(
-    "authz",
-    MeshAuthorizationArgs(namespace_objects={name: ns.policy for name, ns in plan.namespaces.items()},
-                          namespace_manifests={name: ns.policy_manifest for name, ns in plan.namespaces.items()},
-                          namespaces=namespaces.namespaces, policy_crds=linkerd.crds),
-    on_cluster,
-)
-
-if plan.verification is not None:
-    MeshVerification(
-        "verify",
-        MeshVerificationArgs(plan=plan.verification, policy_crds=linkerd.crds, control_plane=[linkerd.control_plane]),
+    namespaces = MeshNamespaces(
+        "mesh",
+        MeshNamespacesArgs(linkerd=plan.linkerd_namespace, viz=plan.viz_namespace, namespaces=plan.namespaces),
         on_cluster,
     )
 
-if plan.alerts is not None:
-    MeshAlerts(
-        "alerts",
-        MeshAlertsArgs(plan=plan.alerts, anchor_certificates={a: m.certificate_pem for a, m in anchors.items()},
-                       linkerd_namespace=namespaces.linkerd, signed_workloads=certificates.signed_workloads,
-                       intermediate_certificates=intermediates),
+    workload_tls = {}
+    if plan.vault is not None:
+        reviewer = None
+        if plan.vault.token_reviewer:
+            reviewer = VaultTokenReviewer("vault-token-reviewer", plan.vault.token_reviewer, on_cluster)
+        pki = VaultPki("pki", VaultPkiArgs(settings.vault, plan.vault, reviewer_token=reviewer.token if reviewer else None,
+                                           reviewer_ready=(reviewer.binding,) if reviewer else ()),
+                       pulumi.ResourceOptions(providers={"vault": vault_provider("vault", settings.vault)}))
+        anchors = {a: AnchorMaterial(v.root_certificate_pem, v.workload_root_pem, ready=v.ready,
+                                     workload_ready=v.workload_ready) for a, v in pki.anchors.items()}
+        identity_login_ready, namespace_login_ready = pki.identity_login_ready, pki.namespace_login_ready
+        intermediates = {a: v.intermediate_pem for a, v in pki.anchors.items() if v.intermediate_pem is not None}
+    else:
+        self_signed = SelfSignedAnchors("anchor", plan.self_signed)
+        anchors = {a: AnchorMaterial(v.certificate_pem, v.workload_root_pem, v.private_key_pem)
+                   for a, v in self_signed.anchors.items()}
+        identity_login_ready, namespace_login_ready = [], {}
+        intermediates = {}
+        if plan.self_signed.workload_requests:
+            signed = SelfSignedWorkloadCertificates(
+                "workload-tls", plan.self_signed, self_signed.anchors[plan.self_signed.issuing_anchor])
+            workload_tls = signed.certificates
+
+    certificates = CertManager(
+        CERTIFICATES,
+        CertManagerArgs(plan=plan.certificates, certificate_namespaces=plan.certificate_namespaces(), anchors=anchors,
+                        namespaces=namespaces.namespaces, linkerd_namespace=namespaces.linkerd,
+                        identity_login_ready=identity_login_ready, namespace_login_ready=namespace_login_ready,
+                        workload_tls=workload_tls, certificate_groups=tuple(registered)),
         on_cluster,
     )
 
-pulumi.export("environment", settings.environment)
-pulumi.export("inboundPolicies", dict(plan.inbound_policies))
-pulumi.export("trustAnchors", {anchor: material.certificate_pem for anchor, material in anchors.items()})
-pulumi.export("workloadRoots", {anchor: material.workload_root_pem for anchor, material in anchors.items()})
-pulumi.export("trustRotation", rotation_status(settings.pki.rotation))
-pulumi.export("linkerd", {"chartVersion": plan.linkerd.chart_version, "highAvailability": plan.linkerd.high_availability,
-                          "cni": plan.linkerd.cni, "viz": plan.linkerd.viz_values is not None})
-pulumi.export("accessMatrix", dict(plan.access_matrix))
-pulumi.export("egressMatrix", dict(plan.egress_matrix))
+    linkerd = LinkerdControlPlane(
+        "linkerd",
+        LinkerdControlPlaneArgs(plan=plan.linkerd, linkerd_namespace=namespaces.linkerd, viz_namespace=namespaces.viz,
+                                cert_manager_ready=certificates.installed,
+                                identity_ready=[certificates.identity_issuer, certificates.trust_bundle]),
+        on_cluster,
+    )
+
+    MeshAuthorization(
+        AUTHORIZATION,
+        MeshAuthorizationArgs(namespace_objects={name: ns.policy for name, ns in registered.items()},
+                              namespace_manifests={name: ns.policy_manifest for name, ns in registered.items()},
+                              namespaces=namespaces.namespaces, policy_crds=linkerd.crds),
+        on_cluster,
+    )
+
+    if plan.verification is not None:
+        MeshVerification(
+            "verify",
+            MeshVerificationArgs(plan=plan.verification, policy_crds=linkerd.crds, control_plane=[linkerd.control_plane]),
+            on_cluster,
+        )
+
+    if plan.alerts is not None:
+        MeshAlerts(
+            "alerts",
+            MeshAlertsArgs(plan=plan.alerts, anchor_certificates={a: m.certificate_pem for a, m in anchors.items()},
+                           linkerd_namespace=namespaces.linkerd, signed_workloads=certificates.signed_workloads,
+                           intermediate_certificates=intermediates),
+            on_cluster,
+        )
+
+    pulumi.export("environment", settings.environment)
+    pulumi.export("inboundPolicies", dict(plan.inbound_policies))
+    pulumi.export("trustAnchors", {anchor: material.certificate_pem for anchor, material in anchors.items()})
+    pulumi.export("workloadRoots", {anchor: material.workload_root_pem for anchor, material in anchors.items()})
+    pulumi.export("trustRotation", rotation_status(settings.pki.rotation))
+    pulumi.export("linkerd", {"chartVersion": plan.linkerd.chart_version, "highAvailability": plan.linkerd.high_availability,
+                              "cni": plan.linkerd.cni, "viz": plan.linkerd.viz_values is not None})
+    pulumi.export("accessMatrix", scoped_matrix(plan.access_matrix, scope, settings.graph))
+    pulumi.export("egressMatrix", scoped_matrix(plan.egress_matrix, scope, settings.graph))
+    if settings.policy_shards:
+        # What each shard's objects assume of this stack, as applied: a shard refuses a plan whose digest is not here.
+        pulumi.export(CONTRACTS_OUTPUT, contract_digests(plan, settings.graph))

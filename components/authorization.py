@@ -25,11 +25,16 @@ class MeshAuthorizationArgs:
     policy_crds: pulumi.Resource
 
 
+def policy_group_name(component: str, namespace: str) -> str:
+    """The ConfigGroup of a namespace's policy objects; a shard stack registers it under the same name."""
+    return f"{component}-{namespace}"
+
+
 class MeshAuthorization(pulumi.ComponentResource):
     def __init__(self, name: str, args: MeshAuthorizationArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mtls-mesh:authorization:MeshAuthorization", name, None, opts)
         self.groups = {
-            namespace: register_group(f"{name}-{namespace}", objects, pulumi.ResourceOptions(parent=self),
+            namespace: register_group(policy_group_name(name, namespace), objects, pulumi.ResourceOptions(parent=self),
                                       after=[args.policy_crds, args.namespaces[namespace]],
                                       manifest=args.namespace_manifests[namespace])
             for namespace, objects in args.namespace_objects.items() if objects

@@ -10,7 +10,7 @@ signed workloads' Secrets, from the same builders.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -48,6 +48,14 @@ class CertManagerArgs:
     namespace_login_ready: Mapping[str, list[pulumi.Resource]] = field(default_factory=dict)
     # Without Vault: service key -> the certificate the program signed for it.
     workload_tls: Mapping[str, SignedWorkload] = field(default_factory=dict)
+    # The namespaces whose workload Certificates this stack registers (None: all); a platform stack leaves the
+    # shards' to their stacks, and keeps their issuers.
+    certificate_groups: Collection[str] | None = None
+
+
+def workload_group_name(component: str, namespace: str) -> str:
+    """The ConfigGroup of a namespace's workload Certificates; a shard stack registers it under the same name."""
+    return f"{component}-workload-{namespace}"
 
 
 class CertManager(pulumi.ComponentResource):
@@ -133,9 +141,12 @@ class CertManager(pulumi.ComponentResource):
             self.issuers[f"{namespace}/{issuer_name}"] = issuer_resource = register(
                 f"{name}-{namespace}-{issuer_name}", ns_plan.issuer,
                 after(*installed, namespace_resource, *workload_ready, *rbac, *args.namespace_login_ready.get(namespace, [])))
+            if args.certificate_groups is not None and namespace not in args.certificate_groups:
+                continue
             # Workload certificates grow with the graph: one ConfigGroup per namespace (see k8s.register_group).
             self.workload_certificates[namespace] = register_group(
-                f"{name}-workload-{namespace}", ns_plan.certificates, child, after=[issuer_resource, namespace_resource])
+                workload_group_name(name, namespace), ns_plan.certificates, child,
+                after=[issuer_resource, namespace_resource])
 
         self.workload_trust = None
         if plan.workload_trust_bundle is not None:
@@ -145,7 +156,8 @@ class CertManager(pulumi.ComponentResource):
             "identityIssuer": issuer_ref,
             "bundleAnchors": list(plan.bundle_anchors),
             "workloadCertificates": sorted(
-                [f"{ns}/{c['metadata']['name']}" for ns, p in args.certificate_namespaces.items() for c in p.certificates]
+                [f"{ns}/{c['metadata']['name']}" for ns, p in args.certificate_namespaces.items() for c in p.certificates
+                 if ns in self.workload_certificates]
                 + [f"{ns}/{workload_secret_name(s)}" for ns, p in args.certificate_namespaces.items()
                    for s in p.signed_services]),
         })

@@ -43,6 +43,9 @@ def delivered_by(stack: str, project_dir: Path = PROJECT_DIR) -> str:
     if not path.exists():
         raise DeliveryError(f"{stack}: no stack file {path.relative_to(project_dir)}")
     config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+    platform = config.get("mtls-mesh:platformStack")
+    if platform:  # a shard stack is delivered as its platform is: it holds no other setting
+        return delivered_by(platform, project_dir)
     value = config.get(KEY, DEFAULT)
     if value not in DELIVERERS:
         raise DeliveryError(f"{stack}: {KEY} is {value!r}, not one of {', '.join(DELIVERERS)} "

@@ -246,7 +246,8 @@ def _namespace_plans(settings: Settings) -> dict[str, NamespacePlan]:
     certificate_services = graph.certificate_services
     plans = {}
     for namespace in graph.namespaces.values():
-        obj = workload_namespace_object(namespace, graph, settings.rollout)
+        obj = workload_namespace_object(namespace, graph, settings.rollout,
+                                        namespace.shard if settings.policy_shards else None)
         adopted = namespace.name in settings.adopt_namespaces
         if adopted:
             # Server-side apply takes over just these labels and annotations from whoever set them before.

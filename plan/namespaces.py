@@ -25,6 +25,9 @@ OPAQUE_PORTS = "config.linkerd.io/opaque-ports"
 LINKERD_DEFAULT_OPAQUE_PORTS = (25, 587, 3306, 4444, 5432, 6379, 9300, 11211)
 # Marks a workload namespace the service graph keeps out of the mesh on purpose (the policy pack checks for it).
 OUT_OF_MESH = "mtls-mesh.io/out-of-mesh"
+# On a platform stack's namespace whose policy a shard stack registers: which shard (`kubectl get ns -L` shows the
+# owner, and the policy pack checks that namespace's authorization in the shard's preview, not the platform's).
+POLICY_SHARD = "mtls-mesh.io/policy-shard"
 
 
 def linkerd_namespace_object() -> dict[str, Any]:
@@ -104,12 +107,15 @@ def opaque_ports(graph: ServiceGraph, namespace: str) -> tuple[int, ...]:
     return tuple(sorted(ports | set(LINKERD_DEFAULT_OPAQUE_PORTS))) if ports else ()
 
 
-def workload_namespace_object(namespace: Namespace, graph: ServiceGraph, rollout: RolloutSettings) -> dict[str, Any]:
-    """A workload namespace: injected with its rollout phase, or explicitly kept out of the mesh."""
+def workload_namespace_object(namespace: Namespace, graph: ServiceGraph, rollout: RolloutSettings,
+                              policy_shard: str | None = None) -> dict[str, Any]:
+    """A workload namespace: injected with its rollout phase, or explicitly kept out of the mesh. `policy_shard`: the
+    shard stack that registers its policy (platform stacks only)."""
+    owner = {POLICY_SHARD: policy_shard} if policy_shard else {}
     if not namespace.meshed:
         return {"apiVersion": "v1", "kind": "Namespace",
-                "metadata": metadata(namespace.name, annotations={INJECT: "disabled", OUT_OF_MESH: "declared in the service graph"})}
-    annotations = {INJECT: "enabled", DEFAULT_INBOUND_POLICY: rollout.policy_for(namespace.name)}
+                "metadata": metadata(namespace.name, annotations={INJECT: "disabled", OUT_OF_MESH: "declared in the service graph", **owner})}
+    annotations = {INJECT: "enabled", DEFAULT_INBOUND_POLICY: rollout.policy_for(namespace.name), **owner}
     skip_inbound = inbound_ports_to_skip(graph, namespace.name)
     if skip_inbound:
         annotations[SKIP_INBOUND_PORTS] = ",".join(map(str, skip_inbound))

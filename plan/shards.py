@@ -50,11 +50,7 @@ class StackScope:
 
 def shards_of(graph: ServiceGraph) -> dict[str, tuple[str, ...]]:
     """Each shard the graph names -> its namespaces, in graph order (shards in order of first appearance)."""
-    found: dict[str, list[str]] = {}
-    for namespace in graph.namespaces.values():
-        if namespace.shard is not None:
-            found.setdefault(namespace.shard, []).append(namespace.name)
-    return {shard: tuple(names) for shard, names in found.items()}
+    return dict(graph.shards)
 
 
 def stack_scope(graph: ServiceGraph, policy_shards: bool, shard: str | None = None) -> StackScope:
@@ -72,11 +68,15 @@ def scoped_namespaces(plan: MeshPlan, scope: StackScope) -> dict[str, NamespaceP
     return {name: plan.namespaces[name] for name in scope.namespaces if name in plan.namespaces}
 
 
-def scoped_matrix(matrix: Mapping[str, Any], scope: StackScope) -> dict[str, Any]:
-    """The entries of an access or egress matrix (keys `<namespace>/...`) for the namespaces in the scope: what this
-    stack's own objects decide, so the shards' matrices, merged, are the single stack's."""
-    namespaces = set(scope.namespaces)
-    return {key: value for key, value in matrix.items() if key.partition("/")[0] in namespaces}
+def scoped_matrix(matrix: Mapping[str, Any], scope: StackScope, graph: ServiceGraph) -> dict[str, Any]:
+    """The entries of an access or egress matrix (keys `<namespace>/...`) that this stack's own objects decide: a
+    shard's namespaces; for a platform everything but the shards' (the verification canary's entries included), so
+    the platform's and the shards' matrices, merged, are the single stack's."""
+    if scope.role == SHARD:
+        namespaces = set(scope.namespaces)
+        return {key: value for key, value in matrix.items() if key.partition("/")[0] in namespaces}
+    elsewhere = set(graph.namespaces) - set(scope.namespaces)
+    return {key: value for key, value in matrix.items() if key.partition("/")[0] not in elsewhere}
 
 
 def shard_contracts(plan: MeshPlan, graph: ServiceGraph) -> dict[str, dict[str, Any]]:

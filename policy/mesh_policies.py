@@ -24,6 +24,9 @@ CONTROL_PLANE_NAMESPACES = ("linkerd", "linkerd-viz", "linkerd-cni")
 INJECT = "linkerd.io/inject"
 OUT_OF_MESH = "mtls-mesh.io/out-of-mesh"
 DEFAULT_INBOUND_POLICY = "config.linkerd.io/default-inbound-policy"
+# A platform stack's namespace whose policy a shard stack registers (plan/namespaces.py POLICY_SHARD): the shard's
+# preview checks its authorization, where the objects are.
+POLICY_SHARD = "mtls-mesh.io/policy-shard"
 NAMESPACE_TYPES = ("kubernetes:core/v1:Namespace", "kubernetes:core/v1:NamespacePatch")
 CERTIFICATE = "kubernetes:cert-manager.io/v1:Certificate"
 MESH_TLS_AUTHENTICATION = "kubernetes:policy.linkerd.io/v1alpha1:MeshTLSAuthentication"
@@ -178,17 +181,24 @@ def key_material_only_in_secrets(args: ResourceValidationArgs, report: ReportVio
 
 
 def deny_namespaces_authorized(args: StackValidationArgs, report: ReportViolation) -> None:
-    """In a deny namespace, probes and scraping must stay authorized, and no authorization may point at nothing."""
+    """In a deny namespace, probes and scraping must stay authorized, and no authorization may point at nothing.
+
+    A deny namespace is one whose Namespace says so, unless a shard stack registers its policy (then the shard's own
+    check covers it), or, in a shard stack, which holds no Namespace, one whose Servers deny by default (each
+    Server's accessPolicy is its namespace's phase, plan/linkerd/authorization.py)."""
     by_kind: dict[str, dict[tuple[str, str], Any]] = {}
     deny = set()
     for resource in args.resources:
         meta = _metadata(resource.props)
         if resource.resource_type in NAMESPACE_TYPES:
-            if (meta.get("annotations") or {}).get(DEFAULT_INBOUND_POLICY) == "deny":
+            annotations = meta.get("annotations") or {}
+            if annotations.get(DEFAULT_INBOUND_POLICY) == "deny" and not annotations.get(POLICY_SHARD):
                 deny.add(meta.get("name"))
             continue
         kind = resource.resource_type.rsplit(":", 1)[-1]
         by_kind.setdefault(kind, {})[(meta.get("namespace"), meta.get("name"))] = resource.props
+        if kind == "Server" and ((resource.props or {}).get("spec") or {}).get("accessPolicy") == "deny":
+            deny.add(meta.get("namespace"))
     for namespace in sorted(deny):
         if (namespace, "linkerd-admin") not in by_kind.get("Server", {}):
             report(f"deny namespace {namespace} has no linkerd-admin Server: probes and metrics scraping are denied")

@@ -126,6 +126,15 @@ class ServiceGraph:
     services: Mapping[str, Service]
     _edges: frozenset = field(default=frozenset(), repr=False)
 
+    @functools.cached_property
+    def shards(self) -> dict[str, tuple[str, ...]]:
+        """Each policy shard the graph names -> its namespaces, in graph order (shards in order of first appearance)."""
+        found: dict[str, list[str]] = {}
+        for namespace in self.namespaces.values():
+            if namespace.shard is not None:
+                found.setdefault(namespace.shard, []).append(namespace.name)
+        return {shard: tuple(names) for shard, names in found.items()}
+
     @property
     def meshed_namespaces(self) -> list[Namespace]:
         return [ns for ns in self.namespaces.values() if ns.meshed]

@@ -249,6 +249,11 @@ class Settings:
     policy: PolicySettings
     monitoring: MonitoringSettings
     verification: VerificationSettings = VerificationSettings(False, "", "")
+    # A platform stack: namespaces with a `shard` get their policy and workload Certificates from shard stacks.
+    policy_shards: bool = False
+    # A shard stack: its platform (whose settings these are) and the shard it registers.
+    platform_stack: str | None = None
+    shard: str | None = None
 
     @property
     def is_prod(self) -> bool:
@@ -507,11 +512,16 @@ def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[
     if graph is not None:
         _check_egress_outside_cluster(problems, graph, policy)
         _check_identities(config, graph, policy, trust_domain)
+    for key, other in (("shard", "platformStack"), ("platformStack", "shard")):
+        if config.string(key) and not config.string(other):
+            config.add(key, f"is set, but {other} is not: a shard stack names both its platform and its shard",
+                       f"Set {other} too (README, 'Shards'), or remove {key} from a stack that is not a shard")
     problems.raise_if_any(stack)
     return Settings(
         stack=stack, environment=environment, trust_domain=trust_domain, kubernetes=kubernetes, graph=graph,
         adopt_namespaces=adopt, rollout=rollout, pki=pki, vault=vault, cert_manager=cert_manager, linkerd=linkerd,
         policy=policy, monitoring=monitoring, verification=verification,
+        policy_shards=config.boolean("policyShards") if "policyShards" in declarations else False,
     )
 
 

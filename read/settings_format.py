@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from read.graph_format import DNS_LABEL, LABEL_KEY, MAX_NAMESPACES, Pattern, Rule, Text
+from read.graph_format import DNS_LABEL, LABEL_KEY, MAX_NAMESPACES, SHARD_NAME_MAX, Pattern, Rule, Text
 
 PROJECT = "mtls-mesh"
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -87,6 +87,12 @@ INTEGER = Pattern(r"-?[0-9]{1,18}")
 DNS_NAME = Pattern(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*")
 DNS_SUBDOMAIN = Pattern(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 ANCHOR_ID_MAX = 20
+# A stack name as the project's stack files and the Operator's Stack objects (mtls-mesh-<stack>, at most 42) use it.
+STACK_NAME = Pattern(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+STACK_NAME_MAX = 32
+# A shard stack's settings: which platform and shard, and how this runner reaches the cluster; the rest is the
+# platform's (README, 'Shards').
+SHARD_STACK_SETTINGS = ("platformStack", "shard", "kubeContext", "kubeconfig")
 # Namespaces the program runs things in itself, where cert-manager must not go (besides the graph's own).
 VERIFICATION_NAMESPACE = "mtls-mesh-verify"
 NOT_FOR_CERT_MANAGER = ("linkerd", "linkerd-viz", "linkerd-cni", VERIFICATION_NAMESPACE, "kube-public",
@@ -143,6 +149,9 @@ VALUES: dict[str, Text] = {
     "linkerdHelmRepository": Text(pattern=HELM_REPOSITORY_URL),
     "vaultIntermediateRenewals": Text("A renewal id, e.g. 2031-05", DNS_LABEL, ANCHOR_ID_MAX),
     "deliveredBy": Text(choices=DELIVERERS),
+    "platformStack": Text("The platform stack's name (its stack file is stacks/Pulumi.<name>.yaml)",
+                          _optional(STACK_NAME), max_length=STACK_NAME_MAX),
+    "shard": Text("A shard of the service graph", _optional(DNS_LABEL), max_length=SHARD_NAME_MAX),
     "trustDomain": Text(pattern=DNS_NAME, max_length=253),
     "adoptNamespaces": Text(pattern=DNS_LABEL, max_length=63),
     "defaultInboundPolicy": Text(choices=INBOUND_POLICIES),
@@ -230,6 +239,11 @@ CANNOT_CHECK = (
          "not be a namespace's 'default' account, which every pod there runs as",
          ("passes the 64 X.509 allows", "longer than a DNS name may be", "is not a DNS name of at most 253",
           "'default' account")),
+    Rule("shard stacks", "a shard stack holds only platformStack, shard and how to reach the cluster; the platform's "
+         "stack file must exist and set policyShards; the shard must be one of its graph's and the stack be named "
+         "<platformStack>-<shard>; a stack that is not a shard sets neither",
+         ("a shard stack holds only", "platform stack file", "does not set policyShards", "is not a shard of",
+          "a shard stack is named", "is set, but platformStack is not", "is set, but shard is not")),
     Rule("unique within a list", "a renewal id, label or override is listed once", ("is listed twice",)),
     Rule("size of a list", f"a list setting's JSON text is at most {MAX_LIST_SETTING_BYTES:,} characters",
          ("characters long, more than the limit",)),

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime
 import functools
 import gc
 import json
 import math
 import runpy
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import pulumi
 import yaml
@@ -32,7 +35,6 @@ from pulumi.runtime.sync_await import _sync_await
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 SHARED_DIR = PROJECT_DIR.parent / "shared"
-STACKS = tuple(sorted(p.name.split(".")[1] for p in (PROJECT_DIR / "stacks").glob("Pulumi.*.yaml")))
 PROJECT = "mtls-mesh"
 SECRET_SIG = rpc._special_sig_key
 SECRET_VALUE_SIG = rpc._special_secret_sig
@@ -42,6 +44,10 @@ if str(PROJECT_DIR) not in sys.path:
 
 from read import stack_files  # noqa: E402
 from read.stack_files import SECRET_PLACEHOLDER  # noqa: E402,F401
+
+# The environments' stacks (single and platform); the shard stacks, whose settings are their platform's, apart.
+STACKS = stack_files.stack_names()
+SHARD_STACKS = tuple(s for s in stack_files.stack_names(shards=True) if s not in STACKS)
 
 
 @dataclass
@@ -96,10 +102,15 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def __init__(self, previous_outputs: dict[str, Any] | None = None):
         super().__init__()
         self.previous_outputs = previous_outputs or {}
+        # Other stacks' outputs, by stack name (a shard's platform); a reference to the running stack itself reads
+        # previous_outputs.
+        self.references: dict[str, dict[str, Any]] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         if args.typ == "pulumi:pulumi:StackReference":
-            return f"{args.name}-id", {"name": args.name, "outputs": self.previous_outputs, "secretOutputNames": []}
+            target = args.name.rsplit("/", 1)[-1]
+            outputs = self.references.get(target, {}) if target != pulumi.get_stack() else self.previous_outputs
+            return f"{args.name}-id", {"name": args.name, "outputs": outputs, "secretOutputNames": []}
         outputs = dict(args.inputs)
         outputs.update(computed_outputs(args.typ, args.name, args.inputs))
         return f"{args.name}-id", outputs
@@ -313,7 +324,8 @@ def _cancel_leftover_tasks() -> None:
 
 
 def stack_file(stack: str) -> Path:
-    return stack_files.stack_file(stack)
+    """The stack file as the program would read it now (a test may point stacks/ at a changed copy)."""
+    return stack_files.stack_file(stack, stack_files.STACKS_DIR)
 
 
 def stack_config(stack: str) -> tuple[dict[str, str], set[str]]:
@@ -328,10 +340,9 @@ wire_value = stack_files.wire_value
 def stack_plan(stack: str, config: dict[str, str] | None = None):
     """The compiled plan of a stack file (or of `config`), as `__main__.py` compiles it (plan/mesh.py)."""
     from plan.mesh import compile_mesh
-    from read.settings import load_settings
 
     base, secret_keys = stack_config(stack) if config is None else (config, set())
-    return compile_mesh(load_settings(base, stack, secret_keys=frozenset(secret_keys)))
+    return compile_mesh(stack_files.load_stack_settings(base, stack, secret_keys=frozenset(secret_keys)))
 
 
 FILE_SETTINGS = ("serviceGraph", "vaultCaBundleFile", "vaultKubernetesCaFile")
@@ -351,17 +362,65 @@ def _allow_test_files_outside_project(config: dict[str, str]) -> None:
             return
 
 
+@contextlib.contextmanager
+def _platform_changed(platform: str, tmp_path: Path | None, **changes: Any) -> Iterator[None]:
+    """A copy of stacks/ whose platform stack file carries `changes` (run_program's), where every stack file is read
+    while the block runs: the shard reads it, and so does the run of the platform its outputs come from."""
+    directory = Path(tempfile.mkdtemp(dir=tmp_path))
+    for source in stack_files.STACKS_DIR.glob("Pulumi.*.yaml"):
+        shutil.copy(source, directory / source.name)
+    # The platform's config as run_program would change it, written back as a stack file.
+    config, secret_keys = stack_config(platform)
+    for key in changes["unset"]:
+        config.pop(f"{PROJECT}:{key}", None)
+    for key, value in (changes["set_config"] or {}).items():
+        config[key if ":" in key else f"{PROJECT}:{key}"] = wire_value(value)
+    if changes["graph"] is not None:
+        graph_file = directory / "graph.yaml"
+        graph_file.write_text(yaml.safe_dump(changes["graph"]))
+        config[f"{PROJECT}:serviceGraph"] = str(graph_file)
+        config[f"{PROJECT}:allowFilesOutsideProject"] = "true"
+    secret_keys = set(secret_keys) | {k if ":" in k else f"{PROJECT}:{k}" for k in changes["secrets"]}
+    document = {"config": {key: {"secure": "v1:test"} if key in secret_keys else _stack_file_value(value)
+                           for key, value in config.items()}}
+    (directory / f"Pulumi.{platform}.yaml").write_text(yaml.safe_dump(document))
+    saved = stack_files.STACKS_DIR
+    stack_files.STACKS_DIR = directory
+    try:
+        yield
+    finally:
+        stack_files.STACKS_DIR = saved
+
+
+def _stack_file_value(text: str) -> Any:
+    """A config value as the CLI passed it (objects as JSON text) back to what a stack file holds."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, (list, dict, bool, int)) else text
+
+
 def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set_config: dict[str, Any] | None = None,
                 unset: Iterable[str] = (), secrets: Iterable[str] = (), graph: dict[str, Any] | None = None,
                 tmp_path: Path | None = None, previous_outputs: dict[str, Any] | None = None,
-                mocks_factory: Any = None, preview: bool = False, state: "Run | Iterable[str]" = ()) -> Run:
+                mocks_factory: Any = None, preview: bool = False, state: "Run | Iterable[str]" = (),
+                platform_outputs: dict[str, Any] | None = None) -> Run:
     """Run `__main__.py` for a stack. `set_config` overrides keys (short names), `unset` removes them,
     `secrets` marks keys secret, `graph` replaces the service graph (written under `tmp_path`).
     `mocks_factory(previous_outputs)` replaces RecordingMocks (tests/openbao.py applies to a real Vault API).
     `preview=True` runs it as `pulumi preview` against `state` (an earlier run, or a set of URNs; empty: the stack's
     first preview); see PreviewState. A pull request's preview: `state` and `previous_outputs` from the run of the
-    base branch (`previous_outputs=base.exports`, as the StackReference to the stack itself reads them)."""
+    base branch (`previous_outputs=base.exports`, as the StackReference to the stack itself reads them).
+    A shard stack reads its platform's outputs: `platform_outputs`, or by default those of an `up` of the platform
+    stack file as it is (the platform applied this commit)."""
     base, secret_keys = stack_config(stack) if config is None else (dict(config), set())
+    platform = base.get(f"{PROJECT}:platformStack")
+    if platform and (set_config or graph is not None or unset or secrets):
+        # A shard's settings are its platform's: the change goes to the platform's stack file, which the shard reads.
+        with _platform_changed(platform, tmp_path, set_config=set_config, graph=graph, unset=unset, secrets=secrets):
+            return run_program(stack, config=config, previous_outputs=previous_outputs, mocks_factory=mocks_factory,
+                               preview=preview, state=state, platform_outputs=platform_outputs)
     for key in unset:
         base.pop(f"{PROJECT}:{key}", None)
     for key, value in (set_config or {}).items():
@@ -375,7 +434,12 @@ def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set
 
     _allow_test_files_outside_project(base)
 
+    platform = base.get(f"{PROJECT}:platformStack")
+    if platform and platform_outputs is None:
+        platform_outputs = run_program(platform).exports
     mocks = (mocks_factory or RecordingMocks)(previous_outputs)
+    if platform:
+        mocks.references = {platform: platform_outputs}
     monitor = RecordingMonitor(mocks, PreviewState(state) if preview else None)
     pulumi.runtime.set_all_config(base, sorted(secret_keys))
     runtime_settings.ROOT.set(None)

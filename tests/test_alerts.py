@@ -388,7 +388,8 @@ def test_deployed_rules_pass_promtool_check(each_stack, promtool, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_every_alert_fires_on_failure_and_stays_silent_on_health(each_stack, promtool, tmp_path):
+def test_every_alert_fires_on_failure_and_stays_silent_on_health(each_mesh, promtool, tmp_path):
+    each_stack = each_mesh
     spec = rule_spec(each_stack)
     tests = scenarios(each_stack)
     tested = {t["alert_rule_test"][0]["alertname"] for t in tests}

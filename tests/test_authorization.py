@@ -83,7 +83,8 @@ def scaled(tmp_path_factory):
                        set_config={"inboundPolicyOverrides": ["team-01=audit"]})
 
 
-def test_mesh_layer_admits_exactly_the_graphs_edges(each_stack):
+def test_mesh_layer_admits_exactly_the_graphs_edges(each_mesh):
+    each_stack = each_mesh
     check_mesh_layer(each_stack)
 
 
@@ -98,7 +99,8 @@ def check_mesh_layer(run):
     assert mesh_authorized_edges(run, graph) == expected
 
 
-def test_network_layer_agrees_with_the_mesh_in_deny_namespaces(each_stack):
+def test_network_layer_agrees_with_the_mesh_in_deny_namespaces(each_mesh):
+    each_stack = each_mesh
     check_network_layer(each_stack)
 
 
@@ -120,7 +122,8 @@ def check_network_layer(run):
         assert (namespace, "mtls-mesh-default-deny") in names
 
 
-def test_exported_access_matrix_is_what_the_objects_say(each_stack):
+def test_exported_access_matrix_is_what_the_objects_say(each_mesh):
+    each_stack = each_mesh
     graph = graph_of(each_stack)
     matrix = each_stack.exports["accessMatrix"]
     from_objects = {}
@@ -172,7 +175,8 @@ def test_matrix_names_every_network_that_reaches_a_port(staging):
             assert networks <= listed, (namespace, policy["metadata"]["name"])
 
 
-def test_servers_follow_their_namespaces_phase(each_stack):
+def test_servers_follow_their_namespaces_phase(each_mesh):
+    each_stack = each_mesh
     phases = each_stack.exports["inboundPolicies"]
     servers = each_stack.objects("Server")
     assert servers
@@ -231,7 +235,7 @@ def test_prometheus_scrapes_metrics_and_nothing_else(staging):
 
 
 def test_prometheus_outside_the_mesh_is_admitted_by_network():
-    run = run_program("prod", set_config={"prometheusServiceAccounts": [], "prometheusNetworks": ["10.42.0.0/16"]})
+    run = run_program("prod", set_config={"policyShards": False, "prometheusServiceAccounts": [], "prometheusNetworks": ["10.42.0.0/16"]})
     assert not [o for o in run.objects("MeshTLSAuthentication") if o["metadata"]["name"] == "prometheus"]
     networks = run.object("NetworkAuthentication", "prometheus-network", "web")["spec"]["networks"]
     assert networks == [{"cidr": "10.42.0.0/16"}]
@@ -241,7 +245,8 @@ def test_prometheus_outside_the_mesh_is_admitted_by_network():
     assert np["ingress"][0]["from"] == [{"ipBlock": {"cidr": "10.42.0.0/16"}}]
 
 
-def test_network_policies_let_the_mesh_work(prod):
+def test_network_policies_let_the_mesh_work(prod_mesh):
+    prod = prod_mesh
     web = {o["metadata"]["name"]: o["spec"] for o in prod.objects("NetworkPolicy") if o["metadata"]["namespace"] == "web"}
     assert web["mtls-mesh-default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
     assert {"protocol": "UDP", "port": 53} in web["mtls-mesh-allow-dns"]["egress"][0]["ports"]
@@ -255,7 +260,8 @@ def test_network_policies_let_the_mesh_work(prod):
     assert postgres_ports == {5432}, "a proxy-free server is reached on its own port only"
 
 
-def test_egress_is_denied_but_for_the_graphs_destinations(prod):
+def test_egress_is_denied_but_for_the_graphs_destinations(prod_mesh):
+    prod = prod_mesh
     deny = prod.object("EgressNetwork", "mtls-mesh-egress-deny", "payments")["spec"]
     assert deny["trafficPolicy"] == "Deny"
     assert deny["networks"][0]["cidr"] == "0.0.0.0/0" and "10.0.0.0/8" in deny["networks"][0]["except"]
@@ -293,8 +299,8 @@ def test_audit_and_open_phases_get_no_network_lockdown(dev):
 
 
 def test_network_policies_can_be_switched_off_or_kept_ingress_only():
-    assert not run_program("prod", set_config={"networkPolicies": False}).objects("NetworkPolicy")
-    ingress_only = run_program("prod", set_config={"networkPolicyEgress": False})
+    assert not run_program("prod", set_config={"policyShards": False, "networkPolicies": False}).objects("NetworkPolicy")
+    ingress_only = run_program("prod", set_config={"policyShards": False, "networkPolicyEgress": False})
     specs = [o["spec"] for o in ingress_only.objects("NetworkPolicy")]
     assert specs and all(s["policyTypes"] == ["Ingress"] for s in specs)
 
@@ -310,7 +316,8 @@ def test_object_count_grows_with_ports_not_edges(tmp_path):
     assert len(mesh_authorized_edges(many, graph_of(many))) == 20 * 19
 
 
-def test_policy_objects_wait_for_the_linkerd_crds_and_their_namespace(prod):
+def test_policy_objects_wait_for_the_linkerd_crds_and_their_namespace(prod_single):
+    prod = prod_single
     """Each object lives in its namespace's ConfigGroup, which depends on the CRD release and the namespace: the
     provider creates no object before both exist (tests/test_preview.py: why the group's dependencies suffice)."""
     crds = prod.named("linkerd-crds").urn
@@ -361,7 +368,7 @@ def test_deny_stacks_admit_exactly_the_networks_they_name():
 
     prometheus_pod = ipaddress.ip_address("10.42.3.17")
     for networks in ([], ["10.42.0.0/16"]):
-        run = run_program("prod", set_config={"prometheusNetworks": networks})
+        run = run_program("prod", set_config={"policyShards": False, "prometheusNetworks": networks})
         deny = [ns for ns, phase in run.exports["inboundPolicies"].items() if phase == "deny"]
         assert deny
         for namespace in deny:

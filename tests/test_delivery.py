@@ -182,7 +182,7 @@ def test_dev_runs_on_a_kind_cluster_in_the_runner_with_no_credentials():
 def test_merges_promote_dev_then_staging_then_prod_behind_environments():
     deploy = workflow("deploy.yml")
     jobs = deploy["jobs"]
-    assert list(jobs) == ["test", "dev", "staging", "prod"]
+    assert list(jobs) == ["test", "dev", "staging", "prod", "prod-shards"]
     assert [jobs[s]["needs"] for s in ("dev", "staging", "prod")] == ["test", "dev", "staging"]
     assert jobs["dev"]["uses"] == "./.github/workflows/dev-kind.yml", "the pipeline never needs a laptop cluster"
     assert all(jobs[s]["with"]["stack"] == s and jobs[s]["uses"] == "./.github/workflows/up.yml" for s in PIPELINE_STACKS)
@@ -193,13 +193,16 @@ def test_merges_promote_dev_then_staging_then_prod_behind_environments():
     assert deploy["concurrency"]["cancel-in-progress"] is False
     up = workflow("up.yml")["jobs"]
     for name in ("up", "promote"):
-        assert up[name]["environment"] == "${{ inputs.stack }}", "each stack behind its environment (prod: reviewers)"
+        assert up[name]["environment"] == "${{ inputs.environment || inputs.stack }}", \
+            "each stack behind its environment (prod: reviewers), a shard behind its platform's"
         assert up[name]["needs"] == "delivery"
         assert up[name]["permissions"] == {"contents": "read", "id-token": "write"}
     assert up["up"]["if"] == "needs.delivery.outputs.by == 'workflows'"
+    policy_step = next(s for s in up["up"]["steps"] if "policyPackConfigs" in s.get("with", {}))
+    assert policy_step["with"]["policyPackConfigs"] == "policy/${{ inputs.environment || inputs.stack }}.json"
     assert up["promote"]["if"] == "needs.delivery.outputs.by == 'operator'"
     action = steps_using(up["up"], "pulumi/actions@")[0]["with"]
-    assert action["command"] == "up" and action["policyPackConfigs"] == "policy/${{ inputs.stack }}.json"
+    assert action["command"] == "up" and action["policyPackConfigs"] == "policy/${{ inputs.environment || inputs.stack }}.json"
     assert "deliveredBy" in json.dumps(up["delivery"]) and not secrets_used(up["delivery"])
 
 
@@ -470,3 +473,20 @@ def test_the_first_upgrade_step_targets_new_resources_that_need_only_what_the_st
         needs = set(registration.dependencies) | {u for us in registration.property_dependencies.values() for u in us}
         for urn in needs - set(picked):
             assert by_urn[urn].type in existing, f"{registration.name} needs {urn}, which --target would not create"
+
+
+def test_each_platforms_shards_are_delivered_after_it_behind_its_environment():
+    """Every shard stack file of prod is in the job after prod (and no other), behind prod's environment and policy
+    levels; the shards run side by side, since each refuses a plan its platform has not applied."""
+    from conftest import shards_of_stack
+
+    jobs = workflow("deploy.yml")["jobs"]
+    shards = jobs["prod-shards"]
+    assert shards["needs"] == "prod"
+    assert sorted(shards["strategy"]["matrix"]["stack"]) == sorted(shards_of_stack("prod")) != []
+    assert shards["strategy"]["fail-fast"] is False
+    assert shards["with"] == {"stack": "${{ matrix.stack }}", "environment": "prod"}
+    assert shards["permissions"] == {"contents": "read", "id-token": "write"}
+    assert not [s for s in STACKS if s != "prod" and shards_of_stack(s)], "another platform needs its shards' job"
+    for shard in shards_of_stack("prod"):
+        assert promote.delivered_by(shard) == promote.delivered_by("prod")

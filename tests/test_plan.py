@@ -28,7 +28,8 @@ def provider_filled(plan) -> set[tuple[str, str, str, str]]:
     return found
 
 
-def test_the_program_registers_the_plan_and_only_the_plan(each_stack):
+def test_the_program_registers_the_plan_and_only_the_plan(each_mesh):
+    each_stack = each_mesh
     plan = stack_plan(each_stack.stack)
     registered: dict[tuple, list] = {}
     for obj in each_stack.objects():
@@ -40,7 +41,8 @@ def test_the_program_registers_the_plan_and_only_the_plan(each_stack):
     assert set(registered) - set(planned) == provider_filled(plan)
 
 
-def test_the_exports_and_chart_values_are_the_plans(each_stack):
+def test_the_exports_and_chart_values_are_the_plans(each_mesh):
+    each_stack = each_mesh
     plan = stack_plan(each_stack.stack)
     assert each_stack.exports["accessMatrix"] == plan.access_matrix
     assert each_stack.exports["egressMatrix"] == plan.egress_matrix

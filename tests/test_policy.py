@@ -13,7 +13,7 @@ from pulumi_policy import (PolicyCustomTimeouts, PolicyResource, PolicyResourceO
 
 from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
-from harness import PROJECT_DIR, plain, run_program
+from harness import PROJECT_DIR, SHARD_STACKS, plain, run_program, stack_config
 
 sys.path.insert(0, str(PROJECT_DIR / "policy"))
 from mesh_policies import POLICIES  # noqa: E402
@@ -61,7 +61,9 @@ def violations(run, policy, mutate=None):
 
 
 def enforcement(stack):
-    levels = json.loads((PROJECT_DIR / "policy" / f"{stack}.json").read_text())
+    """The stack's levels; a shard's are its platform's (the workflows run the pack with policy/<platform>.json)."""
+    platform = stack_config(stack)[0].get("mtls-mesh:platformStack", stack)
+    levels = json.loads((PROJECT_DIR / "policy" / f"{platform}.json").read_text())
     return {name: levels.get(name, levels.get("all", "mandatory")) for name in BY_NAME}
 
 
@@ -69,6 +71,37 @@ def test_every_stack_passes_its_mandatory_policies(each_stack):
     levels = enforcement(each_stack.stack)
     failures = {name: violations(each_stack, BY_NAME[name]) for name, level in levels.items() if level == "mandatory"}
     assert {k: v for k, v in failures.items() if v} == {}
+
+
+@pytest.mark.parametrize("stack", SHARD_STACKS)
+def test_every_shard_stack_passes_its_platforms_mandatory_policies(stack):
+    """A shard is held to its platform's levels (the workflow runs the pack with policy/<platform>.json)."""
+    run = run_program(stack)
+    levels = enforcement(stack)
+    failures = {name: violations(run, BY_NAME[name]) for name, level in levels.items() if level == "mandatory"}
+    assert {k: v for k, v in failures.items() if v} == {}
+
+
+def test_a_shard_without_its_admin_server_fails_and_the_platform_leaves_the_check_to_it():
+    """The platform's sharded deny namespaces are the shards' to check (their Namespace names the shard); a shard,
+    which holds no Namespace, knows its deny namespaces by their Servers."""
+    policy = BY_NAME["deny-namespaces-authorized"]
+    shard = run_program("prod-payments")
+
+    def drop_admin_server(registration, props):
+        if registration.type.endswith(":Server") and props["metadata"]["name"] == "linkerd-admin":
+            props["metadata"]["name"] = "renamed"
+        return props
+    assert any("deny namespace payments has no linkerd-admin Server" in v
+               for v in violations(shard, policy, drop_admin_server))
+    platform = run_program("prod")
+    assert violations(platform, policy) == []
+
+    def unowned(registration, props):
+        if registration.type.endswith(":NamespacePatch") or registration.type.endswith(":Namespace"):
+            props["metadata"].get("annotations", {}).pop("mtls-mesh.io/policy-shard", None)
+        return props
+    assert any("deny namespace payments" in v for v in violations(platform, policy, unowned))
 
 
 def test_prod_enforces_everything_and_dev_only_advises_on_its_unprotected_pki():
@@ -105,7 +138,8 @@ def test_uninjected_namespace_is_caught(prod):
     assert found and "batch" in found[0]
 
 
-def test_deny_namespace_without_probe_authorization_is_caught(prod):
+def test_deny_namespace_without_probe_authorization_is_caught(prod_single):
+    prod = prod_single
     def drop_probes(registration, props):
         if registration.type.endswith("AuthorizationPolicy") and props["metadata"]["name"] == "linkerd-admin-probes" \
                 and props["metadata"]["namespace"] == "web":
@@ -115,7 +149,8 @@ def test_deny_namespace_without_probe_authorization_is_caught(prod):
     assert any("web does not authorize kubelet probes" in f for f in found), found
 
 
-def test_dangling_authorization_is_caught(prod):
+def test_dangling_authorization_is_caught(prod_single):
+    prod = prod_single
     def dangle(registration, props):
         if registration.type.endswith("AuthorizationPolicy") and props["metadata"]["name"] == "ledger-http":
             props["spec"]["requiredAuthenticationRefs"][0]["name"] = "nobody"
@@ -137,7 +172,8 @@ def test_wildcard_identity_is_caught(prod):
     ("duration", "100000h", "outside"),
     ("renewBefore", "9000h", "shorter than the duration"),
 ])
-def test_certificate_outside_the_profile_is_caught(prod, field, value, words):
+def test_certificate_outside_the_profile_is_caught(prod_single, field, value, words):
+    prod = prod_single
     def weaken(registration, props):
         if registration.type.endswith("cert-manager.io/v1:Certificate") and props["metadata"]["name"] == "postgres-mesh-tls":
             props["spec"][field] = value
@@ -229,7 +265,8 @@ def test_foreign_key_material_is_still_caught_in_a_tls_resource(dev):
     assert _flagged(_key_args(signed, props={**plain(signed.inputs), "privateKeyPem": key}))
 
 
-def test_deny_namespace_open_to_every_address_is_caught(prod):
+def test_deny_namespace_open_to_every_address_is_caught(prod_single):
+    prod = prod_single
     def open_kubelet(registration, props):
         if registration.type.endswith("NetworkAuthentication") and props["metadata"]["name"] == "kubelet" \
                 and props["metadata"]["namespace"] == "web":

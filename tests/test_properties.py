@@ -120,7 +120,7 @@ def test_every_combination_of_optional_parts_builds(changes, base):
         # Deny needs its probe and scrape networks named (staging and prod name theirs in their stack files).
         changes.setdefault("kubeletNetworks", ["10.20.0.0/20"])
         changes.setdefault("prometheusNetworks", [])
-    run = run_program(base, set_config=changes)
+    run = run_program(base, set_config={**changes, "policyShards": False})  # one stack: every object in one run
     assert run.of_type("kubernetes:helm.sh/v3:Release")
     assert bool(run.objects("NetworkPolicy")) == (changes.get("networkPolicies", True) and any(
         phase == "deny" for phase in run.exports["inboundPolicies"].values()))

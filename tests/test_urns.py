@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from harness import PROJECT_DIR, STACKS, run_program
+from harness import PROJECT_DIR, SHARD_STACKS, STACKS, run_program
 
 GOLDEN = PROJECT_DIR / "tests" / "golden" / "urns.json"
 
@@ -31,11 +31,17 @@ def test_every_stack_registers_the_urns_its_state_holds(each_stack):
     _compare(each_stack.stack, urns(each_stack))
 
 
+@pytest.mark.parametrize("stack", SHARD_STACKS)
+def test_every_shard_stack_registers_the_urns_its_state_holds(stack):
+    _compare(stack, urns(run_program(stack)))
+
+
 @pytest.mark.parametrize("stack", STACKS)
 def test_a_first_preview_shows_the_same_urns(stack):
     _compare(stack, urns(run_program(stack, preview=True)))
 
 
 if __name__ == "__main__":
-    GOLDEN.write_text(json.dumps({stack: urns(run_program(stack)) for stack in STACKS}, indent=1) + "\n")
+    GOLDEN.write_text(json.dumps({stack: urns(run_program(stack)) for stack in (*STACKS, *SHARD_STACKS)}, indent=1)
+                      + "\n")
     print(f"wrote {GOLDEN}")

@@ -24,7 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 import tools
 from read.durations import Duration
 from read.graph import mesh_identity
-from harness import PROJECT, PROJECT_DIR, run_program, stack_config
+from harness import PROJECT, PROJECT_DIR, run_program, stack_config, stack_plan
 from openbao import OpenBaoMocks, OpenBaoServer, TokenReviewServer, cert_manager_login, cert_manager_sign, \
     cert_manager_sign_parameters, cert_manager_token_audiences
 from test_x509 import handshake
@@ -159,10 +159,14 @@ def pem(text: str) -> x509.Certificate:
 
 
 def workload_request(deployed: Deployed, namespace: str) -> dict:
-    """What the program's Certificate in `namespace` asks for (its first workload certificate)."""
-    (certificate, *_) = [c for c in deployed.run.objects("Certificate")
-                         if c["metadata"]["namespace"] == namespace and c["spec"].get("uris")]
-    return certificate["spec"]
+    """What the program's Certificate in `namespace` asks for (its first workload certificate). A platform stack's
+    sharded namespace has its Certificates in the shard's stack: the plan has them (tests/test_shards.py: the
+    shards register exactly the plan's objects)."""
+    certificates = deployed.run.objects("Certificate") or []
+    found = [c for c in certificates if c["metadata"]["namespace"] == namespace and c["spec"].get("uris")]
+    if not found:
+        found = [c for c in stack_plan(deployed.stack).namespaces[namespace].certificates if c["spec"].get("uris")]
+    return found[0]["spec"]
 
 
 def workload_namespaces(deployed: Deployed) -> list[str]:

@@ -169,7 +169,7 @@ def verify_server(chain: Chain, leaf: Issued, name: str, intermediates: list[Iss
     return verifier.verify(leaf.cert, [c.cert for c in intermediates])
 
 
-@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod_mesh"])
 def test_profile_keys_ca_flags_and_nesting(request, stack):
     chain = chain_from_run(request.getfixturevalue(stack))
     every = [chain.root, *chain.cas, chain.proxy_leaf, chain.workload_root, chain.workload_leaf]
@@ -184,7 +184,7 @@ def test_profile_keys_ca_flags_and_nesting(request, stack):
         assert child.cert.not_valid_after_utc <= parent.cert.not_valid_after_utc, child.cert.subject
 
 
-@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod_mesh"])
 def test_proxy_leaves_verify_to_the_anchor_and_workload_leaves_only_to_the_workload_root(request, stack):
     chain = chain_from_run(request.getfixturevalue(stack))
     verified = verify_server(chain, chain.proxy_leaf, chain.identity, chain.cas)

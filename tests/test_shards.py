@@ -1,0 +1,265 @@
+"""A platform stack and its shard stacks register, between them, exactly what one stack would (issue 24), from the
+one plan: no object twice, none missing, the same content; a `pulumi state move` of the shards' groups gives each
+shard the URNs it registers (no re-create); a shard applies only what its platform applied; and a call between
+shards is allowed only by the callee's own objects, so a shard applied before or after another denies, never allows.
+
+The repository's prod is the example: `web` is shard storefront's, `payments` and `data` (whose postgres has a
+workload Certificate) shard payments'.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from harness import SHARD_STACKS, Run, plain, run_program, stack_plan
+from plan.linkerd.authorization import access_matrix
+from plan.namespaces import POLICY_SHARD
+from plan.shards import (PLATFORM, SHARD, SINGLE, contract_digests, contract_problem, scoped_matrix, shard_contracts,
+                         stack_scope)
+from read.errors import SettingsError
+
+PLATFORM_STACK = "prod"
+
+
+@pytest.fixture(scope="module")
+def single() -> Run:
+    """prod as one stack: what it was before it was sharded."""
+    return run_program(PLATFORM_STACK, set_config={"policyShards": False})
+
+
+@pytest.fixture(scope="module")
+def platform() -> Run:
+    return run_program(PLATFORM_STACK)
+
+
+@pytest.fixture(scope="module")
+def shards(platform) -> dict[str, Run]:
+    return {stack: run_program(stack, platform_outputs=platform.exports) for stack in SHARD_STACKS}
+
+
+def object_key(obj: dict) -> tuple[str, str, str, str]:
+    meta = obj["metadata"]
+    return obj["apiVersion"], obj["kind"], meta.get("namespace", ""), meta["name"]
+
+
+def kubernetes_objects(run: Run) -> dict[tuple, dict]:
+    found: dict[tuple, dict] = {}
+    for registration in run.registrations:
+        if registration.is_kubernetes and registration.type != "kubernetes:yaml/v2:ConfigGroup" \
+                and "helm.sh" not in registration.type:
+            obj = registration.object()
+            key = object_key(obj)
+            assert key not in found, f"{run.stack} registers {key} twice"
+            found[key] = obj
+    return found
+
+
+def test_the_example_shards_are_the_graphs():
+    assert SHARD_STACKS == ("prod-payments", "prod-storefront")
+
+
+def test_platform_and_shards_register_exactly_the_single_stacks_objects(single, platform, shards):
+    whole = kubernetes_objects(single)
+    parts = [kubernetes_objects(platform), *(kubernetes_objects(run) for run in shards.values())]
+    seen: dict[tuple, dict] = {}
+    for part in parts:
+        for key, obj in part.items():
+            assert key not in seen, f"{key} registered by two stacks"
+            seen[key] = obj
+    assert set(seen) == set(whole)
+    for key, obj in whole.items():
+        other = seen[key]
+        if obj["kind"] == "Namespace":  # the platform names the shard that owns a namespace's policy
+            other = {**other, "metadata": {**other["metadata"], "annotations": {
+                k: v for k, v in other["metadata"].get("annotations", {}).items() if k != POLICY_SHARD}}}
+        assert other == obj, f"{key} differs between the single stack and its shards"
+    for run in shards.values():
+        assert kubernetes_objects(run), f"{run.stack} registers nothing"
+
+
+def test_the_platform_names_each_sharded_namespaces_owner(platform):
+    annotations = {obj["metadata"]["name"]: obj["metadata"].get("annotations", {})
+                   for obj in kubernetes_objects(platform).values() if obj["kind"] == "Namespace"}
+    assert annotations["web"][POLICY_SHARD] == "storefront"
+    assert annotations["payments"][POLICY_SHARD] == "payments"
+    assert annotations["data"][POLICY_SHARD] == "payments"
+    assert POLICY_SHARD not in annotations["ingress"]
+
+
+def test_the_matrices_of_platform_and_shards_merge_to_the_single_stacks(single, platform, shards):
+    for output in ("accessMatrix", "egressMatrix"):
+        merged: dict = {}
+        for run in (platform, *shards.values()):
+            overlap = set(merged) & set(run.exports[output])
+            assert not overlap, f"{output}: {sorted(overlap)[:3]} in two stacks"
+            merged.update(run.exports[output])
+        assert merged == single.exports[output]
+
+
+COMPONENTS = ("mtls-mesh:authorization:MeshAuthorization", "mtls-mesh:cert_manager:CertManager")
+
+
+def moved_urn(urn: str, dest: str) -> str:
+    """What `pulumi state move` makes of the URN of a group (or its child) whose component parent stays behind:
+    re-parented to the destination's root stack, the parent's type replaced in the chain (pulumi
+    pkg/cmd/pulumi/state/state_move.go, rewriteURNs). In the harness's form: the SDK's mocks write a resource's parent
+    as the last type of its chain, and the root stack as `pulumi:pulumi:Stack` (pulumi/runtime/mocks.py make_urn),
+    where the engine writes the whole chain and omits the root; both sides of the comparison are in the same form."""
+    prefix, _, rest = urn.partition("::")
+    _, _, rest = rest.partition("::")  # the project
+    qualified, _, name = rest.partition("::")
+    chain = ["pulumi:pulumi:Stack" if t in COMPONENTS else t for t in qualified.split("$")]
+    return f"urn:pulumi:{dest}::mtls-mesh::{'$'.join(chain)}::{name}"
+
+
+def test_a_state_move_gives_each_shard_exactly_the_urns_it_registers(single, platform, shards):
+    before = {r.urn for r in single.registrations}
+    after = {r.urn for r in platform.registrations}
+    assert after <= before, f"the platform registers what the single stack did not: {sorted(after - before)[:3]}"
+    moved = before - after
+    for stack, run in shards.items():
+        own = {r.urn for r in run.registrations if r.type != "pulumi:providers:kubernetes"}
+        namespaces = stack_scope(run_settings(stack).graph, True,
+                                 run.exports["shard"]).namespaces
+        mine = {moved_urn(u, stack) for u in moved if any(f"::authz-{ns}" in u or f"::certs-workload-{ns}" in u
+                                                           for ns in namespaces)}
+        assert mine == own, f"{stack}: moved but not registered {sorted(mine - own)[:2]}, " \
+                            f"registered but not moved {sorted(own - mine)[:2]}"
+        moved -= {u for u in moved if moved_urn(u, stack) in own}
+    assert not moved, f"moved out of the single stack but registered by no shard: {sorted(moved)[:3]}"
+
+
+def run_settings(stack: str):
+    from harness import stack_config
+    from read.stack_files import load_stack_settings
+    config, secret_keys = stack_config(stack)
+    return load_stack_settings(config, stack, secret_keys=frozenset(secret_keys))
+
+
+def test_the_scopes_cover_every_namespace_once():
+    graph = run_settings(PLATFORM_STACK).graph
+    scopes = [stack_scope(graph, True), *(stack_scope(graph, True, shard) for shard in graph.shards)]
+    names = [name for scope in scopes for name in scope.namespaces]
+    assert sorted(names) == sorted(graph.namespaces)
+    assert [s.role for s in scopes] == [PLATFORM, SHARD, SHARD]
+    assert stack_scope(graph, False).role == SINGLE and stack_scope(graph, False).namespaces == tuple(graph.namespaces)
+
+
+# ---- the contract --------------------------------------------------------------------------------------------------
+
+def test_a_shard_refuses_an_update_the_platform_has_not_applied(platform):
+    for outputs, expected in (({}, "exports no shardContracts"),
+                              ({"shardContracts": {}}, "has not applied shard 'payments'"),
+                              ({"shardContracts": {"payments": "sha256:" + "0" * 64}}, "applied shard 'payments' as")):
+        with pytest.raises(SettingsError) as refused:
+            run_program("prod-payments", platform_outputs=outputs)
+        message = str(refused.value)
+        assert expected in message and "pulumi up` of 'prod'" in message, message
+        assert not [r for r in refused.value.registrations if r.type != "pulumi:pulumi:StackReference"]
+
+
+def test_a_shards_preview_warns_and_still_shows_its_plan(platform):
+    preview = run_program("prod-payments", preview=True, platform_outputs={"shardContracts": {}})
+    applied = run_program("prod-payments", platform_outputs=platform.exports)
+    assert {r.urn for r in preview.registrations} == {r.urn for r in applied.registrations}
+
+
+def test_the_platform_exports_the_contract_each_shard_compares(platform, shards):
+    for run in shards.values():
+        assert platform.exports["shardContracts"][run.exports["shard"]] == run.exports["shardContract"]
+
+
+def edited_graph_contracts(edit) -> dict[str, str]:
+    import copy
+    import yaml
+    from dataclasses import replace
+    from harness import PROJECT_DIR
+    from plan.mesh import compile_mesh
+    from read.errors import Problems
+    from read.graph import parse_graph
+
+    document = copy.deepcopy(yaml.safe_load((PROJECT_DIR / "services.yaml").read_text()))
+    edit(document)
+    problems = Problems()
+    graph = parse_graph(document, "services.yaml", problems)
+    assert not problems, problems.items
+    settings = replace(run_settings(PLATFORM_STACK), graph=graph)
+    return contract_digests(compile_mesh(settings), graph)
+
+
+def test_a_teams_allow_list_change_needs_nothing_of_the_platform():
+    before = edited_graph_contracts(lambda d: None)
+    after = edited_graph_contracts(lambda d: d["services"]["billing"]["allow"].append("frontend"))
+    assert before == after
+
+
+def test_a_new_namespace_in_a_shard_changes_only_that_shards_contract():
+    before = edited_graph_contracts(lambda d: None)
+
+    def add(document):
+        document["namespaces"]["search"] = {"shard": "storefront"}
+        document["services"]["search"] = {"namespace": "search", "ports": [{"name": "http", "port": 8080,
+                                                                             "protocol": "HTTP/1"}],
+                                          "allow": ["frontend"]}
+    after = edited_graph_contracts(add)
+    assert after["storefront"] != before["storefront"] and after["payments"] == before["payments"]
+
+
+def test_the_contract_problem_says_what_to_wait_for():
+    assert contract_problem("a", "prod", "sha256:1", {"a": "sha256:1"}) is None
+    message = contract_problem("a", "prod", "sha256:1", {"a": "sha256:2"})
+    assert "pulumi up` of 'prod' at this commit" in message and "Ready" in message
+
+
+# ---- edges between shards --------------------------------------------------------------------------------------
+
+def test_a_call_between_shards_is_denied_until_the_callee_is_applied_and_never_wrongly_allowed(single):
+    """Every order of applying the shards after the platform: the callers each applied set of objects authorizes
+    (read back from the objects, as the exported accessMatrix is) are a subset of the whole mesh's, and a port of a
+    namespace whose shard is not applied authorizes no one (its namespace's default, deny, holds)."""
+    settings = run_settings(PLATFORM_STACK)
+    plan = stack_plan(PLATFORM_STACK)
+    graph = settings.graph
+    whole = single.exports["accessMatrix"]
+    scopes = {shard: stack_scope(graph, True, shard) for shard in graph.shards}
+    platform_namespaces = set(stack_scope(graph, True).namespaces)
+    cross_shard_edges = 0
+    for count in range(len(scopes) + 1):
+        for applied in itertools.combinations(scopes, count):
+            namespaces = platform_namespaces | {ns for shard in applied for ns in scopes[shard].namespaces}
+            objects = [obj for name in namespaces for obj in plan.namespaces[name].policy]
+            matrix = access_matrix(objects, graph, settings.trust_domain, settings.policy.kubelet_networks)
+            for key, entry in matrix.items():
+                assert key in whole and set(entry.get("allowed", [])) <= set(whole[key].get("allowed", [])), key
+            for key in whole:
+                namespace = key.partition("/")[0]
+                if namespace in graph.namespaces and namespace not in namespaces:
+                    assert key not in matrix, f"{key} is authorized though its shard is not applied"
+                    assert plan.namespaces[namespace].namespace["metadata"]["annotations"][
+                        "config.linkerd.io/default-inbound-policy"] == "deny"
+            cross_shard_edges += sum(1 for key, entry in matrix.items() for caller in entry.get("allowed", [])
+                                     if graph.namespaces.get(caller.partition("/")[0]) is not None
+                                     and graph.namespaces[caller.partition("/")[0]].shard
+                                     != graph.namespaces.get(key.partition("/")[0]).shard)
+    assert cross_shard_edges > 0, "the example has no call between shards to show"
+
+
+def test_scoped_matrices_split_by_owner():
+    graph = run_settings(PLATFORM_STACK).graph
+    matrix = {"web/a:http": 1, "payments/b:grpc": 2, "ingress/c:http": 3, "mtls-mesh-verify/canary:http": 4}
+    assert scoped_matrix(matrix, stack_scope(graph, True, "storefront"), graph) == {"web/a:http": 1}
+    assert scoped_matrix(matrix, stack_scope(graph, True), graph) == {"ingress/c:http": 3,
+                                                                       "mtls-mesh-verify/canary:http": 4}
+    assert scoped_matrix(matrix, stack_scope(graph, False), graph) == matrix
+
+
+def test_shard_contracts_name_what_the_shard_assumes():
+    plan = stack_plan(PLATFORM_STACK)
+    graph = run_settings(PLATFORM_STACK).graph
+    contract = shard_contracts(plan, graph)["payments"]
+    assert set(contract["namespaces"]) == {"payments", "data"}
+    assert contract["namespaces"]["data"]["issuer"] == plan.namespaces["data"].issuer["metadata"]["name"]
+    assert contract["namespaces"]["payments"]["phase"] == "deny"
+    assert contract["linkerdChartVersion"] == plan.linkerd.chart_version and contract["issuers"] == "vault"
