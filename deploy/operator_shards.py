@@ -11,8 +11,9 @@ For a platform stack (`mtls-mesh:policyShards: true`) handed to the Operator, ea
   objects, read from the compiled plan (plan.mesh.compile_mesh), so a kind the builders start to emit is either in
   the Role or refused here by name. No cluster-wide write.
 
-What the Operator does with these fields was read from pulumi/pulumi-kubernetes-operator v2.9.0 (b713fae5a350):
-`ST` = operator/api/pulumi/shared/stack_types.go, `SC` = operator/internal/controller/pulumi/stack_controller.go.
+What the Operator does with these fields was read from pulumi/pulumi-kubernetes-operator v2.9.0 (b713fae5a350), `SC`
+below = operator/internal/controller/pulumi/stack_controller.go; the fields are operator/api/pulumi/shared/
+stack_types.go's.
 """
 
 from __future__ import annotations
@@ -63,8 +64,8 @@ VERBS = ("get", "list", "watch", "create", "patch", "delete")
 # read-only, in the same namespaces.
 EVENTS_RULE = {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]}
 # apiVersion group and kind -> the resource (plural) an RBAC rule names, for every kind the policy and certificate
-# builders emit. Checked against the upstream CRDs (../shared/upstream) and Kubernetes' own by
-# tests/test_operator_shards.py. A kind missing here is refused by name rather than left out of a Role.
+# builders emit. tests/test_operator_shards.py checks each against its upstream CRD (../shared/upstream); NetworkPolicy
+# is Kubernetes' own. A kind missing here is refused by name rather than left out of a Role.
 RESOURCES = {
     ("policy.linkerd.io", "Server"): "servers",
     ("policy.linkerd.io", "AuthorizationPolicy"): "authorizationpolicies",
