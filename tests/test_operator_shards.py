@@ -371,3 +371,17 @@ def test_a_shard_stack_is_delivered_by_its_platforms_deliverer(generated):
     project, _, _ = generated
     assert promote.delivered_by("prod-storefront", project) == promote.delivered_by("prod", project) == "operator"
     assert promote.delivered_by("staging", project) == "workflows"
+
+
+def test_a_shards_inline_config_is_what_the_program_accepts_of_a_shard_stack(generated):
+    """The program takes of a shard stack only the settings read.settings_format.SHARD_STACK_SETTINGS names (the rest
+    is the platform's); the Operator's inline config must stay within them."""
+    from read import settings_format
+
+    accepted = getattr(settings_format, "SHARD_STACK_SETTINGS", None)
+    if accepted is None:
+        pytest.skip("this branch's settings have no shard stacks yet (read.settings_format.SHARD_STACK_SETTINGS)")
+    _, _, files = generated
+    for stack_name in ("prod-storefront", "prod-payments"):
+        (stack,) = of_kind(files[stack_name], "Stack")
+        assert {key.removeprefix("mtls-mesh:") for key in stack["spec"]["config"]} <= set(accepted)
