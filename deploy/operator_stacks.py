@@ -4,7 +4,10 @@
         --backend s3://<bucket>?region=eu-west-1 --cloud aws --identity arn:aws:iam::<account>:role/<role>
 
 writes deploy/operator/<stack>.yaml for each such stack (and removes the file of a stack that no longer is one):
-the deployer ServiceAccount with the cloud's workload identity, its bindings, and the `Stack` (pulumi.com/v1).
+the deployer ServiceAccount with the cloud's workload identity, its bindings, and the `Stack` (pulumi.com/v1). A
+platform stack with policyShards also gets deploy/operator/<platform>-<shard>.yaml for each of its shard stacks: the
+shard's Stack, run after the platform's, and a workspace identity that may write only its own namespaces' policy
+(deploy/operator_shards.py).
 
 - The Operator runs the program through the Automation API, which ignores `stackConfigDir` (pulumi/pulumi#10305), so
   each Stack carries its settings inline (the stack file's values; a test keeps them equal) with `kubeContext:
@@ -34,6 +37,12 @@ from urllib.parse import urlparse
 import yaml
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):  # run as a script (venv/bin/python deploy/operator_stacks.py): the project's packages
+    sys.path.insert(0, str(PROJECT_DIR))
+
+from deploy.operator_shards import (GeneratorError, ShardStack, shard_stack_object, shard_stacks,  # noqa: E402
+                                    stack_object_name, workspace_rbac)
+
 OUT = PROJECT_DIR / "deploy" / "operator"
 NAMESPACE = "pulumi-operator"
 DEFAULT_REPO = "https://github.com/example-org/mtls-mesh.git"
@@ -54,10 +63,6 @@ IDENTITY = {
 }
 # The DIY backends and the cloud whose identity reads them.
 BACKEND_CLOUD = {"s3": "aws", "gs": "gcp", "azblob": "azure"}
-
-
-class GeneratorError(SystemExit):
-    pass
 
 
 def stacks(project_dir: Path = PROJECT_DIR) -> list[str]:
@@ -115,16 +120,20 @@ def service_account(cloud: str | None, identity: str | None) -> list[dict[str, A
     return [account, *bindings]
 
 
+def backend_env_refs(secret: str, backend: str) -> dict[str, Any]:
+    """The backend's credential, from the Secret `secret` in the Stack's namespace (the Operator refuses another)."""
+    if urlparse(backend).scheme in ("http", "https"):
+        return {"PULUMI_ACCESS_TOKEN": {"type": "Secret", "secret": {"name": secret, "key": "accessToken"}}}
+    return {"PULUMI_CONFIG_PASSPHRASE": {"type": "Secret", "secret": {"name": secret, "key": "configPassphrase"}}}
+
+
 def operator_stack(stack: str, repo: str, backend: str = DEFAULT_BACKEND, cloud: str | None = None,
                    project_dir: Path = PROJECT_DIR, org: str = DEFAULT_ORG) -> dict[str, Any]:
-    secret = f"mtls-mesh-{stack}"
+    secret = stack_object_name(stack)
     settings = stack_settings(stack, project_dir)
     config = {**settings, "mtls-mesh:kubeContext": "in-cluster"}
     config.pop("mtls-mesh:kubeconfig", None)
-    cloud_backend = urlparse(backend).scheme in ("http", "https")
-    env_refs = {"PULUMI_ACCESS_TOKEN": {"type": "Secret", "secret": {"name": secret, "key": "accessToken"}}} \
-        if cloud_backend else \
-        {"PULUMI_CONFIG_PASSPHRASE": {"type": "Secret", "secret": {"name": secret, "key": "configPassphrase"}}}
+    env_refs = backend_env_refs(secret, backend)
     if settings.get("mtls-mesh:pkiMode", "vault") == "vault":
         env_refs["VAULT_TOKEN"] = {"type": "Secret", "secret": {"name": secret, "key": "vaultToken"}}
     spec: dict[str, Any] = {
@@ -164,14 +173,46 @@ def render(stack: str, repo: str = DEFAULT_REPO, backend: str = DEFAULT_BACKEND,
     return header + yaml.safe_dump_all(documents, sort_keys=False)
 
 
+def shard_documents(shard: ShardStack, repo: str = DEFAULT_REPO, backend: str = DEFAULT_BACKEND,
+                    cloud: str | None = None, identity: str | None = None,
+                    org: str = DEFAULT_ORG) -> list[dict[str, Any]]:
+    """A shard's workspace identity and its Stack (deploy/operator_shards.py). Its backend credential comes from a
+    Secret of its own, so a team's stack can hold a token that cannot write the platform's state; no Vault token: a
+    shard registers Kubernetes objects only."""
+    annotations = {IDENTITY[cloud][0]: identity} if cloud else {}
+    stack = shard_stack_object(shard, operator_namespace=NAMESPACE, qualified_stack=f"{org}/mtls-mesh/{shard.stack}",
+                               backend=backend, repo=repo,
+                               env_refs=backend_env_refs(stack_object_name(shard.stack), backend),
+                               pod_labels=IDENTITY[cloud][1] if cloud else {})
+    return [*workspace_rbac(shard, NAMESPACE, annotations), stack]
+
+
+def render_shard(shard: ShardStack, repo: str = DEFAULT_REPO, backend: str = DEFAULT_BACKEND,
+                 cloud: str | None = None, identity: str | None = None, org: str = DEFAULT_ORG) -> str:
+    check_identity(backend, cloud, identity)
+    keys = "accessToken" if urlparse(backend).scheme in ("http", "https") else "configPassphrase"
+    header = (f"# Generated by deploy/operator_stacks.py from stacks/Pulumi.{shard.stack}.yaml,\n"
+              f"# stacks/Pulumi.{shard.platform}.yaml and the service graph; do not edit by hand.\n"
+              f"# Needs the Secret {NAMESPACE}/{stack_object_name(shard.stack)} ({keys}).\n"
+              f"# Runs the commits of deploy/{shard.platform} after the Stack {stack_object_name(shard.platform)} "
+              "succeeded.\n")
+    return header + yaml.safe_dump_all(shard_documents(shard, repo, backend, cloud, identity, org), sort_keys=False)
+
+
 def write(out: Path, repo: str, backend: str, cloud: str | None, identity: str | None,
           project_dir: Path = PROJECT_DIR, org: str = DEFAULT_ORG) -> list[Path]:
+    """deploy/operator/<stack>.yaml for each operator stack and each of its shard stacks; other files there go."""
     out.mkdir(parents=True, exist_ok=True)
-    wanted = operator_stacks(project_dir)
+    rendered = {}
+    for stack in operator_stacks(project_dir):
+        rendered[stack] = render(stack, repo, backend, cloud, identity, project_dir, org)
+        for shard in shard_stacks(stack, project_dir):
+            rendered[shard.stack] = render_shard(shard, repo, backend, cloud, identity, org)
+    wanted = list(rendered)
     written = []
-    for stack in wanted:
+    for stack, text in rendered.items():
         path = out / f"{stack}.yaml"
-        path.write_text(render(stack, repo, backend, cloud, identity, project_dir, org))
+        path.write_text(text)
         written.append(path)
     for stale in out.glob("*.yaml"):
         if stale.stem not in wanted:

@@ -29,6 +29,7 @@ import yaml
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 KEY = "mtls-mesh:deliveredBy"
+PLATFORM_STACK = "mtls-mesh:platformStack"
 DELIVERERS = ("workflows", "operator")
 DEFAULT = "workflows"
 
@@ -37,15 +38,25 @@ class DeliveryError(SystemExit):
     """A refusal with a message meant for the person reading the workflow log."""
 
 
-def delivered_by(stack: str, project_dir: Path = PROJECT_DIR) -> str:
-    """The stack file's deliveredBy (the Pulumi.yaml default when unset); the program validates the same key."""
+def _stack_config(stack: str, project_dir: Path) -> dict[str, Any]:
     path = project_dir / "stacks" / f"Pulumi.{stack}.yaml"
     if not path.exists():
         raise DeliveryError(f"{stack}: no stack file {path.relative_to(project_dir)}")
-    config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
-    platform = config.get("mtls-mesh:platformStack")
-    if platform:  # a shard stack is delivered as its platform is: it holds no other setting
-        return delivered_by(platform, project_dir)
+    return (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+
+
+def delivered_by(stack: str, project_dir: Path = PROJECT_DIR) -> str:
+    """The stack file's deliveredBy (the Pulumi.yaml default when unset); the program validates the same key. A shard
+    stack's is its platform's: it holds no deliveredBy (the program reads every setting but its scope from the
+    platform's file), and the Operator runs a shard's Stack only beside an operator platform's
+    (deploy/operator_shards.py)."""
+    config = _stack_config(stack, project_dir)
+    platform = config.get(PLATFORM_STACK)
+    if platform is not None:
+        shard, stack, config = stack, str(platform), _stack_config(str(platform), project_dir)
+        if PLATFORM_STACK in config:
+            raise DeliveryError(f"{shard}: its platformStack {stack} is itself a shard stack "
+                                f"(stacks/Pulumi.{stack}.yaml names platformStack {config[PLATFORM_STACK]})")
     value = config.get(KEY, DEFAULT)
     if value not in DELIVERERS:
         raise DeliveryError(f"{stack}: {KEY} is {value!r}, not one of {', '.join(DELIVERERS)} "

@@ -325,8 +325,12 @@ def test_the_verdict_is_the_newest_finished_update_of_the_commit():
 # --- the Operator's manifests ----------------------------------------------------------------------------------------
 
 def operator_project(tmp_path, *stacks):
-    """A copy of the project's stack files with `stacks` handed to the Operator."""
+    """A copy of the project's stack files (and what a sharded platform's plan is compiled from: Pulumi.yaml, the
+    graph, the CA files) with `stacks` handed to the Operator."""
     (tmp_path / "stacks").mkdir()
+    shutil.copy(PROJECT_DIR / "Pulumi.yaml", tmp_path)
+    shutil.copy(PROJECT_DIR / "services.yaml", tmp_path)
+    shutil.copytree(PROJECT_DIR / "stacks" / "ca", tmp_path / "stacks" / "ca")
     for path in (PROJECT_DIR / "stacks").glob("Pulumi.*.yaml"):
         text = path.read_text()
         if path.name.split(".")[1] in stacks:
@@ -347,7 +351,11 @@ def test_committed_manifests_are_what_the_generator_writes(tmp_path):
 def test_an_operator_stack_carries_its_stack_file_and_fits_the_schema(tmp_path, stack):
     project = operator_project(tmp_path, stack)
     written = generator.write(tmp_path / "out", generator.DEFAULT_REPO, generator.DEFAULT_BACKEND, None, None, project)
-    assert [p.name for p in written] == [f"{stack}.yaml"], "only the stacks handed to the Operator"
+    shards = [f"{p.name.split('.')[1]}.yaml" for p in (project / "stacks").glob("Pulumi.*.yaml")
+              if (yaml.safe_load(p.read_text())["config"] or {}).get("mtls-mesh:platformStack") == stack]
+    assert sorted(p.name for p in written) == sorted([f"{stack}.yaml", *shards]), \
+        "only the stacks handed to the Operator (and a sharded platform's shard stacks: tests/test_operator_shards.py)"
+    written = [p for p in written if p.name == f"{stack}.yaml"]
     documents = list(yaml.safe_load_all(written[0].read_text()))
     manifest = next(d for d in documents if d["kind"] == "Stack")
     jsonschema.validate(manifest, OPERATOR_STACK_SCHEMA)

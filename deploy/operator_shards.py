@@ -1,0 +1,286 @@
+"""The policy shards of an Operator-delivered platform stack, as Pulumi Kubernetes Operator v2 objects.
+
+For a platform stack (`mtls-mesh:policyShards: true`) handed to the Operator, each shard stack (its stack file
+`stacks/Pulumi.<platform>-<shard>.yaml` names `platformStack` and `shard`) gets its own Stack and workspace identity:
+
+- the `Stack` `mtls-mesh-<platform>-<shard>`, tracking the platform's branch `deploy/<platform>`, with the platform's
+  Stack as its prerequisite, `refresh: false` and its workspace deleted after each successful update;
+- a ServiceAccount of its own (the workspace pod runs as it), bound to `system:auth-delegator` (the workspace's agent
+  checks the Operator's calls with TokenReview and SubjectAccessReview) and, in each of the shard's namespaces and
+  nowhere else, to a Role allowing what the shard registers there: the kinds of its policy and workload-Certificate
+  objects, read from the compiled plan (plan.mesh.compile_mesh), so a kind the builders start to emit is either in
+  the Role or refused here by name. No cluster-wide write.
+
+What the Operator does with these fields was read from pulumi/pulumi-kubernetes-operator v2.9.0 (b713fae5a350), `SC`
+below = operator/internal/controller/pulumi/stack_controller.go; the fields are operator/api/pulumi/shared/
+stack_types.go's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from plan.mesh import MeshPlan, compile_mesh
+from plan.shards import shards_of
+from read.errors import SettingsError
+from read.graph import ServiceGraph
+from read.settings import load_settings
+from read.settings_format import load_declarations
+from read.stack_files import read_stack_file
+
+PREFIX = "mtls-mesh"
+PLATFORM_STACK = f"{PREFIX}:platformStack"
+SHARD = f"{PREFIX}:shard"
+POLICY_SHARDS = f"{PREFIX}:policyShards"
+# The Stack CRD refuses longer names: `size(self.metadata.name) <= 42` (operator/api/pulumi/v1/stack_types.go:180,
+# the Workspace, its StatefulSet and Update objects are named after the Stack).
+STACK_NAME_MAX = 42
+# A shard runs only after its platform's Stack succeeded, at its current generation and reconcile request
+# (isRequirementSatisfied, SC:295-313), and, with this requirement, did so within the last 5 minutes; a platform whose
+# last success is older is annotated with pulumi.com/reconciliation-request (SC:926-946), so it runs `up` at its
+# branch head (the shard's branch) first, and its success requeues the waiting shards (the prerequisite watch,
+# SC:125-161). So a promotion more than 5 minutes after the platform's last success always runs the platform first.
+# 5 minutes, not less: the shard's check after the platform's success comes seconds later (the watch), and its own
+# retries after a failure (30 s, then 90 s: `cooldown`, SC:1357-1380) should not force another platform run. Not more:
+# a platform success at an earlier promotion inside the window satisfies it without the commit being compared (the
+# Operator compares none), and only the program's contract check (plan/shards.py contract_problem) stops that shard.
+PREREQUISITE_SUCCEEDED_WITHIN = "5m"
+# The Operator's minimum (values under 60 count as 60: resyncFreq, SC:1384-1390). The platform Stack polls every
+# 120 s, so a shard usually sees a new commit first and its annotation starts the platform's update at once; when the
+# platform starts on its own poll, the annotation makes it run `up` once more after that update (a no-op).
+SHARD_RESYNC_SECONDS = 60
+# The verbs pulumi-kubernetes (provider/pkg/await/await.go, read at 94977969d641) uses on an object it registers:
+# create (`Creation`: client.Create; a dry-run create in preview), get (`Read`, `Update` reads the live object first,
+# the deletion source), patch (`ssaUpdate`: a server-side apply patch; `fixCSAFieldManagers`: a JSON patch), delete
+# (`Deletion`), list and watch (the informers `Creation` and `Deletion` await through, namespaced:
+# condition.NewDynamicSource / NewDeletionSource). `update` (PUT) is only for CustomResourceDefinitions, which a shard
+# never registers.
+VERBS = ("get", "list", "watch", "create", "patch", "delete")
+# The provider also reports the Events of each object it awaits (NewEventAggregator, provider/pkg/await/watchers.go):
+# read-only, in the same namespaces.
+EVENTS_RULE = {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]}
+# apiVersion group and kind -> the resource (plural) an RBAC rule names, for every kind the policy and certificate
+# builders emit. tests/test_operator_shards.py checks each against its upstream CRD (../shared/upstream); NetworkPolicy
+# is Kubernetes' own. A kind missing here is refused by name rather than left out of a Role.
+RESOURCES = {
+    ("policy.linkerd.io", "Server"): "servers",
+    ("policy.linkerd.io", "AuthorizationPolicy"): "authorizationpolicies",
+    ("policy.linkerd.io", "MeshTLSAuthentication"): "meshtlsauthentications",
+    ("policy.linkerd.io", "NetworkAuthentication"): "networkauthentications",
+    ("policy.linkerd.io", "HTTPRoute"): "httproutes",
+    ("policy.linkerd.io", "EgressNetwork"): "egressnetworks",
+    ("policy.linkerd.io", "ServerAuthorization"): "serverauthorizations",
+    ("gateway.networking.k8s.io", "HTTPRoute"): "httproutes",
+    ("gateway.networking.k8s.io", "GRPCRoute"): "grpcroutes",
+    ("gateway.networking.k8s.io", "TLSRoute"): "tlsroutes",
+    ("gateway.networking.k8s.io", "TCPRoute"): "tcproutes",
+    ("networking.k8s.io", "NetworkPolicy"): "networkpolicies",
+    ("cert-manager.io", "Certificate"): "certificates",
+}
+
+
+class GeneratorError(SystemExit):
+    """A refusal with a message for the person running the generator."""
+
+
+@dataclass(frozen=True)
+class ShardStack:
+    """One shard stack of a platform: its namespaces and, per namespace, the (group, kind)s it registers there."""
+
+    stack: str
+    platform: str
+    shard: str
+    kinds: Mapping[str, tuple[tuple[str, str], ...]]
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        return tuple(self.kinds)
+
+
+def stack_object_name(stack: str) -> str:
+    """The Operator's Stack object of a stack, refused here when the Stack CRD would refuse it."""
+    name = f"{PREFIX}-{stack}"
+    if len(name) > STACK_NAME_MAX:
+        raise GeneratorError(
+            f"{stack}: its Operator Stack would be named {name} ({len(name)} characters), and the Stack CRD allows at "
+            f"most {STACK_NAME_MAX} (pulumi-kubernetes-operator operator/api/pulumi/v1/stack_types.go, "
+            f"`size(self.metadata.name) <= 42`). Shorten the shard's name in the service graph "
+            f"(namespaces.<name>.shard) or the platform stack's name, so that <platform>-<shard> has at most "
+            f"{STACK_NAME_MAX - len(PREFIX) - 1} characters")
+    return name
+
+
+def _document(stack: str, project_dir: Path) -> dict[str, Any]:
+    return (yaml.safe_load((project_dir / "stacks" / f"Pulumi.{stack}.yaml").read_text(encoding="utf-8")) or {}).get(
+        "config") or {}
+
+
+def shard_stack_files(platform: str, project_dir: Path) -> dict[str, dict[str, Any]]:
+    """The stack files naming `platform` as their platformStack: stack -> its config."""
+    found = {}
+    for path in sorted((project_dir / "stacks").glob("Pulumi.*.yaml")):
+        stack = path.name.split(".")[1]
+        config = _document(stack, project_dir)
+        if config.get(PLATFORM_STACK) == platform:
+            found[stack] = config
+    return found
+
+
+def platform_plan(platform: str, project_dir: Path) -> tuple[ServiceGraph, MeshPlan]:
+    """The platform's graph and compiled plan, as its own stack and each shard compile them (the same settings and
+    graph, from the platform's stack file)."""
+    raw, secret_keys = read_stack_file(project_dir / "stacks" / f"Pulumi.{platform}.yaml")
+    # policyShards says which part of the plan a stack registers, not what the plan is (plan/shards.py); a Pulumi.yaml
+    # that does not declare it yet compiles the same plan without it.
+    if "policyShards" not in load_declarations(project_dir / "Pulumi.yaml"):
+        raw.pop(POLICY_SHARDS, None)
+    try:
+        settings = load_settings(raw, platform, secret_keys=secret_keys, project_dir=project_dir)
+        return settings.graph, compile_mesh(settings)
+    except SettingsError as err:
+        raise GeneratorError(f"{platform}: the platform's settings do not compile, so its shards cannot be generated:\n"
+                         f"{err}") from None
+
+
+def _kinds(objects: Iterable[Mapping[str, Any]], where: str) -> tuple[tuple[str, str], ...]:
+    kinds = set()
+    for obj in objects:
+        key = (obj["apiVersion"].rpartition("/")[0], obj["kind"])
+        if key not in RESOURCES:
+            raise GeneratorError(f"{where}: the plan registers {obj['apiVersion']} {obj['kind']}, which "
+                             "deploy/operator_shards.py RESOURCES does not map to an RBAC resource: add it there (its "
+                             "plural is the CRD's spec.names.plural), so the shard's Role allows it")
+        kinds.add(key)
+    return tuple(sorted(kinds))
+
+
+def shard_stacks(platform: str, project_dir: Path) -> list[ShardStack]:
+    """Every shard stack of an operator-delivered platform, checked against the platform's graph; [] for a platform
+    without policyShards."""
+    config = _document(platform, project_dir)
+    files = shard_stack_files(platform, project_dir)
+    if config.get(POLICY_SHARDS) is not True:
+        if files:
+            raise GeneratorError(f"{', '.join(files)}: name platformStack {platform}, but stacks/Pulumi.{platform}.yaml "
+                             f"does not set {POLICY_SHARDS}: true, so {platform} registers every namespace's policy "
+                             "itself. Set it there, or remove these shard stack files")
+        return []
+    graph, plan = platform_plan(platform, project_dir)
+    shards = shards_of(graph)
+    stacks = []
+    for stack, shard_config in files.items():
+        extra = sorted(set(shard_config) - {PLATFORM_STACK, SHARD, f"{PREFIX}:kubeContext", f"{PREFIX}:kubeconfig"})
+        shard = shard_config.get(SHARD)
+        if extra:
+            raise GeneratorError(f"stacks/Pulumi.{stack}.yaml: {', '.join(extra)} set in a shard stack, which holds only "
+                             f"platformStack, shard and how to reach the cluster (kubeContext, kubeconfig): every "
+                             f"other setting is the platform's: move them to "
+                             f"stacks/Pulumi.{platform}.yaml")
+        if shard not in shards:
+            raise GeneratorError(f"stacks/Pulumi.{stack}.yaml: {SHARD} is {shard!r}, not a shard of the service graph "
+                             f"({', '.join(shards) or 'it names none'}): give its namespaces `shard: {shard}`")
+        if stack != f"{platform}-{shard}":
+            raise GeneratorError(f"stacks/Pulumi.{stack}.yaml: a shard stack is named <platformStack>-<shard>, "
+                             f"{platform}-{shard}: rename the file and the stack")
+        stack_object_name(stack)
+        kinds = {}
+        for namespace in shards[shard]:
+            ns = plan.namespaces[namespace]
+            kinds[namespace] = _kinds([*ns.policy, *ns.certificates], f"{stack}, namespace {namespace}")
+        stacks.append(ShardStack(stack, platform, shard, kinds))
+    missing = [shard for shard in shards if f"{platform}-{shard}" not in files]
+    if missing:
+        raise GeneratorError(f"{platform}: the service graph's shard(s) {', '.join(missing)} have no stack file "
+                         f"({', '.join(f'stacks/Pulumi.{platform}-{s}.yaml' for s in missing)}): the platform does "
+                         "not register their namespaces' policy, so nothing would. Add each with "
+                         f"`{PLATFORM_STACK}: {platform}` and `{SHARD}: <shard>`")
+    return stacks
+
+
+def role_rules(kinds: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The Role of one namespace of a shard: what it registers there (one rule per API group), and reading Events."""
+    groups: dict[str, set[str]] = {}
+    for group, kind in kinds:
+        groups.setdefault(group, set()).add(RESOURCES[(group, kind)])
+    rules = [{"apiGroups": [group], "resources": sorted(resources), "verbs": list(VERBS)}
+             for group, resources in sorted(groups.items())]
+    return [*rules, EVENTS_RULE] if rules else []
+
+
+def workspace_rbac(shard: ShardStack, operator_namespace: str,
+                   annotations: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The shard's workspace identity: its ServiceAccount (in the Operator's namespace, beside the Stack), the
+    system:auth-delegator binding every workspace needs, and a Role + RoleBinding in each of its namespaces."""
+    name = stack_object_name(shard.stack)
+    subject = [{"kind": "ServiceAccount", "name": name, "namespace": operator_namespace}]
+    labels = {"app.kubernetes.io/part-of": PREFIX, "mtls-mesh.io/environment": shard.platform,
+              "mtls-mesh.io/shard": shard.shard}
+    account = {"apiVersion": "v1", "kind": "ServiceAccount",
+               "metadata": {"name": name, "namespace": operator_namespace, "labels": labels,
+                            **({"annotations": dict(annotations)} if annotations else {})}}
+    # pulumi-kubernetes-operator agent/pkg/server/auth.go (ServiceAccountPermissionsErrorMessage) and docs/migration.md
+    # "Service Account": the agent authenticates the Operator's calls with TokenReview and SubjectAccessReview.
+    delegator = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                 "metadata": {"name": f"{name}:system:auth-delegator", "labels": labels},
+                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                             "name": "system:auth-delegator"},
+                 "subjects": subject}
+    documents = [account, delegator]
+    for namespace, kinds in shard.kinds.items():
+        rules = role_rules(kinds)
+        if not rules:
+            continue  # nothing registered there (a namespace without services): no access either
+        documents.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                          "metadata": {"name": name, "namespace": namespace, "labels": labels}, "rules": rules})
+        documents.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                          "metadata": {"name": name, "namespace": namespace, "labels": labels},
+                          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                          "subjects": subject})
+    return documents
+
+
+def shard_stack_object(shard: ShardStack, *, operator_namespace: str, qualified_stack: str, backend: str, repo: str,
+                       env_refs: Mapping[str, Any], pod_labels: Mapping[str, str]) -> dict[str, Any]:
+    """The Operator's Stack of one shard."""
+    name = stack_object_name(shard.stack)
+    spec: dict[str, Any] = {
+        "serviceAccountName": name,
+        "stack": qualified_stack,
+        "backend": backend,
+        "projectRepo": repo,
+        # The platform's branch: the shard runs the commit the platform was promoted to; the program reads every
+        # setting but these from the platform's stack file in the same checkout.
+        "branch": f"refs/heads/deploy/{shard.platform}",
+        # The prerequisite is looked up in the Stack's own namespace (SC:907), so both are in operator_namespace.
+        "prerequisites": [{"name": stack_object_name(shard.platform),
+                           "requirement": {"succeededWithinDuration": PREREQUISITE_SUCCEEDED_WITHIN}}],
+        # `true` would be `pulumi up --refresh` on every run (SC:1815 -> agent/pkg/server/server.go:803-805): one GET
+        # per object of the shard before each update. Its objects are written only by this stack, so drift is a
+        # person's `kubectl edit`, which the next update of that group corrects.
+        "refresh": False,
+        "resyncFrequencySeconds": SHARD_RESYNC_SECONDS,
+        "destroyOnFinalize": False,
+        # Retain (the default) keeps each Stack's workspace, a StatefulSet of one pod, running between updates
+        # (operator/internal/controller/auto/workspace_controller.go); Delete removes it after each successful update
+        # (SC:868-886), so N shards are not N idle pods. A failed update keeps its workspace for inspection. The cost:
+        # each update starts a pod, fetches the commit and runs `pulumi install` (workspace_controller.go:317-324).
+        "workspaceReclaimPolicy": "Delete",
+        "envRefs": dict(env_refs),
+        # The shard's own settings: which platform and shard; the Operator's workspace reaches the cluster in-cluster
+        # (the platform file's kubeContext names a kubeconfig context the pod does not have).
+        "config": {PLATFORM_STACK: shard.platform, SHARD: shard.shard, f"{PREFIX}:kubeContext": "in-cluster"},
+    }
+    if pod_labels:
+        spec["workspaceTemplate"] = {"spec": {"podTemplate": {"metadata": {"labels": dict(pod_labels)}}}}
+    return {
+        "apiVersion": "pulumi.com/v1",
+        "kind": "Stack",
+        "metadata": {"name": name, "namespace": operator_namespace,
+                     "labels": {"app.kubernetes.io/part-of": PREFIX, "mtls-mesh.io/environment": shard.platform,
+                                "mtls-mesh.io/shard": shard.shard}},
+        "spec": spec,
+    }
