@@ -1,0 +1,160 @@
+"""Benchmark: one platform stack and one of its policy shards, each the whole program under Pulumi's mocks, against
+the same mesh as a single stack (issue 24).
+
+    venv/bin/python -m benchmarks.shards                      # 3,000, 10,000 and 20,000 services, 10 shards, median of 3
+    venv/bin/python -m benchmarks.shards 3000 --shards 20 --runs 1
+    venv/bin/python -m benchmarks.shards 10000 --namespaces 10000 --runs 1   # a namespace per service (issue 22)
+
+Each size's synthetic graph (benchmarks/synthetic.py) gets `shard: shard-<i>` on its namespaces, round robin, and the
+staging stack file `policyShards: true`. Each stack runs in a fresh process, as `pulumi up` does: the single stack (the
+same settings with policyShards false), the platform, and the first shard, which reads the platform's applied
+contracts (computed once, before the timed runs, as the platform would export them).
+
+Columns: `registered`, what the program registers (a ConfigGroup counts once); `resources`, what the engine holds
+after an `up`, every ConfigGroup child included (pulumi-kubernetes registers one resource per object:
+provider/pkg/provider/yaml/v2/yaml.go `Register`); seconds and peak RSS of the run. A figure here is the program's
+side; the engine's per-resource Check, Diff and Create come on top (README, 'Shards').
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import runpy
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from benchmarks.run import PROJECT_DIR, CountingMocks, _median, _run, stack_config
+from benchmarks.synthetic import synthetic_graph
+
+SIZES = (3000, 10000, 20000)
+SHARDS = 10
+PLATFORM = "staging"
+
+
+def sharded_graph(services: int, shards: int, namespaces: int | None) -> dict:
+    graph = synthetic_graph(services, **({"namespaces": namespaces} if namespaces else {}))
+    for index, body in enumerate(graph["namespaces"].values()):
+        body["shard"] = f"shard-{index % shards}"
+    return graph
+
+
+def write_project(directory: Path, services: int, shards: int, namespaces: int | None) -> None:
+    """The stacks directory the runs read: the platform's stack file pointing at the graph, and the first shard's."""
+    graph_file = directory / "graph.yaml"
+    graph_file.write_text(yaml.safe_dump(sharded_graph(services, shards, namespaces)))
+    config = stack_config(PLATFORM)
+    config.update({"mtls-mesh:serviceGraph": str(graph_file), "mtls-mesh:inboundPolicyOverrides": [],
+                   "mtls-mesh:allowFilesOutsideProject": True, "mtls-mesh:policyShards": True})
+    config = {key: json.loads(value) if isinstance(value, str) and value[:1] in "[{" else value
+              for key, value in config.items()}
+    (directory / f"Pulumi.{PLATFORM}.yaml").write_text(yaml.safe_dump({"config": config}))
+    (directory / f"Pulumi.{PLATFORM}-shard-0.yaml").write_text(yaml.safe_dump({"config": {
+        "mtls-mesh:platformStack": PLATFORM, "mtls-mesh:shard": "shard-0"}}))
+
+
+def applied_contracts(directory: Path) -> dict[str, str]:
+    from plan.mesh import compile_mesh
+    from plan.shards import contract_digests
+    from read import stack_files
+
+    stack_files.STACKS_DIR = directory
+    config, secret_keys = stack_files.read_stack_file(directory / f"Pulumi.{PLATFORM}.yaml")
+    settings = stack_files.load_stack_settings(config, PLATFORM, secret_keys=secret_keys)
+    return contract_digests(compile_mesh(settings), settings.graph)
+
+
+class ShardMocks(CountingMocks):
+    """CountingMocks whose StackReference to the platform answers the contracts it applied."""
+
+    def __init__(self, contracts: dict[str, str]):
+        super().__init__()
+        self.contracts = contracts
+
+    def new_resource(self, args):
+        if args.typ == "pulumi:pulumi:StackReference" and args.name.endswith(f"/{PLATFORM}") and self.contracts:
+            self.count += 1
+            return f"{args.name}-id", {"name": args.name, "outputs": {"shardContracts": self.contracts},
+                                       "secretOutputNames": []}
+        return super().new_resource(args)
+
+
+def child(role: str, directory: Path, contracts_file: Path) -> dict:
+    from read import stack_files
+
+    stack_files.STACKS_DIR = directory
+    stack = {"single": PLATFORM, "platform": PLATFORM, "shard": f"{PLATFORM}-shard-0"}[role]
+    config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in
+              (yaml.safe_load((directory / f"Pulumi.{stack}.yaml").read_text())["config"]).items()}
+    if role == "single":
+        config["mtls-mesh:policyShards"] = "false"
+    mocks = ShardMocks(json.loads(contracts_file.read_text()) if role == "shard" else {})
+    grouped = []
+
+    def count_groups(args):
+        if args.typ == "kubernetes:yaml/v2:ConfigGroup":
+            grouped.append(str(args.inputs.get("yaml", "")).count("---\n"))
+    original = mocks.new_resource
+
+    def new_resource(args):
+        count_groups(args)
+        return original(args)
+    mocks.new_resource = new_resource
+    seconds = _run(lambda: runpy.run_path(str(PROJECT_DIR / "__main__.py"), run_name="__main__"), stack, config, mocks)
+    return {"registered": mocks.count, "resources": mocks.count + sum(grouped), "seconds": seconds}
+
+
+def measure(role: str, directory: Path, contracts_file: Path) -> dict:
+    completed = subprocess.run([sys.executable, "-m", "benchmarks.shards", "--child", role, str(directory),
+                                str(contracts_file)], capture_output=True, text=True, cwd=PROJECT_DIR,
+                               env={**os.environ, "PULUMI_TEST_MODE": "true"})
+    if completed.returncode != 0:
+        raise SystemExit(f"{role} failed:\n{completed.stderr[-4000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def _option(argv: list[str], name: str, default: int | None) -> tuple[int | None, list[str]]:
+    if name not in argv:
+        return default, argv
+    at = argv.index(name)
+    return int(argv[at + 1]), argv[:at] + argv[at + 2:]
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["--child"]:
+        result = child(argv[1], Path(argv[2]), Path(argv[3]))
+        result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(result))
+        return
+    runs, argv = _option(argv, "--runs", 3)
+    shards, argv = _option(argv, "--shards", SHARDS)
+    namespaces, argv = _option(argv, "--namespaces", None)
+    sizes = [int(a) for a in argv] or list(SIZES)
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, median of {runs} runs, {shards} shards"
+          + (f", {namespaces} namespaces" if namespaces else ""), flush=True)
+    print(f"{'services':>8} {'stack':>9} {'registered':>10} {'resources':>9} {'seconds':>8} {'peak MiB':>8}")
+    medians: dict[tuple[int, str], float] = {}
+    for size in sizes:
+        directory = Path(tempfile.mkdtemp(prefix="mtls-mesh-shards-"))
+        write_project(directory, size, shards, namespaces)
+        contracts_file = directory / "contracts.json"
+        contracts_file.write_text(json.dumps(applied_contracts(directory)))
+        for role in ("single", "platform", "shard"):
+            results = [measure(role, directory, contracts_file) for _ in range(runs)]
+            seconds = _median([r["seconds"] for r in results])
+            medians[(size, role)] = seconds
+            print(f"{size:>8} {role:>9} {results[0]['registered']:>10} {results[0]['resources']:>9} {seconds:>8.2f} "
+                  f"{_median([r['peak_mib'] for r in results]):>8.0f}", flush=True)
+    for role in ("single", "platform", "shard"):
+        if (10000, role) in medians and (20000, role) in medians:
+            print(f"growth {role}: time(20000) / time(10000) = "
+                  f"{medians[(20000, role)] / medians[(10000, role)]:.2f} (linear is 2)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
