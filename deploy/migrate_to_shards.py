@@ -315,7 +315,9 @@ def load(stack: str, project_dir: Path = PROJECT_DIR,
             raise MigrationError(f"{stack}: no stack file {path}")
         config, secret_keys = read_stack_file(path)
         document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        secrets_provider = document.get("secretsprovider")
+        # What `pulumi stack init` wrote: `secretsprovider` (+ `encryptedkey`) for a cloud KMS, `encryptionsalt` for
+        # the passphrase provider, neither for Pulumi Cloud's own key.
+        secrets_provider = document.get("secretsprovider") or ("passphrase" if "encryptionsalt" in document else None)
     else:
         secret_keys = frozenset()
     if f"{PROJECT}:shard" in config or f"{PROJECT}:platformStack" in config:
@@ -332,12 +334,12 @@ def load(stack: str, project_dir: Path = PROJECT_DIR,
     return plan, settings.graph, secrets_provider
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, project_dir: Path = PROJECT_DIR) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.migrate_to_shards", description=__doc__.split("\n\n")[1])
     parser.add_argument("--stack", required=True, help="the single stack to split (stacks/Pulumi.<stack>.yaml)")
     parser.add_argument("--org", help="Pulumi Cloud organization (stacks named <org>/mtls-mesh/<stack>)")
     args = parser.parse_args(argv)
-    plan, graph, secrets_provider = load(args.stack)
+    plan, graph, secrets_provider = load(args.stack, project_dir)
     sys.stdout.write(migration_script(plan, graph, args.org, secrets_provider))
     return 0
 

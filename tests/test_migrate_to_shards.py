@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -234,3 +235,32 @@ def test_the_command_imports_no_pulumi_and_explains_a_graph_without_shards():
         assert "pulumi state move --source prod --dest prod-" in completed.stdout
     else:
         assert "no namespace of its graph has a `shard:`" in completed.stderr
+
+
+def test_the_command_on_a_project_whose_graph_has_shards(tmp_path, capsys):
+    """`python -m deploy.migrate_to_shards --stack prod` end to end, on a copy of the project whose graph carries the
+    shards and whose prod stack file records a KMS secrets provider (as `pulumi stack init` writes it)."""
+    shutil.copy(PROJECT_DIR / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    shutil.copytree(PROJECT_DIR / "stacks", tmp_path / "stacks")
+    graph = yaml.safe_load((PROJECT_DIR / "services.yaml").read_text())
+    for namespace, shard in FIXTURE_SHARDS.items():
+        graph["namespaces"][namespace] = {**(graph["namespaces"][namespace] or {}), "shard": shard}
+    (tmp_path / "services.yaml").write_text(yaml.safe_dump(graph))
+    stack_file = tmp_path / "stacks" / "Pulumi.prod.yaml"
+    stack_file.write_text("secretsprovider: awskms://alias/mesh?region=eu-west-1\nencryptedkey: AAAA\n"
+                          + stack_file.read_text())
+    assert migrate.main(["--stack", "prod", "--org", "acme"], project_dir=tmp_path) == 0
+    script = capsys.readouterr().out
+    assert "pulumi stack init acme/mtls-mesh/prod-storage --secrets-provider 'awskms://alias/mesh?region=eu-west-1'" \
+        in script
+    assert len(re.findall(r"^pulumi state move ", script, re.MULTILINE)) == 3  # one per sharded namespace
+    assert "'urn:pulumi:prod::mtls-mesh::mtls-mesh:cert_manager:CertManager$kubernetes:yaml/v2:ConfigGroup$" \
+        "kubernetes:cert-manager.io/v1:Certificate::certs-workload-data:data/postgres-mesh-tls'" in script
+
+    stack_file.write_text("encryptionsalt: v1:abc\n" + stack_file.read_text().split("\n", 2)[2])
+    shard_file = tmp_path / "stacks" / "Pulumi.prod-storage.yaml"
+    shard_file.write_text("config:\n  mtls-mesh:platformStack: prod\n  mtls-mesh:shard: storage\n")
+    assert migrate.main(["--stack", "prod", "--org", "acme"], project_dir=tmp_path) == 0
+    assert "pulumi stack init acme/mtls-mesh/prod-storage --secrets-provider passphrase" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="prod-storage is a shard stack"):
+        migrate.main(["--stack", "prod-storage"], project_dir=tmp_path)
