@@ -107,6 +107,7 @@ def load_fragments(directory: Path, display: str, problems: Problems, project_di
     for path in files:
         shown = _file_display(display, path.name)
         reader = _Reader(shown, problems)
+        text = ""
         try:
             text = read_text_file(path, budget)
             document, values = load_yaml_counting(text, values)
@@ -114,6 +115,8 @@ def load_fragments(directory: Path, display: str, problems: Problems, project_di
             if "more than the limit of" in err.what and budget < MAX_GRAPH_BYTES:
                 reader.add("", f"{err.what} left of the {MAX_GRAPH_BYTES:,} bytes the graph's fragment files may hold "
                            "together", "Trim the files (see README, 'Limits')")
+            elif "cannot start any token" in err.what and "@" in text:
+                reader.add("", err.what, "Quote each owner, owners: ['@org/team']: YAML reserves a leading '@'")
             else:
                 reader.add("", err.what, err.fix)
             if "values (lists, mappings and scalars)" in err.what or "more than the limit of" in err.what:

@@ -156,7 +156,7 @@ BAD_FRAGMENTS = [
      "is not a known field. Did you mean 'owners'?"),
     ({"a.yaml": A, "b.yaml": ["not", "a", "mapping"]}, "services.d/b.yaml", "must be a mapping"),
     ({"a.yaml": A, "b.yaml": {"password": "hunter2"}}, "services.d/b.yaml", "is not a service graph fragment"),
-    ({"a.yaml": A, "b.yaml": "owners: [@org/team-b]\n"}, "services.d/b.yaml", "is not valid YAML"),
+    ({"a.yaml": A, "b.yaml": "owners: [@org/team-b]\n"}, "services.d/b.yaml", "Quote each owner"),
 ]
 
 
