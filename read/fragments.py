@@ -120,7 +120,9 @@ def load_fragments(directory: Path, display: str, problems: Problems, project_di
             else:
                 reader.add("", err.what, err.fix)
             if "values (lists, mappings and scalars)" in err.what or "more than the limit of" in err.what:
-                break  # the budget is spent: every later file would say the same
+                # The budget is spent: every later file would say the same, and the graph without them would only
+                # report their services as unknown callers.
+                return None
             continue
         budget -= len(text.encode("utf-8"))
         project_path = _project_path(path, project_dir)
