@@ -4,8 +4,9 @@ choices, range and limits.
 Two things are derived from this declaration and nothing else, so they cannot drift apart:
 - the reader's structural checks (read/graph.py takes its allowed keys, name patterns, protocols, port range
   and limits from here, and keeps its messages);
-- the published JSON Schema (`python -m read.schema --write` -> schema/services.schema.json), which editors
-  use to complete and flag `services.yaml` as it is typed.
+- the published JSON Schemas (`python -m read.schema --write` -> schema/services.schema.json, and
+  schema/services-fragment.schema.json for one team's file of a graph split per team: `FRAGMENT`), which editors
+  use to complete and flag `services.yaml` and `services.d/*.yaml` as they are typed.
 
 Rules that a JSON Schema cannot state (a caller must name another service, two services may not select the same
 pods, ...) are listed in `CANNOT_CHECK`, which the README and tests/test_schema.py read: every error the reader knows
