@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.write:
             text = report.proposal_text if report.proposal_text is not None else report.original_text
+            if text is None:
+                raise DiscoverError(f"--write needs a one-file graph: {stack.graph.source} is split per team, so add "
+                                    "each proposed caller to the allow-list in its service's file")
             try:
                 Path(args.write).write_text(text, encoding="utf-8")
             except OSError as err:

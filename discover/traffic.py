@@ -204,6 +204,10 @@ def discover(stack: Stack, prometheus: Prometheus, window: str, *, now: float | 
             report.unseen.append((service_key, port, caller))
     report.unobservable = sorted(s.key for s in graph.services.values() if not graph.is_meshed(s) and s.callers)
 
+    if graph.fragments:
+        # A graph split per team (read/fragments.py): each grant belongs in its callee's file, approved by that file's
+        # owners, so the report lists them and no one file is proposed.
+        return report
     graph_path = project_dir / graph.source
     report.original_text = graph_path.read_text(encoding="utf-8")
     if report.proposed:

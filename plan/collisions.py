@@ -31,12 +31,11 @@ def object_name_clashes(graph: Any, objects: Iterable[dict[str, Any]]) -> list[P
         meta = obj["metadata"]
         by_identity[(group, obj["kind"], meta.get("namespace", ""), meta["name"])] += 1
     problems = []
-    source = graph.source
     for (_, kind, namespace, name), count in sorted(by_identity.items()):
         if count < 2:
             continue
         suspects = _suspects(graph, namespace, name)
-        where = f"{source}: {' and '.join(suspects) if suspects else 'services'}"
+        where = graph.locate(suspects)  # each suspect after the file that declares it
         other = ("each other's" if len(suspects) > 1 else "one of the program's own objects'")
         problems.append(Problem(where, f"the {kind} '{name}' in namespace '{namespace}' it produces has "
                                        f"{other} name ({count} objects, one name)",
@@ -63,7 +62,7 @@ def oversized_objects(graph: Any, objects: Iterable[dict[str, Any]], limit: int 
             meta = obj["metadata"]
             namespace = meta.get("namespace", "")
             suspects = _suspects(graph, namespace, meta["name"])
-            where = f"{graph.source}: {' and '.join(suspects) if suspects else 'services'}"
+            where = graph.locate(suspects)  # each suspect after the file that declares it
             problems.append(Problem(where, f"the {obj['kind']} '{meta['name']}' in namespace '{namespace}' it produces "
                                            f"is {size:,} bytes, more than etcd's limit of {limit:,}",
                                     "List fewer callers, selector labels or destinations in one service (README, "

@@ -125,6 +125,25 @@ class ServiceGraph:
     namespaces: Mapping[str, Namespace]
     services: Mapping[str, Service]
     _edges: frozenset = field(default=frozenset(), repr=False)
+    # A graph split per team (read/fragments.py): its files in order, and which file declares each namespace and
+    # service (`namespaces.<name>` / `services.<key>` -> the file as the user names it), so problems name the file.
+    fragments: tuple["Fragment", ...] = field(default=(), compare=False)
+    origins: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def where(self, path: str) -> str:
+        """A problem's location: `<file>: <path>`, the file being the one that declares the path's namespace or
+        service when the graph is split, else the graph's own (services.yaml)."""
+        return f"{origin_of(self.origins, path) or self.source}: {path}" if path else self.source
+
+    def locate(self, paths: list[str]) -> str:
+        """Several paths in one location: `services.yaml: services.a and services.b`, or, across the files of a split
+        graph, `services.d/a.yaml: services.a and services.d/b.yaml: services.b`."""
+        if not paths:
+            return self.where("services")
+        files = [origin_of(self.origins, path) or self.source for path in paths]
+        if len(set(files)) == 1:
+            return f"{files[0]}: {' and '.join(paths)}"
+        return " and ".join(f"{file}: {path}" for file, path in zip(files, paths))
 
     @functools.cached_property
     def shards(self) -> dict[str, tuple[str, ...]]:
@@ -178,6 +197,34 @@ class ServiceGraph:
         return self._edges
 
 
+@dataclass(frozen=True)
+class Fragment:
+    """One file of a graph split per team: its path as the user names it (`services.d/payments.yaml`), its path from
+    the project directory (what CODEOWNERS writes), its owners, and what it declares."""
+
+    file: str
+    project_path: str
+    owners: tuple[str, ...]
+    namespaces: tuple[str, ...]
+    services: tuple[str, ...]
+
+
+def origin_of(origins: Mapping[str, str], path: str) -> str | None:
+    """The file that declares the namespace or service a path starts with (`services.billing.allow[0]` ->
+    `origins['services.billing']`), or None. Keys are user text that may hold '.' or '[': every prefix ending before
+    one is tried, the longest first."""
+    if not origins:
+        return None
+    head, dot, rest = path.partition(".")
+    if not dot:
+        return None
+    for end in sorted((i for i, char in enumerate(rest) if char in ".["), reverse=True):
+        found = origins.get(f"{head}.{rest[:end]}")
+        if found:
+            return found
+    return origins.get(path)
+
+
 def mesh_identity(service_account: str, namespace: str, trust_domain: str) -> str:
     """The identity Linkerd gives a workload's proxy (and that MeshTLSAuthentication matches)."""
     return f"{service_account}.{namespace}.serviceaccount.identity.linkerd.{trust_domain}"
@@ -210,12 +257,13 @@ _EGRESS_KEYS = graph_format.EGRESS.keys
 class _Reader:
     """Walks the parsed YAML, recording problems with `file: dotted.path[index]` locations."""
 
-    def __init__(self, source: str, problems: Problems):
+    def __init__(self, source: str, problems: Problems, origins: Mapping[str, str] | None = None):
         self.source = source
         self.problems = problems
+        self.origins = origins or {}
 
     def where(self, path: str) -> str:
-        return f"{self.source}: {path}" if path else self.source
+        return f"{origin_of(self.origins, path) or self.source}: {path}" if path else self.source
 
     def add(self, path: str, what: str, fix: str = "") -> None:
         self.problems.add(self.where(path), what, fix)
@@ -309,9 +357,12 @@ def load_graph(path: Path, display: str, problems: Problems) -> ServiceGraph | N
     return parse_graph(document, display, problems)
 
 
-def parse_graph(document: Any, display: str, problems: Problems) -> ServiceGraph | None:
-    """Validate an already-parsed graph document. Pure: no files, no Pulumi."""
-    reader = _Reader(display, problems)
+def parse_graph(document: Any, display: str, problems: Problems,
+                origins: Mapping[str, str] | None = None) -> ServiceGraph | None:
+    """Validate an already-parsed graph document. Pure: no files, no Pulumi. `origins`: for a graph merged from the
+    files of a directory (read/fragments.py), which file declares each namespace and service (ServiceGraph.origins)."""
+    reader = _Reader(display, problems, origins)
+    origins = origins or {}
     before = len(problems.items)
     if not isinstance(document, dict):
         reader.add("", f"must be a mapping with 'namespaces' and 'services', not {_kind(document)}")
@@ -350,14 +401,14 @@ def parse_graph(document: Any, display: str, problems: Problems) -> ServiceGraph
     _check_unique_workloads(reader, services)
     _check_skipped_ports(reader, services, namespaces)
     _check_opaque_ports(reader, services, namespaces)
-    graph = ServiceGraph(display, namespaces, services)
+    graph = ServiceGraph(display, namespaces, services, origins=origins)
     resolved: dict[str, tuple[Caller, ...]] = {}
     for key, service in services.items():
         resolved[key] = _read_callers(reader, graph, service, raw_allow[key])
     if len(problems.items) != before:
         return None
     services = {key: replace(service, callers=resolved[key]) for key, service in services.items()}
-    graph = ServiceGraph(display, namespaces, services)
+    graph = ServiceGraph(display, namespaces, services, origins=origins)
     _check_shared_accounts(reader, graph)
     _check_skipped_outbound_ports(reader, graph)
     if len(problems.items) != before:
@@ -368,7 +419,7 @@ def parse_graph(document: Any, display: str, problems: Problems) -> ServiceGraph
         for caller in service.callers
         for port in (caller.ports or tuple(p.name for p in service.ports))
     )
-    return ServiceGraph(display, namespaces, services, edges)
+    return ServiceGraph(display, namespaces, services, edges, origins=origins)
 
 
 def _within_totals(reader: _Reader, raw_services: dict) -> bool:

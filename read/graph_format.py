@@ -4,8 +4,9 @@ choices, range and limits.
 Two things are derived from this declaration and nothing else, so they cannot drift apart:
 - the reader's structural checks (read/graph.py takes its allowed keys, name patterns, protocols, port range
   and limits from here, and keeps its messages);
-- the published JSON Schema (`python -m read.schema --write` -> schema/services.schema.json), which editors
-  use to complete and flag `services.yaml` as it is typed.
+- the published JSON Schemas (`python -m read.schema --write` -> schema/services.schema.json, and
+  schema/services-fragment.schema.json for one team's file of a graph split per team: `FRAGMENT`), which editors
+  use to complete and flag `services.yaml` and `services.d/*.yaml` as they are typed.
 
 Rules that a JSON Schema cannot state (a caller must name another service, two services may not select the same
 pods, ...) are listed in `CANNOT_CHECK`, which the README and tests/test_schema.py read: every error the reader knows
@@ -162,6 +163,11 @@ MAX_DESTINATIONS_PER_EGRESS = 64  # cidrs and hosts of one egress entry
 # Operator caps at 42 characters (pulumi-kubernetes-operator operator/api/pulumi/v1/stack_types.go, XValidation).
 SHARD_NAME_MAX = 20
 MAX_PORT_LIST = 100  # skipInboundPorts, skipOutboundPorts, an egress entry's ports, an allow entry's ports
+# A graph split per team (serviceGraph naming a directory, README 'Splitting the graph per team'): the fragment files
+# it may hold (each opened, parsed and listed in CODEOWNERS; a team per file is far below this), and the owners one
+# fragment may name. The directory's files share the one-file limits (inputs.MAX_GRAPH_BYTES, inputs.MAX_NODES).
+MAX_GRAPH_FILES = 1_000
+MAX_OWNERS = 20
 
 PORT_MIN, PORT_MAX = 1, 65535
 
@@ -196,6 +202,17 @@ HOSTNAME = Pattern(r"(\*\.)?(?!.{254})([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-
 # for them, never an egress destination, so an egress entry for one would never match anything.
 IN_CLUSTER_SUFFIXES = (".svc", ".svc.cluster.local", ".cluster.local")
 IN_CLUSTER_HOST = Pattern("cluster\\.local|.*(" + "|".join(re.escape(s) for s in IN_CLUSTER_SUFFIXES) + ")")
+# A CODEOWNERS owner, as GitHub's docs write them: `@user` (a GitHub login: letters, digits and single '-', at most
+# 39, not starting or ending with '-'), `@org/team` (the organization's login and the team's slug), or an email
+# address. No whitespace and no '#', which would end the owner list or start a comment on the CODEOWNERS line.
+_LOGIN = r"[A-Za-z0-9](-?[A-Za-z0-9]){0,38}"
+OWNER = Pattern(rf"@{_LOGIN}(/[A-Za-z0-9][-A-Za-z0-9_.]{{0,99}})?"
+                r"|[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)+")
+OWNER_MAX = 254
+# A fragment file's name, which CODEOWNERS must be able to write as a path: CODEOWNERS has no escapes (`\#`, `!`
+# negation and `[ ]` ranges do not work: docs/research/issue-24-shards.md section 6), gitignore would read `*`, `?`
+# or `[` as wildcards and a space as the end of the pattern, and paths are case sensitive, so only these characters.
+FRAGMENT_FILE = Pattern(r"[A-Za-z0-9][-A-Za-z0-9_.]{0,99}\.yaml")
 # Only the shape of a CIDR in the canonical form a NetworkPolicy takes (lowercase hex, a prefix length): whether it
 # parses, has no host bits set and is not IPv4-mapped is checked by the reader (graph.cidr_problem).
 CIDR_SHAPE = Pattern(r"[0-9a-f:.]+/[0-9]{1,3}")
@@ -287,6 +304,27 @@ GRAPH = Record((
                             "The services of the mesh, by key", max_entries=MAX_SERVICES), required=True),
 ), "The service graph: who runs where, on which ports, and who may call whom (README, 'The service graph')")
 
+# One file of a graph split per team: the directory serviceGraph names holds several, merged into one graph and
+# validated as one (read/fragments.py). A fragment's namespaces and services are the graph's; it adds who owns them.
+FRAGMENT = Record((
+    Field("owners", Items(Text("A code owner, as CODEOWNERS writes it: @user, @org/team or an email address (it needs "
+                               "write access to the repository)", OWNER, OWNER_MAX,
+                               examples=("@example-org/payments-team",)),
+                          "Who approves changes to this file: its line in the generated .github/CODEOWNERS",
+                          min_items=1, max_items=MAX_OWNERS, unique=True), required=True),
+    Field("shard", Text("The policy shard of this file's namespaces that do not name one themselves (the namespace "
+                        "field `shard`): at most 20 lowercase letters, digits and '-'", DNS_LABEL, SHARD_NAME_MAX),
+          nullable=True),
+    Field("namespaces", Named(GRAPH.field("namespaces").node.key, NAMESPACE,
+                              "The namespaces this file owns: no other file may declare them, and this file's services "
+                              "live in them", min_entries=1, max_entries=MAX_NAMESPACES, value_nullable=True),
+          required=True),
+    Field("services", Named(Text("Service key (unique across the directory's files)", DNS_LABEL, DNS_LABEL_MAX),
+                            SERVICE, "The services of this file's namespaces; their `allow` may name services of any "
+                            "file", max_entries=MAX_SERVICES), nullable=True),
+), "One team's part of the service graph (README, 'Splitting the graph per team'): the files of the directory "
+   "mtls-mesh:serviceGraph names are merged into one graph")
+
 
 # ---- what the schema cannot say ---------------------------------------------------------------------------------
 
@@ -316,6 +354,9 @@ CANNOT_CHECK = (
          "entry's cidrs and hosts together, and on the size of each object the program makes from the graph (etcd's "
          "1.5 MiB); the schema limits each list on its own",
          ("in all, more than the limit", "cidrs and hosts, more than the limit", "more than etcd's limit")),
+    Rule("team boundaries", "in a graph split per team, a namespace or a service key is declared in one file only, "
+         "a service lives in a namespace its own file declares, and the files together stay within the graph's limits",
+         ("is also declared in", "not in this file", "fragment files", "together")),
     Rule("reading the file", "the file must be a regular UTF-8 file within the size limit, valid YAML without anchors, "
          "deep nesting, repeated keys, too many values, or numbers and booleans that YAML 1.1 or Go's YAML would read "
          "differently (0443, 1:30, yes, 1_000): all checked on the text, before there is a document",

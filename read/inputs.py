@@ -209,8 +209,9 @@ _Yaml12Loader.add_constructor(_BOOL_TAG, _Yaml12Loader.construct_bool12)
 _Yaml12Loader.add_constructor(_AMBIGUOUS_TAG, _Yaml12Loader.refuse)
 
 
-def _check_structure(text: str) -> None:
-    depth = nodes = 0
+def _check_structure(text: str, values_before: int = 0) -> int:
+    """The number of values the document holds, after `values_before` counted in earlier files of one graph."""
+    depth, nodes = 0, values_before
     starts = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
     ends = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
     for event in yaml.parse(text, Loader=_Loader):
@@ -222,8 +223,9 @@ def _check_structure(text: str) -> None:
         if kind is yaml.ScalarEvent or kind in starts:
             nodes += 1
             if nodes > MAX_NODES:
-                raise InputError(f"holds more than {MAX_NODES:,} values (lists, mappings and scalars), stopped at "
-                                 f"line {event.start_mark.line + 1}",
+                together = " with the graph's files read before it" if values_before else ""
+                raise InputError(f"holds more than {MAX_NODES:,} values (lists, mappings and scalars){together}, "
+                                 f"stopped at line {event.start_mark.line + 1}",
                                  "Split the platform into several stacks (see README, 'Limits')")
         if kind in starts:
             depth += 1
@@ -233,14 +235,21 @@ def _check_structure(text: str) -> None:
                                  "No valid document nests that deep")
         elif kind in ends:
             depth -= 1
+    return nodes
 
 
 def load_yaml(text: str) -> Any:
     """One YAML 1.2 document, refusing anchors/aliases, deep nesting, duplicate keys, numbers and booleans that other
     YAML readers would read differently, and numbers too large for any setting (InputError says where)."""
+    return load_yaml_counting(text)[0]
+
+
+def load_yaml_counting(text: str, values_before: int = 0) -> tuple[Any, int]:
+    """`load_yaml`, for one of several files that share the `MAX_NODES` limit (a graph split per team): the document,
+    and the values counted so far (`values_before` plus this document's)."""
     try:
-        _check_structure(text)
-        return yaml.load(text, Loader=_Yaml12Loader)
+        values = _check_structure(text, values_before)
+        return yaml.load(text, Loader=_Yaml12Loader), values
     except InputError:
         raise
     except yaml.YAMLError as err:

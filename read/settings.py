@@ -21,9 +21,10 @@ import yaml
 
 from read.durations import Duration
 from read.errors import Problems, did_you_mean, short
-from read.graph import (DEFAULT_SERVICE_ACCOUNT, ServiceGraph, cidr_problem, identity_issuer_name, is_dns_subdomain, load_graph,
+from read.graph import (DEFAULT_SERVICE_ACCOUNT, ServiceGraph, cidr_problem, identity_issuer_name, is_dns_subdomain,
                     mesh_identity)
 from read.inputs import MAX_PEM_BYTES, InputError, read_text_file
+from read.fragments import load_service_graph
 from read.names import anchor_common_name, workload_root_common_name
 
 # The choices and patterns of the settings are declared once, in settings_format (which also renders them into
@@ -457,7 +458,8 @@ def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[
 
     graph_file = config.string("serviceGraph")
     graph_path = project_file(config, "serviceGraph", project_dir) if graph_file else None
-    graph = load_graph(graph_path, graph_file, problems) if graph_path is not None else None
+    # A file, or a directory of per-team fragments merged into one graph (read/fragments.py).
+    graph = load_service_graph(graph_path, graph_file, problems, project_dir) if graph_path is not None else None
     if not graph_file:
         config.add("serviceGraph", "is empty", "Point it at the service-graph YAML, e.g. services.yaml")
 
@@ -601,7 +603,7 @@ def _check_egress_outside_cluster(problems: Problems, graph: ServiceGraph, polic
                 network = ipaddress.ip_network(cidr)
                 inside = [str(c) for c in cluster if networks_overlap(network, c)]
                 if inside:
-                    problems.add(f"{graph.source}: services.{service.key}.egress[{index}].cidrs[{cidr_index}]",
+                    problems.add(graph.where(f"services.{service.key}.egress[{index}].cidrs[{cidr_index}]"),
                                  f"{cidr} overlaps the cluster network {inside[0]} (clusterNetworks)",
                                  "Egress is for destinations outside the cluster; allow in-cluster callers with 'allow'")
 

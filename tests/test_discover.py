@@ -311,6 +311,17 @@ def test_the_proposal_keeps_comments_and_layout(server, tmp_path):
     assert "+    allow: [catalog]" not in diff.stdout and "allow: [checkout, catalog]" in diff.stdout
 
 
+def test_a_graph_split_per_team_gets_the_same_report_and_no_one_file_proposal(server, staging_report):
+    """examples/services.d/ is services.yaml split per team: the same proposals, but no file is rewritten (each grant
+    belongs in its callee's team file)."""
+    from discover import Prometheus, as_json, discover, load_stack
+
+    stack = load_stack("staging", graph_file="examples/services.d/")
+    report = discover(stack, Prometheus(server), "6h")
+    assert edges(as_json(report, stack.graph)["proposed"]) == edges(staging_report["proposed"]) != set()
+    assert report.proposal_text is None and report.diff() == ""
+
+
 def test_markdown_report_fits_a_pull_request_comment(server):
     result = run_discover("--prometheus", server, "--stack", "staging", "--since", "6h")
     assert result.returncode == 0, result.stderr

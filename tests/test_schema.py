@@ -24,6 +24,7 @@ import yaml
 from hypothesis import given, settings as hypothesis_settings, strategies as st
 from check_jsonschema.regex_variants import RegexImplementation, RegexVariantName
 
+import test_fragments
 import test_graph
 import test_hostile_input as hostile
 import test_input_rules as input_rules
@@ -38,6 +39,7 @@ from harness import PROJECT_DIR, STACKS, stack_file
 
 SCHEMA_DIR = PROJECT_DIR / "schema"
 GRAPH_SCHEMA = json.loads((SCHEMA_DIR / "services.schema.json").read_text())
+FRAGMENT_SCHEMA = json.loads((SCHEMA_DIR / "services-fragment.schema.json").read_text())
 STACK_SCHEMA = json.loads((SCHEMA_DIR / "stack-settings.schema.json").read_text())
 EXAMPLE = yaml.safe_load((PROJECT_DIR / "services.yaml").read_text())
 
@@ -48,6 +50,7 @@ EditorValidator = jsonschema.validators.extend(
     jsonschema.Draft202012Validator,
     {"pattern": _ECMA.pattern_keyword, "patternProperties": _ECMA.patternProperties_keyword})
 GRAPH = EditorValidator(GRAPH_SCHEMA)
+FRAGMENT = EditorValidator(FRAGMENT_SCHEMA)
 STACK = EditorValidator(STACK_SCHEMA)
 
 
@@ -79,7 +82,8 @@ def _patterns(node: Any) -> Iterable[str]:
             yield from _patterns(value)
 
 
-@pytest.mark.parametrize("document", [GRAPH_SCHEMA, STACK_SCHEMA], ids=["services", "stack-settings"])
+@pytest.mark.parametrize("document", [GRAPH_SCHEMA, FRAGMENT_SCHEMA, STACK_SCHEMA],
+                         ids=["services", "services-fragment", "stack-settings"])
 def test_each_schema_is_valid_draft_2020_12_with_ecma_patterns(document):
     assert document["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     jsonschema.Draft202012Validator.check_schema(document)
@@ -89,7 +93,8 @@ def test_each_schema_is_valid_draft_2020_12_with_ecma_patterns(document):
         assert _ECMA.check_format(pattern), f"not an ECMA-262 regular expression: {pattern}"
 
 
-EDITED_FILES = [PROJECT_DIR / "services.yaml", *(stack_file(stack) for stack in STACKS)]
+FRAGMENT_FILES = sorted((PROJECT_DIR / "examples" / "services.d").glob("*.yaml"))
+EDITED_FILES = [PROJECT_DIR / "services.yaml", *FRAGMENT_FILES, *(stack_file(stack) for stack in STACKS)]
 _MODELINE = re.compile(r"^# yaml-language-server: \$schema=(\S+)$", re.MULTILINE)
 
 
@@ -100,7 +105,8 @@ def test_each_file_names_its_schema_for_vs_code_and_jetbrains(path):
     assert match, f"{path.name}: the first line must be '# yaml-language-server: $schema=<path>'"
     assert lines[1] == f"# $schema: {match.group(1)}", f"{path.name}: the second line is JetBrains' form of the first"
     target = (path.parent / match.group(1)).resolve()
-    expected = "services.schema.json" if path.name == "services.yaml" else "stack-settings.schema.json"
+    expected = ("services.schema.json" if path.name == "services.yaml" else
+                "services-fragment.schema.json" if path in FRAGMENT_FILES else "stack-settings.schema.json")
     assert target == SCHEMA_DIR / expected
 
 
@@ -299,6 +305,24 @@ class GraphText:
         return " | ".join(str(p) for p in problems.items)
 
 
+class FragmentCase:
+    """A graph split per team (test_fragments): the problem at `where` (`services.d/<file>: <path>`) must be refused by
+    the fragment schema in that file at that path, or belong to a CANNOT_CHECK rule (team boundaries, references)."""
+
+    def __init__(self, files: dict, where: str):
+        self.files = files
+        self.file, _, self.path = where.partition(": ")
+
+    def check(self, tmp_path: Path) -> str:
+        _, problems = test_fragments.load(tmp_path, self.files)
+        message = " | ".join(p for p in problems if p.startswith(f"{self.file}: {self.path}".rstrip(": ")))
+        assert message, f"the reader reports nothing at {self.file}: {self.path}"
+        document = self.files[self.file.rpartition("/")[2]]
+        if isinstance(document, str):  # text the reader refuses before there is a document
+            return _rule(message, graph_format.CANNOT_CHECK)
+        return classify(FRAGMENT, document, self.path, message, graph_format.CANNOT_CHECK)
+
+
 def _with(edit) -> dict:
     document = copy.deepcopy(EXAMPLE)
     edit(document)
@@ -393,9 +417,12 @@ CONVERTERS: dict[str, Any] = {
     "test_input_rules.test_every_declared_setting_is_validated_in_every_mode":
         lambda key: ("dev", {key: input_rules.WRONG[DECLARATIONS[key].type]}, None, key),
     "test_input_rules.test_every_boolean_says_what_it_accepts": lambda key: ("dev", {key: "x"}, None, key),
+    "test_fragments.test_the_example_directory_compiles_to_the_plan_of_services_yaml": None,
+    "test_fragments.test_a_bad_fragment_is_refused_naming_the_file_and_path":
+        lambda files, where, words: FragmentCase(files, where),
 }
 MODULES = {"test_graph": test_graph, "test_settings": test_settings, "test_hostile_input": hostile,
-           "test_input_rules": input_rules}
+           "test_input_rules": input_rules, "test_fragments": test_fragments}
 
 
 def _parameter_sets(function) -> list[tuple] | None:
@@ -457,6 +484,9 @@ def test_each_error_case_is_refused_by_the_schema_or_classified(tmp_path, case):
     if isinstance(case, GraphText):
         _rule(case.message(tmp_path), graph_format.CANNOT_CHECK)
         return
+    if isinstance(case, FragmentCase):
+        case.check(tmp_path)
+        return
     stack, changes, graph, where, *unset = case
     check_case(tmp_path, stack, changes, graph, where, *unset)
 
@@ -499,6 +529,17 @@ def test_the_schema_accepts_what_the_reader_accepts(edit):
     problems = Problems()
     assert parse_graph(document, "services.yaml", problems) is not None, [str(p) for p in problems.items]
     assert not list(GRAPH.iter_errors(document)), [e.message for e in GRAPH.iter_errors(document)]
+
+
+def test_the_fragment_schema_accepts_the_fragments_the_reader_accepts(tmp_path):
+    graph, problems = test_fragments.load(tmp_path, {"a.yaml": test_fragments.A, "b.yaml": test_fragments.B})
+    assert graph is not None, problems
+    for document in (test_fragments.A, test_fragments.B):
+        assert not list(FRAGMENT.iter_errors(document)), [e.message for e in FRAGMENT.iter_errors(document)]
+    lean = {"owners": ["a@example.com"], "shard": None, "namespaces": {"web": None}, "services": None}
+    (tmp_path / "lean").mkdir()
+    graph, problems = test_fragments.load(tmp_path / "lean", {"a.yaml": lean})
+    assert graph is not None and FRAGMENT.is_valid(lean), problems
 
 
 ACCEPTED_SETTINGS = {
