@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,11 @@ POLICY_SHARDS, PLATFORM_STACK, SHARD_KEY = "mtls-mesh:policyShards", "mtls-mesh:
 # Keys this module interprets itself: stripped before load_settings when the checkout's Pulumi.yaml does not declare
 # them (a checkout from before shards).
 SHARD_KEYS = {POLICY_SHARDS: "policyShards", PLATFORM_STACK: "platformStack", SHARD_KEY: "shard"}
+
+
+# Pulumi's stack names (alphanumerics, '-', '_', '.'; at most 100): a file name or platformStack outside it is no
+# stack, and the workflow must not receive it (names reach job names, artifact names and, through env, scripts).
+STACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
 class Unreadable(Exception):
@@ -129,6 +135,12 @@ class Checkout:
         self.root = Path(root).resolve()
         self.cache = cache if cache is not None else {}
 
+    def declarations(self):
+        """The checkout's Pulumi.yaml declarations, read once (parsing it costs more than compiling a small graph)."""
+        if not hasattr(self, "_declarations"):
+            self._declarations = load_declarations(self.root / "Pulumi.yaml")
+        return self._declarations
+
     def stacks(self) -> tuple[str, ...]:
         return stack_names(self.root / "stacks") if (self.root / "stacks").is_dir() else ()
 
@@ -141,7 +153,7 @@ class Checkout:
         hashed.update(project.read_bytes() if project.is_file() else b"")
         try:
             # A setting left to its default names a file too (serviceGraph: services.yaml).
-            defaults = {f"{PROJECT}:{k}": d.default for k, d in load_declarations(project).items()
+            defaults = {f"{PROJECT}:{k}": d.default for k, d in self.declarations().items()
                         if isinstance(d.default, str)}
         except Exception:  # noqa: BLE001 - then the compile says what is wrong with Pulumi.yaml
             defaults = {}
@@ -171,7 +183,7 @@ class Checkout:
 
     def _compile(self, file: StackFile):
         try:
-            declarations = load_declarations(self.root / "Pulumi.yaml")
+            declarations = self.declarations()
             config = {k: v for k, v in file.config.items() if k not in SHARD_KEYS or SHARD_KEYS[k] in declarations}
             settings = load_settings(config, file.stack, secret_keys=file.secret_keys, project_dir=self.root,
                                      declarations=declarations)
@@ -276,6 +288,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reasons", type=Path, help="write every stack's choice and reason to this JSON file")
     args = parser.parse_args(argv)
     choices = choose(args.base, args.head, tuple(args.skip))
+    bad = [c for c in choices if not (STACK_NAME.fullmatch(c.stack) and STACK_NAME.fullmatch(c.platform))]
+    if bad:
+        print(f"error: {', '.join(repr(c.stack) for c in bad)}: not a stack name, or a shard whose platformStack is "
+              "not one (letters, digits, '-', '_' and '.', at most 100). Rename the stack file", file=sys.stderr)
+        return 2
     for choice in choices:
         print(f"{choice.stack}: {'preview' if choice.selected else 'no preview'} ({choice.reason})", file=sys.stderr)
     if args.reasons:

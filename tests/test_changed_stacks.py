@@ -8,6 +8,7 @@ the shards storefront (web) and payments (payments), whatever the repository's o
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import yaml
 from harness import PROJECT_DIR
 
 sys.path.insert(0, str(PROJECT_DIR))
-from deploy import changed_stacks  # noqa: E402
+from deploy import changed_stacks, review_comment, review_matrices  # noqa: E402
 from deploy.changed_stacks import Checkout, choose  # noqa: E402
 
 COPIED = ("Pulumi.yaml", "__main__.py", "requirements.txt", "requirements-dev.txt", "services.yaml", "read", "plan",
@@ -85,7 +86,8 @@ def base_head(sharded_project, tmp_path):
     return base, head
 
 
-def chosen(base: Path, head: Path, skip=("dev",)) -> list[str]:
+def chosen(base: Path, head: Path, skip=("dev", "staging")) -> list[str]:
+    """The stacks chosen; staging (a single stack of the same graph) is left out where it tells nothing new."""
     return sorted(c.stack for c in choose(base, head, skip) if c.selected)
 
 
@@ -104,10 +106,10 @@ def test_an_unchanged_pull_request_previews_nothing(base_head):
 def test_one_teams_allow_list_previews_exactly_that_shard(base_head):
     base, head = base_head
     edit_graph(head, lambda g: service(g, "ledger")["allow"][0]["ports"].append("admin"))
-    assert chosen(base, head) == ["prod-payments", "staging"], \
+    assert chosen(base, head, skip=("dev",)) == ["prod-payments", "staging"], \
         "staging is a single stack of the same graph: its plan changed too"
     edit_graph(head, lambda g: service(g, "catalog")["allow"].remove("checkout"))
-    assert chosen(base, head) == ["prod-payments", "prod-storefront", "staging"]
+    assert chosen(base, head) == ["prod-payments", "prod-storefront"]
 
 
 def test_a_new_namespace_in_a_shard_previews_the_platform_and_that_shard(base_head):
@@ -119,7 +121,7 @@ def test_a_new_namespace_in_a_shard_previews_the_platform_and_that_shard(base_he
                                                                         "protocol": "HTTP/1"}],
                                        "allow": ["frontend"]}
     edit_graph(head, add)
-    assert chosen(base, head, skip=("dev", "staging")) == ["prod", "prod-storefront"]
+    assert chosen(base, head) == ["prod", "prod-storefront"]
     reasons = {c.stack: c.reason for c in choose(base, head, ("dev", "staging"))}
     assert "outside the shards" in reasons["prod"] and reasons["prod-payments"] == "unchanged"
 
@@ -145,7 +147,15 @@ def test_an_edge_across_shards_previews_both_sides(base_head):
     egress NetworkPolicy): both sides' objects change, and nothing else."""
     base, head = base_head
     edit_graph(head, lambda g: service(g, "billing")["allow"].append("frontend"))
-    assert chosen(base, head, skip=("dev", "staging")) == ["prod-payments", "prod-storefront"]
+    assert chosen(base, head) == ["prod-payments", "prod-storefront"]
+
+
+def test_a_linkerd_upgrade_previews_every_shard_through_its_contract(base_head):
+    """The shards' objects are the same, but each compiled against another platform (its contract changed): each
+    preview shows whether the platform has applied it yet."""
+    base, head = base_head
+    set_config(head, "prod", linkerdChartVersion="2025.11.1")
+    assert chosen(base, head) == ["prod", "prod-payments", "prod-storefront"]
 
 
 def test_the_kubernetes_context_is_every_stacks_provider(base_head):
@@ -206,7 +216,7 @@ def test_a_changed_secret_previews_its_stack(base_head):
     base, head = base_head
     for root, text in ((base, "v1:AAAA"), (head, "v1:BBBB")):
         set_config(root, "staging", vaultToken={"secure": text})
-    assert chosen(base, head) == ["staging"]
+    assert chosen(base, head, skip=("dev",)) == ["staging"]
 
 
 def test_each_distinct_input_compiles_once(base_head, monkeypatch):
@@ -260,3 +270,83 @@ def test_the_matrices_merge_to_the_single_stacks(base_head):
     single = Checkout(head).matrices("prod")
     assert merged == {name: single[name] for name in merged}
     assert any(key.startswith("payments/") for key in single["egressMatrix"])
+
+
+def test_a_file_name_that_is_no_stack_name_is_refused(base_head, capsys):
+    base, head = base_head
+    (head / "stacks" / "Pulumi.x$(id).yaml").write_text("config:\n  mtls-mesh:platformStack: prod\n"
+                                                       "  mtls-mesh:shard: payments\n")
+    assert changed_stacks.main(["--base", str(base), "--head", str(head), "--skip", "dev"]) == 2
+    assert "'x$(id)': not a stack name" in capsys.readouterr().err
+
+
+# --- the one review comment ------------------------------------------------------------------------------------------
+
+def run_pipeline(base: Path, head: Path, out: Path, outcomes=None) -> list[dict]:
+    """What the workflow does: choose, one review file per chosen stack, then the comment."""
+    review = out / "review"
+    review.mkdir(parents=True)
+    chosen_stacks = json.loads(subprocess.run(
+        [sys.executable, "-m", "deploy.changed_stacks", "--base", str(base), "--head", str(head), "--skip", "dev",
+         "--reasons", str(review / "selection.json")], capture_output=True, text=True, cwd=PROJECT_DIR,
+        check=True).stdout)
+    for entry in chosen_stacks:
+        outcome = (outcomes or {}).get(entry["stack"], "success")
+        if outcome is None:
+            continue  # the job never ran: no artifact
+        review_matrices.main(["--stack", entry["stack"], "--head", str(head), "--base", str(base), "--outcome",
+                              outcome, "--url", "https://example.invalid/run/1",
+                              "--out", str(review / entry["stack"] / "review.json")])
+    return chosen_stacks
+
+
+def test_the_comment_merges_the_previewed_stacks_matrices(base_head, tmp_path):
+    base, head = base_head
+    edit_graph(head, lambda g: service(g, "billing")["allow"].append("frontend"))
+    run_pipeline(base, head, tmp_path, {"staging": None, "prod-storefront": "failure"})
+    comment_file = tmp_path / "comment.md"
+    assert review_comment.main([str(tmp_path / "review"), "--out", str(comment_file)]) == 0
+    comment = comment_file.read_text()
+    assert comment.startswith(review_comment.MARKER + "\n")
+    prod = comment.split("#### prod\n", 1)[1].split("#### staging\n", 1)[0]
+    rows = [line for line in prod.splitlines() if line.startswith("| `prod-")]
+    assert rows[0].startswith("| `prod-payments` | [previewed](https://example.invalid/run/1) |")
+    assert rows[1].startswith("| `prod-storefront` | [**preview failed**]")
+    changed = [line for line in prod.splitlines() if "| changed |" in line]
+    assert len(changed) == 1 and "`payments/billing:grpc`" in changed[0] and "web/frontend" in changed[0]
+    assert "| `payments` | `prod-payments` |" in prod and "| `web` | `prod-storefront` |" in prod
+    assert "| `data` | `prod` |" in prod
+    merged = prod.split("Access matrix of the previewed stacks, merged", 1)[1].split("</details>", 1)[0]
+    assert "`payments/ledger:http` | `prod-payments`" in merged and "`web/frontend:http` | `prod-storefront`" in merged
+    staging = comment.split("#### staging\n", 1)[1]
+    assert "| `staging` | not run" in staging
+    assert "Not previewed, their part of the plan is unchanged: `prod`." in comment
+
+
+def test_a_comment_longer_than_github_takes_is_cut_with_a_note(tmp_path):
+    huge = {f"ns{i % 7}/service-{i}:http": {"allowed": [f"caller-{j}" for j in range(20)], "others": "denied"}
+            for i in range(3000)}
+    review = {"stack": "prod", "platform": "prod", "role": "single", "preview": {"outcome": "success", "url": ""},
+              "accessMatrix": huge, "egressMatrix": {}, "owners": {}, "namespaces": ["ns0"], "problem": None,
+              "base": {"accessMatrix": {}, "egressMatrix": {}}, "baseProblem": None}
+    (tmp_path / "review").mkdir()
+    (tmp_path / "review" / "prod.json").write_text(json.dumps(review))
+    out, full = tmp_path / "comment.md", tmp_path / "full.md"
+    review_comment.main([str(tmp_path / "review"), "--out", str(out), "--full", str(full), "--run-url", "https://r"])
+    comment, whole = out.read_text(), full.read_text()
+    assert len(whole) > review_comment.COMMENT_LIMIT >= len(comment)
+    assert comment.count("<details>") == comment.count("</details>")
+    assert "the whole comment is the artifact `review-comment` of this run (https://r)" in comment
+    kept = int(re.search(r"\*\*Cut at ([\d,]+) of", comment).group(1).replace(",", ""))
+    assert comment[:kept] == whole[:kept] and kept > review_comment.COMMENT_LIMIT - 1000, "cut at a line, near the limit"
+    short = tmp_path / "short.md"
+    review_comment.main([str(tmp_path / "review"), "--out", str(short), "--limit", "10000000", "--run-url", "https://r"])
+    assert short.read_text() == whole
+
+
+def test_nothing_chosen_says_so(tmp_path):
+    (tmp_path / "review").mkdir()
+    (tmp_path / "review" / "selection.json").write_text(json.dumps(
+        [{"stack": "prod", "platform": "prod", "role": "single", "selected": False, "reason": "unchanged"}]))
+    text = review_comment.render(*review_comment.read_dir(tmp_path / "review"))
+    assert "nothing was previewed" in text and "`prod`" in text
