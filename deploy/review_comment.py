@@ -3,7 +3,8 @@
     python -m deploy.review_comment <artifact dir> --out comment.md [--full full.md] [--run-url <url>]
 
 <artifact dir> holds the review files (deploy/review_matrices.py, one per previewed stack) and, from the job that
-chose the stacks, `selection.json` (deploy/changed_stacks.py --reasons). The comment says per environment (a
+chose the stacks, `_selection.json` (deploy/changed_stacks.py --reasons; no stack name starts with `_`, so no review
+file `<stack>.json` replaces it when the artifacts are merged into one folder). The comment says per environment (a
 platform and its shards, or a single stack) which stack was previewed and why, the preview's outcome, which stack
 owns each namespace, each stack's entries that differ from the base, and the merged matrices. It starts with
 MARKER, by which the workflow finds and updates its own comment instead of adding one per push.

@@ -288,7 +288,7 @@ def run_pipeline(base: Path, head: Path, out: Path, outcomes=None) -> list[dict]
     review.mkdir(parents=True)
     chosen_stacks = json.loads(subprocess.run(
         [sys.executable, "-m", "deploy.changed_stacks", "--base", str(base), "--head", str(head), "--skip", "dev",
-         "--reasons", str(review / "selection.json")], capture_output=True, text=True, cwd=PROJECT_DIR,
+         "--reasons", str(review / "_selection.json")], capture_output=True, text=True, cwd=PROJECT_DIR,
         check=True).stdout)
     for entry in chosen_stacks:
         outcome = (outcomes or {}).get(entry["stack"], "success")
@@ -346,7 +346,7 @@ def test_a_comment_longer_than_github_takes_is_cut_with_a_note(tmp_path):
 
 def test_nothing_chosen_says_so(tmp_path):
     (tmp_path / "review").mkdir()
-    (tmp_path / "review" / "selection.json").write_text(json.dumps(
+    (tmp_path / "review" / "_selection.json").write_text(json.dumps(
         [{"stack": "prod", "platform": "prod", "role": "single", "selected": False, "reason": "unchanged"}]))
     text = review_comment.render(*review_comment.read_dir(tmp_path / "review"))
     assert "nothing was previewed" in text and "`prod`" in text

@@ -152,7 +152,7 @@ def test_the_changes_job_compiles_the_base_and_the_head_without_credentials():
     assert "git worktree add --detach ../base HEAD^1" in runs
     assert "python -m deploy.changed_stacks --base ../base --head . --skip dev" in runs, \
         "dev is deployed on kind by the dev job, never previewed here"
-    assert "--reasons review/selection.json" in runs and 'echo "stacks=$(cat stacks.json)" >> "$GITHUB_OUTPUT"' in runs
+    assert "--reasons review/_selection.json" in runs and 'echo "stacks=$(cat stacks.json)" >> "$GITHUB_OUTPUT"' in runs
     assert changes["outputs"]["stacks"] == "${{ steps.choose.outputs.stacks }}"
     (upload,) = steps_using(changes, "actions/upload-artifact@")
     assert upload["with"]["name"].startswith("review-"), "the comment job downloads review-*"
