@@ -34,7 +34,7 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 if str(PROJECT_DIR) not in sys.path:
     sys.path.insert(0, str(PROJECT_DIR))
 
-from plan.changes import owners, part_digest, part_matrices  # noqa: E402
+from plan.changes import changed_components, owners, part_digests, part_matrices  # noqa: E402
 from plan.mesh import compile_mesh  # noqa: E402
 from plan.shards import PLATFORM, SHARD, SINGLE, stack_scope  # noqa: E402
 from read.settings import load_settings  # noqa: E402
@@ -205,14 +205,14 @@ class Checkout:
         settings, plan, compiled_in = self.compiled(self.platform_of(file))
         return settings, plan, stack_scope(settings.graph, file.role != SINGLE, file.shard), compiled_in
 
-    def digest(self, stack: str) -> str:
+    def digests(self, stack: str) -> dict[str, str]:
         file = self.stack_file(stack)
         if file is None:
             raise Unreadable(f"stacks/Pulumi.{stack}.yaml does not exist")
         settings, plan, scope, compiled_in = self.scope(file)
         platform = self.platform_of(file)
         extra = {"file": file.config} if file.role == SHARD else {"secrets": platform.ciphertexts}
-        return part_digest(settings, plan, scope, extra, str(compiled_in))
+        return part_digests(settings, plan, scope, extra, str(compiled_in))
 
     def matrices(self, stack: str) -> dict[str, Any]:
         """What the stack exports as accessMatrix and egressMatrix, and which stack owns each graph namespace."""
@@ -238,8 +238,8 @@ class Choice:
         return {"stack": self.stack, "platform": self.platform, "role": self.role}
 
 
-WHAT_CHANGED = {SINGLE: "its plan changed", PLATFORM: "its part of the plan changed (outside the shards' parts)",
-                SHARD: "its namespaces' policy or certificates, its contract or its matrix entries changed"}
+WHAT_CHANGED = {SINGLE: "its plan changed", PLATFORM: "its part of the plan (outside the shards') changed",
+                SHARD: "its part of the plan changed"}
 
 
 def choose(base: Path, head: Path, skip: tuple[str, ...] = ()) -> list[Choice]:
@@ -261,7 +261,7 @@ def choose(base: Path, head: Path, skip: tuple[str, ...] = ()) -> list[Choice]:
             choices.append(Choice(stack, file.platform, file.role, True, f"the program or the pack changed ({shown})"))
             continue
         try:
-            wanted = after.digest(stack)
+            wanted = after.digests(stack)
         except Unreadable as err:
             choices.append(Choice(stack, file.platform, file.role, True, f"does not compile at the head: {err}"))
             continue
@@ -269,14 +269,15 @@ def choose(base: Path, head: Path, skip: tuple[str, ...] = ()) -> list[Choice]:
             if before.stack_file(stack) is None:
                 choices.append(Choice(stack, file.platform, file.role, True, "new in this pull request"))
                 continue
-            had = before.digest(stack)
+            had = before.digests(stack)
         except Unreadable as err:
             choices.append(Choice(stack, file.platform, file.role, True,
                                   f"the base cannot be compared ({err}), so it is previewed"))
             continue
-        changed = had != wanted
-        choices.append(Choice(stack, file.platform, file.role, changed, WHAT_CHANGED[file.role] if changed else
-                              "unchanged"))
+        changed = changed_components(had, wanted)
+        shown = ", ".join(changed[:6]) + (f" and {len(changed) - 6} more" if len(changed) > 6 else "")
+        choices.append(Choice(stack, file.platform, file.role, bool(changed),
+                              f"{WHAT_CHANGED[file.role]}: {shown}" if changed else "unchanged"))
     return choices
 
 

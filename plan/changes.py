@@ -5,7 +5,8 @@ the pull request's base and at its head says whether that stack's preview can sh
 paths: a one-line allow-list change in services.yaml changes one shard's part, a new namespace the platform's (its
 Namespace object) and its shard's (its policy, its contract), a stack setting whatever it compiles into.
 
-The parts (`part_digest`):
+The parts (`part_digests`, by component: a namespace, the contract, a part of the plan, a setting, a matrix, so that
+`changed_components` names what changed; `part_digest` is their one digest):
 - single: the whole plan and every setting but the graph (the graph is in the plan through what it compiles to);
 - platform: the same minus each sharded namespace's policy manifest and workload Certificates and the matrix entries
   of sharded namespaces (a shard registers those), but with the sharded namespaces' Namespace objects, Issuers and
@@ -97,27 +98,43 @@ def owners(graph: ServiceGraph, policy_shards: bool) -> dict[str, str | None]:
     return {name: sharded.get(name) for name in graph.namespaces}
 
 
+def part_digests(settings: Settings, plan: MeshPlan, scope: StackScope, extra: Any = None,
+                 project_dir: str | None = None) -> dict[str, str]:
+    """What the stack of `scope` registers from this plan, by component (see the module's docstring): comparing two
+    such dicts says what changed (`changed_components`), their digest whether anything did (`part_digest`)."""
+    graph = settings.graph
+    parts: dict[str, Any] = {}
+    if scope.role == SHARD:
+        for name in scope.namespaces:
+            parts[f"namespace {name}"] = _namespace_part(plan, name)
+        parts["contract"] = contract_digests(plan, graph).get(scope.shard)
+        parts["provider settings"] = settings.kubernetes
+    else:
+        sharded = set(_sharded(graph)) if scope.role == PLATFORM else set()
+        for name, ns in plan.namespaces.items():
+            fields = {f.name: getattr(ns, f.name) for f in dataclasses.fields(ns)}
+            # The objects are in the manifest (and the sizes follow from it): one copy is enough to compare.
+            del fields["policy"], fields["policy_sizes"]
+            if name in sharded:
+                del fields["policy_manifest"], fields["certificates"]
+            parts[f"namespace {name}"] = fields
+        for field in dataclasses.fields(plan):
+            if field.name not in ("namespaces", "access_matrix", "egress_matrix"):
+                parts[field.name.replace("_", " ")] = getattr(plan, field.name)
+        for name, value in _settings_but_graph(settings).items():
+            parts[f"setting {name}"] = value
+    for name, matrix in part_matrices(plan, graph, scope).items():
+        parts[name] = matrix
+    parts["stack file"] = extra
+    return {name: digest(value, project_dir) for name, value in parts.items()}
+
+
 def part_digest(settings: Settings, plan: MeshPlan, scope: StackScope, extra: Any = None,
                 project_dir: str | None = None) -> str:
-    """The digest of what the stack of `scope` registers from this plan (see the module's docstring)."""
-    graph = settings.graph
-    if scope.role == SHARD:
-        return digest({
-            "namespaces": {name: _namespace_part(plan, name) for name in scope.namespaces},
-            "contract": contract_digests(plan, graph).get(scope.shard),
-            "matrices": part_matrices(plan, graph, scope),
-            "provider": settings.kubernetes,
-        }, project_dir)
-    sharded = set(_sharded(graph)) if scope.role == PLATFORM else set()
-    namespaces = {}
-    for name, ns in plan.namespaces.items():
-        fields = {f.name: getattr(ns, f.name) for f in dataclasses.fields(ns)}
-        # The objects are in the manifest (and the sizes follow from it): one copy is enough to compare.
-        del fields["policy"], fields["policy_sizes"]
-        if name in sharded:
-            del fields["policy_manifest"], fields["certificates"]
-        namespaces[name] = fields
-    whole = {f.name: getattr(plan, f.name) for f in dataclasses.fields(plan)
-             if f.name not in ("namespaces", "access_matrix", "egress_matrix")}
-    return digest({"plan": whole, "namespaces": namespaces, "matrices": part_matrices(plan, graph, scope),
-                   "settings": _settings_but_graph(settings), "extra": extra}, project_dir)
+    """The digest of what the stack of `scope` registers from this plan."""
+    return digest(part_digests(settings, plan, scope, extra, project_dir))
+
+
+def changed_components(before: Mapping[str, str], after: Mapping[str, str]) -> list[str]:
+    """The components of two part_digests that differ (added and removed ones included), in the order of `after`."""
+    return [name for name in [*after, *(n for n in before if n not in after)] if before.get(name) != after.get(name)]

@@ -124,6 +124,7 @@ def test_a_new_namespace_in_a_shard_previews_the_platform_and_that_shard(base_he
     assert chosen(base, head) == ["prod", "prod-storefront"]
     reasons = {c.stack: c.reason for c in choose(base, head, ("dev", "staging"))}
     assert "outside the shards" in reasons["prod"] and reasons["prod-payments"] == "unchanged"
+    assert "namespace shop" in reasons["prod"] and "contract" in reasons["prod-storefront"]
 
 
 def test_a_stack_setting_previews_the_platform_and_all_its_shards(base_head):
@@ -156,6 +157,8 @@ def test_a_linkerd_upgrade_previews_every_shard_through_its_contract(base_head):
     base, head = base_head
     set_config(head, "prod", linkerdChartVersion="2025.11.1")
     assert chosen(base, head) == ["prod", "prod-payments", "prod-storefront"]
+    reasons = {c.stack: c.reason for c in choose(base, head, ("dev", "staging"))}
+    assert reasons["prod-payments"] == "its part of the plan changed: contract", "the reason names what changed"
 
 
 def test_the_kubernetes_context_is_every_stacks_provider(base_head):
@@ -350,3 +353,20 @@ def test_nothing_chosen_says_so(tmp_path):
         [{"stack": "prod", "platform": "prod", "role": "single", "selected": False, "reason": "unchanged"}]))
     text = review_comment.render(*review_comment.read_dir(tmp_path / "review"))
     assert "nothing was previewed" in text and "`prod`" in text
+
+
+def test_a_file_a_setting_names_is_an_input(base_head):
+    """The CA bundle that Vault's provider and the Vault Issuers trust: a new bundle previews every stack that reads
+    it, and no shard (their objects do not carry it)."""
+    base, head = base_head
+    ca = head / "stacks" / "ca"
+    (ca / "example-internal-ca.pem").write_text((ca / "kubernetes-prod-eu1.pem").read_text())
+    choices = {c.stack: c for c in choose(base, head, ("dev",)) if c.selected}
+    assert sorted(choices) == ["prod", "staging"], "the shards' objects do not change"
+    assert "setting vault" in choices["staging"].reason and "setting vault" in choices["prod"].reason
+
+
+def test_what_changed_names_added_and_removed_components():
+    from plan.changes import changed_components
+    assert changed_components({"a": "1", "b": "2"}, {"a": "1", "c": "3"}) == ["c", "b"]
+    assert changed_components({"a": "1"}, {"a": "2"}) == ["a"] and changed_components({"a": "1"}, {"a": "1"}) == []
