@@ -115,17 +115,77 @@ def test_every_local_action_and_workflow_reference_exists_and_every_action_is_pi
 
 # --- pull requests -------------------------------------------------------------------------------------------------
 
-def test_pull_requests_preview_staging_and_prod_with_the_policy_pack():
-    preview = workflow("pull-request.yml")["jobs"]["preview"]
-    assert preview["needs"] == "test"
-    assert sorted(preview["strategy"]["matrix"]["stack"]) == PIPELINE_STACKS
+def test_pull_requests_preview_the_stacks_they_change_with_the_policy_pack():
+    jobs = workflow("pull-request.yml")["jobs"]
+    preview = jobs["preview"]
+    assert preview["needs"] == ["test", "changes"]
+    include = preview["strategy"]["matrix"]["include"]
+    assert set(preview["strategy"]["matrix"]) == {"include"}, "the stacks come from the changes job, none fixed here"
+    assert include.startswith("${{ fromJSON(needs.changes.outputs.stacks") and include.endswith("}}")
+    fallback = json.loads(re.search(r"\|\| '(\[.*\])'", include).group(1))
+    assert fallback and all(set(entry) == {"stack", "platform"} for entry in fallback), \
+        "the fallback keeps the matrix valid (non-empty) if GitHub expands it before the job's `if`"
+    assert preview["strategy"]["fail-fast"] is False
     action = steps_using(preview, "pulumi/actions@")[0]["with"]
-    assert action["command"] == "preview" and action["comment-on-pr"] is True
-    assert action["policyPacks"] == "policy" and action["policyPackConfigs"] == "policy/${{ matrix.stack }}.json"
-    assert any("cp \"stacks/Pulumi." in s.get("run", "") for s in preview["steps"]), \
+    assert action["command"] == "preview" and action["stack-name"] == "${{ matrix.stack }}"
+    assert action["policyPacks"] == "policy" and action["policyPackConfigs"] == "policy/${{ matrix.platform }}.json", \
+        "a shard runs its platform's policy levels"
+    assert action["comment-on-pr"] is False and action["comment-on-summary"] is True, \
+        "one review comment for every stack (the comment job); each diff in its job's summary"
+    assert any('cp "stacks/Pulumi.$STACK.yaml"' in s.get("run", "") for s in preview["steps"]), \
         "the Automation API ignores stackConfigDir: the stack file must also be where it looks"
+    assert preview["env"]["STACK"] == "${{ matrix.stack }}"
+    assert "${{" not in "".join(s.get("run", "") for s in preview["steps"]), \
+        "stack names come from the pull request's file names: into scripts through env only, never inlined"
     for stack in STACKS:
         assert (PROJECT_DIR / "policy" / f"{stack}.json").exists()
+
+
+def test_the_changes_job_compiles_the_base_and_the_head_without_credentials():
+    jobs = workflow("pull-request.yml")["jobs"]
+    changes = jobs["changes"]
+    assert "needs" not in changes and "if" not in changes, "no credential: it runs beside the tests, forks too"
+    assert "environment" not in changes and not secrets_used(changes) and "permissions" not in changes
+    checkout = steps_using(changes, "actions/checkout@")[0]["with"]
+    assert checkout["fetch-depth"] == 2, "the merge commit and its first parent, the base"
+    runs = "\n".join(s.get("run", "") for s in changes["steps"])
+    assert "git worktree add --detach ../base HEAD^1" in runs
+    assert "python -m deploy.changed_stacks --base ../base --head . --skip dev" in runs, \
+        "dev is deployed on kind by the dev job, never previewed here"
+    assert "--reasons review/_selection.json" in runs and 'echo "stacks=$(cat stacks.json)" >> "$GITHUB_OUTPUT"' in runs
+    assert changes["outputs"]["stacks"] == "${{ steps.choose.outputs.stacks }}"
+    (upload,) = steps_using(changes, "actions/upload-artifact@")
+    assert upload["with"]["name"].startswith("review-"), "the comment job downloads review-*"
+
+
+def test_each_preview_writes_its_matrices_for_the_one_review_comment():
+    jobs = workflow("pull-request.yml")["jobs"]
+    preview = jobs["preview"]
+    runs = [s for s in preview["steps"] if "deploy.review_matrices" in s.get("run", "")]
+    assert len(runs) == 1 and runs[0]["if"] == "${{ !cancelled() }}", "a failed preview is reported too"
+    assert runs[0]["env"]["OUTCOME"] == "${{ steps.preview.outcome }}"
+    assert '--base ../base' in runs[0]["run"] and '--out "review/$STACK.json"' in runs[0]["run"]
+    (upload,) = steps_using(preview, "actions/upload-artifact@")
+    assert upload["with"]["name"] == "review-${{ matrix.stack }}" and upload["if"] == "${{ !cancelled() }}"
+    comment = jobs["comment"]
+    assert comment["needs"] == ["changes", "preview"]
+    assert comment["if"].startswith("${{ !cancelled() && github.event.pull_request.head.repo.full_name == "
+                                    "github.repository")
+    assert comment["permissions"] == {"contents": "read", "pull-requests": "write"}
+    assert not secrets_used(comment) and "environment" not in comment
+    assert steps_using(comment, "actions/checkout@")[0]["with"]["persist-credentials"] is False, \
+        "the pull request's code runs here: the token stays out of .git/config"
+    download = steps_using(comment, "actions/download-artifact@")[0]["with"]
+    assert download == {"pattern": "review-*", "path": "review", "merge-multiple": True}
+    runs = "\n".join(s.get("run", "") for s in comment["steps"])
+    assert "python3 -m deploy.review_comment review --out comment.md --full comment-full.md" in runs
+    assert "--method PATCH" in runs and "--method POST" in runs and 'github-actions[bot]' in runs, \
+        "one comment, updated in place"
+    merge = next(s for s in comment["steps"] if "deploy.review_comment" in s.get("run", ""))
+    post = next(s for s in comment["steps"] if "--method PATCH" in s.get("run", ""))
+    assert post["env"]["GH_TOKEN"] == "${{ github.token }}" and "token" not in json.dumps(merge).lower(), \
+        "only the step that posts holds the token"
+    assert any(s.get("with", {}).get("name") == "review-comment" for s in steps_using(comment, "actions/upload-artifact@"))
 
 
 def test_no_pull_request_job_gets_credentials_without_an_approval_environment():
@@ -137,7 +197,7 @@ def test_no_pull_request_job_gets_credentials_without_an_approval_environment():
     for name, job in pr["jobs"].items():
         assert job.get("secrets") != "inherit", f"{name} hands every secret to a reusable workflow"
         if secrets_used(job) or job.get("permissions", {}).get("id-token") == "write":
-            assert job.get("environment") == "preview-${{ matrix.stack }}", name
+            assert job.get("environment") == "preview-${{ matrix.platform }}", name
             gated.append(name)
     assert gated == ["preview"]
     assert "required reviewers" in README.split("### Pull requests and credentials", 1)[1].split("\n### ", 1)[0]
@@ -146,7 +206,9 @@ def test_no_pull_request_job_gets_credentials_without_an_approval_environment():
 def test_fork_pull_requests_skip_the_previews_with_a_reason():
     jobs = workflow("pull-request.yml")["jobs"]
     same_repo = "github.event.pull_request.head.repo.full_name == github.repository"
-    assert jobs["preview"]["if"] == same_repo
+    assert jobs["preview"]["if"] == f"{same_repo} && needs.changes.outputs.stacks != '[]'", \
+        "forks, and pull requests that change no stack, preview nothing"
+    assert same_repo in jobs["comment"]["if"], "a fork's token cannot comment"
     notice = jobs["fork-previews"]
     assert notice["if"] == same_repo.replace("==", "!=")
     assert not secrets_used(notice) and "environment" not in notice
