@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 import tools
 from read.durations import Duration
-from harness import PROJECT, run_program, stack_config
+from harness import PROJECT, run_program, stack_config, stack_plan
 from openbao import (APPLY, OpenBaoMocks, OpenBaoServer, TokenReviewServer, UnappliedVaultResource, VaultError,
                      api_fields, cert_manager_login, cert_manager_sign, cert_manager_token_audiences)
 
@@ -44,7 +44,11 @@ class Applied:
         # Every Vault issuer is a namespaced Issuer: (namespace, name) -> object.
         self.issuers = {(o["metadata"]["namespace"], o["metadata"]["name"]): o
                         for o in run.objects("Issuer") if "vault" in o["spec"]}
-        self.certificates = run.objects("Certificate")
+        # A platform stack's sharded namespaces have their Certificates in the shards' stacks: the plan holds them all
+        # (tests/test_shards.py: platform and shards register exactly the plan's objects).
+        registered = run.objects("Certificate")
+        planned = [c for ns in stack_plan(stack).namespaces.values() for c in ns.certificates]
+        self.certificates = registered + [c for c in planned if c not in registered]
 
     def vault_certificates(self) -> list[dict]:
         return [c for c in self.certificates if self._key(c) in self.issuers]
