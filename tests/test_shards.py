@@ -263,3 +263,52 @@ def test_shard_contracts_name_what_the_shard_assumes():
     assert contract["namespaces"]["data"]["issuer"] == plan.namespaces["data"].issuer["metadata"]["name"]
     assert contract["namespaces"]["payments"]["phase"] == "deny"
     assert contract["linkerdChartVersion"] == plan.linkerd.chart_version and contract["issuers"] == "vault"
+
+
+# ---- a shard stack's settings -----------------------------------------------------------------------------------
+
+SHARD_CONFIG = {"mtls-mesh:platformStack": "prod", "mtls-mesh:shard": "payments"}
+
+
+@pytest.mark.parametrize("stack, config, key, words", [
+    ("prod-payments", {**SHARD_CONFIG, "mtls-mesh:defaultInboundPolicy": "audit"}, "mtls-mesh:defaultInboundPolicy",
+     "a shard stack holds only platformStack, shard, kubeContext and kubeconfig"),
+    ("prod-payments", {**SHARD_CONFIG, "mtls-mesh:platformStack": "nowhere"}, "mtls-mesh:platformStack",
+     "the platform stack file stacks/Pulumi.nowhere.yaml is not there"),
+    ("prod-payments", {**SHARD_CONFIG, "mtls-mesh:platformStack": "Prod!"}, "mtls-mesh:platformStack",
+     "is not a stack name"),
+    ("staging-payments", {**SHARD_CONFIG, "mtls-mesh:platformStack": "staging"}, "mtls-mesh:platformStack",
+     "stack staging does not set policyShards: true"),
+    ("prod-billing", {**SHARD_CONFIG, "mtls-mesh:shard": "billing"}, "mtls-mesh:shard",
+     "'billing' is not a shard of"),
+    ("payments", SHARD_CONFIG, "mtls-mesh:shard", "a shard stack is named <platformStack>-<shard>, prod-payments"),
+    ("prod-payments", {"mtls-mesh:platformStack": "prod"}, "mtls-mesh:shard", "is set, but shard is not"),
+    ("prod-storefront", {"mtls-mesh:platformStack": "prod-payments", "mtls-mesh:shard": "storefront"},
+     "mtls-mesh:platformStack", "is itself a shard stack"),
+])
+def test_a_bad_shard_stack_is_one_error_before_anything_registers(stack, config, key, words):
+    with pytest.raises(SettingsError) as refused:
+        run_program(stack, config=config, platform_outputs={})
+    message = str(refused.value)
+    assert key in message and words in message, message
+    assert refused.value.registrations == []
+
+
+def test_a_stack_that_is_no_shard_sets_neither_shard_setting():
+    with pytest.raises(SettingsError) as refused:
+        run_program("staging", set_config={"shard": "payments"})
+    assert "mtls-mesh:shard" in str(refused.value) and "is set, but platformStack is not" in str(refused.value)
+
+
+def test_a_shard_reaches_the_cluster_its_own_way():
+    """How to reach the cluster is the runner's (the Operator's workspace sets in-cluster), not the mesh's; the
+    platform's deliverer still holds (an in-cluster run of a workflows platform's shard is refused, as the
+    platform's own would be)."""
+    platform = run_program(PLATFORM_STACK)
+    run = run_program("prod-payments", config={**SHARD_CONFIG, "mtls-mesh:kubeContext": "prod-eu1-teams"},
+                      platform_outputs=platform.exports)
+    (provider,) = [r for r in run.registrations if r.type == "pulumi:providers:kubernetes"]
+    assert plain(provider.inputs)["context"] == "prod-eu1-teams"
+    with pytest.raises(SettingsError, match="mtls-mesh:deliveredBy: is workflows, but kubeContext is in-cluster"):
+        run_program("prod-payments", config={**SHARD_CONFIG, "mtls-mesh:kubeContext": "in-cluster"},
+                    platform_outputs=platform.exports)
