@@ -2,6 +2,7 @@
 
     venv/bin/python -m benchmarks.scale                      # 3,000, 10,000, 20,000 and 50,000 services, median of 3
     venv/bin/python -m benchmarks.scale 10000 20000 --runs 1 # chosen sizes and repetitions
+    venv/bin/python -m benchmarks.scale --namespaces 50      # a fixed number of namespaces (benchmarks.run's graphs)
 
 The graphs are benchmarks/synthetic.py's with one namespace per 100 services (30 to 500) spread round robin over at
 most 50 shards (`shard:` on each namespace). Each size's graph file is written once; each run is a fresh process that
@@ -32,14 +33,14 @@ SERVICES_PER_NAMESPACE = 100
 SHARDS = 50
 
 
-def graph_file(services: int, directory: Path) -> Path:
+def graph_file(services: int, directory: Path, namespaces: int | None = None) -> Path:
     import yaml
 
     from benchmarks.synthetic import synthetic_graph
 
     path = directory / f"graph-{services}.yaml"
     if not path.exists():
-        namespaces = max(1, services // SERVICES_PER_NAMESPACE)
+        namespaces = namespaces or max(1, services // SERVICES_PER_NAMESPACE)
         path.write_text(yaml.safe_dump(synthetic_graph(services, namespaces=namespaces,
                                                        shards=min(SHARDS, namespaces))))
     return path
@@ -73,6 +74,10 @@ def main(argv: list[str]) -> None:
         print(json.dumps(result))
         return
     runs, argv = runs_option(argv)
+    namespaces = None
+    if "--namespaces" in argv:
+        at = argv.index("--namespaces")
+        namespaces, argv = int(argv[at + 1]), argv[:at] + argv[at + 2:]
     sizes = [int(a) for a in argv] or list(SIZES)
     print(f"python {sys.version.split()[0]} on {platform.machine()}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}, median of {runs} runs", flush=True)
@@ -81,7 +86,7 @@ def main(argv: list[str]) -> None:
     cpu_of: dict[int, float] = {}
     with tempfile.TemporaryDirectory() as directory:
         for size in sizes:
-            path = graph_file(size, Path(directory))
+            path = graph_file(size, Path(directory), namespaces)
             results = [child_process("benchmarks.scale", str(path)) for _ in range(runs)]
             first = results[0]
             cpu_of[size] = median([r["cpu"] for r in results])
