@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.run import PROJECT_DIR, child_process, median, runs_option, stack_config
+from benchmarks.run import child_process, median, runs_option, stack_config
 
 SIZES = (3_000, 10_000, 20_000, 50_000)
 SERVICES_PER_NAMESPACE = 100
@@ -100,5 +100,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    sys.path[:0] = [str(PROJECT_DIR)]
     main(sys.argv[1:])
