@@ -98,15 +98,29 @@ def child_floor(count: int) -> dict:
     return {"registered": mocks.count, "seconds": seconds}
 
 
-def measure(mode: str, size: int | str) -> dict:
-    completed = subprocess.run([sys.executable, __file__, "--child", mode, str(size)], capture_output=True, text=True,
+def runs_option(argv: list[str], default: int = 3) -> tuple[int, list[str]]:
+    """`--runs N` (how many fresh processes per size or case) and the remaining arguments; shared by the benchmarks."""
+    if "--runs" not in argv:
+        return default, argv
+    at = argv.index("--runs")
+    return int(argv[at + 1]), argv[:at] + argv[at + 2:]
+
+
+def child_process(module: str, *args: str) -> dict:
+    """Run `python -m <module> --child <args>` in a fresh process (under Pulumi's test mode) and return the JSON its last
+    line prints; a failed child raises SystemExit with its stderr's tail."""
+    completed = subprocess.run([sys.executable, "-m", module, "--child", *args], capture_output=True, text=True,
                                cwd=PROJECT_DIR, env={**os.environ, "PULUMI_TEST_MODE": "true"})
     if completed.returncode != 0:
-        raise SystemExit(f"{mode} {size} failed:\n{completed.stderr[-4000:]}")
+        raise SystemExit(f"{module} {' '.join(args)} failed:\n{completed.stderr[-4000:]}")
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-def _median(values: list[float]) -> float:
+def measure(mode: str, size: int | str) -> dict:
+    return child_process("benchmarks.run", mode, str(size))
+
+
+def median(values: list[float]) -> float:
     ordered = sorted(values)
     middle = len(ordered) // 2
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
@@ -119,11 +133,7 @@ def main(argv: list[str]) -> None:
         result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
-    runs = 3
-    if "--runs" in argv:
-        at = argv.index("--runs")
-        runs = int(argv[at + 1])
-        argv = argv[:at] + argv[at + 2:]
+    runs, argv = runs_option(argv)
     sizes = [int(a) for a in argv] or list(SIZES)
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, median of {runs} runs", flush=True)
     print(f"{'services':>8} {'ports':>6} {'objects':>8} {'obj/port':>8} {'resources':>9} {'program s':>9} "
@@ -135,9 +145,9 @@ def main(argv: list[str]) -> None:
             programs.append(measure("program", size))
             floors.append(measure("floor", programs[-1]["objects"]))
         program = programs[0]
-        seconds = _median([p["seconds"] for p in programs])
-        bare = _median([f["seconds"] for f in floors])
-        peak = _median([p["peak_mib"] for p in programs])
+        seconds = median([p["seconds"] for p in programs])
+        bare = median([f["seconds"] for f in floors])
+        peak = median([p["peak_mib"] for p in programs])
         medians[size] = seconds
         print(f"{size:>8} {program['ports']:>6} {program['objects']:>8} {program['objects'] / program['ports']:>8.2f} "
               f"{program['registered']:>9} {seconds:>9.2f} {bare:>7.2f} {seconds / bare:>6.2f} {peak:>8.0f}",

@@ -30,7 +30,7 @@ from plan.cert_manager import (cert_manager_values, identity_issuer_certificate,
 from plan.collisions import object_name_clashes, oversized_objects
 from read.durations import Duration
 from read.errors import Problem, SettingsError
-from read.graph import Service
+from read.graph import Service, collector_paused
 from plan.linkerd.control_plane import (crds_values, control_plane_values, viz_values, webhook_ca_objects, webhook_certificate,
                       webhooks)
 from plan.namespaces import LINKERD_NAMESPACE, linkerd_namespace_object, viz_namespace_object, workload_namespace_object
@@ -387,6 +387,7 @@ def _signed_secret_names(ns: NamespacePlan) -> list[str]:
     return [workload_secret_name(s) for s in ns.signed_services]
 
 
+@collector_paused()  # millions of acyclic dicts: the collector's passes over them grew faster than the graph
 def compile_mesh(settings: Settings) -> MeshPlan:
     """The stack's plan, or one SettingsError listing every problem the compiled objects show."""
     plan = build_plan(settings)

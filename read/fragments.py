@@ -24,7 +24,7 @@ from typing import Any
 
 from read import graph_format
 from read.errors import Problems, short
-from read.graph import Fragment, ServiceGraph, _kind, _name, _Reader, load_graph, parse_graph
+from read.graph import Fragment, ServiceGraph, _kind, _name, _Reader, collector_paused, load_graph, parse_graph
 from read.inputs import MAX_GRAPH_BYTES, InputError, load_yaml_counting, read_text_file
 
 _FRAGMENT_KEYS = graph_format.FRAGMENT.keys
@@ -78,6 +78,7 @@ def _file_display(display: str, name: str) -> str:
     return f"{display}{name}" if display.endswith("/") else f"{display}/{name}"
 
 
+@collector_paused()
 def load_fragments(directory: Path, display: str, problems: Problems, project_dir: Path | None = None) -> ServiceGraph | None:
     """Read, check and merge every fragment of `directory`; problems go to `problems`, None when any."""
     before = len(problems.items)

@@ -30,17 +30,18 @@ import yaml
 
 from read.errors import short
 
-# The largest service graph accepted. A 10,000-service graph (benchmarks/synthetic.py) is about 2.2 MB.
-MAX_GRAPH_BYTES = 16 * 1024 * 1024
+# The largest service graph accepted. A 10,000-service graph (benchmarks/synthetic.py) is about 1.9 MB and a 50,000-service
+# one 9.6 MB; a real graph's longer names and selectors take more. Parsing stops at MAX_NODES whatever the size.
+MAX_GRAPH_BYTES = 32 * 1024 * 1024
 # PEM bundles (a CA bundle is a few certificates; a system bundle about 200 KB).
 MAX_PEM_BYTES = 1024 * 1024
 # Deeper than any sensible graph (services.<key>.allow[i].ports[j] is 5 levels) and far below the C stack's limit.
 MAX_DEPTH = 32
-# Values (scalars, lists, mappings) in one document: a 10,000-service graph (benchmarks/synthetic.py) has about 214,000;
-# 16 MiB of `[a, a, ...]` has 5 million, which took 50 s and 1.8 GB to build before any limit on them could be checked.
-# The largest graph the other limits allow (25,000 ports, 100,000 callers) has about 400,000; a document just under
-# this limit takes about 4 s and 250 MB to build.
-MAX_NODES = 600_000
+# Values (scalars, lists, mappings) in one document: a 50,000-service graph (benchmarks/synthetic.py) has about 1.07
+# million; 16 MiB of `[a, a, ...]` has 5 million, which took 50 s and 1.8 GB to build before any limit on them could be
+# checked. The largest graph the other limits allow (50,000 services, 125,000 ports, 500,000 callers) has about 1.8
+# million; a document just under this limit costs what benchmarks/hostile.py `allow 1990000` prints (README, 'Limits').
+MAX_NODES = 2_000_000
 # A 64-bit number has at most 20 decimal digits (22 octal, 16 hex); anything longer is refused before int() sees it.
 MAX_NUMBER_DIGITS = 24
 

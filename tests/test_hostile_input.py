@@ -143,6 +143,16 @@ def test_a_graph_over_the_service_limit_is_refused_before_any_service_is_checked
         "Split the platform into several stacks (see README, 'Limits')"]
 
 
+def test_a_graph_at_the_service_limit_is_read_service_by_service():
+    """At the limit the services are read (each placeholder is refused on its own), not refused by the limit."""
+    problems = Problems()
+    document = {"namespaces": {"a": {}}, "services": {f"s{i}": None for i in range(MAX_SERVICES)}}
+    from read.graph import parse_graph
+    assert parse_graph(document, "services.yaml", problems) is None
+    assert len(problems.items) == MAX_SERVICES
+    assert not any("more than the limit" in p.what for p in problems.items)
+
+
 # ---- settings values -------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("stack,changes,key,words", [

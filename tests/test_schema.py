@@ -29,7 +29,7 @@ import test_graph
 import test_hostile_input as hostile
 import test_input_rules as input_rules
 import test_settings
-from read import graph_format, schema, settings_format
+from read import graph_format, inputs, schema, settings_format
 from read.errors import Problems, SettingsError
 from read.graph import load_graph, parse_graph
 from plan.mesh import compile_mesh
@@ -465,7 +465,7 @@ CASES += [
     ("hostile.alias bomb", Words("anchor or alias")),
     ("hostile.deep nesting", Words("nests deeper than")),
     ("hostile.not utf-8", Words("is not UTF-8")),
-    ("hostile.size limit", Words("is 16,777,217 bytes, more than the limit of 16,777,216")),
+    ("hostile.size limit", Words(f"is {inputs.MAX_GRAPH_BYTES + 1:,} bytes, more than the limit of {inputs.MAX_GRAPH_BYTES:,}")),
     ("graph.invalid yaml", Words("is not valid YAML")),
 ]
 

@@ -162,9 +162,14 @@ def mesh_rule_groups(settings: Settings, policy: Iterable[Mapping[str, Any]] | N
         grpc_namespaces = sorted({namespace for namespace, _ in grpc_probes} & set(authenticated))
         # One selector per set of other expected names (namespaces with the same names share one): a name admitted in
         # one namespace is not excused in another.
+        # The probe names by namespace, indexed once: filtering every namespace's out of all of them was quadratic
+        # (500 namespaces and 12,500 gRPC ports at 50,000 services: 7 s).
+        probes_in: dict[str, set[str]] = {}
+        for ns, name in grpc_probes:
+            probes_in.setdefault(ns, set()).add(name)
         by_names: dict[tuple[str, ...], list[str]] = {}
         for namespace in authenticated:
-            names = expected.get(namespace, set()) - {name for ns, name in grpc_probes if ns == namespace}
+            names = expected.get(namespace, set()) - probes_in.get(namespace, set())
             by_names.setdefault(tuple(sorted(names)), []).append(namespace)
         selectors = [f'tls!="true", namespace=~"{_namespace_regex(namespaces)}", authz_name!~"{_namespace_regex(names)}"'
                      for names, namespaces in sorted(by_names.items(), key=lambda item: sorted(item[1]))]
