@@ -436,7 +436,8 @@ def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set
 
     platform = base.get(f"{PROJECT}:platformStack")
     if platform and platform_outputs is None:
-        platform_outputs = run_program(platform).exports
+        # The platform as it is applied; no stack file (a bad platformStack): the program says so, with no outputs.
+        platform_outputs = run_program(platform).exports if stack_file(platform).is_file() else {}
     mocks = (mocks_factory or RecordingMocks)(previous_outputs)
     if platform:
         mocks.references = {platform: platform_outputs}
