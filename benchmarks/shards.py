@@ -5,7 +5,7 @@ the same mesh as a single stack (issue 24).
     venv/bin/python -m benchmarks.shards 3000 --shards 20 --runs 1
     venv/bin/python -m benchmarks.shards 10000 --namespaces 10000 --runs 1   # a namespace per service (issue 22)
 
-Each size's synthetic graph (benchmarks/synthetic.py) gets `shard: shard-<i>` on its namespaces, round robin, and the
+Each size's synthetic graph (benchmarks/synthetic.py) gets `shard: shard-<nn>` on its namespaces, round robin, and the
 staging stack file `policyShards: true`. Each stack runs in a fresh process, as `pulumi up` does: the single stack (the
 same settings with policyShards false), the platform, and the first shard, which reads the platform's applied
 contracts (computed once, before the timed runs, as the platform would export them).
@@ -22,26 +22,23 @@ import json
 import os
 import resource
 import runpy
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import yaml
 
-from benchmarks.run import PROJECT_DIR, CountingMocks, _median, _run, stack_config
+from benchmarks.run import PROJECT_DIR, CountingMocks, _run, child_process, median, runs_option, stack_config
 from benchmarks.synthetic import synthetic_graph
 
 SIZES = (3000, 10000, 20000)
 SHARDS = 10
 PLATFORM = "staging"
+FIRST_SHARD = "shard-00"  # benchmarks/synthetic.py names the shards shard-<nn>, round robin over the namespaces
 
 
 def sharded_graph(services: int, shards: int, namespaces: int | None) -> dict:
-    graph = synthetic_graph(services, **({"namespaces": namespaces} if namespaces else {}))
-    for index, body in enumerate(graph["namespaces"].values()):
-        body["shard"] = f"shard-{index % shards}"
-    return graph
+    return synthetic_graph(services, shards=shards, **({"namespaces": namespaces} if namespaces else {}))
 
 
 def write_project(directory: Path, services: int, shards: int, namespaces: int | None) -> None:
@@ -54,8 +51,8 @@ def write_project(directory: Path, services: int, shards: int, namespaces: int |
     config = {key: json.loads(value) if isinstance(value, str) and value[:1] in "[{" else value
               for key, value in config.items()}
     (directory / f"Pulumi.{PLATFORM}.yaml").write_text(yaml.safe_dump({"config": config}))
-    (directory / f"Pulumi.{PLATFORM}-shard-0.yaml").write_text(yaml.safe_dump({"config": {
-        "mtls-mesh:platformStack": PLATFORM, "mtls-mesh:shard": "shard-0"}}))
+    (directory / f"Pulumi.{PLATFORM}-{FIRST_SHARD}.yaml").write_text(yaml.safe_dump({"config": {
+        "mtls-mesh:platformStack": PLATFORM, "mtls-mesh:shard": FIRST_SHARD}}))
 
 
 def applied_contracts(directory: Path) -> dict[str, str]:
@@ -88,7 +85,7 @@ def child(role: str, directory: Path, contracts_file: Path) -> dict:
     from read import stack_files
 
     stack_files.STACKS_DIR = directory
-    stack = {"single": PLATFORM, "platform": PLATFORM, "shard": f"{PLATFORM}-shard-0"}[role]
+    stack = {"single": PLATFORM, "platform": PLATFORM, "shard": f"{PLATFORM}-{FIRST_SHARD}"}[role]
     config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in
               (yaml.safe_load((directory / f"Pulumi.{stack}.yaml").read_text())["config"]).items()}
     if role == "single":
@@ -110,12 +107,7 @@ def child(role: str, directory: Path, contracts_file: Path) -> dict:
 
 
 def measure(role: str, directory: Path, contracts_file: Path) -> dict:
-    completed = subprocess.run([sys.executable, "-m", "benchmarks.shards", "--child", role, str(directory),
-                                str(contracts_file)], capture_output=True, text=True, cwd=PROJECT_DIR,
-                               env={**os.environ, "PULUMI_TEST_MODE": "true"})
-    if completed.returncode != 0:
-        raise SystemExit(f"{role} failed:\n{completed.stderr[-4000:]}")
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    return child_process("benchmarks.shards", role, str(directory), str(contracts_file))
 
 
 def _option(argv: list[str], name: str, default: int | None) -> tuple[int | None, list[str]]:
@@ -131,7 +123,7 @@ def main(argv: list[str]) -> None:
         result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
-    runs, argv = _option(argv, "--runs", 3)
+    runs, argv = runs_option(argv)
     shards, argv = _option(argv, "--shards", SHARDS)
     namespaces, argv = _option(argv, "--namespaces", None)
     sizes = [int(a) for a in argv] or list(SIZES)
@@ -146,10 +138,10 @@ def main(argv: list[str]) -> None:
         contracts_file.write_text(json.dumps(applied_contracts(directory)))
         for role in ("single", "platform", "shard"):
             results = [measure(role, directory, contracts_file) for _ in range(runs)]
-            seconds = _median([r["seconds"] for r in results])
+            seconds = median([r["seconds"] for r in results])
             medians[(size, role)] = seconds
             print(f"{size:>8} {role:>9} {results[0]['registered']:>10} {results[0]['resources']:>9} {seconds:>8.2f} "
-                  f"{_median([r['peak_mib'] for r in results]):>8.0f}", flush=True)
+                  f"{median([r['peak_mib'] for r in results]):>8.0f}", flush=True)
     for role in ("single", "platform", "shard"):
         if (10000, role) in medians and (20000, role) in medians:
             print(f"growth {role}: time(20000) / time(10000) = "

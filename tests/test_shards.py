@@ -312,3 +312,19 @@ def test_a_shard_reaches_the_cluster_its_own_way():
     with pytest.raises(SettingsError, match="mtls-mesh:deliveredBy: is workflows, but kubeContext is in-cluster"):
         run_program("prod-payments", config={**SHARD_CONFIG, "mtls-mesh:kubeContext": "in-cluster"},
                     platform_outputs=platform.exports)
+
+
+def test_the_shard_benchmark_runs_a_platform_and_a_shard(tmp_path):
+    """benchmarks/shards.py's figures are the README's: its small run registers what a platform and a shard should."""
+    from benchmarks import shards as bench
+
+    bench.write_project(tmp_path, 200, 4, None)
+    contracts = tmp_path / "contracts.json"
+    contracts.write_text(__import__("json").dumps(bench.applied_contracts(tmp_path)))
+    try:
+        platform = bench.child("platform", tmp_path, contracts)
+        shard = bench.child("shard", tmp_path, contracts)
+    finally:
+        from read import stack_files
+        stack_files.STACKS_DIR = stack_files.PROJECT_DIR / "stacks"
+    assert shard["resources"] > shard["registered"] > 2 and platform["registered"] > shard["registered"]
