@@ -1,10 +1,10 @@
-"""mtls-mesh: wiring only. Settings are read and validated once and compiled to the plan of every object the stack
-manages (plan/mesh.py, no Pulumi); then each component registers its part of the plan, and the values only a
+"""mtls-mesh: wiring only. Settings are read and validated once (read/) and compiled to the plan of every object the
+mesh manages (plan/mesh.py, no Pulumi); the stack's scope (plan/shards.py: a single stack, a platform, or a policy
+shard) says which part of the plan it registers; then each component registers its part, and the values only a
 provider can make (roots, signed certificates, tokens) pass from the component that makes them to those that use them."""
 
 import pulumi
 
-from plan.mesh import compile_mesh
 from components.providers import kubernetes_provider, vault_provider
 from components.alerts import MeshAlerts, MeshAlertsArgs
 from components.authorization import MeshAuthorization, MeshAuthorizationArgs
@@ -18,6 +18,7 @@ from components.platform import CONTRACTS_OUTPUT, check_platform_applied
 from components.rotation import check_rotation_step, read_previous_rotation, rotation_status
 from components.runtime import read_stack_config, settings_errors_reported, tune_garbage_collector
 from components.shard import register_shard
+from plan.mesh import compile_mesh
 from plan.shards import SHARD, contract_digests, scoped_matrix, scoped_namespaces, stack_scope
 from read.stack_files import load_stack_settings
 
