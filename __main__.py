@@ -19,7 +19,7 @@ from components.rotation import check_rotation_step, read_previous_rotation, rot
 from components.runtime import read_stack_config, settings_errors_reported, tune_garbage_collector
 from components.shard import register_shard
 from plan.mesh import compile_mesh
-from plan.shards import SHARD, contract_digests, scoped_matrix, scoped_namespaces, stack_scope
+from plan.shards import SHARD, contract_digests, scoped_matrix, scoped_namespaces, size_advice, stack_scope
 from read.stack_files import load_stack_settings
 
 tune_garbage_collector()
@@ -45,6 +45,9 @@ kubernetes = kubernetes_provider("kubernetes", settings.kubernetes)
 on_cluster = pulumi.ResourceOptions(providers={"kubernetes": kubernetes})
 AUTHORIZATION, CERTIFICATES = "authz", "certs"
 registered = scoped_namespaces(plan, scope)
+advice = size_advice(registered, scope)
+if advice:
+    pulumi.log.warn(advice)
 
 if scope.role == SHARD:
     register_shard(registered, kubernetes, authorization=AUTHORIZATION, certificates=CERTIFICATES)

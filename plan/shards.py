@@ -33,6 +33,12 @@ from read.graph import ServiceGraph
 
 SINGLE, PLATFORM, SHARD = "single", "platform", "shard"
 
+# Past this many objects in one stack's namespace groups, the program advises sharding. Each object is an engine
+# resource of its own (pulumi-kubernetes yaml/v2 registers one per ConfigGroup child), so a stack's preview, `up` and
+# state grow with this count, not with what the program registers: at 10,000 a first `up` is about 3.3 minutes at
+# the Kubernetes client's 50 requests/s alone, and the state about 28 MB (README, 'When to shard').
+ADVISED_OBJECTS_PER_STACK = 10_000
+
 
 @dataclass(frozen=True)
 class StackScope:
@@ -66,6 +72,31 @@ def stack_scope(graph: ServiceGraph, policy_shards: bool, shard: str | None = No
 def scoped_namespaces(plan: MeshPlan, scope: StackScope) -> dict[str, NamespacePlan]:
     """The namespace plans whose policy and workload Certificates this stack registers, in graph order."""
     return {name: plan.namespaces[name] for name in scope.namespaces if name in plan.namespaces}
+
+
+def grouped_objects(namespaces: Mapping[str, NamespacePlan]) -> int:
+    """The objects in these namespaces' ConfigGroups (policy and workload Certificates): the engine resources they add."""
+    return sum(len(ns.policy) + len(ns.certificates) for ns in namespaces.values())
+
+
+def size_advice(namespaces: Mapping[str, NamespacePlan], scope: StackScope, limit: int | None = None) -> str | None:
+    """A warning for a stack whose namespace groups hold more than `limit` objects (default ADVISED_OBJECTS_PER_STACK;
+    None: within it). Advice only: a large stack works, it is slow to preview and apply, and one lock serialises every
+    team's change."""
+    limit = ADVISED_OBJECTS_PER_STACK if limit is None else limit
+    count = grouped_objects(namespaces)
+    if count <= limit:
+        return None
+    largest = sorted(namespaces.items(), key=lambda item: -(len(item[1].policy) + len(item[1].certificates)))[:3]
+    biggest = ", ".join(f"{name} ({len(ns.policy) + len(ns.certificates):,})" for name, ns in largest)
+    what = (f"this stack manages {count:,} Kubernetes objects in {len(namespaces):,} namespaces' ConfigGroups "
+            f"(largest: {biggest}), each an engine resource with its own Check, Diff and Create: more than the "
+            f"{limit:,} advised for one stack")
+    how = {SINGLE: "split the mesh into a platform stack (mtls-mesh:policyShards: true) and policy shards: give "
+                   "namespaces a `shard:` in the service graph",
+           PLATFORM: "give more of the platform's own namespaces a `shard:` in the service graph",
+           SHARD: f"split shard '{scope.shard}': move some of its namespaces to a new `shard:` in the service graph"}
+    return f"{what}. To keep previews and `up` fast, {how[scope.role]} (README, 'Shards: meshes larger than one stack')"
 
 
 def scoped_matrix(matrix: Mapping[str, Any], scope: StackScope, graph: ServiceGraph) -> dict[str, Any]:

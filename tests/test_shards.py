@@ -328,3 +328,37 @@ def test_the_shard_benchmark_runs_a_platform_and_a_shard(tmp_path):
         from read import stack_files
         stack_files.STACKS_DIR = stack_files.PROJECT_DIR / "stacks"
     assert shard["resources"] > shard["registered"] > 2 and platform["registered"] > shard["registered"]
+
+
+# ---- when a stack should be split -----------------------------------------------------------------------------------
+
+def test_a_stack_over_the_advised_size_is_told_how_to_split_and_one_at_it_is_not():
+    from plan.shards import grouped_objects, scoped_namespaces, size_advice
+
+    plan = stack_plan(PLATFORM_STACK)
+    graph = run_settings(PLATFORM_STACK).graph
+    for scope, fix in ((stack_scope(graph, False), "mtls-mesh:policyShards: true"),
+                       (stack_scope(graph, True), "more of the platform's own namespaces"),
+                       (stack_scope(graph, True, "payments"), "split shard 'payments'")):
+        namespaces = scoped_namespaces(plan, scope)
+        count = grouped_objects(namespaces)
+        assert count == sum(len(ns.policy) + len(ns.certificates) for ns in namespaces.values()) > 0
+        assert size_advice(namespaces, scope, limit=count) is None, scope.role
+        advice = size_advice(namespaces, scope, limit=count - 1)
+        assert advice and fix in advice and f"manages {count:,} Kubernetes objects" in advice, advice
+
+
+def test_the_program_warns_a_large_stack_and_registers_the_same(monkeypatch, caplog, single):
+    import plan.shards
+
+    monkeypatch.setattr(plan.shards, "ADVISED_OBJECTS_PER_STACK", 10)
+    with caplog.at_level("WARNING"):
+        warned = run_program(PLATFORM_STACK, set_config={"policyShards": False})
+    advice = [r.getMessage() for r in caplog.records if "Kubernetes objects" in r.getMessage()]
+    assert len(advice) == 1 and "policyShards: true" in advice[0], advice
+    assert sorted(r.urn for r in warned.registrations) == sorted(r.urn for r in single.registrations)
+    caplog.clear()
+    monkeypatch.setattr(plan.shards, "ADVISED_OBJECTS_PER_STACK", 10_000)
+    with caplog.at_level("WARNING"):
+        run_program(PLATFORM_STACK, set_config={"policyShards": False})
+    assert not [r for r in caplog.records if "Kubernetes objects" in r.getMessage()]
