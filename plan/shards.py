@@ -74,9 +74,13 @@ def scoped_namespaces(plan: MeshPlan, scope: StackScope) -> dict[str, NamespaceP
     return {name: plan.namespaces[name] for name in scope.namespaces if name in plan.namespaces}
 
 
+def _grouped(ns: NamespacePlan) -> int:
+    return len(ns.policy) + len(ns.certificates)
+
+
 def grouped_objects(namespaces: Mapping[str, NamespacePlan]) -> int:
     """The objects in these namespaces' ConfigGroups (policy and workload Certificates): the engine resources they add."""
-    return sum(len(ns.policy) + len(ns.certificates) for ns in namespaces.values())
+    return sum(_grouped(ns) for ns in namespaces.values())
 
 
 def size_advice(namespaces: Mapping[str, NamespacePlan], scope: StackScope, limit: int | None = None) -> str | None:
@@ -87,8 +91,8 @@ def size_advice(namespaces: Mapping[str, NamespacePlan], scope: StackScope, limi
     count = grouped_objects(namespaces)
     if count <= limit:
         return None
-    largest = sorted(namespaces.items(), key=lambda item: -(len(item[1].policy) + len(item[1].certificates)))[:3]
-    biggest = ", ".join(f"{name} ({len(ns.policy) + len(ns.certificates):,})" for name, ns in largest)
+    largest = sorted(namespaces.items(), key=lambda item: -_grouped(item[1]))[:3]
+    biggest = ", ".join(f"{name} ({_grouped(ns):,})" for name, ns in largest)
     what = (f"this stack manages {count:,} Kubernetes objects in {len(namespaces):,} namespaces' ConfigGroups "
             f"(largest: {biggest}), each an engine resource with its own Check, Diff and Create: more than the "
             f"{limit:,} advised for one stack")

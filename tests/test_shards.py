@@ -332,33 +332,47 @@ def test_the_shard_benchmark_runs_a_platform_and_a_shard(tmp_path):
 
 # ---- when a stack should be split -----------------------------------------------------------------------------------
 
-def test_a_stack_over_the_advised_size_is_told_how_to_split_and_one_at_it_is_not():
+def namespace_group_children(run: Run, namespaces) -> int:
+    """The engine resources inside a run's namespace groups (`authz-<ns>`, `certs-workload-<ns>`), as the provider
+    registers them (tests/harness.py config_group_children)."""
+    from components.authorization import policy_group_name
+    from components.cert_manager import workload_group_name
+
+    names = {policy_group_name("authz", ns) for ns in namespaces} | {workload_group_name("certs", ns) for ns in namespaces}
+    return sum(1 for r in run.registrations if r.group is not None and r.group.name in names)
+
+
+def test_a_stack_over_the_advised_size_is_told_how_to_split_and_one_at_it_is_not(single, platform, shards):
     from plan.shards import grouped_objects, scoped_namespaces, size_advice
 
     plan = stack_plan(PLATFORM_STACK)
     graph = run_settings(PLATFORM_STACK).graph
-    for scope, fix in ((stack_scope(graph, False), "mtls-mesh:policyShards: true"),
-                       (stack_scope(graph, True), "more of the platform's own namespaces"),
-                       (stack_scope(graph, True, "payments"), "split shard 'payments'")):
+    for run, scope, fix in ((single, stack_scope(graph, False), "mtls-mesh:policyShards: true"),
+                            (platform, stack_scope(graph, True), "more of the platform's own namespaces"),
+                            (shards["prod-payments"], stack_scope(graph, True, "payments"), "split shard 'payments'")):
         namespaces = scoped_namespaces(plan, scope)
         count = grouped_objects(namespaces)
-        assert count == sum(len(ns.policy) + len(ns.certificates) for ns in namespaces.values()) > 0
+        # The count is what the engine would hold in this stack's namespace groups, not an estimate of it.
+        assert count == namespace_group_children(run, graph.namespaces), scope.role
         assert size_advice(namespaces, scope, limit=count) is None, scope.role
         advice = size_advice(namespaces, scope, limit=count - 1)
         assert advice and fix in advice and f"manages {count:,} Kubernetes objects" in advice, advice
+    assert namespace_group_children(single, graph.namespaces) > 0
 
 
-def test_the_program_warns_a_large_stack_and_registers_the_same(monkeypatch, caplog, single):
+def test_the_program_warns_a_large_stack_in_up_and_preview_and_registers_the_same(monkeypatch, caplog, single):
     import plan.shards
 
+    def advice(**kwargs) -> tuple[list[str], Run]:
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            run = run_program(PLATFORM_STACK, set_config={"policyShards": False}, **kwargs)
+        return [r.getMessage() for r in caplog.records if "Kubernetes objects" in r.getMessage()], run
+
     monkeypatch.setattr(plan.shards, "ADVISED_OBJECTS_PER_STACK", 10)
-    with caplog.at_level("WARNING"):
-        warned = run_program(PLATFORM_STACK, set_config={"policyShards": False})
-    advice = [r.getMessage() for r in caplog.records if "Kubernetes objects" in r.getMessage()]
-    assert len(advice) == 1 and "policyShards: true" in advice[0], advice
-    assert sorted(r.urn for r in warned.registrations) == sorted(r.urn for r in single.registrations)
-    caplog.clear()
+    for kwargs in ({}, {"preview": True}):
+        warned, run = advice(**kwargs)
+        assert len(warned) == 1 and "policyShards: true" in warned[0], (kwargs, warned)
+        assert sorted(r.urn for r in run.registrations) == sorted(r.urn for r in single.registrations), kwargs
     monkeypatch.setattr(plan.shards, "ADVISED_OBJECTS_PER_STACK", 10_000)
-    with caplog.at_level("WARNING"):
-        run_program(PLATFORM_STACK, set_config={"policyShards": False})
-    assert not [r for r in caplog.records if "Kubernetes objects" in r.getMessage()]
+    assert advice()[0] == []
