@@ -229,7 +229,8 @@ class _Stack:
     """What the stack's deny namespaces hold, indexed once for the stack policies.
 
     A deny namespace is one whose Namespace says so, or, in a shard stack, which holds no Namespace, one where a
-    Server denies by default (each Server's accessPolicy is its namespace's phase, plan/linkerd/authorization.py).
+    Server denies by default (each Server's accessPolicy is its namespace's phase, plan/linkerd/authorization.py) or
+    where egress is denied.
     `checked`: the deny namespaces whose authorization this stack must hold. A platform leaves a namespace whose
     Namespace names a policy shard to that shard's preview, unless it registers policy objects there itself."""
 
@@ -249,6 +250,10 @@ class _Stack:
             kind = resource.resource_type.rsplit(":", 1)[-1]
             self.objects.setdefault(kind, {})[(meta.get("namespace"), meta.get("name"))] = resource.props
             if kind == "Server" and _spec(resource.props).get("accessPolicy") == "deny":
+                self.deny.add(meta.get("namespace"))
+            # The program controls egress only in deny namespaces (plan/linkerd/authorization.py namespace_objects): a
+            # shard's namespace whose Servers were all opened is still known for one by its Deny EgressNetwork.
+            if kind == "EgressNetwork" and _spec(resource.props).get("trafficPolicy") == "Deny":
                 self.deny.add(meta.get("namespace"))
         holding = {ns for ns, _ in self.objects.get("Server", {})}
         self.checked = {ns for ns in self.deny if ns not in sharded or ns in holding}

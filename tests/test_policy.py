@@ -448,6 +448,18 @@ def test_an_open_server_in_a_shards_deny_namespace_is_caught():
     assert any("payments: Server billing-grpc has accessPolicy all-unauthenticated" in f for f in found), found
 
 
+def test_a_shards_deny_namespace_with_every_server_opened_is_still_caught():
+    """A shard holds no Namespace: its namespace stays known for a deny one by its egress control, which the program
+    sets up only under deny."""
+    shard = run_program("prod-payments")
+    def open_all(registration, props):
+        if registration.type.endswith(":Server"):
+            props["spec"]["accessPolicy"] = "all-unauthenticated"
+        return props
+    found = violations(shard, BY_NAME["deny-namespaces-closed"], open_all)
+    assert any("payments: Server linkerd-admin has accessPolicy all-unauthenticated" in f for f in found), found
+
+
 def test_an_open_server_outside_deny_namespaces_is_the_rollouts(prod_single):
     """prod's ingress namespace admits everyone on purpose (its phase is all-unauthenticated)."""
     assert any(plain(r.inputs)["spec"].get("accessPolicy") == "all-unauthenticated"
