@@ -516,3 +516,13 @@ def test_the_mesh_rules_are_mandatory_in_every_environment(stack):
     objects, and dev is where a developer meets a violation first (see docs/policy-pack.md)."""
     levels = enforcement(stack)
     assert {name: levels[name] for name in NEW_RULES} == dict.fromkeys(NEW_RULES, "mandatory")
+
+
+def test_the_documented_rules_and_levels_are_the_packs():
+    """docs/policy-pack.md's table: every rule of the pack, each at the level each environment's file gives it."""
+    import re
+    text = (PROJECT_DIR / "docs" / "policy-pack.md").read_text()
+    rows = re.findall(r"^\| `([a-z-]+)` \| .* \| (\w+) \| (\w+) \| (\w+) \|$", text, re.M)
+    assert {name for name, *_ in rows} == set(BY_NAME) and len(rows) == len(BY_NAME)
+    for name, *levels in rows:
+        assert levels == [enforcement(stack)[name] for stack in ("dev", "staging", "prod")], name
