@@ -231,8 +231,10 @@ class _Stack:
     A deny namespace is one whose Namespace says so, or, in a shard stack, which holds no Namespace, one where a
     Server denies by default (each Server's accessPolicy is its namespace's phase, plan/linkerd/authorization.py) or
     where egress is denied.
+
     `checked`: the deny namespaces whose authorization this stack must hold. A platform leaves a namespace whose
-    Namespace names a policy shard to that shard's preview, unless it registers policy objects there itself."""
+    Namespace names a policy shard to that shard's preview, unless it registers Servers there itself (the annotation
+    alone must not excuse a stack from the checks)."""
 
     def __init__(self, resources: Iterable[Any]):
         self.objects: dict[str, dict[tuple[str, str], Any]] = {}
