@@ -1,4 +1,4 @@
-"""The two set-up commands from a fresh machine say what they need before doing anything: scripts/dev-up (dev end to
+"""The README's two commands from a fresh machine say what they need before doing anything: scripts/dev-up (dev end to
 end on kind) and .ci/run with .ci/install-tools (the tests as CI runs them). They cannot run here (no Docker daemon, no
 Pulumi CLI), so each runs with a PATH that holds exactly the tools a case gives it, stand-ins that log every call;
 and dev-up's pinned versions are the dev workflow's."""
@@ -125,6 +125,15 @@ def test_dev_up_uses_the_dev_workflows_kind_node_and_crds():
     assert "--policy-pack policy --policy-pack-config policy/dev.json" in script
     dev_stack = yaml.safe_load((PROJECT_DIR / "stacks" / "Pulumi.dev.yaml").read_text())["config"]
     assert dev_stack["mtls-mesh:kubeContext"] == f"kind-{value['CLUSTER']}"
+
+
+def test_the_readme_names_the_pinned_pulumi_and_both_commands():
+    readme = (PROJECT_DIR / "README.md").read_text()
+    prerequisites = readme.split("\n## Prerequisites\n", 1)[1].split("\n## ", 1)[0]
+    assert f"({pinned_pulumi()}:" in prerequisites
+    setup = readme.split("\n## Set up and deploy a stack\n", 1)[1].split("\n## ", 1)[0]
+    assert re.search(r"```bash\nscripts/dev-up\b", setup)
+    assert os.access(DEV_UP, os.X_OK), "scripts/dev-up must be executable"
 
 
 def test_install_tools_names_what_it_cannot_install_before_installing_anything(tmp_path):

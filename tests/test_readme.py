@@ -8,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+import yaml
 
 from harness import PROJECT_DIR
 from read.settings import SECRET_SETTINGS, load_declarations
@@ -46,13 +47,24 @@ def test_the_readme_documents_no_setting_that_does_not_exist():
     assert not extra, f"README documents unknown settings {extra}"
 
 
+def readme_test_blocks() -> list[str]:
+    section = README.split("\n## Run the tests\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.*?)```", section, re.DOTALL)
+
+
 def test_ci_runs_the_readme_test_commands():
-    block = re.search(r"## Run the tests\n\n```bash\n(.*?)```", README, re.DOTALL).group(1)
+    """The README's one command is what the workflows run, and the by-hand steps are what that command runs."""
+    one, by_hand = readme_test_blocks()[:2]
+    assert re.match(r"bash \.ci/run\s*$", one), one
+    for name in ("pull-request.yml", "deploy.yml"):
+        steps = yaml.safe_load((PROJECT_DIR / ".github" / "workflows" / name).read_text())["jobs"]["test"]["steps"]
+        assert [s["run"] for s in steps if "run" in s] == [".ci/run"], f"{name}'s test job runs something else"
     ci = (PROJECT_DIR / ".ci" / "run").read_text()
-    test_command = re.search(r"^(?:venv/bin/)?(python -m pytest[^\n]*)$", block, re.MULTILINE).group(1)
-    assert test_command in ci
-    tools_command = re.search(r"^(bash \.ci/install-tools)", block, re.MULTILINE).group(1)
-    assert tools_command in ci
+    test_command = re.search(r"^(?:venv/bin/)?(python -m pytest[^\n]*)$", by_hand, re.MULTILINE).group(1)
+    assert re.search(rf"^{re.escape(test_command)}$", ci, re.MULTILINE)
+    tools_command = re.search(r"^(bash \.ci/install-tools)", by_hand, re.MULTILINE).group(1)
+    assert re.search(rf"^{re.escape(tools_command)}$", ci, re.MULTILINE)
+    assert "requirements-dev.txt" in by_hand and "-r requirements-dev.txt" in ci
 
 
 def test_every_alert_has_a_table_row_and_a_runbook_section(each_stack):
@@ -185,11 +197,22 @@ def broken_links(page: Path) -> list[str]:
     return broken
 
 
+def test_the_readme_is_a_short_front_door():
+    lines = README.count("\n") + 1
+    assert lines < README_MAX_LINES, f"README.md has {lines} lines; move the depth to a docs/ page and link it"
+
+
 def test_every_relative_link_reaches_a_file_and_a_heading():
     pages = [PROJECT_DIR / "README.md", *sorted(DOCS.glob("*.md"))]
     assert len(pages) > 5
     broken = [problem for page in pages for problem in broken_links(page)]
     assert not broken, "\n".join(broken)
+
+
+def test_the_readme_links_every_docs_page():
+    linked = {(PROJECT_DIR / path).resolve() for _, target in relative_links(README) for path in [target.split("#")[0]]}
+    unlinked = [p.name for p in sorted(DOCS.glob("*.md")) if p.resolve() not in linked]
+    assert not unlinked, f"docs pages the README does not link (add them to 'Further reading'): {unlinked}"
 
 
 def test_the_link_check_can_fail(tmp_path, monkeypatch):
