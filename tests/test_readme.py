@@ -58,7 +58,8 @@ def test_ci_runs_the_readme_test_commands():
     assert re.match(r"bash \.ci/run\s*$", one), one
     for name in ("pull-request.yml", "deploy.yml"):
         steps = yaml.safe_load((PROJECT_DIR / ".github" / "workflows" / name).read_text())["jobs"]["test"]["steps"]
-        assert [s["run"] for s in steps if "run" in s] == [".ci/run"], f"{name}'s test job runs something else"
+        runs = [s["run"].strip() for s in steps if "run" in s]
+        assert {".ci/run", "bash .ci/run"} & set(runs), f"{name}'s test job does not run .ci/run: {runs}"
     ci = (PROJECT_DIR / ".ci" / "run").read_text()
     test_command = re.search(r"^(?:venv/bin/)?(python -m pytest[^\n]*)$", by_hand, re.MULTILINE).group(1)
     assert re.search(rf"^{re.escape(test_command)}$", ci, re.MULTILINE)
