@@ -287,3 +287,29 @@ def test_the_charts_render_their_defaults_otherwise():
     assert json.loads(istiod[("ConfigMap", INJECTOR_CONFIG_MAP)]["data"]["values"])["global"]["caAddress"] == ""
     csr = {(o["kind"], o["metadata"]["name"]): o for o in render_chart(ISTIO_CSR_CHART, ISTIO_CSR_RELEASE, ISTIO_CSR_NAMESPACE, {})}
     assert args(csr[("Deployment", ISTIO_CSR)])["--root-ca-file"] == [""]
+
+
+def test_what_the_rendered_charts_mount_exists(stack):
+    """Every Secret and ConfigMap a rendered workload mounts (not optional) comes from the chart itself or from
+    plan/istio/trust.py's objects (a Bundle's ConfigMap appears in the namespaces it selects, a Certificate's Secret
+    beside it): istio-csr would otherwise never start, waiting for its roots."""
+    name, charts = stack
+    objects = trust_objects(settings_of(name))
+    made = {("Secret", o["metadata"]["namespace"], o["spec"]["secretName"]) for o in objects if o["kind"] == "Certificate"}
+    for bundle in (o for o in objects if o["kind"] == "Bundle"):
+        for expression in bundle["spec"]["target"]["namespaceSelector"]["matchExpressions"]:
+            made |= {("ConfigMap", ns, bundle["metadata"]["name"]) for ns in expression["values"]}
+    checked = 0
+    for chart, rendered_objects in charts.items():
+        made |= {(kind, o["metadata"].get("namespace"), o["metadata"]["name"]) for (kind, _), o in rendered_objects.items()
+                 if kind in ("Secret", "ConfigMap")}
+        for (kind, workload_name), workload in rendered_objects.items():
+            if kind != "Deployment":
+                continue
+            for volume in workload["spec"]["template"]["spec"].get("volumes", []):
+                for ref_kind, key, name_key in (("Secret", "secret", "secretName"), ("ConfigMap", "configMap", "name")):
+                    if key in volume and not volume[key].get("optional"):
+                        ref = (ref_kind, workload["metadata"]["namespace"], volume[key][name_key])
+                        assert ref in made, f"{chart}: {workload_name} mounts {ref}, which nothing creates"
+                        checked += 1
+    assert checked >= 1, "istio-csr's roots at least"
