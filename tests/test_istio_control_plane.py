@@ -18,7 +18,7 @@ from tools import CHART_PATHS, CHARTS, RenderError, render_chart
 from plan.istio.control_plane import (HA_REPLICAS, base_values, ca_address, istio_csr_values, istio_settings,
                                       istiod_values)
 from plan.istio.names import (BASE_CHART, BASE_RELEASE, ISTIO_CSR, ISTIO_CSR_CHART, ISTIO_CSR_GRPC_PORT,
-                              ISTIO_CSR_NAMESPACE, ISTIO_CSR_RELEASE, ISTIO_CSR_SERVICE_PORT, ISTIO_NAMESPACE,
+                              ISTIO_CSR_NAMESPACE, ISTIO_CSR_RELEASE, ISTIO_NAMESPACE,
                               ISTIOD, ISTIOD_CERTIFICATE, ISTIOD_CHART, ISTIOD_RELEASE, ISTIOD_TLS_DIR,
                               ISTIOD_TLS_SECRET, INJECTOR_CONFIG_MAP, MESH_CONFIG_MAP, ROOT_CERT_CONFIG_MAP)
 from plan.istio.trust import ISTIO_ROOTS_FILE, istio_ca_issuer, trust_objects
