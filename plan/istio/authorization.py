@@ -46,9 +46,10 @@ SIDECAR_LABEL = {"security.istio.io/tlsMode": "istio"}
 AGENT_STATUS_PORT = 15020
 SIDECAR_READINESS_PORT = 15021
 ENVOY_STATS_PORT = 15090
-# What every sidecar calls: istiod's xDS over TLS (istio-discovery templates/service.yaml `https-dns`... `tls-xds`
-# 15012) and istio-csr's CSR gRPC (its Service 443 targets the pod's 6443, istio-csr templates/service.yaml; a
-# NetworkPolicy sees the pod's port after the Service's translation, so 6443 is the port to open).
+# What every sidecar calls: istiod's xDS over TLS (container port `tls-xds` 15012, istio-discovery
+# templates/deployment.yaml; Service port `https-dns` 15012) and istio-csr's CSR gRPC (its Service's 443 targets
+# app.server.serving.port 6443, istio-csr templates/service.yaml and values.yaml; a NetworkPolicy sees the pod's port
+# after the Service's translation, so 6443 is the port to open).
 ISTIOD_XDS_PORT = 15012
 ISTIO_CSR_POD_PORT = 6443
 MESH_CONFIG = {"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}}
