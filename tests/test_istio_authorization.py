@@ -330,11 +330,23 @@ def test_generated_graphs_admit_what_the_design_says(document, default, override
                             kubelet_networks=("10.20.0.0/20",), cluster_networks=("10.0.0.0/8", "fd00::/8"),
                             network_policies=fenced, network_policy_egress=egress)
     objects = check_graph(graph, rollout, access)
-    matrix = istio.egress_matrix(objects, graph)
-    for key, entry in matrix.items():
-        namespace = key.split("/")[0]
+    # Egress: under deny each workload reaches what it declared, and a destination only if it declared its host or
+    # CIDR (on some port): the Sidecar is per workload. Elsewhere every workload of the namespace gets out.
+    declarers: dict[tuple[str, str], set[str]] = {}
+    for service in graph.services.values():
+        for egress in service.egress:
+            for target in (*egress.hosts, *egress.cidrs):
+                declarers.setdefault((service.namespace, target), set()).add(service.key)
+    for key, entry in istio.egress_matrix(objects, graph).items():
+        namespace, _, destination = key.partition("/")
+        target = destination.rpartition(":")[0]
+        assert set(entry["declaredFor"]) <= set(entry["reachableBy"]), key
         if rollout.policy_for(namespace) == "deny":
-            assert set(entry["declaredFor"]) <= set(entry["reachableBy"]) or not entry["declaredFor"], key
+            assert entry["meshLayer"] == "per-workload"
+            assert set(entry["reachableBy"]) <= declarers.get((namespace, target), set()), key
+        else:
+            assert entry["meshLayer"] == "namespace-wide"
+            assert set(entry["reachableBy"]) == {s.key for s in graph.services_in(namespace)}, key
 
 
 @hypothesis_settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
