@@ -271,6 +271,20 @@ def test_proxy_free_ports_are_excluded_as_istio_does_it():
     assert open_port["spec"]["rules"] == [{"to": [{"operation": {"ports": ["5432"]}}]}]
 
 
+def test_service_entry_names_never_collide():
+    hosts = ["*.example.org", "wildcard.example.org", "wildcard-egress.example.org", "egress.example.org",
+             "a" * 60 + "." + "b" * 60 + "." + "c" * 60 + "." + "d" * 60 + ".org"]
+    cidrs = ["203.0.113.0/24", "2001:db8::/32"]
+    names = [istio.service_entry_name(h, None) for h in hosts] + [istio.service_entry_name(istio.cidr_host(c), c)
+                                                                  for c in cidrs]
+    assert len(set(names)) == len(names), names
+    assert all(len(n) <= 253 for n in names)
+    for name in names:
+        entry = istio.service_entry("apps", "x.example.org", None, (443,))
+        entry["metadata"]["name"] = name
+        assert validate_istio_object(entry) == [], name
+
+
 def test_nested_selectors_are_refused_for_istio():
     document = {"namespaces": {"apps": {}}, "services": {
         "api": {"namespace": "apps", "ports": [{"name": "http", "port": 8080, "protocol": "HTTP/1"}]},

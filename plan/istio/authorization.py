@@ -21,6 +21,7 @@ Every builder is a pure function over the graph; callers and callees are read fr
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
@@ -215,8 +216,21 @@ def service_entry(namespace: str, host: str, cidr: str | None, ports: tuple[int,
                                       for p in ports]}
     if cidr:
         spec["addresses"] = [cidr]
-    name = f"egress-{_cidr_name(cidr)}" if cidr else f"egress-{host.replace('*', 'wildcard')}"
-    return {"apiVersion": NETWORKING_API, "kind": "ServiceEntry", "metadata": metadata(name, namespace), "spec": spec}
+    return {"apiVersion": NETWORKING_API, "kind": "ServiceEntry",
+            "metadata": metadata(service_entry_name(host, cidr), namespace), "spec": spec}
+
+
+def service_entry_name(host: str, cidr: str | None) -> str:
+    """`egress-<host>`, `wildcard-egress.<domain>` for `*.<domain>`, `egress-<cidr with dashes>`: only wildcards'
+    names start with `wildcard-`, and a graph host always holds a dot where a CIDR's name has none, so no two
+    destinations share a name. A host too long for an object name (253) is named by its digest (no dash, unlike a
+    CIDR's)."""
+    if cidr:
+        return f"egress-{_cidr_name(cidr)}"
+    name = f"wildcard-egress.{host[2:]}" if host.startswith("*.") else f"egress-{host}"
+    if len(name) > 253:
+        name = f"egress-{hashlib.sha256(host.encode()).hexdigest()[:32]}"
+    return name
 
 
 def sidecar(graph: ServiceGraph, service: Service) -> dict[str, Any]:
