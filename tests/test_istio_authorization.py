@@ -128,24 +128,34 @@ def test_every_object_passes_the_pinned_crds_and_cel_rules(stack, needs_shared):
 
 def test_access_matrix_is_what_the_evaluator_finds(stack):
     settings, objects = stack
-    graph = settings.graph
-    matrix = istio.access_matrix(objects, graph, settings.trust_domain)
-    pods = pods_of(graph, settings.policy, unmeshed_have_sidecars=True)
-    cluster = Cluster(objects, settings.trust_domain)
+    check_access_matrix(objects, settings.graph, settings.policy, settings.trust_domain)
+
+
+def check_access_matrix(objects, graph, access, trust_domain=TD):
+    """Each entry against the evaluator: `allowed` is who the policies admit by identity, `others` what they do to
+    everyone else (a plaintext client inside the cluster)."""
+    matrix = istio.access_matrix(objects, graph, trust_domain)
+    pods = pods_of(graph, access, unmeshed_have_sidecars=True)
+    cluster = Cluster(objects, trust_domain)
+    assert set(matrix) == {f"{s.namespace}/{s.key}:{p.name}" for ns in graph.meshed_namespaces
+                           for s in graph.services_in(ns.name) for p in s.ports}
     for key, entry in matrix.items():
         namespace, _, rest = key.partition("/")
         callee, _, port_name = rest.partition(":")
         port = graph.services[callee].port(port_name).number
         admitted = {f"{graph.services[c].namespace}/{c}" for c in graph.services
                     if graph.is_meshed(graph.services[c]) and cluster.authorized(
-                        pods[callee], port, istio.principal(graph.services[c], settings.trust_domain), "192.0.2.1")}
+                        pods[callee], port, istio.principal(graph.services[c], trust_domain), "192.0.2.1")}
+        listed = {name for name in entry["allowed"] if not name.endswith("(service account default)")}
         plaintext = cluster.authorized(pods[callee], port, None, pods[callee].ip)
-        if entry["others"] == "denied":
-            assert set(entry["allowed"]) == admitted and not plaintext, key
+        stranger = cluster.authorized(pods[callee], port, f"{trust_domain}/ns/elsewhere/sa/stranger", pods[callee].ip)
+        others = entry["others"]
+        assert plaintext == (others in ("audit", "all-unauthenticated", "cluster-unauthenticated")), key
+        assert stranger == (others != "denied"), key
+        if others == "denied":
+            assert listed == admitted, key
         else:
-            assert set(entry["allowed"]) <= admitted, key
-        if entry["others"] in ("all-unauthenticated", "audit"):
-            assert plaintext, key
+            assert listed <= admitted, key
 
 
 def test_staging_matrices_read_as_intended():
@@ -344,6 +354,7 @@ def test_generated_graphs_admit_what_the_design_says(document, default, override
                             kubelet_networks=("10.20.0.0/20",), cluster_networks=("10.0.0.0/8", "fd00::/8"),
                             network_policies=fenced, network_policy_egress=egress)
     objects = check_graph(graph, rollout, access)
+    check_access_matrix(objects, graph, access)
     # Egress: under deny each workload reaches what it declared, and a destination only if it declared its host or
     # CIDR (on some port): the Sidecar is per workload. Elsewhere every workload of the namespace gets out.
     declarers: dict[tuple[str, str], set[str]] = {}
