@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, assume, given, settings as hypothesis_settin
 from harness import STACKS, stack_config
 from istio_conformance import Cluster, Pod, Unmodelled, validate_istio_object, with_timestamps
 from plan.istio import authorization as istio
-from read.errors import Problems
+from read.errors import Problems, SettingsError
 from read.graph import parse_graph
 from read.settings import PolicySettings, RolloutSettings
 from read.settings_format import INBOUND_POLICIES
@@ -305,6 +305,9 @@ def test_nested_selectors_are_refused_for_istio():
     problems = istio.graph_problems(graph).items
     assert [p.where for p in problems] == ["services.yaml: services.api-admin.selector"]
     assert "Sidecar" in problems[0].what
+    with pytest.raises(SettingsError) as caught:
+        istio.build_objects(graph, RolloutSettings("deny", {}), stack_settings("prod").policy, TD)
+    assert caught.value.problems == tuple(problems)
     document["services"]["api-admin"]["selector"] = {"app": "api-admin"}
     assert not istio.graph_problems(parse_graph(document, "services.yaml", Problems())).items
 

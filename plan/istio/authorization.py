@@ -326,7 +326,9 @@ def namespace_objects(graph: ServiceGraph, namespace: str, phase: str, access: P
 
 
 def build_objects(graph: ServiceGraph, rollout: RolloutSettings, access: PolicySettings, trust_domain: str,
-                  placement: IstioPlacement = IstioPlacement()) -> list[dict[str, Any]]:
+                  placement: IstioPlacement = IstioPlacement(), stack: str = "") -> list[dict[str, Any]]:
+    """Every object, or a SettingsError for a graph Istio cannot express (graph_problems) before any is built."""
+    graph_problems(graph).raise_if_any(stack)
     objects: list[dict[str, Any]] = []
     for namespace in graph.meshed_namespaces:
         objects += namespace_objects(graph, namespace.name, rollout.policy_for(namespace.name), access,
@@ -336,7 +338,8 @@ def build_objects(graph: ServiceGraph, rollout: RolloutSettings, access: PolicyS
 
 def authorization_objects(settings: Settings, placement: IstioPlacement = IstioPlacement()) -> list[dict[str, Any]]:
     """Every Istio authorization object of the graph's meshed namespaces, from the same settings as Linkerd's."""
-    return build_objects(settings.graph, settings.rollout, settings.policy, settings.trust_domain, placement)
+    return build_objects(settings.graph, settings.rollout, settings.policy, settings.trust_domain, placement,
+                         settings.stack)
 
 
 def graph_problems(graph: ServiceGraph) -> Problems:
