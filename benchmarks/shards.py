@@ -48,9 +48,12 @@ def write_project(directory: Path, services: int, shards: int, namespaces: int |
     config = stack_config(PLATFORM)
     config.update({"mtls-mesh:serviceGraph": str(graph_file), "mtls-mesh:inboundPolicyOverrides": [],
                    "mtls-mesh:allowFilesOutsideProject": True, "mtls-mesh:policyShards": True})
-    config = {key: json.loads(value) if isinstance(value, str) and value[:1] in "[{" else value
-              for key, value in config.items()}
-    (directory / f"Pulumi.{PLATFORM}.yaml").write_text(yaml.safe_dump({"config": config}))
+    # Each value as JSON, which the CLI's YAML reads as written (a string stays the string it is).
+    lines = ["config:"]
+    for key, value in config.items():
+        written = value if isinstance(value, str) and value[:1] in "[{" else json.dumps(value)
+        lines.append(f"  {json.dumps(key)}: {written}")
+    (directory / f"Pulumi.{PLATFORM}.yaml").write_text("\n".join(lines) + "\n")
     (directory / f"Pulumi.{PLATFORM}-{FIRST_SHARD}.yaml").write_text(yaml.safe_dump({"config": {
         "mtls-mesh:platformStack": PLATFORM, "mtls-mesh:shard": FIRST_SHARD}}))
 

@@ -586,6 +586,21 @@ def from_python(value: Any) -> Any:
     return str(value)
 
 
+def plain(value: Any) -> Any:
+    """A decoded value (after `reload`) with Python's types only: a timestamp as the text the CLI hands over, a
+    mapping with keys that are not strings keyed by their %v text, `{secure: ...}` kept as it is."""
+    value = reload(value)
+    if isinstance(value, GoTime):
+        return value.string()
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    if isinstance(value, GoMap):
+        return {percent_v(key): plain(item) for key, item in value.items()}
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    return value
+
+
 def go_atoi(text: str) -> bool:
     """Whether Go's strconv.Atoi accepts `text`: an optional sign and decimal digits within int64."""
     if not re.fullmatch(r"[+-]?[0-9]+", text):

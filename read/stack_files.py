@@ -166,6 +166,33 @@ def read_stack_file(path: Path, *, project_dir: Path | None = None,
     return config, frozenset(secret_keys)
 
 
+def stack_file_document(path: Path) -> dict[str, Any]:
+    """A stack file's top-level fields (config, secretsprovider, encryptionsalt, ...) as the CLI decodes them
+    (read/cli_yaml.py), Python types only; a file the CLI cannot load raises a SettingsError naming it."""
+    try:
+        document = cli_yaml.plain(cli_yaml.load(path.read_text(encoding="utf-8-sig")))
+    except (cli_yaml.CliYamlError, UnicodeDecodeError) as err:
+        raise SettingsError([Problem(path.name, f"the Pulumi CLI cannot load it: {err}",
+                                     "Fix the file: a YAML mapping with a `config:` mapping of namespace:key values")],
+                            path.name.split(".")[1] if path.name.count(".") >= 2 else "") from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise SettingsError([Problem(path.name, "the Pulumi CLI cannot load it: it is not a mapping",
+                                     "Fix the file: a YAML mapping with a `config:` mapping of namespace:key values")])
+    return document
+
+
+def stack_file_entries(path: Path, project_name: str = PROJECT) -> dict[str, Any]:
+    """The config entries the stack file itself holds (no defaults), each key namespaced and each value decoded as
+    the CLI decodes it (Python types; `{secure: ...}` as it is): for tools that copy a file's own settings elsewhere
+    (the Operator's Stack objects) or compare its ciphertexts. What the program receives is `read_stack_file`'s."""
+    config = stack_file_document(path).get("config") or {}
+    if not isinstance(config, dict):
+        return {}
+    return {_namespaced(str(key), project_name): value for key, value in config.items()}
+
+
 def _display(path: Path, project_dir: Path) -> str:
     try:
         return str(path.resolve().relative_to(project_dir.resolve()))

@@ -357,11 +357,12 @@ def stack_plan(stack: str, config: dict[str, str] | None = None):
 FILE_SETTINGS = ("serviceGraph", "vaultCaBundleFile", "vaultKubernetesCaFile")
 
 
-def _allow_test_files_outside_project(config: dict[str, str]) -> None:
+def _allow_test_files_outside_project(config: dict[str, str], set_by_test: bool) -> None:
     """Tests write graphs and CA files to temporary directories, outside the project, which the program refuses unless
-    allowFilesOutsideProject is true: set it for them, unless the test sets it itself (tests of the refusal do)."""
+    allowFilesOutsideProject is true: set it for them, unless the test sets it itself (tests of the refusal do). The
+    key is always there (the CLI fills in its default, false), so what counts is whether the test gave it."""
     key = f"{PROJECT}:allowFilesOutsideProject"
-    if key in config:
+    if set_by_test or config.get(key, "false") != "false":
         return
     for name in FILE_SETTINGS:
         value = config.get(f"{PROJECT}:{name}")
@@ -455,7 +456,10 @@ def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set
         graph_file.write_text(yaml.safe_dump(graph))
         base[f"{PROJECT}:serviceGraph"] = str(graph_file)
 
-    _allow_test_files_outside_project(base)
+    allow_key = f"{PROJECT}:allowFilesOutsideProject"
+    _allow_test_files_outside_project(base, set_by_test=any(k in (allow_key, "allowFilesOutsideProject")
+                                                            for k in (set_config or {}))
+                                      or (config is not None and allow_key in config))
 
     platform = base.get(f"{PROJECT}:platformStack")
     if platform and platform_outputs is None:
