@@ -89,8 +89,7 @@ def child(role: str, directory: Path, contracts_file: Path) -> dict:
 
     stack_files.STACKS_DIR = directory
     stack = {"single": PLATFORM, "platform": PLATFORM, "shard": f"{PLATFORM}-{FIRST_SHARD}"}[role]
-    config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in
-              (yaml.safe_load((directory / f"Pulumi.{stack}.yaml").read_text())["config"]).items()}
+    config = stack_files.read_stack_file(directory / f"Pulumi.{stack}.yaml", project_dir=PROJECT_DIR)[0]
     if role == "single":
         config["mtls-mesh:policyShards"] = "false"
     mocks = ShardMocks(json.loads(contracts_file.read_text()) if role == "shard" else {})

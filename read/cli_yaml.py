@@ -73,8 +73,8 @@ class GoTime:
 
     def string(self) -> str:
         """Go's `time.Time.String()` of it after the CLI's re-encoding (RFC 3339 and back): UTC when the offset is 0
-        (the machine's local zone is assumed to be UTC, as on CI runners and in the Operator's pods), otherwise a zone
-        with no name, which Go prints as its offset."""
+        (re-encoded as `Z`), otherwise a zone with no name, which Go prints as its offset (assumed: time.Parse would
+        take the local zone's name instead were the machine's zone at that offset)."""
         fraction = f".{self.nanosecond:09d}".rstrip("0").rstrip(".") if self.nanosecond else ""
         clock = (f"{self.year:04d}-{self.month:02d}-{self.day:02d} {self.hour:02d}:{self.minute:02d}:"
                  f"{self.second:02d}{fraction}")

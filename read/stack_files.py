@@ -4,12 +4,12 @@ The program itself gets its config from the language host (`runtime.read_stack_c
 Pulumi (`python -m discover`, deploy/, the tests' harness) read the stack file here, with `read_stack_file`, and pass
 the result to `load_stack_settings`, so they see exactly the config `pulumi up` hands the program: the file's values
 decoded and printed as the CLI does (read/cli_yaml.py), Pulumi.yaml's defaults filled in for every key the file does
-not set, and the CLI's own refusals (a required key missing, a value of the wrong type). docs/config-as-the-cli-hands-it.md
-has the facts and their sources.
+not set, and the CLI's own refusals (a required key missing, a value of the wrong type).
+docs/config-as-the-cli-hands-it.md has the facts and their sources.
 
 Since the CLI fills in every default, the program cannot tell a key the file leaves out from one the file sets to its
 default: wherever a decision depends on whether a key "is set", it asks whether the value differs from the default
-(`user_set`), never whether the key is present.
+(`user_set` here, `settings._Config.is_set`), never whether the key is present.
 """
 
 from __future__ import annotations
