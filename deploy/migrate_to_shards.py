@@ -44,8 +44,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-import yaml
-
 from plan.mesh import MeshPlan
 from plan.shards import shards_of, stack_scope
 from read.graph import ServiceGraph

@@ -737,9 +737,9 @@ def _check_deny_networks(config: _Config, graph: ServiceGraph, rollout: "Rollout
         return
     for key, networks in (("kubeletNetworks", policy.kubelet_networks), ("prometheusNetworks", policy.prometheus_networks)):
         if not config.is_set(key):
-            config.add(key, f"is not set (or is set to its default), and {where}: its default "
-                            f"({', '.join(config.declarations[key].default) or 'none'}) is for audit rollouts",
-                       _NETWORK_HINTS[key])
+            config.add(key, f"is not set, and {where}: its default "
+                            f"({', '.join(config.declarations[key].default) or 'none'}) is for audit rollouts, "
+                            "whether written out or left to Pulumi.yaml", _NETWORK_HINTS[key])
             continue
         for index, cidr in enumerate(networks):
             if ipaddress.ip_network(cidr).prefixlen == 0:

@@ -344,8 +344,11 @@ def load_stack_settings(raw: Mapping[str, str], stack: str, *, secret_keys: froz
                      "Set shard to one of the graph's shards")
     problems.raise_if_any(stack)
 
-    # The platform's settings exactly as the CLI hands them to the platform: defaults, YAML 1.2 scalars, secrets.
-    platform_raw, platform_secrets = read_stack_file(stack_file(platform, stacks_dir), project_dir=project_dir)
+    # The platform's settings exactly as the CLI hands them to the platform: defaults, YAML 1.2 scalars, secrets. The
+    # CLI's type checks are left to the program's own, which say more (the CLI checks the platform's file only when
+    # the platform runs).
+    platform_raw, platform_secrets = read_stack_file(stack_file(platform, stacks_dir), project_dir=project_dir,
+                                                     validate=False)
     if platform_raw.get(f"{PROJECT}:platformStack"):
         problems.add(f"{PROJECT}:platformStack", f"stacks/Pulumi.{platform}.yaml is itself a shard stack",
                      "Name the platform stack, the one that sets policyShards: true")

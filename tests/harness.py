@@ -338,6 +338,18 @@ def stack_config(stack: str) -> tuple[dict[str, str], set[str]]:
 wire_value = stack_files.wire_value
 
 
+def _full_key(key: str) -> str:
+    return key if ":" in key else f"{PROJECT}:{key}"
+
+
+def _shard_own(key: str) -> bool:
+    """Whether a key belongs in a shard's own stack file rather than its platform's."""
+    from read.settings_format import SHARD_STACK_SETTINGS
+
+    namespace, _, name = _full_key(key).partition(":")
+    return namespace != PROJECT or name in SHARD_STACK_SETTINGS
+
+
 def _unset(config: dict[str, str], key: str) -> None:
     """Remove a key from the stack file: the CLI then hands the program the key's default, if it has one."""
     full = key if ":" in key else f"{PROJECT}:{key}"
@@ -429,7 +441,7 @@ def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set
                 unset: Iterable[str] = (), secrets: Iterable[str] = (), graph: dict[str, Any] | None = None,
                 tmp_path: Path | None = None, previous_outputs: dict[str, Any] | None = None,
                 mocks_factory: Any = None, preview: bool = False, state: "Run | Iterable[str]" = (),
-                platform_outputs: dict[str, Any] | None = None) -> Run:
+                platform_outputs: dict[str, Any] | None = None, _secret_keys: Iterable[str] = ()) -> Run:
     """Run `__main__.py` for a stack. `set_config` overrides keys (short names), `unset` removes them,
     `secrets` marks keys secret, `graph` replaces the service graph (written under `tmp_path`).
     `mocks_factory(previous_outputs)` replaces RecordingMocks (tests/openbao.py applies to a real Vault API).
@@ -438,13 +450,27 @@ def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set
     base branch (`previous_outputs=base.exports`, as the StackReference to the stack itself reads them).
     A shard stack reads its platform's outputs: `platform_outputs`, or by default those of an `up` of the platform
     stack file as it is (the platform applied this commit)."""
-    base, secret_keys = stack_config(stack) if config is None else (stack_files.with_defaults(config), set())
+    base, secret_keys = stack_config(stack) if config is None else (stack_files.with_defaults(config),
+                                                                      set(_secret_keys))
     platform = base.get(f"{PROJECT}:platformStack")
     if platform and (set_config or graph is not None or unset or secrets):
         # A shard's settings are its platform's: the change goes to the platform's stack file, which the shard reads.
-        with _platform_changed(platform, tmp_path, set_config=set_config, graph=graph, unset=unset, secrets=secrets):
-            return run_program(stack, config=config, previous_outputs=previous_outputs, mocks_factory=mocks_factory,
-                               preview=preview, state=state, platform_outputs=platform_outputs)
+        # What a shard's own file holds (platformStack, shard, how to reach the cluster, any provider's key) stays in
+        # the shard's.
+        for key in unset:
+            if _shard_own(key):
+                _unset(base, key)
+        for key, value in (set_config or {}).items():
+            if _shard_own(key):
+                base[_full_key(key)] = wire_value(value)
+        secret_keys |= {_full_key(k) for k in secrets if _shard_own(k)}
+        with _platform_changed(platform, tmp_path, graph=graph,
+                               set_config={k: v for k, v in (set_config or {}).items() if not _shard_own(k)},
+                               unset=[k for k in unset if not _shard_own(k)],
+                               secrets=[k for k in secrets if not _shard_own(k)]):
+            return run_program(stack, config=base, _secret_keys=secret_keys, previous_outputs=previous_outputs,
+                               mocks_factory=mocks_factory, preview=preview, state=state,
+                               platform_outputs=platform_outputs)
     for key in unset:
         _unset(base, key)
     for key, value in (set_config or {}).items():

@@ -250,6 +250,15 @@ def test_a_provider_key_in_a_shard_stack_is_refused_as_the_platform_refuses_it(t
         assert platform_problem.what == problem.what.split(",")[0]
 
 
+def test_a_provider_key_given_to_a_shard_through_the_harness_stays_the_shards():
+    """run_program puts a shard's own keys (and any provider's) in the shard's config, its settings in the
+    platform's file; the shard refuses the provider key before registering anything."""
+    with pytest.raises(SettingsError) as refused:
+        run_program("prod-payments", set_config={"kubernetes:context": "other-cluster"})
+    assert [p.where for p in refused.value.problems] == ["kubernetes:context"]
+    assert refused.value.registrations == []
+
+
 def test_an_engine_key_in_a_shard_stack_is_the_clis(tmp_path):
     directory = write_stacks(tmp_path, prod_payments="config:\n  mtls-mesh:platformStack: prod\n"
                                                      "  mtls-mesh:shard: payments\n  pulumi:tags: {team: payments}\n")
