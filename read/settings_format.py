@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from read.cli_yaml import default_text, load, reload
 from read.graph_format import DNS_LABEL, LABEL_KEY, MAX_NAMESPACES, SHARD_NAME_MAX, Pattern, Rule, Text
 
 PROJECT = "mtls-mesh"
@@ -49,7 +50,6 @@ class Declaration:
     @property
     def default_text(self) -> str | None:
         """The text the CLI hands the program when a stack does not set the key (None: it has no default)."""
-        from read.cli_yaml import default_text
         return None if self.default is MISSING else default_text(self.default)
 
     def is_default(self, text: str) -> bool:
@@ -59,7 +59,8 @@ class Declaration:
             return False
         if text == self.default_text:
             return True
-        if self.type == "array":
+        # A list spelled differently (spaces, as tools other than the CLI write it); no default is long.
+        if self.type == "array" and len(text) <= 4096:
             try:
                 return json.loads(text) == self.default
             except (ValueError, RecursionError):
@@ -75,7 +76,6 @@ def load_declarations(project_file: Path = PROJECT_DIR / "Pulumi.yaml") -> dict[
 
 @functools.lru_cache(maxsize=16)
 def _declarations(text: str) -> dict[str, Declaration]:
-    from read.cli_yaml import load, reload
     project = reload(load(text)) or {}
     declarations = {}
     for key, spec in (project.get("config") or {}).items():
