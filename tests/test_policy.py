@@ -62,7 +62,7 @@ def violations(run, policy, mutate=None):
 
 def enforcement(stack):
     """The stack's levels; a shard's are its platform's (the workflows run the pack with policy/<platform>.json)."""
-    platform = stack_config(stack)[0].get("mtls-mesh:platformStack", stack)
+    platform = stack_config(stack)[0].get("mtls-mesh:platformStack") or stack
     levels = json.loads((PROJECT_DIR / "policy" / f"{platform}.json").read_text())
     return {name: levels.get(name, levels.get("all", "mandatory")) for name in BY_NAME}
 
