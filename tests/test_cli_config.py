@@ -18,6 +18,7 @@ import pytest
 import yaml
 from hypothesis import given, settings as hypothesis_settings, strategies as st
 
+import tools
 from harness import PROJECT_DIR, SHARD_STACKS, STACKS, run_program, stack_config, wire_value
 from read import cli_yaml, stack_files
 from read.errors import SettingsError
@@ -98,7 +99,7 @@ def test_the_oracle_agrees(tmp_path):
     """Build tests/cli_oracle (the real yaml.v3 through pulumi's loader steps) and compare every case."""
     go, source = shutil.which("go"), Path("/usr/share/gocode/src/gopkg.in/yaml.v3")
     if go is None or not source.is_dir():
-        pytest.skip("needs Go and gopkg.in/yaml.v3 (apt-get install golang-go golang-gopkg-yaml.v3-dev)")
+        tools._missing("go with gopkg.in/yaml.v3 (apt-get install golang-go golang-gopkg-yaml.v3-dev)")
     oracle = tmp_path / "oracle"
     subprocess.run([go, "build", "-o", str(oracle), "."], cwd=PROJECT_DIR / "tests" / "cli_oracle", check=True,
                    env={"GO111MODULE": "off", "GOPATH": "/usr/share/gocode", "HOME": str(tmp_path),
