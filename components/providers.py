@@ -6,16 +6,18 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_vault as vault
 
-from read.settings import IN_CLUSTER, KubernetesSettings, VaultSettings
+from components.secrets import secret_input
+from read.settings import KubernetesSettings, VaultSettings, revealed
 
 
 def kubernetes_provider(name: str, settings: KubernetesSettings) -> k8s.Provider:
     """`kubeContext: in-cluster` (the Pulumi Kubernetes Operator) uses the pod's service account instead of a context."""
-    in_cluster = settings.context == IN_CLUSTER
+    in_cluster = settings.in_cluster
     return k8s.Provider(
         name,
-        context=None if in_cluster else settings.context,
-        kubeconfig=None if in_cluster else settings.kubeconfig or None,
+        # Either may be stored as a secret: then a Pulumi secret here (components/secrets.py).
+        context=None if in_cluster else secret_input(settings.context),
+        kubeconfig=None if in_cluster or not revealed(settings.kubeconfig) else secret_input(settings.kubeconfig),
         # Server-side apply lets adopted namespaces be patched field by field instead of replaced.
         enable_server_side_apply=True,
     )
@@ -28,5 +30,5 @@ def vault_provider(name: str, settings: VaultSettings) -> vault.Provider:
         address=settings.address,
         namespace=settings.namespace or None,
         token=pulumi.Output.secret(settings.token.reveal()) if settings.token is not None else None,
-        ca_cert_file=settings.ca_bundle_path or None,
+        ca_cert_file=secret_input(settings.ca_bundle_path) if revealed(settings.ca_bundle_path) else None,
     )

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import yaml
 
 from read.errors import Problems, did_you_mean, short
-from read.settings import PROJECT, PROJECT_DIR, Settings, load_settings
+from read.settings import PROJECT, PROJECT_DIR, Settings, load_settings, secret_refusal
 from read.settings_format import SHARD_STACK_SETTINGS, STACK_NAME, STACK_NAME_MAX
 
 STACKS_DIR = PROJECT_DIR / "stacks"
@@ -67,6 +67,10 @@ def load_stack_settings(raw: Mapping[str, str], stack: str, *, secret_keys: froz
         return load_settings(raw, stack, secret_keys=secret_keys, project_dir=project_dir, updating=updating)
     stacks_dir = stacks_dir if stacks_dir is not None else STACKS_DIR
     problems = Problems()
+    marked = [key for key in ("platformStack", "shard") if f"{PROJECT}:{key}" in secret_keys]
+    for key in marked:
+        problems.add(f"{PROJECT}:{key}", *secret_refusal(key))
+    problems.raise_if_any(stack)  # nothing below may quote a value stored as a secret
     shard = raw.get(f"{PROJECT}:shard", "")
     for key in sorted(raw):
         namespace, _, name = key.partition(":")
@@ -92,6 +96,9 @@ def load_stack_settings(raw: Mapping[str, str], stack: str, *, secret_keys: froz
     for key in ("kubeContext", "kubeconfig"):
         if f"{PROJECT}:{key}" in raw:
             platform_raw[f"{PROJECT}:{key}"] = raw[f"{PROJECT}:{key}"]
+            # Secret or not as the shard stores it (a secret one stays a Pulumi secret in the shard's provider).
+            marks = {f"{PROJECT}:{key}"} & set(secret_keys)
+            platform_secrets = (frozenset(platform_secrets) - {f"{PROJECT}:{key}"}) | marks
     settings = load_settings(platform_raw, stack, secret_keys=platform_secrets, project_dir=project_dir,
                              updating=updating)
     if not settings.policy_shards:
