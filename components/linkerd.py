@@ -13,7 +13,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.k8s import register
-from components.secrets import secret_input
+from components.providers import secret_input
 from plan.linkerd.control_plane import CNI_NAMESPACE, HELM_TIMEOUT_SECONDS
 from plan.namespaces import LINKERD_NAMESPACE, VIZ_NAMESPACE
 from plan.mesh import LinkerdPlan

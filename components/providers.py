@@ -1,13 +1,27 @@
-"""Explicit providers, configured from settings only: no resource ever falls back to an ambient default provider."""
+"""Explicit providers, configured from settings only: no resource ever falls back to an ambient default provider.
+And settings stored as secrets, as inputs of any resource: a `read.settings.Secret` the plan carries becomes a Pulumi
+secret (`pulumi.Output.secret`), so the engine encrypts it in the state and every input that carries it is secret."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_vault as vault
 
-from components.secrets import secret_input
-from read.settings import KubernetesSettings, VaultSettings, revealed
+from read.settings import KubernetesSettings, Secret, VaultSettings, revealed
+
+
+def secret_input(value: Any) -> Any:
+    """`value` as an input: a Secret, or a dict or list holding one, turned into Pulumi secrets; anything else as is."""
+    if isinstance(value, Secret):
+        return pulumi.Output.secret(value.reveal())
+    if isinstance(value, dict):
+        return {key: secret_input(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [secret_input(item) for item in value]
+    return value
 
 
 def kubernetes_provider(name: str, settings: KubernetesSettings) -> k8s.Provider:
@@ -15,7 +29,7 @@ def kubernetes_provider(name: str, settings: KubernetesSettings) -> k8s.Provider
     in_cluster = settings.in_cluster
     return k8s.Provider(
         name,
-        # Either may be stored as a secret: then a Pulumi secret here (components/secrets.py).
+        # Either may be stored as a secret: then a Pulumi secret here (secret_input).
         context=None if in_cluster else secret_input(settings.context),
         kubeconfig=None if in_cluster or not revealed(settings.kubeconfig) else secret_input(settings.kubeconfig),
         # Server-side apply lets adopted namespaces be patched field by field instead of replaced.

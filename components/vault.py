@@ -15,7 +15,7 @@ import pulumi
 import pulumi_vault as vault
 
 from components.k8s import register
-from components.secrets import secret_input
+from components.providers import secret_input
 from plan.mesh import VaultPlan
 from read.settings import VaultSettings
 from plan.vault_pki import (CRL_EXPIRY, INTERMEDIATE_MAX_PATH_LENGTH, VAULT_ISSUER_SERVICE_ACCOUNT, VAULT_TOKEN_AUDIENCE,

@@ -62,7 +62,7 @@ _MISSING = MISSING
 
 class Secret:
     """A secret setting: its value never appears in a repr, a log line or an error message. The plan carries it as
-    it is; components hand it to Pulumi as `pulumi.Output.secret` (components/secrets.py)."""
+    it is; components hand it to Pulumi as `pulumi.Output.secret` (components/providers.secret_input)."""
 
     __slots__ = ("_value",)
 
