@@ -142,8 +142,8 @@ def short(value: object, limit: int = QUOTE_LIMIT) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
         return f"<a number of {value.bit_length():,} bits>"
     if isinstance(value, str) and len(value) > limit:
-        value = value[:limit]
-        return f"{value!r}... ({limit} of more characters shown){suspicious(value)}"
+        length, value = len(value), value[:limit]
+        return f"{value!r}... (the first {limit} of {length:,} characters){suspicious(value)}"
     try:
         text = repr(value)
     except ValueError:  # any other value Python cannot format
