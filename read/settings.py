@@ -33,7 +33,7 @@ from read.settings_format import (  # noqa: E402 (re-exported: other modules imp
     ANCHOR_ID_MAX, AUTO_TRUE_FALSE, CHART_VERSION, CONTROLLER_LOG_LEVELS, DELIVERERS, DNS_LABEL, DNS_NAME,
     DNS_SUBDOMAIN, ENVIRONMENTS, IGNORED_PROVIDER_KEYS, IMAGE, INBOUND_POLICIES, INTEGER, LABEL_PAIR,
     CANNOT_BE_SECRET, LINKERD_CHART_VERSION, LIST_SETTING_LIMITS, MAX_LIST_ENTRIES, MAX_LIST_SETTING_BYTES,
-    MAY_BE_SECRET, MISSING, VALUES,
+    MAY_BE_SECRET, MISSING, READ_ONLY_SETTINGS,
     NOT_FOR_CERT_MANAGER, PKI_MODES, PROJECT, PROJECT_DIR, QUANTITY, ROTATION_PHASES, SECRET_SETTINGS,
     SERVICE_ACCOUNT_REF, VAULT_AUTH_MODES, VAULT_NAMESPACE, VAULT_PATH, VAULT_ROLE, VERIFICATION_NAMESPACE,
     Declaration, load_declarations,
@@ -303,13 +303,18 @@ class _Config:
         self.declarations = declarations
         self.problems = problems
         self._said: set[tuple[str, str]] = set()
-        # Settings stored as secrets that cannot be one: refused, and replaced by a stand-in that nothing quotes (the
-        # default, or a valid placeholder), so no later check reads, or reports anything about, the marked value.
+        self.raw = raw
+        # Settings stored as secrets that cannot be one (load_settings stops right after these: no check reads, or
+        # reports anything about, a marked value it may not keep).
         self.refused = refused_secrets(raw, secret_keys, declarations)
-        self.raw = dict(raw)
         for key in self.refused:
             problems.add(self.full(key), *secret_refusal(key, array=declarations[key].type == "array"))
-            self.raw[self.full(key)] = _stand_in(declarations[key])
+        for key, other in _exposed_secrets(raw, secret_keys, declarations):
+            self.refused.append(key)
+            fix = (f"Store {self.full(other)} as a secret too, or store this one in plain text" if other in MAY_BE_SECRET
+                   else f"Store it in plain text: pulumi config set {self.full(key)} <value>")
+            problems.add(self.full(key), f"is stored as a secret, but its value is also part of {self.full(other)}, "
+                         "which is not, and reaches resources as it is", fix)
 
     @staticmethod
     def full(key: str) -> str:
@@ -421,13 +426,32 @@ def refused_secrets(raw: Mapping[str, str], secret_keys: frozenset[str] | set[st
             if f"{PROJECT}:{key}" in secret_keys and f"{PROJECT}:{key}" in raw and key not in MAY_BE_SECRET]
 
 
-def _stand_in(declaration: Declaration) -> str:
-    """A value in place of a refused secret one: the default, else a valid one."""
-    if declaration.default is not MISSING:
-        default = declaration.default
-        return default if isinstance(default, str) else json.dumps(default)
-    text = VALUES.get(declaration.key)
-    return text.choices[0] if text is not None and text.choices else "secret-refused"
+# A secret value shorter than this is not looked for in other settings: 'dev' is part of many a plain value.
+_SHORTEST_EXPOSED_SECRET = 4
+
+
+def _exposed_secrets(raw: Mapping[str, str], secret_keys: frozenset[str] | set[str],
+                     declarations: Mapping[str, Declaration]) -> list[tuple[str, str]]:
+    """(key, other) for each setting stored as a secret (that may be one) whose value is also part of another
+    setting's plain value (set, or its default): the staging file's kubeContext staging-eu1 is part of its
+    vaultKubernetesHost, so a secret kubeContext there would be in the auth config's kubernetes_host for all to read."""
+    plain = {}
+    for key, declaration in declarations.items():
+        full = f"{PROJECT}:{key}"
+        if full in secret_keys or key in READ_ONLY_SETTINGS:
+            continue
+        value = raw.get(full, declaration.default)
+        plain[key] = value if isinstance(value, str) else json.dumps(value) if value is not MISSING else ""
+    exposed = []
+    for key in MAY_BE_SECRET:
+        full = f"{PROJECT}:{key}"
+        value = raw.get(full)
+        if full not in secret_keys or not isinstance(value, str) or len(value) < _SHORTEST_EXPOSED_SECRET:
+            continue
+        other = next((k for k, text in plain.items() if k != key and value in text), None)
+        if other is not None:
+            exposed.append((key, other))
+    return exposed
 
 
 def marked_values(raw: Mapping[str, str], secret_keys: frozenset[str] | set[str],
@@ -519,6 +543,9 @@ def _load_settings(raw: Mapping[str, str], stack: str, secret_keys: frozenset[st
     problems = Problems()
     config = _Config(raw, secret_keys, declarations, problems)
     _check_keys(config, raw)
+    if config.refused:
+        # A setting stored as a secret it cannot stay: said alone, since every later check could depend on its value.
+        problems.raise_if_any(stack)
     _check_declared(config)
 
     environment = config.choice("environment", ENVIRONMENTS)

@@ -81,6 +81,8 @@ MAY_BE_SECRET = {
     "vaultKubernetesCaFile": "no resource: the program only reads the file (its public CA goes to Vault)",
     "linkerdHelmRepository": "the Linkerd Helm releases' repository",
 }
+# Settings whose text reaches no resource (the program only reads the file they name).
+READ_ONLY_SETTINGS = ("serviceGraph", "vaultKubernetesCaFile")
 _SWITCH = "a true/false switch, not a credential: what it turns on or off shows in every preview"
 _RESOURCE_ID = "which Pulumi never keeps secret"
 CANNOT_BE_SECRET = {
