@@ -332,7 +332,7 @@ class _Config:
 
     def add(self, key: str, what: str, fix: str = "") -> None:
         # Settings are read more than once (every declared one up front, then where it is used): say each thing once.
-        if (key, what) in self._said or key.partition("[")[0] in self.refused:
+        if (key, what) in self._said:
             return
         self._said.add((key, what))
         self.problems.add(self.full(key), what, fix)
@@ -1166,7 +1166,8 @@ def _vault(config: _Config, environment: str, project_dir: Path, pki: PkiSetting
         ca_bundle_path=config.kept_secret("vaultCaBundleFile", ca_path), mount_prefix=config.string("vaultMountPrefix"),
         root_ttl=pki.anchor_validity, intermediate_ttl=intermediate_ttl,
         kubernetes_auth_path=config.string("vaultKubernetesAuthPath"), create_kubernetes_auth=create_auth,
-        kubernetes_host=config.kept_secret("vaultKubernetesHost", kubernetes_host), auth_role=config.string("vaultAuthRole"), auth_token_ttl=token_ttl,
+        kubernetes_host=config.kept_secret("vaultKubernetesHost", kubernetes_host),
+        auth_role=config.string("vaultAuthRole"), auth_token_ttl=token_ttl,
         workload_role=config.string("vaultWorkloadRole"), token=token,
         kubernetes_auth_mode=auth_mode, kubernetes_ca_pem=kubernetes_ca, intermediate_renewals=tuple(renewals),
     )
