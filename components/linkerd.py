@@ -13,6 +13,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.k8s import register
+from components.providers import secret_input
 from plan.linkerd.control_plane import CNI_NAMESPACE, HELM_TIMEOUT_SECONDS
 from plan.namespaces import LINKERD_NAMESPACE, VIZ_NAMESPACE
 from plan.mesh import LinkerdPlan
@@ -39,7 +40,7 @@ class LinkerdControlPlane(pulumi.ComponentResource):
                     opts: pulumi.ResourceOptions, create_namespace: bool = False) -> k8s.helm.v3.Release:
             return k8s.helm.v3.Release(
                 resource_name, name=chart, chart=chart, version=plan.chart_version,
-                repository_opts={"repo": plan.repository}, namespace=namespace,
+                repository_opts={"repo": secret_input(plan.repository)}, namespace=namespace,
                 create_namespace=create_namespace, values=values, timeout=HELM_TIMEOUT_SECONDS, opts=opts)
 
         namespaces = {LINKERD_NAMESPACE: args.linkerd_namespace, VIZ_NAMESPACE: args.viz_namespace}

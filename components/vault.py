@@ -15,6 +15,7 @@ import pulumi
 import pulumi_vault as vault
 
 from components.k8s import register
+from components.providers import secret_input
 from plan.mesh import VaultPlan
 from read.settings import VaultSettings
 from plan.vault_pki import (CRL_EXPIRY, INTERMEDIATE_MAX_PATH_LENGTH, VAULT_ISSUER_SERVICE_ACCOUNT, VAULT_TOKEN_AUDIENCE,
@@ -228,7 +229,8 @@ class VaultPki(pulumi.ComponentResource):
         backend = vault.AuthBackend(f"{name}-kubernetes", type="kubernetes", path=settings.kubernetes_auth_path,
                                     description="mtls-mesh: cert-manager's issuers log in here", opts=opts)
         config = vault.kubernetes.AuthBackendConfig(
-            f"{name}-kubernetes", backend=backend.path, **auth_backend_config_args(settings, args.reviewer_token),
+            f"{name}-kubernetes", backend=backend.path,
+            **secret_input(auth_backend_config_args(settings, args.reviewer_token)),
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=list(args.reviewer_ready))))
         return backend.path, [config]
 

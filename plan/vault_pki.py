@@ -87,15 +87,26 @@ def identity_sign_parameters(settings: Settings) -> dict[str, list[str]]:
             "ttl": [settings.pki.issuer_duration.go()], "exclude_cn_from_sans": ["true"], "csr": []}
 
 
+# A value holding a comma: `*` at both ends matches any string containing what is between (strutil.GlobbedStringsMatch).
+ANY_COMMA = "*,*"
+
+
 def identity_issuer_policy(settings: Settings) -> str:
     """The identity issuer's login may have exactly the identity issuer signed under each anchor still in use, and
-    nothing else. OpenBao/Vault's ACL (openbao internal/vault/policy/acl.go AllowOperation) refuses a request missing a
-    required parameter, carrying a parameter absent from allowed_parameters (max_path_length, use_csr_values, not_after,
-    other_sans, permitted_dns_domains, ...), or a value not in its list (compared as strings, `*` globs only at either
-    end: none of these values has one; a number or boolean never equals a string)."""
+    nothing else. The ACL (openbao internal/vault/policy/acl.go AllowOperation; hashicorp/vault vault/acl.go) refuses
+    a request missing a required parameter, carrying a parameter absent from allowed_parameters (max_path_length,
+    use_csr_values, not_after, other_sans, permitted_dns_domains, ...), or a value its lists do not admit. How a value
+    is matched differs (docs/vault-policy-matching.md): OpenBao compares the whole value with each listed one (`*`
+    globs only at either end: none of these values has one; a number or boolean never equals a string); Vault 1.21+
+    also admits a string whose comma-separated pieces each match, so `uri_sans=","` (two empty URI SANs in a CA) or the
+    name twice would pass the allowed lists there. denied_parameters refuses any value holding a comma on both
+    servers: cert-manager's own values never hold one (one name, empty SANs, a duration, "true")."""
     pinned = identity_sign_parameters(settings)
     parameters = (f"  required_parameters = {_hcl_list(sorted(pinned))}\n  allowed_parameters = {{\n"
                   + "".join(f"    {json.dumps(key)} = {_hcl_list(values)}\n" for key, values in pinned.items())
+                  + "  }\n  denied_parameters = {\n"
+                  + "".join(f"    {json.dumps(key)} = {_hcl_list([ANY_COMMA])}\n" for key, values in pinned.items()
+                            if values)
                   + "  }\n")
     vault_settings = settings.vault
     assert vault_settings is not None

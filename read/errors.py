@@ -8,10 +8,13 @@ registers nothing.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import difflib
+import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Iterator
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ class Problems:
         _hint_budget = HINT_BUDGET
 
     def add(self, where: str, what: str, fix: str = "") -> None:
-        self.items.append(Problem(_cap(where), _cap(what), _cap(fix)))
+        self.items.append(Problem(_cap(conceal(where)), _cap(conceal(what)), _cap(conceal(fix))))
 
     def __bool__(self) -> bool:
         return bool(self.items)
@@ -72,21 +75,75 @@ QUOTE_LIMIT = 60
 PART_LIMIT = 1000
 
 
+# Values stored as secrets (`pulumi config set --secret`) while the settings are read: no message quotes them.
+_HIDDEN: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("hidden_values", default=())
+HIDDEN_VALUE = "[a secret value, not shown]"
+# A hidden value this short is only hidden where it stands as a word of its own: 'a' is in every sentence.
+_SHORTEST_HIDDEN_PIECE = 4
+
+
+@contextlib.contextmanager
+def hiding(values: Iterable[str]) -> Iterator[None]:
+    """While the block runs, `short` never quotes these values (nor any text holding one, nor a piece of one), and
+    every problem added has them, and any quoted piece of them, replaced by HIDDEN_VALUE: a message built any other
+    way (an f-string, a library's error text quoting part of a URL) cannot print them either."""
+    hidden = tuple(sorted({v for v in values if isinstance(v, str) and v}, key=len, reverse=True))
+    token = _HIDDEN.set(_HIDDEN.get() + hidden)
+    try:
+        yield
+    finally:
+        _HIDDEN.reset(token)
+
+
+def _is_hidden(text: str, hidden: tuple[str, ...]) -> bool:
+    return any(text == h or (len(h) >= _SHORTEST_HIDDEN_PIECE and h in text)
+               or (len(text) >= _SHORTEST_HIDDEN_PIECE and text in h) for h in hidden)
+
+
+_QUOTED = re.compile(r"'([^'\n]*)'|\"([^\"\n]*)\"")
+
+
+def conceal(text: str) -> str:
+    """`text` with every hidden value, and every quoted piece of one, replaced by HIDDEN_VALUE."""
+    hidden = _HIDDEN.get()
+    if not hidden or not text:
+        return text
+
+    def quoted(match: re.Match) -> str:
+        inner = match.group(1) if match.group(1) is not None else match.group(2)
+        # A quoted piece of two characters or more (a port a URL parser quotes); one character ('-', '/') is a
+        # fix's own wording far more often than a piece of a secret.
+        return HIDDEN_VALUE if len(inner) >= 2 and any(inner in h for h in hidden) else match.group(0)
+
+    text = _QUOTED.sub(quoted, text)
+    for value in hidden:
+        for form in dict.fromkeys((repr(value), value)):
+            if len(form) >= _SHORTEST_HIDDEN_PIECE:
+                text = text.replace(form, HIDDEN_VALUE)
+            else:
+                text = re.sub(rf"(?<![\w.:/-]){re.escape(form)}(?![\w.:/-])", HIDDEN_VALUE, text)
+    return text
+
+
 def short(value: object, limit: int = QUOTE_LIMIT) -> str:
     """`repr(value)` cut to `limit` characters, for quoting user input in a message, with any character outside ASCII
     named (`suspicious`): 'frontend' written with a Cyrillic 'е' looks like the right name and is not.
 
     Containers are summarised without being formatted whole: formatting a large nested value is what takes time; a
     number too large to print (Python refuses to format an int of more than 4,300 digits) is summarised by its size.
+    A value stored as a secret (`hiding`) is never quoted.
     """
+    hidden = _HIDDEN.get()
+    if hidden and isinstance(value, str) and _is_hidden(value, hidden):
+        return HIDDEN_VALUE
     if isinstance(value, (dict, list, tuple, set)):
         kind = {dict: "mapping", list: "list", tuple: "list", set: "set"}[type(value)]
         return f"<a {kind} of {len(value)} item{'s' if len(value) != 1 else ''}>"
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
         return f"<a number of {value.bit_length():,} bits>"
     if isinstance(value, str) and len(value) > limit:
-        value = value[:limit]
-        return f"{value!r}... ({limit} of more characters shown){suspicious(value)}"
+        length, value = len(value), value[:limit]
+        return f"{value!r}... (the first {limit} of {length:,} characters){suspicious(value)}"
     try:
         text = repr(value)
     except ValueError:  # any other value Python cannot format

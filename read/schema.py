@@ -199,14 +199,16 @@ def stack_schema(declarations: dict[str, Any] | None = None) -> dict[str, Any]:
     secure = {"$ref": "#/$defs/secure"}
     properties: dict[str, Any] = {}
     for key, declaration in declarations.items():
-        # Any setting may be stored encrypted; the schema cannot see inside a ciphertext.
+        # Only the settings that stay secret end to end may be stored encrypted (settings_format.MAY_BE_SECRET); the
+        # schema cannot see inside a ciphertext.
         setting: dict[str, Any] = {"description": declaration.description}
         if not declaration.required:
             setting["default"] = declaration.default
         examples = sf.VALUES[key].examples if key in sf.VALUES else ()
         if examples:
             setting["examples"] = [[e] for e in examples] if declaration.type == "array" else list(examples)
-        properties[f"{sf.PROJECT}:{key}"] = {**setting, "anyOf": [_setting(declaration), secure]}
+        properties[f"{sf.PROJECT}:{key}"] = ({**setting, "anyOf": [_setting(declaration), secure]}
+                                              if key in sf.MAY_BE_SECRET else {**setting, **_setting(declaration)})
     for key in sf.SECRET_SETTINGS:
         properties[f"{sf.PROJECT}:{key}"] = {**secure,
                                               "description": f"Secret: pulumi config set --secret {key} <value>"}

@@ -13,14 +13,14 @@ import ipaddress
 import json
 import unicodedata
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 from urllib.parse import urlparse
 
 import yaml
 
 from read.durations import Duration
-from read.errors import Problems, did_you_mean, short
+from read.errors import Problems, did_you_mean, hiding, short
 from read.graph import (DEFAULT_SERVICE_ACCOUNT, ServiceGraph, cidr_problem, identity_issuer_name, is_dns_subdomain,
                     mesh_identity)
 from read.inputs import MAX_PEM_BYTES, InputError, read_text_file
@@ -32,7 +32,8 @@ from read.names import anchor_common_name, workload_root_common_name
 from read.settings_format import (  # noqa: E402 (re-exported: other modules import these names from here)
     ANCHOR_ID_MAX, AUTO_TRUE_FALSE, CHART_VERSION, CONTROLLER_LOG_LEVELS, DELIVERERS, DNS_LABEL, DNS_NAME,
     DNS_SUBDOMAIN, ENVIRONMENTS, IGNORED_PROVIDER_KEYS, IMAGE, INBOUND_POLICIES, INTEGER, LABEL_PAIR,
-    LINKERD_CHART_VERSION, LIST_SETTING_LIMITS, MAX_LIST_ENTRIES, MAX_LIST_SETTING_BYTES, MISSING,
+    CANNOT_BE_SECRET, LINKERD_CHART_VERSION, LIST_SETTING_LIMITS, MAX_LIST_ENTRIES, MAX_LIST_SETTING_BYTES,
+    MAY_BE_SECRET, MISSING, READ_ONLY_SETTINGS,
     NOT_FOR_CERT_MANAGER, PKI_MODES, PROJECT, PROJECT_DIR, QUANTITY, ROTATION_PHASES, SECRET_SETTINGS,
     SERVICE_ACCOUNT_REF, VAULT_AUTH_MODES, VAULT_NAMESPACE, VAULT_PATH, VAULT_ROLE, VERIFICATION_NAMESPACE,
     Declaration, load_declarations,
@@ -60,7 +61,8 @@ _MISSING = MISSING
 
 
 class Secret:
-    """A secret setting: its value never appears in a repr, a log line or an error message."""
+    """A secret setting: its value never appears in a repr, a log line or an error message. The plan carries it as
+    it is; components hand it to Pulumi as `pulumi.Output.secret` (components/providers.secret_input)."""
 
     __slots__ = ("_value",)
 
@@ -76,10 +78,30 @@ class Secret:
     __str__ = __repr__
 
 
+def revealed(value: "str | Secret") -> str:
+    """The text of a setting that may be stored as a secret (MAY_BE_SECRET), for a check that compares it."""
+    return value.reveal() if isinstance(value, Secret) else value
+
+
+def secret_refusal(key: str, *, array: bool = False) -> tuple[str, str]:
+    """What is wrong with `key` stored as a secret when it cannot be one, and the fix (settings_format.CANNOT_BE_SECRET)."""
+    full = f"{PROJECT}:{key}"
+    what = f"is stored as a secret, but it is {CANNOT_BE_SECRET[key]}"
+    if array:
+        return what, (f"Store it in plain text: pulumi config rm {full}, then pulumi config set --path '{full}[0]' "
+                      "<value> for each entry")
+    return what, f"Store it in plain text: pulumi config set {full} <value>"
+
+
 @dataclass(frozen=True)
 class KubernetesSettings:
-    context: str
-    kubeconfig: str
+    # Either may be stored as a secret (settings_format.MAY_BE_SECRET): then a Secret, which components pass on as one.
+    context: "str | Secret"
+    kubeconfig: "str | Secret"
+
+    @property
+    def in_cluster(self) -> bool:
+        return revealed(self.context) == IN_CLUSTER
 
 
 @dataclass(frozen=True)
@@ -143,13 +165,14 @@ class VaultSettings:
     address: str
     namespace: str
     ca_bundle_pem: str
-    ca_bundle_path: str
+    # A Secret when vaultCaBundleFile is stored as one (the path; the certificates are public).
+    ca_bundle_path: "str | Secret"
     mount_prefix: str
     root_ttl: Duration
     intermediate_ttl: Duration
     kubernetes_auth_path: str
     create_kubernetes_auth: bool
-    kubernetes_host: str
+    kubernetes_host: "str | Secret"
     auth_role: str
     auth_token_ttl: Duration
     workload_role: str
@@ -199,7 +222,7 @@ class CertManagerSettings:
 @dataclass(frozen=True)
 class LinkerdSettings:
     chart_version: str
-    repository: str
+    repository: "str | Secret"
     high_availability: bool
     proxy_resources: Mapping[str, Mapping[str, str]]
     proxy_log_level: str
@@ -276,11 +299,22 @@ class _Config:
 
     def __init__(self, raw: Mapping[str, str], secret_keys: frozenset[str], declarations: dict[str, Declaration],
                  problems: Problems):
-        self.raw = raw
         self.secret_keys = secret_keys
         self.declarations = declarations
         self.problems = problems
         self._said: set[tuple[str, str]] = set()
+        self.raw = raw
+        # Settings stored as secrets that cannot be one (load_settings stops right after these: no check reads, or
+        # reports anything about, a marked value it may not keep).
+        self.refused = refused_secrets(raw, secret_keys, declarations)
+        for key in self.refused:
+            problems.add(self.full(key), *secret_refusal(key, array=declarations[key].type == "array"))
+        for key, other in _exposed_secrets(raw, secret_keys, declarations):
+            self.refused.append(key)
+            fix = (f"Store {self.full(other)} as a secret too, or store this one in plain text" if other in MAY_BE_SECRET
+                   else f"Store it in plain text: pulumi config set {self.full(key)} <value>")
+            problems.add(self.full(key), f"is stored as a secret, but its value is also part of {self.full(other)}, "
+                         "which is not, and reaches resources as it is", fix)
 
     @staticmethod
     def full(key: str) -> str:
@@ -288,6 +322,13 @@ class _Config:
 
     def problems_for(self, key: str) -> bool:
         return any(said == key for said, _ in self._said)
+
+    def is_secret(self, key: str) -> bool:
+        return self.full(key) in self.secret_keys and self.full(key) in self.raw
+
+    def kept_secret(self, key: str, value: str) -> "str | Secret":
+        """A MAY_BE_SECRET setting's value as the plan carries it: a Secret when it is stored as one."""
+        return Secret(value) if self.is_secret(key) and key in MAY_BE_SECRET else value
 
     def add(self, key: str, what: str, fix: str = "") -> None:
         # Settings are read more than once (every declared one up front, then where it is used): say each thing once.
@@ -390,6 +431,63 @@ class _Config:
         return Secret(str(self.raw[full]))
 
 
+def refused_secrets(raw: Mapping[str, str], secret_keys: frozenset[str] | set[str],
+                    declarations: Mapping[str, Declaration]) -> list[str]:
+    """The declared settings stored as secrets that cannot be one (settings_format.CANNOT_BE_SECRET)."""
+    return [key for key in declarations
+            if f"{PROJECT}:{key}" in secret_keys and f"{PROJECT}:{key}" in raw and key not in MAY_BE_SECRET]
+
+
+# A secret value shorter than this is not looked for in other settings: 'dev' is part of many a plain value.
+_SHORTEST_EXPOSED_SECRET = 4
+
+
+def _exposed_secrets(raw: Mapping[str, str], secret_keys: frozenset[str] | set[str],
+                     declarations: Mapping[str, Declaration]) -> list[tuple[str, str]]:
+    """(key, other) for each setting stored as a secret (that may be one) whose value is also part of another
+    setting's plain value (set, or its default): the staging file's kubeContext staging-eu1 is part of its
+    vaultKubernetesHost, so a secret kubeContext there would be in the auth config's kubernetes_host for all to read."""
+    plain = {}
+    for key, declaration in declarations.items():
+        full = f"{PROJECT}:{key}"
+        if full in secret_keys or key in READ_ONLY_SETTINGS:
+            continue
+        value = raw.get(full, declaration.default)
+        plain[key] = value if isinstance(value, str) else json.dumps(value) if value is not MISSING else ""
+    exposed = []
+    for key in MAY_BE_SECRET:
+        full = f"{PROJECT}:{key}"
+        value = raw.get(full)
+        if full not in secret_keys or not isinstance(value, str) or len(value) < _SHORTEST_EXPOSED_SECRET:
+            continue
+        other = next((k for k, text in plain.items() if k != key and value in text), None)
+        if other is not None:
+            exposed.append((key, other))
+    return exposed
+
+
+def marked_values(raw: Mapping[str, str], secret_keys: frozenset[str] | set[str],
+                  declarations: Mapping[str, Declaration]) -> list[str]:
+    """The values stored as secrets that reading the settings may touch (every one but the refused settings', which
+    nothing reads): each value, and each entry of a list value."""
+    refused = {f"{PROJECT}:{key}" for key in refused_secrets(raw, secret_keys, declarations)}
+    values = []
+    for full in secret_keys:
+        value = raw.get(full)
+        if full in refused or not isinstance(value, str):
+            continue
+        # The value, and the forms checks derive from it: stripped (vaultNamespace), and a path as pathlib writes
+        # it (a file setting's "file not found at <path>").
+        values += [value, value.strip(), value.strip("/"), str(PurePosixPath(value)) if value else ""]
+        try:
+            entries = json.loads(value)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(entries, list):
+            values += [entry for entry in entries if isinstance(entry, str)]
+    return values
+
+
 def _invisible_character(text: str) -> str:
     """The first character of `text` no setting may hold (C0/C1 controls such as a newline, format characters such as
     bidirectional marks and zero-width spaces, line and paragraph separators), described, or ''."""
@@ -446,17 +544,29 @@ def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[
 
     `updating`: this run is an update (`pulumi up`), not a preview; only updates are held to `deliveredBy`.
     """
-    problems = Problems()
     declarations = declarations if declarations is not None else load_declarations(project_dir / "Pulumi.yaml")
+    # No problem quotes a value stored as a secret (errors.hiding).
+    with hiding(marked_values(raw, secret_keys, declarations)):
+        return _load_settings(raw, stack, secret_keys, project_dir, declarations, updating)
+
+
+def _load_settings(raw: Mapping[str, str], stack: str, secret_keys: frozenset[str], project_dir: Path,
+                   declarations: dict[str, Declaration], updating: bool) -> "Settings":
+    problems = Problems()
     config = _Config(raw, secret_keys, declarations, problems)
     _check_keys(config, raw)
+    if config.refused:
+        # A setting stored as a secret it cannot stay: said alone, since every later check could depend on its value.
+        problems.raise_if_any(stack)
     _check_declared(config)
 
     environment = config.choice("environment", ENVIRONMENTS)
-    kubernetes = KubernetesSettings(config.string("kubeContext"), config.string("kubeconfig"))
-    if "kubeContext" in declarations and not kubernetes.context and config.is_set("kubeContext"):
+    context, kubeconfig = config.string("kubeContext"), config.string("kubeconfig")
+    kubernetes = KubernetesSettings(config.kept_secret("kubeContext", context),
+                                    config.kept_secret("kubeconfig", kubeconfig))
+    if "kubeContext" in declarations and not context and config.is_set("kubeContext"):
         config.add("kubeContext", "is empty", "Name the kubeconfig context of this stack's cluster")
-    if kubernetes.context == IN_CLUSTER and kubernetes.kubeconfig:
+    if context == IN_CLUSTER and kubeconfig:
         config.add("kubeconfig", f"is set, but kubeContext is {IN_CLUSTER} (the pod's own service account)",
                    "Unset kubeconfig, or name a context of that kubeconfig")
     if "deliveredBy" in declarations:
@@ -657,7 +767,7 @@ def _linkerd(config: _Config, environment: str) -> LinkerdSettings:
     if not log_level or any(c.isspace() for c in log_level):
         config.add("proxyLogLevel", f"{short(log_level)} is not a log filter", "e.g. warn,linkerd=info")
     return LinkerdSettings(
-        chart_version=version, repository=repository,
+        chart_version=version, repository=config.kept_secret("linkerdHelmRepository", repository),
         high_availability=environment == "prod" if ha == "auto" else ha == "true",
         proxy_resources=resources, proxy_log_level=log_level,
         controller_log_level=config.choice("controllerLogLevel", CONTROLLER_LOG_LEVELS),
@@ -783,14 +893,15 @@ def _delivery(config: _Config, kubernetes: KubernetesSettings, updating: bool) -
     runs with kubeContext in-cluster (its Stack objects set it, deploy/operator_stacks.py); the workflows and people
     name a kubeconfig context."""
     delivered_by = config.choice("deliveredBy", DELIVERERS)
-    if delivered_by == "workflows" and kubernetes.context == IN_CLUSTER:
+    context = revealed(kubernetes.context)
+    if delivered_by == "workflows" and context == IN_CLUSTER:
         config.add("deliveredBy", f"is workflows, but kubeContext is {IN_CLUSTER}: the Pulumi Kubernetes Operator is "
                    "updating a stack the workflows deliver (a stack is driven by one of them, never both)",
                    "Delete the Operator's Stack object of this stack, or hand the stack to the Operator: set "
                    "deliveredBy operator in stacks/Pulumi.<stack>.yaml and regenerate deploy/operator/")
-    elif delivered_by == "operator" and kubernetes.context != IN_CLUSTER and updating:
+    elif delivered_by == "operator" and context != IN_CLUSTER and updating:
         config.add("deliveredBy", "is operator: only the Pulumi Kubernetes Operator updates this stack, and this "
-                   f"`pulumi up` runs outside it (kubeContext {short(kubernetes.context)})",
+                   f"`pulumi up` runs outside it (kubeContext {short(context)})",
                    "Merge the change and let the Operator apply it (previews are fine from anywhere), or set "
                    "deliveredBy workflows and delete the Operator's Stack object first")
 
@@ -1063,10 +1174,12 @@ def _vault(config: _Config, environment: str, project_dir: Path, pki: PkiSetting
     if not used or pki is None or len(config.problems.items) != problems_before:
         return None
     return VaultSettings(
-        address=address, namespace=namespace, ca_bundle_pem=ca_bundle, ca_bundle_path=ca_path, mount_prefix=config.string("vaultMountPrefix"),
+        address=address, namespace=namespace, ca_bundle_pem=ca_bundle,
+        ca_bundle_path=config.kept_secret("vaultCaBundleFile", ca_path), mount_prefix=config.string("vaultMountPrefix"),
         root_ttl=pki.anchor_validity, intermediate_ttl=intermediate_ttl,
         kubernetes_auth_path=config.string("vaultKubernetesAuthPath"), create_kubernetes_auth=create_auth,
-        kubernetes_host=kubernetes_host, auth_role=config.string("vaultAuthRole"), auth_token_ttl=token_ttl,
+        kubernetes_host=config.kept_secret("vaultKubernetesHost", kubernetes_host),
+        auth_role=config.string("vaultAuthRole"), auth_token_ttl=token_ttl,
         workload_role=config.string("vaultWorkloadRole"), token=token,
         kubernetes_auth_mode=auth_mode, kubernetes_ca_pem=kubernetes_ca, intermediate_renewals=tuple(renewals),
     )

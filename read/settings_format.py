@@ -102,6 +102,92 @@ CONTROLLER_LOG_LEVELS = ("error", "warn", "info", "debug", "trace")
 AUTO_TRUE_FALSE = ("auto", "true", "false")
 # Settings that are secrets: read from config but not declared in Pulumi.yaml (see the note there).
 SECRET_SETTINGS = ("vaultToken",)
+# A setting stored with `pulumi config set --secret` either stays a Pulumi secret in every resource input it reaches
+# (MAY_BE_SECRET: where that is), or is refused with what it is (CANNOT_BE_SECRET): a value Pulumi cannot keep secret
+# (an object name, a label, a URN, a resource id, chart values every pod shows) is no secret wherever it is stored.
+# Every declared setting is in exactly one of the two (tests/test_secret_settings.py), and no error ever quotes a
+# marked value (errors.hiding).
+MAY_BE_SECRET = {
+    "vaultToken": "the Vault provider's token",
+    "kubeContext": "the Kubernetes provider's context",
+    "kubeconfig": "the Kubernetes provider's kubeconfig",
+    "vaultKubernetesHost": "the Kubernetes auth mount's config (kubernetes_host)",
+    "vaultCaBundleFile": "the Vault provider's ca_cert_file (the file's public certificates go to every Issuer)",
+    "vaultKubernetesCaFile": "no resource: the program only reads the file (its public CA goes to Vault)",
+    "linkerdHelmRepository": "the Linkerd Helm releases' repository",
+}
+# Settings whose text reaches no resource (the program only reads the file they name).
+READ_ONLY_SETTINGS = ("serviceGraph", "vaultKubernetesCaFile")
+_SWITCH = "a true/false switch, not a credential: what it turns on or off shows in every preview"
+_RESOURCE_ID = "which Pulumi never keeps secret"
+CANNOT_BE_SECRET = {
+    "environment": "the environment profile, which the stack exports as its `environment` output",
+    "deliveredBy": "who delivers the stack, which the workflows and deploy/ read from the stack file in plain text",
+    "policyShards": "a switch the shard stacks and the workflows read from the platform's stack file in plain text",
+    "platformStack": "the name of the platform stack, which the StackReference's name (part of its URN) carries",
+    "shard": "a shard of the service graph, part of the stack's name and of its `shard` output",
+    "trustDomain": "the trust domain, part of every mesh identity, certificate and authorization object",
+    "serviceGraph": "the path of the service graph, which every problem in the graph is reported under",
+    "allowFilesOutsideProject": _SWITCH,
+    "adoptNamespaces": "a list of namespace names, which are Kubernetes object names",
+    "defaultInboundPolicy": "a rollout phase, written into every meshed namespace's annotations",
+    "inboundPolicyOverrides": "namespace=phase pairs, written into namespaces' annotations",
+    "pkiMode": "a choice of which resources the stack registers, which every preview shows",
+    "allowSelfSignedInProd": _SWITCH,
+    "protectPki": _SWITCH,
+    "trustAnchor": "an anchor id, part of Vault mount paths, Kubernetes object names and resource names (URNs)",
+    "nextTrustAnchor": "an anchor id, part of Vault mount paths, Kubernetes object names and resource names (URNs)",
+    "anchorRotationPhase": "a rotation phase, which the stack exports as its `trustRotation` output",
+    "allowRotationJump": _SWITCH,
+    "trustAnchorValidity": "a certificate lifetime, written into the trust anchors every proxy is handed",
+    "identityIssuerDuration": "a certificate lifetime, written into the identity issuer Certificate and its Vault "
+                              "login's policy",
+    "identityIssuerRenewBefore": "a renewal time, written into the identity issuer Certificate object",
+    "workloadCertDuration": "a certificate lifetime, written into Certificate objects and Vault PKI roles",
+    "vaultAddress": "Vault's address, written into the AIA and CRL URLs of every certificate the Vault PKI issues, "
+                    "which every TLS handshake shows",
+    "vaultNamespace": "a Vault namespace, part of the AIA and CRL URLs of every certificate the Vault PKI issues, "
+                      "which every TLS handshake shows",
+    "vaultMountPrefix": "a prefix of Vault mount paths, which are the mounts' resource ids (" + _RESOURCE_ID + ") and "
+                        "part of the AIA and CRL URLs of every certificate they issue",
+    "vaultIntermediateTtl": "a certificate lifetime, written into the intermediate certificates every proxy is handed",
+    "vaultIntermediateRenewals": "renewal ids, part of resource names (URNs)",
+    "vaultKubernetesAuthPath": "the path of a Vault auth mount, part of the resource ids of the mount and its login "
+                               "roles (" + _RESOURCE_ID + ") and of every Issuer's spec",
+    "vaultKubernetesAuthCreate": _SWITCH,
+    "vaultKubernetesAuthMode": "a choice of how Vault reviews tokens, which decides the resources every preview shows",
+    "vaultPublicCa": _SWITCH,
+    "vaultAuthRole": "a prefix of Vault login role and policy names, part of their resource ids (" + _RESOURCE_ID + ")",
+    "vaultAuthTokenTtl": "a token lifetime, written into the Vault login roles",
+    "vaultWorkloadRole": "a prefix of Vault PKI role names, part of the roles' resource ids (" + _RESOURCE_ID + ")",
+    "installCertManager": _SWITCH,
+    "certManagerNamespace": "a namespace name, which is a Kubernetes object name",
+    "certManagerServiceAccount": "a service account name, written into RoleBindings' subjects",
+    "certManagerChartVersion": "a chart version, which the Helm release and its labels show",
+    "trustManagerChartVersion": "a chart version, which the Helm release and its labels show",
+    "linkerdChartVersion": "a chart version, which the Helm releases, their labels and the `linkerd` output show",
+    "linkerdHighAvailability": "a choice the stack exports in its `linkerd` output",
+    "proxyCpuRequest": "a resource quantity, which Linkerd's injector writes into every meshed pod's spec",
+    "proxyCpuLimit": "a resource quantity, which Linkerd's injector writes into every meshed pod's spec",
+    "proxyMemoryRequest": "a resource quantity, which Linkerd's injector writes into every meshed pod's spec",
+    "proxyMemoryLimit": "a resource quantity, which Linkerd's injector writes into every meshed pod's spec",
+    "proxyLogLevel": "a log filter, which Linkerd's injector writes into every meshed pod's proxy environment",
+    "controllerLogLevel": "a log level, written into the Linkerd controllers' container arguments",
+    "clusterDefaultInboundPolicy": "a policy, written into the Linkerd configuration and every proxy's environment",
+    "linkerdCni": _SWITCH,
+    "linkerdViz": _SWITCH,
+    "prometheusServiceAccounts": "service account names, part of the mesh identities in authorization objects",
+    "prometheusNetworks": "networks, written into NetworkAuthentications and NetworkPolicies",
+    "kubeletNetworks": "networks, written into NetworkAuthentications and the Linkerd configuration",
+    "clusterNetworks": "networks, written into NetworkPolicies and the Linkerd configuration",
+    "networkPolicies": _SWITCH,
+    "networkPolicyEgress": _SWITCH,
+    "alerts": _SWITCH,
+    "monitoringLabels": "labels, written into the alert rules' and the PodMonitor's metadata",
+    "meshVerification": "a choice of whether the verification canary is registered, which every preview shows",
+    "verificationServerImage": "an image reference, written into the canary's pod spec",
+    "verificationClientImage": "an image reference, written into the verification Jobs' pod specs",
+}
 # Config of the default providers, which the program's explicit providers never read: key -> the setting to use.
 IGNORED_PROVIDER_KEYS = {
     "kubernetes:context": "kubeContext", "kubernetes:kubeconfig": "kubeconfig",

@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 from read import cli_yaml
 from read.errors import Problem, Problems, SettingsError, did_you_mean, short
-from read.settings import PROJECT, PROJECT_DIR, Settings, load_settings
+from read.settings import PROJECT, PROJECT_DIR, Settings, load_settings, secret_refusal
 from read.settings_format import (IGNORED_PROVIDER_KEYS, SHARD_STACK_SETTINGS, STACK_NAME, STACK_NAME_MAX,
                                   Declaration, load_declarations)
 
@@ -310,6 +310,10 @@ def load_stack_settings(raw: Mapping[str, str], stack: str, *, secret_keys: froz
     stacks_dir = stacks_dir if stacks_dir is not None else STACKS_DIR
     declarations = load_declarations(project_dir / "Pulumi.yaml")
     problems = Problems()
+    marked = [key for key in ("platformStack", "shard") if f"{PROJECT}:{key}" in secret_keys]
+    for key in marked:
+        problems.add(f"{PROJECT}:{key}", *secret_refusal(key))
+    problems.raise_if_any(stack)  # nothing below may quote a value stored as a secret
     shard = raw.get(f"{PROJECT}:shard", "")
     set_here = user_set(raw, declarations)
     for key in set_here:

@@ -181,6 +181,8 @@ def test_bad_values_are_settings_errors(stack, changes, key, words):
 def test_a_huge_value_is_quoted_by_a_short_prefix_only():
     error = rejected("dev", defaultInboundPolicy="x" * 1_000_000)
     problem_at(error, "mtls-mesh:defaultInboundPolicy", "'xxxx")
+    # The cut is said in words a reader can check (issue 30: it read "(60 of more characters shown)").
+    problem_at(error, "mtls-mesh:defaultInboundPolicy", "(the first 60 of 1,000,000 characters)")
 
 
 # ---- the graph's content ---------------------------------------------------------------------------------------

@@ -20,8 +20,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 import tools
 from read.durations import Duration
 from harness import PROJECT, run_program, stack_config, stack_plan
-from openbao import (APPLY, OpenBaoMocks, OpenBaoServer, TokenReviewServer, UnappliedVaultResource, VaultError,
-                     api_fields, cert_manager_login, cert_manager_sign, cert_manager_token_audiences)
+from openbao import (APPLY, PROVIDER_NAMES, IgnoredParameters, OpenBaoMocks, OpenBaoServer, TokenReviewServer,
+                     UnappliedVaultResource, VaultError, api_fields, cert_manager_login, cert_manager_sign,
+                     cert_manager_token_audiences)
 
 AUTH_ROLE = "vault:kubernetes/authBackendRole:AuthBackendRole"
 MOUNT = "vault:index/mount:Mount"
@@ -295,6 +296,38 @@ def test_in_cluster_config_outside_a_pod_fails_as_upstream_says():
             status, answer = server.request("POST", path, body)
     assert registration.type == AUTH_CONFIG and status == 400
     assert answer["errors"] == ["open /var/run/secrets/kubernetes.io/serviceaccount/ca.crt: no such file or directory"]
+
+
+def test_a_parameter_the_server_ignores_fails_the_request(staging):
+    """A request field the endpoint does not know is ignored by OpenBao with only a warning: the harness fails instead,
+    so a misspelt field (as `key_usages` was, the Pulumi name of the provider's `key_usage`) cannot pass unseen. The
+    program's own PKI roles, as the provider sends them, carry none."""
+    (role, *_) = staging.of_type(PKI_ROLE)
+    path, body = APPLY[PKI_ROLE][0](api_fields(role.inputs))
+    assert "key_usage" in body and not set(PROVIDER_NAMES) & set(body)
+    with OpenBaoServer(tools.bao()) as server:
+        server.write(f"sys/mounts/{path.split('/roles/')[0]}", {"type": "pki"})
+        server.write(path, body)
+        with pytest.raises(IgnoredParameters, match=r"unrecognized parameters: \[key_usages\]"):
+            server.write(path, {**body, "key_usages": body["key_usage"]})
+
+
+def test_every_field_the_roles_are_written_with_is_read_back(applied):
+    """OpenBao warns about an ignored field only when the endpoint answers with a body (sdk/framework/backend.go), and
+    the Kubernetes auth role write answers 204: so each role the program declares is read back, and every field the
+    provider sent must be there with the value sent (a field the server did not know would be missing)."""
+    for typ, name, sent in applied.mocks.applied:
+        if typ not in (AUTH_ROLE, PKI_ROLE):
+            continue
+        stored = applied.server.write(sent.path, method="GET", namespace=applied.namespace or None)["data"]
+        missing = sorted(set(sent.body) - set(stored))
+        assert not missing, f"{name}: {sent.path} does not hold {missing}"
+        for field, value in sent.body.items():
+            if isinstance(value, bool) or field.endswith("ttl"):
+                continue  # echoed as the server's own types (durations as seconds)
+            read = stored[field]
+            assert (sorted(read) if isinstance(read, list) else read) == (sorted(value) if isinstance(value, list)
+                                                                           else value), (name, field, read, value)
 
 
 def test_an_unmapped_vault_resource_type_fails_the_run():

@@ -224,6 +224,22 @@ def test_a_workload_login_signs_exactly_its_namespaces_names(deployed):
         assert {case: status for case, (status, _) in answers.items()} == dict.fromkeys(refused, 400), answers
 
 
+def test_a_workload_certificate_carries_exactly_the_key_usages_its_role_declares(deployed):
+    """The role's key_usages reach Vault as `key_usage` (tests/openbao.py PROVIDER_NAMES): sent under the Pulumi name
+    the server ignored them and signed with its default, which adds keyEncipherment (an RSA key-transport usage that
+    an EC key never has), so this test saw certificates the program never asked for."""
+    for namespace in workload_namespaces(deployed):
+        issuer = deployed.issuer(namespace, "mtls-mesh-workload-")
+        spec = workload_request(deployed, namespace)
+        status, body = deployed.sign(issuer, csr(new_key(), dns=spec["dnsNames"], uris=spec["uris"]),
+                                     token=deployed.vault_token(issuer))
+        assert status == 200, body
+        usage = pem(body["data"]["certificate"]).extensions.get_extension_for_class(x509.KeyUsage).value
+        asked = stack_plan(deployed.run.stack).vault.workload_roles[namespace]["key_usages"]
+        assert asked == ["DigitalSignature", "KeyAgreement"]
+        assert (usage.digital_signature, usage.key_agreement, usage.key_encipherment) == (True, True, False), namespace
+
+
 def test_a_workload_login_never_gets_a_ca(deployed):
     for namespace in workload_namespaces(deployed):
         issuer = deployed.issuer(namespace, "mtls-mesh-workload-")
@@ -289,6 +305,49 @@ def identity_attempts(deployed: Deployed) -> dict[str, dict]:
         "permitted_dns_domains": {**base, "permitted_dns_domains": "example.com"},
         "signature and subject fields": {**base, "organization": "mtls-mesh", "ou": "x"},
     }
+
+
+def comma_attempts(deployed: Deployed) -> dict[str, dict]:
+    """cert-manager's request with a pinned value repeated through commas: pieces that each match the pinned value,
+    which Vault 1.21+ admits through allowed_parameters (it splits a string that does not match whole on commas,
+    hashicorp/vault vault/acl.go valueInAllowedParameterList) and OpenBao does not. Past the ACL, OpenBao's PKI
+    signed the name twice, and two empty URI SANs into a CA (docs/vault-policy-matching.md)."""
+    spec = deployed.identity_request()
+    name = spec["commonName"]
+    base = cert_manager_sign_parameters(csr(new_key(), name, spec["dnsNames"]),
+                                        deployed.duration(deployed.issuer("linkerd", "mtls-mesh-identity-")))
+    return {
+        "the name twice as CN": {**base, "common_name": f"{name},{name}"},
+        "the name twice as SANs": {**base, "alt_names": f"{name} , {name}"},
+        "two empty URI SANs": {**base, "uri_sans": ","},
+        "two empty IP SANs": {**base, "ip_sans": " , "},
+        "the ttl twice": {**base, "ttl": f"{base['ttl']},{base['ttl']}"},
+        "exclude_cn_from_sans twice": {**base, "exclude_cn_from_sans": "true,true"},
+    }
+
+
+def test_a_pinned_value_repeated_through_commas_is_refused_by_the_denied_list_alone(deployed):
+    """On OpenBao the allowed lists already refuse these; on Vault 1.21+ they would admit them, and only the policy's
+    denied_parameters (any value holding a comma) refuses them. So the denied part is tested on its own: a token whose
+    policy is the identity login's without allowed_parameters gets cert-manager's request signed and every comma
+    variant refused (403) by the same ACL code both servers share for a whole value with `*` at either end."""
+    issuer = deployed.issuer("linkerd", "mtls-mesh-identity-")
+    policy = stack_plan(deployed.stack).vault.identity_login.policy
+    start = policy.index("  allowed_parameters = {")
+    denied_only = policy[:start] + policy[policy.index("  denied_parameters = {"):]
+    assert "denied_parameters" in denied_only and "allowed_parameters" not in denied_only
+    deployed.server.write("sys/policies/acl/denied-only", {"policy": denied_only}, method="PUT",
+                          namespace=deployed.vault_namespace)
+    token = deployed.server.write("auth/token/create", {"policies": ["denied-only"], "no_default_policy": True},
+                                  namespace=deployed.vault_namespace)["auth"]["client_token"]
+    spec = deployed.identity_request()
+    assert deployed.sign(issuer, csr(new_key(), spec["commonName"], spec["dnsNames"]), token=token)[0] == 200
+    answers = {case: deployed.post(issuer, body, token)[0] for case, body in comma_attempts(deployed).items()}
+    assert answers == dict.fromkeys(answers, 403), answers
+    # And the identity login itself refuses them too (OpenBao: the allowed lists, and the denied list).
+    login = deployed.vault_token(issuer)
+    answers = {case: deployed.post(issuer, body, login)[0] for case, body in comma_attempts(deployed).items()}
+    assert answers == dict.fromkeys(answers, 403), answers
 
 
 def test_the_identity_login_signs_cert_managers_request(deployed):
