@@ -181,8 +181,7 @@ def istio_rule_groups(settings: Settings) -> list[dict[str, Any]]:
              f'sum by (namespace, pod) (increase(istio_agent_num_failed_outgoing_requests{{request_type="csr", namespace=~"{meshed}"}}[15m])) > 0',
              "warning", "The agent of {{ $labels.namespace }}/{{ $labels.pod }} fails to get its certificate signed",
              "{{ $value }} certificate requests to istio-csr failed in 15 minutes. "
-             "`kubectl -n istio-system logs deploy/cert-manager-istio-csr` and the Istio CA Issuer.", for_="10m",
-             runbook="istioworkloadcertificateexpiring"),
+             "`kubectl -n istio-system logs deploy/cert-manager-istio-csr` and the Istio CA Issuer.", for_="10m"),
         rule("IstioCSRRefusing",
              f'sum by (namespace, grpc_code) (increase({csr_calls}, grpc_code!="OK"}}[15m])) > 0'
              f' unless on (namespace) sum by (namespace) (increase({csr_calls}, grpc_code="OK"}}[15m])) > 0',
@@ -190,7 +189,7 @@ def istio_rule_groups(settings: Settings) -> list[dict[str, Any]]:
              "{{ $value }} CreateCertificate calls failed in 15 minutes and none succeeded: no sidecar can renew its "
              f"{WORKLOAD_CERTIFICATE_LIFETIME} certificate and new pods do not start. Unauthenticated: the caller's "
              "token or cluster id; Internal: cert-manager could not sign, or the chain does not verify against the "
-             "roots istio-csr pins.", for_="5m", runbook="istioworkloadcertificateexpiring"),
+             "roots istio-csr pins.", for_="5m"),
         rule("IstioCSRServingCertificateFailing",
              f'sum by (namespace, pod) (increase(cert_manager_istio_csr_tls_provider_certificate_requests{{success="0", namespace="{ISTIO_CSR_NAMESPACE}"}}[15m])) > 0'
              f' unless on (namespace, pod) sum by (namespace, pod) (increase(cert_manager_istio_csr_tls_provider_certificate_requests{{success="1", namespace="{ISTIO_CSR_NAMESPACE}"}}[15m])) > 0',
