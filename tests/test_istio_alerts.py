@@ -19,7 +19,8 @@ from tools import CHART_PATHS, CHARTS, render_chart
 from plan.istio.alerts import (CSR_METHOD, CSR_SERVICE, ENVOY_PROMETHEUS_PORT_NAME, ISTIO_CSR_METRICS_LABELS,
                                ISTIO_CSR_METRICS_PORT_NAME, ISTIO_CSR_METRICS_SERVICE, ISTIOD_MONITORING_PORT_NAME,
                                ISTIOD_SERVICE_LABELS, MERGED_METRICS_PATH, POD_MONITOR_NAME, PROXY_CONTAINER,
-                               istio_rule_groups, pod_monitor, prometheus_rule, service_monitors, strict_namespaces)
+                               istio_rule_groups, pod_monitor, prometheus_rule, root_rule_groups, service_monitors,
+                               strict_namespaces)
 from plan.istio.control_plane import istio_csr_values, istio_settings, istiod_values
 from plan.istio.names import (ISTIO_CSR, ISTIO_CSR_CHART, ISTIO_CSR_METRICS_PORT, ISTIO_CSR_NAMESPACE,
                               ISTIO_CSR_RELEASE, ISTIO_NAMESPACE, ISTIOD_CHART, ISTIOD_MONITORING_PORT,
@@ -280,6 +281,24 @@ def test_every_alert_fires_on_failure_and_stays_silent_on_health(stack, tmp_path
     assert set(rules_by_alert(rules)) == {t["alert_rule_test"][0]["alertname"] for t in tests}, "an alert without a test"
     result = run_promtool_tests(promtool(), tmp_path, rules, tests)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+def test_the_roots_are_watched_beside_the_istio_groups(staging, tmp_path):
+    """The anchors istio-csr pins (and the Vault intermediates) expire on a date read at deploy time: their groups sit
+    beside Istio's in one rules file, and the anchor's fires at its 60-day tier."""
+    from tools import promtool
+    from read.durations import Duration
+    roots = root_rule_groups({"2026-11": 60 * 86400 - 1800}, Duration.parse("87600h"),
+                             {"2026-11": 400 * 86400}, Duration.parse("43800h"))
+    groups = [*istio_rule_groups(staging), *roots]
+    assert len({g["name"] for g in groups}) == len(groups)
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": groups}))
+    assert promtool_run(promtool(), tmp_path, "check", "rules", "rules.yaml").returncode == 0
+    expected = [{"anchor": "2026-11", "severity": "warning", "threshold": "60d"}]
+    result = run_promtool_tests(promtool(), tmp_path, {"groups": groups},
+                                case("MeshTrustAnchorExpiring", [], [], expected)[:1]
+                                + case("MeshVaultIntermediateExpiring", [], [], [])[:1])
+    assert result.returncode == 0, result.stdout
 
 
 def test_plaintext_is_watched_exactly_in_the_strict_namespaces(dev, staging):

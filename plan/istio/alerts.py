@@ -38,7 +38,7 @@ from typing import Any, Iterable, Mapping
 from plan.istio.names import (ISTIO_CSR, ISTIO_CSR_NAMESPACE, ISTIO_NAMESPACE, ISTIOD, ISTIOD_CERTIFICATE,
                               PROXY_STATUS_PORT, TLS_MODE_LABEL, WORKLOAD_CERTIFICATE_LIFETIME)
 from plan.istio.trust import ISTIO_CA
-from plan.linkerd.alerts import MONITORING_API, expiry_tiers, human
+from plan.linkerd.alerts import MONITORING_API, anchor_rule_group, expiry_tiers, human, intermediate_rule_group
 from plan.objects import metadata
 from read.durations import Duration
 from read.settings import Settings
@@ -234,6 +234,18 @@ def istio_rule_groups(settings: Settings) -> list[dict[str, Any]]:
             {"name": "mtls-mesh-istio.certificates", "rules": certificates}]
 
 
+def root_rule_groups(anchor_not_after: Mapping[str, int], anchor_validity: Duration,
+                     intermediate_not_after: Mapping[str, int] | None = None,
+                     intermediate_validity: Duration | None = None) -> list[dict[str, Any]]:
+    """The roots istio-csr pins are the mesh anchors (trust.py istio_roots_bundle), signed or not through the Vault
+    intermediates the Istio CA is renewed under: the Linkerd path's deploy-time groups, unchanged (their notAfter is
+    read from the certificates when registering; runbooks in docs/alerts.md)."""
+    groups = [anchor_rule_group(anchor_not_after, anchor_validity)]
+    if intermediate_not_after and intermediate_validity is not None:
+        groups.append(intermediate_rule_group(intermediate_not_after, intermediate_validity))
+    return groups
+
+
 def prometheus_rule(groups: Any, labels: Mapping[str, str]) -> dict[str, Any]:
     return {"apiVersion": MONITORING_API, "kind": "PrometheusRule",
             "metadata": metadata(RULE_NAME, ISTIO_NAMESPACE, labels=dict(labels)), "spec": {"groups": groups}}
@@ -252,7 +264,9 @@ def _address_on(port: int) -> list[dict[str, Any]]:
 def pod_monitor(settings: Settings, labels: Mapping[str, str]) -> dict[str, Any]:
     """Every injected pod (the injector labels them security.istio.io/tlsMode) in the mesh's namespaces: the agent's
     merged endpoint, `/stats/prometheus` on 15020 (Envoy's istio_* stats, the agent's istio_agent_*, the app's own),
-    reached through the sidecar container's declared port. 15020 bypasses Envoy's capture (reference A3)."""
+    reached through the sidecar container's declared port. 15020 bypasses Envoy's capture (reference A3). A native
+    sidecar is an init container: Prometheus' pod discovery lists init containers' ports too
+    (discovery/kubernetes/pod.go, `__meta_kubernetes_pod_container_init`)."""
     namespaces = sorted(ns.name for ns in settings.graph.meshed_namespaces)
     return {
         "apiVersion": MONITORING_API, "kind": "PodMonitor",
