@@ -26,7 +26,6 @@ Run it as `python -m discover.istio_traffic --prometheus URL --stack NAME [--sin
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import math
