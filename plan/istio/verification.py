@@ -1,0 +1,168 @@
+"""The mesh's self-check for Istio: after every change of the mesh, prove on the cluster that mTLS and the rollout phase
+hold, as plan/linkerd/verification.py does for Linkerd (plain data; registered once `mesh: istio` is wired).
+
+The same canary, clients, expectations and re-run digest scheme as the Linkerd check, imported from it where they are
+mesh-neutral (the canary Deployment and Service, the ServiceAccounts, `expectation`); what differs is Istio's:
+
+- injection: the namespace label `istio-injection=enabled`; the unmeshed client opts out with the pod *label*
+  `sidecar.istio.io/inject: "false"` (reference A4: a label, not an annotation), and meshed Jobs ask for a native
+  sidecar (`sidecar.istio.io/nativeSidecar: "true"`, read by the injection template [IC]) so the proxy stops when the
+  check exits and the Job completes (Kubernetes >= 1.29; the project requires 1.31);
+- the identity the canary saw: its sidecar appends the caller's URI SAN to `X-Forwarded-Client-Cert`
+  (ForwardClientCertDetails APPEND_FORWARD with the URI, pilot/pkg/networking/util/proxy_headers.go and
+  listener_inbound.go `buildSidecarInboundHTTPOpts` [I]), which the echo server prints back;
+- a refusal: a meshed caller outside the ALLOW policy gets Envoy's 403 `RBAC: access denied`; a caller without a proxy
+  meets STRICT mTLS on the TCP connection, which the sidecar accepts and then closes without an HTTP answer (curl
+  exit 52 or 56), whereas a connection that cannot be made at all (DNS, refused, timeout) proves nothing and is retried;
+- the policy: PeerAuthentication STRICT in the phases that require identity, PERMISSIVE otherwise, and under `deny` an
+  ALLOW AuthorizationPolicy admitting exactly the allowed client's principal on the canary's port. These are written
+  here in the shape plan/istio/authorization.py (branch istio-policy) is to give every service; once merged, building
+  them with that module (as the Linkerd check uses authorization.namespace_objects) makes the check exercise it.
+
+pulumi-kubernetes waits for a Job and fails the update when it fails (provider/pkg/await/job.go), so a mesh that does
+not enforce fails `pulumi up` with the Job's output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from plan.istio.names import (ISTIO_CHART_VERSION, NAMESPACE_INJECTION_LABEL, POD_INJECTION_LABEL)
+from plan.linkerd.verification import (ALLOWED, CANARY, CANARY_PORT, CLIENTS, LABEL, NAMESPACE, REQUIRE_AUTHORIZATION,
+                                       REQUIRE_IDENTITY, UNMESHED, canary_objects, expectation, service_accounts)
+from plan.objects import metadata
+from read.graph import spiffe_id
+from read.settings import Settings
+
+SECURITY_API = "security.istio.io/v1"
+NATIVE_SIDECAR_ANNOTATION = "sidecar.istio.io/nativeSidecar"
+# The canary's Deployment labels its pods app=canary (plan/linkerd/verification.py canary_objects).
+CANARY_SELECTOR = {"app": CANARY}
+
+# The check each client runs (POSIX sh and curl). It retries while no TCP connection can be made (the canary may still
+# be starting; curl exit 6 DNS, 7 refused, 28 timeout), then judges the first answer. A connection the server side
+# accepts and closes without HTTP (52 empty reply, 56 reset) is how a STRICT sidecar meets a plaintext client.
+CHECK_SCRIPT = r'''set -u
+attempts="${ATTEMPTS:-30}"; n=0
+while :; do
+  n=$((n + 1))
+  out=$(curl -sS -m 5 -D - -o /dev/null "$URL" 2>&1); rc=$?
+  case "$rc" in 6|7|28) ;; *) break ;; esac
+  if [ "$n" -ge "$attempts" ]; then
+    echo "FAIL: $CLIENT could not connect to $URL after $n attempts ($out); the canary is down or unreachable, so this proves nothing"; exit 1
+  fi
+  sleep "${RETRY_DELAY:-2}"
+done
+if [ "$rc" = 52 ] || [ "$rc" = 56 ]; then
+  if [ "$EXPECT" = "refuse" ] && [ -z "$IDENTITY" ]; then
+    echo "OK: $CLIENT refused in phase $PHASE (connection closed without an answer: mTLS required)"; exit 0
+  fi
+  echo "FAIL: $CLIENT got no answer from $URL in phase $PHASE ($out)"; exit 1
+fi
+if [ "$rc" != 0 ]; then
+  echo "FAIL: $CLIENT: curl failed on $URL with exit code $rc ($out)"; exit 1
+fi
+body=$(curl -sS -m 5 "$URL" 2>&1 || true)
+code=$(printf '%s\n' "$out" | awk 'NR==1 {print $2}')
+xfcc=$(printf '%s\n' "$body" | tr -d '\r' | awk -F': ' 'tolower($1) == "x-forwarded-client-cert" {print $2; exit}')
+# The canary's sidecar appends its element last: By=<canary>;Hash=...;Subject="";URI=<caller>[;DNS=...].
+seen=$(printf '%s\n' "$xfcc" | awk -F',' '{print $NF}' | tr ';' '\n' | awk -F'=' '$1 == "URI" {print $2; exit}')
+if [ "$EXPECT" = "allow" ]; then
+  if [ "$code" != "200" ]; then
+    echo "FAIL: $CLIENT expected 200 from $URL in phase $PHASE, got $code"; exit 1
+  fi
+  if [ -n "$IDENTITY" ] && [ "$seen" != "$IDENTITY" ]; then
+    echo "FAIL: $CLIENT got 200 but the server saw client identity '$seen', not '$IDENTITY': mTLS is not verified end to end"; exit 1
+  fi
+  if [ -z "$IDENTITY" ] && [ -n "$seen" ]; then
+    echo "FAIL: $CLIENT has no proxy, yet the server saw client identity '$seen'"; exit 1
+  fi
+  echo "OK: $CLIENT admitted in phase $PHASE${IDENTITY:+ as $IDENTITY}"
+else
+  if [ "$code" != "403" ] || ! printf '%s' "$body" | grep -q "RBAC: access denied"; then
+    echo "FAIL: $CLIENT expected to be refused by $URL in phase $PHASE, got $code: the mesh does not enforce"; exit 1
+  fi
+  echo "OK: $CLIENT refused in phase $PHASE"
+fi
+'''
+
+
+def mesh_digest(settings: Settings) -> str:
+    """What enforcement depends on; a change reruns the checks (Istio's chart version in place of Linkerd's)."""
+    rotation = settings.pki.rotation
+    state = {"mesh": "istio", "bundle": list(rotation.bundle_anchors), "issuing": rotation.issuing_anchor,
+             "chart": ISTIO_CHART_VERSION, "phase": settings.rollout.default_policy,
+             "trustDomain": settings.trust_domain, "server": settings.verification.server_image,
+             "client": settings.verification.client_image}
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def namespace_object() -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": metadata(NAMESPACE, labels={LABEL: "true", NAMESPACE_INJECTION_LABEL: "enabled"})}
+
+
+def principal(client: str, trust_domain: str) -> str:
+    """AuthorizationPolicy's form of a SPIFFE ID: without `spiffe://` (reference A2)."""
+    return spiffe_id(client, NAMESPACE, trust_domain).removeprefix("spiffe://")
+
+
+def policy_objects(settings: Settings) -> list[dict[str, Any]]:
+    """The canary namespace's mTLS mode, and under `deny` the canary's ALLOW policy: exactly the allowed client."""
+    phase = settings.rollout.default_policy
+    mode = "STRICT" if phase in REQUIRE_IDENTITY else "PERMISSIVE"
+    objects: list[dict[str, Any]] = [
+        {"apiVersion": SECURITY_API, "kind": "PeerAuthentication", "metadata": metadata("default", NAMESPACE),
+         "spec": {"mtls": {"mode": mode}}}]
+    if phase in REQUIRE_AUTHORIZATION:
+        objects.append({
+            "apiVersion": SECURITY_API, "kind": "AuthorizationPolicy", "metadata": metadata(CANARY, NAMESPACE),
+            "spec": {"selector": {"matchLabels": dict(CANARY_SELECTOR)}, "action": "ALLOW",
+                     "rules": [{"from": [{"source": {"principals": [principal(ALLOWED, settings.trust_domain)]}}],
+                                "to": [{"operation": {"ports": [str(CANARY_PORT)]}}]}]}})
+    return objects
+
+
+def job_template(client: str, settings: Settings) -> dict[str, Any]:
+    phase = settings.rollout.default_policy
+    meshed = client != UNMESHED
+    env = {"CLIENT": client, "PHASE": phase, "EXPECT": expectation(client, phase),
+           "URL": f"http://{CANARY}.{NAMESPACE}.svc.cluster.local:{CANARY_PORT}/",
+           "IDENTITY": spiffe_id(client, NAMESPACE, settings.trust_domain) if meshed else ""}
+    container = {"name": "check", "image": settings.verification.client_image, "command": ["sh", "-c", CHECK_SCRIPT],
+                 "env": [{"name": k, "value": v} for k, v in env.items()],
+                 "terminationMessagePolicy": "FallbackToLogsOnError",
+                 "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+                 "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "runAsUser": 65532,
+                                     "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}}
+    labels = {"app": client, LABEL: "true", POD_INJECTION_LABEL: "true" if meshed else "false"}
+    annotations = {NATIVE_SIDECAR_ANNOTATION: "true"} if meshed else {}
+    pod_metadata: dict[str, Any] = {"labels": labels}
+    if annotations:
+        pod_metadata["annotations"] = annotations
+    return {"backoffLimit": 1, "activeDeadlineSeconds": 300,
+            "template": {"metadata": pod_metadata,
+                         "spec": {"serviceAccountName": client, "restartPolicy": "Never", "containers": [container]}}}
+
+
+def check_jobs(settings: Settings) -> list[dict[str, Any]]:
+    digest = mesh_digest(settings)
+    return [{"apiVersion": "batch/v1", "kind": "Job",
+             "metadata": metadata(f"{client}-{digest}", NAMESPACE, labels={LABEL: "true"}),
+             "spec": job_template(client, settings)} for client in CLIENTS]
+
+
+def on_demand_cronjobs(settings: Settings) -> list[dict[str, Any]]:
+    """Suspended CronJobs with the Jobs' templates: `kubectl create job --from=cronjob/<client>` re-runs a check."""
+    return [{"apiVersion": "batch/v1", "kind": "CronJob", "metadata": metadata(client, NAMESPACE, labels={LABEL: "true"}),
+             "spec": {"schedule": "0 0 31 2 *", "suspend": True, "jobTemplate": {"spec": job_template(client, settings)}}}
+            for client in CLIENTS]
+
+
+def verification_objects(settings: Settings) -> list[dict[str, Any]]:
+    """Everything the check registers, in the order it can be applied (the Jobs last: they need the canary ready and
+    its policy in place). No NetworkPolicy: a refusal must come from Istio, not from the network."""
+    return [namespace_object(), *service_accounts(), *canary_objects(settings.verification.server_image),
+            *policy_objects(settings), *on_demand_cronjobs(settings), *check_jobs(settings)]
