@@ -25,6 +25,7 @@ from tools import CHARTS, CHART_PATHS, promtool, render_chart
 WEST, EAST, NORTH = "west", "east", "north"
 WEST_TD, EAST_TD, NORTH_TD = "west.example", "east.example", "north.example"
 EAST_NET, NORTH_NET = "203.0.113.0/24", "198.51.100.0/24"
+CHART_VERSION = "2026.8.3"
 
 EAST_PEER = mc.Peer(EAST, EAST_TD, api_server="https://east.example:6443", gateway_addresses=("192.0.2.10",),
                networks=(EAST_NET,))
@@ -122,7 +123,7 @@ def test_the_gateway_exists_only_when_something_is_exported_through_it(needs_sha
     assert service["spec"]["loadBalancerSourceRanges"] == [EAST_NET]
     without = render(west([ACCOUNTS]))
     assert find(without, "Deployment", mc.GATEWAY_NAME) is None and find(without, "Server", mc.GATEWAY_SERVER) is None
-    assert mc.gateway_policy_objects(west([ACCOUNTS])) == []
+    assert mc.gateway_policy_objects(west([ACCOUNTS]), CHART_VERSION) == []
 
 
 def test_the_gateway_identity_peers_expect_is_the_one_the_chart_announces(needs_shared):
@@ -257,7 +258,7 @@ def test_the_gateway_policy_keeps_the_charts_names_and_admits_only_allowed_calle
     objects = render(cluster)
     authorization = find(objects, "AuthorizationPolicy", mc.GATEWAY_AUTHORIZATION)
     required = {(r["kind"], r["name"], r.get("namespace", mc.NAMESPACE)) for r in authorization["spec"]["requiredAuthenticationRefs"]}
-    ours = mc.gateway_policy_objects(cluster)
+    ours = mc.gateway_policy_objects(cluster, CHART_VERSION)
     assert {(o["kind"], o["metadata"]["name"], o["metadata"]["namespace"]) for o in ours} == required
     for obj in ours:
         chart_copy = find(objects, obj["kind"], obj["metadata"]["name"])
@@ -271,9 +272,29 @@ def test_the_gateway_policy_keeps_the_charts_names_and_admits_only_allowed_calle
     assert networks == [{"cidr": EAST_NET}], "north does not link here: its network is not admitted"
 
 
+def test_the_gateway_policy_is_a_forced_patch_carrying_no_labels_of_ours(cluster):
+    for obj in mc.gateway_policy_objects(cluster, CHART_VERSION):
+        assert obj["metadata"]["annotations"] == {"pulumi.com/patchForce": "true",
+                                                  "mtls-mesh.io/linkerd-multicluster-chart": CHART_VERSION}
+        assert "labels" not in obj["metadata"], "the object stays the release's"
+
+
+def test_a_peer_without_declared_networks_keeps_the_network_check_open(needs_shared):
+    """Narrowing to the other peers' networks would cut it off: the identity check alone narrows then."""
+    quiet = mc.Peer("south", "south.example", gateway_addresses=("192.0.2.20",))
+    cluster = west([mc.Export("payments", "ledger", mc.GATEWAY, ("http",),
+                              (caller(EAST, "web", "frontend"), caller("south", "web", "frontend")))],
+                   peers=[EAST_PEER, quiet])
+    networks = next(o for o in mc.gateway_policy_objects(cluster, CHART_VERSION) if o["kind"] == "NetworkAuthentication")
+    assert networks["spec"]["networks"] == [{"cidr": "0.0.0.0/0"}, {"cidr": "::/0"}]
+    assert "loadBalancerSourceRanges" not in mc.chart_values(cluster)["gateway"]
+    assert not [o for o in mc.peer_probe_objects(cluster) if o["kind"] == "NetworkAuthentication"]
+    assert "loadBalancerSourceRanges" not in find(render(cluster), "Service", mc.GATEWAY_NAME)["spec"]
+
+
 def test_a_gateway_without_callers_admits_nobody():
     lonely = west([mc.Export("payments", "ledger", mc.GATEWAY, ("http",))])
-    identities = next(o for o in mc.gateway_policy_objects(lonely) if o["kind"] == "MeshTLSAuthentication")
+    identities = next(o for o in mc.gateway_policy_objects(lonely, CHART_VERSION) if o["kind"] == "MeshTLSAuthentication")
     assert identities["spec"]["identities"] and "*" not in identities["spec"]["identities"]
     assert all(i.endswith(".invalid") for i in identities["spec"]["identities"])
 
@@ -372,7 +393,7 @@ def test_the_pod_monitor_selects_the_controllers_admin_port(cluster, needs_share
 
 def test_every_object_is_valid_against_its_schema(cluster, needs_shared):
     schema = link_schema(render(cluster))
-    everything = mc.objects(cluster, [("prometheus", "monitoring")], ["10.8.0.0/16"]) + mc.gateway_policy_objects(cluster)
+    everything = mc.objects(cluster, [("prometheus", "monitoring")], ["10.8.0.0/16"]) + mc.gateway_policy_objects(cluster, CHART_VERSION)
     everything.append({"apiVersion": mc.MONITORING_API, "kind": "PrometheusRule",
                        "metadata": {"name": "mtls-mesh-multicluster", "namespace": mc.NAMESPACE},
                        "spec": {"groups": [mc.rule_group(cluster)]}})

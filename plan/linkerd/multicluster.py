@@ -186,6 +186,15 @@ class Cluster:
     def gateway_exports(self) -> tuple[Export, ...]:
         return tuple(e for e in self.exports if e.mode == GATEWAY)
 
+    @property
+    def peer_networks(self) -> list[str] | None:
+        """The networks the peers that link here arrive from, or None when one of them has declared none: narrowing
+        to the others' would cut that peer off."""
+        peers = self.linked_by
+        if not peers or any(not p.networks for p in peers):
+            return None
+        return sorted({cidr for p in peers for cidr in p.networks})
+
 
 # --- the chart ------------------------------------------------------------------------------------------------------
 
@@ -204,7 +213,7 @@ def chart_values(cluster: Cluster) -> dict[str, Any]:
     linked_by = cluster.linked_by
     gateway_enabled = bool(cluster.gateway_exports)
     gateway: dict[str, Any] = {"enabled": gateway_enabled}
-    sources = sorted({cidr for peer in linked_by for cidr in peer.networks})
+    sources = cluster.peer_networks
     if gateway_enabled and sources:
         # The first narrowing, at the load balancer; the gateway's policy repeats it (gateway_policy_objects).
         gateway["loadBalancerSourceRanges"] = sources
@@ -410,29 +419,42 @@ def refuse_unsafe_exports(cluster: Cluster) -> None:
 
 # --- the gateway's policy --------------------------------------------------------------------------------------------
 
-def gateway_policy_objects(cluster: Cluster) -> list[dict[str, Any]]:
-    """The chart's gateway authentications with the program's contents: `any-meshed` names only the callers the graph
-    lets through the gateway, `source-cluster` only the linked peers' networks.
+# Server-side apply over fields another manager (the release) owns needs force: pulumi-kubernetes Patch resources read
+# this annotation.
+PATCH_FORCE = "pulumi.com/patchForce"
+# The chart version the patch was written against: a release upgrade changes it, so the patch is applied again after
+# the release (Helm patches a custom resource with the difference between the old and new chart's manifests only,
+# pkg/kube/client.go createPatch: an unchanged template leaves our contents alone, a changed one overwrites them).
+CHART_VERSION_ANNOTATION = "mtls-mesh.io/linkerd-multicluster-chart"
+OPEN_NETWORKS = ["0.0.0.0/0", "::/0"]
 
-    The chart has no value for them ([LC] templates/gateway-policy.yaml), and a second AuthorizationPolicy could only
-    widen what the chart's admits (a Server admits what any of its policies admits). So these objects keep the chart's
-    names, namespace and kinds and are applied as patches (server-side apply) over the release's: the chart's Server
-    and AuthorizationPolicy stay, still requiring both by name, and the release cannot come back with a second copy.
-    Without callers `any-meshed` names nothing real (an empty list is refused by the CRD), so the gateway admits
-    nobody. Without peer networks the network check stays open and the identity check alone narrows."""
+
+def gateway_policy_objects(cluster: Cluster, chart_version: str) -> list[dict[str, Any]]:
+    """The chart's gateway authentications with the program's contents: `any-meshed` names only the callers the graph
+    lets through the gateway, `source-cluster` only the networks of the peers that link here.
+
+    The chart has no value for them ([LC] templates/gateway-policy.yaml: Server `linkerd-gateway`, AuthorizationPolicy
+    `linkerd-gateway` requiring MeshTLSAuthentication `any-meshed` (`*`) and NetworkAuthentication `source-cluster`
+    (0.0.0.0/0, ::/0)), and a second AuthorizationPolicy could only widen what the chart's admits (the proxy admits
+    what any authorization of a Server admits). So these keep the chart's names, namespace and kinds and are applied as
+    server-side-apply patches, forced, over the release's objects (pulumi-kubernetes CustomResourcePatch, after the
+    release): one object per name, the chart's Server and AuthorizationPolicy unchanged and still requiring both.
+
+    With no caller yet, `any-meshed` names only an identity no cluster issues (the CRD refuses an empty list), so the
+    gateway admits nobody. When a peer that links here has not declared its networks, the network check stays open
+    and the identity check alone narrows."""
     if not cluster.gateway_exports:
         return []
-    identities = sorted(gateway_callers(cluster)) or [
-        # A name no certificate can carry: the identity of the gateway of a cluster named after nothing.
-        identity(GATEWAY_NAME, NAMESPACE, "invalid", cluster.linkerd_namespace)]
-    networks = sorted({cidr for peer in cluster.linked_by for cidr in peer.networks}) or ["0.0.0.0/0", "::/0"]
-    return [_chart_owned(mesh_tls_authentication(GATEWAY_IDENTITIES, NAMESPACE, identities)),
-            _chart_owned(network_authentication(GATEWAY_NETWORKS, NAMESPACE, networks))]
+    identities = sorted(gateway_callers(cluster)) or [identity(GATEWAY_NAME, NAMESPACE, "invalid", cluster.linkerd_namespace)]
+    networks = cluster.peer_networks or OPEN_NETWORKS
+    return [_patch(mesh_tls_authentication(GATEWAY_IDENTITIES, NAMESPACE, identities), chart_version),
+            _patch(network_authentication(GATEWAY_NETWORKS, NAMESPACE, networks), chart_version)]
 
 
-def _chart_owned(obj: dict[str, Any]) -> dict[str, Any]:
-    # Only the fields the patch owns: no labels of ours on an object the release created.
-    obj["metadata"] = {"name": obj["metadata"]["name"], "namespace": obj["metadata"]["namespace"]}
+def _patch(obj: dict[str, Any], chart_version: str) -> dict[str, Any]:
+    # No labels of ours: the object stays the release's; only its spec and these annotations are the patch's.
+    obj["metadata"] = {"name": obj["metadata"]["name"], "namespace": obj["metadata"]["namespace"],
+                       "annotations": {PATCH_FORCE: "true", CHART_VERSION_ANNOTATION: chart_version}}
     return obj
 
 
@@ -449,7 +471,7 @@ def peer_probe_objects(cluster: Cluster) -> list[dict[str, Any]]:
     objects = [mesh_tls_authentication(PEER_PROBES, NAMESPACE, identities),
                authorization_policy(PEER_PROBES, NAMESPACE, "Server", ADMIN_SERVER, "MeshTLSAuthentication",
                                     PEER_PROBES)]
-    networks = sorted({cidr for p in peers for cidr in p.networks})
+    networks = cluster.peer_networks
     if networks:
         objects.append(network_authentication(f"{PEER_PROBES}-networks", NAMESPACE, networks))
         objects[1]["spec"]["requiredAuthenticationRefs"].append(
