@@ -244,6 +244,48 @@ def test_the_kubeconfig_carries_the_token_only_when_rendered(cluster):
     assert base64.b64decode(cluster_entry["cluster"]["certificate-authority-data"]).decode() == ca
 
 
+def test_the_token_stays_a_pulumi_secret_through_the_kubeconfig():
+    """What the registration layer will do: the peer's token arrives as a secret Output (a StackReference output), and
+    the Secret's data made from it with the marker is still secret."""
+    import pulumi
+
+    class Mocks(pulumi.runtime.Mocks):
+        def new_resource(self, args):
+            return [f"{args.name}-id", args.inputs]
+
+        def call(self, args):
+            return {}
+
+    pulumi.runtime.set_mocks(Mocks(), preview=False)
+    source = mc.kubeconfig(west(), EAST_PEER)
+    token = pulumi.Output.secret("s3cr3t-t0ken")
+    data = pulumi.Output.all(pulumi.Output.from_input("CA PEM"), token).apply(lambda v: source.data(*v))
+    seen = {}
+
+    @pulumi.runtime.test
+    def check():
+        return pulumi.Output.all(data, data.is_secret()).apply(lambda v: seen.update(data=v[0], secret=v[1]))
+
+    check()
+    assert seen["secret"] is True
+    assert json.loads(base64.b64decode(seen["data"]))["users"][0]["user"]["token"] == "s3cr3t-t0ken"
+
+
+def test_the_destination_controller_may_read_the_credentials_secret_in_its_namespace(needs_shared):
+    """The second Secret is for linkerd-destination (remote discovery): the control-plane chart must let it read
+    Secrets in the namespace the program writes it to."""
+    objects = render_chart("linkerd-control-plane", "linkerd-control-plane", "linkerd",
+                           {"identity": {"externalCA": True, "issuer": {"scheme": "kubernetes.io/tls"}},
+                            "identityTrustAnchorsPEM": "unused"})
+    (secret,) = [s for s in mc.credentials_secrets(west(), EAST_PEER) if s["metadata"]["namespace"] == "linkerd"]
+    roles = {o["metadata"]["name"]: o for o in objects if o.get("kind") == "Role"
+             and o["metadata"]["namespace"] == secret["metadata"]["namespace"]
+             and any("secrets" in r["resources"] and {"get", "list", "watch"} <= set(r["verbs"]) for r in o["rules"])}
+    bound = [b for b in objects if b.get("kind") == "RoleBinding" and b["roleRef"]["name"] in roles
+             and {"kind": "ServiceAccount", "name": "linkerd-destination", "namespace": "linkerd"} in b["subjects"]]
+    assert bound, "no Role lets linkerd-destination read the credentials Secret"
+
+
 def test_the_peer_reads_its_token_from_an_account_its_chart_creates(needs_shared):
     """west's kubeconfig for east names the account east's chart creates for west (and its token Secret)."""
     east_cluster = mc.Cluster(EAST, EAST_TD, peers=(mc.Peer(WEST, WEST_TD),))

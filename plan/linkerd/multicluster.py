@@ -423,8 +423,9 @@ def refuse_unsafe_exports(cluster: Cluster) -> None:
 # this annotation.
 PATCH_FORCE = "pulumi.com/patchForce"
 # The chart version the patch was written against: a release upgrade changes it, so the patch is applied again after
-# the release (Helm patches a custom resource with the difference between the old and new chart's manifests only,
-# pkg/kube/client.go createPatch: an unchanged template leaves our contents alone, a changed one overwrites them).
+# the release. Helm upgrades a custom resource with the difference between the old and new chart's manifests only
+# (helm v3.21.4 pkg/action/upgrade.go KubeClient.Update -> pkg/kube/client.go createPatch, two-way JSON merge patch):
+# an unchanged template leaves our contents alone, a changed one overwrites them.
 CHART_VERSION_ANNOTATION = "mtls-mesh.io/linkerd-multicluster-chart"
 OPEN_NETWORKS = ["0.0.0.0/0", "::/0"]
 
