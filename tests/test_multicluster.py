@@ -541,3 +541,30 @@ def test_runbooks_point_at_sections_of_the_multicluster_page(cluster):
     for rule in mc.rule_group(cluster)["rules"]:
         page_name, _, anchor = rule["annotations"]["runbook"].partition("#")
         assert page_name == "docs/multicluster.md" and anchor in anchors, rule["annotations"]["runbook"]
+
+
+def test_names_ports_and_links_that_cannot_become_objects_are_refused_all_at_once():
+    bad = mc.Cluster("West", WEST_TD, peers=(
+        mc.Peer("east", EAST_TD),  # linked to, without an API server
+        mc.Peer("east", EAST_TD, api_server="https://east.example", gateway_port=70000),
+        mc.Peer("n" * 60, NORTH_TD, api_server="https://north.example")),
+        exports=(mc.Export("payments", "ledger", mc.GATEWAY, ("http",), (caller("east", "web", "frontend", "grpc"),)),))
+    with pytest.raises(SettingsError) as raised:
+        mc.refuse_unsafe_exports(bad)
+    where = [p.where for p in raised.value.problems]
+    assert where == ["multicluster.cluster", "multicluster.peers[1].name", "multicluster.peers[2].name",
+                     "multicluster.peers[0].apiServer", "multicluster.peers[1].gatewayPort",
+                     "services.payments/ledger.callers[0].ports"]
+    assert mc.cluster_problems(west([LEDGER, ACCOUNTS])) == []
+
+
+def test_the_longest_accepted_cluster_name_still_makes_valid_object_names(needs_shared):
+    name = "p" * mc.CLUSTER_NAME_MAX
+    peer = mc.Peer(name, EAST_TD, api_server="https://p.example", gateway_addresses=("192.0.2.9",))
+    cluster = west([LEDGER], peers=[EAST_PEER, peer])
+    assert mc.cluster_problems(cluster) == []
+    for obj in render(cluster):
+        if obj.get("kind") in ("Service", "Deployment", "ServiceAccount", "Role", "RoleBinding"):
+            assert validate_object(obj) == [], (obj["kind"], obj["metadata"]["name"])
+    for obj in mc.link_objects(cluster):
+        assert len(obj["metadata"]["name"]) <= 253

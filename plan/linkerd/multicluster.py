@@ -23,8 +23,10 @@ from plan.linkerd.authorization import POLICY_GROUP, authorization_policy, mesh_
 from plan.namespaces import LINKERD_NAMESPACE
 from plan.objects import metadata
 from read.errors import Problem, SettingsError
+from read.graph_format import DNS_LABEL, DNS_LABEL_MAX
 
 NAMESPACE = "linkerd-multicluster"
+_DNS_LABEL = DNS_LABEL.python
 CHART = "linkerd-multicluster"
 LINK_API = "multicluster.linkerd.io/v1alpha3"
 
@@ -374,23 +376,23 @@ def export_problems(cluster: Cluster) -> list[Problem]:
     for export in cluster.exports:
         if export.mode not in MODES:
             problems.append(Problem(f"{export.path}.export", f"unknown mode {export.mode!r}",
-                                    f"use one of {', '.join(MODES)}"))
+                                    f"Use one of {', '.join(MODES)}"))
             continue
         for index, caller in enumerate(export.callers):
             peer = cluster.peer(caller.cluster)
             where = f"{export.path}.callers[{index}]"
             if peer is None:
                 problems.append(Problem(where, f"cluster {caller.cluster!r} is not linked with {cluster.name!r}",
-                                        "add it to this cluster's peers, or remove the caller"))
+                                        "Add it to this cluster's peers, or remove the caller"))
             elif not peer.mirrored_by:
                 problems.append(Problem(where, f"cluster {caller.cluster!r} does not link to {cluster.name!r}, so it "
                                                f"cannot see {export.namespace}/{export.name}",
-                                        f"let {caller.cluster!r} link to {cluster.name!r}"))
+                                        f"Let {caller.cluster!r} link to {cluster.name!r}"))
             elif export.mode != GATEWAY and peer.linkerd_namespace != cluster.linkerd_namespace:
                 problems.append(Problem(where, f"{export.mode} mode needs the same control-plane namespace in both "
                                                f"clusters ({peer.linkerd_namespace!r} in {caller.cluster!r}, "
                                                f"{cluster.linkerd_namespace!r} here): calls would carry no identity",
-                                        "install Linkerd in the same namespace in every cluster, or export in gateway "
+                                        "Install Linkerd in the same namespace in every cluster, or export in gateway "
                                         "mode"))
         if export.mode != GATEWAY:
             continue
@@ -406,13 +408,49 @@ def export_problems(cluster: Cluster) -> list[Problem]:
                     f"in gateway mode {caller.cluster}/{caller.namespace}/{caller.service_account} (allowed to call "
                     f"{other.namespace}/{other.name} through the gateway) could also call port {port!r}, because "
                     f"behind the gateway every caller has the gateway's identity",
-                    f"export {export.namespace}/{export.name} in remote-discovery mode so its policy sees each "
+                    f"Export {export.namespace}/{export.name} in remote-discovery mode so its policy sees each "
                     f"caller, or allow that caller here too"))
     return problems
 
 
+# The longest name built from a cluster's name: the Service `probe-<peer>` (a DNS-1035 label, 63 characters).
+CLUSTER_NAME_MAX = DNS_LABEL_MAX - len("probe-")
+
+
+def cluster_problems(cluster: Cluster, where: str = "multicluster") -> list[Problem]:
+    """What the builders cannot turn into valid objects: cluster names that are not DNS labels short enough for
+    `probe-<name>`, a peer named like this cluster or twice, a peer to link to without an API server, a gateway port
+    out of range, a caller's port the export does not have."""
+    problems: list[Problem] = []
+    names = [cluster.name, *(p.name for p in cluster.peers)]
+    for index, name in enumerate(names):
+        path = f"{where}.cluster" if index == 0 else f"{where}.peers[{index - 1}].name"
+        if not _DNS_LABEL.fullmatch(name) or len(name) > CLUSTER_NAME_MAX:
+            problems.append(Problem(path, f"{name!r} is not a DNS label of at most {CLUSTER_NAME_MAX} characters",
+                                    "Name clusters with lowercase letters, digits and '-' (it becomes part of the "
+                                    "Link, Secret, Deployment and Service names)"))
+        elif name in names[:index]:
+            problems.append(Problem(path, f"{name!r} is named twice", "Give every cluster its own name"))
+    for index, peer in enumerate(cluster.peers):
+        path = f"{where}.peers[{index}]"
+        if peer.mirrors_from and not peer.api_server.startswith("https://"):
+            problems.append(Problem(f"{path}.apiServer", f"linking to {peer.name!r} needs its API server as an https:// "
+                                                         "URL", "Take it from the peer's stack output"))
+        for key, port in (("gatewayPort", peer.gateway_port), ("probePort", peer.probe_port)):
+            if not 0 < port < 65536:
+                problems.append(Problem(f"{path}.{key}", f"{port} is not a port", "Use 1-65535"))
+    for export in cluster.exports:
+        for index, caller in enumerate(export.callers):
+            for port in caller.ports:
+                if port not in export.ports:
+                    problems.append(Problem(f"{export.path}.callers[{index}].ports", f"{port!r} is not a port of "
+                                            f"{export.namespace}/{export.name}", f"Use one of {', '.join(export.ports)}"))
+    return problems
+
+
 def refuse_unsafe_exports(cluster: Cluster) -> None:
-    problems = export_problems(cluster)
+    """Every problem at once, before anything is built: the cluster's own, then its exports'."""
+    problems = cluster_problems(cluster) + export_problems(cluster)
     if problems:
         raise SettingsError(problems)
 
