@@ -436,9 +436,7 @@ def test_the_pod_monitor_selects_the_controllers_admin_port(cluster, needs_share
 def test_every_object_is_valid_against_its_schema(cluster, needs_shared):
     schema = link_schema(render(cluster))
     everything = mc.objects(cluster, [("prometheus", "monitoring")], ["10.8.0.0/16"]) + mc.gateway_policy_objects(cluster, CHART_VERSION)
-    everything.append({"apiVersion": mc.MONITORING_API, "kind": "PrometheusRule",
-                       "metadata": {"name": "mtls-mesh-multicluster", "namespace": mc.NAMESPACE},
-                       "spec": {"groups": [mc.rule_group(cluster)]}})
+    everything.append(mc.prometheus_rule(cluster, {"release": "prometheus"}))
     kinds = set()
     for obj in everything:
         obj = with_sample_kubeconfig(obj)

@@ -606,6 +606,17 @@ def rule_group(cluster: Cluster, latency_ms: int = LATENCY_WARNING_MS) -> dict[s
     return {"name": RULE_GROUP, "rules": rules}
 
 
+RULE_NAME = "mtls-mesh-multicluster"
+
+
+def prometheus_rule(cluster: Cluster, labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The link alerts beside the controllers they watch, with the stack's monitoring labels (what the Prometheus'
+    ruleSelector picks)."""
+    return {"apiVersion": MONITORING_API, "kind": "PrometheusRule",
+            "metadata": metadata(RULE_NAME, NAMESPACE, labels=dict(labels or {})),
+            "spec": {"groups": [rule_group(cluster)]}}
+
+
 def objects(cluster: Cluster, prometheus_service_accounts: Iterable[tuple[str, str]] = (),
             prometheus_networks: Iterable[str] = ()) -> list[dict[str, Any]]:
     """Every object the program registers for this cluster's multicluster part, except the chart's values and the
