@@ -32,6 +32,8 @@ CHART_PATHS = {
     "linkerd-control-plane": "linkerd2-edge-26.8.3/charts/linkerd-control-plane",
     "linkerd2-cni": "linkerd2-edge-26.8.3/charts/linkerd2-cni",
     "linkerd-viz": "linkerd2-edge-26.8.3/viz/charts/linkerd-viz",
+    # Multicluster (issue 33): the extension with the Link CRD, the gateway and the mirror controllers.
+    "linkerd-multicluster": "linkerd2-edge-26.8.3/multicluster/charts/linkerd-multicluster",
     "cert-manager": "cert-manager-v1.21.1/deploy/charts/cert-manager",
     "trust-manager": "trust-manager-v0.24.0/deploy/charts/trust-manager",
     # Istio (issue 32): the base chart holds every Istio CRD; istiod is istio-control/istio-discovery.
