@@ -86,13 +86,36 @@ def short(value: object, limit: int = QUOTE_LIMIT) -> str:
         return f"<a number of {value.bit_length():,} bits>"
     if isinstance(value, str) and len(value) > limit:
         value = value[:limit]
-        return f"{value!r}... ({limit} of more characters shown){suspicious(value)}"
+        return f"{value!r}... (first {limit} characters shown){suspicious(value)}"
     try:
         text = repr(value)
     except ValueError:  # any other value Python cannot format
         return f"<a {type(value).__name__} that cannot be shown>"
     note = suspicious(value) if isinstance(value, str) else ""
     return (text if len(text) <= limit else f"{text[:limit]}...") + note
+
+
+def short_url(value: str, limit: int = QUOTE_LIMIT) -> str:
+    """`short` of a URL with the parts that carry secrets hidden: user information (`user:password@`), the query and
+    the fragment (a `?token=...` or `#access_token=...`), each replaced by a placeholder, whatever else is wrong with
+    the URL. Split on the text, not by a URL parser: the value may be one no parser accepts."""
+    text = str(value)
+    scheme, sep, rest = text.partition("//")
+    if not sep:
+        scheme, rest = "", text
+    cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    head, tail = rest[:cut], rest[cut:]
+    if "@" in head:  # up to the last '@': a password may hold '/' or ':', and then no parser finds the authority
+        head = "<credentials hidden>@" + head.rpartition("@")[2]
+    placeholders = ""
+    if tail.startswith("?"):
+        query, _, fragment = tail[1:].partition("#")
+        placeholders += "?<query hidden>" if query else "?"
+        tail = f"#{fragment}" if "#" in tail else ""
+    if tail.startswith("#"):
+        placeholders += "#<fragment hidden>" if len(tail) > 1 else "#"
+    # The placeholders do not count against the limit: a cut must not leave the reader guessing what was hidden.
+    return short(scheme + sep + head + placeholders, limit + len(placeholders))
 
 
 # At most this many distinct characters are named in one quote.
