@@ -870,10 +870,11 @@ def _check_distinct_pods(reader: _Reader, services: dict[str, Service]) -> None:
     comparisons = sum(len(by_item[(key[0], rarest[key])]) for key in by_selector)
     if comparisons > MAX_SELECTOR_COMPARISONS:
         crowded = max(by_item, key=lambda item: len(by_item[item]))
-        reader.add(f"namespaces.{crowded[0]}", f"its services' selectors share labels so widely (label "
-                   f"{short(crowded[1][0] + '=' + crowded[1][1])} is in {len(by_item[crowded]):,} of them) that checking that no two "
-                   f"select the same pods would take {comparisons:,} comparisons, more than the limit of "
-                   f"{MAX_SELECTOR_COMPARISONS:,}", "Give each service a label of its own in its selector, e.g. "
+        label = short(f"{crowded[1][0]}={crowded[1][1]}")
+        reader.add(f"namespaces.{crowded[0]}", f"its services' selectors share labels so widely (label {label} is in "
+                   f"{len(by_item[crowded]):,} of them) that checking that no two select the same pods would take "
+                   f"{comparisons:,} comparisons, more than the limit of {MAX_SELECTOR_COMPARISONS:,}",
+                   "Give each service a label of its own in its selector, e.g. "
                    "app: <service name> (the default selector)")
         return
     reported: set[str] = set()

@@ -951,7 +951,7 @@ def _url_problem(value: str) -> tuple[str, str] | None:
     if port == 0:
         return f"{short_url(value)} has port 0", "Give the port the server listens on, e.g. :8200"
     if parsed.query or parsed.fragment or value.endswith(("?", "#")):
-        # Quoted with the query and fragment hidden (short_url), as everywhere a URL is quoted: a ?token=... is a secret.
+        # Quoted with the query and fragment hidden (short_url), as everywhere a URL is quoted: ?token=... is a secret.
         return f"{short_url(value)} has a query or fragment", "Give only scheme, host, port and path"
     if hostname and not _is_url_host(hostname):
         return f"{short_url(value)} does not name a host", "e.g. https://vault.example.com:8200"

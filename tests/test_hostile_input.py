@@ -344,7 +344,8 @@ def _check_no_grant_wider_than_the_graph(run) -> None:
             namespace = obj["metadata"]["namespace"]
             here = selectors.setdefault(namespace, {})
             selector = frozenset(labels.items())
-            assert selector not in here, f"{namespace}: {here.get(selector)} and {obj['metadata']['name']} select the same pods"
+            assert selector not in here, \
+                f"{namespace}: {here.get(selector)} and {obj['metadata']['name']} select the same pods"
             for other, name in here.items():
                 assert not (other <= selector or selector <= other), \
                     f"{namespace}: {name} and {obj['metadata']['name']} select the same pods"
@@ -929,7 +930,8 @@ def test_fuzz_services_whose_selectors_overlap(tmp_path_factory, selectors, mesh
                              **({} if meshed[i] else {"meshed": False}))
            for i, selector in enumerate(selectors)}
     document = _add_services(EXAMPLE, **new)
-    in_web = {key: s.get("selector", {"app": key}) for key, s in document["services"].items() if s["namespace"] == "web"}
+    in_web = {key: s.get("selector", {"app": key}) for key, s in document["services"].items()
+              if s["namespace"] == "web"}
     graph_file = tmp_path_factory.mktemp("fuzz") / "services.yaml"
     graph_file.write_text(graph_text(document))
     try:
@@ -944,7 +946,8 @@ def test_fuzz_services_whose_selectors_overlap(tmp_path_factory, selectors, mesh
 
 
 URL_BASES = ["https://vault.example.com:8200", "https://vault.example.com:8200/v1", "http://vault.internal:8200",
-             "https://vault example.com", "https://vault.example.com:0", "https://[vault.example.com", "oci://ghcr.io/x",
+             "https://vault example.com", "https://vault.example.com:0", "https://[vault.example.com",
+             "oci://ghcr.io/x",
              "https://vаult.example.com", "https://vault_1.example.com", "https://u:pw@vault.example.com", "vault",
              "https://vault.example.com:99999", "ftp://vault.example.com"]
 URL_TAILS = ["?token={}", "#{}", "?a=1&token={}", "?x#{}", "#x?token={}", "/?{}=1", "?token={}#{}", "?{}"]

@@ -226,10 +226,11 @@ def outside_cluster(access: PolicySettings, also_except: Iterable[str] = ()) -> 
     """Every address outside the cluster networks (and outside `also_except`), as CIDR-with-exceptions blocks.
 
     A family whose exceptions together cover all of it has no block: nothing of it is outside. Written anyway, an
-    except equal to its cidr is refused by the API server in a NetworkPolicy (ValidateIPBlock: "must be a strict
-    subset of `cidr`"), and `0.0.0.0/0 except 0.0.0.0/1, 128.0.0.0/1` is a block of no address that reads like one of
-    all. The settings refuse clusterNetworks that cover a family (read/settings.py, coverage_problem), so only the
-    graph's own egress CIDRs can complete the cover; the result may then be empty, which callers handle."""
+    except equal to its cidr is refused by the API server in a NetworkPolicy (kubernetes/kubernetes@019c5dc5
+    pkg/apis/networking/validation/validation.go, ValidateIPBlock: "must be a strict subset of `cidr`"), and
+    `0.0.0.0/0 except 0.0.0.0/1, 128.0.0.0/1` is a block of no address that reads like one of all. The settings
+    refuse clusterNetworks that cover a family (read/settings.py, coverage_problem), so only the graph's own egress
+    CIDRs can complete the cover; the result may then be empty, which callers handle."""
     blocks = []
     for cidr, excepts in zip(("0.0.0.0/0", "::/0"), _split_networks([*access.cluster_networks, *also_except])):
         if excepts and _covers_everything(tuple(sorted(set(excepts)))):
@@ -255,8 +256,9 @@ def egress_objects(namespace: str, services: list[Service], access: PolicySettin
     destinations = [(service, egress) for service in services for egress in service.egress]
     allowed_cidrs = sorted({cidr for _, egress in destinations for cidr in egress.cidrs})
     # `networks` is always written: an absent list means "everything outside clusterNetworks" to Linkerd's policy
-    # controller (its status index, IndexNamespacedResource<EgressNetwork>::apply: spec.networks.unwrap_or_else), an
-    # empty one (every outside address allowed by the graph's own CIDRs) no network at all.
+    # controller, an empty one (every outside address allowed by the graph's own CIDRs) no network at all
+    # (linkerd/linkerd2@945030f7 policy-controller/k8s/status/src/index.rs, IndexNamespacedResource<EgressNetwork>::
+    # apply: spec.networks.unwrap_or_else).
     objects: list[dict[str, Any]] = [
         {"apiVersion": POLICY_API, "kind": "EgressNetwork", "metadata": metadata(EGRESS_DENY, namespace),
          "spec": {"trafficPolicy": "Deny", "networks": outside_cluster(access, allowed_cidrs)}},
