@@ -738,7 +738,8 @@ def _policy(config: _Config) -> PolicySettings:
     if wide:
         config.add("clusterNetworks", f"{wide}: it lists the cluster's own pod and service networks, and every address "
                    "in it counts as in-cluster, so the egress deny would not deny it",
-                   "List only the pod and service CIDRs (kubectl cluster-info dump | grep -m2 -e --cluster-cidr -e "
+                   "List only the cluster's pod and service CIDRs (pods: kubectl get nodes -o "
+                   "jsonpath='{.items[*].spec.podCIDRs}' and the range they come from; services: the API server's "
                    "--service-cluster-ip-range), e.g. [10.0.0.0/8]")
     return PolicySettings(
         prometheus_service_accounts=tuple(accounts), prometheus_networks=_networks(config, "prometheusNetworks"),
