@@ -392,6 +392,47 @@ def test_the_fuzz_checks_can_fail():
         _check_emitted(run)
 
 
+
+from plan.linkerd.authorization import EGRESS_DENY  # noqa: E402
+
+
+class _Objects:
+    """Objects of a real run, edited: what the grant checks must catch."""
+
+    def __init__(self, objects: list[dict]):
+        self._objects = objects
+
+    def objects(self, kind: str | None = None) -> list[dict]:
+        return [o for o in self._objects if kind is None or o["kind"] == kind]
+
+
+def _edited(run, kind: str, name: str, namespace: str, edit) -> _Objects:
+    objects = copy.deepcopy(run.objects())
+    edit(next(o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name
+              and o["metadata"]["namespace"] == namespace))
+    return _Objects(objects)
+
+
+@pytest.mark.parametrize("kind,name,edit,message", [
+    ("EgressNetwork", EGRESS_DENY,
+     lambda o: o["spec"]["networks"][0].update(**{"except": ["0.0.0.0/1", "128.0.0.0/1"]}), "is no address at all"),
+    ("EgressNetwork", EGRESS_DENY,
+     lambda o: o["spec"]["networks"][0].update(**{"except": ["0.0.0.0/0"]}), "is no strict part"),
+    ("NetworkAuthentication", "kubelet",
+     lambda o: o["spec"].update(networks=[{"cidr": "::/1"}, {"cidr": "8000::/1"}]), "admits every IPv6 address"),
+    ("NetworkPolicy", "mtls-mesh-checkout",
+     lambda o: o["spec"]["podSelector"]["matchLabels"].update(app="frontend"), "select the same pods"),
+    ("NetworkPolicy", "mtls-mesh-checkout",
+     lambda o: o["spec"]["podSelector"]["matchLabels"].update(app="frontend", tier="web"), "select the same pods"),
+])
+def test_the_grant_checks_can_fail(kind, name, edit, message):
+    """The fuzz tests' no-wider-grant check must catch each thing it looks for, or a green run would mean nothing."""
+    run = run_program("staging")
+    _check_no_grant_wider_than_the_graph(_Objects(run.objects()))
+    with pytest.raises(AssertionError, match=message):
+        _check_no_grant_wider_than_the_graph(_edited(run, kind, name, "web", edit))
+
+
 # ---- issue 22: numbers, YAML 1.2, list settings, limits, suspicious characters --------------------------------
 
 from read import graph as graph_module, inputs as inputs_module  # noqa: E402
