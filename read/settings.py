@@ -669,7 +669,7 @@ def _linkerd(config: _Config, environment: str) -> LinkerdSettings:
         hostname, _ = parsed.hostname, parsed.port
     except ValueError:
         hostname = None
-    if problem and "credentials" in problem[0]:
+    if problem and ("credentials" in problem[0] or "query or fragment" in problem[0]):
         config.add("linkerdHelmRepository", *problem)
     elif problem or not hostname or parsed.scheme not in ("https", "oci"):
         config.add("linkerdHelmRepository", f"{short_url(repository)} is not an https:// or oci:// repository",

@@ -891,10 +891,16 @@ def test_a_url_with_a_token_is_refused_without_printing_the_token(stack, key, ur
     assert TOKEN not in str(error) and "s3cr3t" not in str(error), str(error)
 
 
-def test_a_quoted_url_shows_where_its_query_and_fragment_were():
-    error = rejected("staging", vaultAddress=f"https://vault.example.com:8200/?token={TOKEN}#{TOKEN}")
-    problem_at(error, "mtls-mesh:vaultAddress",
-               "'https://vault.example.com:8200/?<query hidden>#<fragment hidden>' has a query or fragment")
+@pytest.mark.parametrize("key,url,shown", [
+    ("vaultAddress", f"https://vault.example.com:8200/?token={TOKEN}#{TOKEN}",
+     "'https://vault.example.com:8200/?<query hidden>#<fragment hidden>' has a query or fragment"),
+    ("vaultKubernetesHost", f"https://k8s.example.com:6443#{TOKEN}",
+     "'https://k8s.example.com:6443#<fragment hidden>' has a query or fragment"),
+    ("linkerdHelmRepository", f"https://helm.example.com/edge?token={TOKEN}",
+     "'https://helm.example.com/edge?<query hidden>' has a query or fragment"),
+])
+def test_a_quoted_url_shows_where_its_query_and_fragment_were(key, url, shown):
+    problem_at(rejected("staging", **{key: url}), f"mtls-mesh:{key}", shown)
 
 
 def test_a_long_value_says_how_much_of_it_is_shown():

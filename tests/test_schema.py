@@ -403,6 +403,8 @@ CONVERTERS: dict[str, Any] = {
     "test_hostile_input.test_a_url_with_a_token_is_refused_without_printing_the_token":
         lambda stack, key, url: (stack, {key: url}, None, key),
     "test_hostile_input.test_the_grant_checks_can_fail": None,
+    "test_hostile_input.test_a_quoted_url_shows_where_its_query_and_fragment_were":
+        lambda key, url, shown: ("staging", {key: url}, None, key),
     "test_input_rules.test_a_grant_wider_than_the_graph_is_refused":
         lambda edit, where, words: ("staging", {}, input_rules.graph_with(edit), where),
     "test_input_rules.test_an_egress_cidr_must_be_what_a_network_policy_accepts":
