@@ -152,6 +152,29 @@ def short(value: object, limit: int = QUOTE_LIMIT) -> str:
     return (text if len(text) <= limit else f"{text[:limit]}...") + note
 
 
+def short_url(value: str, limit: int = QUOTE_LIMIT) -> str:
+    """`short` of a URL with the parts that carry secrets hidden: user information (`user:password@`), the query and
+    the fragment (a `?token=...` or `#access_token=...`), each replaced by a placeholder, whatever else is wrong with
+    the URL. Split on the text, not by a URL parser: the value may be one no parser accepts."""
+    text = str(value)
+    scheme, sep, rest = text.partition("//")
+    if not sep:
+        scheme, rest = "", text
+    cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    head, tail = rest[:cut], rest[cut:]
+    if "@" in head:  # up to the last '@': a password may hold '/' or ':', and then no parser finds the authority
+        head = "<credentials hidden>@" + head.rpartition("@")[2]
+    placeholders = ""
+    if tail.startswith("?"):
+        query, _, fragment = tail[1:].partition("#")
+        placeholders += "?<query hidden>" if query else "?"
+        tail = f"#{fragment}" if "#" in tail else ""
+    if tail.startswith("#"):
+        placeholders += "#<fragment hidden>" if len(tail) > 1 else "#"
+    # The placeholders do not count against the limit: a cut must not leave the reader guessing what was hidden.
+    return short(scheme + sep + head + placeholders, limit + len(placeholders))
+
+
 # At most this many distinct characters are named in one quote.
 _NAMED_CHARACTERS = 3
 

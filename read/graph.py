@@ -831,30 +831,81 @@ def _check_opaque_ports(reader: _Reader, services: dict[str, Service], namespace
                            "Use another port number for one of them, declare both opaque, or move one to another namespace")
 
 
+# The most (selector, candidate) pairs the overlap check below may compare in one graph: about 1.5 s of CPU (6,435
+# selectors of 7 of 15 shared labels: 22 million). A graph whose services are told apart by their own labels (the
+# default selector, app: <name>) compares about one per service (50,000 services: 0.3 s); only selectors built from a
+# few labels shared by thousands of services come near the limit, and those are refused, not compared for minutes
+# (12,870 selectors of 8 of 16 labels: 83 million comparisons, 14 s).
+MAX_SELECTOR_COMPARISONS = 20_000_000
+
+
 def _check_distinct_pods(reader: _Reader, services: dict[str, Service]) -> None:
-    """Two services whose selectors pick the same pods (one's labels a subset of the other's) on the same port would
-    give that pod port two Servers; Linkerd honours only one of them, so one service's policy silently vanishes."""
-    by_item: dict[tuple[str, tuple[str, str]], list[Service]] = {}
+    """No two services of a namespace may select the same pods, whatever their ports. A selector that holds all of
+    another's labels (or the same ones) picks pods the other picks too: the other's NetworkPolicy and Servers then
+    cover them, so its callers reach them though the graph never lets them, and neither matrix shows it (on one port,
+    the pod port also gets two Servers, of which Linkerd honours one). Selectors with different labels (app: a and
+    tier: web) overlap only on a pod carrying both, which the graph cannot see: they are allowed.
+
+    Equal selectors are found by hashing; a selector's strict supersets among the candidates that carry its rarest
+    label, narrowed by each of its other labels (set intersections), so the work is about one comparison per service
+    unless many services share every label, which MAX_SELECTOR_COMPARISONS bounds."""
+    by_selector: dict[tuple[str, frozenset[tuple[str, str]]], list[Service]] = {}
     for service in services.values():
-        for item in service.selector:
-            by_item.setdefault((service.namespace, item), []).append(service)
-    reported: set[frozenset[str]] = set()
-    for service in services.values():
-        labels = set(service.selector)
-        numbers = {p.number for p in service.ports}
-        # A service whose selector includes all of this one's labels selects a subset of its pods: it is among those
-        # with this one's rarest label (the first label alone is quadratic when many services share it).
-        rarest = min(service.selector, key=lambda item: len(by_item[(service.namespace, item)]))
-        for other in by_item.get((service.namespace, rarest), ()):
-            pair = frozenset((service.key, other.key))
-            if other is service or pair in reported or not labels <= set(other.selector):
+        by_selector.setdefault((service.namespace, frozenset(service.selector)), []).append(service)
+    for same in by_selector.values():
+        first = same[0]
+        for other in same[1:]:
+            reader.add(f"services.{other.key}.selector",
+                       f"selects pods that services.{first.key} selects too (the same selector, "
+                       f"{_selector_text(other)}), so each one's NetworkPolicy and Servers also cover the other's pods",
+                       f"Give one of them a label that only its own pods carry (e.g. app: {other.name}), or merge "
+                       "the two services")
+    # Each distinct selector once (equal ones are reported above), indexed by label pair within its namespace.
+    by_item: dict[tuple[str, tuple[str, str]], set[tuple[str, frozenset]]] = {}
+    for selector_key in by_selector:
+        namespace, labels = selector_key
+        for item in labels:
+            by_item.setdefault((namespace, item), set()).add(selector_key)
+    rarest = {key: min(key[1], key=lambda item: (len(by_item[(key[0], item)]), item)) for key in by_selector}
+    comparisons = sum(len(by_item[(key[0], rarest[key])]) for key in by_selector)
+    if comparisons > MAX_SELECTOR_COMPARISONS:
+        crowded = max(by_item, key=lambda item: len(by_item[item]))
+        label = short(f"{crowded[1][0]}={crowded[1][1]}")
+        reader.add(f"namespaces.{crowded[0]}", f"its services' selectors share labels so widely (label {label} is in "
+                   f"{len(by_item[crowded]):,} of them) that checking that no two select the same pods would take "
+                   f"{comparisons:,} comparisons, more than the limit of {MAX_SELECTOR_COMPARISONS:,}",
+                   "Give each service a label of its own in its selector, e.g. "
+                   "app: <service name> (the default selector)")
+        return
+    reported: set[str] = set()
+    for key, same in by_selector.items():
+        namespace, labels = key
+        bucket = by_item[(namespace, rarest[key])]
+        if len(bucket) == 1:  # a label of its own (app: <name>): nothing else holds all of its labels
+            continue
+        candidates = set(bucket)
+        for item in labels:
+            candidates &= by_item[(namespace, item)]  # iterates over the smaller of the two sets
+            if len(candidates) == 1:  # the selector itself
+                break
+        candidates.discard(key)
+        subset = same[0]
+        for superset_key in sorted(candidates, key=lambda k: by_selector[k][0].key):
+            wider = by_selector[superset_key][0]
+            if wider.key in reported:  # once per service, however many selectors it holds all labels of
                 continue
-            shared = sorted(numbers & {p.number for p in other.ports})
-            if shared:
-                reported.add(pair)
-                reader.add(f"services.{other.key}.selector",
-                           f"selects pods that services.{service.key} selects too, and both declare port {shared[0]}",
-                           "One pod port can have one Server: merge the services, or make the selectors distinct")
+            reported.add(wider.key)
+            reader.add(f"services.{wider.key}.selector",
+                       f"selects pods that services.{subset.key} selects too (it holds all of its selector, "
+                       f"{_selector_text(subset)}), so services.{subset.key}'s NetworkPolicy and Servers also cover "
+                       "these pods and admit its callers to them",
+                       f"Give services.{subset.key} a label that only its own pods carry (e.g. app: {subset.name}), "
+                       "or merge the two services")
+
+
+def _selector_text(service: Service) -> str:
+    text = "{" + ", ".join(f"{k}: {v}" for k, v in service.selector) + "}"
+    return text if len(text) <= 80 else text[:77] + "...}"
 
 
 def _read_callers(reader: _Reader, graph: ServiceGraph, service: Service, raw: Any) -> tuple[Caller, ...]:

@@ -338,8 +338,9 @@ CANNOT_CHECK = (
     Rule("unique within a list", "port names and numbers, callers and egress names repeat nowhere in their list "
          "(JSON Schema's uniqueItems compares whole entries)",
          ("duplicate port", "is listed twice", "duplicate egress name")),
-    Rule("unique across services", "a workload, its pods (selector and port), and every object name derived from the "
-         "graph belong to one service", ("is also services.", "its policy object name", "selects pods that",
+    Rule("unique across services", "a workload, its pods (no selector may hold all of another's labels in its "
+         "namespace, whatever the ports), and every object name derived from the graph belong to one service",
+         ("is also services.", "its policy object name", "selects pods that", "select the same pods would take",
                                          "is also one of services.", "EgressNetwork", "NetworkPolicy",
                                          "MeshTLSAuthentication", "Server '")),
     Rule("shared identities", "a service account is one mesh identity: two meshed services on one account, or a "

@@ -14,13 +14,13 @@ import json
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 from urllib.parse import urlparse
 
 import yaml
 
 from read.durations import Duration
-from read.errors import Problems, did_you_mean, hiding, short
+from read.errors import Problems, did_you_mean, hiding, short, short_url
 from read.graph import (DEFAULT_SERVICE_ACCOUNT, ServiceGraph, cidr_problem, identity_issuer_name, is_dns_subdomain,
                     mesh_identity)
 from read.inputs import MAX_PEM_BYTES, InputError, read_text_file
@@ -716,6 +716,49 @@ def networks_overlap(a: ipaddress.IPv4Network | ipaddress.IPv6Network,
     return any(x.overlaps(y) for x in ipv4_views(a) for y in ipv4_views(b))
 
 
+# The most addresses of one family a list of networks may cover where it matters (kubeletNetworks and
+# prometheusNetworks under deny, clusterNetworks always): as many as a /7. For IPv4 that is twice 10.0.0.0/8, more
+# than every private range together (10/8, 100.64/10, 172.16/12, 192.168/16: the default); for IPv6, fc00::/7, every
+# unique-local address. A node network, a monitoring pool or a cluster's pod and service ranges are far narrower; a list
+# wider than this is most of the Internet however it is written (0.0.0.0/0 minus 10.0.0.0/8 is eight CIDRs).
+WIDEST_NETWORK_PREFIX = 7
+
+
+def network_coverage(cidrs: Iterable[str]) -> dict[int, list[ipaddress.IPv4Network | ipaddress.IPv6Network]]:
+    """What a list of networks covers, per IP version, merged (ipaddress.collapse_addresses, n log n): the same
+    whatever way the list is written ([0.0.0.0/1, 128.0.0.0/1] is [0.0.0.0/0]). The IPv4 addresses an IPv6 range
+    carries (IPv4-mapped, NAT64, 6to4: ipv4_views) count as IPv4 too."""
+    by_version: dict[int, list] = {4: [], 6: []}
+    for cidr in cidrs:
+        network = ipaddress.ip_network(cidr)
+        by_version[network.version].append(network)
+        if network.version == 6:
+            by_version[4] += ipv4_views(network)
+    return {version: list(ipaddress.collapse_addresses(networks)) for version, networks in by_version.items()}
+
+
+def coverage_problem(cidrs: Iterable[str], verb: str) -> str | None:
+    """'admits every IPv4 address ...' when the networks together cover a whole address family, 'admits more IPv6
+    addresses than a /7 ...' when wider than WIDEST_NETWORK_PREFIX allows, or None. `verb`: admits, covers."""
+    coverage = network_coverage(cidrs)
+    whole = [version for version, merged in coverage.items() if merged and merged[0].prefixlen == 0]
+    if whole:
+        family = " and ".join(f"IPv{v}" for v in whole)
+        merged = " and ".join("0.0.0.0/0" if v == 4 else "::/0" for v in whole)
+        return f"{verb} every {family} address (its entries together cover {merged})"
+    for version, merged in coverage.items():
+        bits = 32 if version == 4 else 128
+        count = sum(network.num_addresses for network in merged)
+        if count > 2 ** (bits - WIDEST_NETWORK_PREFIX):
+            return (f"{verb} more IPv{version} addresses than a /{WIDEST_NETWORK_PREFIX} "
+                    f"({_address_count(count)} together)")
+    return None
+
+
+def _address_count(count: int) -> str:
+    return f"{count:,}" if count < 2 ** 40 else f"about 2^{count.bit_length() - 1}"
+
+
 def _check_egress_outside_cluster(problems: Problems, graph: ServiceGraph, policy: PolicySettings) -> None:
     """An egress CIDR that overlaps the cluster's networks would open in-cluster pods past the graph's allow lists."""
     cluster = [ipaddress.ip_network(c) for c in policy.cluster_networks]
@@ -748,10 +791,10 @@ def _linkerd(config: _Config, environment: str) -> LinkerdSettings:
         hostname, _ = parsed.hostname, parsed.port
     except ValueError:
         hostname = None
-    if problem and "credentials" in problem[0]:
+    if problem and ("credentials" in problem[0] or "query or fragment" in problem[0]):
         config.add("linkerdHelmRepository", *problem)
     elif problem or not hostname or parsed.scheme not in ("https", "oci"):
-        config.add("linkerdHelmRepository", f"{short(repository)} is not an https:// or oci:// repository",
+        config.add("linkerdHelmRepository", f"{short_url(repository)} is not an https:// or oci:// repository",
                    "e.g. https://helm.linkerd.io/edge")
     ha = config.choice("linkerdHighAvailability", AUTO_TRUE_FALSE)
     resources: dict[str, dict[str, str]] = {}
@@ -810,6 +853,16 @@ def _policy(config: _Config) -> PolicySettings:
     if not cluster and not config.strings("clusterNetworks"):
         config.add("clusterNetworks", "is empty, so every address would count as outside the cluster",
                    "List the pod and service networks, e.g. [10.0.0.0/8]")
+    # In every phase: the setting describes the cluster (Linkerd's clusterNetworks, read by its control plane whatever
+    # the phase), and no cluster's own networks are (most of) the Internet. Under deny, every address in it counts as
+    # in-cluster, so the egress deny (0.0.0.0/0 except clusterNetworks) would deny nothing of it.
+    wide = coverage_problem(cluster, "covers")
+    if wide:
+        config.add("clusterNetworks", f"{wide}: it lists the cluster's own pod and service networks, and every address "
+                   "in it counts as in-cluster, so the egress deny would not deny it",
+                   "List only the cluster's pod and service CIDRs (pods: kubectl get nodes -o "
+                   "jsonpath='{.items[*].spec.podCIDRs}' and the range they come from; services: the API server's "
+                   "--service-cluster-ip-range), e.g. [10.0.0.0/8]")
     return PolicySettings(
         prometheus_service_accounts=tuple(accounts), prometheus_networks=_networks(config, "prometheusNetworks"),
         kubelet_networks=kubelet, cluster_networks=cluster,
@@ -851,9 +904,13 @@ def _check_deny_networks(config: _Config, graph: ServiceGraph, rollout: "Rollout
                             f"({', '.join(config.declarations[key].default) or 'none'}) is for audit rollouts, "
                             "whether written out or left to Pulumi.yaml", _NETWORK_HINTS[key])
             continue
-        for index, cidr in enumerate(networks):
-            if ipaddress.ip_network(cidr).prefixlen == 0:
-                config.add(f"{key}[{index}]", f"{cidr} admits every address, and {where}", _NETWORK_HINTS[key])
+        whole = [index for index, cidr in enumerate(networks) if ipaddress.ip_network(cidr).prefixlen == 0]
+        for index in whole:
+            config.add(f"{key}[{index}]", f"{networks[index]} admits every address, and {where}", _NETWORK_HINTS[key])
+        # What the list covers, not how it is written: [0.0.0.0/1, 128.0.0.0/1] admits every address too.
+        wide = None if whole else coverage_problem(networks, "admits")
+        if wide:
+            config.add(key, f"{wide}, and {where}", _NETWORK_HINTS[key])
 
 
 def _monitoring(config: _Config) -> MonitoringSettings:
@@ -1007,20 +1064,21 @@ def _url_problem(value: str) -> tuple[str, str] | None:
         parsed = urlparse(value)
         hostname, port = parsed.hostname, parsed.port  # .port raises for a port out of range or not a number
     except ValueError as err:
-        return f"{short(value)} is not a URL ({str(err)[:120]})", "e.g. https://vault.example.com:8200"
+        return f"{short_url(value)} is not a URL ({str(err)[:120]})", "e.g. https://vault.example.com:8200"
     if any(ord(c) < 0x21 or ord(c) == 0x7F for c in value):
-        return f"{short(value)} contains a space or control character", "Retype the URL without spaces"
+        return f"{short_url(value)} contains a space or control character", "Retype the URL without spaces"
     if not value.isascii():
-        return (f"{short(value)} contains non-ASCII characters",
+        return (f"{short_url(value)} contains non-ASCII characters",
                 "Write the host in ASCII (punycode for an international name, xn--...)")
     if parsed.username is not None or parsed.password is not None:
         return "contains credentials", "Remove them from the URL"
     if port == 0:
-        return f"{short(value)} has port 0", "Give the port the server listens on, e.g. :8200"
+        return f"{short_url(value)} has port 0", "Give the port the server listens on, e.g. :8200"
     if parsed.query or parsed.fragment or value.endswith(("?", "#")):
-        return f"{short(value)} has a query or fragment", "Give only scheme, host, port and path"
+        # Quoted with the query and fragment hidden (short_url), as everywhere a URL is quoted: ?token=... is a secret.
+        return f"{short_url(value)} has a query or fragment", "Give only scheme, host, port and path"
     if hostname and not _is_url_host(hostname):
-        return f"{short(value)} does not name a host", "e.g. https://vault.example.com:8200"
+        return f"{short_url(value)} does not name a host", "e.g. https://vault.example.com:8200"
     return None
 
 
@@ -1041,9 +1099,9 @@ def _url(config: _Config, key: str, environment: str) -> str:
     parsed = urlparse(value)
     hostname = parsed.hostname
     if parsed.scheme not in ("http", "https") or not hostname:
-        config.add(key, f"{short(value)} is not an http(s) URL", "e.g. https://vault.example.com:8200")
+        config.add(key, f"{short_url(value)} is not an http(s) URL", "e.g. https://vault.example.com:8200")
     elif parsed.scheme == "http" and environment != "dev":
-        config.add(key, f"{short(value)} is plain http in {environment}", "Use https outside dev: the token and keys cross this link")
+        config.add(key, f"{short_url(value)} is plain http in {environment}", "Use https outside dev: the token and keys cross this link")
     return value
 
 
@@ -1126,7 +1184,7 @@ def _vault(config: _Config, environment: str, project_dir: Path, pki: PkiSetting
     ca_bundle, ca_path = "", ""
     ca_file = config.string("vaultCaBundleFile")
     if used and not ca_file and address and not config.boolean("vaultPublicCa") and _looks_private(address):
-        config.add("vaultCaBundleFile", f"is empty, but vaultAddress {short(address)} looks private",
+        config.add("vaultCaBundleFile", f"is empty, but vaultAddress {short_url(address)} looks private",
                    "cert-manager and the Vault provider trust only public CAs by default: set vaultCaBundleFile to the "
                    "PEM of the CA behind Vault's TLS certificate, or set vaultPublicCa true if it is publicly issued")
     ca_file_path = project_file(config, "vaultCaBundleFile", project_dir) if ca_file else None

@@ -330,13 +330,14 @@ CANNOT_CHECK = (
     Rule("between settings", "a setting that depends on another (pkiMode vault needs vaultAddress, the rotation phase "
          "needs nextTrustAnchor, a certificate must not outlive its issuer, self-signed in prod needs "
          "allowSelfSignedInProd, installCertManager decides certManagerServiceAccount, deliveredBy and kubeContext, "
-         "a deny rollout needs kubeletNetworks and prometheusNetworks set and narrower than everything)",
+         "a deny rollout needs kubeletNetworks and prometheusNetworks set, and together narrower than every "
+         "address of a family and than a /7)",
          ("is required with pkiMode vault", "required when vaultKubernetesAuthCreate", "self-signed in a prod",
           "must be shorter than", "needs the anchor being rotated in", "anchorRotationPhase is none",
           "is the current anchor", "is shorter than the proxies'", "this program installs runs as",
           "but kubeContext is",
           "is operator: only the Pulumi Kubernetes Operator", "looks private", "is for audit rollouts",
-          "admits every address, and")),
+          "admits every address, and", "admits every IPv", "admits more IPv")),
     Rule("duration values", "a duration's length: at least an hour, 60 days or 1 minute where required, a whole "
          "number of seconds, within Go's time.Duration",
          ("shorter than an hour", "under 60 days", "between 1m and 1h", "longest duration Go can hold",
@@ -353,8 +354,9 @@ CANNOT_CHECK = (
          "query or fragment; https outside dev): the schema checks the scheme and the characters",
          ("is not a URL", "is not an http(s) URL", "is plain http", "is not an https:// or oci://",
           "contains credentials", "has port 0", "has a query or fragment", "does not name a host")),
-    Rule("network values", "a CIDR must parse with no host bits set, and not be IPv4-mapped IPv6",
-         ("is not a CIDR", "has host bits set", "IPv4-mapped")),
+    Rule("network values", "a CIDR must parse with no host bits set, and not be IPv4-mapped IPv6; clusterNetworks "
+         "together must not cover every address of a family, nor more than a /7 of one",
+         ("is not a CIDR", "has host bits set", "IPv4-mapped", "covers every IPv", "covers more IPv")),
     Rule("names built on a setting", "the trust domain must leave every certificate common name within X.509's 64 "
          "characters and every mesh identity a DNS name (the builders make those names); a Prometheus account must "
          "not be a namespace's 'default' account, which every pod there runs as",

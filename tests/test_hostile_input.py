@@ -7,6 +7,8 @@ Each case here was found by fuzzing the program (issue 13); the fuzz tests at th
 from __future__ import annotations
 
 import copy
+import functools
+import ipaddress
 import json
 import os
 import subprocess
@@ -295,6 +297,62 @@ def _check_emitted(run) -> None:
                repr(selector.get("matchExpressions")), server["spec"]["port"])
         assert key not in pod_ports, f"two Servers on one pod port: {pod_ports.get(key)} and {server['metadata']['name']}"
         pod_ports[key] = server["metadata"]["name"]
+    _check_no_grant_wider_than_the_graph(run)
+
+
+def _family_covered(cidrs) -> bool:
+    """Whether networks of one family, merged, are all of it (written out here, not taken from the program)."""
+    merged = list(ipaddress.collapse_addresses(ipaddress.ip_network(c) for c in cidrs))
+    return len(merged) == 1 and merged[0].prefixlen == 0
+
+
+def _check_no_grant_wider_than_the_graph(run) -> None:
+    """Issue 30's invariants on what was built: no except swallows its block; under deny no network admits a whole
+    address family to the probe routes or /metrics; no service's pods are selected by another service's policy."""
+    for obj in run.objects():
+        if obj["kind"] == "EgressNetwork":
+            blocks = obj["spec"].get("networks", [])
+        elif obj["kind"] == "NetworkPolicy":
+            blocks = [peer["ipBlock"] for rule in obj["spec"].get("ingress", []) + obj["spec"].get("egress", [])
+                      for peer in rule.get("from", rule.get("to", [])) if "ipBlock" in peer]
+        else:
+            continue
+        for block in blocks:
+            cidr = ipaddress.ip_network(block["cidr"])
+            for excepted in block.get("except", []):
+                network = ipaddress.ip_network(excepted)
+                assert network.version == cidr.version and network.subnet_of(cidr) and network != cidr, \
+                    f"{obj['kind']} {obj['metadata']['name']}: except {excepted} is no strict part of {cidr}"
+            assert not block.get("except") or not (
+                cidr.prefixlen == 0 and _family_covered(block["except"])), \
+                f"{obj['kind']} {obj['metadata']['name']}: {cidr} except {block['except']} is no address at all"
+    for policy in run.objects("NetworkPolicy"):  # only in deny namespaces
+        if policy["metadata"]["name"] == "mtls-mesh-allow-prometheus":
+            cidrs = [p["ipBlock"]["cidr"] for rule in policy["spec"]["ingress"] for p in rule["from"] if "ipBlock" in p]
+            for version in (4, 6):
+                assert not _family_covered([c for c in cidrs if ipaddress.ip_network(c).version == version]), \
+                    f"{policy['metadata']['namespace']}: /metrics is open to every IPv{version} address"
+    enforcing = {s["metadata"]["namespace"] for s in run.objects("Server")
+                 if s["metadata"]["name"] == "linkerd-admin" and s["spec"].get("accessPolicy") == "deny"}
+    for authn in run.objects("NetworkAuthentication"):
+        if authn["metadata"]["namespace"] in enforcing:
+            cidrs = [n["cidr"] for n in authn["spec"]["networks"]]
+            for version in (4, 6):
+                assert not _family_covered([c for c in cidrs if ipaddress.ip_network(c).version == version]), \
+                    f"under deny, NetworkAuthentication {authn['metadata']['name']} admits every IPv{version} address"
+    selectors: dict[str, dict[frozenset, str]] = {}
+    for obj in run.objects("NetworkPolicy"):
+        labels = obj["spec"]["podSelector"].get("matchLabels")
+        if labels:  # one per service (mtls-mesh-<workload>): the namespace-wide ones select {}
+            namespace = obj["metadata"]["namespace"]
+            here = selectors.setdefault(namespace, {})
+            selector = frozenset(labels.items())
+            assert selector not in here, \
+                f"{namespace}: {here.get(selector)} and {obj['metadata']['name']} select the same pods"
+            for other, name in here.items():
+                assert not (other <= selector or selector <= other), \
+                    f"{namespace}: {name} and {obj['metadata']['name']} select the same pods"
+            here[selector] = obj["metadata"]["name"]
 
 
 @hypothesis_settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -335,6 +393,52 @@ def test_the_fuzz_checks_can_fail():
     run.registrations.append(next(r for r in run.registrations if r.is_kubernetes and r.object().get("kind") == "Server"))
     with pytest.raises(AssertionError, match="share a kind"):
         _check_emitted(run)
+
+
+
+from plan.linkerd.authorization import EGRESS_DENY  # noqa: E402
+
+
+class _Objects:
+    """Objects of a real run, edited: what the grant checks must catch."""
+
+    def __init__(self, objects: list[dict]):
+        self._objects = objects
+
+    def objects(self, kind: str | None = None) -> list[dict]:
+        return [o for o in self._objects if kind is None or o["kind"] == kind]
+
+
+@functools.lru_cache(maxsize=1)
+def _staging_run():
+    return run_program("staging")
+
+
+def _edited(run, kind: str, name: str, namespace: str, edit) -> _Objects:
+    objects = copy.deepcopy(run.objects())
+    edit(next(o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name
+              and o["metadata"]["namespace"] == namespace))
+    return _Objects(objects)
+
+
+@pytest.mark.parametrize("kind,name,edit,message", [
+    ("EgressNetwork", EGRESS_DENY,
+     lambda o: o["spec"]["networks"][0].update(**{"except": ["0.0.0.0/1", "128.0.0.0/1"]}), "is no address at all"),
+    ("EgressNetwork", EGRESS_DENY,
+     lambda o: o["spec"]["networks"][0].update(**{"except": ["0.0.0.0/0"]}), "is no strict part"),
+    ("NetworkAuthentication", "kubelet",
+     lambda o: o["spec"].update(networks=[{"cidr": "::/1"}, {"cidr": "8000::/1"}]), "admits every IPv6 address"),
+    ("NetworkPolicy", "mtls-mesh-checkout",
+     lambda o: o["spec"]["podSelector"]["matchLabels"].update(app="frontend"), "select the same pods"),
+    ("NetworkPolicy", "mtls-mesh-checkout",
+     lambda o: o["spec"]["podSelector"]["matchLabels"].update(app="frontend", tier="web"), "select the same pods"),
+])
+def test_the_grant_checks_can_fail(kind, name, edit, message):
+    """The fuzz tests' no-wider-grant check must catch each thing it looks for, or a green run would mean nothing."""
+    run = _staging_run()
+    _check_no_grant_wider_than_the_graph(_Objects(run.objects()))
+    with pytest.raises(AssertionError, match=message):
+        _check_no_grant_wider_than_the_graph(_edited(run, kind, name, "web", edit))
 
 
 # ---- issue 22: numbers, YAML 1.2, list settings, limits, suspicious characters --------------------------------
@@ -649,3 +753,273 @@ def test_fuzz_every_list_boolean_and_url_setting_builds_or_gives_the_one_setting
         assert all(len(str(p)) < MESSAGE_LIMIT for p in err.problems)
     else:
         _check_emitted(run)
+
+
+# ---- issue 30: what a list of networks covers, selectors that overlap, URLs that carry a token ------------------
+
+# 0.0.0.0/0 less 10.0.0.0/8, in the fewest CIDRs.
+ALL_BUT_10 = ["0.0.0.0/5", "8.0.0.0/7", "11.0.0.0/8", "12.0.0.0/6", "16.0.0.0/4", "32.0.0.0/3", "64.0.0.0/2",
+              "128.0.0.0/1"]
+COVERING_EVERY_ADDRESS = [
+    ["0.0.0.0/1", "128.0.0.0/1"],
+    [f"{64 * i}.0.0.0/2" for i in range(4)],
+    [f"{16 * i}.0.0.0/4" for i in range(16)],
+    ["::/1", "8000::/1"],
+    ["10.0.0.0/8", *ALL_BUT_10],
+]
+
+
+@pytest.mark.parametrize("key", ["kubeletNetworks", "prometheusNetworks"])
+@pytest.mark.parametrize("networks", COVERING_EVERY_ADDRESS)
+def test_networks_that_together_admit_every_address_are_refused_under_deny(key, networks):
+    """staging enforces deny: the probe routes and /metrics would be open to every address without mTLS."""
+    problem_at(rejected("staging", **{key: networks}), f"mtls-mesh:{key}", "admits every IPv")
+
+
+@pytest.mark.parametrize("key,networks", [
+    ("kubeletNetworks", ALL_BUT_10),
+    ("prometheusNetworks", ["0.0.0.0/1"]),
+    ("prometheusNetworks", ["10.0.0.0/8", "11.0.0.0/8", "12.0.0.0/8"]),
+    ("kubeletNetworks", ["2400::/6"]),  # 2000::/3 would hold 6to4, so every IPv4 address
+])
+def test_networks_wider_than_a_slash_7_are_refused_under_deny(key, networks):
+    problem_at(rejected("staging", **{key: networks}), f"mtls-mesh:{key}", "admits more IPv")
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging"])
+@pytest.mark.parametrize("networks,family", [
+    (["0.0.0.0/0"], "IPv4"),
+    (["0.0.0.0/1", "128.0.0.0/1"], "IPv4"),
+    (["10.0.0.0/8", *ALL_BUT_10], "IPv4"),
+    # Every IPv6 range that is all of IPv6 holds the IPv4-mapped addresses, so every IPv4 address too.
+    (["::/0"], "IPv4 and IPv6"),
+    (["10.0.0.0/8", "::/1", "8000::/1"], "IPv4 and IPv6"),
+])
+def test_cluster_networks_that_cover_every_address_are_refused_in_every_phase(stack, networks, family):
+    """Under deny the egress deny would be 0.0.0.0/0 except 0.0.0.0/0; in audit the setting is as wrong (the control
+    plane reads it too), and a stack should not learn it the day it enforces."""
+    problem_at(rejected(stack, clusterNetworks=networks), "mtls-mesh:clusterNetworks", f"covers every {family} address")
+
+
+def _add_services(document: dict, **services) -> dict:
+    document = copy.deepcopy(document)
+    document["services"].update(services)
+    return document
+
+
+@pytest.mark.parametrize("services,where,words", [
+    # The same selector as checkout's, on another port.
+    ({"checkout-metrics": _service("web", ports=(("metrics", 9100),), selector={"app": "checkout"})},
+     "services.checkout-metrics.selector", "selects pods that services.checkout selects too"),
+    # A selector holding all of checkout's labels: every pod it selects carries app: checkout.
+    ({"checkout-admin": _service("web", ports=(("admin", 9101),), selector={"app": "checkout", "tier": "admin"})},
+     "services.checkout-admin.selector", "selects pods that services.checkout selects too"),
+    # The proxy-free database: postgres' NetworkPolicy would admit its callers to the exporter's pods, and the
+    # exporter's callers (frontend, not a caller of postgres) to the database's.
+    ({"postgres-exporter": _service("data", ports=(("metrics", 9187),), allow=["frontend"], meshed=False,
+                                    selector={"app.kubernetes.io/name": "postgres"})},
+     "services.postgres-exporter.selector", "selects pods that services.postgres selects too"),
+    # The other way round: a new service whose selector is part of an existing one's.
+    ({"web-tier": _service("web", ports=(("http", 9102),), selector={"app": "catalog"}),
+      "catalog": {"namespace": "web", "selector": {"app": "catalog", "track": "stable"},
+                  "ports": [{"name": "grpc", "port": 9090, "protocol": "gRPC"}], "allow": ["frontend", "checkout"]}},
+     "services.catalog.selector", "selects pods that services.web-tier selects too"),
+])
+def test_two_services_that_select_the_same_pods_are_refused_whatever_their_ports(tmp_path, services, where, words):
+    _graph_problem(tmp_path, _add_services(EXAMPLE, **services), where, words)
+
+
+def test_selectors_with_different_labels_may_share_a_namespace(tmp_path):
+    """app: x and tier: web overlap only on a pod labelled with both, which the graph cannot see: allowed."""
+    document = _add_services(EXAMPLE, **{"web-cache": _service("web", ports=(("http", 9103),), allow=["frontend"],
+                                                               selector={"tier": "cache"})})
+    graph_file = tmp_path / "graph.yaml"
+    graph_file.write_text(graph_text(document))
+    _check_emitted(run_program("staging", set_config={"serviceGraph": str(graph_file)}))
+
+
+def test_many_services_on_one_selector_give_one_problem_each():
+    """5,000 services with the same selector: 4,999 problems (each against the first), not 12.5 million pairs."""
+    services = {f"s{i}": {"namespace": "a", "selector": {"app": "same"},
+                          "ports": [{"name": "http", "port": 8080, "protocol": "HTTP/1"}]} for i in range(5_000)}
+    problems = Problems()
+    from read.graph import parse_graph
+    parse_graph({"namespaces": {"a": {}}, "services": services}, "services.yaml", problems)
+    overlaps = [p for p in problems.items if "selects pods that services.s0 selects too" in p.what]
+    assert len(overlaps) == 4_999 and len(problems.items) == 4_999, len(problems.items)
+
+
+def test_selectors_that_share_every_label_are_refused_past_the_comparison_limit(monkeypatch):
+    """Distinct selectors built from a few shared labels defeat the rarest-label index: the comparisons are counted
+    before any is made, and past the limit the namespace is refused instead of compared pair by pair."""
+    from read import graph as graph_module
+    from read.graph import parse_graph
+    pool = [(f"l{i}", "x") for i in range(8)]
+    import itertools
+    services = {f"s{n}": {"namespace": "a", "selector": dict(labels), "ports": [
+        {"name": "http", "port": 8080 + n, "protocol": "HTTP/1"}]}
+        for n, labels in enumerate(itertools.combinations(pool, 4))}  # 70 selectors, none part of another
+    document = {"namespaces": {"a": {}}, "services": services}
+    problems = Problems()
+    parse_graph(document, "services.yaml", problems)
+    assert problems.items == []
+    monkeypatch.setattr(graph_module, "MAX_SELECTOR_COMPARISONS", 100)
+    problems = Problems()
+    parse_graph(document, "services.yaml", problems)
+    assert [p.where for p in problems.items] == ["services.yaml: namespaces.a"], [str(p) for p in problems.items]
+    assert "more than the limit of 100" in problems.items[0].what and "a label of its own" in problems.items[0].fix
+
+
+TOKEN = "s3cr3t-t0ken-9f8e7d"
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging"])
+@pytest.mark.parametrize("key,url", [
+    ("vaultAddress", f"https://vault.example.com:8200/?token={TOKEN}"),
+    ("vaultAddress", f"https://vault.example.com:8200/#{TOKEN}"),
+    ("vaultAddress", f"https://vault.example.com:8200/v1?x=1&token={TOKEN}#{TOKEN}"),
+    ("vaultAddress", f"https://vault.example.com:8200/#frag?token={TOKEN}"),
+    ("vaultKubernetesHost", f"https://k8s.example.com:6443/?token={TOKEN}"),
+    ("vaultKubernetesHost", f"https://k8s.example.com:6443#access_token={TOKEN}"),
+    ("linkerdHelmRepository", f"https://helm.example.com/edge?token={TOKEN}"),
+    ("linkerdHelmRepository", f"oci://ghcr.io/linkerd/charts#{TOKEN}"),
+    # Something else wrong as well: every message that quotes the URL hides the query and fragment.
+    ("vaultAddress", f"https://vault example.com/?token={TOKEN}"),
+    ("vaultAddress", f"https://vault.example.com:0/?token={TOKEN}"),
+    ("vaultAddress", f"https://[vault.example.com/?token={TOKEN}"),
+    ("vaultAddress", f"https://vаult.example.com/?token={TOKEN}"),
+    ("vaultAddress", f"https://vault_1.example.com/?token={TOKEN}"),
+    ("vaultAddress", f"ftp://vault.example.com/?token={TOKEN}"),
+    ("vaultKubernetesHost", f"https://k8s\x7f.example.com:6443/?token={TOKEN}"),
+    ("linkerdHelmRepository", f"ftp://helm.example.com/?token={TOKEN}"),
+])
+def test_a_url_with_a_token_is_refused_without_printing_the_token(stack, key, url):
+    error = rejected(stack, **{key: url})
+    assert [p for p in error.problems if p.where == f"mtls-mesh:{key}"], [str(p) for p in error.problems]
+    assert TOKEN not in str(error) and "s3cr3t" not in str(error), str(error)
+
+
+@pytest.mark.parametrize("key,url,shown", [
+    ("vaultAddress", f"https://vault.example.com:8200/?token={TOKEN}#{TOKEN}",
+     "'https://vault.example.com:8200/?<query hidden>#<fragment hidden>' has a query or fragment"),
+    ("vaultKubernetesHost", f"https://k8s.example.com:6443#{TOKEN}",
+     "'https://k8s.example.com:6443#<fragment hidden>' has a query or fragment"),
+    ("linkerdHelmRepository", f"https://helm.example.com/edge?token={TOKEN}",
+     "'https://helm.example.com/edge?<query hidden>' has a query or fragment"),
+])
+def test_a_quoted_url_shows_where_its_query_and_fragment_were(key, url, shown):
+    problem_at(rejected("staging", **{key: url}), f"mtls-mesh:{key}", shown)
+
+
+def test_a_long_value_says_how_much_of_it_is_shown():
+    assert short("x" * 100) == f"'{'x' * 60}'... (the first 60 of 100 characters)"
+
+
+# ---- fuzzing the classes issue 30 found --------------------------------------------------------------------------
+
+@st.composite
+def partition_of_a_family(draw, version: int) -> list[str]:
+    """A random partition of all of IPv4 or IPv6 into CIDRs (split a random piece in halves, a few times), shuffled."""
+    pieces = [ipaddress.ip_network("0.0.0.0/0" if version == 4 else "::/0")]
+    for _ in range(draw(st.integers(1, 10))):
+        index = draw(st.integers(0, len(pieces) - 1))
+        pieces[index:index + 1] = list(pieces[index].subnets())
+    return [str(p) for p in draw(st.permutations(pieces))]
+
+
+@st.composite
+def network_lists(draw) -> tuple[list[str], bool]:
+    """(networks, whether they cover a whole family): one or two partitions, perhaps less a piece, plus a narrow
+    network or two."""
+    networks: list[str] = []
+    covering = False
+    for version in draw(st.sampled_from([(4,), (6,), (4, 6)])):
+        pieces = draw(partition_of_a_family(version))
+        if draw(st.booleans()):
+            pieces = pieces[1:]  # no longer all, but still far wider than a /7
+        else:
+            covering = True
+        networks += pieces
+    networks += draw(st.lists(st.sampled_from(["10.20.0.0/20", "192.168.0.0/16", "fd00:42::/64"]), max_size=2,
+                              unique=True))
+    return list(dict.fromkeys(networks)), covering
+
+
+@hypothesis_settings(max_examples=20, deadline=None)
+@given(stack=st.sampled_from(["dev", "staging"]),
+       key=st.sampled_from(["kubeletNetworks", "prometheusNetworks", "clusterNetworks"]), drawn=network_lists())
+def test_fuzz_networks_that_cover_everything_however_written(stack, key, drawn):
+    """Whatever the partition: under deny (staging) every list is refused, as is every clusterNetworks; audit (dev)
+    builds the others. Never a traceback; what is built grants nothing wider than the graph."""
+    networks, covering = drawn
+    enforced = stack == "staging" or key == "clusterNetworks"
+    try:
+        run = run_program(stack, set_config={key: networks})
+    except SettingsError as err:
+        assert err.registrations == [] and all(len(str(p)) < MESSAGE_LIMIT for p in err.problems)
+        here = [p.what for p in err.problems if p.where == f"mtls-mesh:{key}"]
+        assert enforced and here, [str(p) for p in err.problems]
+        assert any(("every IPv" if covering else "IPv") in what for what in here), here
+    else:
+        assert not enforced, f"{key} {networks} built in {stack}"
+        _check_emitted(run)
+
+
+LABEL_POOL = [("app", "checkout"), ("app", "xa"), ("app", "yb"), ("tier", "web"), ("team", "shop")]
+
+
+def _overlapping_pair(selectors: dict[str, dict[str, str]]) -> bool:
+    items = [frozenset(s.items()) for s in selectors.values()]
+    return any(a <= b for i, a in enumerate(items) for j, b in enumerate(items) if i != j)
+
+
+@hypothesis_settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(selectors=st.lists(st.lists(st.sampled_from(LABEL_POOL), min_size=1, max_size=3).map(dict),
+                          min_size=1, max_size=4),
+       meshed=st.lists(st.booleans(), min_size=4, max_size=4))
+def test_fuzz_services_whose_selectors_overlap(tmp_path_factory, selectors, meshed):
+    """New services in namespace web (beside frontend, checkout and catalog, each app: <name>) on ports of their own:
+    refused exactly when one selector holds all of another's labels in the namespace, else built with no service's
+    pods under another's policy."""
+    new = {f"n{i}": _service("web", ports=((f"p{i}", 7000 + i),), allow=["frontend"], selector=selector,
+                             **({} if meshed[i] else {"meshed": False}))
+           for i, selector in enumerate(selectors)}
+    document = _add_services(EXAMPLE, **new)
+    in_web = {key: s.get("selector", {"app": key}) for key, s in document["services"].items()
+              if s["namespace"] == "web"}
+    graph_file = tmp_path_factory.mktemp("fuzz") / "services.yaml"
+    graph_file.write_text(graph_text(document))
+    try:
+        run = run_program("staging", set_config={"serviceGraph": str(graph_file)})
+    except SettingsError as err:
+        assert err.registrations == [] and all(len(str(p)) < MESSAGE_LIMIT for p in err.problems)
+        assert _overlapping_pair(in_web), [str(p) for p in err.problems]
+        assert any(p.where.endswith(".selector") and "selects pods that services." in p.what for p in err.problems)
+    else:
+        assert not _overlapping_pair(in_web), f"built with overlapping selectors: {in_web}"
+        _check_emitted(run)
+
+
+URL_BASES = ["https://vault.example.com:8200", "https://vault.example.com:8200/v1", "http://vault.internal:8200",
+             "https://vault example.com", "https://vault.example.com:0", "https://[vault.example.com",
+             "oci://ghcr.io/x",
+             "https://vаult.example.com", "https://vault_1.example.com", "https://u:pw@vault.example.com", "vault",
+             "https://vault.example.com:99999", "ftp://vault.example.com"]
+URL_TAILS = ["?token={}", "#{}", "?a=1&token={}", "?x#{}", "#x?token={}", "/?{}=1", "?token={}#{}", "?{}"]
+
+
+@hypothesis_settings(max_examples=30, deadline=None)
+@given(stack=st.sampled_from(["dev", "staging"]),
+       key=st.sampled_from(["vaultAddress", "vaultKubernetesHost", "linkerdHelmRepository"]),
+       base=st.sampled_from(URL_BASES), tail=st.sampled_from(URL_TAILS),
+       token=st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~%",
+                     min_size=12, max_size=40))
+def test_fuzz_urls_with_a_token_never_print_it(stack, key, base, tail, token):
+    """A query or fragment is always refused, and no message quotes it, whatever else is wrong with the URL."""
+    url = base + tail.format(token, token)
+    with pytest.raises(SettingsError) as caught:
+        run_program(stack, set_config={key: url})
+    error = caught.value
+    assert error.registrations == [] and all(len(str(p)) < MESSAGE_LIMIT for p in error.problems)
+    assert [p for p in error.problems if p.where == f"mtls-mesh:{key}"], [str(p) for p in error.problems]
+    assert token not in str(error), str(error)

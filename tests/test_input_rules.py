@@ -339,3 +339,47 @@ def test_every_declared_setting_is_validated_in_every_mode(key):
 @pytest.mark.parametrize("key", sorted(k for k, d in DECLARATIONS.items() if d.type == "boolean"))
 def test_every_boolean_says_what_it_accepts(key):
     problem(refused("dev", **{key: "x"}), f"mtls-mesh:{key}", "must be true or false")
+
+
+# ---- networks: what a list covers, whatever way it is written (issue 30) ----------------------------------------
+
+PRIVATE_RANGES = ["10.0.0.0/8", "100.64.0.0/10", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
+
+
+def test_every_private_range_together_is_narrow_enough_under_deny():
+    """The widest lists a real cluster needs (the defaults, with every unique-local IPv6 address) still build."""
+    settings = settings_for("staging", kubeletNetworks=PRIVATE_RANGES, prometheusNetworks=PRIVATE_RANGES,
+                            clusterNetworks=PRIVATE_RANGES)
+    assert settings.policy.kubelet_networks == settings.policy.cluster_networks == tuple(PRIVATE_RANGES)
+
+
+def test_networks_that_cover_everything_are_the_audit_default():
+    """In audit nothing is enforced: kubeletNetworks' default is every address, however it is written."""
+    settings = settings_for("dev", kubeletNetworks=["0.0.0.0/1", "128.0.0.0/1", "::/1", "8000::/1"])
+    assert settings.policy.kubelet_networks == ("0.0.0.0/1", "128.0.0.0/1", "::/1", "8000::/1")
+
+
+def test_a_split_cover_is_named_as_the_whole_list():
+    error = refused("staging", prometheusNetworks=[f"{16 * i}.0.0.0/4" for i in range(16)])
+    text = problem(error, "mtls-mesh:prometheusNetworks", "admits every IPv4 address", "together cover 0.0.0.0/0",
+                   "enforce deny", "narrowest network")
+    assert "prometheusNetworks[" not in text
+
+
+def test_the_egress_deny_never_excepts_a_whole_block(tmp_path):
+    """The graph's egress CIDRs and clusterNetworks together may cover all of IPv4 (egress to the whole Internet, which
+    the graph says): the Deny network then has no IPv4 block, never 0.0.0.0/0 except everything."""
+    from plan.linkerd.authorization import outside_cluster
+    all_but_10 = ["0.0.0.0/5", "8.0.0.0/7", "11.0.0.0/8", "12.0.0.0/6", "16.0.0.0/4", "32.0.0.0/3", "64.0.0.0/2",
+                  "128.0.0.0/1"]
+    settings = settings_for("staging", clusterNetworks=["10.0.0.0/8", "fd00::/8"])
+    assert outside_cluster(settings.policy, all_but_10) == [{"cidr": "::/0", "except": ["fd00::/8"]}]
+    assert outside_cluster(settings.policy) == [{"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8"]},
+                                                {"cidr": "::/0", "except": ["fd00::/8"]}]
+
+    run = run_program("staging", graph=graph_with(_set("services/billing/egress", [
+        {"name": "internet", "cidrs": all_but_10, "ports": [443]}])), tmp_path=tmp_path,
+        set_config={"clusterNetworks": ["10.0.0.0/8", "fd00::/8"]})
+    deny = [o for o in run.objects("EgressNetwork") if o["spec"]["trafficPolicy"] == "Deny"
+            and o["metadata"]["namespace"] == "payments"]
+    assert deny and deny[0]["spec"]["networks"] == [{"cidr": "::/0", "except": ["fd00::/8"]}]

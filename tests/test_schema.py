@@ -393,6 +393,19 @@ CONVERTERS: dict[str, Any] = {
         lambda name, limit, document: ("dev", {}, document(limit + 1), _LIMIT_PLACES[name]),
     "test_hostile_input.test_graph_wide_totals_are_counted_before_anything_is_read":
         lambda field, limit: Words("in all, more than the limit"),
+    "test_hostile_input.test_networks_that_together_admit_every_address_are_refused_under_deny":
+        lambda key, networks: ("staging", {key: networks}, None, key),
+    "test_hostile_input.test_networks_wider_than_a_slash_7_are_refused_under_deny":
+        lambda key, networks: ("staging", {key: networks}, None, key),
+    "test_hostile_input.test_cluster_networks_that_cover_every_address_are_refused_in_every_phase":
+        lambda stack, networks, family: (stack, {"clusterNetworks": networks}, None, "clusterNetworks"),
+    "test_hostile_input.test_two_services_that_select_the_same_pods_are_refused_whatever_their_ports":
+        lambda services, where, words: ("staging", {}, _services(**services), where),
+    "test_hostile_input.test_a_url_with_a_token_is_refused_without_printing_the_token":
+        lambda stack, key, url: (stack, {key: url}, None, key),
+    "test_hostile_input.test_the_grant_checks_can_fail": None,
+    "test_hostile_input.test_a_quoted_url_shows_where_its_query_and_fragment_were":
+        lambda key, url, shown: ("staging", {key: url}, None, key),
     "test_input_rules.test_a_grant_wider_than_the_graph_is_refused":
         lambda edit, where, words: ("staging", {}, input_rules.graph_with(edit), where),
     "test_input_rules.test_an_egress_cidr_must_be_what_a_network_policy_accepts":

@@ -223,10 +223,27 @@ def _ip_version(cidr: str) -> int:
 
 
 def outside_cluster(access: PolicySettings, also_except: Iterable[str] = ()) -> list[dict[str, Any]]:
-    """Every address outside the cluster networks (and outside `also_except`), as CIDR-with-exceptions blocks."""
-    v4_except, v6_except = _split_networks([*access.cluster_networks, *also_except])
-    return [{"cidr": "0.0.0.0/0", **({"except": v4_except} if v4_except else {})},
-            {"cidr": "::/0", **({"except": v6_except} if v6_except else {})}]
+    """Every address outside the cluster networks (and outside `also_except`), as CIDR-with-exceptions blocks.
+
+    A family whose exceptions together cover all of it has no block: nothing of it is outside. Written anyway, an
+    except equal to its cidr is refused by the API server in a NetworkPolicy (kubernetes/kubernetes@019c5dc5
+    pkg/apis/networking/validation/validation.go, ValidateIPBlock: "must be a strict subset of `cidr`"), and
+    `0.0.0.0/0 except 0.0.0.0/1, 128.0.0.0/1` is a block of no address that reads like one of all. The settings
+    refuse clusterNetworks that cover a family (read/settings.py, coverage_problem), so only the graph's own egress
+    CIDRs can complete the cover; the result may then be empty, which callers handle."""
+    blocks = []
+    for cidr, excepts in zip(("0.0.0.0/0", "::/0"), _split_networks([*access.cluster_networks, *also_except])):
+        if excepts and _covers_everything(tuple(sorted(set(excepts)))):
+            continue
+        blocks.append({"cidr": cidr, **({"except": excepts} if excepts else {})})
+    return blocks
+
+
+@functools.lru_cache(maxsize=4096)
+def _covers_everything(cidrs: tuple[str, ...]) -> bool:
+    """Whether networks of one family merge into all of it (every namespace carves out the same ones: merged once)."""
+    merged = list(ipaddress.collapse_addresses(ipaddress.ip_network(c) for c in cidrs))
+    return len(merged) == 1 and merged[0].prefixlen == 0
 
 
 def egress_objects(namespace: str, services: list[Service], access: PolicySettings) -> list[dict[str, Any]]:
@@ -238,6 +255,10 @@ def egress_objects(namespace: str, services: list[Service], access: PolicySettin
     """
     destinations = [(service, egress) for service in services for egress in service.egress]
     allowed_cidrs = sorted({cidr for _, egress in destinations for cidr in egress.cidrs})
+    # `networks` is always written: an absent list means "everything outside clusterNetworks" to Linkerd's policy
+    # controller, an empty one (every outside address allowed by the graph's own CIDRs) no network at all
+    # (linkerd/linkerd2@945030f7 policy-controller/k8s/status/src/index.rs, IndexNamespacedResource<EgressNetwork>::
+    # apply: spec.networks.unwrap_or_else).
     objects: list[dict[str, Any]] = [
         {"apiVersion": POLICY_API, "kind": "EgressNetwork", "metadata": metadata(EGRESS_DENY, namespace),
          "spec": {"trafficPolicy": "Deny", "networks": outside_cluster(access, allowed_cidrs)}},
@@ -316,7 +337,9 @@ def network_policies(graph: ServiceGraph, namespace: str, access: PolicySettings
                 extra = [PROXY_INBOUND_PORT] if graph.is_meshed(target) and meshed else []
                 out.append({"to": [_peer(target)], "ports": _tcp(*port_numbers, *extra)})
             for egress in service.egress:
-                out.append({"to": _egress_blocks(egress, access), "ports": _tcp(*egress.ports)})
+                blocks = _egress_blocks(egress, access)
+                if blocks:  # an empty `to` would admit every destination (NetworkPolicyEgressRule)
+                    out.append({"to": blocks, "ports": _tcp(*egress.ports)})
         # One policy per workload, holding both directions: its callers in, its callees and destinations out.
         if rules or out:
             policies.append(_network_policy(f"mtls-mesh-{service.name}", namespace, selector,
