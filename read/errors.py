@@ -157,6 +157,8 @@ def short_url(value: str, limit: int = QUOTE_LIMIT) -> str:
     the fragment (a `?token=...` or `#access_token=...`), each replaced by a placeholder, whatever else is wrong with
     the URL. Split on the text, not by a URL parser: the value may be one no parser accepts."""
     text = str(value)
+    if _is_hidden(text, _HIDDEN.get()):  # a URL stored as a secret: no part of it is quoted, its host neither
+        return short(text, limit)
     scheme, sep, rest = text.partition("//")
     if not sep:
         scheme, rest = "", text
