@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-
 from read.errors import Problem, SettingsError
 from read.settings import AnchorRotation
 
