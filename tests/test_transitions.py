@@ -417,3 +417,45 @@ def test_the_graph_owners_match_the_plans_scopes():
     assert owners(settings.graph, True, PLATFORM) == BASE.owners()
     assert transition(BASE.owners(), TRANSITIONS["shard removed"].owners(), PLATFORM).retired[0].stack == \
         "prod-storefront"
+
+
+def test_the_plan_prints_the_exact_commands_a_person_would_run(tmp):
+    world = deployed(tmp)
+    head = TRANSITIONS["namespace shard -> shard"]
+    env = tool.Environment(PLATFORM, head.owners(), head.stacks())
+    holders, exports = tool.holdings(world, env)
+    lines = tool.commands(env, tool.planned(env, holders, exports), exports)
+    move = next(line for line in lines if line.startswith("pulumi state move"))
+    assert move.startswith("pulumi state move --source prod-payments --dest prod-storefront --yes "
+                           "urn:pulumi:prod-payments::mtls-mesh::kubernetes:yaml/v2:ConfigGroup::authz-data ")
+    urns = move.split(" --yes ", 1)[1].split()
+    assert len(urns) == len(world.states["prod-payments"]) - sum(
+        1 for (_, name) in world.states["prod-payments"] if not holds(name, "data"))
+    assert all(holds(tool.urn_name(urn), "data") for urn in urns)
+
+
+def test_the_backend_runs_the_cli_as_documented():
+    calls = []
+
+    class Done:
+        returncode, stdout, stderr = 0, "[]", ""
+
+    def record(argv, **kwargs):
+        calls.append(argv)
+        return Done()
+
+    backend = tool.Backend(Path("/project"), run=record)
+    backend.move("prod-payments", "prod-storefront", ["urn:a", "urn:b"])
+    backend.remove("prod-storefront")
+    backend.init("prod-pay")
+    assert calls == [
+        ["pulumi", "state", "move", "--source", "prod-payments", "--dest", "prod-storefront", "--yes", "urn:a", "urn:b",
+         "--non-interactive"],
+        ["pulumi", "stack", "rm", "prod-storefront", "--force", "--yes", "--non-interactive"],
+        ["pulumi", "stack", "init", "prod-pay", "--no-select", "--non-interactive"]]
+
+    class Failed(Done):
+        returncode, stderr = 255, "error: resource already exists in destination stack"
+
+    with pytest.raises(tool.TransitionError, match="already exists in destination stack"):
+        tool.Backend(Path("/project"), run=lambda argv, **kwargs: Failed()).move("a", "b", ["urn:a"])
