@@ -328,6 +328,7 @@ def schedules(base: Commit, head: Commit) -> list[list[tuple[str, str]]]:
     # A stack still at the base commit running right after the handover (the Operator had not polled yet).
     for late in stale:
         orders.append([("handover", ""), late, *ups])
+        orders.append([ups[0], late, ("handover", ""), *ups[1:], late])
     return orders
 
 
