@@ -460,3 +460,20 @@ def test_the_backend_runs_the_cli_as_documented():
 
     with pytest.raises(tool.TransitionError, match="already exists in destination stack"):
         tool.Backend(Path("/project"), run=lambda argv, **kwargs: Failed()).move("a", "b", ["urn:a"])
+
+
+def test_without_the_guard_the_model_shows_todays_window(tmp, monkeypatch):
+    """The model can fail: with the ownership check taken out (the code before issue 29), the deploy workflow's order
+    (platform, then the old shard) deletes `data`'s default-deny NetworkPolicies before the new shard creates them."""
+    import sys
+    import components.platform
+    monkeypatch.setattr(components.platform, "ownership_problems", lambda *args, **kwargs: [])
+    monkeypatch.setattr(sys.modules[__name__], "_RUNS", {})
+    head = TRANSITIONS["namespace shard -> shard"]
+    world = deployed(tmp)
+    world.protected = kept_objects(world, BASE, head)
+    with pytest.raises(Broken, match=r"objects absent from the cluster after prod-payments@"):
+        for stack in ("prod", "prod-payments", "prod-storefront"):
+            world.up(stack, head)
+    denies = {key for key in world.protected if key[:2] == ("NetworkPolicy", "data")}
+    assert denies and not denies & set(world.cluster), "data's NetworkPolicies should be gone in that window"
