@@ -477,3 +477,23 @@ def test_without_the_guard_the_model_shows_todays_window(tmp, monkeypatch):
             world.up(stack, head)
     denies = {key for key in world.protected if key[:2] == ("NetworkPolicy", "data")}
     assert denies and not denies & set(world.cluster), "data's NetworkPolicies should be gone in that window"
+
+
+def test_the_ledger_changes_only_by_a_handover_or_the_graph():
+    from plan.ownership import next_holders
+    previous = {"web": "prod-storefront", "data": "prod-payments", "gone": "prod-payments"}
+    now = {"web": "prod", "data": "prod-payments", "new": "prod-payments"}
+    assert next_holders(previous, now) == {"web": "prod-storefront", "data": "prod-payments", "new": "prod-payments"}
+    assert next_holders(None, now) == now
+
+
+def test_the_guard_names_each_namespace_and_lets_a_removal_through():
+    from plan.ownership import ownership_problems
+    ledger = {"data": "prod-payments", "payments": "prod-payments", "gone": "prod-payments", "web": "prod-storefront"}
+    graph_owners = {"data": "prod-storefront", "payments": "prod-payments", "web": "prod-payments"}
+    problems = ownership_problems("prod-payments", ["payments", "web"], graph_owners, ledger, "HANDOVER")
+    assert [ns for ns, _ in problems] == ["data", "web"]
+    assert problems[0][1].startswith("now belongs to stack 'prod-storefront', and this stack still holds")
+    assert problems[1][1].startswith("now belongs to this stack, and stack 'prod-storefront' still holds")
+    assert all("`HANDOVER`" in text for _, text in problems)
+    assert ownership_problems("prod-payments", ["payments"], graph_owners, None, "HANDOVER") == []
