@@ -14,11 +14,12 @@ from components.namespaces import MeshNamespaces, MeshNamespacesArgs
 from components.trust import SelfSignedAnchors, SelfSignedWorkloadCertificates
 from components.vault import VaultPki, VaultPkiArgs, VaultTokenReviewer
 from components.verification import MeshVerification, MeshVerificationArgs
-from components.platform import CONTRACTS_OUTPUT, check_platform_applied
-from components.rotation import check_rotation_step, read_previous_rotation, rotation_status
+from components.platform import CONTRACTS_OUTPUT, check_ownership, check_platform_applied, holders, read_outputs
+from components.rotation import check_rotation_step, rotation_status
 from components.runtime import read_stack_config, settings_errors_reported, tune_garbage_collector
 from components.shard import register_shard
 from plan.mesh import compile_mesh
+from plan.ownership import HOLDERS_OUTPUT, handover_command, next_holders, owners
 from plan.shards import SHARD, contract_digests, scoped_matrix, scoped_namespaces, size_advice, stack_scope
 from read.stack_files import load_stack_settings
 
@@ -31,15 +32,25 @@ with settings_errors_reported():
                                    updating=not pulumi.runtime.is_dry_run())
     plan = compile_mesh(settings)
     scope = stack_scope(settings.graph, settings.policy_shards, settings.shard)
+    environment = settings.platform_stack if scope.role == SHARD else settings.stack
+    graph_owners = owners(settings.graph, scope.role != "single", environment)
     if scope.role == SHARD:
         # A shard applies only a plan whose platform part (its namespaces, phases, issuers, Linkerd) is applied.
+        platform_outputs = read_outputs(settings.platform_stack, (CONTRACTS_OUTPUT, HOLDERS_OUTPUT))
         check_platform_applied(scope.shard, settings.platform_stack, contract_digests(plan, settings.graph)[scope.shard],
-                               settings.stack, preview=pulumi.runtime.is_dry_run())
+                               settings.stack, preview=pulumi.runtime.is_dry_run(), outputs=platform_outputs)
+        ledger = holders(platform_outputs)
     else:
         # A rotation phase must follow the state this stack last applied (its own trustRotation output), so an
         # out-of-order phase changes nothing.
-        check_rotation_step(read_previous_rotation(), settings.pki.rotation, settings.stack,
+        previous_outputs = read_outputs(settings.stack, ("trustRotation", HOLDERS_OUTPUT))
+        check_rotation_step(previous_outputs["trustRotation"], settings.pki.rotation, settings.stack,
                             settings.pki.allow_rotation_jump)
+        ledger = holders(previous_outputs)
+    # Which stack holds each namespace's policy objects changes only by a handover (plan/ownership.py): never by an
+    # `up` that deletes them here while another stack creates them.
+    check_ownership(settings.stack, scope.namespaces, graph_owners, ledger, handover_command(environment),
+                    preview=pulumi.runtime.is_dry_run())
 
 kubernetes = kubernetes_provider("kubernetes", settings.kubernetes)
 on_cluster = pulumi.ResourceOptions(providers={"kubernetes": kubernetes})
@@ -136,6 +147,8 @@ else:
                               "cni": plan.linkerd.cni, "viz": plan.linkerd.viz_values is not None})
     pulumi.export("accessMatrix", scoped_matrix(plan.access_matrix, scope, settings.graph))
     pulumi.export("egressMatrix", scoped_matrix(plan.egress_matrix, scope, settings.graph))
+    # Which stack's state holds each namespace's groups: what every stack of the environment checks itself against.
+    pulumi.export(HOLDERS_OUTPUT, next_holders(ledger, graph_owners))
     if settings.policy_shards:
         # What each shard's objects assume of this stack, as applied: a shard refuses a plan whose digest is not here.
         pulumi.export(CONTRACTS_OUTPUT, contract_digests(plan, settings.graph))

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 
 import pulumi
 
-from components.k8s import register_group
+from components.k8s import moved_in, register_group
 
 
 @dataclass
@@ -34,7 +34,7 @@ class MeshAuthorization(pulumi.ComponentResource):
     def __init__(self, name: str, args: MeshAuthorizationArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mtls-mesh:authorization:MeshAuthorization", name, None, opts)
         self.groups = {
-            namespace: register_group(policy_group_name(name, namespace), objects, pulumi.ResourceOptions(parent=self),
+            namespace: register_group(policy_group_name(name, namespace), objects, moved_in(self),
                                       after=[args.policy_crds, args.namespaces[namespace]],
                                       manifest=args.namespace_manifests[namespace])
             for namespace, objects in args.namespace_objects.items() if objects

@@ -17,7 +17,7 @@ import pulumi_kubernetes as k8s
 
 from plan.cert_manager import (JETSTACK_CHARTS, anchor_config_map, anchor_secret, workload_anchor_config_map,
                            workload_secret_name, workload_tls_secret)
-from components.k8s import register, register_group
+from components.k8s import moved_in, register, register_group
 from plan.namespaces import LINKERD_NAMESPACE
 from plan.mesh import CertificatesPlan, NamespacePlan
 from plan.trust import SignedWorkload
@@ -145,7 +145,7 @@ class CertManager(pulumi.ComponentResource):
                 continue
             # Workload certificates grow with the graph: one ConfigGroup per namespace (see k8s.register_group).
             self.workload_certificates[namespace] = register_group(
-                workload_group_name(name, namespace), ns_plan.certificates, child,
+                workload_group_name(name, namespace), ns_plan.certificates, moved_in(self),
                 after=[issuer_resource, namespace_resource])
 
         self.workload_trust = None

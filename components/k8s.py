@@ -49,6 +49,17 @@ def register(resource_name: str, obj: dict[str, Any], opts: pulumi.ResourceOptio
                                             metadata=body["metadata"], spec=body.get("spec"), opts=opts)
 
 
+def moved_in(component: pulumi.Resource) -> pulumi.ResourceOptions:
+    """The options of a namespace's group under its component, that also find the group where a handover from a
+    shard stack put it: at the stack's root, where shards register it and `pulumi state move` re-parents what it
+    moves without its parent (pulumi pkg/cmd/pulumi/state/state_move.go lines 405-414, at 1b5949891b3c). The engine
+    matches the group by this alias and each of its objects by the alias it derives from the group's
+    (pkg/resource/deploy/step_generator.go `generateAliases`/`inheritedChildAlias`, lines 587-653; the group's
+    aliases reach the provider's Construct, sdk/go/pulumi/provider.go line 175), so a namespace handed back to the
+    platform is `same`, not deleted and re-created (plan/ownership.py, docs/changing-shards.md)."""
+    return pulumi.ResourceOptions(parent=component, aliases=[pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)])
+
+
 def register_group(resource_name: str, objects: Sequence[dict[str, Any]], opts: pulumi.ResourceOptions,
                    after: Sequence[pulumi.Resource], manifest: str | None = None) -> k8s.yaml.v2.ConfigGroup:
     """Register many objects as one `yaml/v2.ConfigGroup`: one registration for the program, while pulumi-kubernetes

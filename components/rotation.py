@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-import pulumi
-from pulumi.runtime.sync_await import _sync_await
-
 from read.errors import Problem, SettingsError
 from read.settings import AnchorRotation
 
@@ -68,15 +65,3 @@ def check_rotation_step(previous: Mapping[str, Any] | None, rotation: AnchorRota
             "trustAnchor), restarting after each. To recover a broken rotation or adopt an existing mesh, set "
             "allowRotationJump true for one update")], stack)
     return rotation.phase
-
-
-def read_previous_rotation() -> Mapping[str, Any] | None:
-    """The `trustRotation` output this stack last applied, read through a StackReference to the stack itself (the
-    engine serves it from the stack's state; a stack never deployed has none).
-
-    Read synchronously, as the SDK's own synchronous invoke does (pulumi/runtime/invoke.py), so that the check can
-    refuse an update before the program registers anything else.
-    """
-    reference = pulumi.StackReference(f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}")
-    details = _sync_await(reference.get_output_details("trustRotation"))
-    return details.value if details.value is not None else details.secret_value

@@ -15,6 +15,12 @@ files, the graph and any file a setting names are inputs; the program and the pa
 (the base's would have to run): a change to them (PROGRAM_PATHS) chooses every stack. A stack that cannot be read
 at the base (new in the pull request, or the base does not compile) is chosen, and so is one that does not compile
 at the head (its preview shows why).
+
+A change of which stack holds a namespace's policy objects (a `shard:` moved, a shard renamed or removed, policyShards
+on or off) is a transition (plan/ownership.py): `transitions` names each, per environment, with what the deploy
+workflow does before its `up`s (deploy/transitions.py: the handover) and the commands a person would run; they go to
+stderr and, with --reasons, into the same file, where the review comment shows them. A stack file the pull request
+deletes is listed too (never previewed: there is no head to preview), with what retires it.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ if str(PROJECT_DIR) not in sys.path:
 
 from plan.changes import changed_components, owners, part_digests, part_matrices  # noqa: E402
 from plan.mesh import compile_mesh  # noqa: E402
+from plan.ownership import Transition, describe, handover_command, owners as stack_owners, transition  # noqa: E402,E501
 from plan.shards import PLATFORM, SHARD, SINGLE, stack_scope  # noqa: E402
 from read.errors import SettingsError  # noqa: E402
 from read.settings import load_settings  # noqa: E402
@@ -279,7 +286,65 @@ def choose(base: Path, head: Path, skip: tuple[str, ...] = ()) -> list[Choice]:
         shown = ", ".join(changed[:6]) + (f" and {len(changed) - 6} more" if len(changed) > 6 else "")
         choices.append(Choice(stack, file.platform, file.role, bool(changed),
                               f"{WHAT_CHANGED[file.role]}: {shown}" if changed else "unchanged"))
+    for stack in sorted(set(before.stacks()) - set(after.stacks())):
+        try:
+            file = before.stack_file(stack)
+        except Unreadable:
+            continue
+        if stack in skip or file.platform in skip:
+            continue
+        choices.append(Choice(stack, file.platform, file.role, False, (
+            f"its stack file is removed: nothing to preview. The deploy's transition step hands what it holds to the "
+            f"stacks this commit gives it and removes the stack (`{handover_command(file.platform)}`); "
+            "it is never destroyed")))
     return choices
+
+
+def _owners(checkout: Checkout, stack: str) -> dict[str, str] | None:
+    """Namespace -> the stack that registers its policy, in an environment (its single or platform stack) of one
+    checkout; None when the checkout has no such stack or it does not compile."""
+    try:
+        file = checkout.stack_file(stack)
+        if file is None or file.role == SHARD:
+            return None
+        settings, _, _ = checkout.compiled(file)
+    except Unreadable:
+        return None
+    return stack_owners(settings.graph, file.role == PLATFORM, stack)
+
+
+def transitions(base: Path, head: Path, skip: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Per environment whose namespaces change stack between the checkouts: the transition (plan/ownership.py), the
+    steps the deploy workflow takes and the command that takes them."""
+    cache: dict[str, Any] = {}
+    before, after = Checkout(base, cache), Checkout(head, cache)
+    found = []
+    for stack in after.stacks():
+        if stack in skip:
+            continue
+        had, wanted = _owners(before, stack), _owners(after, stack)
+        if had is None or wanted is None:
+            continue
+        base_stacks = [s for s in before.stacks() if s == stack or _platform_of(before, s) == stack]
+        head_stacks = {s for s in after.stacks() if s == stack or _platform_of(after, s) == stack}
+        result = transition(had, wanted, stack, base_stacks)
+        result.retired = [r for r in result.retired if r.stack not in head_stacks]
+        if not result.needs_handover:
+            continue
+        steps = describe(Transition(moves=result.moves, retired=result.retired))
+        found.append({"transition": stack, "steps": steps, "command": handover_command(stack),
+                      "pipeline": (f"the deploy workflow runs `{handover_command(stack)}` before any `up` of "
+                                   f"{stack}'s stacks (Operator: the promote job, before it moves deploy/{stack}); "
+                                   "until then each stack's `up` refuses, and its preview warns")})
+    return found
+
+
+def _platform_of(checkout: Checkout, stack: str) -> str | None:
+    try:
+        file = checkout.stack_file(stack)
+    except Unreadable:
+        return None
+    return file.platform if file is not None else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -297,9 +362,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for choice in choices:
         print(f"{choice.stack}: {'preview' if choice.selected else 'no preview'} ({choice.reason})", file=sys.stderr)
+    moves = transitions(args.base, args.head, tuple(args.skip))
+    for entry in moves:
+        print(f"{entry['transition']}: a change of ownership; {entry['pipeline']}:", file=sys.stderr)
+        for step in entry["steps"]:
+            print(f"  - {step}", file=sys.stderr)
     if args.reasons:
         args.reasons.write_text(json.dumps([{**c.entry(), "selected": c.selected, "reason": c.reason}
-                                            for c in choices], indent=1) + "\n", encoding="utf-8")
+                                            for c in choices] + moves, indent=1) + "\n", encoding="utf-8")
     selected = [c.entry() for c in choices if c.selected]
     if len(selected) > MATRIX_LIMIT:
         print(f"error: {len(selected)} stacks to preview, more than the {MATRIX_LIMIT} jobs one GitHub matrix runs. "

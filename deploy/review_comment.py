@@ -80,8 +80,18 @@ def _environments(reviews: Iterable[dict[str, Any]], selection: list[dict[str, A
 
 def render(reviews: list[dict[str, Any]], selection: list[dict[str, Any]], run_url: str = "") -> str:
     lines = [MARKER, "### Access and egress matrices of the stacks this pull request changes", ""]
+    moves = [e for e in selection if "transition" in e]
+    selection = [e for e in selection if "stack" in e]
     unchanged = sorted(e["stack"] for e in selection if not e.get("selected"))
     environments = _environments(reviews, selection)
+    for entry in moves:
+        # A change of which stack holds a namespace's policy: its previews warn and its `up`s refuse until the
+        # handover (deploy/changed_stacks.py transitions, docs/changing-shards.md).
+        lines += [f"#### {entry['transition']}: a change of ownership", "",
+                  *(f"- {step}" for step in entry["steps"]), "",
+                  f"What the pipeline does: {entry['pipeline']}. By hand: `{entry['command']}` (plan first: "
+                  f"`{entry['command'].replace(' apply ', ' plan ')}`), then `pulumi up` of each stack, in any "
+                  "order.", ""]
     if not environments:
         lines.append("No stack's plan changes: nothing was previewed.")
     for platform, group in environments.items():

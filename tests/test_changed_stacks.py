@@ -370,3 +370,54 @@ def test_what_changed_names_added_and_removed_components():
     from plan.changes import changed_components
     assert changed_components({"a": "1", "b": "2"}, {"a": "1", "c": "3"}) == ["c", "b"]
     assert changed_components({"a": "1"}, {"a": "2"}) == ["a"] and changed_components({"a": "1"}, {"a": "1"}) == []
+
+
+# --- changes of ownership (plan/ownership.py): named, with the steps the deploy takes -------------------------------
+
+def test_a_namespace_moved_between_shards_is_named_as_a_transition(base_head):
+    base, head = base_head
+    edit_graph(head, lambda g: g["namespaces"]["data"].update(shard="storefront"))
+    assert chosen(base, head) == ["prod", "prod-payments", "prod-storefront"]
+    moves = changed_stacks.transitions(base, head, ("dev", "staging"))
+    assert [m["transition"] for m in moves] == ["prod"]
+    assert moves[0]["steps"] == ["namespace 'data': shard to shard, from stack 'prod-payments' to 'prod-storefront' "
+                                 "(handover: `pulumi state move` of authz-data, certs-workload-data before the `up`s)"]
+    assert moves[0]["command"] == "python -m deploy.transitions apply --stack prod"
+
+
+def test_an_allow_list_change_is_no_transition(base_head):
+    base, head = base_head
+    edit_graph(head, lambda g: service(g, "billing")["allow"].append("frontend"))
+    assert changed_stacks.transitions(base, head, ("dev", "staging")) == []
+
+
+def test_a_removed_shard_is_retired_not_orphaned(base_head, tmp_path, capsys):
+    """Its stack file deleted, its namespace back to the platform: the stack is listed (no head to preview) with
+    what retires it, and the transition names the handover and the retirement."""
+    base, head = base_head
+    edit_graph(head, lambda g: g["namespaces"]["web"].pop("shard"))
+    (head / "stacks" / "Pulumi.prod-storefront.yaml").unlink()
+    choices = {c.stack: c for c in choose(base, head, ("dev", "staging"))}
+    assert not choices["prod-storefront"].selected
+    assert "stack file is removed" in choices["prod-storefront"].reason
+    assert "python -m deploy.transitions apply --stack prod" in choices["prod-storefront"].reason
+    steps = changed_stacks.transitions(base, head, ("dev", "staging"))[0]["steps"]
+    assert steps[0].startswith("namespace 'web': shard to platform, from stack 'prod-storefront' to 'prod'")
+    assert steps[1].startswith("stack 'prod-storefront' retired")
+    reasons = tmp_path / "reasons.json"
+    assert changed_stacks.main(["--base", str(base), "--head", str(head), "--skip", "dev", "--skip", "staging",
+                                "--reasons", str(reasons)]) == 0
+    assert "a change of ownership" in capsys.readouterr().err
+    comment = review_comment.render([], json.loads(reasons.read_text()))
+    assert "#### prod: a change of ownership" in comment and "stack 'prod-storefront' retired" in comment
+    assert "`python -m deploy.transitions apply --stack prod`" in comment
+
+
+def test_policy_shards_off_hands_every_shard_back(base_head):
+    base, head = base_head
+    set_config(head, "prod", policyShards=False)
+    for name in ("payments", "storefront"):
+        (head / "stacks" / f"Pulumi.prod-{name}.yaml").unlink()
+    steps = changed_stacks.transitions(base, head, ("dev", "staging"))[0]["steps"]
+    assert sum("shard to platform" in s for s in steps) == 3, steps
+    assert sum("retired" in s for s in steps) == 2, steps

@@ -265,7 +265,7 @@ def test_merges_promote_dev_then_staging_then_prod_behind_environments():
     policy_step = next(s for s in up["up"]["steps"] if "policyPackConfigs" in s.get("with", {}))
     assert policy_step["with"]["policyPackConfigs"] == "policy/${{ inputs.environment || inputs.stack }}.json"
     assert up["promote"]["if"] == "needs.delivery.outputs.by == 'operator'"
-    action = steps_using(up["up"], "pulumi/actions@")[0]["with"]
+    action = next(s for s in steps_using(up["up"], "pulumi/actions@") if s.get("with", {}).get("command"))["with"]
     assert action["command"] == "up" and action["policyPackConfigs"] == "policy/${{ inputs.environment || inputs.stack }}.json"
     assert "deliveredBy" in json.dumps(up["delivery"]) and not secrets_used(up["delivery"])
 

@@ -1,0 +1,195 @@
+"""Which stack holds each namespace's policy objects, and what a change of that takes. Plain data, no Pulumi.
+
+A namespace's policy objects (its `authz-<ns>` ConfigGroup: Servers, AuthorizationPolicies, the default-deny and
+egress-deny NetworkPolicies; its `certs-workload-<ns>` ConfigGroup: workload Certificates) are held by exactly one
+stack: the single stack, the platform, or the shard its `shard:` names (plan/shards.py). Changing which one is a
+*handover*, never a delete in one stack and a create in another, because the engine does those in two unordered
+`up`s (docs/changing-shards.md has the source):
+
+- the old owner's `up` deletes whatever it no longer registers, whoever else wants it (pulumi
+  pkg/resource/deploy/step.go `DeleteStep.Apply`; pulumi-kubernetes provider/pkg/await/await.go `Deletion`): between
+  that and the new owner's create the namespace has no default-deny NetworkPolicy, so unmeshed ports and egress are
+  open, and meshed ports are denied;
+- the new owner's create fails with AlreadyExists while the old owner holds the object (await.go `Creation`; not
+  retried, and hidden in a preview: provider.go `Create`).
+
+So the objects move *in state*: `pulumi state move` of the namespace's groups and their children from the old
+owner's stack to the new owner's (URNs are the same in every stack: shards register the groups at their root, where
+the move puts them; the platform's carry an alias to the root). Nothing on the cluster changes, and at every moment
+exactly one stack manages each object.
+
+The ledger: the platform (or single) stack exports `policyHolders`, namespace -> the stack whose state holds its
+groups, for the whole environment. Two things write it: the platform's `up` (`next_holders`: it keeps every holder
+and adds the namespaces new to the environment under their owner at this commit, drops those gone from the graph),
+and the handover (deploy/transitions.py), which rewrites it together with the `pulumi state move`, from what each
+stack's state really holds. Every stack reads it before it registers anything (a shard already reads its platform's
+outputs for the contract) and refuses (`ownership_problems`), with one error naming each namespace, its holder and
+the command that hands it over:
+- to drop a namespace the ledger says it holds and this commit gives to another stack: its `up` would delete them;
+- to register a namespace the ledger says another stack holds: its create would fail AlreadyExists half-way, and
+  the holder would delete them on its next `up`.
+A namespace the graph no longer has is deleted by its holder as before: it leaves the mesh.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+from read.graph import ServiceGraph
+
+# The ledger a platform (or single) stack exports: namespace -> the stack whose state holds its groups.
+HOLDERS_OUTPUT = "policyHolders"
+# The groups of one namespace: the component names of the single stack (__main__.py) with the namespace appended
+# (components.authorization.policy_group_name, components.cert_manager.workload_group_name).
+GROUP_NAMES = ("authz-{namespace}", "certs-workload-{namespace}")
+
+# What a transition is, for people (the pull request's comment, the workflow's log).
+SHARD_TO_SHARD, PLATFORM_TO_SHARD, SHARD_TO_PLATFORM = "shard to shard", "platform to shard", "shard to platform"
+ADDED, REMOVED, RETIRED = "added to the mesh", "removed from the mesh", "stack retired"
+
+
+def shard_stack(platform: str, shard: str) -> str:
+    return f"{platform}-{shard}"
+
+
+def owners(graph: ServiceGraph, policy_shards: bool, platform: str) -> dict[str, str]:
+    """Namespace -> the stack that registers its policy objects at this commit, for an environment whose single or
+    platform stack is `platform`."""
+    if not policy_shards:
+        return {name: platform for name in graph.namespaces}
+    sharded = {name: shard for shard, names in graph.shards.items() for name in names}
+    return {name: shard_stack(platform, sharded[name]) if name in sharded else platform for name in graph.namespaces}
+
+
+def group_names(namespace: str) -> tuple[str, ...]:
+    return tuple(template.format(namespace=namespace) for template in GROUP_NAMES)
+
+
+def holds(resource_name: str, namespace: str) -> bool:
+    """Whether a resource of a stack's state is one of a namespace's groups or one of their objects (yaml/v2 names a
+    group's object `<group>:<namespace>/<name>`: pulumi-kubernetes provider/pkg/provider/yaml/v2/yaml.go)."""
+    return any(resource_name == group or resource_name.startswith(f"{group}:") for group in group_names(namespace))
+
+
+@dataclass(frozen=True)
+class Move:
+    """Hand a namespace's groups from `source`'s state to `dest`'s."""
+    namespace: str
+    source: str
+    dest: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class Retire:
+    """A stack no stack file names any more: once it holds nothing, removed from the backend."""
+    stack: str
+
+
+@dataclass
+class Transition:
+    moves: list[Move] = field(default_factory=list)
+    retired: list[Retire] = field(default_factory=list)
+    # Namespaces only created or only deleted (new to the mesh, or gone from it): an `up` does that, no handover.
+    added: dict[str, str] = field(default_factory=dict)
+    removed: dict[str, str] = field(default_factory=dict)
+    # Stacks a move needs that do not exist yet (a new shard): `pulumi stack init` first.
+    new_stacks: list[str] = field(default_factory=list)
+
+    @property
+    def needs_handover(self) -> bool:
+        return bool(self.moves or self.retired)
+
+
+def kind_of(source: str, dest: str, platform: str) -> str:
+    if source == platform:
+        return PLATFORM_TO_SHARD
+    if dest == platform:
+        return SHARD_TO_PLATFORM
+    return SHARD_TO_SHARD
+
+
+def transition(holders: Mapping[str, str], wanted: Mapping[str, str], platform: str,
+               stacks: Iterable[str] = ()) -> Transition:
+    """What takes each namespace from the stack that holds it (`holders`: namespace -> stack, read from the stacks'
+    states or a ledger) to the one this commit gives it (`wanted`: `owners`). `stacks`: the environment's stacks that
+    exist; one this commit gives nothing (its shard removed or renamed, policyShards off) is retired once its
+    namespaces are moved."""
+    existing = set(stacks) | set(holders.values())
+    result = Transition()
+    for namespace, stack in sorted(holders.items()):
+        target = wanted.get(namespace)
+        if target is None:
+            result.removed[namespace] = stack
+        elif target != stack:
+            result.moves.append(Move(namespace, stack, target, kind_of(stack, target, platform)))
+            if target not in existing and target not in result.new_stacks:
+                result.new_stacks.append(target)
+    for namespace, stack in wanted.items():
+        if namespace not in holders:
+            result.added[namespace] = stack
+    live = set(wanted.values()) | {platform}
+    result.retired = [Retire(stack) for stack in sorted(existing - live)]
+    return result
+
+
+def describe(result: Transition) -> list[str]:
+    """One line per step, for the pull request's comment and the workflow's log."""
+    lines = [f"namespace '{m.namespace}': {m.kind}, from stack '{m.source}' to '{m.dest}' (handover: `pulumi state "
+             f"move` of {', '.join(group_names(m.namespace))} before the `up`s)" for m in result.moves]
+    lines += [f"stack '{r.stack}' retired: its namespaces handed over, then removed from the backend "
+              f"(`pulumi stack rm`), never destroyed" for r in result.retired]
+    lines += [f"namespace '{ns}': {ADDED} (created by '{stack}')" for ns, stack in sorted(result.added.items())]
+    lines += [f"namespace '{ns}': {REMOVED} (deleted by '{stack}')" for ns, stack in sorted(result.removed.items())]
+    return lines
+
+
+def next_holders(previous: Mapping[str, str] | None, graph_owners: Mapping[str, str]) -> dict[str, str]:
+    """The ledger a platform's `up` exports: every namespace still in the graph keeps its holder (only a handover
+    changes one), a namespace new to the environment is its owner's at this commit. None before (a platform that
+    never exported one): this commit's owners, which is the truth when the `up` that first writes it moves no
+    namespace; the deploy workflow's transition step (deploy/transitions.py) writes it from the stacks' states first."""
+    if previous is None:
+        return dict(graph_owners)
+    ledger = {name: holder for name, holder in previous.items() if name in graph_owners}
+    for name, owner in graph_owners.items():
+        ledger.setdefault(name, owner)
+    return ledger
+
+
+def ownership_problems(stack: str, registers: Iterable[str], graph_owners: Mapping[str, str],
+                       ledger: Mapping[str, str] | None, handover: str) -> list[tuple[str, str]]:
+    """Why this stack must not register what this commit gives it, as (namespace, problem) pairs; none: go ahead.
+
+    `registers`: the namespaces whose groups it registers at this commit; `graph_owners`: every namespace's stack at
+    this commit (`owners`); `ledger`: the platform's last `policyHolders` (None: never exported, nothing checked);
+    `handover`: the command that hands namespaces over (named in the problem)."""
+    if ledger is None:
+        return []
+    registers = set(registers)
+    problems = []
+    for namespace, holder in sorted(ledger.items()):
+        new_owner = graph_owners.get(namespace)
+        if holder != stack or namespace in registers or new_owner is None or new_owner == stack:
+            continue
+        problems.append((namespace, (
+            f"now belongs to stack '{new_owner}', and this stack still holds its policy objects: an `up` here "
+            f"would delete them (its default-deny NetworkPolicies, egress deny and Certificates) before "
+            f"'{new_owner}' has them, leaving namespace '{namespace}' open in between. Hand them over first: "
+            f"`{handover}` (a `pulumi state move` of the groups {', '.join(group_names(namespace))} from '{stack}' "
+            f"to '{new_owner}'), then `pulumi up` both stacks, in any order")))
+    for namespace in sorted(registers):
+        holder = ledger.get(namespace)
+        if holder is None or holder == stack:
+            continue
+        problems.append((namespace, (
+            f"now belongs to this stack, and stack '{holder}' still holds its policy objects: creating them here "
+            f"fails with AlreadyExists half-way, and '{holder}' would delete them on its next `up`. Hand them over "
+            f"first: `{handover}` (a `pulumi state move` of the groups {', '.join(group_names(namespace))} from "
+            f"'{holder}' to '{stack}'), then `pulumi up` both stacks, in any order")))
+    return problems
+
+
+def handover_command(platform: str) -> str:
+    return f"python -m deploy.transitions apply --stack {platform}"

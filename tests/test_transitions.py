@@ -1,0 +1,499 @@
+"""Changes of which stack owns a namespace's policy objects (issue 29, plan/ownership.py, deploy/transitions.py),
+played on a small model of the engine and a cluster, with the real program (tests/harness.py) run for each stack at
+the base or the head commit, in every order the workflows and the Operator can run them.
+
+The model's semantics, as read from source (docs/changing-shards.md cites the lines):
+- an `up` diffs what the program registers with the stack's state; a resource not in the state is created: on the
+  cluster, unless an object of that name exists, then the create fails AlreadyExists (pulumi-kubernetes
+  provider/pkg/await/await.go `Creation`, not retried) and the `up` stops before any delete (the engine deletes what
+  is no longer registered only after every registration: pkg/resource/deploy/step_generator.go `GenerateDeletes`);
+- a resource in the state and not registered is deleted from the cluster whoever else wants it (await.go `Deletion`;
+  step.go `DeleteStep.Apply`: only the old state's RetainOnDelete or Protect stop it; the program sets neither on
+  policy objects);
+- a refused program (SettingsError) changes nothing; a failed `up` keeps the stack's previous outputs;
+- a preview changes nothing, and does not report AlreadyExists (provider.go `Create`, preview branch);
+- `pulumi state move` moves resources between states, nothing on the cluster (state_move.go).
+Identity in a state is (type, name): the engine finds a platform's group under its component by its alias to the
+root where a move puts it (components/k8s.py `moved_in`), and a shard's at the root where it registers it.
+
+The invariants checked after every step: each object of a namespace that exists at both commits is on the cluster
+(no window), and no object is in two stacks' states (no two stacks managing it).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from harness import PROJECT_DIR, Run, run_program
+from deploy import transitions as tool
+from plan.ownership import HOLDERS_OUTPUT, group_names, holds, owners, transition
+from read.errors import SettingsError
+
+PLATFORM = "prod"
+CONFIG_GROUP = "kubernetes:yaml/v2:ConfigGroup"
+BASE_GRAPH = yaml.safe_load((PROJECT_DIR / "services.yaml").read_text())
+
+
+# ---- commits -------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Commit:
+    name: str
+    graph: str  # JSON of the service graph
+    policy_shards: bool = True
+
+    @property
+    def document(self) -> dict:
+        return json.loads(self.graph)
+
+    def shards(self) -> list[str]:
+        if not self.policy_shards:
+            return []
+        found = []
+        for ns in self.document["namespaces"].values():
+            if (ns or {}).get("shard") and ns["shard"] not in found:
+                found.append(ns["shard"])
+        return found
+
+    def stacks(self) -> list[str]:
+        return [PLATFORM, *(f"{PLATFORM}-{s}" for s in self.shards())]
+
+    def owners(self) -> dict[str, str]:
+        owner = {}
+        for name, ns in self.document["namespaces"].items():
+            shard = (ns or {}).get("shard") if self.policy_shards else None
+            owner[name] = f"{PLATFORM}-{shard}" if shard else PLATFORM
+        return owner
+
+
+def commit(name: str, edit=None, policy_shards: bool = True) -> Commit:
+    document = copy.deepcopy(BASE_GRAPH)
+    if edit:
+        edit(document)
+    return Commit(name, json.dumps(document, sort_keys=True), policy_shards)
+
+
+def set_shard(namespace: str, shard: str | None):
+    def edit(document):
+        entry = document["namespaces"][namespace] = dict(document["namespaces"][namespace] or {})
+        entry.pop("shard", None)
+        if shard:
+            entry["shard"] = shard
+    return edit
+
+
+def rename_shard(old: str, new: str):
+    def edit(document):
+        for ns in document["namespaces"].values():
+            if ns and ns.get("shard") == old:
+                ns["shard"] = new
+    return edit
+
+
+def add_namespace(document):
+    document["namespaces"]["ops"] = {"shard": "payments"}
+    document["services"]["runbook"] = {"namespace": "ops", "ports": [{"name": "http", "port": 8080,
+                                                                      "protocol": "HTTP/1"}], "allow": ["billing"]}
+
+
+def remove_data(document):
+    del document["namespaces"]["data"]
+    del document["services"]["postgres"]
+
+
+BASE = commit("base")
+TRANSITIONS = {
+    "namespace shard -> shard": commit("data to storefront", set_shard("data", "storefront")),
+    "platform -> shard": commit("ingress to storefront", set_shard("ingress", "storefront")),
+    "shard -> platform": commit("data to the platform", set_shard("data", None)),
+    "namespace added to a shard": commit("ops added", add_namespace),
+    "namespace removed from a shard (and the mesh)": commit("data removed", remove_data),
+    "shard renamed": commit("payments renamed pay", rename_shard("payments", "pay")),
+    "shard removed": commit("storefront removed", set_shard("web", None)),
+    "policyShards off (sharded -> single)": commit("single", policy_shards=False),
+}
+
+
+# ---- the program, run by the harness ------------------------------------------------------------------------------
+
+_RUNS: dict[Any, Run | SettingsError] = {}
+
+
+def run(stack: str, at: Commit, outputs: dict[str, dict], tmp: Path, preview: bool = False) -> Run | SettingsError:
+    """The program of `stack` at a commit, reading the outputs the model's backend holds (its own, its platform's)."""
+    shard = stack.removeprefix(f"{PLATFORM}-") if stack != PLATFORM else None
+    reads = outputs.get(PLATFORM if shard else stack, {})
+    key = (stack, at, json.dumps(reads, sort_keys=True, default=str), preview)
+    if key not in _RUNS:
+        graph = at.document
+        try:
+            if shard:
+                _RUNS[key] = run_program(stack, config={"mtls-mesh:platformStack": PLATFORM, "mtls-mesh:shard": shard},
+                                         graph=graph, set_config={"policyShards": at.policy_shards}, tmp_path=tmp,
+                                         platform_outputs=reads, preview=preview)
+            else:
+                _RUNS[key] = run_program(stack, graph=graph, set_config={"policyShards": at.policy_shards},
+                                         tmp_path=tmp, previous_outputs=reads, preview=preview)
+        except SettingsError as refused:
+            _RUNS[key] = refused
+    return _RUNS[key]
+
+
+def policy_registrations(result: Run) -> dict[tuple[str, str], dict | None]:
+    """(type, name) -> the Kubernetes object (None for a group) of every namespace group and object it registers."""
+    found = {}
+    for r in result.registrations:
+        group = r.name if r.type == CONFIG_GROUP else (r.group.name if r.group is not None else None)
+        if group is None or not (group.startswith("authz-") or group.startswith("certs-workload-")):
+            continue
+        found[(r.type, r.name)] = None if r.type == CONFIG_GROUP else r.object()
+    return found
+
+
+def object_key(obj: dict) -> tuple[str, str, str]:
+    return obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"]
+
+
+# ---- the engine, the backend and the cluster ----------------------------------------------------------------------
+
+class Broken(AssertionError):
+    pass
+
+
+@dataclass
+class World:
+    """Per stack: its state ((type, name) -> object or None) and outputs; the cluster: object key -> content."""
+    tmp: Path
+    states: dict[str, dict[tuple[str, str], dict | None]] = field(default_factory=dict)
+    outputs: dict[str, dict] = field(default_factory=dict)
+    cluster: dict[tuple[str, str, str], dict] = field(default_factory=dict)
+    log: list[str] = field(default_factory=list)
+    protected: set = field(default_factory=set)  # object keys that must never be absent
+
+    def up(self, stack: str, at: Commit) -> str:
+        """One `pulumi up`: 'refused', 'failed' (AlreadyExists) or 'ok'."""
+        result = run(stack, at, self.outputs, self.tmp)
+        if isinstance(result, SettingsError):
+            self.log.append(f"{stack}@{at.name}: refused: {result}")
+            return "refused"
+        state = self.states.setdefault(stack, {})
+        wanted = policy_registrations(result)
+        failed = False
+        for ident, obj in wanted.items():
+            if ident in state:
+                if obj is not None:
+                    self.cluster[object_key(obj)] = obj
+                    state[ident] = obj
+                continue
+            if obj is not None and object_key(obj) in self.cluster:
+                failed = True  # AlreadyExists: the object is another stack's, or was left behind
+                continue
+            state[ident] = obj
+            if obj is not None:
+                self.cluster[object_key(obj)] = obj
+        if failed:
+            self.log.append(f"{stack}@{at.name}: failed (AlreadyExists)")
+            self.check()
+            return "failed"
+        for ident in [i for i in state if i not in wanted]:
+            obj = state.pop(ident)
+            if obj is not None:
+                self.cluster.pop(object_key(obj), None)
+        self.outputs[stack] = result.exports
+        self.log.append(f"{stack}@{at.name}: ok")
+        self.check()
+        return "ok"
+
+    def check(self) -> None:
+        missing = sorted(self.protected - set(self.cluster))
+        if missing:
+            raise Broken(f"objects absent from the cluster after {self.log[-1]}: {missing[:4]} "
+                         f"(steps so far: {self.log})")
+        seen: dict = {}
+        for stack, state in self.states.items():
+            for obj in state.values():
+                if obj is None:
+                    continue
+                key = object_key(obj)
+                if key in seen:
+                    raise Broken(f"{key} managed by both {seen[key]} and {stack} after {self.log[-1]}")
+                seen[key] = stack
+
+    # The backend deploy/transitions.py drives (the same operations as its Backend, on this model's states).
+    def stacks(self) -> list[str]:
+        return sorted(self.states)
+
+    def export(self, stack: str) -> dict:
+        resources = [{"urn": f"urn:pulumi:{stack}::mtls-mesh::pulumi:pulumi:Stack::mtls-mesh-{stack}",
+                      "type": "pulumi:pulumi:Stack", "outputs": copy.deepcopy(self.outputs.get(stack, {}))}]
+        for (type_, name) in self.states[stack]:
+            qualified = type_ if type_ == CONFIG_GROUP else f"{CONFIG_GROUP}${type_}"
+            resources.append({"urn": f"urn:pulumi:{stack}::mtls-mesh::{qualified}::{name}", "type": type_})
+        return {"version": 3, "deployment": {"resources": resources}}
+
+    def import_(self, stack: str, deployment: dict) -> None:
+        root = next(r for r in deployment["deployment"]["resources"] if r["type"] == "pulumi:pulumi:Stack")
+        self.outputs[stack] = root["outputs"]
+        self.log.append(f"ledger of {stack} rewritten")
+
+    def init(self, stack: str) -> None:
+        self.states.setdefault(stack, {})
+
+    def move(self, source: str, dest: str, urns: list[str]) -> None:
+        names = {tool.urn_name(u) for u in urns}
+        moving = {i: o for i, o in self.states[source].items() if i[1] in names}
+        clash = set(moving) & set(self.states.setdefault(dest, {}))
+        assert not clash, f"state move: {sorted(clash)[:2]} already exist in destination stack"
+        for ident, obj in moving.items():
+            self.states[dest][ident] = self.states[source].pop(ident)
+        self.log.append(f"state move {source} -> {dest}: {len(moving)} resources")
+        self.check()
+
+    def remove(self, stack: str) -> None:
+        assert not self.states[stack], f"{stack} removed while it holds {sorted(self.states[stack])[:2]}"
+        del self.states[stack]
+        self.outputs.pop(stack, None)
+        self.log.append(f"stack rm {stack}")
+
+    def handover(self, at: Commit) -> None:
+        """deploy/transitions.py `apply`, against this model's states, with the stack files of `at`."""
+        env = tool.Environment(PLATFORM, at.owners(), at.stacks())
+        tool.apply(self, env, log=self.log.append)
+
+
+def deployed(tmp: Path, at: Commit = BASE) -> World:
+    """An environment deployed at a commit from nothing: the platform, then its shards."""
+    world = World(tmp)
+    for stack in at.stacks():
+        assert world.up(stack, at) == "ok", world.log
+    return world
+
+
+def kept_objects(world: World, base: Commit, head: Commit) -> set:
+    """The objects both commits want, of namespaces both have: these must never be absent."""
+    def wanted(at):
+        keys = set()
+        for stack in at.stacks():
+            result = run(stack, at, {s: world.outputs.get(s, {}) for s in at.stacks()}, world.tmp, preview=True)
+            if isinstance(result, Run):
+                keys |= {object_key(o) for o in policy_registrations(result).values() if o is not None}
+        return keys
+    both = set(base.owners()) & set(head.owners())
+    return {key for key in wanted(base) & wanted(head) if key[1] in both}
+
+
+@pytest.fixture(scope="module")
+def tmp(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("transitions")
+
+
+# ---- today's window ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("order", list(itertools.permutations(["prod", "prod-payments", "prod-storefront"])))
+def test_moving_a_namespace_between_shards_never_leaves_it_open(tmp, order):
+    """The deploy workflow without a handover, in every order: the old owner's `up` would delete `data`'s
+    default-deny NetworkPolicies and postgres Certificate before the new owner creates them (issue 29). It must
+    refuse instead; nothing on the cluster may be absent between two `up`s."""
+    head = TRANSITIONS["namespace shard -> shard"]
+    world = deployed(tmp)
+    world.protected = kept_objects(world, BASE, head)
+    assert any(key[0] == "NetworkPolicy" and key[1] == "data" for key in world.protected)
+    outcomes = {stack: world.up(stack, head) for stack in order}
+    assert outcomes["prod-payments"] == "refused" and outcomes["prod-storefront"] == "refused", world.log
+    if order.index("prod") < order.index("prod-payments"):  # before it, the contract refuses first
+        refusal = next(line for line in world.log if line.startswith("prod-payments") and "refused" in line)
+        assert "namespaces.data: now belongs to stack 'prod-storefront'" in refusal, refusal
+        assert "python -m deploy.transitions apply --stack prod" in refusal, refusal
+
+
+# ---- every transition, every order, base and head mixed ------------------------------------------------------------
+
+def schedules(base: Commit, head: Commit) -> list[list[tuple[str, str]]]:
+    """Orders of the handover and of each head stack's `up` (the workflow: handover, platform, shards in parallel;
+    the Operator: any order, a stack sometimes still at the base commit after the handover)."""
+    ups = [("up", stack) for stack in head.stacks()]
+    stale = [("base", stack) for stack in base.stacks()]
+    orders = []
+    for perm in itertools.permutations(ups):
+        for position in range(len(perm) + 1):
+            orders.append([*perm[:position], ("handover", ""), *perm[position:]])
+    # A stack still at the base commit running right after the handover (the Operator had not polled yet).
+    for late in stale:
+        orders.append([("handover", ""), late, *ups])
+        orders.append([ups[0], late, ("handover", ""), *ups[1:], late])
+    return orders
+
+
+def settle(world: World, head: Commit) -> None:
+    """What the pipeline converges to: the handover, then every head stack (the deploy workflow, or the Operator's
+    next runs)."""
+    world.handover(head)
+    for stack in head.stacks():
+        assert world.up(stack, head) == "ok", f"{stack} does not converge: {world.log}"
+
+
+@pytest.mark.parametrize("name", list(TRANSITIONS))
+def test_every_transition_in_every_order_keeps_every_namespace_closed(tmp, name):
+    head = TRANSITIONS[name]
+    for schedule in schedules(BASE, head):
+        world = deployed(tmp)
+        world.protected = kept_objects(world, BASE, head)
+        for action, stack in schedule:
+            if action == "handover":
+                world.handover(head)
+            else:
+                at = head if action == "up" else BASE
+                if stack in world.states or stack in at.stacks():
+                    world.up(stack, at)
+        settle(world, head)
+        expected = {}
+        for stack in head.stacks():
+            result = run(stack, head, world.outputs, tmp)
+            assert isinstance(result, Run), f"{name}: {stack} refuses after settling: {result}"
+            for obj in policy_registrations(result).values():
+                if obj is not None:
+                    expected[object_key(obj)] = stack
+        held = {object_key(o): s for s, state in world.states.items() for o in state.values() if o is not None}
+        assert held == expected, f"{name} ({schedule}): held {sorted(set(held) ^ set(expected))[:4]} differ"
+        assert set(world.cluster) == set(expected), f"{name}: left on the cluster {sorted(set(world.cluster) - set(expected))[:3]}"
+        assert {s for s, st in world.states.items() if st} <= set(head.stacks()), f"{name}: stacks {sorted(world.states)}"
+        ledger = world.outputs[PLATFORM][HOLDERS_OUTPUT]
+        assert ledger == head.owners(), f"{name}: ledger {ledger}"
+
+
+def test_single_to_sharded_is_a_handover_of_each_sharded_namespace(tmp):
+    single = commit("single", policy_shards=False)
+    world = deployed(tmp, single)
+    world.protected = kept_objects(world, single, BASE)
+    assert world.up("prod", BASE) == "refused", world.log  # it would drop web, payments and data
+    world.handover(BASE)
+    moved = [line for line in world.log if line.startswith("state move")]
+    assert sorted(moved) == sorted(["state move prod -> prod-payments: " + moved[0].rsplit(": ", 1)[1],
+                                    "state move prod -> prod-payments: " + moved[1].rsplit(": ", 1)[1],
+                                    "state move prod -> prod-storefront: " + moved[2].rsplit(": ", 1)[1]]), moved
+    for stack in BASE.stacks():
+        assert world.up(stack, BASE) == "ok", world.log
+
+
+# ---- the rules, on their own ---------------------------------------------------------------------------------------
+
+def test_the_handover_refuses_a_namespace_held_by_two_stacks(tmp):
+    world = deployed(tmp)
+    world.states["prod-storefront"][(CONFIG_GROUP, "authz-data")] = None
+    with pytest.raises(tool.TransitionError, match="in the state of both 'prod-(payments|storefront)' and 'prod-(payments|storefront)'"):
+        world.handover(TRANSITIONS["namespace shard -> shard"])
+
+
+def test_a_preview_warns_and_does_not_refuse(tmp):
+    """A pull request's preview runs before the deploy's handover: it shows the plan (and the provider would not
+    report AlreadyExists in it), so the pull request's comment names the transition (deploy/changed_stacks.py)."""
+    world = deployed(tmp)
+    head = TRANSITIONS["namespace shard -> shard"]
+    preview = run("prod-payments", head, world.outputs, tmp, preview=True)
+    assert isinstance(preview, Run)
+    assert isinstance(run("prod-payments", head, world.outputs, tmp), SettingsError)
+
+
+def test_group_names_are_what_every_stack_registers(tmp):
+    world = deployed(tmp)
+    registered = {name for state in world.states.values() for (type_, name) in state if type_ == CONFIG_GROUP}
+    named = {group for ns in BASE.owners() for group in group_names(ns)}
+    assert registered and registered <= named, sorted(registered - named)
+    assert all(any(holds(name, ns) for ns in BASE.owners()) for state in world.states.values() for _, name in state)
+
+
+def test_the_graph_owners_match_the_plans_scopes():
+    from harness import stack_config
+    from read.stack_files import load_stack_settings
+    config, secrets = stack_config(PLATFORM)
+    settings = load_stack_settings(config, PLATFORM, secret_keys=frozenset(secrets))
+    assert owners(settings.graph, True, PLATFORM) == BASE.owners()
+    assert transition(BASE.owners(), TRANSITIONS["shard removed"].owners(), PLATFORM).retired[0].stack == \
+        "prod-storefront"
+
+
+def test_the_plan_prints_the_exact_commands_a_person_would_run(tmp):
+    world = deployed(tmp)
+    head = TRANSITIONS["namespace shard -> shard"]
+    env = tool.Environment(PLATFORM, head.owners(), head.stacks())
+    holders, exports = tool.holdings(world, env)
+    lines = tool.commands(env, tool.planned(env, holders, exports), exports)
+    move = next(line for line in lines if line.startswith("pulumi state move"))
+    assert move.startswith("pulumi state move --source prod-payments --dest prod-storefront --yes "
+                           "urn:pulumi:prod-payments::mtls-mesh::kubernetes:yaml/v2:ConfigGroup::authz-data ")
+    urns = move.split(" --yes ", 1)[1].split()
+    assert len(urns) == len(world.states["prod-payments"]) - sum(
+        1 for (_, name) in world.states["prod-payments"] if not holds(name, "data"))
+    assert all(holds(tool.urn_name(urn), "data") for urn in urns)
+
+
+def test_the_backend_runs_the_cli_as_documented():
+    calls = []
+
+    class Done:
+        returncode, stdout, stderr = 0, "[]", ""
+
+    def record(argv, **kwargs):
+        calls.append(argv)
+        return Done()
+
+    backend = tool.Backend(Path("/project"), run=record)
+    backend.move("prod-payments", "prod-storefront", ["urn:a", "urn:b"])
+    backend.remove("prod-storefront")
+    backend.init("prod-pay")
+    assert calls == [
+        ["pulumi", "state", "move", "--source", "prod-payments", "--dest", "prod-storefront", "--yes", "urn:a", "urn:b",
+         "--non-interactive"],
+        ["pulumi", "stack", "rm", "prod-storefront", "--force", "--yes", "--non-interactive"],
+        ["pulumi", "stack", "init", "prod-pay", "--no-select", "--non-interactive"]]
+
+    class Failed(Done):
+        returncode, stderr = 255, "error: resource already exists in destination stack"
+
+    with pytest.raises(tool.TransitionError, match="already exists in destination stack"):
+        tool.Backend(Path("/project"), run=lambda argv, **kwargs: Failed()).move("a", "b", ["urn:a"])
+
+
+def test_without_the_guard_the_model_shows_todays_window(tmp, monkeypatch):
+    """The model can fail: with the ownership check taken out (the code before issue 29), the deploy workflow's order
+    (platform, then the old shard) deletes `data`'s default-deny NetworkPolicies before the new shard creates them."""
+    import sys
+    import components.platform
+    monkeypatch.setattr(components.platform, "ownership_problems", lambda *args, **kwargs: [])
+    monkeypatch.setattr(sys.modules[__name__], "_RUNS", {})
+    head = TRANSITIONS["namespace shard -> shard"]
+    world = deployed(tmp)
+    world.protected = kept_objects(world, BASE, head)
+    with pytest.raises(Broken, match=r"objects absent from the cluster after prod-payments@"):
+        for stack in ("prod", "prod-payments", "prod-storefront"):
+            world.up(stack, head)
+    denies = {key for key in world.protected if key[:2] == ("NetworkPolicy", "data")}
+    assert denies and not denies & set(world.cluster), "data's NetworkPolicies should be gone in that window"
+
+
+def test_the_ledger_changes_only_by_a_handover_or_the_graph():
+    from plan.ownership import next_holders
+    previous = {"web": "prod-storefront", "data": "prod-payments", "gone": "prod-payments"}
+    now = {"web": "prod", "data": "prod-payments", "new": "prod-payments"}
+    assert next_holders(previous, now) == {"web": "prod-storefront", "data": "prod-payments", "new": "prod-payments"}
+    assert next_holders(None, now) == now
+
+
+def test_the_guard_names_each_namespace_and_lets_a_removal_through():
+    from plan.ownership import ownership_problems
+    ledger = {"data": "prod-payments", "payments": "prod-payments", "gone": "prod-payments", "web": "prod-storefront"}
+    graph_owners = {"data": "prod-storefront", "payments": "prod-payments", "web": "prod-payments"}
+    problems = ownership_problems("prod-payments", ["payments", "web"], graph_owners, ledger, "HANDOVER")
+    assert [ns for ns, _ in problems] == ["data", "web"]
+    assert problems[0][1].startswith("now belongs to stack 'prod-storefront', and this stack still holds")
+    assert problems[1][1].startswith("now belongs to this stack, and stack 'prod-storefront' still holds")
+    assert all("`HANDOVER`" in text for _, text in problems)
+    assert ownership_problems("prod-payments", ["payments"], graph_owners, None, "HANDOVER") == []
