@@ -41,7 +41,7 @@ with settings_errors_reported():
         check_rotation_step(read_previous_rotation(), settings.pki.rotation, settings.stack,
                             settings.pki.allow_rotation_jump)
 
-kubernetes = kubernetes_provider("kubernetes", settings.kubernetes)
+kubernetes = kubernetes_provider("kubernetes", settings.kubernetes, settings.stack)
 on_cluster = pulumi.ResourceOptions(providers={"kubernetes": kubernetes})
 AUTHORIZATION, CERTIFICATES = "authz", "certs"
 registered = scoped_namespaces(plan, scope)
