@@ -60,6 +60,12 @@ SHARD_RESYNC_SECONDS = 60
 # condition.NewDynamicSource / NewDeletionSource). `update` (PUT) is only for CustomResourceDefinitions, which a shard
 # never registers.
 VERBS = ("get", "list", "watch", "create", "patch", "delete")
+# What removing an object takes (`Deletion`: get the live object, delete it, watch until it is gone). A shard keeps
+# these on every kind of RESOURCES in each namespace it held at the commit it last applied, whatever it registers
+# now: the objects of a namespace that left it, or of a kind its builders no longer emit there, stay in its state
+# until its next `up` deletes them, and a 403 there fails that `up` (pulumi-kubernetes passes only NotFound as
+# "already gone", await.go `Deletion`), three times in a row a stall (stack_controller.go `maxUpdateFailures`).
+REMOVAL_VERBS = ("get", "list", "watch", "delete")
 # The provider also reports the Events of each object it awaits (NewEventAggregator, provider/pkg/await/watchers.go):
 # read-only, in the same namespaces.
 EVENTS_RULE = {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]}
@@ -89,16 +95,23 @@ class GeneratorError(SystemExit):
 
 @dataclass(frozen=True)
 class ShardStack:
-    """One shard stack of a platform: its namespaces and, per namespace, the (group, kind)s it registers there."""
+    """One shard stack of a platform: its namespaces and, per namespace, the (group, kind)s it registers there;
+    `held`: the namespaces it held at the commit it last applied (all of them its objects may still be in), so
+    `leaving` are those it no longer registers and must still be able to empty."""
 
     stack: str
     platform: str
     shard: str
     kinds: Mapping[str, tuple[tuple[str, str], ...]]
+    held: tuple[str, ...] = ()
 
     @property
     def namespaces(self) -> tuple[str, ...]:
         return tuple(self.kinds)
+
+    @property
+    def leaving(self) -> tuple[str, ...]:
+        return tuple(n for n in self.held if n not in self.kinds)
 
 
 def stack_object_name(stack: str) -> str:
@@ -158,9 +171,11 @@ def _kinds(objects: Iterable[Mapping[str, Any]], where: str) -> tuple[tuple[str,
     return tuple(sorted(kinds))
 
 
-def shard_stacks(platform: str, project_dir: Path) -> list[ShardStack]:
+def shard_stacks(platform: str, project_dir: Path,
+                 held: Mapping[str, Iterable[str]] | None = None) -> list[ShardStack]:
     """Every shard stack of an operator-delivered platform, checked against the platform's graph; [] for a platform
-    without policyShards."""
+    without policyShards. `held`: per shard stack, the namespaces it held at the commit it last applied
+    (`held_namespaces`); each keeps the rights to empty them until it has applied a commit without them."""
     config = _document(platform, project_dir)
     files = shard_stack_files(platform, project_dir)
     if config.get(POLICY_SHARDS) is not True:
@@ -191,7 +206,11 @@ def shard_stacks(platform: str, project_dir: Path) -> list[ShardStack]:
         for namespace in shards[shard]:
             ns = plan.namespaces[namespace]
             kinds[namespace] = _kinds([*ns.policy, *ns.certificates], f"{stack}, namespace {namespace}")
-        stacks.append(ShardStack(stack, platform, shard, kinds))
+        # What its state may hold objects in: where it registers some now, and where it did at the commit it last
+        # applied (a namespace without services at both has no objects: no Role).
+        before = tuple((held or {}).get(stack, ()))
+        holding = [n for n in shards[shard] if kinds[n]]
+        stacks.append(ShardStack(stack, platform, shard, kinds, tuple(dict.fromkeys([*holding, *before]))))
     missing = [shard for shard in shards if f"{platform}-{shard}" not in files]
     if missing:
         raise GeneratorError(f"{platform}: the service graph's shard(s) {', '.join(missing)} have no stack file "
@@ -201,14 +220,47 @@ def shard_stacks(platform: str, project_dir: Path) -> list[ShardStack]:
     return stacks
 
 
-def role_rules(kinds: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
-    """The Role of one namespace of a shard: what it registers there (one rule per API group), and reading Events."""
+def _rules(resources: Iterable[tuple[str, str]], verbs: tuple[str, ...]) -> list[dict[str, Any]]:
     groups: dict[str, set[str]] = {}
-    for group, kind in kinds:
-        groups.setdefault(group, set()).add(RESOURCES[(group, kind)])
-    rules = [{"apiGroups": [group], "resources": sorted(resources), "verbs": list(VERBS)}
-             for group, resources in sorted(groups.items())]
+    for group, resource in resources:
+        groups.setdefault(group, set()).add(resource)
+    return [{"apiGroups": [group], "resources": sorted(names), "verbs": list(verbs)}
+            for group, names in sorted(groups.items())]
+
+
+def role_rules(kinds: Iterable[tuple[str, str]], removing: bool = False) -> list[dict[str, Any]]:
+    """The Role of one namespace of a shard: what it registers there (one rule per API group), with `removing` (it
+    held the namespace at the commit it last applied) the removal of every other kind it could have registered
+    there, and reading Events."""
+    writes = {(group, RESOURCES[(group, kind)]) for group, kind in kinds}
+    rules = _rules(writes, VERBS)
+    if removing:
+        rules += _rules({(group, resource) for (group, _), resource in RESOURCES.items()} - writes,
+                        REMOVAL_VERBS)
     return [*rules, EVENTS_RULE] if rules else []
+
+
+def held_namespaces(platform: str, applied_dir: Path) -> dict[str, tuple[str, ...]]:
+    """Per shard stack of `platform`, the namespaces it held in the project tree `applied_dir` (a checkout of the
+    commit the shard last applied): what its state may still hold objects in."""
+    stacks_dir = applied_dir / "stacks"
+    if not (stacks_dir / f"Pulumi.{platform}.yaml").is_file():
+        return {}
+    config = _document(platform, applied_dir)
+    if config.get(POLICY_SHARDS) is not True:
+        return {}
+    graph, _ = platform_plan(platform, applied_dir)
+    files = shard_stack_files(platform, applied_dir)
+    return {stack: tuple(shards_of(graph).get(str(c.get(SHARD)), ())) for stack, c in files.items()}
+
+
+def last_applied_commit(history: Iterable[Mapping[str, Any]]) -> str | None:
+    """The commit of a stack's newest successful update (`pulumi stack history --json`, newest first; the CLI records
+    the checkout's HEAD as `git.head`, pulumi pkg/backend/updates.go), None when it has none yet."""
+    for update in history:
+        if update.get("kind") == "update" and update.get("result") == "succeeded":
+            return (update.get("environment") or {}).get("git.head")
+    return None
 
 
 def workspace_rbac(shard: ShardStack, operator_namespace: str,
@@ -230,14 +282,18 @@ def workspace_rbac(shard: ShardStack, operator_namespace: str,
                              "name": "system:auth-delegator"},
                  "subjects": subject}
     documents = [account, delegator]
-    for namespace, kinds in shard.kinds.items():
-        rules = role_rules(kinds)
+    held = set(shard.held)
+    for namespace in dict.fromkeys([*shard.kinds, *shard.leaving]):
+        rules = role_rules(shard.kinds.get(namespace, ()), removing=namespace in held)
         if not rules:
             continue  # nothing registered there (a namespace without services): no access either
+        # A namespace the shard leaves: its Role lets it delete, and goes from the manifest once the shard has
+        # applied a commit without it (the generator's --applied then no longer names it as held).
+        role_labels = {**labels, **({"mtls-mesh.io/leaving": "true"} if namespace not in shard.kinds else {})}
         documents.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-                          "metadata": {"name": name, "namespace": namespace, "labels": labels}, "rules": rules})
+                          "metadata": {"name": name, "namespace": namespace, "labels": role_labels}, "rules": rules})
         documents.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                          "metadata": {"name": name, "namespace": namespace, "labels": labels},
+                          "metadata": {"name": name, "namespace": namespace, "labels": role_labels},
                           "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
                           "subjects": subject})
     return documents
