@@ -1027,7 +1027,7 @@ def _vault(config: _Config, environment: str, project_dir: Path, pki: PkiSetting
     if ca_file_path is not None:
         ca_path = provider_path(ca_file_path, project_dir)
         try:
-            ca_bundle = read_text_file(Path(ca_path), MAX_PEM_BYTES)
+            ca_bundle = read_text_file(ca_file_path, MAX_PEM_BYTES)
         except InputError as err:
             config.add("vaultCaBundleFile", f"cannot read {short(ca_file)}: {err.what}", err.fix)
         else:

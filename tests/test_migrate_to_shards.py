@@ -185,17 +185,18 @@ def test_the_shard_comparison_helper_can_fail(sharded):
     assert len(shard_stack_mismatches(run, stand_in, "payments", ["payments"])) == 2
 
 
-@pytest.mark.parametrize("shard", ["payments", "storefront"])
-def test_the_repositorys_shard_stacks_register_what_the_move_leaves_them(shard):
-    """The real shard stacks of prod (stacks/Pulumi.prod-<shard>.yaml), run as the program runs them, against the
-    state the migration of prod-as-one-stack leaves them: nothing to create or delete."""
+@pytest.mark.parametrize("stack", ["prod-payments", "prod-storefront", "staging-payments", "staging-storefront"])
+def test_the_repositorys_shard_stacks_register_what_the_move_leaves_them(stack):
+    """The real shard stacks (stacks/Pulumi.<platform>-<shard>.yaml), run as the program runs them, against the state
+    the migration of their platform-as-one-stack leaves them: nothing to create or delete. staging is one of them:
+    an existing staging, a single stack until now, becomes sharded with this same migration."""
     from plan.shards import shards_of
-    from harness import stack_plan  # noqa: F401 (the plan the runs compile)
 
-    single = run_program("prod", set_config={"policyShards": False})
-    platform = run_program("prod")
-    shard_run = run_program(f"prod-{shard}", platform_outputs=platform.exports)
-    namespaces = shards_of(migrate.load("prod", config=single.config)[1])[shard]
+    platform_stack, _, shard = stack.partition("-")
+    single = run_program(platform_stack, set_config={"policyShards": False})
+    platform = run_program(platform_stack)
+    shard_run = run_program(stack, platform_outputs=platform.exports)
+    namespaces = shards_of(migrate.load(platform_stack, config=single.config)[1])[shard]
     assert not shard_stack_mismatches(single, shard_run, shard, namespaces)
 
 
