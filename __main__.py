@@ -14,7 +14,7 @@ from components.namespaces import MeshNamespaces, MeshNamespacesArgs
 from components.trust import SelfSignedAnchors, SelfSignedWorkloadCertificates
 from components.vault import VaultPki, VaultPkiArgs, VaultTokenReviewer
 from components.verification import MeshVerification, MeshVerificationArgs
-from components.platform import CONTRACTS_OUTPUT, check_platform_applied
+from components.platform import CONTRACTS_OUTPUT, applied_once_ready, check_platform_applied
 from components.rotation import check_rotation_step, read_previous_rotation, rotation_status
 from components.runtime import read_stack_config, settings_errors_reported, tune_garbage_collector
 from components.shard import register_shard
@@ -34,7 +34,8 @@ with settings_errors_reported():
     if scope.role == SHARD:
         # A shard applies only a plan whose platform part (its namespaces, phases, issuers, Linkerd) is applied.
         check_platform_applied(scope.shard, settings.platform_stack, contract_digests(plan, settings.graph)[scope.shard],
-                               settings.stack, preview=pulumi.runtime.is_dry_run())
+                               settings.stack, preview=pulumi.runtime.is_dry_run(),
+                               wait=settings.kubernetes.delivered_by == "operator")
     else:
         # A rotation phase must follow the state this stack last applied (its own trustRotation output), so an
         # out-of-order phase changes nothing.
@@ -138,4 +139,6 @@ else:
     pulumi.export("egressMatrix", scoped_matrix(plan.egress_matrix, scope, settings.graph))
     if settings.policy_shards:
         # What each shard's objects assume of this stack, as applied: a shard refuses a plan whose digest is not here.
-        pulumi.export(CONTRACTS_OUTPUT, contract_digests(plan, settings.graph))
+        pulumi.export(CONTRACTS_OUTPUT, applied_once_ready(
+            contract_digests(plan, settings.graph),
+            [*namespaces.namespaces.values(), *certificates.issuers.values(), linkerd.crds]))
