@@ -460,3 +460,32 @@ def test_the_generator_reads_the_applied_commit_from_git(tmp_path):
     generator.write(out, generator.DEFAULT_REPO, generator.DEFAULT_BACKEND, None, None, head, held=held)
     documents = list(yaml.safe_load_all((out / "prod-storefront.yaml").read_text()))
     assert {r["metadata"]["namespace"] for r in of_kind(documents, "Role")} == {"web", "payments"}
+
+
+def test_the_platform_and_its_shards_read_one_source_for_each_setting(generated):
+    """Under the Operator the shards read stacks/Pulumi.<platform>.yaml in their checkout of deploy/<platform>, the
+    branch their platform runs: the same file at the same commit. Whatever the platform's Stack still carries inline
+    must be that file's value (the kubeContext aside: how the workspace reaches its cluster), and compiled as the
+    platform runs it, it must give the contract digests the shards compile from the file: otherwise each shard would
+    wait for a contract its platform never applies."""
+    from plan.mesh import compile_mesh
+    from plan.shards import contract_digests
+    from read.settings import load_settings
+    from read.stack_files import read_stack_file, wire_value
+
+    project, _, files = generated
+    (platform,) = of_kind(files["prod"], "Stack")
+    inline = dict(platform["spec"].get("config") or {})
+    file_config, secret_keys = read_stack_file(project / "stacks" / "Pulumi.prod.yaml")
+    for key, value in inline.items():
+        if key != "mtls-mesh:kubeContext":
+            assert wire_value(value) == file_config.get(key), f"{key}: inline and in the stack file differ"
+    as_run = {**file_config, **{k: wire_value(v) for k, v in inline.items()}}
+    platform_settings = load_settings(as_run, "prod", secret_keys=secret_keys, project_dir=project)
+    shard_settings = load_settings(file_config, "prod", secret_keys=secret_keys, project_dir=project)
+    assert contract_digests(compile_mesh(platform_settings), platform_settings.graph) == \
+        contract_digests(compile_mesh(shard_settings), shard_settings.graph)
+    for stack_name in ("prod-storefront", "prod-payments"):
+        (stack,) = of_kind(files[stack_name], "Stack")
+        assert stack["spec"]["branch"] == platform["spec"]["branch"], "the same commit"
+        assert set(stack["spec"]["config"]) <= {"mtls-mesh:platformStack", "mtls-mesh:shard", "mtls-mesh:kubeContext"}
