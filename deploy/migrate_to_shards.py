@@ -100,6 +100,10 @@ def urn_type(urn: str) -> str:
     return qualified_type(urn).rpartition("$")[2]
 
 
+def urn_project(urn: str) -> str:
+    return _parts(urn)[1]
+
+
 def urn_name(urn: str) -> str:
     return _parts(urn)[3]
 
@@ -259,18 +263,10 @@ def _urns(resources: Iterable[Mapping[str, Any]]) -> set[str]:
     return {r["urn"] for r in resources}
 
 
-@dataclass(frozen=True)
-class Where:
-    """Where one group's resources are: how many of its URNs each stack holds (under that stack's own naming)."""
-
-    in_environment: int
-    in_shard: int
-    total: int
-
-
-def locate(group: MovedGroup, dest: str, env_urns: set[str], shard_urns: set[str]) -> Where:
-    return Where(sum(u in env_urns for u in group.urns),
-                 sum(shard_urn(group, u, dest) in shard_urns for u in group.urns), len(group.urns))
+def children_in(resources: Iterable[Mapping[str, Any]], parent: str) -> list[str]:
+    """The URNs of `parent`'s children in a state, in its order: what the state holds of a group, whatever the plan
+    of this commit names (a child the plan no longer has is still the group's, and moves with it)."""
+    return [r["urn"] for r in resources if r.get("parent") == parent]
 
 
 # --- The repository: what the next deploy runs -------------------------------------------------------------------
@@ -369,25 +365,24 @@ class Migration:
 
     def _move_to_shard(self, group: MovedGroup, dest: str) -> None:
         env = self.environment
-        env_urns, shard_urns = _urns(self.backend.resources(env)), _urns(self.backend.resources(dest))
-        where = locate(group, dest, env_urns, shard_urns)
-        if where.in_shard == where.total:
-            leftovers = [u for u in group.urns if u in env_urns]
-            if leftovers:
+        env_resources, shard_resources = self.backend.resources(env), self.backend.resources(dest)
+        in_env = group.urn in _urns(env_resources)
+        in_shard = shard_urn(group, group.urn, dest) in _urns(shard_resources)
+        if in_shard:
+            if in_env:
                 # A copy left behind: a move whose source was not saved, or a deploy that re-registered the group
-                # while its state was in the shard (its creates failed: at most the group's component). The shard's
-                # state is whole, so the environment's copy goes, children before their group.
+                # while its state was in the shard (its creates failed: the group's component alone). The shard
+                # holds the group, so the environment's copy goes, children before their group.
+                leftovers = [*children_in(env_resources, group.urn), group.urn]
                 self._say(f"{group.name}: already in {dest}; removing the {len(leftovers)} copies left in {env}")
-                self.backend.delete(env, sorted(leftovers, key=lambda u: u == group.urn))
+                self.backend.delete(env, leftovers)
             return
-        if where.in_environment == where.total and where.in_shard == 0:
-            self._say(f"move {group.name} ({len(group.urns)} resources) {env} -> {dest}")
-            self.backend.move(env, dest, group.urns)
+        if not in_env:
+            self._say(f"{group.name}: in no state yet (never applied): the shard creates it")
             return
-        raise StepFailed(f"{group.name}: {where.in_environment} of its {where.total} resources are in {env} and "
-                         f"{where.in_shard} in {dest}. A state edit other than this command's happened: compare "
-                         f"`pulumi stack export --stack {env}` and `--stack {dest}` with the group's URNs "
-                         f"(python -m deploy.migrate_to_shards --stack {env} --urns) before going on")
+        urns = [group.urn, *children_in(env_resources, group.urn)]
+        self._say(f"move {group.name} ({len(urns)} resources) {env} -> {dest}")
+        self.backend.move(env, dest, urns)
 
     def _ensure_shard_file(self, shard: str) -> None:
         """The shard's stack file with its two settings, kept whole from its `pulumi stack init` on (which may write
@@ -446,26 +441,22 @@ class Migration:
     def _move_to_environment(self, group: MovedGroup, dest: str) -> None:
         env = self.environment
         env_resources, shard_resources = self.backend.resources(env), self.backend.resources(dest)
-        env_urns, shard_urns = _urns(env_resources), _urns(shard_resources)
-        where = locate(group, dest, env_urns, shard_urns)
-        if where.in_shard == 0:
-            if where.in_environment != where.total:
-                raise StepFailed(f"{group.name}: in neither {env} ({where.in_environment} of {where.total}) nor "
-                                 f"{dest}: restore the state (pulumi stack import) before going on")
-            return
-        if where.in_shard != where.total:
-            raise StepFailed(f"{group.name}: only {where.in_shard} of its {where.total} resources are in {dest}: "
-                             "a state edit other than this command's happened; compare the exports first")
-        if where.in_environment < where.total:
-            # What a deploy in between may have left (the group's component, its children's creates having failed)
-            # goes: the shard's copy is whole, and it comes back under the same URNs.
-            stale = {u for u in group.urns if u in env_urns}
+        in_shard = shard_urn(group, group.urn, dest)
+        if in_shard not in _urns(shard_resources):
+            return  # back already, or never applied (the one stack creates it)
+        shard_children = children_in(shard_resources, in_shard)
+        env_children = children_in(env_resources, group.urn)
+        if group.urn not in _urns(env_resources) or len(env_children) < len(shard_children):
+            # Not back yet, or only what a deploy in between left (the group's component; its objects' creates
+            # failed): that goes, and the shard's copy comes back under the one stack's names.
+            stale = {group.urn, *env_children}
             kept = [r for r in env_resources if r["urn"] not in stale]
-            self._say(f"move {group.name} ({len(group.urns)} resources) {dest} -> {env}")
+            self._say(f"move {group.name} ({1 + len(shard_children)} resources) {dest} -> {env}")
             self.backend.replace_resources(env, returned_resources(group, dest, env, kept, shard_resources))
+        # The environment holds the whole group now: the shard's copy goes.
         self._say(f"{group.name}: back in {env}; removing it from {dest}")
-        self.backend.replace_resources(dest, [r for r in shard_resources
-                                              if r["urn"] not in {shard_urn(group, u, dest) for u in group.urns}])
+        gone = {in_shard, *shard_children}
+        self.backend.replace_resources(dest, [r for r in self.backend.resources(dest) if r["urn"] not in gone])
 
     def _remove_emptied(self, dest: str) -> None:
         left = [r for r in self.backend.resources(dest) if not _bookkeeping(r)]
@@ -507,31 +498,36 @@ def returned_resources(group: MovedGroup, dest: str, env: str, env_resources: li
                        shard_resources: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The environment's resources with the group back under the single stack's names (`pulumi state move` cannot do
     this: what it moves lands at the destination's root, lines 405-414, and the single stack registers its groups
-    under the components `authz` and `certs`). Each resource keeps its id, inputs and outputs; its URN, parent and
-    provider become the environment's; dependencies on what is not in the environment go (as a move drops them, lines
-    430-454). Appended at the end: its parents and provider come earlier, as a state's order requires."""
-    by_shard_urn = {shard_urn(group, u, dest): u for u in group.urns}
-    provider_urn = {r["urn"] for r in env_resources if r["type"] == "pulumi:providers:kubernetes"}
-    providers = {r["urn"]: r.get("id", "") for r in env_resources if r["type"].startswith("pulumi:providers:")}
+    under the components `authz` and `certs`). The group and each child the shard's state holds keep their id,
+    inputs and outputs; their URN, parent and provider become the environment's (a child's URN is its group's
+    qualified type with its own type and name, urn.go `New`); dependencies on what is not in the environment go (as a
+    move drops them, lines 430-454). Appended at the end: their parents and provider come earlier, as a state's
+    order requires."""
+    group_in_shard = shard_urn(group, group.urn, dest)
+    renamed = {group_in_shard: group.urn}
+    for child in children_in(shard_resources, group_in_shard):
+        renamed[child] = new_urn(env, urn_project(group.urn), qualified_type(group.urn), urn_type(child),
+                                 urn_name(child))
+    kubernetes = [r for r in env_resources if r["type"] == "pulumi:providers:kubernetes"]
     component = parent_type(group.urn)
     component_urn = next((r["urn"] for r in env_resources if qualified_type(r["urn"]) == component), None)
-    if component_urn is None or not provider_urn:
-        raise StepFailed(f"{env}: its state has no {component} component or no Kubernetes provider to return "
+    if component_urn is None or len(kubernetes) != 1:
+        raise StepFailed(f"{env}: its state has no {component} component or not one Kubernetes provider to return "
                          f"{group.name} under; run `pulumi up` of {env} first")
-    (kubernetes,) = sorted(provider_urn)
-    known = {r["urn"] for r in env_resources} | set(group.urns)
+    provider = f"{kubernetes[0]['urn']}::{kubernetes[0].get('id', '')}"
+    known = {r["urn"] for r in env_resources} | set(renamed.values())
     returned = []
     for resource in shard_resources:
-        urn = by_shard_urn.get(resource["urn"])
+        urn = renamed.get(resource["urn"])
         if urn is None:
             continue
         copy = json.loads(json.dumps(resource))
         copy["urn"] = urn
         copy["parent"] = component_urn if urn == group.urn else group.urn
         if copy.get("provider"):
-            copy["provider"] = f"{kubernetes}::{providers[kubernetes]}"
-        copy["dependencies"] = [by_shard_urn[d] for d in copy.get("dependencies") or [] if by_shard_urn.get(d) in known]
-        copy["propertyDependencies"] = {k: [by_shard_urn[d] for d in v if by_shard_urn.get(d) in known]
+            copy["provider"] = provider
+        copy["dependencies"] = [renamed[d] for d in copy.get("dependencies") or [] if renamed.get(d) in known]
+        copy["propertyDependencies"] = {k: [renamed[d] for d in v if renamed.get(d) in known]
                                         for k, v in (copy.get("propertyDependencies") or {}).items()}
         returned.append(copy)
     return [*env_resources, *returned]
