@@ -49,7 +49,9 @@ STACK_NAME_MAX = 42
 # 5 minutes, not less: the shard's check after the platform's success comes seconds later (the watch), and its own
 # retries after a failure (30 s, then 90 s: `cooldown`, SC:1357-1380) should not force another platform run. Not more:
 # a platform success at an earlier promotion inside the window satisfies it without the commit being compared (the
-# Operator compares none), and only the program's contract check (plan/shards.py contract_problem) stops that shard.
+# Operator compares none). Such a shard's update then waits until its platform has applied its contract
+# (components/platform.py wait_for_platform): a refusal would count a failure, and three stall the Stack
+# (`maxUpdateFailures`, SC:1084), so two promotions less than 5 minutes apart would need someone to annotate it.
 PREREQUISITE_SUCCEEDED_WITHIN = "5m"
 # The Operator's minimum (values under 60 count as 60: resyncFreq, SC:1384-1390). The platform Stack polls every
 # 120 s, so a shard usually sees a new commit first and its annotation starts the platform's update at once; when the
