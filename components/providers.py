@@ -12,7 +12,7 @@ import pulumi_vault as vault
 
 from components.runtime import settings_errors_reported
 from read.errors import Problem, SettingsError
-from read.kubeconfig import current_context
+from read.inputs import current_context
 from read.settings import IN_CLUSTER, KubernetesSettings, VaultSettings
 
 
