@@ -66,8 +66,10 @@ def _run(program, stack: str, config: dict[str, str], mocks) -> float:
 
 
 def stack_config(stack: str) -> dict[str, str]:
-    document = yaml.safe_load((PROJECT_DIR / "stacks" / f"Pulumi.{stack}.yaml").read_text())
-    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in document["config"].items()}
+    """The stack's config as the Pulumi CLI hands it to the program (read/stack_files.py)."""
+    from read.stack_files import read_stack_file
+
+    return read_stack_file(PROJECT_DIR / "stacks" / f"Pulumi.{stack}.yaml")[0]
 
 
 def child_program(services: int) -> dict:

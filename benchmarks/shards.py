@@ -48,9 +48,12 @@ def write_project(directory: Path, services: int, shards: int, namespaces: int |
     config = stack_config(PLATFORM)
     config.update({"mtls-mesh:serviceGraph": str(graph_file), "mtls-mesh:inboundPolicyOverrides": [],
                    "mtls-mesh:allowFilesOutsideProject": True, "mtls-mesh:policyShards": True})
-    config = {key: json.loads(value) if isinstance(value, str) and value[:1] in "[{" else value
-              for key, value in config.items()}
-    (directory / f"Pulumi.{PLATFORM}.yaml").write_text(yaml.safe_dump({"config": config}))
+    # Each value as JSON, which the CLI's YAML reads as written (a string stays the string it is).
+    lines = ["config:"]
+    for key, value in config.items():
+        written = value if isinstance(value, str) and value[:1] in "[{" else json.dumps(value)
+        lines.append(f"  {json.dumps(key)}: {written}")
+    (directory / f"Pulumi.{PLATFORM}.yaml").write_text("\n".join(lines) + "\n")
     (directory / f"Pulumi.{PLATFORM}-{FIRST_SHARD}.yaml").write_text(yaml.safe_dump({"config": {
         "mtls-mesh:platformStack": PLATFORM, "mtls-mesh:shard": FIRST_SHARD}}))
 
@@ -86,8 +89,7 @@ def child(role: str, directory: Path, contracts_file: Path) -> dict:
 
     stack_files.STACKS_DIR = directory
     stack = {"single": PLATFORM, "platform": PLATFORM, "shard": f"{PLATFORM}-{FIRST_SHARD}"}[role]
-    config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in
-              (yaml.safe_load((directory / f"Pulumi.{stack}.yaml").read_text())["config"]).items()}
+    config = stack_files.read_stack_file(directory / f"Pulumi.{stack}.yaml", project_dir=PROJECT_DIR)[0]
     if role == "single":
         config["mtls-mesh:policyShards"] = "false"
     mocks = ShardMocks(json.loads(contracts_file.read_text()) if role == "shard" else {})

@@ -28,8 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 if str(PROJECT_DIR) not in sys.path:
     sys.path.insert(0, str(PROJECT_DIR))
@@ -37,9 +35,10 @@ if str(PROJECT_DIR) not in sys.path:
 from plan.changes import changed_components, owners, part_digests, part_matrices  # noqa: E402
 from plan.mesh import compile_mesh  # noqa: E402
 from plan.shards import PLATFORM, SHARD, SINGLE, stack_scope  # noqa: E402
+from read.errors import SettingsError  # noqa: E402
 from read.settings import load_settings  # noqa: E402
 from read.settings_format import PROJECT, load_declarations  # noqa: E402
-from read.stack_files import read_stack_file, stack_file, stack_names  # noqa: E402
+from read.stack_files import read_stack_file, stack_file, stack_file_entries, stack_names  # noqa: E402
 
 # What runs, rather than what is compiled: a change here may change every stack's preview. The CI modules that
 # choose and render the previews are in it too, so a change to the choosing is itself previewed everywhere.
@@ -106,13 +105,15 @@ def read_stack(root: Path, stack: str) -> StackFile | None:
     if not path.is_file():
         return None
     try:
-        config, secret_keys = read_stack_file(path)
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError, UnicodeDecodeError, AttributeError) as err:
-        raise Unreadable(f"stacks/{path.name} cannot be read: {type(err).__name__}: {err}") from None
-    ciphertexts = {key: json.dumps(value, sort_keys=True) for key, value in (document.get("config") or {}).items()
-                   if key in secret_keys}
-    if PLATFORM_STACK in config or SHARD_KEY in config:
+        # As the CLI hands it to the program at this checkout (its own Pulumi.yaml's defaults). Not validated: a
+        # checkout the CLI would refuse is still compared, and its compile says what is wrong.
+        config, secret_keys = read_stack_file(path, validate=False)
+        entries = stack_file_entries(path)
+    except (OSError, SettingsError) as err:
+        raise Unreadable(f"stacks/{path.name} cannot be read: {_one_line(err)}") from None
+    ciphertexts = {key: json.dumps(value, sort_keys=True) for key, value in entries.items() if key in secret_keys}
+    # Every stack holds both keys (the CLI fills in their default, ""): a shard's stack file is one that sets them.
+    if config.get(PLATFORM_STACK) or config.get(SHARD_KEY):
         platform, shard = config.get(PLATFORM_STACK, ""), config.get(SHARD_KEY, "")
         if not platform or not shard:
             raise Unreadable(f"stacks/{path.name} is a shard's stack file but lacks {PLATFORM_STACK} or {SHARD_KEY}")

@@ -67,7 +67,7 @@ def graph_settings(project_dir: Path) -> list[str]:
     default = str(declarations["serviceGraph"].default)
     values = {default}
     for path in sorted((project_dir / "stacks").glob("Pulumi.*.yaml")):
-        config, _ = read_stack_file(path)
+        config, _ = read_stack_file(path, project_dir=project_dir, validate=False)
         values.add(config.get(f"{PROJECT}:serviceGraph", default))
     return sorted(values)
 

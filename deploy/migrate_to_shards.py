@@ -621,21 +621,25 @@ def load(stack: str, project_dir: Path = PROJECT_DIR,
     from plan.mesh import compile_mesh
     from read.errors import SettingsError
     from read.settings import load_settings
-    from read.stack_files import read_stack_file
+    from read.stack_files import read_stack_file, stack_file_document, with_defaults
 
     path = project_dir / "stacks" / f"Pulumi.{stack}.yaml"
     secrets_provider = None
     if config is None:
         if not path.exists():
             raise MigrationError(f"{stack}: no stack file {path}")
-        config, secret_keys = read_stack_file(path)
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        try:
+            config, secret_keys = read_stack_file(path, project_dir=project_dir)
+            document = stack_file_document(path)
+        except SettingsError as err:
+            raise MigrationError(str(err)) from None
         # What `pulumi stack init` wrote: `secretsprovider` (+ `encryptedkey`) for a cloud KMS, `encryptionsalt` for
         # the passphrase provider, neither for Pulumi Cloud's own key.
         secrets_provider = document.get("secretsprovider") or ("passphrase" if "encryptionsalt" in document else None)
     else:
-        secret_keys = frozenset()
-    if f"{PROJECT}:shard" in config or f"{PROJECT}:platformStack" in config:
+        config, secret_keys = with_defaults(config, project_dir), frozenset()
+    # Every stack holds both keys (the CLI fills in their default, ""): a shard stack is one that names them.
+    if config.get(f"{PROJECT}:shard") or config.get(f"{PROJECT}:platformStack"):
         raise MigrationError(f"{stack} is a shard stack (it sets shard/platformStack): name the environment's stack")
     try:
         settings = load_settings(config, stack, secret_keys=secret_keys, project_dir=project_dir)

@@ -24,15 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-import yaml
-
 from plan.mesh import MeshPlan, compile_mesh
 from plan.shards import shards_of
 from read.errors import SettingsError
 from read.graph import ServiceGraph
 from read.settings import load_settings
 from read.settings_format import load_declarations
-from read.stack_files import read_stack_file
+from read.stack_files import read_stack_file, user_set
 
 PREFIX = "mtls-mesh"
 PLATFORM_STACK = f"{PREFIX}:platformStack"
@@ -131,13 +129,16 @@ def stack_object_name(stack: str) -> str:
     return name
 
 
-def _document(stack: str, project_dir: Path) -> dict[str, Any]:
-    return (yaml.safe_load((project_dir / "stacks" / f"Pulumi.{stack}.yaml").read_text(encoding="utf-8")) or {}).get(
-        "config") or {}
+def _document(stack: str, project_dir: Path) -> dict[str, str]:
+    """The stack's config as the Pulumi CLI hands it to the program (read/stack_files.py: every default filled in)."""
+    try:
+        return read_stack_file(project_dir / "stacks" / f"Pulumi.{stack}.yaml", project_dir=project_dir)[0]
+    except SettingsError as err:
+        raise GeneratorError(f"stacks/Pulumi.{stack}.yaml: {err}") from None
 
 
-def shard_stack_files(platform: str, project_dir: Path) -> dict[str, dict[str, Any]]:
-    """The stack files naming `platform` as their platformStack: stack -> its config."""
+def shard_stack_files(platform: str, project_dir: Path) -> dict[str, dict[str, str]]:
+    """The stack files naming `platform` as their platformStack: stack -> its config (as the CLI hands it)."""
     found = {}
     for path in sorted((project_dir / "stacks").glob("Pulumi.*.yaml")):
         stack = path.name.split(".")[1]
@@ -150,7 +151,11 @@ def shard_stack_files(platform: str, project_dir: Path) -> dict[str, dict[str, A
 def platform_plan(platform: str, project_dir: Path) -> tuple[ServiceGraph, MeshPlan]:
     """The platform's graph and compiled plan, as its own stack and each shard compile them (the same settings and
     graph, from the platform's stack file)."""
-    raw, secret_keys = read_stack_file(project_dir / "stacks" / f"Pulumi.{platform}.yaml")
+    try:
+        raw, secret_keys = read_stack_file(project_dir / "stacks" / f"Pulumi.{platform}.yaml", project_dir=project_dir)
+    except SettingsError as err:
+        raise GeneratorError(f"{platform}: the platform's stack file cannot be read, so its shards cannot be "
+                             f"generated:\n{err}") from None
     # policyShards says which part of the plan a stack registers, not what the plan is (plan/shards.py); a Pulumi.yaml
     # that does not declare it yet compiles the same plan without it.
     if "policyShards" not in load_declarations(project_dir / "Pulumi.yaml"):
@@ -182,7 +187,7 @@ def shard_stacks(platform: str, project_dir: Path,
     (`held_namespaces`); each keeps the rights to empty them until it has applied a commit without them."""
     config = _document(platform, project_dir)
     files = shard_stack_files(platform, project_dir)
-    if config.get(POLICY_SHARDS) is not True:
+    if config.get(POLICY_SHARDS) != "true":
         if files:
             raise GeneratorError(f"{', '.join(files)}: name platformStack {platform}, but stacks/Pulumi.{platform}.yaml "
                              f"does not set {POLICY_SHARDS}: true, so {platform} registers every namespace's policy "
@@ -192,7 +197,9 @@ def shard_stacks(platform: str, project_dir: Path,
     shards = shards_of(graph)
     stacks = []
     for stack, shard_config in files.items():
-        extra = sorted(set(shard_config) - {PLATFORM_STACK, SHARD, f"{PREFIX}:kubeContext", f"{PREFIX}:kubeconfig"})
+        # What the shard's file sets besides its own keys: a key at its default is what the CLI filled in.
+        extra = sorted(set(user_set(shard_config, load_declarations(project_dir / "Pulumi.yaml")))
+                       - {PLATFORM_STACK, SHARD, f"{PREFIX}:kubeContext", f"{PREFIX}:kubeconfig"})
         shard = shard_config.get(SHARD)
         if extra:
             raise GeneratorError(f"stacks/Pulumi.{stack}.yaml: {', '.join(extra)} set in a shard stack, which holds only "
@@ -251,7 +258,7 @@ def held_namespaces(platform: str, applied_dir: Path) -> dict[str, tuple[str, ..
     if not (stacks_dir / f"Pulumi.{platform}.yaml").is_file():
         return {}
     config = _document(platform, applied_dir)
-    if config.get(POLICY_SHARDS) is not True:
+    if config.get(POLICY_SHARDS) != "true":
         return {}
     graph, _ = platform_plan(platform, applied_dir)
     files = shard_stack_files(platform, applied_dir)

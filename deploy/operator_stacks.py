@@ -43,6 +43,7 @@ if __package__ in (None, ""):  # run as a script (venv/bin/python deploy/operato
 from deploy.operator_shards import (GeneratorError, ShardStack, held_namespaces,  # noqa: E402
                                     last_applied_commit, shard_stack_files, shard_stack_object, shard_stacks,
                                     stack_object_name, workspace_rbac)
+from read.stack_files import stack_file_entries  # noqa: E402
 
 OUT = PROJECT_DIR / "deploy" / "operator"
 NAMESPACE = "pulumi-operator"
@@ -71,8 +72,9 @@ def stacks(project_dir: Path = PROJECT_DIR) -> list[str]:
 
 
 def stack_settings(stack: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
-    document = yaml.safe_load((project_dir / "stacks" / f"Pulumi.{stack}.yaml").read_text()) or {}
-    config = dict(document.get("config") or {})
+    """The settings the stack file itself holds (no defaults: the Operator's CLI fills them in), each decoded as the
+    Pulumi CLI decodes it (read/stack_files.py), so the Stack object carries what the file means to the CLI."""
+    config = stack_file_entries(project_dir / "stacks" / f"Pulumi.{stack}.yaml")
     secure = [k for k, v in config.items() if isinstance(v, dict) and set(v) == {"secure"}]
     if secure:
         raise GeneratorError(f"{stack}: {secure} are encrypted in the stack file; give them to the operator as envRefs")

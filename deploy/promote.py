@@ -25,8 +25,6 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
-
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 KEY = "mtls-mesh:deliveredBy"
 PLATFORM_STACK = "mtls-mesh:platformStack"
@@ -39,10 +37,17 @@ class DeliveryError(SystemExit):
 
 
 def _stack_config(stack: str, project_dir: Path) -> dict[str, Any]:
+    """The stack's config as the Pulumi CLI hands it to the program (read/stack_files.py: defaults filled in)."""
+    from read.errors import SettingsError
+    from read.stack_files import read_stack_file
+
     path = project_dir / "stacks" / f"Pulumi.{stack}.yaml"
     if not path.exists():
         raise DeliveryError(f"{stack}: no stack file {path.relative_to(project_dir)}")
-    return (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+    try:
+        return read_stack_file(path, project_dir=project_dir, validate=False)[0]
+    except SettingsError as err:
+        raise DeliveryError(f"{stack}: {err}") from None
 
 
 def delivered_by(stack: str, project_dir: Path = PROJECT_DIR) -> str:
@@ -52,9 +57,9 @@ def delivered_by(stack: str, project_dir: Path = PROJECT_DIR) -> str:
     (deploy/operator_shards.py)."""
     config = _stack_config(stack, project_dir)
     platform = config.get(PLATFORM_STACK)
-    if platform is not None:
+    if platform:
         shard, stack, config = stack, str(platform), _stack_config(str(platform), project_dir)
-        if PLATFORM_STACK in config:
+        if config.get(PLATFORM_STACK):
             raise DeliveryError(f"{shard}: its platformStack {stack} is itself a shard stack "
                                 f"(stacks/Pulumi.{stack}.yaml names platformStack {config[PLATFORM_STACK]})")
     value = config.get(KEY, DEFAULT)

@@ -36,11 +36,16 @@ def load_stack(stack: str, project_dir: Path = PROJECT_DIR, graph_file: str | No
     path = stack_file(stack, stacks_dir)
     if stack not in known or not path.is_file():
         raise DiscoverError(f"unknown stack {stack!r}: no stacks/Pulumi.{stack}.yaml; the stacks are {', '.join(known)}")
-    config, secret_keys = read_stack_file(path)
+    try:
+        config, secret_keys = read_stack_file(path, project_dir=project_dir)
+    except SettingsError as err:
+        raise DiscoverError(" ".join(str(err).split("\n"))) from None
     if graph_file is not None:
         config["mtls-mesh:serviceGraph"] = graph_file
-        # The graph named on the command line is the operator's explicit choice, wherever it lives.
-        config.setdefault("mtls-mesh:allowFilesOutsideProject", "true")
+        # The graph named on the command line is the operator's explicit choice, wherever it lives; a stack that sets
+        # allowFilesOutsideProject itself keeps its value (the CLI hands every stack the default, false, otherwise).
+        if config.get("mtls-mesh:allowFilesOutsideProject", "false") == "false":
+            config["mtls-mesh:allowFilesOutsideProject"] = "true"
     try:
         settings = load_settings(config, stack, secret_keys=secret_keys, project_dir=project_dir)
         return Stack(settings, compile_mesh(settings))

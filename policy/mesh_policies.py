@@ -7,6 +7,7 @@ PolicyPack starts the analyzer server).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any, Iterable
 
@@ -67,7 +68,8 @@ def _managed(props: Any) -> bool:
 
 
 def workload_namespaces_injected(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type not in NAMESPACE_TYPES or not _managed(args.props):
+    """Every namespace the stack registers, labelled or not: one that lost its label must not lose this check too."""
+    if args.resource_type not in NAMESPACE_TYPES:
         return
     meta = _metadata(args.props)
     if meta.get("name") in CONTROL_PLANE_NAMESPACES:
@@ -82,15 +84,48 @@ def workload_namespaces_injected(args: ResourceValidationArgs, report: ReportVio
                f"out of the mesh ({OUT_OF_MESH}); mesh it or declare it `meshed: false` in the service graph")
 
 
+def workload_namespaces_managed(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """Every namespace the stack registers carries the program's label: what `kubectl get ns -l` and the cluster's
+    own admission rules select the mesh's namespaces by."""
+    if args.resource_type in NAMESPACE_TYPES and not _managed(args.props):
+        meta = _metadata(args.props)
+        report(f"namespace {meta.get('name')} lacks the label {MANAGED[0]}={MANAGED[1]} "
+               f"(labels: {dict(meta.get('labels') or {})}): build it with plan/objects.py metadata()")
+
+
 def no_wildcard_mesh_identities(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """No identity that stands for more than one ServiceAccount. Linkerd's policy controller turns an identityRef of
+    kind Namespace into `*.<ns>.serviceaccount.identity...`, every account of that namespace (linkerd2 edge-26.8.3,
+    19a0d90d, policy-controller/k8s/index/src/inbound/meshtls_authentication.rs and cluster_info.rs
+    `namespace_identity`), and the CRD documents a ref without `name` as "all resources of the specified Group and
+    Kind in the specified namespace" (charts/linkerd-crds/templates/policy/meshtls-authentication.yaml)."""
     if args.resource_type != MESH_TLS_AUTHENTICATION:
         return
     spec = args.props.get("spec") or {}
     wild = [i for i in spec.get("identities") or [] if "*" in i]
-    wild += [f"{r.get('kind')}/{r.get('name')}" for r in spec.get("identityRefs") or [] if r.get("name") == "*"]
+    for ref in spec.get("identityRefs") or []:
+        where = ref.get("namespace") or _metadata(args.props).get("namespace")
+        if ref.get("kind") == "Namespace":
+            wild.append(f"Namespace/{ref.get('name') or where} (every ServiceAccount in it)")
+        elif not ref.get("name") or "*" in ref.get("name"):
+            wild.append(f"{ref.get('kind')}/{ref.get('name') or '(no name: all of them)'} in {where}")
     if wild:
-        report(f"MeshTLSAuthentication {_metadata(args.props).get('name')} admits wildcard identities {wild}: "
-               "list the callers in the service graph instead")
+        report(f"MeshTLSAuthentication {_metadata(args.props).get('name')} admits namespace-wide or wildcard "
+               f"identities {wild}: list the callers' ServiceAccounts in the service graph instead")
+
+
+def authorizations_name_their_clients(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """An AuthorizationPolicy requires all of its authentications, so one that lists none requires nothing: Linkerd
+    makes it unauthenticated from every network, 0.0.0.0/0 and ::/0 (linkerd2 edge-26.8.3, 19a0d90d,
+    policy-controller/k8s/index/src/inbound/index.rs `policy_client_authz`)."""
+    if args.resource_type != AUTHORIZATION_POLICY:
+        return
+    spec = args.props.get("spec") or {}
+    if not spec.get("requiredAuthenticationRefs"):
+        meta = _metadata(args.props)
+        target = spec.get("targetRef") or {}
+        report(f"AuthorizationPolicy {meta.get('namespace')}/{meta.get('name')} on {target.get('kind')} "
+               f"{target.get('name')} has no requiredAuthenticationRefs: it admits every client from every address")
 
 
 def certificate_profiles(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -180,47 +215,246 @@ def key_material_only_in_secrets(args: ResourceValidationArgs, report: ReportVio
            f"(in {', '.join(sorted(carrying))})")
 
 
-def deny_namespaces_authorized(args: StackValidationArgs, report: ReportViolation) -> None:
-    """In a deny namespace, probes and scraping must stay authorized, and no authorization may point at nothing.
+ADMIN_SERVER = "linkerd-admin"
+# The proxy's admin port (linkerd2 chart values proxy.ports.admin), where Prometheus scrapes /metrics.
+PROXY_ADMIN_PORT = 4191
+METRICS_PATH = "/metrics"
+# A network authorization is meant for the nodes and for an unmeshed Prometheus. Half an address family (a /1) is
+# already more than any cluster's networks: at that width it stands for "everywhere", however it is written
+# (0.0.0.0/0, 0.0.0.0/1 + 128.0.0.0/1, 0.0.0.0/0 except a few addresses).
+MAX_NETWORK_SHARE = 0.5
 
-    A deny namespace is one whose Namespace says so, unless a shard stack registers its policy (then the shard's own
-    check covers it), or, in a shard stack, which holds no Namespace, one whose Servers deny by default (each
-    Server's accessPolicy is its namespace's phase, plan/linkerd/authorization.py)."""
-    by_kind: dict[str, dict[tuple[str, str], Any]] = {}
-    deny = set()
-    for resource in args.resources:
-        meta = _metadata(resource.props)
-        if resource.resource_type in NAMESPACE_TYPES:
-            annotations = meta.get("annotations") or {}
-            if annotations.get(DEFAULT_INBOUND_POLICY) == "deny" and not annotations.get(POLICY_SHARD):
-                deny.add(meta.get("name"))
+
+class _Stack:
+    """What the stack's deny namespaces hold, indexed once for the stack policies.
+
+    A deny namespace is one whose Namespace says so, or, in a shard stack, which holds no Namespace, one where a
+    Server denies by default (each Server's accessPolicy is its namespace's phase, plan/linkerd/authorization.py) or
+    where egress is denied.
+
+    `checked`: the deny namespaces whose authorization this stack must hold. A platform leaves a namespace whose
+    Namespace names a policy shard to that shard's preview, unless it registers Servers there itself (the annotation
+    alone must not excuse a stack from the checks)."""
+
+    def __init__(self, resources: Iterable[Any]):
+        self.objects: dict[str, dict[tuple[str, str], Any]] = {}
+        self.deny: set[str] = set()
+        sharded: set[str] = set()
+        for resource in resources:
+            meta = _metadata(resource.props)
+            if resource.resource_type in NAMESPACE_TYPES:
+                annotations = meta.get("annotations") or {}
+                if annotations.get(DEFAULT_INBOUND_POLICY) == "deny":
+                    self.deny.add(meta.get("name"))
+                    if annotations.get(POLICY_SHARD):
+                        sharded.add(meta.get("name"))
+                continue
+            kind = resource.resource_type.rsplit(":", 1)[-1]
+            self.objects.setdefault(kind, {})[(meta.get("namespace"), meta.get("name"))] = resource.props
+            if kind == "Server" and _spec(resource.props).get("accessPolicy") == "deny":
+                self.deny.add(meta.get("namespace"))
+            # The program controls egress only in deny namespaces (plan/linkerd/authorization.py namespace_objects): a
+            # shard's namespace whose Servers were all opened is still known for one by its Deny EgressNetwork.
+            if kind == "EgressNetwork" and _spec(resource.props).get("trafficPolicy") == "Deny":
+                self.deny.add(meta.get("namespace"))
+        holding = {ns for ns, _ in self.objects.get("Server", {})}
+        self.checked = {ns for ns in self.deny if ns not in sharded or ns in holding}
+
+    def of(self, kind: str, namespace: str) -> dict[str, Any]:
+        return {name: props for (ns, name), props in self.objects.get(kind, {}).items() if ns == namespace}
+
+    def resolves(self, namespace: str, ref: Any) -> bool:
+        kind = ref.get("kind")
+        if kind in ("MeshTLSAuthentication", "NetworkAuthentication"):
+            return (ref.get("namespace") or namespace, ref.get("name")) in self.objects.get(kind, {})
+        return kind == "ServiceAccount" and bool(ref.get("name"))
+
+
+def _spec(props: Any) -> Any:
+    return (props or {}).get("spec") or {}
+
+
+def _metrics_match(match: Any) -> tuple[int, int] | None:
+    """How specifically an HTTPRoute match takes a GET of /metrics: (2, n) exact, (1, n) by a prefix of n characters,
+    None not at all. A missing path is the CRD's default, PathPrefix `/`."""
+    if match.get("method") not in (None, "GET"):
+        return None
+    path = match.get("path") or {}
+    kind, value = path.get("type") or "PathPrefix", path.get("value") or "/"
+    if kind == "Exact":
+        return (2, len(value)) if value == METRICS_PATH else None
+    if kind == "PathPrefix":
+        prefix = value.rstrip("/")
+        return (1, len(prefix)) if METRICS_PATH == prefix or METRICS_PATH.startswith(prefix + "/") else None
+    return None
+
+
+def _scrape_authorized(stack: _Stack, namespace: str) -> str | None:
+    """Why the proxies' /metrics in `namespace` cannot be scraped under deny, or None when it can.
+
+    Once a Server has routes, the proxy serves a request by its most specific route and answers 404 where none
+    matches (linkerd2-proxy linkerd/app/inbound/src/policy/http.rs); the route's own AuthorizationPolicies and the
+    Server's (or the Namespace's) apply to it. Each must require something, all of it deployed."""
+    routes: dict[str, tuple[int, int]] = {}
+    has_routes = False
+    for name, route in stack.of("HTTPRoute", namespace).items():
+        parents = _spec(route).get("parentRefs") or []
+        if not any(p.get("kind") == "Server" and p.get("name") == ADMIN_SERVER for p in parents):
             continue
-        kind = resource.resource_type.rsplit(":", 1)[-1]
-        by_kind.setdefault(kind, {})[(meta.get("namespace"), meta.get("name"))] = resource.props
-        if kind == "Server" and ((resource.props or {}).get("spec") or {}).get("accessPolicy") == "deny":
-            deny.add(meta.get("namespace"))
-    for namespace in sorted(deny):
-        if (namespace, "linkerd-admin") not in by_kind.get("Server", {}):
-            report(f"deny namespace {namespace} has no linkerd-admin Server: probes and metrics scraping are denied")
-        policies = {name for (ns, name) in by_kind.get("AuthorizationPolicy", {}) if ns == namespace}
-        if "linkerd-admin-probes" not in policies:
-            report(f"deny namespace {namespace} does not authorize kubelet probes of the proxies")
-        # Probes and an unmeshed Prometheus are admitted by network; a whole address family would let anyone in.
-        for (ns, name), props in by_kind.get("NetworkAuthentication", {}).items():
-            wide = [n.get("cidr") for n in (props.get("spec") or {}).get("networks") or []
-                    if str(n.get("cidr", "")).endswith("/0")]
-            if ns == namespace and wide:
-                report(f"deny namespace {namespace}: NetworkAuthentication {name} admits every address ({', '.join(wide)}); "
-                       "set kubeletNetworks / prometheusNetworks to the node and Prometheus networks")
-    for (namespace, name), props in by_kind.get("AuthorizationPolicy", {}).items():
-        spec = props.get("spec") or {}
+        has_routes = True
+        rules = _spec(route).get("rules") or [{}]
+        scores = [_metrics_match(m) for rule in rules for m in (rule.get("matches") or [{}])]
+        best = max((s for s in scores if s), default=None)
+        if best:
+            routes[name] = best
+    if has_routes and not routes:
+        return f"no route of the {ADMIN_SERVER} Server takes GET {METRICS_PATH}: the proxy answers 404"
+    serving = {name for name, score in routes.items() if score == max(routes.values())}
+    for name, policy in stack.of("AuthorizationPolicy", namespace).items():
+        spec = _spec(policy)
         target = spec.get("targetRef") or {}
-        if target.get("kind") in ("Server", "HTTPRoute") and (namespace, target.get("name")) not in by_kind.get(target["kind"], {}):
+        applies = (target.get("kind") == "Server" and target.get("name") == ADMIN_SERVER) or \
+            target.get("kind") == "Namespace" or (target.get("kind") == "HTTPRoute" and target.get("name") in serving)
+        refs = spec.get("requiredAuthenticationRefs") or []
+        if applies and refs and all(stack.resolves(namespace, ref) for ref in refs):
+            break
+    else:
+        where = f"HTTPRoute {', '.join(sorted(serving))}" if serving else f"Server {ADMIN_SERVER}"
+        return f"no AuthorizationPolicy with deployed authentications admits {METRICS_PATH} ({where})"
+    # The network layer: under a default-deny NetworkPolicy for every pod, some policy for every pod must let a
+    # client in on the admin port.
+    policies = stack.of("NetworkPolicy", namespace).values()
+    isolated = any(not _selects_some(p) and "Ingress" in (_spec(p).get("policyTypes") or ["Ingress"]) for p in policies)
+    admits = any(not _selects_some(p) and any(rule.get("from") and _admits_port(rule, PROXY_ADMIN_PORT)
+                                              for rule in _spec(p).get("ingress") or [])
+                 for p in policies)
+    if isolated and not admits:
+        return f"its NetworkPolicies deny ingress to every pod and none admits port {PROXY_ADMIN_PORT} ({ADMIN_SERVER})"
+    return None
+
+
+def _selects_some(policy: Any) -> bool:
+    """Whether a NetworkPolicy's podSelector narrows (an empty selector is every pod of the namespace)."""
+    selector = _spec(policy).get("podSelector") or {}
+    return bool(selector.get("matchLabels") or selector.get("matchExpressions"))
+
+
+def _admits_port(rule: Any, number: int) -> bool:
+    ports = rule.get("ports") or []
+    return not ports or any(p.get("port") in (None, number, ADMIN_SERVER) or
+                            (isinstance(p.get("port"), int) and p.get("endPort") and p["port"] <= number <= p["endPort"])
+                            for p in ports)
+
+
+def deny_namespaces_authorized(args: StackValidationArgs, report: ReportViolation) -> None:
+    """In a deny namespace, probes and scraping must stay authorized, and no authorization may point at nothing."""
+    stack = _Stack(args.resources)
+    for namespace in sorted(stack.checked):
+        if ADMIN_SERVER not in stack.of("Server", namespace):
+            report(f"deny namespace {namespace} has no {ADMIN_SERVER} Server: probes and metrics scraping are denied")
+        if "linkerd-admin-probes" not in stack.of("AuthorizationPolicy", namespace):
+            report(f"deny namespace {namespace} does not authorize kubelet probes of the proxies")
+        why = _scrape_authorized(stack, namespace)
+        if why:
+            report(f"deny namespace {namespace}: Prometheus cannot scrape the proxies, {why}")
+    for (namespace, name), props in stack.objects.get("AuthorizationPolicy", {}).items():
+        spec = _spec(props)
+        target = spec.get("targetRef") or {}
+        if target.get("kind") in ("Server", "HTTPRoute") and (namespace, target.get("name")) not in stack.objects.get(target["kind"], {}):
             report(f"AuthorizationPolicy {namespace}/{name} targets {target.get('kind')} {target.get('name')}, which is not deployed")
         for ref in spec.get("requiredAuthenticationRefs") or []:
-            if ref.get("kind") in ("MeshTLSAuthentication", "NetworkAuthentication") and \
-                    (namespace, ref.get("name")) not in by_kind.get(ref["kind"], {}):
+            if ref.get("kind") in ("MeshTLSAuthentication", "NetworkAuthentication") and not stack.resolves(namespace, ref):
                 report(f"AuthorizationPolicy {namespace}/{name} requires {ref.get('kind')} {ref.get('name')}, which is not deployed")
+
+
+def _everyone(peer: Any) -> bool:
+    """A NetworkPolicy peer that is every pod of every namespace (an empty peer, or an empty namespaceSelector with
+    no or an empty podSelector)."""
+    if not peer:
+        return True
+    selectors = {k: v for k, v in peer.items() if k in ("namespaceSelector", "podSelector")}
+    namespaces = selectors.get("namespaceSelector")
+    pods = selectors.get("podSelector")
+    return namespaces is not None and not namespaces and not pods and "ipBlock" not in peer
+
+
+def deny_namespaces_closed(args: StackValidationArgs, report: ReportViolation) -> None:
+    """Nothing in a deny namespace opens it again: every Server denies what no authorization admits (the CRD's
+    default, deny: charts/linkerd-crds/templates/policy/server.yaml), and no NetworkPolicy admits ingress from every
+    pod of the cluster. (From every address by ipBlock: deny-networks-not-everything.)"""
+    stack = _Stack(args.resources)
+    for namespace in sorted(stack.deny):
+        for name, server in sorted(stack.of("Server", namespace).items()):
+            access = _spec(server).get("accessPolicy")
+            if access not in (None, "deny"):
+                report(f"deny namespace {namespace}: Server {name} has accessPolicy {access}, which admits clients no "
+                       "AuthorizationPolicy names")
+        for name, policy in sorted(stack.of("NetworkPolicy", namespace).items()):
+            for index, rule in enumerate(_spec(policy).get("ingress") or []):
+                peers = rule.get("from")
+                if not peers or any(_everyone(peer) for peer in peers):
+                    report(f"deny namespace {namespace}: NetworkPolicy {name} ingress[{index}] admits every pod of the "
+                           "cluster (no `from`, or an empty peer or namespaceSelector)")
+
+
+def _carve(network: Any, hole: Any) -> list[Any]:
+    """`network` without `hole`. Two CIDR blocks either nest or do not meet."""
+    if hole.version != network.version or not network.overlaps(hole):
+        return [network]
+    return [] if network.subnet_of(hole) else list(network.address_exclude(hole))
+
+
+def _share_covered(blocks: Iterable[tuple[str, Iterable[str]]]) -> tuple[dict[int, float], list[str]]:
+    """The share of each address family (4, 6) the union of `(cidr, except)` blocks covers, and what did not parse."""
+    pieces: dict[int, list[Any]] = {4: [], 6: []}
+    bad = []
+    for cidr, excepts in blocks:
+        try:
+            network = ipaddress.ip_network(str(cidr), strict=False)
+            carved = [network]
+            for text in excepts or ():
+                hole = ipaddress.ip_network(str(text), strict=False)
+                carved = [rest for piece in carved for rest in _carve(piece, hole)]
+        except (ValueError, TypeError):
+            bad.append(str(cidr))
+            continue
+        pieces[network.version].extend(carved)
+    share = {}
+    for version, nets in pieces.items():
+        total = sum(n.num_addresses for n in ipaddress.collapse_addresses(nets)) if nets else 0
+        share[version] = total / 2 ** (32 if version == 4 else 128)
+    return share, bad
+
+
+def _too_wide(blocks: list[tuple[str, Iterable[str]]]) -> str | None:
+    share, bad = _share_covered(blocks)
+    wide = [f"{share[v]:.0%} of IPv{v}" for v in (4, 6) if share[v] >= MAX_NETWORK_SHARE]
+    if bad:
+        return f"{', '.join(bad)} is not a network"
+    if wide:
+        listed = ", ".join(c + (f" except {list(e)}" if e else "") for c, e in blocks)
+        return f"covers {' and '.join(wide)} ({listed})"
+    return None
+
+
+def deny_networks_not_everything(args: StackValidationArgs, report: ReportViolation) -> None:
+    """In a deny namespace, what admits clients by address (a NetworkAuthentication: kubelet probes and an unmeshed
+    Prometheus; a NetworkPolicy's ingress ipBlocks) covers less than half of each address family, counted over the
+    union of its networks minus their exceptions: 0.0.0.0/1 + 128.0.0.0/1 is 0.0.0.0/0."""
+    stack = _Stack(args.resources)
+    for namespace in sorted(stack.deny):
+        for name, authn in sorted(stack.of("NetworkAuthentication", namespace).items()):
+            why = _too_wide([(n.get("cidr"), n.get("except") or ()) for n in _spec(authn).get("networks") or []])
+            if why:
+                report(f"deny namespace {namespace}: NetworkAuthentication {name} {why}; set kubeletNetworks / "
+                       "prometheusNetworks to the node and Prometheus networks")
+        for name, policy in sorted(stack.of("NetworkPolicy", namespace).items()):
+            blocks = [(peer["ipBlock"].get("cidr"), peer["ipBlock"].get("except") or ())
+                      for rule in _spec(policy).get("ingress") or [] for peer in rule.get("from") or []
+                      if (peer or {}).get("ipBlock")]
+            why = _too_wide(blocks) if blocks else None
+            if why:
+                report(f"deny namespace {namespace}: NetworkPolicy {name} admits ingress from an ipBlock that {why}")
 
 
 POLICIES = [
@@ -228,15 +462,33 @@ POLICIES = [
         name="workload-namespaces-injected",
         description="Every workload namespace of the mesh is injected with a rollout phase, or declared out of the mesh.",
         validate=workload_namespaces_injected),
+    ResourceValidationPolicy(
+        name="workload-namespaces-managed",
+        description="Every namespace the stack registers carries app.kubernetes.io/part-of=mtls-mesh.",
+        validate=workload_namespaces_managed),
     StackValidationPolicy(
         name="deny-namespaces-authorized",
-        description="Deny namespaces keep probes and scraping authorized, admit no whole address family by network; "
-                    "every AuthorizationPolicy resolves.",
+        description="Deny namespaces keep kubelet probes and Prometheus' scraping of /metrics authorized (mesh and "
+                    "NetworkPolicy); every AuthorizationPolicy resolves.",
         validate=deny_namespaces_authorized),
+    StackValidationPolicy(
+        name="deny-namespaces-closed",
+        description="In deny namespaces every Server denies by default and no NetworkPolicy admits ingress from every pod.",
+        validate=deny_namespaces_closed),
+    StackValidationPolicy(
+        name="deny-networks-not-everything",
+        description="In deny namespaces no NetworkAuthentication or NetworkPolicy ingress ipBlock covers half an "
+                    "address family or more, counted over the union of its networks.",
+        validate=deny_networks_not_everything),
     ResourceValidationPolicy(
         name="no-wildcard-mesh-identities",
-        description="No MeshTLSAuthentication admits identities by wildcard.",
+        description="No MeshTLSAuthentication admits a wildcard or namespace-wide identity (`*`, identityRefs of kind "
+                    "Namespace or without a name).",
         validate=no_wildcard_mesh_identities),
+    ResourceValidationPolicy(
+        name="authorizations-name-their-clients",
+        description="No AuthorizationPolicy has an empty requiredAuthenticationRefs (it would admit every client).",
+        validate=authorizations_name_their_clients),
     ResourceValidationPolicy(
         name="certificate-profiles",
         description="ECDSA P-256 keys; certificate lifetimes within bounds and renewed before expiry.",

@@ -299,12 +299,24 @@ class _Config:
         self._said.add((key, what))
         self.problems.add(self.full(key), what, fix)
 
+    def is_set(self, key: str) -> bool:
+        """Whether the stack sets `key` to something other than its default. The CLI fills in every Pulumi.yaml
+        default before the program starts (read/stack_files.py), so a key being present says nothing: a stack that
+        leaves it out and one that sets it to its default look the same, and both count as not set."""
+        full = self.full(key)
+        if full not in self.raw:
+            return False
+        declaration = self.declarations.get(key)
+        return declaration is None or not declaration.is_default(str(self.raw[full]))
+
     def _raw(self, key: str) -> Any:
         declaration = self.declarations[key]
         value = self.raw.get(self.full(key), _MISSING)
-        if value is _MISSING:
+        if value is _MISSING or (declaration.required and not self.is_set(key)):
             if declaration.required:
-                self.add(key, "is required but not set", f"Set it: pulumi config set {key} <value>  ({declaration.description})")
+                # Present but empty is what the CLI hands a stack that leaves the key out (its default "").
+                what = "is required but not set" + (": it is empty" if value is not _MISSING else "")
+                self.add(key, what, f"Set it: pulumi config set {key} <value>  ({declaration.description})")
                 return None
             return declaration.default
         return value
@@ -404,7 +416,7 @@ def _check_declared(config: _Config) -> None:
                 config.add(key, f"must be a whole number, not {short(text)}")
         else:
             text = config.string(key)
-            if declaration.required and not text and config.full(key) in config.raw:
+            if declaration.required and not text and config.is_set(key):
                 config.add(key, "is empty", f"Set it: pulumi config set {key} <value>  ({declaration.description})")
 
 
@@ -458,7 +470,7 @@ def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[
 
     environment = config.choice("environment", ENVIRONMENTS)
     kubernetes = KubernetesSettings(config.string("kubeContext"), config.string("kubeconfig"))
-    if "kubeContext" in declarations and not kubernetes.context and config.full("kubeContext") in raw:
+    if "kubeContext" in declarations and not kubernetes.context and config.is_set("kubeContext"):
         config.add("kubeContext", "is empty", "Name the kubeconfig context of this stack's cluster")
     if kubernetes.context == IN_CLUSTER and kubernetes.kubeconfig:
         config.add("kubeconfig", f"is set, but kubeContext is {IN_CLUSTER} (the pod's own service account)",
@@ -697,7 +709,7 @@ def _policy(config: _Config) -> PolicySettings:
             continue
         accounts.append((name, namespace))
     kubelet = _networks(config, "kubeletNetworks")
-    if not kubelet and config.full("kubeletNetworks") in config.raw:
+    if not kubelet and config.is_set("kubeletNetworks"):
         config.add("kubeletNetworks", "is empty, so no kubelet probe of a proxy would be admitted under deny",
                    "List the node network, e.g. [10.0.0.0/16]")
     cluster = _networks(config, "clusterNetworks")
@@ -740,10 +752,10 @@ def _check_deny_networks(config: _Config, graph: ServiceGraph, rollout: "Rollout
     else:
         return
     for key, networks in (("kubeletNetworks", policy.kubelet_networks), ("prometheusNetworks", policy.prometheus_networks)):
-        if config.full(key) not in config.raw:
+        if not config.is_set(key):
             config.add(key, f"is not set, and {where}: its default "
-                            f"({', '.join(config.declarations[key].default) or 'none'}) is for audit rollouts",
-                       _NETWORK_HINTS[key])
+                            f"({', '.join(config.declarations[key].default) or 'none'}) is for audit rollouts, "
+                            "whether written out or left to Pulumi.yaml", _NETWORK_HINTS[key])
             continue
         for index, cidr in enumerate(networks):
             if ipaddress.ip_network(cidr).prefixlen == 0:

@@ -12,12 +12,13 @@ namespace that must be in the graph, a file that must exist) are the validator's
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from read.cli_yaml import default_text, load, reload
 from read.graph_format import DNS_LABEL, LABEL_KEY, MAX_NAMESPACES, SHARD_NAME_MAX, Pattern, Rule, Text
 
 PROJECT = "mtls-mesh"
@@ -25,9 +26,16 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 MISSING = object()
 
 
+# Settings every single and platform stack must set. Pulumi.yaml gives them the default "" all the same: the CLI
+# refuses a stack that leaves out a key without a default ("Stack '...' is missing configuration value",
+# pulumi pkg/workspace/config.go `mergeConfig`), and a shard stack, whose settings are its platform's, sets none of
+# them. The program treats the default "" as not set (settings._Config._raw).
+REQUIRED_SETTINGS = ("environment", "kubeContext", "trustAnchor")
+
+
 @dataclass(frozen=True)
 class Declaration:
-    """One setting as Pulumi.yaml declares it."""
+    """One setting as Pulumi.yaml declares it (its default as the CLI decodes it: read/cli_yaml.py)."""
 
     key: str
     type: str
@@ -37,17 +45,44 @@ class Declaration:
 
     @property
     def required(self) -> bool:
-        return self.default is MISSING
+        return self.default is MISSING or self.key in REQUIRED_SETTINGS
+
+    @property
+    def default_text(self) -> str | None:
+        """The text the CLI hands the program when a stack does not set the key (None: it has no default)."""
+        return None if self.default is MISSING else default_text(self.default)
+
+    def is_default(self, text: str) -> bool:
+        """Whether a config value is the one the CLI fills in for an absent key: a stack file that leaves the key out
+        and one that sets it to its default hand the program the same text, so both mean "not set"."""
+        if self.default is MISSING:
+            return False
+        if text == self.default_text:
+            return True
+        # A list spelled differently (spaces, as tools other than the CLI write it); no default is long.
+        if self.type == "array" and len(text) <= 4096:
+            try:
+                return json.loads(text) == self.default
+            except (ValueError, RecursionError):
+                return False
+        return False
 
 
 def load_declarations(project_file: Path = PROJECT_DIR / "Pulumi.yaml") -> dict[str, Declaration]:
-    """The `config:` block of Pulumi.yaml, as the CLI sees it."""
-    project = yaml.safe_load(project_file.read_text(encoding="utf-8"))
+    """The `config:` block of Pulumi.yaml, as the CLI sees it: decoded by the CLI's YAML rules (read/cli_yaml.py), so
+    a default reads as the value the CLI hands a stack that does not set the key."""
+    return dict(_declarations(project_file.read_text(encoding="utf-8-sig")))
+
+
+@functools.lru_cache(maxsize=16)
+def _declarations(text: str) -> dict[str, Declaration]:
+    project = reload(load(text)) or {}
     declarations = {}
     for key, spec in (project.get("config") or {}).items():
         declarations[key] = Declaration(
             key=key, type=spec["type"], description=spec.get("description", ""),
-            default=spec.get("default", MISSING), items=(spec.get("items") or {}).get("type"),
+            default=MISSING if spec.get("default") is None else spec["default"],
+            items=(spec.get("items") or {}).get("type"),
         )
     return declarations
 

@@ -334,7 +334,8 @@ def stack_file(stack: str) -> Path:
 
 
 def stack_config(stack: str) -> tuple[dict[str, str], set[str]]:
-    """A stack file's config the way the CLI hands it to the program: strings, objects as JSON text."""
+    """A stack file's config the way the CLI hands it to the program (read/stack_files.py `read_stack_file`): values
+    as the CLI prints them, every Pulumi.yaml default filled in, secure values secret."""
     config, secret_keys = stack_files.read_stack_file(stack_file(stack))
     return config, set(secret_keys)
 
@@ -342,22 +343,43 @@ def stack_config(stack: str) -> tuple[dict[str, str], set[str]]:
 wire_value = stack_files.wire_value
 
 
+def _full_key(key: str) -> str:
+    return key if ":" in key else f"{PROJECT}:{key}"
+
+
+def _shard_own(key: str) -> bool:
+    """Whether a key belongs in a shard's own stack file rather than its platform's."""
+    from read.settings_format import SHARD_STACK_SETTINGS
+
+    namespace, _, name = _full_key(key).partition(":")
+    return namespace != PROJECT or name in SHARD_STACK_SETTINGS
+
+
+def _unset(config: dict[str, str], key: str) -> None:
+    """Remove a key from the stack file: the CLI then hands the program the key's default, if it has one."""
+    full = key if ":" in key else f"{PROJECT}:{key}"
+    config.pop(full, None)
+    config.update({k: v for k, v in stack_files.with_defaults({}).items() if k == full})
+
+
 def stack_plan(stack: str, config: dict[str, str] | None = None):
-    """The compiled plan of a stack file (or of `config`), as `__main__.py` compiles it (plan/mesh.py)."""
+    """The compiled plan of a stack file (or of `config`, defaults filled in as the CLI does), as `__main__.py`
+    compiles it (plan/mesh.py)."""
     from plan.mesh import compile_mesh
 
-    base, secret_keys = stack_config(stack) if config is None else (config, set())
+    base, secret_keys = stack_config(stack) if config is None else (stack_files.with_defaults(config), set())
     return compile_mesh(stack_files.load_stack_settings(base, stack, secret_keys=frozenset(secret_keys)))
 
 
 FILE_SETTINGS = ("serviceGraph", "vaultCaBundleFile", "vaultKubernetesCaFile")
 
 
-def _allow_test_files_outside_project(config: dict[str, str]) -> None:
+def _allow_test_files_outside_project(config: dict[str, str], set_by_test: bool) -> None:
     """Tests write graphs and CA files to temporary directories, outside the project, which the program refuses unless
-    allowFilesOutsideProject is true: set it for them, unless the test sets it itself (tests of the refusal do)."""
+    allowFilesOutsideProject is true: set it for them, unless the test sets it itself (tests of the refusal do). The
+    key is always there (the CLI fills in its default, false), so what counts is whether the test gave it."""
     key = f"{PROJECT}:allowFilesOutsideProject"
-    if key in config:
+    if set_by_test or config.get(key, "false") != "false":
         return
     for name in FILE_SETTINGS:
         value = config.get(f"{PROJECT}:{name}")
@@ -377,7 +399,7 @@ def _platform_changed(platform: str, tmp_path: Path | None, **changes: Any) -> I
     # The platform's config as run_program would change it, written back as a stack file.
     config, secret_keys = stack_config(platform)
     for key in changes["unset"]:
-        config.pop(f"{PROJECT}:{key}", None)
+        _unset(config, key)
     for key, value in (changes["set_config"] or {}).items():
         config[key if ":" in key else f"{PROJECT}:{key}"] = wire_value(value)
     if changes["graph"] is not None:
@@ -386,9 +408,7 @@ def _platform_changed(platform: str, tmp_path: Path | None, **changes: Any) -> I
         config[f"{PROJECT}:serviceGraph"] = str(graph_file)
         config[f"{PROJECT}:allowFilesOutsideProject"] = "true"
     secret_keys = set(secret_keys) | {k if ":" in k else f"{PROJECT}:{k}" for k in changes["secrets"]}
-    document = {"config": {key: {"secure": "v1:test"} if key in secret_keys else _stack_file_value(value)
-                           for key, value in config.items()}}
-    (directory / f"Pulumi.{platform}.yaml").write_text(yaml.safe_dump(document))
+    (directory / f"Pulumi.{platform}.yaml").write_text(stack_file_text(config, secret_keys))
     saved = stack_files.STACKS_DIR
     stack_files.STACKS_DIR = directory
     try:
@@ -397,20 +417,36 @@ def _platform_changed(platform: str, tmp_path: Path | None, **changes: Any) -> I
         stack_files.STACKS_DIR = saved
 
 
-def _stack_file_value(text: str) -> Any:
-    """A config value as the CLI passed it (objects as JSON text) back to what a stack file holds."""
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return text
-    return value if isinstance(value, (list, dict, bool, int)) else text
+def stack_file_text(config: dict[str, str], secret_keys: Iterable[str] = ()) -> str:
+    """A stack file from which the CLI hands the program exactly `config`: each value written as JSON (which YAML reads
+    as written), a string as a quoted string, so the CLI's YAML rules cannot turn it into something else, and an
+    array setting's JSON as the list it is (the CLI checks array settings are lists); secret keys as `secure:`."""
+    from read.cli_yaml import double_quoted
+    from read.settings_format import load_declarations
+
+    declarations = load_declarations(PROJECT_DIR / "Pulumi.yaml")
+    lines = ["config:"]
+    for key, text in config.items():
+        if key in secret_keys:
+            value = '{"secure": "v1:test"}'
+        else:
+            declaration = declarations.get(key.partition(":")[2]) if key.startswith(f"{PROJECT}:") else None
+            value = double_quoted(text)
+            if declaration is not None and declaration.type == "array":
+                try:
+                    json.loads(text)
+                    value = text
+                except ValueError:
+                    pass
+        lines.append(f"  {double_quoted(key)}: {value}")
+    return "\n".join(lines) + "\n"
 
 
 def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set_config: dict[str, Any] | None = None,
                 unset: Iterable[str] = (), secrets: Iterable[str] = (), graph: dict[str, Any] | None = None,
                 tmp_path: Path | None = None, previous_outputs: dict[str, Any] | None = None,
                 mocks_factory: Any = None, preview: bool = False, state: "Run | Iterable[str]" = (),
-                platform_outputs: dict[str, Any] | None = None) -> Run:
+                platform_outputs: dict[str, Any] | None = None, _secret_keys: Iterable[str] = ()) -> Run:
     """Run `__main__.py` for a stack. `set_config` overrides keys (short names), `unset` removes them,
     `secrets` marks keys secret, `graph` replaces the service graph (written under `tmp_path`).
     `mocks_factory(previous_outputs)` replaces RecordingMocks (tests/openbao.py applies to a real Vault API).
@@ -419,15 +455,29 @@ def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set
     base branch (`previous_outputs=base.exports`, as the StackReference to the stack itself reads them).
     A shard stack reads its platform's outputs: `platform_outputs`, or by default those of an `up` of the platform
     stack file as it is (the platform applied this commit)."""
-    base, secret_keys = stack_config(stack) if config is None else (dict(config), set())
+    base, secret_keys = stack_config(stack) if config is None else (stack_files.with_defaults(config),
+                                                                      set(_secret_keys))
     platform = base.get(f"{PROJECT}:platformStack")
     if platform and (set_config or graph is not None or unset or secrets):
         # A shard's settings are its platform's: the change goes to the platform's stack file, which the shard reads.
-        with _platform_changed(platform, tmp_path, set_config=set_config, graph=graph, unset=unset, secrets=secrets):
-            return run_program(stack, config=config, previous_outputs=previous_outputs, mocks_factory=mocks_factory,
-                               preview=preview, state=state, platform_outputs=platform_outputs)
+        # What a shard's own file holds (platformStack, shard, how to reach the cluster, any provider's key) stays in
+        # the shard's.
+        for key in unset:
+            if _shard_own(key):
+                _unset(base, key)
+        for key, value in (set_config or {}).items():
+            if _shard_own(key):
+                base[_full_key(key)] = wire_value(value)
+        secret_keys |= {_full_key(k) for k in secrets if _shard_own(k)}
+        with _platform_changed(platform, tmp_path, graph=graph,
+                               set_config={k: v for k, v in (set_config or {}).items() if not _shard_own(k)},
+                               unset=[k for k in unset if not _shard_own(k)],
+                               secrets=[k for k in secrets if not _shard_own(k)]):
+            return run_program(stack, config=base, _secret_keys=secret_keys, previous_outputs=previous_outputs,
+                               mocks_factory=mocks_factory, preview=preview, state=state,
+                               platform_outputs=platform_outputs)
     for key in unset:
-        base.pop(f"{PROJECT}:{key}", None)
+        _unset(base, key)
     for key, value in (set_config or {}).items():
         base[key if ":" in key else f"{PROJECT}:{key}"] = wire_value(value)
     secret_keys |= {k if ":" in k else f"{PROJECT}:{k}" for k in secrets}
@@ -437,7 +487,10 @@ def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set
         graph_file.write_text(yaml.safe_dump(graph))
         base[f"{PROJECT}:serviceGraph"] = str(graph_file)
 
-    _allow_test_files_outside_project(base)
+    allow_key = f"{PROJECT}:allowFilesOutsideProject"
+    _allow_test_files_outside_project(base, set_by_test=any(k in (allow_key, "allowFilesOutsideProject")
+                                                            for k in (set_config or {}))
+                                      or (config is not None and allow_key in config))
 
     platform = base.get(f"{PROJECT}:platformStack")
     if platform and platform_outputs is None:

@@ -1,6 +1,6 @@
 """Delivery: the GitHub workflows validate against GitHub's schemas and lint clean; pull requests never hand staging or
 prod credentials to their own code without a maintainer's approval and skip forks with a reason; merges promote
-dev (a throwaway kind cluster) -> staging -> prod; every backend the README offers is reached through OIDC; a stack
+dev (a throwaway kind cluster) -> staging -> prod; every backend the docs offer is reached through OIDC; a stack
 is delivered by the workflows or by the Operator, never both; the Operator manifests match the stack files."""
 
 from __future__ import annotations
@@ -22,11 +22,13 @@ sys.path.insert(0, str(PROJECT_DIR))
 from deploy import operator_stacks as generator  # noqa: E402
 from deploy import promote  # noqa: E402
 from read.errors import SettingsError  # noqa: E402
+from read.stack_files import stack_file_entries  # noqa: E402
 from read.settings import SECRET_SETTINGS, load_settings  # noqa: E402
 
 WORKFLOWS = PROJECT_DIR / ".github" / "workflows"
 LOGIN_ACTION = PROJECT_DIR / ".github" / "actions" / "pulumi-backend" / "action.yml"
-README = (PROJECT_DIR / "README.md").read_text()
+DOCS = PROJECT_DIR / "docs"
+DELIVERY_DOC = (DOCS / "delivery.md").read_text()
 PIPELINE_STACKS = [s for s in STACKS if s != "dev"]
 
 # The spec fields of the operator's Stack (pulumi.com/v1) the manifests use, with their types, as declared by
@@ -128,8 +130,8 @@ def test_pull_requests_preview_the_stacks_they_change_with_the_policy_pack():
     assert preview["strategy"]["fail-fast"] is False
     action = steps_using(preview, "pulumi/actions@")[0]["with"]
     assert action["command"] == "preview" and action["stack-name"] == "${{ matrix.stack }}"
-    assert action["policyPacks"] == "policy" and action["policyPackConfigs"] == "policy/${{ matrix.platform }}.json", \
-        "a shard runs its platform's policy levels"
+    # The pack and its levels are the base branch's (a shard at its platform's): tests/test_judging_pack.py.
+    assert action["policyPacks"] == ".judging-pack/policy"
     assert action["comment-on-pr"] is False and action["comment-on-summary"] is True, \
         "one review comment for every stack (the comment job); each diff in its job's summary"
     assert any('cp "stacks/Pulumi.$STACK.yaml"' in s.get("run", "") for s in preview["steps"]), \
@@ -200,7 +202,7 @@ def test_no_pull_request_job_gets_credentials_without_an_approval_environment():
             assert job.get("environment") == "preview-${{ matrix.platform }}", name
             gated.append(name)
     assert gated == ["preview"]
-    assert "required reviewers" in README.split("### Pull requests and credentials", 1)[1].split("\n### ", 1)[0]
+    assert "required reviewers" in DELIVERY_DOC.split("\n## Pull requests and credentials\n", 1)[1].split("\n## ", 1)[0]
 
 
 def test_fork_pull_requests_skip_the_previews_with_a_reason():
@@ -290,7 +292,7 @@ BACKEND_LOGINS = {"s3://": "aws-actions/configure-aws-credentials@", "gs://": "g
 def test_every_backend_the_readme_offers_has_an_oidc_login():
     action = yaml.safe_load(LOGIN_ACTION.read_text())
     steps = action["runs"]["steps"]
-    offered = set(re.findall(r"`(s3|gs|azblob)://", README.split("## Delivery", 1)[1]))
+    offered = set(re.findall(r"`(s3|gs|azblob)://", DELIVERY_DOC))
     assert offered == {"s3", "gs", "azblob"}
     for scheme, uses in BACKEND_LOGINS.items():
         (step,) = [s for s in steps if s.get("uses", "").startswith(uses)]
@@ -423,8 +425,11 @@ def test_an_operator_stack_carries_its_stack_file_and_fits_the_schema(tmp_path, 
     manifest = next(d for d in documents if d["kind"] == "Stack")
     jsonschema.validate(manifest, OPERATOR_STACK_SCHEMA)
     spec = manifest["spec"]
+    # The keys the stack file itself sets, each as the CLI would hand it over (the Operator's CLI fills in the
+    # defaults itself).
     config, _ = stack_config(stack)
-    expected = {k: yaml.safe_load(v) if v.startswith(("[", "{")) else v for k, v in config.items()}
+    own = stack_file_entries(PROJECT_DIR / "stacks" / f"Pulumi.{stack}.yaml")
+    expected = {k: yaml.safe_load(v) if v.startswith(("[", "{")) else v for k, v in config.items() if k in own}
     shipped = {k: (v if isinstance(v, (list, dict)) else str(v).lower() if isinstance(v, bool) else str(v))
                for k, v in spec["config"].items()}
     assert shipped == {**expected, "mtls-mesh:kubeContext": "in-cluster", "mtls-mesh:deliveredBy": "operator"}
@@ -498,8 +503,9 @@ def test_in_cluster_with_a_kubeconfig_is_rejected():
 
 # --- the upgrade runbook ---------------------------------------------------------------------------------------------
 
-def section(heading: str) -> str:
-    return re.split(r"\n#{2,4} ", README.split(f"\n{heading}\n", 1)[1], maxsplit=1)[0]
+def section(page: str, heading: str) -> str:
+    """A section of a docs/ page, up to the next heading."""
+    return re.split(r"\n#{2,4} ", (DOCS / page).read_text().split(f"\n{heading}\n", 1)[1], maxsplit=1)[0]
 
 
 def slug(heading: str) -> str:
@@ -509,12 +515,12 @@ def slug(heading: str) -> str:
 def test_the_upgrade_steps_are_in_the_order_that_works():
     """Any `pulumi up` of this version on a stack of the per-object layout fails with "already exists", so the
     ClusterIssuer upgrade's `up` must come after the state moves; the targeted first step creates only new resources."""
-    upgrade = section("### Upgrading from ClusterIssuers")
-    groups = section("### How the objects are registered, and what a preview shows")
-    headings = {slug(h) for h in re.findall(r"^#+ (.+)$", README, re.M)}
-    for text, other in ((upgrade, "how-the-objects-are-registered-and-what-a-preview-shows"),
-                        (groups, "upgrading-from-clusterissuers")):
-        assert f"(#{other})" in text and other in headings, f"the sections must point at each other ({other})"
+    upgrade = section("operations.md", "## Upgrading from ClusterIssuers")
+    groups = section("authorization.md", "## How the objects are registered, and what a preview shows")
+    for text, page, other in ((upgrade, "authorization.md", "how-the-objects-are-registered-and-what-a-preview-shows"),
+                              (groups, "operations.md", "upgrading-from-clusterissuers")):
+        headings = {slug(h) for h in re.findall(r"^#+ (.+)$", (DOCS / page).read_text(), re.M)}
+        assert f"({page}#{other})" in text and other in headings, f"the sections must point at each other ({other})"
     target = upgrade.index("--target")
     forget = upgrade.index("state delete")
     upsert = upgrade.index("PULUMI_K8S_UPSERT_EXISTING_OBJECTS=true pulumi up")
@@ -525,10 +531,11 @@ def test_the_upgrade_steps_are_in_the_order_that_works():
 
 @pytest.mark.parametrize("stack", PIPELINE_STACKS)
 def test_the_first_upgrade_step_targets_new_resources_that_need_only_what_the_stack_has(stack):
-    """The URNs the README's one-liner picks from a preview: the workload roots and the bundle, each present in the
-    program, none a resource the later `up` moves, and nothing they depend on outside the list but what an older
+    """The URNs docs/operations.md's one-liner picks from a preview: the workload roots and the bundle, each present in
+    the program, none a resource the later `up` moves, and nothing they depend on outside the list but what an older
     version of the stack already holds (its namespaces and Helm releases)."""
-    keys = re.search(r'any\(k in s\["urn"\] for k in \(([^)]*)\)\)', section("### Upgrading from ClusterIssuers"))
+    upgrade = section("operations.md", "## Upgrading from ClusterIssuers")
+    keys = re.search(r'any\(k in s\["urn"\] for k in \(([^)]*)\)\)', upgrade)
     keys = re.findall(r'"([^"]+)"', keys.group(1))
     run = run_program(stack)
     picked = {r.urn: r for r in run.registrations if any(k in r.urn for k in keys)}

@@ -62,7 +62,7 @@ def violations(run, policy, mutate=None):
 
 def enforcement(stack):
     """The stack's levels; a shard's are its platform's (the workflows run the pack with policy/<platform>.json)."""
-    platform = stack_config(stack)[0].get("mtls-mesh:platformStack", stack)
+    platform = stack_config(stack)[0].get("mtls-mesh:platformStack") or stack
     levels = json.loads((PROJECT_DIR / "policy" / f"{platform}.json").read_text())
     return {name: levels.get(name, levels.get("all", "mandatory")) for name in BY_NAME}
 
@@ -265,13 +265,264 @@ def test_foreign_key_material_is_still_caught_in_a_tls_resource(dev):
     assert _flagged(_key_args(signed, props={**plain(signed.inputs), "privateKeyPem": key}))
 
 
-def test_deny_namespace_open_to_every_address_is_caught(prod_single):
-    prod = prod_single
-    def open_kubelet(registration, props):
-        if registration.type.endswith("NetworkAuthentication") and props["metadata"]["name"] == "kubelet" \
-                and props["metadata"]["namespace"] == "web":
-            props["spec"]["networks"] = [{"cidr": "0.0.0.0/0"}, {"cidr": "::/0"}]
+def edit(kind, namespace, name, change):
+    """A mutate for `violations`: `change(props)` on the one object of that kind, namespace and name."""
+    def mutate(registration, props):
+        meta = props.get("metadata") or {}
+        if registration.type.rsplit(":", 1)[-1] == kind and meta.get("namespace") == namespace and meta.get("name") == name:
+            change(props)
         return props
-    assert not violations(prod, BY_NAME["deny-namespaces-authorized"])
-    found = violations(prod, BY_NAME["deny-namespaces-authorized"], open_kubelet)
-    assert any("web: NetworkAuthentication kubelet admits every address (0.0.0.0/0, ::/0)" in f for f in found), found
+    return mutate
+
+
+def crafted(*objects):
+    """Violations of every policy on a stack of hand-written Kubernetes objects (as the engine hands them over)."""
+    resources = []
+    for index, obj in enumerate(objects):
+        group, _, version = obj["apiVersion"].rpartition("/")
+        type_ = f"kubernetes:{group or 'core'}/{version}:{obj['kind']}"
+        urn = f"urn:pulumi:test::mtls-mesh::{type_}::crafted-{index}"
+        opts = PolicyResourceOptions(protect=False, ignore_changes=[], delete_before_replace=None, aliases=[],
+                                     custom_timeouts=PolicyCustomTimeouts(0, 0, 0), additional_secret_outputs=[])
+        resources.append((type_, unknown_checking_proxy(copy.deepcopy(obj)), urn, f"crafted-{index}", opts))
+    found: dict[str, list[str]] = {}
+    for policy in POLICIES:
+        report = lambda message, urn=None, name=policy.name: found.setdefault(name, []).append(message)  # noqa: E731
+        if isinstance(policy, ResourceValidationPolicy):
+            for type_, props, urn, name, opts in resources:
+                policy.validate(ResourceValidationArgs(type_, props, urn, name, opts, None), report)
+        else:
+            policy.validate(StackValidationArgs([PolicyResource(t, p, u, n, o, None, None, [], {})
+                                                 for t, p, u, n, o in resources]), report)
+    return found
+
+
+def deny_namespace(name="shop"):
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {
+        "name": name, "labels": {"app.kubernetes.io/part-of": "mtls-mesh"},
+        "annotations": {"linkerd.io/inject": "enabled", "config.linkerd.io/default-inbound-policy": "deny"}}}
+
+
+def network_authentication(networks, namespace="shop"):
+    return {"apiVersion": "policy.linkerd.io/v1alpha1", "kind": "NetworkAuthentication",
+            "metadata": {"name": "kubelet", "namespace": namespace}, "spec": {"networks": networks}}
+
+
+# --- deny namespaces keep scraping authorized (issue 31, finding 6) --------------------------------------------------
+
+def test_a_deny_namespace_whose_metrics_no_one_may_scrape_is_caught(prod_single):
+    policy = BY_NAME["deny-namespaces-authorized"]
+    assert violations(prod_single, policy) == []
+
+    def drop(props):
+        props["metadata"]["name"] = "renamed"
+        props["spec"]["targetRef"]["name"] = "elsewhere"
+    found = violations(prod_single, policy, edit("AuthorizationPolicy", "web", "prometheus-scrape", drop))
+    assert any("web: Prometheus cannot scrape the proxies, no AuthorizationPolicy" in f for f in found), found
+
+    def unauthenticated(props):
+        props["spec"]["requiredAuthenticationRefs"] = []
+    found = violations(prod_single, policy, edit("AuthorizationPolicy", "web", "prometheus-scrape", unauthenticated))
+    assert any("web: Prometheus cannot scrape" in f for f in found), "an empty authorization authorizes no scraper"
+
+
+def test_a_deny_namespace_without_a_route_for_metrics_is_caught(prod_single):
+    def elsewhere(props):
+        props["spec"]["rules"][0]["matches"] = [{"path": {"type": "Exact", "value": "/stats"}, "method": "GET"}]
+    found = violations(prod_single, BY_NAME["deny-namespaces-authorized"],
+                       edit("HTTPRoute", "data", "linkerd-admin-metrics", elsewhere))
+    # The catch-all localhost route then takes /metrics, and nothing but localhost is authorized on it.
+    assert any("data: Prometheus cannot scrape the proxies, no AuthorizationPolicy" in f and "linkerd-admin-local" in f
+               for f in found), found
+
+
+def test_a_deny_namespace_whose_network_policies_keep_prometheus_out_is_caught(prod_single):
+    def other_port(props):
+        props["spec"]["ingress"][0]["ports"] = [{"protocol": "TCP", "port": 8080}]
+    found = violations(prod_single, BY_NAME["deny-namespaces-authorized"],
+                       edit("NetworkPolicy", "payments", "mtls-mesh-allow-prometheus", other_port))
+    assert any("payments: Prometheus cannot scrape the proxies, its NetworkPolicies deny ingress" in f for f in found), found
+
+
+# --- namespace-wide identities, authorizations that name no client ---------------------------------------------------
+
+@pytest.mark.parametrize("refs, words", [
+    ([{"kind": "ServiceAccount"}], "no name: all of them"),
+    ([{"kind": "Namespace", "name": "web"}], "Namespace/web (every ServiceAccount in it)"),
+    ([{"kind": "ServiceAccount", "name": "checkout"}, {"kind": "Namespace", "name": "payments"}], "Namespace/payments"),
+])
+def test_namespace_wide_identity_refs_are_caught(prod_single, refs, words):
+    def namespace_wide(props):
+        props["spec"] = {"identityRefs": refs}
+    found = violations(prod_single, BY_NAME["no-wildcard-mesh-identities"],
+                       edit("MeshTLSAuthentication", "payments", "ledger", namespace_wide))
+    assert any(words in f and "ledger" in f for f in found), found
+
+
+def test_an_identity_ref_naming_one_service_account_passes(prod_single):
+    def one_account(props):
+        props["spec"] = {"identityRefs": [{"kind": "ServiceAccount", "name": "checkout", "namespace": "web"}]}
+    assert violations(prod_single, BY_NAME["no-wildcard-mesh-identities"],
+                      edit("MeshTLSAuthentication", "payments", "ledger", one_account)) == []
+
+
+@pytest.mark.parametrize("spec_change", [lambda spec: spec.update(requiredAuthenticationRefs=[]),
+                                         lambda spec: spec.pop("requiredAuthenticationRefs")])
+def test_an_authorization_that_requires_nothing_is_caught(prod_single, spec_change):
+    policy = BY_NAME["authorizations-name-their-clients"]
+    assert violations(prod_single, policy) == []
+    found = violations(prod_single, policy, edit("AuthorizationPolicy", "payments", "ledger-http",
+                                                 lambda props: spec_change(props["spec"])))
+    assert found == ["AuthorizationPolicy payments/ledger-http on Server ledger-http has no requiredAuthenticationRefs: "
+                     "it admits every client from every address"]
+
+
+# --- networks that are everything, however they are split ------------------------------------------------------------
+
+@pytest.mark.parametrize("networks", [
+    [{"cidr": "0.0.0.0/0"}],
+    [{"cidr": "0.0.0.0/1"}, {"cidr": "128.0.0.0/1"}],
+    [{"cidr": "::/1"}, {"cidr": "8000::/1"}],
+    [{"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8"]}],
+    [{"cidr": "0.0.0.0/1"}, {"cidr": "128.0.0.0/2"}],
+    [{"cidr": "10.20.0.0/20"}, {"cidr": "128.0.0.0/1"}],
+])
+def test_a_network_authentication_that_covers_everything_is_caught(prod_single, networks):
+    policy = BY_NAME["deny-networks-not-everything"]
+    assert violations(prod_single, policy) == []
+
+    def widen(props):
+        props["spec"]["networks"] = networks
+    found = violations(prod_single, policy, edit("NetworkAuthentication", "web", "kubelet", widen))
+    assert len(found) == 1 and found[0].startswith("deny namespace web: NetworkAuthentication kubelet covers"), found
+
+
+@pytest.mark.parametrize("networks", [
+    [{"cidr": "0.0.0.0/2"}, {"cidr": "10.0.0.0/8"}],  # a quarter (10/8 lies inside it)
+    [{"cidr": "0.0.0.0/0", "except": ["0.0.0.0/1", "128.0.0.0/2"]}],  # a quarter left
+    [{"cidr": "0.0.0.0/1", "except": ["64.0.0.0/2"]}, {"cidr": "fd00::/8"}],
+])
+def test_networks_under_half_a_family_pass(networks):
+    assert "deny-networks-not-everything" not in crafted(deny_namespace(), network_authentication(networks))
+
+
+def test_a_network_that_is_no_network_is_caught():
+    found = crafted(deny_namespace(), network_authentication([{"cidr": "everywhere"}]))
+    assert found["deny-networks-not-everything"] == [
+        "deny namespace shop: NetworkAuthentication kubelet everywhere is not a network; set kubeletNetworks / "
+        "prometheusNetworks to the node and Prometheus networks"]
+
+
+def test_a_network_policy_ipblock_split_in_halves_is_caught(prod_single):
+    def halves(props):
+        props["spec"]["ingress"][0]["from"] = [{"ipBlock": {"cidr": "0.0.0.0/1"}}, {"ipBlock": {"cidr": "128.0.0.0/1"}}]
+    found = violations(prod_single, BY_NAME["deny-networks-not-everything"],
+                       edit("NetworkPolicy", "web", "mtls-mesh-allow-prometheus", halves))
+    assert any("web: NetworkPolicy mtls-mesh-allow-prometheus admits ingress from an ipBlock that covers 100% of IPv4"
+               in f for f in found), found
+
+
+def test_a_network_everything_outside_deny_namespaces_is_left_to_the_rollout(dev):
+    """dev's audit namespaces admit probes from anywhere (the settings' audit default): nothing is denied there yet."""
+    assert any(n["cidr"] == "0.0.0.0/0" for r in dev.registrations if r.type.endswith("NetworkAuthentication")
+               for n in plain(r.inputs)["spec"]["networks"])
+    assert violations(dev, BY_NAME["deny-networks-not-everything"]) == []
+
+
+# --- nothing reopens a deny namespace ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("access", ["all-unauthenticated", "all-authenticated", "cluster-authenticated", "audit"])
+def test_an_open_server_in_a_deny_namespace_is_caught(prod_single, access):
+    policy = BY_NAME["deny-namespaces-closed"]
+    assert violations(prod_single, policy) == []
+    found = violations(prod_single, policy, edit("Server", "payments", "ledger-http",
+                                                 lambda props: props["spec"].update(accessPolicy=access)))
+    assert found == [f"deny namespace payments: Server ledger-http has accessPolicy {access}, which admits clients no "
+                     "AuthorizationPolicy names"]
+
+
+def test_an_open_server_in_a_shards_deny_namespace_is_caught():
+    shard = run_program("prod-payments")
+    found = violations(shard, BY_NAME["deny-namespaces-closed"],
+                       edit("Server", "payments", "billing-grpc", lambda props: props["spec"].update(accessPolicy="all-unauthenticated")))
+    assert any("payments: Server billing-grpc has accessPolicy all-unauthenticated" in f for f in found), found
+
+
+def test_a_shards_deny_namespace_with_every_server_opened_is_still_caught():
+    """A shard holds no Namespace: its namespace stays known for a deny one by its egress control, which the program
+    sets up only under deny."""
+    shard = run_program("prod-payments")
+    def open_all(registration, props):
+        if registration.type.endswith(":Server"):
+            props["spec"]["accessPolicy"] = "all-unauthenticated"
+        return props
+    found = violations(shard, BY_NAME["deny-namespaces-closed"], open_all)
+    assert any("payments: Server linkerd-admin has accessPolicy all-unauthenticated" in f for f in found), found
+
+
+def test_an_open_server_outside_deny_namespaces_is_the_rollouts(prod_single):
+    """prod's ingress namespace admits everyone on purpose (its phase is all-unauthenticated)."""
+    assert any(plain(r.inputs)["spec"].get("accessPolicy") == "all-unauthenticated"
+               for r in prod_single.registrations if r.type.endswith(":Server"))
+    assert violations(prod_single, BY_NAME["deny-namespaces-closed"]) == []
+
+
+@pytest.mark.parametrize("rule", [
+    {"ports": [{"protocol": "TCP", "port": 8080}]},
+    {"from": [], "ports": [{"protocol": "TCP", "port": 8080}]},
+    {"from": [{}]},
+    {"from": [{"namespaceSelector": {}}]},
+    {"from": [{"namespaceSelector": {}, "podSelector": {}}]},
+])
+def test_an_open_network_policy_in_a_deny_namespace_is_caught(prod_single, rule):
+    found = violations(prod_single, BY_NAME["deny-namespaces-closed"],
+                       edit("NetworkPolicy", "payments", "mtls-mesh-ledger", lambda props: props["spec"]["ingress"].append(rule)))
+    assert len(found) == 1 and found[0].startswith("deny namespace payments: NetworkPolicy mtls-mesh-ledger ingress["), found
+
+
+# --- every namespace is the program's, and labelled so ----------------------------------------------------------------
+
+def test_a_namespace_without_the_managed_label_is_caught(prod):
+    policy = BY_NAME["workload-namespaces-managed"]
+    assert violations(prod, policy) == []
+    def unlabel(registration, props):
+        if registration.type.endswith(("Namespace", "NamespacePatch")) and props["metadata"]["name"] in ("data", "web"):
+            props["metadata"]["labels"] = {"team": "payments"}
+        return props
+    found = violations(prod, policy, unlabel)
+    assert sorted(f.split()[1] for f in found) == ["data", "web"], found
+    assert all("lacks the label app.kubernetes.io/part-of=mtls-mesh" in f for f in found)
+
+
+def test_an_unlabelled_namespace_is_still_checked_for_injection(prod):
+    def unlabelled_uninjected(registration, props):
+        if registration.type.endswith("Namespace") and props["metadata"]["name"] == "data":
+            props["metadata"]["labels"] = {}
+            props["metadata"]["annotations"].pop("linkerd.io/inject")
+        return props
+    found = violations(prod, BY_NAME["workload-namespaces-injected"], unlabelled_uninjected)
+    assert any("workload namespace data is not injected" in f for f in found), found
+
+
+# --- enforcement ------------------------------------------------------------------------------------------------------
+
+NEW_RULES = ("workload-namespaces-managed", "deny-namespaces-authorized", "deny-namespaces-closed",
+             "deny-networks-not-everything", "no-wildcard-mesh-identities", "authorizations-name-their-clients")
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod", *SHARD_STACKS])
+def test_the_mesh_rules_are_mandatory_in_every_environment(stack):
+    """Mandatory in staging and prod (and a shard, at its platform's levels), and in dev too: they hold for dev's own
+    objects, and dev is where a developer meets a violation first (see docs/policy-pack.md)."""
+    levels = enforcement(stack)
+    assert {name: levels[name] for name in NEW_RULES} == dict.fromkeys(NEW_RULES, "mandatory")
+
+
+def test_the_documented_rules_and_levels_are_the_packs():
+    """docs/policy-pack.md's table: every rule of the pack, each at the level each environment's file gives it."""
+    import re
+    text = (PROJECT_DIR / "docs" / "policy-pack.md").read_text()
+    rows = re.findall(r"^\| `([a-z-]+)` \| .* \| (\w+) \| (\w+) \| (\w+) \|$", text, re.M)
+    assert {name for name, *_ in rows} == set(BY_NAME) and len(rows) == len(BY_NAME)
+    for name, *levels in rows:
+        assert levels == [enforcement(stack)[name] for stack in ("dev", "staging", "prod")], name

@@ -1,7 +1,7 @@
 """The published JSON Schemas (schema/*.schema.json): current, valid, named by the files they describe, accepting the
 examples as an editor reads them, never flagging what the program accepts, and refusing every error case the
 validator's tests know unless the case belongs to a rule a schema cannot state (graph_format.CANNOT_CHECK,
-settings_format.CANNOT_CHECK, listed in the README).
+settings_format.CANNOT_CHECK, listed in docs/schemas.md).
 
 Patterns are evaluated as editors evaluate them (ECMA-262, through check-jsonschema's regress binding), not with
 Python's `re`, whose `$` would also accept a trailing newline.
@@ -178,11 +178,12 @@ def test_every_constrained_setting_is_declared():
     assert set(settings_format.MIN_ITEMS) | set(settings_format.UNIQUE_ITEMS) <= declared
 
 
-def test_the_readme_lists_what_the_schema_cannot_check():
-    readme = (PROJECT_DIR / "README.md").read_text()
-    section = readme.split("### What the schema cannot check", 1)[1].split("\n#", 1)[0]
+def test_the_docs_list_what_the_schema_cannot_check():
+    page = (PROJECT_DIR / "docs" / "schemas.md").read_text()
+    section = page.split("\n## What the schema cannot check\n", 1)[1].split("\n#", 1)[0]
     for rule in (*graph_format.CANNOT_CHECK, *settings_format.CANNOT_CHECK):
-        assert f"**{rule.name}**" in section, f"README, 'What the schema cannot check', does not list {rule.name!r}"
+        assert f"**{rule.name}**" in section, \
+            f"docs/schemas.md, 'What the schema cannot check', does not list {rule.name!r}"
 
 
 # ---- error cases ------------------------------------------------------------------------------------------------
@@ -227,7 +228,7 @@ def _rule(message: str, rules, where: str = "") -> str:
     names = [rule.name for rule in rules if any(fragment in message for fragment in rule.messages)]
     assert names, (f"the schema accepts the input the validator refuses with {message!r} at {where!r}: state the rule "
                    "in the format (read/graph_format.py or settings_format.py), or add it to CANNOT_CHECK "
-                   "there and to the README's 'What the schema cannot check'")
+                   "there and to docs/schemas.md, 'What the schema cannot check'")
     return names[0]
 
 

@@ -34,6 +34,10 @@ CHART_PATHS = {
     "linkerd-viz": "linkerd2-edge-26.8.3/viz/charts/linkerd-viz",
     "cert-manager": "cert-manager-v1.21.1/deploy/charts/cert-manager",
     "trust-manager": "trust-manager-v0.24.0/deploy/charts/trust-manager",
+    # Istio (issue 32): the base chart holds every Istio CRD; istiod is istio-control/istio-discovery.
+    "base": "istio-1.29.6/manifests/charts/base",
+    "istiod": "istio-1.29.6/manifests/charts/istio-control/istio-discovery",
+    "cert-manager-istio-csr": "istio-csr-v0.17.0/deploy/charts/istio-csr",
 }
 
 

@@ -2,8 +2,8 @@
 by register_alerts.MeshAlerts).
 
 Metric names come from the linkerd2-proxy source (control_identity_cert_*, inbound_*_authz_*, *_tcp_errors_total),
-cert-manager (certmanager_certificate_*) and kube-state-metrics; see the README's alert table for each alert's
-runbook. Expiry thresholds are derived from the stack's certificate lifetimes. Rule groups are pure builders, so tests
+cert-manager (certmanager_certificate_*) and kube-state-metrics; docs/alerts.md holds each alert's row and runbook
+section. Expiry thresholds are derived from the stack's certificate lifetimes. Rule groups are pure builders, so tests
 feed them to `promtool check rules` and `promtool test rules` exactly as they are deployed.
 """
 
@@ -67,6 +67,11 @@ def expiry_tiers(renew_before: Duration) -> list[ExpiryTier]:
     return tiers
 
 
+# Where each rule's `runbook` annotation points, from the repository's root: the page with a section per alert
+# (tests/test_readme.py checks each anchor is one of its headings).
+RUNBOOK_PAGE = "docs/alerts.md"
+
+
 def rule(alert: str, expr: str, severity: str, summary: str, description: str, for_: str = "",
          labels: Mapping[str, str] | None = None, runbook: str = "") -> dict[str, Any]:
     body: dict[str, Any] = {"alert": alert, "expr": expr}
@@ -74,7 +79,7 @@ def rule(alert: str, expr: str, severity: str, summary: str, description: str, f
         body["for"] = for_
     body["labels"] = {"severity": severity, **(labels or {})}
     body["annotations"] = {"summary": summary, "description": description,
-                           "runbook": f"README.md#{runbook or alert.lower()}"}
+                           "runbook": f"{RUNBOOK_PAGE}#{runbook or alert.lower()}"}
     return body
 
 
@@ -308,7 +313,7 @@ def anchor_rule_group(not_after: Mapping[str, int], validity: Duration) -> dict[
         "MeshTrustAnchorExpiring", not_after, ANCHOR_WARNING, ANCHOR_CRITICAL, validity,
         "Trust anchor {anchor} expires in less than {remaining}",
         "Every mesh identity chains to anchor {anchor}, valid until {until}. Rotate it now "
-        "(README: Rotating the trust anchor); it takes three rounds of restarts.")}
+        "(docs/operations.md: Rotating the trust anchor); it takes three rounds of restarts.")}
 
 
 # The Vault intermediate: a quarter year's warning (a renewal is one setting and one `pulumi up`, but may wait for a
