@@ -66,7 +66,11 @@ def _without_kubeconfig_env(hide: bool) -> Iterator[None]:
 
 
 def vault_provider(name: str, settings: VaultSettings) -> vault.Provider:
-    """Without vaultToken in config, the provider reads VAULT_TOKEN (or ~/.vault-token), as the Vault CLI does."""
+    """Without vaultToken in config, the provider reads VAULT_TOKEN (or ~/.vault-token), as the Vault CLI does.
+
+    The CA bundle goes as a file: pulumi-vault 7.14.0's provider takes `ca_cert_file` or `ca_cert_dir` and no inline
+    certificate (pulumi_vault/provider.py `ProviderArgs`). Its path is the project-relative one
+    (read/settings.py `provider_path`), so the state records the same input from every checkout."""
     return vault.Provider(
         name,
         address=settings.address,
