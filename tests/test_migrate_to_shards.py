@@ -20,6 +20,7 @@ numbers are in deploy/migrate_to_shards.py).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -604,3 +605,47 @@ def test_an_operator_stacks_provider_is_the_same_inside_and_outside_the_operator
     with pytest.raises(Exception, match="kubectl config use-context staging-eu1") as caught:
         run_program("staging", set_config={"deliveredBy": "operator"}, preview=True)
     assert not [r for r in caught.value.registrations if r.custom], "refused before anything registers"
+
+
+def test_the_cli_backend_runs_the_commands_it_says(tmp_path, monkeypatch):
+    """PulumiCli against a stand-in `pulumi` on PATH that records its arguments and answers as the CLI's JSON does:
+    what exists, a state read from `stack export`, a state written back through `stack import` of a file, a preview's
+    changeSummary, and a failure that says to run the command again."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.jsonl"
+    fake = bin_dir / "pulumi"
+    fake.write_text(f"""#!{sys.executable}
+import json, sys
+args = sys.argv[1:]
+with open({str(log)!r}, "a") as f:
+    record = {{"args": args}}
+    if args[:2] == ["stack", "import"]:
+        record["file"] = json.load(open(args[args.index("--file") + 1]))
+    f.write(json.dumps(record) + "\\n")
+if args[:2] == ["stack", "ls"]:
+    print(json.dumps([{{"name": "organization/mtls-mesh/prod"}}, {{"name": "prod-payments"}}]))
+elif args[:2] == ["stack", "export"]:
+    print(json.dumps({{"version": 3, "deployment": {{"resources": [{{"urn": "urn:a", "type": "t"}}]}}}}))
+elif args[0] == "preview":
+    print(json.dumps({{"steps": [], "changeSummary": {{"same": 7, "update": 1}}}}))
+elif args[:2] == ["state", "move"]:
+    print("lock held", file=sys.stderr)
+    sys.exit(255)
+""")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    cli = migrate.PulumiCli(tmp_path, org="acme")
+    assert cli.exists("prod") and cli.exists("prod-payments") and not cli.exists("prod-storefront")
+    assert cli.resources("prod") == [{"urn": "urn:a", "type": "t"}]
+    cli.replace_resources("prod", [{"urn": "urn:b", "type": "t"}])
+    assert cli.preview("prod") == {"same": 7, "update": 1}
+    with pytest.raises(migrate.StepFailed, match="(?s)lock held.*run this command again"):
+        cli.move("prod", "prod-payments", ["urn:a"])
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    imported = next(c for c in calls if c["args"][:2] == ["stack", "import"])
+    assert imported["args"][2:4] == ["--stack", "acme/mtls-mesh/prod"]
+    assert imported["file"]["deployment"]["resources"] == [{"urn": "urn:b", "type": "t"}]
+    assert ["preview", "--stack", "acme/mtls-mesh/prod", "--json"] in [c["args"] for c in calls]
+    from pathlib import Path
+    assert not Path(imported["args"][imported["args"].index("--file") + 1]).exists(), "the import file is removed"
