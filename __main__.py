@@ -14,7 +14,8 @@ from components.namespaces import MeshNamespaces, MeshNamespacesArgs
 from components.trust import SelfSignedAnchors, SelfSignedWorkloadCertificates
 from components.vault import VaultPki, VaultPkiArgs, VaultTokenReviewer
 from components.verification import MeshVerification, MeshVerificationArgs
-from components.platform import CONTRACTS_OUTPUT, check_ownership, check_platform_applied, holders, read_outputs
+from components.platform import (CONTRACTS_OUTPUT, applied_once_ready, check_ownership, check_platform_applied,
+                                 holders, read_outputs)
 from components.rotation import check_rotation_step, rotation_status
 from components.runtime import read_stack_config, settings_errors_reported, tune_garbage_collector
 from components.shard import register_shard
@@ -38,7 +39,8 @@ with settings_errors_reported():
         # A shard applies only a plan whose platform part (its namespaces, phases, issuers, Linkerd) is applied.
         platform_outputs = read_outputs(settings.platform_stack, (CONTRACTS_OUTPUT, HOLDERS_OUTPUT))
         check_platform_applied(scope.shard, settings.platform_stack, contract_digests(plan, settings.graph)[scope.shard],
-                               settings.stack, preview=pulumi.runtime.is_dry_run(), outputs=platform_outputs)
+                               settings.stack, preview=pulumi.runtime.is_dry_run(), outputs=platform_outputs,
+                               wait=settings.kubernetes.delivered_by == "operator")
         ledger = holders(platform_outputs)
     else:
         # A rotation phase must follow the state this stack last applied (its own trustRotation output), so an
@@ -52,7 +54,7 @@ with settings_errors_reported():
     check_ownership(settings.stack, scope.namespaces, graph_owners, ledger, handover_command(environment),
                     preview=pulumi.runtime.is_dry_run())
 
-kubernetes = kubernetes_provider("kubernetes", settings.kubernetes)
+kubernetes = kubernetes_provider("kubernetes", settings.kubernetes, settings.stack)
 on_cluster = pulumi.ResourceOptions(providers={"kubernetes": kubernetes})
 AUTHORIZATION, CERTIFICATES = "authz", "certs"
 registered = scoped_namespaces(plan, scope)
@@ -151,4 +153,6 @@ else:
     pulumi.export(HOLDERS_OUTPUT, next_holders(ledger, graph_owners))
     if settings.policy_shards:
         # What each shard's objects assume of this stack, as applied: a shard refuses a plan whose digest is not here.
-        pulumi.export(CONTRACTS_OUTPUT, contract_digests(plan, settings.graph))
+        pulumi.export(CONTRACTS_OUTPUT, applied_once_ready(
+            contract_digests(plan, settings.graph),
+            [*namespaces.namespaces.values(), *certificates.issuers.values(), linkerd.crds]))

@@ -12,7 +12,8 @@ exportDeployment), once per run: one more reason the platform stays small.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+import time
+from typing import Any, Callable, Iterable, Mapping
 
 import pulumi
 from pulumi.runtime.sync_await import _sync_await
@@ -22,6 +23,16 @@ from plan.shards import contract_problem
 from read.errors import Problem, SettingsError
 
 CONTRACTS_OUTPUT = "shardContracts"
+# How long an Operator-delivered shard's `up` waits for its platform to apply what it needs, and how often it looks.
+# The Operator starts a shard's update whenever its platform succeeded within the prerequisite's 5 minutes, at
+# whichever commit (it compares none: deploy/operator_shards.py PREREQUISITE_SUCCEEDED_WITHIN), so after two
+# promotions less than 5 minutes apart the shard starts while its platform has not applied the second. Refusing
+# would count a failure, and three in a row stall the Stack until someone annotates it (pulumi-kubernetes-operator
+# v2.9.0 stack_controller.go: `markStackFailed` counts, `maxUpdateFailures = 3`, `cooldown` 30 s then 90 s): a
+# waiting update counts nothing. 15 minutes covers the platform's branch poll (120 s) and an update of it with
+# refresh; a platform that takes longer, or fails, still fails the shard, which is then a real problem to look at.
+WAIT_FOR_PLATFORM_SECONDS = 15 * 60
+POLL_SECONDS = 15
 
 
 def read_outputs(stack: str, names: Iterable[str]) -> dict[str, Any]:
@@ -64,14 +75,61 @@ def check_ownership(stack: str, registers: Iterable[str], graph_owners: Mapping[
     raise SettingsError([Problem(f"namespaces.{namespace}", problem, "") for namespace, problem in problems], stack)
 
 
+def current_contracts(platform_stack: str) -> Mapping[str, str] | None:
+    """The platform's `shardContracts` output as the backend holds it now. The builtin invoke
+    `pulumi:pulumi:readStackOutputs` reads the referenced stack's outputs from the backend on every call (pulumi
+    pkg/resource/deploy/builtins.go `Invoke` -> `readStackReference` -> `GetStackOutputs`), and, unlike a
+    StackReference, registers nothing, so it can be asked again while waiting."""
+    name = f"{pulumi.get_organization()}/{pulumi.get_project()}/{platform_stack}"
+    result = pulumi.runtime.invoke("pulumi:pulumi:readStackOutputs", {"name": name})
+    outputs = (result.value or {}).get("outputs") or {}
+    value = outputs.get(CONTRACTS_OUTPUT)
+    return dict(value) if isinstance(value, Mapping) else None
+
+
+def wait_for_platform(shard: str, platform_stack: str, wanted: str, applied: Mapping[str, str] | None, *,
+                      read: Callable[[str], Mapping[str, str] | None] = current_contracts,
+                      sleep: Callable[[float], Any] = time.sleep, clock: Callable[[], float] = time.monotonic,
+                      limit: float = WAIT_FOR_PLATFORM_SECONDS, every: float = POLL_SECONDS,
+                      say: Callable[[str], Any] = pulumi.log.info) -> str | None:
+    """Until the platform has applied this shard's contract, or `limit` seconds: the problem left (None: go on)."""
+    problem = contract_problem(shard, platform_stack, wanted, applied)
+    start = clock()
+    while problem is not None and clock() - start < limit:
+        say(f"waiting for the platform stack '{platform_stack}' ({int(clock() - start)} s of {int(limit)}): {problem}")
+        sleep(every)
+        problem = contract_problem(shard, platform_stack, wanted, read(platform_stack))
+    return problem
+
+
 def check_platform_applied(shard: str, platform_stack: str, wanted: str, stack: str, preview: bool,
-                           outputs: Mapping[str, Any]) -> None:
+                           outputs: Mapping[str, Any], wait: bool = False) -> None:
     """Refuse an update whose plan the platform has not applied; in a preview (a pull request's, typically, whose
-    platform part is not merged yet) say the same as a warning and show the plan."""
-    problem = contract_problem(shard, platform_stack, wanted, applied_contracts(outputs))
+    platform part is not merged yet) say the same as a warning and show the plan. `outputs`: the platform's, as read
+    once before anything registers (read_outputs). `wait` (an Operator-delivered shard): first wait for the platform
+    to apply it (wait_for_platform), so a routine promotion needs no one."""
+    applied = applied_contracts(outputs)
+    problem = contract_problem(shard, platform_stack, wanted, applied)
     if problem is None:
         return
     if preview:
         pulumi.log.warn(f"{problem}. `pulumi up` of this shard will refuse until then.")
         return
+    if wait:
+        problem = wait_for_platform(shard, platform_stack, wanted, applied)
+        if problem is None:
+            return
+        problem += (f" (waited {WAIT_FOR_PLATFORM_SECONDS // 60} minutes; once the platform's Stack is Ready at this "
+                    f"commit: kubectl -n pulumi-operator annotate stack mtls-mesh-{stack} "
+                    "pulumi.com/reconciliation-request=$(date +%s) --overwrite)")
     raise SettingsError([Problem(f"mtls-mesh:platformStack", problem, "")], stack)
+
+
+def applied_once_ready(digests: Mapping[str, str], ready: Iterable[pulumi.Resource]) -> pulumi.Output:
+    """The platform's shardContracts, known only once what they promise is created: its Namespaces, Issuers and the
+    Linkerd CRD release. The SDK registers the stack's outputs when every exported value resolves (pulumi SDK
+    `runtime/stack.py`: `register_outputs` serialises them first), and the engine records them at once, before the
+    update ends; a plain value would tell a waiting shard that the platform applied its contract while the platform
+    is still creating it. A resource that fails never resolves, so a failed update leaves the last contracts."""
+    ids = [r.id if isinstance(r, pulumi.CustomResource) else r.urn for r in ready]
+    return pulumi.Output.all(*ids).apply(lambda _: dict(digests))

@@ -9,7 +9,9 @@ For a platform stack (`mtls-mesh:policyShards: true`) handed to the Operator, ea
   checks the Operator's calls with TokenReview and SubjectAccessReview) and, in each of the shard's namespaces and
   nowhere else, to a Role allowing what the shard registers there: the kinds of its policy and workload-Certificate
   objects, read from the compiled plan (plan.mesh.compile_mesh), so a kind the builders start to emit is either in
-  the Role or refused here by name. No cluster-wide write.
+  the Role or refused here by name. No cluster-wide write. Across a change of shards, each namespace the shard held
+  at the commit it last applied keeps a Role that lets it remove any mesh kind there (REMOVAL_VERBS), until the
+  shard has applied a commit without it (operator_stacks.py --applied / --applied-from-backend).
 
 What the Operator does with these fields was read from pulumi/pulumi-kubernetes-operator v2.9.0 (b713fae5a350), `SC`
 below = operator/internal/controller/pulumi/stack_controller.go; the fields are operator/api/pulumi/shared/
@@ -45,7 +47,9 @@ STACK_NAME_MAX = 42
 # 5 minutes, not less: the shard's check after the platform's success comes seconds later (the watch), and its own
 # retries after a failure (30 s, then 90 s: `cooldown`, SC:1357-1380) should not force another platform run. Not more:
 # a platform success at an earlier promotion inside the window satisfies it without the commit being compared (the
-# Operator compares none), and only the program's contract check (plan/shards.py contract_problem) stops that shard.
+# Operator compares none). Such a shard's update then waits until its platform has applied its contract
+# (components/platform.py wait_for_platform): a refusal would count a failure, and three stall the Stack
+# (`maxUpdateFailures`, SC:1084), so two promotions less than 5 minutes apart would need someone to annotate it.
 PREREQUISITE_SUCCEEDED_WITHIN = "5m"
 # The Operator's minimum (values under 60 count as 60: resyncFreq, SC:1384-1390). The platform Stack polls every
 # 120 s, so a shard usually sees a new commit first and its annotation starts the platform's update at once; when the
@@ -58,6 +62,12 @@ SHARD_RESYNC_SECONDS = 60
 # condition.NewDynamicSource / NewDeletionSource). `update` (PUT) is only for CustomResourceDefinitions, which a shard
 # never registers.
 VERBS = ("get", "list", "watch", "create", "patch", "delete")
+# What removing an object takes (`Deletion`: get the live object, delete it, watch until it is gone). A shard keeps
+# these on every kind of RESOURCES in each namespace it held at the commit it last applied, whatever it registers
+# now: the objects of a namespace that left it, or of a kind its builders no longer emit there, stay in its state
+# until its next `up` deletes them, and a 403 there fails that `up` (pulumi-kubernetes passes only NotFound as
+# "already gone", await.go `Deletion`), three times in a row a stall (stack_controller.go `maxUpdateFailures`).
+REMOVAL_VERBS = ("get", "list", "watch", "delete")
 # The provider also reports the Events of each object it awaits (NewEventAggregator, provider/pkg/await/watchers.go):
 # read-only, in the same namespaces.
 EVENTS_RULE = {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]}
@@ -87,16 +97,23 @@ class GeneratorError(SystemExit):
 
 @dataclass(frozen=True)
 class ShardStack:
-    """One shard stack of a platform: its namespaces and, per namespace, the (group, kind)s it registers there."""
+    """One shard stack of a platform: its namespaces and, per namespace, the (group, kind)s it registers there;
+    `held`: the namespaces it held at the commit it last applied (all of them its objects may still be in), so
+    `leaving` are those it no longer registers and must still be able to empty."""
 
     stack: str
     platform: str
     shard: str
     kinds: Mapping[str, tuple[tuple[str, str], ...]]
+    held: tuple[str, ...] = ()
 
     @property
     def namespaces(self) -> tuple[str, ...]:
         return tuple(self.kinds)
+
+    @property
+    def leaving(self) -> tuple[str, ...]:
+        return tuple(n for n in self.held if n not in self.kinds)
 
 
 def stack_object_name(stack: str) -> str:
@@ -163,9 +180,11 @@ def _kinds(objects: Iterable[Mapping[str, Any]], where: str) -> tuple[tuple[str,
     return tuple(sorted(kinds))
 
 
-def shard_stacks(platform: str, project_dir: Path) -> list[ShardStack]:
+def shard_stacks(platform: str, project_dir: Path,
+                 held: Mapping[str, Iterable[str]] | None = None) -> list[ShardStack]:
     """Every shard stack of an operator-delivered platform, checked against the platform's graph; [] for a platform
-    without policyShards."""
+    without policyShards. `held`: per shard stack, the namespaces it held at the commit it last applied
+    (`held_namespaces`); each keeps the rights to empty them until it has applied a commit without them."""
     config = _document(platform, project_dir)
     files = shard_stack_files(platform, project_dir)
     if config.get(POLICY_SHARDS) != "true":
@@ -198,7 +217,11 @@ def shard_stacks(platform: str, project_dir: Path) -> list[ShardStack]:
         for namespace in shards[shard]:
             ns = plan.namespaces[namespace]
             kinds[namespace] = _kinds([*ns.policy, *ns.certificates], f"{stack}, namespace {namespace}")
-        stacks.append(ShardStack(stack, platform, shard, kinds))
+        # What its state may hold objects in: where it registers some now, and where it did at the commit it last
+        # applied (a namespace without services at both has no objects: no Role).
+        before = tuple((held or {}).get(stack, ()))
+        holding = [n for n in shards[shard] if kinds[n]]
+        stacks.append(ShardStack(stack, platform, shard, kinds, tuple(dict.fromkeys([*holding, *before]))))
     missing = [shard for shard in shards if f"{platform}-{shard}" not in files]
     if missing:
         raise GeneratorError(f"{platform}: the service graph's shard(s) {', '.join(missing)} have no stack file "
@@ -208,14 +231,47 @@ def shard_stacks(platform: str, project_dir: Path) -> list[ShardStack]:
     return stacks
 
 
-def role_rules(kinds: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
-    """The Role of one namespace of a shard: what it registers there (one rule per API group), and reading Events."""
+def _rules(resources: Iterable[tuple[str, str]], verbs: tuple[str, ...]) -> list[dict[str, Any]]:
     groups: dict[str, set[str]] = {}
-    for group, kind in kinds:
-        groups.setdefault(group, set()).add(RESOURCES[(group, kind)])
-    rules = [{"apiGroups": [group], "resources": sorted(resources), "verbs": list(VERBS)}
-             for group, resources in sorted(groups.items())]
+    for group, resource in resources:
+        groups.setdefault(group, set()).add(resource)
+    return [{"apiGroups": [group], "resources": sorted(names), "verbs": list(verbs)}
+            for group, names in sorted(groups.items())]
+
+
+def role_rules(kinds: Iterable[tuple[str, str]], removing: bool = False) -> list[dict[str, Any]]:
+    """The Role of one namespace of a shard: what it registers there (one rule per API group), with `removing` (it
+    held the namespace at the commit it last applied) the removal of every other kind it could have registered
+    there, and reading Events."""
+    writes = {(group, RESOURCES[(group, kind)]) for group, kind in kinds}
+    rules = _rules(writes, VERBS)
+    if removing:
+        rules += _rules({(group, resource) for (group, _), resource in RESOURCES.items()} - writes,
+                        REMOVAL_VERBS)
     return [*rules, EVENTS_RULE] if rules else []
+
+
+def held_namespaces(platform: str, applied_dir: Path) -> dict[str, tuple[str, ...]]:
+    """Per shard stack of `platform`, the namespaces it held in the project tree `applied_dir` (a checkout of the
+    commit the shard last applied): what its state may still hold objects in."""
+    stacks_dir = applied_dir / "stacks"
+    if not (stacks_dir / f"Pulumi.{platform}.yaml").is_file():
+        return {}
+    config = _document(platform, applied_dir)
+    if config.get(POLICY_SHARDS) != "true":
+        return {}
+    graph, _ = platform_plan(platform, applied_dir)
+    files = shard_stack_files(platform, applied_dir)
+    return {stack: tuple(shards_of(graph).get(str(c.get(SHARD)), ())) for stack, c in files.items()}
+
+
+def last_applied_commit(history: Iterable[Mapping[str, Any]]) -> str | None:
+    """The commit of a stack's newest successful update (`pulumi stack history --json`, newest first; the CLI records
+    the checkout's HEAD as `git.head`, pulumi pkg/backend/updates.go), None when it has none yet."""
+    for update in history:
+        if update.get("kind") == "update" and update.get("result") == "succeeded":
+            return (update.get("environment") or {}).get("git.head")
+    return None
 
 
 def workspace_rbac(shard: ShardStack, operator_namespace: str,
@@ -237,14 +293,18 @@ def workspace_rbac(shard: ShardStack, operator_namespace: str,
                              "name": "system:auth-delegator"},
                  "subjects": subject}
     documents = [account, delegator]
-    for namespace, kinds in shard.kinds.items():
-        rules = role_rules(kinds)
+    held = set(shard.held)
+    for namespace in dict.fromkeys([*shard.kinds, *shard.leaving]):
+        rules = role_rules(shard.kinds.get(namespace, ()), removing=namespace in held)
         if not rules:
             continue  # nothing registered there (a namespace without services): no access either
+        # A namespace the shard leaves: its Role lets it delete, and goes from the manifest once the shard has
+        # applied a commit without it (the generator's --applied then no longer names it as held).
+        role_labels = {**labels, **({"mtls-mesh.io/leaving": "true"} if namespace not in shard.kinds else {})}
         documents.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-                          "metadata": {"name": name, "namespace": namespace, "labels": labels}, "rules": rules})
+                          "metadata": {"name": name, "namespace": namespace, "labels": role_labels}, "rules": rules})
         documents.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                          "metadata": {"name": name, "namespace": namespace, "labels": labels},
+                          "metadata": {"name": name, "namespace": namespace, "labels": role_labels},
                           "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
                           "subjects": subject})
     return documents

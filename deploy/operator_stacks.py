@@ -31,7 +31,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 from urllib.parse import urlparse
 
 import yaml
@@ -40,7 +40,8 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):  # run as a script (venv/bin/python deploy/operator_stacks.py): the project's packages
     sys.path.insert(0, str(PROJECT_DIR))
 
-from deploy.operator_shards import (GeneratorError, ShardStack, shard_stack_object, shard_stacks,  # noqa: E402
+from deploy.operator_shards import (GeneratorError, ShardStack, held_namespaces,  # noqa: E402
+                                    last_applied_commit, shard_stack_files, shard_stack_object, shard_stacks,
                                     stack_object_name, workspace_rbac)
 from read.stack_files import stack_file_entries  # noqa: E402
 
@@ -201,14 +202,51 @@ def render_shard(shard: ShardStack, repo: str = DEFAULT_REPO, backend: str = DEF
     return header + yaml.safe_dump_all(shard_documents(shard, repo, backend, cloud, identity, org), sort_keys=False)
 
 
+def held_at(ref: str, head_project: Path = PROJECT_DIR,
+            repository: Path | None = None) -> dict[str, dict[str, tuple[str, ...]]]:
+    """Per operator platform (of the head), per shard stack, the namespaces it held at commit `ref` of the repository
+    (`git archive`: the tree as it was, read with this commit's code)."""
+    import subprocess
+    import tarfile
+    import tempfile
+
+    repository = repository or head_project
+    archived = subprocess.run(["git", "-C", str(repository), "archive", "--format=tar", ref], capture_output=True)
+    if archived.returncode != 0:
+        raise GeneratorError(f"--applied {ref}: git archive failed ({archived.stderr.decode().strip()}); fetch the "
+                             "history that holds it (actions/checkout fetch-depth: 0)")
+    with tempfile.TemporaryDirectory() as tmp:
+        with tarfile.open(fileobj=__import__("io").BytesIO(archived.stdout)) as tar:
+            tar.extractall(tmp, filter="data")
+        return {platform: held_namespaces(platform, Path(tmp)) for platform in operator_stacks(head_project)}
+
+
+def held_from_backend(head_project: Path, org: str, backend: str) -> dict[str, dict[str, tuple[str, ...]]]:
+    """Per shard stack, what it held at the commit of its own newest successful update (`pulumi stack history`): a
+    shard whose update failed keeps the rights of the commit it last applied, whatever was promoted since."""
+    from deploy import promote
+
+    held: dict[str, dict[str, tuple[str, ...]]] = {}
+    for platform in operator_stacks(head_project):
+        for stack in shard_stack_files(platform, head_project):
+            commit = last_applied_commit(promote.stack_history(promote.qualified(stack, org, backend)))
+            if commit:
+                held.setdefault(platform, {})[stack] = held_at(commit, head_project).get(platform, {}).get(stack, ())
+    return held
+
+
 def write(out: Path, repo: str, backend: str, cloud: str | None, identity: str | None,
-          project_dir: Path = PROJECT_DIR, org: str = DEFAULT_ORG) -> list[Path]:
-    """deploy/operator/<stack>.yaml for each operator stack and each of its shard stacks; other files there go."""
+          project_dir: Path = PROJECT_DIR, org: str = DEFAULT_ORG,
+          held: Mapping[str, Mapping[str, tuple[str, ...]]] | None = None) -> list[Path]:
+    """deploy/operator/<stack>.yaml for each operator stack and each of its shard stacks; other files there go.
+    `held`: per platform, per shard stack, the namespaces it held at the commit it last applied (held_at,
+    held_from_backend): its Role there lets it remove what it registered until it has applied a commit without them.
+    Without it, a shard that leaves a namespace gets 403s deleting its objects there and stalls."""
     out.mkdir(parents=True, exist_ok=True)
     rendered = {}
     for stack in operator_stacks(project_dir):
         rendered[stack] = render(stack, repo, backend, cloud, identity, project_dir, org)
-        for shard in shard_stacks(stack, project_dir):
+        for shard in shard_stacks(stack, project_dir, (held or {}).get(stack)):
             rendered[shard.stack] = render_shard(shard, repo, backend, cloud, identity, org)
     wanted = list(rendered)
     written = []
@@ -229,8 +267,15 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--org", default=DEFAULT_ORG, help="Pulumi Cloud organization of the stacks")
     parser.add_argument("--cloud", choices=sorted(IDENTITY), help="cloud whose workload identity reads a DIY backend")
     parser.add_argument("--identity", help="IAM role ARN (aws), service account e-mail (gcp) or client id (azure)")
+    applied = parser.add_mutually_exclusive_group()
+    applied.add_argument("--applied", metavar="REF", help="the commit the shards last applied (e.g. the deploy "
+                         "branch before this promotion): each keeps removal rights in the namespaces it held there")
+    applied.add_argument("--applied-from-backend", action="store_true",
+                         help="read each shard stack's last successful commit from `pulumi stack history`")
     args = parser.parse_args(argv)
-    for path in write(OUT, args.repo, args.backend, args.cloud, args.identity, org=args.org):
+    held = (held_at(args.applied) if args.applied else
+            held_from_backend(PROJECT_DIR, args.org, args.backend) if args.applied_from_backend else None)
+    for path in write(OUT, args.repo, args.backend, args.cloud, args.identity, org=args.org, held=held):
         print(f"wrote {path}")
 
 

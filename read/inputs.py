@@ -24,7 +24,7 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 
@@ -263,3 +263,35 @@ def load_yaml_counting(text: str, values_before: int = 0) -> tuple[Any, int]:
     except (ValueError, OverflowError, TypeError) as err:  # a constructor's own failure (e.g. an explicit !!tag)
         raise InputError(f"holds a value that cannot be read ({type(err).__name__})",
                          "Write plain YAML values without explicit tags") from None
+
+
+# --- the kubeconfig a process outside the cluster uses -------------------------------------------------------------
+# client-go's loading rules (k8s.io/client-go/tools/clientcmd/loader.go, `ClientConfigLoadingRules.Load`): the files
+# of KUBECONFIG (a path list, `os.pathsep`-separated) in order, else ~/.kube/config; when merging, "the first file to
+# set a particular map key wins", and current-context is taken from the first file that sets it. pulumi-kubernetes
+# uses these rules when its provider has no kubeconfig setting (provider.go `Configure`:
+# `clientcmd.NewDefaultClientConfigLoadingRules`).
+
+MAX_KUBECONFIG_BYTES = 4 * 1024 * 1024
+
+
+def kubeconfig_files(environ: Mapping[str, str], home: Path) -> list[Path]:
+    paths = [p for p in environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    return [Path(p) for p in paths] if paths else [home / ".kube" / "config"]
+
+
+def current_context(environ: Mapping[str, str] | None = None, home: Path | None = None) -> str | None:
+    """The current-context of the first kubeconfig file that sets one (None: no file does, or none can be read)."""
+    environ = os.environ if environ is None else environ
+    home = Path.home() if home is None else home
+    for path in kubeconfig_files(environ, home):
+        try:
+            # A kubeconfig is not ours to validate (kubectl and the provider read it), only its current-context:
+            # read as any file a setting names (a regular file, within a size), parsed by the plain YAML loader.
+            document = yaml.safe_load(read_text_file(path, MAX_KUBECONFIG_BYTES)) or {}
+        except (InputError, yaml.YAMLError):
+            continue
+        context = document.get("current-context") if isinstance(document, dict) else None
+        if isinstance(context, str) and context:
+            return context
+    return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlparse
@@ -98,6 +98,9 @@ class KubernetesSettings:
     # Either may be stored as a secret (settings_format.MAY_BE_SECRET): then a Secret, which components pass on as one.
     context: "str | Secret"
     kubeconfig: "str | Secret"
+    # Who runs `pulumi up` of the stack (deliveredBy): an Operator stack's provider is configured the same way inside
+    # and outside the Operator (components/providers.py), so its previews match its state from anywhere.
+    delivered_by: str = "workflows"
 
     @property
     def in_cluster(self) -> bool:
@@ -537,6 +540,19 @@ def project_file(config: _Config, key: str, project_dir: Path) -> Path | None:
     return path
 
 
+def provider_path(path: Path, project_dir: Path) -> str:
+    """How a provider setting names a file: relative to the project when the file is in it, so the provider's
+    inputs, which its state records, are the same from every checkout (a preview from another clone, the Operator's
+    workspace, CI) and `pulumi preview --expect-no-changes` holds. A provider plugin runs in the project directory
+    (pulumi pkg/resource/plugin/plugin.go `execPlugin`: `cmd.Dir = pwd`, the plugin context's Pwd, the project's
+    root), so the relative path reads the same file. A file outside the project (allowFilesOutsideProject) keeps its
+    absolute path: nothing else names it."""
+    try:
+        return path.resolve().relative_to(project_dir.resolve()).as_posix()
+    except (OSError, RuntimeError, ValueError):
+        return str(path)
+
+
 def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[str] = frozenset(),
                   project_dir: Path = PROJECT_DIR, declarations: dict[str, Declaration] | None = None,
                   updating: bool = False) -> "Settings":
@@ -570,7 +586,7 @@ def _load_settings(raw: Mapping[str, str], stack: str, secret_keys: frozenset[st
         config.add("kubeconfig", f"is set, but kubeContext is {IN_CLUSTER} (the pod's own service account)",
                    "Unset kubeconfig, or name a context of that kubeconfig")
     if "deliveredBy" in declarations:
-        _delivery(config, kubernetes, updating)
+        kubernetes = replace(kubernetes, delivered_by=_delivery(config, kubernetes, updating))
     trust_domain = config.string("trustDomain")
     if len(trust_domain) > 253 or not DNS_NAME.matches(trust_domain):  # labels of at most 63: in the pattern
         config.add("trustDomain", f"{short(trust_domain)} is not a DNS name",
@@ -944,7 +960,7 @@ def _verification(config: _Config, environment: str, graph: ServiceGraph | None)
     return VerificationSettings(enabled, config.string("verificationServerImage"), config.string("verificationClientImage"))
 
 
-def _delivery(config: _Config, kubernetes: KubernetesSettings, updating: bool) -> None:
+def _delivery(config: _Config, kubernetes: KubernetesSettings, updating: bool) -> str:
     """One stack, one deliverer: the workflows and the Operator each run `pulumi up` on their own schedule, so a stack
     driven by both would be updated from two commits in turn. The Operator's workspace is the only place the program
     runs with kubeContext in-cluster (its Stack objects set it, deploy/operator_stacks.py); the workflows and people
@@ -961,6 +977,7 @@ def _delivery(config: _Config, kubernetes: KubernetesSettings, updating: bool) -
                    f"`pulumi up` runs outside it (kubeContext {short(context)})",
                    "Merge the change and let the Operator apply it (previews are fine from anywhere), or set "
                    "deliveredBy workflows and delete the Operator's Stack object first")
+    return delivered_by
 
 
 def _check_keys(config: _Config, raw: Mapping[str, str]) -> None:
@@ -1189,9 +1206,9 @@ def _vault(config: _Config, environment: str, project_dir: Path, pki: PkiSetting
                    "PEM of the CA behind Vault's TLS certificate, or set vaultPublicCa true if it is publicly issued")
     ca_file_path = project_file(config, "vaultCaBundleFile", project_dir) if ca_file else None
     if ca_file_path is not None:
-        ca_path = str(ca_file_path)
+        ca_path = provider_path(ca_file_path, project_dir)
         try:
-            ca_bundle = read_text_file(Path(ca_path), MAX_PEM_BYTES)
+            ca_bundle = read_text_file(ca_file_path, MAX_PEM_BYTES)
         except InputError as err:
             config.add("vaultCaBundleFile", f"cannot read {short(ca_file)}: {err.what}", err.fix)
         else:

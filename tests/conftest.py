@@ -65,6 +65,13 @@ def dev() -> Run:
 
 @pytest.fixture
 def staging() -> Run:
+    """staging's platform stack with its shards: the whole staging mesh (staging is sharded like prod)."""
+    return mesh_run("staging")
+
+
+@pytest.fixture
+def staging_platform() -> Run:
+    """staging's platform stack alone: its own state and wiring."""
     return stack_run("staging")
 
 

@@ -87,7 +87,7 @@ def base_head(sharded_project, tmp_path):
 
 
 def chosen(base: Path, head: Path, skip=("dev", "staging")) -> list[str]:
-    """The stacks chosen; staging (a single stack of the same graph) is left out where it tells nothing new."""
+    """The stacks chosen; staging (sharded like prod, from the same graph) is left out where it tells nothing new."""
     return sorted(c.stack for c in choose(base, head, skip) if c.selected)
 
 
@@ -96,18 +96,20 @@ def chosen(base: Path, head: Path, skip=("dev", "staging")) -> list[str]:
 def test_an_unchanged_pull_request_previews_nothing(base_head):
     base, head = base_head
     choices = choose(base, head, ("dev",))
-    assert sorted(c.stack for c in choices) == ["prod", "prod-payments", "prod-storefront", "staging"]
+    assert sorted(c.stack for c in choices) == ["prod", "prod-payments", "prod-storefront", "staging",
+                                                "staging-payments", "staging-storefront"]
     assert [c for c in choices if c.selected] == []
     roles = {c.stack: (c.role, c.platform) for c in choices}
     assert roles["prod-payments"] == ("shard", "prod") and roles["prod"] == ("platform", "prod")
-    assert roles["staging"] == ("single", "staging")
+    assert roles["staging"] == ("platform", "staging"), "staging is sharded like prod"
+    assert roles["staging-payments"] == ("shard", "staging")
 
 
 def test_one_teams_allow_list_previews_exactly_that_shard(base_head):
     base, head = base_head
     edit_graph(head, lambda g: service(g, "ledger")["allow"][0]["ports"].append("admin"))
-    assert chosen(base, head, skip=("dev",)) == ["prod-payments", "staging"], \
-        "staging is a single stack of the same graph: its plan changed too"
+    assert chosen(base, head, skip=("dev",)) == ["prod-payments", "staging-payments"], \
+        "staging is sharded like prod, from the same graph: its payments shard changed too"
     edit_graph(head, lambda g: service(g, "catalog")["allow"].remove("checkout"))
     assert chosen(base, head) == ["prod-payments", "prod-storefront"]
 
@@ -174,7 +176,8 @@ def test_a_program_or_pack_change_previews_everything(base_head, path):
     with open(head / path, "a") as file:
         file.write("\n# changed\n")
     choices = choose(base, head, ("dev",))
-    assert [c.stack for c in choices if c.selected] == ["prod", "prod-payments", "prod-storefront", "staging"]
+    assert [c.stack for c in choices if c.selected] == ["prod", "prod-payments", "prod-storefront", "staging",
+                                                        "staging-payments", "staging-storefront"]
     assert all(path in c.reason for c in choices)
 
 
@@ -306,7 +309,7 @@ def run_pipeline(base: Path, head: Path, out: Path, outcomes=None) -> list[dict]
 def test_the_comment_merges_the_previewed_stacks_matrices(base_head, tmp_path):
     base, head = base_head
     edit_graph(head, lambda g: service(g, "billing")["allow"].append("frontend"))
-    run_pipeline(base, head, tmp_path, {"staging": None, "prod-storefront": "failure"})
+    run_pipeline(base, head, tmp_path, {"staging-payments": None, "prod-storefront": "failure"})
     comment_file = tmp_path / "comment.md"
     assert review_comment.main([str(tmp_path / "review"), "--out", str(comment_file)]) == 0
     comment = comment_file.read_text()
@@ -322,8 +325,8 @@ def test_the_comment_merges_the_previewed_stacks_matrices(base_head, tmp_path):
     merged = prod.split("Access matrix of the previewed stacks, merged", 1)[1].split("</details>", 1)[0]
     assert "`payments/ledger:http` | `prod-payments`" in merged and "`web/frontend:http` | `prod-storefront`" in merged
     staging = comment.split("#### staging\n", 1)[1]
-    assert "| `staging` | not run" in staging
-    assert "Not previewed, their part of the plan is unchanged: `prod`." in comment
+    assert "| `staging-payments` | not run" in staging
+    assert "Not previewed, their part of the plan is unchanged: `prod`, `staging`." in comment
 
 
 def test_a_comment_longer_than_github_takes_is_cut_with_a_note(tmp_path):

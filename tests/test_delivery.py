@@ -246,8 +246,9 @@ def test_dev_runs_on_a_kind_cluster_in_the_runner_with_no_credentials():
 def test_merges_promote_dev_then_staging_then_prod_behind_environments():
     deploy = workflow("deploy.yml")
     jobs = deploy["jobs"]
-    assert list(jobs) == ["test", "dev", "staging", "prod", "prod-shards"]
-    assert [jobs[s]["needs"] for s in ("dev", "staging", "prod")] == ["test", "dev", "staging"]
+    assert list(jobs) == ["test", "dev", "staging", "staging-shards", "prod", "prod-shards"]
+    assert [jobs[s]["needs"] for s in ("dev", "staging", "prod")] == ["test", "dev", ["staging", "staging-shards"]], \
+        "prod starts only after staging's platform and shards, where a change of shards is carried out first"
     assert jobs["dev"]["uses"] == "./.github/workflows/dev-kind.yml", "the pipeline never needs a laptop cluster"
     assert all(jobs[s]["with"]["stack"] == s and jobs[s]["uses"] == "./.github/workflows/up.yml" for s in PIPELINE_STACKS)
     assert "id-token" not in deploy["permissions"] and "id-token" not in jobs["test"].get("permissions", {})
@@ -552,18 +553,20 @@ def test_the_first_upgrade_step_targets_new_resources_that_need_only_what_the_st
             assert by_urn[urn].type in existing, f"{registration.name} needs {urn}, which --target would not create"
 
 
-def test_each_platforms_shards_are_delivered_after_it_behind_its_environment():
-    """Every shard stack file of prod is in the job after prod (and no other), behind prod's environment and policy
-    levels; the shards run side by side, since each refuses a plan its platform has not applied."""
+@pytest.mark.parametrize("platform", ["staging", "prod"])
+def test_each_platforms_shards_are_delivered_after_it_behind_its_environment(platform):
+    """Every shard stack file of a platform is in the job after it (and no other), behind the platform's environment
+    and policy levels; the shards run side by side, since each refuses a plan its platform has not applied."""
     from conftest import shards_of_stack
 
     jobs = workflow("deploy.yml")["jobs"]
-    shards = jobs["prod-shards"]
-    assert shards["needs"] == "prod"
-    assert sorted(shards["strategy"]["matrix"]["stack"]) == sorted(shards_of_stack("prod")) != []
+    shards = jobs[f"{platform}-shards"]
+    assert shards["needs"] == platform
+    assert sorted(shards["strategy"]["matrix"]["stack"]) == sorted(shards_of_stack(platform)) != []
     assert shards["strategy"]["fail-fast"] is False
-    assert shards["with"] == {"stack": "${{ matrix.stack }}", "environment": "prod"}
+    assert shards["with"] == {"stack": "${{ matrix.stack }}", "environment": platform}
     assert shards["permissions"] == {"contents": "read", "id-token": "write"}
-    assert not [s for s in STACKS if s != "prod" and shards_of_stack(s)], "another platform needs its shards' job"
-    for shard in shards_of_stack("prod"):
-        assert promote.delivered_by(shard) == promote.delivered_by("prod")
+    assert not [s for s in STACKS if f"{s}-shards" not in jobs and shards_of_stack(s)], \
+        "another platform needs its shards' job"
+    for shard in shards_of_stack(platform):
+        assert promote.delivered_by(shard) == promote.delivered_by(platform)

@@ -20,6 +20,9 @@ from harness import PROJECT_DIR, run_program, stack_config, wire_value
 
 EXAMPLE = yaml.safe_load((PROJECT_DIR / "services.yaml").read_text())
 
+# staging as one stack: its matrix then covers the sharded namespaces too (staging is sharded like prod).
+WHOLE_MESH = {"policyShards": False}
+
 
 def settings_for(stack: str, *, graph: dict | None = None, tmp_path: Path | None = None, project_dir: Path = PROJECT_DIR,
                  **changes):
@@ -109,7 +112,8 @@ def test_a_skipped_port_of_a_proxy_free_callee_is_still_fine(tmp_path):
 
 
 def test_a_declared_shared_account_shows_every_service_it_covers(tmp_path):
-    run = run_program("staging", graph=graph_with(lambda d: _share_account(d, True)), tmp_path=tmp_path)
+    run = run_program("staging", graph=graph_with(lambda d: _share_account(d, True)), tmp_path=tmp_path,
+                      set_config=WHOLE_MESH)
     matrix = run.exports["accessMatrix"]
     # billing allows checkout only; catalog carries the same identity, so the matrix says it is admitted too.
     assert matrix["payments/billing:grpc"]["allowed"] == ["web/catalog", "web/checkout"]
@@ -121,7 +125,8 @@ def test_a_declared_shared_account_shows_every_service_it_covers(tmp_path):
 
 
 def test_a_declared_default_account_caller_shows_the_whole_namespace(tmp_path):
-    run = run_program("staging", graph=graph_with(lambda d: _default_caller(d, True)), tmp_path=tmp_path)
+    run = run_program("staging", graph=graph_with(lambda d: _default_caller(d, True)), tmp_path=tmp_path,
+                      set_config=WHOLE_MESH)
     matrix = run.exports["accessMatrix"]
     assert matrix["web/checkout:http"]["allowed"] == ["web/* (service account default)", "web/frontend"]
     assert matrix["web/catalog:grpc"]["allowed"] == ["web/* (service account default)", "web/checkout", "web/frontend"]

@@ -243,14 +243,21 @@ def expected_write_access(project: Path, namespace: str) -> set[tuple[str, str]]
 
 
 def granted(role: dict) -> tuple[set[tuple[str, str]], list[dict]]:
-    """What a Role lets its subject write ((group, resource) with every verb the provider needs), and its other rules."""
+    """What a Role lets its subject write ((group, resource) with every verb the provider needs), and its other rules
+    (removal rules left out: see removable)."""
     writes, others = set(), []
     for rule in role["rules"]:
         if rule["verbs"] == list(shards_module.VERBS):
             writes |= {(group, resource) for group in rule["apiGroups"] for resource in rule["resources"]}
-        else:
+        elif rule["verbs"] != list(shards_module.REMOVAL_VERBS):
             others.append(rule)
     return writes, others
+
+
+def removable(role: dict) -> set[tuple[str, str]]:
+    """(group, resource) the Role lets its subject get, watch and delete (writing included)."""
+    return {(group, resource) for rule in role["rules"] for group in rule["apiGroups"] for resource in rule["resources"]
+            if set(shards_module.REMOVAL_VERBS) <= set(rule["verbs"])}
 
 
 @pytest.mark.skipif(shared_missing_reason() is not None, reason=shared_missing_reason() or "")
@@ -385,3 +392,100 @@ def test_a_shards_inline_config_is_what_the_program_accepts_of_a_shard_stack(gen
     for stack_name in ("prod-storefront", "prod-payments"):
         (stack,) = of_kind(files[stack_name], "Stack")
         assert {key.removeprefix("mtls-mesh:") for key in stack["spec"]["config"]} <= set(accepted)
+
+
+# --- RBAC across a change of shards: the base commit's namespaces stay removable until the shard has left them -------
+
+EVERY_KIND = {(group, resource) for (group, _), resource in shards_module.RESOURCES.items()}
+
+
+def test_a_namespace_that_leaves_a_shard_stays_removable_until_the_shard_has_applied_without_it(tmp_path):
+    """base: web and payments in storefront; head: payments moved to the payments shard. Generated from head alone
+    (the old behaviour), storefront has no right in payments and its `up`, which deletes the objects it registered
+    there, would get 403s; with the base's namespaces (--applied) it keeps get/list/watch/delete there, and only
+    there and only until it applied head; payments may write at once."""
+    base = sharded_project(tmp_path / "base", {"web": "storefront", "payments": "storefront"})
+    head = sharded_project(tmp_path / "head", {"web": "storefront", "payments": "payments"})
+    held = shards_module.held_namespaces("prod", base)
+    assert held == {"prod-storefront": ("web", "payments")}
+
+    def roles(project, held):
+        stacks = {s.shard: s for s in shards_module.shard_stacks("prod", project, held)}
+        return {shard: {r["metadata"]["namespace"]: r for r in of_kind(
+            shards_module.workspace_rbac(stack, "pulumi-operator", {}), "Role")} for shard, stack in stacks.items()}
+
+    head_only = roles(head, None)
+    assert "payments" not in head_only["storefront"], "from head alone, storefront could not delete in payments"
+    across = roles(head, held)
+    leaving = across["storefront"]["payments"]
+    assert leaving["metadata"]["labels"]["mtls-mesh.io/leaving"] == "true"
+    assert granted(leaving)[0] == set(), "it may no longer create or patch there"
+    assert removable(leaving) == EVERY_KIND, "it may remove whatever it registered there"
+    assert removable(across["storefront"]["web"]) >= EVERY_KIND
+    assert granted(across["payments"]["payments"])[0], "the new owner writes at once"
+    # Narrowed: once storefront has applied head, head is what it holds, and the Role in payments goes.
+    after = roles(head, shards_module.held_namespaces("prod", head))
+    assert "payments" not in after["storefront"]
+    assert set(after["storefront"]) == {"web"}
+
+
+def test_a_kind_the_shard_stops_emitting_stays_removable():
+    role = {"rules": shards_module.role_rules([("policy.linkerd.io", "Server")], removing=True)}
+    assert ("policy.linkerd.io", "servers") in granted(role)[0]
+    assert ("policy.linkerd.io", "serverauthorizations") in removable(role) - granted(role)[0]
+    assert not [r for r in role["rules"] if "create" in r["verbs"] and "serverauthorizations" in r["resources"]]
+    assert "serverauthorizations" not in str(shards_module.role_rules([("policy.linkerd.io", "Server")]))
+
+
+def test_the_last_applied_commit_is_the_newest_successful_update():
+    history = [{"kind": "update", "result": "failed", "environment": {"git.head": "c3"}},
+               {"kind": "refresh", "result": "succeeded", "environment": {"git.head": "c2"}},
+               {"kind": "update", "result": "succeeded", "environment": {"git.head": "c1"}}]
+    assert shards_module.last_applied_commit(history) == "c1", "a failed update keeps the older commit's rights"
+    assert shards_module.last_applied_commit([]) is None
+
+
+def test_the_generator_reads_the_applied_commit_from_git(tmp_path):
+    """`--applied <ref>`: the namespaces each shard held at that commit of the repository, read with `git archive`."""
+    base = sharded_project(tmp_path / "repo", {"web": "storefront", "payments": "storefront"})
+    git = ["git", "-C", str(base), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "base"], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    head = sharded_project(tmp_path / "head", {"web": "storefront", "payments": "payments"})
+    held = generator.held_at(commit, head_project=head, repository=base)
+    assert held == {"prod": {"prod-storefront": ("web", "payments")}}
+    out = tmp_path / "out"
+    generator.write(out, generator.DEFAULT_REPO, generator.DEFAULT_BACKEND, None, None, head, held=held)
+    documents = list(yaml.safe_load_all((out / "prod-storefront.yaml").read_text()))
+    assert {r["metadata"]["namespace"] for r in of_kind(documents, "Role")} == {"web", "payments"}
+
+
+def test_the_platform_and_its_shards_read_one_source_for_each_setting(generated):
+    """Under the Operator the shards read stacks/Pulumi.<platform>.yaml in their checkout of deploy/<platform>, the
+    branch their platform runs: the same file at the same commit. Whatever the platform's Stack still carries inline
+    must be that file's value (the kubeContext aside: how the workspace reaches its cluster), and compiled as the
+    platform runs it, it must give the contract digests the shards compile from the file: otherwise each shard would
+    wait for a contract its platform never applies."""
+    from plan.mesh import compile_mesh
+    from plan.shards import contract_digests
+    from read.settings import load_settings
+    from read.stack_files import read_stack_file, wire_value
+
+    project, _, files = generated
+    (platform,) = of_kind(files["prod"], "Stack")
+    inline = dict(platform["spec"].get("config") or {})
+    file_config, secret_keys = read_stack_file(project / "stacks" / "Pulumi.prod.yaml")
+    for key, value in inline.items():
+        if key != "mtls-mesh:kubeContext":
+            assert wire_value(value) == file_config.get(key), f"{key}: inline and in the stack file differ"
+    as_run = {**file_config, **{k: wire_value(v) for k, v in inline.items()}}
+    platform_settings = load_settings(as_run, "prod", secret_keys=secret_keys, project_dir=project)
+    shard_settings = load_settings(file_config, "prod", secret_keys=secret_keys, project_dir=project)
+    assert contract_digests(compile_mesh(platform_settings), platform_settings.graph) == \
+        contract_digests(compile_mesh(shard_settings), shard_settings.graph)
+    for stack_name in ("prod-storefront", "prod-payments"):
+        (stack,) = of_kind(files[stack_name], "Stack")
+        assert stack["spec"]["branch"] == platform["spec"]["branch"], "the same commit"
+        assert set(stack["spec"]["config"]) <= {"mtls-mesh:platformStack", "mtls-mesh:shard", "mtls-mesh:kubeContext"}

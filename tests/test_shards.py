@@ -36,7 +36,8 @@ def platform() -> Run:
 
 @pytest.fixture(scope="module")
 def shards(platform) -> dict[str, Run]:
-    return {stack: run_program(stack, platform_outputs=platform.exports) for stack in SHARD_STACKS}
+    return {stack: run_program(stack, platform_outputs=platform.exports) for stack in SHARD_STACKS
+            if stack.startswith(f"{PLATFORM_STACK}-")}
 
 
 def object_key(obj: dict) -> tuple[str, str, str, str]:
@@ -57,7 +58,8 @@ def kubernetes_objects(run: Run) -> dict[tuple, dict]:
 
 
 def test_the_example_shards_are_the_graphs():
-    assert SHARD_STACKS == ("prod-payments", "prod-storefront")
+    """staging is sharded like prod (a change of shards is carried out there first): the same shards of one graph."""
+    assert SHARD_STACKS == ("prod-payments", "prod-storefront", "staging-payments", "staging-storefront")
 
 
 def test_platform_and_shards_register_exactly_the_single_stacks_objects(single, platform, shards):
@@ -277,8 +279,8 @@ SHARD_CONFIG = {"mtls-mesh:platformStack": "prod", "mtls-mesh:shard": "payments"
      "the platform stack file stacks/Pulumi.nowhere.yaml is not there"),
     ("prod-payments", {**SHARD_CONFIG, "mtls-mesh:platformStack": "Prod!"}, "mtls-mesh:platformStack",
      "is not a stack name"),
-    ("staging-payments", {**SHARD_CONFIG, "mtls-mesh:platformStack": "staging"}, "mtls-mesh:platformStack",
-     "stack staging does not set policyShards: true"),
+    ("dev-payments", {**SHARD_CONFIG, "mtls-mesh:platformStack": "dev"}, "mtls-mesh:platformStack",
+     "stack dev does not set policyShards: true"),
     ("prod-billing", {**SHARD_CONFIG, "mtls-mesh:shard": "billing"}, "mtls-mesh:shard",
      "'billing' is not a shard of"),
     ("payments", SHARD_CONFIG, "mtls-mesh:shard", "a shard stack is named <platformStack>-<shard>, prod-payments"),
@@ -376,3 +378,91 @@ def test_the_program_warns_a_large_stack_in_up_and_preview_and_registers_the_sam
         assert sorted(r.urn for r in run.registrations) == sorted(r.urn for r in single.registrations), kwargs
     monkeypatch.setattr(plan.shards, "ADVISED_OBJECTS_PER_STACK", 10_000)
     assert advice()[0] == []
+
+
+# --- contracts without stalls: an Operator shard waits for its platform -------------------------------------------
+
+class Clock:
+    """Time that passes only when the code under test sleeps (no real waiting, no timing assertion)."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_waiting_shard_goes_on_once_the_platform_has_applied_its_contract():
+    """Two promotions less than 5 minutes apart: the shard's update starts while the platform still exports the first
+    promotion's contract; it waits (counting no failure) and goes on when the platform's update exports the second."""
+    from components import platform as waiting
+
+    clock, reads = Clock(), []
+    answers = iter([{"payments": "sha256:old"}, {"payments": "sha256:old"}, {"payments": "sha256:new"}])
+
+    def read(stack):
+        reads.append(stack)
+        return next(answers)
+
+    left = waiting.wait_for_platform("payments", "prod", "sha256:new", {"payments": "sha256:old"}, read=read,
+                                     sleep=clock.sleep, clock=clock, say=lambda _: None)
+    assert left is None and reads == ["prod"] * 3
+    assert clock.now == 3 * waiting.POLL_SECONDS <= waiting.WAIT_FOR_PLATFORM_SECONDS
+
+
+def test_a_shard_stops_waiting_with_the_problem_when_the_platform_never_applies():
+    from components import platform as waiting
+
+    clock = Clock()
+    left = waiting.wait_for_platform("payments", "prod", "sha256:new", None, read=lambda _: {"payments": "sha256:old"},
+                                     sleep=clock.sleep, clock=clock, say=lambda _: None)
+    assert "applied shard 'payments' as sha256:old" in left
+    assert clock.now >= waiting.WAIT_FOR_PLATFORM_SECONDS
+
+
+def test_an_operator_shard_waits_in_its_update_and_a_workflows_shard_refuses(platform, monkeypatch, tmp_path):
+    """Under the program: the StackReference reads the first promotion's contracts, the fresh read (the builtin
+    invoke) the platform's new ones; an Operator shard registers its objects, a workflows shard (whose job runs only
+    after its platform's) refuses at once."""
+    from components import platform as waiting
+    from harness import RecordingMocks
+
+    stale = {"shardContracts": {"payments": "sha256:" + "0" * 64, "storefront": "sha256:" + "0" * 64}}
+
+    class PlatformCatchesUp(RecordingMocks):
+        def call(self, args):
+            result = super().call(args)
+            if args.token == "pulumi:pulumi:readStackOutputs":
+                result["outputs"] = platform.exports
+            return result
+
+    monkeypatch.setattr(waiting.time, "sleep", lambda seconds: None)
+    run = run_program("prod-payments", platform_outputs=stale, mocks_factory=PlatformCatchesUp,
+                      set_config={"deliveredBy": "operator", "kubeContext": "in-cluster"}, tmp_path=tmp_path)
+    assert run.of_type("kubernetes:yaml/v2:ConfigGroup"), "it waited and registered its groups"
+    with pytest.raises(SettingsError, match="applied shard 'payments' as"):
+        run_program("prod-payments", platform_outputs=stale, mocks_factory=PlatformCatchesUp)
+
+
+def test_the_platform_exports_its_contracts_only_once_what_they_promise_exists(monkeypatch):
+    """The shardContracts output resolves after the Namespaces, Issuers and the Linkerd CRD release: an update that
+    fails creating one of them leaves the platform's previous contracts for the waiting shards."""
+    from components import platform as contracts
+    seen = []
+    real = contracts.applied_once_ready
+
+    def spy(digests, ready):
+        seen.extend(ready)
+        return real(digests, ready)
+
+    monkeypatch.setattr(contracts, "applied_once_ready", spy)
+    run = run_program("prod")
+    names = {getattr(r, "_name", None) for r in seen}
+    assert "linkerd-crds" in names and "mesh-payments" in names and "mesh-web" in names
+    assert any(str(n).startswith("certs-") for n in names), "the namespaces' Issuers"
+    assert set(run.exports["shardContracts"]) == {"payments", "storefront"}
+    preview = run_program("prod", preview=True)
+    assert preview.exports.get("shardContracts") in (None, {}), "unknown until its resources exist"
