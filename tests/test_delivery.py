@@ -104,13 +104,90 @@ def test_yaml_lints_clean():
     assert result.returncode == 0, result.stdout
 
 
-def test_every_local_action_and_workflow_reference_exists_and_every_action_is_pinned():
+USES = re.compile(r"^\s*(?:-\s*)?uses:\s*(\S+)(.*)$", re.M)
+PINNED = re.compile(r"[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}")
+VERSION_COMMENT = re.compile(r"\s+#\s*v\d+(\.\d+){1,2}\s*$")
+
+
+def pinning_problems(text: str) -> list[str]:
+    """Each `uses:` of another repository that is not a full commit SHA with its release in a comment: a tag moves
+    (whoever can push it changes what runs with the job's secrets), a commit does not."""
+    problems = []
+    for uses, rest in USES.findall(text):
+        if uses.startswith("./"):
+            continue
+        if not PINNED.fullmatch(uses):
+            problems.append(f"{uses} is not pinned to a 40-hex commit")
+        elif not VERSION_COMMENT.fullmatch(rest):
+            problems.append(f"{uses} has no `# vX.Y.Z` comment naming its release")
+    return problems
+
+
+def test_every_local_action_and_workflow_reference_exists_and_every_action_is_pinned_to_a_commit():
     for path in [*WORKFLOWS.glob("*.yml"), LOGIN_ACTION]:
-        for uses in re.findall(r"uses: *(\S+)", path.read_text()):
+        text = path.read_text()
+        for uses, _ in USES.findall(text):
             if uses.startswith("./"):
                 assert (PROJECT_DIR / uses).exists(), f"{path.name}: {uses} does not exist"
-            else:
-                assert re.fullmatch(r"[\w.-]+/[\w.-]+@v\d+(\.\d+)*", uses), f"{path.name}: {uses} is not pinned to a version"
+        assert not pinning_problems(text), f"{path.name}: {pinning_problems(text)}"
+
+
+def test_the_pinning_check_can_fail():
+    assert pinning_problems("      - uses: actions/checkout@v4\n")
+    assert pinning_problems("      - uses: actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1\n"), \
+        "a commit without its version cannot be reviewed or updated"
+    assert not pinning_problems("      - uses: actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1  # v7.0.1\n")
+
+
+def test_zizmor_offline_finds_nothing_high_and_nothing_medium_unjustified():
+    """zizmor (pinned in requirements-dev.txt) over .github/ without network: no High finding, and no Medium one
+    either: each Medium the workflows keep carries a `# zizmor: ignore[...]` with its reason beside it, which zizmor
+    counts as ignored."""
+    zizmor = tool("zizmor")
+    if not shutil.which(zizmor):
+        pytest.skip("zizmor is not installed (pip install -r requirements-dev.txt installs it; CI does)")
+    result = subprocess.run([zizmor, "--offline", "--format", "json", "--min-severity", "medium",
+                             str(PROJECT_DIR / ".github")], capture_output=True, text=True)
+    findings = json.loads(result.stdout or "[]")
+    serious = [(f["ident"], f["determinations"]["severity"],
+                [(loc["symbolic"]["key"], loc["concrete"]["location"]["start_point"]["row"] + 1)
+                 for loc in f["locations"]][:1]) for f in findings
+               if f["determinations"]["severity"] in ("High", "Medium") and not f.get("ignored")]
+    assert not serious, serious
+    for path in [*WORKFLOWS.glob("*.yml"), LOGIN_ACTION]:
+        lines = path.read_text().splitlines()
+        for index, line in enumerate(lines):
+            if "zizmor: ignore" in line:
+                assert index > 0 and lines[index - 1].strip().startswith("#"), \
+                    f"{path.name}:{index + 1}: an ignored finding needs its reason in the comment above it"
+
+
+def test_zizmor_finds_what_the_workflows_fixed(tmp_path):
+    zizmor = tool("zizmor")
+    if not shutil.which(zizmor):
+        pytest.skip("zizmor is not installed (pip install -r requirements-dev.txt installs it; CI does)")
+    (tmp_path / ".github" / "workflows").mkdir(parents=True)
+    (tmp_path / ".github" / "workflows" / "bad.yml").write_text(
+        "on: pull_request\npermissions: {}\njobs:\n  x:\n    runs-on: ubuntu-24.04\n    steps:\n"
+        "      - uses: actions/checkout@v4\n"
+        "      - run: echo ${{ github.event.pull_request.title }}\n")
+    result = subprocess.run([zizmor, "--offline", "--format", "json", str(tmp_path / ".github")],
+                            capture_output=True, text=True)
+    idents = {f["ident"] for f in json.loads(result.stdout or "[]") if f["determinations"]["severity"] == "High"}
+    assert {"unpinned-uses", "template-injection"} <= idents
+
+
+def test_the_pulumi_cli_is_pinned_to_the_sdks_version():
+    """Every step that installs the CLI installs the one release the SDK in requirements.txt belongs to."""
+    version = (PROJECT_DIR / ".pulumi.version").read_text().strip()
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version)
+    sdk = re.search(r"^pulumi==(\S+)$", (PROJECT_DIR / "requirements.txt").read_text(), re.M).group(1)
+    assert version == sdk
+    steps = [s for name in ("up.yml", "pull-request.yml", "dev-kind.yml")
+             for job in workflow(name)["jobs"].values() for s in steps_using(job, "pulumi/actions@")]
+    assert len(steps) == 4
+    for step in steps:
+        assert step["with"]["pulumi-version-file"] == ".pulumi.version" and "pulumi-version" not in step["with"]
 
 
 # --- pull requests -------------------------------------------------------------------------------------------------
@@ -297,7 +374,12 @@ def test_every_backend_the_readme_offers_has_an_oidc_login():
         assert not set(step.get("with", {})) & set(LONG_LIVED_KEY_INPUTS)
     cloud = next(s for s in steps if s.get("uses", "").startswith("pulumi/auth-actions@"))
     assert "inputs.backend-url == ''" in cloud["if"], "an empty backend URL is Pulumi Cloud"
-    assert cloud["with"]["requested-token-type"] == "urn:pulumi:token-type:access_token:organization"
+    assert cloud["with"]["requested-token-type"] == "urn:pulumi:token-type:access_token:team", \
+        "an organization token reaches every stack of the organization"
+    assert cloud["with"]["scope"] == "team:${{ inputs.pulumi-team }}"
+    refuse = steps[0]
+    assert "inputs.pulumi-team == ''" in refuse["if"] and "exit 1" in refuse["run"], \
+        "Pulumi Cloud without a team is refused, never a broader token"
 
 
 def test_jobs_that_touch_a_backend_log_in_with_oidc_and_no_long_lived_key():
@@ -313,6 +395,92 @@ def test_jobs_that_touch_a_backend_log_in_with_oidc_and_no_long_lived_key():
         for key in LONG_LIVED_KEY_INPUTS:
             assert not re.search(rf"^\s*{key}:", text, re.M), f"{path.name} passes a long-lived key ({key})"
         assert not re.search(r"secrets\.(AWS|GCP|GOOGLE|AZURE|ARM)_", text), path.name
+
+
+def test_each_environment_logs_in_as_its_own_pulumi_team():
+    for name, job in [("up.yml:up", workflow("up.yml")["jobs"]["up"]),
+                      ("up.yml:promote", workflow("up.yml")["jobs"]["promote"]),
+                      ("pull-request.yml:preview", workflow("pull-request.yml")["jobs"]["preview"])]:
+        (login,) = steps_using(job, "./.github/actions/pulumi-backend")
+        assert login["with"]["pulumi-team"] == "${{ vars.PULUMI_TEAM }}", \
+            f"{name}: the team is the environment's variable, so staging's job cannot name prod's team"
+        assert "environment" in job, name
+
+
+def promote_push_problems(promote_job) -> list[str]:
+    """Why the promotion's push would not authenticate as the promoter App: checkout persists GITHUB_TOKEN as an
+    http.extraheader for github.com unless told not to, and git sends that header instead of the credentials in the
+    push URL (actions/checkout#162); so the push must carry the App token and nothing else may."""
+    problems = []
+    steps = promote_job["steps"]
+    app = next((i for i, s in enumerate(steps) if s.get("uses", "").startswith("actions/create-github-app-token@")), None)
+    push = next((i for i, s in enumerate(steps) if "git push" in s.get("run", "")), None)
+    if app is None or push is None:
+        return ["no App token or no push"]
+    for index, step in enumerate(steps):
+        if step.get("uses", "").startswith("actions/checkout@"):
+            with_ = step.get("with", {})
+            if with_.get("persist-credentials") is not False and with_.get("token") != "${{ steps.app.outputs.token }}":
+                problems.append(f"step {index}: checkout keeps GITHUB_TOKEN in .git/config, and git sends it instead")
+            if with_.get("token") == "${{ steps.app.outputs.token }}" and index < app:
+                problems.append("checkout uses the App token before it exists")
+    if push < app:
+        problems.append("the push runs before the App token exists")
+    if steps[push].get("env", {}).get("TOKEN") != "${{ steps.app.outputs.token }}" or "${TOKEN}@" not in steps[push]["run"]:
+        problems.append("the push does not authenticate with the App token")
+    return problems
+
+
+def test_the_promotion_pushes_with_the_app_token_and_nothing_else():
+    assert not promote_push_problems(workflow("up.yml")["jobs"]["promote"])
+
+
+def test_the_push_check_fails_on_the_checkout_that_kept_the_default_token():
+    """The workflow before this fix: checkout with its defaults, then a push to a URL with the App token: 403."""
+    before = yaml.safe_load(subprocess.run(["git", "show", "49975e1:.github/workflows/up.yml"], cwd=PROJECT_DIR,
+                                           capture_output=True, text=True).stdout or "null")
+    if before is None:
+        pytest.skip("the commit before the fix is not in this clone's history")
+    assert any("checkout keeps GITHUB_TOKEN" in p for p in promote_push_problems(before["jobs"]["promote"]))
+
+
+def test_the_promoter_token_may_only_write_contents_of_this_repository():
+    promote_job = workflow("up.yml")["jobs"]["promote"]
+    (app,) = steps_using(promote_job, "actions/create-github-app-token@")
+    assert app["with"] == {"client-id": "${{ vars.PROMOTER_APP_CLIENT_ID }}",
+                           "private-key": "${{ secrets.PROMOTER_APP_PRIVATE_KEY }}",
+                           "repositories": "${{ github.event.repository.name }}", "permission-contents": "write"}
+    assert promote_job["environment"] == "${{ inputs.environment || inputs.stack }}", \
+        "the App's key and id are the environment's: one App per environment"
+    push = next(s for s in promote_job["steps"] if "git push" in s.get("run", ""))
+    assert app["if"] == push["if"], "no token is minted where nothing is pushed (a shard's job)"
+
+
+def test_previews_hold_only_the_preview_identitys_credentials():
+    preview = workflow("pull-request.yml")["jobs"]["preview"]
+    assert secrets_used(preview) == {"PULUMI_CONFIG_PASSPHRASE", "PREVIEW_VAULT_TOKEN", "PREVIEW_KUBECONFIG"}, \
+        "never the deployer's KUBECONFIG or VAULT_TOKEN, which live in staging and prod only"
+    action = steps_using(preview, "pulumi/actions@")[0]["with"]
+    assert action["upsert"] is False, "a read-only state login cannot create a stack"
+    assert "refresh" not in action, "a refresh writes the state"
+    assert steps_using(preview, "actions/checkout@")[0]["with"]["persist-credentials"] is False
+    kubeconfig = next(s for s in preview["steps"] if "PREVIEW_KUBECONFIG" in json.dumps(s.get("env", {})))
+    assert "$RUNNER_TEMP" in kubeconfig["run"] and "GITHUB_WORKSPACE" not in kubeconfig["run"], \
+        "outside the workspace the artifacts are uploaded from"
+    for name in ("deploy.yml", "up.yml", "dev-kind.yml", "discover.yml"):
+        assert "PREVIEW_" not in (WORKFLOWS / name).read_text(), name
+
+
+def test_the_discover_token_lives_in_environments_only_discover_uses():
+    discover = workflow("discover.yml")
+    job = discover["jobs"]["discover"]
+    assert job["environment"] == "discover-${{ matrix.stack }}"
+    assert secrets_used(job) == {"DISCOVER_TOKEN"}
+    assert "github.token" not in json.dumps(job), "GITHUB_TOKEN here may not write; there is no fallback to it"
+    assert discover["permissions"] == {"contents": "read"}
+    for name in ("deploy.yml", "up.yml", "dev-kind.yml", "pull-request.yml"):
+        text = (WORKFLOWS / name).read_text()
+        assert "DISCOVER_TOKEN" not in text and "discover-" not in text, name
 
 
 def test_the_credential_checks_can_fail():
