@@ -15,6 +15,7 @@ from components.trust import SelfSignedAnchors, SelfSignedWorkloadCertificates
 from components.vault import VaultPki, VaultPkiArgs, VaultTokenReviewer
 from components.verification import MeshVerification, MeshVerificationArgs
 from components.platform import CONTRACTS_OUTPUT, check_platform_applied
+from components.preview_identity import PreviewAccess
 from components.rotation import check_rotation_step, read_previous_rotation, rotation_status
 from components.runtime import read_stack_config, settings_errors_reported, tune_garbage_collector
 from components.shard import register_shard
@@ -62,6 +63,11 @@ else:
         MeshNamespacesArgs(linkerd=plan.linkerd_namespace, viz=plan.viz_namespace, namespaces=plan.namespaces),
         on_cluster,
     )
+
+    # Who a pull request's preview runs as may read and dry-run what this program manages, and write nothing
+    # (plan/preview_identity.py).
+    PreviewAccess("preview", settings.preview_identity, plan,
+                  {**namespaces.namespaces, "linkerd": namespaces.linkerd}, on_cluster)
 
     workload_tls = {}
     if plan.vault is not None:
