@@ -66,8 +66,7 @@ else:
 
     # Who a pull request's preview runs as may read and dry-run what this program manages, and write nothing
     # (plan/preview_identity.py).
-    PreviewAccess("preview", settings.preview_identity, plan,
-                  {**namespaces.namespaces, "linkerd": namespaces.linkerd}, on_cluster)
+    PreviewAccess("preview", plan.preview, {**namespaces.namespaces, "linkerd": namespaces.linkerd}, on_cluster)
 
     workload_tls = {}
     if plan.vault is not None:

@@ -5,25 +5,23 @@ other writes is in place, and a namespaced grant only once its namespace exists.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Mapping
 
 import pulumi
 
 from components.k8s import register
-from plan.preview_identity import preview_identity_objects
-from read.settings import PreviewIdentity
+from plan.preview_identity import PreviewPlan
 
 
 class PreviewAccess(pulumi.ComponentResource):
-    def __init__(self, name: str, identity: PreviewIdentity, plan: Any,
-                 namespaces: Mapping[str, pulumi.Resource], opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, plan: PreviewPlan, namespaces: Mapping[str, pulumi.Resource],
+                 opts: pulumi.ResourceOptions | None = None):
         super().__init__("mtls-mesh:preview:PreviewAccess", name, None, opts)
-        admission, rbac = preview_identity_objects(identity, plan)
-        policy, binding = admission
+        policy, binding = plan.admission
         registered_policy = register(f"{name}-policy", policy, pulumi.ResourceOptions(parent=self))
         self.binding = register(f"{name}-policy-binding", binding,
                                 pulumi.ResourceOptions(parent=self, depends_on=[registered_policy]))
-        for obj in rbac:
+        for obj in plan.access:
             namespace = obj["metadata"].get("namespace")
             after = [self.binding, *([namespaces[namespace]] if namespace in namespaces else [])]
             where = f"-{namespace}" if namespace else ""

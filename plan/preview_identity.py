@@ -22,12 +22,14 @@ changes to it, and nothing else.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from plan.cert_manager import anchor_object_name, workload_secret_name
 from plan.namespaces import LINKERD_NAMESPACE
 from plan.objects import metadata
-from read.settings import PreviewIdentity
+from read.settings import PreviewIdentity, VaultSettings
 
 ADMISSION_API = "admissionregistration.k8s.io/v1"
 RBAC_API = "rbac.authorization.k8s.io/v1"
@@ -201,10 +203,59 @@ def secret_roles(identity: PreviewIdentity, secrets: Mapping[str, tuple[str, ...
     return documents
 
 
+@dataclass(frozen=True)
+class PreviewPlan:
+    """The preview identity's objects: `admission` (the policy and its binding), then `access` (the RBAC that lets
+    its dry-runs reach admission). Registration applies `access` only after `admission`, so the grant never exists
+    without the refusal."""
+
+    identity: PreviewIdentity
+    admission: tuple[dict[str, Any], ...]
+    access: tuple[dict[str, Any], ...]
+
+
+def preview_plan(identity: PreviewIdentity, plan: Any) -> PreviewPlan:
+    """From the stack's other objects (`plan`: a MeshPlan without its preview part)."""
+    return PreviewPlan(identity, (admission_policy(identity), admission_policy_binding()),
+                       (cluster_role(plan.objects()), cluster_role_binding(identity),
+                        *secret_roles(identity, secret_names(plan))))
+
+
 def preview_identity_objects(identity: PreviewIdentity, plan: Any) -> tuple[tuple[dict[str, Any], ...],
                                                                             tuple[dict[str, Any], ...]]:
-    """(the admission policy and its binding, the RBAC that lets the identity read and dry-run): registration applies
-    the second only after the first, so the grant never exists without the refusal."""
-    admission = (admission_policy(identity), admission_policy_binding())
-    rbac = (cluster_role(plan.objects()), cluster_role_binding(identity), *secret_roles(identity, secret_names(plan)))
-    return admission, rbac
+    """(the admission policy and its binding, the RBAC) for `identity`, from `plan`'s other objects."""
+    preview = preview_plan(identity, plan)
+    return preview.admission, preview.access
+
+
+def vault_preview_policy_name(vault: VaultSettings) -> str:
+    """Beside the logins' policies (<vaultAuthRole>-identity, -ns-<namespace>), which it may read."""
+    return f"{vault.auth_role}-preview"
+
+
+def vault_preview_policy(vault: VaultSettings, anchors: Iterable[str]) -> str:
+    """The Vault policy of the preview token: read what the program manages (its mounts and their PKI roles and
+    issuers, the logins' policies, the Kubernetes auth method's config and roles), write nothing.
+
+    One write it keeps: the Vault provider swaps the token it is given for a child token when it configures
+    (terraform-provider-vault `skip_child_token`, false by default; internal/provider/meta.go), which is
+    `auth/token/create`. A child token carries at most its parent's policies (Vault token store: a non-root caller
+    without sudo cannot add one), so the child of this token may do no more than it. Reads that act are denied: a GET
+    of a PKI mount's crl/rotate rebuilds its CRL (Vault PKI API, "Rotate CRLs").
+    """
+    prefix = vault.mount_prefix
+    mounts = sorted({m for a in anchors for m in (vault.root_mount(a), vault.intermediate_mount(a),
+                                                  vault.workload_mount(a))})
+    auth = vault.kubernetes_auth_path
+    rules = [
+        ("sys/mounts", ["read"]),
+        (f"sys/mounts/{prefix}-*", ["read"]),
+        (f"{prefix}-*", ["read", "list"]),
+        *[(f"{mount}/crl/rotate{suffix}", ["deny"]) for mount in mounts for suffix in ("", "-delta")],
+        (f"sys/policies/acl/{vault.auth_role}-*", ["read"]),
+        (f"auth/{auth}/config", ["read"]),
+        (f"auth/{auth}/role/*", ["read", "list"]),
+        ("auth/token/create", ["update"]),
+        ("auth/token/lookup-self", ["read"]),
+    ]
+    return "\n".join(f'path "{path}" {{\n  capabilities = {json.dumps(caps)}\n}}\n' for path, caps in rules)
