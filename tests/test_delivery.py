@@ -728,3 +728,94 @@ def test_each_platforms_shards_are_delivered_after_it_behind_its_environment():
     assert not [s for s in STACKS if s != "prod" and shards_of_stack(s)], "another platform needs its shards' job"
     for shard in shards_of_stack("prod"):
         assert promote.delivered_by(shard) == promote.delivered_by("prod")
+
+
+# --- the state credential, per environment and backend (deploy/state_access.py) -------------------------------------
+
+from deploy import state_access  # noqa: E402
+
+REPO = "acme/mtls-mesh"
+BACKENDS = {"s3": "s3://acme-mesh-prod-state", "gs": "gs://acme-mesh-prod-state",
+            "azblob": "azblob://prod-state?storage_account=acmemesh", "pulumi-cloud": "https://api.pulumi.com"}
+WRITE_WORDS = ("Put", "Delete", "write", "create", "delete", "add/action", "Update", "update")
+
+
+def granted_actions(backend: str, document: dict) -> list[str]:
+    if backend == "s3":
+        return [a for s in document["permissionsPolicy"]["Statement"] for a in s["Action"]]
+    if backend == "gs":
+        return document["customRole"]["includedPermissions"]
+    if backend == "azblob":
+        return document["roleDefinition"]["Actions"] + document["roleDefinition"]["DataActions"]
+    return [p["permission"] for p in document["stackPermissions"]]
+
+
+def trusted_subjects(backend: str, document: dict) -> list[str]:
+    if backend == "s3":
+        return [s["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"]
+                for s in document["trustPolicy"]["Statement"]]
+    if backend == "gs":
+        return [m.split("/subject/", 1)[1] for m in document["workloadIdentityUser"]["members"]]
+    if backend == "azblob":
+        return [document["federatedCredential"]["subject"]]
+    return [document["oidcPolicy"]["rules"]["sub"]]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_preview_state_credential_only_reads(backend):
+    docs = state_access.documents(BACKENDS[backend], "prod", REPO, org="acme")
+    preview, deployer = docs["preview"], docs["deployer"]
+    actions = granted_actions(backend, preview)
+    assert actions and not [a for a in actions if any(w in a for w in WRITE_WORDS)], actions
+    if backend == "pulumi-cloud":
+        assert set(actions) == {"read"} and set(granted_actions(backend, deployer)) == {"edit"}
+    else:
+        assert [a for a in granted_actions(backend, deployer) if any(w in a for w in WRITE_WORDS)], \
+            "the check finds writes where there are some"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_each_state_credential_trusts_only_its_own_environment(backend):
+    docs = state_access.documents(BACKENDS[backend], "prod", REPO, org="acme")
+    assert trusted_subjects(backend, docs["deployer"]) == ["repo:acme/mtls-mesh:environment:prod"]
+    assert trusted_subjects(backend, docs["preview"]) == ["repo:acme/mtls-mesh:environment:preview-prod"]
+    text = json.dumps(docs)
+    assert "repo:acme/mtls-mesh:*" not in text and ":ref:" not in text and ":pull_request" not in text, \
+        "never the whole repository (Pulumi's own GitHub example binds `repo:<org>/<repo>:*`), a branch or a PR"
+
+
+@pytest.mark.parametrize("backend", ["s3", "gs", "azblob"])
+def test_a_diy_state_credential_names_its_environments_bucket_only(backend):
+    docs = state_access.documents(BACKENDS[backend], "prod", REPO)
+    text = json.dumps({k: docs[k] for k in ("deployer", "preview")})
+    bucket = "prod-state" if backend == "azblob" else "acme-mesh-prod-state"
+    assert bucket in text and "staging" not in text
+    if backend == "s3":
+        for statement in docs["preview"]["permissionsPolicy"]["Statement"]:
+            assert statement["Resource"] in ("arn:aws:s3:::acme-mesh-prod-state",
+                                             "arn:aws:s3:::acme-mesh-prod-state/.pulumi/*")
+
+
+def test_a_pulumi_cloud_team_reaches_its_environments_stacks_only():
+    docs = state_access.documents(BACKENDS["pulumi-cloud"], "prod", REPO, org="acme")
+    from conftest import shards_of_stack
+
+    assert docs["stacks"] == ["prod", *sorted(shards_of_stack("prod"))], "a shard is its platform's environment's"
+    for identity in ("deployer", "preview"):
+        assert {p["stack"] for p in docs[identity]["stackPermissions"]} == set(docs["stacks"])
+        assert docs[identity]["oidcPolicy"]["tokenType"] == "team"
+        assert docs[identity]["oidcPolicy"]["teamName"] == docs[identity]["team"]
+    assert docs["preview"]["team"] != docs["deployer"]["team"]
+    staging = state_access.documents(BACKENDS["pulumi-cloud"], "staging", REPO, org="acme")
+    assert {p["stack"] for p in staging["deployer"]["stackPermissions"]} == {"staging"}
+
+
+def test_the_state_access_generator_refuses_what_it_cannot_scope():
+    with pytest.raises(state_access.GeneratorError, match="--org"):
+        state_access.documents("https://api.pulumi.com", "prod", REPO)
+    with pytest.raises(state_access.GeneratorError, match="no wildcard"):
+        state_access.documents("s3://b", "prod", "acme/*")
+    with pytest.raises(state_access.GeneratorError, match="storage_account"):
+        state_access.documents("azblob://c", "prod", REPO)
+    with pytest.raises(state_access.GeneratorError, match="no stacks/Pulumi.qa.yaml"):
+        state_access.documents("s3://b", "qa", REPO)
