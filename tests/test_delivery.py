@@ -46,7 +46,7 @@ OPERATOR_STACK_SCHEMA = {
             "branch": {"type": "string"}, "refresh": {"type": "boolean"}, "resyncFrequencySeconds": {"type": "integer"},
             "destroyOnFinalize": {"type": "boolean"}, "retryOnUpdateConflict": {"type": "boolean"},
             "envRefs": {"type": "object", "additionalProperties": RESOURCE_REF},
-            "config": {"type": "object"},
+            "config": {"type": "object"}, "gitAuth": {"type": "object"},
             "workspaceTemplate": {"type": "object", "additionalProperties": False, "properties": {
                 "spec": {"type": "object", "additionalProperties": False, "properties": {
                     "podTemplate": {"type": "object", "additionalProperties": False, "properties": {
@@ -572,31 +572,38 @@ def operator_project(tmp_path, *stacks):
 def test_committed_manifests_are_what_the_generator_writes(tmp_path):
     committed = PROJECT_DIR / "deploy" / "operator"
     generator.write(tmp_path / "out", generator.DEFAULT_REPO, generator.DEFAULT_BACKEND, None, None)
-    expected = {p.name: p.read_text() for p in (tmp_path / "out").glob("*.yaml")}
-    assert {p.name: p.read_text() for p in committed.glob("*.yaml")} == expected, \
+    expected = {str(p.relative_to(tmp_path / "out")): p.read_text() for p in (tmp_path / "out").rglob("*.yaml")}
+    assert {str(p.relative_to(committed)): p.read_text() for p in committed.rglob("*.yaml")} == expected, \
         "regenerate: venv/bin/python deploy/operator_stacks.py --repo <url> --backend <url>"
 
 
+def operator_stack_problems(manifest: dict) -> list[str]:
+    from test_operator_shards import stack_problems
+
+    return stack_problems(manifest)
+
+
 @pytest.mark.parametrize("stack", PIPELINE_STACKS)
-def test_an_operator_stack_carries_its_stack_file_and_fits_the_schema(tmp_path, stack):
+def test_an_operator_stack_carries_no_settings_and_fits_the_operators_crd(tmp_path, stack):
+    """The Stack runs its branch with the stack file of that commit: no setting beside it but how the workspace
+    reaches its own cluster, so nothing merged to main reaches an environment before its promotion."""
     project = operator_project(tmp_path, stack)
     written = generator.write(tmp_path / "out", generator.DEFAULT_REPO, generator.DEFAULT_BACKEND, None, None, project)
     shards = [f"{p.name.split('.')[1]}.yaml" for p in (project / "stacks").glob("Pulumi.*.yaml")
               if (yaml.safe_load(p.read_text())["config"] or {}).get("mtls-mesh:platformStack") == stack]
     assert sorted(p.name for p in written) == sorted([f"{stack}.yaml", *shards]), \
         "only the stacks handed to the Operator (and a sharded platform's shard stacks: tests/test_operator_shards.py)"
-    written = [p for p in written if p.name == f"{stack}.yaml"]
-    documents = list(yaml.safe_load_all(written[0].read_text()))
+    assert {p.parent for p in written} == {tmp_path / "out" / stack}, \
+        "one directory per environment: what its GitOps tool syncs from deploy/<env>"
+    documents = list(yaml.safe_load_all((tmp_path / "out" / stack / f"{stack}.yaml").read_text()))
     manifest = next(d for d in documents if d["kind"] == "Stack")
     jsonschema.validate(manifest, OPERATOR_STACK_SCHEMA)
+    assert operator_stack_problems(manifest) == []
     spec = manifest["spec"]
-    config, _ = stack_config(stack)
-    expected = {k: yaml.safe_load(v) if v.startswith(("[", "{")) else v for k, v in config.items()}
-    shipped = {k: (v if isinstance(v, (list, dict)) else str(v).lower() if isinstance(v, bool) else str(v))
-               for k, v in spec["config"].items()}
-    assert shipped == {**expected, "mtls-mesh:kubeContext": "in-cluster", "mtls-mesh:deliveredBy": "operator"}
+    assert spec["config"] == {"mtls-mesh:kubeContext": "in-cluster"}, "no stack setting bypasses promotion"
     assert spec["branch"] == f"refs/heads/deploy/{stack}" and spec["backend"] == generator.DEFAULT_BACKEND
     assert spec["stack"] == f"organization/mtls-mesh/{stack}"
+    assert "commit" not in spec and "repoDir" not in spec, "the program and stack file at the branch's commit"
     cloud = next(d for d in yaml.safe_load_all(generator.render(stack, project_dir=project, org="acme"))
                  if d["kind"] == "Stack")
     assert cloud["spec"]["stack"] == f"acme/mtls-mesh/{stack}"
@@ -605,6 +612,36 @@ def test_an_operator_stack_carries_its_stack_file_and_fits_the_schema(tmp_path, 
     assert account["metadata"]["name"] == spec["serviceAccountName"] == generator.SERVICE_ACCOUNT
     assert {d["roleRef"]["name"] for d in documents if d["kind"] == "ClusterRoleBinding"} == \
         {"system:auth-delegator", "cluster-admin"}
+
+
+def test_the_inline_settings_check_fails_on_the_stacks_that_inlined_them(tmp_path):
+    """The generator before this change copied every stack setting into the Stack: what the check refuses."""
+    project = operator_project(tmp_path, "prod")
+    settings = generator.stack_settings("prod", project)
+    assert len(settings) > 5 and {**settings, "mtls-mesh:kubeContext": "in-cluster"} != \
+        generator.connection_config(settings)
+
+
+def test_a_stack_file_kubeconfig_is_emptied_for_the_in_cluster_workspace(tmp_path):
+    project = operator_project(tmp_path, "prod")
+    path = project / "stacks" / "Pulumi.prod.yaml"
+    path.write_text(path.read_text().replace("config:\n", "config:\n  mtls-mesh:kubeconfig: /home/me/.kube/prod\n", 1))
+    spec = generator.operator_stack("prod", generator.DEFAULT_REPO, project_dir=project)["spec"]
+    assert spec["config"] == {"mtls-mesh:kubeContext": "in-cluster", "mtls-mesh:kubeconfig": ""}
+
+
+@pytest.mark.parametrize("kind,field,keys", [
+    ("ssh", "sshAuth", {"sshPrivateKey"}), ("github-app", "githubApp", {"appID", "installationID", "privateKey"}),
+    ("token", "accessToken", {"type", "secret"})])
+def test_a_private_repository_is_fetched_with_git_auth_from_a_secret(tmp_path, kind, field, keys):
+    project = operator_project(tmp_path, "prod")
+    manifest = next(d for d in yaml.safe_load_all(generator.render("prod", project_dir=project, git=kind))
+                    if d["kind"] == "Stack")
+    assert set(manifest["spec"]["gitAuth"]) == {field} and set(manifest["spec"]["gitAuth"][field]) == keys
+    assert operator_stack_problems(manifest) == [], "gitAuth as the Operator's CRD declares it"
+    refs = manifest["spec"]["gitAuth"][field]
+    for ref in ([refs] if field == "accessToken" else refs.values()):
+        assert ref["type"] == "Secret" and ref["secret"]["name"] == generator.GIT_SECRET
 
 
 @pytest.mark.parametrize("backend,cloud,identity,annotation,pod_labels", [
@@ -648,10 +685,12 @@ def test_no_secret_is_written_to_git(tmp_path, stack):
         assert pattern not in text
 
 
-def test_the_program_runs_with_the_operators_settings(tmp_path):
+def test_the_program_runs_with_the_stack_file_and_the_operators_one_setting(tmp_path):
+    """What the Operator's workspace runs: the stack file of the commit (here with deliveredBy operator, as the
+    generator requires) and the Stack's connection setting."""
     manifest = generator.operator_stack("prod", generator.DEFAULT_REPO, project_dir=operator_project(tmp_path, "prod"))
-    config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in manifest["spec"]["config"].items()}
-    run = run_program("prod", config=config)
+    overrides = {k.removeprefix("mtls-mesh:"): v for k, v in manifest["spec"]["config"].items()}
+    run = run_program("prod", set_config={**overrides, "deliveredBy": "operator"})
     (provider,) = run.of_type("pulumi:providers:kubernetes")
     assert "context" not in provider.inputs and "kubeconfig" not in provider.inputs
 
