@@ -858,3 +858,33 @@ def test_the_state_access_generator_refuses_what_it_cannot_scope():
         state_access.documents("azblob://c", "prod", REPO)
     with pytest.raises(state_access.GeneratorError, match="no stacks/Pulumi.qa.yaml"):
         state_access.documents("s3://b", "qa", REPO)
+
+
+# --- docs/delivery-security.md stays true ----------------------------------------------------------------------------
+
+DELIVERY_DOC = PROJECT_DIR / "docs" / "delivery-security.md"
+
+
+def test_every_test_the_delivery_doc_cites_exists():
+    cited = set(re.findall(r"`(test_\w+)`", DELIVERY_DOC.read_text()))
+    defined = {m for path in (PROJECT_DIR / "tests").glob("test_*.py")
+               for m in re.findall(r"^def (test_\w+)", path.read_text(), re.M)}
+    assert cited and not cited - defined, sorted(cited - defined)
+
+
+def test_the_delivery_doc_names_the_branch_and_directory_each_environment_syncs(tmp_path):
+    text = DELIVERY_DOC.read_text()
+    for env in PIPELINE_STACKS:
+        directory = generator.environment_dir(Path("deploy/operator"), env)
+        assert f"| {env} | `deploy/{env}` | `{directory}/` |" in text, env
+
+
+def test_the_delivery_doc_lists_every_pinned_action_at_its_commit():
+    text = DELIVERY_DOC.read_text()
+    for path in [*WORKFLOWS.glob("*.yml"), LOGIN_ACTION]:
+        for uses, rest in USES.findall(path.read_text()):
+            if uses.startswith("./"):
+                continue
+            action, sha = uses.split("@")
+            version = rest.split("#")[1].strip()
+            assert f"| {action} | {version} | {sha} |" in text, uses
