@@ -84,6 +84,9 @@ RESOURCES: Mapping[tuple[str, str], str] = {
     ("gateway.networking.k8s.io", "TLSRoute"): "tlsroutes",
     ("gateway.networking.k8s.io", "TCPRoute"): "tcproutes",
 }
+# The preview identity's own RBAC kinds (its ClusterRole and binding, the Secrets' Roles and bindings).
+OWN_RBAC = frozenset({("rbac.authorization.k8s.io", "ClusterRole"), ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
+                      ("rbac.authorization.k8s.io", "Role"), ("rbac.authorization.k8s.io", "RoleBinding")})
 # Kinds registration builds itself from a provider's values (components/cert_manager.py, alerts.py), beside the plan's.
 REGISTERED_OUTSIDE_THE_PLAN = (("", "ConfigMap"), ("", "Secret"), ("monitoring.coreos.com", "PrometheusRule"))
 
@@ -144,12 +147,7 @@ def admission_policy_binding() -> dict[str, Any]:
 def managed_kinds(objects: Iterable[Mapping[str, Any]]) -> set[tuple[str, str]]:
     """The (group, kind)s of the plan's objects, those registration adds, and the preview identity's own."""
     kinds = {group_kind(o["apiVersion"], o["kind"]) for o in objects}
-    kinds |= set(REGISTERED_OUTSIDE_THE_PLAN)
-    kinds |= {group_kind(o["apiVersion"], o["kind"])
-              for o in (admission_policy(PreviewIdentity("group", "x")), admission_policy_binding())}
-    kinds |= {("rbac.authorization.k8s.io", "ClusterRole"), ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
-              ("rbac.authorization.k8s.io", "Role"), ("rbac.authorization.k8s.io", "RoleBinding")}
-    return kinds
+    return kinds | set(REGISTERED_OUTSIDE_THE_PLAN) | ADMISSION_EXEMPT | OWN_RBAC
 
 
 def cluster_role(objects: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

