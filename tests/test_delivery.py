@@ -1,7 +1,11 @@
-"""Delivery: the GitHub workflows validate against GitHub's schemas and lint clean; pull requests never hand staging or
-prod credentials to their own code without a maintainer's approval and skip forks with a reason; merges promote
-dev (a throwaway kind cluster) -> staging -> prod; every backend the README offers is reached through OIDC; a stack
-is delivered by the workflows or by the Operator, never both; the Operator manifests match the stack files."""
+"""Delivery: the GitHub workflows validate against GitHub's schemas, lint clean (yamllint, actionlint) and pass zizmor
+offline, every action pinned to its release's commit and the CLI to the SDK's release; pull requests never hand
+staging or prod credentials to their own code (previews get the preview identity's read-only ones, behind a
+maintainer's approval) and skip forks with a reason; merges promote dev (a throwaway kind cluster) -> staging -> prod;
+every backend is reached through OIDC as the environment's own identity (a Pulumi team, never an organization token;
+deploy/state_access.py's per-environment roles); the promotion pushes with its environment's App token; a stack is
+delivered by the workflows or by the Operator, never both; the Operator manifests carry no settings beside the stack
+file and live where each environment's GitOps tool syncs them; docs/delivery-security.md cites only what exists."""
 
 from __future__ import annotations
 
