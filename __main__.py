@@ -17,6 +17,7 @@ from components.verification import MeshVerification, MeshVerificationArgs
 from components.platform import (CONTRACTS_OUTPUT, applied_once_ready, check_ownership, check_platform_applied,
                                  holders, read_outputs)
 from components.rotation import check_rotation_step, rotation_status
+from components.preview_identity import PreviewAccess
 from components.runtime import read_stack_config, settings_errors_reported, tune_garbage_collector
 from components.shard import register_shard
 from plan.mesh import compile_mesh
@@ -75,6 +76,10 @@ else:
         MeshNamespacesArgs(linkerd=plan.linkerd_namespace, viz=plan.viz_namespace, namespaces=plan.namespaces),
         on_cluster,
     )
+
+    # Who a pull request's preview runs as may read and dry-run what this program manages, and write nothing
+    # (plan/preview_identity.py).
+    PreviewAccess("preview", plan.preview, {**namespaces.namespaces, "linkerd": namespaces.linkerd}, on_cluster)
 
     workload_tls = {}
     if plan.vault is not None:

@@ -157,6 +157,11 @@ class VaultPki(pulumi.ComponentResource):
                              plan.namespace_logins[namespace].policy, workload_roles[namespace])
             for namespace in namespaces
         }
+        # What the preview token may do (plan/preview_identity.py): read, never write; an operator gives the preview
+        # job a token of this policy (docs/delivery-security.md).
+        preview_name, preview_text = plan.preview_policy
+        if preview_name:
+            vault.Policy(f"{name}-preview-policy", name=preview_name, policy=preview_text, opts=child)
         self.register_outputs({"roots": {anchor: a.root_certificate_pem for anchor, a in self.anchors.items()},
                                "workloadRoots": {anchor: a.workload_root_pem for anchor, a in self.anchors.items()}})
 

@@ -311,7 +311,8 @@ def workspace_rbac(shard: ShardStack, operator_namespace: str,
 
 
 def shard_stack_object(shard: ShardStack, *, operator_namespace: str, qualified_stack: str, backend: str, repo: str,
-                       env_refs: Mapping[str, Any], pod_labels: Mapping[str, str]) -> dict[str, Any]:
+                       env_refs: Mapping[str, Any], pod_labels: Mapping[str, str],
+                       git_auth: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The Operator's Stack of one shard."""
     name = stack_object_name(shard.stack)
     spec: dict[str, Any] = {
@@ -337,10 +338,13 @@ def shard_stack_object(shard: ShardStack, *, operator_namespace: str, qualified_
         # each update starts a pod, fetches the commit and runs `pulumi install` (workspace_controller.go:317-324).
         "workspaceReclaimPolicy": "Delete",
         "envRefs": dict(env_refs),
-        # The shard's own settings: which platform and shard; the Operator's workspace reaches the cluster in-cluster
-        # (the platform file's kubeContext names a kubeconfig context the pod does not have).
-        "config": {PLATFORM_STACK: shard.platform, SHARD: shard.shard, f"{PREFIX}:kubeContext": "in-cluster"},
+        # Only how the Operator's workspace reaches its cluster (the stack file's kubeContext names a kubeconfig context
+        # the pod does not have): which platform and shard, like every other setting, come from the stack file at the
+        # branch's commit, so no manifest can change them beside promotion.
+        "config": {f"{PREFIX}:kubeContext": "in-cluster"},
     }
+    if git_auth:
+        spec["gitAuth"] = dict(git_auth)
     if pod_labels:
         spec["workspaceTemplate"] = {"spec": {"podTemplate": {"metadata": {"labels": dict(pod_labels)}}}}
     return {

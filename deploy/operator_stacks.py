@@ -1,23 +1,33 @@
 """Pulumi Kubernetes Operator v2 objects for the stacks it delivers (`deliveredBy: operator`), from the stack files.
 
     venv/bin/python deploy/operator_stacks.py --repo https://github.com/<org>/mtls-mesh.git \\
-        --backend s3://<bucket>?region=eu-west-1 --cloud aws --identity arn:aws:iam::<account>:role/<role>
+        --backend s3://<bucket>?region=eu-west-1 --cloud aws --identity arn:aws:iam::<account>:role/<role> \\
+        [--git-auth ssh|github-app|token]
 
-writes deploy/operator/<stack>.yaml for each such stack (and removes the file of a stack that no longer is one):
+writes deploy/operator/<env>/<stack>.yaml for each such stack (and removes the file of a stack that no longer is one):
 the deployer ServiceAccount with the cloud's workload identity, its bindings, and the `Stack` (pulumi.com/v1). A
-platform stack with policyShards also gets deploy/operator/<platform>-<shard>.yaml for each of its shard stacks: the
-shard's Stack, run after the platform's, and a workspace identity that may write only its own namespaces' policy
-(deploy/operator_shards.py).
+platform stack with policyShards also gets deploy/operator/<env>/<platform>-<shard>.yaml for each of its shard stacks:
+the shard's Stack, run after the platform's, and a workspace identity that may write only its own namespaces' policy
+(deploy/operator_shards.py). `<env>` is the platform stack: one directory per environment, which that environment's
+GitOps tool (Argo CD, Flux) syncs from the branch deploy/<env> (docs/delivery-security.md), never from main.
 
-- The Operator runs the program through the Automation API, which ignores `stackConfigDir` (pulumi/pulumi#10305), so
-  each Stack carries its settings inline (the stack file's values; a test keeps them equal) with `kubeContext:
-  in-cluster`: the Operator in each cluster deploys that cluster. No secret is written here: the passphrase (or the
-  Pulumi Cloud token) and the Vault token are `envRefs` to a Kubernetes Secret.
+- Settings follow promotion: a Stack carries no stack settings. The Operator's workspace checks out the commit of its
+  branch, and `pulumi up --stack <stack>` reads stacks/Pulumi.<stack>.yaml there (Pulumi.yaml's stackConfigDir): the
+  settings of the promoted commit, nothing a manifest could change beside it. pulumi/pulumi#10305 (the Automation API
+  ignoring stackConfigDir) concerns LocalWorkspace.StackSettings, which the Operator's agent never calls; its
+  SetAllConfig runs `pulumi config set-all --stack` (sdk/go/auto/local_workspace.go SetAllConfigWithOptions), a CLI
+  command that honours stackConfigDir (agent/pkg/server/server.go at v2.9.0, b713fae5a350). The one value a Stack
+  sets is how this workspace reaches its cluster, `kubeContext: in-cluster` (and kubeconfig emptied where the stack
+  file names one): the Operator in each cluster deploys that cluster. No secret is written here: the passphrase (or
+  the Pulumi Cloud token), the Vault token and the git credential are `envRefs`/`gitAuth` refs to Kubernetes Secrets.
 - Promotion: the Stack tracks `refs/heads/deploy/<stack>` (`GitSource.Branch`, polled every
   `resyncFrequencySeconds`), a branch only the deploy workflow moves, after the previous environment's update of the
   same commit succeeded (deploy/promote.py). `spec.prerequisites` cannot do this: it names other Stacks in the same
   namespace and asks only that they succeeded lately, not at which commit (pulumi-kubernetes-operator
   `operator/api/pulumi/shared/stack_types.go`, `PrerequisiteRef`), and each environment is another cluster.
+- A private repository: `--git-auth` adds `gitAuth` (stack_types.go `GitAuthConfig`): a read-only deploy key (ssh),
+  a GitHub App with contents: read (github-app: the Operator exchanges it for short-lived installation tokens), or a
+  token, each from the Secret `mtls-mesh-git` in the Operator's namespace.
 - Credentials: a DIY backend is reached with the cluster's workload identity (EKS IRSA, GKE Workload Identity, AKS
   workload identity) bound to the workspace pod's ServiceAccount (`StackSpec.ServiceAccountName`, copied to the
   Workspace and its pod: stack_controller.go `setupWorkspace`, workspace_controller.go); the pod label AKS needs goes
@@ -65,6 +75,15 @@ IDENTITY = {
 }
 # The DIY backends and the cloud whose identity reads them.
 BACKEND_CLOUD = {"s3": "aws", "gs": "gcp", "azblob": "azure"}
+# The Secret a private repository's credential lives in, and per kind of credential its keys (stack_types.go
+# GitAuthConfig: SSHAuth.sshPrivateKey, GitHubAppAuth appID/installationID/privateKey, accessToken).
+GIT_SECRET = "mtls-mesh-git"
+GIT_AUTH_KEYS = {"ssh": ("sshAuth", {"sshPrivateKey": "sshPrivateKey"}),
+                 "github-app": ("githubApp", {"appID": "appID", "installationID": "installationID",
+                                              "privateKey": "privateKey"}),
+                 "token": ("accessToken", None)}
+KUBE_CONTEXT = "mtls-mesh:kubeContext"
+KUBECONFIG = "mtls-mesh:kubeconfig"
 
 
 def stacks(project_dir: Path = PROJECT_DIR) -> list[str]:
@@ -72,13 +91,33 @@ def stacks(project_dir: Path = PROJECT_DIR) -> list[str]:
 
 
 def stack_settings(stack: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
-    """The settings the stack file itself holds (no defaults: the Operator's CLI fills them in), each decoded as the
-    Pulumi CLI decodes it (read/stack_files.py), so the Stack object carries what the file means to the CLI."""
-    config = stack_file_entries(project_dir / "stacks" / f"Pulumi.{stack}.yaml")
-    secure = [k for k, v in config.items() if isinstance(v, dict) and set(v) == {"secure"}]
-    if secure:
-        raise GeneratorError(f"{stack}: {secure} are encrypted in the stack file; give them to the operator as envRefs")
+    """The settings the stack file itself holds (no defaults), each decoded as the Pulumi CLI decodes it
+    (read/stack_files.py). A Stack object inlines none of them (connection_config); a `secure:` value is the
+    Operator workspace's CLI's to decrypt, with the stack's secrets provider."""
+    return stack_file_entries(project_dir / "stacks" / f"Pulumi.{stack}.yaml")
+
+
+def git_auth(kind: str | None) -> dict[str, Any] | None:
+    """`gitAuth` for a private repository, from the Secret GIT_SECRET (None: a public repository)."""
+    if kind is None:
+        return None
+    field, keys = GIT_AUTH_KEYS[kind]
+    ref = lambda key: {"type": "Secret", "secret": {"name": GIT_SECRET, "key": key}}  # noqa: E731
+    return {field: ref("accessToken") if keys is None else {name: ref(key) for name, key in keys.items()}}
+
+
+def connection_config(settings: dict[str, Any]) -> dict[str, Any]:
+    """The only values a Stack sets: how its workspace reaches the cluster it runs in. Every other setting is the
+    stack file's at the promoted commit."""
+    config = {KUBE_CONTEXT: "in-cluster"}
+    if settings.get(KUBECONFIG):
+        config[KUBECONFIG] = ""  # the program refuses a kubeconfig beside in-cluster
     return config
+
+
+def environment_dir(out: Path, platform: str) -> Path:
+    """Where an environment's manifests live: the directory its GitOps tool syncs from the branch deploy/<platform>."""
+    return out / platform
 
 
 def operator_stacks(project_dir: Path = PROJECT_DIR) -> list[str]:
@@ -131,11 +170,10 @@ def backend_env_refs(secret: str, backend: str) -> dict[str, Any]:
 
 
 def operator_stack(stack: str, repo: str, backend: str = DEFAULT_BACKEND, cloud: str | None = None,
-                   project_dir: Path = PROJECT_DIR, org: str = DEFAULT_ORG) -> dict[str, Any]:
+                   project_dir: Path = PROJECT_DIR, org: str = DEFAULT_ORG,
+                   git: str | None = None) -> dict[str, Any]:
     secret = stack_object_name(stack)
     settings = stack_settings(stack, project_dir)
-    config = {**settings, "mtls-mesh:kubeContext": "in-cluster"}
-    config.pop("mtls-mesh:kubeconfig", None)
     env_refs = backend_env_refs(secret, backend)
     if settings.get("mtls-mesh:pkiMode", "vault") == "vault":
         env_refs["VAULT_TOKEN"] = {"type": "Secret", "secret": {"name": secret, "key": "vaultToken"}}
@@ -150,8 +188,10 @@ def operator_stack(stack: str, repo: str, backend: str = DEFAULT_BACKEND, cloud:
         "destroyOnFinalize": False,
         "retryOnUpdateConflict": False,
         "envRefs": env_refs,
-        "config": config,
+        "config": connection_config(settings),
     }
+    if git_auth(git) is not None:
+        spec["gitAuth"] = git_auth(git)
     labels = IDENTITY[cloud][1] if cloud else {}
     if labels:
         spec["workspaceTemplate"] = {"spec": {"podTemplate": {"metadata": {"labels": labels}}}}
@@ -165,20 +205,23 @@ def operator_stack(stack: str, repo: str, backend: str = DEFAULT_BACKEND, cloud:
 
 
 def render(stack: str, repo: str = DEFAULT_REPO, backend: str = DEFAULT_BACKEND, cloud: str | None = None,
-           identity: str | None = None, project_dir: Path = PROJECT_DIR, org: str = DEFAULT_ORG) -> str:
+           identity: str | None = None, project_dir: Path = PROJECT_DIR, org: str = DEFAULT_ORG,
+           git: str | None = None) -> str:
     check_delivery(stack, project_dir)
     check_identity(backend, cloud, identity)
     keys = "accessToken" if urlparse(backend).scheme in ("http", "https") else "configPassphrase"
     header = (f"# Generated by deploy/operator_stacks.py from stacks/Pulumi.{stack}.yaml; do not edit by hand.\n"
-              f"# Needs the Secret {NAMESPACE}/mtls-mesh-{stack} ({keys}, and vaultToken for a Vault stack), and\n"
-              f"# the branch deploy/{stack}, which only the deploy workflow moves.\n")
-    documents = [*service_account(cloud, identity), operator_stack(stack, repo, backend, cloud, project_dir, org)]
+              f"# Needs the Secret {NAMESPACE}/mtls-mesh-{stack} ({keys}, and vaultToken for a Vault stack)"
+              f"{f' and {NAMESPACE}/{GIT_SECRET}' if git else ''}.\n"
+              f"# Synced from the branch deploy/{stack} (path deploy/operator/{stack}/), which only the deploy\n"
+              f"# workflow moves; the Stack runs that branch with the settings of stacks/Pulumi.{stack}.yaml there.\n")
+    documents = [*service_account(cloud, identity), operator_stack(stack, repo, backend, cloud, project_dir, org, git)]
     return header + yaml.safe_dump_all(documents, sort_keys=False)
 
 
 def shard_documents(shard: ShardStack, repo: str = DEFAULT_REPO, backend: str = DEFAULT_BACKEND,
                     cloud: str | None = None, identity: str | None = None,
-                    org: str = DEFAULT_ORG) -> list[dict[str, Any]]:
+                    org: str = DEFAULT_ORG, git: str | None = None) -> list[dict[str, Any]]:
     """A shard's workspace identity and its Stack (deploy/operator_shards.py). Its backend credential comes from a
     Secret of its own, so a team's stack can hold a token that cannot write the platform's state; no Vault token: a
     shard registers Kubernetes objects only."""
@@ -186,20 +229,23 @@ def shard_documents(shard: ShardStack, repo: str = DEFAULT_REPO, backend: str = 
     stack = shard_stack_object(shard, operator_namespace=NAMESPACE, qualified_stack=f"{org}/mtls-mesh/{shard.stack}",
                                backend=backend, repo=repo,
                                env_refs=backend_env_refs(stack_object_name(shard.stack), backend),
-                               pod_labels=IDENTITY[cloud][1] if cloud else {})
+                               pod_labels=IDENTITY[cloud][1] if cloud else {}, git_auth=git_auth(git))
     return [*workspace_rbac(shard, NAMESPACE, annotations), stack]
 
 
 def render_shard(shard: ShardStack, repo: str = DEFAULT_REPO, backend: str = DEFAULT_BACKEND,
-                 cloud: str | None = None, identity: str | None = None, org: str = DEFAULT_ORG) -> str:
+                 cloud: str | None = None, identity: str | None = None, org: str = DEFAULT_ORG,
+                 git: str | None = None) -> str:
     check_identity(backend, cloud, identity)
     keys = "accessToken" if urlparse(backend).scheme in ("http", "https") else "configPassphrase"
     header = (f"# Generated by deploy/operator_stacks.py from stacks/Pulumi.{shard.stack}.yaml,\n"
               f"# stacks/Pulumi.{shard.platform}.yaml and the service graph; do not edit by hand.\n"
               f"# Needs the Secret {NAMESPACE}/{stack_object_name(shard.stack)} ({keys}).\n"
               f"# Runs the commits of deploy/{shard.platform} after the Stack {stack_object_name(shard.platform)} "
-              "succeeded.\n")
-    return header + yaml.safe_dump_all(shard_documents(shard, repo, backend, cloud, identity, org), sort_keys=False)
+              "succeeded;\n"
+              f"# synced from that branch (path deploy/operator/{shard.platform}/).\n")
+    return header + yaml.safe_dump_all(shard_documents(shard, repo, backend, cloud, identity, org, git),
+                                       sort_keys=False)
 
 
 def held_at(ref: str, head_project: Path = PROJECT_DIR,
@@ -236,28 +282,30 @@ def held_from_backend(head_project: Path, org: str, backend: str) -> dict[str, d
 
 
 def write(out: Path, repo: str, backend: str, cloud: str | None, identity: str | None,
-          project_dir: Path = PROJECT_DIR, org: str = DEFAULT_ORG,
+          project_dir: Path = PROJECT_DIR, org: str = DEFAULT_ORG, git: str | None = None,
           held: Mapping[str, Mapping[str, tuple[str, ...]]] | None = None) -> list[Path]:
-    """deploy/operator/<stack>.yaml for each operator stack and each of its shard stacks; other files there go.
-    `held`: per platform, per shard stack, the namespaces it held at the commit it last applied (held_at,
-    held_from_backend): its Role there lets it remove what it registered until it has applied a commit without them.
-    Without it, a shard that leaves a namespace gets 403s deleting its objects there and stalls."""
+    """deploy/operator/<env>/<stack>.yaml for each operator stack and each of its shard stacks; other manifests there
+    go (an environment no longer delivered by the Operator loses its directory's manifests). `held`: per platform,
+    per shard stack, the namespaces it held at the commit it last applied (held_at, held_from_backend): its Role there
+    lets it remove what it registered until it has applied a commit without them. Without it, a shard that leaves a
+    namespace gets 403s deleting its objects there and stalls."""
     out.mkdir(parents=True, exist_ok=True)
-    rendered = {}
+    rendered: dict[Path, str] = {}
     for stack in operator_stacks(project_dir):
-        rendered[stack] = render(stack, repo, backend, cloud, identity, project_dir, org)
+        directory = environment_dir(out, stack)
+        rendered[directory / f"{stack}.yaml"] = render(stack, repo, backend, cloud, identity, project_dir, org, git)
         for shard in shard_stacks(stack, project_dir, (held or {}).get(stack)):
-            rendered[shard.stack] = render_shard(shard, repo, backend, cloud, identity, org)
-    wanted = list(rendered)
-    written = []
-    for stack, text in rendered.items():
-        path = out / f"{stack}.yaml"
+            rendered[directory / f"{shard.stack}.yaml"] = render_shard(shard, repo, backend, cloud, identity, org, git)
+    for path, text in rendered.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-        written.append(path)
-    for stale in out.glob("*.yaml"):
-        if stale.stem not in wanted:
+    for stale in [*out.glob("*.yaml"), *out.glob("*/*.yaml")]:
+        if stale not in rendered:
             stale.unlink()
-    return written
+    for directory in out.iterdir():
+        if directory.is_dir() and not any(directory.iterdir()):
+            directory.rmdir()
+    return list(rendered)
 
 
 def main(argv: list[str]) -> None:
@@ -272,10 +320,13 @@ def main(argv: list[str]) -> None:
                          "branch before this promotion): each keeps removal rights in the namespaces it held there")
     applied.add_argument("--applied-from-backend", action="store_true",
                          help="read each shard stack's last successful commit from `pulumi stack history`")
+    parser.add_argument("--git-auth", choices=sorted(GIT_AUTH_KEYS),
+                        help=f"a private repository: the credential in the Secret {NAMESPACE}/{GIT_SECRET}")
     args = parser.parse_args(argv)
     held = (held_at(args.applied) if args.applied else
             held_from_backend(PROJECT_DIR, args.org, args.backend) if args.applied_from_backend else None)
-    for path in write(OUT, args.repo, args.backend, args.cloud, args.identity, org=args.org, held=held):
+    for path in write(OUT, args.repo, args.backend, args.cloud, args.identity, org=args.org, git=args.git_auth,
+                      held=held):
         print(f"wrote {path}")
 
 

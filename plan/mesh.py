@@ -19,7 +19,7 @@ Checks that need the objects run here, on the compiled plan (`plan_problems`): `
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator, Mapping
 
 from plan.linkerd.alerts import mesh_rule_groups, pod_monitor
@@ -38,6 +38,7 @@ from plan.objects import document, group_manifest
 from read.names import workload_root_common_name
 from read.settings import Settings
 from plan.trust import anchor_certificate_args, workload_certificate_args, workload_request_args
+from plan.preview_identity import PreviewPlan, preview_plan, vault_preview_policy, vault_preview_policy_name
 from plan.vault_pki import identity_issuer_policy, namespace_policy, token_reviewer_objects, workload_role_args
 from plan.linkerd.verification import (canary_objects, check_jobs, namespace_object, on_demand_cronjobs, policy_objects,
                            service_accounts, verification_matrix)
@@ -195,6 +196,8 @@ class VaultPlan:
     namespace_logins: Mapping[str, VaultLogin]
     workload_roles: Mapping[str, Mapping[str, Any]]
     token_reviewer: tuple[Object, ...] = ()
+    # The policy of the preview token (plan/preview_identity.py): its name and text.
+    preview_policy: tuple[str, str] = ("", "")
 
 
 @dataclass(frozen=True)
@@ -216,6 +219,9 @@ class MeshPlan:
     egress_matrix: Mapping[str, Any] = field(default_factory=dict)
     # The export `inboundPolicies`: each meshed namespace's rollout phase.
     inbound_policies: Mapping[str, str] = field(default_factory=dict)
+    # Who a pull request's preview runs as: the admission policy that keeps it to dry-runs, then the RBAC that lets
+    # its dry-runs reach admission (plan/preview_identity.py), built from the other objects.
+    preview: PreviewPlan | None = None
 
     def certificate_namespaces(self) -> dict[str, NamespacePlan]:
         """The namespaces with certificate services, sorted (their issuers and Certificates, or signed services)."""
@@ -235,6 +241,8 @@ class MeshPlan:
                 found += part.objects()
         if self.vault is not None:
             found += self.vault.token_reviewer
+        if self.preview is not None:
+            found += [*self.preview.admission, *self.preview.access]
         return found
 
 
@@ -307,7 +315,8 @@ def _vault_plan(settings: Settings) -> VaultPlan | None:
         namespace_logins={ns: VaultLogin(vault.namespace_auth_role(ns), ns, namespace_policy(vault, rotation, ns))
                           for ns in namespaces},
         workload_roles={ns: workload_role_args(settings, ns) for ns in namespaces},
-        token_reviewer=tuple(token_reviewer_objects()) if external_review else ())
+        token_reviewer=tuple(token_reviewer_objects()) if external_review else (),
+        preview_policy=(vault_preview_policy_name(vault), vault_preview_policy(vault, rotation.anchors)))
 
 
 def _self_signed_plan(settings: Settings) -> SelfSignedPlan | None:
@@ -350,7 +359,7 @@ def build_plan(settings: Settings) -> MeshPlan:
     matrix = access_matrix(policy, settings.graph, settings.trust_domain, settings.policy.kubelet_networks)
     if verification is not None:
         matrix.update(verification.matrix)
-    return MeshPlan(
+    plan = MeshPlan(
         stack=settings.stack,
         linkerd_namespace=linkerd_namespace_object(),
         viz_namespace=viz_namespace_object() if settings.linkerd.viz else None,
@@ -365,6 +374,7 @@ def build_plan(settings: Settings) -> MeshPlan:
         egress_matrix=egress_matrix(policy, settings.graph),
         inbound_policies={ns.name: settings.rollout.policy_for(ns.name) for ns in settings.graph.meshed_namespaces},
     )
+    return replace(plan, preview=preview_plan(settings.preview_identity, plan))
 
 
 def plan_problems(settings: Settings, plan: MeshPlan) -> list[Problem]:

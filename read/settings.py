@@ -34,7 +34,8 @@ from read.settings_format import (  # noqa: E402 (re-exported: other modules imp
     DNS_SUBDOMAIN, ENVIRONMENTS, IGNORED_PROVIDER_KEYS, IMAGE, INBOUND_POLICIES, INTEGER, LABEL_PAIR,
     CANNOT_BE_SECRET, LINKERD_CHART_VERSION, LIST_SETTING_LIMITS, MAX_LIST_ENTRIES, MAX_LIST_SETTING_BYTES,
     MAY_BE_SECRET, MISSING, READ_ONLY_SETTINGS,
-    NOT_FOR_CERT_MANAGER, PKI_MODES, PROJECT, PROJECT_DIR, QUANTITY, ROTATION_PHASES, SECRET_SETTINGS,
+    NOT_FOR_CERT_MANAGER, PKI_MODES, PREVIEW_IDENTITY, PREVIEW_IDENTITY_FORBIDDEN, PREVIEW_IDENTITY_MAX, PROJECT,
+    PROJECT_DIR, QUANTITY, ROTATION_PHASES, SECRET_SETTINGS,
     SERVICE_ACCOUNT_REF, VAULT_AUTH_MODES, VAULT_NAMESPACE, VAULT_PATH, VAULT_ROLE, VERIFICATION_NAMESPACE,
     Declaration, load_declarations,
 )
@@ -105,6 +106,26 @@ class KubernetesSettings:
     @property
     def in_cluster(self) -> bool:
         return revealed(self.context) == IN_CLUSTER
+
+
+@dataclass(frozen=True)
+class PreviewIdentity:
+    """Who a pull request's `pulumi preview` runs as in the cluster (previewIdentity): `kind` serviceaccount, user or
+    group; `namespace` only for a ServiceAccount."""
+
+    kind: str
+    name: str
+    namespace: str = ""
+
+    @property
+    def username(self) -> str | None:
+        """The name the API server authenticates it as (None for a group, which is matched among a user's groups)."""
+        if self.kind == "serviceaccount":
+            return f"system:serviceaccount:{self.namespace}:{self.name}"
+        return self.name if self.kind == "user" else None
+
+
+DEFAULT_PREVIEW_IDENTITY = PreviewIdentity("group", "mtls-mesh-preview")
 
 
 @dataclass(frozen=True)
@@ -281,6 +302,7 @@ class Settings:
     # A shard stack: its platform (whose settings these are) and the shard it registers.
     platform_stack: str | None = None
     shard: str | None = None
+    preview_identity: PreviewIdentity = DEFAULT_PREVIEW_IDENTITY
 
     @property
     def is_prod(self) -> bool:
@@ -587,6 +609,7 @@ def _load_settings(raw: Mapping[str, str], stack: str, secret_keys: frozenset[st
                    "Unset kubeconfig, or name a context of that kubeconfig")
     if "deliveredBy" in declarations:
         kubernetes = replace(kubernetes, delivered_by=_delivery(config, kubernetes, updating))
+    preview_identity = _preview_identity(config) if "previewIdentity" in declarations else DEFAULT_PREVIEW_IDENTITY
     trust_domain = config.string("trustDomain")
     if len(trust_domain) > 253 or not DNS_NAME.matches(trust_domain):  # labels of at most 63: in the pattern
         config.add("trustDomain", f"{short(trust_domain)} is not a DNS name",
@@ -662,6 +685,7 @@ def _load_settings(raw: Mapping[str, str], stack: str, secret_keys: frozenset[st
         adopt_namespaces=adopt, rollout=rollout, pki=pki, vault=vault, cert_manager=cert_manager, linkerd=linkerd,
         policy=policy, monitoring=monitoring, verification=verification,
         policy_shards=config.boolean("policyShards") if "policyShards" in declarations else False,
+        preview_identity=preview_identity,
     )
 
 
@@ -978,6 +1002,30 @@ def _delivery(config: _Config, kubernetes: KubernetesSettings, updating: bool) -
                    "Merge the change and let the Operator apply it (previews are fine from anywhere), or set "
                    "deliveredBy workflows and delete the Operator's Stack object first")
     return delivered_by
+
+
+def _preview_identity(config: _Config) -> PreviewIdentity:
+    """The identity the cluster lets only dry-run (plan/preview_identity.py). Kubernetes' own users and groups are
+    refused: bound to system:authenticated or system:serviceaccounts the policy would refuse every writer's requests
+    (the controllers' too), and the read access would go to everyone."""
+    value = config.string("previewIdentity")
+    example = "e.g. group:mtls-mesh-preview, user:arn:aws:iam::111122223333:role/mtls-mesh-preview or " \
+              "serviceaccount:ci/mtls-mesh-preview"
+    if len(value) > PREVIEW_IDENTITY_MAX or not PREVIEW_IDENTITY.matches(value):
+        config.add("previewIdentity", f"{short(value)} is not serviceaccount:<namespace>/<name>, user:<name> or "
+                   f"group:<name> (at most {PREVIEW_IDENTITY_MAX} characters; a name of letters, digits and "
+                   "-:@._+=/~)", example)
+        return DEFAULT_PREVIEW_IDENTITY
+    if PREVIEW_IDENTITY_FORBIDDEN.matches(value):
+        config.add("previewIdentity", f"{short(value)} is one of Kubernetes' own users or groups, which every "
+                   "component or every client belongs to: the policy would refuse their writes",
+                   f"Name an identity only the preview job has; {example}")
+        return DEFAULT_PREVIEW_IDENTITY
+    kind, _, name = value.partition(":")
+    if kind == "serviceaccount":
+        namespace, _, account = name.partition("/")
+        return PreviewIdentity(kind, account, namespace)
+    return PreviewIdentity(kind, name)
 
 
 def _check_keys(config: _Config, raw: Mapping[str, str]) -> None:

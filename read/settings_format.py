@@ -187,6 +187,8 @@ CANNOT_BE_SECRET = {
     "meshVerification": "a choice of whether the verification canary is registered, which every preview shows",
     "verificationServerImage": "an image reference, written into the canary's pod spec",
     "verificationClientImage": "an image reference, written into the verification Jobs' pod specs",
+    "previewIdentity": "a name written into the preview identity's admission policy, its RBAC bindings and every "
+                       "preview",
 }
 # Config of the default providers, which the program's explicit providers never read: key -> the setting to use.
 IGNORED_PROVIDER_KEYS = {
@@ -245,6 +247,14 @@ SERVICE_ACCOUNT_REF = Pattern(rf"(?=[^/]{{1,63}}/){DNS_LABEL.body}/(?!.{{254}}){
 # key=value, the value a label value of at most 63 characters.
 LABEL_PAIR = Pattern(rf"{LABEL_KEY.body}=([A-Za-z0-9]([-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?)?")
 LOG_FILTER = Pattern(f"[^\\s{INVISIBLE}]+")
+# Who a pull request's preview runs as in the cluster (plan/preview_identity.py): a ServiceAccount, or a user or group
+# name as the cluster's authenticator reports it (an EKS access entry's group, an OIDC claim, a client certificate's
+# O=). The characters keep the name a plain CEL string literal. Kubernetes' own users and groups (system:...) are
+# refused: a policy bound to system:authenticated or system:serviceaccounts would refuse every writer's requests, and
+# the read access it grants would go to everyone.
+PREVIEW_IDENTITY = Pattern(rf"serviceaccount:{DNS_LABEL.body}/{DNS_NAME.body}|(user|group):[A-Za-z0-9][-A-Za-z0-9:@._+=/~]*")
+PREVIEW_IDENTITY_FORBIDDEN = Pattern(r"(user|group):system:.*")
+PREVIEW_IDENTITY_MAX = 260
 
 
 def _optional(pattern: Pattern) -> Pattern:
@@ -270,6 +280,9 @@ VALUES: dict[str, Text] = {
     "linkerdHelmRepository": Text(pattern=HELM_REPOSITORY_URL),
     "vaultIntermediateRenewals": Text("A renewal id, e.g. 2031-05", DNS_LABEL, ANCHOR_ID_MAX),
     "deliveredBy": Text(choices=DELIVERERS),
+    "previewIdentity": Text("serviceaccount:<namespace>/<name>, user:<name> or group:<name>", PREVIEW_IDENTITY,
+                            PREVIEW_IDENTITY_MAX, forbidden_pattern=PREVIEW_IDENTITY_FORBIDDEN,
+                            examples=("group:mtls-mesh-preview", "serviceaccount:ci/mtls-mesh-preview")),
     "platformStack": Text("The platform stack's name (its stack file is stacks/Pulumi.<name>.yaml)",
                           _optional(STACK_NAME), max_length=STACK_NAME_MAX),
     "shard": Text("A shard of the service graph", _optional(DNS_LABEL), max_length=SHARD_NAME_MAX),

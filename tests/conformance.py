@@ -20,7 +20,8 @@ from harness import SHARED_DIR
 UPSTREAM = SHARED_DIR / "upstream"
 # The oldest Kubernetes the Linkerd charts support (kubeVersion >=1.31.0-0): objects must be valid there.
 KUBERNETES_VERSION = "1.31.0"
-CORE_GROUPS = ("", "apps", "batch", "networking.k8s.io", "rbac.authorization.k8s.io", "policy", "coordination.k8s.io")
+CORE_GROUPS = ("", "apps", "batch", "networking.k8s.io", "rbac.authorization.k8s.io", "policy", "coordination.k8s.io",
+               "admissionregistration.k8s.io")
 
 
 def shared_missing_reason() -> str | None:

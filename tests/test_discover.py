@@ -388,9 +388,9 @@ def test_every_stack_file_reads_into_valid_settings(stack):
     assert load_settings(config, stack, secret_keys=secret_keys).graph.services
 
 
-# peter-evans/create-pull-request v7.0.9 action.yml `inputs` (the tag the workflow's @v7 resolves to at the time of
-# writing): the workflow may only use these.
-CREATE_PULL_REQUEST_V7_INPUTS = {
+# peter-evans/create-pull-request v8.1.1 action.yml `inputs` (5f6978faf089d4d20b00c7766989d076bb2fc7f1, the commit
+# the workflow pins; the same set as v7.0.9's): the workflow may only use these.
+CREATE_PULL_REQUEST_V8_INPUTS = {
     "token", "branch-token", "path", "add-paths", "commit-message", "committer", "author", "signoff", "branch",
     "delete-branch", "branch-suffix", "base", "push-to-fork", "sign-commits", "title", "body", "body-path", "labels",
     "assignees", "reviewers", "team-reviewers", "milestone", "draft", "maintainer-can-modify"}
@@ -423,9 +423,9 @@ def test_discover_workflow_runs_weekly_per_stack_and_proposes_by_pull_request():
     installs = next(s["run"] for s in job["steps"] if "pip install" in s.get("run", ""))
     assert "ruamel.yaml==" in (PROJECT_DIR / "requirements-dev.txt").read_text() and "ruamel.yaml==" in installs
     action = next(s for s in job["steps"] if s.get("uses", "").startswith("peter-evans/create-pull-request@"))
-    assert action["uses"] == "peter-evans/create-pull-request@v7"
+    assert action["uses"] == "peter-evans/create-pull-request@5f6978faf089d4d20b00c7766989d076bb2fc7f1"
     inputs = action["with"]
-    assert set(inputs) <= CREATE_PULL_REQUEST_V7_INPUTS, set(inputs) - CREATE_PULL_REQUEST_V7_INPUTS
+    assert set(inputs) <= CREATE_PULL_REQUEST_V8_INPUTS, set(inputs) - CREATE_PULL_REQUEST_V8_INPUTS
     assert inputs["branch"] == "discover/${{ matrix.stack }}" and inputs["body-path"].endswith("/discover.md")
     assert inputs["title"] and inputs["commit-message"]
     # The pull request commits the graph file, and only it: the one every stack reads.

@@ -178,8 +178,8 @@ def test_a_shard_stack_waits_for_its_platform_and_runs_the_platforms_branch(gene
         within = spec["prerequisites"][0]["requirement"]["succeededWithinDuration"]
         assert re.fullmatch(r"\d+(h|m|s)", within), "a Go duration (metav1.Duration)"
         assert spec["branch"] == platform["spec"]["branch"] == "refs/heads/deploy/prod"
-        assert spec["config"] == {"mtls-mesh:platformStack": "prod", "mtls-mesh:shard": shard,
-                                  "mtls-mesh:kubeContext": "in-cluster"}
+        assert spec["config"] == {"mtls-mesh:kubeContext": "in-cluster"}, \
+            "platform and shard come from the stack file at the promoted commit, like every other setting"
         assert spec["refresh"] is False and "retryOnUpdateConflict" not in spec
         assert spec["workspaceReclaimPolicy"] == "Delete"
         assert spec["stack"] == f"organization/mtls-mesh/{stack_name}"
@@ -320,16 +320,18 @@ def test_every_shard_namespace_with_objects_gets_a_role_and_one_without_gets_non
 
 def test_regeneration_is_stable_and_drops_a_shard_that_went(generated, tmp_path):
     project, out, files = generated
-    before = {p.name: p.read_bytes() for p in out.glob("*.yaml")}
+    before = {p.name: p.read_bytes() for p in out.glob("*/*.yaml")}
+    assert before and {p.parent.name for p in out.glob("*/*.yaml")} == {"prod"}, \
+        "an environment's manifests in the directory its GitOps tool syncs (deploy/operator/<env>/)"
     generator.write(out, generator.DEFAULT_REPO, generator.DEFAULT_BACKEND, None, None, project)
-    assert {p.name: p.read_bytes() for p in out.glob("*.yaml")} == before
+    assert {p.name: p.read_bytes() for p in out.glob("*/*.yaml")} == before
     yamllint = Path(sys.executable).parent / "yamllint"
     result = subprocess.run([str(yamllint) if yamllint.exists() else shutil.which("yamllint") or "yamllint", "-c",
                              str(PROJECT_DIR / ".yamllint.yaml"), str(out)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
     fewer = sharded_project(tmp_path, {"web": "storefront"})
     written = generator.write(out, generator.DEFAULT_REPO, generator.DEFAULT_BACKEND, None, None, fewer)
-    assert sorted(p.name for p in written) == sorted(p.name for p in out.glob("*.yaml")) == \
+    assert sorted(p.name for p in written) == sorted(p.name for p in out.glob("*/*.yaml")) == \
         ["prod-storefront.yaml", "prod.yaml"]
 
 
@@ -458,7 +460,7 @@ def test_the_generator_reads_the_applied_commit_from_git(tmp_path):
     assert held == {"prod": {"prod-storefront": ("web", "payments")}}
     out = tmp_path / "out"
     generator.write(out, generator.DEFAULT_REPO, generator.DEFAULT_BACKEND, None, None, head, held=held)
-    documents = list(yaml.safe_load_all((out / "prod-storefront.yaml").read_text()))
+    documents = list(yaml.safe_load_all((out / "prod" / "prod-storefront.yaml").read_text()))
     assert {r["metadata"]["namespace"] for r in of_kind(documents, "Role")} == {"web", "payments"}
 
 

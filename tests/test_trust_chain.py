@@ -140,8 +140,14 @@ def _policy_paths(policy) -> list[tuple[str, str]]:
     return re.findall(r'path "([^"]+)" \{\s*capabilities = (\[[^\]]*\])\s', policy.inputs["policy"])
 
 
+PREVIEW = "mtls-mesh-preview"  # the preview identity's RBAC (plan/preview_identity.py), tested in test_preview_identity.py
+
+
 def test_each_vault_login_may_call_exactly_its_own_signing_path(staging):
     policies = {p.inputs["name"]: _policy_paths(p) for p in staging.of_type("vault:index/policy:Policy")}
+    # The preview token's policy (tests/test_preview_vault.py): reads, and only a child token's create.
+    preview = policies.pop("cert-manager-mesh-preview")
+    assert [path for path, caps in preview if "update" in caps or "create" in caps] == ["auth/token/create"]
     assert policies == {
         "cert-manager-mesh-identity": [("pki-mesh-int-2026-11/root/sign-intermediate", '["create", "update"]')],
         "cert-manager-mesh-ns-data": [("pki-mesh-workload-2026-11/sign/mesh-workload-data", '["create", "update"]')],
@@ -183,20 +189,24 @@ def test_kubernetes_auth_roles_are_bound_to_their_own_namespace_with_short_token
         assert role["boundServiceAccountNames"] == ["mtls-mesh-vault-issuer"]
         assert role["audience"] == "vault://mtls-mesh"
         assert role["tokenTtl"] == 600
-    token_roles = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in staging.objects("Role")}
+    token_roles = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in staging.objects("Role")
+                   if o["metadata"]["name"] != PREVIEW}
     assert set(token_roles) == {("linkerd", "mtls-mesh-vault-issuer-token"), ("data", "mtls-mesh-vault-issuer-token")}
     for token_role in token_roles.values():
         assert token_role["rules"] == [{"apiGroups": [""], "resources": ["serviceaccounts/token"],
                                         "resourceNames": ["mtls-mesh-vault-issuer"], "verbs": ["create"]}]
     for binding in staging.objects("RoleBinding"):
-        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "cert-manager", "namespace": "cert-manager"}]
+        if binding["metadata"]["name"] != PREVIEW:
+            assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "cert-manager",
+                                            "namespace": "cert-manager"}]
 
 
 def test_an_existing_cert_manager_names_its_own_account():
     run = run_program("staging", set_config={"installCertManager": False, "certManagerServiceAccount": "cm-controller",
                                              "certManagerNamespace": "security"})
     for binding in run.objects("RoleBinding"):
-        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "cm-controller", "namespace": "security"}]
+        if binding["metadata"]["name"] != PREVIEW:
+            assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "cm-controller", "namespace": "security"}]
 
 
 def test_workload_role_allows_exactly_its_namespaces_names(staging):

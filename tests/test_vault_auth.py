@@ -41,7 +41,9 @@ def test_in_cluster_vault_uses_its_own_pods_account():
     run = run_program("staging", set_config={"vaultKubernetesAuthMode": "in-cluster"})
     inputs = auth_config(run).inputs
     assert set(inputs) == {"backend", "kubernetesHost"}
-    assert not run.of_type("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding")
+    assert not [r for r in run.of_type("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding")
+                if r.object()["roleRef"]["name"] == "system:auth-delegator"], "no token reviewer account"
+    assert not run.of_type("kubernetes:core/v1:Secret")
 
 
 def test_login_tokens_carry_only_the_declared_policy(each_stack):

