@@ -13,7 +13,7 @@ contracts (computed once, before the timed runs, as the platform would export th
 Columns: `registered`, what the program registers (a ConfigGroup counts once); `resources`, what the engine holds
 after an `up`, every ConfigGroup child included (pulumi-kubernetes registers one resource per object:
 provider/pkg/provider/yaml/v2/yaml.go `Register`); seconds and peak RSS of the run. A figure here is the program's
-side; the engine's per-resource Check, Diff and Create come on top (README, 'Shards').
+side; the engine's per-resource Check, Diff and Create come on top (docs/shards.md).
 """
 
 from __future__ import annotations

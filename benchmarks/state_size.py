@@ -1,5 +1,5 @@
 """What one stack's state holds at 3,000, 10,000 and 20,000 services, and what a real `up` of it writes: the figures of
-the README's "Shards: meshes larger than one stack", reproducible.
+docs/shards.md, reproducible.
 
     venv/bin/python -m benchmarks.state_size                 # 3,000, 10,000 and 20,000 services
     venv/bin/python -m benchmarks.state_size 1000 --json     # chosen sizes, one JSON line per size
@@ -101,7 +101,7 @@ def child(services: int) -> dict[str, Any]:
 
     graph = synthetic_graph(services)
     if services > graph_format.MAX_SERVICES:
-        # One stack refuses more (README, "Limits"); raised here only to show what that one stack would hold.
+        # One stack refuses more (docs/service-graph.md, "Limits"); raised here only to show what that one stack would hold.
         graph_module.MAX_SERVICES = services
     started = time.perf_counter()
     run = run_program("staging", graph=graph, tmp_path=Path(tempfile.mkdtemp()),

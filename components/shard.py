@@ -3,7 +3,7 @@ the stack's root and under the same names a single stack gives them inside its c
 
 At the root because that is where `pulumi state move` puts a resource whose parent stays behind (pulumi
 pkg/cmd/pulumi/state/state_move.go: re-parented to the destination's root stack, its URN rebuilt): a mesh that
-moves from one stack to shards keeps every object, with no alias and no re-create (README, 'Shards').
+moves from one stack to shards keeps every object, with no alias and no re-create (docs/shards.md).
 
 No `depends_on`: what these objects need (their Namespace, the policy CRDs, the namespace's Issuer) is the platform
 stack's, ordered by the contract check (components/platform.py) before anything here is registered.

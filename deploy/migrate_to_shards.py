@@ -541,7 +541,7 @@ def _qualified(stack: str, org: str | None) -> str:
 
 def init_command(dest: str, org: str | None, secrets_provider: str | None) -> list[str]:
     """`pulumi stack init` with the platform's secrets provider: every stack of an environment is decrypted with the
-    same key, which the CI secrets and the Operator's envRefs already hold (README "State backend and credentials").
+    same key, which the CI secrets and the Operator's envRefs already hold (docs/delivery.md, 'State backend and credentials').
     The passphrase provider needs the SAME PULUMI_CONFIG_PASSPHRASE exported; a cloud KMS URL is the platform's
     `secretsprovider`; Pulumi Cloud uses the organization's key."""
     command = ["pulumi", "stack", "init", _qualified(dest, org), "--no-select"]
@@ -648,8 +648,7 @@ def load(stack: str, project_dir: Path = PROJECT_DIR,
         raise MigrationError(str(err)) from None
     if not shards_of(settings.graph):
         raise MigrationError(f"{stack}: no namespace of its graph has a `shard:`, so there is nothing to move. Give "
-                             "the namespaces each shard registers `shard: <name>` in the graph (README, \"Shards: "
-                             "meshes larger than one stack\"), then run this again")
+                             "the namespaces each shard registers `shard: <name>` in the graph (docs/shards.md), then run this again")
     return plan, settings.graph, secrets_provider
 
 

@@ -141,7 +141,7 @@ def check_identity(backend: str, cloud: str | None, identity: str | None) -> Non
                                  "an access token (Secret key accessToken)")
         return
     if scheme not in BACKEND_CLOUD:
-        raise GeneratorError(f"--backend {backend}: not a backend the README offers (https:// Pulumi Cloud, s3://, "
+        raise GeneratorError(f"--backend {backend}: not a backend docs/delivery.md offers (https:// Pulumi Cloud, s3://, "
                              "gs://, azblob://)")
     if cloud != BACKEND_CLOUD[scheme] or not identity:
         raise GeneratorError(f"--backend {backend} is read with {BACKEND_CLOUD[scheme]}'s workload identity: pass "

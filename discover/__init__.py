@@ -12,7 +12,8 @@ own naming (the Servers of the compiled plan, `graph.mesh_identity` for callers)
 - plaintext callers and identities the graph does not know, listed apart and never turned into allows.
 
 "Allowed or not" is decided by comparing `client_id` with the graph's edges, never by `authz_name`: in an `audit`
-namespace Linkerd may count an allowed caller under `authz_name=audit` (README, "Reading the access matrix").
+namespace Linkerd may count an allowed caller under `authz_name=audit` (docs/authorization.md, "Reading the access
+matrix").
 Settings and graph are loaded and compiled exactly as the program does it (`settings.load_settings` and
 `plan.compile_mesh` on the stack file, discover/stack.py); the Servers come from the compiled plan.
 

@@ -65,6 +65,6 @@ def oversized_objects(graph: Any, objects: Iterable[dict[str, Any]], limit: int 
             where = graph.locate(suspects)  # each suspect after the file that declares it
             problems.append(Problem(where, f"the {obj['kind']} '{meta['name']}' in namespace '{namespace}' it produces "
                                            f"is {size:,} bytes, more than etcd's limit of {limit:,}",
-                                    "List fewer callers, selector labels or destinations in one service (README, "
+                                    "List fewer callers, selector labels or destinations in one service (docs/service-graph.md, "
                                     "'Limits')"))
     return problems

@@ -36,7 +36,7 @@ SINGLE, PLATFORM, SHARD = "single", "platform", "shard"
 # Past this many objects in one stack's namespace groups, the program advises sharding. Each object is an engine
 # resource of its own (pulumi-kubernetes yaml/v2 registers one per ConfigGroup child), so a stack's preview, `up` and
 # state grow with this count, not with what the program registers: at 10,000 a first `up` is about 3.3 minutes at
-# the Kubernetes client's 50 requests/s alone, and the state about 28 MB (README, 'When to shard').
+# the Kubernetes client's 50 requests/s alone, and the state about 28 MB (docs/shards.md, 'When to shard').
 ADVISED_OBJECTS_PER_STACK = 10_000
 
 
@@ -100,7 +100,7 @@ def size_advice(namespaces: Mapping[str, NamespacePlan], scope: StackScope, limi
                    "namespaces a `shard:` in the service graph",
            PLATFORM: "give more of the platform's own namespaces a `shard:` in the service graph",
            SHARD: f"split shard '{scope.shard}': move some of its namespaces to a new `shard:` in the service graph"}
-    return f"{what}. To keep previews and `up` fast, {how[scope.role]} (README, 'Shards: meshes larger than one stack')"
+    return f"{what}. To keep previews and `up` fast, {how[scope.role]} (docs/shards.md)"
 
 
 def scoped_matrix(matrix: Mapping[str, Any], scope: StackScope, graph: ServiceGraph) -> dict[str, Any]:

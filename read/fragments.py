@@ -92,12 +92,12 @@ def load_fragments(directory: Path, display: str, problems: Problems, project_di
         problems.add(_file_display(display, name), what, fix)
     if len(files) > graph_format.MAX_GRAPH_FILES:
         top.add("", f"holds {len(files):,} fragment files, more than the limit of {graph_format.MAX_GRAPH_FILES:,}",
-                "Merge some teams' files (see README, 'Limits')")
+                "Merge some teams' files (see docs/service-graph.md, 'Limits')")
         return None
     if not files and not refused:
         top.add("", "holds no *.yaml fragment file",
-                "Add a file per team (README, 'Splitting the graph per team'), or point mtls-mesh:serviceGraph at "
-                "a graph file such as services.yaml")
+                "Add a file per team (docs/service-graph.md, 'Splitting the graph per team'), or point "
+                "mtls-mesh:serviceGraph at a graph file such as services.yaml")
         return None
 
     budget, values = MAX_GRAPH_BYTES, 0
@@ -115,7 +115,7 @@ def load_fragments(directory: Path, display: str, problems: Problems, project_di
         except InputError as err:
             if "more than the limit of" in err.what and budget < MAX_GRAPH_BYTES:
                 reader.add("", f"{err.what} left of the {MAX_GRAPH_BYTES:,} bytes the graph's fragment files may hold "
-                           "together", "Trim the files (see README, 'Limits')")
+                           "together", "Trim the files (see docs/service-graph.md, 'Limits')")
             elif "cannot start any token" in err.what and "@" in text:
                 reader.add("", err.what, "Quote each owner, owners: ['@org/team']: YAML reserves a leading '@'")
             else:

@@ -307,11 +307,11 @@ class _Reader:
         return tuple(sorted({n for n in numbers if n is not None}))
 
     def within(self, items: Any, limit: int, path: str, what: str) -> bool:
-        """Whether a list or mapping holds at most `limit` entries (else a problem: see README, 'Limits')."""
+        """Whether a list or mapping holds at most `limit` entries (else a problem: see docs/service-graph.md, 'Limits')."""
         if len(items) <= limit:
             return True
         self.add(path, f"lists {len(items):,} {what}, more than the limit of {limit:,}",
-                 "Split or trim it; see README, 'Limits'")
+                 "Split or trim it; see docs/service-graph.md, 'Limits'")
         return False
 
     def dns_label(self, value: Any, path: str, what: str) -> bool:
@@ -404,7 +404,7 @@ def parse_graph(document: Any, display: str, problems: Problems,
         raw_services = {}
     if len(raw_services) > MAX_SERVICES:
         reader.add("services", f"lists {len(raw_services):,} services, more than the limit of {MAX_SERVICES:,}",
-                   "Split the platform into several stacks (see README, 'Limits')")
+                   "Split the platform into several stacks (see docs/service-graph.md, 'Limits')")
         return None
     if not _within_totals(reader, raw_services):
         return None
@@ -453,7 +453,7 @@ def _within_totals(reader: _Reader, raw_services: dict) -> bool:
     for count, limit, what in ((ports, MAX_PORTS, "ports"), (allow, MAX_ALLOW_ENTRIES, "allow entries")):
         if count > limit:
             reader.add("services", f"declare {count:,} {what} in all, more than the limit of {limit:,}",
-                       "Split the platform into several stacks (see README, 'Limits')")
+                       "Split the platform into several stacks (see docs/service-graph.md, 'Limits')")
             ok = False
     return ok
 

@@ -9,7 +9,7 @@ Two things are derived from this declaration and nothing else, so they cannot dr
   use to complete and flag `services.yaml` and `services.d/*.yaml` as they are typed.
 
 Rules that a JSON Schema cannot state (a caller must name another service, two services may not select the same
-pods, ...) are listed in `CANNOT_CHECK`, which the README and tests/test_schema.py read: every error the reader knows
+pods, ...) are listed in `CANNOT_CHECK`, which docs/schemas.md and tests/test_schema.py read: every error the reader knows
 is either refused by the schema too or belongs to one of them.
 
 Patterns are written once in the common subset of ECMA-262 (what editors evaluate) and Python's `re`: ASCII classes
@@ -147,10 +147,10 @@ class Rule:
 PROXY_PROTOCOLS = ("unknown", "HTTP/1", "HTTP/2", "gRPC", "opaque", "TLS")
 
 # The most services one graph may hold: a mesh of 50,000 services across policy shards is read and compiled by every
-# stack (each registers only its part), and benchmarks/scale.py measures it (README, 'Limits' and 'Benchmark').
+# stack (each registers only its part), and benchmarks/scale.py measures it (docs/service-graph.md, 'Limits', and docs/benchmarks.md).
 # The file itself is limited by inputs.MAX_GRAPH_BYTES and inputs.MAX_NODES.
 MAX_SERVICES = 50_000
-# Limits that bound the program's time and memory, not just the file's bytes (README, 'Limits'): each is far above a
+# Limits that bound the program's time and memory, not just the file's bytes (docs/service-graph.md, 'Limits'): each is far above a
 # real graph, and each is checked on the raw document before the entries it counts are read one by one.
 # Namespaces do not grow with MAX_SERVICES: each is a Namespace and a ConfigGroup registration, the SDK's cost that no
 # compile step removes (benchmarks/hostile.py `namespaces`), and 100 services per namespace is 500 for 50,000.
@@ -167,7 +167,7 @@ MAX_DESTINATIONS_PER_EGRESS = 64  # cidrs and hosts of one egress entry
 # Operator caps at 42 characters (pulumi-kubernetes-operator operator/api/pulumi/v1/stack_types.go, XValidation).
 SHARD_NAME_MAX = 20
 MAX_PORT_LIST = 100  # skipInboundPorts, skipOutboundPorts, an egress entry's ports, an allow entry's ports
-# A graph split per team (serviceGraph naming a directory, README 'Splitting the graph per team'): the fragment files
+# A graph split per team (serviceGraph naming a directory, docs/service-graph.md, 'Splitting the graph per team'): the fragment files
 # it may hold (each opened, parsed and listed in CODEOWNERS; a team per file is far below this), and the owners one
 # fragment may name. The directory's files share the one-file limits (inputs.MAX_GRAPH_BYTES, inputs.MAX_NODES).
 MAX_GRAPH_FILES = 1_000
@@ -241,7 +241,7 @@ NAMESPACE = Record((
     Field("skipOutboundPorts", _ports("Outbound ports every proxy in the namespace leaves alone "
                                       "(config.linkerd.io/skip-outbound-ports)"), nullable=True),
     Field("shard", Text("The policy shard whose stack registers this namespace's authorization objects and workload "
-                        "Certificates when the platform stack sets policyShards (README, 'Shards'); without it, or "
+                        "Certificates when the platform stack sets policyShards (docs/shards.md); without it, or "
                         "in a single stack, the stack itself does: at most 20 lowercase letters, digits and '-'",
                         DNS_LABEL, SHARD_NAME_MAX), nullable=True),
 ), "A workload namespace of the mesh")
@@ -326,7 +326,7 @@ FRAGMENT = Record((
     Field("services", Named(Text("Service key (unique across the directory's files)", DNS_LABEL, DNS_LABEL_MAX),
                             SERVICE, "The services of this file's namespaces; their `allow` may name services of any "
                             "file", max_entries=MAX_SERVICES), nullable=True),
-), "One team's part of the service graph (README, 'Splitting the graph per team'): the files of the directory "
+), "One team's part of the service graph (docs/service-graph.md, 'Splitting the graph per team'): the files of the directory "
    "mtls-mesh:serviceGraph names are merged into one graph")
 
 

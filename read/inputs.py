@@ -40,7 +40,7 @@ MAX_DEPTH = 32
 # Values (scalars, lists, mappings) in one document: a 50,000-service graph (benchmarks/synthetic.py) has about 1.07
 # million; 16 MiB of `[a, a, ...]` has 5 million, which took 50 s and 1.8 GB to build before any limit on them could be
 # checked. The largest graph the other limits allow (50,000 services, 125,000 ports, 500,000 callers) has about 1.8
-# million; a document just under this limit costs what benchmarks/hostile.py `allow 1990000` prints (README, 'Limits').
+# million; a document just under this limit costs what benchmarks/hostile.py `allow 1990000` prints (docs/service-graph.md, 'Limits').
 MAX_NODES = 2_000_000
 # A 64-bit number has at most 20 decimal digits (22 octal, 16 hex); anything longer is refused before int() sees it.
 MAX_NUMBER_DIGITS = 24
@@ -71,7 +71,7 @@ def read_text_file(path: Path, limit: int) -> str:
         raise InputError(f"{path} is {kind}", "Point the setting at a regular file")
     if info.st_size > limit:
         raise InputError(f"is {info.st_size:,} bytes, more than the limit of {limit:,}",
-                         "Split or trim the file; see README, 'Limits'")
+                         "Split or trim the file; see docs/service-graph.md, 'Limits'")
     try:
         # O_NONBLOCK: should the path have become a FIFO since the stat, opening it must not wait for a writer.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
@@ -80,7 +80,7 @@ def read_text_file(path: Path, limit: int) -> str:
     except OSError as err:
         raise InputError(f"cannot be read: {err.strerror}") from None
     if len(data) > limit:
-        raise InputError(f"is more than the limit of {limit:,} bytes", "Split or trim the file; see README, 'Limits'")
+        raise InputError(f"is more than the limit of {limit:,} bytes", "Split or trim the file; see docs/service-graph.md, 'Limits'")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -227,7 +227,7 @@ def _check_structure(text: str, values_before: int = 0) -> int:
                 together = " with the graph's files read before it" if values_before else ""
                 raise InputError(f"holds more than {MAX_NODES:,} values (lists, mappings and scalars){together}, "
                                  f"stopped at line {event.start_mark.line + 1}",
-                                 "Split the platform into several stacks (see README, 'Limits')")
+                                 "Split the platform into several stacks (see docs/service-graph.md, 'Limits')")
         if kind in starts:
             depth += 1
             if depth > MAX_DEPTH:

@@ -206,7 +206,7 @@ class VaultSettings:
     kubernetes_auth_mode: str = "external"
     kubernetes_ca_pem: str = ""
     # Each id: every intermediate re-signed by its root (a new vaultIntermediateTtl); the last one is its mount's
-    # default issuer (README: Renewing the Vault intermediate).
+    # default issuer (docs/operations.md, 'Renewing the Vault intermediate').
     intermediate_renewals: tuple[str, ...] = ()
 
     def root_mount(self, anchor: str) -> str:
@@ -409,7 +409,7 @@ class _Config:
         if isinstance(value, str):
             if len(value) > MAX_LIST_SETTING_BYTES:
                 self.add(key, f"is {len(value):,} characters long, more than the limit of {MAX_LIST_SETTING_BYTES:,}",
-                         "See README, 'Limits'")
+                         "See docs/service-graph.md, 'Limits'")
                 return ()
             try:
                 # Numbers are never converted (a 5,000-digit one is more than Python's int() takes, and no list
@@ -425,7 +425,7 @@ class _Config:
             self.add(key, "must be a list of strings", example)
             return ()
         if len(value) > limit:
-            self.add(key, f"lists {len(value):,} entries, more than the limit of {limit:,}", "See README, 'Limits'")
+            self.add(key, f"lists {len(value):,} entries, more than the limit of {limit:,}", "See docs/service-graph.md, 'Limits'")
             return ()
         for index, item in enumerate(value):
             invisible = _invisible_character(item)
@@ -678,7 +678,7 @@ def _load_settings(raw: Mapping[str, str], stack: str, secret_keys: frozenset[st
     for key, other in (("shard", "platformStack"), ("platformStack", "shard")):
         if config.string(key) and not config.string(other):
             config.add(key, f"is set, but {other} is not: a shard stack names both its platform and its shard",
-                       f"Set {other} too (README, 'Shards'), or remove {key} from a stack that is not a shard")
+                       f"Set {other} too (docs/shards.md), or remove {key} from a stack that is not a shard")
     problems.raise_if_any(stack)
     return Settings(
         stack=stack, environment=environment, trust_domain=trust_domain, kubernetes=kubernetes, graph=graph,

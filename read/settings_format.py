@@ -214,7 +214,7 @@ ANCHOR_ID_MAX = 20
 STACK_NAME = Pattern(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 STACK_NAME_MAX = 32
 # A shard stack's settings: which platform and shard, and how this runner reaches the cluster; the rest is the
-# platform's (README, 'Shards').
+# platform's (docs/shards.md).
 SHARD_STACK_SETTINGS = ("platformStack", "shard", "kubeContext", "kubeconfig")
 # Namespaces the program runs things in itself, where cert-manager must not go (besides the graph's own).
 VERIFICATION_NAMESPACE = "mtls-mesh-verify"
@@ -332,7 +332,7 @@ VALUES: dict[str, Text] = {
 MIN_ITEMS = {"kubeletNetworks": 1, "clusterNetworks": 1}
 # List settings whose entries may not repeat.
 UNIQUE_ITEMS = ("vaultIntermediateRenewals",)
-# List settings: the JSON text of one, and its entries (README, 'Limits'). The namespace lists name graph namespaces;
+# List settings: the JSON text of one, and its entries (docs/service-graph.md, 'Limits'). The namespace lists name graph namespaces;
 # the others (networks, accounts, labels) are a handful in any cluster.
 MAX_LIST_SETTING_BYTES = 1024 * 1024
 MAX_LIST_ENTRIES = 100

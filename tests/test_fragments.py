@@ -242,8 +242,8 @@ def test_only_yaml_files_are_fragments_and_surprises_are_refused(tmp_path):
 def test_an_empty_directory_is_refused(tmp_path):
     (tmp_path / "services.d").mkdir()
     _, problems = load(tmp_path, {})
-    assert problems == ["services.d/: holds no *.yaml fragment file. Add a file per team (README, 'Splitting the "
-                        "graph per team'), or point mtls-mesh:serviceGraph at a graph file such as services.yaml"]
+    assert problems == ["services.d/: holds no *.yaml fragment file. Add a file per team (docs/service-graph.md, "
+                        "'Splitting the graph per team'), or point mtls-mesh:serviceGraph at a graph file such as services.yaml"]
 
 
 def test_the_limits_hold_for_the_files_together(tmp_path, monkeypatch):
