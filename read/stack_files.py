@@ -23,8 +23,8 @@ from typing import Any, Mapping
 from read import cli_yaml
 from read.errors import Problem, Problems, SettingsError, did_you_mean, short
 from read.settings import PROJECT, PROJECT_DIR, Settings, load_settings, secret_refusal
-from read.settings_format import (IGNORED_PROVIDER_KEYS, SHARD_STACK_SETTINGS, STACK_NAME, STACK_NAME_MAX,
-                                  Declaration, load_declarations)
+from read.settings_format import (IGNORED_PROVIDER_KEYS, MAY_BE_SECRET, SECRET_SETTINGS, SHARD_STACK_SETTINGS,
+                                  STACK_NAME, STACK_NAME_MAX, Declaration, load_declarations)
 
 STACKS_DIR = PROJECT_DIR / "stacks"
 # What a `secure:` value stands for when the ciphertext cannot (and need not) be decrypted.
@@ -364,6 +364,21 @@ def load_stack_settings(raw: Mapping[str, str], stack: str, *, secret_keys: froz
             secrets.discard(key)
             if key in secret_keys:
                 secrets.add(key)
+    # A stack's secrets are encrypted for that stack alone: the CLI hands a shard none of its platform's, so a
+    # setting the shard takes from the platform's file cannot be one (vaultToken excepted: a shard registers nothing
+    # of Vault's, and only checks that the platform keeps it secret).
+    unreadable = sorted(key for key in platform_secrets if key.partition(":")[2] in MAY_BE_SECRET
+                        and key.partition(":")[2] not in SECRET_SETTINGS and key not in set_here)
+    for key in unreadable:
+        name = key.partition(":")[2]
+        own = name in SHARD_STACK_SETTINGS
+        problems.add(key, f"is stored as a secret in stacks/Pulumi.{platform}.yaml, and a shard stack cannot "
+                     "decrypt another stack's secrets (each stack's are encrypted for it alone), yet it reads this "
+                     "setting from its platform's file",
+                     f"Set the shard's own: pulumi config set --secret {key} <value> --stack {stack}" if own
+                     else f"Store it in plain text in stacks/Pulumi.{platform}.yaml (pulumi config set {key} "
+                     f"<value> --stack {platform}), or keep this environment unsharded")
+    problems.raise_if_any(stack)
     settings = load_settings(platform_raw, stack, secret_keys=frozenset(secrets), project_dir=project_dir,
                              updating=updating)
     if not settings.policy_shards:

@@ -225,3 +225,33 @@ def test_fuzz_no_error_quotes_a_value_stored_as_a_secret(key, shape, mark, stack
             assert [p.where for p in err.problems] == [f"{PROJECT}:{key}"], str(err)
     else:
         assert key in sf.MAY_BE_SECRET, f"{key} stored as a secret was accepted"
+
+
+
+@pytest.mark.parametrize("key", sorted(set(sf.MAY_BE_SECRET) - set(sf.SECRET_SETTINGS)))
+def test_a_shard_says_clearly_that_it_cannot_read_a_secret_of_its_platforms_file(key, tmp_path):
+    """A stack's secrets are encrypted for that stack alone, so the CLI hands a shard none of its platform's: a setting
+    the shard reads from the platform's file, stored there as a secret, is one clear problem naming the key and the
+    fix, never a check of the placeholder that stands for it ("contains a space", "file not found"). A shard that
+    sets its own kubeContext or kubeconfig does not read the platform's."""
+    import shutil
+
+    import yaml
+
+    from read.stack_files import STACKS_DIR
+
+    for name in ("prod", "prod-payments"):
+        shutil.copy(STACKS_DIR / f"Pulumi.{name}.yaml", tmp_path / f"Pulumi.{name}.yaml")
+    platform = tmp_path / "Pulumi.prod.yaml"
+    document = yaml.safe_load(platform.read_text())
+    document["config"][f"{PROJECT}:{key}"] = {"secure": "v1:ciphertext"}
+    platform.write_text(yaml.safe_dump(document))
+    raw = {f"{PROJECT}:platformStack": "prod", f"{PROJECT}:shard": "payments"}
+    with pytest.raises(SettingsError) as caught:
+        load_stack_settings(raw, "prod-payments", stacks_dir=tmp_path)
+    assert [p.where for p in caught.value.problems] == [f"{PROJECT}:{key}"], caught.value
+    assert "cannot decrypt another stack's secrets" in str(caught.value.problems[0])
+    if key in ("kubeContext", "kubeconfig"):
+        own = {**raw, f"{PROJECT}:{key}": "its-own"}
+        settings = load_stack_settings(own, "prod-payments", stacks_dir=tmp_path)
+        assert (settings.kubernetes.context if key == "kubeContext" else settings.kubernetes.kubeconfig) == "its-own"
