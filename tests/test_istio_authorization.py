@@ -295,21 +295,21 @@ def test_service_entry_names_never_collide():
         assert validate_istio_object(entry) == [], name
 
 
-def test_nested_selectors_are_refused_for_istio():
+def test_nested_selectors_are_refused_before_istio_sees_them():
+    """Two Sidecars selecting one pod are undefined behaviour in Istio; the graph reader already refuses any two
+    services of a namespace whose selectors nest (read/graph.py, whatever the mesh), and the Istio builder's own
+    check agrees on what the reader accepts."""
     document = {"namespaces": {"apps": {}}, "services": {
         "api": {"namespace": "apps", "ports": [{"name": "http", "port": 8080, "protocol": "HTTP/1"}]},
         "api-admin": {"namespace": "apps", "selector": {"app": "api", "role": "admin"},
                       "ports": [{"name": "admin", "port": 9000, "protocol": "HTTP/1"}]}}}
-    graph = parse_graph(document, "services.yaml", Problems())
-    assert graph is not None
-    problems = istio.graph_problems(graph).items
-    assert [p.where for p in problems] == ["services.yaml: services.api-admin.selector"]
-    assert "Sidecar" in problems[0].what
-    with pytest.raises(SettingsError) as caught:
-        istio.build_objects(graph, RolloutSettings("deny", {}), stack_settings("prod").policy, TD)
-    assert caught.value.problems == tuple(problems)
+    problems = Problems()
+    assert parse_graph(document, "services.yaml", problems) is None
+    assert [p.where for p in problems.items] == ["services.yaml: services.api-admin.selector"], problems.items
     document["services"]["api-admin"]["selector"] = {"app": "api-admin"}
-    assert not istio.graph_problems(parse_graph(document, "services.yaml", Problems())).items
+    graph = parse_graph(document, "services.yaml", Problems())
+    assert graph is not None and not istio.graph_problems(graph).items
+    istio.build_objects(graph, RolloutSettings("deny", {}), stack_settings("prod").policy, TD)
 
 
 # ------------------------------------------------------------------------------------------- generated graphs
