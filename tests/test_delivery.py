@@ -254,7 +254,8 @@ def test_pull_requests_preview_the_stacks_they_change_with_the_policy_pack():
 def test_a_stack_not_in_the_backend_yet_is_not_previewed():
     """A pull request that adds a stack file previews a stack its first deploy creates: `upsert: false` would fail on
     it (pulumi/actions src/main.ts, LocalWorkspace.selectStack). The check runs before the preview, in the same job
-    as the same read-only login (after the environment's pulumi-backend login, with no credential of its own), with
+    as the same read-only login (after the environment's pulumi-backend login, with no credential of its own; none
+    at all for a stack file new in the pull request, which cannot be in the backend), with
     the CLI pulumi/actions installs without a command, and it asks nothing a read cannot: `stack select`, never
     `--create` or `stack init`."""
     preview = workflow("pull-request.yml")["jobs"]["preview"]
@@ -267,6 +268,8 @@ def test_a_stack_not_in_the_backend_yet_is_not_previewed():
     (cli,) = [s for s in steps_using(preview, "pulumi/actions@") if "command" not in s.get("with", {})]
     assert cli["with"] == {"pulumi-version-file": ".pulumi.version"}, "without a command it only installs the CLI"
     assert index[id(login)] < index[id(check)] < index[id(action)] and index[id(cli)] < index[id(check)]
+    assert login["if"] == "${{ !matrix.new }}" and 'if [ "$NEW_IN_PULL_REQUEST" = "true" ]' in check["run"], \
+        "the login is skipped only for a stack file new in the pull request, which the check never asks about"
     assert preview["environment"] == "preview-${{ matrix.platform }}", "the preview-<platform> read-only login"
     assert check["env"] == {"NEW_IN_PULL_REQUEST": "${{ matrix.new }}"} and "if" not in check, \
         "no credential of its own: the job's, which only reads"
