@@ -5,8 +5,8 @@
 
 prints a JSON list, one `{"stack", "platform", "role", "new"}` per stack to preview (`platform`: the stack whose
 settings and GitHub environment it uses; for a single or platform stack itself; `new`: its stack file is not at the
-base, so it is not in the backend yet and its preview job does not ask for a `pulumi preview` of it). Why each stack was or was not chosen goes
-to stderr, and with --reasons to a file.
+base, so it is not in the backend yet and its preview job does not ask for a `pulumi preview` of it). Why each
+stack was or was not chosen goes to stderr, and with --reasons to a file.
 
 Decided by compiling, not by paths: each single and platform stack's settings are loaded and compiled at the base
 and at the head (read.settings.load_settings, plan.mesh.compile_mesh), once per distinct input, and each stack's

@@ -6,8 +6,9 @@
 chose the stacks, `_selection.json` (deploy/changed_stacks.py --reasons; no stack name starts with `_`, so no review
 file `<stack>.json` replaces it when the artifacts are merged into one folder). The comment says per environment (a
 platform and its shards, or a single stack) which stack was previewed and why, the preview's outcome (or that the
-stack is new: not in the backend yet, so not previewed, its matrices compiled), which stack owns each namespace, each stack's entries that differ from the base, and the merged matrices. It starts with
-MARKER, by which the workflow finds and updates its own comment instead of adding one per push.
+stack is new: not in the backend yet, so not previewed, its matrices compiled), which stack owns each namespace,
+each stack's entries that differ from the base, and the merged matrices. It starts with MARKER, by which the
+workflow finds and updates its own comment instead of adding one per push.
 
 GitHub refuses a comment longer than 65,536 characters: a longer one is cut at a line, its open <details> closed,
 with a note that the whole comment is the run's artifact (`--full` writes it).

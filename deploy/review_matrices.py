@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outcome", default="", help="the preview step's outcome (success, failure, ...)")
     parser.add_argument("--url", default="", help="where the preview's diff is (the run's page)")
     parser.add_argument("--new-stack", default="false", choices=("true", "false"),
-                        help="true: the stack is not in the backend yet, so no preview ran (its first deploy creates it)")
+                        help="true: the stack is not in the backend yet, so no preview ran (its first deploy "
+                             "creates it)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -352,8 +352,9 @@ def test_a_new_stack_shows_as_new_with_its_compiled_matrices(base_head, tmp_path
     access, egress = len(review["accessMatrix"]), len(review["egressMatrix"])
     assert row == f"| `prod-ledgers` | {new} | new in this pull request | data | {access} | {egress} |"
     assert "skipped" not in row and "failed" not in row
-    assert "`prod-ledgers` is new: it is not in the state backend yet, so it was not previewed; its first deploy " \
-           "creates it. Its matrices below are compiled from this pull request's stack files, every entry added." in prod
+    assert ("`prod-ledgers` is new: it is not in the state backend yet, so it was not previewed; its first deploy "
+            "creates it. Its matrices below are compiled from this pull request's stack files, every entry added.") \
+        in prod
     added = [line for line in prod.splitlines() if line.startswith("| `prod-ledgers` | ") and "| added |" in line]
     assert len(added) == access + egress
     merged = prod.split("Access matrix of the previewed stacks, merged", 1)[1].split("</details>", 1)[0]

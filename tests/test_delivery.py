@@ -308,7 +308,8 @@ def test_the_existence_check_tells_a_new_stack_from_one_in_the_backend(tmp_path,
     assert bool(calls) is asked, "a stack file new in the pull request is not asked for"
     if asked:
         assert calls.split() == ["stack", "select", "--stack", "prod-ledgers", "--non-interactive"]
-    notice = "::notice title=New stack::prod-ledgers is new: its first deploy creates it; its plan is shown from compiling"
+    notice = ("::notice title=New stack::prod-ledgers is new: its first deploy creates it; "
+              "its plan is shown from compiling")
     assert (notice in result.stdout) is (exists == "false")
     # A stack file at the base whose stack is missing: maybe never deployed, maybe a login that cannot see it.
     assert ("::warning title=prod-ledgers not in the backend::" in result.stdout) is (asked and exists == "false")
