@@ -3,9 +3,10 @@
     python -m deploy.changed_stacks --base <checkout of the base> --head <checkout of the head> [--skip dev]
         [--reasons reasons.json]
 
-prints a JSON list, one `{"stack", "platform", "role"}` per stack to preview (`platform`: the stack whose settings
-and GitHub environment it uses; for a single or platform stack itself). Why each stack was or was not chosen goes
-to stderr, and with --reasons to a file.
+prints a JSON list, one `{"stack", "platform", "role", "new"}` per stack to preview (`platform`: the stack whose
+settings and GitHub environment it uses; for a single or platform stack itself; `new`: its stack file is not at the
+base, so it is not in the backend yet and its preview job does not ask for a `pulumi preview` of it). Why each
+stack was or was not chosen goes to stderr, and with --reasons to a file.
 
 Decided by compiling, not by paths: each single and platform stack's settings are loaded and compiled at the base
 and at the head (read.settings.load_settings, plan.mesh.compile_mesh), once per distinct input, and each stack's
@@ -241,9 +242,12 @@ class Choice:
     role: str
     selected: bool
     reason: str
+    # No stack file at the base: the stack cannot be in the backend yet (its first deploy creates it), so its preview
+    # job skips `pulumi preview` without asking the backend (.github/workflows/pull-request.yml).
+    new: bool = False
 
-    def entry(self) -> dict[str, str]:
-        return {"stack": self.stack, "platform": self.platform, "role": self.role}
+    def entry(self) -> dict[str, Any]:
+        return {"stack": self.stack, "platform": self.platform, "role": self.role, "new": self.new}
 
 
 WHAT_CHANGED = {SINGLE: "its plan changed", PLATFORM: "its part of the plan (outside the shards') changed",
@@ -264,18 +268,23 @@ def choose(base: Path, head: Path, skip: tuple[str, ...] = ()) -> list[Choice]:
             continue
         if stack in skip or file.platform in skip:
             continue
+        try:
+            new = before.stack_file(stack) is None
+        except Unreadable:
+            new = False  # a file at the base that does not read: maybe deployed, so the backend is asked
         if program:
             shown = ", ".join(program[:5]) + (f" and {len(program) - 5} more" if len(program) > 5 else "")
-            choices.append(Choice(stack, file.platform, file.role, True, f"the program or the pack changed ({shown})"))
+            choices.append(Choice(stack, file.platform, file.role, True, f"the program or the pack changed ({shown})",
+                                  new))
             continue
         try:
             wanted = after.digests(stack)
         except Unreadable as err:
-            choices.append(Choice(stack, file.platform, file.role, True, f"does not compile at the head: {err}"))
+            choices.append(Choice(stack, file.platform, file.role, True, f"does not compile at the head: {err}", new))
             continue
         try:
-            if before.stack_file(stack) is None:
-                choices.append(Choice(stack, file.platform, file.role, True, "new in this pull request"))
+            if new:
+                choices.append(Choice(stack, file.platform, file.role, True, "new in this pull request", new))
                 continue
             had = before.digests(stack)
         except Unreadable as err:

@@ -5,9 +5,10 @@
 <artifact dir> holds the review files (deploy/review_matrices.py, one per previewed stack) and, from the job that
 chose the stacks, `_selection.json` (deploy/changed_stacks.py --reasons; no stack name starts with `_`, so no review
 file `<stack>.json` replaces it when the artifacts are merged into one folder). The comment says per environment (a
-platform and its shards, or a single stack) which stack was previewed and why, the preview's outcome, which stack
-owns each namespace, each stack's entries that differ from the base, and the merged matrices. It starts with
-MARKER, by which the workflow finds and updates its own comment instead of adding one per push.
+platform and its shards, or a single stack) which stack was previewed and why, the preview's outcome (or that the
+stack is new: not in the backend yet, so not previewed, its matrices compiled), which stack owns each namespace,
+each stack's entries that differ from the base, and the merged matrices. It starts with MARKER, by which the
+workflow finds and updates its own comment instead of adding one per push.
 
 GitHub refuses a comment longer than 65,536 characters: a longer one is cut at a line, its open <details> closed,
 with a note that the whole comment is the run's artifact (`--full` writes it).
@@ -26,6 +27,8 @@ MARKER = "<!-- mtls-mesh:review-matrices -->"
 COMMENT_LIMIT = 65_536
 MATRICES = (("accessMatrix", "Access matrix", "who may call each server port"),
             ("egressMatrix", "Egress matrix", "who may reach each destination outside the mesh"))
+# A stack not in the backend yet (review_matrices --new-stack): no `pulumi preview` ran, whatever its outcome says.
+NEW_STACK = "**new**: its first deploy creates it; its plan is shown from compiling"
 OUTCOME = {"success": "previewed", "failure": "**preview failed**", "cancelled": "cancelled", "skipped": "skipped",
            "": "no result"}
 
@@ -67,6 +70,18 @@ def changes(base: dict[str, Any] | None, head: dict[str, Any]) -> list[tuple[str
     return found
 
 
+def _new(review: dict[str, Any]) -> bool:
+    return bool(review["preview"].get("new"))
+
+
+def _base(review: dict[str, Any]) -> dict[str, Any] | None:
+    """What the stack's entries are compared with: the base's compile; for a new stack with no stack file at the base,
+    nothing (the backend holds nothing of it either), so each of its entries shows as added."""
+    if review.get("base") is None and _new(review):
+        return {key: {} for key, _, _ in MATRICES}
+    return review.get("base")
+
+
 def _environments(reviews: Iterable[dict[str, Any]], selection: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per platform (the GitHub environment's stack): its review files and its chosen stacks, platform first."""
     grouped: dict[str, dict[str, Any]] = {}
@@ -106,16 +121,18 @@ def render(reviews: list[dict[str, Any]], selection: list[dict[str, Any]], run_u
                 lines.append(f"| `{stack}` | not run (tests failed, not approved, or cancelled) | {why} | | | |")
                 continue
             outcome = OUTCOME.get(review["preview"]["outcome"], review["preview"]["outcome"])
+            if _new(review):
+                outcome = NEW_STACK
             if review["preview"].get("url"):
                 outcome = f"[{outcome}]({review['preview']['url']})"
             counts = []
             for key, _, _ in MATRICES:
                 if review.get("problem"):
                     counts.append("")
-                elif review.get("base") is None:
+                elif _base(review) is None:
                     counts.append("(no base)")
                 else:
-                    counts.append(str(len(changes(review["base"][key], review[key]))))
+                    counts.append(str(len(changes(_base(review)[key], review[key]))))
             namespaces = ", ".join(review.get("namespaces", [])) or "(none)"
             lines.append(f"| `{stack}` | {outcome} | {why} | {namespaces} | {counts[0]} | {counts[1]} |")
         lines.append("")
@@ -125,6 +142,11 @@ def render(reviews: list[dict[str, Any]], selection: list[dict[str, Any]], run_u
                 continue
             if review.get("problem"):
                 lines += [f"`{stack}` does not compile at the head: {review['problem']}", ""]
+            elif _new(review):
+                compared = ", every entry added" if review.get("base") is None else ", compared with the base's"
+                lines += [f"`{stack}` is new: it is not in the state backend yet, so it was not previewed; its first "
+                          f"deploy creates it. Its matrices below are compiled from this pull request's stack files"
+                          f"{compared}.", ""]
             elif review.get("base") is None:
                 lines += [f"`{stack}` has no base to compare with ({review.get('baseProblem')}).", ""]
         owners = {}
@@ -139,9 +161,9 @@ def render(reviews: list[dict[str, Any]], selection: list[dict[str, Any]], run_u
             diff_lines = []
             for stack in stacks:
                 review = group["reviews"].get(stack)
-                if review is None or review.get("problem") or review.get("base") is None:
+                if review is None or review.get("problem") or _base(review) is None:
                     continue
-                for entry, how, before, after in changes(review["base"][key], review[key]):
+                for entry, how, before, after in changes(_base(review)[key], review[key]):
                     diff_lines.append(f"| `{stack}` | {_cell(entry)} | {how} | "
                                       f"{_cell(before) if before is not None else ''} | "
                                       f"{_cell(after) if after is not None else ''} |")

@@ -2,7 +2,11 @@
 comment (deploy/review_comment.py merges every previewed stack's file into one comment).
 
     python -m deploy.review_matrices --stack <stack> [--head .] [--base ../base] [--outcome <preview outcome>]
-        [--url <run url>] --out review/<stack>.json
+        [--url <run url>] [--new-stack true] --out review/<stack>.json
+
+`--new-stack true`: the stack is not in the backend yet (its stack file is new in the pull request, or the backend
+has no such stack), so the workflow ran no `pulumi preview` of it (its first deploy creates it): the comment shows it
+as new, with the matrices compiled here, instead of as a preview that failed or was skipped.
 
 Why compiled here and not read from the preview: `pulumi preview` stores nothing, and what pulumi/actions hands back
 as step outputs after a preview are the stack's outputs of its last update (pulumi/actions src/main.ts: after
@@ -28,12 +32,13 @@ if str(PROJECT_DIR) not in sys.path:
 from deploy.changed_stacks import Checkout, Unreadable  # noqa: E402
 
 
-def review(stack: str, head: Path, base: Path | None, outcome: str = "", url: str = "") -> dict[str, Any]:
+def review(stack: str, head: Path, base: Path | None, outcome: str = "", url: str = "",
+           new: bool = False) -> dict[str, Any]:
     """The review file of one stack: its role, matrices and namespace owners at the head, its matrices at the base
-    (None, with the reason, when the base has no such stack or does not compile)."""
+    (None, with the reason, when the base has no such stack or does not compile); `new`: not in the backend yet."""
     cache: dict[str, Any] = {}
     after = Checkout(head, cache)
-    result: dict[str, Any] = {"stack": stack, "preview": {"outcome": outcome, "url": url}}
+    result: dict[str, Any] = {"stack": stack, "preview": {"outcome": outcome, "url": url, "new": new}}
     try:
         file = after.stack_file(stack)
         if file is None:
@@ -61,10 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", type=Path)
     parser.add_argument("--outcome", default="", help="the preview step's outcome (success, failure, ...)")
     parser.add_argument("--url", default="", help="where the preview's diff is (the run's page)")
+    parser.add_argument("--new-stack", default="false", choices=("true", "false"),
+                        help="true: the stack is not in the backend yet, so no preview ran (its first deploy "
+                             "creates it)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(review(args.stack, args.head, args.base, args.outcome, args.url), sort_keys=True)
+    args.out.write_text(json.dumps(review(args.stack, args.head, args.base, args.outcome, args.url,
+                                             args.new_stack == "true"), sort_keys=True)
                         + "\n", encoding="utf-8")
     return 0
 

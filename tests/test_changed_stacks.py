@@ -195,6 +195,8 @@ def test_a_stack_the_base_cannot_give_is_previewed_with_the_reason(base_head):
     shard(head, {**SHARDS, "data": "ledgers"})
     choices = {c.stack: c for c in choose(base, head, ("dev", "staging"))}
     assert choices["prod-ledgers"].selected and choices["prod-ledgers"].reason == "new in this pull request"
+    assert choices["prod-ledgers"].new and not choices["prod"].new and not choices["prod-payments"].new, \
+        "only a stack file the base lacks is known to be missing from the backend"
     assert choices["prod"].selected, "the platform names data's new shard on its Namespace"
     assert choices["prod-payments"].selected, "data left the payments shard (services.yaml gives it to payments)"
     set_config(base, "prod", defaultInboundPolicy="denny")
@@ -246,7 +248,7 @@ def test_the_command_prints_the_matrix_and_says_why(base_head, tmp_path):
                              "--skip", "dev", "--skip", "staging", "--reasons", str(reasons)],
                             capture_output=True, text=True, cwd=PROJECT_DIR)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == [{"stack": "prod-payments", "platform": "prod", "role": "shard"}]
+    assert json.loads(result.stdout) == [{"stack": "prod-payments", "platform": "prod", "role": "shard", "new": False}]
     assert "prod-storefront: no preview (unchanged)" in result.stderr
     assert {r["stack"]: r["selected"] for r in json.loads(reasons.read_text())} == \
         {"prod": False, "prod-payments": True, "prod-storefront": False}
@@ -288,8 +290,9 @@ def test_a_file_name_that_is_no_stack_name_is_refused(base_head, capsys):
 
 # --- the one review comment ------------------------------------------------------------------------------------------
 
-def run_pipeline(base: Path, head: Path, out: Path, outcomes=None) -> list[dict]:
-    """What the workflow does: choose, one review file per chosen stack, then the comment."""
+def run_pipeline(base: Path, head: Path, out: Path, outcomes=None, not_in_backend=()) -> list[dict]:
+    """What the workflow does: choose, one review file per chosen stack, then the comment. A stack new in the pull
+    request, or in `not_in_backend`, is one the preview job's check finds missing: no preview (outcome skipped)."""
     review = out / "review"
     review.mkdir(parents=True)
     chosen_stacks = json.loads(subprocess.run(
@@ -297,11 +300,12 @@ def run_pipeline(base: Path, head: Path, out: Path, outcomes=None) -> list[dict]
          "--reasons", str(review / "_selection.json")], capture_output=True, text=True, cwd=PROJECT_DIR,
         check=True).stdout)
     for entry in chosen_stacks:
-        outcome = (outcomes or {}).get(entry["stack"], "success")
+        new = entry["new"] or entry["stack"] in not_in_backend
+        outcome = "skipped" if new else (outcomes or {}).get(entry["stack"], "success")
         if outcome is None:
             continue  # the job never ran: no artifact
         review_matrices.main(["--stack", entry["stack"], "--head", str(head), "--base", str(base), "--outcome",
-                              outcome, "--url", "https://example.invalid/run/1",
+                              outcome, "--url", "https://example.invalid/run/1", "--new-stack", str(new).lower(),
                               "--out", str(review / entry["stack"] / "review.json")])
     return chosen_stacks
 
@@ -327,6 +331,38 @@ def test_the_comment_merges_the_previewed_stacks_matrices(base_head, tmp_path):
     staging = comment.split("#### staging\n", 1)[1]
     assert "| `staging-payments` | not run" in staging
     assert "Not previewed, their part of the plan is unchanged: `prod`, `staging`." in comment
+
+
+def test_a_new_stack_shows_as_new_with_its_compiled_matrices(base_head, tmp_path):
+    """A pull request that adds a shard: its stack is not in the backend, so its job runs no preview; the comment
+    shows it as new (not as failed or skipped), each of its entries as added, and its matrices merged with the rest.
+    A stack whose file is at the base but which the backend lacks is new too, compared with the base."""
+    base, head = base_head
+    shard(head, {**SHARDS, "data": "ledgers"})
+    chosen_stacks = run_pipeline(base, head, tmp_path, not_in_backend=("prod-payments",))
+    assert {e["stack"]: e["new"] for e in chosen_stacks if e["platform"] == "prod"} == \
+        {"prod": False, "prod-ledgers": True, "prod-payments": False}
+    review = json.loads((tmp_path / "review" / "prod-ledgers" / "review.json").read_text())
+    assert review["preview"] == {"outcome": "skipped", "url": "https://example.invalid/run/1", "new": True}
+    assert review["accessMatrix"] and review["base"] is None, "compiled at the head; the base has no such stack"
+    comment = review_comment.render(*review_comment.read_dir(tmp_path / "review"))
+    prod = comment.split("#### prod\n", 1)[1].split("#### staging\n", 1)[0]
+    new = f"[{review_comment.NEW_STACK}](https://example.invalid/run/1)"
+    row = next(line for line in prod.splitlines() if line.startswith("| `prod-ledgers` |"))
+    access, egress = len(review["accessMatrix"]), len(review["egressMatrix"])
+    assert row == f"| `prod-ledgers` | {new} | new in this pull request | data | {access} | {egress} |"
+    assert "skipped" not in row and "failed" not in row
+    assert ("`prod-ledgers` is new: it is not in the state backend yet, so it was not previewed; its first deploy "
+            "creates it. Its matrices below are compiled from this pull request's stack files, every entry added.") \
+        in prod
+    added = [line for line in prod.splitlines() if line.startswith("| `prod-ledgers` | ") and "| added |" in line]
+    assert len(added) == access + egress
+    merged = prod.split("Access matrix of the previewed stacks, merged", 1)[1].split("</details>", 1)[0]
+    assert all(f"{review_comment._cell(entry)} | `prod-ledgers`" in merged for entry in review["accessMatrix"])
+    payments = next(line for line in prod.splitlines() if line.startswith("| `prod-payments` |"))
+    assert payments.startswith(f"| `prod-payments` | {new} |")
+    assert "`prod-payments` is new" in prod and "compared with the base's." in prod
+    assert "| `prod` | [previewed]" in prod
 
 
 def test_a_comment_longer_than_github_takes_is_cut_with_a_note(tmp_path):

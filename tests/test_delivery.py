@@ -79,6 +79,11 @@ def steps_using(job, prefix):
     return [s for s in job.get("steps", []) if s.get("uses", "").startswith(prefix)]
 
 
+def preview_step(job):
+    (step,) = [s for s in steps_using(job, "pulumi/actions@") if s.get("with", {}).get("command") == "preview"]
+    return step
+
+
 def secrets_used(job) -> set[str]:
     return set(re.findall(r"secrets\.([A-Z_]+)", json.dumps(job))) - {"GITHUB_TOKEN"}
 
@@ -211,8 +216,9 @@ def test_the_pulumi_cli_is_pinned_to_the_sdks_version():
     assert version == sdk
     steps = [s for name in ("up.yml", "pull-request.yml", "dev-kind.yml")
              for job in workflow(name)["jobs"].values() for s in steps_using(job, "pulumi/actions@")]
-    # up.yml: the CLI for the handover, the up, the CLI for the Operator promotion; the preview; dev-kind.yml's up.
-    assert len(steps) == 5
+    # up.yml: the CLI for the handover, the up, the CLI for the Operator promotion; pull-request.yml: the CLI for the
+    # check whether the stack is in the backend yet, the preview; dev-kind.yml's up.
+    assert len(steps) == 6
     for step in steps:
         assert step["with"]["pulumi-version-file"] == ".pulumi.version" and "pulumi-version" not in step["with"]
 
@@ -227,10 +233,10 @@ def test_pull_requests_preview_the_stacks_they_change_with_the_policy_pack():
     assert set(preview["strategy"]["matrix"]) == {"include"}, "the stacks come from the changes job, none fixed here"
     assert include.startswith("${{ fromJSON(needs.changes.outputs.stacks") and include.endswith("}}")
     fallback = json.loads(re.search(r"\|\| '(\[.*\])'", include).group(1))
-    assert fallback and all(set(entry) == {"stack", "platform"} for entry in fallback), \
+    assert fallback and all(set(entry) == {"stack", "platform", "new"} for entry in fallback), \
         "the fallback keeps the matrix valid (non-empty) if GitHub expands it before the job's `if`"
     assert preview["strategy"]["fail-fast"] is False
-    action = steps_using(preview, "pulumi/actions@")[0]["with"]
+    action = preview_step(preview)["with"]
     assert action["command"] == "preview" and action["stack-name"] == "${{ matrix.stack }}"
     # The pack and its levels are the base branch's (a shard at its platform's): tests/test_judging_pack.py.
     assert action["policyPacks"] == ".judging-pack/policy"
@@ -243,6 +249,77 @@ def test_pull_requests_preview_the_stacks_they_change_with_the_policy_pack():
         "stack names come from the pull request's file names: into scripts through env only, never inlined"
     for stack in STACKS:
         assert (PROJECT_DIR / "policy" / f"{stack}.json").exists()
+
+
+def test_a_stack_not_in_the_backend_yet_is_not_previewed():
+    """A pull request that adds a stack file previews a stack its first deploy creates: `upsert: false` would fail on
+    it (pulumi/actions src/main.ts, LocalWorkspace.selectStack). The check runs before the preview, in the same job
+    as the same read-only login (after the environment's pulumi-backend login, with no credential of its own; none
+    at all for a stack file new in the pull request, which cannot be in the backend), with
+    the CLI pulumi/actions installs without a command, and it asks nothing a read cannot: `stack select`, never
+    `--create` or `stack init`."""
+    preview = workflow("pull-request.yml")["jobs"]["preview"]
+    steps = preview["steps"]
+    index = {id(s): i for i, s in enumerate(steps)}
+    check = next(s for s in steps if s.get("id") == "exists")
+    action = preview_step(preview)
+    assert action["if"] == "steps.exists.outputs.exists == 'true'", "no preview of a stack the backend does not hold"
+    login = next(s for s in steps if s.get("uses") == "./.github/actions/pulumi-backend")
+    (cli,) = [s for s in steps_using(preview, "pulumi/actions@") if "command" not in s.get("with", {})]
+    assert cli["with"] == {"pulumi-version-file": ".pulumi.version"}, "without a command it only installs the CLI"
+    assert index[id(login)] < index[id(check)] < index[id(action)] and index[id(cli)] < index[id(check)]
+    assert login["if"] == "${{ !matrix.new }}" and 'if [ "$NEW_IN_PULL_REQUEST" = "true" ]' in check["run"], \
+        "the login is skipped only for a stack file new in the pull request, which the check never asks about"
+    assert preview["environment"] == "preview-${{ matrix.platform }}", "the preview-<platform> read-only login"
+    assert check["env"] == {"NEW_IN_PULL_REQUEST": "${{ matrix.new }}"} and "if" not in check, \
+        "no credential of its own: the job's, which only reads"
+    assert 'pulumi stack select --stack "$STACK" --non-interactive' in check["run"]
+    assert "--create" not in check["run"] and "stack init" not in check["run"]
+    assert "pulumi login" not in check["run"], "the environment's login is the one it uses"
+
+
+def run_existence_check(tmp_path, new_in_pull_request: str, pulumi_script: str):
+    """The workflow's check, run by bash as the runner runs it, with a `pulumi` that answers as the CLI would."""
+    check = next(s for s in workflow("pull-request.yml")["jobs"]["preview"]["steps"] if s.get("id") == "exists")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "pulumi"
+    fake.write_text(f"#!/bin/bash\necho \"$*\" >> {tmp_path}/calls\n{pulumi_script}\n")
+    fake.chmod(0o755)
+    output, summary = tmp_path / "output", tmp_path / "summary"
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "STACK": "prod-ledgers", "NEW_IN_PULL_REQUEST": new_in_pull_request,
+           "RUNNER_TEMP": str(tmp_path), "GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary)}
+    result = subprocess.run(["bash", "-e", "-c", check["run"]], env=env, capture_output=True, text=True)
+    calls = (tmp_path / "calls").read_text() if (tmp_path / "calls").exists() else ""
+    return result, (output.read_text() if output.exists() else ""), calls
+
+
+@pytest.mark.parametrize("new_in_pull_request,pulumi_script,exists,asked", [
+    ("true", "exit 0", "false", False),
+    ("false", "exit 0", "true", True),
+    ("false", "echo \"error: no stack named 'organization/mtls-mesh/prod-ledgers' found\" >&2; exit 255", "false",
+     True),
+])
+def test_the_existence_check_tells_a_new_stack_from_one_in_the_backend(tmp_path, new_in_pull_request, pulumi_script,
+                                                                        exists, asked):
+    result, output, calls = run_existence_check(tmp_path, new_in_pull_request, pulumi_script)
+    assert result.returncode == 0, result.stderr
+    assert output == f"exists={exists}\n"
+    assert bool(calls) is asked, "a stack file new in the pull request is not asked for"
+    if asked:
+        assert calls.split() == ["stack", "select", "--stack", "prod-ledgers", "--non-interactive"]
+    notice = ("::notice title=New stack::prod-ledgers is new: its first deploy creates it; "
+              "its plan is shown from compiling")
+    assert (notice in result.stdout) is (exists == "false")
+    # A stack file at the base whose stack is missing: maybe never deployed, maybe a login that cannot see it.
+    assert ("::warning title=prod-ledgers not in the backend::" in result.stdout) is (asked and exists == "false")
+
+
+def test_the_existence_check_fails_when_the_backend_cannot_answer(tmp_path):
+    """A login that cannot read, or a backend that cannot be reached, is no new stack: the job fails and says why."""
+    result, output, _ = run_existence_check(
+        tmp_path, "false", "echo 'error: [403] Forbidden: this token may not read the stack' >&2; exit 255")
+    assert result.returncode != 0 and "403" in result.stderr and "exists=" not in output
 
 
 def test_the_changes_job_compiles_the_base_and_the_head_without_credentials():
@@ -267,7 +344,11 @@ def test_each_preview_writes_its_matrices_for_the_one_review_comment():
     preview = jobs["preview"]
     runs = [s for s in preview["steps"] if "deploy.review_matrices" in s.get("run", "")]
     assert len(runs) == 1 and runs[0]["if"] == "${{ !cancelled() }}", "a failed preview is reported too"
-    assert runs[0]["env"]["OUTCOME"] == "${{ steps.preview.outcome }}"
+    assert runs[0]["env"]["OUTCOME"] == \
+        "${{ steps.exists.outcome == 'success' && steps.preview.outcome || steps.exists.outcome }}", \
+        "a check that failed is this stack's failure, not a skipped preview"
+    assert runs[0]["env"]["NEW_STACK"] == "${{ steps.exists.outputs.exists == 'false' }}"
+    assert '--new-stack "$NEW_STACK"' in runs[0]["run"]
     assert '--base ../base' in runs[0]["run"] and '--out "review/$STACK.json"' in runs[0]["run"]
     (upload,) = steps_using(preview, "actions/upload-artifact@")
     assert upload["with"]["name"] == "review-${{ matrix.stack }}" and upload["if"] == "${{ !cancelled() }}"
@@ -488,7 +569,7 @@ def test_previews_hold_only_the_preview_identitys_credentials():
     preview = workflow("pull-request.yml")["jobs"]["preview"]
     assert secrets_used(preview) == {"PULUMI_CONFIG_PASSPHRASE", "PREVIEW_VAULT_TOKEN", "PREVIEW_KUBECONFIG"}, \
         "never the deployer's KUBECONFIG or VAULT_TOKEN, which live in staging and prod only"
-    action = steps_using(preview, "pulumi/actions@")[0]["with"]
+    action = preview_step(preview)["with"]
     assert action["upsert"] is False, "a read-only state login cannot create a stack"
     assert "refresh" not in action, "a refresh writes the state"
     assert steps_using(preview, "actions/checkout@")[0]["with"]["persist-credentials"] is False
