@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Mapping
 import pulumi
 from pulumi.runtime.sync_await import _sync_await
 
-from plan.ownership import HOLDERS_OUTPUT, ownership_problems
+from plan.ownership import HOLDERS_OUTPUT, missing_ledger_problem, ownership_problems
 from plan.shards import contract_problem
 from read.errors import Problem, SettingsError
 
@@ -61,18 +61,24 @@ def holders(outputs: Mapping[str, Any]) -> dict[str, str] | None:
 
 
 def check_ownership(stack: str, registers: Iterable[str], graph_owners: Mapping[str, str],
-                    ledger: Mapping[str, str] | None, handover: str, preview: bool) -> None:
+                    ledger: Mapping[str, str] | None, handover: str, preview: bool, *, role: str, platform: str,
+                    platform_applied: bool, was_sharded: bool) -> None:
     """Refuse an update that would drop a namespace another stack now owns, or create one another stack still
-    holds (plan/ownership.py); in a preview (a pull request's, whose handover the deploy workflow does before its
-    `up`s) say the same as a warning and show the plan."""
-    problems = ownership_problems(stack, registers, graph_owners, ledger, handover)
+    holds (plan/ownership.py), or that has no ledger to tell (`missing_ledger_problem`: a sharded environment whose
+    platform last applied before the ledger existed); in a preview (a pull request's, whose handover the deploy
+    workflow does before its `up`s) say the same as a warning and show the plan."""
+    missing = missing_ledger_problem(stack, role, ledger, platform, platform_applied, was_sharded, handover)
+    where = "mtls-mesh:platformStack" if role == "shard" else "mtls-mesh:policyShards"
+    problems = [(where, missing)] if missing else [
+        (f"namespaces.{namespace}", problem)
+        for namespace, problem in ownership_problems(stack, registers, graph_owners, ledger, handover)]
     if not problems:
         return
     if preview:
         for _, problem in problems:
             pulumi.log.warn(f"{problem}. `pulumi up` of this stack will refuse until then.")
         return
-    raise SettingsError([Problem(f"namespaces.{namespace}", problem, "") for namespace, problem in problems], stack)
+    raise SettingsError([Problem(where, problem, "") for where, problem in problems], stack)
 
 
 def current_contracts(platform_stack: str) -> Mapping[str, str] | None:
