@@ -147,9 +147,10 @@ def describe(result: Transition) -> list[str]:
 
 def next_holders(previous: Mapping[str, str] | None, graph_owners: Mapping[str, str]) -> dict[str, str]:
     """The ledger a platform's `up` exports: every namespace still in the graph keeps its holder (only a handover
-    changes one), a namespace new to the environment is its owner's at this commit. None before (a platform that
-    never exported one): this commit's owners, which is the truth when the `up` that first writes it moves no
-    namespace; the deploy workflow's transition step (deploy/transitions.py) writes it from the stacks' states first."""
+    changes one), a namespace new to the environment is its owner's at this commit. None before: this commit's
+    owners, the truth for the stacks that may run with none (`missing_ledger_problem`: a platform that never applied,
+    a single stack that was never a sharded platform); every other stack gets its first ledger from the handover
+    (deploy/transitions.py), which reads it from the stacks' states."""
     if previous is None:
         return dict(graph_owners)
     ledger = {name: holder for name, holder in previous.items() if name in graph_owners}
