@@ -657,3 +657,25 @@ def test_no_ledger_is_a_problem_only_where_a_stack_may_hold_what_another_owns():
     # A platform that never applied: no stack holds anything yet (a shard waits for its contract); its `up` writes it.
     assert problem("platform", applied=False) is None
     assert all(problem(role, ledger={"a": "p"}, was_sharded=True) is None for role in ("single", "platform", "shard"))
+
+
+def test_the_harness_hands_each_stack_the_outputs_its_platform_exported():
+    """run_program with no outputs runs a platform, and the shards reading it, as they run once the ledger exists
+    (tests/harness.py `steady_outputs`); given outputs are handed as they are, so a test can say "no ledger yet"."""
+    from harness import stack_config, steady_outputs
+    platform = run_program("staging")
+    config, secrets = stack_config("staging")
+    assert steady_outputs("staging", config, secrets) == {HOLDERS_OUTPUT: platform.exports[HOLDERS_OUTPUT]}
+    assert platform.exports[HOLDERS_OUTPUT] == STAGING_HEAD.owners()
+    assert steady_outputs("dev", *stack_config("dev")) == {}
+    run_program("staging", previous_outputs={})  # never applied: its first `up` writes the ledger
+    applied_without = {k: v for k, v in platform.exports.items() if k != HOLDERS_OUTPUT}
+    with pytest.raises(SettingsError, match="no ledger yet"):
+        run_program("staging", previous_outputs=applied_without)
+    run_program("staging-payments")
+    with pytest.raises(SettingsError, match="no ledger yet: its platform stack 'staging'"):
+        run_program("staging-payments", platform_outputs=applied_without)
+    # A single stack runs with none, unless its last outputs say it was a sharded platform.
+    run_program("dev", previous_outputs={"environment": "dev"})
+    with pytest.raises(SettingsError, match="a platform with policyShards when it last applied"):
+        run_program("dev", previous_outputs={"environment": "dev", "shardContracts": {"payments": "sha256:0"}})
