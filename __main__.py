@@ -39,9 +39,10 @@ with settings_errors_reported():
     if scope.role == SHARD:
         # A shard applies only a plan whose platform part (its namespaces, phases, issuers, Linkerd) is applied.
         platform_outputs = read_outputs(settings.platform_stack, (CONTRACTS_OUTPUT, HOLDERS_OUTPUT))
-        check_platform_applied(scope.shard, settings.platform_stack, contract_digests(plan, settings.graph)[scope.shard],
-                               settings.stack, preview=pulumi.runtime.is_dry_run(), outputs=platform_outputs,
-                               wait=settings.kubernetes.delivered_by == "operator")
+        platform_outputs = check_platform_applied(
+            scope.shard, settings.platform_stack, contract_digests(plan, settings.graph)[scope.shard], settings.stack,
+            preview=pulumi.runtime.is_dry_run(), outputs=platform_outputs,
+            wait=settings.kubernetes.delivered_by == "operator")
         ledger = holders(platform_outputs)
         platform_applied = any(value is not None for value in platform_outputs.values())
         was_sharded = True

@@ -445,6 +445,11 @@ def test_an_operator_shard_waits_in_its_update_and_a_workflows_shard_refuses(pla
     run = run_program("prod-payments", platform_outputs=stale, mocks_factory=PlatformCatchesUp,
                       set_config={"deliveredBy": "operator", "kubeContext": "in-cluster"}, tmp_path=tmp_path)
     assert run.of_type("kubernetes:yaml/v2:ConfigGroup"), "it waited and registered its groups"
+    # A first promotion from before the ledger: the ledger it checks against is the one the platform exported since.
+    before_ledger = {k: v for k, v in stale.items() if k != "policyHolders"}
+    run = run_program("prod-payments", platform_outputs=before_ledger, mocks_factory=PlatformCatchesUp,
+                      set_config={"deliveredBy": "operator", "kubeContext": "in-cluster"}, tmp_path=tmp_path)
+    assert run.of_type("kubernetes:yaml/v2:ConfigGroup"), "it waited, read the ledger anew and registered its groups"
     with pytest.raises(SettingsError, match="applied shard 'payments' as"):
         run_program("prod-payments", platform_outputs=stale, mocks_factory=PlatformCatchesUp)
 
