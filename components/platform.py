@@ -67,7 +67,7 @@ def check_ownership(stack: str, registers: Iterable[str], graph_owners: Mapping[
     holds (plan/ownership.py), or that has no ledger to tell (`missing_ledger_problem`: a sharded environment whose
     platform last applied before the ledger existed); in a preview (a pull request's, whose handover the deploy
     workflow does before its `up`s) say the same as a warning and show the plan."""
-    missing = missing_ledger_problem(stack, role, ledger, platform, platform_applied, was_sharded, handover)
+    missing = missing_ledger_problem(role, ledger, platform, platform_applied, was_sharded, handover)
     where = "mtls-mesh:platformStack" if role == "shard" else "mtls-mesh:policyShards"
     problems = [(where, missing)] if missing else [
         (f"namespaces.{namespace}", problem)
@@ -78,7 +78,7 @@ def check_ownership(stack: str, registers: Iterable[str], graph_owners: Mapping[
         for _, problem in problems:
             pulumi.log.warn(f"{problem}. `pulumi up` of this stack will refuse until then.")
         return
-    raise SettingsError([Problem(where, problem, "") for where, problem in problems], stack)
+    raise SettingsError([Problem(key, problem, "") for key, problem in problems], stack)
 
 
 def current_outputs(platform_stack: str) -> Mapping[str, Any]:

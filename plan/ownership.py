@@ -196,8 +196,8 @@ def ownership_problems(stack: str, registers: Iterable[str], graph_owners: Mappi
     return problems
 
 
-def missing_ledger_problem(stack: str, role: str, ledger: Mapping[str, str] | None, platform: str,
-                           platform_applied: bool, was_sharded: bool, handover: str) -> str | None:
+def missing_ledger_problem(role: str, ledger: Mapping[str, str] | None, platform: str, platform_applied: bool,
+                           was_sharded: bool, handover: str) -> str | None:
     """Why this stack must not run with no ledger to check itself against (`ledger` None: its platform, or itself,
     last applied before `policyHolders` existed), or None: go ahead.
 

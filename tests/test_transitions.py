@@ -647,7 +647,7 @@ def test_no_ledger_is_a_problem_only_where_a_stack_may_hold_what_another_owns():
     from plan.ownership import missing_ledger_problem
 
     def problem(role, ledger=None, applied=True, was_sharded=False):
-        return missing_ledger_problem("s", role, ledger, "p", applied, was_sharded, "HANDOVER")
+        return missing_ledger_problem(role, ledger, "p", applied, was_sharded, "HANDOVER")
 
     assert problem("shard") and "`HANDOVER`" in problem("shard")
     assert problem("platform") and "`HANDOVER`" in problem("platform")
