@@ -39,21 +39,29 @@ with settings_errors_reported():
     if scope.role == SHARD:
         # A shard applies only a plan whose platform part (its namespaces, phases, issuers, Linkerd) is applied.
         platform_outputs = read_outputs(settings.platform_stack, (CONTRACTS_OUTPUT, HOLDERS_OUTPUT))
-        check_platform_applied(scope.shard, settings.platform_stack, contract_digests(plan, settings.graph)[scope.shard],
-                               settings.stack, preview=pulumi.runtime.is_dry_run(), outputs=platform_outputs,
-                               wait=settings.kubernetes.delivered_by == "operator")
+        platform_outputs = check_platform_applied(
+            scope.shard, settings.platform_stack, contract_digests(plan, settings.graph)[scope.shard], settings.stack,
+            preview=pulumi.runtime.is_dry_run(), outputs=platform_outputs,
+            wait=settings.kubernetes.delivered_by == "operator")
         ledger = holders(platform_outputs)
+        platform_applied = any(value is not None for value in platform_outputs.values())
+        was_sharded = True
     else:
         # A rotation phase must follow the state this stack last applied (its own trustRotation output), so an
-        # out-of-order phase changes nothing.
-        previous_outputs = read_outputs(settings.stack, ("trustRotation", HOLDERS_OUTPUT))
+        # out-of-order phase changes nothing. Whether it has applied at all, and as a sharded platform, says whether
+        # it may run without a ledger (plan/ownership.py `missing_ledger_problem`).
+        previous_outputs = read_outputs(settings.stack, ("trustRotation", HOLDERS_OUTPUT, CONTRACTS_OUTPUT,
+                                                         "environment"))
         check_rotation_step(previous_outputs["trustRotation"], settings.pki.rotation, settings.stack,
                             settings.pki.allow_rotation_jump)
         ledger = holders(previous_outputs)
+        platform_applied = any(value is not None for value in previous_outputs.values())
+        was_sharded = previous_outputs[CONTRACTS_OUTPUT] is not None
     # Which stack holds each namespace's policy objects changes only by a handover (plan/ownership.py): never by an
     # `up` that deletes them here while another stack creates them.
     check_ownership(settings.stack, scope.namespaces, graph_owners, ledger, handover_command(environment),
-                    preview=pulumi.runtime.is_dry_run())
+                    preview=pulumi.runtime.is_dry_run(), role=scope.role, platform=environment,
+                    platform_applied=platform_applied, was_sharded=was_sharded)
 
 kubernetes = kubernetes_provider("kubernetes", settings.kubernetes, settings.stack)
 on_cluster = pulumi.ResourceOptions(providers={"kubernetes": kubernetes})

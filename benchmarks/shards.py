@@ -8,7 +8,7 @@ the same mesh as a single stack (issue 24).
 Each size's synthetic graph (benchmarks/synthetic.py) gets `shard: shard-<nn>` on its namespaces, round robin, and the
 staging stack file `policyShards: true`. Each stack runs in a fresh process, as `pulumi up` does: the single stack (the
 same settings with policyShards false), the platform, and the first shard, which reads the platform's applied
-contracts (computed once, before the timed runs, as the platform would export them).
+contracts and ledger (computed once, before the timed runs, as the platform would export them).
 
 Columns: `registered`, what the program registers (a ConfigGroup counts once); `resources`, what the engine holds
 after an `up`, every ConfigGroup child included (pulumi-kubernetes registers one resource per object:
@@ -58,29 +58,32 @@ def write_project(directory: Path, services: int, shards: int, namespaces: int |
         "mtls-mesh:platformStack": PLATFORM, "mtls-mesh:shard": FIRST_SHARD}}))
 
 
-def applied_contracts(directory: Path) -> dict[str, str]:
+def applied_outputs(directory: Path) -> dict[str, dict[str, str]]:
+    """What the platform exports in the steady state and a shard reads: its contracts and its ledger
+    (plan/ownership.py: a shard refuses with none)."""
     from plan.mesh import compile_mesh
+    from plan.ownership import HOLDERS_OUTPUT, next_holders, owners
     from plan.shards import contract_digests
     from read import stack_files
 
     stack_files.STACKS_DIR = directory
     config, secret_keys = stack_files.read_stack_file(directory / f"Pulumi.{PLATFORM}.yaml")
     settings = stack_files.load_stack_settings(config, PLATFORM, secret_keys=secret_keys)
-    return contract_digests(compile_mesh(settings), settings.graph)
+    return {"shardContracts": contract_digests(compile_mesh(settings), settings.graph),
+            HOLDERS_OUTPUT: next_holders(None, owners(settings.graph, True, PLATFORM))}
 
 
 class ShardMocks(CountingMocks):
-    """CountingMocks whose StackReference to the platform answers the contracts it applied."""
+    """CountingMocks whose StackReference to the platform answers the outputs it applied."""
 
-    def __init__(self, contracts: dict[str, str]):
+    def __init__(self, outputs: dict[str, dict[str, str]]):
         super().__init__()
-        self.contracts = contracts
+        self.outputs = outputs
 
     def new_resource(self, args):
-        if args.typ == "pulumi:pulumi:StackReference" and args.name.endswith(f"/{PLATFORM}") and self.contracts:
+        if args.typ == "pulumi:pulumi:StackReference" and args.name.endswith(f"/{PLATFORM}") and self.outputs:
             self.count += 1
-            return f"{args.name}-id", {"name": args.name, "outputs": {"shardContracts": self.contracts},
-                                       "secretOutputNames": []}
+            return f"{args.name}-id", {"name": args.name, "outputs": self.outputs, "secretOutputNames": []}
         return super().new_resource(args)
 
 
@@ -137,7 +140,7 @@ def main(argv: list[str]) -> None:
         directory = Path(tempfile.mkdtemp(prefix="mtls-mesh-shards-"))
         write_project(directory, size, shards, namespaces)
         contracts_file = directory / "contracts.json"
-        contracts_file.write_text(json.dumps(applied_contracts(directory)))
+        contracts_file.write_text(json.dumps(applied_outputs(directory)))
         for role in ("single", "platform", "shard"):
             results = [measure(role, directory, contracts_file) for _ in range(runs)]
             seconds = median([r["seconds"] for r in results])

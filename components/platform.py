@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Mapping
 import pulumi
 from pulumi.runtime.sync_await import _sync_await
 
-from plan.ownership import HOLDERS_OUTPUT, ownership_problems
+from plan.ownership import HOLDERS_OUTPUT, missing_ledger_problem, ownership_problems
 from plan.shards import contract_problem
 from read.errors import Problem, SettingsError
 
@@ -61,30 +61,39 @@ def holders(outputs: Mapping[str, Any]) -> dict[str, str] | None:
 
 
 def check_ownership(stack: str, registers: Iterable[str], graph_owners: Mapping[str, str],
-                    ledger: Mapping[str, str] | None, handover: str, preview: bool) -> None:
+                    ledger: Mapping[str, str] | None, handover: str, preview: bool, *, role: str, platform: str,
+                    platform_applied: bool, was_sharded: bool) -> None:
     """Refuse an update that would drop a namespace another stack now owns, or create one another stack still
-    holds (plan/ownership.py); in a preview (a pull request's, whose handover the deploy workflow does before its
-    `up`s) say the same as a warning and show the plan."""
-    problems = ownership_problems(stack, registers, graph_owners, ledger, handover)
+    holds (plan/ownership.py), or that has no ledger to tell (`missing_ledger_problem`: a sharded environment whose
+    platform last applied before the ledger existed); in a preview (a pull request's, whose handover the deploy
+    workflow does before its `up`s) say the same as a warning and show the plan."""
+    missing = missing_ledger_problem(role, ledger, platform, platform_applied, was_sharded, handover)
+    where = "mtls-mesh:platformStack" if role == "shard" else "mtls-mesh:policyShards"
+    problems = [(where, missing)] if missing else [
+        (f"namespaces.{namespace}", problem)
+        for namespace, problem in ownership_problems(stack, registers, graph_owners, ledger, handover)]
     if not problems:
         return
     if preview:
         for _, problem in problems:
             pulumi.log.warn(f"{problem}. `pulumi up` of this stack will refuse until then.")
         return
-    raise SettingsError([Problem(f"namespaces.{namespace}", problem, "") for namespace, problem in problems], stack)
+    raise SettingsError([Problem(key, problem, "") for key, problem in problems], stack)
+
+
+def current_outputs(platform_stack: str) -> Mapping[str, Any]:
+    """The platform's outputs as the backend holds them now. The builtin invoke `pulumi:pulumi:readStackOutputs`
+    reads the referenced stack's outputs from the backend on every call (pulumi pkg/resource/deploy/builtins.go
+    `Invoke` -> `readStackReference` -> `GetStackOutputs`), and, unlike a StackReference, registers nothing, so it can
+    be asked again while waiting."""
+    name = f"{pulumi.get_organization()}/{pulumi.get_project()}/{platform_stack}"
+    result = pulumi.runtime.invoke("pulumi:pulumi:readStackOutputs", {"name": name})
+    return dict((result.value or {}).get("outputs") or {})
 
 
 def current_contracts(platform_stack: str) -> Mapping[str, str] | None:
-    """The platform's `shardContracts` output as the backend holds it now. The builtin invoke
-    `pulumi:pulumi:readStackOutputs` reads the referenced stack's outputs from the backend on every call (pulumi
-    pkg/resource/deploy/builtins.go `Invoke` -> `readStackReference` -> `GetStackOutputs`), and, unlike a
-    StackReference, registers nothing, so it can be asked again while waiting."""
-    name = f"{pulumi.get_organization()}/{pulumi.get_project()}/{platform_stack}"
-    result = pulumi.runtime.invoke("pulumi:pulumi:readStackOutputs", {"name": name})
-    outputs = (result.value or {}).get("outputs") or {}
-    value = outputs.get(CONTRACTS_OUTPUT)
-    return dict(value) if isinstance(value, Mapping) else None
+    """The platform's `shardContracts` output as the backend holds it now (current_outputs)."""
+    return applied_contracts(current_outputs(platform_stack))
 
 
 def wait_for_platform(shard: str, platform_stack: str, wanted: str, applied: Mapping[str, str] | None, *,
@@ -103,22 +112,23 @@ def wait_for_platform(shard: str, platform_stack: str, wanted: str, applied: Map
 
 
 def check_platform_applied(shard: str, platform_stack: str, wanted: str, stack: str, preview: bool,
-                           outputs: Mapping[str, Any], wait: bool = False) -> None:
+                           outputs: Mapping[str, Any], wait: bool = False) -> Mapping[str, Any]:
     """Refuse an update whose plan the platform has not applied; in a preview (a pull request's, typically, whose
     platform part is not merged yet) say the same as a warning and show the plan. `outputs`: the platform's, as read
     once before anything registers (read_outputs). `wait` (an Operator-delivered shard): first wait for the platform
-    to apply it (wait_for_platform), so a routine promotion needs no one."""
+    to apply it (wait_for_platform), so a routine promotion needs no one. Returns the platform's outputs to check the
+    rest against: `outputs`, or after a wait those the platform has since exported (its ledger with them)."""
     applied = applied_contracts(outputs)
     problem = contract_problem(shard, platform_stack, wanted, applied)
     if problem is None:
-        return
+        return outputs
     if preview:
         pulumi.log.warn(f"{problem}. `pulumi up` of this shard will refuse until then.")
-        return
+        return outputs
     if wait:
         problem = wait_for_platform(shard, platform_stack, wanted, applied)
         if problem is None:
-            return
+            return current_outputs(platform_stack)
         problem += (f" (waited {WAIT_FOR_PLATFORM_SECONDS // 60} minutes; once the platform's Stack is Ready at this "
                     f"commit: kubectl -n pulumi-operator annotate stack mtls-mesh-{stack} "
                     "pulumi.com/reconciliation-request=$(date +%s) --overwrite)")

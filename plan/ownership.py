@@ -29,6 +29,9 @@ the command that hands it over:
 - to register a namespace the ledger says another stack holds: its create would fail AlreadyExists half-way, and
   the holder would delete them on its next `up`.
 A namespace the graph no longer has is deleted by its holder as before: it leaves the mesh.
+With no ledger yet (an environment last deployed before it existed) the guard cannot tell who holds what:
+`missing_ledger_problem` refuses every stack that might then delete or take another's namespace, and names the
+handover, which writes the ledger from the states (docs/changing-shards.md, "The first deploy after this change").
 """
 
 from __future__ import annotations
@@ -147,9 +150,10 @@ def describe(result: Transition) -> list[str]:
 
 def next_holders(previous: Mapping[str, str] | None, graph_owners: Mapping[str, str]) -> dict[str, str]:
     """The ledger a platform's `up` exports: every namespace still in the graph keeps its holder (only a handover
-    changes one), a namespace new to the environment is its owner's at this commit. None before (a platform that
-    never exported one): this commit's owners, which is the truth when the `up` that first writes it moves no
-    namespace; the deploy workflow's transition step (deploy/transitions.py) writes it from the stacks' states first."""
+    changes one), a namespace new to the environment is its owner's at this commit. None before: this commit's
+    owners, the truth for the stacks that may run with none (`missing_ledger_problem`: a platform that never applied,
+    a single stack that was never a sharded platform); every other stack gets its first ledger from the handover
+    (deploy/transitions.py), which reads it from the stacks' states."""
     if previous is None:
         return dict(graph_owners)
     ledger = {name: holder for name, holder in previous.items() if name in graph_owners}
@@ -164,7 +168,8 @@ def ownership_problems(stack: str, registers: Iterable[str], graph_owners: Mappi
 
     `registers`: the namespaces whose groups it registers at this commit; `graph_owners`: every namespace's stack at
     this commit (`owners`); `ledger`: the platform's last `policyHolders` (None: never exported, nothing checked);
-    `handover`: the command that hands namespaces over (named in the problem)."""
+    `handover`: the command that hands namespaces over (named in the problem). With no ledger,
+    `missing_ledger_problem` says whether the stack may run at all."""
     if ledger is None:
         return []
     registers = set(registers)
@@ -189,6 +194,47 @@ def ownership_problems(stack: str, registers: Iterable[str], graph_owners: Mappi
             f"first: `{handover}` (a `pulumi state move` of the groups {', '.join(group_names(namespace))} from "
             f"'{holder}' to '{stack}'), then `pulumi up` both stacks, in any order")))
     return problems
+
+
+def missing_ledger_problem(role: str, ledger: Mapping[str, str] | None, platform: str, platform_applied: bool,
+                           was_sharded: bool, handover: str) -> str | None:
+    """Why this stack must not run with no ledger to check itself against (`ledger` None: its platform, or itself,
+    last applied before `policyHolders` existed), or None: go ahead.
+
+    `role`: plan/shards.py's (single, platform, shard); `platform`: the environment's single or platform stack;
+    `platform_applied`: whether that stack has applied before (it has outputs); `was_sharded`: whether its last
+    outputs carry `shardContracts` (it was a platform with policyShards).
+
+    With no ledger, `ownership_problems` can check nothing, and in a sharded environment which stack's state holds
+    each namespace is not known from the graph: the stacks may hold what an older commit gave them (staging, a single
+    stack until this commit, holds every namespace's groups, and this commit gives some to its shards). So:
+    - a shard: refused (its `up` could create what the platform still holds, and the platform's own `up` would
+      delete them meanwhile);
+    - a platform (policyShards on) that has applied before: refused (it would delete the groups of every namespace
+      this commit gives to a shard that it still holds);
+    - a platform that has never applied: nothing is held anywhere (a shard applies nothing before its platform has
+      applied its contract: plan/shards.py `contract_problem`), so its first `up` writes the ledger
+      (`next_holders`);
+    - a single stack registers every namespace of the graph, so it deletes none another stack owns; only when its
+      last outputs say it was a sharded platform (shardContracts: policyShards turned off before that platform ever
+      exported a ledger) may shards still hold namespaces, whose create here would fail AlreadyExists half-way:
+      refused.
+    The handover writes the ledger from the states, and moves nothing when nothing moves."""
+    if ledger is not None:
+        return None
+    if role == "shard":
+        who = f"its platform stack '{platform}' has never exported"
+    elif role == "platform" and platform_applied:
+        who = "this platform stack has never exported"
+    elif role == "single" and was_sharded:
+        who = "this stack, a platform with policyShards when it last applied, has never exported"
+    else:
+        return None
+    return (f"no ledger yet: {who} `{HOLDERS_OUTPUT}` (it last applied before the ledger existed), so which stack's "
+            f"state holds each namespace's policy objects is unknown, and an `up` here could delete the policy "
+            f"objects of a namespace another stack now owns, or create ones another stack still holds. Write the "
+            f"ledger first: `{handover}` (it reads every stack's state of the environment, hands over what moves "
+            f"and writes `{HOLDERS_OUTPUT}`; when nothing moves it moves nothing), then `pulumi up`")
 
 
 def handover_command(platform: str) -> str:

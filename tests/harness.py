@@ -44,6 +44,8 @@ if str(PROJECT_DIR) not in sys.path:
 
 from read import stack_files  # noqa: E402
 from read.stack_files import SECRET_PLACEHOLDER  # noqa: E402,F401
+from read.errors import SettingsError  # noqa: E402
+from plan.ownership import HOLDERS_OUTPUT, next_holders, owners  # noqa: E402
 
 # The environments' stacks (single and platform); the shard stacks, whose settings are their platform's, apart.
 STACKS = stack_files.stack_names()
@@ -442,6 +444,20 @@ def stack_file_text(config: dict[str, str], secret_keys: Iterable[str] = ()) -> 
     return "\n".join(lines) + "\n"
 
 
+def steady_outputs(stack: str, config: dict[str, str], secret_keys: Iterable[str]) -> dict[str, Any]:
+    """What a platform stack (policyShards on) last exported in the steady state, at the commit it runs: the ledger
+    its own `up` would have written (plan/ownership.py `next_holders` of this commit's owners), so a test that is not
+    about the ledger's bootstrap runs a platform, and the shards reading its outputs, as they run once the ledger
+    exists. A single stack, and settings the program refuses anyway, get none (a first deployment)."""
+    if config.get(f"{PROJECT}:policyShards") != "true":
+        return {}
+    try:
+        settings = stack_files.load_stack_settings(config, stack, secret_keys=frozenset(secret_keys))
+    except SettingsError:
+        return {}  # the program reports the same problems, before it reads any output
+    return {HOLDERS_OUTPUT: next_holders(None, owners(settings.graph, True, stack))}
+
+
 def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set_config: dict[str, Any] | None = None,
                 unset: Iterable[str] = (), secrets: Iterable[str] = (), graph: dict[str, Any] | None = None,
                 tmp_path: Path | None = None, previous_outputs: dict[str, Any] | None = None,
@@ -454,7 +470,10 @@ def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set
     first preview); see PreviewState. A pull request's preview: `state` and `previous_outputs` from the run of the
     base branch (`previous_outputs=base.exports`, as the StackReference to the stack itself reads them).
     A shard stack reads its platform's outputs: `platform_outputs`, or by default those of an `up` of the platform
-    stack file as it is (the platform applied this commit)."""
+    stack file as it is (the platform applied this commit). Outputs are what the referenced stack exported, as the
+    CLI hands them: with `previous_outputs` None, a platform stack's are its steady state (`steady_outputs`: the
+    ledger it exports at this commit); `previous_outputs={}` is a stack that never applied, and outputs without
+    `policyHolders` (a run's exports at a commit before the ledger) one that last applied before it existed."""
     base, secret_keys = stack_config(stack) if config is None else (stack_files.with_defaults(config),
                                                                       set(_secret_keys))
     platform = base.get(f"{PROJECT}:platformStack")
@@ -493,6 +512,8 @@ def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set
                                       or (config is not None and allow_key in config))
 
     platform = base.get(f"{PROJECT}:platformStack")
+    if previous_outputs is None and not platform:
+        previous_outputs = steady_outputs(stack, base, secret_keys)
     if platform and platform_outputs is None:
         # The platform as it is applied; no stack file (a bad platformStack): the program says so, with no outputs.
         platform_outputs = run_program(platform).exports if stack_file(platform).is_file() else {}

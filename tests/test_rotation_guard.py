@@ -44,8 +44,10 @@ def test_the_runbooks_steps_and_an_early_abort_are_allowed():
 
 
 def applied(stack: str, **changes):
-    """A stack's `trustRotation` output after an update with these settings."""
-    return {"trustRotation": run_program(stack, set_config=changes).exports["trustRotation"]}
+    """A stack's outputs the program reads back (`trustRotation`, and a platform's ledger `policyHolders`) after an
+    update with these settings, as that update exported them."""
+    exports = run_program(stack, set_config=changes).exports
+    return {name: exports[name] for name in ("trustRotation", "policyHolders") if name in exports}
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging"])

@@ -322,7 +322,7 @@ def test_the_shard_benchmark_runs_a_platform_and_a_shard(tmp_path):
 
     bench.write_project(tmp_path, 200, 4, None)
     contracts = tmp_path / "contracts.json"
-    contracts.write_text(__import__("json").dumps(bench.applied_contracts(tmp_path)))
+    contracts.write_text(__import__("json").dumps(bench.applied_outputs(tmp_path)))
     try:
         platform = bench.child("platform", tmp_path, contracts)
         shard = bench.child("shard", tmp_path, contracts)
@@ -430,7 +430,9 @@ def test_an_operator_shard_waits_in_its_update_and_a_workflows_shard_refuses(pla
     from components import platform as waiting
     from harness import RecordingMocks
 
-    stale = {"shardContracts": {"payments": "sha256:" + "0" * 64, "storefront": "sha256:" + "0" * 64}}
+    # The earlier promotion's outputs, as the platform exported them: older contracts, and its ledger.
+    stale = {"shardContracts": {"payments": "sha256:" + "0" * 64, "storefront": "sha256:" + "0" * 64},
+             "policyHolders": platform.exports["policyHolders"]}
 
     class PlatformCatchesUp(RecordingMocks):
         def call(self, args):
@@ -443,6 +445,11 @@ def test_an_operator_shard_waits_in_its_update_and_a_workflows_shard_refuses(pla
     run = run_program("prod-payments", platform_outputs=stale, mocks_factory=PlatformCatchesUp,
                       set_config={"deliveredBy": "operator", "kubeContext": "in-cluster"}, tmp_path=tmp_path)
     assert run.of_type("kubernetes:yaml/v2:ConfigGroup"), "it waited and registered its groups"
+    # A first promotion from before the ledger: the ledger it checks against is the one the platform exported since.
+    before_ledger = {k: v for k, v in stale.items() if k != "policyHolders"}
+    run = run_program("prod-payments", platform_outputs=before_ledger, mocks_factory=PlatformCatchesUp,
+                      set_config={"deliveredBy": "operator", "kubeContext": "in-cluster"}, tmp_path=tmp_path)
+    assert run.of_type("kubernetes:yaml/v2:ConfigGroup"), "it waited, read the ledger anew and registered its groups"
     with pytest.raises(SettingsError, match="applied shard 'payments' as"):
         run_program("prod-payments", platform_outputs=stale, mocks_factory=PlatformCatchesUp)
 

@@ -22,6 +22,7 @@ The invariants checked after every step: each object of a namespace that exists 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import json
@@ -30,7 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import unittest.mock
 import yaml
+
+import components.platform
 
 from harness import PROJECT_DIR, Run, run_program
 from deploy import transitions as tool
@@ -49,6 +53,9 @@ class Commit:
     name: str
     graph: str  # JSON of the service graph
     policy_shards: bool = True
+    platform: str = PLATFORM  # the environment's single or platform stack
+    # Whether the program at this commit exports the ledger (False: a commit before it existed, plan/ownership.py).
+    ledger: bool = True
 
     @property
     def document(self) -> dict:
@@ -64,21 +71,21 @@ class Commit:
         return found
 
     def stacks(self) -> list[str]:
-        return [PLATFORM, *(f"{PLATFORM}-{s}" for s in self.shards())]
+        return [self.platform, *(f"{self.platform}-{s}" for s in self.shards())]
 
     def owners(self) -> dict[str, str]:
         owner = {}
         for name, ns in self.document["namespaces"].items():
             shard = (ns or {}).get("shard") if self.policy_shards else None
-            owner[name] = f"{PLATFORM}-{shard}" if shard else PLATFORM
+            owner[name] = f"{self.platform}-{shard}" if shard else self.platform
         return owner
 
 
-def commit(name: str, edit=None, policy_shards: bool = True) -> Commit:
+def commit(name: str, edit=None, policy_shards: bool = True, platform: str = PLATFORM, ledger: bool = True) -> Commit:
     document = copy.deepcopy(BASE_GRAPH)
     if edit:
         edit(document)
-    return Commit(name, json.dumps(document, sort_keys=True), policy_shards)
+    return Commit(name, json.dumps(document, sort_keys=True), policy_shards, platform, ledger)
 
 
 def set_shard(namespace: str, shard: str | None):
@@ -129,19 +136,24 @@ _RUNS: dict[Any, Run | SettingsError] = {}
 
 def run(stack: str, at: Commit, outputs: dict[str, dict], tmp: Path, preview: bool = False) -> Run | SettingsError:
     """The program of `stack` at a commit, reading the outputs the model's backend holds (its own, its platform's)."""
-    shard = stack.removeprefix(f"{PLATFORM}-") if stack != PLATFORM else None
-    reads = outputs.get(PLATFORM if shard else stack, {})
+    shard = stack.removeprefix(f"{at.platform}-") if stack != at.platform else None
+    reads = outputs.get(at.platform if shard else stack, {})
     key = (stack, at, json.dumps(reads, sort_keys=True, default=str), preview)
     if key not in _RUNS:
         graph = at.document
+        # A commit before the ledger: its program exported none and checked none (World.up drops the export).
+        guard = contextlib.nullcontext() if at.ledger else unittest.mock.patch.multiple(
+            components.platform, ownership_problems=lambda *args: [], missing_ledger_problem=lambda *args: None)
         try:
-            if shard:
-                _RUNS[key] = run_program(stack, config={"mtls-mesh:platformStack": PLATFORM, "mtls-mesh:shard": shard},
-                                         graph=graph, set_config={"policyShards": at.policy_shards}, tmp_path=tmp,
-                                         platform_outputs=reads, preview=preview)
-            else:
-                _RUNS[key] = run_program(stack, graph=graph, set_config={"policyShards": at.policy_shards},
-                                         tmp_path=tmp, previous_outputs=reads, preview=preview)
+            with guard:
+                if shard:
+                    _RUNS[key] = run_program(stack, config={"mtls-mesh:platformStack": at.platform,
+                                                            "mtls-mesh:shard": shard},
+                                             graph=graph, set_config={"policyShards": at.policy_shards}, tmp_path=tmp,
+                                             platform_outputs=reads, preview=preview)
+                else:
+                    _RUNS[key] = run_program(stack, graph=graph, set_config={"policyShards": at.policy_shards},
+                                             tmp_path=tmp, previous_outputs=reads, preview=preview)
         except SettingsError as refused:
             _RUNS[key] = refused
     return _RUNS[key]
@@ -207,7 +219,7 @@ class World:
             obj = state.pop(ident)
             if obj is not None:
                 self.cluster.pop(object_key(obj), None)
-        self.outputs[stack] = result.exports
+        self.outputs[stack] = {k: v for k, v in result.exports.items() if at.ledger or k != HOLDERS_OUTPUT}
         self.log.append(f"{stack}@{at.name}: ok")
         self.check()
         return "ok"
@@ -265,7 +277,7 @@ class World:
 
     def handover(self, at: Commit) -> None:
         """deploy/transitions.py `apply`, against this model's states, with the stack files of `at`."""
-        env = tool.Environment(PLATFORM, at.owners(), at.stacks())
+        env = tool.Environment(at.platform, at.owners(), at.stacks())
         tool.apply(self, env, log=self.log.append)
 
 
@@ -497,3 +509,173 @@ def test_the_guard_names_each_namespace_and_lets_a_removal_through():
     assert problems[1][1].startswith("now belongs to this stack, and stack 'prod-storefront' still holds")
     assert all("`HANDOVER`" in text for _, text in problems)
     assert ownership_problems("prod-payments", ["payments"], graph_owners, None, "HANDOVER") == []
+
+
+# ---- the first deploy after the ledger: no ledger yet --------------------------------------------------------------
+# Every environment deployed before the ledger (plan/ownership.py) has none: its platform or single stack last applied
+# at a commit whose program did not export `policyHolders` (Commit.ledger False). Staging's first deploy at this commit
+# is moreover a single -> sharded transition: its state holds every namespace's groups, and this commit gives web,
+# payments and data to staging-storefront and staging-payments.
+
+STAGING_BASE = commit("staging single, before the ledger", policy_shards=False, platform="staging", ledger=False)
+STAGING_HEAD = commit("staging sharded", platform="staging")
+HANDOVER_STAGING = "python -m deploy.transitions apply --stack staging"
+
+
+def refusal(world: World, stack: str) -> str:
+    return next(line for line in reversed(world.log) if line.startswith(f"{stack}@") and ": refused: " in line)
+
+
+def test_staging_first_sharded_up_refuses_with_no_ledger_and_names_the_handover(tmp):
+    """`pulumi up --stack staging` by hand at this commit, before the handover: with no ledger the guard cannot tell
+    which stack holds what, and staging would delete the groups of every namespace it now gives to a shard (the model
+    raises Broken then). It must refuse, naming the stack, why, and the command that writes the ledger."""
+    world = deployed(tmp, STAGING_BASE)
+    assert HOLDERS_OUTPUT not in world.outputs["staging"]
+    world.protected = kept_objects(world, STAGING_BASE, STAGING_HEAD)
+    assert any(key[:2] == ("NetworkPolicy", "data") for key in world.protected)
+    assert world.up("staging", STAGING_HEAD) == "refused", world.log
+    text = refusal(world, "staging")
+    assert "1 problem in the settings of stack 'staging'" in text, text
+    assert "mtls-mesh:policyShards: no ledger yet" in text and "which stack's state holds" in text, text
+    assert f"`{HANDOVER_STAGING}`" in text, text
+    # Its shards refuse too (here on the contract first: staging has not applied its sharded plan).
+    for shard in ("staging-payments", "staging-storefront"):
+        assert world.up(shard, STAGING_HEAD) == "refused", world.log
+    assert world.states.keys() == {"staging"}
+
+
+def test_a_shard_whose_platform_applied_before_the_ledger_refuses_and_names_the_handover(tmp):
+    """A shard reads the ledger from its platform: a platform with shard contracts and no ledger (it last applied at a
+    commit before the ledger) leaves the shard nothing to check itself against."""
+    world = deployed(tmp, STAGING_HEAD)
+    platform_outputs = {k: v for k, v in world.outputs["staging"].items() if k != HOLDERS_OUTPUT}
+    assert "shardContracts" in platform_outputs
+    refused = run("staging-payments", STAGING_HEAD, {"staging": platform_outputs}, tmp)
+    assert isinstance(refused, SettingsError), refused
+    (problem,) = refused.problems
+    assert refused.stack == "staging-payments" and problem.where == "mtls-mesh:platformStack"
+    assert "its platform stack 'staging' has never exported `policyHolders`" in problem.what
+    assert f"`{HANDOVER_STAGING}`" in problem.what
+    assert isinstance(run("staging-payments", STAGING_HEAD, world.outputs, tmp), Run)
+
+
+def test_staging_first_sharded_preview_warns_and_shows_the_plan(tmp, caplog, monkeypatch):
+    world = deployed(tmp, STAGING_BASE)
+    import sys
+    monkeypatch.setattr(sys.modules[__name__], "_RUNS", {})  # a cached run logs nothing
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        preview = run("staging", STAGING_HEAD, world.outputs, tmp, preview=True)
+    assert isinstance(preview, Run), preview
+    warnings = [r.getMessage() for r in caplog.records if "no ledger yet" in r.getMessage()]
+    assert len(warnings) == 1 and HANDOVER_STAGING in warnings[0], warnings
+    assert "`pulumi up` of this stack will refuse until then" in warnings[0]
+    # The plan it shows: staging's own namespaces' groups only (web, payments and data go to its shards).
+    registered = {name for (type_, name) in policy_registrations(preview) if type_ == CONFIG_GROUP}
+    own = {group for ns, stack in STAGING_HEAD.owners().items() if stack == "staging" for group in group_names(ns)}
+    assert "authz-ingress" in registered and registered <= own, sorted(registered)
+
+
+def test_staging_first_sharded_deploy_after_the_handover_in_every_order(tmp):
+    """The deploy workflow's handover (or the command by hand) moves web, payments and data from staging's state to
+    its shards' and writes the ledger; then staging and its shards apply in any order: every namespace's policy
+    objects stay on the cluster, each in exactly one state (World.check after every step). Any `up` before the
+    handover refuses and changes nothing."""
+    head = STAGING_HEAD
+    orders = [s for s in schedules(STAGING_BASE, head) if all(action != "base" for action, _ in s)]
+    assert len(orders) == 24
+    for schedule in orders:
+        world = deployed(tmp, STAGING_BASE)
+        world.protected = kept_objects(world, STAGING_BASE, head)
+        handed_over = False
+        for action, stack in schedule:
+            if action == "handover":
+                world.handover(head)
+                handed_over = True
+            else:
+                outcome = world.up(stack, head)
+                assert handed_over or outcome == "refused", f"{stack} ran before the handover: {world.log}"
+        moves = [line for line in world.log if line.startswith("state move")]
+        assert sorted(m.split(":")[0] for m in moves) == ["state move staging -> staging-payments"] * 2 + \
+            ["state move staging -> staging-storefront"], moves
+        settle(world, head)
+        held = {object_key(o): s for s, state in world.states.items() for o in state.values() if o is not None}
+        assert {key[1] for key, stack in held.items() if stack != "staging"} == {"web", "payments", "data"}
+        assert all(head.owners()[key[1]] == stack for key, stack in held.items()), schedule
+        assert world.outputs["staging"][HOLDERS_OUTPUT] == head.owners()
+
+
+def test_a_sharded_environment_before_the_ledger_gets_it_from_a_handover_that_moves_nothing(tmp):
+    """prod, sharded before the ledger existed, at a commit that moves nothing: every stack refuses until the
+    handover, which only writes the ledger from the states; then every stack applies."""
+    base = commit("prod before the ledger", ledger=False)
+    world = deployed(tmp, base)
+    assert HOLDERS_OUTPUT not in world.outputs[PLATFORM]
+    world.protected = kept_objects(world, base, BASE)
+    for stack in BASE.stacks():
+        assert world.up(stack, BASE) == "refused", world.log
+        assert "no ledger yet" in refusal(world, stack)
+    world.handover(BASE)
+    assert not [line for line in world.log if line.startswith("state move")], world.log
+    # What the states hold (batch, with no policy object, is in none: the platform's `up` adds it under its owner).
+    held = {ns: stack for stack, state in world.states.items() for (_, name) in state for ns in BASE.owners()
+            if holds(name, ns)}
+    assert held and world.outputs[PLATFORM][HOLDERS_OUTPUT] == held == {
+        ns: stack for ns, stack in BASE.owners().items() if ns in held}
+    for stack in BASE.stacks():
+        assert world.up(stack, BASE) == "ok", world.log
+    assert world.outputs[PLATFORM][HOLDERS_OUTPUT] == BASE.owners()
+
+
+def test_policy_shards_off_before_the_platform_ever_exported_a_ledger_refuses_until_the_handover(tmp):
+    """sharded -> single when the platform last applied before the ledger: the single stack registers every
+    namespace, so it deletes none, but the shards still hold theirs and its creates would fail AlreadyExists half-way.
+    Its own last outputs (shardContracts, no policyHolders) say so: it refuses; after the handover it converges."""
+    base = commit("prod before the ledger", ledger=False)
+    head = TRANSITIONS["policyShards off (sharded -> single)"]
+    world = deployed(tmp, base)
+    world.protected = kept_objects(world, base, head)
+    assert world.up(PLATFORM, head) == "refused", world.log
+    assert "this stack, a platform with policyShards when it last applied, has never exported" in refusal(
+        world, PLATFORM)
+    settle(world, head)
+    assert set(world.states) == {PLATFORM} and world.outputs[PLATFORM][HOLDERS_OUTPUT] == head.owners()
+
+
+def test_no_ledger_is_a_problem_only_where_a_stack_may_hold_what_another_owns():
+    from plan.ownership import missing_ledger_problem
+
+    def problem(role, ledger=None, applied=True, was_sharded=False):
+        return missing_ledger_problem(role, ledger, "p", applied, was_sharded, "HANDOVER")
+
+    assert problem("shard") and "`HANDOVER`" in problem("shard")
+    assert problem("platform") and "`HANDOVER`" in problem("platform")
+    assert problem("single", was_sharded=True)
+    # A single stack registers every namespace: it deletes none another stack owns.
+    assert problem("single") is None
+    # A platform that never applied: no stack holds anything yet (a shard waits for its contract); its `up` writes it.
+    assert problem("platform", applied=False) is None
+    assert all(problem(role, ledger={"a": "p"}, was_sharded=True) is None for role in ("single", "platform", "shard"))
+
+
+def test_the_harness_hands_each_stack_the_outputs_its_platform_exported():
+    """run_program with no outputs runs a platform, and the shards reading it, as they run once the ledger exists
+    (tests/harness.py `steady_outputs`); given outputs are handed as they are, so a test can say "no ledger yet"."""
+    from harness import stack_config, steady_outputs
+    platform = run_program("staging")
+    config, secrets = stack_config("staging")
+    assert steady_outputs("staging", config, secrets) == {HOLDERS_OUTPUT: platform.exports[HOLDERS_OUTPUT]}
+    assert platform.exports[HOLDERS_OUTPUT] == STAGING_HEAD.owners()
+    assert steady_outputs("dev", *stack_config("dev")) == {}
+    run_program("staging", previous_outputs={})  # never applied: its first `up` writes the ledger
+    applied_without = {k: v for k, v in platform.exports.items() if k != HOLDERS_OUTPUT}
+    with pytest.raises(SettingsError, match="no ledger yet"):
+        run_program("staging", previous_outputs=applied_without)
+    run_program("staging-payments")
+    with pytest.raises(SettingsError, match="no ledger yet: its platform stack 'staging'"):
+        run_program("staging-payments", platform_outputs=applied_without)
+    # A single stack runs with none, unless its last outputs say it was a sharded platform.
+    run_program("dev", previous_outputs={"environment": "dev"})
+    with pytest.raises(SettingsError, match="a platform with policyShards when it last applied"):
+        run_program("dev", previous_outputs={"environment": "dev", "shardContracts": {"payments": "sha256:0"}})
