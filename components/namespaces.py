@@ -1,5 +1,5 @@
-"""MeshNamespaces: registers (or adopts) the linkerd namespace, linkerd-viz's, and every namespace of the service graph,
-from the plan (plan.MeshPlan.namespaces; objects built in namespaces.py). `namespaces[name]` is what namespaced objects
+"""MeshNamespaces: registers (or adopts) the mesh control plane's namespace (linkerd, or the other mesh's), linkerd-viz's,
+and every namespace of the service graph, from the plan (plan.MeshPlan.namespaces; objects built in namespaces.py). `namespaces[name]` is what namespaced objects
 depend on.
 """
 
@@ -11,12 +11,13 @@ from typing import Any, Mapping
 import pulumi
 
 from components.k8s import register
-from plan.namespaces import LINKERD_NAMESPACE, VIZ_NAMESPACE
+from plan.namespaces import VIZ_NAMESPACE
 from plan.mesh import NamespacePlan
 
 
 @dataclass(frozen=True)
 class MeshNamespacesArgs:
+    # The mesh control plane's Namespace (MeshPlan.control_plane_namespace).
     linkerd: dict[str, Any]
     viz: dict[str, Any] | None
     namespaces: Mapping[str, NamespacePlan]
@@ -28,7 +29,9 @@ class MeshNamespaces(pulumi.ComponentResource):
     def __init__(self, name: str, args: MeshNamespacesArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mtls-mesh:namespaces:MeshNamespaces", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.linkerd = register(f"{name}-{LINKERD_NAMESPACE}", args.linkerd, child)
+        # Named after the namespace: `mesh-linkerd` for Linkerd, as always.
+        self.linkerd = register(f"{name}-{args.linkerd['metadata']['name']}", args.linkerd, child)
+        self.control_plane = self.linkerd
         self.viz = register(f"{name}-{VIZ_NAMESPACE}", args.viz, child) if args.viz is not None else None
         self.namespaces: dict[str, pulumi.CustomResource] = {}
         for namespace in args.namespaces.values():
