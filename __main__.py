@@ -75,7 +75,7 @@ if scope.role == SHARD:
 else:
     namespaces = MeshNamespaces(
         "mesh",
-        MeshNamespacesArgs(linkerd=plan.control_plane_namespace, viz=plan.viz_namespace, namespaces=plan.namespaces),
+        MeshNamespacesArgs(control_plane=plan.control_plane_namespace, viz=plan.viz_namespace, namespaces=plan.namespaces),
         on_cluster,
     )
 

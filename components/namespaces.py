@@ -17,8 +17,8 @@ from plan.mesh import NamespacePlan
 
 @dataclass(frozen=True)
 class MeshNamespacesArgs:
-    # The mesh control plane's Namespace (MeshPlan.control_plane_namespace).
-    linkerd: dict[str, Any]
+    # The mesh control plane's Namespace (MeshPlan.control_plane_namespace): linkerd, or istio-system.
+    control_plane: dict[str, Any]
     viz: dict[str, Any] | None
     namespaces: Mapping[str, NamespacePlan]
 
@@ -29,9 +29,10 @@ class MeshNamespaces(pulumi.ComponentResource):
     def __init__(self, name: str, args: MeshNamespacesArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mtls-mesh:namespaces:MeshNamespaces", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        # Named after the namespace: `mesh-linkerd` for Linkerd, as always.
-        self.linkerd = register(f"{name}-{args.linkerd['metadata']['name']}", args.linkerd, child)
-        self.control_plane = self.linkerd
+        # Named after the namespace: `mesh-linkerd` for Linkerd, as always. `linkerd`: what Linkerd's components
+        # wait for (the same resource).
+        self.control_plane = register(f"{name}-{args.control_plane['metadata']['name']}", args.control_plane, child)
+        self.linkerd = self.control_plane
         self.viz = register(f"{name}-{VIZ_NAMESPACE}", args.viz, child) if args.viz is not None else None
         self.namespaces: dict[str, pulumi.CustomResource] = {}
         for namespace in args.namespaces.values():

@@ -254,3 +254,27 @@ def test_the_default_mesh_is_linkerd():
         assert "mtls-mesh:mesh" not in {k for k, v in config.items() if v != "linkerd"}
     run = run_program("dev")
     assert releases(run).keys() >= {"linkerd-control-plane"} and "istio" not in run.exports
+
+
+def test_preview_identity_may_dry_run_istios_kinds_and_only_those_it_manages():
+    run = istio_run("staging")
+    (role,) = [o for o in run.objects("ClusterRole") if o["metadata"]["name"] == "mtls-mesh-preview"]
+    by_group = {rule["apiGroups"][0]: set(rule["resources"]) for rule in role["rules"]}
+    assert by_group["security.istio.io"] == {"peerauthentications", "authorizationpolicies"}
+    assert {"sidecars"} <= by_group["networking.istio.io"]
+    assert "policy.linkerd.io" not in by_group
+
+
+def test_shard_contracts_name_the_platforms_mesh():
+    """A shard's objects assume the platform's mesh: its contract says which, so a shard of an Istio platform
+    refuses a Linkerd platform's applied contract and the other way round."""
+    from plan.mesh import compile_mesh
+    from plan.shards import shard_contracts
+    def contracts(settings):
+        return shard_contracts(compile_mesh(settings), settings.graph)
+
+    istio, linkerd = contracts(graph_of("prod")), contracts(settings_of("prod"))
+    assert istio.keys() == linkerd.keys() and istio
+    for shard in istio:
+        assert istio[shard]["mesh"] == "istio" and istio[shard]["istioChartVersion"] == names.ISTIO_CHART_VERSION
+        assert "mesh" not in linkerd[shard] and istio[shard]["namespaces"] == linkerd[shard]["namespaces"]
