@@ -228,6 +228,18 @@ def test_first_preview_shows_every_istio_object(stack):
     assert set(releases(preview)) == set(releases(up))
 
 
+@pytest.mark.parametrize("stack", ISTIO_STACKS)
+def test_policy_pack_passes_on_a_first_istio_preview(stack):
+    """The pack's mandatory policies hold for Istio's namespaces (the injection label, istio-system), and still
+    catch a meshed namespace that lost it."""
+    preview = run_program(stack, preview=True, set_config={**ISTIO, **NO_VIZ})
+    assert preview_checks.policy_failures(preview) == {}
+    (namespace,) = [r for r in preview.registrations if r.type.startswith("kubernetes:core/v1:Namespace")
+                    and r.inputs["metadata"]["name"] == "web"]
+    namespace.inputs["metadata"]["labels"]["istio-injection"] = "disabled"
+    assert list(preview_checks.policy_failures(preview)) == ["workload-namespaces-injected"]
+
+
 def test_an_unknown_mesh_is_one_error_before_anything_registers():
     with pytest.raises(SettingsError) as caught:
         run_program("dev", set_config={"mesh": "consul"})
