@@ -5,10 +5,12 @@ The order is the one the sources force (docs/istio.md, "Not done yet" 3):
 - the Bundle of the mesh roots istio-csr pins, once trust-manager and the anchors' ConfigMaps exist;
 - the Istio CA's signers (with Vault: after their login and its RBAC; without: after the anchors' keys, which only
   this component writes into istio-system), then the Istio CA, then its `ca:` Issuer;
-- the `base` chart (the CRDs), then istio-csr: it refuses to start without its root file, and it writes
-  `istio-ca-root-cert` and has `istiod-tls` issued;
-- only then istiod, which reads both at start and would otherwise run without them, silently (both volumes are
-  optional in its chart: docs/istio.md).
+- the `base` chart (the CRDs), then istio-csr: it refuses to start without its root file;
+- then istiod, once Helm saw istio-csr's pods ready. That readiness is istio-csr's serving certificate and gRPC server
+  (`AddReadyzCheck` "tls_provider", "grpc_server" in cmd/app/app.go at v0.17.0, d8fadec3b039). It does not mean that
+  `istio-ca-root-cert` (written by istio-csr's ConfigMap controller, asynchronously) or `istiod-tls` (the chart's
+  Certificate `istiod`, which Helm does not await) exist yet. istiod reads both at start and runs without them
+  silently (docs/istio.md, "Not done yet").
 
 `crds` (the base release) is what Istio policy objects wait for; `control_plane` (istiod) is the running mesh.
 """
