@@ -17,7 +17,7 @@ from plan.mesh import NamespacePlan
 
 @dataclass(frozen=True)
 class MeshNamespacesArgs:
-    # The mesh control plane's Namespace (MeshPlan.control_plane_namespace): linkerd, or istio-system.
+    # The mesh control plane's Namespace (MeshPlan.control_plane_namespace).
     control_plane: dict[str, Any]
     viz: dict[str, Any] | None
     namespaces: Mapping[str, NamespacePlan]
