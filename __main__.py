@@ -1,7 +1,8 @@
 """mtls-mesh: wiring only. Settings are read and validated once (read/) and compiled to the plan of every object the
 mesh manages (plan/mesh.py, no Pulumi); the stack's scope (plan/shards.py: a single stack, a platform, or a policy
 shard) says which part of the plan it registers; then each component registers its part, and the values only a
-provider can make (roots, signed certificates, tokens) pass from the component that makes them to those that use them."""
+provider can make (roots, signed certificates, tokens) pass from the component that makes them to those that use them.
+The mesh's own component (Linkerd's or Istio's, by the `mesh` setting) is picked here, from the plan."""
 
 import pulumi
 
@@ -9,6 +10,7 @@ from components.providers import kubernetes_provider, vault_provider
 from components.alerts import MeshAlerts, MeshAlertsArgs
 from components.authorization import MeshAuthorization, MeshAuthorizationArgs
 from components.cert_manager import AnchorMaterial, CertManager, CertManagerArgs
+from components.istio import IstioAlerts, IstioAlertsArgs, IstioControlPlane, IstioControlPlaneArgs
 from components.linkerd import LinkerdControlPlane, LinkerdControlPlaneArgs
 from components.namespaces import MeshNamespaces, MeshNamespacesArgs
 from components.trust import SelfSignedAnchors, SelfSignedWorkloadCertificates
@@ -81,13 +83,15 @@ if scope.role == SHARD:
 else:
     namespaces = MeshNamespaces(
         "mesh",
-        MeshNamespacesArgs(linkerd=plan.linkerd_namespace, viz=plan.viz_namespace, namespaces=plan.namespaces),
+        MeshNamespacesArgs(control_plane=plan.control_plane_namespace, viz=plan.viz_namespace, namespaces=plan.namespaces),
         on_cluster,
     )
 
     # Who a pull request's preview runs as may read and dry-run what this program manages, and write nothing
     # (plan/preview_identity.py).
-    PreviewAccess("preview", plan.preview, {**namespaces.namespaces, "linkerd": namespaces.linkerd}, on_cluster)
+    PreviewAccess("preview", plan.preview,
+                  {**namespaces.namespaces, plan.control_plane_namespace["metadata"]["name"]: namespaces.control_plane},
+                  on_cluster)
 
     workload_tls = {}
     if plan.vault is not None:
@@ -115,36 +119,60 @@ else:
     certificates = CertManager(
         CERTIFICATES,
         CertManagerArgs(plan=plan.certificates, certificate_namespaces=plan.certificate_namespaces(), anchors=anchors,
-                        namespaces=namespaces.namespaces, linkerd_namespace=namespaces.linkerd,
+                        namespaces=namespaces.namespaces,
+                        linkerd_namespace=namespaces.linkerd if plan.linkerd is not None else None,
                         identity_login_ready=identity_login_ready, namespace_login_ready=namespace_login_ready,
                         workload_tls=workload_tls, certificate_groups=tuple(registered)),
         on_cluster,
     )
 
-    linkerd = LinkerdControlPlane(
-        "linkerd",
-        LinkerdControlPlaneArgs(plan=plan.linkerd, linkerd_namespace=namespaces.linkerd, viz_namespace=namespaces.viz,
-                                cert_manager_ready=certificates.installed,
-                                identity_ready=[certificates.identity_issuer, certificates.trust_bundle]),
-        on_cluster,
-    )
+    if plan.istio is not None:
+        mesh = IstioControlPlane(
+            "istio",
+            IstioControlPlaneArgs(
+                plan=plan.istio, namespace=namespaces.control_plane,
+                anchor_keys={a: (m.certificate_pem, m.private_key_pem) for a, m in anchors.items()
+                             if m.private_key_pem is not None},
+                cert_manager_ready=certificates.installed, trust_manager=certificates.trust_manager,
+                mesh_roots=certificates.mesh_roots, mesh_ready=[r for m in anchors.values() for r in m.ready],
+                login_ready=identity_login_ready),
+            on_cluster,
+        )
+        policy_crds, control_plane = mesh.crds, mesh.control_plane
+    else:
+        linkerd = LinkerdControlPlane(
+            "linkerd",
+            LinkerdControlPlaneArgs(plan=plan.linkerd, linkerd_namespace=namespaces.linkerd, viz_namespace=namespaces.viz,
+                                    cert_manager_ready=certificates.installed,
+                                    identity_ready=[certificates.identity_issuer, certificates.trust_bundle]),
+            on_cluster,
+        )
+        policy_crds, control_plane = linkerd.crds, linkerd.control_plane
 
     MeshAuthorization(
         AUTHORIZATION,
         MeshAuthorizationArgs(namespace_objects={name: ns.policy for name, ns in registered.items()},
                               namespace_manifests={name: ns.policy_manifest for name, ns in registered.items()},
-                              namespaces=namespaces.namespaces, policy_crds=linkerd.crds),
+                              namespaces=namespaces.namespaces, policy_crds=policy_crds),
         on_cluster,
     )
 
     if plan.verification is not None:
         MeshVerification(
             "verify",
-            MeshVerificationArgs(plan=plan.verification, policy_crds=linkerd.crds, control_plane=[linkerd.control_plane]),
+            MeshVerificationArgs(plan=plan.verification, policy_crds=policy_crds, control_plane=[control_plane]),
             on_cluster,
         )
 
-    if plan.alerts is not None:
+    if plan.alerts is not None and plan.istio is not None:
+        IstioAlerts(
+            "alerts",
+            IstioAlertsArgs(plan=plan.alerts, anchor_certificates={a: m.certificate_pem for a, m in anchors.items()},
+                            namespace=namespaces.control_plane, signed_workloads=certificates.signed_workloads,
+                            intermediate_certificates=intermediates),
+            on_cluster,
+        )
+    elif plan.alerts is not None:
         MeshAlerts(
             "alerts",
             MeshAlertsArgs(plan=plan.alerts, anchor_certificates={a: m.certificate_pem for a, m in anchors.items()},
@@ -158,8 +186,14 @@ else:
     pulumi.export("trustAnchors", {anchor: material.certificate_pem for anchor, material in anchors.items()})
     pulumi.export("workloadRoots", {anchor: material.workload_root_pem for anchor, material in anchors.items()})
     pulumi.export("trustRotation", rotation_status(settings.pki.rotation))
-    pulumi.export("linkerd", {"chartVersion": plan.linkerd.chart_version, "highAvailability": plan.linkerd.high_availability,
-                              "cni": plan.linkerd.cni, "viz": plan.linkerd.viz_values is not None})
+    if plan.istio is not None:
+        pulumi.export("istio", {"chartVersion": plan.istio.chart_version,
+                                "istioCsrChartVersion": plan.istio.istio_csr_chart_version,
+                                "highAvailability": plan.istio.high_availability})
+    else:
+        pulumi.export("linkerd", {"chartVersion": plan.linkerd.chart_version,
+                                  "highAvailability": plan.linkerd.high_availability,
+                                  "cni": plan.linkerd.cni, "viz": plan.linkerd.viz_values is not None})
     pulumi.export("accessMatrix", scoped_matrix(plan.access_matrix, scope, settings.graph))
     pulumi.export("egressMatrix", scoped_matrix(plan.egress_matrix, scope, settings.graph))
     # Which stack's state holds each namespace's groups: what every stack of the environment checks itself against.
@@ -168,4 +202,4 @@ else:
         # What each shard's objects assume of this stack, as applied: a shard refuses a plan whose digest is not here.
         pulumi.export(CONTRACTS_OUTPUT, applied_once_ready(
             contract_digests(plan, settings.graph),
-            [*namespaces.namespaces.values(), *certificates.issuers.values(), linkerd.crds]))
+            [*namespaces.namespaces.values(), *certificates.issuers.values(), policy_crds]))

@@ -42,7 +42,9 @@ class CertManagerArgs:
     certificate_namespaces: Mapping[str, NamespacePlan]
     anchors: Mapping[str, AnchorMaterial]
     namespaces: Mapping[str, pulumi.Resource]
-    linkerd_namespace: pulumi.Resource
+    # Linkerd's namespace (its identity issuer, and in dev the anchor keys); None with another mesh, whose component
+    # registers its own CA chain from the anchors' ConfigMaps registered here.
+    linkerd_namespace: pulumi.Resource | None
     # Vault: what the identity issuer's login and each namespace's login need before an issuer can become Ready.
     identity_login_ready: list[pulumi.Resource] = field(default_factory=list)
     namespace_login_ready: Mapping[str, list[pulumi.Resource]] = field(default_factory=dict)
@@ -85,6 +87,7 @@ class CertManager(pulumi.ComponentResource):
 
         # What cert-manager objects elsewhere wait for.
         self.installed: list[pulumi.Resource] = installed
+        self.trust_manager = trust_manager
 
         # Public roots where trust-manager reads them; in dev, the anchor key next to the identity issuer only.
         mesh_roots, workload_roots, anchor_keys = [], [], []
@@ -96,7 +99,7 @@ class CertManager(pulumi.ComponentResource):
                 f"{name}-workload-anchor-{anchor}",
                 workload_anchor_config_map(anchor, plan.namespace, material.workload_root_pem),
                 after(*installed, *material.workload_ready)))
-            if material.private_key_pem is not None:
+            if material.private_key_pem is not None and args.linkerd_namespace is not None:
                 anchor_keys.append(register(f"{name}-anchor-key-{anchor}",
                                             anchor_secret(anchor, material.certificate_pem, material.private_key_pem),
                                             after(args.linkerd_namespace)))
@@ -109,18 +112,22 @@ class CertManager(pulumi.ComponentResource):
         # An identity issuer is usable only once its anchor's signing chain is complete (Vault: set-signed).
         mesh_ready = [resource for material in args.anchors.values() for resource in material.ready]
         identity_rbac = issuing_rbac(LINKERD_NAMESPACE, plan.identity_rbac, args.linkerd_namespace)
-        self.issuers: dict[str, pulumi.Resource] = {
+        # The roots trust-manager reads: another mesh's Bundle of them waits for these.
+        self.mesh_roots: list[pulumi.Resource] = mesh_roots
+        self.issuers: dict[str, pulumi.Resource] = {} if args.linkerd_namespace is None else {
             f"{LINKERD_NAMESPACE}/{issuer_name}": register(
                 f"{name}-{issuer_name}", obj,
                 after(*installed, args.linkerd_namespace, *anchor_keys, *mesh_ready, *identity_rbac, *args.identity_login_ready))
             for issuer_name, obj in plan.identity_issuers.items()
         }
-        issuer_ref = plan.identity_issuer_certificate["spec"]["issuerRef"]["name"]
-        self.identity_issuer = register(
-            f"{name}-identity-issuer", plan.identity_issuer_certificate,
-            after(self.issuers[f"{LINKERD_NAMESPACE}/{issuer_ref}"], args.linkerd_namespace))
-        self.trust_bundle = register(f"{name}-trust-roots", plan.trust_bundle,
-                                     after(trust_manager, *mesh_roots, args.linkerd_namespace))
+        issuer_ref, self.identity_issuer, self.trust_bundle = None, None, None
+        if plan.identity_issuer_certificate is not None and plan.trust_bundle is not None:
+            issuer_ref = plan.identity_issuer_certificate["spec"]["issuerRef"]["name"]
+            self.identity_issuer = register(
+                f"{name}-identity-issuer", plan.identity_issuer_certificate,
+                after(self.issuers[f"{LINKERD_NAMESPACE}/{issuer_ref}"], args.linkerd_namespace))
+            self.trust_bundle = register(f"{name}-trust-roots", plan.trust_bundle,
+                                         after(trust_manager, *mesh_roots, args.linkerd_namespace))
 
         self.workload_certificates: dict[str, pulumi.Resource] = {}
         # Without Vault: (namespace, Secret name) -> the certificate the program signed (its expiry alert reads it).

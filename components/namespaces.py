@@ -1,5 +1,5 @@
-"""MeshNamespaces: registers (or adopts) the linkerd namespace, linkerd-viz's, and every namespace of the service graph,
-from the plan (plan.MeshPlan.namespaces; objects built in namespaces.py). `namespaces[name]` is what namespaced objects
+"""MeshNamespaces: registers (or adopts) the mesh control plane's namespace (linkerd, or the other mesh's), linkerd-viz's,
+and every namespace of the service graph, from the plan (plan.MeshPlan.namespaces; objects built in namespaces.py). `namespaces[name]` is what namespaced objects
 depend on.
 """
 
@@ -11,13 +11,14 @@ from typing import Any, Mapping
 import pulumi
 
 from components.k8s import register
-from plan.namespaces import LINKERD_NAMESPACE, VIZ_NAMESPACE
+from plan.namespaces import VIZ_NAMESPACE
 from plan.mesh import NamespacePlan
 
 
 @dataclass(frozen=True)
 class MeshNamespacesArgs:
-    linkerd: dict[str, Any]
+    # The mesh control plane's Namespace (MeshPlan.control_plane_namespace).
+    control_plane: dict[str, Any]
     viz: dict[str, Any] | None
     namespaces: Mapping[str, NamespacePlan]
 
@@ -28,7 +29,10 @@ class MeshNamespaces(pulumi.ComponentResource):
     def __init__(self, name: str, args: MeshNamespacesArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mtls-mesh:namespaces:MeshNamespaces", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.linkerd = register(f"{name}-{LINKERD_NAMESPACE}", args.linkerd, child)
+        # Named after the namespace: `mesh-linkerd` for Linkerd, as always. `linkerd`: what Linkerd's components
+        # wait for (the same resource).
+        self.control_plane = register(f"{name}-{args.control_plane['metadata']['name']}", args.control_plane, child)
+        self.linkerd = self.control_plane
         self.viz = register(f"{name}-{VIZ_NAMESPACE}", args.viz, child) if args.viz is not None else None
         self.namespaces: dict[str, pulumi.CustomResource] = {}
         for namespace in args.namespaces.values():

@@ -149,9 +149,10 @@ class VaultPki(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=auth_ready)))
             return [policy, role, *extra]
 
+        # The mesh CA's login: Linkerd's identity issuer (`<name>-identity`), or another mesh's CA signer.
         identity = plan.identity_login
         self.identity_login_ready: list[pulumi.Resource] = login(
-            f"{name}-identity", identity.role, identity.namespace, identity.policy, [])
+            f"{name}-{identity.name}", identity.role, identity.namespace, identity.policy, [])
         self.namespace_login_ready: dict[str, list[pulumi.Resource]] = {
             namespace: login(f"{name}-ns-{namespace}", plan.namespace_logins[namespace].role, namespace,
                              plan.namespace_logins[namespace].policy, workload_roles[namespace])

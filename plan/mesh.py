@@ -8,6 +8,11 @@ the Vault declarations the settings fix (PKI roles, login policies), and the rep
 plan to Pulumi, and what else needs the objects (the exported matrices, the alerts' expected plaintext names,
 `python -m discover`, tests/test_plan.py) reads the same plan instead of building objects again.
 
+The stack's `mesh` setting is the switch: with `linkerd` (the default) the Linkerd plan (plan/linkerd/) fills
+`MeshPlan.linkerd`, exactly as before the switch; with `istio` the Istio plan (plan/istio/) fills `MeshPlan.istio`:
+its control plane's values, its trust objects under the same anchors, its policy, namespaces, alerts, checks and
+Vault login. Everything else (graph, anchors, workload certificates, Vault mounts, matrices) is the same for both.
+
 A few values exist only once a provider has made them: the trust anchors' and workload roots' certificates, the
 certificates the program signs without Vault, the token reviewer's JWT. The plan does not guess them: it says which
 objects need them (`CertificatesPlan.anchors`, `NamespacePlan.signed_services`, `AlertsPlan`'s expiry groups), and
@@ -42,6 +47,14 @@ from plan.preview_identity import PreviewPlan, preview_plan, vault_preview_polic
 from plan.vault_pki import identity_issuer_policy, namespace_policy, token_reviewer_objects, workload_role_args
 from plan.linkerd.verification import (canary_objects, check_jobs, namespace_object, on_demand_cronjobs, policy_objects,
                            service_accounts, verification_matrix)
+from plan.istio import alerts as istio_alerts, authorization as istio_authorization, namespaces as istio_namespaces
+from plan.istio import verification as istio_verification
+from plan.istio.authorization import MESH_CONFIG as ISTIO_MESH_CONFIG, IstioPlacement
+from plan.istio.control_plane import base_values, istio_csr_values, istio_settings, istiod_values
+from plan.istio.names import (ISTIO_CHART_VERSION, ISTIO_CSR_CHART_VERSION, ISTIO_CSR_NAMESPACE, ISTIO_CSR_REPOSITORY,
+                              ISTIO_NAMESPACE, ISTIO_REPOSITORY)
+from plan.istio.trust import (istio_ca_auth_role, istio_ca_certificate, istio_ca_issuer, istio_ca_policy,
+                              istio_roots_bundle, signer_rbac, signers)
 
 Object = dict[str, Any]
 
@@ -89,17 +102,20 @@ class CertificatesPlan:
     anchors: tuple[str, ...]
     issuing_anchor: str
     bundle_anchors: tuple[str, ...]
+    # The Linkerd identity issuer's chain; empty/None with another mesh (which has its own, e.g. IstioPlan).
     identity_issuers: Mapping[str, Object]
     identity_rbac: tuple[Object, ...]
-    identity_issuer_certificate: Object
-    trust_bundle: Object
+    identity_issuer_certificate: Object | None
+    trust_bundle: Object | None
     workload_trust_bundle: Object | None
 
     def objects(self) -> Iterator[Object]:
         yield from self.identity_rbac
         yield from self.identity_issuers.values()
-        yield self.identity_issuer_certificate
-        yield self.trust_bundle
+        if self.identity_issuer_certificate is not None:
+            yield self.identity_issuer_certificate
+        if self.trust_bundle is not None:
+            yield self.trust_bundle
         if self.workload_trust_bundle is not None:
             yield self.workload_trust_bundle
 
@@ -123,6 +139,38 @@ class LinkerdPlan:
         for ca in self.webhook_cas.values():
             yield from ca
         yield from self.webhook_certificates.values()
+
+
+@dataclass(frozen=True)
+class IstioPlan:
+    """The Istio charts (versions, repositories, values: base, istio-csr, istiod) and Istio's trust chain under the
+    mesh anchors (plan/istio/trust.py): the signers of the Istio CA (with Vault their login's RBAC), the CA and its
+    `ca:` Issuer istio-csr names, and the Bundle of the roots istio-csr pins. `anchor_keys`: without Vault, the
+    anchors whose key registration hands the signers in istio-system (istio_anchor_secret)."""
+
+    chart_version: str
+    repository: str
+    istio_csr_chart_version: str
+    istio_csr_repository: str
+    high_availability: bool
+    namespace: Object
+    base_values: Object
+    istio_csr_values: Object
+    istiod_values: Object
+    signer_rbac: tuple[Object, ...]
+    signers: Mapping[str, Object]
+    ca_certificate: Object
+    ca_issuer: Object
+    roots_bundle: Object
+    anchor_keys: tuple[str, ...]
+
+    def objects(self) -> Iterator[Object]:
+        yield self.namespace
+        yield from self.signer_rbac
+        yield from self.signers.values()
+        yield self.ca_certificate
+        yield self.ca_issuer
+        yield self.roots_bundle
 
 
 @dataclass(frozen=True)
@@ -169,9 +217,12 @@ class AlertsPlan:
     anchor_validity: Duration
     workload_renew_before: Duration
     intermediate_validity: Duration | None
+    # Istio: istiod's and istio-csr's ServiceMonitors (Linkerd's control plane is scraped by its PodMonitor).
+    service_monitors: tuple[Object, ...] = ()
 
     def objects(self) -> Iterator[Object]:
         yield self.pod_monitor
+        yield from self.service_monitors
 
 
 @dataclass(frozen=True)
@@ -181,6 +232,9 @@ class VaultLogin:
     role: str
     namespace: str
     policy: str
+    # What names its Vault resources (`<component>-<name>-policy`, `-login`): the mesh's CA login is `identity`
+    # (Linkerd's identity issuer) or `istio` (the Istio CA's signers).
+    name: str = "identity"
 
 
 @dataclass(frozen=True)
@@ -205,11 +259,13 @@ class MeshPlan:
     """Everything one stack's settings compile to. `namespaces` follows the graph's order."""
 
     stack: str
-    linkerd_namespace: Object
+    # Linkerd's namespace (None with istio: IstioPlan.namespace is istio-system).
+    linkerd_namespace: Object | None
     viz_namespace: Object | None
     namespaces: Mapping[str, NamespacePlan]
     certificates: CertificatesPlan
-    linkerd: LinkerdPlan
+    # Exactly one of the two, by the `mesh` setting.
+    linkerd: LinkerdPlan | None
     vault: VaultPlan | None
     self_signed: SelfSignedPlan | None
     verification: VerificationPlan | None
@@ -222,6 +278,38 @@ class MeshPlan:
     # Who a pull request's preview runs as: the admission policy that keeps it to dry-runs, then the RBAC that lets
     # its dry-runs reach admission (plan/preview_identity.py), built from the other objects.
     preview: PreviewPlan | None = None
+    istio: IstioPlan | None = None
+
+    @property
+    def mesh(self) -> str:
+        return "istio" if self.istio is not None else "linkerd"
+
+    @property
+    def control_plane_namespace(self) -> Object:
+        """The mesh control plane's Namespace object (linkerd, or istio-system)."""
+        if self.istio is not None:
+            return self.istio.namespace
+        assert self.linkerd_namespace is not None
+        return self.linkerd_namespace
+
+    @property
+    def anchor_key_namespace(self) -> str:
+        """Without Vault: where the anchors' keys are held for the mesh CA's signer."""
+        return ISTIO_NAMESPACE if self.istio is not None else LINKERD_NAMESPACE
+
+    def control_plane_contract(self) -> dict[str, Any]:
+        """What every shard's policy objects assume of the platform's mesh (plan/shards.py): Linkerd's as it always
+        was (its chart, so its policy CRDs, and the trust domain its identities carry); Istio's likewise."""
+        if self.istio is not None:
+            return {"mesh": "istio", "istioChartVersion": self.istio.chart_version,
+                    "identityTrustDomain": self.istio.istiod_values["meshConfig"]["trustDomain"]}
+        assert self.linkerd is not None
+        return {"linkerdChartVersion": self.linkerd.chart_version,
+                "identityTrustDomain": self.linkerd.control_plane_values.get("identityTrustDomain")}
+
+    def kind_resources(self) -> Mapping[tuple[str, str], str]:
+        """The RBAC resources of the mesh's own kinds beyond plan/preview_identity.RESOURCES (Linkerd's are there)."""
+        return ISTIO_RESOURCES if self.istio is not None else {}
 
     def certificate_namespaces(self) -> dict[str, NamespacePlan]:
         """The namespaces with certificate services, sorted (their issuers and Certificates, or signed services)."""
@@ -233,10 +321,11 @@ class MeshPlan:
 
     def objects(self) -> list[Object]:
         """Every Kubernetes object whose whole content the settings fix (not the few a provider's values fill)."""
-        found = [self.linkerd_namespace, *([self.viz_namespace] if self.viz_namespace else [])]
+        found = [*([self.linkerd_namespace] if self.linkerd_namespace else []),
+                 *([self.viz_namespace] if self.viz_namespace else [])]
         for ns in self.namespaces.values():
             found += ns.objects()
-        for part in (self.certificates, self.linkerd, self.verification, self.alerts):
+        for part in (self.certificates, self.linkerd, self.istio, self.verification, self.alerts):
             if part is not None:
                 found += part.objects()
         if self.vault is not None:
@@ -246,16 +335,35 @@ class MeshPlan:
         return found
 
 
+# The RBAC resource (CRD spec.names.plural) of each Istio kind the plan writes: base chart files/crd-all.gen.yaml [IC].
+ISTIO_RESOURCES = {("security.istio.io", "PeerAuthentication"): "peerauthentications",
+                   ("security.istio.io", "AuthorizationPolicy"): "authorizationpolicies",
+                   ("networking.istio.io", "Sidecar"): "sidecars",
+                   ("networking.istio.io", "ServiceEntry"): "serviceentries",
+                   ("monitoring.coreos.com", "ServiceMonitor"): "servicemonitors"}
+# Where Istio's own parts run, for the NetworkPolicies that let sidecars reach them: istio-csr beside istiod
+# (plan/istio/control_plane.py), not the chart's default cert-manager namespace.
+ISTIO_PLACEMENT = IstioPlacement(istiod_namespace=ISTIO_NAMESPACE, istio_csr_namespace=ISTIO_CSR_NAMESPACE)
+
+
+def _is_istio(settings: Settings) -> bool:
+    return settings.mesh == "istio"
+
+
 def _namespace_plans(settings: Settings) -> dict[str, NamespacePlan]:
     graph, vault = settings.graph, settings.vault
     policy: dict[str, list[Object]] = {}
-    for obj in authorization_objects(settings):
+    istio = _is_istio(settings)
+    objects_of_graph = (istio_authorization.authorization_objects(settings, ISTIO_PLACEMENT) if istio
+                        else authorization_objects(settings))
+    for obj in objects_of_graph:
         policy.setdefault(obj["metadata"]["namespace"], []).append(obj)
     certificate_services = graph.certificate_services
     plans = {}
     for namespace in graph.namespaces.values():
-        obj = workload_namespace_object(namespace, graph, settings.rollout,
-                                        namespace.shard if settings.policy_shards else None)
+        shard = namespace.shard if settings.policy_shards else None
+        obj = (istio_namespaces.workload_namespace_object(namespace, shard) if istio
+               else workload_namespace_object(namespace, graph, settings.rollout, shard))
         adopted = namespace.name in settings.adopt_namespaces
         if adopted:
             # Server-side apply takes over just these labels and annotations from whoever set them before.
@@ -276,6 +384,7 @@ def _namespace_plans(settings: Settings) -> dict[str, NamespacePlan]:
 
 def _certificates_plan(settings: Settings) -> CertificatesPlan:
     cm = settings.cert_manager
+    istio = _is_istio(settings)
     return CertificatesPlan(
         namespace=cm.namespace, chart_version=cm.chart_version, trust_manager_chart_version=cm.trust_manager_chart_version,
         cert_manager_values=cert_manager_values(settings.monitoring.labels if settings.monitoring.enabled else None)
@@ -283,10 +392,10 @@ def _certificates_plan(settings: Settings) -> CertificatesPlan:
         trust_manager_values=trust_manager_values(cm.namespace) if cm.install else None,
         anchors=settings.pki.rotation.anchors, issuing_anchor=settings.pki.rotation.issuing_anchor,
         bundle_anchors=settings.pki.rotation.bundle_anchors,
-        identity_issuers=identity_issuers(settings),
-        identity_rbac=tuple(token_request_rbac(LINKERD_NAMESPACE, cm)) if settings.vault is not None else (),
-        identity_issuer_certificate=identity_issuer_certificate(settings),
-        trust_bundle=trust_bundle(settings),
+        identity_issuers=identity_issuers(settings) if not istio else {},
+        identity_rbac=tuple(token_request_rbac(LINKERD_NAMESPACE, cm)) if settings.vault is not None and not istio else (),
+        identity_issuer_certificate=identity_issuer_certificate(settings) if not istio else None,
+        trust_bundle=trust_bundle(settings) if not istio else None,
         workload_trust_bundle=workload_trust_bundle(settings) if settings.graph.certificate_services else None)
 
 
@@ -301,6 +410,21 @@ def _linkerd_plan(settings: Settings) -> LinkerdPlan:
         webhook_certificates={w.certificate: webhook_certificate(w) for w in wanted})
 
 
+def _istio_plan(settings: Settings) -> IstioPlan:
+    choices = istio_settings(settings)
+    istiod = istiod_values(settings, choices)
+    # REGISTRY_ONLY mesh-wide; namespaces that do not enforce yet keep ALLOW_ANY by their own Sidecar (authorization.py).
+    istiod = {**istiod, "meshConfig": {**istiod["meshConfig"], **ISTIO_MESH_CONFIG}}
+    return IstioPlan(
+        chart_version=ISTIO_CHART_VERSION, repository=ISTIO_REPOSITORY,
+        istio_csr_chart_version=ISTIO_CSR_CHART_VERSION, istio_csr_repository=ISTIO_CSR_REPOSITORY,
+        high_availability=choices.high_availability, namespace=istio_namespaces.control_plane_namespace_object(),
+        base_values=base_values(settings, choices), istio_csr_values=istio_csr_values(settings, choices),
+        istiod_values=istiod, signer_rbac=tuple(signer_rbac(settings)), signers=signers(settings),
+        ca_certificate=istio_ca_certificate(settings), ca_issuer=istio_ca_issuer(), roots_bundle=istio_roots_bundle(settings),
+        anchor_keys=settings.pki.rotation.anchors if settings.vault is None else ())
+
+
 def _vault_plan(settings: Settings) -> VaultPlan | None:
     vault = settings.vault
     if vault is None:
@@ -311,7 +435,9 @@ def _vault_plan(settings: Settings) -> VaultPlan | None:
     return VaultPlan(
         anchors=rotation.anchors, protect=settings.pki.protect,
         intermediate_max_ttl_seconds=settings.pki.issuer_duration.seconds,
-        identity_login=VaultLogin(vault.identity_auth_role, LINKERD_NAMESPACE, identity_issuer_policy(settings)),
+        identity_login=(VaultLogin(istio_ca_auth_role(vault), ISTIO_NAMESPACE, istio_ca_policy(settings), name="istio")
+                        if _is_istio(settings) else
+                        VaultLogin(vault.identity_auth_role, LINKERD_NAMESPACE, identity_issuer_policy(settings))),
         namespace_logins={ns: VaultLogin(vault.namespace_auth_role(ns), ns, namespace_policy(vault, rotation, ns))
                           for ns in namespaces},
         workload_roles={ns: workload_role_args(settings, ns) for ns in namespaces},
@@ -334,6 +460,15 @@ def _self_signed_plan(settings: Settings) -> SelfSignedPlan | None:
 def _verification_plan(settings: Settings) -> VerificationPlan | None:
     if not settings.verification.enabled:
         return None
+    if _is_istio(settings):
+        # The same canary, accounts and clients; Istio's namespace label, policy and Jobs. Its matrix entries are
+        # not added: the canary is no graph service, and Istio's access matrix is read from the graph's objects.
+        return VerificationPlan(
+            namespace=istio_verification.namespace_object(), service_accounts=tuple(service_accounts()),
+            policy=tuple(istio_verification.policy_objects(settings)),
+            canary=tuple(canary_objects(settings.verification.server_image)),
+            jobs=tuple(istio_verification.check_jobs(settings)),
+            cronjobs=tuple(istio_verification.on_demand_cronjobs(settings)), matrix={})
     return VerificationPlan(
         namespace=namespace_object(settings.rollout.default_policy), service_accounts=tuple(service_accounts()),
         policy=tuple(policy_objects(settings)), canary=tuple(canary_objects(settings.verification.server_image)),
@@ -345,6 +480,13 @@ def _alerts_plan(settings: Settings, policy: list[Object]) -> AlertsPlan | None:
     if not settings.monitoring.enabled:
         return None
     labels = settings.monitoring.labels
+    if _is_istio(settings):
+        return AlertsPlan(labels=labels, rule_groups=tuple(istio_alerts.istio_rule_groups(settings)),
+                          pod_monitor=istio_alerts.pod_monitor(settings, labels),
+                          anchor_validity=settings.pki.anchor_validity,
+                          workload_renew_before=settings.pki.workload_renew_before,
+                          intermediate_validity=settings.vault.intermediate_ttl if settings.vault is not None else None,
+                          service_monitors=tuple(istio_alerts.service_monitors(labels)))
     return AlertsPlan(labels=labels, rule_groups=tuple(mesh_rule_groups(settings, policy)),
                       pod_monitor=pod_monitor(settings, labels), anchor_validity=settings.pki.anchor_validity,
                       workload_renew_before=settings.pki.workload_renew_before,
@@ -356,22 +498,26 @@ def build_plan(settings: Settings) -> MeshPlan:
     namespaces = _namespace_plans(settings)
     policy = [obj for ns in namespaces.values() for obj in ns.policy]
     verification = _verification_plan(settings)
-    matrix = access_matrix(policy, settings.graph, settings.trust_domain, settings.policy.kubelet_networks)
+    istio = _is_istio(settings)
+    matrix = (istio_authorization.access_matrix(policy, settings.graph, settings.trust_domain) if istio
+              else access_matrix(policy, settings.graph, settings.trust_domain, settings.policy.kubelet_networks))
     if verification is not None:
         matrix.update(verification.matrix)
     plan = MeshPlan(
         stack=settings.stack,
-        linkerd_namespace=linkerd_namespace_object(),
-        viz_namespace=viz_namespace_object() if settings.linkerd.viz else None,
+        linkerd_namespace=linkerd_namespace_object() if not istio else None,
+        viz_namespace=viz_namespace_object() if settings.linkerd.viz and not istio else None,
         namespaces=namespaces,
         certificates=_certificates_plan(settings),
-        linkerd=_linkerd_plan(settings),
+        linkerd=_linkerd_plan(settings) if not istio else None,
+        istio=_istio_plan(settings) if istio else None,
         vault=_vault_plan(settings),
         self_signed=_self_signed_plan(settings),
         verification=verification,
         alerts=_alerts_plan(settings, policy),
         access_matrix=matrix,
-        egress_matrix=egress_matrix(policy, settings.graph),
+        egress_matrix=(istio_authorization.egress_matrix(policy, settings.graph) if istio
+                       else egress_matrix(policy, settings.graph)),
         inbound_policies={ns.name: settings.rollout.policy_for(ns.name) for ns in settings.graph.meshed_namespaces},
     )
     return replace(plan, preview=preview_plan(settings.preview_identity, plan))

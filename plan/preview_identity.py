@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from plan.cert_manager import anchor_object_name, workload_secret_name
-from plan.namespaces import LINKERD_NAMESPACE
 from plan.objects import metadata
 from read.settings import PreviewIdentity, VaultSettings
 
@@ -95,9 +94,9 @@ def group_kind(api_version: str, kind: str) -> tuple[str, str]:
     return api_version.rpartition("/")[0], kind
 
 
-def resource_of(group: str, kind: str) -> str:
+def resource_of(group: str, kind: str, mesh_resources: Mapping[tuple[str, str], str] | None = None) -> str:
     try:
-        return RESOURCES[(group, kind)]
+        return {**RESOURCES, **(mesh_resources or {})}[(group, kind)]
     except KeyError:
         raise KeyError(f"plan/preview_identity.py RESOURCES has no RBAC resource for {group or 'core'} {kind}: add it "
                        "(its plural is the CRD's spec.names.plural), so previews may dry-run it") from None
@@ -150,16 +149,17 @@ def managed_kinds(objects: Iterable[Mapping[str, Any]]) -> set[tuple[str, str]]:
     return kinds | set(REGISTERED_OUTSIDE_THE_PLAN) | ADMISSION_EXEMPT | OWN_RBAC
 
 
-def cluster_role(objects: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def cluster_role(objects: Iterable[Mapping[str, Any]],
+                 mesh_resources: Mapping[tuple[str, str], str] | None = None) -> dict[str, Any]:
     """Read, and dry-run, every kind the program manages but Secrets (by name, `secret_roles`); admission
-    configuration read only."""
+    configuration read only. `mesh_resources`: the RBAC resources of the stack's mesh's own kinds beyond RESOURCES."""
     writable: dict[str, set[str]] = {}
     read_only: dict[str, set[str]] = {}
     for group, kind in sorted(managed_kinds(objects)):
         if (group, kind) == ("", "Secret"):
             continue
         target = read_only if (group, kind) in ADMISSION_EXEMPT else writable
-        target.setdefault(group, set()).add(resource_of(group, kind))
+        target.setdefault(group, set()).add(resource_of(group, kind, mesh_resources))
     rules = [{"apiGroups": [group], "resources": sorted(resources), "verbs": [*READ, *DRY_RUN]}
              for group, resources in sorted(writable.items())]
     rules += [{"apiGroups": [group], "resources": sorted(resources), "verbs": list(READ)}
@@ -181,7 +181,7 @@ def secret_names(plan: Any) -> dict[str, tuple[str, ...]]:
         if group_kind(obj["apiVersion"], obj["kind"]) == ("", "Secret"):
             found.setdefault(obj["metadata"]["namespace"], set()).add(obj["metadata"]["name"])
     if plan.self_signed is not None:
-        found.setdefault(LINKERD_NAMESPACE, set()).update(anchor_object_name(a) for a in plan.self_signed.anchors)
+        found.setdefault(plan.anchor_key_namespace, set()).update(anchor_object_name(a) for a in plan.self_signed.anchors)
     for namespace, ns in plan.namespaces.items():
         for service in ns.signed_services:
             found.setdefault(namespace, set()).add(workload_secret_name(service))
@@ -215,7 +215,7 @@ class PreviewPlan:
 def preview_plan(identity: PreviewIdentity, plan: Any) -> PreviewPlan:
     """From the stack's other objects (`plan`: a MeshPlan without its preview part)."""
     return PreviewPlan(identity, (admission_policy(identity), admission_policy_binding()),
-                       (cluster_role(plan.objects()), cluster_role_binding(identity),
+                       (cluster_role(plan.objects(), plan.kind_resources()), cluster_role_binding(identity),
                         *secret_roles(identity, secret_names(plan))))
 
 

@@ -118,9 +118,7 @@ def shard_contracts(plan: MeshPlan, graph: ServiceGraph) -> dict[str, dict[str, 
     """Per shard, what its objects assume of the platform: each of its namespaces (meshed, its rollout phase, the
     Issuer its Certificates name) and what every shard's objects assume (the Linkerd chart and so its policy CRDs,
     the trust domain the identities carry, whether issuers are Vault's or the program's). Plain JSON."""
-    common = {"linkerdChartVersion": plan.linkerd.chart_version,
-              "identityTrustDomain": plan.linkerd.control_plane_values.get("identityTrustDomain"),
-              "issuers": "vault" if plan.vault is not None else "self-signed"}
+    common = {**plan.control_plane_contract(), "issuers": "vault" if plan.vault is not None else "self-signed"}
     contracts = {}
     for shard, names in shards_of(graph).items():
         namespaces = {}

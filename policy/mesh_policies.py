@@ -21,8 +21,11 @@ from pulumi_policy import (
 )
 
 MANAGED = ("app.kubernetes.io/part-of", "mtls-mesh")
-CONTROL_PLANE_NAMESPACES = ("linkerd", "linkerd-viz", "linkerd-cni")
+CONTROL_PLANE_NAMESPACES = ("linkerd", "linkerd-viz", "linkerd-cni", "istio-system")
 INJECT = "linkerd.io/inject"
+# With `mesh: istio` (plan/istio/namespaces.py): injection is this namespace label, and the rollout phase is in the
+# namespace's PeerAuthentication and AuthorizationPolicy, not on the namespace.
+ISTIO_INJECTION = "istio-injection"
 OUT_OF_MESH = "mtls-mesh.io/out-of-mesh"
 DEFAULT_INBOUND_POLICY = "config.linkerd.io/default-inbound-policy"
 # A platform stack's namespace whose policy a shard stack registers (plan/namespaces.py POLICY_SHARD): the shard's
@@ -75,6 +78,13 @@ def workload_namespaces_injected(args: ResourceValidationArgs, report: ReportVio
     if meta.get("name") in CONTROL_PLANE_NAMESPACES:
         return
     annotations = meta.get("annotations") or {}
+    istio_injection = (meta.get("labels") or {}).get(ISTIO_INJECTION)
+    if istio_injection is not None and INJECT not in annotations:
+        if not (istio_injection == "enabled" or (istio_injection == "disabled" and annotations.get(OUT_OF_MESH))):
+            report(f"workload namespace {meta.get('name')} is not injected ({ISTIO_INJECTION}: {istio_injection!r}) "
+                   f"and not declared out of the mesh ({OUT_OF_MESH}); mesh it or declare it `meshed: false` in the "
+                   "service graph")
+        return
     inject = annotations.get(INJECT)
     if inject == "enabled":
         if not annotations.get(DEFAULT_INBOUND_POLICY):

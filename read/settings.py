@@ -33,7 +33,7 @@ from read.settings_format import (  # noqa: E402 (re-exported: other modules imp
     ANCHOR_ID_MAX, AUTO_TRUE_FALSE, CHART_VERSION, CONTROLLER_LOG_LEVELS, DELIVERERS, DNS_LABEL, DNS_NAME,
     DNS_SUBDOMAIN, ENVIRONMENTS, IGNORED_PROVIDER_KEYS, IMAGE, INBOUND_POLICIES, INTEGER, LABEL_PAIR,
     CANNOT_BE_SECRET, LINKERD_CHART_VERSION, LIST_SETTING_LIMITS, MAX_LIST_ENTRIES, MAX_LIST_SETTING_BYTES,
-    MAY_BE_SECRET, MISSING, READ_ONLY_SETTINGS,
+    MAY_BE_SECRET, MESHES, MISSING, READ_ONLY_SETTINGS,
     NOT_FOR_CERT_MANAGER, PKI_MODES, PREVIEW_IDENTITY, PREVIEW_IDENTITY_FORBIDDEN, PREVIEW_IDENTITY_MAX, PROJECT,
     PROJECT_DIR, QUANTITY, ROTATION_PHASES, SECRET_SETTINGS,
     SERVICE_ACCOUNT_REF, VAULT_AUTH_MODES, VAULT_NAMESPACE, VAULT_PATH, VAULT_ROLE, VERIFICATION_NAMESPACE,
@@ -303,6 +303,8 @@ class Settings:
     platform_stack: str | None = None
     shard: str | None = None
     preview_identity: PreviewIdentity = DEFAULT_PREVIEW_IDENTITY
+    # Which mesh the stack installs (plan/mesh.py picks plan/linkerd/ or plan/istio/ by it).
+    mesh: str = "linkerd"
 
     @property
     def is_prod(self) -> bool:
@@ -666,6 +668,7 @@ def _load_settings(raw: Mapping[str, str], stack: str, secret_keys: frozenset[st
                    "itself", "Run cert-manager in a namespace of its own, e.g. cert-manager")
 
     linkerd = _linkerd(config, environment)
+    mesh = _mesh(config) if "mesh" in declarations else "linkerd"
     policy = _policy(config)
     if graph is not None:
         _check_deny_networks(config, graph, rollout, policy)
@@ -685,7 +688,7 @@ def _load_settings(raw: Mapping[str, str], stack: str, secret_keys: frozenset[st
         adopt_namespaces=adopt, rollout=rollout, pki=pki, vault=vault, cert_manager=cert_manager, linkerd=linkerd,
         policy=policy, monitoring=monitoring, verification=verification,
         policy_shards=config.boolean("policyShards") if "policyShards" in declarations else False,
-        preview_identity=preview_identity,
+        preview_identity=preview_identity, mesh=mesh,
     )
 
 
@@ -857,6 +860,25 @@ def _linkerd(config: _Config, environment: str) -> LinkerdSettings:
         cluster_default_inbound_policy=config.choice("clusterDefaultInboundPolicy", INBOUND_POLICIES),
         cni=config.boolean("linkerdCni"), viz=config.boolean("linkerdViz"),
     )
+
+
+# Settings only the Linkerd control plane reads: with another mesh they would silently do nothing.
+LINKERD_ONLY_SETTINGS = ("linkerdChartVersion", "linkerdHelmRepository", "linkerdHighAvailability", "linkerdCni",
+                         "linkerdViz", *_PROXY_RESOURCE_KEYS.values(), "proxyLogLevel", "controllerLogLevel",
+                         "clusterDefaultInboundPolicy")
+
+
+def _mesh(config: _Config) -> str:
+    """The mesh switch, and a refusal of every Linkerd-only setting a non-Linkerd stack sets (to other than its
+    default: a stack leaving it out and one setting the default look the same, `_Config.is_set`)."""
+    mesh = config.choice("mesh", MESHES)
+    if mesh != "linkerd" and mesh in MESHES:
+        for key in LINKERD_ONLY_SETTINGS:
+            if key in config.declarations and config.is_set(key):
+                config.add(key, f"is set, but mesh is {mesh}: only the Linkerd control plane reads it",
+                           f"Remove {key} from the stack file (pulumi config rm {config.full(key)}), or set mesh "
+                           "linkerd")
+    return mesh
 
 
 def _networks(config: _Config, key: str) -> tuple[str, ...]:

@@ -96,6 +96,8 @@ ROTATION_PHASES = ("none", "add-next", "issue-from-next", "drop-previous")
 # Who runs `pulumi up` for a stack (deliveredBy): the GitHub workflows, or the Pulumi Kubernetes Operator, whose
 # workspace pod is the only place the program runs with kubeContext in-cluster (deploy/operator_stacks.py).
 DELIVERERS = ("workflows", "operator")
+# The service mesh a stack installs (mesh): plan/linkerd/ or plan/istio/, from the same graph and trust chain.
+MESHES = ("linkerd", "istio")
 VAULT_AUTH_MODES = ("external", "in-cluster")
 CONTROLLER_LOG_LEVELS = ("error", "warn", "info", "debug", "trace")
 # Settings that are on, off, or decided by the environment.
@@ -123,6 +125,7 @@ _RESOURCE_ID = "which Pulumi never keeps secret"
 CANNOT_BE_SECRET = {
     "environment": "the environment profile, which the stack exports as its `environment` output",
     "deliveredBy": "who delivers the stack, which the workflows and deploy/ read from the stack file in plain text",
+    "mesh": "which mesh the stack installs, which every registered resource's type and name shows",
     "policyShards": "a switch the shard stacks and the workflows read from the platform's stack file in plain text",
     "platformStack": "the name of the platform stack, which the StackReference's name (part of its URN) carries",
     "shard": "a shard of the service graph, part of the stack's name and of its `shard` output",
@@ -280,6 +283,7 @@ VALUES: dict[str, Text] = {
     "linkerdHelmRepository": Text(pattern=HELM_REPOSITORY_URL),
     "vaultIntermediateRenewals": Text("A renewal id, e.g. 2031-05", DNS_LABEL, ANCHOR_ID_MAX),
     "deliveredBy": Text(choices=DELIVERERS),
+    "mesh": Text(choices=MESHES),
     "previewIdentity": Text("serviceaccount:<namespace>/<name>, user:<name> or group:<name>", PREVIEW_IDENTITY,
                             PREVIEW_IDENTITY_MAX, forbidden_pattern=PREVIEW_IDENTITY_FORBIDDEN,
                             examples=("group:mtls-mesh-preview", "serviceaccount:ci/mtls-mesh-preview")),

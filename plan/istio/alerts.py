@@ -1,6 +1,6 @@
 """Istio's alerts: the scrape objects (a PodMonitor for the sidecars' merged metrics, ServiceMonitors for istiod and
 istio-csr) and the rule groups on the metrics Istio, its agent, istio-csr and cert-manager really export, as plain
-data (not registered yet: `mesh: istio` is wired in a later session).
+data (registered by components/istio.py `IstioAlerts` with `mesh: istio`).
 
 Every metric and label is read from the pinned sources (keys as in ../shared/reference/ISTIO-MULTICLUSTER.md):
 - [PX] istio/proxy 1.29.6 (8f4f69324c5c) source/extensions/filters/http/istio_stats/istio_stats.cc: istio_requests_total

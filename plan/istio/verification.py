@@ -1,5 +1,6 @@
 """The mesh's self-check for Istio: after every change of the mesh, prove on the cluster that mTLS and the rollout phase
-hold, as plan/linkerd/verification.py does for Linkerd (plain data; registered once `mesh: istio` is wired).
+hold, as plan/linkerd/verification.py does for Linkerd (plain data; with `mesh: istio`, plan/mesh.py builds the
+VerificationPlan from it and components/verification.py registers it).
 
 The same canary, clients, expectations and re-run digest scheme as the Linkerd check, imported from it where they are
 mesh-neutral (the canary Deployment and Service, the ServiceAccounts, `expectation`); what differs is Istio's:
