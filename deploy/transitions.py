@@ -135,7 +135,7 @@ class Environment:
 def environment(platform: str, project_dir: Path = PROJECT_DIR) -> Environment:
     stacks_dir = project_dir / "stacks"
     raw, secret_keys = read_stack_file(stacks_dir / f"Pulumi.{platform}.yaml")
-    if PLATFORM_STACK_KEY in raw:
+    if raw.get(PLATFORM_STACK_KEY):
         raise TransitionError(f"{platform} is a shard stack: name its platform stack ({raw[PLATFORM_STACK_KEY]})")
     settings = load_stack_settings(raw, platform, secret_keys=secret_keys, project_dir=project_dir,
                                    stacks_dir=stacks_dir)

@@ -151,7 +151,7 @@ def managed_kinds(objects: Iterable[Mapping[str, Any]]) -> set[tuple[str, str]]:
 
 def cluster_role(objects: Iterable[Mapping[str, Any]],
                  mesh_resources: Mapping[tuple[str, str], str] | None = None) -> dict[str, Any]:
-    """Read, and dry-run, every kind the program manages but Secrets (by name, `secret_roles`); admission
+    """Read, and dry-run, every kind the program manages but Secrets (never: preview_plan); admission
     configuration read only. `mesh_resources`: the RBAC resources of the stack's mesh's own kinds beyond RESOURCES."""
     writable: dict[str, set[str]] = {}
     read_only: dict[str, set[str]] = {}
@@ -173,34 +173,6 @@ def cluster_role_binding(identity: PreviewIdentity) -> dict[str, Any]:
             "subjects": [subject(identity)]}
 
 
-def secret_names(plan: Any) -> dict[str, tuple[str, ...]]:
-    """namespace -> the Secrets the program writes there: the plan's (the token reviewer's), the self-signed anchors'
-    keys and the workload TLS Secrets the program signs (components/cert_manager.py registers these from the plan)."""
-    found: dict[str, set[str]] = {}
-    for obj in plan.objects():
-        if group_kind(obj["apiVersion"], obj["kind"]) == ("", "Secret"):
-            found.setdefault(obj["metadata"]["namespace"], set()).add(obj["metadata"]["name"])
-    if plan.self_signed is not None:
-        found.setdefault(plan.anchor_key_namespace, set()).update(anchor_object_name(a) for a in plan.self_signed.anchors)
-    for namespace, ns in plan.namespaces.items():
-        for service in ns.signed_services:
-            found.setdefault(namespace, set()).add(workload_secret_name(service))
-    return {namespace: tuple(sorted(names)) for namespace, names in sorted(found.items())}
-
-
-def secret_roles(identity: PreviewIdentity, secrets: Mapping[str, tuple[str, ...]]) -> list[dict[str, Any]]:
-    """Per namespace, a Role + RoleBinding for exactly the Secrets the program writes there."""
-    documents = []
-    for namespace, names in secrets.items():
-        documents.append({"apiVersion": RBAC_API, "kind": "Role", "metadata": metadata(NAME, namespace),
-                          "rules": [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": list(names),
-                                     "verbs": ["get", "patch"]}]})
-        documents.append({"apiVersion": RBAC_API, "kind": "RoleBinding", "metadata": metadata(NAME, namespace),
-                          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": NAME},
-                          "subjects": [subject(identity)]})
-    return documents
-
-
 @dataclass(frozen=True)
 class PreviewPlan:
     """The preview identity's objects: `admission` (the policy and its binding), then `access` (the RBAC that lets
@@ -214,9 +186,11 @@ class PreviewPlan:
 
 def preview_plan(identity: PreviewIdentity, plan: Any) -> PreviewPlan:
     """From the stack's other objects (`plan`: a MeshPlan without its preview part)."""
+    # No Secret, not even the program's own: they hold the anchors' keys (dev) and the token reviewer's token, and a
+    # dry-run patch answers with `data`. A Secret's preview then shows the program's side of the diff only
+    # (pulumi-kubernetes falls back to a client-side diff when the dry run is forbidden).
     return PreviewPlan(identity, (admission_policy(identity), admission_policy_binding()),
-                       (cluster_role(plan.objects(), plan.kind_resources()), cluster_role_binding(identity),
-                        *secret_roles(identity, secret_names(plan))))
+                       (cluster_role(plan.objects(), plan.kind_resources()), cluster_role_binding(identity)))
 
 
 def preview_identity_objects(identity: PreviewIdentity, plan: Any) -> tuple[tuple[dict[str, Any], ...],

@@ -1316,6 +1316,14 @@ def _vault(config: _Config, environment: str, project_dir: Path, pki: PkiSetting
         config.add("vaultAuthTokenTtl", f"({token_ttl}) should be between 1m and 1h",
                    "cert-manager logs in for each request; a short-lived token limits what a leaked one can do")
     token = config.secret("vaultToken")
+    if token is not None and environment != "dev":
+        # A pull request's preview of this stack holds the state passphrase (it must decrypt the state to diff it),
+        # so a token in the stack's config would reach the pull request's own code: the deployer's, write-capable.
+        config.add("vaultToken", "is in the stack's config, where every preview of this stack can decrypt it: a pull "
+                   "request's code would run with the deployer's Vault token, not the preview's read-only one "
+                   "(docs/delivery-security.md)",
+                   "pulumi config rm mtls-mesh:vaultToken; give the token as VAULT_TOKEN in the deploy environment "
+                   "(a GitHub environment secret), and the preview's read-only token as PREVIEW_VAULT_TOKEN")
     if not used or pki is None or len(config.problems.items) != problems_before:
         return None
     return VaultSettings(

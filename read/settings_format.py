@@ -114,8 +114,6 @@ MAY_BE_SECRET = {
     "kubeContext": "the Kubernetes provider's context",
     "kubeconfig": "the Kubernetes provider's kubeconfig",
     "vaultKubernetesHost": "the Kubernetes auth mount's config (kubernetes_host)",
-    "vaultCaBundleFile": "the Vault provider's ca_cert_file (the file's public certificates go to every Issuer)",
-    "vaultKubernetesCaFile": "no resource: the program only reads the file (its public CA goes to Vault)",
     "linkerdHelmRepository": "the Linkerd Helm releases' repository",
 }
 # Settings whose text reaches no resource (the program only reads the file they name).
@@ -123,6 +121,11 @@ READ_ONLY_SETTINGS = ("serviceGraph", "vaultKubernetesCaFile")
 _SWITCH = "a true/false switch, not a credential: what it turns on or off shows in every preview"
 _RESOURCE_ID = "which Pulumi never keeps secret"
 CANNOT_BE_SECRET = {
+    # Paths to public CA certificates: every tool that reads a stack file outside Pulumi (the handover, changed_stacks,
+    # the review and Operator generators) must open them, and cannot decrypt the stack's secrets.
+    "vaultCaBundleFile": "the path of a public CA bundle, which the deploy tools open outside Pulumi and the program "
+                         "copies into every Issuer",
+    "vaultKubernetesCaFile": "the path of the API server's public CA, which the deploy tools open outside Pulumi",
     "environment": "the environment profile, which the stack exports as its `environment` output",
     "deliveredBy": "who delivers the stack, which the workflows and deploy/ read from the stack file in plain text",
     "mesh": "which mesh the stack installs, which every registered resource's type and name shows",

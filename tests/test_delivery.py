@@ -271,14 +271,15 @@ def test_a_stack_not_in_the_backend_yet_is_not_previewed():
     assert login["if"] == "${{ !matrix.new }}" and 'if [ "$NEW_IN_PULL_REQUEST" = "true" ]' in check["run"], \
         "the login is skipped only for a stack file new in the pull request, which the check never asks about"
     assert preview["environment"] == "preview-${{ matrix.platform }}", "the preview-<platform> read-only login"
-    assert check["env"] == {"NEW_IN_PULL_REQUEST": "${{ matrix.new }}"} and "if" not in check, \
+    assert check["env"] == {"NEW_IN_PULL_REQUEST": "${{ matrix.new }}",
+                            "ALLOW_UNDEPLOYED": "${{ vars.PREVIEW_ALLOW_UNDEPLOYED_STACKS }}"} and "if" not in check, \
         "no credential of its own: the job's, which only reads"
     assert 'pulumi stack select --stack "$STACK" --non-interactive' in check["run"]
     assert "--create" not in check["run"] and "stack init" not in check["run"]
     assert "pulumi login" not in check["run"], "the environment's login is the one it uses"
 
 
-def run_existence_check(tmp_path, new_in_pull_request: str, pulumi_script: str):
+def run_existence_check(tmp_path, new_in_pull_request: str, pulumi_script: str, allow_undeployed: str = ""):
     """The workflow's check, run by bash as the runner runs it, with a `pulumi` that answers as the CLI would."""
     check = next(s for s in workflow("pull-request.yml")["jobs"]["preview"]["steps"] if s.get("id") == "exists")
     bin_dir = tmp_path / "bin"
@@ -288,21 +289,25 @@ def run_existence_check(tmp_path, new_in_pull_request: str, pulumi_script: str):
     fake.chmod(0o755)
     output, summary = tmp_path / "output", tmp_path / "summary"
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "STACK": "prod-ledgers", "NEW_IN_PULL_REQUEST": new_in_pull_request,
-           "RUNNER_TEMP": str(tmp_path), "GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary)}
+           "RUNNER_TEMP": str(tmp_path), "GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary),
+           "ALLOW_UNDEPLOYED": allow_undeployed}
     result = subprocess.run(["bash", "-e", "-c", check["run"]], env=env, capture_output=True, text=True)
     calls = (tmp_path / "calls").read_text() if (tmp_path / "calls").exists() else ""
     return result, (output.read_text() if output.exists() else ""), calls
 
 
+MISSING = "echo \"error: no stack named 'organization/mtls-mesh/prod-ledgers' found\" >&2; exit 255"
+
+
 @pytest.mark.parametrize("new_in_pull_request,pulumi_script,exists,asked", [
     ("true", "exit 0", "false", False),
     ("false", "exit 0", "true", True),
-    ("false", "echo \"error: no stack named 'organization/mtls-mesh/prod-ledgers' found\" >&2; exit 255", "false",
-     True),
+    ("false", MISSING, "false", True),
 ])
 def test_the_existence_check_tells_a_new_stack_from_one_in_the_backend(tmp_path, new_in_pull_request, pulumi_script,
                                                                         exists, asked):
-    result, output, calls = run_existence_check(tmp_path, new_in_pull_request, pulumi_script)
+    # A stack file at the base whose stack is missing passes only where the repository allows undeployed stacks.
+    result, output, calls = run_existence_check(tmp_path, new_in_pull_request, pulumi_script, allow_undeployed="true")
     assert result.returncode == 0, result.stderr
     assert output == f"exists={exists}\n"
     assert bool(calls) is asked, "a stack file new in the pull request is not asked for"
@@ -313,6 +318,14 @@ def test_the_existence_check_tells_a_new_stack_from_one_in_the_backend(tmp_path,
     assert (notice in result.stdout) is (exists == "false")
     # A stack file at the base whose stack is missing: maybe never deployed, maybe a login that cannot see it.
     assert ("::warning title=prod-ledgers not in the backend::" in result.stdout) is (asked and exists == "false")
+
+
+def test_a_stack_at_the_base_that_the_login_cannot_find_fails_the_check(tmp_path):
+    """A login that cannot see prod (a misconfigured team: Pulumi Cloud answers "not found") must not pass as a new
+    stack and skip prod's preview and judging."""
+    result, output, _ = run_existence_check(tmp_path, "false", MISSING)
+    assert result.returncode != 0 and "exists=" not in output
+    assert "::error title=prod-ledgers not in the backend::" in result.stdout
 
 
 def test_the_existence_check_fails_when_the_backend_cannot_answer(tmp_path):
