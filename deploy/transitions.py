@@ -86,9 +86,13 @@ class Backend:
         return json.loads(self._pulumi("stack", "export", "--stack", stack))
 
     def import_(self, stack: str, deployment: Mapping[str, Any]) -> None:
+        # A whole state (everything but secrets in plain text): gone once the CLI has read it, whatever it said.
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
             json.dump(deployment, file)
-        self._pulumi("stack", "import", "--stack", stack, "--file", file.name)
+        try:
+            self._pulumi("stack", "import", "--stack", stack, "--file", file.name)
+        finally:
+            Path(file.name).unlink(missing_ok=True)
 
     def init(self, stack: str) -> None:
         self._pulumi("stack", "init", stack, "--no-select")
@@ -135,14 +139,17 @@ class Environment:
 def environment(platform: str, project_dir: Path = PROJECT_DIR) -> Environment:
     stacks_dir = project_dir / "stacks"
     raw, secret_keys = read_stack_file(stacks_dir / f"Pulumi.{platform}.yaml")
-    if PLATFORM_STACK_KEY in raw:
+    if raw.get(PLATFORM_STACK_KEY):
         raise TransitionError(f"{platform} is a shard stack: name its platform stack ({raw[PLATFORM_STACK_KEY]})")
     settings = load_stack_settings(raw, platform, secret_keys=secret_keys, project_dir=project_dir,
                                    stacks_dir=stacks_dir)
     files = [platform]
     for path in sorted(stacks_dir.glob("Pulumi.*.yaml")):
         stack = path.name.split(".")[1]
-        if read_stack_file(path)[0].get(PLATFORM_STACK_KEY) == platform:
+        # Only which platform a stack names is read here: another environment's invalid stack file is its own
+        # stack's problem, not a reason to refuse this environment's handover.
+        if read_stack_file(path, validate=False)[0].get(PLATFORM_STACK_KEY) == platform:
+            read_stack_file(path)  # one of this environment's: what the CLI would refuse, refused here too
             files.append(stack)
     return Environment(platform, owners(settings.graph, settings.policy_shards, platform), files)
 

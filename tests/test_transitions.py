@@ -679,3 +679,95 @@ def test_the_harness_hands_each_stack_the_outputs_its_platform_exported():
     run_program("dev", previous_outputs={"environment": "dev"})
     with pytest.raises(SettingsError, match="a platform with policyShards when it last applied"):
         run_program("dev", previous_outputs={"environment": "dev", "shardContracts": {"payments": "sha256:0"}})
+
+
+# ---- the entry points, over the repository's own stack files -------------------------------------------------------
+
+class RecordedBackend:
+    """The backend as `main` sees it, with states given per stack (namespace groups only): no Pulumi CLI here."""
+
+    def __init__(self, held: dict[str, list[str]], ledger: dict[str, str] | None = None, platform: str = PLATFORM):
+        self.held, self.ledger, self.platform, self.calls = held, ledger, platform, []
+
+    def stacks(self) -> list[str]:
+        return sorted(self.held)
+
+    def export(self, stack: str) -> dict:
+        outputs = {HOLDERS_OUTPUT: self.ledger} if stack == self.platform and self.ledger else {}
+        resources = [{"urn": f"urn:pulumi:{stack}::mtls-mesh::pulumi:pulumi:Stack::mtls-mesh-{stack}",
+                      "type": "pulumi:pulumi:Stack", "outputs": outputs}]
+        for namespace in self.held[stack]:
+            resources += [{"urn": f"urn:pulumi:{stack}::mtls-mesh::{CONFIG_GROUP}::{group}", "type": CONFIG_GROUP}
+                          for group in group_names(namespace)]
+        return {"version": 3, "deployment": {"resources": resources}}
+
+    def __getattr__(self, name):  # init, move, import_, remove: recorded, never run by `plan`
+        return lambda *args: self.calls.append((name, *args))
+
+
+def test_the_entry_points_run_over_the_repositorys_stack_files(monkeypatch, capsys):
+    """`environment` and `main` as the deploy workflow runs them, over stacks/ (a stack file the CLI fills with
+    Pulumi.yaml's defaults: an empty platformStack is not a shard's)."""
+    assert tool.environment("prod") == tool.Environment(PLATFORM, BASE.owners(), BASE.stacks())
+    staging = commit("staging", platform="staging")
+    assert tool.environment("staging") == tool.Environment("staging", staging.owners(), staging.stacks())
+    dev = tool.environment("dev")
+    assert dev.files == ["dev"] and set(dev.wanted.values()) == {"dev"} and set(dev.wanted) == set(BASE.owners())
+    with pytest.raises(tool.TransitionError, match="prod-payments is a shard stack: name its platform stack "
+                                                   r"\(prod\)"):
+        tool.environment("prod-payments")
+    # prod's state as an older commit left it: web still in payments' state.
+    held = {"prod": ["ingress"], "prod-payments": ["payments", "data", "web"], "prod-storefront": []}
+    backend = RecordedBackend(held)
+    monkeypatch.setattr(tool, "Backend", lambda cwd: backend)
+    assert tool.main(["plan", "--stack", "prod"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "namespace 'web': shard to shard, from stack 'prod-payments' to 'prod-storefront'" in out[0], out
+    assert any(line.startswith("pulumi state move --source prod-payments --dest prod-storefront --yes "
+                               "urn:pulumi:prod-payments::mtls-mesh::kubernetes:yaml/v2:ConfigGroup::authz-web")
+               for line in out), out
+    assert backend.calls == []
+
+
+def test_an_invalid_stack_file_of_another_environment_does_not_stop_a_handover(tmp_path):
+    """Which stacks name `prod` as their platform is read without validating other environments' files: dev's
+    broken file is dev's problem (its own `up` refuses it), not a reason to refuse prod's handover."""
+    import shutil
+    project = tmp_path / "project"
+    shutil.copytree(PROJECT_DIR, project, ignore=shutil.ignore_patterns(".git", "tests", "docs", "benchmarks",
+                                                                         "__pycache__", "examples"))
+    (project / "stacks" / "Pulumi.dev.yaml").write_text("config:\n  mtls-mesh:policyShards: not-a-boolean\n")
+    with pytest.raises(SettingsError):
+        tool.environment("dev", project)
+    assert tool.environment("prod", project).files == BASE.stacks()
+    # One of prod's own stack files invalid: refused, as its own `up` would be.
+    (project / "stacks" / "Pulumi.prod-storefront.yaml").write_text(
+        "config:\n  mtls-mesh:platformStack: prod\n  mtls-mesh:shard: storefront\n  mtls-mesh:policyShards: maybe\n")
+    with pytest.raises(SettingsError):
+        tool.environment("prod", project)
+
+
+def test_the_state_import_leaves_no_copy_of_the_state_behind(tmp_path, monkeypatch):
+    """`import_` writes a whole state (secrets encrypted, everything else plain) to a file for the CLI: removed
+    once the CLI has read it, whether or not the import succeeded."""
+    monkeypatch.setattr(tool.tempfile, "tempdir", str(tmp_path))
+    seen = []
+
+    class Done:
+        returncode, stdout, stderr = 0, "", ""
+
+    def record(argv, **kwargs):
+        path = Path(argv[argv.index("--file") + 1])
+        seen.append(json.loads(path.read_text()))
+        return Done()
+
+    tool.Backend(Path("/project"), run=record).import_("prod", {"version": 3, "deployment": {"resources": []}})
+    assert seen == [{"version": 3, "deployment": {"resources": []}}]
+    assert list(tmp_path.iterdir()) == []
+
+    class Failed(Done):
+        returncode, stderr = 255, "error: import failed"
+
+    with pytest.raises(tool.TransitionError, match="import failed"):
+        tool.Backend(Path("/project"), run=lambda argv, **kwargs: Failed()).import_("prod", {"version": 3})
+    assert list(tmp_path.iterdir()) == []
