@@ -56,6 +56,7 @@ class Commit:
     platform: str = PLATFORM  # the environment's single or platform stack
     # Whether the program at this commit exports the ledger (False: a commit before it existed, plan/ownership.py).
     ledger: bool = True
+    settings: str = "{}"  # JSON of other platform settings this commit changes (run_program's set_config)
 
     @property
     def document(self) -> dict:
@@ -81,11 +82,13 @@ class Commit:
         return owner
 
 
-def commit(name: str, edit=None, policy_shards: bool = True, platform: str = PLATFORM, ledger: bool = True) -> Commit:
+def commit(name: str, edit=None, policy_shards: bool = True, platform: str = PLATFORM, ledger: bool = True,
+           **settings: Any) -> Commit:
     document = copy.deepcopy(BASE_GRAPH)
     if edit:
         edit(document)
-    return Commit(name, json.dumps(document, sort_keys=True), policy_shards, platform, ledger)
+    return Commit(name, json.dumps(document, sort_keys=True), policy_shards, platform, ledger,
+                  json.dumps(settings, sort_keys=True))
 
 
 def set_shard(namespace: str, shard: str | None):
@@ -111,6 +114,17 @@ def add_namespace(document):
                                                                       "protocol": "HTTP/1"}], "allow": ["billing"]}
 
 
+def remove_storefront_and_web(document):
+    """The storefront shard removed with its only namespace, web, and web's services."""
+    del document["namespaces"]["web"]
+    for name in ("frontend", "checkout", "catalog"):
+        del document["services"][name]
+    for service in document["services"].values():
+        if service.get("allow"):
+            service["allow"] = [a for a in service["allow"] if a not in ("frontend", "checkout", "catalog")] or \
+                ["ingress-nginx"]
+
+
 def remove_data(document):
     del document["namespaces"]["data"]
     del document["services"]["postgres"]
@@ -125,6 +139,8 @@ TRANSITIONS = {
     "namespace removed from a shard (and the mesh)": commit("data removed", remove_data),
     "shard renamed": commit("payments renamed pay", rename_shard("payments", "pay")),
     "shard removed": commit("storefront removed", set_shard("web", None)),
+    "shard removed with its namespaces": commit("storefront and web removed", remove_storefront_and_web,
+                                                adoptNamespaces=["payments"]),
     "policyShards off (sharded -> single)": commit("single", policy_shards=False),
 }
 
@@ -141,6 +157,7 @@ def run(stack: str, at: Commit, outputs: dict[str, dict], tmp: Path, preview: bo
     key = (stack, at, json.dumps(reads, sort_keys=True, default=str), preview)
     if key not in _RUNS:
         graph = at.document
+        settings = {"policyShards": at.policy_shards, **json.loads(at.settings)}
         # A commit before the ledger: its program exported none and checked none (World.up drops the export).
         guard = contextlib.nullcontext() if at.ledger else unittest.mock.patch.multiple(
             components.platform, ownership_problems=lambda *args: [], missing_ledger_problem=lambda *args: None)
@@ -149,10 +166,10 @@ def run(stack: str, at: Commit, outputs: dict[str, dict], tmp: Path, preview: bo
                 if shard:
                     _RUNS[key] = run_program(stack, config={"mtls-mesh:platformStack": at.platform,
                                                             "mtls-mesh:shard": shard},
-                                             graph=graph, set_config={"policyShards": at.policy_shards}, tmp_path=tmp,
+                                             graph=graph, set_config=settings, tmp_path=tmp,
                                              platform_outputs=reads, preview=preview)
                 else:
-                    _RUNS[key] = run_program(stack, graph=graph, set_config={"policyShards": at.policy_shards},
+                    _RUNS[key] = run_program(stack, graph=graph, set_config=settings,
                                              tmp_path=tmp, previous_outputs=reads, preview=preview)
         except SettingsError as refused:
             _RUNS[key] = refused
