@@ -361,6 +361,7 @@ class Migration:
         for shard, groups in self.moves.items():
             for group in groups:
                 self._move_to_shard(group, shard_stack(self.environment, shard))
+        self._write_ledger(sharded=True)
         self._check_previews(to_shards=True)
 
     def _move_to_shard(self, group: MovedGroup, dest: str) -> None:
@@ -426,6 +427,7 @@ class Migration:
             for group in groups:
                 self._move_to_environment(group, dest)
             self._remove_emptied(dest)
+        self._write_ledger(sharded=False)
         self._check_previews(to_shards=False)
 
     def _write_single_repository(self) -> None:
@@ -468,6 +470,24 @@ class Migration:
 
     # both --------------------------------------------------------------------------------------------------------
 
+    def _write_ledger(self, sharded: bool) -> None:
+        """The platform's (or single stack's) `policyHolders` rewritten from what the states now hold, by the
+        handover's own reader and writer (deploy/transitions.py `holdings`, `write_ledger`): without it every stack
+        checks itself against the ledger from before the moves (or none) and refuses its `up` (plan/ownership.py
+        `ownership_problems`, `missing_ledger_problem`). Last, once every group is where the committed stack files
+        say: the ledger then says what a deploy at that commit finds, and re-writing it on a resumed run is a no-op."""
+        from deploy import transitions
+        from plan.ownership import owners
+
+        env = self.environment
+        stacks = [env, *(shard_stack(env, shard) for shard in self.moves)]
+        files = stacks if sharded else [env]
+        view = _TransitionsView(self.backend, stacks)
+        environment = transitions.Environment(env, owners(self.graph, sharded, env), files)
+        holders, _ = transitions.holdings(view, environment)
+        self._say(f"write the ledger of {env} ({transitions.HOLDERS_OUTPUT}) from the states")
+        transitions.write_ledger(view, environment, holders)
+
     def _check_previews(self, to_shards: bool) -> None:
         """The proof that nothing is re-created: each shard's preview changes nothing; the environment's creates,
         deletes and replaces nothing (it updates the sharded Namespaces' mtls-mesh.io/policy-shard annotation and its
@@ -486,6 +506,23 @@ class Migration:
             raise StepFailed(f"pulumi preview --stack {env}: {bad}; only in-place updates were expected")
         self._say("previews: nothing created, deleted or replaced. Commit stacks/ and merge: the deploy applies "
                   f"{env}" + (", then its shards" if to_shards else ""))
+
+
+class _TransitionsView:
+    """This migration's backend as deploy/transitions.py reads and writes one (its `Backend`'s stacks, export,
+    import_), limited to the environment's stacks."""
+
+    def __init__(self, backend: Backend, stacks: Sequence[str]):
+        self.backend, self.names = backend, list(stacks)
+
+    def stacks(self) -> list[str]:
+        return [stack for stack in self.names if self.backend.exists(stack)]
+
+    def export(self, stack: str) -> dict[str, Any]:
+        return {"deployment": {"resources": self.backend.resources(stack)}}
+
+    def import_(self, stack: str, deployment: Mapping[str, Any]) -> None:
+        self.backend.replace_resources(stack, list(deployment["deployment"]["resources"]))
 
 
 def _bookkeeping(resource: Mapping[str, Any]) -> bool:
