@@ -206,10 +206,32 @@ class World:
     cluster: dict[tuple[str, str, str], dict] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
     protected: set = field(default_factory=set)  # object keys that must never be absent
+    # Stacks whose `up` is running (begun, not finished): their lock (DIY) or update lease (Cloud) fails the
+    # handover's writes to them; `reports_updates`: whether the backend says so in `pulumi stack ls` (Cloud).
+    running: set = field(default_factory=set)
+    reports_updates: bool = False
 
     def up(self, stack: str, at: Commit) -> str:
         """One `pulumi up`: 'refused', 'failed' (AlreadyExists) or 'ok'."""
+        return self.begin(stack, at)()
+
+    def begin(self, stack: str, at: Commit):
+        """An `up` that reads now (the program runs with the outputs the backend holds now) and writes when the
+        returned function is called."""
         result = run(stack, at, self.outputs, self.tmp)
+        self.running.add(stack)
+
+        def finish() -> str:
+            self.running.discard(stack)
+            return self._write(stack, at, result)
+        return finish
+
+    def _locked(self, *stacks: str) -> None:
+        for stack in stacks:
+            if stack in self.running:
+                raise tool.TransitionError(f"the stack is currently locked by 1 lock(s) ({stack})")
+
+    def _write(self, stack: str, at: Commit, result) -> str:
         if isinstance(result, SettingsError):
             self.log.append(f"{stack}@{at.name}: refused: {result}")
             return "refused"
@@ -260,6 +282,9 @@ class World:
     def stacks(self) -> list[str]:
         return sorted(self.states)
 
+    def updating(self) -> set[str]:
+        return set(self.running) if self.reports_updates else set()
+
     def export(self, stack: str) -> dict:
         resources = [{"urn": f"urn:pulumi:{stack}::mtls-mesh::pulumi:pulumi:Stack::mtls-mesh-{stack}",
                       "type": "pulumi:pulumi:Stack", "outputs": copy.deepcopy(self.outputs.get(stack, {}))}]
@@ -269,6 +294,7 @@ class World:
         return {"version": 3, "deployment": {"resources": resources}}
 
     def import_(self, stack: str, deployment: dict) -> None:
+        self._locked(stack)
         root = next(r for r in deployment["deployment"]["resources"] if r["type"] == "pulumi:pulumi:Stack")
         self.outputs[stack] = root["outputs"]
         self.log.append(f"ledger of {stack} rewritten")
@@ -277,6 +303,7 @@ class World:
         self.states.setdefault(stack, {})
 
     def move(self, source: str, dest: str, urns: list[str]) -> None:
+        self._locked(source, dest)
         names = {tool.urn_name(u) for u in urns}
         moving = {i: o for i, o in self.states[source].items() if i[1] in names}
         clash = set(moving) & set(self.states.setdefault(dest, {}))
@@ -788,3 +815,63 @@ def test_the_state_import_leaves_no_copy_of_the_state_behind(tmp_path, monkeypat
     with pytest.raises(tool.TransitionError, match="import failed"):
         tool.Backend(Path("/project"), run=lambda argv, **kwargs: Failed()).import_("prod", {"version": 3})
     assert list(tmp_path.iterdir()) == []
+
+
+# ---- an `up` that spans the handover -------------------------------------------------------------------------------
+
+def spanning_handover(tmp, reports_updates: bool):
+    """prod's `up` at the base commit (an Operator resync before the branch moved) begins before the handover of `data`
+    from payments to storefront and ends after it: it read the old ledger and, ending, writes `next_holders` of it.
+    Then every stack runs, the stale one first: prod-storefront still at the base commit (its contract matches the
+    platform's), which does not register `data` and, had the move stayed with the old ledger, would delete it."""
+    head = TRANSITIONS["namespace shard -> shard"]
+    world = deployed(tmp)
+    world.reports_updates = reports_updates
+    world.protected = kept_objects(world, BASE, head)
+    finish = world.begin(PLATFORM, BASE)
+    with pytest.raises(tool.TransitionError) as refused:
+        world.handover(head)
+    assert finish() == "ok", world.log
+    for stack, at in (("prod-storefront", BASE), ("prod-payments", head), ("prod-storefront", head),
+                      ("prod-payments", BASE)):
+        world.up(stack, at)  # World.check: no object absent, none in two states
+    settle(world, head)
+    assert world.outputs[PLATFORM][HOLDERS_OUTPUT] == head.owners()
+    return world, str(refused.value)
+
+
+def test_an_up_spanning_the_handover_on_a_backend_that_reports_it_stops_the_handover_before_any_move(tmp):
+    world, refused = spanning_handover(tmp, reports_updates=True)
+    assert refused.startswith("nothing moved: stack 'prod' has an update in progress"), refused
+    first = world.log.index("prod@base: ok", len(BASE.stacks()))
+    assert not [line for line in world.log[:first] if line.startswith("state move")], world.log
+
+
+def test_an_up_spanning_the_handover_on_a_diy_backend_has_its_moves_undone(tmp):
+    """A DIY backend reports no update in progress: the moves happen, the ledger write meets the running `up`'s lock,
+    and the moves are undone, so the ledger the `up` then writes says what the states hold."""
+    world, refused = spanning_handover(tmp, reports_updates=False)
+    assert "currently locked" in refused and "The moves are undone" in refused, refused
+    first = world.log.index("prod@base: ok", len(BASE.stacks()))
+    moves = [line.split(":")[0] for line in world.log[:first] if line.startswith("state move")]
+    assert moves == ["state move prod-payments -> prod-storefront", "state move prod-storefront -> prod-payments"]
+
+
+def test_operator_stacks_with_an_update_outstanding_are_named():
+    items = {"items": [
+        {"spec": {"stack": "acme/mtls-mesh/prod-payments"}, "status": {"currentUpdate": {"name": "prod-payments-x1",
+                                                                                          "generation": 3}}},
+        {"spec": {"stack": "acme/mtls-mesh/prod"}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}},
+        {"spec": {"stack": "acme/mtls-mesh/staging"}, "status": {"currentUpdate": {"name": "staging-y"}}}]}
+    calls = []
+
+    class Done:
+        returncode, stdout, stderr = 0, json.dumps(items), ""
+
+    def kubectl(argv, **kwargs):
+        calls.append(argv)
+        return Done()
+
+    found = tool.operator_updates("pulumi", ["prod", "prod-payments", "prod-storefront"], run=kubectl)
+    assert found == {"prod-payments": "prod-payments-x1"}
+    assert calls == [["kubectl", "get", "stacks.pulumi.com", "--namespace", "pulumi", "--output", "json"]]
