@@ -7,9 +7,11 @@
 
 runs the migration with the Pulumi CLI (logged in to the backend, from the project directory) and edits stacks/ in
 the working copy: to shards, `pulumi stack init` of each shard stack (and its stack file), `pulumi state move` of
-exactly each shard's ConfigGroups and every child of theirs, then `policyShards: true`, then the previews that prove
-nothing is re-created; back to one stack, policyShards off and the shard files gone first, then each group's state
-returned under the single stack's names (`pulumi stack export`/`import`), then the emptied shard stacks removed.
+exactly each shard's ConfigGroups and every child of theirs, then `policyShards: true`, then the ledger, then the
+previews that prove nothing is re-created; back to one stack, policyShards off and the shard files gone first, then
+each group's state returned under the single stack's names (`pulumi stack export`/`import`), then the emptied shard
+stacks removed, then the ledger. The ledger (the platform's `policyHolders`, deploy/transitions.py) is written from
+the states, so no stack refuses its `up` afterwards.
 `Migration` says why that order lets a deploy run between any two steps, and how it resumes after a failure: every
 step reads the states first and does only what is not done. The URNs come from the plan (read/ + plan/, as the
 program compiles it) and plan/shards.py's scope of each shard. docs/migrating-shards.md is the runbook.
