@@ -28,7 +28,9 @@ the command that hands it over:
 - to drop a namespace the ledger says it holds and this commit gives to another stack: its `up` would delete them;
 - to register a namespace the ledger says another stack holds: its create would fail AlreadyExists half-way, and
   the holder would delete them on its next `up`.
-A namespace the graph no longer has is deleted by its holder as before: it leaves the mesh.
+A namespace the graph no longer has is deleted by its holder as before: it leaves the mesh. When its holder is a
+shard removed in the same commit (retired, so it never applies again), the handover moves it to the platform, whose
+`up` deletes it (`transition`).
 With no ledger yet (an environment last deployed before it existed) the guard cannot tell who holds what:
 `missing_ledger_problem` refuses every stack that might then delete or take another's namespace, and names the
 handover, which writes the ledger from the states (docs/changing-shards.md, "The first deploy after this change").

@@ -518,6 +518,20 @@ def test_the_backend_runs_the_cli_as_documented():
         tool.Backend(Path("/project"), run=lambda argv, **kwargs: Failed()).move("a", "b", ["urn:a"])
 
 
+def test_the_backend_reads_updates_in_progress_from_the_stack_list():
+    """`pulumi stack ls --json` as Pulumi Cloud prints it (stack_list.go `stackSummaryJSON`); a DIY backend leaves
+    `updateInProgress` out."""
+    listed = [{"name": "acme/mtls-mesh/prod", "current": False, "updateInProgress": True},
+              {"name": "acme/mtls-mesh/prod-payments", "current": False, "updateInProgress": False,
+               "lastUpdate": "2026-12-07T06:00:00.000Z"},
+              {"name": "prod-storefront", "current": False, "lastUpdate": "2026-12-07T06:00:00.000Z"}]
+
+    class Done:
+        returncode, stdout, stderr = 0, json.dumps(listed), ""
+
+    assert tool.Backend(Path("/project"), run=lambda argv, **kwargs: Done()).updating() == {"prod"}
+
+
 def test_without_the_guard_the_model_shows_todays_window(tmp, monkeypatch):
     """The model can fail: with the ownership check taken out (the code before issue 29), the deploy workflow's order
     (platform, then the old shard) deletes `data`'s default-deny NetworkPolicies before the new shard creates them."""
