@@ -7,9 +7,11 @@
 
 runs the migration with the Pulumi CLI (logged in to the backend, from the project directory) and edits stacks/ in
 the working copy: to shards, `pulumi stack init` of each shard stack (and its stack file), `pulumi state move` of
-exactly each shard's ConfigGroups and every child of theirs, then `policyShards: true`, then the previews that prove
-nothing is re-created; back to one stack, policyShards off and the shard files gone first, then each group's state
-returned under the single stack's names (`pulumi stack export`/`import`), then the emptied shard stacks removed.
+exactly each shard's ConfigGroups and every child of theirs, then `policyShards: true`, then the ledger, then the
+previews that prove nothing is re-created; back to one stack, policyShards off and the shard files gone first, then
+each group's state returned under the single stack's names (`pulumi stack export`/`import`), then the emptied shard
+stacks removed, then the ledger. The ledger (the platform's `policyHolders`, deploy/transitions.py) is written from
+the states, so no stack refuses its `up` afterwards.
 `Migration` says why that order lets a deploy run between any two steps, and how it resumes after a failure: every
 step reads the states first and does only what is not done. The URNs come from the plan (read/ + plan/, as the
 program compiles it) and plan/shards.py's scope of each shard. docs/migrating-shards.md is the runbook.
@@ -361,6 +363,7 @@ class Migration:
         for shard, groups in self.moves.items():
             for group in groups:
                 self._move_to_shard(group, shard_stack(self.environment, shard))
+        self._write_ledger(sharded=True)
         self._check_previews(to_shards=True)
 
     def _move_to_shard(self, group: MovedGroup, dest: str) -> None:
@@ -426,6 +429,7 @@ class Migration:
             for group in groups:
                 self._move_to_environment(group, dest)
             self._remove_emptied(dest)
+        self._write_ledger(sharded=False)
         self._check_previews(to_shards=False)
 
     def _write_single_repository(self) -> None:
@@ -468,6 +472,24 @@ class Migration:
 
     # both --------------------------------------------------------------------------------------------------------
 
+    def _write_ledger(self, sharded: bool) -> None:
+        """The platform's (or single stack's) `policyHolders` rewritten from what the states now hold, by the
+        handover's own reader and writer (deploy/transitions.py `holdings`, `write_ledger`): without it every stack
+        checks itself against the ledger from before the moves (or none) and refuses its `up` (plan/ownership.py
+        `ownership_problems`, `missing_ledger_problem`). Last, once every group is where the committed stack files
+        say: the ledger then says what a deploy at that commit finds, and re-writing it on a resumed run is a no-op."""
+        from deploy import transitions
+        from plan.ownership import owners
+
+        env = self.environment
+        stacks = [env, *(shard_stack(env, shard) for shard in self.moves)]
+        files = stacks if sharded else [env]
+        view = _TransitionsView(self.backend, stacks)
+        environment = transitions.Environment(env, owners(self.graph, sharded, env), files)
+        holders, _ = transitions.holdings(view, environment)
+        self._say(f"write the ledger of {env} ({transitions.HOLDERS_OUTPUT}) from the states")
+        transitions.write_ledger(view, environment, holders)
+
     def _check_previews(self, to_shards: bool) -> None:
         """The proof that nothing is re-created: each shard's preview changes nothing; the environment's creates,
         deletes and replaces nothing (it updates the sharded Namespaces' mtls-mesh.io/policy-shard annotation and its
@@ -486,6 +508,23 @@ class Migration:
             raise StepFailed(f"pulumi preview --stack {env}: {bad}; only in-place updates were expected")
         self._say("previews: nothing created, deleted or replaced. Commit stacks/ and merge: the deploy applies "
                   f"{env}" + (", then its shards" if to_shards else ""))
+
+
+class _TransitionsView:
+    """This migration's backend as deploy/transitions.py reads and writes one (its `Backend`'s stacks, export,
+    import_), limited to the environment's stacks."""
+
+    def __init__(self, backend: Backend, stacks: Sequence[str]):
+        self.backend, self.names = backend, list(stacks)
+
+    def stacks(self) -> list[str]:
+        return [stack for stack in self.names if self.backend.exists(stack)]
+
+    def export(self, stack: str) -> dict[str, Any]:
+        return {"deployment": {"resources": self.backend.resources(stack)}}
+
+    def import_(self, stack: str, deployment: Mapping[str, Any]) -> None:
+        self.backend.replace_resources(stack, list(deployment["deployment"]["resources"]))
 
 
 def _bookkeeping(resource: Mapping[str, Any]) -> bool:

@@ -23,8 +23,14 @@ held by another stack than its owner here (plan/ownership.py `transition`):
    another stack owns had a move failed: the holdings are checked first).
 
 Run it when no `up` of the environment is running (the deploy workflow's concurrency group; under the Operator, the
-promote job runs it before it moves the branch). It is idempotent: after a failure, run it again; it reads the
-states anew and does only what is left.
+promote job runs it before it moves the branch). It refuses to move anything while a stack of the environment has an
+update in progress, as far as that can be seen: Pulumi Cloud reports it (`pulumi stack ls --json`), the Operator too
+(`--operator-namespace`: a Stack's `.status.currentUpdate`); a DIY backend does not, and there a running `up` holds
+its stack's lock, which fails the handover's own writes: when the ledger cannot be written after the moves, they are
+undone (`apply`). Limit: an `up` that starts after that check and ends before the ledger is written is not seen by
+the CLI; the deploy workflow's concurrency group and the branch the Operator tracks (moved after the handover) keep
+the environment's `up`s away meanwhile. It is idempotent: after a failure, run it again; it reads the states anew and
+does only what is left.
 """
 
 from __future__ import annotations
@@ -82,13 +88,27 @@ class Backend:
     def stacks(self) -> list[str]:
         return [entry["name"].rsplit("/", 1)[-1] for entry in json.loads(self._pulumi("stack", "ls", "--json"))]
 
+    def updating(self) -> set[str]:
+        """The stacks whose update is in progress, where the backend says so: `pulumi stack ls --json` sets
+        `updateInProgress` only on a backend that `SupportsProgress` (pulumi pkg/cmd/pulumi/stack/stack_list.go
+        lines 234-258 and `isUpdateInProgress` 338-341 at 1b5949891b3c: Pulumi Cloud, httpstate/backend.go 1051;
+        never a DIY backend, diy/backend.go 810). On a DIY backend the stack's lock stands in: an `up` holds it
+        (diy/backend.go `Update` 1203), and `stack import` and `state move` (stack/io.go `SaveSnapshot`) take it
+        (`ImportDeployment` 1595) and fail on it (diy/lock.go `checkForLock`: "the stack is currently locked")."""
+        return {entry["name"].rsplit("/", 1)[-1] for entry in json.loads(self._pulumi("stack", "ls", "--json"))
+                if entry.get("updateInProgress")}
+
     def export(self, stack: str) -> dict[str, Any]:
         return json.loads(self._pulumi("stack", "export", "--stack", stack))
 
     def import_(self, stack: str, deployment: Mapping[str, Any]) -> None:
+        # A whole state (everything but secrets in plain text): gone once the CLI has read it, whatever it said.
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
             json.dump(deployment, file)
-        self._pulumi("stack", "import", "--stack", stack, "--file", file.name)
+        try:
+            self._pulumi("stack", "import", "--stack", stack, "--file", file.name)
+        finally:
+            Path(file.name).unlink(missing_ok=True)
 
     def init(self, stack: str) -> None:
         self._pulumi("stack", "init", stack, "--no-select")
@@ -142,7 +162,10 @@ def environment(platform: str, project_dir: Path = PROJECT_DIR) -> Environment:
     files = [platform]
     for path in sorted(stacks_dir.glob("Pulumi.*.yaml")):
         stack = path.name.split(".")[1]
-        if read_stack_file(path)[0].get(PLATFORM_STACK_KEY) == platform:
+        # Only which platform a stack names is read here: another environment's invalid stack file is its own
+        # stack's problem, not a reason to refuse this environment's handover.
+        if read_stack_file(path, validate=False)[0].get(PLATFORM_STACK_KEY) == platform:
+            read_stack_file(path)  # one of this environment's: what the CLI would refuse, refused here too
             files.append(stack)
     return Environment(platform, owners(settings.graph, settings.policy_shards, platform), files)
 
@@ -223,22 +246,82 @@ def planned(env: Environment, holders: Mapping[str, str], exports: Iterable[str]
     return result
 
 
-def apply(backend: Backend, env: Environment, log=print) -> Transition:
+def operator_updates(namespace: str, stacks: Iterable[str], run=subprocess.run) -> dict[str, str]:
+    """The Operator Stacks of `namespace` that run `stacks` and have an update outstanding: stack -> Update name.
+    The Operator sets `.status.currentUpdate` before it creates the Update and clears it only once the Update is
+    complete (pulumi-kubernetes-operator v2.9.0 b713fae5a350, operator/internal/controller/pulumi/stack_controller.go
+    lines 1044-1050 and 616-652; api/pulumi/v1/stack_types.go line 47), so while it is set an `up` may be running."""
+    done = run(["kubectl", "get", "stacks.pulumi.com", "--namespace", namespace, "--output", "json"], text=True,
+               capture_output=True, check=False)
+    if done.returncode != 0:
+        raise TransitionError(f"`kubectl get stacks.pulumi.com --namespace {namespace}` failed: "
+                              f"{(done.stderr or '').strip()[-2000:]}")
+    wanted, found = set(stacks), {}
+    for item in json.loads(done.stdout or "{}").get("items") or []:
+        stack = ((item.get("spec") or {}).get("stack") or "").rsplit("/", 1)[-1]
+        current = (item.get("status") or {}).get("currentUpdate")
+        if stack in wanted and current:
+            found[stack] = current.get("name") or "?"
+    return found
+
+
+def undo(backend: Backend, done: list, log) -> None:
+    """The moves made so far, back where they were, last first: the states again what the unchanged ledger says."""
+    for move in reversed(done):
+        urns = namespace_urns(backend.export(move.dest), move.namespace)
+        if urns:
+            backend.move(move.dest, move.source, urns)
+        log(f"namespace '{move.namespace}': moved back from '{move.dest}' to '{move.source}'")
+
+
+def apply(backend: Backend, env: Environment, log=print, busy: Mapping[str, str] | None = None) -> Transition:
+    """The handover. `busy`: stacks with an update outstanding that the backend cannot report (the Operator's,
+    `operator_updates`), stack -> what runs it.
+
+    An `up` that spans the handover read the old ledger when it started, and a platform's writes the ledger it
+    computed then (`next_holders` of the old one) when it ends: were the states moved meanwhile, a ledger that gives a
+    namespace to another stack than the one whose state holds it would let that stack delete it (the guard trusts
+    the ledger). So nothing moves while any stack of the environment has an update in progress, and when the ledger
+    cannot be written after the moves (a DIY backend's lock, held by an `up` the backend could not report), the
+    moves are undone: the states then match the ledger the running `up` writes."""
     holders, exports = holdings(backend, env)
     result = planned(env, holders, exports)
     for line in describe(result):
         log(line)
+    if result.needs_handover:
+        involved = set(exports) | {move.dest for move in result.moves}
+        running = {stack: "an update in progress (pulumi stack ls)" for stack in backend.updating() & involved}
+        running.update({stack: why for stack, why in (busy or {}).items() if stack in involved})
+        if running:
+            raise TransitionError(
+                "nothing moved: " + "; ".join(f"stack '{s}' has {why}" for s, why in sorted(running.items())) +
+                ". An `up` running across the handover would write the ledger it read before it; wait until it is "
+                "done and run this again")
     existing = set(backend.stacks())
     for stack in result.new_stacks:
         if stack not in existing:
             backend.init(stack)
-    for move in result.moves:
-        urns = namespace_urns(backend.export(move.source), move.namespace)
-        if urns:
-            backend.move(move.source, move.dest, urns)
-        holders[move.namespace] = move.dest
-    if env.platform in set(backend.stacks()):
-        write_ledger(backend, env, {ns: stack for ns, stack in holders.items()})
+    done = []
+    try:
+        for move in result.moves:
+            urns = namespace_urns(backend.export(move.source), move.namespace)
+            if urns:
+                backend.move(move.source, move.dest, urns)
+                done.append(move)
+            holders[move.namespace] = move.dest
+        if env.platform in set(backend.stacks()):
+            write_ledger(backend, env, {ns: stack for ns, stack in holders.items()})
+    except TransitionError as failed:
+        if not done:
+            raise
+        try:
+            undo(backend, done, log)
+        except TransitionError as undoing:
+            raise TransitionError(
+                f"{failed}\nUndoing the moves failed too: {undoing}\nThe ledger does not say what the states hold: "
+                "stop every `up` of the environment and run this again (it writes the ledger from the states)") from None
+        raise TransitionError(f"{failed}\nThe moves are undone, so the states match the ledger as it was: nothing "
+                              "changed. Run this again once no `up` of the environment is running") from None
     for retired in result.retired:
         left = held_namespaces(backend.export(retired.stack), set(holders) | set(env.wanted))
         if left:
@@ -253,10 +336,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", choices=("plan", "apply"))
     parser.add_argument("--stack", required=True, help="the environment's single or platform stack")
     parser.add_argument("--cwd", type=Path, default=PROJECT_DIR, help="the project directory (Pulumi.yaml)")
+    parser.add_argument("--operator-namespace", action="append", default=[],
+                        help="a namespace of the environment's Operator Stacks (kubectl's current context): nothing "
+                             "moves while one of them has an update outstanding")
     args = parser.parse_args(argv)
     backend, env = Backend(args.cwd), environment(args.stack, args.cwd)
     if args.action == "apply":
-        result = apply(backend, env)
+        stacks = set(env.files) | set(backend.stacks())
+        busy = {stack: f"an Operator update outstanding ({namespace}/Update {name})"
+                for namespace in args.operator_namespace
+                for stack, name in operator_updates(namespace, stacks).items()}
+        result = apply(backend, env, busy=busy)
         if not (result.moves or result.retired):
             print(f"{args.stack}: every namespace's policy objects are held by the stack this commit gives them")
         return 0

@@ -28,7 +28,9 @@ the command that hands it over:
 - to drop a namespace the ledger says it holds and this commit gives to another stack: its `up` would delete them;
 - to register a namespace the ledger says another stack holds: its create would fail AlreadyExists half-way, and
   the holder would delete them on its next `up`.
-A namespace the graph no longer has is deleted by its holder as before: it leaves the mesh.
+A namespace the graph no longer has is deleted by its holder as before: it leaves the mesh. When its holder is a
+shard removed in the same commit (retired, so it never applies again), the handover moves it to the platform, whose
+`up` deletes it (`transition`).
 With no ledger yet (an environment last deployed before it existed) the guard cannot tell who holds what:
 `missing_ledger_problem` refuses every stack that might then delete or take another's namespace, and names the
 handover, which writes the ledger from the states (docs/changing-shards.md, "The first deploy after this change").
@@ -120,10 +122,15 @@ def transition(holders: Mapping[str, str], wanted: Mapping[str, str], platform: 
     exist; one this commit gives nothing (its shard removed or renamed, policyShards off) is retired once its
     namespaces are moved."""
     existing = set(stacks) | set(holders.values())
+    live = set(wanted.values()) | {platform}
     result = Transition()
     for namespace, stack in sorted(holders.items()):
         target = wanted.get(namespace)
-        if target is None:
+        if target is None and stack not in live:
+            # Gone from the graph with its holder, which is retired and so never applies again: the platform takes
+            # it and its next `up` deletes it (the guard lets a namespace gone from the graph through).
+            result.moves.append(Move(namespace, stack, platform, REMOVED))
+        elif target is None:
             result.removed[namespace] = stack
         elif target != stack:
             result.moves.append(Move(namespace, stack, target, kind_of(stack, target, platform)))
@@ -132,7 +139,6 @@ def transition(holders: Mapping[str, str], wanted: Mapping[str, str], platform: 
     for namespace, stack in wanted.items():
         if namespace not in holders:
             result.added[namespace] = stack
-    live = set(wanted.values()) | {platform}
     result.retired = [Retire(stack) for stack in sorted(existing - live)]
     return result
 
@@ -140,7 +146,8 @@ def transition(holders: Mapping[str, str], wanted: Mapping[str, str], platform: 
 def describe(result: Transition) -> list[str]:
     """One line per step, for the pull request's comment and the workflow's log."""
     lines = [f"namespace '{m.namespace}': {m.kind}, from stack '{m.source}' to '{m.dest}' (handover: `pulumi state "
-             f"move` of {', '.join(group_names(m.namespace))} before the `up`s)" for m in result.moves]
+             f"move` of {', '.join(group_names(m.namespace))} before the `up`s"
+             f"{f'; then the `up` of {m.dest!r} deletes them' if m.kind == REMOVED else ''})" for m in result.moves]
     lines += [f"stack '{r.stack}' retired: its namespaces handed over, then removed from the backend "
               f"(`pulumi stack rm`), never destroyed" for r in result.retired]
     lines += [f"namespace '{ns}': {ADDED} (created by '{stack}')" for ns, stack in sorted(result.added.items())]

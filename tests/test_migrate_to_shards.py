@@ -440,6 +440,35 @@ def test_to_shards_then_back_with_a_deploy_between_any_two_steps(environment):
     assert not any((project / "stacks" / f"Pulumi.prod-{s}.yaml").exists() for s in moves)
 
 
+def ledger_of(backend, stack):
+    root = next(r for r in backend.resources(stack) if r["type"] == migrate.ROOT_STACK_TYPE)
+    return (root.get("outputs") or {}).get("policyHolders")
+
+
+def test_the_migration_ends_with_the_ledger_every_stack_checks_itself_against(environment):
+    """Both ways, the migration writes the platform's (single stack's) `policyHolders` from the states it leaves:
+    without it every stack of the environment refuses its `up` until the handover runs (the guard sees the old ledger,
+    or none)."""
+    from plan.ownership import missing_ledger_problem, ownership_problems, owners
+    backend, project, plan, graph, moves = environment
+    assert ledger_of(backend, "prod") is None
+    _migration(backend, project, plan, graph, lambda _: None).to_shards()
+    sharded = owners(graph, True, "prod")
+    ledger = ledger_of(backend, "prod")
+    assert ledger == {ns: stack for ns, stack in sharded.items() if ns != "batch"}, ledger  # batch: no group anywhere
+    assert {ledger[ns] for ns in FIXTURE_SHARDS} == {f"prod-{s}" for s in moves}
+    for stack in {"prod", *ledger.values()}:
+        registers = [ns for ns, owner in sharded.items() if owner == stack]
+        assert ownership_problems(stack, registers, sharded, ledger, "HANDOVER") == [], stack
+
+    _migration(backend, project, plan, graph, lambda _: None).to_single()
+    single = owners(graph, False, "prod")
+    ledger = ledger_of(backend, "prod")
+    assert set(ledger.values()) == {"prod"} and set(ledger) == set(single) - {"batch"}, ledger
+    assert ownership_problems("prod", list(single), single, ledger, "HANDOVER") == []
+    assert missing_ledger_problem("single", ledger, "prod", True, True, "HANDOVER") is None
+
+
 def test_the_old_order_deletes_in_a_deploy_between_two_steps(environment):
     """The model can fail: committing policyShards before the moves (what the earlier script printed first), a
     deploy in between deletes every moved group's objects."""

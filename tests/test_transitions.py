@@ -56,6 +56,7 @@ class Commit:
     platform: str = PLATFORM  # the environment's single or platform stack
     # Whether the program at this commit exports the ledger (False: a commit before it existed, plan/ownership.py).
     ledger: bool = True
+    settings: str = "{}"  # JSON of other platform settings this commit changes (run_program's set_config)
 
     @property
     def document(self) -> dict:
@@ -81,11 +82,13 @@ class Commit:
         return owner
 
 
-def commit(name: str, edit=None, policy_shards: bool = True, platform: str = PLATFORM, ledger: bool = True) -> Commit:
+def commit(name: str, edit=None, policy_shards: bool = True, platform: str = PLATFORM, ledger: bool = True,
+           **settings: Any) -> Commit:
     document = copy.deepcopy(BASE_GRAPH)
     if edit:
         edit(document)
-    return Commit(name, json.dumps(document, sort_keys=True), policy_shards, platform, ledger)
+    return Commit(name, json.dumps(document, sort_keys=True), policy_shards, platform, ledger,
+                  json.dumps(settings, sort_keys=True))
 
 
 def set_shard(namespace: str, shard: str | None):
@@ -111,6 +114,17 @@ def add_namespace(document):
                                                                       "protocol": "HTTP/1"}], "allow": ["billing"]}
 
 
+def remove_storefront_and_web(document):
+    """The storefront shard removed with its only namespace, web, and web's services."""
+    del document["namespaces"]["web"]
+    for name in ("frontend", "checkout", "catalog"):
+        del document["services"][name]
+    for service in document["services"].values():
+        if service.get("allow"):
+            service["allow"] = [a for a in service["allow"] if a not in ("frontend", "checkout", "catalog")] or \
+                ["ingress-nginx"]
+
+
 def remove_data(document):
     del document["namespaces"]["data"]
     del document["services"]["postgres"]
@@ -125,6 +139,8 @@ TRANSITIONS = {
     "namespace removed from a shard (and the mesh)": commit("data removed", remove_data),
     "shard renamed": commit("payments renamed pay", rename_shard("payments", "pay")),
     "shard removed": commit("storefront removed", set_shard("web", None)),
+    "shard removed with its namespaces": commit("storefront and web removed", remove_storefront_and_web,
+                                                adoptNamespaces=["payments"]),
     "policyShards off (sharded -> single)": commit("single", policy_shards=False),
 }
 
@@ -141,6 +157,7 @@ def run(stack: str, at: Commit, outputs: dict[str, dict], tmp: Path, preview: bo
     key = (stack, at, json.dumps(reads, sort_keys=True, default=str), preview)
     if key not in _RUNS:
         graph = at.document
+        settings = {"policyShards": at.policy_shards, **json.loads(at.settings)}
         # A commit before the ledger: its program exported none and checked none (World.up drops the export).
         guard = contextlib.nullcontext() if at.ledger else unittest.mock.patch.multiple(
             components.platform, ownership_problems=lambda *args: [], missing_ledger_problem=lambda *args: None)
@@ -149,10 +166,10 @@ def run(stack: str, at: Commit, outputs: dict[str, dict], tmp: Path, preview: bo
                 if shard:
                     _RUNS[key] = run_program(stack, config={"mtls-mesh:platformStack": at.platform,
                                                             "mtls-mesh:shard": shard},
-                                             graph=graph, set_config={"policyShards": at.policy_shards}, tmp_path=tmp,
+                                             graph=graph, set_config=settings, tmp_path=tmp,
                                              platform_outputs=reads, preview=preview)
                 else:
-                    _RUNS[key] = run_program(stack, graph=graph, set_config={"policyShards": at.policy_shards},
+                    _RUNS[key] = run_program(stack, graph=graph, set_config=settings,
                                              tmp_path=tmp, previous_outputs=reads, preview=preview)
         except SettingsError as refused:
             _RUNS[key] = refused
@@ -189,10 +206,32 @@ class World:
     cluster: dict[tuple[str, str, str], dict] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
     protected: set = field(default_factory=set)  # object keys that must never be absent
+    # Stacks whose `up` is running (begun, not finished): their lock (DIY) or update lease (Cloud) fails the
+    # handover's writes to them; `reports_updates`: whether the backend says so in `pulumi stack ls` (Cloud).
+    running: set = field(default_factory=set)
+    reports_updates: bool = False
 
     def up(self, stack: str, at: Commit) -> str:
         """One `pulumi up`: 'refused', 'failed' (AlreadyExists) or 'ok'."""
+        return self.begin(stack, at)()
+
+    def begin(self, stack: str, at: Commit):
+        """An `up` that reads now (the program runs with the outputs the backend holds now) and writes when the
+        returned function is called."""
         result = run(stack, at, self.outputs, self.tmp)
+        self.running.add(stack)
+
+        def finish() -> str:
+            self.running.discard(stack)
+            return self._write(stack, at, result)
+        return finish
+
+    def _locked(self, *stacks: str) -> None:
+        for stack in stacks:
+            if stack in self.running:
+                raise tool.TransitionError(f"the stack is currently locked by 1 lock(s) ({stack})")
+
+    def _write(self, stack: str, at: Commit, result) -> str:
         if isinstance(result, SettingsError):
             self.log.append(f"{stack}@{at.name}: refused: {result}")
             return "refused"
@@ -243,6 +282,9 @@ class World:
     def stacks(self) -> list[str]:
         return sorted(self.states)
 
+    def updating(self) -> set[str]:
+        return set(self.running) if self.reports_updates else set()
+
     def export(self, stack: str) -> dict:
         resources = [{"urn": f"urn:pulumi:{stack}::mtls-mesh::pulumi:pulumi:Stack::mtls-mesh-{stack}",
                       "type": "pulumi:pulumi:Stack", "outputs": copy.deepcopy(self.outputs.get(stack, {}))}]
@@ -252,6 +294,7 @@ class World:
         return {"version": 3, "deployment": {"resources": resources}}
 
     def import_(self, stack: str, deployment: dict) -> None:
+        self._locked(stack)
         root = next(r for r in deployment["deployment"]["resources"] if r["type"] == "pulumi:pulumi:Stack")
         self.outputs[stack] = root["outputs"]
         self.log.append(f"ledger of {stack} rewritten")
@@ -260,6 +303,7 @@ class World:
         self.states.setdefault(stack, {})
 
     def move(self, source: str, dest: str, urns: list[str]) -> None:
+        self._locked(source, dest)
         names = {tool.urn_name(u) for u in urns}
         moving = {i: o for i, o in self.states[source].items() if i[1] in names}
         clash = set(moving) & set(self.states.setdefault(dest, {}))
@@ -474,6 +518,20 @@ def test_the_backend_runs_the_cli_as_documented():
         tool.Backend(Path("/project"), run=lambda argv, **kwargs: Failed()).move("a", "b", ["urn:a"])
 
 
+def test_the_backend_reads_updates_in_progress_from_the_stack_list():
+    """`pulumi stack ls --json` as Pulumi Cloud prints it (stack_list.go `stackSummaryJSON`); a DIY backend leaves
+    `updateInProgress` out."""
+    listed = [{"name": "acme/mtls-mesh/prod", "current": False, "updateInProgress": True},
+              {"name": "acme/mtls-mesh/prod-payments", "current": False, "updateInProgress": False,
+               "lastUpdate": "2026-12-07T06:00:00.000Z"},
+              {"name": "prod-storefront", "current": False, "lastUpdate": "2026-12-07T06:00:00.000Z"}]
+
+    class Done:
+        returncode, stdout, stderr = 0, json.dumps(listed), ""
+
+    assert tool.Backend(Path("/project"), run=lambda argv, **kwargs: Done()).updating() == {"prod"}
+
+
 def test_without_the_guard_the_model_shows_todays_window(tmp, monkeypatch):
     """The model can fail: with the ownership check taken out (the code before issue 29), the deploy workflow's order
     (platform, then the old shard) deletes `data`'s default-deny NetworkPolicies before the new shard creates them."""
@@ -679,3 +737,155 @@ def test_the_harness_hands_each_stack_the_outputs_its_platform_exported():
     run_program("dev", previous_outputs={"environment": "dev"})
     with pytest.raises(SettingsError, match="a platform with policyShards when it last applied"):
         run_program("dev", previous_outputs={"environment": "dev", "shardContracts": {"payments": "sha256:0"}})
+
+
+# ---- the entry points, over the repository's own stack files -------------------------------------------------------
+
+class RecordedBackend:
+    """The backend as `main` sees it, with states given per stack (namespace groups only): no Pulumi CLI here."""
+
+    def __init__(self, held: dict[str, list[str]], ledger: dict[str, str] | None = None, platform: str = PLATFORM):
+        self.held, self.ledger, self.platform, self.calls = held, ledger, platform, []
+
+    def stacks(self) -> list[str]:
+        return sorted(self.held)
+
+    def export(self, stack: str) -> dict:
+        outputs = {HOLDERS_OUTPUT: self.ledger} if stack == self.platform and self.ledger else {}
+        resources = [{"urn": f"urn:pulumi:{stack}::mtls-mesh::pulumi:pulumi:Stack::mtls-mesh-{stack}",
+                      "type": "pulumi:pulumi:Stack", "outputs": outputs}]
+        for namespace in self.held[stack]:
+            resources += [{"urn": f"urn:pulumi:{stack}::mtls-mesh::{CONFIG_GROUP}::{group}", "type": CONFIG_GROUP}
+                          for group in group_names(namespace)]
+        return {"version": 3, "deployment": {"resources": resources}}
+
+    def __getattr__(self, name):  # init, move, import_, remove: recorded, never run by `plan`
+        return lambda *args: self.calls.append((name, *args))
+
+
+def test_the_entry_points_run_over_the_repositorys_stack_files(monkeypatch, capsys):
+    """`environment` and `main` as the deploy workflow runs them, over stacks/ (a stack file the CLI fills with
+    Pulumi.yaml's defaults: an empty platformStack is not a shard's)."""
+    assert tool.environment("prod") == tool.Environment(PLATFORM, BASE.owners(), BASE.stacks())
+    staging = commit("staging", platform="staging")
+    assert tool.environment("staging") == tool.Environment("staging", staging.owners(), staging.stacks())
+    dev = tool.environment("dev")
+    assert dev.files == ["dev"] and set(dev.wanted.values()) == {"dev"} and set(dev.wanted) == set(BASE.owners())
+    with pytest.raises(tool.TransitionError, match="prod-payments is a shard stack: name its platform stack "
+                                                   r"\(prod\)"):
+        tool.environment("prod-payments")
+    # prod's state as an older commit left it: web still in payments' state.
+    held = {"prod": ["ingress"], "prod-payments": ["payments", "data", "web"], "prod-storefront": []}
+    backend = RecordedBackend(held)
+    monkeypatch.setattr(tool, "Backend", lambda cwd: backend)
+    assert tool.main(["plan", "--stack", "prod"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "namespace 'web': shard to shard, from stack 'prod-payments' to 'prod-storefront'" in out[0], out
+    assert any(line.startswith("pulumi state move --source prod-payments --dest prod-storefront --yes "
+                               "urn:pulumi:prod-payments::mtls-mesh::kubernetes:yaml/v2:ConfigGroup::authz-web")
+               for line in out), out
+    assert backend.calls == []
+
+
+def test_an_invalid_stack_file_of_another_environment_does_not_stop_a_handover(tmp_path):
+    """Which stacks name `prod` as their platform is read without validating other environments' files: dev's
+    broken file is dev's problem (its own `up` refuses it), not a reason to refuse prod's handover."""
+    import shutil
+    project = tmp_path / "project"
+    shutil.copytree(PROJECT_DIR, project, ignore=shutil.ignore_patterns(".git", "tests", "docs", "benchmarks",
+                                                                         "__pycache__", "examples"))
+    (project / "stacks" / "Pulumi.dev.yaml").write_text("config:\n  mtls-mesh:policyShards: not-a-boolean\n")
+    with pytest.raises(SettingsError):
+        tool.environment("dev", project)
+    assert tool.environment("prod", project).files == BASE.stacks()
+    # One of prod's own stack files invalid: refused, as its own `up` would be.
+    (project / "stacks" / "Pulumi.prod-storefront.yaml").write_text(
+        "config:\n  mtls-mesh:platformStack: prod\n  mtls-mesh:shard: storefront\n  mtls-mesh:policyShards: maybe\n")
+    with pytest.raises(SettingsError):
+        tool.environment("prod", project)
+
+
+def test_the_state_import_leaves_no_copy_of_the_state_behind(tmp_path, monkeypatch):
+    """`import_` writes a whole state (secrets encrypted, everything else plain) to a file for the CLI: removed
+    once the CLI has read it, whether or not the import succeeded."""
+    monkeypatch.setattr(tool.tempfile, "tempdir", str(tmp_path))
+    seen = []
+
+    class Done:
+        returncode, stdout, stderr = 0, "", ""
+
+    def record(argv, **kwargs):
+        path = Path(argv[argv.index("--file") + 1])
+        seen.append(json.loads(path.read_text()))
+        return Done()
+
+    tool.Backend(Path("/project"), run=record).import_("prod", {"version": 3, "deployment": {"resources": []}})
+    assert seen == [{"version": 3, "deployment": {"resources": []}}]
+    assert list(tmp_path.iterdir()) == []
+
+    class Failed(Done):
+        returncode, stderr = 255, "error: import failed"
+
+    with pytest.raises(tool.TransitionError, match="import failed"):
+        tool.Backend(Path("/project"), run=lambda argv, **kwargs: Failed()).import_("prod", {"version": 3})
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---- an `up` that spans the handover -------------------------------------------------------------------------------
+
+def spanning_handover(tmp, reports_updates: bool):
+    """prod's `up` at the base commit (an Operator resync before the branch moved) begins before the handover of `data`
+    from payments to storefront and ends after it: it read the old ledger and, ending, writes `next_holders` of it.
+    Then every stack runs, the stale one first: prod-storefront still at the base commit (its contract matches the
+    platform's), which does not register `data` and, had the move stayed with the old ledger, would delete it."""
+    head = TRANSITIONS["namespace shard -> shard"]
+    world = deployed(tmp)
+    world.reports_updates = reports_updates
+    world.protected = kept_objects(world, BASE, head)
+    finish = world.begin(PLATFORM, BASE)
+    with pytest.raises(tool.TransitionError) as refused:
+        world.handover(head)
+    assert finish() == "ok", world.log
+    for stack, at in (("prod-storefront", BASE), ("prod-payments", head), ("prod-storefront", head),
+                      ("prod-payments", BASE)):
+        world.up(stack, at)  # World.check: no object absent, none in two states
+    settle(world, head)
+    assert world.outputs[PLATFORM][HOLDERS_OUTPUT] == head.owners()
+    return world, str(refused.value)
+
+
+def test_an_up_spanning_the_handover_on_a_backend_that_reports_it_stops_the_handover_before_any_move(tmp):
+    world, refused = spanning_handover(tmp, reports_updates=True)
+    assert refused.startswith("nothing moved: stack 'prod' has an update in progress"), refused
+    first = world.log.index("prod@base: ok", len(BASE.stacks()))
+    assert not [line for line in world.log[:first] if line.startswith("state move")], world.log
+
+
+def test_an_up_spanning_the_handover_on_a_diy_backend_has_its_moves_undone(tmp):
+    """A DIY backend reports no update in progress: the moves happen, the ledger write meets the running `up`'s lock,
+    and the moves are undone, so the ledger the `up` then writes says what the states hold."""
+    world, refused = spanning_handover(tmp, reports_updates=False)
+    assert "currently locked" in refused and "The moves are undone" in refused, refused
+    first = world.log.index("prod@base: ok", len(BASE.stacks()))
+    moves = [line.split(":")[0] for line in world.log[:first] if line.startswith("state move")]
+    assert moves == ["state move prod-payments -> prod-storefront", "state move prod-storefront -> prod-payments"]
+
+
+def test_operator_stacks_with_an_update_outstanding_are_named():
+    items = {"items": [
+        {"spec": {"stack": "acme/mtls-mesh/prod-payments"}, "status": {"currentUpdate": {"name": "prod-payments-x1",
+                                                                                          "generation": 3}}},
+        {"spec": {"stack": "acme/mtls-mesh/prod"}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}},
+        {"spec": {"stack": "acme/mtls-mesh/staging"}, "status": {"currentUpdate": {"name": "staging-y"}}}]}
+    calls = []
+
+    class Done:
+        returncode, stdout, stderr = 0, json.dumps(items), ""
+
+    def kubectl(argv, **kwargs):
+        calls.append(argv)
+        return Done()
+
+    found = tool.operator_updates("pulumi", ["prod", "prod-payments", "prod-storefront"], run=kubectl)
+    assert found == {"prod-payments": "prod-payments-x1"}
+    assert calls == [["kubectl", "get", "stacks.pulumi.com", "--namespace", "pulumi", "--output", "json"]]
