@@ -1,16 +1,17 @@
 """IstioControlPlane: registers Istio on the operator's trust chain from the plan (plan.IstioPlan; values and objects in
 plan/istio/), and IstioAlerts its PrometheusRule and monitors (plan.AlertsPlan built by plan/istio/alerts.py).
 
-The order is the one the sources force (docs/istio.md, "Not done yet" 3):
+The order is the one the sources force (docs/istio.md, "Wiring"):
 - the Bundle of the mesh roots istio-csr pins, once trust-manager and the anchors' ConfigMaps exist;
 - the Istio CA's signers (with Vault: after their login and its RBAC; without: after the anchors' keys, which only
   this component writes into istio-system), then the Istio CA, then its `ca:` Issuer;
 - the `base` chart (the CRDs), then istio-csr: it refuses to start without its root file;
-- then istiod, once Helm saw istio-csr's pods ready. That readiness is istio-csr's serving certificate and gRPC server
-  (`AddReadyzCheck` "tls_provider", "grpc_server" in cmd/app/app.go at v0.17.0, d8fadec3b039). It does not mean that
-  `istio-ca-root-cert` (written by istio-csr's ConfigMap controller, asynchronously) or `istiod-tls` (the chart's
-  Certificate `istiod`, which Helm does not await) exist yet. istiod reads both at start and runs without them
-  silently (docs/istio.md, "Not done yet").
+- istiod's Certificate after the Issuer, registered with `pulumi.com/waitFor: condition=Ready`;
+- then istiod, after istio-csr, its Certificate (Ready) and the Job that completes once `istio-ca-root-cert` exists.
+  Helm's wait for istio-csr's pods is not enough: that readiness is istio-csr's serving certificate and gRPC server
+  (`AddReadyzCheck` "tls_provider", "grpc_server" in cmd/app/app.go at v0.17.0, d8fadec3b039), while
+  `istio-ca-root-cert` is written later by its ConfigMap controller. istiod mounts both as optional and would run
+  without them silently (docs/istio.md, "Wiring").
 
 `crds` (the base release) is what Istio policy objects wait for; `control_plane` (istiod) is the running mesh.
 """
@@ -81,8 +82,16 @@ class IstioControlPlane(pulumi.ComponentResource):
         self.istio_csr = release(f"{name}-csr", ISTIO_CSR_RELEASE, ISTIO_CSR_CHART, plan.istio_csr_chart_version,
                                  plan.istio_csr_repository, ISTIO_CSR_NAMESPACE, plan.istio_csr_values,
                                  after(self.crds, self.ca_issuer, self.roots, *args.cert_manager_ready))
+        # istiod's serving certificate, awaited until Ready (its pulumi.com/waitFor), and the Job that completes once
+        # istio-csr has written istio-ca-root-cert: istiod's Deployment mounts both as optional and would start without.
+        self.istiod_certificate = register(f"{name}-istiod-certificate", plan.istiod_certificate, after(self.ca_issuer))
+        check_rbac = [register(f"{name}-root-cert-check-{obj['kind'].lower()}", obj, after(args.namespace))
+                      for obj in plan.root_cert_check if obj["kind"] != "Job"]
+        (check_job,) = [obj for obj in plan.root_cert_check if obj["kind"] == "Job"]
+        self.root_cert_check = register(f"{name}-root-cert-check", check_job, after(self.istio_csr, *check_rbac))
         self.control_plane = release(f"{name}-istiod", ISTIOD_RELEASE, ISTIOD_CHART, plan.chart_version, plan.repository,
-                                     ISTIO_NAMESPACE, plan.istiod_values, after(self.crds, self.istio_csr))
+                                     ISTIO_NAMESPACE, plan.istiod_values,
+                                     after(self.crds, self.istio_csr, self.istiod_certificate, self.root_cert_check))
         self.register_outputs({
             "chartVersion": plan.chart_version,
             "istioCsrChartVersion": plan.istio_csr_chart_version,

@@ -50,7 +50,8 @@ from plan.linkerd.verification import (canary_objects, check_jobs, namespace_obj
 from plan.istio import alerts as istio_alerts, authorization as istio_authorization, namespaces as istio_namespaces
 from plan.istio import verification as istio_verification
 from plan.istio.authorization import MESH_CONFIG as ISTIO_MESH_CONFIG, IstioPlacement
-from plan.istio.control_plane import base_values, istio_csr_values, istio_settings, istiod_values
+from plan.istio.control_plane import (base_values, istio_csr_values, istio_settings, istiod_certificate, istiod_values,
+                                      root_cert_check)
 from plan.istio.names import (ISTIO_CHART_VERSION, ISTIO_CSR_CHART_VERSION, ISTIO_CSR_NAMESPACE, ISTIO_CSR_REPOSITORY,
                               ISTIO_NAMESPACE, ISTIO_REPOSITORY)
 from plan.istio.trust import (istio_ca_auth_role, istio_ca_certificate, istio_ca_issuer, istio_ca_policy,
@@ -163,6 +164,9 @@ class IstioPlan:
     ca_issuer: Object
     roots_bundle: Object
     anchor_keys: tuple[str, ...]
+    # What istiod's release waits for besides istio-csr's: its serving certificate and the root ConfigMap check.
+    istiod_certificate: Object
+    root_cert_check: tuple[Object, ...]
 
     def objects(self) -> Iterator[Object]:
         yield self.namespace
@@ -171,6 +175,8 @@ class IstioPlan:
         yield self.ca_certificate
         yield self.ca_issuer
         yield self.roots_bundle
+        yield self.istiod_certificate
+        yield from self.root_cert_check
 
 
 @dataclass(frozen=True)
@@ -422,7 +428,8 @@ def _istio_plan(settings: Settings) -> IstioPlan:
         base_values=base_values(settings, choices), istio_csr_values=istio_csr_values(settings, choices),
         istiod_values=istiod, signer_rbac=tuple(signer_rbac(settings)), signers=signers(settings),
         ca_certificate=istio_ca_certificate(settings), ca_issuer=istio_ca_issuer(), roots_bundle=istio_roots_bundle(settings),
-        anchor_keys=settings.pki.rotation.anchors if settings.vault is None else ())
+        anchor_keys=settings.pki.rotation.anchors if settings.vault is None else (),
+        istiod_certificate=istiod_certificate(settings), root_cert_check=tuple(root_cert_check(settings)))
 
 
 def _vault_plan(settings: Settings) -> VaultPlan | None:

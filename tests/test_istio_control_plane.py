@@ -14,9 +14,11 @@ import pytest
 import yaml
 
 from istio_settings import CLUSTER, ROTATION, TRUST_DOMAIN, settings_of
+from conformance import validate_object
 from tools import CHART_PATHS, CHARTS, RenderError, render_chart
 from plan.istio.control_plane import (HA_REPLICAS, base_values, ca_address, istio_csr_values, istio_settings,
-                                      istiod_values)
+                                      ISTIOD_PRIVATE_KEY_VALUES, istiod_certificate, istiod_values,
+                                      root_cert_check)
 from plan.istio.names import (BASE_CHART, BASE_RELEASE, ISTIO_CSR, ISTIO_CSR_CHART, ISTIO_CSR_GRPC_PORT,
                               ISTIO_CSR_NAMESPACE, ISTIO_CSR_RELEASE, ISTIO_NAMESPACE,
                               ISTIOD, ISTIOD_CERTIFICATE, ISTIOD_CHART, ISTIOD_RELEASE, ISTIOD_TLS_DIR,
@@ -136,17 +138,19 @@ def test_istio_csr_pins_the_roots_trust_manager_distributes(stack):
     assert selector["values"] == [deployment["metadata"]["namespace"]]
 
 
-def test_istiods_certificate_comes_from_istio_csr_and_reaches_istiod(stack):
-    """istiodCertificateEnable renders the Certificate `istiod` (Secret istiod-tls) with our Issuer and trust domain;
-    the istiod chart mounts that Secret where istiod looks for custom TLS, and the roots istio-csr writes."""
-    _, charts = stack
-    certificate = charts[ISTIO_CSR_CHART][("Certificate", ISTIOD_CERTIFICATE)]
+def test_istiods_certificate_is_ours_and_reaches_istiod(stack):
+    """The chart's Certificate `istiod` is off (the program registers it, so istiod can wait for it); ours uses our
+    Issuer and trust domain; the istiod chart mounts its Secret where istiod looks for custom TLS, and the roots
+    istio-csr writes."""
+    name, charts = stack
+    assert ("Certificate", ISTIOD_CERTIFICATE) not in charts[ISTIO_CSR_CHART]
+    certificate = istiod_certificate(settings_of(name, trustDomain=TRUST_DOMAIN))
     issuer = istio_ca_issuer()
     assert certificate["metadata"]["namespace"] == issuer["metadata"]["namespace"]
     assert certificate["spec"]["issuerRef"] == {"name": issuer["metadata"]["name"], "kind": "Issuer",
                                                 "group": "cert-manager.io"}
     assert certificate["spec"]["uris"] == [f"spiffe://{TRUST_DOMAIN}/ns/{ISTIO_NAMESPACE}/sa/istiod-service-account"]
-    assert f"{ISTIOD}.{ISTIO_NAMESPACE}.svc" in certificate["spec"]["dnsNames"]
+    assert certificate["metadata"]["annotations"] == {"pulumi.com/waitFor": "condition=Ready"}
     istiod = charts[ISTIOD_CHART][("Deployment", ISTIOD)]
     spec = istiod["spec"]["template"]["spec"]
     mounts = {m["name"]: m["mountPath"] for m in container(istiod)["volumeMounts"]}
@@ -154,6 +158,48 @@ def test_istiods_certificate_comes_from_istio_csr_and_reaches_istiod(stack):
     config_maps = {v["configMap"]["name"]: v["name"] for v in spec["volumes"] if "configMap" in v}
     assert certificate["spec"]["secretName"] == ISTIOD_TLS_SECRET and mounts[secrets[ISTIOD_TLS_SECRET]] == ISTIOD_TLS_DIR
     assert mounts[config_maps[ROOT_CERT_CONFIG_MAP]] == "/var/run/secrets/istiod/ca"
+
+
+def test_istiods_certificate_is_the_one_the_chart_would_render(stack):
+    """Rendered by the pinned istio-csr chart with our values, `istiodCertificateEnable: true` and the mesh's key
+    profile, the chart's Certificate `istiod` has exactly our spec, field by field, and the same name and namespace."""
+    name, _ = stack
+    settings = settings_of(name, trustDomain=TRUST_DOMAIN)
+    release, namespace, values = releases(name)[ISTIO_CSR_CHART]
+    enabled = {**values, "app": {**values["app"], "tls": {**values["app"]["tls"], "istiodCertificateEnable": True,
+                                                                      **ISTIOD_PRIVATE_KEY_VALUES}}}
+    (chart,) = [o for o in render_chart(ISTIO_CSR_CHART, release, namespace, enabled) if o["kind"] == "Certificate"
+                and o["metadata"]["name"] == ISTIOD_CERTIFICATE]
+    ours = istiod_certificate(settings)
+    assert (ours["apiVersion"], ours["metadata"]["name"], ours["metadata"]["namespace"]) == \
+        (chart["apiVersion"], chart["metadata"]["name"], chart["metadata"]["namespace"])
+    assert set(ours["spec"]) == set(chart["spec"])
+    for key in chart["spec"]:
+        assert ours["spec"][key] == chart["spec"][key], key
+
+
+def test_root_cert_check_may_read_only_istio_ca_root_cert(stack):
+    """The check's account may `get` that one ConfigMap in istio-system and nothing else; its Job runs under that
+    account with the verification clients' image; every object passes the core schemas."""
+    name, _ = stack
+    settings = settings_of(name)
+    objects = {o["kind"]: o for o in root_cert_check(settings)}
+    assert set(objects) == {"ServiceAccount", "Role", "RoleBinding", "Job"}
+    assert {o["metadata"]["namespace"] for o in objects.values()} == {ISTIO_NAMESPACE}
+    assert objects["Role"]["rules"] == [{"apiGroups": [""], "resources": ["configmaps"],
+                                         "resourceNames": [ROOT_CERT_CONFIG_MAP], "verbs": ["get"]}]
+    account = objects["ServiceAccount"]["metadata"]["name"]
+    assert objects["RoleBinding"]["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                                 "name": objects["Role"]["metadata"]["name"]}
+    assert objects["RoleBinding"]["subjects"] == [{"kind": "ServiceAccount", "name": account,
+                                                   "namespace": ISTIO_NAMESPACE}]
+    pod = objects["Job"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == account
+    (check,) = pod["containers"]
+    assert check["image"] == settings.verification.client_image
+    assert {e["name"]: e["value"] for e in check["env"]}["CONFIG_MAP"] == ROOT_CERT_CONFIG_MAP
+    failures = {o["kind"]: errors for o in objects.values() if (errors := validate_object(o))}
+    assert not failures, failures
 
 
 def test_istio_ca_root_cert_has_one_writer_istio_csr(stack):
@@ -315,11 +361,10 @@ def test_what_the_rendered_charts_mount_exists(stack):
     assert checked >= 1, "istio-csr's roots at least"
 
 
-def test_the_certificate_istio_csr_renders_validates_against_the_pinned_crd(stack, needs_shared):
-    """The chart's own Certificate `istiod`, with our values, is one cert-manager v1.21.1 accepts."""
-    from conformance import validate_object
-    _, charts = stack
-    certificate = charts[ISTIO_CSR_CHART][("Certificate", ISTIOD_CERTIFICATE)]
+def test_istiods_certificate_validates_against_the_pinned_crd(stack, needs_shared):
+    """Our Certificate `istiod` (the chart's, as the test above shows) is one cert-manager v1.21.1 accepts."""
+    name, _ = stack
+    certificate = istiod_certificate(settings_of(name, trustDomain=TRUST_DOMAIN))
     assert validate_object(certificate) == []
     broken = {**certificate, "spec": {**certificate["spec"], "issuerRef": {"nam": "x"}}}
     assert validate_object(broken), "the schema check can fail"

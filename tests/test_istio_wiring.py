@@ -100,8 +100,9 @@ def test_namespaces_carry_istios_injection_label(stack):
 
 @pytest.mark.parametrize("stack", ISTIO_STACKS)
 def test_trust_chain_is_ordered_as_the_sources_force(stack):
-    """Bundle and signers -> Istio CA -> its Issuer; base -> istio-csr (after the Issuer and the roots) -> istiod;
-    the signers after their Vault login (staging, prod) or their anchor keys (dev)."""
+    """Bundle and signers -> Istio CA -> its Issuer; base -> istio-csr (after the Issuer and the roots) -> istiod's
+    Certificate (awaited until Ready) and the `istio-ca-root-cert` check Job -> istiod; the signers after their Vault
+    login (staging, prod) or their anchor keys (dev)."""
     run = istio_run(stack)
     by_urn = {r.urn: r for r in run.registrations}
 
@@ -130,6 +131,19 @@ def test_trust_chain_is_ordered_as_the_sources_force(stack):
     assert ca in waits(ca_issuer)
     assert {ca_issuer, bundle, rel[names.BASE_RELEASE]} <= waits(rel[names.ISTIO_CSR_RELEASE])
     assert {rel[names.ISTIO_CSR_RELEASE], ca_issuer, rel[names.BASE_RELEASE]} <= waits(rel[names.ISTIOD_RELEASE])
+    # istiod mounts `istiod-tls` and `istio-ca-root-cert` as optional: it must wait for both to exist.
+    istiod_certificate = urn_of("Certificate", names.ISTIOD_CERTIFICATE)
+    (check,) = [r for r in run.kubernetes() if r.type.endswith(":Job")
+                and r.inputs["metadata"]["namespace"] == names.ISTIO_NAMESPACE]
+    assert ca_issuer in waits(istiod_certificate)
+    assert by_urn[istiod_certificate].inputs["metadata"]["annotations"]["pulumi.com/waitFor"] == "condition=Ready"
+    assert rel[names.ISTIO_CSR_RELEASE] in waits(check.urn)
+    (container,) = check.inputs["spec"]["template"]["spec"]["containers"]
+    assert {e["name"]: e["value"] for e in container["env"]}["CONFIG_MAP"] == names.ROOT_CERT_CONFIG_MAP
+    assert {istiod_certificate, check.urn} <= waits(rel[names.ISTIOD_RELEASE])
+    # The chart's own Certificate `istiod` is off, so ours is the only one.
+    assert rel[names.ISTIO_CSR_RELEASE] and \
+        releases(run)[names.ISTIO_CSR_RELEASE].inputs["values"]["app"]["tls"]["istiodCertificateEnable"] is False
     anchor_configmaps = {r.urn for r in run.kubernetes() if r.type.endswith(":ConfigMap")
                          and r.inputs["metadata"]["name"].startswith("mtls-mesh-anchor-")}
     assert anchor_configmaps and anchor_configmaps <= waits(bundle)
@@ -209,10 +223,12 @@ def test_registered_policy_admits_exactly_the_graphs_edges(stack):
 def test_every_registered_istio_object_passes_the_pinned_schemas(stack, needs_shared):
     run = istio_run(stack)
     checked = [o for o in run.objects() if "istio.io" in o["apiVersion"] or o["kind"] in
-               ("Certificate", "Issuer", "Bundle", "NetworkPolicy", "Namespace")]
+               ("Certificate", "Issuer", "Bundle", "NetworkPolicy", "Namespace")
+               or o["metadata"].get("namespace") == names.ISTIO_NAMESPACE]
     failures = {f"{o['kind']} {o['metadata'].get('namespace')}/{o['metadata']['name']}": errors for o in checked
                 if (errors := validate_istio_object(o) if "istio.io" in o["apiVersion"] else validate_object(o))}
-    assert {o["kind"] for o in checked} >= ISTIO_KINDS - {"ServiceEntry"} | {"Certificate", "Issuer", "Bundle"}
+    assert {o["kind"] for o in checked} >= ISTIO_KINDS - {"ServiceEntry"} | {"Certificate", "Issuer", "Bundle", "Job",
+                                                                            "Role", "RoleBinding", "ServiceAccount"}
     assert not failures, failures
 
 

@@ -19,7 +19,7 @@ Every metric and label is read from the pinned sources (keys as in ../shared/ref
   failure. pkg/tls/tls.go: `cert_manager_istio_csr_tls_provider_certificate_requests{success="0|1"}` (no `_total`:
   controller-runtime's metrics server serves the classic text format, pkg/metrics/server/server.go HandlerOpts).
 - cert-manager's certmanager_certificate_* for the Certificates the program creates (plan/istio/trust.py's Istio CA,
-  istio-csr's Certificate `istiod`), labels as in plan/linkerd/alerts.py.
+  istiod's Certificate `istiod`, plan/istio/control_plane.py), labels as in plan/linkerd/alerts.py.
 No `citadel_*` metric: with istiod's CA off there is no CA server to export them (reference A6).
 
 There is no "denied by RBAC" response flag: Envoy's flags (source/common/stream_info/utility.h) have none, and the

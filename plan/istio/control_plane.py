@@ -5,8 +5,13 @@ istiod runs with its CA off (`ENABLE_CA_SERVER=false`: no CA, and no writer of `
 pilot/pkg/bootstrap/server.go `maybeCreateCA`/`shouldStartNsController` [I]); every proxy sends its CSR to istio-csr
 (`global.caAddress`, injected as CA_ADDR), which has cert-manager sign it with the Istio CA of trust.py and verifies the
 chain against the roots it pins (`app.tls.rootCAFile`, a trust-manager Bundle of the mesh anchors, mounted as a
-directory). istio-csr also issues istiod's serving certificate (`istiodCertificateEnable`: Certificate `istiod`,
-Secret `istiod-tls`, which the istiod chart mounts by itself) and writes `istio-ca-root-cert` in every namespace.
+directory). istio-csr writes `istio-ca-root-cert` in every namespace.
+
+istiod's serving certificate (Certificate `istiod`, Secret `istiod-tls`, which the istiod chart mounts by itself) is
+ours, not the chart's (`istiodCertificateEnable: false`): built here as the chart's templates/certificate.yaml renders
+it, plus `pulumi.com/waitFor: condition=Ready`, so istiod is installed only once it is issued. `root_cert_check`: a Job
+in istio-system that completes once istio-csr has written `istio-ca-root-cert` there, for istiod to wait on. Both mounts
+are optional in istiod's Deployment, so without these istiod could start and run silently without them.
 
 Values are pure builders; tests/test_istio_control_plane.py renders each chart with them and checks each key against
 the chart. Keys and facts: ../shared/reference/ISTIO-MULTICLUSTER.md A1 ([I], [IC], [CSR] as named there).
@@ -20,7 +25,11 @@ from typing import Any
 from plan.istio.names import (DEFAULT_CLUSTER_ID, ISTIO_CHART_VERSION, ISTIO_CSR, ISTIO_CSR_CHART_VERSION,
                               ISTIO_CSR_NAMESPACE, ISTIO_CSR_POD_LABELS, ISTIO_CSR_SERVICE_PORT, ISTIO_NAMESPACE,
                               ISTIOD_POD_LABELS, WORKLOAD_CERTIFICATE_LIFETIME)
+from plan.cert_manager import CERT_MANAGER_API
+from plan.istio.names import (ISTIOD, ISTIOD_CERTIFICATE, ISTIOD_CERTIFICATE_ACCOUNT, ISTIOD_TLS_SECRET,
+                              ROOT_CERT_CONFIG_MAP)
 from plan.istio.trust import ISTIO_CA, ISTIO_ROOTS, ISTIO_ROOTS_DIR, ISTIO_ROOTS_FILE
+from plan.objects import WAIT_FOR_READY, metadata
 from read.settings import Settings
 
 # Replicas in a highly available control plane: one can be down for maintenance and one fail meanwhile.
@@ -109,7 +118,8 @@ def istio_csr_values(settings: Settings, istio: IstioSettings) -> dict[str, Any]
                 "trustDomain": settings.trust_domain,
                 "rootCAFile": ISTIO_ROOTS_FILE,
                 "certificateDNSNames": [ca_host()],
-                "istiodCertificateEnable": True,
+                # The program registers that Certificate itself (istiod_certificate), so that istiod can wait for it.
+                "istiodCertificateEnable": False,
             },
             "server": {"clusterID": istio.cluster_name, "maxCertificateDuration": WORKLOAD_CERTIFICATE_LIFETIME},
             "istio": {"namespace": ISTIO_NAMESPACE, "revisions": ["default"]},
@@ -124,3 +134,89 @@ def istio_csr_values(settings: Settings, istio: IstioSettings) -> dict[str, Any]
                        "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1},
                        "affinity": _anti_affinity(ISTIO_CSR_POD_LABELS)})
     return values
+
+
+# The chart's defaults for istiod's certificate (values.yaml istiodCertificateDuration/RenewBefore) [CSR].
+ISTIOD_CERTIFICATE_DURATION = "1h"
+ISTIOD_CERTIFICATE_RENEW_BEFORE = "30m"
+# The one deliberate difference from the chart's default key (RSA 2048, from app.server.serving.signatureAlgorithm):
+# the mesh's certificate profile, ECDSA P-256 (the policy pack's `certificate-profiles`), as the chart renders it with
+# istiodPrivateKeyAlgorithm ECDSA and istiodPrivateKeySize 256.
+ISTIOD_PRIVATE_KEY_VALUES = {"istiodPrivateKeyAlgorithm": "ECDSA", "istiodPrivateKeySize": 256}
+ISTIOD_PRIVATE_KEY = {"rotationPolicy": "Always", "algorithm": "ECDSA", "size": 256}
+
+
+def istiod_certificate(settings: Settings) -> dict[str, Any]:
+    """istiod's serving certificate as istio-csr v0.17.0's templates/certificate.yaml renders it with our values and
+    ISTIOD_PRIVATE_KEY_VALUES (the default revision only, no additional DNS names), which
+    tests/test_istio_control_plane.py checks field by field.
+    WAIT_FOR_READY: pulumi-kubernetes reports it created only once cert-manager has issued `istiod-tls`."""
+    return {
+        "apiVersion": CERT_MANAGER_API, "kind": "Certificate",
+        "metadata": metadata(ISTIOD_CERTIFICATE, ISTIO_NAMESPACE, annotations=WAIT_FOR_READY),
+        "spec": {
+            "commonName": f"{ISTIOD}.{ISTIO_NAMESPACE}.svc",
+            "dnsNames": [f"{ISTIOD}.{ISTIO_NAMESPACE}.svc"],
+            "uris": [f"spiffe://{settings.trust_domain}/ns/{ISTIO_NAMESPACE}/sa/{ISTIOD_CERTIFICATE_ACCOUNT}"],
+            "secretName": ISTIOD_TLS_SECRET,
+            "duration": ISTIOD_CERTIFICATE_DURATION,
+            "renewBefore": ISTIOD_CERTIFICATE_RENEW_BEFORE,
+            "privateKey": dict(ISTIOD_PRIVATE_KEY),
+            "revisionHistoryLimit": 1,
+            "issuerRef": {"name": ISTIO_CA, "kind": "Issuer", "group": "cert-manager.io"},
+        },
+    }
+
+
+ROOT_CERT_CHECK = "mtls-mesh-istio-root-cert-check"
+# Polls the API server with the Job's own token until the ConfigMap exists; 404 means not yet written, anything else
+# (403: the Role is wrong) fails at once with the reason.
+ROOT_CERT_CHECK_SCRIPT = r'''set -u
+sa=/var/run/secrets/kubernetes.io/serviceaccount
+url="https://kubernetes.default.svc/api/v1/namespaces/$NAMESPACE/configmaps/$CONFIG_MAP"
+n=0
+while :; do
+  n=$((n + 1))
+  code=$(curl -sS -m 5 -o /dev/null -w '%{http_code}' --cacert "$sa/ca.crt" \
+    -H "Authorization: Bearer $(cat "$sa/token")" "$url" 2>/dev/null || true)
+  case "$code" in
+    200) echo "OK: $NAMESPACE/$CONFIG_MAP exists"; exit 0 ;;
+    404|000|5*) ;;
+    *) echo "FAIL: reading $NAMESPACE/$CONFIG_MAP returned HTTP $code"; exit 1 ;;
+  esac
+  if [ "$n" -ge "$ATTEMPTS" ]; then
+    echo "FAIL: istio-csr has not written $NAMESPACE/$CONFIG_MAP after $n attempts (last HTTP $code); istiod would start without its roots"
+    exit 1
+  fi
+  sleep 2
+done
+'''
+
+
+def root_cert_check(settings: Settings) -> list[dict[str, Any]]:
+    """A ServiceAccount that may only `get` the ConfigMap `istio-ca-root-cert` in istio-system, and a Job under it
+    that completes once that ConfigMap exists (pulumi-kubernetes waits for a Job to complete, docs/operations.md).
+    The image is the verification clients' (sh and curl)."""
+    labels = {"app.kubernetes.io/name": ROOT_CERT_CHECK}
+    container = {"name": "check", "image": settings.verification.client_image, "command": ["sh", "-c", ROOT_CERT_CHECK_SCRIPT],
+                 "env": [{"name": "NAMESPACE", "value": ISTIO_NAMESPACE}, {"name": "CONFIG_MAP", "value": ROOT_CERT_CONFIG_MAP},
+                         {"name": "ATTEMPTS", "value": "120"}],
+                 "terminationMessagePolicy": "FallbackToLogsOnError",
+                 "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+                 "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "runAsUser": 65532,
+                                     "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(ROOT_CERT_CHECK, ISTIO_NAMESPACE)},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": metadata(ROOT_CERT_CHECK, ISTIO_NAMESPACE),
+         "rules": [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [ROOT_CERT_CONFIG_MAP],
+                    "verbs": ["get"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": metadata(ROOT_CERT_CHECK, ISTIO_NAMESPACE),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ROOT_CERT_CHECK},
+         "subjects": [{"kind": "ServiceAccount", "name": ROOT_CERT_CHECK, "namespace": ISTIO_NAMESPACE}]},
+        {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata(ROOT_CERT_CHECK, ISTIO_NAMESPACE, labels),
+         "spec": {"backoffLimit": 1, "activeDeadlineSeconds": 600,
+                  "template": {"metadata": {"labels": labels},
+                               "spec": {"serviceAccountName": ROOT_CERT_CHECK, "restartPolicy": "Never",
+                                        "containers": [container]}}}},
+    ]
