@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from plan.mesh import MeshPlan, compile_mesh
+from plan.preview_identity import RESOURCES as PLURALS
 from plan.shards import shards_of
 from read.errors import SettingsError
 from read.graph import ServiceGraph
@@ -71,24 +72,20 @@ REMOVAL_VERBS = ("get", "list", "watch", "delete")
 # The provider also reports the Events of each object it awaits (NewEventAggregator, provider/pkg/await/watchers.go):
 # read-only, in the same namespaces.
 EVENTS_RULE = {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]}
-# apiVersion group and kind -> the resource (plural) an RBAC rule names, for every kind the policy and certificate
-# builders emit. tests/test_operator_shards.py checks each against its upstream CRD (../shared/upstream); NetworkPolicy
-# is Kubernetes' own. A kind missing here is refused by name rather than left out of a Role.
-RESOURCES = {
-    ("policy.linkerd.io", "Server"): "servers",
-    ("policy.linkerd.io", "AuthorizationPolicy"): "authorizationpolicies",
-    ("policy.linkerd.io", "MeshTLSAuthentication"): "meshtlsauthentications",
-    ("policy.linkerd.io", "NetworkAuthentication"): "networkauthentications",
-    ("policy.linkerd.io", "HTTPRoute"): "httproutes",
-    ("policy.linkerd.io", "EgressNetwork"): "egressnetworks",
-    ("policy.linkerd.io", "ServerAuthorization"): "serverauthorizations",
-    ("gateway.networking.k8s.io", "HTTPRoute"): "httproutes",
-    ("gateway.networking.k8s.io", "GRPCRoute"): "grpcroutes",
-    ("gateway.networking.k8s.io", "TLSRoute"): "tlsroutes",
-    ("gateway.networking.k8s.io", "TCPRoute"): "tcproutes",
-    ("networking.k8s.io", "NetworkPolicy"): "networkpolicies",
-    ("cert-manager.io", "Certificate"): "certificates",
-}
+# The kinds the policy and certificate builders emit in a shard's namespaces, each with the resource (plural) an RBAC
+# rule names, taken from the one table of plurals (plan/preview_identity.py RESOURCES, which the preview identity's
+# RBAC uses too). tests/test_operator_shards.py checks each against its upstream CRD (../shared/upstream);
+# NetworkPolicy is Kubernetes' own. A kind missing here is refused by name rather than left out of a Role.
+SHARD_KINDS = (
+    ("policy.linkerd.io", "Server"), ("policy.linkerd.io", "AuthorizationPolicy"),
+    ("policy.linkerd.io", "MeshTLSAuthentication"), ("policy.linkerd.io", "NetworkAuthentication"),
+    ("policy.linkerd.io", "HTTPRoute"), ("policy.linkerd.io", "EgressNetwork"),
+    ("policy.linkerd.io", "ServerAuthorization"), ("gateway.networking.k8s.io", "HTTPRoute"),
+    ("gateway.networking.k8s.io", "GRPCRoute"), ("gateway.networking.k8s.io", "TLSRoute"),
+    ("gateway.networking.k8s.io", "TCPRoute"), ("networking.k8s.io", "NetworkPolicy"),
+    ("cert-manager.io", "Certificate"),
+)
+RESOURCES = {kind: PLURALS[kind] for kind in SHARD_KINDS}
 
 
 class GeneratorError(SystemExit):
