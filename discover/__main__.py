@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from . import DiscoverError, Prometheus, as_json, as_markdown, discover, load_stack, parse_window
 
@@ -45,14 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(report.diff())
             return 0
         if args.write:
-            text = report.proposal_text if report.proposal_text is not None else report.original_text
-            if text is None:
-                raise DiscoverError(f"--write needs a one-file graph: {stack.graph.source} is split per team, so add "
-                                    "each proposed caller to the allow-list in its service's file")
-            try:
-                Path(args.write).write_text(text, encoding="utf-8")
-            except OSError as err:
-                raise DiscoverError(f"cannot write --write {args.write}: {err.strerror}") from None
+            report.write(args.write)
     except DiscoverError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE

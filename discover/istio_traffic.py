@@ -210,10 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(report.diff())
             return 0
         if args.write:
-            text = report.proposal_text if report.proposal_text is not None else report.original_text
-            if text is None:
-                raise DiscoverError(f"--write needs a one-file graph: {stack.graph.source} is split per team")
-            Path(args.write).write_text(text, encoding="utf-8")
+            report.write(args.write)
     except DiscoverError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE

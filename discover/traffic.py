@@ -105,6 +105,17 @@ class Report:
         return "".join(difflib.unified_diff(self.original_text.splitlines(True), self.proposal_text.splitlines(True),
                                             f"a/{self.graph_source}", f"b/{self.graph_source}"))
 
+    def write(self, path: str) -> None:
+        """The proposed graph (or the graph unchanged when nothing is proposed) to `path`, for --write."""
+        text = self.proposal_text if self.proposal_text is not None else self.original_text
+        if text is None:
+            raise DiscoverError(f"--write needs a one-file graph: {self.graph_source} is split per team, so add "
+                                "each proposed caller to the allow-list in its service's file")
+        try:
+            Path(path).write_text(text, encoding="utf-8")
+        except OSError as err:
+            raise DiscoverError(f"cannot write --write {path}: {err.strerror}") from None
+
 
 def discover(stack: Stack, prometheus: Prometheus, window: str, *, now: float | None = None,
              project_dir: Path = PROJECT_DIR) -> Report:

@@ -201,3 +201,12 @@ def test_a_prometheus_without_istio_metrics_is_a_clear_error(tmp_path):
     finally:
         stop(process)
     assert result.returncode == 2 and "istio-system/istio-proxies" in result.stderr and not result.stdout
+
+
+def test_an_unwritable_write_path_is_one_error_line_not_a_traceback(server, tmp_path):
+    """--write shares discover's writer (discover.traffic.Report.write): a path that cannot be written is a usage
+    error naming it, as for Linkerd, never a Python traceback."""
+    result = run_discover("--prometheus", server, "--stack", "staging", "--since", "6h",
+                          "--write", str(tmp_path / "missing-dir" / "services.yaml"))
+    assert result.returncode == 2, result
+    assert "error: cannot write --write" in result.stderr and "Traceback" not in result.stderr, result.stderr
