@@ -1,56 +1,22 @@
-"""What an operator must do after each trust-anchor rotation phase: exported, so `pulumi up` prints the next step."""
+"""The rotation guards at registration time: the phase this stack applies must follow the state it last applied
+(check_rotation_step), and stay within one phase of the states its peer clusters last applied
+(check_cluster_rotation). What is safe is decided in plan/rotation.py; here a problem becomes the error (`up`) or a
+warning (preview), before any resource is registered."""
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
+import pulumi
+
+from components.platform import current_outputs
+from plan.rotation import ORDER, cluster_rotation_problem, rotation_status, rotation_step_problem
 from read.errors import Problem, SettingsError
 from read.settings import AnchorRotation
 
-RESTART_ALL = ("kubectl -n linkerd rollout restart deploy && kubectl -n linkerd rollout status deploy; "
-               "then restart every meshed workload (kubectl rollout restart deploy -n <namespace>)")
+__all__ = ["check_cluster_rotation", "check_rotation_step", "rotation_status", "rotation_step_problem"]
 
-_NEXT_STEP = {
-    "none": "Nothing to do. To rotate: set nextTrustAnchor and anchorRotationPhase add-next.",
-    "add-next": f"Both anchors are now trusted. Restart so every proxy loads the new bundle: {RESTART_ALL}. "
-                "Then set anchorRotationPhase issue-from-next.",
-    "issue-from-next": f"The identity issuer now chains to the next anchor. Restart so proxies get leaves from it: "
-                       f"{RESTART_ALL}. Then set anchorRotationPhase drop-previous.",
-    "drop-previous": f"The previous anchor is no longer trusted. Restart: {RESTART_ALL}. Then finish: set trustAnchor "
-                     "to the new id, clear nextTrustAnchor and set anchorRotationPhase none (no change is applied).",
-}
-
-
-def rotation_status(rotation: AnchorRotation) -> dict:
-    return {
-        "phase": rotation.phase,
-        "trustedAnchors": list(rotation.bundle_anchors),
-        "issuingAnchor": rotation.issuing_anchor,
-        "nextStep": _NEXT_STEP[rotation.phase],
-    }
-
-
-def rotation_step_problem(previous: Mapping[str, Any] | None, rotation: AnchorRotation) -> str | None:
-    """Why going from the stack's last applied rotation state (its `trustRotation` output) to this one would break
-    mTLS, or None when it is safe.
-
-    Safe means: proxies restarted under the previous state trust the new identity issuer's anchor (so leaves issued
-    after this update verify), and the new bundle still trusts the previous issuing anchor (so the up to 24h-old
-    leaves proxies hold keep verifying). The runbook's steps all pass, and so do aborting a rotation before the issuer
-    moves (add-next -> none) and stepping back one phase while both anchors are trusted (issue-from-next -> add-next);
-    skipping a phase (none -> issue-from-next, add-next -> drop-previous), going back after the old anchor was dropped,
-    or changing trustAnchor without the phases fail.
-    """
-    if not previous or "issuingAnchor" not in previous or "trustedAnchors" not in previous:
-        return None  # first deployment, or a stack from before the rotation output existed
-    before_trusted, before_issuing = set(previous["trustedAnchors"]), previous["issuingAnchor"]
-    if rotation.issuing_anchor not in before_trusted:
-        return (f"the identity issuer would chain to anchor {rotation.issuing_anchor}, which proxies restarted under the "
-                f"previous state (phase {previous.get('phase')}, trusting {sorted(before_trusted)}) do not trust")
-    if before_issuing not in rotation.bundle_anchors:
-        return (f"the trust bundle would drop anchor {before_issuing}, which still signs the certificates proxies "
-                f"hold (previous phase {previous.get('phase')})")
-    return None
+PEER_ROTATION_OUTPUT = "trustRotation"
 
 
 def check_rotation_step(previous: Mapping[str, Any] | None, rotation: AnchorRotation, stack: str,
@@ -65,3 +31,37 @@ def check_rotation_step(previous: Mapping[str, Any] | None, rotation: AnchorRota
             "trustAnchor), restarting after each. To recover a broken rotation or adopt an existing mesh, set "
             "allowRotationJump true for one update")], stack)
     return rotation.phase
+
+
+def peer_rotations(peers: tuple[str, ...]) -> dict[str, Mapping[str, Any] | None]:
+    """Each peer stack's `trustRotation` output as the backend holds it now (None: it has not applied one), through
+    the builtin invoke `pulumi:pulumi:readStackOutputs` (components/platform.current_outputs): a plain value read at
+    compile time, in previews too, registering nothing."""
+    found: dict[str, Mapping[str, Any] | None] = {}
+    for peer in peers:
+        try:
+            value = current_outputs(peer).get(PEER_ROTATION_OUTPUT)
+        except Exception as err:  # noqa: BLE001 - a peer stack not created yet (bring-up order): nothing applied
+            pulumi.log.info(f"peer stack {peer}: no outputs to read ({err}); taken as not applied yet")
+            value = None
+        found[peer] = dict(value) if isinstance(value, Mapping) else None
+    return found
+
+
+def check_cluster_rotation(rotation: AnchorRotation, peers: Mapping[str, Mapping[str, Any] | None], stack: str, *,
+                           root_stack: str, preview: bool, allow_jump: bool) -> None:
+    """Refuse a phase a phase ahead of or behind the environment's other clusters (plan/rotation.py
+    cluster_rotation_problem); in a preview only warn, as the other guards do (a pull request changes every cluster's
+    file at once; the deploy then applies them in order). allowRotationJump lets one update through, as it does the
+    stack's own step guard."""
+    problem = cluster_rotation_problem(rotation, peers, root_stack)
+    if problem is None or allow_jump:
+        return
+    if preview:
+        pulumi.log.warn(f"mtls-mesh:anchorRotationPhase: {problem}. `pulumi up` of this stack will refuse until then.")
+        return
+    raise SettingsError([Problem(
+        "mtls-mesh:anchorRotationPhase", problem,
+        f"Move the clusters one phase at a time ({ORDER}): each phase on the stack owning the mesh root first, then "
+        "on every other cluster, restarting after each as trustRotation.nextStep says; only then the next phase. To "
+        "recover a broken rotation, set allowRotationJump true for one update")], stack)

@@ -8,7 +8,7 @@ import itertools
 import pytest
 
 from read.errors import SettingsError
-from components.rotation import rotation_status, rotation_step_problem
+from plan.rotation import rotation_status, rotation_step_problem
 from read.settings import AnchorRotation
 from harness import run_program
 
