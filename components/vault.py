@@ -19,7 +19,7 @@ from components.providers import secret_input
 from plan.mesh import VaultPlan
 from read.settings import VaultSettings
 from plan.vault_pki import (CRL_EXPIRY, INTERMEDIATE_MAX_PATH_LENGTH, VAULT_ISSUER_SERVICE_ACCOUNT, VAULT_TOKEN_AUDIENCE,
-                        auth_backend_config_args, issuing_urls)
+                        auth_backend_config_args, intermediate_common_name, issuing_urls)
 
 
 class VaultTokenReviewer(pulumi.ComponentResource):
@@ -79,10 +79,20 @@ class VaultPki(pulumi.ComponentResource):
         workload_roles: dict[str, list[pulumi.Resource]] = {ns: [] for ns in namespaces}
 
         for anchor in plan.anchors:
-            root_path, int_path = vault_settings.root_mount(anchor), vault_settings.intermediate_mount(anchor)
-            root_mount, root = self._root(f"{name}-root-{anchor}", root_path, f"mtls-mesh root {anchor}",
-                                          f"mtls-mesh trust anchor {anchor}", f"root-{anchor}", vault_settings, kept)
-            root_urls = self._publish(f"{name}-root-{anchor}", root_mount, root_path, vault_settings, child, after=root)
+            int_path = vault_settings.intermediate_mount(anchor)
+            int_name = intermediate_common_name(vault_settings, anchor)
+            if vault_settings.owns_root:
+                root_path = vault_settings.root_mount(anchor)
+                root_mount, root = self._root(f"{name}-root-{anchor}", root_path, f"mtls-mesh root {anchor}",
+                                              f"mtls-mesh trust anchor {anchor}", f"root-{anchor}", vault_settings, kept)
+                root_urls = self._publish(f"{name}-root-{anchor}", root_mount, root_path, vault_settings, child,
+                                          after=root)
+                root_backend: pulumi.Input[str] = root_mount.path
+                root_after: list[pulumi.Resource] = [root, root_urls]
+            else:
+                # A secondary cluster: the root mount is the root-owning stack's (its name read from that stack's
+                # file), which that stack applied first for this anchor (plan/rotation.cluster_rotation_problem).
+                root_backend, root_after = vault_settings.root_mount(anchor), []
 
             # It signs only the identity issuer: its max TTL is the issuer's duration, so no ttl (nor the mount's
             # default) gets a longer-lived CA from it, whoever asks. sign-intermediate caps ttl at the mount's max
@@ -92,29 +102,33 @@ class VaultPki(pulumi.ComponentResource):
                                     max_lease_ttl_seconds=plan.intermediate_max_ttl_seconds, opts=kept)
             csr = vault.pkisecret.SecretBackendIntermediateCertRequest(
                 f"{name}-int-{anchor}-csr", backend=int_mount.path, type="internal",
-                common_name=f"mtls-mesh intermediate {anchor}", organization="mtls-mesh", key_type="ec", key_bits=256,
+                common_name=int_name, organization="mtls-mesh", key_type="ec", key_bits=256,
                 opts=kept)
             signed = vault.pkisecret.SecretBackendRootSignIntermediate(
-                f"{name}-int-{anchor}-signed", backend=root_mount.path, csr=csr.csr,
-                common_name=f"mtls-mesh intermediate {anchor}", organization="mtls-mesh",
+                f"{name}-int-{anchor}-signed", backend=root_backend, csr=csr.csr,
+                common_name=int_name, organization="mtls-mesh",
                 ttl=str(vault_settings.intermediate_ttl.seconds), max_path_length=INTERMEDIATE_MAX_PATH_LENGTH,
                 # The bundle already carries the root, so set-signed below receives it twice; Vault imports each
                 # certificate once, and the chains it hands out carry the root once (tests/test_vault_least_privilege.py).
                 # Left so: `format` and set-signed's `certificate` force replacement (ForceNew in the provider), which
                 # would re-sign every existing stack's intermediate, and a protected stack's `up` would be refused.
-                format="pem_bundle",
-                opts=pulumi.ResourceOptions.merge(kept, pulumi.ResourceOptions(depends_on=[root, root_urls])))
+                # A secondary cluster's stack is new: it takes the plain certificate and the root from issuing_ca.
+                format="pem_bundle" if vault_settings.owns_root else "pem",
+                opts=pulumi.ResourceOptions.merge(kept, pulumi.ResourceOptions(depends_on=root_after)))
+            # The root certificate: the root-owning stack's own resource, or (a secondary) the CA that signed this
+            # intermediate, as Vault answered the signing (issuing_ca), so the secondary reads no other stack for it.
+            root_pem: pulumi.Output[str] = root.certificate if vault_settings.owns_root else signed.issuing_ca
             set_signed = vault.pkisecret.SecretBackendIntermediateSetSigned(
                 f"{name}-int-{anchor}-set-signed", backend=int_mount.path,
                 # The full chain, so cert-manager's ca.crt is the root and proxies can verify to the anchor.
-                certificate=pulumi.Output.concat(signed.certificate, "\n", root.certificate), opts=kept)
+                certificate=pulumi.Output.concat(signed.certificate, "\n", root_pem), opts=kept)
             int_urls = self._publish(f"{name}-int-{anchor}", int_mount, int_path, vault_settings, child, after=set_signed)
             intermediate_pem: pulumi.Output[str] = signed.certificate
             int_ready: list[pulumi.Resource] = [set_signed, int_urls]
             if vault_settings.intermediate_renewals:
                 intermediate_pem, default_issuer = self._renew_intermediate(
-                    f"{name}-int-{anchor}", vault_settings, root_mount, root, csr, int_mount, anchor,
-                    kept, child, after=[set_signed, int_urls, root_urls])
+                    f"{name}-int-{anchor}", vault_settings, root_backend, root_pem, csr, int_mount, anchor,
+                    kept, child, after=[set_signed, int_urls, *root_after[1:]])
                 int_ready.append(default_issuer)
 
             # The workload chain: a root the proxies never trust, signing leaves through one role per namespace.
@@ -129,7 +143,7 @@ class VaultPki(pulumi.ComponentResource):
                     f"{name}-workload-{anchor}/{namespace}", backend=workload_mount.path,
                     **plan.workload_roles[namespace],
                     opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[workload_root]))))
-            self.anchors[anchor] = VaultAnchor(anchor, root.certificate, workload_root.certificate,
+            self.anchors[anchor] = VaultAnchor(anchor, root_pem, workload_root.certificate,
                                                ready=int_ready, workload_ready=[workload_root, workload_urls],
                                                intermediate_pem=intermediate_pem)
 
@@ -179,8 +193,8 @@ class VaultPki(pulumi.ComponentResource):
         return mount, root
 
     @staticmethod
-    def _renew_intermediate(name: str, settings: VaultSettings, root_mount: vault.Mount,
-                            root: vault.pkisecret.SecretBackendRootCert,
+    def _renew_intermediate(name: str, settings: VaultSettings, root_backend: pulumi.Input[str],
+                            root_pem: pulumi.Output[str],
                             csr: vault.pkisecret.SecretBackendIntermediateCertRequest, int_mount: vault.Mount, anchor: str,
                             kept: pulumi.ResourceOptions, opts: pulumi.ResourceOptions, after: list[pulumi.Resource],
                             ) -> tuple[pulumi.Output[str], vault.pkisecret.SecretBackendConfigIssuers]:
@@ -196,14 +210,14 @@ class VaultPki(pulumi.ComponentResource):
         latest: tuple[pulumi.Output[str], vault.pkisecret.SecretBackendIntermediateSetSigned] | None = None
         for renewal in settings.intermediate_renewals:
             signed = vault.pkisecret.SecretBackendRootSignIntermediate(
-                f"{name}-renewal-{renewal}", backend=root_mount.path, csr=csr.csr,
-                common_name=f"mtls-mesh intermediate {anchor}", organization="mtls-mesh",
+                f"{name}-renewal-{renewal}", backend=root_backend, csr=csr.csr,
+                common_name=intermediate_common_name(settings, anchor), organization="mtls-mesh",
                 ttl=str(settings.intermediate_ttl.seconds), max_path_length=INTERMEDIATE_MAX_PATH_LENGTH, format="pem",
                 opts=pulumi.ResourceOptions.merge(kept, pulumi.ResourceOptions(depends_on=after)))
             # Only the new certificate is new to the mount (the root is already there): it is the one imported issuer.
             imported = vault.pkisecret.SecretBackendIntermediateSetSigned(
                 f"{name}-renewal-{renewal}-set-signed", backend=int_mount.path,
-                certificate=pulumi.Output.concat(signed.certificate, "\n", root.certificate),
+                certificate=pulumi.Output.concat(signed.certificate, "\n", root_pem),
                 opts=pulumi.ResourceOptions.merge(kept, pulumi.ResourceOptions(depends_on=after)))
             latest = (signed.certificate, imported)
             after = [imported]

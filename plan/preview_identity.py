@@ -202,7 +202,7 @@ def preview_identity_objects(identity: PreviewIdentity, plan: Any) -> tuple[tupl
 
 def vault_preview_policy_name(vault: VaultSettings) -> str:
     """Beside the logins' policies (<vaultAuthRole>-identity, -ns-<namespace>), which it may read."""
-    return f"{vault.auth_role}-preview"
+    return f"{vault.login_prefix}-preview"
 
 
 def vault_preview_policy(vault: VaultSettings, anchors: Iterable[str]) -> str:

@@ -2,7 +2,8 @@
 PKI roles, policies); register_vault.VaultPki registers them.
 
 Per trust anchor in use:
-- the mesh chain: a root mount and an intermediate mount (EC P-256 keys generated inside Vault). The intermediate
+- the mesh chain: a root mount (only in the stack owning the environment's mesh root: a secondary cluster's stack
+  signs its own intermediate under that stack's root mount) and an intermediate mount (EC P-256 keys generated inside Vault). The intermediate
   only signs the Linkerd identity issuer, itself a CA, so it is issued with max path length 1 and set-signed with
   the full chain (so that `ca.crt` in cert-manager's Secret is the root, not the intermediate). Its mount signs
   nothing longer than the identity issuer's duration. Each id in vaultIntermediateRenewals re-signs it (same key)
@@ -11,6 +12,10 @@ Per trust anchor in use:
   proxies never trust it: they take a client's identity from the first SAN of any certificate chaining to their
   anchors (linkerd2-proxy `linkerd/meshtls/verifier/src/lib.rs`), so a workload certificate under the mesh anchor
   would pass every `*-authenticated` policy as a meshed client.
+
+In a multi-cluster environment every intermediate, workload mount, Kubernetes auth mount and login carries its
+cluster's name (read/settings.VaultSettings): cluster A's identity login can sign only through A's intermediate, so
+one cluster's credentials cannot sign for another's (tests/test_openbao_clusters.py).
 
 Logins (Kubernetes auth), each with a policy that names exactly its paths:
 - `<vaultAuthRole>-identity`: the account `mtls-mesh-vault-issuer` in `linkerd` only; only `root/sign-intermediate`,
@@ -53,6 +58,11 @@ def issuing_urls(settings: VaultSettings, mount: str) -> dict[str, list[str]]:
     """AIA and CRL distribution points written into every certificate the mount issues."""
     return {"issuing_certificates": [vault_api_url(settings, f"{mount}/ca")],
             "crl_distribution_points": [vault_api_url(settings, f"{mount}/crl")]}
+
+
+def intermediate_common_name(settings: VaultSettings, anchor: str) -> str:
+    """The intermediate's subject: per cluster in a multi-cluster environment, so each cluster's chain says whose it is."""
+    return f"mtls-mesh intermediate {anchor}" + (f" {settings.cluster}" if settings.cluster else "")
 
 
 def issuer_signing_path(settings: VaultSettings, anchor: str) -> str:

@@ -208,29 +208,64 @@ class VaultSettings:
     # Each id: every intermediate re-signed by its root (a new vaultIntermediateTtl); the last one is its mount's
     # default issuer (docs/operations.md, 'Renewing the Vault intermediate').
     intermediate_renewals: tuple[str, ...] = ()
+    # A stack of one cluster of a multi-cluster environment (`cluster` set): its intermediates, workload roots,
+    # Kubernetes auth mount and logins carry the cluster's name, so two clusters never share one and one cluster's
+    # login can sign only for its own identity issuer (plan/vault_pki.py). "" (every stack before #33): today's names.
+    cluster: str = ""
+    # A secondary cluster's (meshRootStack set): the vaultMountPrefix of the stack owning the environment's mesh root,
+    # read from its stack file, whose root mounts sign this cluster's intermediates. None: this stack owns its roots.
+    mesh_root_prefix: str | None = None
+
+    @property
+    def owns_root(self) -> bool:
+        """Whether this stack creates the mesh root mounts (else it signs under the root-owning stack's)."""
+        return self.mesh_root_prefix is None
+
+    @property
+    def _cluster_prefix(self) -> str:
+        return f"{self.mount_prefix}-{self.cluster}" if self.cluster else self.mount_prefix
 
     def root_mount(self, anchor: str) -> str:
-        return f"{self.mount_prefix}-root-{anchor}"
+        return f"{self.mount_prefix if self.mesh_root_prefix is None else self.mesh_root_prefix}-root-{anchor}"
 
     def intermediate_mount(self, anchor: str) -> str:
-        return f"{self.mount_prefix}-int-{anchor}"
+        return f"{self._cluster_prefix}-int-{anchor}"
 
     def workload_mount(self, anchor: str) -> str:
         """The workload chain's root: a CA the proxies never trust (see vault_pki)."""
-        return f"{self.mount_prefix}-workload-{anchor}"
+        return f"{self._cluster_prefix}-workload-{anchor}"
+
+    @property
+    def login_prefix(self) -> str:
+        """What every login (Kubernetes auth role and its policy) of this stack is named after: Vault's policies are
+        global to its namespace, so two clusters' logins must not share a name."""
+        return f"{self.auth_role}-{self.cluster}" if self.cluster else self.auth_role
 
     @property
     def identity_auth_role(self) -> str:
         """The login (and its policy) of the Linkerd namespace's identity issuer."""
-        return f"{self.auth_role}-identity"
+        return f"{self.login_prefix}-identity"
 
     def namespace_auth_role(self, namespace: str) -> str:
         """The login (and its policy) of one namespace's workload issuer."""
-        return f"{self.auth_role}-ns-{namespace}"
+        return f"{self.login_prefix}-ns-{namespace}"
 
     def namespace_workload_role(self, namespace: str) -> str:
         """The PKI role that signs one namespace's workload certificates and no other names."""
         return f"{self.workload_role}-{namespace}"
+
+
+def vault_for_cluster(vault: VaultSettings, cluster: str, mesh_root_prefix: str | None) -> VaultSettings:
+    """A cluster stack's Vault settings: its cluster's names (VaultSettings.cluster) and, when another stack owns the
+    mesh root, that stack's mount prefix. The Kubernetes auth mount the program creates is the cluster's own
+    (`<vaultKubernetesAuthPath>-<cluster>`): each cluster has its own API server and token reviewer, and a mount
+    holds one of each. An existing mount (vaultCreateKubernetesAuth false) is the operator's to name per cluster."""
+    if not cluster and mesh_root_prefix is None:
+        return vault
+    path = vault.kubernetes_auth_path
+    if cluster and vault.create_kubernetes_auth:
+        path = f"{path}-{cluster}"
+    return replace(vault, cluster=cluster, mesh_root_prefix=mesh_root_prefix, kubernetes_auth_path=path)
 
 
 @dataclass(frozen=True)
