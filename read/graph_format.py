@@ -182,6 +182,9 @@ RESERVED_NAMESPACES = ("linkerd", "linkerd-viz", "linkerd-cni", "cert-manager", 
 # A Kubernetes name (DNS-1123 label): namespaces, services, workloads, service accounts, egress entries.
 DNS_LABEL = Pattern(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 DNS_LABEL_MAX = 63
+# A cluster's name (graph `clusters:`, the `cluster` setting): its peers' mirror controller makes the Service
+# `probe-<name>` from it, a DNS-1035 label of at most 63 characters (plan/linkerd/multicluster.py).
+CLUSTER_NAME_MAX = DNS_LABEL_MAX - len("probe-")
 # A DNS-1123 subdomain, without the length limits (is_dns_subdomain in graph.py adds them).
 DNS_SUBDOMAIN = Pattern(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 # Kubernetes container port names (IANA_SVC_NAME): what a Server's named port and a NetworkPolicy port refer to. The
