@@ -13,17 +13,18 @@ from components.cert_manager import AnchorMaterial, CertManager, CertManagerArgs
 from components.istio import IstioAlerts, IstioAlertsArgs, IstioControlPlane, IstioControlPlaneArgs
 from components.linkerd import LinkerdControlPlane, LinkerdControlPlaneArgs
 from components.namespaces import MeshNamespaces, MeshNamespacesArgs
-from components.trust import SelfSignedAnchors, SelfSignedWorkloadCertificates
+from components.trust import MESH_ROOT_KEYS_OUTPUT, SelfSignedAnchors, SelfSignedWorkloadCertificates, shared_mesh_roots
 from components.vault import VaultPki, VaultPkiArgs, VaultTokenReviewer
 from components.verification import MeshVerification, MeshVerificationArgs
 from components.platform import (CONTRACTS_OUTPUT, applied_once_ready, check_ownership, check_platform_applied,
                                  holders, read_outputs)
-from components.rotation import check_rotation_step, rotation_status
+from components.rotation import check_cluster_rotation, check_rotation_step, peer_rotations, rotation_status
 from components.preview_identity import PreviewAccess
 from components.runtime import read_stack_config, settings_errors_reported, tune_garbage_collector
 from components.shard import register_shard
 from plan.mesh import compile_mesh
 from plan.ownership import HOLDERS_OUTPUT, handover_command, next_holders, owners
+from plan.rotation import peer_stacks
 from plan.shards import SHARD, contract_digests, scoped_matrix, scoped_namespaces, size_advice, stack_scope
 from read.stack_files import load_stack_settings
 
@@ -56,6 +57,14 @@ with settings_errors_reported():
                                                          "environment"))
         check_rotation_step(previous_outputs["trustRotation"], settings.pki.rotation, settings.stack,
                             settings.pki.allow_rotation_jump)
+        if settings.multicluster is not None:
+            # And within one phase of the environment's other clusters, as they last applied (plan/rotation.py).
+            cluster = settings.multicluster
+            check_cluster_rotation(
+                settings.pki.rotation,
+                peer_rotations(peer_stacks([p.stack for p in cluster.peers], cluster.mesh_root_stack, settings.stack)),
+                settings.stack, root_stack=cluster.mesh_root_stack, preview=pulumi.runtime.is_dry_run(),
+                allow_jump=settings.pki.allow_rotation_jump)
         ledger = holders(previous_outputs)
         platform_applied = any(value is not None for value in previous_outputs.values())
         was_sharded = previous_outputs[CONTRACTS_OUTPUT] is not None
@@ -106,7 +115,11 @@ else:
         identity_login_ready, namespace_login_ready = pki.identity_login_ready, pki.namespace_login_ready
         intermediates = {a: v.intermediate_pem for a, v in pki.anchors.items() if v.intermediate_pem is not None}
     else:
-        self_signed = SelfSignedAnchors("anchor", plan.self_signed)
+        # A secondary cluster of a multi-cluster environment shares the root-owning stack's roots.
+        self_signed = SelfSignedAnchors(
+            "anchor", plan.self_signed,
+            shared_roots=shared_mesh_roots(plan.self_signed.mesh_root_stack, plan.self_signed.anchors)
+            if plan.self_signed.mesh_root_stack else None)
         anchors = {a: AnchorMaterial(v.certificate_pem, v.workload_root_pem, v.private_key_pem)
                    for a, v in self_signed.anchors.items()}
         identity_login_ready, namespace_login_ready = [], {}
@@ -186,6 +199,10 @@ else:
     pulumi.export("trustAnchors", {anchor: material.certificate_pem for anchor, material in anchors.items()})
     pulumi.export("workloadRoots", {anchor: material.workload_root_pem for anchor, material in anchors.items()})
     pulumi.export("trustRotation", rotation_status(settings.pki.rotation))
+    if plan.self_signed is not None and plan.self_signed.shares_root:
+        # For the environment's other cluster stacks (components/trust.shared_mesh_roots): a secret, never printed.
+        pulumi.export(MESH_ROOT_KEYS_OUTPUT, pulumi.Output.secret(
+            {anchor: material.private_key_pem for anchor, material in anchors.items()}))
     if plan.istio is not None:
         pulumi.export("istio", {"chartVersion": plan.istio.chart_version,
                                 "istioCsrChartVersion": plan.istio.istio_csr_chart_version,

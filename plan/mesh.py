@@ -191,6 +191,11 @@ class SelfSignedPlan:
     workload_root_args: Mapping[str, Any]
     workload_requests: Mapping[str, Mapping[str, Any]]
     workload_certificate_args: Mapping[str, Any]
+    # Multi-cluster (docs/multicluster.md, "Trust across clusters"): a secondary cluster's stack makes no mesh root and
+    # reads the one its root-owning stack (this name) exports; the root-owning stack exports its roots' keys, as a
+    # secret, for them (`shares_root`). Both empty/False for a single-cluster stack.
+    mesh_root_stack: str = ""
+    shares_root: bool = False
 
 
 @dataclass(frozen=True)
@@ -461,7 +466,9 @@ def _self_signed_plan(settings: Settings) -> SelfSignedPlan | None:
         workload_root_args=anchor_certificate_args(settings, workload_root_common_name(settings.trust_domain)),
         workload_requests={s.key: workload_request_args(settings, s)
                            for services in settings.graph.certificate_services.values() for s in services},
-        workload_certificate_args=workload_certificate_args(settings))
+        workload_certificate_args=workload_certificate_args(settings),
+        mesh_root_stack=settings.multicluster.mesh_root_stack if settings.multicluster is not None else "",
+        shares_root=settings.multicluster is not None and settings.multicluster.owns_mesh_root)
 
 
 def _verification_plan(settings: Settings) -> VerificationPlan | None:

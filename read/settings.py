@@ -777,6 +777,8 @@ def _load_settings(raw: Mapping[str, str], stack: str, secret_keys: frozenset[st
             config.add(key, f"is set, but {other} is not: a shard stack names both its platform and its shard",
                        f"Set {other} too (docs/shards.md), or remove {key} from a stack that is not a shard")
     multicluster = _multicluster(config, cluster_stack, mesh, peers, graph) if "cluster" in declarations else None
+    if vault is not None and multicluster is not None:
+        vault = _cluster_vault(config, vault, multicluster, peers)
     problems.raise_if_any(stack)
     return Settings(
         stack=stack, environment=environment, trust_domain=trust_domain, kubernetes=kubernetes, graph=graph,
@@ -1593,3 +1595,28 @@ def _peer(config: _Config, key: str, stack: str, peer: str, cluster: str, own_ro
     if len(config.problems.items) != before:
         return None
     return ClusterPeer(peer, peer_cluster, value("trustDomain"), api_server, tuple(networks))
+
+
+# What a secondary cluster takes from, or must share with, the stack owning the mesh root in Vault: it signs its
+# intermediate under that stack's root mount (its name from vaultMountPrefix), on the same Vault and namespace.
+ROOT_VAULT_AGREEMENT = ("vaultAddress", "vaultNamespace")
+
+
+def _cluster_vault(config: _Config, vault: VaultSettings, multicluster: MulticlusterSettings,
+                   peers: PeerReader | None) -> VaultSettings:
+    """The Vault settings of a cluster stack (vault_for_cluster): its cluster's names, and a secondary's root mount
+    prefix, read from the mesh root stack's file (plain data, in previews too)."""
+    root_stack = multicluster.mesh_root_stack
+    if not root_stack:
+        return vault_for_cluster(vault, multicluster.cluster, None)
+    root = peers(root_stack) if peers is not None else None
+    if root is None:
+        return vault_for_cluster(vault, multicluster.cluster, vault.mount_prefix)  # _multicluster said why
+    for setting in ROOT_VAULT_AGREEMENT:
+        theirs, ours = str(root.raw.get(f"{PROJECT}:{setting}", "")), str(config.raw.get(f"{PROJECT}:{setting}", ""))
+        if theirs.rstrip("/") != ours.rstrip("/"):
+            config.add("meshRootStack", f"{root_stack}'s {setting} is {short(theirs)} in its stack file ({root.where}), "
+                       f"this stack's is {short(ours)}: this cluster signs its intermediate under that stack's Vault "
+                       "root mount", f"Set the same {setting} in both stack files")
+    prefix = str(root.raw.get(f"{PROJECT}:vaultMountPrefix", "")) or vault.mount_prefix
+    return vault_for_cluster(vault, multicluster.cluster, prefix)
