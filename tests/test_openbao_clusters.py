@@ -1,7 +1,8 @@
-"""One mesh root, an issuer per cluster, in a real Vault API (OpenBao's dev server): two clusters of one environment
-(east owns the root, west signs its intermediate under east's root mount) applied to one OpenBao as the program
-declares them (components/vault.VaultPki), each with its own Kubernetes API server (TokenReview stand-in), then used
-as cert-manager uses them. Each cluster's identity login gets its issuer signed exactly as cert-manager asks, and the
+"""One mesh root, an issuer per cluster, in a real Vault API (OpenBao's dev server): two cluster stacks of one
+environment (east owns the root; west names it as meshRootStack and signs its intermediate under east's root mount),
+each run as the program (`__main__.py`, stack files written beside each other as tests/test_multicluster_graph.py
+does) and applied to one OpenBao, each with its own Kubernetes API server (TokenReview stand-in); then used as
+cert-manager uses them. Each cluster's identity login gets its issuer signed exactly as cert-manager asks, and the
 server answers 403 for the other cluster's paths, the other cluster's login role, the root mount, and any other name.
 
 Only the Kubernetes API servers' TokenReview is a stand-in (tests/openbao.py).
@@ -10,39 +11,40 @@ Only the Kubernetes API servers' TokenReview is a stand-in (tests/openbao.py).
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-import pulumi
 import pytest
 from cryptography import x509
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
-from pulumi.runtime import settings as runtime_settings
 
 import tools
-from components.providers import vault_provider
-from components.vault import VaultPki, VaultPkiArgs, VaultTokenReviewer
-from harness import PROJECT, RecordingMonitor, Run, stack_config
+from harness import Run
 from openbao import OpenBaoMocks, OpenBaoServer, TokenReviewServer, cert_manager_login, cert_manager_sign, \
     cert_manager_token_audiences
-from plan.mesh import compile_mesh
 from read import stack_files
 from read.durations import Duration
-from read.settings import Settings, vault_for_cluster
+from test_cluster_trust import VAULT, run_cluster
+from test_multicluster_graph import two_clusters
 from test_openbao import MOUNT, _csr, _pem
 
-STACK = "prod"  # a Vault Enterprise namespace too: every mount and login of both clusters lives in it
 EAST, WEST = "east", "west"
+STACKS = {EAST: "dev-east", WEST: "dev-west"}
+VAULT_NAMESPACE = "platform"  # a Vault Enterprise namespace: every mount and login of both clusters lives in it
 
 
 @dataclass
 class ClusterApplied:
     cluster: str
-    settings: Settings
     run: Run
     api: TokenReviewServer
-    identity_issuer: dict
+    # The Vault issuers in `linkerd` (one per anchor in use) and the identity issuer Certificate.
+    identity_issuers: dict[str, dict]
     identity_certificate: dict
+
+    @property
+    def identity_issuer(self) -> dict:
+        return self.identity_issuers[self.identity_certificate["spec"]["issuerRef"]["name"]]
 
     @property
     def path(self) -> str:
@@ -60,48 +62,41 @@ class ClusterApplied:
                               cert_manager_token_audiences(issuer))
 
 
-def base_settings() -> Settings:
-    config, secret_keys = stack_config(STACK)
-    return stack_files.load_stack_settings(config, STACK, secret_keys=frozenset(secret_keys))
-
-
-def cluster_settings(base: Settings, cluster: str, api: TokenReviewServer, root_prefix: str | None) -> Settings:
-    vault = replace(base.vault, kubernetes_host=api.host, kubernetes_ca_pem=api.ca_pem, kubernetes_auth_mode="external",
-                    create_kubernetes_auth=True)
-    return replace(base, vault=vault_for_cluster(vault, cluster, root_prefix))
-
-
-def apply(server: OpenBaoServer, api: TokenReviewServer, settings: Settings, stack: str) -> ClusterApplied:
-    """The Vault part of the program (as __main__.py wires it) for one cluster's stack, applied to `server`."""
-    plan = compile_mesh(settings)
-    mocks = OpenBaoMocks(server, {}, tokens=api)
-    monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_all_config({}, [])
-    runtime_settings.ROOT.set(None)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
-
-    def program():
-        reviewer = VaultTokenReviewer("vault-token-reviewer", plan.vault.token_reviewer)
-        VaultPki("pki", VaultPkiArgs(settings.vault, plan.vault, reviewer_token=reviewer.token,
-                                     reviewer_ready=(reviewer.binding,)),
-                 pulumi.ResourceOptions(providers={"vault": vault_provider("vault", settings.vault)}))
-
-    _sync_await(run_pulumi_func(program))
-    (issuer,) = plan.certificates.identity_issuers.values()
-    return ClusterApplied(settings.vault.cluster, settings, Run(stack, {}, monitor.registrations), api, issuer,
-                          plan.certificates.identity_issuer_certificate)
+def apply_cluster(directory: Path, server: OpenBaoServer, api: TokenReviewServer, cluster: str,
+                  applied: dict[str, dict[str, Any]]) -> ClusterApplied:
+    """One cluster's stack, run as the program with its own API server, applied to `server`."""
+    run = run_cluster(directory, STACKS[cluster], applied,
+                      mocks_factory=lambda previous: OpenBaoMocks(server, previous, tokens=api),
+                      vaultKubernetesHost=api.host, vaultKubernetesCaFile=str(api.ca_file),
+                      allowFilesOutsideProject=True)
+    issuers = {o["metadata"]["name"]: o for o in run.objects("Issuer")
+               if o["metadata"]["namespace"] == "linkerd" and "vault" in o["spec"]}
+    return ClusterApplied(cluster, run, api, issuers, run.object("Certificate", "linkerd-identity-issuer", "linkerd"))
 
 
 @pytest.fixture(scope="module")
-def clusters():
-    base = base_settings()
+def environment_stacks(tmp_path_factory):
+    """Both clusters' stack files (Vault, in namespace `platform`) where the program reads the peers' from."""
+    directory = tmp_path_factory.mktemp("stacks")
+    settings = {**VAULT, "vaultNamespace": VAULT_NAMESPACE}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(stack_files, "STACKS_DIR", directory)
+        yield directory, settings
+
+
+def apply_environment(directory: Path, settings: dict, **rotation: Any):
+    """Both clusters, east (the root's) first, on one OpenBao; yields (server, namespace, east, west)."""
+    two_clusters(directory, east={**settings, **rotation}, west={**settings, **rotation})
     with TokenReviewServer() as east_api, TokenReviewServer() as west_api, OpenBaoServer(tools.bao()) as server:
-        server.write(f"sys/namespaces/{base.vault.namespace}")
-        east = apply(server, east_api, cluster_settings(base, EAST, east_api, None), f"{STACK}-{EAST}")
-        # west's stack names east's as meshRootStack: east's vaultMountPrefix, read from east's stack file.
-        west = apply(server, west_api, cluster_settings(base, WEST, west_api, base.vault.mount_prefix),
-                     f"{STACK}-{WEST}")
-        yield server, base.vault.namespace, east, west
+        server.write(f"sys/namespaces/{VAULT_NAMESPACE}")
+        east = apply_cluster(directory, server, east_api, EAST, {})
+        west = apply_cluster(directory, server, west_api, WEST, {STACKS[EAST]: east.run.exports})
+        yield server, VAULT_NAMESPACE, east, west
+
+
+@pytest.fixture(scope="module")
+def clusters(environment_stacks):
+    yield from apply_environment(*environment_stacks)
 
 
 def mounts(applied: ClusterApplied) -> set[str]:
@@ -128,11 +123,19 @@ def sign_identity(server, namespace, applied: ClusterApplied, client_token: str,
                              datetime.timedelta(seconds=Duration.parse(spec["duration"]).seconds), namespace=namespace)
 
 
+def root_mount(applied: ClusterApplied) -> str:
+    """The root mount this cluster's intermediate of the issuing anchor is signed under, as the program declared it."""
+    anchor = applied.run.exports["trustRotation"]["issuingAnchor"]
+    (signed,) = [r.object() for r in applied.run.of_type(
+        "vault:pkiSecret/secretBackendRootSignIntermediate:SecretBackendRootSignIntermediate")
+        if r.name.endswith(f"-int-{anchor}-signed")]
+    return signed["backend"]
+
+
 def test_only_the_root_owning_stack_creates_the_root_and_every_other_name_is_the_clusters(clusters):
     _, _, east, west = clusters
-    root = east.settings.vault.root_mount(east.settings.pki.rotation.issuing_anchor)
-    assert root in mounts(east) and root not in mounts(west)
-    assert west.settings.vault.root_mount(west.settings.pki.rotation.issuing_anchor) == root
+    root = root_mount(east)
+    assert root in mounts(east) and root not in mounts(west) and root_mount(west) == root
     assert not (mounts(east) & mounts(west))
     assert east.auth["mountPath"] != west.auth["mountPath"] and east.auth["role"] != west.auth["role"]
     assert east.path != west.path
@@ -172,8 +175,7 @@ def test_a_clusters_login_reaches_nothing_of_the_other_cluster_nor_the_root(clus
     server, namespace, east, west = clusters
     me, other = (east, west) if who == EAST else (west, east)
     mine = token(server, namespace, me)
-    anchor = me.settings.pki.rotation.issuing_anchor
-    root = me.settings.vault.root_mount(anchor)
+    root = root_mount(me)
     other_roles = [r.object()["name"] for r in other.run.of_type("vault:pkiSecret/secretBackendRole:SecretBackendRole")]
     forbidden = [other.path, f"{root}/root/sign-intermediate", f"{root}/sign-verbatim",
                  f"{root}/issuers/generate/intermediate/internal", f"{root}/intermediate/generate/internal",
@@ -184,9 +186,9 @@ def test_a_clusters_login_reaches_nothing_of_the_other_cluster_nor_the_root(clus
     assert answers and {p: s for p, s in answers.items() if s != 403} == {}
     # Its own path, with any other name than its identity issuer's.
     name = me.identity_certificate["spec"]["commonName"]
+    other_domain = name.rsplit("linkerd.", 1)[0] + "linkerd.other.example"
     for common_name, dns in ((f"x.{name}", [f"x.{name}"]), (name, [name, "other.example"]), ("", [name]),
-                             (name.replace(me.settings.trust_domain, "other.example"),
-                              [name.replace(me.settings.trust_domain, "other.example")])):
+                             (other_domain, [other_domain])):
         status, body = sign_identity(server, namespace, me, mine, common_name=common_name, dns=dns)
         assert status == 403, (common_name, dns, body)
 
