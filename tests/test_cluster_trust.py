@@ -131,7 +131,7 @@ def rotation_stacks(directory: Path, phase: str) -> None:
     two_clusters(directory, east=rotation, west=rotation)
 
 
-def test_a_secondary_cannot_take_a_phase_the_root_stack_has_not_applied(stacks_dir):
+def test_a_secondary_cannot_take_a_phase_the_root_stack_has_not_applied(stacks_dir, caplog):
     rotation_stacks(stacks_dir, "none")
     east_none = run_cluster(stacks_dir, "dev-east", {})
     west_none = run_cluster(stacks_dir, "dev-west", {"dev-east": east_none.exports})
@@ -143,9 +143,12 @@ def test_a_secondary_cannot_take_a_phase_the_root_stack_has_not_applied(stacks_d
     assert "none -> add-next -> issue-from-next -> drop-previous" in problem.fix
     assert caught.value.registrations == []
     # A preview only warns, and shows the plan.
-    preview = run_cluster(stacks_dir, "dev-west", {"dev-east": east_none.exports}, previous=west_none.exports,
-                          preview=True)
+    with caplog.at_level("WARNING"):
+        preview = run_cluster(stacks_dir, "dev-west", {"dev-east": east_none.exports}, previous=west_none.exports,
+                              preview=True)
     assert preview.registrations
+    (warned,) = [r.getMessage() for r in caplog.records if "anchorRotationPhase" in r.getMessage()]
+    assert problem.what in warned and "will refuse" in warned
     # Root first: then west may follow.
     east_added = run_cluster(stacks_dir, "dev-east", {"dev-west": west_none.exports}, previous=east_none.exports)
     west_added = run_cluster(stacks_dir, "dev-west", {"dev-east": east_added.exports}, previous=west_none.exports)
