@@ -111,3 +111,76 @@ def test_cluster_settings_without_a_cluster_are_refused(tmp_path, key, value):
     write_stack(tmp_path, "dev-solo", **{key: value})
     found = problems(tmp_path, "dev-solo")
     assert "is set, but cluster is not" in found[f"mtls-mesh:{key}"]
+
+
+# ---- the graph ---------------------------------------------------------------------------------------------------
+
+def example_graph() -> dict:
+    return yaml.safe_load((EXAMPLE_DIR / "services.yaml").read_text())
+
+
+def graph_problems(document: dict) -> dict[str, str]:
+    from read.errors import Problems
+    from read.graph import parse_graph
+
+    found = Problems()
+    graph = parse_graph(document, "services.yaml", found)
+    assert (graph is None) == bool(found.items)
+    return {p.where.partition(": ")[2]: f"{p.what} | {p.fix}" for p in found.items}
+
+
+def test_the_example_places_each_service():
+    from read.errors import Problems
+    from read.graph import parse_graph
+
+    graph = parse_graph(example_graph(), "services.yaml", Problems())
+    assert graph.clusters == ("east", "west")
+    assert graph.services["checkout"].clusters == ("east", "west")  # no clusters: every cluster
+    assert (graph.services["billing"].clusters, graph.services["billing"].export) == (("east",), "remote-discovery")
+    assert graph.services["frontend"].runs_in("west") and not graph.services["frontend"].runs_in("east")
+    assert graph.services["frontend"].runs_in("")  # a single-cluster stack runs everything
+
+
+def test_a_caller_away_from_an_unexported_callee_is_refused_at_the_allow_entry():
+    document = example_graph()
+    del document["services"]["billing"]["export"]
+    found = graph_problems(document)
+    assert "checkout runs in cluster west, where billing does not run" in found["services.billing.allow[0]"]
+    assert "Export billing" in found["services.billing.allow[0]"]
+
+
+@pytest.mark.parametrize("edit,where,words", [
+    (lambda d: d["services"]["frontend"].update(clusters=["north"]), "services.frontend.clusters[0]",
+     "is not declared under 'clusters'"),
+    (lambda d: d.pop("clusters") and d["services"]["checkout"].update(export="gateway"), "services.checkout.export",
+     "needs the graph's clusters"),
+    (lambda d: d["services"]["ledger"].update(meshed=False), "services.ledger.export", "cannot be exported"),
+    (lambda d: d["clusters"].update({"Bad_Name": {}}), "clusters.Bad_Name", "is not a cluster name"),
+])
+def test_bad_placement_is_refused_with_its_graph_path(edit, where, words):
+    document = example_graph()
+    edit(document)
+    if where == "services.checkout.export":
+        for service in document["services"].values():
+            service.pop("clusters", None)
+            service.pop("export", None) if service is not document["services"]["checkout"] else None
+    found = graph_problems(document)
+    assert words in found.get(where, ""), found
+
+
+def test_a_graph_split_per_team_declares_its_clusters_in_the_files(tmp_path):
+    from read.errors import Problems
+    from read.fragments import load_service_graph
+
+    document = example_graph()
+    teams = {"storefront": ("web", "shop", "analytics"), "payments": ("payments",)}
+    for team, namespaces in teams.items():
+        part = {"owners": [f"@example-org/{team}"], "clusters": {"east": {}, "west": {}} if team == "payments" else
+                {"west": {}},
+                "namespaces": {ns: {} for ns in namespaces},
+                "services": {k: v for k, v in document["services"].items() if v["namespace"] in namespaces}}
+        (tmp_path / f"{team}.yaml").write_text(yaml.safe_dump(part))
+    problems = Problems()
+    graph = load_service_graph(tmp_path, "services.d", problems, tmp_path)
+    assert graph is not None, [str(p) for p in problems.items]
+    assert set(graph.clusters) == {"east", "west"} and graph.services["ledger"].export == "gateway"
