@@ -1,6 +1,7 @@
 """One cluster of a multi-cluster Linkerd environment, compiled from the settings and the graph (docs/multicluster.md):
 the graph as this cluster runs it (`cluster_view`), this stack's `multicluster.Cluster` (its peers from their stack
-files, its exports and their cross-cluster callers from the graph), the identities each exported service's Servers
+files, its exports and their cross-cluster callers from the graph: a caller in any other cluster may reach every copy of an
+exported callee), the identities each exported service's Servers
 admit beyond the local callers (`remote_identities`), the access matrix's names for cross-cluster callers, and the
 `MulticlusterPlan` registration needs. Plain data: no Pulumi.
 
@@ -53,8 +54,8 @@ def cluster_view(graph: ServiceGraph, cluster: str) -> ServiceGraph:
 
 def build_cluster(settings: Settings) -> mc.Cluster:
     """This stack's cluster: its peers (from their stack files; gateway addresses come at registration, see
-    `PeerOutput`) and its exported services with their cross-cluster callers: a caller running in a peer cluster where
-    the callee does not run."""
+    `PeerOutput`) and its exported services with their cross-cluster callers: each allowed caller, from every other
+    cluster it runs in."""
     multicluster = settings.multicluster
     assert multicluster is not None
     graph = settings.graph
@@ -71,8 +72,10 @@ def build_cluster(settings: Settings) -> mc.Cluster:
         callers = []
         for caller in service.callers:
             source = graph.services[caller.service]
+            # Allow edges are cluster-agnostic: the caller may reach every copy of an exported callee, from every
+            # other cluster it runs in (where the callee also runs, it reaches the local copy too).
             for away in source.clusters:
-                if away not in service.clusters:
+                if away != multicluster.cluster:
                     callers.append(mc.Caller(away, source.namespace, source.service_account, caller.ports))
         exports.append(mc.Export(service.namespace, service.name, service.export, tuple(p.name for p in service.ports),
                                  tuple(callers), where=f"services.{service.key}"))
