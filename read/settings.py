@@ -1460,12 +1460,12 @@ def _multicluster(config: _Config, stack: str, mesh: str, peers: PeerReader | No
         config.add("cluster", f"{short(cluster)} is not a cluster name",
                    f"At most {CLUSTER_NAME_MAX} lowercase letters, digits and '-' (the peers' mirror controllers name "
                    "a Service probe-<cluster> after it)")
+    elif graph is not None and cluster not in graph.clusters:
+        config.add("cluster", f"{short(cluster)} is not a cluster of {graph.source} (its `clusters:`)",
+                   did_you_mean(cluster, tuple(graph.clusters)) or f"Declare it: clusters: {{{cluster}: {{}}}}")
     if mesh in MESHES and mesh != "linkerd":
         config.add("cluster", f"is set, but mesh is {mesh}: multi-cluster is built for Linkerd only so far",
                    "Set mesh linkerd, or leave cluster empty (one stack per cluster, each a single-cluster mesh)")
-    if graph is not None and hasattr(graph, "clusters") and cluster not in graph.clusters:
-        config.add("cluster", f"{short(cluster)} is not a cluster of {graph.source} (its `clusters:`)",
-                   did_you_mean(cluster, tuple(graph.clusters)) or f"Declare it: clusters: {{{cluster}: {{}}}}")
     if api_server:
         _url(config, "clusterApiServer", "prod")  # https everywhere: the peers send a token to it
     elif peer_stacks:
