@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -30,6 +30,7 @@ from components.providers import secret_input
 from plan.linkerd import multicluster as mc
 from plan.linkerd import multicluster_contract as contract
 from plan.linkerd.control_plane import HELM_TIMEOUT_SECONDS
+from plan.linkerd.multicluster_verification import TARGET_CLUSTER_LABEL
 from read.errors import SettingsError
 
 GATEWAY_SERVICE_ID = f"{mc.NAMESPACE}/{mc.GATEWAY_NAME}"
@@ -81,8 +82,10 @@ class LinkerdMulticlusterArgs:
     prometheus_service_accounts: Sequence[tuple[str, str]] = ()
     prometheus_networks: Sequence[str] = ()
     monitoring_labels: Mapping[str, str] = field(default_factory=dict)
-    # The cross-link checks (plan/linkerd/multicluster_verification.py), given the completed cluster.
-    verification: Any = None
+    # The cross-link checks: the completed cluster -> the Jobs (plan/linkerd/multicluster_verification.py
+    # `link_checks`), and what they wait for besides their Link (the verification namespace, its accounts, canary).
+    link_checks: Callable[[mc.Cluster], list[dict[str, Any]]] | None = None
+    checks_after: Sequence[pulumi.Resource] = ()
     # Peers' exports already read (tests, or a caller that read them); None: read here.
     peers: Mapping[str, PeerExport] | None = None
 
@@ -151,12 +154,11 @@ class LinkerdMulticluster(pulumi.ComponentResource):
         self.rule = register(f"{name}-rules", mc.prometheus_rule(cluster, args.monitoring_labels), after(namespace))
 
         self.checks: list[pulumi.Resource] = []
-        if args.verification is not None:
-            # Each check calls across a Link: it waits for that Link (and this cluster's policy of the canary).
-            for obj in args.verification:
-                peer = obj["metadata"].get("labels", {}).get("mtls-mesh.io/target-cluster", "")
-                self.checks.append(register(f"{name}-check-{obj['metadata']['name']}", obj,
-                                            after(self.links.get(peer), *self.policy)))
+        for obj in args.link_checks(cluster) if args.link_checks is not None else ():
+            # Each check calls across one Link: it waits for that Link and what the verification namespace holds.
+            peer = obj["metadata"]["labels"][TARGET_CLUSTER_LABEL]
+            self.checks.append(register(f"{name}-check-{obj['metadata']['name']}", obj,
+                                        after(self.links[peer], *args.checks_after)))
 
         self.contract = self._contract(name, cluster, args)
         self.register_outputs({"links": sorted(self.links), "waiting": list(waiting)})

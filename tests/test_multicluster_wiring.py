@@ -50,11 +50,13 @@ def west_cluster() -> mc.Cluster:
 def program(cluster: mc.Cluster, peer_stacks: dict[str, str], api_server: str, networks=()):
     def run():
         from components.linkerd_multicluster import register_multicluster
+        from plan.linkerd.multicluster_verification import link_checks
 
         register_multicluster(cluster, peer_stacks, chart_version=CHART_VERSION, repository=REPOSITORY,
                               api_server=api_server, networks=networks,
                               prometheus_service_accounts=[("prometheus", "monitoring")],
-                              monitoring_labels={"release": "prometheus"})
+                              monitoring_labels={"release": "prometheus"},
+                              link_checks=lambda completed: link_checks(completed, "curlimages/curl:8.11.1", "d1"))
     return run
 
 
@@ -186,6 +188,16 @@ def test_the_secret_check_can_fail():
     (registration,) = run.kubernetes()
     assert not is_secret_envelope(registration.inputs.get("stringData", {}).get("kubeconfig"))
     assert EAST_TOKEN in json.dumps(registration.inputs)
+
+
+def test_the_checks_across_a_link_wait_for_it_and_exist_only_for_linked_peers(west_linked, east_first):
+    link = next(r for r in west_linked.kubernetes() if r.type.endswith(":Link"))
+    jobs = [r for r in west_linked.kubernetes() if r.type.endswith(":Job")]
+    assert len(jobs) == 3
+    for job in jobs:
+        assert link.urn in job.dependencies
+        assert plain(job.inputs)["metadata"]["labels"]["mtls-mesh.io/target-cluster"] == EAST
+    assert [r for r in east_first.kubernetes() if r.type.endswith(":Job")] == [], "east links to nobody yet"
 
 
 # --- previews and bring-up order ----------------------------------------------------------------------------------------
