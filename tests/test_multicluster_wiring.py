@@ -146,16 +146,9 @@ def test_a_peer_that_applied_gets_its_link_and_credentials(west_linked, east_fir
     assert values["controllers"] == [{"link": {"ref": {"name": EAST}}}]
 
 
-def test_the_peers_token_is_a_secret_in_every_input_and_never_in_clear(west_linked, caplog):
-    secrets = [r for r in west_linked.kubernetes() if r.type == "kubernetes:core/v1:Secret"]
-    assert secrets
-    for registration in secrets:
-        data = registration.inputs["data"]
-        assert is_secret_envelope(data) or is_secret_envelope(data["kubeconfig"]), registration.name
-    encoded = base64.b64encode(EAST_TOKEN.encode()).decode()
-
+def shown_in_clear(run) -> str:
+    """Every registered input with its secret envelopes cut out: what a preview or the state shows in clear."""
     def clear(value):
-        """Every input with secret envelopes cut out: what a preview or the state shows in clear."""
         if is_secret_envelope(value):
             return "[secret]"
         if isinstance(value, dict):
@@ -164,40 +157,52 @@ def test_the_peers_token_is_a_secret_in_every_input_and_never_in_clear(west_link
             return [clear(v) for v in value]
         return value
 
-    shown = json.dumps([clear(r.inputs) for r in west_linked.registrations])
-    assert EAST_TOKEN not in shown and encoded[:24] not in shown
-    assert "[secret]" in shown, "the check would not see a secret input"
+    return json.dumps([clear(r.inputs) for r in run.registrations])
+
+
+def test_the_peers_token_is_a_secret_in_every_input_and_never_in_clear(west_linked, caplog):
+    secrets = [r for r in west_linked.kubernetes() if r.type == "kubernetes:core/v1:Secret"]
+    assert len(secrets) == 2
+    for registration in secrets:
+        assert is_secret_envelope(registration.inputs["data"]), registration.name
+    shown = shown_in_clear(west_linked)
+    assert EAST_TOKEN not in shown and base64.b64encode(EAST_TOKEN.encode()).decode()[:24] not in shown
+    assert "[secret]" in shown
     with caplog.at_level(logging.DEBUG):
-        run_west(references={EAST_STACK: {contract.OUTPUT: {**copy.deepcopy(west_linked_reference()),
-                                                            contract.TOKENS: {WEST: secret(EAST_TOKEN)}}}})
+        run_west(references={EAST_STACK: {contract.OUTPUT: {**peer_export(), contract.TOKENS: {WEST: secret(EAST_TOKEN)}}}})
     assert EAST_TOKEN not in " ".join(r.getMessage() for r in caplog.records)
-    exported = json.dumps({k: v for k, v in west_linked.exports.items()}, default=str)
-    assert EAST_TOKEN not in exported
+    assert EAST_TOKEN not in json.dumps(west_linked.exports, default=str)
 
 
-def west_linked_reference() -> dict:
+def test_the_clear_text_check_can_fail():
+    """The token registered where nothing marks it secret (a ConfigMap) is found by the same walk."""
+    run = run_function(lambda: __import__("pulumi_kubernetes").core.v1.ConfigMap(
+        "leak", metadata={"name": "x", "namespace": "y"}, data={"kubeconfig": EAST_TOKEN}))
+    assert EAST_TOKEN in shown_in_clear(run)
+
+
+def test_the_peers_output_reaches_this_stack_secret_and_its_plain_part_holds_no_token():
+    seen = {}
+
+    def read():
+        from components.linkerd_multicluster import read_peer_exports
+
+        (export,) = read_peer_exports({EAST: EAST_STACK}).values()
+        seen["plain"] = export.plain
+        token = export.output.apply(lambda v: v[contract.TOKENS][WEST])
+        pulumi.Output.all(token, token.is_secret()).apply(lambda v: seen.update(token=v[0], secret=v[1]))
+
+    run_function(read, WEST_STACK, references={EAST_STACK: {contract.OUTPUT: {
+        **peer_export(), contract.TOKENS: {WEST: secret(EAST_TOKEN)}}}})
+    assert seen["secret"] is True and seen["token"] == EAST_TOKEN
+    assert seen["plain"][contract.TOKENS] == [WEST] and EAST_TOKEN not in json.dumps(seen["plain"])
+
+
+def peer_export() -> dict:
+    """east's export as a fixture (the plain part; tokens added per test)."""
     return {"cluster": EAST, "trustDomain": TD, "linkerdNamespace": "linkerd", "clusterDomain": "cluster.local",
             "apiServer": "https://east.example:6443", "apiServerCa": "CA", "gatewayAddresses": ["192.0.2.10"],
             "gatewayIdentity": mc.gateway_identity(TD), "networks": list(EAST_NETWORKS)}
-
-
-def test_the_secret_check_can_fail():
-    """A token registered in clear is found by the same walk (a Secret built without Output.secret)."""
-    run = run_function(lambda: __import__("pulumi_kubernetes").core.v1.Secret(
-        "leak", metadata={"name": "x", "namespace": "y"}, string_data={"kubeconfig": EAST_TOKEN}))
-    (registration,) = run.kubernetes()
-    assert not is_secret_envelope(registration.inputs.get("stringData", {}).get("kubeconfig"))
-    assert EAST_TOKEN in json.dumps(registration.inputs)
-
-
-def test_the_checks_across_a_link_wait_for_it_and_exist_only_for_linked_peers(west_linked, east_first):
-    link = next(r for r in west_linked.kubernetes() if r.type.endswith(":Link"))
-    jobs = [r for r in west_linked.kubernetes() if r.type.endswith(":Job")]
-    assert len(jobs) == 3
-    for job in jobs:
-        assert link.urn in job.dependencies
-        assert plain(job.inputs)["metadata"]["labels"]["mtls-mesh.io/target-cluster"] == EAST
-    assert [r for r in east_first.kubernetes() if r.type.endswith(":Job")] == [], "east links to nobody yet"
 
 
 # --- previews and bring-up order ----------------------------------------------------------------------------------------
