@@ -29,6 +29,8 @@ from typing import Any, Iterator, Mapping
 
 from plan.linkerd.alerts import mesh_rule_groups, pod_monitor
 from plan.linkerd.authorization import access_matrix, authorization_objects, egress_matrix
+from plan.linkerd.cluster import (MulticlusterPlan, build_cluster, cluster_problems, cluster_view, multicluster_plan,
+                                  remote_identities, remote_names)
 from plan.cert_manager import (cert_manager_values, identity_issuer_certificate, identity_issuers, token_request_rbac,
                            trust_bundle, trust_manager_values, workload_certificate, workload_issuer,
                            workload_secret_name, workload_trust_bundle)
@@ -285,6 +287,9 @@ class MeshPlan:
     # its dry-runs reach admission (plan/preview_identity.py), built from the other objects.
     preview: PreviewPlan | None = None
     istio: IstioPlan | None = None
+    # A cluster of a multi-cluster Linkerd environment (settings `cluster`): what registration needs for its links
+    # (plan/linkerd/cluster.py); None for a single-cluster stack.
+    multicluster: MulticlusterPlan | None = None
 
     @property
     def mesh(self) -> str:
@@ -356,12 +361,13 @@ def _is_istio(settings: Settings) -> bool:
     return settings.mesh == "istio"
 
 
-def _namespace_plans(settings: Settings) -> dict[str, NamespacePlan]:
+def _namespace_plans(settings: Settings, remote: Mapping[tuple[str, str], frozenset[str]] | None = None
+                     ) -> dict[str, NamespacePlan]:
     graph, vault = settings.graph, settings.vault
     policy: dict[str, list[Object]] = {}
     istio = _is_istio(settings)
     objects_of_graph = (istio_authorization.authorization_objects(settings, ISTIO_PLACEMENT) if istio
-                        else authorization_objects(settings))
+                        else authorization_objects(settings, remote))
     for obj in objects_of_graph:
         policy.setdefault(obj["metadata"]["namespace"], []).append(obj)
     certificate_services = graph.certificate_services
@@ -501,13 +507,27 @@ def _alerts_plan(settings: Settings, policy: list[Object]) -> AlertsPlan | None:
 
 
 def build_plan(settings: Settings) -> MeshPlan:
-    """The plan, unchecked (compile_mesh checks it)."""
-    namespaces = _namespace_plans(settings)
+    """The plan, unchecked (compile_mesh checks it). A cluster stack of a multi-cluster environment compiles the graph
+    as its cluster runs it (plan/linkerd/cluster.py), its exports' cross-cluster callers authorized on the callee's
+    side; its builders' refusals (a gateway export that would need per-caller policy, ...) are raised first."""
+    remote: dict[tuple[str, str], frozenset[str]] = {}
+    names: dict[str, list[str]] = {}
+    multicluster = None
+    if settings.multicluster is not None and not _is_istio(settings):
+        cluster = build_cluster(settings)
+        problems = cluster_problems(settings, cluster)
+        if problems:
+            raise SettingsError(problems, settings.stack)
+        remote, names = remote_identities(settings, cluster), remote_names(settings, cluster)
+        multicluster = multicluster_plan(settings, cluster)
+        settings = replace(settings, graph=cluster_view(settings.graph, cluster.name))
+    namespaces = _namespace_plans(settings, remote)
     policy = [obj for ns in namespaces.values() for obj in ns.policy]
     verification = _verification_plan(settings)
     istio = _is_istio(settings)
     matrix = (istio_authorization.access_matrix(policy, settings.graph, settings.trust_domain) if istio
-              else access_matrix(policy, settings.graph, settings.trust_domain, settings.policy.kubelet_networks))
+              else access_matrix(policy, settings.graph, settings.trust_domain, settings.policy.kubelet_networks,
+                                 names))
     if verification is not None:
         matrix.update(verification.matrix)
     plan = MeshPlan(
@@ -526,6 +546,7 @@ def build_plan(settings: Settings) -> MeshPlan:
         egress_matrix=(istio_authorization.egress_matrix(policy, settings.graph) if istio
                        else egress_matrix(policy, settings.graph)),
         inbound_policies={ns.name: settings.rollout.policy_for(ns.name) for ns in settings.graph.meshed_namespaces},
+        multicluster=multicluster,
     )
     return replace(plan, preview=preview_plan(settings.preview_identity, plan))
 

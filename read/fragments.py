@@ -103,6 +103,9 @@ def load_fragments(directory: Path, display: str, problems: Problems, project_di
     budget, values = MAX_GRAPH_BYTES, 0
     namespaces: dict[str, Any] = {}
     services: dict[str, Any] = {}
+    # Every file may declare the clusters its services run in; the graph's are all of them (each `{}`, so two files
+    # declaring one cluster agree).
+    clusters: dict[str, Any] = {}
     origins: dict[str, str] = {}
     fragments: list[Fragment] = []
     for path in files:
@@ -130,7 +133,12 @@ def load_fragments(directory: Path, display: str, problems: Problems, project_di
         fragment = _read_fragment(reader, document)
         if fragment is None:
             continue
-        owners, shard, raw_namespaces, raw_services = fragment
+        owners, shard, raw_namespaces, raw_services, raw_clusters = fragment
+        if isinstance(raw_clusters, dict):
+            for name, body in raw_clusters.items():
+                clusters.setdefault(name, body)
+        elif raw_clusters is not None:
+            reader.add("clusters", f"must be a mapping of cluster name to {{}}, not {_kind(raw_clusters)}")
         declared: list[str] = []
         for name, body in raw_namespaces.items():
             key = f"namespaces.{_name(name)}"
@@ -168,7 +176,8 @@ def load_fragments(directory: Path, display: str, problems: Problems, project_di
                          f"A team declares services only in its own namespaces: move the service to {owner} (whose "
                          "owners approve it), or ask them to move the namespace to this file")
 
-    graph = parse_graph({"namespaces": namespaces, "services": services}, display, problems, origins)
+    merged = {"namespaces": namespaces, "services": services, **({"clusters": clusters} if clusters else {})}
+    graph = parse_graph(merged, display, problems, origins)
     if graph is None or len(problems.items) != before:
         return None
     return replace(graph, fragments=tuple(fragments))
@@ -216,7 +225,7 @@ def _read_fragment(reader: _Reader, document: Any):
         raw_services = {}
     elif not reader.within(raw_services, graph_format.MAX_SERVICES, "services", "services"):
         raw_services = {}
-    return owners, shard, raw_namespaces, raw_services
+    return owners, shard, raw_namespaces, raw_services, fields.get("clusters")
 
 
 def _owners(reader: _Reader, raw: Any) -> tuple[str, ...]:

@@ -112,6 +112,14 @@ class Service:
     # The graph's explicit consent that other workloads carry this service's identity (another service of the graph,
     # or, on the namespace's `default` account, every pod without its own account): a grant to it admits them too.
     shared_service_account: bool = False
+    # Multi-cluster (docs/multicluster.md): the clusters it runs in (every one of the graph's `clusters:` unless it
+    # names some; () in a graph without clusters), and how it is offered to the others (None: not exported).
+    clusters: tuple[str, ...] = ()
+    export: str | None = None
+
+    def runs_in(self, cluster: str) -> bool:
+        """Whether a cluster stack runs this service; a single-cluster stack (cluster "") runs every service."""
+        return not cluster or cluster in self.clusters
 
     def port(self, name: str) -> Port:
         return next(p for p in self.ports if p.name == name)
@@ -131,6 +139,8 @@ class ServiceGraph:
     # service (`namespaces.<name>` / `services.<key>` -> the file as the user names it), so problems name the file.
     fragments: tuple["Fragment", ...] = field(default=(), compare=False)
     origins: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # The environment's clusters (`clusters:`), in graph order; () for a single-cluster graph.
+    clusters: tuple[str, ...] = ()
 
     def where(self, path: str) -> str:
         """A problem's location: `<file>: <path>`, the file being the one that declares the path's namespace or
@@ -394,6 +404,7 @@ def parse_graph(document: Any, display: str, problems: Problems,
                    "Point mtls-mesh:serviceGraph at the graph file, e.g. services.yaml")
         return None
     top = reader.mapping(document, "", _TOP_KEYS)
+    clusters = _read_clusters(reader, top.get("clusters"))
     namespaces = _read_namespaces(reader, top.get("namespaces"))
     raw_services = top.get("services")
     if raw_services is None:
@@ -412,7 +423,7 @@ def parse_graph(document: Any, display: str, problems: Problems,
     raw_allow: dict[str, Any] = {}
     for key, raw in raw_services.items():
         problems_before = len(problems.items)
-        service = _read_service(reader, str(key), raw, namespaces)
+        service = _read_service(reader, str(key), raw, namespaces, clusters)
         if service is not None:
             services[service.key] = service
             raw_allow[service.key] = (raw or {}).get("allow") if isinstance(raw, dict) else None
@@ -421,14 +432,15 @@ def parse_graph(document: Any, display: str, problems: Problems,
     _check_unique_workloads(reader, services)
     _check_skipped_ports(reader, services, namespaces)
     _check_opaque_ports(reader, services, namespaces)
-    graph = ServiceGraph(display, namespaces, services, origins=origins)
+    graph = ServiceGraph(display, namespaces, services, origins=origins, clusters=clusters)
     resolved: dict[str, tuple[Caller, ...]] = {}
     for key, service in services.items():
         resolved[key] = _read_callers(reader, graph, service, raw_allow[key])
     if len(problems.items) != before:
         return None
     services = {key: replace(service, callers=resolved[key]) for key, service in services.items()}
-    graph = ServiceGraph(display, namespaces, services, origins=origins)
+    graph = ServiceGraph(display, namespaces, services, origins=origins, clusters=clusters)
+    _check_cluster_reach(reader, graph)
     _check_shared_accounts(reader, graph)
     _check_skipped_outbound_ports(reader, graph)
     if len(problems.items) != before:
@@ -439,7 +451,89 @@ def parse_graph(document: Any, display: str, problems: Problems,
         for caller in service.callers
         for port in (caller.ports or tuple(p.name for p in service.ports))
     )
-    return ServiceGraph(display, namespaces, services, edges, origins=origins)
+    return ServiceGraph(display, namespaces, services, edges, origins=origins, clusters=clusters)
+
+
+def _read_clusters(reader: _Reader, raw: Any) -> tuple[str, ...]:
+    """The environment's clusters (`clusters:`): names only, each `{}` for now."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        reader.add("clusters", f"must be a mapping of cluster name to {{}}, not {_kind(raw)}",
+                   "e.g. clusters: {east: {}, west: {}}")
+        return ()
+    names = []
+    for name, body in raw.items():
+        path = f"clusters.{_name(name)}"
+        if not isinstance(name, str) or len(name) > graph_format.CLUSTER_NAME_MAX or not _DNS_LABEL.match(name):
+            reader.add(path, f"cluster {short(name)} is not a cluster name",
+                       f"At most {graph_format.CLUSTER_NAME_MAX} lowercase letters, digits and '-' (a peer names a "
+                       "Service probe-<cluster> after it)")
+            continue
+        reader.mapping(body, path, graph_format.CLUSTER.keys)
+        names.append(name)
+    return tuple(names)
+
+
+def _read_placement(reader: _Reader, path: str, fields: Mapping[str, Any], clusters: tuple[str, ...],
+                    meshed: bool) -> tuple[tuple[str, ...], str | None] | None:
+    """A service's `clusters:` (resolved: every cluster when it names none) and `export:`, or None."""
+    raw, export = fields.get("clusters"), fields.get("export")
+    ok = True
+    named: list[str] = []
+    if raw is not None:
+        if not isinstance(raw, list) or not raw:
+            reader.add(f"{path}.clusters", "must be a non-empty list of cluster names",
+                       "e.g. clusters: [east]; leave it out to run the service in every cluster")
+            return None
+        for index, name in enumerate(raw):
+            if not isinstance(name, str) or name not in clusters:
+                reader.add(f"{path}.clusters[{index}]", f"cluster {short(name)} is not declared under 'clusters'",
+                           did_you_mean(str(name), clusters) or "Declare it: clusters: {<name>: {}}")
+                ok = False
+            elif name in named:
+                reader.add(f"{path}.clusters[{index}]", f"cluster '{name}' is listed twice")
+                ok = False
+            else:
+                named.append(name)
+    if export is not None:
+        if export not in graph_format.EXPORT_MODES:
+            reader.add(f"{path}.export", f"{short(export)} is not an export mode",
+                       f"{did_you_mean(str(export), graph_format.EXPORT_MODES)} Valid: "
+                       f"{', '.join(graph_format.EXPORT_MODES)}")
+            ok = False
+        elif not clusters:
+            reader.add(f"{path}.export", "needs the graph's clusters: with one cluster there is nobody to export to",
+                       "Declare the environment's clusters under 'clusters:', or remove export")
+            ok = False
+        elif not meshed:
+            reader.add(f"{path}.export", "is set, but the service runs without a proxy, so it cannot be exported: "
+                       "a peer reaches exported services through the mesh", "Mesh the service, or remove export")
+            ok = False
+    if not ok:
+        return None
+    return (tuple(named) if named else clusters), export
+
+
+def _check_cluster_reach(reader: _Reader, graph: ServiceGraph) -> None:
+    """An allow edge is cluster-agnostic: the caller reaches the callee locally where both run, and across a link from
+    every other cluster the caller runs in, which only an exported callee offers."""
+    if not graph.clusters:
+        return
+    for service in graph.services.values():
+        if service.export is not None:
+            continue
+        for index, caller in enumerate(service.callers):
+            source = graph.services.get(caller.service)
+            if source is None:
+                continue
+            away = [c for c in source.clusters if c not in service.clusters]
+            if away:
+                reader.add(f"services.{service.key}.allow[{index}]",
+                           f"{caller.service} runs in cluster {away[0]}, where {service.key} does not run, and "
+                           f"{service.key} is not exported, so the call cannot reach it",
+                           f"Export {service.key} (export: remote-discovery, or gateway), run it in {away[0]} too, or "
+                           f"run {caller.service} only in {', '.join(service.clusters)}")
 
 
 def _within_totals(reader: _Reader, raw_services: dict) -> bool:
@@ -487,7 +581,8 @@ def _read_namespaces(reader: _Reader, raw: Any) -> dict[str, Namespace]:
     return namespaces
 
 
-def _read_service(reader: _Reader, key: str, raw: Any, namespaces: dict[str, Namespace]) -> Service | None:
+def _read_service(reader: _Reader, key: str, raw: Any, namespaces: dict[str, Namespace],
+                  clusters: tuple[str, ...] = ()) -> Service | None:
     path = f"services.{_name(key)}"
     ok = reader.dns_label(key, path, "service")
     if not isinstance(raw, dict):
@@ -554,13 +649,15 @@ def _read_service(reader: _Reader, key: str, raw: Any, namespaces: dict[str, Nam
     certificate = reader.boolean(fields.get("certificate"), f"{path}.certificate", not meshed or has_tls_port)
     shared_account = reader.boolean(fields.get("sharedServiceAccount"), f"{path}.sharedServiceAccount", False)
     egress = _read_egress(reader, path, fields.get("egress"))
+    placement = _read_placement(reader, path, fields, clusters, meshed and namespace_meshed)
 
-    if not ok or ports is None or egress is None:
+    if not ok or ports is None or egress is None or placement is None:
         return None
     return Service(
         key=key, name=name, namespace=namespace, service_account=service_account,
         selector=tuple(sorted(selector.items())), ports=ports, callers=(), meshed=meshed,
         certificate=certificate, egress=egress, shared_service_account=shared_account,
+        clusters=placement[0], export=placement[1],
     )
 
 

@@ -182,6 +182,9 @@ RESERVED_NAMESPACES = ("linkerd", "linkerd-viz", "linkerd-cni", "cert-manager", 
 # A Kubernetes name (DNS-1123 label): namespaces, services, workloads, service accounts, egress entries.
 DNS_LABEL = Pattern(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 DNS_LABEL_MAX = 63
+# A cluster's name (graph `clusters:`, the `cluster` setting): its peers' mirror controller makes the Service
+# `probe-<name>` from it, a DNS-1035 label of at most 63 characters (plan/linkerd/multicluster.py).
+CLUSTER_NAME_MAX = DNS_LABEL_MAX - len("probe-")
 # A DNS-1123 subdomain, without the length limits (is_dns_subdomain in graph.py adds them).
 DNS_SUBDOMAIN = Pattern(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 # Kubernetes container port names (IANA_SVC_NAME): what a Server's named port and a NetworkPolicy port refer to. The
@@ -272,6 +275,13 @@ EGRESS = Record((
     Field("ports", _ports("The destination ports", min_items=1), required=True),
 ), "A destination outside the cluster: `cidrs` and/or `hosts`, and `ports`", one_of_nonempty=("cidrs", "hosts"))
 
+# How a service is offered to the other clusters of the environment (plan/linkerd/multicluster.py MODES; the labels
+# are linkerd2 pkg/k8s/labels.go's): through the target cluster's gateway, pod to pod, or as a federated service.
+EXPORT_MODES = ("gateway", "remote-discovery", "federated")
+CLUSTER_NAME = Text("A cluster of the environment, declared under `clusters:` (a stack's `cluster` setting): at most "
+                    f"{CLUSTER_NAME_MAX} lowercase letters, digits and '-'", DNS_LABEL, CLUSTER_NAME_MAX)
+CLUSTER = Record((), "A cluster of the environment (no settings of its own yet: write {})")
+
 SERVICE = Record((
     Field("namespace", Text("The namespace the service runs in: one declared under `namespaces:`"), required=True),
     Field("name", _name("Workload name (default: the service's key)")),
@@ -297,9 +307,19 @@ SERVICE = Record((
                                  "true for services with meshed: false or a TLS port)"), nullable=True),
     Field("egress", Items(EGRESS, "Destinations outside the cluster the service may reach",
                           max_items=MAX_EGRESS_PER_SERVICE, unique=True), nullable=True),
+    Field("clusters", Items(CLUSTER_NAME, "The clusters the service runs in (default: every cluster under "
+                            "`clusters:`); a stack with cluster \"\" runs every service", min_items=1, unique=True),
+          nullable=True),
+    Field("export", Text("How the service is offered to callers in clusters where it does not run (default: not "
+                         "exported): gateway (through this cluster's gateway: callers are seen as the gateway), "
+                         "remote-discovery (pod to pod, each caller's own identity) or federated",
+                         choices=EXPORT_MODES), nullable=True),
 ), "A service of the mesh")
 
 GRAPH = Record((
+    Field("clusters", Named(CLUSTER_NAME, CLUSTER, "The clusters of the environment, for multi-cluster Linkerd "
+                            "(docs/multicluster.md): each service runs in some of them", value_nullable=True),
+          nullable=True),
     Field("namespaces", Named(Text("Namespace name (not one the platform manages itself)", DNS_LABEL, DNS_LABEL_MAX,
                                    forbidden=RESERVED_NAMESPACES),
                               NAMESPACE, "Every workload namespace", max_entries=MAX_NAMESPACES, value_nullable=True),
@@ -311,6 +331,8 @@ GRAPH = Record((
 # One file of a graph split per team: the directory serviceGraph names holds several, merged into one graph and
 # validated as one (read/fragments.py). A fragment's namespaces and services are the graph's; it adds who owns them.
 FRAGMENT = Record((
+    Field("clusters", Named(CLUSTER_NAME, CLUSTER, "Clusters of the environment this file's services run in (merged "
+                            "with the other files')", value_nullable=True), nullable=True),
     Field("owners", Items(Text("A code owner, as CODEOWNERS writes it: @user, @org/team or an email address (it needs "
                                "write access to the repository)", OWNER, OWNER_MAX,
                                examples=("@example-org/payments-team",)),
@@ -359,6 +381,11 @@ CANNOT_CHECK = (
          "entry's cidrs and hosts together, and on the size of each object the program makes from the graph (etcd's "
          "1.5 MiB); the schema limits each list on its own",
          ("in all, more than the limit", "cidrs and hosts, more than the limit", "more than etcd's limit")),
+    Rule("clusters", "placement across the clusters of an environment: a service's clusters must be declared under "
+         "`clusters:`, an exported service needs `clusters:` and a proxy, and a caller running in a cluster where its "
+         "callee does not run needs the callee exported",
+         ("is not declared under 'clusters'", "needs the graph's clusters", "does not run in cluster",
+          "cannot be exported")),
     Rule("team boundaries", "in a graph split per team, a namespace or a service key is declared in one file only, "
          "a service lives in a namespace its own file declares, and the files together stay within the graph's limits",
          ("is also declared in", "not in this file", "fragment files", "together")),

@@ -14,7 +14,7 @@ import json
 import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import urlparse
 
 import yaml
@@ -36,9 +36,10 @@ from read.settings_format import (  # noqa: E402 (re-exported: other modules imp
     MAY_BE_SECRET, MESHES, MISSING, READ_ONLY_SETTINGS,
     NOT_FOR_CERT_MANAGER, PKI_MODES, PREVIEW_IDENTITY, PREVIEW_IDENTITY_FORBIDDEN, PREVIEW_IDENTITY_MAX, PROJECT,
     PROJECT_DIR, QUANTITY, ROTATION_PHASES, SECRET_SETTINGS,
-    SERVICE_ACCOUNT_REF, VAULT_AUTH_MODES, VAULT_NAMESPACE, VAULT_PATH, VAULT_ROLE, VERIFICATION_NAMESPACE,
-    Declaration, load_declarations,
+    SERVICE_ACCOUNT_REF, STACK_NAME, STACK_NAME_MAX, VAULT_AUTH_MODES, VAULT_NAMESPACE, VAULT_PATH, VAULT_ROLE,
+    VERIFICATION_NAMESPACE, Declaration, load_declarations,
 )
+from read.graph_format import CLUSTER_NAME_MAX
 
 # kubeContext value for a program running inside the target cluster (the Pulumi Kubernetes Operator's workspace pod).
 IN_CLUSTER = "in-cluster"
@@ -282,6 +283,56 @@ class VerificationSettings:
 
 
 @dataclass(frozen=True)
+class ClusterPeer:
+    """Another cluster stack of the environment that this cluster links with (both ways), as its own stack file
+    declares it: read at compile time, in previews too. What exists only once the peer has applied (its gateway's
+    addresses, the remote-access token, its applied rotation) is not here: it comes from the peer's stack outputs at
+    registration."""
+
+    stack: str
+    cluster: str
+    trust_domain: str
+    # Its API server as this cluster's mirror controller reaches it (the peer's clusterApiServer).
+    api_server: str
+    # Where its traffic comes from (the peer's clusterNetworks): what this cluster's gateway admits.
+    networks: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MulticlusterSettings:
+    """This stack's cluster of a multi-cluster environment (the `cluster` setting; docs/multicluster.md). Settings
+    carry None instead for a single-cluster stack (`cluster: ""`), which runs every service of the graph."""
+
+    cluster: str
+    peers: tuple[ClusterPeer, ...] = ()
+    # The stack owning the environment's mesh root; "" when this stack does (meshRootStack).
+    mesh_root_stack: str = ""
+    # This cluster's API server as its peers reach it (clusterApiServer).
+    api_server: str = ""
+
+    @property
+    def owns_mesh_root(self) -> bool:
+        return not self.mesh_root_stack
+
+    def peer(self, cluster: str) -> ClusterPeer | None:
+        return next((p for p in self.peers if p.cluster == cluster), None)
+
+
+@dataclass(frozen=True)
+class StackFileConfig:
+    """Another stack's config as the Pulumi CLI would hand it to that stack (read.stack_files.read_stack_file), and
+    where it was read from, for messages."""
+
+    where: str
+    raw: Mapping[str, str]
+    secret_keys: frozenset[str] = frozenset()
+
+
+# Reads another stack's file by stack name (None when there is none): how a cluster stack sees its peers.
+PeerReader = Callable[[str], "StackFileConfig | None"]
+
+
+@dataclass(frozen=True)
 class Settings:
     stack: str
     environment: str
@@ -305,6 +356,8 @@ class Settings:
     preview_identity: PreviewIdentity = DEFAULT_PREVIEW_IDENTITY
     # Which mesh the stack installs (plan/mesh.py picks plan/linkerd/ or plan/istio/ by it).
     mesh: str = "linkerd"
+    # A cluster of a multi-cluster environment; None for a single-cluster stack (cluster "").
+    multicluster: MulticlusterSettings | None = None
 
     @property
     def is_prod(self) -> bool:
@@ -579,19 +632,25 @@ def provider_path(path: Path, project_dir: Path) -> str:
 
 def load_settings(raw: Mapping[str, str], stack: str, *, secret_keys: frozenset[str] = frozenset(),
                   project_dir: Path = PROJECT_DIR, declarations: dict[str, Declaration] | None = None,
-                  updating: bool = False) -> "Settings":
+                  updating: bool = False, peers: PeerReader | None = None,
+                  cluster_stack: str | None = None) -> "Settings":
     """Build the validated settings of one stack, or raise SettingsError listing every problem.
 
     `updating`: this run is an update (`pulumi up`), not a preview; only updates are held to `deliveredBy`.
+    `peers`: how to read the stack files a cluster stack names (clusterPeers, meshRootStack); read.stack_files passes
+    one (this module cannot import it: it imports this one). `cluster_stack`: the stack the peers know this cluster by,
+    when it is not `stack` (a shard's settings are its platform's, and so are its cluster and peers).
     """
     declarations = declarations if declarations is not None else load_declarations(project_dir / "Pulumi.yaml")
     # No problem quotes a value stored as a secret (errors.hiding).
     with hiding(marked_values(raw, secret_keys, declarations)):
-        return _load_settings(raw, stack, secret_keys, project_dir, declarations, updating)
+        return _load_settings(raw, stack, secret_keys, project_dir, declarations, updating, peers,
+                              cluster_stack or stack)
 
 
 def _load_settings(raw: Mapping[str, str], stack: str, secret_keys: frozenset[str], project_dir: Path,
-                   declarations: dict[str, Declaration], updating: bool) -> "Settings":
+                   declarations: dict[str, Declaration], updating: bool, peers: PeerReader | None,
+                   cluster_stack: str) -> "Settings":
     problems = Problems()
     config = _Config(raw, secret_keys, declarations, problems)
     _check_keys(config, raw)
@@ -682,13 +741,14 @@ def _load_settings(raw: Mapping[str, str], stack: str, secret_keys: frozenset[st
         if config.string(key) and not config.string(other):
             config.add(key, f"is set, but {other} is not: a shard stack names both its platform and its shard",
                        f"Set {other} too (docs/shards.md), or remove {key} from a stack that is not a shard")
+    multicluster = _multicluster(config, cluster_stack, mesh, peers, graph) if "cluster" in declarations else None
     problems.raise_if_any(stack)
     return Settings(
         stack=stack, environment=environment, trust_domain=trust_domain, kubernetes=kubernetes, graph=graph,
         adopt_namespaces=adopt, rollout=rollout, pki=pki, vault=vault, cert_manager=cert_manager, linkerd=linkerd,
         policy=policy, monitoring=monitoring, verification=verification,
         policy_shards=config.boolean("policyShards") if "policyShards" in declarations else False,
-        preview_identity=preview_identity, mesh=mesh,
+        preview_identity=preview_identity, mesh=mesh, multicluster=multicluster,
     )
 
 
@@ -1336,3 +1396,165 @@ def _vault(config: _Config, environment: str, project_dir: Path, pki: PkiSetting
         workload_role=config.string("vaultWorkloadRole"), token=token,
         kubernetes_auth_mode=auth_mode, kubernetes_ca_pem=kubernetes_ca, intermediate_renewals=tuple(renewals),
     )
+
+
+# What every cluster stack of an environment must agree on with its peers: one mesh (the same identities, B3 of
+# ../shared/reference/ISTIO-MULTICLUSTER.md: equal trust domains make `sa.ns` one identity in every cluster), one
+# root and rotation, and one service graph (each cluster compiles its part of the same edges).
+PEER_AGREEMENT = ("environment", "trustDomain", "pkiMode", "trustAnchor", "nextTrustAnchor", "anchorRotationPhase",
+                  "serviceGraph", "mesh")
+
+
+def _multicluster(config: _Config, stack: str, mesh: str, peers: PeerReader | None,
+                  graph: ServiceGraph | None) -> MulticlusterSettings | None:
+    """The cluster settings, checked against the peers' and the mesh root stack's files (docs/multicluster.md)."""
+    cluster = config.string("cluster")
+    peer_stacks = config.strings("clusterPeers")
+    root_stack = config.string("meshRootStack")
+    api_server = config.string("clusterApiServer")
+    if not cluster:
+        for key in ("clusterPeers", "meshRootStack", "clusterApiServer"):
+            if config.is_set(key):
+                config.add(key, "is set, but cluster is not: only a cluster stack of a multi-cluster environment links "
+                           "with peers or shares another stack's mesh root",
+                           f"Set cluster to this stack's cluster (one of the graph's `clusters:`), or remove {key}")
+        return None
+    if len(cluster) > CLUSTER_NAME_MAX or not _DNS_LABEL.match(cluster):
+        config.add("cluster", f"{short(cluster)} is not a cluster name",
+                   f"At most {CLUSTER_NAME_MAX} lowercase letters, digits and '-' (the peers' mirror controllers name "
+                   "a Service probe-<cluster> after it)")
+    elif graph is not None and cluster not in graph.clusters:
+        config.add("cluster", f"{short(cluster)} is not a cluster of {graph.source} (its `clusters:`)",
+                   did_you_mean(cluster, tuple(graph.clusters)) or f"Declare it: clusters: {{{cluster}: {{}}}}")
+    if mesh in MESHES and mesh != "linkerd":
+        config.add("cluster", f"is set, but mesh is {mesh}: multi-cluster is built for Linkerd only so far",
+                   "Set mesh linkerd, or leave cluster empty (one stack per cluster, each a single-cluster mesh)")
+    if api_server:
+        _url(config, "clusterApiServer", "prod")  # https everywhere: the peers send a token to it
+    elif peer_stacks:
+        config.add("clusterApiServer", "is required with clusterPeers: each peer's mirror controller reads this "
+                   "cluster's services through it", "Set it to the API server address the peers reach, e.g. "
+                   "https://api.east.example.com:6443")
+    if root_stack == stack:
+        config.add("meshRootStack", "is this stack itself", "Leave meshRootStack empty in the stack owning the root")
+    own_root = root_stack or stack
+    read_peers: list[ClusterPeer] = []
+    files: dict[str, StackFileConfig | None] = {}
+
+    def file_of(name: str) -> StackFileConfig | None:
+        if name not in files:
+            files[name] = peers(name) if peers is not None else None
+        return files[name]
+
+    if (peer_stacks or root_stack) and peers is None:
+        config.add("clusterPeers" if peer_stacks else "meshRootStack", "names other stacks, but the peers' stack "
+                   "files cannot be read here", "Load the settings with read.stack_files.load_stack_settings")
+        return MulticlusterSettings(cluster, (), root_stack, api_server)
+    for index, peer in enumerate(peer_stacks):
+        key = f"clusterPeers[{index}]"
+        if not STACK_NAME.matches(peer) or len(peer) > STACK_NAME_MAX:
+            config.add(key, f"{short(peer)} is not a stack name",
+                       f"At most {STACK_NAME_MAX} lowercase letters, digits and '-', e.g. prod-west")
+            continue
+        if peer in peer_stacks[:index]:
+            config.add(key, f"{short(peer)} is listed twice", "List each peer stack once")
+            continue
+        if peer == stack:
+            config.add(key, "is this stack itself", "List the environment's other cluster stacks")
+            continue
+        found = file_of(peer)
+        if found is None:
+            config.add(key, f"the peer stack file of {peer} (Pulumi.{peer}.yaml beside this stack's) is not there",
+                       "Name an existing cluster stack of this environment")
+            continue
+        read = _peer(config, key, stack, peer, cluster, own_root, found)
+        if read is not None:
+            clash = next((p for p in read_peers if p.cluster == read.cluster), None)
+            if clash is not None:
+                config.add(key, f"{read.cluster!r} is the cluster of {clash.stack} too",
+                           "Each cluster has one stack per environment: list it once")
+            else:
+                read_peers.append(read)
+    if root_stack and root_stack != stack and STACK_NAME.matches(root_stack):
+        root = file_of(root_stack)
+        if root is None:
+            config.add("meshRootStack", f"the mesh root stack file Pulumi.{root_stack}.yaml is not there",
+                       "Name the cluster stack of this environment that owns its mesh root")
+        else:
+            if root.raw.get(f"{PROJECT}:meshRootStack", ""):
+                config.add("meshRootStack", f"{root_stack} names meshRootStack {short(root.raw[f'{PROJECT}:meshRootStack'])} "
+                           f"in its stack file ({root.where}), so it does not own the mesh root",
+                           "Name the stack whose meshRootStack is empty: the one that owns the root")
+            for setting in ("environment", "trustDomain", "pkiMode"):
+                theirs, ours = root.raw.get(f"{PROJECT}:{setting}", ""), config.string(setting)
+                if theirs != ours:
+                    config.add("meshRootStack", f"{root_stack}'s {setting} is {short(theirs)} in its stack file "
+                               f"({root.where}), this stack's is {short(ours)}",
+                               "The root stack is a cluster stack of this same environment and mesh")
+    return MulticlusterSettings(cluster, tuple(read_peers), root_stack, api_server)
+
+
+def _peer(config: _Config, key: str, stack: str, peer: str, cluster: str, own_root: str,
+          found: StackFileConfig) -> ClusterPeer | None:
+    """One peer, from its stack file: another cluster of the same mesh, which links back to this stack."""
+    name = key
+    raw = found.raw
+
+    def value(setting: str) -> str:
+        return str(raw.get(f"{PROJECT}:{setting}", ""))
+
+    before = len(config.problems.items)
+    peer_stack = found.where
+    secret = [s for s in (*PEER_AGREEMENT, "cluster", "clusterPeers", "clusterNetworks", "clusterApiServer",
+                          "meshRootStack") if f"{PROJECT}:{s}" in found.secret_keys]
+    if secret:
+        config.add(name, f"{', '.join(secret)} is stored as a secret in its stack file ({peer_stack}), which this "
+                   "stack cannot decrypt", "Store it in plain text there: none of these settings may be a secret")
+        return None
+    if value("platformStack"):
+        config.add(name, f"its stack file ({peer_stack}) is a shard stack", "Name the peer cluster's platform stack")
+        return None
+    peer_cluster = value("cluster")
+    if not peer_cluster:
+        config.add(name, f"does not set cluster in its stack file ({peer_stack}), so it is no cluster stack",
+                   "Set cluster in the peer's stack file, or remove it from clusterPeers")
+        return None
+    if peer_cluster == cluster:
+        config.add(name, f"is the cluster of this stack too ({short(cluster)}, in its stack file {peer_stack})",
+                   "Give each cluster stack of the environment its own cluster")
+    for setting in PEER_AGREEMENT:
+        theirs, ours = value(setting), str(config.raw.get(f"{PROJECT}:{setting}", ""))
+        if theirs != ours:
+            config.add(name, f"sets {setting} {short(theirs)} in its stack file ({peer_stack}), this stack "
+                       f"{short(ours)}: the clusters of an environment share one mesh, root and graph",
+                       f"Set the same {setting} in both stack files")
+    try:
+        their_peers = json.loads(value("clusterPeers") or "[]")
+    except ValueError:
+        their_peers = []
+    if not isinstance(their_peers, list) or stack not in their_peers:
+        config.add(name, f"does not list this stack ({stack}) among the clusterPeers in its stack file ({peer_stack}): "
+                   "links go both ways", f"Add {stack} to the peer's clusterPeers")
+    their_root = value("meshRootStack") or peer
+    if their_root != own_root:
+        config.add(name, f"has {their_root} as the owner of its mesh root (meshRootStack in its stack file, "
+                   f"{peer_stack}), this stack {own_root}: the clusters of an environment share one root",
+                   "Name the same meshRootStack in every cluster stack of the environment but the root's own")
+    api_server = value("clusterApiServer")
+    if not api_server or _url_problem(api_server) is not None or not api_server.lower().startswith("https://"):
+        config.add(name, f"sets no https:// clusterApiServer in its stack file ({peer_stack}), which this cluster's "
+                   "Link to it needs", "Set the peer's clusterApiServer to its API server as this cluster reaches it")
+    networks: list[str] = []
+    try:
+        listed = json.loads(value("clusterNetworks") or "[]")
+    except ValueError:
+        listed = None
+    for entry in listed if isinstance(listed, list) else [None]:
+        if not isinstance(entry, str) or cidr_problem(entry, verbatim=False):
+            config.add(name, f"its clusterNetworks in its stack file ({peer_stack}) are not a list of CIDRs",
+                       "Fix the peer's stack file (its own preview says what is wrong)")
+            break
+        networks.append(str(ipaddress.ip_network(entry, strict=True)))
+    if len(config.problems.items) != before:
+        return None
+    return ClusterPeer(peer, peer_cluster, value("trustDomain"), api_server, tuple(networks))

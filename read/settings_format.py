@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from read.cli_yaml import default_text, load, reload
-from read.graph_format import DNS_LABEL, LABEL_KEY, MAX_NAMESPACES, SHARD_NAME_MAX, Pattern, Rule, Text
+from read.graph_format import (CLUSTER_NAME_MAX, DNS_LABEL, LABEL_KEY, MAX_NAMESPACES, SHARD_NAME_MAX, Pattern, Rule,
+                               Text)
 
 PROJECT = "mtls-mesh"
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -132,6 +133,11 @@ CANNOT_BE_SECRET = {
     "policyShards": "a switch the shard stacks and the workflows read from the platform's stack file in plain text",
     "platformStack": "the name of the platform stack, which the StackReference's name (part of its URN) carries",
     "shard": "a shard of the service graph, part of the stack's name and of its `shard` output",
+    "cluster": "a cluster name, part of every Link, credentials Secret and mirrored service name its peers see",
+    "clusterPeers": "stack names, which the peers' StackReferences' names (part of their URNs) carry",
+    "meshRootStack": "the name of the stack owning the mesh root, which its StackReference's name (part of its URN) "
+                     "carries",
+    "clusterApiServer": "an API server address, written into the plain part of every peer's Link kubeconfig",
     "trustDomain": "the trust domain, part of every mesh identity, certificate and authorization object",
     "serviceGraph": "the path of the service graph, which every problem in the graph is reported under",
     "allowFilesOutsideProject": _SWITCH,
@@ -293,6 +299,12 @@ VALUES: dict[str, Text] = {
     "platformStack": Text("The platform stack's name (its stack file is stacks/Pulumi.<name>.yaml)",
                           _optional(STACK_NAME), max_length=STACK_NAME_MAX),
     "shard": Text("A shard of the service graph", _optional(DNS_LABEL), max_length=SHARD_NAME_MAX),
+    "cluster": Text("One of the service graph's clusters", _optional(DNS_LABEL), max_length=CLUSTER_NAME_MAX),
+    "clusterPeers": Text("A peer cluster stack's name (its stack file is stacks/Pulumi.<name>.yaml)", STACK_NAME,
+                         max_length=STACK_NAME_MAX),
+    "meshRootStack": Text("The stack owning the mesh root (its stack file is stacks/Pulumi.<name>.yaml)",
+                          _optional(STACK_NAME), max_length=STACK_NAME_MAX),
+    "clusterApiServer": Text(pattern=_optional(HTTP_URL)),
     "trustDomain": Text(pattern=DNS_NAME, max_length=253),
     "adoptNamespaces": Text(pattern=DNS_LABEL, max_length=63),
     "defaultInboundPolicy": Text(choices=INBOUND_POLICIES),
@@ -338,7 +350,7 @@ VALUES: dict[str, Text] = {
 # List settings that may not be set to an empty list (an empty one would open or close everything).
 MIN_ITEMS = {"kubeletNetworks": 1, "clusterNetworks": 1}
 # List settings whose entries may not repeat.
-UNIQUE_ITEMS = ("vaultIntermediateRenewals",)
+UNIQUE_ITEMS = ("vaultIntermediateRenewals", "clusterPeers")
 # List settings: the JSON text of one, and its entries (docs/service-graph.md, 'Limits'). The namespace lists name graph namespaces;
 # the others (networks, accounts, labels) are a handful in any cluster.
 MAX_LIST_SETTING_BYTES = 1024 * 1024
@@ -387,6 +399,14 @@ CANNOT_CHECK = (
          "<platformStack>-<shard>; a stack that is not a shard sets neither",
          ("a shard stack holds only", "platform stack file", "does not set policyShards", "is not a shard of",
           "a shard stack is named", "is set, but platformStack is not", "is set, but shard is not")),
+    Rule("multi-cluster stacks", "a cluster stack's settings against its peers' stack files and the graph: cluster "
+         "must be one of the graph's clusters and is Linkerd only; clusterPeers, meshRootStack and clusterApiServer "
+         "need cluster; each peer's file must exist, name another cluster, list this stack back, and agree on "
+         "environment, trust domain, PKI, anchors, rotation phase and service graph; the root stack owns the root",
+         ("is set, but cluster is not", "is set, but mesh is", "peer stack file", "is this stack itself",
+          "is not a cluster of", "in its stack file", "does not list this stack", "is the cluster of",
+          "owns the mesh root", "is required with clusterPeers", "the mesh root stack file",
+          "peers' stack files cannot be read")),
     Rule("unique within a list", "a renewal id, label or override is listed once", ("is listed twice",)),
     Rule("size of a list", f"a list setting's JSON text is at most {MAX_LIST_SETTING_BYTES:,} characters",
          ("characters long, more than the limit",)),

@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 from read import cli_yaml
 from read.errors import Problem, Problems, SettingsError, did_you_mean, short
-from read.settings import PROJECT, PROJECT_DIR, Settings, load_settings, secret_refusal
+from read.settings import PROJECT, PROJECT_DIR, Settings, StackFileConfig, load_settings, secret_refusal
 from read.settings_format import (IGNORED_PROVIDER_KEYS, MAY_BE_SECRET, SECRET_SETTINGS, SHARD_STACK_SETTINGS,
                                   STACK_NAME, STACK_NAME_MAX, Declaration, load_declarations)
 
@@ -305,9 +305,11 @@ def load_stack_settings(raw: Mapping[str, str], stack: str, *, secret_keys: froz
     `raw` is the config as the CLI hands it, every Pulumi.yaml default filled in: a shard's key holding its default is
     what the CLI put there; any other value of a project key, and any provider key, is the user's and refused."""
     platform = raw.get(f"{PROJECT}:platformStack", "")
-    if not platform:
-        return load_settings(raw, stack, secret_keys=secret_keys, project_dir=project_dir, updating=updating)
     stacks_dir = stacks_dir if stacks_dir is not None else STACKS_DIR
+    peers = peer_reader(stacks_dir, project_dir)
+    if not platform:
+        return load_settings(raw, stack, secret_keys=secret_keys, project_dir=project_dir, updating=updating,
+                             peers=peers)
     declarations = load_declarations(project_dir / "Pulumi.yaml")
     problems = Problems()
     marked = [key for key in ("platformStack", "shard") if f"{PROJECT}:{key}" in secret_keys]
@@ -379,8 +381,10 @@ def load_stack_settings(raw: Mapping[str, str], stack: str, *, secret_keys: froz
                      else f"Store it in plain text in stacks/Pulumi.{platform}.yaml (pulumi config set {key} "
                      f"<value> --stack {platform}), or keep this environment unsharded")
     problems.raise_if_any(stack)
+    # A shard of a multi-cluster platform is in its platform's cluster: the peers are the platform's (a shard
+    # stack's name is not the platform's, which its peers list, so the platform's own name checks the links).
     settings = load_settings(platform_raw, stack, secret_keys=frozenset(secrets), project_dir=project_dir,
-                             updating=updating)
+                             updating=updating, peers=peers, cluster_stack=platform)
     if not settings.policy_shards:
         problems.add(f"{PROJECT}:platformStack", f"stack {platform} does not set policyShards: true, so it registers "
                      "every namespace's policy itself and a shard would register the same objects twice",
@@ -394,6 +398,20 @@ def load_stack_settings(raw: Mapping[str, str], stack: str, *, secret_keys: froz
                      f"not {short(stack)}", f"Rename the stack (pulumi stack rename {platform}-{shard}) and its file")
     problems.raise_if_any(stack)
     return replace(settings, platform_stack=platform, shard=shard)
+
+
+def peer_reader(stacks_dir: Path = STACKS_DIR, project_dir: Path = PROJECT_DIR):
+    """How a cluster stack reads the stack files it names (clusterPeers, meshRootStack): as the CLI would hand each to
+    its own stack, beside this stack's file, in previews too. A file that is not there reads as None."""
+
+    def read(name: str) -> StackFileConfig | None:
+        path = stack_file(name, stacks_dir)
+        if not path.is_file():
+            return None
+        raw, secret_keys = read_stack_file(path, project_dir=project_dir, validate=False)
+        return StackFileConfig(_display(path, project_dir), raw, secret_keys)
+
+    return read
 
 
 def is_shard_stack(stack: str, stacks_dir: Path = STACKS_DIR) -> bool:

@@ -141,10 +141,13 @@ def grpc_probe_objects(service: Service, port_name: str) -> list[dict[str, Any]]
     ]
 
 
-def service_port_objects(graph: ServiceGraph, service: Service, phase: str, trust_domain: str) -> list[dict[str, Any]]:
+def service_port_objects(graph: ServiceGraph, service: Service, phase: str, trust_domain: str,
+                         remote: Mapping[tuple[str, str], frozenset[str]] | None = None) -> list[dict[str, Any]]:
     """A Server per port; per distinct set of callers one MeshTLSAuthentication, bound to each of its ports' Servers.
 
     Most services admit the same callers on every port, so they need one authentication, not one per port.
+    `remote`: (service key, port name) -> identities a multi-cluster stack admits for callers in its peer clusters
+    (plan/linkerd/cluster.py `remote_identities`), beside the local callers'.
     """
     objects = []
     authentications: dict[frozenset[str], str] = {}
@@ -153,9 +156,10 @@ def service_port_objects(graph: ServiceGraph, service: Service, phase: str, trus
         objects.append(server(service, port_name, phase))
         if service.port(port_name).protocol == "gRPC":
             objects += grpc_probe_objects(service, port_name)
-        if not callers:
+        extra = remote.get((service.key, port_name), frozenset()) if remote else frozenset()
+        if not callers and not extra:
             continue
-        identities = frozenset(mesh_identity(c.service_account, c.namespace, trust_domain) for c in callers)
+        identities = frozenset(mesh_identity(c.service_account, c.namespace, trust_domain) for c in callers) | extra
         if identities not in authentications:
             authentications[identities] = service.name if not authentications else name
             objects.append(mesh_tls_authentication(authentications[identities], service.namespace, identities))
@@ -364,13 +368,13 @@ def _callees(graph: ServiceGraph, caller: Service) -> dict[str, list[int]]:
 
 
 def namespace_objects(graph: ServiceGraph, namespace: str, phase: str, access: PolicySettings, trust_domain: str,
-                      viz: bool) -> list[dict[str, Any]]:
+                      viz: bool, remote: Mapping[tuple[str, str], frozenset[str]] | None = None) -> list[dict[str, Any]]:
     """Every authorization object of one meshed namespace."""
     services = graph.services_in(namespace)
     objects = admin_objects(namespace, phase, access, trust_domain)
     for service in services:
         if graph.is_meshed(service):
-            objects += service_port_objects(graph, service, phase, trust_domain)
+            objects += service_port_objects(graph, service, phase, trust_domain, remote)
     if phase == "deny":
         objects += egress_objects(namespace, [s for s in services if graph.is_meshed(s)], access)
         if access.network_policies:
@@ -378,14 +382,16 @@ def namespace_objects(graph: ServiceGraph, namespace: str, phase: str, access: P
     return objects
 
 
-def authorization_objects(settings: Settings) -> list[dict[str, Any]]:
-    """Every authorization object of the graph's meshed namespaces, namespace by namespace (plan.py groups them)."""
+def authorization_objects(settings: Settings,
+                          remote: Mapping[tuple[str, str], frozenset[str]] | None = None) -> list[dict[str, Any]]:
+    """Every authorization object of the graph's meshed namespaces, namespace by namespace (plan.py groups them).
+    `remote`: a multi-cluster stack's cross-cluster callers (service_port_objects)."""
     graph = settings.graph
     access = effective_policy(settings)
     objects: list[dict[str, Any]] = []
     for namespace in graph.meshed_namespaces:
         objects += namespace_objects(graph, namespace.name, settings.rollout.policy_for(namespace.name), access,
-                                     settings.trust_domain, settings.linkerd.viz)
+                                     settings.trust_domain, settings.linkerd.viz, remote)
     return objects
 
 
@@ -436,7 +442,7 @@ def _route_description(route: Mapping[str, Any]) -> str:
 
 
 def access_matrix(objects: Iterable[Mapping[str, Any]], graph: ServiceGraph, trust_domain: str,
-                  probe_networks: Iterable[str] = ()) -> dict[str, Any]:
+                  probe_networks: Iterable[str] = (), remote_names: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
     """Who may reach which port, read back from the policy objects themselves (not from the graph).
 
     Keys are `<namespace>/<service>:<port>`, and `<namespace>/*:linkerd-admin` for the proxies' admin port of every
@@ -457,6 +463,8 @@ def access_matrix(objects: Iterable[Mapping[str, Any]], graph: ServiceGraph, tru
             names.append(f"{s.namespace}/{s.key}")
             if s.service_account == DEFAULT_SERVICE_ACCOUNT:
                 names.append(f"{s.namespace}/* (service account default)")
+    for identity, names in (remote_names or {}).items():
+        by_identity.setdefault(identity, []).extend(names)
     index = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objects}
     service_of = {(s.namespace, port_object_name(s, p.name)): (s, p.name) for s in graph.services.values() for p in s.ports}
     policies_on: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
