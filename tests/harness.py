@@ -331,6 +331,8 @@ class Run:
     exports: dict[str, Any] = field(default_factory=dict)
     secret_exports: frozenset[str] = frozenset()
     preview: bool = False
+    # The exported values as the program handed them (Outputs kept), to see what inside a value is secret.
+    raw_exports: dict[str, Any] = field(default_factory=dict)
 
     def of_type(self, type_: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == type_]
@@ -502,7 +504,8 @@ def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set
                 unset: Iterable[str] = (), secrets: Iterable[str] = (), graph: dict[str, Any] | None = None,
                 tmp_path: Path | None = None, previous_outputs: dict[str, Any] | None = None,
                 mocks_factory: Any = None, preview: bool = False, state: "Run | Iterable[str]" = (),
-                platform_outputs: dict[str, Any] | None = None, _secret_keys: Iterable[str] = ()) -> Run:
+                platform_outputs: dict[str, Any] | None = None, _secret_keys: Iterable[str] = (),
+                references: dict[str, dict[str, Any]] | None = None) -> Run:
     """Run `__main__.py` for a stack. `set_config` overrides keys (short names), `unset` removes them,
     `secrets` marks keys secret, `graph` replaces the service graph (written under `tmp_path`).
     `mocks_factory(previous_outputs)` replaces RecordingMocks (tests/openbao.py applies to a real Vault API).
@@ -513,7 +516,9 @@ def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set
     stack file as it is (the platform applied this commit). Outputs are what the referenced stack exported, as the
     CLI hands them: with `previous_outputs` None, a platform stack's are its steady state (`steady_outputs`: the
     ledger it exports at this commit); `previous_outputs={}` is a stack that never applied, and outputs without
-    `policyHolders` (a run's exports at a commit before the ledger) one that last applied before it existed."""
+    `policyHolders` (a run's exports at a commit before the ledger) one that last applied before it existed.
+    `references`: other stacks' outputs by stack name (a cluster stack's peers), `secret(...)` marking what they
+    exported secret."""
     base, secret_keys = stack_config(stack) if config is None else (stack_files.with_defaults(config),
                                                                       set(_secret_keys))
     platform = base.get(f"{PROJECT}:platformStack")
@@ -560,6 +565,8 @@ def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set
     mocks = (mocks_factory or RecordingMocks)(previous_outputs)
     if platform:
         mocks.references = {platform: platform_outputs}
+    if references:
+        mocks.references = {**getattr(mocks, "references", {}), **references}
     monitor = RecordingMonitor(mocks, PreviewState(state) if preview else None)
     pulumi.runtime.set_all_config(base, sorted(secret_keys))
     runtime_settings.ROOT.set(None)
@@ -584,7 +591,8 @@ def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set
         exports[name] = _sync_await(output.future())
         if _sync_await(output.is_secret()):
             secret_exports.add(name)
-    return Run(stack, base, monitor.registrations, exports, frozenset(secret_exports), preview)
+    return Run(stack, base, monitor.registrations, exports, frozenset(secret_exports), preview,
+               dict(root.outputs or {}))
 
 
 def run_function(program: Any, stack: str = "dev", *, references: dict[str, dict[str, Any]] | None = None,
@@ -611,6 +619,5 @@ def run_function(program: Any, stack: str = "dev", *, references: dict[str, dict
         exports[name] = _sync_await(output.future())
         if _sync_await(output.is_secret()):
             secret_exports.add(name)
-    run = Run(stack, dict(config or {}), monitor.registrations, exports, frozenset(secret_exports), preview)
-    run.raw_exports = dict(root.outputs or {})
-    return run
+    return Run(stack, dict(config or {}), monitor.registrations, exports, frozenset(secret_exports), preview,
+               dict(root.outputs or {}))

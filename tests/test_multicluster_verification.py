@@ -84,7 +84,7 @@ def test_a_change_of_expectation_changes_the_jobs_names():
 
 
 def test_the_exported_canary_carries_the_modes_label():
-    objects = mv.exported_canary(canary_objects("traefik/whoami:v1.10"), mc.REMOTE_DISCOVERY)
+    objects = mv.exported_canary_objects(canary_objects("traefik/whoami:v1.10"), mc.REMOTE_DISCOVERY)
     service = next(o for o in objects if o["kind"] == "Service")
     assert service["metadata"]["labels"][mc.EXPORTED] == "remote-discovery"
     export = mv.canary_export(mc.Cluster("east", TD, peers=(mc.Peer("west", TD),)))

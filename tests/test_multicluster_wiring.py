@@ -20,7 +20,7 @@ import pytest
 import pulumi
 
 from conformance import validate_object
-from harness import (UNKNOWN, is_secret_envelope, mock_certificate_pem, plain, run_function, secret)
+from harness import (UNKNOWN, is_secret_envelope, mock_certificate_pem, plain, run_function, run_program, secret)
 from plan.linkerd import multicluster as mc
 from plan.linkerd import multicluster_contract as contract
 from read.errors import SettingsError
@@ -306,3 +306,63 @@ def west_linked_cluster(east_run):
 def _api_version(type_: str) -> str:
     group, _, version = type_.split(":")[1].rpartition("/")
     return version if group == "core" else f"{group}/{version}"
+
+
+# --- the program: the example's two cluster stacks, one reading the other -------------------------------------------
+
+@pytest.fixture(scope="module")
+def example_stacks():
+    """examples/multicluster as the stacks directory: dev-east and dev-west read each other's stack files there."""
+    from harness import PROJECT_DIR
+    from read import stack_files
+
+    saved = stack_files.STACKS_DIR
+    stack_files.STACKS_DIR = PROJECT_DIR / "examples" / "multicluster"
+    try:
+        east = run_program("dev-east")
+        west = run_program("dev-west", references={"dev-east": as_referenced(east)})
+        west_first = run_program("dev-west")
+        east_again = run_program("dev-east", references={"dev-west": as_referenced(west)})
+        preview = run_program("dev-west", references={"dev-east": {}}, preview=True)
+    finally:
+        stack_files.STACKS_DIR = saved
+    return {"east": east, "west": west, "west-first": west_first, "east-again": east_again, "preview": preview}
+
+
+def links(run):
+    return sorted(o["metadata"]["name"] for o in objects(run, "Link"))
+
+
+def test_the_program_links_cluster_stacks_in_the_documented_order(example_stacks):
+    """The root stack first (links nothing), the other next (links to it), the root again (links back)."""
+    assert links(example_stacks["east"]) == []
+    assert links(example_stacks["west"]) == [EAST]
+    assert links(example_stacks["west-first"]) == [], "east had not applied"
+    assert links(example_stacks["east-again"]) == [WEST]
+    assert links(example_stacks["preview"]) == []
+    for run in example_stacks.values():
+        if not run.preview:
+            assert set(run.exports[contract.OUTPUT]) == set(contract.PLAIN_KEYS) | {contract.TOKENS}
+            assert contract.OUTPUT in run.secret_exports
+
+
+def test_the_program_registers_the_release_after_the_control_plane_and_checks_each_link(example_stacks):
+    west = example_stacks["west"]
+    release = west.named("multicluster-release")
+    control_plane = west.named("linkerd-control-plane")
+    assert control_plane.urn in release.dependencies
+    jobs = [r for r in west.kubernetes() if r.type.endswith(":Job") and "link-" in r.name]
+    assert {plain(j.inputs)["metadata"]["labels"]["mtls-mesh.io/target-cluster"] for j in jobs} == {EAST}
+    assert len(jobs) == 3
+    # The canary the peers' checks call is exported.
+    canary = next(o for o in west.objects("Service") if o["metadata"]["name"] == "canary")
+    assert canary["metadata"]["labels"][mc.EXPORTED] == "remote-discovery"
+    assert shown_in_clear(west).count("MOCK-JWT") == 0
+
+
+def test_a_single_cluster_stack_registers_nothing_of_multicluster():
+    run = run_program("dev")
+    assert contract.OUTPUT not in run.exports
+    assert not [r for r in run.registrations if "multicluster" in r.name or r.type.endswith(":Link")]
+    canary = next(o for o in run.objects("Service") if o["metadata"]["name"] == "canary")
+    assert mc.EXPORTED not in canary["metadata"].get("labels", {})

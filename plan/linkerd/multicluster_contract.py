@@ -122,9 +122,9 @@ def gateway_addresses(status: Any) -> list[str]:
     def field(obj: Any, camel: str, snake: str) -> Any:
         if obj is None:
             return None
-        if isinstance(obj, Mapping):
-            return obj.get(camel, obj.get(snake))
-        return getattr(obj, snake, None)
+        if type(obj) is not dict and hasattr(obj, snake):  # the SDK's output types are dicts with getters
+            return getattr(obj, snake)
+        return obj.get(camel, obj.get(snake)) if isinstance(obj, Mapping) else None
 
     balancer = field(status, "loadBalancer", "load_balancer")
     found = []

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable
 
 from plan.linkerd import multicluster as mc
@@ -105,9 +105,8 @@ def canary_labels(mode: str = mc.REMOTE_DISCOVERY) -> dict[str, str]:
     return dict(mc.EXPORT_LABELS[mode])
 
 
-def exported_canary(canary: Iterable[dict[str, Any]], mode: str = mc.REMOTE_DISCOVERY) -> list[dict[str, Any]]:
-    """The canary's objects (VerificationPlan.canary) with its Service labelled for export: what a cluster stack
-    registers instead of the plain canary."""
+def exported_canary_objects(canary: Iterable[dict[str, Any]], mode: str = mc.REMOTE_DISCOVERY) -> list[dict[str, Any]]:
+    """The canary's objects with its Service labelled for export."""
     objects = []
     for obj in canary:
         if obj["kind"] == "Service" and obj["metadata"]["name"] == CANARY:
@@ -115,6 +114,12 @@ def exported_canary(canary: Iterable[dict[str, Any]], mode: str = mc.REMOTE_DISC
             obj = {**obj, "metadata": {**meta, "labels": {**meta.get("labels", {}), **canary_labels(mode)}}}
         objects.append(obj)
     return objects
+
+
+def exported_canary(verification: Any, mode: str = mc.REMOTE_DISCOVERY) -> Any:
+    """A VerificationPlan whose canary Service is exported: what a cluster stack registers instead of the plain one,
+    so that its peers' checks find `canary-<this cluster>`."""
+    return replace(verification, canary=tuple(exported_canary_objects(verification.canary, mode)))
 
 
 @dataclass(frozen=True)
