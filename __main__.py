@@ -182,7 +182,8 @@ else:
                 prometheus_networks=settings.policy.prometheus_networks,
                 monitoring_labels=settings.monitoring.labels,
                 link_checks=(lambda cluster: link_checks(cluster, settings.verification.client_image,
-                                                         mesh_digest(settings)))
+                                                         mesh_digest(settings),
+                                                         phase=settings.rollout.default_policy))
                 if plan.verification is not None else None,
                 checks_after=[verification] if verification is not None else [],
                 opts=on_cluster)

@@ -67,6 +67,18 @@ def test_expectations_follow_the_canarys_edges():
     assert outcome(west(), g=graph([])) == {ALLOWED: "refuse", OTHER: "refuse", UNMESHED: "refuse"}
 
 
+def test_outside_deny_the_peers_canary_namespace_admits_other_meshed_callers():
+    """The canary's namespace follows the rollout phase: a meshed caller outside the edges gets in where the phase
+    admits authenticated clients, and its check is left out where that depends on the clusters' networks; the
+    unmeshed one never reaches a remote-discovery mirror. The gateway's own policy does not follow the phase."""
+    def by_phase(phase, mode=mc.REMOTE_DISCOVERY):
+        return {e.client: e.expect for e in mv.expectations(west(), west().peers[0], mode, phase=phase)}
+
+    assert by_phase("all-authenticated") == {ALLOWED: "allow", OTHER: "allow", UNMESHED: "refuse"}
+    assert by_phase("cluster-authenticated") == {ALLOWED: "allow", UNMESHED: "refuse"}
+    assert by_phase("all-authenticated", mc.GATEWAY) == {ALLOWED: "allow", OTHER: "refuse", UNMESHED: "refuse"}
+
+
 def test_the_identity_the_canary_must_see_is_the_one_the_mode_carries():
     (allowed, *_) = mv.expectations(west(), west().peers[0], mc.REMOTE_DISCOVERY)
     assert allowed.identity == mc.identity(ALLOWED, NAMESPACE, TD)
