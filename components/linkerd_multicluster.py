@@ -104,6 +104,10 @@ class LinkerdMulticluster(pulumi.ComponentResource):
                 raise SettingsError(problems)
         if waiting:
             pulumi.log.warn(contract.missing_peers_message(cluster.name, waiting, args.peer_stacks))
+        pending = [p for p in contract.gateways_pending({p: e.plain for p, e in peers.items()})
+                   if cluster.peer(p) is not None and cluster.peer(p).mirrors_from]
+        if pending:
+            pulumi.log.warn(contract.GATEWAY_PENDING.format(peers=", ".join(args.peer_stacks.get(p, p) for p in pending)))
         mc.refuse_unsafe_exports(cluster)
         self.cluster = cluster
         self.waiting = waiting
@@ -176,7 +180,7 @@ class LinkerdMulticluster(pulumi.ComponentResource):
         if cluster.gateway_exports:
             service = k8s.core.v1.Service.get(f"{name}-gateway-service",
                                               self.release.id.apply(lambda _: GATEWAY_SERVICE_ID), opts=released)
-            addresses = service.status.apply(contract.gateway_addresses)
+            addresses = service.status.apply(_addresses_or_warn)
         tokens: dict[str, pulumi.Output] = {}
         ca: Any = ""
         for peer in sorted(cluster.linked_by, key=lambda p: p.name):
@@ -190,6 +194,13 @@ class LinkerdMulticluster(pulumi.ComponentResource):
         # A dict of Outputs, not one Output: the stack output keeps each token a secret of its own (the SDK serializes
         # nested secrets as they are), and the rest stays readable with `pulumi stack output multicluster`.
         return {**plain, "gatewayAddresses": addresses, "apiServerCa": ca, contract.TOKENS: tokens}
+
+
+def _addresses_or_warn(status: Any) -> list[str]:
+    addresses = contract.gateway_addresses(status)
+    if not addresses:
+        pulumi.log.warn(contract.OWN_GATEWAY_PENDING)
+    return addresses
 
 
 def _decoded(data: Mapping[str, str] | None, key: str) -> str:

@@ -229,6 +229,17 @@ def test_a_peer_that_applied_before_listing_this_cluster_is_waited_for(east_firs
     assert any("Bring the peer up first" in r.getMessage() for r in caplog.records)
 
 
+def test_a_peer_whose_gateway_had_no_address_is_linked_without_one_and_said(east_first, caplog):
+    reference = as_referenced(east_first)
+    reference[contract.OUTPUT]["gatewayAddresses"] = []
+    with caplog.at_level(logging.WARNING):
+        run = run_west(references={EAST_STACK: reference})
+    (link,) = objects(run, "Link")
+    assert "gatewayAddress" not in link["spec"] and "probeSpec" not in link["spec"]
+    assert any("had no LoadBalancer address" in r.getMessage() and EAST_STACK in r.getMessage()
+               for r in caplog.records)
+
+
 def test_a_first_preview_reads_nothing_that_does_not_exist_yet():
     """In a stack's first preview the release is not created: the reads' ids are unknown, so the engine skips them, and
     the contract is unknown instead of failing on a missing Service or Secret."""

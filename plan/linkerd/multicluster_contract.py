@@ -106,6 +106,20 @@ def with_peer_outputs(cluster: mc.Cluster, exported: Mapping[str, Mapping[str, A
     return replace(cluster, peers=tuple(peers)), tuple(waiting), problems
 
 
+def gateways_pending(exported: Mapping[str, Mapping[str, Any] | None]) -> list[str]:
+    """Peers that export through a gateway (they announce its identity) whose load balancer had no address when they
+    applied: their gateway-mode services are not mirrored here until they apply again and this stack follows."""
+    return sorted(peer for peer, value in exported.items()
+                  if value is not None and value.get("gatewayIdentity") and not value.get("gatewayAddresses"))
+
+
+GATEWAY_PENDING = ("the gateway of {peers} had no LoadBalancer address when it applied: the Link to it carries no "
+                   "gateway, so its gateway-mode services are not mirrored here. Once its load balancer has an "
+                   "address, run `pulumi up` on that stack, then on this one.")
+OWN_GATEWAY_PENDING = ("this cluster's gateway Service has no LoadBalancer address yet, so the `multicluster` output "
+                       "offers none: the peers link without a gateway until this stack runs again once it has one.")
+
+
 def missing_peers_message(cluster: str, waiting: tuple[str, ...], peer_stacks: Mapping[str, str]) -> str:
     """The warning for peers this stack cannot link to yet: which, why, and the order that fixes it."""
     stacks = ", ".join(f"{peer_stacks.get(p, p)} ({p})" for p in waiting)
