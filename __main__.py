@@ -180,7 +180,7 @@ else:
                 control_plane=control_plane, policy_crds=policy_crds,
                 prometheus_service_accounts=settings.policy.prometheus_service_accounts,
                 prometheus_networks=settings.policy.prometheus_networks,
-                monitoring_labels=settings.monitoring.labels,
+                monitoring_labels=settings.monitoring.labels, monitoring=settings.monitoring.enabled,
                 link_checks=(lambda cluster: link_checks(cluster, settings.verification.client_image,
                                                          mesh_digest(settings),
                                                          phase=settings.rollout.default_policy))

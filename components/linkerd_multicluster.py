@@ -82,6 +82,8 @@ class LinkerdMulticlusterArgs:
     prometheus_service_accounts: Sequence[tuple[str, str]] = ()
     prometheus_networks: Sequence[str] = ()
     monitoring_labels: Mapping[str, str] = field(default_factory=dict)
+    # Whether the stack's Prometheus (prometheus-operator's CRDs) is there for the PodMonitor and the link alerts.
+    monitoring: bool = True
     # The cross-link checks: the completed cluster -> the Jobs (plan/linkerd/multicluster_verification.py
     # `link_checks`), and what they wait for besides their Link (the verification namespace, its accounts, canary).
     link_checks: Callable[[mc.Cluster], list[dict[str, Any]]] | None = None
@@ -154,8 +156,10 @@ class LinkerdMulticluster(pulumi.ComponentResource):
                                          cluster.trust_domain, cluster.linkerd_namespace)]
         self.policy = [register(f"{name}-{o['kind'].lower()}-{o['metadata']['name']}", o,
                                 after(namespace, args.policy_crds, self.release)) for o in policy]
-        self.pod_monitor = register(f"{name}-pod-monitor", mc.pod_monitor(args.monitoring_labels), after(namespace))
-        self.rule = register(f"{name}-rules", mc.prometheus_rule(cluster, args.monitoring_labels), after(namespace))
+        self.pod_monitor = self.rule = None
+        if args.monitoring:
+            self.pod_monitor = register(f"{name}-pod-monitor", mc.pod_monitor(args.monitoring_labels), after(namespace))
+            self.rule = register(f"{name}-rules", mc.prometheus_rule(cluster, args.monitoring_labels), after(namespace))
 
         self.checks: list[pulumi.Resource] = []
         for obj in args.link_checks(cluster) if args.link_checks is not None else ():

@@ -11,6 +11,7 @@ Link and a warning naming the order; a peer whose export disagrees with its stac
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import json
 import logging
@@ -321,8 +322,8 @@ def _api_version(type_: str) -> str:
 
 # --- the program: the example's two cluster stacks, one reading the other -------------------------------------------
 
-@pytest.fixture(scope="module")
-def example_stacks():
+@contextlib.contextmanager
+def in_example():
     """examples/multicluster as the stacks directory: dev-east and dev-west read each other's stack files there."""
     from harness import PROJECT_DIR
     from read import stack_files
@@ -330,14 +331,28 @@ def example_stacks():
     saved = stack_files.STACKS_DIR
     stack_files.STACKS_DIR = PROJECT_DIR / "examples" / "multicluster"
     try:
+        yield
+    finally:
+        stack_files.STACKS_DIR = saved
+
+
+@pytest.fixture(scope="module")
+def example_stacks():
+    with in_example():
         east = run_program("dev-east")
         west = run_program("dev-west", references={"dev-east": as_referenced(east)})
         west_first = run_program("dev-west")
         east_again = run_program("dev-east", references={"dev-west": as_referenced(west)})
         preview = run_program("dev-west", references={"dev-east": {}}, preview=True)
-    finally:
-        stack_files.STACKS_DIR = saved
     return {"east": east, "west": west, "west-first": west_first, "east-again": east_again, "preview": preview}
+
+
+def test_without_alerts_no_link_monitor_or_rules_are_registered(example_stacks):
+    assert {o["metadata"]["name"] for o in example_stacks["east"].objects("PodMonitor")} >= {mc.POD_MONITOR_NAME}
+    with in_example():
+        quiet = run_program("dev-east", set_config={"alerts": False})
+    assert mc.POD_MONITOR_NAME not in {o["metadata"]["name"] for o in quiet.objects("PodMonitor")}
+    assert mc.RULE_NAME not in {o["metadata"]["name"] for o in quiet.objects("PrometheusRule")}
 
 
 def links(run):
