@@ -12,6 +12,7 @@ from components.authorization import MeshAuthorization, MeshAuthorizationArgs
 from components.cert_manager import AnchorMaterial, CertManager, CertManagerArgs
 from components.istio import IstioAlerts, IstioAlertsArgs, IstioControlPlane, IstioControlPlaneArgs
 from components.linkerd import LinkerdControlPlane, LinkerdControlPlaneArgs
+from components.linkerd_multicluster import register_multicluster
 from components.namespaces import MeshNamespaces, MeshNamespacesArgs
 from components.trust import MESH_ROOT_KEYS_OUTPUT, SelfSignedAnchors, SelfSignedWorkloadCertificates, shared_mesh_roots
 from components.vault import VaultPki, VaultPkiArgs, VaultTokenReviewer
@@ -22,6 +23,8 @@ from components.rotation import check_cluster_rotation, check_rotation_step, pee
 from components.preview_identity import PreviewAccess
 from components.runtime import read_stack_config, settings_errors_reported, tune_garbage_collector
 from components.shard import register_shard
+from plan.linkerd.multicluster_verification import exported_canary, link_checks
+from plan.linkerd.verification import mesh_digest
 from plan.mesh import compile_mesh
 from plan.ownership import HOLDERS_OUTPUT, handover_command, next_holders, owners
 from plan.rotation import peer_stacks
@@ -170,12 +173,33 @@ else:
         on_cluster,
     )
 
+    verification = None
     if plan.verification is not None:
-        MeshVerification(
+        verification = MeshVerification(
             "verify",
-            MeshVerificationArgs(plan=plan.verification, policy_crds=policy_crds, control_plane=[control_plane]),
+            MeshVerificationArgs(plan=exported_canary(plan.verification) if plan.multicluster is not None
+                                 else plan.verification, policy_crds=policy_crds, control_plane=[control_plane]),
             on_cluster,
         )
+
+    if plan.multicluster is not None:
+        # A cluster stack: its Links from the peers' applied `multicluster` outputs, the release, and its own output
+        # for them (docs/multicluster.md). A peer's export that disagrees with its stack file is a settings error.
+        with settings_errors_reported():
+            register_multicluster(
+                plan.multicluster.cluster, plan.multicluster.peer_stacks, chart_version=plan.linkerd.chart_version,
+                repository=plan.linkerd.repository, api_server=settings.multicluster.api_server,
+                networks=settings.policy.cluster_networks, linkerd_namespace=namespaces.linkerd,
+                control_plane=control_plane, policy_crds=policy_crds,
+                prometheus_service_accounts=settings.policy.prometheus_service_accounts,
+                prometheus_networks=settings.policy.prometheus_networks,
+                monitoring_labels=settings.monitoring.labels, monitoring=settings.monitoring.enabled,
+                link_checks=(lambda cluster: link_checks(cluster, settings.verification.client_image,
+                                                         mesh_digest(settings),
+                                                         phase=settings.rollout.default_policy))
+                if plan.verification is not None else None,
+                checks_after=[verification] if verification is not None else [],
+                opts=on_cluster)
 
     if plan.alerts is not None and plan.istio is not None:
         IstioAlerts(

@@ -34,6 +34,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
+UNKNOWN = rpc.UNKNOWN
 SHARED_DIR = PROJECT_DIR.parent / "shared"
 PROJECT = "mtls-mesh"
 SECRET_SIG = rpc._special_sig_key
@@ -112,7 +113,16 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.typ == "pulumi:pulumi:StackReference":
             target = args.name.rsplit("/", 1)[-1]
             outputs = self.references.get(target, {}) if target != pulumi.get_stack() else self.previous_outputs
-            return f"{args.name}-id", {"name": args.name, "outputs": outputs, "secretOutputNames": []}
+            # As the engine answers (pkg/resource/deploy/builtins.go readStackReference): every output holding a
+            # secret is named in secretOutputNames, and keeps its secret envelope.
+            return f"{args.name}-id", {"name": args.name, "outputs": outputs,
+                                       "secretOutputNames": sorted(k for k, v in outputs.items() if holds_secret(v))}
+        if args.resource_id is not None and args.resource_id == UNKNOWN:
+            # A read whose id a preview cannot know: the engine skips it and gives no outputs (pulumi
+            # pkg/resource/deploy/step.go ReadStep.Apply).
+            return "", {}
+        if args.resource_id and args.typ in READS:
+            return args.resource_id, READS[args.typ](args.resource_id)
         outputs = dict(args.inputs)
         outputs.update(computed_outputs(args.typ, args.name, args.inputs))
         return f"{args.name}-id", outputs
@@ -124,6 +134,39 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs = self.references.get(target, {}) if target != pulumi.get_stack() else self.previous_outputs
             return {"name": args.args.get("name"), "outputs": outputs, "secretOutputNames": []}
         return {}
+
+
+def holds_secret(value: Any) -> bool:
+    if is_secret_envelope(value):
+        return True
+    if isinstance(value, dict):
+        return any(holds_secret(v) for v in value.values())
+    if isinstance(value, list):
+        return any(holds_secret(v) for v in value)
+    return False
+
+
+def secret(value: Any) -> dict[str, Any]:
+    """A value as a stack output holds it when it was exported secret (for a StackReference fixture)."""
+    return {SECRET_SIG: SECRET_VALUE_SIG, "value": value}
+
+
+def _read_secret(resource_id: str) -> dict[str, Any]:
+    """What the token controller writes into a `kubernetes.io/service-account-token` Secret: a JWT-shaped stand-in
+    and a stand-in CA, never real material."""
+    name = resource_id.rpartition("/")[2]
+    return {"type": "kubernetes.io/service-account-token",
+            "data": {"token": base64.b64encode(f"MOCK-JWT-{name}".encode()).decode(),
+                     "ca.crt": base64.b64encode(mock_certificate_pem("apiserver-ca").encode()).decode()}}
+
+
+def _read_service(resource_id: str) -> dict[str, Any]:
+    """A LoadBalancer Service once its load balancer is provisioned (a TEST-NET-1 address, RFC 5737)."""
+    return {"spec": {"type": "LoadBalancer"}, "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.10"}]}}}
+
+
+# Objects the program reads back from the cluster (`<Kind>.get`), by type.
+READS = {"kubernetes:core/v1:Secret": _read_secret, "kubernetes:core/v1:Service": _read_service}
 
 
 MOCK_NOT_BEFORE = datetime.datetime(2026, 11, 1, tzinfo=datetime.timezone.utc)
@@ -173,9 +216,6 @@ def computed_outputs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str,
     if type_ == "vault:pkiSecret/secretBackendIntermediateSetSigned:SecretBackendIntermediateSetSigned":
         return {"importedIssuers": [f"MOCK-issuer-{name}"]}
     return {}
-
-
-UNKNOWN = rpc.UNKNOWN
 
 
 class PreviewState:
@@ -291,6 +331,8 @@ class Run:
     exports: dict[str, Any] = field(default_factory=dict)
     secret_exports: frozenset[str] = frozenset()
     preview: bool = False
+    # The exported values as the program handed them (Outputs kept), to see what inside a value is secret.
+    raw_exports: dict[str, Any] = field(default_factory=dict)
 
     def of_type(self, type_: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == type_]
@@ -462,7 +504,8 @@ def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set
                 unset: Iterable[str] = (), secrets: Iterable[str] = (), graph: dict[str, Any] | None = None,
                 tmp_path: Path | None = None, previous_outputs: dict[str, Any] | None = None,
                 mocks_factory: Any = None, preview: bool = False, state: "Run | Iterable[str]" = (),
-                platform_outputs: dict[str, Any] | None = None, _secret_keys: Iterable[str] = ()) -> Run:
+                platform_outputs: dict[str, Any] | None = None, _secret_keys: Iterable[str] = (),
+                references: dict[str, dict[str, Any]] | None = None) -> Run:
     """Run `__main__.py` for a stack. `set_config` overrides keys (short names), `unset` removes them,
     `secrets` marks keys secret, `graph` replaces the service graph (written under `tmp_path`).
     `mocks_factory(previous_outputs)` replaces RecordingMocks (tests/openbao.py applies to a real Vault API).
@@ -473,7 +516,9 @@ def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set
     stack file as it is (the platform applied this commit). Outputs are what the referenced stack exported, as the
     CLI hands them: with `previous_outputs` None, a platform stack's are its steady state (`steady_outputs`: the
     ledger it exports at this commit); `previous_outputs={}` is a stack that never applied, and outputs without
-    `policyHolders` (a run's exports at a commit before the ledger) one that last applied before it existed."""
+    `policyHolders` (a run's exports at a commit before the ledger) one that last applied before it existed.
+    `references`: other stacks' outputs by stack name (a cluster stack's peers), `secret(...)` marking what they
+    exported secret."""
     base, secret_keys = stack_config(stack) if config is None else (stack_files.with_defaults(config),
                                                                       set(_secret_keys))
     platform = base.get(f"{PROJECT}:platformStack")
@@ -520,6 +565,8 @@ def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set
     mocks = (mocks_factory or RecordingMocks)(previous_outputs)
     if platform:
         mocks.references = {platform: platform_outputs}
+    if references:
+        mocks.references = {**getattr(mocks, "references", {}), **references}
     monitor = RecordingMonitor(mocks, PreviewState(state) if preview else None)
     pulumi.runtime.set_all_config(base, sorted(secret_keys))
     runtime_settings.ROOT.set(None)
@@ -544,4 +591,33 @@ def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set
         exports[name] = _sync_await(output.future())
         if _sync_await(output.is_secret()):
             secret_exports.add(name)
-    return Run(stack, base, monitor.registrations, exports, frozenset(secret_exports), preview)
+    return Run(stack, base, monitor.registrations, exports, frozenset(secret_exports), preview,
+               dict(root.outputs or {}))
+
+
+def run_function(program: Any, stack: str = "dev", *, references: dict[str, dict[str, Any]] | None = None,
+                 preview: bool = False, state: "Run | Iterable[str]" = (), config: dict[str, str] | None = None) -> Run:
+    """Run `program()` (a part of the program, e.g. one component's registration) as run_program runs `__main__.py`:
+    under the same mocks and monitor, with other stacks' outputs (`references`, by stack name) answered as those
+    stacks exported them (`secret(...)` marks a value exported secret). `Run.exports` are what it exported."""
+    mocks = RecordingMocks({})
+    mocks.references = dict(references or {})
+    monitor = RecordingMonitor(mocks, PreviewState(state) if preview else None)
+    pulumi.runtime.set_all_config(dict(config or {}), [])
+    runtime_settings.ROOT.set(None)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
+    try:
+        _sync_await(run_pulumi_func(program))
+    except Exception as err:
+        err.registrations = monitor.registrations
+        _cancel_leftover_tasks()
+        raise
+    root = runtime_settings.get_root_resource()
+    exports, secret_exports = {}, set()
+    for name, value in (root.outputs or {}).items():
+        output = pulumi.Output.from_input(value)
+        exports[name] = _sync_await(output.future())
+        if _sync_await(output.is_secret()):
+            secret_exports.add(name)
+    return Run(stack, dict(config or {}), monitor.registrations, exports, frozenset(secret_exports), preview,
+               dict(root.outputs or {}))
