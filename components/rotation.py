@@ -10,7 +10,8 @@ from typing import Any, Mapping
 import pulumi
 
 from components.platform import current_outputs
-from plan.rotation import ORDER, cluster_rotation_problem, rotation_status, rotation_step_problem
+from plan.rotation import (ORDER, cluster_rotation_problem, mesh_root_missing_problem, rotation_status,
+                           rotation_step_problem)
 from read.errors import Problem, SettingsError
 from read.settings import AnchorRotation
 
@@ -54,6 +55,16 @@ def check_cluster_rotation(rotation: AnchorRotation, peers: Mapping[str, Mapping
     cluster_rotation_problem); in a preview only warn, as the other guards do (a pull request changes every cluster's
     file at once; the deploy then applies them in order). allowRotationJump lets one update through, as it does the
     stack's own step guard."""
+    missing_root = mesh_root_missing_problem(root_stack, peers)
+    if missing_root is not None:
+        # Not skippable with allowRotationJump: there is nothing to sign under.
+        if preview:
+            pulumi.log.warn(f"mtls-mesh:meshRootStack: {missing_root}. `pulumi up` of this stack will refuse until "
+                            f"{root_stack} is up.")
+            return
+        raise SettingsError([Problem("mtls-mesh:meshRootStack", missing_root,
+                                     f"Run `pulumi up` on {root_stack} first, then on this stack (docs/multicluster.md, "
+                                     "'Bringing stacks up')")], stack)
     problem = cluster_rotation_problem(rotation, peers, root_stack)
     if problem is None or allow_jump:
         return

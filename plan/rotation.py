@@ -110,6 +110,15 @@ def _describe(state: Mapping[str, Any]) -> str:
     return f"{state['phase']} (trusting {', '.join(state['trustedAnchors'])}; issuing from {state['issuingAnchor']})"
 
 
+def mesh_root_missing_problem(root_stack: str, peers: Mapping[str, Mapping[str, Any] | None]) -> str | None:
+    """Why a secondary cluster (meshRootStack set) cannot apply yet: the stack owning the mesh root has not applied,
+    so neither the Vault root mount its intermediate is signed under nor (dev) the root's key exist. None otherwise."""
+    if not root_stack or _applied(peers.get(root_stack)):
+        return None
+    return (f"the stack owning the mesh root, {root_stack}, has not applied yet, so the root this cluster's "
+            f"intermediate or identity issuer is signed under does not exist")
+
+
 def cluster_rotation_problem(rotation: AnchorRotation, peers: Mapping[str, Mapping[str, Any] | None],
                              root_stack: str = "") -> str | None:
     """Why this cluster may not apply `rotation` given the states its peer clusters last applied (`peers`: stack ->

@@ -81,7 +81,11 @@ def as_referenced(run) -> dict:
         from pulumi.runtime.sync_await import _sync_await
         assert _sync_await(token.is_secret()), f"the token for {peer} is exported in clear"
         value[contract.TOKENS][peer] = secret(value[contract.TOKENS][peer])
-    return {contract.OUTPUT: value}
+    # Every other output as the stack exported it (the peers also read trustRotation, trustAnchors and, from the
+    # root-owning stack, its secret meshRootKeys), secret where the run exported it secret.
+    others = {name: secret(out) if name in run.secret_exports else out
+              for name, out in run.exports.items() if name != contract.OUTPUT}
+    return {**others, contract.OUTPUT: value}
 
 
 @pytest.fixture(scope="module")
@@ -341,7 +345,8 @@ def example_stacks():
     with in_example():
         east = run_program("dev-east")
         west = run_program("dev-west", references={"dev-east": as_referenced(east)})
-        west_first = run_program("dev-west")
+        # Before east applied, `up` refuses (test_a_secondary_cluster_before_its_root_stack_refuses); a preview shows it.
+        west_first = run_program("dev-west", preview=True)
         east_again = run_program("dev-east", references={"dev-west": as_referenced(west)})
         preview = run_program("dev-west", references={"dev-east": {}}, preview=True)
     return {"east": east, "west": west, "west-first": west_first, "east-again": east_again, "preview": preview}
@@ -357,6 +362,15 @@ def test_without_alerts_no_link_monitor_or_rules_are_registered(example_stacks):
 
 def links(run):
     return sorted(o["metadata"]["name"] for o in objects(run, "Link"))
+
+
+def test_a_secondary_cluster_before_its_root_stack_refuses():
+    """dev-west shares dev-east's root (meshRootStack): before dev-east applied there is no root to sign under, so
+    `up` stops with one error naming the key and the order, before anything is registered."""
+    with in_example(), pytest.raises(SettingsError) as caught:
+        run_program("dev-west")
+    text = str(caught.value)
+    assert "mtls-mesh:meshRootStack" in text and "dev-east" in text and "pulumi up" in text
 
 
 def test_the_program_links_cluster_stacks_in_the_documented_order(example_stacks):
