@@ -313,10 +313,6 @@ class MeshPlan:
         return {"linkerdChartVersion": self.linkerd.chart_version,
                 "identityTrustDomain": self.linkerd.control_plane_values.get("identityTrustDomain")}
 
-    def kind_resources(self) -> Mapping[tuple[str, str], str]:
-        """The RBAC resources of the mesh's own kinds beyond plan/preview_identity.RESOURCES (Linkerd's are there)."""
-        return ISTIO_RESOURCES if self.istio is not None else {}
-
     def certificate_namespaces(self) -> dict[str, NamespacePlan]:
         """The namespaces with certificate services, sorted (their issuers and Certificates, or signed services)."""
         return {name: ns for name, ns in sorted(self.namespaces.items()) if ns.certificates or ns.signed_services}
@@ -341,12 +337,6 @@ class MeshPlan:
         return found
 
 
-# The RBAC resource (CRD spec.names.plural) of each Istio kind the plan writes: base chart files/crd-all.gen.yaml [IC].
-ISTIO_RESOURCES = {("security.istio.io", "PeerAuthentication"): "peerauthentications",
-                   ("security.istio.io", "AuthorizationPolicy"): "authorizationpolicies",
-                   ("networking.istio.io", "Sidecar"): "sidecars",
-                   ("networking.istio.io", "ServiceEntry"): "serviceentries",
-                   ("monitoring.coreos.com", "ServiceMonitor"): "servicemonitors"}
 # Where Istio's own parts run, for the NetworkPolicies that let sidecars reach them: istio-csr beside istiod
 # (plan/istio/control_plane.py), not the chart's default cert-manager namespace.
 ISTIO_PLACEMENT = IstioPlacement(istiod_namespace=ISTIO_NAMESPACE, istio_csr_namespace=ISTIO_CSR_NAMESPACE)
