@@ -305,10 +305,13 @@ class MeshPlan:
 
     def control_plane_contract(self) -> dict[str, Any]:
         """What every shard's policy objects assume of the platform's mesh (plan/shards.py): Linkerd's as it always
-        was (its chart, so its policy CRDs, and the trust domain its identities carry); Istio's likewise."""
+        was (its chart, so its policy CRDs, and the trust domain its identities carry); Istio's likewise, with the
+        mesh named, and where istiod and istio-csr run, which the shards' NetworkPolicies let sidecars reach."""
         if self.istio is not None:
             return {"mesh": "istio", "istioChartVersion": self.istio.chart_version,
-                    "identityTrustDomain": self.istio.istiod_values["meshConfig"]["trustDomain"]}
+                    "identityTrustDomain": self.istio.istiod_values["meshConfig"]["trustDomain"],
+                    "controlPlaneNamespaces": {"istiod": ISTIO_PLACEMENT.istiod_namespace,
+                                               "istioCsr": ISTIO_PLACEMENT.istio_csr_namespace}}
         assert self.linkerd is not None
         return {"linkerdChartVersion": self.linkerd.chart_version,
                 "identityTrustDomain": self.linkerd.control_plane_values.get("identityTrustDomain")}

@@ -305,6 +305,8 @@ class Settings:
     preview_identity: PreviewIdentity = DEFAULT_PREVIEW_IDENTITY
     # Which mesh the stack installs (plan/mesh.py picks plan/linkerd/ or plan/istio/ by it).
     mesh: str = "linkerd"
+    # Skip, for one update, the check of a change of mesh (plan/ownership.py `mesh_switch_problem`).
+    allow_mesh_switch: bool = False
 
     @property
     def is_prod(self) -> bool:
@@ -689,6 +691,7 @@ def _load_settings(raw: Mapping[str, str], stack: str, secret_keys: frozenset[st
         policy=policy, monitoring=monitoring, verification=verification,
         policy_shards=config.boolean("policyShards") if "policyShards" in declarations else False,
         preview_identity=preview_identity, mesh=mesh,
+        allow_mesh_switch=config.boolean("allowMeshSwitch") if "allowMeshSwitch" in declarations else False,
     )
 
 
