@@ -279,9 +279,9 @@ def mesh_switch_steps(applied: str, mesh: str, stack: str) -> str:
     return (f"Switch in this order: (1) keep mesh {applied}, set defaultInboundPolicy audit and drop every "
             f"inboundPolicyOverrides entry but audit and all-unauthenticated, `pulumi up` '{stack}' (and its shards), "
             f"then restart every meshed workload (kubectl rollout restart deploy -n <namespace>) so each {applied} "
-            f"proxy runs under it; (2) set mesh {mesh}, `pulumi up` '{stack}', then its shards, and restart every "
-            f"meshed workload at once: until a pod restarts it keeps its {applied} proxy, whose control plane is "
-            f"gone; (3) once every meshed pod runs {mesh}'s proxy, set the phases back and `pulumi up`. To switch "
+            f"proxy runs under it; (2) set mesh {mesh}, `pulumi up` '{stack}', then each of its shards, then at once "
+            f"restart every meshed workload: until a pod restarts it keeps its {applied} proxy, whose control plane "
+            f"is gone; (3) once every meshed pod runs {mesh}'s proxy, set the phases back and `pulumi up`. To switch "
             f"anyway (no meshed workload yet, or an outage accepted), set {MESH_SWITCH_KEY} true for this one update "
             f"and back to false after it (docs/changing-mesh.md)")
 
