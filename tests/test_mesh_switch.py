@@ -443,3 +443,39 @@ def test_the_rotation_step_names_the_stacks_own_control_plane():
     assert "linkerd" not in istio
     linkerd = run_program(PLATFORM, set_config=rotating).exports["trustRotation"]["nextStep"]
     assert "kubectl -n linkerd rollout restart deploy" in linkerd and "istio" not in linkerd
+
+
+def test_an_operator_shard_at_the_switch_waits_for_its_platform_to_apply_istio(monkeypatch):
+    """Under the Operator a shard at the switching commit may start while its platform still exports Linkerd's
+    outputs: it waits (counting no failure), and registers its Istio objects once the fresh read returns the
+    platform's Istio outputs, as the contract wait does for any promotion."""
+    from components import platform as waiting
+    from harness import RecordingMocks
+
+    linkerd = run_program(PLATFORM, set_config={"defaultInboundPolicy": "audit"})
+    istio = run_program(PLATFORM, set_config={**ISTIO, "defaultInboundPolicy": "audit"},
+                        previous_outputs=linkerd.exports)
+    said = []
+
+    class PlatformSwitches(RecordingMocks):
+        def call(self, args):
+            result = super().call(args)
+            if args.token == "pulumi:pulumi:readStackOutputs":
+                result["outputs"] = istio.exports
+            return result
+
+    monkeypatch.setattr(waiting.time, "sleep", lambda seconds: None)
+    real_wait = waiting.wait_for_platform
+
+    def wait(*args, **kwargs):
+        left = real_wait(*args, say=said.append, **kwargs)
+        said.append(f"left: {left}")
+        return left
+
+    monkeypatch.setattr(waiting, "wait_for_platform", wait)
+    operator = {"deliveredBy": "operator", "kubeContext": "in-cluster", **ISTIO, "defaultInboundPolicy": "audit"}
+    run = run_program("prod-payments", platform_outputs=linkerd.exports, mocks_factory=PlatformSwitches,
+                      set_config=operator)
+    kinds = {r.type.rsplit(":", 1)[-1] for r in run.registrations if r.group is not None}
+    assert "PeerAuthentication" in kinds and not any("linkerd" in r.type for r in run.registrations)
+    assert any("waiting for the platform stack 'prod'" in line for line in said) and said[-1] == "left: None", said
