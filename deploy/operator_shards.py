@@ -10,8 +10,10 @@ For a platform stack (`mtls-mesh:policyShards: true`) handed to the Operator, ea
   nowhere else, to a Role allowing what the shard registers there: the kinds of its policy and workload-Certificate
   objects, read from the compiled plan (plan.mesh.compile_mesh), so a kind the builders start to emit is either in
   the Role or refused here by name. No cluster-wide write. Across a change of shards, each namespace the shard held
-  at the commit it last applied keeps a Role that lets it remove any mesh kind there (REMOVAL_VERBS), until the
-  shard has applied a commit without it (operator_stacks.py --applied / --applied-from-backend).
+  at the commit it last applied keeps a Role that lets it remove every shard kind of its mesh and of that commit's
+  mesh there (REMOVAL_VERBS; a switch of mesh deletes the old mesh's objects), until the shard has applied a commit
+  without it (operator_stacks.py --applied / --applied-from-backend). A Linkerd shard's Role names no Istio kind, and
+  an Istio shard's no Linkerd kind, beyond that.
 
 What the Operator does with these fields was read from pulumi/pulumi-kubernetes-operator v2.9.0 (b713fae5a350), `SC`
 below = operator/internal/controller/pulumi/stack_controller.go; the fields are operator/api/pulumi/shared/
