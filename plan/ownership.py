@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from read.graph import ServiceGraph
+from read.settings_format import MESHES
 
 # The ledger a platform (or single) stack exports: namespace -> the stack whose state holds its groups.
 HOLDERS_OUTPUT = "policyHolders"
@@ -268,7 +269,7 @@ def applied_mesh(outputs: Mapping[str, object]) -> str | None:
     mesh = outputs.get(MESH_OUTPUT)
     if isinstance(mesh, str):
         return mesh
-    for name in ("istio", "linkerd"):
+    for name in MESHES:
         if outputs.get(name) is not None:
             return name
     return None
