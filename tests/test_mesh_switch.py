@@ -5,8 +5,9 @@ its shards at each commit, in every order of their `up`s.
 The engine's semantics are tests/test_transitions.py's (a create whose object exists fails AlreadyExists, what an `up`
 no longer registers is deleted, a refused program or a preview changes nothing), plus what a switch adds, from source
 (docs/changing-mesh.md cites it):
-- the platform's `up` installs the new mesh's releases and deletes the old mesh's; deleting a CRD release deletes its
-  CustomResourceDefinitions, and Kubernetes deletes every object of them (the shards' Servers, PeerAuthentications...);
+- the platform's `up` installs the new mesh's releases and deletes the old mesh's; uninstalling a CRD release deletes
+  the CRDs Helm does not keep (Linkerd's policy CRDs), and Kubernetes deletes every object of them (the shards'
+  Servers...); the kept ones (Istio's, the Gateway API's) and their objects stay until their holder's `up` deletes them;
 - a pod keeps the proxy it started with until it restarts; a restart gives it the proxy its Namespace's injection
   label or annotation names;
 - a proxy keeps the last policy its control plane served (linkerd2-proxy: the watch keeps its last value once it has
@@ -44,8 +45,10 @@ HELM = "kubernetes:helm.sh/v3:Release"
 CONFIG_GROUP = "kubernetes:yaml/v2:ConfigGroup"
 # Which release is a mesh's control plane, and which one carries its CRDs (plan/linkerd/, plan/istio/names.py).
 CONTROL_PLANE_RELEASES = {"linkerd-control-plane": "linkerd", "istiod": "istio"}
-CRD_RELEASES = {"linkerd-crds": ("policy.linkerd.io", "gateway.networking.k8s.io"),
-                "istio-base": ("security.istio.io", "networking.istio.io")}
+# Which API groups' CRDs a release's uninstall deletes: Helm keeps a CRD annotated `helm.sh/resource-policy: keep`,
+# which every Istio CRD of the pinned base chart is (files/crd-all.gen.yaml; templates/crds.yaml keeps annotations) and
+# so are linkerd-crds' Gateway API ones (templates/gateway.networking.k8s.io_*.yaml); Linkerd's policy CRDs are not.
+CRD_RELEASES = {"linkerd-crds": ("policy.linkerd.io",), "istio-base": ()}
 
 
 @dataclass(frozen=True)
@@ -307,7 +310,8 @@ def test_the_runbook_switches_every_namespace_without_a_call_refused(order):
         assert all(reason == "linkerd caller without its control plane" for _, _, reason in failing), (step, failing)
     assert world.cuts[-1][0] != world.log[-1], "after the last restart no call fails"
     assert set(world.pods.values()) == {"istio"} and world.control_planes == {"istio"}
-    assert not [k for k in world.cluster if k[0] in CRD_RELEASES["linkerd-crds"]]
+    assert not [k for k in world.cluster if k[0] in ("policy.linkerd.io", "gateway.networking.k8s.io")], \
+        "every Linkerd object is gone: Gateway API routes, whose CRDs Helm keeps, deleted by their shard's `up`"
     held = [k for state in world.states.values() for k in state if k[1] != "Namespace"]
     assert len(held) == len(set(held)), "an object in two stacks' states"
     assert world.outputs[PLATFORM][MESH_OUTPUT] == "istio"
