@@ -1,4 +1,5 @@
-"""Which stack holds each namespace's policy objects, and what a change of that takes. Plain data, no Pulumi.
+"""Which stack holds each namespace's policy objects, and what a change of that takes; and when a stack may change
+the mesh it applied (`mesh_switch_problem`, `shard_mesh_problem`: the end of this file). Plain data, no Pulumi.
 
 A namespace's policy objects (its `authz-<ns>` ConfigGroup: Servers, AuthorizationPolicies, the default-deny and
 egress-deny NetworkPolicies; its `certs-workload-<ns>` ConfigGroup: workload Certificates) are held by exactly one
