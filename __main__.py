@@ -17,8 +17,8 @@ from components.namespaces import MeshNamespaces, MeshNamespacesArgs
 from components.trust import MESH_ROOT_KEYS_OUTPUT, SelfSignedAnchors, SelfSignedWorkloadCertificates, shared_mesh_roots
 from components.vault import VaultPki, VaultPkiArgs, VaultTokenReviewer
 from components.verification import MeshVerification, MeshVerificationArgs
-from components.platform import (CONTRACTS_OUTPUT, applied_once_ready, check_ownership, check_platform_applied,
-                                 holders, read_outputs)
+from components.platform import (CONTRACTS_OUTPUT, applied_once_ready, check_mesh_switch, check_ownership,
+                                 check_platform_applied, holders, read_outputs)
 from components.rotation import check_cluster_rotation, check_rotation_step, peer_rotations, rotation_status
 from components.preview_identity import PreviewAccess
 from components.runtime import read_stack_config, settings_errors_reported, tune_garbage_collector
@@ -26,9 +26,10 @@ from components.shard import register_shard
 from plan.linkerd.multicluster_verification import exported_canary, link_checks
 from plan.linkerd.verification import mesh_digest
 from plan.mesh import compile_mesh
-from plan.ownership import HOLDERS_OUTPUT, handover_command, next_holders, owners
+from plan.ownership import HOLDERS_OUTPUT, MESH_OUTPUT, handover_command, next_holders, owners
 from plan.rotation import peer_stacks
 from plan.shards import SHARD, contract_digests, scoped_matrix, scoped_namespaces, size_advice, stack_scope
+from read.settings_format import MESHES
 from read.stack_files import load_stack_settings
 
 tune_garbage_collector()
@@ -43,12 +44,14 @@ with settings_errors_reported():
     environment = settings.platform_stack if scope.role == SHARD else settings.stack
     graph_owners = owners(settings.graph, scope.role != "single", environment)
     if scope.role == SHARD:
-        # A shard applies only a plan whose platform part (its namespaces, phases, issuers, Linkerd) is applied.
-        platform_outputs = read_outputs(settings.platform_stack, (CONTRACTS_OUTPUT, HOLDERS_OUTPUT))
+        # A shard applies only a plan whose platform part (its namespaces, phases, issuers, mesh) is applied; the
+        # platform's `mesh` (or, before that output, its `linkerd`/`istio` one) names a switch of mesh in the refusal.
+        platform_outputs = read_outputs(settings.platform_stack, (CONTRACTS_OUTPUT, HOLDERS_OUTPUT, MESH_OUTPUT,
+                                                                  *MESHES))
         platform_outputs = check_platform_applied(
             scope.shard, settings.platform_stack, contract_digests(plan, settings.graph)[scope.shard], settings.stack,
             preview=pulumi.runtime.is_dry_run(), outputs=platform_outputs,
-            wait=settings.kubernetes.delivered_by == "operator")
+            wait=settings.kubernetes.delivered_by == "operator", mesh=settings.mesh)
         ledger = holders(platform_outputs)
         platform_applied = any(value is not None for value in platform_outputs.values())
         was_sharded = True
@@ -57,7 +60,7 @@ with settings_errors_reported():
         # out-of-order phase changes nothing. Whether it has applied at all, and as a sharded platform, says whether
         # it may run without a ledger (plan/ownership.py `missing_ledger_problem`).
         previous_outputs = read_outputs(settings.stack, ("trustRotation", HOLDERS_OUTPUT, CONTRACTS_OUTPUT,
-                                                         "environment"))
+                                                         "environment", MESH_OUTPUT, *MESHES, "inboundPolicies"))
         check_rotation_step(previous_outputs["trustRotation"], settings.pki.rotation, settings.stack,
                             settings.pki.allow_rotation_jump)
         if settings.multicluster is not None:
@@ -68,6 +71,10 @@ with settings_errors_reported():
                 peer_rotations(peer_stacks([p.stack for p in cluster.peers], cluster.mesh_root_stack, settings.stack)),
                 settings.stack, root_stack=cluster.mesh_root_stack, preview=pulumi.runtime.is_dry_run(),
                 allow_jump=settings.pki.allow_rotation_jump)
+        # A change of mesh deletes one control plane while every meshed pod keeps the other's proxy: only while both
+        # meshes admit plaintext, or acknowledged (plan/ownership.py `mesh_switch_problem`, docs/changing-mesh.md).
+        check_mesh_switch(settings.stack, previous_outputs, settings.mesh, plan.inbound_policies,
+                          preview=pulumi.runtime.is_dry_run(), allowed=settings.allow_mesh_switch)
         ledger = holders(previous_outputs)
         platform_applied = any(value is not None for value in previous_outputs.values())
         was_sharded = previous_outputs[CONTRACTS_OUTPUT] is not None
@@ -88,6 +95,7 @@ if advice:
 if scope.role == SHARD:
     register_shard(registered, kubernetes, authorization=AUTHORIZATION, certificates=CERTIFICATES)
     pulumi.export("shard", scope.shard)
+    pulumi.export(MESH_OUTPUT, settings.mesh)
     pulumi.export("platformStack", settings.platform_stack)
     pulumi.export("shardContract", contract_digests(plan, settings.graph)[scope.shard])
     pulumi.export("accessMatrix", scoped_matrix(plan.access_matrix, scope, settings.graph))
@@ -219,10 +227,11 @@ else:
         )
 
     pulumi.export("environment", settings.environment)
+    pulumi.export(MESH_OUTPUT, settings.mesh)
     pulumi.export("inboundPolicies", dict(plan.inbound_policies))
     pulumi.export("trustAnchors", {anchor: material.certificate_pem for anchor, material in anchors.items()})
     pulumi.export("workloadRoots", {anchor: material.workload_root_pem for anchor, material in anchors.items()})
-    pulumi.export("trustRotation", rotation_status(settings.pki.rotation))
+    pulumi.export("trustRotation", rotation_status(settings.pki.rotation, settings.mesh))
     if plan.self_signed is not None and plan.self_signed.shares_root:
         # For the environment's other cluster stacks (components/trust.shared_mesh_roots): a secret, never printed.
         pulumi.export(MESH_ROOT_KEYS_OUTPUT, pulumi.Output.secret(

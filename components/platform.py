@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterable, Mapping
 import pulumi
 from pulumi.runtime.sync_await import _sync_await
 
-from plan.ownership import HOLDERS_OUTPUT, missing_ledger_problem, ownership_problems
+from plan.ownership import (HOLDERS_OUTPUT, MESH_SWITCH_KEY, applied_mesh, mesh_switch_problem, mesh_switch_steps,
+                            missing_ledger_problem, ownership_problems, shard_mesh_problem)
 from plan.shards import contract_problem
 from read.errors import Problem, SettingsError
 
@@ -111,15 +112,28 @@ def wait_for_platform(shard: str, platform_stack: str, wanted: str, applied: Map
     return problem
 
 
+def _platform_problem(shard: str, platform_stack: str, wanted: str, mesh: str | None,
+                      outputs: Mapping[str, Any]) -> str | None:
+    """The contract's problem, said as a switch of mesh when the platform applied another mesh (the digest differs
+    then too: MeshPlan.control_plane_contract names the mesh)."""
+    problem = contract_problem(shard, platform_stack, wanted, applied_contracts(outputs))
+    if problem is None or mesh is None:
+        return problem
+    return shard_mesh_problem(platform_stack, mesh, applied_mesh(outputs)) or problem
+
+
 def check_platform_applied(shard: str, platform_stack: str, wanted: str, stack: str, preview: bool,
-                           outputs: Mapping[str, Any], wait: bool = False) -> Mapping[str, Any]:
+                           outputs: Mapping[str, Any], wait: bool = False,
+                           mesh: str | None = None) -> Mapping[str, Any]:
     """Refuse an update whose plan the platform has not applied; in a preview (a pull request's, typically, whose
     platform part is not merged yet) say the same as a warning and show the plan. `outputs`: the platform's, as read
-    once before anything registers (read_outputs). `wait` (an Operator-delivered shard): first wait for the platform
-    to apply it (wait_for_platform), so a routine promotion needs no one. Returns the platform's outputs to check the
-    rest against: `outputs`, or after a wait those the platform has since exported (its ledger with them)."""
+    once before anything registers (read_outputs: with its `mesh`). `wait` (an Operator-delivered shard): first wait
+    for the platform to apply it (wait_for_platform), so a routine promotion needs no one. `mesh`: the shard's (its
+    platform's settings at this commit), named in the refusal when the platform applied another. Returns the
+    platform's outputs to check the rest against: `outputs`, or after a wait those the platform has since exported
+    (its ledger with them)."""
     applied = applied_contracts(outputs)
-    problem = contract_problem(shard, platform_stack, wanted, applied)
+    problem = _platform_problem(shard, platform_stack, wanted, mesh, outputs)
     if problem is None:
         return outputs
     if preview:
@@ -129,6 +143,7 @@ def check_platform_applied(shard: str, platform_stack: str, wanted: str, stack: 
         problem = wait_for_platform(shard, platform_stack, wanted, applied)
         if problem is None:
             return current_outputs(platform_stack)
+        problem = _platform_problem(shard, platform_stack, wanted, mesh, current_outputs(platform_stack)) or problem
         problem += (f" (waited {WAIT_FOR_PLATFORM_SECONDS // 60} minutes; once the platform's Stack is Ready at this "
                     f"commit: kubectl -n pulumi-operator annotate stack mtls-mesh-{stack} "
                     "pulumi.com/reconciliation-request=$(date +%s) --overwrite)")
@@ -143,3 +158,31 @@ def applied_once_ready(digests: Mapping[str, str], ready: Iterable[pulumi.Resour
     is still creating it. A resource that fails never resolves, so a failed update leaves the last contracts."""
     ids = [r.id if isinstance(r, pulumi.CustomResource) else r.urn for r in ready]
     return pulumi.Output.all(*ids).apply(lambda _: dict(digests))
+
+
+def check_mesh_switch(stack: str, previous: Mapping[str, Any], mesh: str, phases: Mapping[str, str], preview: bool,
+                      allowed: bool) -> None:
+    """Refuse an `up` that changes the stack's mesh while its pods, or this commit's policy, refuse plaintext
+    (plan/ownership.py `mesh_switch_problem`); in a preview warn and show the plan, as the ownership guard does.
+    `previous`: the stack's own last outputs (its `mesh`, `inboundPolicies`). `allowed` (allowMeshSwitch): the person
+    accepts the cut for this one update; said, never silent."""
+    applied = applied_mesh(previous)
+    phases_applied = previous.get("inboundPolicies")
+    problem = mesh_switch_problem(stack, applied, mesh,
+                                  dict(phases_applied) if isinstance(phases_applied, Mapping) else None, phases)
+    if allowed:
+        if problem:
+            pulumi.log.warn(f"mtls-mesh:mesh {problem}: switching anyway, as "
+                            f"{MESH_SWITCH_KEY} is true. Restart every meshed workload now, then set {MESH_SWITCH_KEY} "
+                            "back to false")
+        elif applied == mesh:
+            pulumi.log.warn(f"{MESH_SWITCH_KEY} is true, and this update switches no mesh: set it back to false, so "
+                            "a later change of mesh is checked")
+        return
+    if problem is None:
+        return
+    steps = mesh_switch_steps(str(applied), mesh, stack)
+    if preview:
+        pulumi.log.warn(f"mtls-mesh:mesh {problem}. `pulumi up` of this stack will refuse. {steps}")
+        return
+    raise SettingsError([Problem("mtls-mesh:mesh", problem, steps)], stack)

@@ -10,8 +10,10 @@ For a platform stack (`mtls-mesh:policyShards: true`) handed to the Operator, ea
   nowhere else, to a Role allowing what the shard registers there: the kinds of its policy and workload-Certificate
   objects, read from the compiled plan (plan.mesh.compile_mesh), so a kind the builders start to emit is either in
   the Role or refused here by name. No cluster-wide write. Across a change of shards, each namespace the shard held
-  at the commit it last applied keeps a Role that lets it remove any mesh kind there (REMOVAL_VERBS), until the
-  shard has applied a commit without it (operator_stacks.py --applied / --applied-from-backend).
+  at the commit it last applied keeps a Role that lets it remove every shard kind of its mesh and of that commit's
+  mesh there (REMOVAL_VERBS; a switch of mesh deletes the old mesh's objects), until the shard has applied a commit
+  without it (operator_stacks.py --applied / --applied-from-backend). A Linkerd shard's Role names no Istio kind, and
+  an Istio shard's no Linkerd kind, beyond that.
 
 What the Operator does with these fields was read from pulumi/pulumi-kubernetes-operator v2.9.0 (b713fae5a350), `SC`
 below = operator/internal/controller/pulumi/stack_controller.go; the fields are operator/api/pulumi/shared/
@@ -64,28 +66,55 @@ SHARD_RESYNC_SECONDS = 60
 # never registers.
 VERBS = ("get", "list", "watch", "create", "patch", "delete")
 # What removing an object takes (`Deletion`: get the live object, delete it, watch until it is gone). A shard keeps
-# these on every kind of RESOURCES in each namespace it held at the commit it last applied, whatever it registers
-# now: the objects of a namespace that left it, or of a kind its builders no longer emit there, stay in its state
+# these on every shard kind of its mesh, and of the mesh of the commit it last applied (`removable_kinds`), in each
+# namespace it held at that commit, whatever it registers now: the objects of a namespace that left it, or of a kind its builders no longer emit there, stay in its state
 # until its next `up` deletes them, and a 403 there fails that `up` (pulumi-kubernetes passes only NotFound as
 # "already gone", await.go `Deletion`), three times in a row a stall (stack_controller.go `maxUpdateFailures`).
 REMOVAL_VERBS = ("get", "list", "watch", "delete")
 # The provider also reports the Events of each object it awaits (NewEventAggregator, provider/pkg/await/watchers.go):
 # read-only, in the same namespaces.
 EVENTS_RULE = {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]}
-# The kinds the policy and certificate builders emit in a shard's namespaces, each with the resource (plural) an RBAC
-# rule names, taken from the one table of plurals (plan/preview_identity.py RESOURCES, which the preview identity's
-# RBAC uses too). tests/test_operator_shards.py checks each against its upstream CRD (../shared/upstream);
-# NetworkPolicy is Kubernetes' own. A kind missing here is refused by name rather than left out of a Role.
-SHARD_KINDS = (
-    ("policy.linkerd.io", "Server"), ("policy.linkerd.io", "AuthorizationPolicy"),
-    ("policy.linkerd.io", "MeshTLSAuthentication"), ("policy.linkerd.io", "NetworkAuthentication"),
-    ("policy.linkerd.io", "HTTPRoute"), ("policy.linkerd.io", "EgressNetwork"),
-    ("policy.linkerd.io", "ServerAuthorization"), ("gateway.networking.k8s.io", "HTTPRoute"),
-    ("gateway.networking.k8s.io", "GRPCRoute"), ("gateway.networking.k8s.io", "TLSRoute"),
-    ("gateway.networking.k8s.io", "TCPRoute"), ("networking.k8s.io", "NetworkPolicy"),
-    ("cert-manager.io", "Certificate"),
-)
-RESOURCES = {kind: PLURALS[kind] for kind in SHARD_KINDS}
+# The kinds the policy and certificate builders emit in a shard's namespaces, per mesh (the `mesh` setting: a shard
+# compiles its platform's plan, so its mesh is the platform's), each with the resource (plural) an RBAC rule names,
+# taken from the one table of plurals (plan/preview_identity.py RESOURCES, which the preview identity's RBAC uses too).
+# tests/test_operator_shards.py checks each against its upstream CRD (../shared/upstream; Istio's in the pinned base
+# chart's files/crd-all.gen.yaml); NetworkPolicy is Kubernetes' own. A kind missing here is refused by name rather
+# than left out of a Role.
+SHARED_SHARD_KINDS = (("networking.k8s.io", "NetworkPolicy"), ("cert-manager.io", "Certificate"))
+SHARD_KINDS = {
+    "linkerd": (
+        ("policy.linkerd.io", "Server"), ("policy.linkerd.io", "AuthorizationPolicy"),
+        ("policy.linkerd.io", "MeshTLSAuthentication"), ("policy.linkerd.io", "NetworkAuthentication"),
+        ("policy.linkerd.io", "HTTPRoute"), ("policy.linkerd.io", "EgressNetwork"),
+        ("policy.linkerd.io", "ServerAuthorization"), ("gateway.networking.k8s.io", "HTTPRoute"),
+        ("gateway.networking.k8s.io", "GRPCRoute"), ("gateway.networking.k8s.io", "TLSRoute"),
+        ("gateway.networking.k8s.io", "TCPRoute"), *SHARED_SHARD_KINDS,
+    ),
+    "istio": (
+        ("security.istio.io", "PeerAuthentication"), ("security.istio.io", "AuthorizationPolicy"),
+        ("networking.istio.io", "Sidecar"), ("networking.istio.io", "ServiceEntry"), *SHARED_SHARD_KINDS,
+    ),
+}
+RESOURCES = {kind: PLURALS[kind] for kinds in SHARD_KINDS.values() for kind in kinds}
+
+
+def removable_kinds(*meshes: str) -> tuple[tuple[str, str], ...]:
+    """What a shard may have to remove from a namespace it held: every shard kind of the meshes its state may hold
+    objects of (its mesh now, and the one it last applied: a mesh switch deletes the old mesh's objects,
+    docs/changing-mesh.md). Only those: a Linkerd shard's Role names no Istio kind, and the reverse."""
+    return tuple(dict.fromkeys(kind for mesh in meshes for kind in SHARD_KINDS[mesh] if kind in RESOURCES))
+
+
+class HeldNamespaces(tuple):
+    """The namespaces a shard held at the commit it last applied (a tuple of names, compared as one), and `mesh`, the
+    mesh of that commit (None: not known), whose kinds its state may still hold there."""
+
+    mesh: str | None
+
+    def __new__(cls, names: Iterable[str] = (), mesh: str | None = None) -> "HeldNamespaces":
+        held = super().__new__(cls, names)
+        held.mesh = mesh
+        return held
 
 
 class GeneratorError(SystemExit):
@@ -103,6 +132,13 @@ class ShardStack:
     shard: str
     kinds: Mapping[str, tuple[tuple[str, str], ...]]
     held: tuple[str, ...] = ()
+    # The platform's mesh at this commit, and the one of the commit the shard last applied (None: not known).
+    mesh: str = "linkerd"
+    held_mesh: str | None = None
+
+    @property
+    def removable(self) -> tuple[tuple[str, str], ...]:
+        return removable_kinds(self.mesh, *([self.held_mesh] if self.held_mesh else []))
 
     @property
     def namespaces(self) -> tuple[str, ...]:
@@ -165,14 +201,20 @@ def platform_plan(platform: str, project_dir: Path) -> tuple[ServiceGraph, MeshP
                          f"{err}") from None
 
 
-def _kinds(objects: Iterable[Mapping[str, Any]], where: str) -> tuple[tuple[str, str], ...]:
+def plan_mesh(plan: MeshPlan) -> str:
+    """The mesh a compiled plan is for (plan/mesh.py builds exactly one control plane)."""
+    return "istio" if plan.istio is not None else "linkerd"
+
+
+def _kinds(objects: Iterable[Mapping[str, Any]], where: str, mesh: str) -> tuple[tuple[str, str], ...]:
     kinds = set()
     for obj in objects:
         key = (obj["apiVersion"].rpartition("/")[0], obj["kind"])
-        if key not in RESOURCES:
+        if key not in RESOURCES or key not in SHARD_KINDS[mesh]:
             raise GeneratorError(f"{where}: the plan registers {obj['apiVersion']} {obj['kind']}, which "
-                             "deploy/operator_shards.py RESOURCES does not map to an RBAC resource: add it there (its "
-                             "plural is the CRD's spec.names.plural), so the shard's Role allows it")
+                             f"deploy/operator_shards.py SHARD_KINDS[{mesh!r}] / RESOURCES does not map to an RBAC "
+                             "resource: add it there (its plural is the CRD's spec.names.plural, in "
+                             "plan/preview_identity.py RESOURCES), so the shard's Role allows it")
         kinds.add(key)
     return tuple(sorted(kinds))
 
@@ -213,12 +255,14 @@ def shard_stacks(platform: str, project_dir: Path,
         kinds = {}
         for namespace in shards[shard]:
             ns = plan.namespaces[namespace]
-            kinds[namespace] = _kinds([*ns.policy, *ns.certificates], f"{stack}, namespace {namespace}")
+            kinds[namespace] = _kinds([*ns.policy, *ns.certificates], f"{stack}, namespace {namespace}",
+                                      plan_mesh(plan))
         # What its state may hold objects in: where it registers some now, and where it did at the commit it last
         # applied (a namespace without services at both has no objects: no Role).
-        before = tuple((held or {}).get(stack, ()))
+        before = (held or {}).get(stack, ())
         holding = [n for n in shards[shard] if kinds[n]]
-        stacks.append(ShardStack(stack, platform, shard, kinds, tuple(dict.fromkeys([*holding, *before]))))
+        stacks.append(ShardStack(stack, platform, shard, kinds, tuple(dict.fromkeys([*holding, *before])),
+                                 mesh=plan_mesh(plan), held_mesh=getattr(before, "mesh", None)))
     missing = [shard for shard in shards if f"{platform}-{shard}" not in files]
     if missing:
         raise GeneratorError(f"{platform}: the service graph's shard(s) {', '.join(missing)} have no stack file "
@@ -236,30 +280,31 @@ def _rules(resources: Iterable[tuple[str, str]], verbs: tuple[str, ...]) -> list
             for group, names in sorted(groups.items())]
 
 
-def role_rules(kinds: Iterable[tuple[str, str]], removing: bool = False) -> list[dict[str, Any]]:
-    """The Role of one namespace of a shard: what it registers there (one rule per API group), with `removing` (it
-    held the namespace at the commit it last applied) the removal of every other kind it could have registered
-    there, and reading Events."""
+def role_rules(kinds: Iterable[tuple[str, str]], removable: Iterable[tuple[str, str]] = ()) -> list[dict[str, Any]]:
+    """The Role of one namespace of a shard: what it registers there (one rule per API group), the removal of every
+    other kind of `removable` (those it could have registered there at the commit it last applied, when it held the
+    namespace then: ShardStack.removable), and reading Events."""
     writes = {(group, RESOURCES[(group, kind)]) for group, kind in kinds}
     rules = _rules(writes, VERBS)
-    if removing:
-        rules += _rules({(group, resource) for (group, _), resource in RESOURCES.items()} - writes,
-                        REMOVAL_VERBS)
+    removals = {(group, RESOURCES[(group, kind)]) for group, kind in removable} - writes
+    if removals:
+        rules += _rules(removals, REMOVAL_VERBS)
     return [*rules, EVENTS_RULE] if rules else []
 
 
-def held_namespaces(platform: str, applied_dir: Path) -> dict[str, tuple[str, ...]]:
+def held_namespaces(platform: str, applied_dir: Path) -> dict[str, HeldNamespaces]:
     """Per shard stack of `platform`, the namespaces it held in the project tree `applied_dir` (a checkout of the
-    commit the shard last applied): what its state may still hold objects in."""
+    commit the shard last applied), with that commit's mesh: what its state may still hold objects in, and of."""
     stacks_dir = applied_dir / "stacks"
     if not (stacks_dir / f"Pulumi.{platform}.yaml").is_file():
         return {}
     config = _document(platform, applied_dir)
     if config.get(POLICY_SHARDS) != "true":
         return {}
-    graph, _ = platform_plan(platform, applied_dir)
+    graph, plan = platform_plan(platform, applied_dir)
     files = shard_stack_files(platform, applied_dir)
-    return {stack: tuple(shards_of(graph).get(str(c.get(SHARD)), ())) for stack, c in files.items()}
+    return {stack: HeldNamespaces(shards_of(graph).get(str(c.get(SHARD)), ()), plan_mesh(plan))
+            for stack, c in files.items()}
 
 
 def last_applied_commit(history: Iterable[Mapping[str, Any]]) -> str | None:
@@ -292,7 +337,7 @@ def workspace_rbac(shard: ShardStack, operator_namespace: str,
     documents = [account, delegator]
     held = set(shard.held)
     for namespace in dict.fromkeys([*shard.kinds, *shard.leaving]):
-        rules = role_rules(shard.kinds.get(namespace, ()), removing=namespace in held)
+        rules = role_rules(shard.kinds.get(namespace, ()), shard.removable if namespace in held else ())
         if not rules:
             continue  # nothing registered there (a namespace without services): no access either
         # A namespace the shard leaves: its Role lets it delete, and goes from the manifest once the shard has

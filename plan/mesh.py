@@ -315,17 +315,16 @@ class MeshPlan:
 
     def control_plane_contract(self) -> dict[str, Any]:
         """What every shard's policy objects assume of the platform's mesh (plan/shards.py): Linkerd's as it always
-        was (its chart, so its policy CRDs, and the trust domain its identities carry); Istio's likewise."""
+        was (its chart, so its policy CRDs, and the trust domain its identities carry); Istio's likewise, with the
+        mesh named, and where istiod and istio-csr run, which the shards' NetworkPolicies let sidecars reach."""
         if self.istio is not None:
             return {"mesh": "istio", "istioChartVersion": self.istio.chart_version,
-                    "identityTrustDomain": self.istio.istiod_values["meshConfig"]["trustDomain"]}
+                    "identityTrustDomain": self.istio.istiod_values["meshConfig"]["trustDomain"],
+                    "controlPlaneNamespaces": {"istiod": ISTIO_PLACEMENT.istiod_namespace,
+                                               "istioCsr": ISTIO_PLACEMENT.istio_csr_namespace}}
         assert self.linkerd is not None
         return {"linkerdChartVersion": self.linkerd.chart_version,
                 "identityTrustDomain": self.linkerd.control_plane_values.get("identityTrustDomain")}
-
-    def kind_resources(self) -> Mapping[tuple[str, str], str]:
-        """The RBAC resources of the mesh's own kinds beyond plan/preview_identity.RESOURCES (Linkerd's are there)."""
-        return ISTIO_RESOURCES if self.istio is not None else {}
 
     def certificate_namespaces(self) -> dict[str, NamespacePlan]:
         """The namespaces with certificate services, sorted (their issuers and Certificates, or signed services)."""
@@ -351,12 +350,6 @@ class MeshPlan:
         return found
 
 
-# The RBAC resource (CRD spec.names.plural) of each Istio kind the plan writes: base chart files/crd-all.gen.yaml [IC].
-ISTIO_RESOURCES = {("security.istio.io", "PeerAuthentication"): "peerauthentications",
-                   ("security.istio.io", "AuthorizationPolicy"): "authorizationpolicies",
-                   ("networking.istio.io", "Sidecar"): "sidecars",
-                   ("networking.istio.io", "ServiceEntry"): "serviceentries",
-                   ("monitoring.coreos.com", "ServiceMonitor"): "servicemonitors"}
 # Where Istio's own parts run, for the NetworkPolicies that let sidecars reach them: istio-csr beside istiod
 # (plan/istio/control_plane.py), not the chart's default cert-manager namespace.
 ISTIO_PLACEMENT = IstioPlacement(istiod_namespace=ISTIO_NAMESPACE, istio_csr_namespace=ISTIO_CSR_NAMESPACE)

@@ -1,4 +1,5 @@
-"""Which stack holds each namespace's policy objects, and what a change of that takes. Plain data, no Pulumi.
+"""Which stack holds each namespace's policy objects, and what a change of that takes; and when a stack may change
+the mesh it applied (`mesh_switch_problem`, `shard_mesh_problem`: the end of this file). Plain data, no Pulumi.
 
 A namespace's policy objects (its `authz-<ns>` ConfigGroup: Servers, AuthorizationPolicies, the default-deny and
 egress-deny NetworkPolicies; its `certs-workload-<ns>` ConfigGroup: workload Certificates) are held by exactly one
@@ -42,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from read.graph import ServiceGraph
+from read.settings_format import MESHES
 
 # The ledger a platform (or single) stack exports: namespace -> the stack whose state holds its groups.
 HOLDERS_OUTPUT = "policyHolders"
@@ -246,3 +248,82 @@ def missing_ledger_problem(role: str, ledger: Mapping[str, str] | None, platform
 
 def handover_command(platform: str) -> str:
     return f"python -m deploy.transitions apply --stack {platform}"
+
+
+# ---- a switch of mesh -------------------------------------------------------------------------------------------------
+# A change of the `mesh` setting on a stack that has applied is one `up` that deletes one control plane and its policy
+# and installs the other, while every meshed pod keeps the proxy it was started with until it restarts: for a while a
+# namespace holds pods of both meshes, which share no identity, so each sends the other plaintext. That is safe only
+# where both meshes admit plaintext: the phases below, in both meshes (Linkerd: a Server's accessPolicy and the
+# namespace default; Istio: PeerAuthentication PERMISSIVE and an ALLOW of every source, plan/istio/authorization.py
+# PEER_MODES and phase_rules). docs/changing-mesh.md has the sources and the runbook.
+
+# The stack output that says which mesh a stack (single, platform, or shard) applied.
+MESH_OUTPUT = "mesh"
+PLAINTEXT_PHASES = ("audit", "all-unauthenticated")
+MESH_SWITCH_KEY = "allowMeshSwitch"
+
+
+def applied_mesh(outputs: Mapping[str, object]) -> str | None:
+    """The mesh a stack last applied, from its outputs; None: it has not applied. A stack that applied before the
+    `mesh` output existed exported its control plane's versions as `linkerd` or `istio` instead."""
+    mesh = outputs.get(MESH_OUTPUT)
+    if isinstance(mesh, str):
+        return mesh
+    for name in MESHES:
+        if outputs.get(name) is not None:
+            return name
+    return None
+
+
+def mesh_switch_steps(applied: str, mesh: str, stack: str) -> str:
+    """The ordered steps of a switch (docs/changing-mesh.md, the runbook), for the refusal."""
+    return (f"Switch in this order: (1) keep mesh {applied}, set defaultInboundPolicy audit and drop every "
+            f"inboundPolicyOverrides entry but audit and all-unauthenticated, `pulumi up` '{stack}' (and its shards), "
+            f"then restart every meshed workload (kubectl rollout restart deploy -n <namespace>) so each {applied} "
+            f"proxy runs under it; (2) set mesh {mesh}, `pulumi up` '{stack}', then each of its shards, then at once "
+            f"restart every meshed workload: until a pod restarts it keeps its {applied} proxy, whose control plane "
+            f"is gone; (3) once every meshed pod runs {mesh}'s proxy, set the phases back and `pulumi up`. To switch "
+            f"anyway (no meshed workload yet, or an outage accepted), set {MESH_SWITCH_KEY} true for this one update "
+            f"and back to false after it (docs/changing-mesh.md)")
+
+
+def mesh_switch_problem(stack: str, applied: str | None, mesh: str, applied_phases: Mapping[str, str] | None,
+                        phases: Mapping[str, str]) -> str | None:
+    """Why this stack must not go from the mesh it last applied (`applied`, None: it never applied) to `mesh` in
+    this `up`, or None: no switch, or one that cannot cut traffic. `applied_phases`: its last `inboundPolicies`
+    output (namespace -> phase; None: it exported none, so the phases its pods run under are not known); `phases`:
+    this commit's. The refusal's fix is `mesh_switch_steps`."""
+    if applied is None or applied == mesh:
+        return None
+    if applied_phases is None:
+        return (f"is {mesh}, and this stack last applied {applied} without exporting the phases it applied "
+                f"(inboundPolicies), so whether its pods admit plaintext is not known: this `up` would delete "
+                f"{applied}'s control plane and policy while every meshed pod keeps its {applied} proxy")
+    before = {ns: phase for ns, phase in sorted(applied_phases.items()) if phase not in PLAINTEXT_PHASES}
+    after = {ns: phase for ns, phase in sorted(phases.items()) if phase not in PLAINTEXT_PHASES}
+    if not before and not after:
+        return None
+    reasons = []
+    if before:
+        reasons.append(f"the {applied} proxies run under phases that refuse the plaintext of restarted {mesh} pods "
+                       f"({', '.join(f'{ns}: {phase}' for ns, phase in before.items())}, as last applied)")
+    if after:
+        reasons.append(f"this update puts namespaces in phases whose {mesh} policy refuses the plaintext of pods not "
+                       f"yet restarted ({', '.join(f'{ns}: {phase}' for ns, phase in after.items())})")
+    return (f"is {mesh}, and this stack last applied {applied}: this `up` deletes {applied}'s control plane and "
+            f"policy and installs {mesh}'s, while every meshed pod keeps its {applied} proxy until it restarts, and "
+            f"pods of the two meshes share no identity; {'; and '.join(reasons)}, so calls between restarted and "
+            f"not yet restarted pods would be cut")
+
+
+def shard_mesh_problem(platform_stack: str, mesh: str, platform_mesh: str | None) -> str | None:
+    """Why a shard must not apply objects of `mesh` (its settings: the platform's stack file at this commit) on a
+    platform that last applied `platform_mesh` (None: not applied, which the contract check reports), or None."""
+    if platform_mesh is None or platform_mesh == mesh:
+        return None
+    return (f"this shard's objects are {mesh}'s, and its platform stack '{platform_stack}' last applied {platform_mesh}: "
+            f"a platform and its shards switch mesh together, the platform first. If this commit is the newer one, "
+            f"run `pulumi up` of '{platform_stack}' at this commit first (its own check decides whether the switch may "
+            f"run: docs/changing-mesh.md), then this shard (Operator: wait until the platform's Stack is Ready at this "
+            f"commit); if the platform has applied a newer commit, run this shard at that commit")

@@ -82,6 +82,12 @@ RESOURCES: Mapping[tuple[str, str], str] = {
     ("gateway.networking.k8s.io", "GRPCRoute"): "grpcroutes",
     ("gateway.networking.k8s.io", "TLSRoute"): "tlsroutes",
     ("gateway.networking.k8s.io", "TCPRoute"): "tcproutes",
+    # Istio's (a stack with mesh: istio): the base chart's files/crd-all.gen.yaml, istio 1.29.6 [IC] (docs/istio.md).
+    ("security.istio.io", "PeerAuthentication"): "peerauthentications",
+    ("security.istio.io", "AuthorizationPolicy"): "authorizationpolicies",
+    ("networking.istio.io", "Sidecar"): "sidecars",
+    ("networking.istio.io", "ServiceEntry"): "serviceentries",
+    ("monitoring.coreos.com", "ServiceMonitor"): "servicemonitors",
 }
 # The preview identity's own RBAC kinds (its ClusterRole and binding, the Secrets' Roles and bindings).
 OWN_RBAC = frozenset({("rbac.authorization.k8s.io", "ClusterRole"), ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
@@ -94,9 +100,9 @@ def group_kind(api_version: str, kind: str) -> tuple[str, str]:
     return api_version.rpartition("/")[0], kind
 
 
-def resource_of(group: str, kind: str, mesh_resources: Mapping[tuple[str, str], str] | None = None) -> str:
+def resource_of(group: str, kind: str) -> str:
     try:
-        return {**RESOURCES, **(mesh_resources or {})}[(group, kind)]
+        return RESOURCES[(group, kind)]
     except KeyError:
         raise KeyError(f"plan/preview_identity.py RESOURCES has no RBAC resource for {group or 'core'} {kind}: add it "
                        "(its plural is the CRD's spec.names.plural), so previews may dry-run it") from None
@@ -149,17 +155,16 @@ def managed_kinds(objects: Iterable[Mapping[str, Any]]) -> set[tuple[str, str]]:
     return kinds | set(REGISTERED_OUTSIDE_THE_PLAN) | ADMISSION_EXEMPT | OWN_RBAC
 
 
-def cluster_role(objects: Iterable[Mapping[str, Any]],
-                 mesh_resources: Mapping[tuple[str, str], str] | None = None) -> dict[str, Any]:
+def cluster_role(objects: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Read, and dry-run, every kind the program manages but Secrets (never: preview_plan); admission
-    configuration read only. `mesh_resources`: the RBAC resources of the stack's mesh's own kinds beyond RESOURCES."""
+    configuration read only. Only the kinds of `objects`: a Linkerd stack's role names no Istio kind, and the reverse."""
     writable: dict[str, set[str]] = {}
     read_only: dict[str, set[str]] = {}
     for group, kind in sorted(managed_kinds(objects)):
         if (group, kind) == ("", "Secret"):
             continue
         target = read_only if (group, kind) in ADMISSION_EXEMPT else writable
-        target.setdefault(group, set()).add(resource_of(group, kind, mesh_resources))
+        target.setdefault(group, set()).add(resource_of(group, kind))
     rules = [{"apiGroups": [group], "resources": sorted(resources), "verbs": [*READ, *DRY_RUN]}
              for group, resources in sorted(writable.items())]
     rules += [{"apiGroups": [group], "resources": sorted(resources), "verbs": list(READ)}
@@ -190,7 +195,7 @@ def preview_plan(identity: PreviewIdentity, plan: Any) -> PreviewPlan:
     # dry-run patch answers with `data`. A Secret's preview then shows the program's side of the diff only
     # (pulumi-kubernetes falls back to a client-side diff when the dry run is forbidden).
     return PreviewPlan(identity, (admission_policy(identity), admission_policy_binding()),
-                       (cluster_role(plan.objects(), plan.kind_resources()), cluster_role_binding(identity)))
+                       (cluster_role(plan.objects()), cluster_role_binding(identity)))
 
 
 def preview_identity_objects(identity: PreviewIdentity, plan: Any) -> tuple[tuple[dict[str, Any], ...],

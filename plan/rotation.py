@@ -15,28 +15,40 @@ from typing import Any, Iterable, Mapping
 
 from read.settings import AnchorRotation
 
-RESTART_ALL = ("kubectl -n linkerd rollout restart deploy && kubectl -n linkerd rollout status deploy; "
-               "then restart every meshed workload (kubectl rollout restart deploy -n <namespace>)")
+# What "restart" means per mesh. Linkerd: its control plane, then every proxy (trust roots are read at start,
+# linkerd2#13613). Istio: istiod and istio-csr (deployment names from the pinned charts: istio-discovery
+# templates/deployment.yaml `istiod`, istio-csr _helpers.tpl the chart's name), then every sidecar, which gets its
+# roots with each certificate istio-csr issues; restarting it makes that happen now rather than within the hour.
+RESTART = {
+    "linkerd": ("kubectl -n linkerd rollout restart deploy && kubectl -n linkerd rollout status deploy; "
+                "then restart every meshed workload (kubectl rollout restart deploy -n <namespace>)"),
+    "istio": ("kubectl -n istio-system rollout restart deploy/cert-manager-istio-csr deploy/istiod && "
+              "kubectl -n istio-system rollout status deploy/cert-manager-istio-csr deploy/istiod; "
+              "then restart every meshed workload (kubectl rollout restart deploy -n <namespace>)"),
+}
 ORDER = "none -> add-next -> issue-from-next -> drop-previous -> none (with the new trustAnchor)"
 
-_NEXT_STEP = {
-    "none": "Nothing to do. To rotate: set nextTrustAnchor and anchorRotationPhase add-next.",
-    "add-next": f"Both anchors are now trusted. Restart so every proxy loads the new bundle: {RESTART_ALL}. "
-                "Then set anchorRotationPhase issue-from-next.",
-    "issue-from-next": f"The identity issuer now chains to the next anchor. Restart so proxies get leaves from it: "
-                       f"{RESTART_ALL}. Then set anchorRotationPhase drop-previous.",
-    "drop-previous": f"The previous anchor is no longer trusted. Restart: {RESTART_ALL}. Then finish: set trustAnchor "
-                     "to the new id, clear nextTrustAnchor and set anchorRotationPhase none (no change is applied).",
-}
+
+def _next_step(phase: str, mesh: str) -> str:
+    restart = RESTART[mesh]
+    return {
+        "none": "Nothing to do. To rotate: set nextTrustAnchor and anchorRotationPhase add-next.",
+        "add-next": f"Both anchors are now trusted. Restart so every proxy loads the new bundle: {restart}. "
+                    "Then set anchorRotationPhase issue-from-next.",
+        "issue-from-next": f"The identity issuer now chains to the next anchor. Restart so proxies get leaves from it: "
+                           f"{restart}. Then set anchorRotationPhase drop-previous.",
+        "drop-previous": f"The previous anchor is no longer trusted. Restart: {restart}. Then finish: set trustAnchor "
+                         "to the new id, clear nextTrustAnchor and set anchorRotationPhase none (no change is applied).",
+    }[phase]
 
 
-def rotation_status(rotation: AnchorRotation) -> dict:
+def rotation_status(rotation: AnchorRotation, mesh: str = "linkerd") -> dict:
     """The `trustRotation` output: what the stack applied, read back by itself and by its peer clusters."""
     return {
         "phase": rotation.phase,
         "trustedAnchors": list(rotation.bundle_anchors),
         "issuingAnchor": rotation.issuing_anchor,
-        "nextStep": _NEXT_STEP[rotation.phase],
+        "nextStep": _next_step(rotation.phase, mesh),
     }
 
 

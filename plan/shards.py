@@ -5,8 +5,8 @@ shard (`shard`). Every stack compiles the same plan from the same settings and g
 scope only says which of its parts the stack registers:
 
 - a namespace with a `shard` in the graph has its policy objects and workload Certificates registered by that shard's
-  stack; everything else (every Namespace, rollout phases, the trust chain, Vault logins, issuers, Linkerd, alerts,
-  verification, and the policy of namespaces without a shard) by the platform stack;
+  stack; everything else (every Namespace, rollout phases, the trust chain, Vault logins, issuers, the mesh's control
+  plane, alerts, verification, and the policy of namespaces without a shard) by the platform stack;
 - in a single stack, or a platform stack whose graph names no shard, everything is registered by that stack.
 
 Edges between shards need nothing between shards: a call from A to B is authorized by B's own objects (the Server's
@@ -15,8 +15,9 @@ applied, B's namespace has no authorization for A and its default (deny) refuses
 denies, never allows.
 
 The contract: a shard's objects are right only on the platform they were compiled against (its namespaces exist
-with the rollout phase the policy assumes, the issuers its Certificates name, the Linkerd whose CRDs they use, the
-trust domain its identities carry). `shard_contracts` states that, per shard, as a digest; the platform exports the
+with the rollout phase the policy assumes, the issuers its Certificates name, the mesh whose CRDs they use, the
+trust domain its identities carry; the mesh, named in the contract, and plan/ownership.py `shard_mesh_problem`
+when the platform applied another). `shard_contracts` states that, per shard, as a digest; the platform exports the
 digests it applied, and a shard refuses to apply a plan whose digest the platform has not (`contract_problem`). A
 commit that changes only a team's allow-lists changes no contract, so it never waits for the platform.
 """
@@ -116,8 +117,9 @@ def scoped_matrix(matrix: Mapping[str, Any], scope: StackScope, graph: ServiceGr
 
 def shard_contracts(plan: MeshPlan, graph: ServiceGraph) -> dict[str, dict[str, Any]]:
     """Per shard, what its objects assume of the platform: each of its namespaces (meshed, its rollout phase, the
-    Issuer its Certificates name) and what every shard's objects assume (the Linkerd chart and so its policy CRDs,
-    the trust domain the identities carry, whether issuers are Vault's or the program's). Plain JSON."""
+    Issuer its Certificates name) and what every shard's objects assume (the mesh's chart and so its policy CRDs,
+    the trust domain the identities carry, whether issuers are Vault's or the program's:
+    MeshPlan.control_plane_contract). Plain JSON."""
     common = {**plan.control_plane_contract(), "issuers": "vault" if plan.vault is not None else "self-signed"}
     contracts = {}
     for shard, names in shards_of(graph).items():
@@ -154,8 +156,8 @@ def contract_problem(shard: str, platform_stack: str, wanted: str, applied: Mapp
                 f"issuers): run `pulumi up` of '{platform_stack}' at this commit first (Operator: wait until its "
                 "Stack is Ready at this commit), then this shard")
     return (f"the platform stack '{platform_stack}' applied shard '{shard}' as {have[:19]}, and this commit needs "
-            f"{wanted[:19]}: its namespaces, rollout phases, issuers or Linkerd version changed and the platform has "
-            f"not applied that yet. Run `pulumi up` of '{platform_stack}' at this commit first (Operator: wait until "
+            f"{wanted[:19]}: its namespaces, rollout phases, issuers or mesh (which one, its chart version) changed and "
+            f"the platform has not applied that yet. Run `pulumi up` of '{platform_stack}' at this commit first (Operator: wait until "
             "its Stack is Ready at this commit), then this shard")
 
 

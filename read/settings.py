@@ -393,6 +393,8 @@ class Settings:
     mesh: str = "linkerd"
     # A cluster of a multi-cluster environment; None for a single-cluster stack (cluster "").
     multicluster: MulticlusterSettings | None = None
+    # Skip, for one update, the check of a change of mesh (plan/ownership.py `mesh_switch_problem`).
+    allow_mesh_switch: bool = False
 
     @property
     def is_prod(self) -> bool:
@@ -786,6 +788,7 @@ def _load_settings(raw: Mapping[str, str], stack: str, secret_keys: frozenset[st
         policy=policy, monitoring=monitoring, verification=verification,
         policy_shards=config.boolean("policyShards") if "policyShards" in declarations else False,
         preview_identity=preview_identity, mesh=mesh, multicluster=multicluster,
+        allow_mesh_switch=config.boolean("allowMeshSwitch") if "allowMeshSwitch" in declarations else False,
     )
 
 
@@ -959,22 +962,36 @@ def _linkerd(config: _Config, environment: str) -> LinkerdSettings:
     )
 
 
-# Settings only the Linkerd control plane reads: with another mesh they would silently do nothing.
+# Settings only the Linkerd control plane reads: with another mesh they would silently do nothing. Each with what it
+# is, for the one error a stack that switches mesh gets (dev and staging turn linkerdViz on).
 LINKERD_ONLY_SETTINGS = ("linkerdChartVersion", "linkerdHelmRepository", "linkerdHighAvailability", "linkerdCni",
                          "linkerdViz", *_PROXY_RESOURCE_KEYS.values(), "proxyLogLevel", "controllerLogLevel",
                          "clusterDefaultInboundPolicy")
+_LINKERD_ONLY_WHAT = {
+    "linkerdViz": "Linkerd's viz dashboard; this program installs no Istio dashboard",
+    "linkerdCni": "Linkerd's CNI plugin; Istio's sidecars use their own init container here",
+    "linkerdHighAvailability": "Linkerd's HA; Istio's follows the environment (prod)",
+    "clusterDefaultInboundPolicy": "the Linkerd proxies' default outside the graph's namespaces",
+}
 
 
 def _mesh(config: _Config) -> str:
-    """The mesh switch, and a refusal of every Linkerd-only setting a non-Linkerd stack sets (to other than its
-    default: a stack leaving it out and one setting the default look the same, `_Config.is_set`)."""
+    """The mesh switch, and a refusal of the Linkerd-only settings a non-Linkerd stack sets (to other than their
+    default: a stack leaving one out and one setting the default look the same, `_Config.is_set`). One problem, on
+    `mesh`: the line a person switching mesh just changed, naming every line to remove with it (docs/istio.md,
+    "Linkerd-only settings under Istio")."""
     mesh = config.choice("mesh", MESHES)
     if mesh != "linkerd" and mesh in MESHES:
-        for key in LINKERD_ONLY_SETTINGS:
-            if key in config.declarations and config.is_set(key):
-                config.add(key, f"is set, but mesh is {mesh}: only the Linkerd control plane reads it",
-                           f"Remove {key} from the stack file (pulumi config rm {config.full(key)}), or set mesh "
-                           "linkerd")
+        found = [key for key in LINKERD_ONLY_SETTINGS if key in config.declarations and config.is_set(key)]
+        if found:
+            # A value is shown so the line can be found; a secret one never is.
+            lines = "; ".join(f"{config.full(key)}: {'[secret]' if config.is_secret(key) else config.raw[config.full(key)]} "
+                              f"({_LINKERD_ONLY_WHAT.get(key, 'read only by the Linkerd control plane')})"
+                              for key in found)
+            config.add("mesh", f"is {mesh}, and the stack file still sets {len(found)} Linkerd-only setting(s), which "
+                       f"{mesh} has no use for: {lines}",
+                       f"Remove {'that line' if len(found) == 1 else 'those lines'} from the stack file "
+                       f"({'; '.join(f'pulumi config rm {config.full(key)}' for key in found)}), or keep mesh linkerd")
     return mesh
 
 

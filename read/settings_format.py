@@ -151,6 +151,7 @@ CANNOT_BE_SECRET = {
     "nextTrustAnchor": "an anchor id, part of Vault mount paths, Kubernetes object names and resource names (URNs)",
     "anchorRotationPhase": "a rotation phase, which the stack exports as its `trustRotation` output",
     "allowRotationJump": _SWITCH,
+    "allowMeshSwitch": _SWITCH,
     "trustAnchorValidity": "a certificate lifetime, written into the trust anchors every proxy is handed",
     "identityIssuerDuration": "a certificate lifetime, written into the identity issuer Certificate and its Vault "
                               "login's policy",

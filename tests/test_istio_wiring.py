@@ -269,10 +269,26 @@ def test_an_unknown_mesh_is_one_error_before_anything_registers():
 def test_linkerd_only_settings_are_refused_under_istio_only_when_set(key, value):
     with pytest.raises(SettingsError) as caught:
         run_program("prod", set_config={**ISTIO, key: value})
-    assert [p.where for p in caught.value.problems] == [f"mtls-mesh:{key}"]
-    assert "mesh is istio" in str(caught.value) and caught.value.registrations == []
+    # One problem, on the line a person switching mesh changed, naming the line to remove with it.
+    (problem,) = caught.value.problems
+    assert problem.where == "mtls-mesh:mesh" and "is istio" in str(problem), problem
+    assert f"pulumi config rm mtls-mesh:{key}" in str(problem) and caught.value.registrations == []
     # The same value is accepted with Linkerd.
     assert run_program("prod", set_config={key: value}).registrations
+
+
+def test_switching_dev_to_istio_names_exactly_the_lines_to_drop():
+    """dev sets linkerdViz: true; flipping only `mesh` is one error on `mesh` naming that line and why, not an error
+    on a line the person did not touch, and nothing else."""
+    with pytest.raises(SettingsError) as caught:
+        run_program("dev", set_config={**ISTIO, "proxyCpuLimit": "1"})
+    (problem,) = caught.value.problems
+    assert problem.where == "mtls-mesh:mesh", problem
+    text = str(problem)
+    assert "mtls-mesh:linkerdViz: true (Linkerd's viz dashboard" in text and "mtls-mesh:proxyCpuLimit: 1" in text, text
+    assert "pulumi config rm mtls-mesh:linkerdViz; pulumi config rm mtls-mesh:proxyCpuLimit" in text, text
+    # Without those lines it compiles; settings at their defaults are not named (dev's other lines are shared).
+    assert "mtls-mesh:linkerdCni" not in text and run_program("dev", set_config={**ISTIO, **NO_VIZ}).registrations
 
 
 def test_the_default_mesh_is_linkerd():

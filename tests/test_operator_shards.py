@@ -74,7 +74,10 @@ def stack_problems(obj: dict) -> list[str]:
 def crd_plurals() -> dict[tuple[str, str], str]:
     """(group, kind) -> resource plural, from every upstream CRD in ../shared (read independently of the generator)."""
     plurals = {}
-    for path in sorted(p for p in UPSTREAM.rglob("*.yaml") if "charts" not in p.relative_to(UPSTREAM).parts[:1]):
+    # The upstream CRD files, and of the pinned charts only Istio's, whose base chart carries every Istio CRD.
+    istio_crds = UPSTREAM / "charts" / "istio-1.29.6" / "manifests" / "charts" / "base" / "files" / "crd-all.gen.yaml"
+    paths = [p for p in UPSTREAM.rglob("*.yaml") if "charts" not in p.relative_to(UPSTREAM).parts[:1]]
+    for path in sorted([*paths, istio_crds]):
         for document in yaml.load_all(path.read_text(encoding="utf-8"), Loader=Loader):
             if isinstance(document, dict) and document.get("kind") == "CustomResourceDefinition":
                 spec = document["spec"]
@@ -398,7 +401,7 @@ def test_a_shards_inline_config_is_what_the_program_accepts_of_a_shard_stack(gen
 
 # --- RBAC across a change of shards: the base commit's namespaces stay removable until the shard has left them -------
 
-EVERY_KIND = {(group, resource) for (group, _), resource in shards_module.RESOURCES.items()}
+EVERY_KIND = {(group, shards_module.RESOURCES[(group, kind)]) for group, kind in shards_module.SHARD_KINDS["linkerd"]}
 
 
 def test_a_namespace_that_leaves_a_shard_stays_removable_until_the_shard_has_applied_without_it(tmp_path):
@@ -432,7 +435,8 @@ def test_a_namespace_that_leaves_a_shard_stays_removable_until_the_shard_has_app
 
 
 def test_a_kind_the_shard_stops_emitting_stays_removable():
-    role = {"rules": shards_module.role_rules([("policy.linkerd.io", "Server")], removing=True)}
+    role = {"rules": shards_module.role_rules([("policy.linkerd.io", "Server")],
+                                              shards_module.removable_kinds("linkerd"))}
     assert ("policy.linkerd.io", "servers") in granted(role)[0]
     assert ("policy.linkerd.io", "serverauthorizations") in removable(role) - granted(role)[0]
     assert not [r for r in role["rules"] if "create" in r["verbs"] and "serverauthorizations" in r["resources"]]
@@ -491,3 +495,90 @@ def test_the_platform_and_its_shards_read_one_source_for_each_setting(generated)
         (stack,) = of_kind(files[stack_name], "Stack")
         assert stack["spec"]["branch"] == platform["spec"]["branch"], "the same commit"
         assert set(stack["spec"]["config"]) <= {"mtls-mesh:platformStack", "mtls-mesh:shard", "mtls-mesh:kubeContext"}
+
+
+# --- an Istio platform's shards (mesh: istio), and a switch of mesh -----------------------------------------------------
+
+def with_mesh(project: Path, mesh: str) -> Path:
+    """The project's operator platform (prod) switched to `mesh`; its shards read it from there."""
+    path = project / "stacks" / "Pulumi.prod.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["config"]["mtls-mesh:mesh"] = mesh
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return project
+
+
+def shard_roles(project: Path, held=None) -> dict[str, dict[str, dict]]:
+    """shard -> namespace -> its Role."""
+    stacks = {s.shard: s for s in shards_module.shard_stacks("prod", project, held)}
+    return {shard: {r["metadata"]["namespace"]: r for r in of_kind(
+        shards_module.workspace_rbac(stack, "pulumi-operator", {}), "Role")} for shard, stack in stacks.items()}
+
+
+def role_groups(role: dict) -> set[str]:
+    return {group for rule in role["rules"] for group in rule["apiGroups"]}
+
+
+@pytest.mark.skipif(shared_missing_reason() is not None, reason=shared_missing_reason() or "")
+def test_an_istio_platforms_shards_may_write_exactly_the_kinds_istio_emits_in_their_namespaces(tmp_path):
+    """Generated, not refused: each Role allows the kinds of the compiled Istio plan in that namespace (PeerAuthentication,
+    AuthorizationPolicy, Sidecar, ServiceEntry, NetworkPolicy, workload Certificates), plurals from the pinned Istio
+    CRDs, and names no Linkerd API group."""
+    project = with_mesh(sharded_project(tmp_path, {"web": "storefront", "payments": "payments", "data": "payments"}),
+                        "istio")
+    written = generator.write(tmp_path / "out", generator.DEFAULT_REPO, generator.DEFAULT_BACKEND, None, None, project)
+    assert {p.stem for p in written} == {"prod", "prod-storefront", "prod-payments"}
+    _, plan = shards_module.platform_plan("prod", project)
+    assert plan.istio is not None
+    seen = set()
+    for shard, roles in shard_roles(project).items():
+        for namespace, role in roles.items():
+            writes, others = granted(role)
+            assert writes == expected_write_access(project, namespace), namespace
+            assert others == [shards_module.EVENTS_RULE]
+            assert "policy.linkerd.io" not in role_groups(role) and "gateway.networking.k8s.io" not in role_groups(role)
+            seen |= writes
+    assert {("security.istio.io", "peerauthentications"), ("security.istio.io", "authorizationpolicies"),
+            ("networking.istio.io", "sidecars"), ("networking.istio.io", "serviceentries"),
+            ("networking.k8s.io", "networkpolicies"), ("cert-manager.io", "certificates")} <= seen, seen
+
+
+def test_a_linkerd_shards_role_names_no_istio_kind(generated):
+    _, _, files = generated
+    for stack_name in ("prod-storefront", "prod-payments"):
+        for role in of_kind(files[stack_name], "Role"):
+            assert not {"security.istio.io", "networking.istio.io"} & role_groups(role), role
+
+
+def test_an_istio_kind_missing_from_the_table_is_refused_by_name(tmp_path, monkeypatch):
+    project = with_mesh(sharded_project(tmp_path), "istio")
+    monkeypatch.setitem(shards_module.SHARD_KINDS, "istio", tuple(
+        k for k in shards_module.SHARD_KINDS["istio"] if k != ("networking.istio.io", "Sidecar")))
+    with pytest.raises(generator.GeneratorError, match=r"Sidecar.*SHARD_KINDS\['istio'\]"):
+        shards_module.shard_stacks("prod", project)
+
+
+def test_across_a_switch_of_mesh_a_shard_may_remove_the_old_meshs_objects_until_it_applied_the_new_one(tmp_path):
+    """base: Linkerd; head: Istio. The shard's `up` at head deletes the Servers, AuthorizationPolicies, routes... its
+    state holds from base: with --applied base, its Role in each namespace it held keeps removing Linkerd's kinds
+    (never creating them) beside writing Istio's; once it applied head, Linkerd's kinds go from its Role."""
+    shards = {"web": "storefront", "payments": "payments"}
+    base = sharded_project(tmp_path / "base", shards)
+    head = with_mesh(sharded_project(tmp_path / "head", shards), "istio")
+    held = shards_module.held_namespaces("prod", base)
+    assert held == {"prod-storefront": ("web",), "prod-payments": ("payments",)}
+    assert {h.mesh for h in held.values()} == {"linkerd"}
+    linkerd = {(g, shards_module.RESOURCES[(g, k)]) for g, k in shards_module.SHARD_KINDS["linkerd"]}
+    istio = {(g, shards_module.RESOURCES[(g, k)]) for g, k in shards_module.SHARD_KINDS["istio"]}
+    across = shard_roles(head, held)
+    for shard, namespace in (("storefront", "web"), ("payments", "payments")):
+        role = across[shard][namespace]
+        writes, _ = granted(role)
+        assert writes == expected_write_access(head, namespace) and writes <= istio
+        assert removable(role) >= linkerd, f"{namespace}: its Linkerd objects must stay removable"
+        assert not writes & (linkerd - istio), "never creates the old mesh's kinds"
+    head_only = shard_roles(head, None)
+    assert not removable(head_only["storefront"]["web"]) & (linkerd - istio), \
+        "generated from head alone, the switch's deletes would get 403s"
+    after = shard_roles(head, shards_module.held_namespaces("prod", head))
+    assert not role_groups(after["storefront"]["web"]) & {"policy.linkerd.io", "gateway.networking.k8s.io"}
