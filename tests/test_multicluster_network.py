@@ -9,19 +9,27 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, assume, given, settings as hypothesis_settings, strategies as st
 
 from conformance import validate_object
 from multicluster_access import (cross_cluster_access, graph_cross_edges, graph_network_sources, network_objects,
                                  network_sources)
 from plan.linkerd.multicluster_network import GatewayAddresses, fill_gateway_egress
-from test_multicluster_graph import check_exact_access, example_plans, load, write_stack
+from read.errors import SettingsError
+from test_multicluster_graph import (check_exact_access, example_graph, example_plans, load, placed_graphs,
+                                     write_stack)
 
 DENY = {"defaultInboundPolicy": "deny", "kubeletNetworks": ["10.250.0.0/24"], "prometheusNetworks": []}
 
 
-def stacks(directory: Path, east: dict | None = None, west: dict | None = None):
-    """The example's two clusters, in deny, with settings changed per cluster."""
+def stacks(directory: Path, east: dict | None = None, west: dict | None = None, graph: dict | None = None):
+    """The example's two clusters, in deny, with settings changed per cluster (and another graph)."""
     directory.mkdir(parents=True, exist_ok=True)
+    if graph is not None:
+        (directory / "services.yaml").write_text(yaml.safe_dump(graph))
+        own = {"serviceGraph": str(directory / "services.yaml"), "allowFilesOutsideProject": True}
+        east, west = {**own, **(east or {})}, {**own, **(west or {})}
     write_stack(directory, "dev-east", **{**DENY, "cluster": "east", "clusterPeers": ["dev-west"],
                                           "clusterApiServer": "https://api.east.example:6443",
                                           "clusterNetworks": ["10.1.0.0/16"], **(east or {})})
@@ -85,6 +93,21 @@ def test_the_gateway_admits_peers_and_reaches_only_its_gateway_exports():
     assert [ports(r) for r in exported] == [[4143, 8080]] and len(spec["egress"]) == 3  # + DNS, control plane
     assert gateway in plans["east"].multicluster.objects()
     assert not plans["west"].multicluster.network_policies  # west exports nothing through a gateway
+
+
+def test_the_gateway_reaches_no_gateway_export_without_callers(tmp_path):
+    """ledger stays exported in gateway mode but loses its only cross-cluster caller: the gateway keeps running (and
+    admitting peers), ledger admits no gateway, and the gateway may not reach it."""
+    document = example_graph()
+    document["services"]["ledger"]["allow"] = ["billing"]
+    del document["services"]["reporter"]
+    plans, graph = stacks(tmp_path, graph=document)
+    [gateway] = plans["east"].multicluster.network_policies
+    assert [r["to"][0].get("namespaceSelector", {}).get("matchLabels") for r in gateway["spec"]["egress"]] == [
+        {"kubernetes.io/metadata.name": "kube-system"}, {"kubernetes.io/metadata.name": "linkerd"}]
+    assert not [o for o in plans["east"].policy_objects() if o["metadata"]["name"] == "mtls-mesh-ledger-multicluster"]
+    assert not plans["west"].multicluster.gateway_egress
+    check_exact_access(plans, graph)
 
 
 def test_gateway_addresses_are_filled_as_blocks_and_a_host_name_opens_outside_the_cluster():
@@ -201,3 +224,47 @@ def test_each_phase_admits_a_peers_workload_as_linkerd_does(tmp_path, phase, adm
     assert (("frontend", "west", "billing", "east", "admin") in found) is admitted
     # The gateway arrives from inside the cluster: every phase but deny admits it, so reporter reaches billing.
     assert (("reporter", "west", "billing", "east", "admin") in found) is (phase != "deny")
+
+
+PHASES = ("deny", "audit", "all-authenticated", "cluster-authenticated", "all-unauthenticated")
+
+
+@hypothesis_settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                            HealthCheck.too_slow])
+@given(document=placed_graphs(), phases=st.fixed_dictionaries({ns: st.sampled_from(PHASES) for ns in ("ns0", "ns1", "ns2")}),
+       egress=st.booleans())
+def test_generated_graphs_in_mixed_phases_keep_every_edge_and_are_exact_where_they_deny(tmp_path_factory, document,
+                                                                                         phases, egress):
+    """Whatever each namespace's phase, no allowed cross-cluster call is blocked (by the mesh or the network), the
+    network layer only narrows, and a callee in a `deny` namespace admits exactly its cross-cluster edges, at both
+    layers (network sources included); only open phases admit more."""
+    from plan.mesh import compile_mesh
+
+    directory = tmp_path_factory.mktemp("phases")
+    (directory / "services.yaml").write_text(yaml.safe_dump(document))
+    clusters = list(document["clusters"])
+    for index, cluster in enumerate(clusters):
+        write_stack(directory, f"dev-{cluster}", **{**DENY, "cluster": cluster,
+                    "clusterPeers": [f"dev-{c}" for c in clusters if c != cluster],
+                    "clusterApiServer": f"https://api.{cluster}.example:6443", "clusterNetworks": [f"10.{index}.0.0/16"],
+                    "serviceGraph": str(directory / "services.yaml"), "allowFilesOutsideProject": True,
+                    "inboundPolicyOverrides": [f"{ns}={phase}" for ns, phase in phases.items()],
+                    "networkPolicyEgress": egress, **({"meshRootStack": f"dev-{clusters[0]}"} if index else {})})
+    try:
+        plans = {cluster: compile_mesh(load(directory, f"dev-{cluster}")) for cluster in clusters}
+    except SettingsError as err:
+        assert all("services." in p.where for p in err.problems), [str(p) for p in err.problems]
+        assume(False)
+    graph = load(directory, f"dev-{clusters[0]}").graph
+    peers = {c: [p.name for p in plan.multicluster.cluster.peers] for c, plan in plans.items()}
+    expected = graph_cross_edges(graph, peers)
+    mesh = cross_cluster_access(plans, graph, "cluster.local", network=False)
+    found = cross_cluster_access(plans, graph, "cluster.local")
+
+    def denying(edges):
+        return {e for e in edges if phases[graph.services[e[2]].namespace] == "deny"}
+
+    assert expected <= found <= mesh, {"blocked": expected - found}
+    assert denying(found) == denying(mesh) == denying(expected)
+    sources, wanted = network_sources(plans, graph), graph_network_sources(graph, plans)
+    assert sources == {key: wanted.get(key, set()) for key in sources}
