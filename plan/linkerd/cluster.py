@@ -150,8 +150,8 @@ class MulticlusterPlan:
     - `gateway_egress`: the callers' NetworkPolicies toward the peers' gateways, in their graph namespaces, each rule's
       `to` a `multicluster_network.GatewayAddresses` marker: register `multicluster_network.fill_gateway_egress(policy,
       {peer stack: its gatewayAddresses output})` inside Output.apply, nothing when it returns None, and only those of
-      the namespaces this stack registers (a policy shard registers its own: plan/shards.py `scoped_namespaces`). The
-      callers' other cross-cluster NetworkPolicies are plain and sit in their namespaces' `policy` (MeshPlan.namespaces).
+      the namespaces this stack registers (a policy shard registers its own: plan/shards.py `scoped_namespaces`).
+      The callers' other cross-cluster NetworkPolicies are plain, in their namespaces' `policy` (MeshPlan.namespaces).
     """
 
     cluster: mc.Cluster
