@@ -23,8 +23,9 @@ Network layer (with `network`), NetworkPolicy networking.k8s.io/v1: a pod select
 isolated in it and admits what one of those policies' rules admits (ports absent: every port; peers absent: everyone).
 A namespace or pod selector selects pods of the policy's own cluster only; an ipBlock matches an address, wherever it
 is. A call needs the caller's egress and the callee's ingress on the callee's port; through the gateway: the caller's
-egress to the peer's gateway address on 4143, the gateway's ingress from the caller on 4143, the gateway's egress to
-the callee and the callee's ingress from the gateway. Selectors other than matchLabels (and namespace selectors other
+egress to the peer's gateway address on 4143, the gateway's ingress from the caller on 4143 (the caller's own address
+only when the gateway Service has externalTrafficPolicy Local; otherwise a node's, which the gateway's `source-cluster`
+and NetworkPolicy refuse), the gateway's egress to the callee and the callee's ingress from the gateway. Selectors other than matchLabels (and namespace selectors other
 than by name) raise: the check never passes by ignoring a field.
 
 The placement (which workloads run in which cluster) is the graph's; the access is the objects'."""
@@ -45,6 +46,9 @@ EXPORTED_GATEWAY = {mc.EXPORTED: "true"}
 # [LC] templates/gateway.yaml: the gateway pod template's labels.
 GATEWAY_POD_LABELS = {"app": mc.GATEWAY_NAME, "linkerd.io/extension": "multicluster"}
 NAMESPACE_LABEL = "kubernetes.io/metadata.name"
+# What a gateway pod sees as the source when the nodes masquerade (externalTrafficPolicy Cluster): a node's address,
+# in no cluster's pod network (TEST-NET-2).
+NODE_ADDRESS = "198.51.100.1"
 Object = Mapping[str, Any]
 
 
@@ -135,7 +139,7 @@ class Network:
         inbound = self._admits(destination, "Ingress", source, port) if isinstance(destination, Pod) else True
         return inbound and self._admits(source, "Egress", destination, port)
 
-    def lets_in(self, source: Pod, destination: Pod, port: int) -> bool:
+    def lets_in(self, source: Pod | Address, destination: Pod, port: int) -> bool:
         """The destination's ingress only: the source sent to another address (a load balancer's) that forwards."""
         return self._admits(destination, "Ingress", source, port)
 
@@ -230,6 +234,8 @@ def cross_cluster_access(plans: Mapping[str, Any], graph: ServiceGraph, trust_do
         gateway_ids = set(patches.get("MeshTLSAuthentication", {}).get("spec", {}).get("identities", []))
         gateway_nets = [n["cidr"] for n in patches.get("NetworkAuthentication", {}).get("spec", {}).get("networks", [])]
         peers = {p.name for p in multicluster.cluster.peers}
+        # Without externalTrafficPolicy Local the nodes masquerade a caller's address as their own.
+        keeps_source = multicluster.chart_values["gateway"].get("serviceExternalTrafficPolicy") == "Local"
         servers = [o for o in plan.policy_objects() if o["kind"] == "Server" and
                    (o["metadata"]["namespace"], o["metadata"]["name"]) in server_of]
         for server in servers:
@@ -255,9 +261,10 @@ def cross_cluster_access(plans: Mapping[str, Any], graph: ServiceGraph, trust_do
                     ident = identity_of[caller.key]
                     direct = labels in EXPORTED_DIRECT and (ident in identities or default_admits(
                         policy, True, source.ip, networks[callee_cluster])) and reaches(source, target, number)
-                    through = forwards and ident in gateway_ids and any(_in(source.ip, n) for n in gateway_nets) \
+                    seen = source if keeps_source else Address(NODE_ADDRESS)
+                    through = forwards and ident in gateway_ids and any(_in(seen.ip, n) for n in gateway_nets) \
                         and reaches(source, Address(addresses[callee_cluster]), mc.GATEWAY_PORT) \
-                        and through_balancer(source, gateway, mc.GATEWAY_PORT)
+                        and through_balancer(seen, gateway, mc.GATEWAY_PORT)
                     if direct or through:
                         found.add((caller.key, caller_cluster, callee, callee_cluster, port))
     return found

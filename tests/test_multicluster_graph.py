@@ -227,7 +227,8 @@ def test_the_plan_gives_registration_what_it_needs():
     plans, _ = example_plans()
     east, west = plans["east"].multicluster, plans["west"].multicluster
     assert east.peer_stacks == {"west": "dev-west"} and west.mesh_root_stack == "dev-east"
-    assert east.chart_values["gateway"] == {"enabled": True, "loadBalancerSourceRanges": ["10.2.0.0/16"]}
+    assert east.chart_values["gateway"] == {"enabled": True, "loadBalancerSourceRanges": ["10.2.0.0/16"],
+                                            "serviceExternalTrafficPolicy": "Local"}
     [link] = [o for o in west.links if o["kind"] == "Link"]
     assert link["spec"]["gatewayAddress"].stack == "dev-east"  # a marker, filled from east's outputs
     secrets = [o for o in west.links if o["kind"] == "Secret"]

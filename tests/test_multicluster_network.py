@@ -110,6 +110,17 @@ def test_the_gateway_reaches_no_gateway_export_without_callers(tmp_path):
     check_exact_access(plans, graph)
 
 
+def test_the_gateway_sees_its_callers_only_if_the_nodes_keep_their_addresses():
+    """The gateway's source-network checks (its `source-cluster`, its NetworkPolicy) need the callers' own addresses:
+    with the Service's default externalTrafficPolicy the nodes masquerade them, and no call gets through."""
+    plans, settings = example_plans()
+    assert plans["east"].multicluster.chart_values["gateway"]["serviceExternalTrafficPolicy"] == "Local"
+    del plans["east"].multicluster.chart_values["gateway"]["serviceExternalTrafficPolicy"]
+    found = cross_cluster_access(plans, settings.graph, "cluster.local", network=False)
+    assert not [edge for edge in found if edge[2] == "ledger"]
+    assert ("checkout", "west", "billing", "east", "grpc") in found  # pod to pod needs no gateway
+
+
 def test_gateway_addresses_are_filled_as_blocks_and_a_host_name_opens_outside_the_cluster():
     plans, _ = example_plans()
     [reporter] = plans["west"].multicluster.gateway_egress
