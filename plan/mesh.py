@@ -25,12 +25,13 @@ Checks that need the objects run here, on the compiled plan (`plan_problems`): `
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from plan.linkerd.alerts import mesh_rule_groups, pod_monitor
 from plan.linkerd.authorization import access_matrix, authorization_objects, egress_matrix
 from plan.linkerd.cluster import (MulticlusterPlan, build_cluster, cluster_problems, cluster_view, multicluster_plan,
                                   remote_identities, remote_names)
+from plan.linkerd.multicluster_network import workload_policies
 from plan.cert_manager import (cert_manager_values, identity_issuer_certificate, identity_issuers, token_request_rbac,
                            trust_bundle, trust_manager_values, workload_certificate, workload_issuer,
                            workload_secret_name, workload_trust_bundle)
@@ -359,14 +360,16 @@ def _is_istio(settings: Settings) -> bool:
     return settings.mesh == "istio"
 
 
-def _namespace_plans(settings: Settings, remote: Mapping[tuple[str, str], frozenset[str]] | None = None
-                     ) -> dict[str, NamespacePlan]:
+def _namespace_plans(settings: Settings, remote: Mapping[tuple[str, str], frozenset[str]] | None = None,
+                     cross_cluster: Iterable[Object] = ()) -> dict[str, NamespacePlan]:
+    """`cross_cluster`: a cluster stack's NetworkPolicies for cross-cluster traffic (multicluster_network), registered
+    with their namespaces' other policy objects."""
     graph, vault = settings.graph, settings.vault
     policy: dict[str, list[Object]] = {}
     istio = _is_istio(settings)
     objects_of_graph = (istio_authorization.authorization_objects(settings, ISTIO_PLACEMENT) if istio
                         else authorization_objects(settings, remote))
-    for obj in objects_of_graph:
+    for obj in [*objects_of_graph, *cross_cluster]:
         policy.setdefault(obj["metadata"]["namespace"], []).append(obj)
     certificate_services = graph.certificate_services
     plans = {}
@@ -512,6 +515,7 @@ def build_plan(settings: Settings) -> MeshPlan:
     side; its builders' refusals (a gateway export that would need per-caller policy, ...) are raised first."""
     remote: dict[tuple[str, str], frozenset[str]] = {}
     names: dict[str, list[str]] = {}
+    cross_cluster: list[Object] = []
     multicluster = None
     if settings.multicluster is not None and not _is_istio(settings):
         cluster = build_cluster(settings)
@@ -520,8 +524,9 @@ def build_plan(settings: Settings) -> MeshPlan:
             raise SettingsError(problems, settings.stack)
         remote, names = remote_identities(settings, cluster), remote_names(settings, cluster)
         multicluster = multicluster_plan(settings, cluster)
+        cross_cluster = workload_policies(settings, cluster)
         settings = replace(settings, graph=cluster_view(settings.graph, cluster.name))
-    namespaces = _namespace_plans(settings, remote)
+    namespaces = _namespace_plans(settings, remote, cross_cluster)
     policy = [obj for ns in namespaces.values() for obj in ns.policy]
     verification = _verification_plan(settings)
     istio = _is_istio(settings)

@@ -383,9 +383,13 @@ CANNOT_CHECK = (
          ("in all, more than the limit", "cidrs and hosts, more than the limit", "more than etcd's limit")),
     Rule("clusters", "placement across the clusters of an environment: a service's clusters must be declared under "
          "`clusters:`, an exported service needs `clusters:` and a proxy, and a caller running in a cluster where its "
-         "callee does not run needs the callee exported",
+         "callee does not run needs the callee exported (relations between services, their placement and the graph's "
+         "clusters); a port exported in gateway mode must admit every caller the cluster's gateway admits for any "
+         "gateway-exported service (behind the gateway they all have its identity: a relation across every "
+         "gateway-exported service of a cluster, checked when a cluster stack compiles)",
          ("is not declared under 'clusters'", "needs the graph's clusters", "does not run in cluster",
-          "cannot be exported")),
+          "cannot be exported", "is not exported, so the call cannot reach it",
+          "behind the gateway every caller has the gateway's identity")),
     Rule("team boundaries", "in a graph split per team, a namespace or a service key is declared in one file only, "
          "a service lives in a namespace its own file declares, and the files together stay within the graph's limits",
          ("is also declared in", "not in this file", "fragment files", "together")),

@@ -1,30 +1,150 @@
 """Who can reach what across clusters, computed from the emitted objects of every cluster stack alone (a sibling of
-the single-cluster check in tests/test_authorization.py): per callee cluster, the Servers and the identities their
-AuthorizationPolicies' MeshTLSAuthentications admit, which Services are exported and how (the plan's export labels),
-and the gateway's narrowed policy (the patched `any-meshed` identities and `source-cluster` networks).
+the single-cluster checks in tests/test_authorization.py and of the NetworkPolicy evaluator in
+tests/istio_conformance.py). Every workload of the graph is a pod in each cluster it runs in, with an address in that
+cluster's `clusterNetworks` (read from the peers' view of it); each cluster has a gateway pod and a gateway address
+(a TEST-NET-1 address that fills the callers' `GatewayAddresses` markers, as registration fills them from the peer's
+outputs).
 
-- Pod to pod or federated: a workload of a peer cluster reaches a port of an exported service whose Server admits its
-  own identity.
-- Through the gateway: the gateway forwards to any Server that admits the gateway's identity (counted whether or not
-  the service is gateway-exported: what the gateway may forward, not only what is mirrored), for the identities its
-  `any-meshed` admits, arriving from networks its `source-cluster` admits.
+Mesh layer, on the callee cluster's objects:
+- a Server admits an identity its AuthorizationPolicies' MeshTLSAuthentications name, or, failing those, what its
+  `accessPolicy` admits by default (CRD policy_server.yaml: "Default access policy to apply when the traffic doesn't
+  match any of the policy rules"; linkerd/website linkerd.io/content/2.12/reference/authorization-policy.md):
+  `audit` and `all-unauthenticated` anyone, `all-authenticated` any meshed client of any cluster,
+  `cluster-authenticated` a meshed one from the callee cluster's networks, `cluster-unauthenticated` anyone from them,
+  `deny` nobody;
+- pod to pod or federated: a workload of a linked peer reaches a port of a Service exported that way (the mirror) whose
+  Server admits it, arriving from its own pod's address;
+- through the gateway: the gateway forwards to any Server that admits the gateway (its identity, arriving from the
+  gateway pod, inside the cluster), whether or not the service is gateway-exported (what the gateway may forward, not
+  only what is mirrored), for the identities its patched `any-meshed` admits, arriving from networks its patched
+  `source-cluster` admits.
+
+Network layer (with `network`), NetworkPolicy networking.k8s.io/v1: a pod selected by a policy of a direction is
+isolated in it and admits what one of those policies' rules admits (ports absent: every port; peers absent: everyone).
+A namespace or pod selector selects pods of the policy's own cluster only; an ipBlock matches an address, wherever it
+is. A call needs the caller's egress and the callee's ingress on the callee's port; through the gateway: the caller's
+egress to the peer's gateway address on 4143, the gateway's ingress from the caller on 4143 (the caller's own address
+only when the gateway Service has externalTrafficPolicy Local; otherwise a node's, which the gateway's `source-cluster`
+and NetworkPolicy refuse), the gateway's egress to the callee and the callee's ingress from the gateway. Selectors other than matchLabels (and namespace selectors other
+than by name) raise: the check never passes by ignoring a field.
 
 The placement (which workloads run in which cluster) is the graph's; the access is the objects'."""
 
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from plan.linkerd import multicluster as mc
 from plan.linkerd.authorization import port_object_name
+from plan.linkerd.multicluster_network import fill_gateway_egress
 from read.graph import ServiceGraph, mesh_identity
 
 EXPORTED_DIRECT = ({mc.EXPORTED: "remote-discovery"}, {mc.FEDERATED: "member"})
 EXPORTED_GATEWAY = {mc.EXPORTED: "true"}
+# [LC] templates/gateway.yaml: the gateway pod template's labels.
+GATEWAY_POD_LABELS = {"app": mc.GATEWAY_NAME, "linkerd.io/extension": "multicluster"}
+NAMESPACE_LABEL = "kubernetes.io/metadata.name"
+# What a gateway pod sees as the source when the nodes masquerade (externalTrafficPolicy Cluster): a node's address,
+# in no cluster's pod network (TEST-NET-2).
+NODE_ADDRESS = "198.51.100.1"
+Object = Mapping[str, Any]
 
 
-def _admitted(policy: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], set[str]]:
+class Unmodelled(AssertionError):
+    """An object uses something the evaluator does not model."""
+
+
+@dataclass(frozen=True)
+class Pod:
+    cluster: str
+    namespace: str
+    labels: tuple[tuple[str, str], ...]
+    ip: str
+
+
+@dataclass(frozen=True)
+class Address:
+    """An address that is no pod: a peer's gateway load balancer."""
+
+    ip: str
+
+
+def _in(ip: str, cidr: str) -> bool:
+    address, network = ipaddress.ip_address(ip), ipaddress.ip_network(cidr)
+    return address.version == network.version and address in network
+
+
+def _labels_match(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
+    if selector is None:
+        return True
+    if selector.get("matchExpressions"):
+        raise Unmodelled("matchExpressions")
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def _peer_matches(entry: Mapping[str, Any], cluster: str, namespace: str, endpoint: Pod | Address) -> bool:
+    if "ipBlock" in entry:
+        block = entry["ipBlock"]
+        return _in(endpoint.ip, block["cidr"]) and not any(_in(endpoint.ip, e) for e in block.get("except", []))
+    if not isinstance(endpoint, Pod) or endpoint.cluster != cluster:
+        return False
+    selector = entry.get("namespaceSelector")
+    if selector is None:
+        in_namespace = endpoint.namespace == namespace
+    else:
+        if selector.get("matchExpressions") or set(selector.get("matchLabels", {})) - {NAMESPACE_LABEL}:
+            raise Unmodelled("namespace selectors other than by name")
+        wanted = selector.get("matchLabels", {}).get(NAMESPACE_LABEL)
+        in_namespace = wanted is None or wanted == endpoint.namespace
+    return in_namespace and _labels_match(entry.get("podSelector"), dict(endpoint.labels))
+
+
+class Network:
+    """Every cluster's NetworkPolicies, as the clusters holding them would apply them."""
+
+    def __init__(self, policies: Mapping[str, Iterable[Object]]):
+        self.policies = {cluster: [p for p in objects if p["kind"] == "NetworkPolicy"]
+                         for cluster, objects in policies.items()}
+
+    def _isolating(self, pod: Pod, direction: str) -> list[Object]:
+        chosen = []
+        for policy in self.policies.get(pod.cluster, []):
+            spec = policy["spec"]
+            types = spec.get("policyTypes") or (["Ingress"] + (["Egress"] if "egress" in spec else []))
+            if policy["metadata"]["namespace"] == pod.namespace and direction in types and \
+                    _labels_match(spec.get("podSelector", {}), dict(pod.labels)):
+                chosen.append(policy)
+        return chosen
+
+    def _admits(self, own: Pod, direction: str, other: Pod | Address, port: int) -> bool:
+        policies = self._isolating(own, direction)
+        if not policies:
+            return True
+        rules_key, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
+        for policy in policies:
+            for rule in policy["spec"].get(rules_key, []) or []:
+                ports = rule.get("ports")
+                if ports and any(not isinstance(p.get("port"), int) or "endPort" in p for p in ports):
+                    raise Unmodelled("named ports and port ranges")
+                if ports and not any(p.get("protocol", "TCP") == "TCP" and p["port"] == port for p in ports):
+                    continue
+                peers = rule.get(peers_key)
+                if not peers or any(_peer_matches(e, own.cluster, own.namespace, other) for e in peers):
+                    return True
+        return False
+
+    def allows(self, source: Pod, destination: Pod | Address, port: int) -> bool:
+        inbound = self._admits(destination, "Ingress", source, port) if isinstance(destination, Pod) else True
+        return inbound and self._admits(source, "Egress", destination, port)
+
+    def lets_in(self, source: Pod | Address, destination: Pod, port: int) -> bool:
+        """The destination's ingress only: the source sent to another address (a load balancer's) that forwards."""
+        return self._admits(destination, "Ingress", source, port)
+
+
+def _admitted(policy: Iterable[Object]) -> dict[tuple[str, str], set[str]]:
     """(namespace, Server) -> identities its AuthorizationPolicies admit by MeshTLSAuthentication."""
     objects = list(policy)
     authn = {(o["metadata"]["namespace"], o["metadata"]["name"]): o["spec"].get("identities", [])
@@ -39,42 +159,161 @@ def _admitted(policy: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], set[
     return admitted
 
 
-def cross_cluster_access(plans: Mapping[str, Any], graph: ServiceGraph, trust_domain: str) -> set[tuple[str, ...]]:
+def default_admits(access_policy: str, meshed: bool, source_ip: str, cluster_networks: Iterable[str]) -> bool:
+    """What a Server's accessPolicy admits beyond its authorizations (see the module docstring)."""
+    in_cluster = any(_in(source_ip, cidr) for cidr in cluster_networks)
+    return {"deny": False, "audit": True, "all-unauthenticated": True, "all-authenticated": meshed,
+            "cluster-authenticated": meshed and in_cluster, "cluster-unauthenticated": in_cluster}[access_policy]
+
+
+def cluster_networks(plans: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    """Each cluster's networks, as its peers read them from its stack file."""
+    found: dict[str, tuple[str, ...]] = {}
+    for plan in plans.values():
+        for peer in plan.multicluster.cluster.peers:
+            found.setdefault(peer.name, peer.networks)
+    return found
+
+
+def gateway_addresses(plans: Mapping[str, Any]) -> dict[str, str]:
+    return {cluster: f"192.0.2.{index + 1}" for index, cluster in enumerate(sorted(plans))}
+
+
+def _pods(plans: Mapping[str, Any], graph: ServiceGraph) -> tuple[dict[tuple[str, str], Pod], dict[str, Pod]]:
+    """(service key, cluster) -> its pod; cluster -> its gateway pod. Addresses from the cluster's first network."""
+    networks = cluster_networks(plans)
+    pods, gateways = {}, {}
+    for cluster in plans:
+        hosts = ipaddress.ip_network(networks[cluster][0]).hosts()
+        gateways[cluster] = Pod(cluster, mc.NAMESPACE, tuple(GATEWAY_POD_LABELS.items()), str(next(hosts)))
+        for service in sorted(graph.services.values(), key=lambda s: s.key):
+            if service.runs_in(cluster):
+                pods[(service.key, cluster)] = Pod(cluster, service.namespace, tuple(service.selector_labels.items()),
+                                                   str(next(hosts)))
+    return pods, gateways
+
+
+def network_objects(plans: Mapping[str, Any], addresses: Mapping[str, str] | None = None) -> dict[str, list[Object]]:
+    """Each cluster's NetworkPolicies: its namespaces', its gateway's, and its callers' toward the peers' gateways,
+    filled with the peers' gateway addresses as registration would."""
+    addresses = addresses if addresses is not None else gateway_addresses(plans)
+    found = {}
+    for cluster, plan in plans.items():
+        multicluster = plan.multicluster
+        by_stack = {stack: [addresses[peer]] for peer, stack in multicluster.peer_stacks.items() if peer in addresses}
+        filled = [fill_gateway_egress(p, by_stack) for p in multicluster.gateway_egress]
+        found[cluster] = [*plan.policy_objects(), *multicluster.network_policies, *(p for p in filled if p)]
+    return found
+
+
+def cross_cluster_access(plans: Mapping[str, Any], graph: ServiceGraph, trust_domain: str, *,
+                         network: bool = True) -> set[tuple[str, ...]]:
     """(caller key, caller cluster, callee key, callee cluster, port) for every cross-cluster call the objects of the
-    cluster plans (cluster -> MeshPlan) admit."""
+    cluster plans (cluster -> MeshPlan) admit: at the mesh layer, and with `network` at the network layer too."""
     identity_of = {s.key: mesh_identity(s.service_account, s.namespace, trust_domain) for s in graph.services.values()}
     server_of = {(s.namespace, port_object_name(s, p.name)): (s.key, p.name)
                  for s in graph.services.values() for p in s.ports}
+    networks = cluster_networks(plans)
+    addresses = gateway_addresses(plans)
+    pods, gateways = _pods(plans, graph)
+    layer = Network(network_objects(plans, addresses))
+
+    def reaches(source: Pod, destination: Pod | Address, port: int) -> bool:
+        return not network or layer.allows(source, destination, port)
+
+    def through_balancer(source: Pod, destination: Pod, port: int) -> bool:
+        return not network or layer.lets_in(source, destination, port)
+
     found: set[tuple[str, ...]] = set()
     for callee_cluster, plan in plans.items():
         multicluster = plan.multicluster
         admitted = _admitted(plan.policy_objects())
         gateway_id = mc.gateway_identity(multicluster.cluster.trust_domain)
+        gateway = gateways[callee_cluster]
         patches = {o["kind"]: o for o in multicluster.gateway_policy}
         gateway_ids = set(patches.get("MeshTLSAuthentication", {}).get("spec", {}).get("identities", []))
-        gateway_nets = [ipaddress.ip_network(n["cidr"]) for n in
-                        patches.get("NetworkAuthentication", {}).get("spec", {}).get("networks", [])]
-        exports = {ns_name: labels for ns_name, labels in multicluster.exports.items()}
-        peers = {p.name: p for p in multicluster.cluster.peers}
-        for (namespace, server), identities in admitted.items():
-            callee, port = server_of[(namespace, server)]
+        gateway_nets = [n["cidr"] for n in patches.get("NetworkAuthentication", {}).get("spec", {}).get("networks", [])]
+        peers = {p.name for p in multicluster.cluster.peers}
+        # Without externalTrafficPolicy Local the nodes masquerade a caller's address as their own.
+        keeps_source = multicluster.chart_values["gateway"].get("serviceExternalTrafficPolicy") == "Local"
+        servers = [o for o in plan.policy_objects() if o["kind"] == "Server" and
+                   (o["metadata"]["namespace"], o["metadata"]["name"]) in server_of]
+        for server in servers:
+            namespace, name = server["metadata"]["namespace"], server["metadata"]["name"]
+            callee, port = server_of[(namespace, name)]
             service = graph.services[callee]
-            labels = exports.get((service.namespace, service.name))
+            number = service.port(port).number
+            identities = admitted.get((namespace, name), set())
+            policy = server["spec"].get("accessPolicy", "deny")
+            target = pods[(callee, callee_cluster)]
+            labels = multicluster.exports.get((service.namespace, service.name))
+            # The gateway calls from inside the cluster, as itself.
+            forwards = bool(patches) and (gateway_id in identities or default_admits(
+                policy, True, gateway.ip, networks[callee_cluster])) and reaches(gateway, target, number)
             for caller_cluster, caller_plan in plans.items():
                 if caller_cluster == callee_cluster or caller_cluster not in peers or \
                         callee_cluster not in {p.name for p in caller_plan.multicluster.cluster.peers}:
                     continue
-                networks = [ipaddress.ip_network(n) for n in peers[caller_cluster].networks]
-                through_gateway = gateway_id in identities and networks and all(
-                    any(n.subnet_of(g) for g in gateway_nets if g.version == n.version) for n in networks)
                 for caller in graph.services.values():
-                    if not caller.runs_in(caller_cluster):
+                    if not caller.runs_in(caller_cluster) or not graph.is_meshed(caller):
                         continue
+                    source = pods[(caller.key, caller_cluster)]
                     ident = identity_of[caller.key]
-                    direct = labels in EXPORTED_DIRECT and ident in identities
-                    gateway = through_gateway and ident in gateway_ids
-                    if direct or gateway:
+                    direct = labels in EXPORTED_DIRECT and (ident in identities or default_admits(
+                        policy, True, source.ip, networks[callee_cluster])) and reaches(source, target, number)
+                    seen = source if keeps_source else Address(NODE_ADDRESS)
+                    through = forwards and ident in gateway_ids and any(_in(seen.ip, n) for n in gateway_nets) \
+                        and reaches(source, Address(addresses[callee_cluster]), mc.GATEWAY_PORT) \
+                        and through_balancer(seen, gateway, mc.GATEWAY_PORT)
+                    if direct or through:
                         found.add((caller.key, caller_cluster, callee, callee_cluster, port))
+    return found
+
+
+def network_sources(plans: Mapping[str, Any], graph: ServiceGraph) -> dict[tuple[str, str, str], set[str]]:
+    """(callee key, callee cluster, port) -> where the network layer of the callee's cluster admits cross-cluster
+    connections to it from: a peer cluster's name (any address of its networks) or `gateway` (the local gateway pod).
+    Only callees whose pod is isolated for ingress (a `deny` namespace with NetworkPolicies) are listed."""
+    networks = cluster_networks(plans)
+    pods, gateways = _pods(plans, graph)
+    layer = Network(network_objects(plans))
+    found: dict[tuple[str, str, str], set[str]] = {}
+    for (key, cluster), pod in pods.items():
+        if not layer._isolating(pod, "Ingress"):
+            continue
+        for port in graph.services[key].ports:
+            sources = found.setdefault((key, cluster, port.name), set())
+            if layer._admits(pod, "Ingress", gateways[cluster], port.number):
+                sources.add("gateway")
+            for peer in plans:
+                if peer != cluster and any(layer._admits(pod, "Ingress", Address(str(host)), port.number)
+                                           for host in _some_hosts(networks[peer])):
+                    sources.add(peer)
+    return found
+
+
+def _some_hosts(cidrs: Iterable[str]) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The first and last address of each network: an ipBlock admits a whole network or a part of it."""
+    found = []
+    for cidr in cidrs:
+        net = ipaddress.ip_network(cidr)
+        found += [net.network_address, net.broadcast_address]
+    return found
+
+
+def graph_network_sources(graph: ServiceGraph, plans: Mapping[str, Any]) -> dict[tuple[str, str, str], set[str]]:
+    """What `network_sources` must be, from the graph: per exported callee copy and port, each other linked cluster
+    with an allowed caller on that port (pod to pod, federated), or `gateway` when any has one (gateway mode)."""
+    peers = {cluster: {p.name for p in plan.multicluster.cluster.peers} for cluster, plan in plans.items()}
+    found: dict[tuple[str, str, str], set[str]] = {}
+    for caller, callee, port in graph.edges():
+        source, target = graph.services[caller], graph.services[callee]
+        if target.export is None:
+            continue
+        for c in source.clusters:
+            for d in target.clusters:
+                if c != d and c in peers.get(d, ()) and d in peers.get(c, ()):
+                    found.setdefault((callee, d, port), set()).add("gateway" if target.export == mc.GATEWAY else c)
     return found
 
 

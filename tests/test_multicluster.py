@@ -120,6 +120,8 @@ def test_the_gateway_exists_only_when_something_is_exported_through_it(needs_sha
     assert find(with_gateway, "Deployment", mc.GATEWAY_NAME) and find(with_gateway, "Server", mc.GATEWAY_SERVER)
     service = find(with_gateway, "Service", mc.GATEWAY_NAME)
     assert service["spec"]["loadBalancerSourceRanges"] == [EAST_NET]
+    # The gateway's source-network checks need the callers' own addresses: no masquerading by the nodes.
+    assert service["spec"]["externalTrafficPolicy"] == "Local"
     without = render(west([ACCOUNTS]))
     assert find(without, "Deployment", mc.GATEWAY_NAME) is None and find(without, "Server", mc.GATEWAY_SERVER) is None
     assert mc.gateway_policy_objects(west([ACCOUNTS]), CHART_VERSION) == []
@@ -166,7 +168,8 @@ def test_every_value_is_one_the_chart_reads(high_availability, needs_shared):
     assert unknown_values(values) == []
     read = template_references()
     leaves = ["identityTrustDomain", "linkerdNamespace", "gateway.enabled", "controllers", "remoteMirrorServiceAccount",
-              "remoteMirrorServiceAccountName", "createNamespaceMetadataJob", "gateway.loadBalancerSourceRanges"]
+              "remoteMirrorServiceAccountName", "createNamespaceMetadataJob", "gateway.loadBalancerSourceRanges",
+              "gateway.serviceExternalTrafficPolicy"]
     assert all(leaf in read for leaf in leaves if leaf.split(".")[0] in values), sorted(set(leaves) - read)
     assert "controllerDefaults.gateway.enabled" in read  # what a controllers entry's gateway.enabled falls back to
     objects = render(west([LEDGER, ACCOUNTS], high_availability=high_availability))
@@ -329,6 +332,7 @@ def test_a_peer_without_declared_networks_keeps_the_network_check_open(needs_sha
     networks = next(o for o in mc.gateway_policy_objects(cluster, CHART_VERSION) if o["kind"] == "NetworkAuthentication")
     assert networks["spec"]["networks"] == [{"cidr": "0.0.0.0/0"}, {"cidr": "::/0"}]
     assert "loadBalancerSourceRanges" not in mc.chart_values(cluster)["gateway"]
+    assert "serviceExternalTrafficPolicy" not in mc.chart_values(cluster)["gateway"]
     assert not [o for o in mc.peer_probe_objects(cluster) if o["kind"] == "NetworkAuthentication"]
     assert "loadBalancerSourceRanges" not in find(render(cluster), "Service", mc.GATEWAY_NAME)["spec"]
 

@@ -227,7 +227,8 @@ def test_the_plan_gives_registration_what_it_needs():
     plans, _ = example_plans()
     east, west = plans["east"].multicluster, plans["west"].multicluster
     assert east.peer_stacks == {"west": "dev-west"} and west.mesh_root_stack == "dev-east"
-    assert east.chart_values["gateway"] == {"enabled": True, "loadBalancerSourceRanges": ["10.2.0.0/16"]}
+    assert east.chart_values["gateway"] == {"enabled": True, "loadBalancerSourceRanges": ["10.2.0.0/16"],
+                                            "serviceExternalTrafficPolicy": "Local"}
     [link] = [o for o in west.links if o["kind"] == "Link"]
     assert link["spec"]["gatewayAddress"].stack == "dev-east"  # a marker, filled from east's outputs
     secrets = [o for o in west.links if o["kind"] == "Secret"]
@@ -237,13 +238,20 @@ def test_the_plan_gives_registration_what_it_needs():
                             ("payments", "ledger"): {"mirror.linkerd.io/exported": "true"}}
 
 
-def check_exact_access(plans, graph, trust_domain="cluster.local"):
-    from multicluster_access import cross_cluster_access, graph_cross_edges
+def check_exact_access(plans, graph, trust_domain="cluster.local", network=True):
+    """The cross-cluster calls the objects admit (mesh layer, and with `network` the NetworkPolicies too) are the
+    graph's cross-cluster edges; with `network`, each exported callee's NetworkPolicies admit exactly the sources its
+    cross-cluster callers come from (tests/multicluster_access.py)."""
+    from multicluster_access import cross_cluster_access, graph_cross_edges, graph_network_sources, network_sources
 
     peers = {cluster: [p.name for p in plan.multicluster.cluster.peers] for cluster, plan in plans.items()}
-    computed = cross_cluster_access(plans, graph, trust_domain)
+    computed = cross_cluster_access(plans, graph, trust_domain, network=network)
     expected = graph_cross_edges(graph, peers)
     assert computed == expected, {"extra": computed - expected, "missing": expected - computed}
+    if network:
+        sources = network_sources(plans, graph)
+        wanted = graph_network_sources(graph, plans)
+        assert sources == {key: wanted.get(key, set()) for key in sources}, sources
     return computed
 
 
@@ -262,7 +270,9 @@ def test_the_exact_access_check_can_fail():
     [any_meshed] = [o for o in east.gateway_policy if o["kind"] == "MeshTLSAuthentication"]
     any_meshed["spec"]["identities"].append("frontend.web.serviceaccount.identity.linkerd.cluster.local")
     with pytest.raises(AssertionError, match="frontend"):
-        check_exact_access(plans, settings.graph)
+        check_exact_access(plans, settings.graph, network=False)
+    # frontend's NetworkPolicies (west, deny, networkPolicyEgress) still keep it from east's gateway.
+    check_exact_access(plans, settings.graph)
 
 
 def test_a_gateway_export_that_would_need_per_caller_policy_is_refused(tmp_path):
@@ -330,8 +340,8 @@ def placed_graphs(draw):
 
 @hypothesis_settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                             HealthCheck.too_slow])
-@given(document=placed_graphs())
-def test_generated_graphs_admit_exactly_their_cross_cluster_edges(tmp_path_factory, document):
+@given(document=placed_graphs(), egress=st.booleans())
+def test_generated_graphs_admit_exactly_their_cross_cluster_edges(tmp_path_factory, document, egress):
     from hypothesis import assume
     from plan.mesh import compile_mesh
 
@@ -343,6 +353,9 @@ def test_generated_graphs_admit_exactly_their_cross_cluster_edges(tmp_path_facto
                     clusterPeers=[f"dev-{c}" for c in clusters if c != cluster],
                     clusterApiServer=f"https://api.{cluster}.example:6443", clusterNetworks=[f"10.{index}.0.0/16"],
                     serviceGraph=str(directory / "services.yaml"), allowFilesOutsideProject=True,
+                    # deny, with NetworkPolicies: the exact check then holds at the mesh and the network layer.
+                    defaultInboundPolicy="deny", kubeletNetworks=["10.250.0.0/24"], prometheusNetworks=[],
+                    networkPolicyEgress=egress,
                     **({"meshRootStack": f"dev-{clusters[0]}"} if index else {}))
     plans = {}
     try:
@@ -353,4 +366,6 @@ def test_generated_graphs_admit_exactly_their_cross_cluster_edges(tmp_path_facto
         # per-caller policy): each problem names a graph path.
         assert all("services." in p.where for p in err.problems), [str(p) for p in err.problems]
         assume(False)
-    check_exact_access(plans, load(directory, f"dev-{clusters[0]}").graph)
+    graph = load(directory, f"dev-{clusters[0]}").graph
+    check_exact_access(plans, graph, network=False)
+    check_exact_access(plans, graph)

@@ -28,6 +28,7 @@ import test_fragments
 import test_graph
 import test_hostile_input as hostile
 import test_input_rules as input_rules
+import test_multicluster_graph as multicluster
 import test_settings
 from read import graph_format, inputs, schema, settings_format
 from read.errors import Problems, SettingsError
@@ -324,6 +325,69 @@ class FragmentCase:
         return classify(FRAGMENT, document, self.path, message, graph_format.CANNOT_CHECK)
 
 
+class ClusterCase:
+    """A cluster stack of a multi-cluster environment (test_multicluster_graph): the example's two cluster stacks
+    (`two_clusters`, or one stack alone with `solo`) written beside each other, with `graph` as their service graph
+    when given. The problem at `where` of `stack` (its settings read with its peers' files, then compiled) must be
+    refused there by the stack schema (a config key) or the graph schema (a graph path), or belong to a CANNOT_CHECK
+    rule: a schema sees one file, never the peers' files nor, from a stack file, the graph's clusters."""
+
+    def __init__(self, where: str, stack: str = "dev-east", east: dict | None = None, west: dict | None = None,
+                 solo: dict | None = None, graph: dict | None = None):
+        self.where, self.stack, self.east, self.west, self.solo, self.graph = where, stack, east, west, solo, graph
+
+    def check(self, tmp_path: Path) -> str:
+        east, west = dict(self.east or {}), dict(self.west or {})
+        if self.graph is not None:
+            (tmp_path / "services.yaml").write_text(yaml.safe_dump(self.graph))
+            own = {"serviceGraph": str(tmp_path / "services.yaml"), "allowFilesOutsideProject": True}
+            east, west = {**own, **east}, {**own, **west}
+        if self.solo is not None:
+            multicluster.write_stack(tmp_path, self.stack, **self.solo)
+        else:
+            multicluster.two_clusters(tmp_path, east=east, west=west)
+        try:
+            compile_mesh(multicluster.load(tmp_path, self.stack))
+            problems = []
+        except SettingsError as err:
+            problems = err.problems
+        graph_path = not _CONFIG_KEY.match(self.where)
+        here = [str(p) for p in problems if (p.where.endswith(f": {self.where}") if graph_path else p.where == self.where)]
+        message = " | ".join(here)
+        assert message, f"the validator reports nothing at {self.where!r}: {[str(p) for p in problems]}"
+        if graph_path:
+            return classify(GRAPH, self.graph if self.graph is not None else multicluster.example_graph(), self.where,
+                            message, graph_format.CANNOT_CHECK)
+        document = yaml.safe_load((tmp_path / f"Pulumi.{self.stack}.yaml").read_text())
+        return classify(STACK, document, self.where, message, settings_format.CANNOT_CHECK, strip="config")
+
+
+def _placement(edit, where: str) -> dict:
+    """test_multicluster_graph.test_bad_placement_is_refused_with_its_graph_path's graph, as that test edits it."""
+    document = multicluster.example_graph()
+    edit(document)
+    if where == "services.checkout.export":
+        for service in document["services"].values():
+            service.pop("clusters", None)
+            service.pop("export", None) if service is not document["services"]["checkout"] else None
+    return document
+
+
+def _gateway_needing_per_caller_policy() -> dict:
+    """test_multicluster_graph.test_a_gateway_export_that_would_need_per_caller_policy_is_refused's graph."""
+    document = multicluster.example_graph()
+    document["services"]["ledger"]["ports"].append({"name": "admin", "port": 9000, "protocol": "HTTP/1"})
+    document["services"]["ledger"]["allow"] = ["billing", {"service": "reporter", "ports": ["admin"]},
+                                               {"service": "frontend", "ports": ["http"]}]
+    return document
+
+
+def _unexported_callee() -> dict:
+    document = multicluster.example_graph()
+    del document["services"]["billing"]["export"]
+    return document
+
+
 def _with(edit) -> dict:
     document = copy.deepcopy(EXAMPLE)
     edit(document)
@@ -434,9 +498,19 @@ CONVERTERS: dict[str, Any] = {
     "test_fragments.test_the_example_directory_compiles_to_the_plan_of_services_yaml": None,
     "test_fragments.test_a_bad_fragment_is_refused_naming_the_file_and_path":
         lambda files, where, words: FragmentCase(files, where),
+    "test_multicluster_graph.test_a_peer_that_disagrees_is_refused_naming_the_key_and_its_file":
+        lambda west, where, words: ClusterCase(f"mtls-mesh:{where}", west=west),
+    "test_multicluster_graph.test_bad_cluster_settings_are_refused_one_problem_each":
+        lambda east, where, words: ClusterCase(f"mtls-mesh:{where}", east=east),
+    "test_multicluster_graph.test_cluster_settings_without_a_cluster_are_refused":
+        lambda key, value: ClusterCase(f"mtls-mesh:{key}", stack="dev-solo", solo={key: value}),
+    "test_multicluster_graph.test_bad_placement_is_refused_with_its_graph_path":
+        lambda edit, where, words: ("dev", {}, _placement(edit, where), where),
+    # Generated graphs: refusals there are only assumed away, no case to classify.
+    "test_multicluster_graph.test_generated_graphs_admit_exactly_their_cross_cluster_edges": None,
 }
 MODULES = {"test_graph": test_graph, "test_settings": test_settings, "test_hostile_input": hostile,
-           "test_input_rules": input_rules, "test_fragments": test_fragments}
+           "test_input_rules": input_rules, "test_fragments": test_fragments, "test_multicluster_graph": multicluster}
 
 
 def _parameter_sets(function) -> list[tuple] | None:
@@ -481,6 +555,13 @@ CASES += [
     ("hostile.not utf-8", Words("is not UTF-8")),
     ("hostile.size limit", Words(f"is {inputs.MAX_GRAPH_BYTES + 1:,} bytes, more than the limit of {inputs.MAX_GRAPH_BYTES:,}")),
     ("graph.invalid yaml", Words("is not valid YAML")),
+    # Single cases of tests/test_multicluster_graph.py.
+    ("multicluster.root owner", ClusterCase("mtls-mesh:meshRootStack", stack="dev-west",
+                                            east={"meshRootStack": "dev-west"})),
+    ("multicluster.unexported callee", ("dev", {}, _unexported_callee(), "services.billing.allow[0]")),
+    ("multicluster.gateway needing per-caller policy", ClusterCase("services.ledger.export",
+                                                                   graph=_gateway_needing_per_caller_policy())),
+    ("multicluster.cluster not in the graph", ClusterCase("mtls-mesh:cluster", east={"cluster": "north"})),
 ]
 
 
@@ -498,7 +579,7 @@ def test_each_error_case_is_refused_by_the_schema_or_classified(tmp_path, case):
     if isinstance(case, GraphText):
         _rule(case.message(tmp_path), graph_format.CANNOT_CHECK)
         return
-    if isinstance(case, FragmentCase):
+    if isinstance(case, (FragmentCase, ClusterCase)):
         case.check(tmp_path)
         return
     stack, changes, graph, where, *unset = case

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from plan.linkerd import multicluster as mc
+from plan.linkerd import multicluster_network
 from read.errors import Problem
 from read.graph import ServiceGraph, mesh_identity
 from read.settings import Settings
@@ -143,7 +144,14 @@ class MulticlusterPlan:
       after the release (empty without gateway exports);
     - `peer_probes`, `prometheus`: the authorizations of the peers' probes and the program's Prometheus;
     - `pod_monitor`, `prometheus_rule` (None without alerts): the link-health metrics and alerts;
-    - `exports`: the Services to label for export, `(namespace, name) -> labels` (multicluster.EXPORT_LABELS).
+    - `exports`: the Services to label for export, `(namespace, name) -> labels` (multicluster.EXPORT_LABELS);
+    - `network_policies`: the gateway pods' NetworkPolicy in linkerd-multicluster (plan/linkerd/multicluster_network.py
+      `gateway_policies`), whole;
+    - `gateway_egress`: the callers' NetworkPolicies toward the peers' gateways, in their graph namespaces, each rule's
+      `to` a `multicluster_network.GatewayAddresses` marker: register `multicluster_network.fill_gateway_egress(policy,
+      {peer stack: its gatewayAddresses output})` inside Output.apply, nothing when it returns None, and only those of
+      the namespaces this stack registers (a policy shard registers its own: plan/shards.py `scoped_namespaces`).
+      The callers' other cross-cluster NetworkPolicies are plain, in their namespaces' `policy` (MeshPlan.namespaces).
     """
 
     cluster: mc.Cluster
@@ -158,11 +166,14 @@ class MulticlusterPlan:
     pod_monitor: Object
     prometheus_rule: Object | None
     exports: Mapping[tuple[str, str], Mapping[str, str]]
+    network_policies: tuple[Object, ...] = ()
+    gateway_egress: tuple[Object, ...] = ()
 
     def objects(self) -> list[Object]:
-        """The objects whose whole content the plan holds (not the markers' Secrets and Links, nor the patches)."""
+        """The objects whose whole content the plan holds (not the markers' Secrets, Links and gateway egress, nor the
+        patches)."""
         return [self.namespace, *self.peer_probes, *self.prometheus, self.pod_monitor,
-                *([self.prometheus_rule] if self.prometheus_rule is not None else [])]
+                *([self.prometheus_rule] if self.prometheus_rule is not None else []), *self.network_policies]
 
 
 def multicluster_plan(settings: Settings, cluster: mc.Cluster) -> MulticlusterPlan:
@@ -184,4 +195,6 @@ def multicluster_plan(settings: Settings, cluster: mc.Cluster) -> MulticlusterPl
                                                settings.policy.prometheus_networks, cluster.trust_domain)),
         pod_monitor=mc.pod_monitor(monitoring.labels),
         prometheus_rule=mc.prometheus_rule(cluster, monitoring.labels) if monitoring.enabled else None,
-        exports={(e.namespace, e.name): dict(mc.EXPORT_LABELS[e.mode]) for e in cluster.exports})
+        exports={(e.namespace, e.name): dict(mc.EXPORT_LABELS[e.mode]) for e in cluster.exports},
+        network_policies=tuple(multicluster_network.gateway_policies(settings, cluster)),
+        gateway_egress=tuple(multicluster_network.gateway_egress(settings, cluster)))

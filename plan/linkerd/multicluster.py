@@ -217,8 +217,14 @@ def chart_values(cluster: Cluster) -> dict[str, Any]:
     gateway: dict[str, Any] = {"enabled": gateway_enabled}
     sources = cluster.peer_networks
     if gateway_enabled and sources:
-        # The first narrowing, at the load balancer; the gateway's policy repeats it (gateway_policy_objects).
+        # The first narrowing, at the load balancer; the gateway's policy repeats it (gateway_policy_objects), and so
+        # does its NetworkPolicy (multicluster_network.gateway_policies). Both see the client's address only if the
+        # nodes do not masquerade it: the Service API's externalTrafficPolicy "Local" delivers "without masquerading
+        # the client source IP", the default "Cluster" replaces it with a node's (k8s.io/api core/v1 types.go
+        # ServiceExternalTrafficPolicy; kubernetes.io/docs/tasks/access-application-cluster/create-external-load-balancer
+        # "Preserving the client source IP"): every peer would then be refused as a node address.
         gateway["loadBalancerSourceRanges"] = sources
+        gateway["serviceExternalTrafficPolicy"] = "Local"
     if cluster.high_availability:
         gateway["replicas"] = 3  # values-ha.yaml
     values: dict[str, Any] = {
