@@ -207,6 +207,8 @@ else:
                                                          phase=settings.rollout.default_policy))
                 if plan.verification is not None else None,
                 checks_after=[verification] if verification is not None else [],
+                network_policies=plan.multicluster.network_policies, gateway_egress=plan.multicluster.gateway_egress,
+                workload_namespaces=namespaces.namespaces,
                 opts=on_cluster)
 
     if plan.alerts is not None and plan.istio is not None:

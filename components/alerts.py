@@ -15,7 +15,7 @@ import pulumi
 from plan.linkerd.alerts import (anchor_rule_group, certificate_not_after, intermediate_rule_group, prometheus_rule,
                      signed_workload_rule_group)
 from components.k8s import register
-from plan.mesh import AlertsPlan
+from plan.mesh import AlertsPlan, with_rule_labels
 
 
 @dataclass
@@ -55,6 +55,10 @@ class MeshAlerts(pulumi.ComponentResource):
                 lambda pems: intermediate_rule_group(
                     {a: certificate_not_after(pem, f"Vault intermediate {a}")
                      for a, pem in zip(intermediates, pems, strict=True)}, plan.intermediate_validity)))
+        # The expiry groups carry the stack's own labels too (a cluster stack's `cluster`), as the plan's groups do.
+        spec_groups = [*plan.rule_groups,
+                       *(g.apply(lambda group: with_rule_labels(group, plan.rule_labels))
+                         for g in spec_groups[len(plan.rule_groups):])]
         self.rule = register(f"{name}-rules", prometheus_rule(spec_groups, plan.labels), child)
         self.pod_monitor = register(f"{name}-pod-monitor", plan.pod_monitor, child)
         self.register_outputs({"alerts": sorted({r["alert"] for g in plan.rule_groups for r in g["rules"]})})

@@ -28,6 +28,7 @@ from pulumi.runtime.sync_await import _sync_await
 from components.k8s import register
 from components.providers import secret_input
 from plan.linkerd import multicluster as mc
+from plan.linkerd.multicluster_network import fill_gateway_egress
 from plan.linkerd import multicluster_contract as contract
 from plan.linkerd.control_plane import HELM_TIMEOUT_SECONDS
 from plan.linkerd.multicluster_verification import TARGET_CLUSTER_LABEL
@@ -90,6 +91,13 @@ class LinkerdMulticlusterArgs:
     checks_after: Sequence[pulumi.Resource] = ()
     # Peers' exports already read (tests, or a caller that read them); None: read here.
     peers: Mapping[str, PeerExport] | None = None
+    # NetworkPolicies of cross-cluster traffic (MulticlusterPlan.network_policies: the gateway pods' own, whole) and
+    # the callers' ways out to the peers' gateways (MulticlusterPlan.gateway_egress: markers filled here from the
+    # peers' applied gatewayAddresses; plan/linkerd/multicluster_network.py).
+    network_policies: Sequence[dict[str, Any]] = ()
+    gateway_egress: Sequence[dict[str, Any]] = ()
+    # The workload namespaces' Namespace resources, by name: a caller's gateway egress waits for its namespace.
+    workload_namespaces: Mapping[str, pulumi.Resource] = field(default_factory=dict)
 
 
 class LinkerdMulticluster(pulumi.ComponentResource):
@@ -156,6 +164,20 @@ class LinkerdMulticluster(pulumi.ComponentResource):
                                          cluster.trust_domain, cluster.linkerd_namespace)]
         self.policy = [register(f"{name}-{o['kind'].lower()}-{o['metadata']['name']}", o,
                                 after(namespace, args.policy_crds, self.release)) for o in policy]
+        # The gateway pods' NetworkPolicy, and each caller's egress to the gateways of the peers that have applied
+        # one (a peer without an address yet gets no rule: an empty `to` would admit every destination).
+        self.network_policies = [register(f"{name}-networkpolicy-{o['metadata']['name']}", o, after(namespace))
+                                 for o in args.network_policies]
+        addresses = {args.peer_stacks.get(p, p): list((e.plain or {}).get("gatewayAddresses") or ())
+                     for p, e in peers.items()}
+        for policy in args.gateway_egress:
+            filled = fill_gateway_egress(policy, addresses)
+            if filled is None:
+                continue
+            where = filled["metadata"]["namespace"]
+            self.network_policies.append(register(
+                f"{name}-networkpolicy-{where}-{filled['metadata']['name']}", filled,
+                after(args.workload_namespaces.get(where))))
         self.pod_monitor = self.rule = None
         if args.monitoring:
             self.pod_monitor = register(f"{name}-pod-monitor", mc.pod_monitor(args.monitoring_labels), after(namespace))

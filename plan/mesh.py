@@ -233,6 +233,9 @@ class AlertsPlan:
     intermediate_validity: Duration | None
     # Istio: istiod's and istio-csr's ServiceMonitors (Linkerd's control plane is scraped by its PodMonitor).
     service_monitors: tuple[Object, ...] = ()
+    # Labels every alert of the stack carries besides its own: a cluster stack's `cluster`, so that alerts of the
+    # environment's clusters stay apart wherever they are routed or federated (with_rule_labels).
+    rule_labels: Mapping[str, str] = field(default_factory=dict)
 
     def objects(self) -> Iterator[Object]:
         yield self.pod_monitor
@@ -492,7 +495,24 @@ def _verification_plan(settings: Settings) -> VerificationPlan | None:
         matrix=verification_matrix(settings))
 
 
+def with_rule_labels(group: Object, labels: Mapping[str, str]) -> Object:
+    """A rule group whose every alert also carries `labels` (an alert's own label of the same name wins)."""
+    if not labels:
+        return group
+    return {**group, "rules": [{**rule, "labels": {**labels, **rule.get("labels", {})}} if "alert" in rule else rule
+                               for rule in group["rules"]]}
+
+
 def _alerts_plan(settings: Settings, policy: list[Object]) -> AlertsPlan | None:
+    plan = _mesh_alerts_plan(settings, policy)
+    if plan is None or settings.multicluster is None:
+        return plan
+    rule_labels = {"cluster": settings.multicluster.cluster}
+    return replace(plan, rule_labels=rule_labels,
+                   rule_groups=tuple(with_rule_labels(group, rule_labels) for group in plan.rule_groups))
+
+
+def _mesh_alerts_plan(settings: Settings, policy: list[Object]) -> AlertsPlan | None:
     if not settings.monitoring.enabled:
         return None
     labels = settings.monitoring.labels

@@ -463,7 +463,8 @@ def scraped(metric, value_series, **labels):
 
 
 def alert_test(alert, series, firing, eval_time="20m"):
-    expected = [{"exp_labels": labels} for labels in firing]
+    # The rules under test are west's: every alert names the cluster that raised it.
+    expected = [{"exp_labels": {"cluster": WEST, **labels}} for labels in firing]
     return {"interval": "1m", "input_series": series,
             "alert_rule_test": [{"eval_time": eval_time, "alertname": alert, "exp_alerts": expected}]}
 

@@ -406,3 +406,38 @@ def test_a_single_cluster_stack_registers_nothing_of_multicluster():
     assert not [r for r in run.registrations if "multicluster" in r.name or r.type.endswith(":Link")]
     canary = next(o for o in run.objects("Service") if o["metadata"]["name"] == "canary")
     assert mc.EXPORTED not in canary["metadata"].get("labels", {})
+
+
+def test_cross_cluster_network_policies_are_registered_with_the_peers_gateway_addresses(example_stacks):
+    """The gateway pods' NetworkPolicy in the cluster that exports in gateway mode, and the caller's egress to that
+    peer's gateway filled from the address the peer exported (plan/linkerd/multicluster_network.py); none before the
+    peer applied, since an empty `to` would admit every destination."""
+    east, west = example_stacks["east"], example_stacks["west"]
+    gateway = [o for o in east.objects("NetworkPolicy") if o["metadata"]["namespace"] == mc.NAMESPACE]
+    assert [o["metadata"]["name"] for o in gateway] == ["mtls-mesh-gateway"]
+    exported = east.exports[contract.OUTPUT]["gatewayAddresses"]
+    assert exported, "the example's east exports in gateway mode, so it publishes its gateway's address"
+    egress = [o for o in west.objects("NetworkPolicy") if o["metadata"]["name"].endswith("-gateways")]
+    assert egress, "west's caller of a gateway-exported east service gets its way out to east's gateway"
+    blocks = {peer["ipBlock"]["cidr"] for o in egress for rule in o["spec"]["egress"] for peer in rule["to"]}
+    assert blocks == {f"{address}/32" for address in exported}
+    assert all(port["port"] == mc.GATEWAY_PORT for o in egress for rule in o["spec"]["egress"] for port in rule["ports"])
+    for policy in gateway + egress:
+        validate_object(policy)
+    before = example_stacks["preview"]
+    assert not [o for o in before.objects("NetworkPolicy") if o["metadata"]["name"].endswith("-gateways")]
+
+
+def test_every_alert_of_a_cluster_stack_names_its_cluster(example_stacks):
+    """Each cluster's Prometheus evaluates its own certificates and links; the `cluster` label keeps their alerts apart
+    downstream (certificate expiry per cluster), including the expiry groups written at registration. A single-cluster
+    stack's alerts are unchanged."""
+    east = example_stacks["east-again"]  # linked to west: its link alerts exist
+    rules = [rule for obj in east.objects("PrometheusRule") for group in obj["spec"]["groups"]
+             for rule in group["rules"] if "alert" in rule]
+    assert {r["alert"] for r in rules} >= {"MeshIdentityIssuerExpiring", "MulticlusterLinkStalled"}
+    assert any(r["alert"].startswith("MeshTrustAnchor") for r in rules), "the expiry group written at registration"
+    assert {r["labels"].get("cluster") for r in rules} == {"east"}
+    single = run_program("dev")
+    assert not [rule for obj in single.objects("PrometheusRule") for group in obj["spec"]["groups"]
+                for rule in group["rules"] if "cluster" in rule.get("labels", {})]

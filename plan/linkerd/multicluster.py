@@ -609,6 +609,10 @@ def rule_group(cluster: Cluster, latency_ms: int = LATENCY_WARNING_MS) -> dict[s
             f"The controller-{peer.name} watcher refreshes endpoints every minute; none in {REPAIR_WINDOW} means it "
             f"cannot reach {peer.name}'s API server (credentials cluster-credentials-{peer.name}) or is not running.",
             for_="5m", labels={"target_cluster_name": peer.name}, runbook="multiclusterlinkstalled"))
+    # Every alert names the cluster that raised it, as the stack's other alerts do (plan/mesh.py `with_rule_labels`):
+    # each cluster's Prometheus sees only its own controllers, and alerts of several clusters meet downstream.
+    for body in rules:
+        body["labels"] = {"cluster": cluster.name, **body["labels"]}
     return {"name": RULE_GROUP, "rules": rules}
 
 
