@@ -18,7 +18,7 @@ import pulumi_kubernetes as k8s
 from plan.cert_manager import (JETSTACK_CHARTS, anchor_config_map, anchor_secret, workload_anchor_config_map,
                            workload_secret_name, workload_tls_secret)
 from components.k8s import moved_in, register, register_group
-from plan.namespaces import LINKERD_NAMESPACE
+from plan.linkerd.namespaces import LINKERD_NAMESPACE
 from plan.mesh import CertificatesPlan, NamespacePlan
 from plan.trust import SignedWorkload
 

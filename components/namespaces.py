@@ -11,7 +11,7 @@ from typing import Any, Mapping
 import pulumi
 
 from components.k8s import register
-from plan.namespaces import VIZ_NAMESPACE
+from plan.linkerd.namespaces import VIZ_NAMESPACE
 from plan.mesh import NamespacePlan
 
 

@@ -17,7 +17,7 @@ import base64
 from typing import Any, Mapping
 
 from read.graph import Service, identity_issuer_name as identity_name, spiffe_id, workload_dns_names
-from plan.namespaces import LINKERD_NAMESPACE
+from plan.linkerd.namespaces import LINKERD_NAMESPACE
 from plan.objects import WAIT_FOR_READY, WAIT_FOR_SYNCED, metadata
 from read.settings import CertManagerSettings, Settings, VaultSettings
 from plan.vault_pki import VAULT_ISSUER_SERVICE_ACCOUNT, VAULT_TOKEN_AUDIENCE, issuer_signing_path, workload_signing_path

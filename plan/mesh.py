@@ -38,7 +38,7 @@ from read.errors import Problem, SettingsError
 from read.graph import Service, collector_paused
 from plan.linkerd.control_plane import (crds_values, control_plane_values, viz_values, webhook_ca_objects, webhook_certificate,
                       webhooks)
-from plan.namespaces import LINKERD_NAMESPACE, linkerd_namespace_object, viz_namespace_object, workload_namespace_object
+from plan.linkerd.namespaces import LINKERD_NAMESPACE, linkerd_namespace_object, viz_namespace_object, workload_namespace_object
 from plan.objects import document, group_manifest
 from read.names import workload_root_common_name
 from read.settings import Settings
@@ -49,7 +49,7 @@ from plan.linkerd.verification import (canary_objects, check_jobs, namespace_obj
                            service_accounts, verification_matrix)
 from plan.istio import alerts as istio_alerts, authorization as istio_authorization, namespaces as istio_namespaces
 from plan.istio import verification as istio_verification
-from plan.istio.authorization import MESH_CONFIG as ISTIO_MESH_CONFIG, IstioPlacement
+from plan.istio.authorization import MESH_CONFIG as ISTIO_MESH_CONFIG, PLACEMENT as ISTIO_PLACEMENT
 from plan.istio.control_plane import (base_values, istio_csr_values, istio_settings, istiod_certificate, istiod_values,
                                       root_cert_check)
 from plan.istio.names import (ISTIO_CHART_VERSION, ISTIO_CSR_CHART_VERSION, ISTIO_CSR_NAMESPACE, ISTIO_CSR_REPOSITORY,
@@ -347,9 +347,6 @@ ISTIO_RESOURCES = {("security.istio.io", "PeerAuthentication"): "peerauthenticat
                    ("networking.istio.io", "Sidecar"): "sidecars",
                    ("networking.istio.io", "ServiceEntry"): "serviceentries",
                    ("monitoring.coreos.com", "ServiceMonitor"): "servicemonitors"}
-# Where Istio's own parts run, for the NetworkPolicies that let sidecars reach them: istio-csr beside istiod
-# (plan/istio/control_plane.py), not the chart's default cert-manager namespace.
-ISTIO_PLACEMENT = IstioPlacement(istiod_namespace=ISTIO_NAMESPACE, istio_csr_namespace=ISTIO_CSR_NAMESPACE)
 
 
 def _is_istio(settings: Settings) -> bool:

@@ -723,7 +723,7 @@ def _check_unique_workloads(reader: _Reader, services: dict[str, Service]) -> No
 
 def _check_skipped_ports(reader: _Reader, services: dict[str, Service], namespaces: Mapping[str, Namespace]) -> None:
     """In an injected namespace the ports of proxy-free services (and skipInboundPorts) are skipped by every proxy of
-    the namespace (namespaces.inbound_ports_to_skip): a meshed service on one of them would lose its policy."""
+    the namespace (plan/edges.py inbound_ports_to_skip): a meshed service on one of them would lose its policy."""
     skipped: dict[tuple[str, int], str] = {}
     for service in services.values():
         if not service.meshed:
@@ -797,7 +797,7 @@ def _check_skipped_outbound_ports(reader: _Reader, graph: ServiceGraph) -> None:
                        "(the egress entry already allows the destination)")
     for callee in graph.services.values():
         if not graph.is_meshed(callee):
-            continue  # proxy-free callees' ports are skipped on purpose (namespaces.outbound_ports_to_skip)
+            continue  # proxy-free callees' ports are skipped on purpose (plan/edges.py outbound_ports_to_skip)
         for caller in callee.callers:
             source = graph.services[caller.service]
             if source.namespace not in skipped or not graph.is_meshed(source):
@@ -812,7 +812,7 @@ def _check_skipped_outbound_ports(reader: _Reader, graph: ServiceGraph) -> None:
 
 def _check_opaque_ports(reader: _Reader, services: dict[str, Service], namespaces: Mapping[str, Namespace]) -> None:
     """Callers learn a port is opaque from `config.linkerd.io/opaque-ports`, which the program can only set on the
-    namespace (namespaces.opaque_ports): it covers every workload of the namespace on that port number. Another meshed
+    namespace (plan/linkerd/namespaces.py opaque_ports): it covers every workload of the namespace on that port number. Another meshed
     service there declaring the number as HTTP or gRPC would lose protocol detection, routes and route-level
     authorization (its gRPC probe route) to callers that treat it as opaque."""
     opaque: dict[tuple[str, int], str] = {}

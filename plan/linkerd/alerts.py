@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping
 from plan.linkerd.authorization import GRPC_HEALTH_ROUTE_SUFFIX, GRPC_PROBE_AUTHZ_SUFFIX, authorization_objects, plaintext_authorizations
 from read.durations import Duration
 from plan.linkerd.control_plane import CONTROL_PLANE_WEBHOOKS, WEBHOOK_CERT_RENEW_BEFORE
-from plan.namespaces import LINKERD_NAMESPACE, VIZ_NAMESPACE
+from plan.linkerd.namespaces import LINKERD_NAMESPACE, VIZ_NAMESPACE
 from plan.objects import metadata
 from read.settings import PROXY_LEAF_LIFETIME, Settings
 

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from plan.cert_manager import CERT_MANAGER_API
 from plan.objects import WAIT_FOR_READY, metadata
-from plan.namespaces import LINKERD_NAMESPACE, VIZ_NAMESPACE
+from plan.linkerd.namespaces import LINKERD_NAMESPACE, VIZ_NAMESPACE
 from read.settings import PROXY_LEAF_LIFETIME, Settings
 
 CNI_NAMESPACE = "linkerd-cni"

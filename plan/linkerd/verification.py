@@ -32,7 +32,7 @@ from typing import Any
 from plan.linkerd.authorization import access_matrix, effective_policy, namespace_objects
 from read.errors import Problems
 from read.graph import ServiceGraph, mesh_identity, parse_graph
-from plan.namespaces import DEFAULT_INBOUND_POLICY, INJECT
+from plan.linkerd.namespaces import DEFAULT_INBOUND_POLICY, INJECT
 from plan.objects import metadata
 from read.settings import VERIFICATION_NAMESPACE, Settings
 
