@@ -15,9 +15,10 @@ from typing import Any, Collection, Mapping
 import pulumi
 import pulumi_kubernetes as k8s
 
-from plan.cert_manager import (JETSTACK_CHARTS, anchor_config_map, anchor_secret, workload_anchor_config_map,
-                           workload_secret_name, workload_tls_secret)
+from plan.cert_manager import (JETSTACK_CHARTS, anchor_config_map, workload_anchor_config_map, workload_secret_name,
+                               workload_tls_secret)
 from components.k8s import moved_in, register, register_group
+from plan.linkerd.identity import linkerd_anchor_secret
 from plan.linkerd.namespaces import LINKERD_NAMESPACE
 from plan.mesh import CertificatesPlan, NamespacePlan
 from plan.trust import SignedWorkload
@@ -101,7 +102,7 @@ class CertManager(pulumi.ComponentResource):
                 after(*installed, *material.workload_ready)))
             if material.private_key_pem is not None and args.linkerd_namespace is not None:
                 anchor_keys.append(register(f"{name}-anchor-key-{anchor}",
-                                            anchor_secret(anchor, material.certificate_pem, material.private_key_pem),
+                                            linkerd_anchor_secret(anchor, material.certificate_pem, material.private_key_pem),
                                             after(args.linkerd_namespace)))
 
         def issuing_rbac(namespace: str, objects: tuple[dict[str, Any], ...],

@@ -29,8 +29,9 @@ from typing import Any, Iterator, Mapping
 
 from plan.linkerd.alerts import mesh_rule_groups, pod_monitor
 from plan.linkerd.authorization import access_matrix, authorization_objects, egress_matrix
-from plan.cert_manager import (cert_manager_values, identity_issuer_certificate, identity_issuers, token_request_rbac,
-                           trust_bundle, trust_manager_values, workload_certificate, workload_issuer,
+from plan.linkerd.identity import identity_issuer_certificate, identity_issuers, trust_bundle
+from plan.cert_manager import (cert_manager_values, token_request_rbac,
+                           trust_manager_values, workload_certificate, workload_issuer,
                            workload_secret_name, workload_trust_bundle)
 from plan.collisions import object_name_clashes, oversized_objects
 from read.durations import Duration

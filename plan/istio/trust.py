@@ -61,10 +61,8 @@ def istio_ca_auth_role(vault: VaultSettings) -> str:
 
 def istio_anchor_secret(anchor: str, certificate_pem: Any, private_key_pem: Any) -> dict[str, Any]:
     """Without Vault: an anchor's root and key where istio-system's signer reads them (plan/cert_manager.anchor_secret,
-    moved from `linkerd` to istio-system: whoever reads Secrets there holds the Istio CA's key already)."""
-    secret = anchor_secret(anchor, certificate_pem, private_key_pem)
-    secret["metadata"]["namespace"] = ISTIO_NAMESPACE
-    return secret
+    in istio-system: whoever reads Secrets there holds the Istio CA's key already)."""
+    return anchor_secret(anchor, certificate_pem, private_key_pem, ISTIO_NAMESPACE)
 
 
 def signers(settings: Settings) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,76 @@
+"""Linkerd's identity under the mesh anchors, as objects: the identity issuers (one per anchor in use, in `linkerd`),
+the identity issuer Certificate Linkerd reads with identity.externalCA, and the trust bundle Linkerd trusts. The
+issuer shapes, the anchors' ConfigMaps and key Secrets are every mesh's (plan/cert_manager.py); the Istio CA under the
+same anchors is plan/istio/trust.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from plan.cert_manager import (ANCHOR_KEY, CERT_MANAGER_API, TRUST_MANAGER_API, TRUST_ROOTS_KEY, anchor_object_name,
+                               anchor_secret, ca_issuer, identity_issuer_name, vault_issuer)
+from plan.linkerd.namespaces import LINKERD_NAMESPACE
+from plan.objects import WAIT_FOR_READY, WAIT_FOR_SYNCED, metadata
+from plan.vault_pki import issuer_signing_path
+from read.graph import identity_issuer_name as identity_name
+from read.settings import Settings
+
+# Names Linkerd reads with identity.externalCA and identity.issuer.scheme kubernetes.io/tls.
+IDENTITY_ISSUER_SECRET = "linkerd-identity-issuer"
+TRUST_ROOTS = "linkerd-identity-trust-roots"
+IDENTITY_ISSUER_USAGES = ["cert sign", "crl sign", "server auth", "client auth"]
+
+
+def linkerd_anchor_secret(anchor: str, certificate_pem: Any, private_key_pem: Any) -> dict[str, Any]:
+    """Without Vault: an anchor's root and key where the identity issuers' `ca:` Issuers read them, in `linkerd`."""
+    return anchor_secret(anchor, certificate_pem, private_key_pem, LINKERD_NAMESPACE)
+
+
+def trust_bundle(settings: Settings) -> dict[str, Any]:
+    """The ConfigMap Linkerd trusts (linkerd-identity-trust-roots/ca-bundle.crt), in the control-plane namespace only.
+    During a rotation it carries the previous and the next anchor."""
+    return {
+        "apiVersion": TRUST_MANAGER_API, "kind": "Bundle", "metadata": metadata(TRUST_ROOTS, annotations=WAIT_FOR_SYNCED),
+        "spec": {
+            "sources": [{"configMap": {"name": anchor_object_name(anchor), "key": ANCHOR_KEY}}
+                        for anchor in settings.pki.rotation.bundle_anchors],
+            "target": {"configMap": {"key": TRUST_ROOTS_KEY},
+                       "namespaceSelector": {"matchLabels": {"linkerd.io/is-control-plane": "true"}}},
+        },
+    }
+
+
+def identity_issuer_certificate(settings: Settings) -> dict[str, Any]:
+    """The Linkerd identity issuer exactly as Linkerd requires it: an ECDSA P-256 CA named identity.linkerd.<domain>,
+    rotated with a new key each renewal; issuer-only rotation needs no restarts. With Vault, its login may ask for
+    exactly this (name and duration) and nothing else (vault_pki.identity_sign_parameters)."""
+    name = identity_name(settings.trust_domain)
+    return {
+        "apiVersion": CERT_MANAGER_API, "kind": "Certificate",
+        "metadata": metadata(IDENTITY_ISSUER_SECRET, LINKERD_NAMESPACE, annotations=WAIT_FOR_READY),
+        "spec": {
+            "secretName": IDENTITY_ISSUER_SECRET,
+            "duration": settings.pki.issuer_duration.go(),
+            "renewBefore": settings.pki.issuer_renew_before.go(),
+            "issuerRef": {"name": identity_issuer_name(settings.pki.rotation.issuing_anchor), "kind": "Issuer",
+                          "group": "cert-manager.io"},
+            "commonName": name,
+            "dnsNames": [name],
+            "isCA": True,
+            "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+            "usages": list(IDENTITY_ISSUER_USAGES),
+        },
+    }
+
+
+def identity_issuers(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The identity issuers, one per anchor still in use, all namespaced in `linkerd`: no other namespace can have a
+    CA signed under the mesh anchor."""
+    issuers: dict[str, dict[str, Any]] = {}
+    for anchor in settings.pki.rotation.anchors:
+        name = identity_issuer_name(anchor)
+        issuers[name] = (ca_issuer(name, LINKERD_NAMESPACE, anchor_object_name(anchor)) if settings.vault is None
+                         else vault_issuer(name, LINKERD_NAMESPACE, settings.vault, issuer_signing_path(settings.vault, anchor),
+                                           settings.vault.identity_auth_role))
+    return issuers
