@@ -1,0 +1,116 @@
+"""The graph is checked once, for the stack's mesh (read/meshes.py): a meshed service on one of that mesh's proxy
+ports, or a workload namespace the mesh runs in, is one problem naming the graph path and the fix; the other mesh's
+ports and namespaces are the workload's to use. The per-mesh table agrees with what each mesh's plan package and the
+pinned charts say."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from harness import PROJECT, PROJECT_DIR
+from istio_settings import settings_of
+from read.errors import Problems, SettingsError
+from read.graph import parse_graph
+from read.meshes import ISTIO, LINKERD, MESHES
+
+ISTIO_SIDECAR_PORTS = (15000, 15001, 15004, 15006, 15008, 15020, 15021, 15053, 15090)
+LINKERD_PROXY_PORTS = (4140, 4143, 4190, 4191)
+
+
+def graph(port: int = 8080, namespace: str = "shop") -> dict:
+    return {"namespaces": {namespace: {}},
+            "services": {"api": {"namespace": namespace,
+                                 "ports": [{"name": "http", "port": port, "protocol": "HTTP/1"}]}}}
+
+
+def problems_of(document: dict, mesh: str) -> list[tuple[str, str, str]]:
+    problems = Problems()
+    parsed = parse_graph(document, "services.yaml", problems, mesh=mesh)
+    assert (parsed is None) == bool(problems.items)
+    return [(p.where, p.what, p.fix) for p in problems.items]
+
+
+@pytest.mark.parametrize("port", ISTIO_SIDECAR_PORTS)
+def test_an_istio_sidecar_port_is_refused_with_istio_and_free_with_linkerd(port):
+    assert problems_of(graph(port), "istio") == [
+        ("services.yaml: services.api.ports[0].port", f"{port} is the Istio sidecar's own {ISTIO.proxy_ports[port]} port",
+         "Run the workload on another port")]
+    assert problems_of(graph(port), "linkerd") == []
+
+
+@pytest.mark.parametrize("port", LINKERD_PROXY_PORTS)
+def test_a_linkerd_proxy_port_is_refused_with_linkerd_and_free_with_istio(port):
+    (where, what, _), = problems_of(graph(port), "linkerd")
+    assert where == "services.yaml: services.api.ports[0].port" and what.startswith(f"{port} is the Linkerd proxy's own")
+    assert problems_of(graph(port), "istio") == []
+
+
+def test_a_proxy_free_service_may_use_a_sidecar_port():
+    document = graph(15020)
+    document["services"]["api"]["meshed"] = False
+    assert problems_of(document, "istio") == []
+
+
+@pytest.mark.parametrize("mesh, taken, free", [("istio", "istio-system", "linkerd"),
+                                               ("linkerd", "linkerd", "istio-system")])
+def test_each_mesh_reserves_its_own_namespaces(mesh, taken, free):
+    assert problems_of(graph(namespace=taken), mesh)[0] == (
+        f"services.yaml: namespaces.{taken}", f"'{taken}' is managed by the platform itself and cannot be a workload "
+        "namespace", "Remove it from the graph")
+    assert problems_of(graph(namespace=free), mesh) == []
+    assert problems_of(graph(namespace="kube-system"), mesh)  # Kubernetes' own, whatever the mesh
+
+
+def test_the_injector_label_check_is_linkerds():
+    document = graph()
+    document["services"]["api"]["selector"] = {"linkerd.io/control-plane-ns": "linkerd"}
+    (where, what, _), = problems_of(document, "linkerd")
+    assert where.endswith("services.api.selector.linkerd.io/control-plane-ns") and "Linkerd label" in what
+    assert problems_of(document, "istio") == []
+
+
+def test_a_stack_with_mesh_istio_refuses_a_sidecar_port_once_before_compiling(tmp_path):
+    path = tmp_path / "services.yaml"
+    text = (PROJECT_DIR / "services.yaml").read_text(encoding="utf-8")
+    text, replaced = re.subn(r"\{name: http, port: 8080, protocol: HTTP/1\}\n    allow: \[ingress-nginx\]",
+                             "{name: http, port: 15021, protocol: HTTP/1}\n    allow: [ingress-nginx]", text)
+    assert replaced == 1
+    path.write_text(text, encoding="utf-8")
+    changes = {"serviceGraph": str(path), "allowFilesOutsideProject": True}
+    with pytest.raises(SettingsError) as raised:
+        settings_of("prod", mesh="istio", **changes)
+    message = str(raised.value)
+    assert message.count("15021 is the Istio sidecar's own health port") == 1
+    assert "services.frontend.ports[0].port" in message and "Run the workload on another port" in message
+    # The same graph is a Linkerd stack's to use: the check follows the mesh setting.
+    assert settings_of("prod", **changes).graph.services["frontend"].ports[0].number == 15021
+
+
+def test_the_table_agrees_with_each_mesh_plan():
+    from plan.istio import names as istio
+    from plan.linkerd import authorization as linkerd
+    from plan.linkerd.namespaces import LINKERD_NAMESPACE, VIZ_NAMESPACE
+
+    assert set(MESHES) == {"linkerd", "istio"}
+    assert {linkerd.PROXY_INBOUND_PORT, linkerd.PROXY_ADMIN_PORT, linkerd.PROXY_TAP_PORT} < set(LINKERD.proxy_ports)
+    assert {LINKERD_NAMESPACE, VIZ_NAMESPACE} <= set(LINKERD.namespaces)
+    assert set(ISTIO.proxy_ports) == set(ISTIO_SIDECAR_PORTS)
+    assert {istio.PROXY_OUTBOUND_PORT, istio.PROXY_INBOUND_PORT, istio.HBONE_PORT, istio.PROXY_STATUS_PORT,
+            istio.PROXY_READINESS_PORT, istio.ENVOY_PROMETHEUS_PORT, *istio.UNCAPTURED_INBOUND_PORTS} <= set(ISTIO.proxy_ports)
+    assert {istio.ISTIO_NAMESPACE, istio.ISTIO_CSR_NAMESPACE} <= set(ISTIO.namespaces)
+
+
+def test_the_sidecar_ports_the_pinned_chart_names_are_in_the_table():
+    chart = PROJECT_DIR.parent / "shared/upstream/charts/istio-1.29.6/manifests/charts/istio-control/istio-discovery"
+    if not chart.is_dir():
+        pytest.skip(f"{chart} is not here")
+    template = (chart / "files/injection-template.yaml").read_text(encoding="utf-8")
+    values = (chart / "values.yaml").read_text(encoding="utf-8")
+    named = {int(p) for p in re.findall(r'default "(150\d\d)"', template)}  # 15001, 15006: the capture ports
+    named |= {int(p) for p in re.findall(r'"(150\d\d),(150\d\d)', template)[0]}  # 15090, 15021: never captured
+    named |= {int(re.search(r"statusPort: (\d+)", values).group(1))}
+    assert named == {15001, 15006, 15090, 15021, 15020}
+    assert named <= set(ISTIO.proxy_ports)
+    assert PROJECT == "mtls-mesh"
