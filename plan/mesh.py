@@ -53,8 +53,8 @@ from plan.istio import verification as istio_verification
 from plan.istio.authorization import MESH_CONFIG as ISTIO_MESH_CONFIG, PLACEMENT as ISTIO_PLACEMENT
 from plan.istio.control_plane import (base_values, istio_csr_values, istio_settings, istiod_certificate, istiod_values,
                                       root_cert_check)
-from plan.istio.names import (ISTIO_CHART_VERSION, ISTIO_CSR_CHART_VERSION, ISTIO_CSR_NAMESPACE, ISTIO_CSR_REPOSITORY,
-                              ISTIO_NAMESPACE, ISTIO_REPOSITORY)
+from plan.istio.names import (ISTIO_CHART_VERSION, ISTIO_CSR_CHART_VERSION, ISTIO_CSR_REPOSITORY, ISTIO_NAMESPACE,
+                              ISTIO_REPOSITORY, KIND_RESOURCES as ISTIO_RESOURCES)
 from plan.istio.trust import (istio_ca_auth_role, istio_ca_certificate, istio_ca_issuer, istio_ca_policy,
                               istio_roots_bundle, signer_rbac, signers)
 
@@ -342,12 +342,6 @@ class MeshPlan:
         return found
 
 
-# The RBAC resource (CRD spec.names.plural) of each Istio kind the plan writes: base chart files/crd-all.gen.yaml [IC].
-ISTIO_RESOURCES = {("security.istio.io", "PeerAuthentication"): "peerauthentications",
-                   ("security.istio.io", "AuthorizationPolicy"): "authorizationpolicies",
-                   ("networking.istio.io", "Sidecar"): "sidecars",
-                   ("networking.istio.io", "ServiceEntry"): "serviceentries",
-                   ("monitoring.coreos.com", "ServiceMonitor"): "servicemonitors"}
 
 
 def _is_istio(settings: Settings) -> bool:

@@ -813,10 +813,14 @@ def _check_skipped_outbound_ports(reader: _Reader, graph: ServiceGraph) -> None:
 
 
 def _check_opaque_ports(reader: _Reader, services: dict[str, Service], namespaces: Mapping[str, Namespace]) -> None:
-    """Callers learn a port is opaque from `config.linkerd.io/opaque-ports`, which the program can only set on the
-    namespace (plan/linkerd/namespaces.py opaque_ports): it covers every workload of the namespace on that port number. Another meshed
-    service there declaring the number as HTTP or gRPC would lose protocol detection, routes and route-level
-    authorization (its gRPC probe route) to callers that treat it as opaque."""
+    """With a mesh whose callers learn a port is opaque from a namespace-wide annotation (Linkerd's
+    `config.linkerd.io/opaque-ports`, which the program can only set on the namespace: plan/linkerd/namespaces.py
+    opaque_ports), it covers every workload of the namespace on that port number. Another meshed service there
+    declaring the number as HTTP or gRPC would lose protocol detection, routes and route-level authorization (its gRPC
+    probe route) to callers that treat it as opaque."""
+    annotation = reader.mesh.opaque_ports_annotation
+    if annotation is None:
+        return
     opaque: dict[tuple[str, int], str] = {}
     meshed = [s for s in services.values() if s.meshed and namespaces[s.namespace].meshed]
     for service in meshed:
@@ -829,7 +833,7 @@ def _check_opaque_ports(reader: _Reader, services: dict[str, Service], namespace
             if cause and port.protocol != "opaque":
                 reader.add(f"services.{service.key}.ports[{index}].protocol",
                            f"is {port.protocol}, but {cause} makes port {port.number} opaque for every caller in "
-                           f"namespace '{service.namespace}' (config.linkerd.io/opaque-ports is namespace-wide)",
+                           f"namespace '{service.namespace}' ({annotation} is namespace-wide)",
                            "Use another port number for one of them, declare both opaque, or move one to another namespace")
 
 

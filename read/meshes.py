@@ -25,6 +25,9 @@ class MeshFacts:
     # `injector_label_problem` says why in the graph's problem.
     injector_label_prefix: str | None = None
     injector_label_problem: str = ""
+    # The namespace annotation that makes a port opaque for every caller in the namespace, or None (read/graph.py
+    # _check_opaque_ports).
+    opaque_ports_annotation: str | None = None
 
 
 # linkerd2 edge-26.8.3: the proxy's ports are the linkerd-control-plane chart's proxy.ports (admin 4191, control 4190,
@@ -38,7 +41,8 @@ LINKERD = MeshFacts(
     namespaces=("linkerd", "linkerd-viz", "linkerd-cni"),
     injector_label_prefix="linkerd.io/",
     injector_label_problem="is a Linkerd label: the proxy injector sets linkerd.io/ labels (such as "
-                           "linkerd.io/control-plane-ns) on every meshed pod, so this selector would match them all")
+                           "linkerd.io/control-plane-ns) on every meshed pod, so this selector would match them all",
+    opaque_ports_annotation="config.linkerd.io/opaque-ports")
 
 # istio/istio 1.29.6 (7019d6d3608e4995e9a36d2977cfec3a341431cd), the sidecar's ports, each where the source sets it:
 # 15000 Envoy admin (pkg/config/mesh/mesh.go ProxyAdminPort); 15001 outbound and 15006 inbound capture, 15008 the HBONE
