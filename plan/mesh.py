@@ -46,8 +46,8 @@ from read.settings import Settings
 from plan.trust import anchor_certificate_args, workload_certificate_args, workload_request_args
 from plan.preview_identity import PreviewPlan, preview_plan, vault_preview_policy, vault_preview_policy_name
 from plan.vault_pki import identity_issuer_policy, namespace_policy, token_reviewer_objects, workload_role_args
-from plan.linkerd.verification import (canary_objects, check_jobs, namespace_object, on_demand_cronjobs, policy_objects,
-                           service_accounts, verification_matrix)
+from plan.linkerd.verification import check_jobs, namespace_object, on_demand_cronjobs, policy_objects, verification_matrix
+from plan.verification import canary_objects, service_accounts
 from plan.istio import alerts as istio_alerts, authorization as istio_authorization, namespaces as istio_namespaces
 from plan.istio import verification as istio_verification
 from plan.istio.authorization import MESH_CONFIG as ISTIO_MESH_CONFIG, PLACEMENT as ISTIO_PLACEMENT

@@ -31,9 +31,10 @@ import json
 from typing import Any
 
 from plan.istio.names import (ISTIO_CHART_VERSION, NAMESPACE_INJECTION_LABEL, POD_INJECTION_LABEL)
-from plan.linkerd.verification import (ALLOWED, CANARY, CANARY_PORT, CLIENTS, LABEL, NAMESPACE, REQUIRE_AUTHORIZATION,
-                                       REQUIRE_IDENTITY, UNMESHED, canary_objects, expectation, service_accounts)
 from plan.objects import metadata
+from plan.verification import (ALLOWED, CANARY, CANARY_PORT, LABEL, NAMESPACE, REQUIRE_AUTHORIZATION,  # noqa: F401
+                               REQUIRE_IDENTITY, UNMESHED, canary_objects, check_container, cronjobs, expectation, jobs,
+                               service_accounts)
 from read.graph import spiffe_id
 from read.settings import Settings
 
@@ -127,17 +128,9 @@ def policy_objects(settings: Settings) -> list[dict[str, Any]]:
 
 
 def job_template(client: str, settings: Settings) -> dict[str, Any]:
-    phase = settings.rollout.default_policy
     meshed = client != UNMESHED
-    env = {"CLIENT": client, "PHASE": phase, "EXPECT": expectation(client, phase),
-           "URL": f"http://{CANARY}.{NAMESPACE}.svc.cluster.local:{CANARY_PORT}/",
-           "IDENTITY": spiffe_id(client, NAMESPACE, settings.trust_domain) if meshed else ""}
-    container = {"name": "check", "image": settings.verification.client_image, "command": ["sh", "-c", CHECK_SCRIPT],
-                 "env": [{"name": k, "value": v} for k, v in env.items()],
-                 "terminationMessagePolicy": "FallbackToLogsOnError",
-                 "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
-                 "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "runAsUser": 65532,
-                                     "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}}
+    container = check_container(client, settings, CHECK_SCRIPT,
+                                spiffe_id(client, NAMESPACE, settings.trust_domain) if meshed else "")
     labels = {"app": client, LABEL: "true", POD_INJECTION_LABEL: "true" if meshed else "false"}
     annotations = {NATIVE_SIDECAR_ANNOTATION: "true"} if meshed else {}
     pod_metadata: dict[str, Any] = {"labels": labels}
@@ -149,17 +142,11 @@ def job_template(client: str, settings: Settings) -> dict[str, Any]:
 
 
 def check_jobs(settings: Settings) -> list[dict[str, Any]]:
-    digest = mesh_digest(settings)
-    return [{"apiVersion": "batch/v1", "kind": "Job",
-             "metadata": metadata(f"{client}-{digest}", NAMESPACE, labels={LABEL: "true"}),
-             "spec": job_template(client, settings)} for client in CLIENTS]
+    return jobs(mesh_digest(settings), lambda client: job_template(client, settings))
 
 
 def on_demand_cronjobs(settings: Settings) -> list[dict[str, Any]]:
-    """Suspended CronJobs with the Jobs' templates: `kubectl create job --from=cronjob/<client>` re-runs a check."""
-    return [{"apiVersion": "batch/v1", "kind": "CronJob", "metadata": metadata(client, NAMESPACE, labels={LABEL: "true"}),
-             "spec": {"schedule": "0 0 31 2 *", "suspend": True, "jobTemplate": {"spec": job_template(client, settings)}}}
-            for client in CLIENTS]
+    return cronjobs(lambda client: job_template(client, settings))
 
 
 def verification_objects(settings: Settings) -> list[dict[str, Any]]:
