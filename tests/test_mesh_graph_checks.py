@@ -114,3 +114,24 @@ def test_the_sidecar_ports_the_pinned_chart_names_are_in_the_table():
     assert named == {15001, 15006, 15090, 15021, 15020}
     assert named <= set(ISTIO.proxy_ports)
     assert PROJECT == "mtls-mesh"
+
+
+def test_the_trust_anchors_common_name_is_the_same_for_both_meshes_and_never_changes():
+    """The roots' subject is part of the roots: a new one would replace every existing stack's live root (an unplanned
+    rotation), and a stack switching mesh must keep its root. So it is one fixed name for every mesh."""
+    from harness import stack_config, wire_value
+    from plan.mesh import compile_mesh
+    from read.stack_files import load_stack_settings
+
+    subjects = {}
+    for mesh in ("linkerd", "istio"):
+        config, secret_keys = stack_config("dev")  # self-signed roots: the plan holds their subject
+        if mesh == "istio":  # linkerdViz is Linkerd's alone
+            config = {**{k: v for k, v in config.items() if not k.endswith(":linkerdViz")},
+                      f"{PROJECT}:mesh": wire_value("istio")}
+        settings = load_stack_settings(config, "dev", secret_keys=frozenset(secret_keys))
+        plan = compile_mesh(settings)
+        assert plan.mesh == mesh and plan.self_signed is not None
+        subjects[mesh] = plan.self_signed.anchor_args["subject"]
+        assert subjects[mesh] == {"common_name": f"root.linkerd.{settings.trust_domain}", "organization": "mtls-mesh"}
+    assert subjects["linkerd"] == subjects["istio"]
