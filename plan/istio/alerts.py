@@ -28,7 +28,7 @@ response_flags `-`. A TCP connection refused by the network RBAC filter is close
 istio_tcp_* cannot tell a denial from an ordinary close; docs/istio-alerts.md says so.
 
 Mesh-neutral helpers (the expiry tiers, the `human` durations, the anchors' and Vault intermediates' deploy-time
-groups) are imported from plan/linkerd/alerts.py rather than copied; docs/istio-alerts.md has one section per alert.
+groups) are plan/alerts.py's, shared with the Linkerd path; docs/istio-alerts.md has one section per alert.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from typing import Any, Iterable, Mapping
 from plan.istio.names import (ISTIO_CSR, ISTIO_CSR_NAMESPACE, ISTIO_NAMESPACE, ISTIOD, ISTIOD_CERTIFICATE,
                               PROXY_STATUS_PORT, TLS_MODE_LABEL, WORKLOAD_CERTIFICATE_LIFETIME)
 from plan.istio.trust import ISTIO_CA
-from plan.linkerd.alerts import MONITORING_API, anchor_rule_group, expiry_tiers, human, intermediate_rule_group
+from plan.alerts import MONITORING_API, anchor_rule_group, expiry_tiers, human, intermediate_rule_group
 from plan.objects import metadata
 from read.durations import Duration
 from read.settings import Settings
@@ -122,7 +122,7 @@ def _certificate_expiry(alert: str, selector: str, what: str, renew_before: Dura
 
 def istio_rule_groups(settings: Settings) -> list[dict[str, Any]]:
     """Every Istio alert whose thresholds the settings fix: the `groups` of a rules file. The anchors' and the Vault
-    intermediates' expiry are mesh-neutral deploy-time groups (plan/linkerd/alerts.py anchor_rule_group,
+    intermediates' expiry are mesh-neutral deploy-time groups (plan/alerts.py anchor_rule_group,
     intermediate_rule_group): the Istio roots are the same anchors."""
     graph = settings.graph
     meshed = _regex(ns.name for ns in graph.meshed_namespaces)
