@@ -12,8 +12,8 @@ from typing import Any, Mapping
 
 import pulumi
 
-from plan.linkerd.alerts import (anchor_rule_group, certificate_not_after, intermediate_rule_group, prometheus_rule,
-                     signed_workload_rule_group)
+from plan.alerts import anchor_rule_group, certificate_not_after, intermediate_rule_group, signed_workload_rule_group
+from plan.linkerd.alerts import prometheus_rule
 from components.k8s import register
 from plan.mesh import AlertsPlan
 

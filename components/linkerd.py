@@ -14,7 +14,8 @@ import pulumi_kubernetes as k8s
 
 from components.k8s import register
 from components.providers import secret_input
-from plan.linkerd.control_plane import CNI_NAMESPACE, HELM_TIMEOUT_SECONDS
+from plan.linkerd.control_plane import CNI_NAMESPACE
+from plan.objects import HELM_TIMEOUT_SECONDS
 from plan.linkerd.namespaces import LINKERD_NAMESPACE, VIZ_NAMESPACE
 from plan.mesh import LinkerdPlan
 

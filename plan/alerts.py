@@ -51,14 +51,33 @@ RUNBOOK_PAGE = "docs/alerts.md"
 
 
 def rule(alert: str, expr: str, severity: str, summary: str, description: str, for_: str = "",
-         labels: Mapping[str, str] | None = None, runbook: str = "") -> dict[str, Any]:
+         labels: Mapping[str, str] | None = None, runbook: str = "", page: str = RUNBOOK_PAGE) -> dict[str, Any]:
+    """One alerting rule; its `runbook` annotation is `<page>#<runbook, or the alert's name in lower case>`."""
     body: dict[str, Any] = {"alert": alert, "expr": expr}
     if for_:
         body["for"] = for_
     body["labels"] = {"severity": severity, **(labels or {})}
     body["annotations"] = {"summary": summary, "description": description,
-                           "runbook": f"{RUNBOOK_PAGE}#{runbook or alert.lower()}"}
+                           "runbook": f"{page}#{runbook or alert.lower()}"}
     return body
+
+
+def certificate_expiry_rules(alert: str, selector: str, what: str, renew_before: Duration, *, runbook: str = "",
+                             page: str = RUNBOOK_PAGE, waits: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """cert-manager's expiry gauge for the Certificates `selector` matches, one rule per tier of `expiry_tiers`;
+    `waits`: how long each severity is pending before it fires (default 15m warning, 5m critical)."""
+    waits = waits or {"warning": "15m", "critical": "5m"}
+    return [rule(
+        # Aggregated to the certificate's own labels: after the scrape each series also carries the cert-manager pod
+        # that exported it, which changes on every restart (and doubles with two replicas).
+        alert, f"min by (namespace, name, issuer_kind, issuer_name) "
+               f"(certmanager_certificate_expiration_timestamp_seconds{{{selector}}} - time()) < {tier.remaining.seconds}",
+        tier.severity,
+        f"{what} {{{{ $labels.namespace }}}}/{{{{ $labels.name }}}} expires in less than {human(tier.remaining)}",
+        f"cert-manager should have renewed it {human(renew_before)} before expiry; it has "
+        f"{{{{ $value | humanizeDuration }}}} left. Issuer: {{{{ $labels.issuer_kind }}}} {{{{ $labels.issuer_name }}}}.",
+        for_=waits[tier.severity], labels={"threshold": human(tier.remaining)}, runbook=runbook, page=page)
+        for tier in expiry_tiers(renew_before)]
 
 
 def _expiry_written_at_deploy(alert: str, not_after: Mapping[str, int], warning: Duration,
@@ -109,6 +128,24 @@ def intermediate_rule_group(not_after: Mapping[str, int], validity: Duration) ->
         "The identity issuer is renewed about daily under this intermediate, valid until {until}; after that no "
         "proxy accepts the certificates it signs. Renew it: append a new id to vaultIntermediateRenewals and run "
         "`pulumi up`.")}
+
+
+def signed_workload_rule_group(not_after: Mapping[tuple[str, str], int], renew_before: Duration) -> dict[str, Any]:
+    """Without Vault the program signs workload certificates itself (pulumi-tls), so no cert-manager metric knows them:
+    their notAfter, read at deploy time, is written into the rule, at the same tiers cert-manager's would have.
+    The fix is the same as their renewal: the next `pulumi up` inside the renew-before window replaces them."""
+    rules = []
+    for (namespace, name), expiry in sorted(not_after.items()):
+        for tier in expiry_tiers(renew_before):
+            rules.append(rule(
+                "MeshWorkloadCertificateExpiring", f"vector({expiry} - time()) < {tier.remaining.seconds}", tier.severity,
+                f"The workload certificate {namespace}/{name} expires in less than {human(tier.remaining)}",
+                f"The program signed it, valid until {datetime.fromtimestamp(expiry, timezone.utc):%Y-%m-%d %H:%M} UTC, "
+                f"and replaces it at the first `pulumi up` within {human(renew_before)} of expiry: run `pulumi up`.",
+                for_="15m" if tier.severity == "warning" else "5m",
+                labels={"namespace": namespace, "name": name, "threshold": human(tier.remaining)},
+                runbook="meshidentityissuerexpiring"))
+    return {"name": "mtls-mesh.signed-workload-certificates", "rules": rules}
 
 
 class CertificateUnreadable(ValueError):

@@ -9,7 +9,6 @@ feed them to `promtool check rules` and `promtool test rules` exactly as they ar
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
 from plan.linkerd.authorization import GRPC_HEALTH_ROUTE_SUFFIX, GRPC_PROBE_AUTHZ_SUFFIX, authorization_objects, plaintext_authorizations
@@ -17,7 +16,8 @@ from read.durations import Duration
 from plan.linkerd.control_plane import CONTROL_PLANE_WEBHOOKS, WEBHOOK_CERT_RENEW_BEFORE
 from plan.alerts import (ANCHOR_CRITICAL, ANCHOR_WARNING, DAY, INTERMEDIATE_CRITICAL, INTERMEDIATE_WARNING,  # noqa: F401
                          MONITORING_API, RUNBOOK_PAGE, CertificateUnreadable, ExpiryTier, anchor_rule_group,
-                         certificate_not_after, expiry_tiers, human, intermediate_rule_group, rule)
+                         certificate_expiry_rules, certificate_not_after, expiry_tiers, human, intermediate_rule_group, rule,
+                         signed_workload_rule_group)
 from plan.linkerd.namespaces import LINKERD_NAMESPACE, VIZ_NAMESPACE
 from plan.objects import metadata
 from read.settings import PROXY_LEAF_LIFETIME, Settings
@@ -39,20 +39,7 @@ IDENTITY_ADMIN_PORT = "ident-admin"
 IDENTITY_SERVICE = "io.linkerd.proxy.identity.Identity"
 def _certificate_expiry_rules(alert: str, selector: str, what: str, renew_before: Duration,
                               runbook: str = "meshidentityissuerexpiring") -> list[dict[str, Any]]:
-    rules = []
-    for tier in expiry_tiers(renew_before):
-        rules.append(rule(
-            # Aggregated to the certificate's own labels: after the scrape each series also carries the cert-manager
-            # pod that exported it, which changes on every restart (and doubles with two replicas).
-            alert, f"min by (namespace, name, issuer_kind, issuer_name) "
-                   f"(certmanager_certificate_expiration_timestamp_seconds{{{selector}}} - time()) < {tier.remaining.seconds}",
-            tier.severity,
-            f"{what} {{{{ $labels.namespace }}}}/{{{{ $labels.name }}}} expires in less than {human(tier.remaining)}",
-            f"cert-manager should have renewed it {human(renew_before)} before expiry; it has "
-            f"{{{{ $value | humanizeDuration }}}} left. Issuer: {{{{ $labels.issuer_kind }}}} {{{{ $labels.issuer_name }}}}.",
-            for_="15m" if tier.severity == "warning" else "5m", labels={"threshold": human(tier.remaining)},
-            runbook=runbook))
-    return rules
+    return certificate_expiry_rules(alert, selector, what, renew_before, runbook=runbook)
 
 
 def _namespace_regex(namespaces: Iterable[str]) -> str:
@@ -238,24 +225,6 @@ def mesh_rule_groups(settings: Settings, policy: Iterable[Mapping[str, Any]] | N
     return [{"name": "mtls-mesh.traffic", "rules": traffic},
             {"name": "mtls-mesh.proxies", "rules": proxies},
             {"name": "mtls-mesh.certificates", "rules": certificates}]
-
-
-def signed_workload_rule_group(not_after: Mapping[tuple[str, str], int], renew_before: Duration) -> dict[str, Any]:
-    """Without Vault the program signs workload certificates itself (pulumi-tls), so no cert-manager metric knows them:
-    their notAfter, read at deploy time, is written into the rule, at the same tiers cert-manager's would have.
-    The fix is the same as their renewal: the next `pulumi up` inside the renew-before window replaces them."""
-    rules = []
-    for (namespace, name), expiry in sorted(not_after.items()):
-        for tier in expiry_tiers(renew_before):
-            rules.append(rule(
-                "MeshWorkloadCertificateExpiring", f"vector({expiry} - time()) < {tier.remaining.seconds}", tier.severity,
-                f"The workload certificate {namespace}/{name} expires in less than {human(tier.remaining)}",
-                f"The program signed it, valid until {datetime.fromtimestamp(expiry, timezone.utc):%Y-%m-%d %H:%M} UTC, "
-                f"and replaces it at the first `pulumi up` within {human(renew_before)} of expiry: run `pulumi up`.",
-                for_="15m" if tier.severity == "warning" else "5m",
-                labels={"namespace": namespace, "name": name, "threshold": human(tier.remaining)},
-                runbook="meshidentityissuerexpiring"))
-    return {"name": "mtls-mesh.signed-workload-certificates", "rules": rules}
 
 
 def prometheus_rule(groups: Any, labels: Mapping[str, str]) -> dict[str, Any]:

@@ -26,7 +26,6 @@ WEBHOOK_CA_DURATION = "87600h0m0s"
 WEBHOOK_CA_RENEW_BEFORE = "8760h0m0s"
 WEBHOOK_SELF_SIGNER = "mtls-mesh-webhook-selfsigned"
 WEBHOOK_CA = "mtls-mesh-webhook-ca"
-HELM_TIMEOUT_SECONDS = 600
 
 
 @dataclass(frozen=True)
