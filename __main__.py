@@ -185,7 +185,7 @@ else:
     pulumi.export("inboundPolicies", dict(plan.inbound_policies))
     pulumi.export("trustAnchors", {anchor: material.certificate_pem for anchor, material in anchors.items()})
     pulumi.export("workloadRoots", {anchor: material.workload_root_pem for anchor, material in anchors.items()})
-    pulumi.export("trustRotation", rotation_status(settings.pki.rotation))
+    pulumi.export("trustRotation", rotation_status(settings.pki.rotation, plan.rotation_restart))
     if plan.istio is not None:
         pulumi.export("istio", {"chartVersion": plan.istio.chart_version,
                                 "istioCsrChartVersion": plan.istio.istio_csr_chart_version,

@@ -7,26 +7,25 @@ from typing import Any, Mapping
 from read.errors import Problem, SettingsError
 from read.settings import AnchorRotation
 
-RESTART_ALL = ("kubectl -n linkerd rollout restart deploy && kubectl -n linkerd rollout status deploy; "
-               "then restart every meshed workload (kubectl rollout restart deploy -n <namespace>)")
+def next_step(phase: str, restart: str) -> str:
+    """What to do after `phase`; `restart`: the mesh's restart sequence (MeshPlan.rotation_restart)."""
+    return {
+        "none": "Nothing to do. To rotate: set nextTrustAnchor and anchorRotationPhase add-next.",
+        "add-next": f"Both anchors are now trusted. Restart so every proxy loads the new bundle: {restart}. "
+                    "Then set anchorRotationPhase issue-from-next.",
+        "issue-from-next": f"The identity issuer now chains to the next anchor. Restart so proxies get leaves from it: "
+                           f"{restart}. Then set anchorRotationPhase drop-previous.",
+        "drop-previous": f"The previous anchor is no longer trusted. Restart: {restart}. Then finish: set trustAnchor "
+                         "to the new id, clear nextTrustAnchor and set anchorRotationPhase none (no change is applied).",
+    }[phase]
 
-_NEXT_STEP = {
-    "none": "Nothing to do. To rotate: set nextTrustAnchor and anchorRotationPhase add-next.",
-    "add-next": f"Both anchors are now trusted. Restart so every proxy loads the new bundle: {RESTART_ALL}. "
-                "Then set anchorRotationPhase issue-from-next.",
-    "issue-from-next": f"The identity issuer now chains to the next anchor. Restart so proxies get leaves from it: "
-                       f"{RESTART_ALL}. Then set anchorRotationPhase drop-previous.",
-    "drop-previous": f"The previous anchor is no longer trusted. Restart: {RESTART_ALL}. Then finish: set trustAnchor "
-                     "to the new id, clear nextTrustAnchor and set anchorRotationPhase none (no change is applied).",
-}
 
-
-def rotation_status(rotation: AnchorRotation) -> dict:
+def rotation_status(rotation: AnchorRotation, restart: str) -> dict:
     return {
         "phase": rotation.phase,
         "trustedAnchors": list(rotation.bundle_anchors),
         "issuingAnchor": rotation.issuing_anchor,
-        "nextStep": _NEXT_STEP[rotation.phase],
+        "nextStep": next_step(rotation.phase, restart),
     }
 
 

@@ -37,8 +37,8 @@ from plan.collisions import object_name_clashes, oversized_objects
 from read.durations import Duration
 from read.errors import Problem, SettingsError
 from read.graph import Service, collector_paused
-from plan.linkerd.control_plane import (crds_values, control_plane_values, viz_values, webhook_ca_objects, webhook_certificate,
-                      webhooks)
+from plan.linkerd.control_plane import (ROTATION_RESTART as LINKERD_ROTATION_RESTART, crds_values, control_plane_values,
+                                        viz_values, webhook_ca_objects, webhook_certificate, webhooks)
 from plan.linkerd.namespaces import LINKERD_NAMESPACE, linkerd_namespace_object, viz_namespace_object, workload_namespace_object
 from plan.objects import document, group_manifest
 from read.names import workload_root_common_name
@@ -51,8 +51,8 @@ from plan.verification import canary_objects, service_accounts
 from plan.istio import alerts as istio_alerts, authorization as istio_authorization, namespaces as istio_namespaces
 from plan.istio import verification as istio_verification
 from plan.istio.authorization import MESH_CONFIG as ISTIO_MESH_CONFIG, PLACEMENT as ISTIO_PLACEMENT
-from plan.istio.control_plane import (base_values, istio_csr_values, istio_settings, istiod_certificate, istiod_values,
-                                      root_cert_check)
+from plan.istio.control_plane import (ROTATION_RESTART as ISTIO_ROTATION_RESTART, base_values, istio_csr_values,
+                                      istio_settings, istiod_certificate, istiod_values, root_cert_check)
 from plan.istio.names import (ISTIO_CHART_VERSION, ISTIO_CSR_CHART_VERSION, ISTIO_CSR_REPOSITORY, ISTIO_NAMESPACE,
                               ISTIO_REPOSITORY, KIND_RESOURCES as ISTIO_RESOURCES)
 from plan.istio.trust import (istio_ca_auth_role, istio_ca_certificate, istio_ca_issuer, istio_ca_policy,
@@ -298,6 +298,11 @@ class MeshPlan:
             return self.istio.namespace
         assert self.linkerd_namespace is not None
         return self.linkerd_namespace
+
+    @property
+    def rotation_restart(self) -> str:
+        """What an operator restarts after each anchor-rotation phase (components/rotation.py next_step)."""
+        return ISTIO_ROTATION_RESTART if self.istio is not None else LINKERD_ROTATION_RESTART
 
     @property
     def anchor_key_namespace(self) -> str:

@@ -19,6 +19,10 @@ from plan.linkerd.namespaces import LINKERD_NAMESPACE, VIZ_NAMESPACE
 from read.settings import PROXY_LEAF_LIFETIME, Settings
 
 CNI_NAMESPACE = "linkerd-cni"
+# After each anchor-rotation phase: the control plane reloads the bundle and the identity issuer, then every proxy
+# (components/rotation.py says when).
+ROTATION_RESTART = (f"kubectl -n {LINKERD_NAMESPACE} rollout restart deploy && kubectl -n {LINKERD_NAMESPACE} rollout status "
+                    "deploy; then restart every meshed workload (kubectl rollout restart deploy -n <namespace>)")
 # Webhook serving certificates. `linkerd check` warns below 60 days of validity, so they are renewed with 90 days left.
 WEBHOOK_CERT_DURATION = "8760h0m0s"
 WEBHOOK_CERT_RENEW_BEFORE = "2160h0m0s"

@@ -1,7 +1,12 @@
-"""The graph is checked once, for the stack's mesh (read/meshes.py): a meshed service on one of that mesh's proxy
-ports, or a workload namespace the mesh runs in, is one problem naming the graph path and the fix; the other mesh's
-ports and namespaces are the workload's to use. The per-mesh table agrees with what each mesh's plan package and the
-pinned charts say."""
+"""One graph, two meshes (docs/layout.md): what both meshes share is one step with a per-mesh parameter.
+
+- The graph is checked once, for the stack's mesh (read/meshes.py): a meshed service on one of that mesh's proxy
+  ports, or a workload namespace the mesh runs in, is one problem naming the graph path and the fix; the other mesh's
+  ports and namespaces are the workload's to use. The per-mesh table agrees with each mesh's plan package and the
+  pinned charts.
+- The NetworkPolicies are one function of the graph and a mesh's MeshWire (plan/network_policy.py).
+- The trust anchors' subject is one fixed name for both meshes; the rotation runbook restarts the stack's own mesh.
+"""
 
 from __future__ import annotations
 
@@ -135,3 +140,62 @@ def test_the_trust_anchors_common_name_is_the_same_for_both_meshes_and_never_cha
         subjects[mesh] = plan.self_signed.anchor_args["subject"]
         assert subjects[mesh] == {"common_name": f"root.linkerd.{settings.trust_domain}", "organization": "mtls-mesh"}
     assert subjects["linkerd"] == subjects["istio"]
+
+
+def test_the_rotation_steps_restart_the_stacks_own_mesh():
+    from components.rotation import rotation_status
+    from plan.mesh import compile_mesh
+    from read.settings import AnchorRotation
+
+    rotation = AnchorRotation(phase="add-next", current="2026-11", next="2027-11")
+    steps = {}
+    for mesh in ("linkerd", "istio"):
+        plan = compile_mesh(settings_of("prod", **({"mesh": "istio"} if mesh == "istio" else {})))
+        steps[mesh] = rotation_status(rotation, plan.rotation_restart)["nextStep"]
+    # Linkerd's, to the letter what every Linkerd stack has always exported.
+    assert steps["linkerd"] == (
+        "Both anchors are now trusted. Restart so every proxy loads the new bundle: kubectl -n linkerd rollout restart "
+        "deploy && kubectl -n linkerd rollout status deploy; then restart every meshed workload (kubectl rollout "
+        "restart deploy -n <namespace>). Then set anchorRotationPhase issue-from-next.")
+    assert "kubectl -n istio-system rollout restart deploy" in steps["istio"] and "linkerd" not in steps["istio"]
+
+
+def test_the_network_policies_follow_the_mesh_wire():
+    """The shared NetworkPolicies take every mesh-specific port and selector from the MeshWire, nothing else."""
+    from dataclasses import replace as with_
+
+    from plan.network_policy import MeshWire, network_policies
+    from read.settings import PolicySettings
+
+    document = {"namespaces": {"shop": {}},
+                "services": {"api": {"namespace": "shop", "ports": [{"name": "http", "port": 8080, "protocol": "HTTP/1"}],
+                                     "allow": ["web"]},
+                             "web": {"namespace": "shop", "ports": [{"name": "http", "port": 8081, "protocol": "HTTP/1"}]}}}
+    problems = Problems()
+    parsed = parse_graph(document, "services.yaml", problems)
+    assert parsed is not None, problems.items
+    access = PolicySettings(cluster_networks=("10.0.0.0/8",), kubelet_networks=("10.1.0.0/16",),
+                            prometheus_service_accounts=(("prometheus", "monitoring"),), prometheus_networks=(),
+                            network_policies=True, network_policy_egress=True)
+    wire = MeshWire(name="mesh", proxied_pods={"proxied": "yes"}, control_plane=(("cp", (1, 2)), ("ca", (3,))),
+                    scrape_ports=(9,), kubelet_ports=(7,), proxy_inbound_ports=(5,))
+    by_name = {p["metadata"]["name"]: p["spec"] for p in network_policies(parsed, "shop", access, wire)}
+    assert list(by_name) == ["mtls-mesh-default-deny", "mtls-mesh-allow-kubelet", "mtls-mesh-allow-prometheus",
+                             "mtls-mesh-allow-dns", "mtls-mesh-allow-mesh", "mtls-mesh-api", "mtls-mesh-web"]
+    proxied = {"matchLabels": {"proxied": "yes"}}
+    assert by_name["mtls-mesh-allow-kubelet"]["podSelector"] == proxied
+    assert by_name["mtls-mesh-allow-kubelet"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 7}]
+    assert by_name["mtls-mesh-allow-prometheus"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 9}]
+    assert [(r["to"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"], r["ports"])
+            for r in by_name["mtls-mesh-allow-mesh"]["egress"]] == [
+        ("cp", [{"protocol": "TCP", "port": 1}, {"protocol": "TCP", "port": 2}]), ("ca", [{"protocol": "TCP", "port": 3}])]
+    # The callee's ingress and the caller's egress carry the app port and the proxy's inbound port.
+    assert by_name["mtls-mesh-api"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 5},
+                                                               {"protocol": "TCP", "port": 8080}]
+    assert by_name["mtls-mesh-web"]["egress"][0]["ports"] == [{"protocol": "TCP", "port": 5},
+                                                              {"protocol": "TCP", "port": 8080}]
+    # A mesh with no kubelet port and every pod proxied: no kubelet policy, `{}` selectors, app ports only.
+    bare = {p["metadata"]["name"]: p["spec"] for p in network_policies(
+        parsed, "shop", access, with_(wire, proxied_pods={}, kubelet_ports=(), proxy_inbound_ports=()))}
+    assert "mtls-mesh-allow-kubelet" not in bare and bare["mtls-mesh-allow-prometheus"]["podSelector"] == {}
+    assert bare["mtls-mesh-api"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8080}]
