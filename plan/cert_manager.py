@@ -17,12 +17,12 @@ Every object is built by a pure function below; register_cert_manager.CertManage
 from __future__ import annotations
 
 import base64
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from read.graph import Service, spiffe_id, workload_dns_names
 from plan.objects import WAIT_FOR_READY, WAIT_FOR_SYNCED, metadata
 from read.settings import CertManagerSettings, Settings, VaultSettings
-from plan.vault_pki import VAULT_ISSUER_SERVICE_ACCOUNT, VAULT_TOKEN_AUDIENCE, workload_signing_path
+from plan.vault_pki import VAULT_ISSUER_SERVICE_ACCOUNT, VAULT_TOKEN_AUDIENCE, issuer_signing_path, workload_signing_path
 
 JETSTACK_CHARTS = "https://charts.jetstack.io"
 CERT_MANAGER_API = "cert-manager.io/v1"
@@ -87,6 +87,55 @@ def workload_anchor_config_map(anchor: str, namespace: str, certificate_pem: Any
     """A workload root certificate, public, where trust-manager can source it."""
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata(workload_anchor_object_name(anchor), namespace),
             "data": {ANCHOR_KEY: certificate_pem}}
+
+
+def roots_bundle(settings: Settings, name: str, key: str, namespace_selector: dict[str, Any]) -> dict[str, Any]:
+    """A trust-manager Bundle of the mesh roots a mesh's CA trusts: the anchors the bundle carries in this rotation
+    phase (the previous and the next during a rotation), as ConfigMap `name`/`key` where `namespace_selector` says."""
+    return {
+        "apiVersion": TRUST_MANAGER_API, "kind": "Bundle", "metadata": metadata(name, annotations=WAIT_FOR_SYNCED),
+        "spec": {
+            "sources": [{"configMap": {"name": anchor_object_name(anchor), "key": ANCHOR_KEY}}
+                        for anchor in settings.pki.rotation.bundle_anchors],
+            "target": {"configMap": {"key": key}, "namespaceSelector": namespace_selector},
+        },
+    }
+
+
+def anchor_issuers(settings: Settings, namespace: str, issuer_name_of: Callable[[str], str],
+                   auth_role: str | None) -> dict[str, dict[str, Any]]:
+    """The issuers of a mesh's CA, one per anchor still in use, by name, all in `namespace` (its control plane's):
+    without Vault a `ca:` Issuer on the anchor's key Secret there, with Vault one signing through the anchor's
+    intermediate mount with the mesh CA's own login (`auth_role`)."""
+    issuers: dict[str, dict[str, Any]] = {}
+    for anchor in settings.pki.rotation.anchors:
+        name = issuer_name_of(anchor)
+        if settings.vault is None:
+            issuers[name] = ca_issuer(name, namespace, anchor_object_name(anchor))
+        else:
+            assert auth_role is not None
+            issuers[name] = vault_issuer(name, namespace, settings.vault, issuer_signing_path(settings.vault, anchor),
+                                         auth_role)
+    return issuers
+
+
+def mesh_ca_certificate(settings: Settings, name: str, namespace: str, issuer: str, common_name: str,
+                        usages: list[str], dns_names: list[str] | None = None) -> dict[str, Any]:
+    """A mesh's CA under the issuing anchor (Linkerd's identity issuer, the Istio CA): ECDSA P-256, a new key at every
+    renewal, the settings' issuer lifetime; its Secret is named like the Certificate."""
+    spec: dict[str, Any] = {
+        "secretName": name,
+        "duration": settings.pki.issuer_duration.go(),
+        "renewBefore": settings.pki.issuer_renew_before.go(),
+        "issuerRef": {"name": issuer, "kind": "Issuer", "group": "cert-manager.io"},
+        "commonName": common_name,
+    }
+    if dns_names is not None:
+        spec["dnsNames"] = dns_names
+    spec.update({"isCA": True, "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+                 "usages": list(usages)})
+    return {"apiVersion": CERT_MANAGER_API, "kind": "Certificate",
+            "metadata": metadata(name, namespace, annotations=WAIT_FOR_READY), "spec": spec}
 
 
 def workload_trust_bundle(settings: Settings) -> dict[str, Any]:

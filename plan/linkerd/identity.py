@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from plan.cert_manager import (ANCHOR_KEY, CERT_MANAGER_API, TRUST_MANAGER_API, TRUST_ROOTS_KEY, anchor_object_name,
-                               anchor_secret, ca_issuer, identity_issuer_name, vault_issuer)
+from plan.cert_manager import (TRUST_ROOTS_KEY, anchor_issuers, anchor_secret, identity_issuer_name, mesh_ca_certificate,
+                               roots_bundle)
 from plan.linkerd.namespaces import LINKERD_NAMESPACE
-from plan.objects import WAIT_FOR_READY, WAIT_FOR_SYNCED, metadata
-from plan.vault_pki import issuer_signing_path
 from read.graph import identity_issuer_name as identity_name
 from read.settings import Settings
 
@@ -30,15 +28,7 @@ def linkerd_anchor_secret(anchor: str, certificate_pem: Any, private_key_pem: An
 def trust_bundle(settings: Settings) -> dict[str, Any]:
     """The ConfigMap Linkerd trusts (linkerd-identity-trust-roots/ca-bundle.crt), in the control-plane namespace only.
     During a rotation it carries the previous and the next anchor."""
-    return {
-        "apiVersion": TRUST_MANAGER_API, "kind": "Bundle", "metadata": metadata(TRUST_ROOTS, annotations=WAIT_FOR_SYNCED),
-        "spec": {
-            "sources": [{"configMap": {"name": anchor_object_name(anchor), "key": ANCHOR_KEY}}
-                        for anchor in settings.pki.rotation.bundle_anchors],
-            "target": {"configMap": {"key": TRUST_ROOTS_KEY},
-                       "namespaceSelector": {"matchLabels": {"linkerd.io/is-control-plane": "true"}}},
-        },
-    }
+    return roots_bundle(settings, TRUST_ROOTS, TRUST_ROOTS_KEY, {"matchLabels": {"linkerd.io/is-control-plane": "true"}})
 
 
 def identity_issuer_certificate(settings: Settings) -> dict[str, Any]:
@@ -46,31 +36,13 @@ def identity_issuer_certificate(settings: Settings) -> dict[str, Any]:
     rotated with a new key each renewal; issuer-only rotation needs no restarts. With Vault, its login may ask for
     exactly this (name and duration) and nothing else (vault_pki.identity_sign_parameters)."""
     name = identity_name(settings.trust_domain)
-    return {
-        "apiVersion": CERT_MANAGER_API, "kind": "Certificate",
-        "metadata": metadata(IDENTITY_ISSUER_SECRET, LINKERD_NAMESPACE, annotations=WAIT_FOR_READY),
-        "spec": {
-            "secretName": IDENTITY_ISSUER_SECRET,
-            "duration": settings.pki.issuer_duration.go(),
-            "renewBefore": settings.pki.issuer_renew_before.go(),
-            "issuerRef": {"name": identity_issuer_name(settings.pki.rotation.issuing_anchor), "kind": "Issuer",
-                          "group": "cert-manager.io"},
-            "commonName": name,
-            "dnsNames": [name],
-            "isCA": True,
-            "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
-            "usages": list(IDENTITY_ISSUER_USAGES),
-        },
-    }
+    return mesh_ca_certificate(settings, IDENTITY_ISSUER_SECRET, LINKERD_NAMESPACE,
+                               identity_issuer_name(settings.pki.rotation.issuing_anchor), name, IDENTITY_ISSUER_USAGES,
+                               dns_names=[name])
 
 
 def identity_issuers(settings: Settings) -> dict[str, dict[str, Any]]:
     """The identity issuers, one per anchor still in use, all namespaced in `linkerd`: no other namespace can have a
     CA signed under the mesh anchor."""
-    issuers: dict[str, dict[str, Any]] = {}
-    for anchor in settings.pki.rotation.anchors:
-        name = identity_issuer_name(anchor)
-        issuers[name] = (ca_issuer(name, LINKERD_NAMESPACE, anchor_object_name(anchor)) if settings.vault is None
-                         else vault_issuer(name, LINKERD_NAMESPACE, settings.vault, issuer_signing_path(settings.vault, anchor),
-                                           settings.vault.identity_auth_role))
-    return issuers
+    return anchor_issuers(settings, LINKERD_NAMESPACE, identity_issuer_name,
+                          settings.vault.identity_auth_role if settings.vault is not None else None)
