@@ -30,6 +30,7 @@ from plan.istio.names import (BASE_CHART, BASE_RELEASE, ISTIO_CSR_CHART, ISTIO_C
                               ISTIO_NAMESPACE, ISTIOD_CHART, ISTIOD_RELEASE)
 from plan.istio.trust import istio_anchor_secret
 from plan.alerts import certificate_not_after, signed_workload_rule_group
+from plan.objects import HELM_TIMEOUT_SECONDS
 from plan.mesh import AlertsPlan, IstioPlan
 
 

@@ -32,9 +32,8 @@ from typing import Any
 
 from plan.istio.names import (ISTIO_CHART_VERSION, NAMESPACE_INJECTION_LABEL, POD_INJECTION_LABEL)
 from plan.objects import metadata
-from plan.verification import (ALLOWED, CANARY, CANARY_PORT, LABEL, NAMESPACE, REQUIRE_AUTHORIZATION,  # noqa: F401
-                               REQUIRE_IDENTITY, UNMESHED, canary_objects, check_container, cronjobs, expectation, jobs,
-                               service_accounts)
+from plan.verification import (ALLOWED, CANARY, CANARY_PORT, LABEL, NAMESPACE, REQUIRE_AUTHORIZATION, REQUIRE_IDENTITY,
+                               UNMESHED, canary_objects, check_container, cronjobs, jobs, service_accounts)
 from read.graph import spiffe_id
 from read.settings import Settings
 

@@ -14,10 +14,7 @@ from typing import Any, Iterable, Mapping
 from plan.linkerd.authorization import GRPC_HEALTH_ROUTE_SUFFIX, GRPC_PROBE_AUTHZ_SUFFIX, authorization_objects, plaintext_authorizations
 from read.durations import Duration
 from plan.linkerd.control_plane import CONTROL_PLANE_WEBHOOKS, WEBHOOK_CERT_RENEW_BEFORE
-from plan.alerts import (ANCHOR_CRITICAL, ANCHOR_WARNING, DAY, INTERMEDIATE_CRITICAL, INTERMEDIATE_WARNING,  # noqa: F401
-                         MONITORING_API, RUNBOOK_PAGE, CertificateUnreadable, ExpiryTier, anchor_rule_group,
-                         certificate_expiry_rules, certificate_not_after, expiry_tiers, human, intermediate_rule_group, rule,
-                         signed_workload_rule_group)
+from plan.alerts import (MONITORING_API, certificate_expiry_rules, human, rule)
 from plan.linkerd.namespaces import LINKERD_NAMESPACE, VIZ_NAMESPACE
 from plan.objects import metadata
 from read.settings import PROXY_LEAF_LIFETIME, Settings

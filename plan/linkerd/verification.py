@@ -33,9 +33,7 @@ from plan.linkerd.authorization import access_matrix, effective_policy, namespac
 from read.graph import mesh_identity
 from plan.linkerd.namespaces import DEFAULT_INBOUND_POLICY, INJECT
 from plan.objects import metadata
-from plan.verification import (ALLOWED, CANARY, CANARY_PORT, CLIENTS, LABEL, NAMESPACE, OTHER,  # noqa: F401
-                               REQUIRE_AUTHORIZATION, REQUIRE_IDENTITY, UNMESHED, canary_objects, check_container,
-                               cronjobs, expectation, jobs, labels, service_accounts, verification_graph)
+from plan.verification import (LABEL, NAMESPACE, UNMESHED, check_container, cronjobs, jobs, labels, verification_graph)
 from read.settings import Settings
 
 # The check each client runs (POSIX sh and curl). It retries while the connection fails (the canary may still be
