@@ -27,6 +27,24 @@ REQUIRE_IDENTITY = ("deny", "all-authenticated", "cluster-authenticated")
 REQUIRE_AUTHORIZATION = ("deny",)
 
 
+# The part of every mesh's check script (sh) that judges an admission: it expects the answer's status in `code` and
+# the client identity the canary's proxy reported in `seen` (each mesh's script reads them its own way), then the
+# refusal branch, which is each mesh's own.
+JUDGE_ADMISSION = r'''if [ "$EXPECT" = "allow" ]; then
+  if [ "$code" != "200" ]; then
+    echo "FAIL: $CLIENT expected 200 from $URL in phase $PHASE, got $code"; exit 1
+  fi
+  if [ -n "$IDENTITY" ] && [ "$seen" != "$IDENTITY" ]; then
+    echo "FAIL: $CLIENT got 200 but the server saw client identity '$seen', not '$IDENTITY': mTLS is not verified end to end"; exit 1
+  fi
+  if [ -z "$IDENTITY" ] && [ -n "$seen" ]; then
+    echo "FAIL: $CLIENT has no proxy, yet the server saw client identity '$seen'"; exit 1
+  fi
+  echo "OK: $CLIENT admitted in phase $PHASE${IDENTITY:+ as $IDENTITY}"
+else
+'''
+
+
 def expectation(client: str, phase: str) -> str:
     """What the phase promises for a client: `allow` or `refuse`."""
     if client == ALLOWED:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from plan.cert_manager import (TRUST_ROOTS_KEY, anchor_issuers, anchor_secret, identity_issuer_name, mesh_ca_certificate,
+from plan.cert_manager import (TRUST_ROOTS_KEY, anchor_issuers, identity_issuer_name, mesh_ca_certificate,
                                roots_bundle)
 from plan.linkerd.namespaces import LINKERD_NAMESPACE
 from read.graph import identity_issuer_name as identity_name
@@ -18,11 +18,6 @@ from read.settings import Settings
 IDENTITY_ISSUER_SECRET = "linkerd-identity-issuer"
 TRUST_ROOTS = "linkerd-identity-trust-roots"
 IDENTITY_ISSUER_USAGES = ["cert sign", "crl sign", "server auth", "client auth"]
-
-
-def linkerd_anchor_secret(anchor: str, certificate_pem: Any, private_key_pem: Any) -> dict[str, Any]:
-    """Without Vault: an anchor's root and key where the identity issuers' `ca:` Issuers read them, in `linkerd`."""
-    return anchor_secret(anchor, certificate_pem, private_key_pem, LINKERD_NAMESPACE)
 
 
 def trust_bundle(settings: Settings) -> dict[str, Any]:
