@@ -124,21 +124,13 @@ def test_the_sidecar_ports_the_pinned_chart_names_are_in_the_table():
 def test_the_trust_anchors_common_name_is_the_same_for_both_meshes_and_never_changes():
     """The roots' subject is part of the roots: a new one would replace every existing stack's live root (an unplanned
     rotation), and a stack switching mesh must keep its root. So it is one fixed name for every mesh."""
-    from harness import stack_config, wire_value
-    from plan.mesh import compile_mesh
-    from read.stack_files import load_stack_settings
-
     subjects = {}
     for mesh in ("linkerd", "istio"):
-        config, secret_keys = stack_config("dev")  # self-signed roots: the plan holds their subject
-        if mesh == "istio":  # linkerdViz is Linkerd's alone
-            config = {**{k: v for k, v in config.items() if not k.endswith(":linkerdViz")},
-                      f"{PROJECT}:mesh": wire_value("istio")}
-        settings = load_stack_settings(config, "dev", secret_keys=frozenset(secret_keys))
-        plan = compile_mesh(settings)
+        plan = _compiled("dev", mesh)  # self-signed roots: the plan holds their subject
         assert plan.mesh == mesh and plan.self_signed is not None
         subjects[mesh] = plan.self_signed.anchor_args["subject"]
-        assert subjects[mesh] == {"common_name": f"root.linkerd.{settings.trust_domain}", "organization": "mtls-mesh"}
+        trust_domain = plan.control_plane_contract()["identityTrustDomain"]
+        assert subjects[mesh] == {"common_name": f"root.linkerd.{trust_domain}", "organization": "mtls-mesh"}
     assert subjects["linkerd"] == subjects["istio"]
 
 
@@ -199,3 +191,29 @@ def test_the_network_policies_follow_the_mesh_wire():
         parsed, "shop", access, with_(wire, proxied_pods={}, kubelet_ports=(), proxy_inbound_ports=()))}
     assert "mtls-mesh-allow-kubelet" not in bare and bare["mtls-mesh-allow-prometheus"]["podSelector"] == {}
     assert bare["mtls-mesh-api"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8080}]
+
+
+def _compiled(stack: str, mesh: str):
+    from harness import stack_config, wire_value
+    from plan.mesh import compile_mesh
+    from read.stack_files import load_stack_settings
+
+    config, secret_keys = stack_config(stack)
+    if mesh == "istio":  # linkerdViz is Linkerd's alone
+        config = {**{k: v for k, v in config.items() if not k.endswith(":linkerdViz")},
+                  f"{PROJECT}:mesh": wire_value("istio")}
+    return compile_mesh(load_stack_settings(config, stack, secret_keys=frozenset(secret_keys)))
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_one_graph_gives_both_meshes_the_same_access_and_egress(stack):
+    """Where a namespace enforces, each meshed port admits the same callers under either mesh, read back from each
+    mesh's own objects, and every external destination is reachable by the same workloads: the policy step is one."""
+    linkerd, istio = _compiled(stack, "linkerd"), _compiled(stack, "istio")
+    enforced = [key for key, entry in linkerd.access_matrix.items() if entry["others"] == "denied" and key in istio.access_matrix]
+    assert enforced, "the stack enforces somewhere"
+    assert {k: linkerd.access_matrix[k]["allowed"] for k in enforced} == {k: istio.access_matrix[k]["allowed"] for k in enforced}
+    assert {k: istio.access_matrix[k]["others"] for k in enforced} == dict.fromkeys(enforced, "denied")
+    assert linkerd.egress_matrix and set(linkerd.egress_matrix) == set(istio.egress_matrix)
+    assert {k: (e["declaredFor"], e["reachableBy"]) for k, e in linkerd.egress_matrix.items()} == \
+        {k: (e["declaredFor"], e["reachableBy"]) for k, e in istio.egress_matrix.items()}
