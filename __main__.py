@@ -7,11 +7,10 @@ The mesh's own component (Linkerd's or Istio's, by the `mesh` setting) is picked
 import pulumi
 
 from components.providers import kubernetes_provider, vault_provider
-from components.alerts import MeshAlerts, MeshAlertsArgs
 from components.authorization import MeshAuthorization, MeshAuthorizationArgs
 from components.cert_manager import AnchorMaterial, CertManager, CertManagerArgs
 from components.istio import IstioAlerts, IstioAlertsArgs, IstioControlPlane, IstioControlPlaneArgs
-from components.linkerd import LinkerdControlPlane, LinkerdControlPlaneArgs
+from components.linkerd import LinkerdControlPlane, LinkerdControlPlaneArgs, MeshAlerts, MeshAlertsArgs
 from components.namespaces import MeshNamespaces, MeshNamespacesArgs
 from components.trust import SelfSignedAnchors, SelfSignedWorkloadCertificates
 from components.vault import VaultPki, VaultPkiArgs, VaultTokenReviewer
