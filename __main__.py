@@ -7,11 +7,10 @@ The mesh's own component (Linkerd's or Istio's, by the `mesh` setting) is picked
 import pulumi
 
 from components.providers import kubernetes_provider, vault_provider
-from components.alerts import MeshAlerts, MeshAlertsArgs
 from components.authorization import MeshAuthorization, MeshAuthorizationArgs
 from components.cert_manager import AnchorMaterial, CertManager, CertManagerArgs
 from components.istio import IstioAlerts, IstioAlertsArgs, IstioControlPlane, IstioControlPlaneArgs
-from components.linkerd import LinkerdControlPlane, LinkerdControlPlaneArgs
+from components.linkerd import LinkerdControlPlane, LinkerdControlPlaneArgs, MeshAlerts, MeshAlertsArgs
 from components.linkerd_multicluster import register_multicluster
 from components.namespaces import MeshNamespaces, MeshNamespacesArgs
 from components.trust import MESH_ROOT_KEYS_OUTPUT, SelfSignedAnchors, SelfSignedWorkloadCertificates, shared_mesh_roots
@@ -233,7 +232,7 @@ else:
     pulumi.export("inboundPolicies", dict(plan.inbound_policies))
     pulumi.export("trustAnchors", {anchor: material.certificate_pem for anchor, material in anchors.items()})
     pulumi.export("workloadRoots", {anchor: material.workload_root_pem for anchor, material in anchors.items()})
-    pulumi.export("trustRotation", rotation_status(settings.pki.rotation, settings.mesh))
+    pulumi.export("trustRotation", rotation_status(settings.pki.rotation, plan.rotation_restart))
     if plan.self_signed is not None and plan.self_signed.shares_root:
         # For the environment's other cluster stacks (components/trust.shared_mesh_roots): a secret, never printed.
         pulumi.export(MESH_ROOT_KEYS_OUTPUT, pulumi.Output.secret(

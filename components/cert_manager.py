@@ -16,9 +16,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from plan.cert_manager import (JETSTACK_CHARTS, anchor_config_map, anchor_secret, workload_anchor_config_map,
-                           workload_secret_name, workload_tls_secret)
+                               workload_secret_name, workload_tls_secret)
 from components.k8s import moved_in, register, register_group
-from plan.namespaces import LINKERD_NAMESPACE
 from plan.mesh import CertificatesPlan, NamespacePlan
 from plan.trust import SignedWorkload
 
@@ -42,8 +41,9 @@ class CertManagerArgs:
     certificate_namespaces: Mapping[str, NamespacePlan]
     anchors: Mapping[str, AnchorMaterial]
     namespaces: Mapping[str, pulumi.Resource]
-    # Linkerd's namespace (its identity issuer, and in dev the anchor keys); None with another mesh, whose component
-    # registers its own CA chain from the anchors' ConfigMaps registered here.
+    # The namespace of the mesh CA this component registers (the plan's identity issuer Certificate: Linkerd's), its
+    # issuers and, in dev, the anchor keys; None with a mesh whose own component registers its CA chain from the
+    # anchors' ConfigMaps registered here (Istio's).
     linkerd_namespace: pulumi.Resource | None
     # Vault: what the identity issuer's login and each namespace's login need before an issuer can become Ready.
     identity_login_ready: list[pulumi.Resource] = field(default_factory=list)
@@ -90,6 +90,8 @@ class CertManager(pulumi.ComponentResource):
         self.trust_manager = trust_manager
 
         # Public roots where trust-manager reads them; in dev, the anchor key next to the identity issuer only.
+        identity_namespace = (plan.identity_issuer_certificate["metadata"]["namespace"]
+                              if plan.identity_issuer_certificate is not None else None)
         mesh_roots, workload_roots, anchor_keys = [], [], []
         for anchor, material in args.anchors.items():
             mesh_roots.append(register(f"{name}-anchor-{anchor}",
@@ -99,9 +101,10 @@ class CertManager(pulumi.ComponentResource):
                 f"{name}-workload-anchor-{anchor}",
                 workload_anchor_config_map(anchor, plan.namespace, material.workload_root_pem),
                 after(*installed, *material.workload_ready)))
-            if material.private_key_pem is not None and args.linkerd_namespace is not None:
+            if material.private_key_pem is not None and args.linkerd_namespace is not None and identity_namespace:
                 anchor_keys.append(register(f"{name}-anchor-key-{anchor}",
-                                            anchor_secret(anchor, material.certificate_pem, material.private_key_pem),
+                                            anchor_secret(anchor, material.certificate_pem, material.private_key_pem,
+                                                          identity_namespace),
                                             after(args.linkerd_namespace)))
 
         def issuing_rbac(namespace: str, objects: tuple[dict[str, Any], ...],
@@ -111,11 +114,11 @@ class CertManager(pulumi.ComponentResource):
 
         # An identity issuer is usable only once its anchor's signing chain is complete (Vault: set-signed).
         mesh_ready = [resource for material in args.anchors.values() for resource in material.ready]
-        identity_rbac = issuing_rbac(LINKERD_NAMESPACE, plan.identity_rbac, args.linkerd_namespace)
+        identity_rbac = issuing_rbac(identity_namespace or "", plan.identity_rbac, args.linkerd_namespace)
         # The roots trust-manager reads: another mesh's Bundle of them waits for these.
         self.mesh_roots: list[pulumi.Resource] = mesh_roots
         self.issuers: dict[str, pulumi.Resource] = {} if args.linkerd_namespace is None else {
-            f"{LINKERD_NAMESPACE}/{issuer_name}": register(
+            f"{identity_namespace}/{issuer_name}": register(
                 f"{name}-{issuer_name}", obj,
                 after(*installed, args.linkerd_namespace, *anchor_keys, *mesh_ready, *identity_rbac, *args.identity_login_ready))
             for issuer_name, obj in plan.identity_issuers.items()
@@ -125,7 +128,7 @@ class CertManager(pulumi.ComponentResource):
             issuer_ref = plan.identity_issuer_certificate["spec"]["issuerRef"]["name"]
             self.identity_issuer = register(
                 f"{name}-identity-issuer", plan.identity_issuer_certificate,
-                after(self.issuers[f"{LINKERD_NAMESPACE}/{issuer_ref}"], args.linkerd_namespace))
+                after(self.issuers[f"{identity_namespace}/{issuer_ref}"], args.linkerd_namespace))
             self.trust_bundle = register(f"{name}-trust-roots", plan.trust_bundle,
                                          after(trust_manager, *mesh_roots, args.linkerd_namespace))
 

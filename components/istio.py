@@ -29,8 +29,8 @@ from plan.istio.alerts import prometheus_rule, root_rule_groups
 from plan.istio.names import (BASE_CHART, BASE_RELEASE, ISTIO_CSR_CHART, ISTIO_CSR_NAMESPACE, ISTIO_CSR_RELEASE,
                               ISTIO_NAMESPACE, ISTIOD_CHART, ISTIOD_RELEASE)
 from plan.istio.trust import istio_anchor_secret
-from plan.linkerd.alerts import certificate_not_after, signed_workload_rule_group  # mesh-neutral expiry helpers
-from plan.linkerd.control_plane import HELM_TIMEOUT_SECONDS
+from plan.alerts import certificate_not_after, signed_workload_rule_group
+from plan.objects import HELM_TIMEOUT_SECONDS
 from plan.mesh import AlertsPlan, IstioPlan
 
 

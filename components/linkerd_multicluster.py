@@ -30,7 +30,7 @@ from components.providers import secret_input
 from plan.linkerd import multicluster as mc
 from plan.linkerd.multicluster_network import fill_gateway_egress
 from plan.linkerd import multicluster_contract as contract
-from plan.linkerd.control_plane import HELM_TIMEOUT_SECONDS
+from plan.objects import HELM_TIMEOUT_SECONDS
 from plan.linkerd.multicluster_verification import TARGET_CLUSTER_LABEL
 from read.errors import SettingsError
 

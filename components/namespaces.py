@@ -1,6 +1,6 @@
-"""MeshNamespaces: registers (or adopts) the mesh control plane's namespace (linkerd, or the other mesh's), linkerd-viz's,
-and every namespace of the service graph, from the plan (plan.MeshPlan.namespaces; objects built in namespaces.py). `namespaces[name]` is what namespaced objects
-depend on.
+"""MeshNamespaces: registers (or adopts) the mesh control plane's namespace, Linkerd viz's when the plan has one, and
+every namespace of the service graph, from the plan (plan.MeshPlan; objects built in plan/linkerd/namespaces.py or
+plan/istio/namespaces.py). Each is named after its namespace. `namespaces[name]` is what namespaced objects depend on.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from typing import Any, Mapping
 import pulumi
 
 from components.k8s import register
-from plan.namespaces import VIZ_NAMESPACE
 from plan.mesh import NamespacePlan
 
 
@@ -33,7 +32,7 @@ class MeshNamespaces(pulumi.ComponentResource):
         # wait for (the same resource).
         self.control_plane = register(f"{name}-{args.control_plane['metadata']['name']}", args.control_plane, child)
         self.linkerd = self.control_plane
-        self.viz = register(f"{name}-{VIZ_NAMESPACE}", args.viz, child) if args.viz is not None else None
+        self.viz = register(f"{name}-{args.viz['metadata']['name']}", args.viz, child) if args.viz is not None else None
         self.namespaces: dict[str, pulumi.CustomResource] = {}
         for namespace in args.namespaces.values():
             # Adopted: server-side apply takes over just the plan's labels and annotations from whoever set them.

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from plan.linkerd.authorization import ADMIN_SERVER, plaintext_authorizations, port_object_name
+from plan.edges import port_object_name
+from plan.linkerd.authorization import ADMIN_SERVER, plaintext_authorizations
 from read.graph import mesh_identity
 from read.settings import PROJECT_DIR
 

@@ -1,8 +1,11 @@
 """cert-manager's side of the mesh, as objects: cert-manager and trust-manager's values (optionally installed), the
-issuers of the mesh, the Linkerd identity issuer Certificate, the trust bundles (Linkerd's, and the workload roots for
-clients of TLS-terminating workloads), and certificates for workloads that terminate TLS themselves.
+issuer shapes every mesh uses (a `ca:` or Vault Issuer), the anchors' ConfigMaps and key Secrets, the workload roots'
+bundle for clients of TLS-terminating workloads, and certificates for workloads that terminate TLS themselves. Each
+mesh's own CA under the anchors is its own: plan/linkerd/identity.py (the identity issuer and Linkerd's trust
+bundle), plan/istio/trust.py (the Istio CA).
 
-Every issuer is a namespaced Issuer, so a namespace can only use its own: the identity issuer lives in `linkerd`; with
+Every issuer is a namespaced Issuer, so a namespace can only use its own: the mesh CA's issuers live in the mesh's
+control-plane namespace; with
 Vault, each namespace with certificate services has a workload issuer whose Vault login signs only that namespace's
 names. There are no ClusterIssuers (a ClusterIssuer is usable from every namespace, and cert-manager approves every
 request by default). Without Vault there is no in-cluster workload issuer at all: the program signs those certificates.
@@ -14,10 +17,9 @@ Every object is built by a pure function below; register_cert_manager.CertManage
 from __future__ import annotations
 
 import base64
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-from read.graph import Service, identity_issuer_name as identity_name, spiffe_id, workload_dns_names
-from plan.namespaces import LINKERD_NAMESPACE
+from read.graph import Service, spiffe_id, workload_dns_names
 from plan.objects import WAIT_FOR_READY, WAIT_FOR_SYNCED, metadata
 from read.settings import CertManagerSettings, Settings, VaultSettings
 from plan.vault_pki import VAULT_ISSUER_SERVICE_ACCOUNT, VAULT_TOKEN_AUDIENCE, issuer_signing_path, workload_signing_path
@@ -25,14 +27,10 @@ from plan.vault_pki import VAULT_ISSUER_SERVICE_ACCOUNT, VAULT_TOKEN_AUDIENCE, i
 JETSTACK_CHARTS = "https://charts.jetstack.io"
 CERT_MANAGER_API = "cert-manager.io/v1"
 TRUST_MANAGER_API = "trust.cert-manager.io/v1alpha1"
-# Names Linkerd reads with identity.externalCA and identity.issuer.scheme kubernetes.io/tls.
-IDENTITY_ISSUER_SECRET = "linkerd-identity-issuer"
-TRUST_ROOTS = "linkerd-identity-trust-roots"
 TRUST_ROOTS_KEY = "ca-bundle.crt"
-# The workload roots, in every namespace of the graph (same key as Linkerd's bundle).
+# The workload roots, in every namespace of the graph (same key as the mesh roots' bundle).
 WORKLOAD_TRUST = "mtls-mesh-workload-trust"
 ANCHOR_KEY = "ca.crt"
-IDENTITY_ISSUER_USAGES = ["cert sign", "crl sign", "server auth", "client auth"]
 WORKLOAD_USAGES = ["digital signature", "key agreement", "server auth", "client auth"]
 
 
@@ -70,11 +68,12 @@ def trust_manager_values(trust_namespace: str) -> dict[str, Any]:
     return {"crds": {"enabled": True}, "app": {"trust": {"namespace": trust_namespace}}}
 
 
-def anchor_secret(anchor: str, certificate_pem: Any, private_key_pem: Any) -> dict[str, Any]:
-    """A self-signed anchor as the identity issuer's CA issuer reads it (tls.crt/tls.key). Only in `linkerd`: whoever
-    can read Secrets there already holds the identity issuer's key, which every proxy trusts just the same."""
+def anchor_secret(anchor: str, certificate_pem: Any, private_key_pem: Any, namespace: str) -> dict[str, Any]:
+    """A self-signed anchor as the mesh CA's issuer reads it (tls.crt/tls.key). Only in the mesh control plane's
+    namespace (MeshPlan.anchor_key_namespace): whoever can read Secrets there already holds the mesh CA's key, which
+    every proxy trusts just the same."""
     return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-            "metadata": metadata(anchor_object_name(anchor), LINKERD_NAMESPACE),
+            "metadata": metadata(anchor_object_name(anchor), namespace),
             "stringData": {"tls.crt": certificate_pem, "tls.key": private_key_pem}}
 
 
@@ -90,18 +89,53 @@ def workload_anchor_config_map(anchor: str, namespace: str, certificate_pem: Any
             "data": {ANCHOR_KEY: certificate_pem}}
 
 
-def trust_bundle(settings: Settings) -> dict[str, Any]:
-    """The ConfigMap Linkerd trusts (linkerd-identity-trust-roots/ca-bundle.crt), in the control-plane namespace only.
-    During a rotation it carries the previous and the next anchor."""
+def roots_bundle(settings: Settings, name: str, key: str, namespace_selector: dict[str, Any]) -> dict[str, Any]:
+    """A trust-manager Bundle of the mesh roots a mesh's CA trusts: the anchors the bundle carries in this rotation
+    phase (the previous and the next during a rotation), as ConfigMap `name`/`key` where `namespace_selector` says."""
     return {
-        "apiVersion": TRUST_MANAGER_API, "kind": "Bundle", "metadata": metadata(TRUST_ROOTS, annotations=WAIT_FOR_SYNCED),
+        "apiVersion": TRUST_MANAGER_API, "kind": "Bundle", "metadata": metadata(name, annotations=WAIT_FOR_SYNCED),
         "spec": {
             "sources": [{"configMap": {"name": anchor_object_name(anchor), "key": ANCHOR_KEY}}
                         for anchor in settings.pki.rotation.bundle_anchors],
-            "target": {"configMap": {"key": TRUST_ROOTS_KEY},
-                       "namespaceSelector": {"matchLabels": {"linkerd.io/is-control-plane": "true"}}},
+            "target": {"configMap": {"key": key}, "namespaceSelector": namespace_selector},
         },
     }
+
+
+def anchor_issuers(settings: Settings, namespace: str, issuer_name_of: Callable[[str], str],
+                   auth_role: str | None) -> dict[str, dict[str, Any]]:
+    """The issuers of a mesh's CA, one per anchor still in use, by name, all in `namespace` (its control plane's):
+    without Vault a `ca:` Issuer on the anchor's key Secret there, with Vault one signing through the anchor's
+    intermediate mount with the mesh CA's own login (`auth_role`)."""
+    issuers: dict[str, dict[str, Any]] = {}
+    for anchor in settings.pki.rotation.anchors:
+        name = issuer_name_of(anchor)
+        if settings.vault is None:
+            issuers[name] = ca_issuer(name, namespace, anchor_object_name(anchor))
+        else:
+            assert auth_role is not None
+            issuers[name] = vault_issuer(name, namespace, settings.vault, issuer_signing_path(settings.vault, anchor),
+                                         auth_role)
+    return issuers
+
+
+def mesh_ca_certificate(settings: Settings, name: str, namespace: str, issuer: str, common_name: str,
+                        usages: list[str], dns_names: list[str] | None = None) -> dict[str, Any]:
+    """A mesh's CA under the issuing anchor (Linkerd's identity issuer, the Istio CA): ECDSA P-256, a new key at every
+    renewal, the settings' issuer lifetime; its Secret is named like the Certificate."""
+    spec: dict[str, Any] = {
+        "secretName": name,
+        "duration": settings.pki.issuer_duration.go(),
+        "renewBefore": settings.pki.issuer_renew_before.go(),
+        "issuerRef": {"name": issuer, "kind": "Issuer", "group": "cert-manager.io"},
+        "commonName": common_name,
+    }
+    if dns_names is not None:
+        spec["dnsNames"] = dns_names
+    spec.update({"isCA": True, "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+                 "usages": list(usages)})
+    return {"apiVersion": CERT_MANAGER_API, "kind": "Certificate",
+            "metadata": metadata(name, namespace, annotations=WAIT_FOR_READY), "spec": spec}
 
 
 def workload_trust_bundle(settings: Settings) -> dict[str, Any]:
@@ -166,29 +200,6 @@ def token_request_rbac(namespace: str, cert_manager: CertManagerSettings) -> lis
     ]
 
 
-def identity_issuer_certificate(settings: Settings) -> dict[str, Any]:
-    """The Linkerd identity issuer exactly as Linkerd requires it: an ECDSA P-256 CA named identity.linkerd.<domain>,
-    rotated with a new key each renewal; issuer-only rotation needs no restarts. With Vault, its login may ask for
-    exactly this (name and duration) and nothing else (vault_pki.identity_sign_parameters)."""
-    name = identity_name(settings.trust_domain)
-    return {
-        "apiVersion": CERT_MANAGER_API, "kind": "Certificate",
-        "metadata": metadata(IDENTITY_ISSUER_SECRET, LINKERD_NAMESPACE, annotations=WAIT_FOR_READY),
-        "spec": {
-            "secretName": IDENTITY_ISSUER_SECRET,
-            "duration": settings.pki.issuer_duration.go(),
-            "renewBefore": settings.pki.issuer_renew_before.go(),
-            "issuerRef": {"name": identity_issuer_name(settings.pki.rotation.issuing_anchor), "kind": "Issuer",
-                          "group": "cert-manager.io"},
-            "commonName": name,
-            "dnsNames": [name],
-            "isCA": True,
-            "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
-            "usages": list(IDENTITY_ISSUER_USAGES),
-        },
-    }
-
-
 def workload_secret_name(service: Service) -> str:
     return f"{service.name}-mesh-tls"
 
@@ -211,18 +222,6 @@ def workload_certificate(settings: Settings, service: Service) -> dict[str, Any]
             "usages": list(WORKLOAD_USAGES),
         },
     }
-
-
-def identity_issuers(settings: Settings) -> dict[str, dict[str, Any]]:
-    """The identity issuers, one per anchor still in use, all namespaced in `linkerd`: no other namespace can have a
-    CA signed under the mesh anchor."""
-    issuers: dict[str, dict[str, Any]] = {}
-    for anchor in settings.pki.rotation.anchors:
-        name = identity_issuer_name(anchor)
-        issuers[name] = (ca_issuer(name, LINKERD_NAMESPACE, anchor_object_name(anchor)) if settings.vault is None
-                         else vault_issuer(name, LINKERD_NAMESPACE, settings.vault, issuer_signing_path(settings.vault, anchor),
-                                           settings.vault.identity_auth_role))
-    return issuers
 
 
 def workload_issuer(settings: Settings, namespace: str) -> dict[str, Any]:

@@ -32,31 +32,32 @@ from plan.linkerd.authorization import access_matrix, authorization_objects, egr
 from plan.linkerd.cluster import (MulticlusterPlan, build_cluster, cluster_problems, cluster_view, multicluster_plan,
                                   remote_identities, remote_names)
 from plan.linkerd.multicluster_network import workload_policies
-from plan.cert_manager import (cert_manager_values, identity_issuer_certificate, identity_issuers, token_request_rbac,
-                           trust_bundle, trust_manager_values, workload_certificate, workload_issuer,
+from plan.linkerd.identity import identity_issuer_certificate, identity_issuers, trust_bundle
+from plan.cert_manager import (cert_manager_values, token_request_rbac,
+                           trust_manager_values, workload_certificate, workload_issuer,
                            workload_secret_name, workload_trust_bundle)
 from plan.collisions import object_name_clashes, oversized_objects
 from read.durations import Duration
 from read.errors import Problem, SettingsError
 from read.graph import Service, collector_paused
-from plan.linkerd.control_plane import (crds_values, control_plane_values, viz_values, webhook_ca_objects, webhook_certificate,
-                      webhooks)
-from plan.namespaces import LINKERD_NAMESPACE, linkerd_namespace_object, viz_namespace_object, workload_namespace_object
+from plan.linkerd.control_plane import (ROTATION_RESTART as LINKERD_ROTATION_RESTART, crds_values, control_plane_values,
+                                        viz_values, webhook_ca_objects, webhook_certificate, webhooks)
+from plan.linkerd.namespaces import LINKERD_NAMESPACE, linkerd_namespace_object, viz_namespace_object, workload_namespace_object
 from plan.objects import document, group_manifest
 from read.names import workload_root_common_name
 from read.settings import Settings
 from plan.trust import anchor_certificate_args, workload_certificate_args, workload_request_args
 from plan.preview_identity import PreviewPlan, preview_plan, vault_preview_policy, vault_preview_policy_name
 from plan.vault_pki import identity_issuer_policy, namespace_policy, token_reviewer_objects, workload_role_args
-from plan.linkerd.verification import (canary_objects, check_jobs, namespace_object, on_demand_cronjobs, policy_objects,
-                           service_accounts, verification_matrix)
+from plan.linkerd.verification import check_jobs, namespace_object, on_demand_cronjobs, policy_objects, verification_matrix
+from plan.verification import canary_objects, service_accounts
 from plan.istio import alerts as istio_alerts, authorization as istio_authorization, namespaces as istio_namespaces
 from plan.istio import verification as istio_verification
-from plan.istio.authorization import MESH_CONFIG as ISTIO_MESH_CONFIG, IstioPlacement
-from plan.istio.control_plane import (base_values, istio_csr_values, istio_settings, istiod_certificate, istiod_values,
-                                      root_cert_check)
-from plan.istio.names import (ISTIO_CHART_VERSION, ISTIO_CSR_CHART_VERSION, ISTIO_CSR_NAMESPACE, ISTIO_CSR_REPOSITORY,
-                              ISTIO_NAMESPACE, ISTIO_REPOSITORY)
+from plan.istio.authorization import MESH_CONFIG as ISTIO_MESH_CONFIG, PLACEMENT as ISTIO_PLACEMENT
+from plan.istio.control_plane import (ROTATION_RESTART as ISTIO_ROTATION_RESTART, base_values, istio_csr_values,
+                                      istio_settings, istiod_certificate, istiod_values, root_cert_check)
+from plan.istio.names import (ISTIO_CHART_VERSION, ISTIO_CSR_CHART_VERSION, ISTIO_CSR_REPOSITORY, ISTIO_NAMESPACE,
+                              ISTIO_REPOSITORY, KIND_RESOURCES as ISTIO_RESOURCES)
 from plan.istio.trust import (istio_ca_auth_role, istio_ca_certificate, istio_ca_issuer, istio_ca_policy,
                               istio_roots_bundle, signer_rbac, signers)
 
@@ -313,6 +314,11 @@ class MeshPlan:
         return self.linkerd_namespace
 
     @property
+    def rotation_restart(self) -> str:
+        """What an operator restarts after each anchor-rotation phase (components/rotation.py next_step)."""
+        return ISTIO_ROTATION_RESTART if self.istio is not None else LINKERD_ROTATION_RESTART
+
+    @property
     def anchor_key_namespace(self) -> str:
         """Without Vault: where the anchors' keys are held for the mesh CA's signer."""
         return ISTIO_NAMESPACE if self.istio is not None else LINKERD_NAMESPACE
@@ -354,9 +360,6 @@ class MeshPlan:
         return found
 
 
-# Where Istio's own parts run, for the NetworkPolicies that let sidecars reach them: istio-csr beside istiod
-# (plan/istio/control_plane.py), not the chart's default cert-manager namespace.
-ISTIO_PLACEMENT = IstioPlacement(istiod_namespace=ISTIO_NAMESPACE, istio_csr_namespace=ISTIO_CSR_NAMESPACE)
 
 
 def _is_istio(settings: Settings) -> bool:

@@ -15,6 +15,8 @@ from typing import Any, Sequence
 WAIT_FOR_READY = {"pulumi.com/waitFor": "condition=Ready"}
 WAIT_FOR_SYNCED = {"pulumi.com/waitFor": "condition=Synced"}
 MANAGED_BY = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "mtls-mesh"}
+# How long a Helm release (either mesh's charts) may take to become ready before `pulumi up` fails.
+HELM_TIMEOUT_SECONDS = 600
 
 
 def metadata(name: str, namespace: str | None = None, labels: dict[str, str] | None = None,

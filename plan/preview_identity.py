@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from plan.cert_manager import anchor_object_name, workload_secret_name
+from plan.linkerd.kinds import KIND_RESOURCES as LINKERD_KIND_RESOURCES
 from plan.objects import metadata
 from read.settings import PreviewIdentity, VaultSettings
 
@@ -49,7 +50,9 @@ ADMISSION_EXEMPT = frozenset({("admissionregistration.k8s.io", "ValidatingAdmiss
 # (API group, kind) -> the resource an RBAC rule names, for every kind the program registers: the plan's objects, the
 # few registration builds from a provider's values (ConfigMaps of the roots, the anchor key, the workload TLS Secrets,
 # the PrometheusRule), and these objects themselves. A kind missing here is refused by name (`resource_of`), so a new
-# kind is either granted or noticed; tests/test_preview_identity.py checks every kind the program registers.
+# kind is either granted or noticed; tests/test_preview_identity.py checks every kind the program registers. Linkerd's
+# kinds are here for every stack (the table deploy/operator_shards.py reads its plurals from, and Linkerd is the
+# default mesh); another mesh's come from its plan (MeshPlan.kind_resources).
 RESOURCES: Mapping[tuple[str, str], str] = {
     ("", "Namespace"): "namespaces",
     ("", "Service"): "services",
@@ -71,13 +74,7 @@ RESOURCES: Mapping[tuple[str, str], str] = {
     ("trust.cert-manager.io", "Bundle"): "bundles",
     ("monitoring.coreos.com", "PodMonitor"): "podmonitors",
     ("monitoring.coreos.com", "PrometheusRule"): "prometheusrules",
-    ("policy.linkerd.io", "Server"): "servers",
-    ("policy.linkerd.io", "AuthorizationPolicy"): "authorizationpolicies",
-    ("policy.linkerd.io", "MeshTLSAuthentication"): "meshtlsauthentications",
-    ("policy.linkerd.io", "NetworkAuthentication"): "networkauthentications",
-    ("policy.linkerd.io", "HTTPRoute"): "httproutes",
-    ("policy.linkerd.io", "EgressNetwork"): "egressnetworks",
-    ("policy.linkerd.io", "ServerAuthorization"): "serverauthorizations",
+    **LINKERD_KIND_RESOURCES,
     ("gateway.networking.k8s.io", "HTTPRoute"): "httproutes",
     ("gateway.networking.k8s.io", "GRPCRoute"): "grpcroutes",
     ("gateway.networking.k8s.io", "TLSRoute"): "tlsroutes",

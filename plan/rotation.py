@@ -15,22 +15,11 @@ from typing import Any, Iterable, Mapping
 
 from read.settings import AnchorRotation
 
-# What "restart" means per mesh. Linkerd: its control plane, then every proxy (trust roots are read at start,
-# linkerd2#13613). Istio: istiod and istio-csr (deployment names from the pinned charts: istio-discovery
-# templates/deployment.yaml `istiod`, istio-csr _helpers.tpl the chart's name), then every sidecar, which gets its
-# roots with each certificate istio-csr issues; restarting it makes that happen now rather than within the hour.
-RESTART = {
-    "linkerd": ("kubectl -n linkerd rollout restart deploy && kubectl -n linkerd rollout status deploy; "
-                "then restart every meshed workload (kubectl rollout restart deploy -n <namespace>)"),
-    "istio": ("kubectl -n istio-system rollout restart deploy/cert-manager-istio-csr deploy/istiod && "
-              "kubectl -n istio-system rollout status deploy/cert-manager-istio-csr deploy/istiod; "
-              "then restart every meshed workload (kubectl rollout restart deploy -n <namespace>)"),
-}
 ORDER = "none -> add-next -> issue-from-next -> drop-previous -> none (with the new trustAnchor)"
 
 
-def _next_step(phase: str, mesh: str) -> str:
-    restart = RESTART[mesh]
+def next_step(phase: str, restart: str) -> str:
+    """What to do after `phase`; `restart`: the mesh's restart sequence (MeshPlan.rotation_restart)."""
     return {
         "none": "Nothing to do. To rotate: set nextTrustAnchor and anchorRotationPhase add-next.",
         "add-next": f"Both anchors are now trusted. Restart so every proxy loads the new bundle: {restart}. "
@@ -42,13 +31,13 @@ def _next_step(phase: str, mesh: str) -> str:
     }[phase]
 
 
-def rotation_status(rotation: AnchorRotation, mesh: str = "linkerd") -> dict:
+def rotation_status(rotation: AnchorRotation, restart: str = "the control plane, then every meshed workload") -> dict:
     """The `trustRotation` output: what the stack applied, read back by itself and by its peer clusters."""
     return {
         "phase": rotation.phase,
         "trustedAnchors": list(rotation.bundle_anchors),
         "issuingAnchor": rotation.issuing_anchor,
-        "nextStep": _next_step(rotation.phase, mesh),
+        "nextStep": next_step(rotation.phase, restart),
     }
 
 

@@ -26,20 +26,23 @@ from read import graph_format
 from read.errors import Problems, short
 from read.graph import Fragment, ServiceGraph, _kind, _name, _Reader, collector_paused, load_graph, parse_graph
 from read.inputs import MAX_GRAPH_BYTES, InputError, load_yaml_counting, read_text_file
+from read.meshes import DEFAULT_MESH
 
 _FRAGMENT_KEYS = graph_format.FRAGMENT.keys
 SUFFIX = ".yaml"
 
 
-def load_service_graph(path: Path, display: str, problems: Problems, project_dir: Path | None = None) -> ServiceGraph | None:
-    """The graph the serviceGraph setting names: one file, or a directory of per-team fragments (merged)."""
+def load_service_graph(path: Path, display: str, problems: Problems, project_dir: Path | None = None,
+                       mesh: str = DEFAULT_MESH) -> ServiceGraph | None:
+    """The graph the serviceGraph setting names: one file, or a directory of per-team fragments (merged), checked for
+    the stack's mesh (read/meshes.py)."""
     try:
         is_directory = path.is_dir()
     except (OSError, ValueError):
         is_directory = False  # reading it as a file says what is wrong
     if is_directory:
-        return load_fragments(path, display, problems, project_dir)
-    return load_graph(path, display, problems)
+        return load_fragments(path, display, problems, project_dir, mesh)
+    return load_graph(path, display, problems, mesh)
 
 
 def fragment_files(directory: Path) -> tuple[list[Path], list[tuple[str, str, str]]]:
@@ -79,7 +82,8 @@ def _file_display(display: str, name: str) -> str:
 
 
 @collector_paused()
-def load_fragments(directory: Path, display: str, problems: Problems, project_dir: Path | None = None) -> ServiceGraph | None:
+def load_fragments(directory: Path, display: str, problems: Problems, project_dir: Path | None = None,
+                   mesh: str = DEFAULT_MESH) -> ServiceGraph | None:
     """Read, check and merge every fragment of `directory`; problems go to `problems`, None when any."""
     before = len(problems.items)
     top = _Reader(display, problems)
@@ -177,7 +181,7 @@ def load_fragments(directory: Path, display: str, problems: Problems, project_di
                          "owners approve it), or ask them to move the namespace to this file")
 
     merged = {"namespaces": namespaces, "services": services, **({"clusters": clusters} if clusters else {})}
-    graph = parse_graph(merged, display, problems, origins)
+    graph = parse_graph(merged, display, problems, origins, mesh)
     if graph is None or len(problems.items) != before:
         return None
     return replace(graph, fragments=tuple(fragments))

@@ -22,13 +22,11 @@ from read.graph_format import (  # noqa: F401 (re-exported: tests and benchmarks
     DNS_LABEL_MAX, IN_CLUSTER_SUFFIXES, INJECTOR_LABEL_PREFIX, LABEL_VALUE_MAX, MAX_ALLOW_ENTRIES,
     MAX_CALLERS_PER_SERVICE, MAX_DESTINATIONS_PER_EGRESS, MAX_EGRESS_PER_SERVICE, MAX_NAMESPACES, MAX_PORT_LIST,
     MAX_PORTS, MAX_PORTS_PER_SERVICE, MAX_SELECTOR_LABELS, MAX_SERVICES, PORT_MAX, PORT_MIN, PORT_NAME_MAX,
-    PROXY_PROTOCOLS, RESERVED_NAMESPACES,
+    PLATFORM_NAMESPACES, PROXY_PROTOCOLS, RESERVED_NAMESPACES,
 )
 from read.inputs import MAX_GRAPH_BYTES, InputError, load_yaml, read_text_file
+from read.meshes import DEFAULT_MESH, MeshFacts, facts_of
 
-# The proxy's own ports (linkerd-control-plane values proxy.ports: admin 4191, control 4190, inbound 4143,
-# outbound 4140): a meshed workload listening on one of them would collide with its own proxy.
-PROXY_PORTS = {4140: "outbound", 4143: "inbound", 4190: "control (tap)", 4191: "admin"}
 
 _DNS_LABEL = graph_format.DNS_LABEL.python
 # Kubernetes container port names (IANA_SVC_NAME), at least one letter: what a Server's named port and a
@@ -52,11 +50,6 @@ def is_dns_subdomain(name: str) -> bool:
     return (len(name) <= 253 and bool(_DNS_SUBDOMAIN.match(name))
             and all(len(label) <= 63 for label in name.split(".")))
 
-
-# Labels Linkerd's proxy injector puts on every pod it injects: graph_format.INJECTOR_LABEL_PREFIX says why.
-INJECTOR_LABELS = ("linkerd.io/control-plane-ns", "linkerd.io/workload-ns", "linkerd.io/proxy-deployment",
-                   "linkerd.io/proxy-replicationcontroller", "linkerd.io/proxy-replicaset", "linkerd.io/proxy-job",
-                   "linkerd.io/proxy-daemonset", "linkerd.io/proxy-statefulset", "linkerd.io/proxy-cronjob")
 
 # The account every pod of a namespace runs as unless it names its own: a caller on it is anyone in the namespace.
 DEFAULT_SERVICE_ACCOUNT = "default"
@@ -269,10 +262,13 @@ _EGRESS_KEYS = graph_format.EGRESS.keys
 class _Reader:
     """Walks the parsed YAML, recording problems with `file: dotted.path[index]` locations."""
 
-    def __init__(self, source: str, problems: Problems, origins: Mapping[str, str] | None = None):
+    def __init__(self, source: str, problems: Problems, origins: Mapping[str, str] | None = None,
+                 mesh: MeshFacts | None = None):
         self.source = source
         self.problems = problems
         self.origins = origins or {}
+        # The mesh the graph is checked for: its proxy's ports, its namespaces, its injector's labels.
+        self.mesh = mesh or facts_of(DEFAULT_MESH)
 
     def where(self, path: str) -> str:
         return f"{origin_of(self.origins, path) or self.source}: {path}" if path else self.source
@@ -373,8 +369,9 @@ def collector_paused():
 
 
 @collector_paused()
-def load_graph(path: Path, display: str, problems: Problems) -> ServiceGraph | None:
-    """Read and validate the graph file; problems go to `problems`, and None is returned if it cannot be used."""
+def load_graph(path: Path, display: str, problems: Problems, mesh: str = DEFAULT_MESH) -> ServiceGraph | None:
+    """Read and validate the graph file for `mesh` (read/meshes.py); problems go to `problems`, and None is returned
+    if it cannot be used."""
     reader = _Reader(display, problems)
     try:
         document = load_yaml(read_text_file(path, MAX_GRAPH_BYTES))
@@ -384,14 +381,15 @@ def load_graph(path: Path, display: str, problems: Problems) -> ServiceGraph | N
             "Point mtls-mesh:serviceGraph at the graph file, e.g. services.yaml"
         reader.add("", err.what, fix)
         return None
-    return parse_graph(document, display, problems)
+    return parse_graph(document, display, problems, mesh=mesh)
 
 
 def parse_graph(document: Any, display: str, problems: Problems,
-                origins: Mapping[str, str] | None = None) -> ServiceGraph | None:
+                origins: Mapping[str, str] | None = None, mesh: str = DEFAULT_MESH) -> ServiceGraph | None:
     """Validate an already-parsed graph document. Pure: no files, no Pulumi. `origins`: for a graph merged from the
-    files of a directory (read/fragments.py), which file declares each namespace and service (ServiceGraph.origins)."""
-    reader = _Reader(display, problems, origins)
+    files of a directory (read/fragments.py), which file declares each namespace and service (ServiceGraph.origins).
+    `mesh`: the stack's mesh, whose proxy ports, namespaces and injector labels the graph must leave alone."""
+    reader = _Reader(display, problems, origins, facts_of(mesh))
     origins = origins or {}
     before = len(problems.items)
     if not isinstance(document, dict):
@@ -552,6 +550,11 @@ def _within_totals(reader: _Reader, raw_services: dict) -> bool:
     return ok
 
 
+def reserved_namespaces(mesh: MeshFacts) -> tuple[str, ...]:
+    """The namespaces a graph for `mesh` may not declare: the mesh's own, and the platform's."""
+    return (*mesh.namespaces, *PLATFORM_NAMESPACES)
+
+
 def _read_namespaces(reader: _Reader, raw: Any) -> dict[str, Namespace]:
     if raw is None:
         reader.add("namespaces", "is missing", "Declare every workload namespace under 'namespaces:'")
@@ -566,7 +569,7 @@ def _read_namespaces(reader: _Reader, raw: Any) -> dict[str, Namespace]:
         path = f"namespaces.{_name(name)}"
         if not reader.dns_label(name, path, "namespace"):
             continue
-        if name in RESERVED_NAMESPACES:
+        if name in reserved_namespaces(reader.mesh):
             reader.add(path, f"'{name}' is managed by the platform itself and cannot be a workload namespace",
                        "Remove it from the graph")
             continue
@@ -618,10 +621,8 @@ def _read_service(reader: _Reader, key: str, raw: Any, namespaces: dict[str, Nam
                        "An optional DNS prefix of at most 253 characters and '/', then a name of at most 63 letters, "
                        "digits, '-', '_' and '.' (Kubernetes' qualified name)")
             ok = False
-        elif label.startswith(INJECTOR_LABEL_PREFIX):
-            reader.add(f"{path}.selector.{_name(label)}",
-                       "is a Linkerd label: the proxy injector sets linkerd.io/ labels (such as "
-                       "linkerd.io/control-plane-ns) on every meshed pod, so this selector would match them all",
+        elif reader.mesh.injector_label_prefix and label.startswith(reader.mesh.injector_label_prefix):
+            reader.add(f"{path}.selector.{_name(label)}", reader.mesh.injector_label_problem,
                        "Select the workload by its own labels, e.g. selector: {app: billing}")
             ok = False
         if not isinstance(value, str) or len(value) > LABEL_VALUE_MAX or not LABEL_VALUE.match(value):
@@ -639,9 +640,10 @@ def _read_service(reader: _Reader, key: str, raw: Any, namespaces: dict[str, Nam
         ok = False
     if meshed and namespace_meshed:
         for index, port in enumerate(ports or ()):
-            if port.number in PROXY_PORTS:
-                reader.add(f"{path}.ports[{index}].port", f"{port.number} is the Linkerd proxy's own "
-                           f"{PROXY_PORTS[port.number]} port", "Run the workload on another port")
+            taken = reader.mesh.proxy_ports.get(port.number)
+            if taken:
+                reader.add(f"{path}.ports[{index}].port", f"{port.number} is {reader.mesh.proxy}'s own {taken} port",
+                           "Run the workload on another port")
                 ok = False
     has_tls_port = any(p.protocol == "TLS" for p in ports or ())
     # Deliberately proxy-free services (and TLS ports) terminate TLS themselves; services of a namespace that is
@@ -820,7 +822,7 @@ def _check_unique_workloads(reader: _Reader, services: dict[str, Service]) -> No
 
 def _check_skipped_ports(reader: _Reader, services: dict[str, Service], namespaces: Mapping[str, Namespace]) -> None:
     """In an injected namespace the ports of proxy-free services (and skipInboundPorts) are skipped by every proxy of
-    the namespace (namespaces.inbound_ports_to_skip): a meshed service on one of them would lose its policy."""
+    the namespace (plan/edges.py inbound_ports_to_skip): a meshed service on one of them would lose its policy."""
     skipped: dict[tuple[str, int], str] = {}
     for service in services.values():
         if not service.meshed:
@@ -894,7 +896,7 @@ def _check_skipped_outbound_ports(reader: _Reader, graph: ServiceGraph) -> None:
                        "(the egress entry already allows the destination)")
     for callee in graph.services.values():
         if not graph.is_meshed(callee):
-            continue  # proxy-free callees' ports are skipped on purpose (namespaces.outbound_ports_to_skip)
+            continue  # proxy-free callees' ports are skipped on purpose (plan/edges.py outbound_ports_to_skip)
         for caller in callee.callers:
             source = graph.services[caller.service]
             if source.namespace not in skipped or not graph.is_meshed(source):
@@ -908,10 +910,14 @@ def _check_skipped_outbound_ports(reader: _Reader, graph: ServiceGraph) -> None:
 
 
 def _check_opaque_ports(reader: _Reader, services: dict[str, Service], namespaces: Mapping[str, Namespace]) -> None:
-    """Callers learn a port is opaque from `config.linkerd.io/opaque-ports`, which the program can only set on the
-    namespace (namespaces.opaque_ports): it covers every workload of the namespace on that port number. Another meshed
-    service there declaring the number as HTTP or gRPC would lose protocol detection, routes and route-level
-    authorization (its gRPC probe route) to callers that treat it as opaque."""
+    """With a mesh whose callers learn a port is opaque from a namespace-wide annotation (Linkerd's
+    `config.linkerd.io/opaque-ports`, which the program can only set on the namespace: plan/linkerd/namespaces.py
+    opaque_ports), it covers every workload of the namespace on that port number. Another meshed service there
+    declaring the number as HTTP or gRPC would lose protocol detection, routes and route-level authorization (its gRPC
+    probe route) to callers that treat it as opaque."""
+    annotation = reader.mesh.opaque_ports_annotation
+    if annotation is None:
+        return
     opaque: dict[tuple[str, int], str] = {}
     meshed = [s for s in services.values() if s.meshed and namespaces[s.namespace].meshed]
     for service in meshed:
@@ -924,7 +930,7 @@ def _check_opaque_ports(reader: _Reader, services: dict[str, Service], namespace
             if cause and port.protocol != "opaque":
                 reader.add(f"services.{service.key}.ports[{index}].protocol",
                            f"is {port.protocol}, but {cause} makes port {port.number} opaque for every caller in "
-                           f"namespace '{service.namespace}' (config.linkerd.io/opaque-ports is namespace-wide)",
+                           f"namespace '{service.namespace}' ({annotation} is namespace-wide)",
                            "Use another port number for one of them, declare both opaque, or move one to another namespace")
 
 

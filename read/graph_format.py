@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from read.meshes import DEFAULT_MESH, MESHES
+
 
 @dataclass(frozen=True)
 class Pattern:
@@ -173,11 +175,15 @@ MAX_PORT_LIST = 100  # skipInboundPorts, skipOutboundPorts, an egress entry's po
 MAX_GRAPH_FILES = 1_000
 MAX_OWNERS = 20
 
+DEFAULT_FACTS = MESHES[DEFAULT_MESH]
+
 PORT_MIN, PORT_MAX = 1, 65535
 
-# Namespaces the program manages itself, or that the mesh must never inject.
-RESERVED_NAMESPACES = ("linkerd", "linkerd-viz", "linkerd-cni", "cert-manager", "kube-system", "kube-public",
-                       "kube-node-lease")
+# Namespaces the program manages itself, or that no mesh may inject (Kubernetes' own).
+PLATFORM_NAMESPACES = ("cert-manager", "kube-system", "kube-public", "kube-node-lease")
+# With the default mesh's namespaces (read/meshes.py): what the JSON Schema refuses. A stack with another mesh refuses
+# that mesh's instead (read/graph.py reserved_namespaces).
+RESERVED_NAMESPACES = (*DEFAULT_FACTS.namespaces, *PLATFORM_NAMESPACES)
 
 # A Kubernetes name (DNS-1123 label): namespaces, services, workloads, service accounts, egress entries.
 DNS_LABEL = Pattern(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -197,11 +203,9 @@ PORT_NAME_MAX = 15
 LABEL_KEY = Pattern(rf"((?=[^/]{{1,253}}/){DNS_SUBDOMAIN.body}/)?[A-Za-z0-9]([-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?")
 LABEL_VALUE = Pattern(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
 LABEL_VALUE_MAX = 63
-# Labels Linkerd's proxy injector puts on every pod it injects (linkerd2 pkg/k8s/labels.go: ControllerNSLabel
-# linkerd.io/control-plane-ns, WorkloadNamespaceLabel linkerd.io/workload-ns, and linkerd.io/proxy-<kind> for
-# deployment, replicationcontroller, replicaset, job, daemonset, statefulset and cronjob). A selector on one of them
-# matches every meshed pod of the namespace; the whole linkerd.io/ prefix is Linkerd's, so none of it is accepted.
-INJECTOR_LABEL_PREFIX = "linkerd.io/"
+# The label prefix the default mesh's injector sets on every pod it injects (read/meshes.py says which labels): a
+# selector on one of them matches every meshed pod of the namespace.
+INJECTOR_LABEL_PREFIX = DEFAULT_FACTS.injector_label_prefix or ""
 # An egress host: a DNS name (at most 253 characters after an optional '*.', labels of at most 63) whose last label
 # starts with a letter.
 HOSTNAME = Pattern(r"(\*\.)?(?!.{254})([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -237,12 +241,12 @@ def _ports(description: str, min_items: int = 0) -> Items:
 # ---- the format -------------------------------------------------------------------------------------------------
 
 NAMESPACE = Record((
-    Field("meshed", Boolean("false keeps the namespace out of the mesh (linkerd.io/inject: disabled): no proxy, no "
-                            "identity, and its workloads may call nothing meshed"), nullable=True, default=True),
-    Field("skipInboundPorts", _ports("Inbound ports every proxy in the namespace leaves alone "
-                                     "(config.linkerd.io/skip-inbound-ports)"), nullable=True),
-    Field("skipOutboundPorts", _ports("Outbound ports every proxy in the namespace leaves alone "
-                                      "(config.linkerd.io/skip-outbound-ports)"), nullable=True),
+    Field("meshed", Boolean("false keeps the namespace out of the mesh (the mesh's injection is disabled there): no "
+                            "proxy, no identity, and its workloads may call nothing meshed"), nullable=True, default=True),
+    Field("skipInboundPorts", _ports("Inbound ports every proxy in the namespace leaves alone (no mTLS, no mesh "
+                                     "policy: the NetworkPolicy guards them)"), nullable=True),
+    Field("skipOutboundPorts", _ports("Outbound ports every proxy in the namespace leaves alone (the workload's own "
+                                      "TLS reaches the peer untouched)"), nullable=True),
     Field("shard", Text("The policy shard whose stack registers this namespace's authorization objects and workload "
                         "Certificates when the platform stack sets policyShards (docs/shards.md); without it, or "
                         "in a single stack, the stack itself does: at most 20 lowercase letters, digits and '-'",
@@ -291,7 +295,8 @@ SERVICE = Record((
                                           "service of the graph, or every pod of the namespace on 'default'): a grant "
                                           "to it admits them too, and accessMatrix lists them"),
           nullable=True, default=False),
-    Field("selector", Named(Text("A label key (not linkerd.io/, which the proxy injector sets on every meshed pod)",
+    Field("selector", Named(Text(f"A label key (not {INJECTOR_LABEL_PREFIX}, which the proxy injector sets on every "
+                                 "meshed pod)",
                                  LABEL_KEY, forbidden_pattern=Pattern(re.escape(INJECTOR_LABEL_PREFIX) + ".*")),
                             Text("A label value (quote numbers and booleans)", LABEL_VALUE, LABEL_VALUE_MAX),
                             "Pod labels that select the workload (default: {app: <name>})", min_entries=1,

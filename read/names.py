@@ -9,7 +9,10 @@ from __future__ import annotations
 
 
 def anchor_common_name(trust_domain: str) -> str:
-    """The subject Linkerd's own docs give a trust anchor."""
+    """The mesh roots' subject, for every stack whatever its mesh: the subject Linkerd's docs give a trust anchor,
+    which every existing stack's live root carries. Not per mesh: both meshes sign under the same anchors, and a new
+    subject is a new root, so changing it (or a stack switching mesh) would replace the live root, an unplanned
+    rotation (docs/layout.md, "One graph, two meshes")."""
     return f"root.linkerd.{trust_domain}"
 
 

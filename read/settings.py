@@ -718,7 +718,9 @@ def _load_settings(raw: Mapping[str, str], stack: str, secret_keys: frozenset[st
     graph_file = config.string("serviceGraph")
     graph_path = project_file(config, "serviceGraph", project_dir) if graph_file else None
     # A file, or a directory of per-team fragments merged into one graph (read/fragments.py).
-    graph = load_service_graph(graph_path, graph_file, problems, project_dir) if graph_path is not None else None
+    # The mesh first: the graph is checked for it (its proxy's ports and namespaces, read/meshes.py).
+    mesh = _mesh(config) if "mesh" in declarations else "linkerd"
+    graph = load_service_graph(graph_path, graph_file, problems, project_dir, mesh) if graph_path is not None else None
     if not graph_file:
         config.add("serviceGraph", "is empty", "Point it at the service-graph YAML, e.g. services.yaml")
 
@@ -764,7 +766,6 @@ def _load_settings(raw: Mapping[str, str], stack: str, secret_keys: frozenset[st
                    "itself", "Run cert-manager in a namespace of its own, e.g. cert-manager")
 
     linkerd = _linkerd(config, environment)
-    mesh = _mesh(config) if "mesh" in declarations else "linkerd"
     policy = _policy(config)
     if graph is not None:
         _check_deny_networks(config, graph, rollout, policy)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from plan.linkerd.alerts import anchor_rule_group, certificate_not_after, intermediate_rule_group, signed_workload_rule_group
+from plan.alerts import anchor_rule_group, certificate_not_after, intermediate_rule_group, signed_workload_rule_group
 from read.durations import Duration
 from read.errors import SettingsError
 from conformance import validate_object
@@ -526,7 +526,7 @@ def test_installed_cert_manager_is_scraped_when_alerts_are_on(dev):
 
 
 def test_an_unreadable_anchor_certificate_is_a_clear_error_not_a_traceback_from_a_der_walk():
-    from plan.linkerd.alerts import CertificateUnreadable
+    from plan.alerts import CertificateUnreadable
 
     with pytest.raises(CertificateUnreadable, match="trust anchor 2026-11: cannot read the certificate as PEM X.509"):
         certificate_not_after("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",

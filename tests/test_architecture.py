@@ -8,6 +8,7 @@ later one. Only the project's own modules are nodes; a third-party import is an 
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -197,3 +198,116 @@ def test_component_resources_live_in_components():
             if isinstance(node, ast.ClassDef):
                 bases = {ast.unparse(b) for b in node.bases}
                 assert "pulumi.ComponentResource" not in bases, f"{name}.{node.name} registers: move it to components/"
+
+
+# --- one graph, two meshes (issue 32, item 7) ---------------------------------------------------------------------
+# A mesh's own objects and annotations, as the program spells them: label and annotation keys under the mesh's domain
+# (linkerd.io/inject, sidecar.istio.io/inject, istio.io/dry-run) and its API groups (policy.linkerd.io,
+# security.istio.io, networking.istio.io). URLs are not names of objects (a chart repository's host is a setting's
+# default), so they are read past.
+MESH_NAMES = {
+    "linkerd": re.compile(r"(?<![\w.-])linkerd\.io/|[\w-]+\.linkerd\.io\b"),
+    "istio": re.compile(r"(?<![\w.-])istio\.io/|[\w-]+\.istio\.io\b"),
+}
+_URL = re.compile(r"https?://\S+")
+# Where each mesh may be named: its plan package and its component, and the few modules below, each with its reason.
+MESH_HOMES = {
+    "linkerd": ("plan/linkerd/", "components/linkerd.py"),
+    "istio": ("plan/istio/", "components/istio.py", "discover/istio_traffic.py"),
+}
+MESH_NAMES_ALLOWED = {
+    "read/meshes.py": "the graph is checked once, in read/, before any plan exists, and read/ cannot import plan/: the "
+                      "facts each mesh's graph checks need (its injector's label prefix) are one table per mesh there",
+    "policy/": "the CrossGuard pack runs as a project of its own, without plan/ on its path, and checks the registered "
+               "resources by their Pulumi type, which names the mesh's API group",
+    "deploy/": "the Operator shards' RBAC names the API groups a shard's stack writes (deploy/operator_shards.py), "
+               "outside the program",
+}
+
+
+def _string_constants(path: Path) -> list[tuple[int, str]]:
+    """Every string constant of a module but docstrings (which may cite a mesh's names as documentation)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    docstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                docstrings.add(id(first.value))
+    return [(node.lineno, node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+
+
+def mesh_name_violations(files: dict[str, Path]) -> list[str]:
+    """Each string constant naming a mesh's objects or annotations outside that mesh's homes and the allowed modules."""
+    found = []
+    for path in sorted(files.values()):
+        relative = path.relative_to(PROJECT_DIR).as_posix()
+        for lineno, value in _string_constants(path):
+            text = _URL.sub("", value)
+            for mesh, pattern in MESH_NAMES.items():
+                homes = (*MESH_HOMES[mesh], *MESH_NAMES_ALLOWED)
+                match = pattern.search(text)
+                if match and not relative.startswith(homes):
+                    found.append(f"{relative}:{lineno} names {mesh}'s {match.group(0)!r}")
+    return found
+
+
+def test_only_each_mesh_package_names_its_objects_and_annotations():
+    """Nothing outside plan/<mesh>/, components/<mesh>.py (and the modules MESH_NAMES_ALLOWED gives a reason for)
+    spells a mesh's API groups, labels or annotations: the shared steps are the same for both meshes."""
+    assert mesh_name_violations(module_files()) == []
+
+
+def test_the_mesh_name_check_can_fail(tmp_path, monkeypatch):
+    """A planted violation in a shared module (and one in each mesh's own package, allowed) is found."""
+    import harness
+
+    (tmp_path / "plan" / "linkerd").mkdir(parents=True)
+    (tmp_path / "plan" / "istio").mkdir(parents=True)
+    (tmp_path / "read").mkdir()
+    files = {
+        "plan.edges": tmp_path / "plan" / "edges.py",
+        "plan.linkerd.namespaces": tmp_path / "plan" / "linkerd" / "namespaces.py",
+        "plan.istio.authorization": tmp_path / "plan" / "istio" / "authorization.py",
+        "read.graph": tmp_path / "read" / "graph.py",
+    }
+    files["plan.edges"].write_text('"""Cites linkerd.io/inject in a docstring: allowed."""\n'
+                                   'INJECT = "linkerd.io/inject"\nGROUP = "security.istio.io"\n'
+                                   'REPO = "https://helm.linkerd.io/edge"\n')
+    files["plan.linkerd.namespaces"].write_text('INJECT = "linkerd.io/inject"\n')
+    files["plan.istio.authorization"].write_text('DRY_RUN = "istio.io/dry-run"\nPOLICY = "policy.linkerd.io"\n')
+    files["read.graph"].write_text('LABEL = f"{1}config.linkerd.io/opaque-ports"\n')
+    monkeypatch.setattr(sys.modules[__name__], "PROJECT_DIR", tmp_path)
+    assert harness.PROJECT_DIR != tmp_path
+    assert mesh_name_violations(files) == [
+        "plan/edges.py:2 names linkerd's 'linkerd.io/'",
+        "plan/edges.py:3 names istio's 'security.istio.io'",
+        "plan/istio/authorization.py:2 names linkerd's 'policy.linkerd.io'",
+        "read/graph.py:1 names linkerd's 'config.linkerd.io'",
+    ]
+
+
+def mesh_crossings(graph: dict[str, set[str]]) -> list[str]:
+    """Each import from one mesh's package or component into the other mesh's."""
+    own = {"linkerd": ("plan.linkerd", "components.linkerd"), "istio": ("plan.istio", "components.istio")}
+
+    def of(module: str) -> str | None:
+        return next((mesh for mesh, roots in own.items()
+                     if any(module == root or module.startswith(root + ".") for root in roots)), None)
+
+    return [f"{module} imports {target}" for module, targets in sorted(graph.items()) for target in sorted(targets)
+            if of(module) and of(target) and of(module) != of(target)]
+
+
+def test_neither_mesh_package_imports_the_other():
+    """plan/linkerd/ (and components/linkerd.py) and plan/istio/ (and components/istio.py) share what they share
+    through plan/'s shared modules, never through each other."""
+    assert mesh_crossings(import_graph()) == []
+
+
+def test_the_crossing_check_can_fail():
+    graph = {"plan.istio.alerts": {"plan.linkerd.alerts", "plan.alerts"}, "components.istio": {"plan.linkerd"},
+             "plan.linkerd.alerts": {"plan.alerts"}, "components.linkerd": {"plan.linkerd.control_plane"}}
+    assert mesh_crossings(graph) == ["components.istio imports plan.linkerd",
+                                     "plan.istio.alerts imports plan.linkerd.alerts"]

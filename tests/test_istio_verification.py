@@ -24,7 +24,7 @@ from tools import CHART_PATHS, CHARTS, curl
 from plan.istio.names import NAMESPACE_INJECTION_LABEL, POD_INJECTION_LABEL
 from plan.istio.verification import (CHECK_SCRIPT, NATIVE_SIDECAR_ANNOTATION, check_jobs, policy_objects,
                                      verification_objects)
-from plan.linkerd.verification import ALLOWED, CANARY, CANARY_PORT, CLIENTS, NAMESPACE, OTHER, UNMESHED, expectation
+from plan.verification import ALLOWED, CANARY, CANARY_PORT, CLIENTS, NAMESPACE, OTHER, UNMESHED, expectation
 
 PHASES = ("deny", "audit", "all-authenticated", "cluster-authenticated", "all-unauthenticated", "cluster-unauthenticated")
 

@@ -6,7 +6,7 @@ import pytest
 
 from read.errors import Problems
 from read.graph import parse_graph
-from plan.namespaces import linkerd_namespace_object, workload_namespace_object
+from plan.linkerd.namespaces import linkerd_namespace_object, workload_namespace_object
 from read.settings import INBOUND_POLICIES, RolloutSettings
 from harness import run_program
 from test_graph import EXAMPLE
@@ -111,7 +111,7 @@ def test_opaque_ports_reach_callers_through_the_namespace_annotation(staging):
     """Callers learn a port is opaque from the Service's or pod's config.linkerd.io/opaque-ports, which the injector
     copies from the namespace at creation: the namespace of every meshed opaque port carries it, with Linkerd's
     default list kept (the namespace's value replaces it), and no other namespace does."""
-    from plan.namespaces import LINKERD_DEFAULT_OPAQUE_PORTS, OPAQUE_PORTS
+    from plan.linkerd.namespaces import LINKERD_DEFAULT_OPAQUE_PORTS, OPAQUE_PORTS
 
     assert annotations(staging, "ingress")[OPAQUE_PORTS] == ",".join(
         map(str, sorted({443, *LINKERD_DEFAULT_OPAQUE_PORTS})))
@@ -122,7 +122,7 @@ def test_opaque_ports_reach_callers_through_the_namespace_annotation(staging):
 
 def test_default_opaque_ports_are_the_pinned_charts(needs_shared):
     import yaml as pyyaml
-    from plan.namespaces import LINKERD_DEFAULT_OPAQUE_PORTS
+    from plan.linkerd.namespaces import LINKERD_DEFAULT_OPAQUE_PORTS
     from harness import PROJECT_DIR
 
     from conformance import UPSTREAM

@@ -33,7 +33,7 @@ REFUSED = {
 
 @pytest.mark.parametrize("before,after", list(itertools.product(ORDER, ORDER)))
 def test_every_step_between_rotation_states(before, after):
-    problem = rotation_step_problem(rotation_status(STATES[before]), STATES[after])
+    problem = rotation_step_problem(rotation_status(STATES[before], "restart"), STATES[after])
     assert (problem is not None) == ((before, after) in REFUSED), problem
 
 

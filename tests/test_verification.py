@@ -13,7 +13,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from plan.linkerd.verification import (ALLOWED, CHECK_SCRIPT, CLIENTS, UNMESHED, expectation)
+from plan.linkerd.verification import CHECK_SCRIPT
+from plan.verification import ALLOWED, CLIENTS, UNMESHED, expectation
 from conformance import validate_object
 from harness import PROJECT_DIR, run_program
 from tools import curl

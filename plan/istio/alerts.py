@@ -28,7 +28,7 @@ response_flags `-`. A TCP connection refused by the network RBAC filter is close
 istio_tcp_* cannot tell a denial from an ordinary close; docs/istio-alerts.md says so.
 
 Mesh-neutral helpers (the expiry tiers, the `human` durations, the anchors' and Vault intermediates' deploy-time
-groups) are imported from plan/linkerd/alerts.py rather than copied; docs/istio-alerts.md has one section per alert.
+groups) are plan/alerts.py's, shared with the Linkerd path; docs/istio-alerts.md has one section per alert.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ from typing import Any, Iterable, Mapping
 from plan.istio.names import (ISTIO_CSR, ISTIO_CSR_NAMESPACE, ISTIO_NAMESPACE, ISTIOD, ISTIOD_CERTIFICATE,
                               PROXY_STATUS_PORT, TLS_MODE_LABEL, WORKLOAD_CERTIFICATE_LIFETIME)
 from plan.istio.trust import ISTIO_CA
-from plan.linkerd.alerts import MONITORING_API, anchor_rule_group, expiry_tiers, human, intermediate_rule_group
+from plan.alerts import (MONITORING_API, anchor_rule_group, certificate_expiry_rules, human, intermediate_rule_group,
+                         rule as shared_rule)
 from plan.objects import metadata
 from read.durations import Duration
 from read.settings import Settings
@@ -84,14 +85,8 @@ GRPC_PERMISSION_DENIED = "7"
 
 def rule(alert: str, expr: str, severity: str, summary: str, description: str, for_: str = "",
          labels: Mapping[str, str] | None = None, runbook: str = "") -> dict[str, Any]:
-    """plan/linkerd/alerts.py's rule shape, with the runbook on this mesh's page."""
-    body: dict[str, Any] = {"alert": alert, "expr": expr}
-    if for_:
-        body["for"] = for_
-    body["labels"] = {"severity": severity, **(labels or {})}
-    body["annotations"] = {"summary": summary, "description": description,
-                           "runbook": f"{RUNBOOK_PAGE}#{runbook or alert.lower()}"}
-    return body
+    """plan/alerts.py's rule shape, with the runbook on this mesh's page."""
+    return shared_rule(alert, expr, severity, summary, description, for_, labels, runbook, page=RUNBOOK_PAGE)
 
 
 def _regex(names: Iterable[str]) -> str:
@@ -105,24 +100,16 @@ def strict_namespaces(settings: Settings) -> list[str]:
 
 
 def _certificate_expiry(alert: str, selector: str, what: str, renew_before: Duration) -> list[dict[str, Any]]:
-    """cert-manager's expiry gauge at plan/linkerd/alerts.py's tiers, aggregated to the certificate's own labels (the
-    exporting cert-manager pod changes on every restart). A short-lived certificate (istiod's, 1h renewed 30m before)
-    waits less before firing: 15 minutes pending would use up the whole time between its warning and critical tiers."""
+    """cert-manager's expiry gauge at plan/alerts.py's tiers. A short-lived certificate (istiod's, 1h renewed 30m
+    before) waits less before firing: 15 minutes pending would use up the whole time between its warning and critical
+    tiers."""
     waits = {"warning": "15m", "critical": "5m"} if renew_before.seconds >= 4 * 3600 else {"warning": "5m", "critical": "2m"}
-    return [rule(alert,
-                 "min by (namespace, name, issuer_kind, issuer_name) "
-                 f"(certmanager_certificate_expiration_timestamp_seconds{{{selector}}} - time()) < {tier.remaining.seconds}",
-                 tier.severity,
-                 f"{what} {{{{ $labels.namespace }}}}/{{{{ $labels.name }}}} expires in less than {human(tier.remaining)}",
-                 f"cert-manager should have renewed it {human(renew_before)} before expiry; it has "
-                 "{{ $value | humanizeDuration }} left. Issuer: {{ $labels.issuer_kind }} {{ $labels.issuer_name }}.",
-                 for_=waits[tier.severity], labels={"threshold": human(tier.remaining)})
-            for tier in expiry_tiers(renew_before)]
+    return certificate_expiry_rules(alert, selector, what, renew_before, page=RUNBOOK_PAGE, waits=waits)
 
 
 def istio_rule_groups(settings: Settings) -> list[dict[str, Any]]:
     """Every Istio alert whose thresholds the settings fix: the `groups` of a rules file. The anchors' and the Vault
-    intermediates' expiry are mesh-neutral deploy-time groups (plan/linkerd/alerts.py anchor_rule_group,
+    intermediates' expiry are mesh-neutral deploy-time groups (plan/alerts.py anchor_rule_group,
     intermediate_rule_group): the Istio roots are the same anchors."""
     graph = settings.graph
     meshed = _regex(ns.name for ns in graph.meshed_namespaces)

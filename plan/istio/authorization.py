@@ -25,9 +25,9 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from plan.linkerd.authorization import (  # the mesh-neutral NetworkPolicy pieces (see docs/istio-authorization.md)
-    _admits, _callees, _egress_blocks, _network_policy, _peer, _tcp, callers_by_port,
-)
+from plan.edges import callers_by_port, inbound_ports_to_skip, port_object_name
+from plan.istio.names import ISTIO_CSR_NAMESPACE, ISTIO_NAMESPACE
+from plan.network_policy import MeshWire, admits, network_policies
 from plan.objects import metadata
 from read.errors import Problems
 from read.graph import DEFAULT_SERVICE_ACCOUNT, Egress, Service, ServiceGraph, spiffe_id
@@ -78,14 +78,15 @@ class IstioPlacement:
     istio_csr_namespace: str = "cert-manager"
 
 
+# Where this program runs them (plan/istio/control_plane.py): istio-csr beside istiod, not in the chart's default
+# cert-manager namespace.
+PLACEMENT = IstioPlacement(istiod_namespace=ISTIO_NAMESPACE, istio_csr_namespace=ISTIO_CSR_NAMESPACE)
+
+
 def principal(service: Service, trust_domain: str) -> str:
     """An AuthorizationPolicy principal: the workload's SPIFFE ID without `spiffe://`, which Istio adds itself
     (pilot/pkg/security/authz/model/generator.go `srcPrincipalGenerator`)."""
     return spiffe_id(service.service_account, service.namespace, trust_domain).removeprefix("spiffe://")
-
-
-def port_object_name(service: Service, port_name: str) -> str:
-    return f"{service.name}-{port_name}"
 
 
 def _policy_metadata(name: str, namespace: str, phase: str) -> dict[str, Any]:
@@ -126,13 +127,8 @@ def peer_authentication(namespace: str, phase: str) -> dict[str, Any]:
 
 
 def skipped_ports(graph: ServiceGraph, namespace: str) -> tuple[int, ...]:
-    """Ports no sidecar of the namespace may guard: proxy-free services' ports and the namespace's skipInboundPorts
-    (the graph refuses a meshed service of the namespace on one of them)."""
-    ports = set(graph.namespaces[namespace].skip_inbound_ports)
-    for service in graph.services_in(namespace):
-        if not service.meshed:
-            ports.update(p.number for p in service.ports)
-    return tuple(sorted(ports))
+    """Ports no sidecar of the namespace may guard: the same ports Linkerd's proxies skip (plan/edges.py)."""
+    return inbound_ports_to_skip(graph, namespace)
 
 
 def skipped_port_objects(graph: ServiceGraph, namespace: str, phase: str) -> list[dict[str, Any]]:
@@ -258,51 +254,15 @@ def egress_objects(graph: ServiceGraph, namespace: str) -> list[dict[str, Any]]:
 
 # ---------------------------------------------------------------------------------------------- NetworkPolicies
 
-def _namespace_peer(namespace: str) -> dict[str, Any]:
-    return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
-
-
-def network_policies(graph: ServiceGraph, namespace: str, access: PolicySettings,
-                     placement: IstioPlacement) -> list[dict[str, Any]]:
-    """Default deny for one `deny` namespace, and exactly the ports Istio puts on the wire: application target ports
-    between the graph's callers and callees (inbound capture redirects inside the pod, so 15006 never crosses the
-    network), the agent's 15020/15021 from the kubelet and 15020 (merged metrics) from Prometheus, and out to istiod
-    (15012), istio-csr (6443) and DNS."""
-    restrict_egress = access.network_policy_egress
-    types = ["Ingress", "Egress"] if restrict_egress else ["Ingress"]
-    sidecars = {"matchLabels": dict(SIDECAR_LABEL)}
-    policies = [_network_policy("mtls-mesh-default-deny", namespace, {}, types=types),
-                _network_policy("mtls-mesh-allow-kubelet", namespace, sidecars, ingress=[{
-                    "from": [{"ipBlock": {"cidr": cidr}} for cidr in access.kubelet_networks],
-                    "ports": _tcp(AGENT_STATUS_PORT, SIDECAR_READINESS_PORT)}])]
-    scrapers = [_namespace_peer(ns) for ns in sorted({ns for _, ns in access.prometheus_service_accounts})]
-    scrapers += [{"ipBlock": {"cidr": cidr}} for cidr in access.prometheus_networks]
-    if scrapers:
-        policies.append(_network_policy("mtls-mesh-allow-prometheus", namespace, sidecars,
-                                        ingress=[{"from": scrapers, "ports": _tcp(AGENT_STATUS_PORT)}]))
-    if restrict_egress:
-        policies.append(_network_policy("mtls-mesh-allow-dns", namespace, {}, egress=[{
-            "to": [{**_namespace_peer("kube-system"), "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
-            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}]))
-        policies.append(_network_policy("mtls-mesh-allow-istio", namespace, sidecars, egress=[
-            {"to": [_namespace_peer(placement.istiod_namespace)], "ports": _tcp(ISTIOD_XDS_PORT)},
-            {"to": [_namespace_peer(placement.istio_csr_namespace)], "ports": _tcp(ISTIO_CSR_POD_PORT)}]))
-    for service in graph.services_in(namespace):
-        rules = []
-        for caller in service.callers:
-            numbers = [service.port(p).number for p in (caller.ports or [p.name for p in service.ports])]
-            rules.append({"from": [_peer(graph.services[caller.service])], "ports": _tcp(*numbers)})
-        out = []
-        if restrict_egress:
-            for callee, port_numbers in _callees(graph, service).items():
-                out.append({"to": [_peer(graph.services[callee])], "ports": _tcp(*port_numbers)})
-            for egress in service.egress:
-                out.append({"to": _egress_blocks(egress, access), "ports": _tcp(*egress.ports)})
-        if rules or out:
-            policies.append(_network_policy(f"mtls-mesh-{service.name}", namespace,
-                                            {"matchLabels": service.selector_labels},
-                                            ingress=rules or None, egress=out or None))
-    return policies
+def wire(placement: IstioPlacement) -> MeshWire:
+    """What Istio's sidecars put on the wire, for the shared NetworkPolicies (plan/network_policy.py): application
+    target ports between the graph's callers and callees (inbound capture redirects inside the pod, so 15006 never
+    crosses the network), the agent's 15020/15021 from the kubelet and 15020 (merged metrics) from Prometheus, and out
+    to istiod (15012) and istio-csr (6443). Only pods the injector labelled carry a sidecar."""
+    return MeshWire(name="istio", proxied_pods=SIDECAR_LABEL,
+                    control_plane=((placement.istiod_namespace, (ISTIOD_XDS_PORT,)),
+                                   (placement.istio_csr_namespace, (ISTIO_CSR_POD_PORT,))),
+                    scrape_ports=(AGENT_STATUS_PORT,), kubelet_ports=(AGENT_STATUS_PORT, SIDECAR_READINESS_PORT))
 
 
 # ------------------------------------------------------------------------------------------------------ the plan
@@ -319,7 +279,7 @@ def namespace_objects(graph: ServiceGraph, namespace: str, phase: str, access: P
     if phase == "deny":
         objects += egress_objects(graph, namespace)
         if access.network_policies:
-            objects += network_policies(graph, namespace, access, placement)
+            objects += network_policies(graph, namespace, access, wire(placement))
     else:
         objects.append(open_sidecar(namespace))
     return objects
@@ -543,7 +503,7 @@ def egress_matrix(objects: Iterable[Mapping[str, Any]], graph: ServiceGraph) -> 
                               if d[2] in entries.get(namespace, {}).get(host, (None, ()))[1]]
             policies = _selecting(policy_index, labels, lambda spec: spec["podSelector"].get("matchLabels", {}))
             for destination, cidr, port in candidates:
-                if not policies or any(_admits(rule, cidr, port) for p in policies for rule in p.get("egress", [])):
+                if not policies or any(admits(rule, cidr, port) for p in policies for rule in p.get("egress", [])):
                     reachable.setdefault((namespace, destination), []).append(service.key)
     return {f"{namespace}/{destination}": {
         "declaredFor": sorted(declared.get((namespace, destination), [])),

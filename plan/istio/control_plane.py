@@ -34,6 +34,14 @@ from read.settings import Settings
 
 # Replicas in a highly available control plane: one can be down for maintenance and one fail meanwhile.
 HA_REPLICAS = 3
+# After each anchor-rotation phase. istio-csr reloads its root file by itself (pkg/tls/rootca/rootca.go `Watch`
+# [CSR]) and the agents renew hourly, so restarts may be unneeded; until a rotation without them is proven on a
+# cluster (docs/istio.md), the same conservative sequence as Linkerd's: istiod and istio-csr, then every sidecar.
+# By name (istio-discovery templates/deployment.yaml `istiod`, istio-csr _helpers.tpl the chart's name): a gateway
+# deployed in istio-system is not part of the control plane and restarts with the workloads.
+ROTATION_RESTART = (f"kubectl -n {ISTIO_NAMESPACE} rollout restart deploy/cert-manager-istio-csr deploy/istiod && "
+                    f"kubectl -n {ISTIO_NAMESPACE} rollout status deploy/cert-manager-istio-csr deploy/istiod; "
+                    "then restart every meshed workload (kubectl rollout restart deploy -n <namespace>)")
 # istiod scales on CPU above that (autoscale.yaml); its HPA then owns `replicas` (deployment.yaml omits it).
 HA_ISTIOD_MAX_REPLICAS = 5
 _ROOTS_VOLUME = "mtls-mesh-istio-roots"

@@ -82,3 +82,11 @@ EXCLUDE_INBOUND_PORTS = "traffic.sidecar.istio.io/excludeInboundPorts"
 EXCLUDE_OUTBOUND_PORTS = "traffic.sidecar.istio.io/excludeOutboundPorts"
 REWRITE_PROBES = "sidecar.istio.io/rewriteAppHTTPProbers"
 DRY_RUN = "istio.io/dry-run"
+
+# --- kinds ---------------------------------------------------------------------------------------------------------
+# The RBAC resource (CRD spec.names.plural) of each Istio kind the plan writes: base chart files/crd-all.gen.yaml [IC].
+KIND_RESOURCES = {("security.istio.io", "PeerAuthentication"): "peerauthentications",
+                  ("security.istio.io", "AuthorizationPolicy"): "authorizationpolicies",
+                  ("networking.istio.io", "Sidecar"): "sidecars",
+                  ("networking.istio.io", "ServiceEntry"): "serviceentries",
+                  ("monitoring.coreos.com", "ServiceMonitor"): "servicemonitors"}

@@ -1,5 +1,6 @@
 """The namespaces of an Istio mesh: istiod's (and istio-csr's) namespace, and every workload namespace of the service
-graph with Istio's injection switch, as objects (plan/mesh.py picks these over plan/namespaces.py's with `mesh: istio`).
+graph with Istio's injection switch, as objects (plan/mesh.py picks these over plan/linkerd/namespaces.py's with
+`mesh: istio`).
 
 Injection is the namespace label `istio-injection=enabled` (reference A4; the injector's namespaceSelector in
 istio-discovery `templates/mutatingwebhook.yaml` [IC]). Nothing else of Istio's goes on the namespace: the rollout

@@ -24,10 +24,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from plan.cert_manager import (ANCHOR_KEY, CERT_MANAGER_API, TRUST_MANAGER_API, anchor_object_name, anchor_secret,
-                               ca_issuer, token_request_rbac, vault_issuer)
+from plan.cert_manager import (anchor_issuers, anchor_secret, ca_issuer, mesh_ca_certificate, roots_bundle,
+                               token_request_rbac)
 from plan.istio.names import ISTIO_CSR_NAMESPACE, ISTIO_NAMESPACE
-from plan.objects import WAIT_FOR_READY, WAIT_FOR_SYNCED, metadata
 from plan.vault_pki import (VAULT_ISSUER_SERVICE_ACCOUNT, VAULT_TOKEN_AUDIENCE, _hcl_list, _policy,
                             issuer_signing_path)
 from read.settings import Settings, VaultSettings
@@ -61,21 +60,14 @@ def istio_ca_auth_role(vault: VaultSettings) -> str:
 
 def istio_anchor_secret(anchor: str, certificate_pem: Any, private_key_pem: Any) -> dict[str, Any]:
     """Without Vault: an anchor's root and key where istio-system's signer reads them (plan/cert_manager.anchor_secret,
-    moved from `linkerd` to istio-system: whoever reads Secrets there holds the Istio CA's key already)."""
-    secret = anchor_secret(anchor, certificate_pem, private_key_pem)
-    secret["metadata"]["namespace"] = ISTIO_NAMESPACE
-    return secret
+    in istio-system: whoever reads Secrets there holds the Istio CA's key already)."""
+    return anchor_secret(anchor, certificate_pem, private_key_pem, ISTIO_NAMESPACE)
 
 
 def signers(settings: Settings) -> dict[str, dict[str, Any]]:
     """The Istio CA's signers, one per anchor still in use, by Issuer name."""
-    found: dict[str, dict[str, Any]] = {}
-    for anchor in settings.pki.rotation.anchors:
-        name = signer_name(anchor)
-        found[name] = (ca_issuer(name, ISTIO_NAMESPACE, anchor_object_name(anchor)) if settings.vault is None
-                       else vault_issuer(name, ISTIO_NAMESPACE, settings.vault, issuer_signing_path(settings.vault, anchor),
-                                         istio_ca_auth_role(settings.vault)))
-    return found
+    return anchor_issuers(settings, ISTIO_NAMESPACE, signer_name,
+                          istio_ca_auth_role(settings.vault) if settings.vault is not None else None)
 
 
 def signer_rbac(settings: Settings) -> list[dict[str, Any]]:
@@ -86,21 +78,8 @@ def signer_rbac(settings: Settings) -> list[dict[str, Any]]:
 def istio_ca_certificate(settings: Settings) -> dict[str, Any]:
     """The Istio CA, chained to the issuing anchor, renewed with a new key like the Linkerd identity issuer and with its
     lifetime: within the Vault intermediate mount's max TTL, and 1h workload leaves never outlive it."""
-    return {
-        "apiVersion": CERT_MANAGER_API, "kind": "Certificate",
-        "metadata": metadata(ISTIO_CA, ISTIO_NAMESPACE, annotations=WAIT_FOR_READY),
-        "spec": {
-            "secretName": ISTIO_CA,
-            "duration": settings.pki.issuer_duration.go(),
-            "renewBefore": settings.pki.issuer_renew_before.go(),
-            "issuerRef": {"name": signer_name(settings.pki.rotation.issuing_anchor), "kind": "Issuer",
-                          "group": "cert-manager.io"},
-            "commonName": istio_ca_common_name(settings.trust_domain),
-            "isCA": True,
-            "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
-            "usages": list(ISTIO_CA_USAGES),
-        },
-    }
+    return mesh_ca_certificate(settings, ISTIO_CA, ISTIO_NAMESPACE, signer_name(settings.pki.rotation.issuing_anchor),
+                               istio_ca_common_name(settings.trust_domain), ISTIO_CA_USAGES)
 
 
 def istio_ca_issuer() -> dict[str, Any]:
@@ -111,17 +90,8 @@ def istio_ca_issuer() -> dict[str, Any]:
 def istio_roots_bundle(settings: Settings) -> dict[str, Any]:
     """The mesh roots istio-csr pins, in istio-csr's namespace only: the anchors the bundle carries in this rotation
     phase (both during a rotation), from the same anchor ConfigMaps the Linkerd bundle reads."""
-    return {
-        "apiVersion": TRUST_MANAGER_API, "kind": "Bundle",
-        "metadata": metadata(ISTIO_ROOTS, annotations=WAIT_FOR_SYNCED),
-        "spec": {
-            "sources": [{"configMap": {"name": anchor_object_name(anchor), "key": ANCHOR_KEY}}
-                        for anchor in settings.pki.rotation.bundle_anchors],
-            "target": {"configMap": {"key": ISTIO_ROOTS_KEY},
-                       "namespaceSelector": {"matchExpressions": [
-                           {"key": "kubernetes.io/metadata.name", "operator": "In", "values": [ISTIO_CSR_NAMESPACE]}]}},
-        },
-    }
+    return roots_bundle(settings, ISTIO_ROOTS, ISTIO_ROOTS_KEY, {"matchExpressions": [
+        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": [ISTIO_CSR_NAMESPACE]}]})
 
 
 def trust_objects(settings: Settings) -> list[dict[str, Any]]:

@@ -31,9 +31,10 @@ import json
 from typing import Any
 
 from plan.istio.names import (ISTIO_CHART_VERSION, NAMESPACE_INJECTION_LABEL, POD_INJECTION_LABEL)
-from plan.linkerd.verification import (ALLOWED, CANARY, CANARY_PORT, CLIENTS, LABEL, NAMESPACE, REQUIRE_AUTHORIZATION,
-                                       REQUIRE_IDENTITY, UNMESHED, canary_objects, expectation, service_accounts)
 from plan.objects import metadata
+from plan.verification import (ALLOWED, CANARY, CANARY_PORT, JUDGE_ADMISSION, LABEL, NAMESPACE, REQUIRE_AUTHORIZATION,
+                               REQUIRE_IDENTITY, UNMESHED, canary_objects, check_container, cronjobs, jobs,
+                               service_accounts)
 from read.graph import spiffe_id
 from read.settings import Settings
 
@@ -70,19 +71,7 @@ code=$(printf '%s\n' "$out" | awk 'NR==1 {print $2}')
 xfcc=$(printf '%s\n' "$body" | tr -d '\r' | awk -F': ' 'tolower($1) == "x-forwarded-client-cert" {print $2; exit}')
 # The canary's sidecar appends its element last: By=<canary>;Hash=...;Subject="";URI=<caller>[;DNS=...].
 seen=$(printf '%s\n' "$xfcc" | awk -F',' '{print $NF}' | tr ';' '\n' | awk -F'=' '$1 == "URI" {print $2; exit}')
-if [ "$EXPECT" = "allow" ]; then
-  if [ "$code" != "200" ]; then
-    echo "FAIL: $CLIENT expected 200 from $URL in phase $PHASE, got $code"; exit 1
-  fi
-  if [ -n "$IDENTITY" ] && [ "$seen" != "$IDENTITY" ]; then
-    echo "FAIL: $CLIENT got 200 but the server saw client identity '$seen', not '$IDENTITY': mTLS is not verified end to end"; exit 1
-  fi
-  if [ -z "$IDENTITY" ] && [ -n "$seen" ]; then
-    echo "FAIL: $CLIENT has no proxy, yet the server saw client identity '$seen'"; exit 1
-  fi
-  echo "OK: $CLIENT admitted in phase $PHASE${IDENTITY:+ as $IDENTITY}"
-else
-  if [ "$code" != "403" ] || ! printf '%s' "$body" | grep -q "RBAC: access denied"; then
+''' + JUDGE_ADMISSION + r'''  if [ "$code" != "403" ] || ! printf '%s' "$body" | grep -q "RBAC: access denied"; then
     echo "FAIL: $CLIENT expected to be refused by $URL in phase $PHASE, got $code: the mesh does not enforce"; exit 1
   fi
   echo "OK: $CLIENT refused in phase $PHASE"
@@ -127,17 +116,9 @@ def policy_objects(settings: Settings) -> list[dict[str, Any]]:
 
 
 def job_template(client: str, settings: Settings) -> dict[str, Any]:
-    phase = settings.rollout.default_policy
     meshed = client != UNMESHED
-    env = {"CLIENT": client, "PHASE": phase, "EXPECT": expectation(client, phase),
-           "URL": f"http://{CANARY}.{NAMESPACE}.svc.cluster.local:{CANARY_PORT}/",
-           "IDENTITY": spiffe_id(client, NAMESPACE, settings.trust_domain) if meshed else ""}
-    container = {"name": "check", "image": settings.verification.client_image, "command": ["sh", "-c", CHECK_SCRIPT],
-                 "env": [{"name": k, "value": v} for k, v in env.items()],
-                 "terminationMessagePolicy": "FallbackToLogsOnError",
-                 "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
-                 "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "runAsUser": 65532,
-                                     "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}}
+    container = check_container(client, settings, CHECK_SCRIPT,
+                                spiffe_id(client, NAMESPACE, settings.trust_domain) if meshed else "")
     labels = {"app": client, LABEL: "true", POD_INJECTION_LABEL: "true" if meshed else "false"}
     annotations = {NATIVE_SIDECAR_ANNOTATION: "true"} if meshed else {}
     pod_metadata: dict[str, Any] = {"labels": labels}
@@ -149,17 +130,11 @@ def job_template(client: str, settings: Settings) -> dict[str, Any]:
 
 
 def check_jobs(settings: Settings) -> list[dict[str, Any]]:
-    digest = mesh_digest(settings)
-    return [{"apiVersion": "batch/v1", "kind": "Job",
-             "metadata": metadata(f"{client}-{digest}", NAMESPACE, labels={LABEL: "true"}),
-             "spec": job_template(client, settings)} for client in CLIENTS]
+    return jobs(mesh_digest(settings), lambda client: job_template(client, settings))
 
 
 def on_demand_cronjobs(settings: Settings) -> list[dict[str, Any]]:
-    """Suspended CronJobs with the Jobs' templates: `kubectl create job --from=cronjob/<client>` re-runs a check."""
-    return [{"apiVersion": "batch/v1", "kind": "CronJob", "metadata": metadata(client, NAMESPACE, labels={LABEL: "true"}),
-             "spec": {"schedule": "0 0 31 2 *", "suspend": True, "jobTemplate": {"spec": job_template(client, settings)}}}
-            for client in CLIENTS]
+    return cronjobs(lambda client: job_template(client, settings))
 
 
 def verification_objects(settings: Settings) -> list[dict[str, Any]]:

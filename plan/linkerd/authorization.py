@@ -18,13 +18,13 @@ CRDs.
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 from dataclasses import replace
 from typing import Any, Iterable, Mapping
 
-from read.graph import DEFAULT_SERVICE_ACCOUNT, Egress, Service, ServiceGraph, mesh_identity
-from plan.namespaces import LINKERD_NAMESPACE, VIZ_NAMESPACE
+from read.graph import DEFAULT_SERVICE_ACCOUNT, Service, ServiceGraph, mesh_identity
+from plan.edges import callers_by_port, port_object_name
+from plan.linkerd.namespaces import LINKERD_NAMESPACE, VIZ_NAMESPACE
+from plan.network_policy import MeshWire, admits, network_policies, outside_cluster
 from plan.objects import metadata
 from read.settings import PolicySettings, Settings
 
@@ -35,7 +35,6 @@ TLS_ROUTE_API = "gateway.networking.k8s.io/v1alpha2"
 GRPC_ROUTE_API = "gateway.networking.k8s.io/v1"
 # The standard gRPC health service, what a pod's `grpc:` probe calls (Kubernetes GRPCAction).
 GRPC_HEALTH_SERVICE = "grpc.health.v1.Health"
-NETWORK_POLICY_API = "networking.k8s.io/v1"
 POLICY_GROUP = "policy.linkerd.io"
 # Gateway API kinds (TLSRoute, GRPCRoute) are referred to by their own group; Linkerd's policy controller matches a
 # targetRef by group and kind (policy-controller/k8s/index/src/inbound/authorization_policy.rs `target`).
@@ -59,14 +58,21 @@ EGRESS_DENY = "mtls-mesh-egress-deny"
 VIZ_PROMETHEUS = ("prometheus", VIZ_NAMESPACE)
 
 
+def wire(viz: bool) -> MeshWire:
+    """What Linkerd's proxies put on the wire, for the shared NetworkPolicies (plan/network_policy.py): every pod of a
+    meshed namespace has a proxy; meshed clients dial a meshed server's inbound port directly for opaque traffic;
+    Prometheus scrapes the admin port (and viz's tap the tap port); every proxy calls the three control-plane
+    services. Probes reach the application's own ports, so the kubelet needs no port of Linkerd's."""
+    return MeshWire(name="linkerd", proxied_pods={},
+                    control_plane=((LINKERD_NAMESPACE, CONTROL_PLANE_PORTS),),
+                    scrape_ports=(PROXY_ADMIN_PORT, PROXY_TAP_PORT) if viz else (PROXY_ADMIN_PORT,),
+                    proxy_inbound_ports=(PROXY_INBOUND_PORT,))
+
+
 def effective_policy(settings: Settings) -> PolicySettings:
     """The stack's policy settings, with viz's Prometheus among the scrapers when viz is installed."""
     accounts = settings.policy.prometheus_service_accounts + ((VIZ_PROMETHEUS,) if settings.linkerd.viz else ())
     return replace(settings.policy, prometheus_service_accounts=tuple(dict.fromkeys(accounts)))
-
-
-def port_object_name(service: Service, port_name: str) -> str:
-    return f"{service.name}-{port_name}"
 
 
 def server(service: Service, port_name: str, phase: str) -> dict[str, Any]:
@@ -93,14 +99,6 @@ def authorization_policy(name: str, namespace: str, target_kind: str, target: st
             "spec": {"targetRef": {"group": target_group, "kind": target_kind, "name": target},
                      "requiredAuthenticationRefs": [{"group": POLICY_GROUP, "kind": authentication_kind,
                                                      "name": authentication}]}}
-
-
-def callers_by_port(graph: ServiceGraph, service: Service) -> dict[str, list[Service]]:
-    by_port: dict[str, list[Service]] = {p.name: [] for p in service.ports}
-    for caller in service.callers:
-        for port in caller.ports or tuple(by_port):
-            by_port[port].append(graph.services[caller.service])
-    return by_port
 
 
 def grpc_probe_authorization_name(service: Service, port_name: str) -> str:
@@ -212,44 +210,6 @@ def admin_objects(namespace: str, phase: str, access: PolicySettings, trust_doma
     return objects
 
 
-def _split_networks(cidrs: Iterable[str]) -> tuple[list[str], list[str]]:
-    v4, v6 = [], []
-    for cidr in cidrs:
-        (v4 if _ip_version(cidr) == 4 else v6).append(cidr)
-    return v4, v6
-
-
-@functools.lru_cache(maxsize=4096)
-def _ip_version(cidr: str) -> int:
-    """Every namespace's NetworkPolicies carve the same cluster networks out of 0.0.0.0/0 and ::/0: parsed once each
-    (55,000 parses, 3.7 s, at 10,000 namespaces before)."""
-    return ipaddress.ip_network(cidr).version
-
-
-def outside_cluster(access: PolicySettings, also_except: Iterable[str] = ()) -> list[dict[str, Any]]:
-    """Every address outside the cluster networks (and outside `also_except`), as CIDR-with-exceptions blocks.
-
-    A family whose exceptions together cover all of it has no block: nothing of it is outside. Written anyway, an
-    except equal to its cidr is refused by the API server in a NetworkPolicy (kubernetes/kubernetes@019c5dc5
-    pkg/apis/networking/validation/validation.go, ValidateIPBlock: "must be a strict subset of `cidr`"), and
-    `0.0.0.0/0 except 0.0.0.0/1, 128.0.0.0/1` is a block of no address that reads like one of all. The settings
-    refuse clusterNetworks that cover a family (read/settings.py, coverage_problem), so only the graph's own egress
-    CIDRs can complete the cover; the result may then be empty, which callers handle."""
-    blocks = []
-    for cidr, excepts in zip(("0.0.0.0/0", "::/0"), _split_networks([*access.cluster_networks, *also_except])):
-        if excepts and _covers_everything(tuple(sorted(set(excepts)))):
-            continue
-        blocks.append({"cidr": cidr, **({"except": excepts} if excepts else {})})
-    return blocks
-
-
-@functools.lru_cache(maxsize=4096)
-def _covers_everything(cidrs: tuple[str, ...]) -> bool:
-    """Whether networks of one family merge into all of it (every namespace carves out the same ones: merged once)."""
-    merged = list(ipaddress.collapse_addresses(ipaddress.ip_network(c) for c in cidrs))
-    return len(merged) == 1 and merged[0].prefixlen == 0
-
-
 def egress_objects(namespace: str, services: list[Service], access: PolicySettings) -> list[dict[str, Any]]:
     """Linkerd egress control for one namespace: everything leaving the cluster is denied but what the graph allows.
 
@@ -283,90 +243,6 @@ def egress_objects(namespace: str, services: list[Service], access: PolicySettin
     return objects
 
 
-def _peer(service: Service) -> dict[str, Any]:
-    return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": service.namespace}},
-            "podSelector": {"matchLabels": service.selector_labels}}
-
-
-def _tcp(*ports: int) -> list[dict[str, Any]]:
-    return [{"protocol": "TCP", "port": port} for port in sorted(set(ports))]
-
-
-def _network_policy(name: str, namespace: str, pod_selector: dict[str, Any], *, ingress: list | None = None,
-                    egress: list | None = None, types: Iterable[str] | None = None) -> dict[str, Any]:
-    spec: dict[str, Any] = {"podSelector": pod_selector}
-    if ingress is not None:
-        spec["ingress"] = ingress
-    if egress is not None:
-        spec["egress"] = egress
-    spec["policyTypes"] = list(types) if types is not None else (
-        (["Ingress"] if ingress is not None else []) + (["Egress"] if egress is not None else []))
-    return {"apiVersion": NETWORK_POLICY_API, "kind": "NetworkPolicy", "metadata": metadata(name, namespace), "spec": spec}
-
-
-def network_policies(graph: ServiceGraph, namespace: str, access: PolicySettings, viz: bool) -> list[dict[str, Any]]:
-    """Default deny for one `deny` namespace, and the allowances that let the mesh (and only the mesh's graph) work."""
-    restrict_egress = access.network_policy_egress
-    types = ["Ingress", "Egress"] if restrict_egress else ["Ingress"]
-    policies = [_network_policy("mtls-mesh-default-deny", namespace, {}, types=types)]
-    scrapers: list[dict[str, Any]] = [
-        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}
-        for ns in sorted({ns for _, ns in access.prometheus_service_accounts})
-    ] + [{"ipBlock": {"cidr": cidr}} for cidr in access.prometheus_networks]
-    if scrapers:
-        ports = (PROXY_ADMIN_PORT, PROXY_TAP_PORT) if viz else (PROXY_ADMIN_PORT,)
-        policies.append(_network_policy("mtls-mesh-allow-prometheus", namespace, {},
-                                        ingress=[{"from": scrapers, "ports": _tcp(*ports)}]))
-    if restrict_egress:
-        policies.append(_network_policy("mtls-mesh-allow-dns", namespace, {}, egress=[{
-            "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
-                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
-            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}]))
-        policies.append(_network_policy("mtls-mesh-allow-linkerd", namespace, {}, egress=[{
-            "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": LINKERD_NAMESPACE}}}],
-            "ports": _tcp(*CONTROL_PLANE_PORTS)}]))
-
-    for service in graph.services_in(namespace):
-        selector = {"matchLabels": service.selector_labels}
-        meshed = graph.is_meshed(service)
-        rules = []
-        for caller in service.callers:
-            numbers = [service.port(p).number for p in (caller.ports or [p.name for p in service.ports])]
-            rules.append({"from": [_peer(graph.services[caller.service])],
-                          "ports": _tcp(*numbers, *([PROXY_INBOUND_PORT] if meshed else []))})
-        out = []
-        if restrict_egress:
-            for callee, port_numbers in _callees(graph, service).items():
-                target = graph.services[callee]
-                extra = [PROXY_INBOUND_PORT] if graph.is_meshed(target) and meshed else []
-                out.append({"to": [_peer(target)], "ports": _tcp(*port_numbers, *extra)})
-            for egress in service.egress:
-                blocks = _egress_blocks(egress, access)
-                if blocks:  # an empty `to` would admit every destination (NetworkPolicyEgressRule)
-                    out.append({"to": blocks, "ports": _tcp(*egress.ports)})
-        # One policy per workload, holding both directions: its callers in, its callees and destinations out.
-        if rules or out:
-            policies.append(_network_policy(f"mtls-mesh-{service.name}", namespace, selector,
-                                            ingress=rules if rules else None, egress=out if out else None))
-    return policies
-
-
-def _egress_blocks(egress: Egress, access: PolicySettings) -> list[dict[str, Any]]:
-    if egress.cidrs:
-        blocks = [{"ipBlock": {"cidr": cidr}} for cidr in egress.cidrs]
-    else:
-        blocks = []
-    if egress.hosts:
-        # A NetworkPolicy cannot name hosts: it opens the ports to outside the cluster, and the mesh narrows to the hosts.
-        blocks += [{"ipBlock": block} for block in outside_cluster(access)]
-    return blocks
-
-
-def _callees(graph: ServiceGraph, caller: Service) -> dict[str, list[int]]:
-    return {callee: [graph.services[callee].port(p).number for p in ports]
-            for callee, ports in graph.callees.get(caller.key, {}).items()}
-
-
 def namespace_objects(graph: ServiceGraph, namespace: str, phase: str, access: PolicySettings, trust_domain: str,
                       viz: bool, remote: Mapping[tuple[str, str], frozenset[str]] | None = None) -> list[dict[str, Any]]:
     """Every authorization object of one meshed namespace."""
@@ -378,7 +254,7 @@ def namespace_objects(graph: ServiceGraph, namespace: str, phase: str, access: P
     if phase == "deny":
         objects += egress_objects(namespace, [s for s in services if graph.is_meshed(s)], access)
         if access.network_policies:
-            objects += network_policies(graph, namespace, access, viz)
+            objects += network_policies(graph, namespace, access, wire(viz))
     return objects
 
 
@@ -520,32 +396,6 @@ def access_matrix(objects: Iterable[Mapping[str, Any]], graph: ServiceGraph, tru
     return matrix
 
 
-# A matrix of 10,000 services checks a few hundred thousand (rule, destination) pairs over a few thousand networks:
-# parse each network once.
-_network = functools.lru_cache(maxsize=65_536)(ipaddress.ip_network)
-
-
-def _admits(rule: Mapping[str, Any], destination: str | None, port: int) -> bool:
-    """Whether a NetworkPolicy egress rule lets traffic out to `destination` (a CIDR; None: some address outside the
-    cluster, for a host name) on `port`."""
-    if not any(p.get("port") == port for p in rule.get("ports", [])):
-        return False
-    for peer in rule.get("to", []):
-        block = peer.get("ipBlock")
-        if not block:
-            continue
-        network = _network(block["cidr"])
-        if destination is None:
-            if network.prefixlen == 0:
-                return True
-            continue
-        target = _network(destination)
-        if target.version == network.version and target.subnet_of(network) and not any(
-                target.overlaps(_network(e)) for e in block.get("except", [])):
-            return True
-    return False
-
-
 def egress_matrix(objects: Iterable[Mapping[str, Any]], graph: ServiceGraph) -> dict[str, Any]:
     """Who can reach each destination outside the cluster, read back from the objects.
 
@@ -576,7 +426,7 @@ def egress_matrix(objects: Iterable[Mapping[str, Any]], graph: ServiceGraph) -> 
                     declared.setdefault(key, []).append(service.key)
                     destinations.setdefault(key, (cidr, (port,)))
     # namespace -> port -> policy name -> its egress rules naming that port: a rule admits only the ports it names
-    # (_admits), so each destination checks the few policies that open its port, not every workload of the namespace
+    # (admits), so each destination checks the few policies that open its port, not every workload of the namespace
     # (destinations x workloads grew quadratically with the graph: 7.7 s of CPU at 10,000 services).
     by_port: dict[str, dict[Any, dict[str, list]]] = {}
     for namespace, named in policies.items():
@@ -603,7 +453,7 @@ def egress_matrix(objects: Iterable[Mapping[str, Any]], graph: ServiceGraph) -> 
         else:
             opened = by_port.get(namespace, {})
             admitting = {policy_name for port in ports for policy_name, rules in opened.get(port, {}).items()
-                         if policy_name in meshed and any(_admits(rule, cidr, port) for rule in rules)}
+                         if policy_name in meshed and any(admits(rule, cidr, port) for rule in rules)}
             reachable = reachable_for[(namespace, cidr, ports)] = sorted(meshed[name] for name in admitting)
         matrix[f"{namespace}/{destination}"] = {"declaredFor": sorted(declared.get((namespace, destination), [])),
                                                 "reachableBy": sorted(reachable),

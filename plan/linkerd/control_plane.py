@@ -15,10 +15,14 @@ from typing import Any, Mapping
 
 from plan.cert_manager import CERT_MANAGER_API
 from plan.objects import WAIT_FOR_READY, metadata
-from plan.namespaces import LINKERD_NAMESPACE, VIZ_NAMESPACE
+from plan.linkerd.namespaces import LINKERD_NAMESPACE, VIZ_NAMESPACE
 from read.settings import PROXY_LEAF_LIFETIME, Settings
 
 CNI_NAMESPACE = "linkerd-cni"
+# After each anchor-rotation phase: the control plane reloads the bundle and the identity issuer, then every proxy
+# (components/rotation.py says when).
+ROTATION_RESTART = (f"kubectl -n {LINKERD_NAMESPACE} rollout restart deploy && kubectl -n {LINKERD_NAMESPACE} rollout status "
+                    "deploy; then restart every meshed workload (kubectl rollout restart deploy -n <namespace>)")
 # Webhook serving certificates. `linkerd check` warns below 60 days of validity, so they are renewed with 90 days left.
 WEBHOOK_CERT_DURATION = "8760h0m0s"
 WEBHOOK_CERT_RENEW_BEFORE = "2160h0m0s"
@@ -26,7 +30,6 @@ WEBHOOK_CA_DURATION = "87600h0m0s"
 WEBHOOK_CA_RENEW_BEFORE = "8760h0m0s"
 WEBHOOK_SELF_SIGNER = "mtls-mesh-webhook-selfsigned"
 WEBHOOK_CA = "mtls-mesh-webhook-ca"
-HELM_TIMEOUT_SECONDS = 600
 
 
 @dataclass(frozen=True)

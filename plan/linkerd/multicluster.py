@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping
 
 from plan.linkerd.alerts import MONITORING_API, rule
 from plan.linkerd.authorization import POLICY_GROUP, authorization_policy, mesh_tls_authentication, network_authentication
-from plan.namespaces import LINKERD_NAMESPACE
+from plan.linkerd.namespaces import LINKERD_NAMESPACE
 from plan.objects import metadata
 from read.errors import Problem, SettingsError
 from read.graph_format import DNS_LABEL, DNS_LABEL_MAX

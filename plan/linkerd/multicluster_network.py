@@ -40,9 +40,10 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 from plan.linkerd import multicluster as mc
-from plan.linkerd.authorization import (CONTROL_PLANE_PORTS, NETWORK_POLICY_API, PROXY_ADMIN_PORT, PROXY_INBOUND_PORT,
-                                        PROXY_TAP_PORT, effective_policy, outside_cluster)
-from plan.namespaces import LINKERD_NAMESPACE
+from plan.linkerd.authorization import (CONTROL_PLANE_PORTS, PROXY_ADMIN_PORT, PROXY_INBOUND_PORT, PROXY_TAP_PORT,
+                                        effective_policy)
+from plan.linkerd.namespaces import LINKERD_NAMESPACE
+from plan.network_policy import NETWORK_POLICY_API, outside_cluster
 from plan.objects import metadata
 from read.graph import Service, ServiceGraph
 from read.settings import PolicySettings, Settings

@@ -35,9 +35,9 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterable
 
 from plan.linkerd import multicluster as mc
-from plan.linkerd.verification import (ALLOWED, CANARY, CANARY_PORT, LABEL, NAMESPACE, OTHER, REQUIRE_AUTHORIZATION,
-                                       UNMESHED, verification_graph)
-from plan.namespaces import INJECT
+from plan.verification import (ALLOWED, CANARY, CANARY_PORT, LABEL, NAMESPACE, OTHER, REQUIRE_AUTHORIZATION, UNMESHED,
+                               verification_graph)
+from plan.linkerd.namespaces import INJECT
 from plan.objects import metadata
 from read.graph import ServiceGraph
 

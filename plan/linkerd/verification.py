@@ -30,21 +30,12 @@ from dataclasses import replace
 from typing import Any
 
 from plan.linkerd.authorization import access_matrix, effective_policy, namespace_objects
-from read.errors import Problems
-from read.graph import ServiceGraph, mesh_identity, parse_graph
-from plan.namespaces import DEFAULT_INBOUND_POLICY, INJECT
+from read.graph import mesh_identity
+from plan.linkerd.namespaces import DEFAULT_INBOUND_POLICY, INJECT
 from plan.objects import metadata
-from read.settings import VERIFICATION_NAMESPACE, Settings
-
-NAMESPACE = VERIFICATION_NAMESPACE
-CANARY = "canary"
-CANARY_PORT = 8080
-ALLOWED, OTHER, UNMESHED = "verify-allowed", "verify-other", "verify-unmeshed"
-CLIENTS = (ALLOWED, OTHER, UNMESHED)
-LABEL = "mtls-mesh.io/verification"
-# Phases where a caller without mesh identity is refused, and where a meshed caller outside the policy is.
-REQUIRE_IDENTITY = ("deny", "all-authenticated", "cluster-authenticated")
-REQUIRE_AUTHORIZATION = ("deny",)
+from plan.verification import (JUDGE_ADMISSION, LABEL, NAMESPACE, UNMESHED, check_container, cronjobs, jobs, labels,
+                               verification_graph)
+from read.settings import Settings
 
 # The check each client runs (POSIX sh and curl). It retries while the connection fails (the canary may still be
 # starting), then judges the first answer it gets. A connection that never succeeds proves nothing and fails.
@@ -61,46 +52,12 @@ done
 body=$(curl -sS -m 5 "$URL" 2>&1 || true)
 code=$(printf '%s\n' "$out" | awk 'NR==1 {print $2}')
 seen=$(printf '%s\n' "$body" | tr -d '\r' | awk -F': ' 'tolower($1) == "l5d-client-id" {print $2; exit}')
-if [ "$EXPECT" = "allow" ]; then
-  if [ "$code" != "200" ]; then
-    echo "FAIL: $CLIENT expected 200 from $URL in phase $PHASE, got $code"; exit 1
-  fi
-  if [ -n "$IDENTITY" ] && [ "$seen" != "$IDENTITY" ]; then
-    echo "FAIL: $CLIENT got 200 but the server saw client identity '$seen', not '$IDENTITY': mTLS is not verified end to end"; exit 1
-  fi
-  if [ -z "$IDENTITY" ] && [ -n "$seen" ]; then
-    echo "FAIL: $CLIENT has no proxy, yet the server saw client identity '$seen'"; exit 1
-  fi
-  echo "OK: $CLIENT admitted in phase $PHASE${IDENTITY:+ as $IDENTITY}"
-else
-  if [ "$code" != "403" ]; then
+''' + JUDGE_ADMISSION + r'''  if [ "$code" != "403" ]; then
     echo "FAIL: $CLIENT expected to be refused (403) by $URL in phase $PHASE, got $code: the mesh does not enforce"; exit 1
   fi
   echo "OK: $CLIENT refused in phase $PHASE"
 fi
 '''
-
-
-def expectation(client: str, phase: str) -> str:
-    """What the phase promises for a client: `allow` or `refuse`."""
-    if client == ALLOWED:
-        return "allow"
-    if client == OTHER:
-        return "refuse" if phase in REQUIRE_AUTHORIZATION else "allow"
-    return "refuse" if phase in REQUIRE_IDENTITY else "allow"
-
-
-def verification_graph() -> ServiceGraph:
-    """The canary and its meshed clients as a service graph: the canary admits exactly `verify-allowed`."""
-    port = [{"name": "http", "port": CANARY_PORT, "protocol": "HTTP/1"}]
-    document = {"namespaces": {NAMESPACE: {}},
-                "services": {CANARY: {"namespace": NAMESPACE, "ports": port, "allow": [ALLOWED]},
-                             ALLOWED: {"namespace": NAMESPACE, "ports": port},
-                             OTHER: {"namespace": NAMESPACE, "ports": port}}}
-    problems = Problems()
-    graph = parse_graph(document, "verification", problems)
-    assert graph is not None, problems.items
-    return graph
 
 
 def mesh_digest(settings: Settings) -> str:
@@ -113,72 +70,29 @@ def mesh_digest(settings: Settings) -> str:
     return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def _labels(app: str) -> dict[str, str]:
-    return {"app": app, LABEL: "true"}
-
-
 def namespace_object(phase: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Namespace",
             "metadata": metadata(NAMESPACE, labels={LABEL: "true"},
                                  annotations={INJECT: "enabled", DEFAULT_INBOUND_POLICY: phase})}
 
 
-def service_accounts() -> list[dict[str, Any]]:
-    return [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(name, NAMESPACE)}
-            for name in (CANARY, *CLIENTS)]
-
-
-def canary_objects(image: str) -> list[dict[str, Any]]:
-    """The echo server and its Service. traefik/whoami (its README: flag `--port`, `/health` answers 200, `/` prints
-    each request header as `Name: value`, so the canary's proxy's `l5d-client-id` comes back in the body)."""
-    container = {"name": "echo", "image": image, "args": ["--port", str(CANARY_PORT)],
-                 "ports": [{"name": "http", "containerPort": CANARY_PORT}],
-                 "readinessProbe": {"httpGet": {"path": "/health", "port": CANARY_PORT}},
-                 "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
-                 "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "runAsUser": 65532,
-                                     "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}}
-    return [
-        {"apiVersion": "apps/v1", "kind": "Deployment",
-         "metadata": metadata(CANARY, NAMESPACE),
-         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": CANARY}},
-                  "template": {"metadata": {"labels": _labels(CANARY)},
-                               "spec": {"serviceAccountName": CANARY, "containers": [container]}}}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": metadata(CANARY, NAMESPACE),
-         "spec": {"selector": {"app": CANARY}, "ports": [{"name": "http", "port": CANARY_PORT, "targetPort": "http"}]}},
-    ]
-
-
 def job_template(client: str, settings: Settings) -> dict[str, Any]:
-    phase = settings.rollout.default_policy
     meshed = client != UNMESHED
-    env = {"CLIENT": client, "PHASE": phase, "EXPECT": expectation(client, phase),
-           "URL": f"http://{CANARY}.{NAMESPACE}.svc.cluster.local:{CANARY_PORT}/",
-           "IDENTITY": mesh_identity(client, NAMESPACE, settings.trust_domain) if meshed else ""}
-    container = {"name": "check", "image": settings.verification.client_image, "command": ["sh", "-c", CHECK_SCRIPT],
-                 "env": [{"name": k, "value": v} for k, v in env.items()],
-                 "terminationMessagePolicy": "FallbackToLogsOnError",
-                 "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
-                 "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "runAsUser": 65532,
-                                     "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}}
+    container = check_container(client, settings, CHECK_SCRIPT,
+                                mesh_identity(client, NAMESPACE, settings.trust_domain) if meshed else "")
     # Native sidecars (proxy.nativeSidecar, the default) start the proxy before this container and stop it when the
     # container exits, so a meshed Job completes.
     return {"backoffLimit": 1, "activeDeadlineSeconds": 300,
-            "template": {"metadata": {"labels": _labels(client), "annotations": {INJECT: "enabled" if meshed else "disabled"}},
+            "template": {"metadata": {"labels": labels(client), "annotations": {INJECT: "enabled" if meshed else "disabled"}},
                          "spec": {"serviceAccountName": client, "restartPolicy": "Never", "containers": [container]}}}
 
 
 def check_jobs(settings: Settings) -> list[dict[str, Any]]:
-    digest = mesh_digest(settings)
-    return [{"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata(f"{client}-{digest}", NAMESPACE,
-                                                                           labels={LABEL: "true"}),
-             "spec": job_template(client, settings)} for client in CLIENTS]
+    return jobs(mesh_digest(settings), lambda client: job_template(client, settings))
 
 
 def on_demand_cronjobs(settings: Settings) -> list[dict[str, Any]]:
-    """Suspended CronJobs with the Jobs' templates: `kubectl create job --from=cronjob/<client>` re-runs a check."""
-    return [{"apiVersion": "batch/v1", "kind": "CronJob", "metadata": metadata(client, NAMESPACE, labels={LABEL: "true"}),
-             "spec": {"schedule": "0 0 31 2 *", "suspend": True, "jobTemplate": {"spec": job_template(client, settings)}}}
-            for client in CLIENTS]
+    return cronjobs(lambda client: job_template(client, settings))
 
 
 def policy_objects(settings: Settings) -> list[dict[str, Any]]:

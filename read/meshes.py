@@ -1,0 +1,71 @@
+"""What the service graph's checks must know of each mesh, one small table per mesh: the ports its proxy takes in every
+injected pod, the namespaces it runs in (never a workload namespace), and the pod labels its injector sets.
+
+Here, in read/, because the graph is validated once, before anything is compiled, and read/ cannot import plan/ (the
+layers, tests/test_architecture.py); each mesh's plan package names the same facts for its objects, and
+tests/test_graph.py keeps the two equal. tests/test_architecture.py allows mesh names in this one read/ module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+
+@dataclass(frozen=True)
+class MeshFacts:
+    name: str
+    # How a problem names the proxy: "<port> is <proxy>'s own <what> port".
+    proxy: str
+    # The proxy's own ports in every injected pod: a meshed workload listening on one collides with its own proxy.
+    proxy_ports: Mapping[int, str]
+    # Namespaces the mesh's control plane (and its add-ons) run in.
+    namespaces: tuple[str, ...]
+    # A label-key prefix the injector sets on every injected pod (a selector on it would select them all), or None;
+    # `injector_label_problem` says why in the graph's problem.
+    injector_label_prefix: str | None = None
+    injector_label_problem: str = ""
+    # The namespace annotation that makes a port opaque for every caller in the namespace, or None (read/graph.py
+    # _check_opaque_ports).
+    opaque_ports_annotation: str | None = None
+
+
+# linkerd2 edge-26.8.3: the proxy's ports are the linkerd-control-plane chart's proxy.ports (admin 4191, control 4190,
+# inbound 4143, outbound 4140); linkerd, linkerd-viz and linkerd-cni are the charts' namespaces; the injector's labels
+# are pkg/k8s/labels.go (ControllerNSLabel linkerd.io/control-plane-ns, WorkloadNamespaceLabel linkerd.io/workload-ns,
+# linkerd.io/proxy-<kind> for deployment, replicationcontroller, replicaset, job, daemonset, statefulset, cronjob):
+# the whole linkerd.io/ prefix is Linkerd's, so none of it is accepted.
+LINKERD = MeshFacts(
+    name="linkerd", proxy="the Linkerd proxy",
+    proxy_ports={4140: "outbound", 4143: "inbound", 4190: "control (tap)", 4191: "admin"},
+    namespaces=("linkerd", "linkerd-viz", "linkerd-cni"),
+    injector_label_prefix="linkerd.io/",
+    injector_label_problem="is a Linkerd label: the proxy injector sets linkerd.io/ labels (such as "
+                           "linkerd.io/control-plane-ns) on every meshed pod, so this selector would match them all",
+    opaque_ports_annotation="config.linkerd.io/opaque-ports")
+
+# istio/istio 1.29.6 (7019d6d3608e4995e9a36d2977cfec3a341431cd), the sidecar's ports, each where the source sets it:
+# 15000 Envoy admin (pkg/config/mesh/mesh.go ProxyAdminPort); 15001 outbound and 15006 inbound capture, 15008 the HBONE
+# tunnel (tools/common/config/config.go ProxyPort, InboundCapturePort, InboundTunnelPort); 15004 the agent's debug
+# port (pilot/cmd/pilot-agent/app/request.go allowedPorts; Istio's "Ports used by Istio" table); 15020 the agent's
+# status, merged metrics and rewritten probes (mesh.go StatusPort, istio-discovery values.yaml statusPort); 15021
+# Envoy's health and 15090 Envoy's Prometheus stats (pilot/cmd/pilot-agent/options/options.go ENVOY_STATUS_PORT,
+# ENVOY_PROMETHEUS_PORT); 15053 the agent's DNS proxy (options.go DNS_PROXY_ADDR localhost:15053). The injection
+# template excludes 15090, 15021 and 15020 from inbound capture (../shared/reference/ISTIO-MULTICLUSTER.md A3), so a
+# workload port there would bypass mTLS and policy too. istiod and istio-csr both run in istio-system (the root
+# namespace, global.istioNamespace; plan/istio/names.py ISTIO_NAMESPACE, ISTIO_CSR_NAMESPACE).
+ISTIO = MeshFacts(
+    name="istio", proxy="the Istio sidecar",
+    proxy_ports={15000: "Envoy admin", 15001: "outbound capture", 15004: "debug", 15006: "inbound capture",
+                 15008: "HBONE tunnel", 15020: "agent status, merged metrics and probe", 15021: "health",
+                 15053: "DNS proxy", 15090: "Envoy Prometheus"},
+    namespaces=("istio-system",))
+
+MESHES: Mapping[str, MeshFacts] = {facts.name: facts for facts in (LINKERD, ISTIO)}
+# The mesh a graph is checked for when no stack names one (python -m discover, CODEOWNERS, the JSON Schema).
+DEFAULT_MESH = "linkerd"
+
+
+def facts_of(mesh: str | None) -> MeshFacts:
+    """A mesh's facts; an unknown name (which the mesh setting refuses on its own) gets the default mesh's."""
+    return MESHES.get(mesh or DEFAULT_MESH, MESHES[DEFAULT_MESH])
