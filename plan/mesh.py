@@ -57,7 +57,7 @@ from plan.istio.authorization import MESH_CONFIG as ISTIO_MESH_CONFIG, PLACEMENT
 from plan.istio.control_plane import (ROTATION_RESTART as ISTIO_ROTATION_RESTART, base_values, istio_csr_values,
                                       istio_settings, istiod_certificate, istiod_values, root_cert_check)
 from plan.istio.names import (ISTIO_CHART_VERSION, ISTIO_CSR_CHART_VERSION, ISTIO_CSR_REPOSITORY, ISTIO_NAMESPACE,
-                              ISTIO_REPOSITORY, KIND_RESOURCES as ISTIO_RESOURCES)
+                              ISTIO_REPOSITORY)
 from plan.istio.trust import (istio_ca_auth_role, istio_ca_certificate, istio_ca_issuer, istio_ca_policy,
                               istio_roots_bundle, signer_rbac, signers)
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from plan.cert_manager import anchor_object_name, workload_secret_name
+from plan.istio.names import KIND_RESOURCES as ISTIO_KIND_RESOURCES
 from plan.linkerd.kinds import KIND_RESOURCES as LINKERD_KIND_RESOURCES
 from plan.objects import metadata
 from read.settings import PreviewIdentity, VaultSettings
@@ -80,11 +81,7 @@ RESOURCES: Mapping[tuple[str, str], str] = {
     ("gateway.networking.k8s.io", "TLSRoute"): "tlsroutes",
     ("gateway.networking.k8s.io", "TCPRoute"): "tcproutes",
     # Istio's (a stack with mesh: istio): the base chart's files/crd-all.gen.yaml, istio 1.29.6 [IC] (docs/istio.md).
-    ("security.istio.io", "PeerAuthentication"): "peerauthentications",
-    ("security.istio.io", "AuthorizationPolicy"): "authorizationpolicies",
-    ("networking.istio.io", "Sidecar"): "sidecars",
-    ("networking.istio.io", "ServiceEntry"): "serviceentries",
-    ("monitoring.coreos.com", "ServiceMonitor"): "servicemonitors",
+    **ISTIO_KIND_RESOURCES,
 }
 # The preview identity's own RBAC kinds (its ClusterRole and binding, the Secrets' Roles and bindings).
 OWN_RBAC = frozenset({("rbac.authorization.k8s.io", "ClusterRole"), ("rbac.authorization.k8s.io", "ClusterRoleBinding"),

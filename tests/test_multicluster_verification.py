@@ -13,7 +13,7 @@ import pytest
 from conformance import validate_object
 from plan.linkerd import multicluster as mc
 from plan.linkerd import multicluster_verification as mv
-from plan.linkerd.verification import ALLOWED, CANARY, NAMESPACE, OTHER, UNMESHED, canary_objects
+from plan.verification import ALLOWED, CANARY, NAMESPACE, OTHER, UNMESHED, canary_objects
 from read.errors import Problems
 from read.graph import parse_graph
 
