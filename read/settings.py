@@ -209,9 +209,12 @@ class VaultSettings:
     # Each id: every intermediate re-signed by its root (a new vaultIntermediateTtl); the last one is its mount's
     # default issuer (docs/operations.md, 'Renewing the Vault intermediate').
     intermediate_renewals: tuple[str, ...] = ()
-    # A stack of one cluster of a multi-cluster environment (`cluster` set): its intermediates, workload roots,
-    # Kubernetes auth mount and logins carry the cluster's name, so two clusters never share one and one cluster's
-    # login can sign only for its own identity issuer (plan/vault_pki.py). "" (every stack before #33): today's names.
+    # A secondary cluster of a multi-cluster environment (meshRootStack set): its intermediates, workload roots,
+    # Kubernetes auth mount and logins carry the cluster's name, so no two clusters share one and one cluster's login
+    # can sign only for its own identity issuer (plan/vault_pki.py). "": the names a single-cluster stack has, which
+    # the stack owning the mesh root keeps when it becomes the first cluster (docs/multicluster.md, 'Turning an
+    # existing environment into its first cluster': renaming would replace its protected intermediate and every
+    # login under running workloads).
     cluster: str = ""
     # A secondary cluster's (meshRootStack set): the vaultMountPrefix of the stack owning the environment's mesh root,
     # read from its stack file, whose root mounts sign this cluster's intermediates. None: this stack owns its roots.
@@ -257,11 +260,13 @@ class VaultSettings:
 
 
 def vault_for_cluster(vault: VaultSettings, cluster: str, mesh_root_prefix: str | None) -> VaultSettings:
-    """A cluster stack's Vault settings: its cluster's names (VaultSettings.cluster) and, when another stack owns the
-    mesh root, that stack's mount prefix. The Kubernetes auth mount the program creates is the cluster's own
-    (`<vaultKubernetesAuthPath>-<cluster>`): each cluster has its own API server and token reviewer, and a mount
-    holds one of each. An existing mount (vaultCreateKubernetesAuth false) is the operator's to name per cluster."""
-    if not cluster and mesh_root_prefix is None:
+    """A cluster stack's Vault settings. The stack owning the mesh root (mesh_root_prefix None) keeps its
+    single-cluster names, so an environment's existing stack becomes its first cluster without replacing anything.
+    A secondary gets its cluster's names (VaultSettings.cluster) and the root stack's mount prefix; the Kubernetes
+    auth mount the program creates is its own (`<vaultKubernetesAuthPath>-<cluster>`): each cluster has its own API
+    server and token reviewer, and a mount holds one of each. An existing mount (vaultCreateKubernetesAuth false) is
+    the operator's to name per cluster."""
+    if mesh_root_prefix is None:
         return vault
     path = vault.kubernetes_auth_path
     if cluster and vault.create_kubernetes_auth:

@@ -100,7 +100,10 @@ def test_vault_clusters_one_root_mount_an_intermediate_login_and_auth_mount_each
     assert signed.object()["backend"] == root and signed.object()["commonName"].endswith(" west")
     backends = {run.stack: [r.object()["path"] for r in run.of_type("vault:index/authBackend:AuthBackend")]
                 for run in (east, west)}
-    assert backends == {"dev-east": ["kubernetes-mesh-east"], "dev-west": ["kubernetes-mesh-west"]}  # default + cluster
+    # The root-owning stack keeps a single-cluster stack's names (it may have been one); the secondary's are its cluster's.
+    assert backends == {"dev-east": ["kubernetes-mesh"], "dev-west": ["kubernetes-mesh-west"]}
+    assert mounts["dev-east"] == {"pki-mesh-root-dev-1", "pki-mesh-int-dev-1", "pki-mesh-workload-dev-1"}
+    assert mounts["dev-west"] == {"pki-mesh-west-int-dev-1", "pki-mesh-west-workload-dev-1"}
     issuers = {run.stack: [o for o in run.objects("Issuer") if o["metadata"]["namespace"] == "linkerd"
                            and "vault" in o["spec"]]
                for run in (east, west)}
