@@ -1641,4 +1641,39 @@ def _cluster_vault(config: _Config, vault: VaultSettings, multicluster: Multiclu
                        f"this stack's is {short(ours)}: this cluster signs its intermediate under that stack's Vault "
                        "root mount", f"Set the same {setting} in both stack files")
     prefix = str(root.raw.get(f"{PROJECT}:vaultMountPrefix", "")) or vault.mount_prefix
-    return vault_for_cluster(vault, multicluster.cluster, prefix)
+    ours = vault_for_cluster(vault, multicluster.cluster, prefix)
+    clash = _root_name_clash(ours, prefix, str(root.raw.get(f"{PROJECT}:vaultAuthRole", "")) or vault.auth_role,
+                             str(root.raw.get(f"{PROJECT}:vaultKubernetesAuthPath", "")) or vault.kubernetes_auth_path)
+    if clash:
+        config.add("cluster", f"{short(multicluster.cluster)} makes this secondary's Vault name {clash[0]} possibly "
+                   f"the same as {clash[1]} of {root_stack}, the mesh root's stack, which keeps a single-cluster "
+                   f"stack's names (as set in its stack file {root.where})", "Choose another cluster name, or another "
+                   "vaultMountPrefix, vaultAuthRole or vaultKubernetesAuthPath for this stack")
+    return ours
+
+
+def _root_name_clash(ours: VaultSettings, prefix: str, role: str, auth_path: str) -> tuple[str, str] | None:
+    """A Vault name of this secondary that may be one of the root stack's (docs/multicluster.md 'Trust across
+    clusters'), as (ours, theirs), or None. The root stack keeps single-cluster names (`<prefix>-int-<anchor>`,
+    `<role>-ns-<namespace>`, ...) and a secondary inserts its cluster (`<prefix>-<cluster>-int-<anchor>`), so a
+    cluster named like one of the root's segments (`int`, `ns-x`, ...) could name the root's mount or login. Names
+    are compared as patterns (`*`: an anchor or namespace), two patterns clashing when one name may match both."""
+    anchor, namespace = "*", "*"
+    mine = [ours.intermediate_mount(anchor), ours.workload_mount(anchor), ours.identity_auth_role,
+            ours.namespace_auth_role(namespace), f"{ours.login_prefix}-preview", ours.kubernetes_auth_path]
+    theirs = [f"{prefix}-root-{anchor}", f"{prefix}-int-{anchor}", f"{prefix}-workload-{anchor}", f"{role}-identity",
+              f"{role}-ns-{namespace}", f"{role}-preview", auth_path]
+
+    def may_match_both(a: str, b: str) -> bool:
+        a_open, b_open = a.endswith("*"), b.endswith("*")
+        a, b = a.rstrip("*"), b.rstrip("*")
+        if a_open and b_open:
+            return a.startswith(b) or b.startswith(a)
+        if a_open:
+            return b.startswith(a)
+        return a.startswith(b) if b_open else a == b
+
+    def shown(name: str) -> str:
+        return name.replace("*", "<...>")
+
+    return next(((shown(m), shown(t)) for m in mine for t in theirs if may_match_both(m, t)), None)

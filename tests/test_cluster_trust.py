@@ -119,6 +119,22 @@ def test_a_single_cluster_stack_keeps_its_vault_names():
     assert [r.object()["path"] for r in staging.of_type("vault:index/authBackend:AuthBackend")] == ["kubernetes-mesh"]
 
 
+@pytest.mark.parametrize("east, west, ours, theirs", [
+    ({"vaultMountPrefix": "pki-west"}, {"vaultMountPrefix": "pki"}, "pki-west-int-<...>", "pki-west-int-<...>"),
+    ({"vaultAuthRole": "mesh-west"}, {"vaultAuthRole": "mesh"}, "mesh-west-identity", "mesh-west-identity"),
+    ({"vaultKubernetesAuthPath": "k8s-west"}, {"vaultKubernetesAuthPath": "k8s"}, "k8s-west", "k8s-west"),
+])
+def test_a_secondary_whose_vault_names_may_be_the_root_stacks_is_refused(stacks_dir, east, west, ours, theirs):
+    """The root stack keeps single-cluster names, a secondary inserts its cluster: settings where the two meet (here
+    west's prefix plus its cluster is east's prefix) would have west declare east's mount or login as its own."""
+    two_clusters(stacks_dir, east={**VAULT, **east}, west={**VAULT, **west})
+    with pytest.raises(SettingsError) as caught:
+        run_cluster(stacks_dir, "dev-west", {})
+    (problem,) = [p for p in caught.value.problems if p.where == "mtls-mesh:cluster"]
+    assert f"Vault name {ours} possibly the same as {theirs} of dev-east" in problem.what
+    run_cluster(stacks_dir, "dev-east", {})  # the root stack itself is not refused: its names are its own
+
+
 def test_a_secondary_on_another_vault_than_the_roots_is_refused(stacks_dir):
     two_clusters(stacks_dir, east=VAULT, west={**VAULT, "vaultAddress": "https://other-vault.example.internal:8200"})
     with pytest.raises(SettingsError) as caught:

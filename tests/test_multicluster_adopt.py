@@ -192,7 +192,8 @@ def test_the_new_cluster_waits_for_the_roots_first_up_as_a_cluster(conversion, c
         # West's own, cluster-qualified names, signed under the root mount the single-cluster stack made.
         mounts = {r.object()["path"] for r in applied.of_type("vault:index/mount:Mount")}
         assert mounts and all("-west-" in m for m in mounts)
-        roots = {r.object()["path"] for r in runs["single"].of_type("vault:index/mount:Mount") if "-root-" in r.object()["path"]}
+        roots = {r.object()["path"] for r in runs["single"].of_type("vault:index/mount:Mount")
+                 if "-root-" in r.object()["path"]}
         signed = {r.object()["backend"] for r in applied.of_type(
             "vault:pkiSecret/secretBackendRootSignIntermediate:SecretBackendRootSignIntermediate")}
         assert signed and signed <= roots
