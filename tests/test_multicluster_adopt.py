@@ -92,6 +92,12 @@ def by_urn(run: Run) -> dict[str, object]:
     return {r.urn: r for r in run.registrations}
 
 
+def inputs_by_urn(run: Run) -> dict[str, dict]:
+    found = {r.urn: r.inputs for r in run.registrations}
+    assert len(found) == len(run.registrations)
+    return found
+
+
 def without_cluster_label(rules: dict) -> dict:
     stripped = copy.deepcopy(rules)
     for group in stripped["spec"]["groups"]:
@@ -168,8 +174,24 @@ def test_the_shards_follow_the_platforms_cluster_unchanged(tmp_path_factory):
             raw, secrets = stack_files.read_stack_file(directory / f"Pulumi.{shard}.yaml", project_dir=PROJECT_DIR)
             settings = stack_files.load_stack_settings(raw, shard, secret_keys=frozenset(secrets))
         assert settings.multicluster is not None and settings.multicluster.cluster == "east"
-        assert [(r.urn, r.inputs) for r in before.registrations] == [(r.urn, r.inputs) for r in after.registrations]
+        assert inputs_by_urn(before) == inputs_by_urn(after)
         assert after.exports == before.exports
+
+
+def test_declaring_the_graphs_clusters_alone_changes_nothing_for_the_single_cluster_stack(conversion):
+    """The first pull request of the conversion: the graph gains `clusters:`, which a `cluster: ""` stack ignores."""
+    stack, directory, runs = conversion
+    text = (ORIGINAL_STACKS / f"Pulumi.{stack}.yaml").read_text().rstrip("\n")
+    (directory / f"Pulumi.{stack}.yaml").write_text(
+        text + f"\n  mtls-mesh:serviceGraph: {directory / 'services.yaml'}\n  mtls-mesh:allowFilesOutsideProject: true\n")
+    try:
+        with in_stacks(directory):
+            graph_only = run_program(stack, previous_outputs=runs["single"].exports)
+    finally:
+        write_environment(directory, stack)
+    assert "clusters" in yaml.safe_load((directory / "services.yaml").read_text())
+    assert inputs_by_urn(graph_only) == inputs_by_urn(runs["single"])
+    assert graph_only.exports == runs["single"].exports
 
 
 def test_the_new_cluster_waits_for_the_roots_first_up_as_a_cluster(conversion, caplog):
