@@ -1,5 +1,6 @@
 """One mesh root, an issuer per cluster, in a real Vault API (OpenBao's dev server): two cluster stacks of one
-environment (east owns the root; west names it as meshRootStack and signs its intermediate under east's root mount),
+environment (east owns the root and keeps a single-cluster stack's Vault names; west names it as meshRootStack, has
+cluster-qualified names, and signs its intermediate under east's root mount),
 each run as the program (`__main__.py`, stack files written beside each other as tests/test_multicluster_graph.py
 does) and applied to one OpenBao, each with its own Kubernetes API server (TokenReview stand-in); then used as
 cert-manager uses them. Each cluster's identity login gets its issuer signed exactly as cert-manager asks, and the
