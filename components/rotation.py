@@ -74,7 +74,7 @@ def check_cluster_rotation(rotation: AnchorRotation, peers: Mapping[str, Mapping
         # Not skippable with allowRotationJump: there is nothing to sign under.
         if preview:
             pulumi.log.warn(f"mtls-mesh:meshRootStack: {missing_root}. `pulumi up` of this stack will refuse until "
-                            f"{root_stack} is up.")
+                            f"{root_stack} has applied with cluster set.")
             return
         raise SettingsError([Problem("mtls-mesh:meshRootStack", missing_root,
                                      f"Run `pulumi up` on {root_stack} first, then on this stack (docs/multicluster.md, "

@@ -9,9 +9,11 @@ shards follow the platform's cluster without a change. The new cluster's first `
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import shutil
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import yaml
@@ -37,10 +39,6 @@ ADDED_OUTPUTS = {"vault": {"multicluster"}, "self-signed": {"multicluster", "mes
 ORIGINAL_STACKS = stack_files.STACKS_DIR
 
 
-def cluster_settings(peer: str, api_server: str, **more: object) -> dict[str, object]:
-    return {"clusterPeers": [peer], "clusterApiServer": api_server, **more}
-
-
 def write_environment(directory: Path, stack: str) -> None:
     """stacks/ as it is, but `stack` as cluster east of a two-cluster environment, and `<stack>-west` its new peer
     (a copy of its settings in another cluster, unsharded, naming `stack` as the mesh root's)."""
@@ -63,14 +61,14 @@ def write_environment(directory: Path, stack: str) -> None:
         "  mtls-mesh:clusterApiServer: https://api.west.example.internal:6443\n")
 
 
-def in_stacks(directory: Path):
-    class Using:
-        def __enter__(self):
-            stack_files.STACKS_DIR = directory
-
-        def __exit__(self, *exc):
-            stack_files.STACKS_DIR = ORIGINAL_STACKS
-    return Using()
+@contextlib.contextmanager
+def in_stacks(directory: Path) -> Iterator[None]:
+    """`directory` as the stacks directory, where the program reads the peers' and the platform's files."""
+    stack_files.STACKS_DIR = directory
+    try:
+        yield
+    finally:
+        stack_files.STACKS_DIR = ORIGINAL_STACKS
 
 
 def converted(directory: Path, stack: str) -> dict[str, Run]:
