@@ -18,7 +18,8 @@ from components.vault import VaultPki, VaultPkiArgs, VaultTokenReviewer
 from components.verification import MeshVerification, MeshVerificationArgs
 from components.platform import (CONTRACTS_OUTPUT, applied_once_ready, check_mesh_switch, check_ownership,
                                  check_platform_applied, holders, read_outputs)
-from components.rotation import check_cluster_rotation, check_rotation_step, peer_rotations, rotation_status
+from components.rotation import (check_cluster_rotation, check_rotation_step, peer_rotations, root_applied_as_cluster,
+                                 rotation_status)
 from components.preview_identity import PreviewAccess
 from components.runtime import read_stack_config, settings_errors_reported, tune_garbage_collector
 from components.shard import register_shard
@@ -69,7 +70,8 @@ with settings_errors_reported():
                 settings.pki.rotation,
                 peer_rotations(peer_stacks([p.stack for p in cluster.peers], cluster.mesh_root_stack, settings.stack)),
                 settings.stack, root_stack=cluster.mesh_root_stack, preview=pulumi.runtime.is_dry_run(),
-                allow_jump=settings.pki.allow_rotation_jump)
+                allow_jump=settings.pki.allow_rotation_jump,
+                root_is_cluster=root_applied_as_cluster(cluster.mesh_root_stack))
         # A change of mesh deletes one control plane while every meshed pod keeps the other's proxy: only while both
         # meshes admit plaintext, or acknowledged (plan/ownership.py `mesh_switch_problem`, docs/changing-mesh.md).
         check_mesh_switch(settings.stack, previous_outputs, settings.mesh, plan.inbound_policies,

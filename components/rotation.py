@@ -12,10 +12,11 @@ import pulumi
 from components.platform import current_outputs
 from plan.rotation import (ORDER, cluster_rotation_problem, mesh_root_missing_problem, rotation_status,
                            rotation_step_problem)
+from plan.linkerd.multicluster_contract import OUTPUT as CLUSTER_CONTRACT_OUTPUT
 from read.errors import Problem, SettingsError
 from read.settings import AnchorRotation
 
-__all__ = ["check_cluster_rotation", "check_rotation_step", "rotation_status", "rotation_step_problem"]
+__all__ = ["check_cluster_rotation", "check_rotation_step", "root_applied_as_cluster", "rotation_status", "rotation_step_problem"]
 
 PEER_ROTATION_OUTPUT = "trustRotation"
 
@@ -49,18 +50,31 @@ def peer_rotations(peers: tuple[str, ...]) -> dict[str, Mapping[str, Any] | None
     return found
 
 
+def root_applied_as_cluster(root_stack: str) -> bool:
+    """Whether the stack owning the mesh root has applied as a cluster stack: its outputs hold the multicluster
+    contract every cluster stack exports (an environment's existing stack that is becoming its first cluster has
+    applied, but only as a single-cluster stack, until its first `up` with cluster set)."""
+    if not root_stack:
+        return True
+    try:
+        return current_outputs(root_stack).get(CLUSTER_CONTRACT_OUTPUT) is not None
+    except Exception as err:  # noqa: BLE001 - a stack not created yet: peer_rotations says it has not applied
+        pulumi.log.info(f"mesh root stack {root_stack}: no outputs to read ({err})")
+        return False
+
+
 def check_cluster_rotation(rotation: AnchorRotation, peers: Mapping[str, Mapping[str, Any] | None], stack: str, *,
-                           root_stack: str, preview: bool, allow_jump: bool) -> None:
+                           root_stack: str, preview: bool, allow_jump: bool, root_is_cluster: bool = True) -> None:
     """Refuse a phase a phase ahead of or behind the environment's other clusters (plan/rotation.py
     cluster_rotation_problem); in a preview only warn, as the other guards do (a pull request changes every cluster's
     file at once; the deploy then applies them in order). allowRotationJump lets one update through, as it does the
     stack's own step guard."""
-    missing_root = mesh_root_missing_problem(root_stack, peers)
+    missing_root = mesh_root_missing_problem(root_stack, peers, root_is_cluster)
     if missing_root is not None:
         # Not skippable with allowRotationJump: there is nothing to sign under.
         if preview:
             pulumi.log.warn(f"mtls-mesh:meshRootStack: {missing_root}. `pulumi up` of this stack will refuse until "
-                            f"{root_stack} is up.")
+                            f"{root_stack} has applied with cluster set.")
             return
         raise SettingsError([Problem("mtls-mesh:meshRootStack", missing_root,
                                      f"Run `pulumi up` on {root_stack} first, then on this stack (docs/multicluster.md, "

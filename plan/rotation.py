@@ -111,13 +111,23 @@ def _describe(state: Mapping[str, Any]) -> str:
     return f"{state['phase']} (trusting {', '.join(state['trustedAnchors'])}; issuing from {state['issuingAnchor']})"
 
 
-def mesh_root_missing_problem(root_stack: str, peers: Mapping[str, Mapping[str, Any] | None]) -> str | None:
-    """Why a secondary cluster (meshRootStack set) cannot apply yet: the stack owning the mesh root has not applied,
-    so neither the Vault root mount its intermediate is signed under nor (dev) the root's key exist. None otherwise."""
-    if not root_stack or _applied(peers.get(root_stack)):
+def mesh_root_missing_problem(root_stack: str, peers: Mapping[str, Mapping[str, Any] | None],
+                              root_is_cluster: bool = True) -> str | None:
+    """Why a secondary cluster (meshRootStack set) cannot apply yet, or None. The stack owning the mesh root has not
+    applied, so neither the Vault root mount its intermediate is signed under nor (dev) the root's key exist; or it
+    has applied only as a single-cluster stack (`root_is_cluster` False: an existing environment turning into its
+    first cluster, docs/multicluster.md), so what a secondary reads from it (in dev the root's key, the peers' link
+    contract) is not among its outputs yet."""
+    if not root_stack:
         return None
-    return (f"the stack owning the mesh root, {root_stack}, has not applied yet, so the root this cluster's "
-            f"intermediate or identity issuer is signed under does not exist")
+    if not _applied(peers.get(root_stack)):
+        return (f"the stack owning the mesh root, {root_stack}, has not applied yet, so the root this cluster's "
+                f"intermediate or identity issuer is signed under does not exist")
+    if not root_is_cluster:
+        return (f"the stack owning the mesh root, {root_stack}, has applied only as a single-cluster stack so far: "
+                f"what this cluster reads from it (in dev its root's key) is there only once it has applied with "
+                f"cluster set")
+    return None
 
 
 def cluster_rotation_problem(rotation: AnchorRotation, peers: Mapping[str, Mapping[str, Any] | None],

@@ -209,9 +209,12 @@ class VaultSettings:
     # Each id: every intermediate re-signed by its root (a new vaultIntermediateTtl); the last one is its mount's
     # default issuer (docs/operations.md, 'Renewing the Vault intermediate').
     intermediate_renewals: tuple[str, ...] = ()
-    # A stack of one cluster of a multi-cluster environment (`cluster` set): its intermediates, workload roots,
-    # Kubernetes auth mount and logins carry the cluster's name, so two clusters never share one and one cluster's
-    # login can sign only for its own identity issuer (plan/vault_pki.py). "" (every stack before #33): today's names.
+    # A secondary cluster of a multi-cluster environment (meshRootStack set): its intermediates, workload roots,
+    # Kubernetes auth mount and logins carry the cluster's name, so no two clusters share one and one cluster's login
+    # can sign only for its own identity issuer (plan/vault_pki.py). "": the names a single-cluster stack has, which
+    # the stack owning the mesh root keeps when it becomes the first cluster (docs/multicluster.md, 'Turning an
+    # existing environment into its first cluster': renaming would replace its protected intermediate and every
+    # login under running workloads).
     cluster: str = ""
     # A secondary cluster's (meshRootStack set): the vaultMountPrefix of the stack owning the environment's mesh root,
     # read from its stack file, whose root mounts sign this cluster's intermediates. None: this stack owns its roots.
@@ -257,11 +260,13 @@ class VaultSettings:
 
 
 def vault_for_cluster(vault: VaultSettings, cluster: str, mesh_root_prefix: str | None) -> VaultSettings:
-    """A cluster stack's Vault settings: its cluster's names (VaultSettings.cluster) and, when another stack owns the
-    mesh root, that stack's mount prefix. The Kubernetes auth mount the program creates is the cluster's own
-    (`<vaultKubernetesAuthPath>-<cluster>`): each cluster has its own API server and token reviewer, and a mount
-    holds one of each. An existing mount (vaultCreateKubernetesAuth false) is the operator's to name per cluster."""
-    if not cluster and mesh_root_prefix is None:
+    """A cluster stack's Vault settings. The stack owning the mesh root (mesh_root_prefix None) keeps its
+    single-cluster names, so an environment's existing stack becomes its first cluster without replacing anything.
+    A secondary gets its cluster's names (VaultSettings.cluster) and the root stack's mount prefix; the Kubernetes
+    auth mount the program creates is its own (`<vaultKubernetesAuthPath>-<cluster>`): each cluster has its own API
+    server and token reviewer, and a mount holds one of each. An existing mount (vaultCreateKubernetesAuth false) is
+    the operator's to name per cluster."""
+    if mesh_root_prefix is None:
         return vault
     path = vault.kubernetes_auth_path
     if cluster and vault.create_kubernetes_auth:
@@ -1637,4 +1642,39 @@ def _cluster_vault(config: _Config, vault: VaultSettings, multicluster: Multiclu
                        f"this stack's is {short(ours)}: this cluster signs its intermediate under that stack's Vault "
                        "root mount", f"Set the same {setting} in both stack files")
     prefix = str(root.raw.get(f"{PROJECT}:vaultMountPrefix", "")) or vault.mount_prefix
-    return vault_for_cluster(vault, multicluster.cluster, prefix)
+    ours = vault_for_cluster(vault, multicluster.cluster, prefix)
+    clash = _root_name_clash(ours, prefix, str(root.raw.get(f"{PROJECT}:vaultAuthRole", "")) or vault.auth_role,
+                             str(root.raw.get(f"{PROJECT}:vaultKubernetesAuthPath", "")) or vault.kubernetes_auth_path)
+    if clash:
+        config.add("cluster", f"{short(multicluster.cluster)} makes this secondary's Vault name {clash[0]} possibly "
+                   f"the same as {clash[1]} of {root_stack}, the mesh root's stack, which keeps a single-cluster "
+                   f"stack's names (as set in its stack file {root.where})", "Choose another cluster name, or another "
+                   "vaultMountPrefix, vaultAuthRole or vaultKubernetesAuthPath for this stack")
+    return ours
+
+
+def _root_name_clash(ours: VaultSettings, prefix: str, role: str, auth_path: str) -> tuple[str, str] | None:
+    """A Vault name of this secondary that may be one of the root stack's (docs/multicluster.md 'Trust across
+    clusters'), as (ours, theirs), or None. The root stack keeps single-cluster names (`<prefix>-int-<anchor>`,
+    `<role>-ns-<namespace>`, ...) and a secondary inserts its cluster (`<prefix>-<cluster>-int-<anchor>`), so a
+    cluster named like one of the root's segments (`int`, `ns-x`, ...) could name the root's mount or login. Names
+    are compared as patterns (`*`: an anchor or namespace), two patterns clashing when one name may match both."""
+    anchor, namespace = "*", "*"
+    mine = [ours.intermediate_mount(anchor), ours.workload_mount(anchor), ours.identity_auth_role,
+            ours.namespace_auth_role(namespace), f"{ours.login_prefix}-preview", ours.kubernetes_auth_path]
+    theirs = [f"{prefix}-root-{anchor}", f"{prefix}-int-{anchor}", f"{prefix}-workload-{anchor}", f"{role}-identity",
+              f"{role}-ns-{namespace}", f"{role}-preview", auth_path]
+
+    def may_match_both(a: str, b: str) -> bool:
+        a_open, b_open = a.endswith("*"), b.endswith("*")
+        a, b = a.rstrip("*"), b.rstrip("*")
+        if a_open and b_open:
+            return a.startswith(b) or b.startswith(a)
+        if a_open:
+            return b.startswith(a)
+        return a.startswith(b) if b_open else a == b
+
+    def shown(name: str) -> str:
+        return name.replace("*", "<...>")
+
+    return next(((shown(m), shown(t)) for m in mine for t in theirs if may_match_both(m, t)), None)

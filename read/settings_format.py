@@ -403,11 +403,12 @@ CANNOT_CHECK = (
     Rule("multi-cluster stacks", "a cluster stack's settings against its peers' stack files and the graph: cluster "
          "must be one of the graph's clusters and is Linkerd only; clusterPeers, meshRootStack and clusterApiServer "
          "need cluster; each peer's file must exist, name another cluster, list this stack back, and agree on "
-         "environment, trust domain, PKI, anchors, rotation phase and service graph; the root stack owns the root",
+         "environment, trust domain, PKI, anchors, rotation phase and service graph; the root stack owns the root; a "
+         "secondary's Vault names must not meet the root stack's",
          ("is set, but cluster is not", "is set, but mesh is", "peer stack file", "is this stack itself",
           "is not a cluster of", "in its stack file", "does not list this stack", "is the cluster of",
           "owns the mesh root", "is required with clusterPeers", "the mesh root stack file",
-          "peers' stack files cannot be read")),
+          "peers' stack files cannot be read", "possibly the same as")),
     Rule("unique within a list", "a renewal id, label or override is listed once", ("is listed twice",)),
     Rule("size of a list", f"a list setting's JSON text is at most {MAX_LIST_SETTING_BYTES:,} characters",
          ("characters long, more than the limit",)),

@@ -100,7 +100,10 @@ def test_vault_clusters_one_root_mount_an_intermediate_login_and_auth_mount_each
     assert signed.object()["backend"] == root and signed.object()["commonName"].endswith(" west")
     backends = {run.stack: [r.object()["path"] for r in run.of_type("vault:index/authBackend:AuthBackend")]
                 for run in (east, west)}
-    assert backends == {"dev-east": ["kubernetes-mesh-east"], "dev-west": ["kubernetes-mesh-west"]}  # default + cluster
+    # The root-owning stack keeps a single-cluster stack's names (it may have been one); the secondary's are its cluster's.
+    assert backends == {"dev-east": ["kubernetes-mesh"], "dev-west": ["kubernetes-mesh-west"]}
+    assert mounts["dev-east"] == {"pki-mesh-root-dev-1", "pki-mesh-int-dev-1", "pki-mesh-workload-dev-1"}
+    assert mounts["dev-west"] == {"pki-mesh-west-int-dev-1", "pki-mesh-west-workload-dev-1"}
     issuers = {run.stack: [o for o in run.objects("Issuer") if o["metadata"]["namespace"] == "linkerd"
                            and "vault" in o["spec"]]
                for run in (east, west)}
@@ -114,6 +117,22 @@ def test_a_single_cluster_stack_keeps_its_vault_names():
     assert {r.object()["path"] for r in staging.of_type(MOUNT)} == {
         "pki-mesh-root-2026-11", "pki-mesh-int-2026-11", "pki-mesh-workload-2026-11"}
     assert [r.object()["path"] for r in staging.of_type("vault:index/authBackend:AuthBackend")] == ["kubernetes-mesh"]
+
+
+@pytest.mark.parametrize("east, west, ours, theirs", [
+    ({"vaultMountPrefix": "pki-west"}, {"vaultMountPrefix": "pki"}, "pki-west-int-<...>", "pki-west-int-<...>"),
+    ({"vaultAuthRole": "mesh-west"}, {"vaultAuthRole": "mesh"}, "mesh-west-identity", "mesh-west-identity"),
+    ({"vaultKubernetesAuthPath": "k8s-west"}, {"vaultKubernetesAuthPath": "k8s"}, "k8s-west", "k8s-west"),
+])
+def test_a_secondary_whose_vault_names_may_be_the_root_stacks_is_refused(stacks_dir, east, west, ours, theirs):
+    """The root stack keeps single-cluster names, a secondary inserts its cluster: settings where the two meet (here
+    west's prefix plus its cluster is east's prefix) would have west declare east's mount or login as its own."""
+    two_clusters(stacks_dir, east={**VAULT, **east}, west={**VAULT, **west})
+    with pytest.raises(SettingsError) as caught:
+        run_cluster(stacks_dir, "dev-west", {})
+    (problem,) = [p for p in caught.value.problems if p.where == "mtls-mesh:cluster"]
+    assert f"Vault name {ours} possibly the same as {theirs} of dev-east" in problem.what
+    run_cluster(stacks_dir, "dev-east", {})  # the root stack itself is not refused: its names are its own
 
 
 def test_a_secondary_on_another_vault_than_the_roots_is_refused(stacks_dir):

@@ -1,5 +1,6 @@
 """One mesh root, an issuer per cluster, in a real Vault API (OpenBao's dev server): two cluster stacks of one
-environment (east owns the root; west names it as meshRootStack and signs its intermediate under east's root mount),
+environment (east owns the root and keeps a single-cluster stack's Vault names; west names it as meshRootStack, has
+cluster-qualified names, and signs its intermediate under east's root mount),
 each run as the program (`__main__.py`, stack files written beside each other as tests/test_multicluster_graph.py
 does) and applied to one OpenBao, each with its own Kubernetes API server (TokenReview stand-in); then used as
 cert-manager uses them. Each cluster's identity login gets its issuer signed exactly as cert-manager asks, and the
@@ -159,7 +160,9 @@ def test_each_clusters_identity_login_gets_its_issuer_signed_under_the_one_root(
     assert root.subject.rfc4514_string() == f"CN={east_root['commonName']},O=mtls-mesh"
     constraints = issuer.extensions.get_extension_for_class(x509.BasicConstraints).value
     assert constraints.ca and constraints.path_length == 0
-    assert intermediate.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value.endswith(f" {who}")
+    # The root-owning stack keeps a single-cluster stack's intermediate subject; a secondary's names its cluster.
+    assert intermediate.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value == (
+        f"mtls-mesh intermediate {me.run.exports['trustRotation']['issuingAnchor']}" + ("" if who == EAST else f" {who}"))
 
 
 def test_the_two_clusters_issuers_chain_through_their_own_intermediates(clusters):

@@ -542,6 +542,12 @@ PARAMETRIZED = _parametrized()
 CASES = [(f"{test}[{index}]", CONVERTERS[test](*params)) for test, sets in PARAMETRIZED.items()
          if CONVERTERS.get(test) for index, params in enumerate(sets)]
 
+_CLUSTER_VAULT = {"pkiMode": "vault", "vaultAddress": "https://vault.example.internal:8200",
+                  "vaultIntermediateTtl": "4380h",
+                  "vaultKubernetesHost": "https://api.example.internal:6443",
+                  "vaultCaBundleFile": "stacks/ca/example-internal-ca.pem",
+                  "vaultKubernetesCaFile": "stacks/ca/kubernetes-staging-eu1.pem"}
+
 # Single cases of tests/test_hostile_input.py that are not parametrized (their documents are built in the tests).
 CASES += [
     ("hostile.null egress entry", ("staging", {}, hostile.graph_with(**{"services/billing/egress": [None]}),
@@ -562,6 +568,10 @@ CASES += [
     ("multicluster.gateway needing per-caller policy", ClusterCase("services.ledger.export",
                                                                    graph=_gateway_needing_per_caller_policy())),
     ("multicluster.cluster not in the graph", ClusterCase("mtls-mesh:cluster", east={"cluster": "north"})),
+    # tests/test_cluster_trust.py: west's prefix and cluster name east's intermediate mount.
+    ("multicluster.vault names meet the root's", ClusterCase(
+        "mtls-mesh:cluster", stack="dev-west", east={**_CLUSTER_VAULT, "vaultMountPrefix": "pki-west"},
+        west={**_CLUSTER_VAULT, "vaultMountPrefix": "pki"})),
 ]
 
 
