@@ -420,3 +420,148 @@ def graph_cross_edges(graph: ServiceGraph, peers: Mapping[str, Iterable[str]]) -
                 if c != d and d in peers.get(c, ()):
                     found.add((caller, c, callee, d, port))
     return found
+
+
+# ---- what a stack registered -----------------------------------------------------------------------------------------
+
+RELEASE = "multicluster-release"
+# [LC] templates/gateway-policy.yaml: what the chart's gateway admits until the program's patches narrow it.
+CHART_GATEWAY_IDENTITIES, CHART_GATEWAY_NETWORKS = ("*",), tuple(mc.OPEN_NETWORKS)
+# The gateway of a cluster that never applied has no load balancer address (TEST-NET-3): no Link can name it.
+UNPROVISIONED = "203.0.113.254"
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What exists of a cluster outside its registrations, once its stack applied: its `clusterNetworks` and
+    `clusterApiServer` (its stack file), and, from its last `up`, the `multicluster` output (its gateway's load
+    balancer address and the remote-access tokens its token controller wrote); `contract` None: never applied."""
+
+    networks: tuple[str, ...]
+    api_server: str
+    contract: Mapping[str, Any] | None
+
+
+def _release_values(registrations: Iterable[Any]) -> dict[str, Any] | None:
+    from harness import plain
+
+    found = [plain(r.inputs["values"]) for r in registrations if r.type == "kubernetes:helm.sh/v3:Release"
+             and plain(r.inputs).get("chart") == mc.CHART]
+    if len(found) > 1:
+        raise Unmodelled("two linkerd-multicluster releases in one cluster")
+    return found[0] if found else None
+
+
+def _kubeconfig(secret: Object) -> dict[str, Any]:
+    import base64
+    import json
+
+    return json.loads(base64.b64decode(secret["data"][mc.KUBECONFIG_KEY]))
+
+
+def registered_views(registered: Mapping[str, Iterable[Any]], applied: Mapping[str, Applied],
+                     exports: Mapping[str, Mapping[tuple[str, str], Mapping[str, str]]]
+                     ) -> tuple[dict[str, ClusterView], list[str]]:
+    """Each cluster as its registrations (cluster -> the Registrations of every stack applied there: a platform's and
+    its shards') make it, and the problems of its Links. What the registrations hold is read as applied: ConfigGroup
+    children, the NetworkPolicies as filled, the gateway's policy as the chart makes it ([LC] templates/gateway-policy.
+    yaml: `any-meshed` every identity, `source-cluster` every network) unless a CustomResourcePatch of the program
+    replaces it (forced server-side apply: the lists are atomic in the CRDs), the gateway's identity and
+    externalTrafficPolicy from the release's values ([LC] templates/gateway.yaml). `exports` are the Services' export
+    labels (the teams set them as MulticlusterPlan.exports lists: the one input not registered).
+
+    A Link works only if everything the controllers need holds: the credentials Secret it names (and for remote
+    discovery the destination controller's, in the control plane namespace, labelled with the peer's name: [L]
+    controller/api/destination/watcher/cluster_store.go), each a kubeconfig for the peer's API server whose token is
+    the one the peer's token controller wrote for this cluster's account, which the peer's release creates; a
+    gateway-mode mirror dials the peer's gateway address and expects its identity. A Link that does not is returned
+    as a problem, not as a link."""
+    from harness import UNKNOWN
+
+    objects, patches, values = {}, {}, {}
+    for cluster, registrations in registered.items():
+        registrations = [r for r in registrations if r.is_kubernetes]
+        values[cluster] = _release_values(registrations)
+        kept, patched = [], []
+        for registration in registrations:
+            if registration.type.startswith("kubernetes:helm.sh"):
+                continue
+            obj = registration.object()
+            if UNKNOWN in str(obj) and (obj.get("kind") in ("Server", "AuthorizationPolicy", "MeshTLSAuthentication",
+                                                             "NetworkAuthentication", "NetworkPolicy", "Link") or
+                                         obj.get("type") == mc.CREDENTIALS_SECRET_TYPE):
+                raise Unmodelled(f"{registration.name}: unknown in this preview: {obj}")
+            (patched if registration.type.endswith("Patch") else kept).append(obj)
+        objects[cluster], patches[cluster] = kept, patched
+    problems: list[str] = []
+    views = {}
+    for cluster in registered:
+        release = values[cluster]
+        gateway = None
+        if release is not None and release.get("gateway", {}).get("enabled", True):
+            if "identityTrustDomain" not in release:
+                raise Unmodelled(f"{cluster}: the release leaves identityTrustDomain to the chart's default")
+            own = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]): o for o in patches[cluster]}
+            any_meshed = own.get(("MeshTLSAuthentication", mc.NAMESPACE, mc.GATEWAY_IDENTITIES))
+            source = own.get(("NetworkAuthentication", mc.NAMESPACE, mc.GATEWAY_NETWORKS))
+            contract = applied[cluster].contract
+            addresses = list((contract or {}).get("gatewayAddresses") or ())
+            gateway = Gateway(
+                mc.gateway_identity(release["identityTrustDomain"], release.get("linkerdNamespace", "linkerd")),
+                addresses[0] if addresses else UNPROVISIONED,
+                tuple(any_meshed["spec"]["identities"]) if any_meshed else CHART_GATEWAY_IDENTITIES,
+                tuple(n["cidr"] for n in source["spec"]["networks"]) if source else CHART_GATEWAY_NETWORKS,
+                release["gateway"].get("serviceExternalTrafficPolicy") == "Local")
+        links = {}
+        linkerd_namespace = (release or {}).get("linkerdNamespace", "linkerd")
+        secrets = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objects[cluster]
+                   if o["kind"] == "Secret" and o.get("type") == mc.CREDENTIALS_SECRET_TYPE}
+        for link in (o for o in objects[cluster] if o["kind"] == "Link"):
+            spec = link["spec"]
+            peer = spec["targetClusterName"]
+
+            def refused(secret: Object | None) -> str | None:
+                """Why the peer's API server refuses this kubeconfig, or None."""
+                if secret is None:
+                    return "no such Secret"
+                target = applied.get(peer)
+                if target is None or target.contract is None:
+                    return f"{peer} has not applied: it has no API server account for {cluster}"
+                config = _kubeconfig(secret)
+                if config["clusters"][0]["cluster"]["server"] != target.api_server:
+                    return f"its server is not {peer}'s API server {target.api_server}"
+                issued = (target.contract.get("remoteAccessTokens") or {}).get(cluster)
+                accounts = str((values.get(peer) or {}).get("remoteMirrorServiceAccountName", "")).split(",")
+                if not issued or config["users"][0]["user"]["token"] != issued or \
+                        mc.remote_access_account(cluster) not in accounts:
+                    return f"its token is not the one {peer} issued for {mc.remote_access_account(cluster)}"
+                return None
+
+            mirror = secrets.get((mc.NAMESPACE, spec["clusterCredentialsSecret"]))
+            why = refused(mirror)
+            if why is not None:
+                problems.append(f"{cluster}: Link {peer}: {spec['clusterCredentialsSecret']}: {why}")
+                continue
+            destination = secrets.get((linkerd_namespace, spec["clusterCredentialsSecret"]))
+            direct = destination is not None and refused(destination) is None and \
+                destination["metadata"].get("labels", {}).get(mc.CLUSTER_NAME_LABEL) == peer and \
+                {mc.TRUST_DOMAIN_ANNOTATION, mc.CLUSTER_DOMAIN_ANNOTATION} <= set(
+                    destination["metadata"].get("annotations", {}))
+            dials = tuple(a for a in spec.get("gatewayAddress", "").split(",") if a)
+            if dials and spec.get("gatewayPort") != str(mc.GATEWAY_PORT):
+                problems.append(f"{cluster}: Link {peer}: gatewayPort {spec.get('gatewayPort')!r}")
+                dials = ()
+            links[peer] = LinkView(dials, spec.get("gatewayIdentity"), direct)
+        trust_domain = (release or {}).get("identityTrustDomain", "cluster.local")
+        views[cluster] = ClusterView(cluster, trust_domain, tuple(objects[cluster]), gateway,
+                                     exports.get(cluster, {}), links)
+    return views, problems
+
+
+def registered_calls(registered: Mapping[str, Iterable[Any]], applied: Mapping[str, Applied],
+                     exports: Mapping[str, Mapping[tuple[str, str], Mapping[str, str]]], graph: ServiceGraph, *,
+                     network: bool = True) -> tuple[set[tuple[str, ...]], list[str]]:
+    """`calls` of the clusters as registered (registered_views), and their Links' problems."""
+    views, problems = registered_views(registered, applied, exports)
+    networks = {cluster: tuple(a.networks) for cluster, a in applied.items()}
+    return calls(views, networks, graph, network=network), problems
