@@ -57,8 +57,9 @@ def _plain(value: Any) -> Any:
 
 
 def _text_keys(value: Any) -> Any:
-    if isinstance(value, Mapping) and not all(isinstance(k, str) for k in value):
-        return {k if isinstance(k, str) else repr(k): v for k, v in value.items()}
+    """A mapping whose keys json cannot write (tuples), keyed by their repr; any other value as it is."""
+    if isinstance(value, Mapping) and any(k is not None and not isinstance(k, (str, int, float)) for k in value):
+        return {k if k is None or isinstance(k, (str, int, float)) else repr(k): v for k, v in value.items()}
     return value
 
 

@@ -192,6 +192,35 @@ def test_without_network_policies_the_mesh_alone_admits_exactly_the_edges(enviro
                BOTH_WAYS)
 
 
+def test_the_checkers_gateway_is_the_one_the_registered_release_renders(runs, needs_shared):
+    """What registered_views takes from the release's values (the gateway's identity, whether it keeps the callers'
+    addresses, its pods' labels, and the chart's own `any-meshed`/`source-cluster` under the program's patches) is what
+    the pinned chart renders from those values."""
+    from harness import plain
+    from multicluster_access import CHART_GATEWAY_IDENTITIES, CHART_GATEWAY_NETWORKS, GATEWAY_POD_LABELS
+    from tools import render_chart
+
+    run = runs["east again"]
+    values = plain(run.named("multicluster-release").inputs["values"])
+    rendered = {(o["kind"], o["metadata"]["name"]): o for o in render_chart(mc.CHART, mc.CHART, mc.NAMESPACE, values)}
+    authorization = rendered[("AuthorizationPolicy", mc.GATEWAY_AUTHORIZATION)]["spec"]
+    assert authorization["targetRef"]["name"] == mc.GATEWAY_SERVER
+    assert {(r["kind"], r["name"]) for r in authorization["requiredAuthenticationRefs"]} == {
+        ("MeshTLSAuthentication", mc.GATEWAY_IDENTITIES), ("NetworkAuthentication", mc.GATEWAY_NETWORKS)}
+    assert tuple(rendered[("MeshTLSAuthentication", mc.GATEWAY_IDENTITIES)]["spec"]["identities"]) == \
+        CHART_GATEWAY_IDENTITIES
+    assert tuple(n["cidr"] for n in rendered[("NetworkAuthentication", mc.GATEWAY_NETWORKS)]["spec"]["networks"]) == \
+        CHART_GATEWAY_NETWORKS
+    assert rendered[("Deployment", mc.GATEWAY_NAME)]["spec"]["template"]["metadata"]["labels"] == GATEWAY_POD_LABELS
+    assert rendered[("Deployment", mc.GATEWAY_NAME)]["spec"]["template"]["spec"]["serviceAccountName"] == mc.GATEWAY_NAME
+    views, _ = registered_views({"east": run.registrations}, Environment().applied({}), {})
+    gateway = views["east"].gateway
+    assert gateway.identity == mc.identity(mc.GATEWAY_NAME, mc.NAMESPACE, values["identityTrustDomain"])
+    assert gateway.keeps_source == (rendered[("Service", mc.GATEWAY_NAME)]["spec"].get("externalTrafficPolicy") ==
+                                    "Local") is True
+    assert ("ServiceAccount", mc.remote_access_account("west")) in rendered
+
+
 # ---- a sharded east ----------------------------------------------------------------------------------------------------
 
 @contextlib.contextmanager
