@@ -15,8 +15,16 @@ must be the graph's cross-cluster edges between the clusters linked at that poin
   exactly the cross-cluster callers the checker finds that stack's own registrations admitting, `via gateway` where
   the gateway stands for them.
 
-The mutation tests run the program changed three ways (a widened gateway policy, a callee's remote identity dropped,
-a Link registered before its peer applied) and show the checks above fail."""
+- the verification canary every cluster stack exports for its peers' link checks: reached across each Link by exactly
+  verify-allowed. Its matrix rows do not name the peers' verify-allowed yet (the strict xfail below says where).
+
+The mutation tests run the program changed three ways and show the checks above fail:
+| mutation | fails |
+|---|---|
+| the gateway's `any-meshed` widened | the bring-up steps (mesh layer), the matrix check, in `up` and in a preview |
+| a callee's remote identity dropped (ledger's gateway identity) | the bring-up steps, the sharded check |
+| a Link registered before its peer applied | the bring-up steps (a Link the peer issued no token for), the canary check |
+The review's check fails without the peers' stack files among a cluster stack's inputs (deploy/changed_stacks.py)."""
 
 from __future__ import annotations
 
@@ -109,13 +117,13 @@ def step(runs: dict, name: str) -> tuple[dict, dict, set]:
     }[name]
 
 
-def expected_calls(environment: Environment, linked: set) -> set[tuple[str, ...]]:
+def expected_calls(environment: Environment, linked: set, graph=None) -> set[tuple[str, ...]]:
     """The graph's cross-cluster edges between the clusters linked (caller's cluster mirrors the callee's), each by
     the path its export mode gives."""
     peers: dict[str, list[str]] = {}
     for caller_cluster, callee_cluster in linked:
         peers.setdefault(caller_cluster, []).append(callee_cluster)
-    graph = environment.graph
+    graph = graph if graph is not None else environment.graph
     return {(*edge, THROUGH_GATEWAY if graph.services[edge[2]].export == mc.GATEWAY else DIRECT)
             for edge in graph_cross_edges(graph, peers)}
 
@@ -288,14 +296,16 @@ def matrix_cross_cluster(matrix: dict) -> set[tuple[str, str]]:
     return {(row, name) for row, entry in matrix.items() for name in entry.get("allowed", []) if "@" in name}
 
 
-def checker_cross_cluster(environment: Environment, cluster: str, registrations) -> set[tuple[str, str]]:
+def checker_cross_cluster(environment: Environment, cluster: str, registrations, graph=None,
+                          exports=None) -> set[tuple[str, str]]:
     """What the checker finds one cluster's registrations admitting from every other cluster's callers, named as the
     matrix names them: the callee side alone (the matrix says who may call, whether or not the caller linked yet), at
     the mesh layer (the matrix is the policy's)."""
     applied = environment.applied({})
-    views, _ = registered_views({cluster: registrations}, applied, environment.exports)
+    views, _ = registered_views({cluster: registrations}, applied, exports if exports is not None else
+                                environment.exports)
     networks = {c: a.networks for c, a in applied.items()}
-    graph = environment.graph
+    graph = graph if graph is not None else environment.graph
     found = set()
     for caller, caller_cluster, callee, callee_cluster, port, path in calls(views, networks, graph, network=False,
                                                                             links=False):
@@ -329,6 +339,76 @@ def test_a_sharded_stacks_matrices_together_name_exactly_what_they_admit(sharded
     merged = {**east.exports["accessMatrix"], **shard.exports["accessMatrix"]}
     check_matrix(environment, "east", [*east.registrations, *shard.registrations], merged)
     assert matrix_cross_cluster(merged)
+
+
+def canary_graph(clusters=tuple(STACKS)):
+    """The verification graph (plan/linkerd/verification.py) as every cluster stack runs it: the canary and its
+    clients in every cluster, the canary exported (remote-discovery, multicluster_verification.exported_canary)."""
+    from read.errors import Problems
+    from read.graph import parse_graph
+    from plan.linkerd import verification
+
+    document = {"clusters": {c: {} for c in clusters}, "namespaces": {verification.NAMESPACE: {}}, "services": {}}
+    for service in verification.verification_graph().services.values():
+        entry = {"namespace": service.namespace, "ports": [{"name": p.name, "port": p.number, "protocol": p.protocol}
+                                                           for p in service.ports]}
+        allowed = [e[0] for e in verification.verification_graph().edges() if e[1] == service.key]
+        if allowed:
+            entry.update(allow=sorted(set(allowed)), export=mc.REMOTE_DISCOVERY)
+        document["services"][service.key] = entry
+    problems = Problems()
+    graph = parse_graph(document, "verification", problems)
+    assert graph is not None, problems.items
+    return graph
+
+
+def registered_export_labels(registrations) -> dict[tuple[str, str], dict[str, str]]:
+    """The export labels of the Services a stack registers itself (the canary's)."""
+    found = {}
+    for registration in registrations:
+        # The verification component registers the canary's Service by its apiVersion and kind (components/k8s.py).
+        if registration.is_kubernetes and registration.object().get("kind") == "Service":
+            meta = registration.object()["metadata"]
+            labels = {k: v for k, v in meta.get("labels", {}).items() if k in (mc.EXPORTED, mc.FEDERATED)}
+            if labels:
+                found[(meta["namespace"], meta["name"])] = labels
+    return found
+
+
+@pytest.mark.parametrize("name", STEPS)
+def test_the_verification_canary_admits_exactly_verify_allowed_across_each_link(environment, runs, name):
+    """The canary every cluster stack exports for its peers' link checks: reached across a Link by exactly
+    verify-allowed (never verify-other), at both layers, from the registrations and the labels registered on it."""
+    check_canary(environment, *step(runs, name))
+
+
+def check_canary(environment: Environment, registered: dict, applied: dict, linked: set) -> None:
+    graph = canary_graph()
+    facts = environment.applied({c: contract_of(r) for c, r in applied.items()})
+    registrations = {c: r.registrations for c, r in registered.items()}
+    exports = {c: registered_export_labels(r) for c, r in registrations.items()}
+    assert all(exports.values())
+    expected = expected_calls(environment, linked, graph)
+    assert {call[0] for call in expected} <= {"verify-allowed"}
+    for network in (False, True):
+        found, problems = registered_calls(registrations, facts, exports, graph, network=network)
+        assert problems == [] and found == expected, {"extra": found - expected, "missing": expected - found}
+
+
+@pytest.mark.xfail(strict=True, reason="the verification matrix (plan/linkerd/verification.py, merged in plan/mesh.py "
+                   "build_plan) names the canary's callers without remote_names: the peers' verify-allowed, admitted "
+                   "by the same identity across each Link, are not listed as mtls-mesh-verify/verify-allowed@<peer>")
+@pytest.mark.parametrize("name", ["east again", "west"])
+def test_the_canary_rows_of_the_matrix_name_the_peers_clients(environment, runs, name):
+    run = runs[name]
+    cluster = "east" if run.stack == "dev-east" else "west"
+    graph = canary_graph()
+    admitted = checker_cross_cluster(environment, cluster, run.registrations, graph,
+                                     {cluster: registered_export_labels(run.registrations)})
+    assert admitted, "the checker finds the peer's verify-allowed admitted"
+    canary_rows = {(row, n) for row, n in matrix_cross_cluster(run.exports["accessMatrix"])
+                   if row.startswith("mtls-mesh-verify/")}
+    assert canary_rows == admitted
 
 
 def review_checkout(root: Path) -> Path:
@@ -478,3 +558,5 @@ def test_a_link_before_its_peer_applied_fails_the_bring_up_check(environment, mo
         check_step(environment, {"east": east}, {"east": east}, set())
     with pytest.raises(AssertionError, match="east has not applied"):
         check_step(environment, {"west": preview}, {}, set())
+    with pytest.raises(AssertionError, match="west has not applied"):
+        check_canary(environment, {"east": east}, {"east": east}, set())
