@@ -13,17 +13,18 @@ must be the graph's cross-cluster edges between the clusters linked at that poin
   networkPolicyEgress), and with a sharded east (the platform's and the shard's registrations together);
 - each stack's `accessMatrix` output (and what deploy/review_matrices.py shows in the pull request comment) names
   exactly the cross-cluster callers the checker finds that stack's own registrations admitting, `via gateway` where
-  the gateway stands for them.
-
+  the gateway stands for them;
 - the verification canary every cluster stack exports for its peers' link checks: reached across each Link by exactly
   verify-allowed. Its matrix rows do not name the peers' verify-allowed yet (the strict xfail below says where).
 
 The mutation tests run the program changed three ways and show the checks above fail:
+
 | mutation | fails |
 |---|---|
 | the gateway's `any-meshed` widened | the bring-up steps (mesh layer), the matrix check, in `up` and in a preview |
 | a callee's remote identity dropped (ledger's gateway identity) | the bring-up steps, the sharded check |
 | a Link registered before its peer applied | the bring-up steps (a Link the peer issued no token for), the canary check |
+
 The review's check fails without the peers' stack files among a cluster stack's inputs (deploy/changed_stacks.py)."""
 
 from __future__ import annotations
