@@ -46,7 +46,8 @@ from plan.shards import PLATFORM, SHARD, SINGLE, stack_scope  # noqa: E402
 from read.errors import SettingsError  # noqa: E402
 from read.settings import load_settings  # noqa: E402
 from read.settings_format import PROJECT, load_declarations  # noqa: E402
-from read.stack_files import read_stack_file, stack_file, stack_file_entries, stack_names  # noqa: E402
+from read.stack_files import (peer_reader, read_stack_file, stack_file, stack_file_entries,  # noqa: E402
+                              stack_names)
 
 # What runs, rather than what is compiled: a change here may change every stack's preview. The CI modules that
 # choose and render the previews are in it too, so a change to the choosing is itself previewed everywhere.
@@ -135,6 +136,16 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[:400]}{'...' if len(text) > 400 else ''}"
 
 
+def _named_stacks(config: dict[str, str]) -> list[str]:
+    """The other stacks whose files a stack's settings read: its clusterPeers and its meshRootStack."""
+    try:
+        peers = json.loads(config.get(f"{PROJECT}:clusterPeers", "[]") or "[]")
+    except ValueError:
+        peers = []
+    names = [*(peers if isinstance(peers, list) else []), config.get(f"{PROJECT}:meshRootStack", "")]
+    return sorted({n for n in names if isinstance(n, str) and re.fullmatch(r"[A-Za-z0-9_.-]+", n)})
+
+
 class Checkout:
     """One checkout of the repository, its stacks compiled on demand. `cache` (shared between checkouts) holds one
     compile per distinct input: the stack name, its config, and the content of every file or folder a setting names
@@ -178,6 +189,12 @@ class Checkout:
             for item in named:
                 hashed.update(f"\0{key}\0{item.relative_to(path.parent) if item != path else ''}\0".encode())
                 hashed.update(item.read_bytes())
+        # A cluster stack compiles its peers' stack files too (their clusters, networks, API servers): a change there
+        # is a change of its inputs.
+        for name in _named_stacks(file.config):
+            peer = self.root / "stacks" / f"Pulumi.{name}.yaml"
+            hashed.update(f"\0stack\0{name}\0".encode())
+            hashed.update(peer.read_bytes() if peer.is_file() else b"")
         return hashed.hexdigest()
 
     def compiled(self, file: StackFile):
@@ -194,8 +211,10 @@ class Checkout:
         try:
             declarations = self.declarations()
             config = {k: v for k, v in file.config.items() if k not in SHARD_KEYS or SHARD_KEYS[k] in declarations}
+            # A cluster stack reads its peers' stack files (clusterPeers, meshRootStack) beside its own, in this
+            # checkout: without them it does not compile, and the review would show no matrix of it.
             settings = load_settings(config, file.stack, secret_keys=file.secret_keys, project_dir=self.root,
-                                     declarations=declarations)
+                                     declarations=declarations, peers=peer_reader(self.root / "stacks", self.root))
             return settings, compile_mesh(settings), self.root
         except Exception as err:  # noqa: BLE001 - any checkout may hold anything; the reason names the error
             return Unreadable(f"stacks/Pulumi.{file.stack}.yaml does not compile: {_one_line(err)}")

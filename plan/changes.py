@@ -38,7 +38,8 @@ from read.settings import Secret, Settings
 def _plain(value: Any) -> Any:
     """What json cannot write itself, as plain data (the C encoder walks dicts, lists and tuples)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        # JSON keys are text: a field keyed by tuples (MulticlusterPlan.exports, by namespace and name) by their repr.
+        return {f.name: _text_keys(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Mapping):
         return {str(k): v for k, v in value.items()}
     if isinstance(value, (set, frozenset)):
@@ -53,6 +54,13 @@ def _plain(value: Any) -> Any:
     if " at 0x" in text:
         raise TypeError(f"{type(value).__name__} has no content to compare")
     return text
+
+
+def _text_keys(value: Any) -> Any:
+    """A mapping whose keys json cannot write (tuples), keyed by their repr; any other value as it is."""
+    if isinstance(value, Mapping) and any(k is not None and not isinstance(k, (str, int, float)) for k in value):
+        return {k if k is None or isinstance(k, (str, int, float)) else repr(k): v for k, v in value.items()}
+    return value
 
 
 def digest(value: Any, project_dir: str | None = None) -> str:

@@ -179,12 +179,72 @@ def gateway_addresses(plans: Mapping[str, Any]) -> dict[str, str]:
     return {cluster: f"192.0.2.{index + 1}" for index, cluster in enumerate(sorted(plans))}
 
 
-def _pods(plans: Mapping[str, Any], graph: ServiceGraph) -> tuple[dict[tuple[str, str], Pod], dict[str, Pod]]:
+@dataclass(frozen=True)
+class Gateway:
+    """A cluster's running gateway: its identity and load balancer address, whom its `any-meshed` and `source-cluster`
+    admit, and whether its Service keeps the callers' addresses (externalTrafficPolicy Local)."""
+
+    identity: str
+    address: str
+    identities: tuple[str, ...]
+    networks: tuple[str, ...]
+    keeps_source: bool
+
+
+@dataclass(frozen=True)
+class LinkView:
+    """How a cluster mirrors one peer: the gateway its Link dials (addresses, the identity it expects there; none:
+    no gateway-mode mirrors) and whether remote discovery works (the destination controller's credentials)."""
+
+    gateway_addresses: tuple[str, ...] = ()
+    gateway_identity: str | None = None
+    direct: bool = True
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """What the checker reads of one cluster: every policy object and NetworkPolicy in it (filled, as applied), its
+    gateway (None: none runs), the export labels of its Services, and the peers it mirrors (working Links only)."""
+
+    name: str
+    trust_domain: str
+    objects: tuple[Object, ...]
+    gateway: Gateway | None
+    exports: Mapping[tuple[str, str], Mapping[str, str]]
+    links: Mapping[str, LinkView]
+
+
+def plan_views(plans: Mapping[str, Any], addresses: Mapping[str, str] | None = None) -> dict[str, ClusterView]:
+    """The clusters as their compiled plans (cluster -> MeshPlan) would make them, each linked to every peer that
+    lists it back, the gateways at `addresses`."""
+    addresses = addresses if addresses is not None else gateway_addresses(plans)
+    objects = network_objects(plans, addresses)
+    views = {}
+    for cluster, plan in plans.items():
+        multicluster = plan.multicluster
+        patches = {o["kind"]: o for o in multicluster.gateway_policy}
+        gateway = None
+        if patches:
+            gateway = Gateway(
+                mc.gateway_identity(multicluster.cluster.trust_domain), addresses[cluster],
+                tuple(patches.get("MeshTLSAuthentication", {}).get("spec", {}).get("identities", [])),
+                tuple(n["cidr"] for n in patches.get("NetworkAuthentication", {}).get("spec", {}).get("networks", [])),
+                multicluster.chart_values["gateway"].get("serviceExternalTrafficPolicy") == "Local")
+        links = {}
+        for peer in multicluster.cluster.peers:
+            if peer.name in plans and cluster in {p.name for p in plans[peer.name].multicluster.cluster.peers}:
+                links[peer.name] = LinkView((addresses[peer.name],), mc.gateway_identity(peer.trust_domain))
+        views[cluster] = ClusterView(cluster, multicluster.cluster.trust_domain, tuple(objects[cluster]), gateway,
+                                     multicluster.exports, links)
+    return views
+
+
+def _pods(clusters: Iterable[str], networks: Mapping[str, Iterable[str]], graph: ServiceGraph
+          ) -> tuple[dict[tuple[str, str], Pod], dict[str, Pod]]:
     """(service key, cluster) -> its pod; cluster -> its gateway pod. Addresses from the cluster's first network."""
-    networks = cluster_networks(plans)
     pods, gateways = {}, {}
-    for cluster in plans:
-        hosts = ipaddress.ip_network(networks[cluster][0]).hosts()
+    for cluster in sorted(clusters):
+        hosts = ipaddress.ip_network(list(networks[cluster])[0]).hosts()
         gateways[cluster] = Pod(cluster, mc.NAMESPACE, tuple(GATEWAY_POD_LABELS.items()), str(next(hosts)))
         for service in sorted(graph.services.values(), key=lambda s: s.key):
             if service.runs_in(cluster):
@@ -206,90 +266,120 @@ def network_objects(plans: Mapping[str, Any], addresses: Mapping[str, str] | Non
     return found
 
 
-def cross_cluster_access(plans: Mapping[str, Any], graph: ServiceGraph, trust_domain: str, *,
-                         network: bool = True) -> set[tuple[str, ...]]:
-    """(caller key, caller cluster, callee key, callee cluster, port) for every cross-cluster call the objects of the
-    cluster plans (cluster -> MeshPlan) admit: at the mesh layer, and with `network` at the network layer too."""
-    identity_of = {s.key: mesh_identity(s.service_account, s.namespace, trust_domain) for s in graph.services.values()}
+def identity_admitted(identity: str, admitted: Iterable[str]) -> bool:
+    """Whether a MeshTLSAuthentication's identities admit one: exactly, `*` every identity, `*.<suffix>` every identity
+    under it (CRD policy_meshtls-authentication.yaml: "The `*` prefix can be used to match all identities in a
+    domain")."""
+    for entry in admitted:
+        if entry == identity or entry == "*" or (entry.startswith("*.") and identity.endswith(entry[1:])):
+            return True
+    return False
+
+
+DIRECT, THROUGH_GATEWAY = "direct", "gateway"
+
+
+def calls(views: Mapping[str, ClusterView], networks: Mapping[str, Iterable[str]], graph: ServiceGraph, *,
+          network: bool = True, links: bool = True) -> set[tuple[str, ...]]:
+    """(caller key, caller cluster, callee key, callee cluster, port, `direct` or `gateway`) for every cross-cluster
+    call the clusters' objects admit. The callees are the Servers of `views`; a caller runs in each cluster the graph
+    places it, with an address in `networks[cluster]`. `links`: the caller's cluster must mirror the callee's through
+    a working Link (a view of it in `views`); without, only the callee cluster's objects are read (its access matrix)
+    and every caller's cluster counts as linked. `network`: the NetworkPolicies too."""
+    clusters = set(networks)
+    pods, gateways = _pods(clusters, networks, graph)
+    layer = Network({cluster: view.objects for cluster, view in views.items()})
     server_of = {(s.namespace, port_object_name(s, p.name)): (s.key, p.name)
                  for s in graph.services.values() for p in s.ports}
-    networks = cluster_networks(plans)
-    addresses = gateway_addresses(plans)
-    pods, gateways = _pods(plans, graph)
-    layer = Network(network_objects(plans, addresses))
 
     def reaches(source: Pod, destination: Pod | Address, port: int) -> bool:
         return not network or layer.allows(source, destination, port)
 
-    def through_balancer(source: Pod, destination: Pod, port: int) -> bool:
+    def through_balancer(source: Pod | Address, destination: Pod, port: int) -> bool:
         return not network or layer.lets_in(source, destination, port)
 
     found: set[tuple[str, ...]] = set()
-    for callee_cluster, plan in plans.items():
-        multicluster = plan.multicluster
-        admitted = _admitted(plan.policy_objects())
-        gateway_id = mc.gateway_identity(multicluster.cluster.trust_domain)
-        gateway = gateways[callee_cluster]
-        patches = {o["kind"]: o for o in multicluster.gateway_policy}
-        gateway_ids = set(patches.get("MeshTLSAuthentication", {}).get("spec", {}).get("identities", []))
-        gateway_nets = [n["cidr"] for n in patches.get("NetworkAuthentication", {}).get("spec", {}).get("networks", [])]
-        peers = {p.name for p in multicluster.cluster.peers}
-        # Without externalTrafficPolicy Local the nodes masquerade a caller's address as their own.
-        keeps_source = multicluster.chart_values["gateway"].get("serviceExternalTrafficPolicy") == "Local"
-        servers = [o for o in plan.policy_objects() if o["kind"] == "Server" and
-                   (o["metadata"]["namespace"], o["metadata"]["name"]) in server_of]
-        for server in servers:
+    for callee_cluster, view in views.items():
+        admitted = _admitted(view.objects)
+        gateway, gateway_pod = view.gateway, gateways[callee_cluster]
+        for server in (o for o in view.objects if o["kind"] == "Server"):
             namespace, name = server["metadata"]["namespace"], server["metadata"]["name"]
+            if (namespace, name) not in server_of:
+                continue
             callee, port = server_of[(namespace, name)]
             service = graph.services[callee]
+            if (callee, callee_cluster) not in pods:
+                raise Unmodelled(f"{callee_cluster} holds a Server of {callee}, which the graph does not place there")
             number = service.port(port).number
             identities = admitted.get((namespace, name), set())
             policy = server["spec"].get("accessPolicy", "deny")
             target = pods[(callee, callee_cluster)]
-            labels = multicluster.exports.get((service.namespace, service.name))
+            labels = view.exports.get((service.namespace, service.name))
             # The gateway calls from inside the cluster, as itself.
-            forwards = bool(patches) and (gateway_id in identities or default_admits(
-                policy, True, gateway.ip, networks[callee_cluster])) and reaches(gateway, target, number)
-            for caller_cluster, caller_plan in plans.items():
-                if caller_cluster == callee_cluster or caller_cluster not in peers or \
-                        callee_cluster not in {p.name for p in caller_plan.multicluster.cluster.peers}:
-                    continue
+            forwards = gateway is not None and (identity_admitted(gateway.identity, identities) or default_admits(
+                policy, True, gateway_pod.ip, networks[callee_cluster])) and reaches(gateway_pod, target, number)
+            for caller_cluster in sorted(clusters - {callee_cluster}):
+                link = None
+                if links:
+                    link = views[caller_cluster].links.get(callee_cluster) if caller_cluster in views else None
+                    if link is None:
+                        continue
                 for caller in graph.services.values():
                     if not caller.runs_in(caller_cluster) or not graph.is_meshed(caller):
                         continue
                     source = pods[(caller.key, caller_cluster)]
-                    ident = identity_of[caller.key]
-                    direct = labels in EXPORTED_DIRECT and (ident in identities or default_admits(
-                        policy, True, source.ip, networks[callee_cluster])) and reaches(source, target, number)
-                    seen = source if keeps_source else Address(NODE_ADDRESS)
-                    through = forwards and ident in gateway_ids and any(_in(seen.ip, n) for n in gateway_nets) \
-                        and reaches(source, Address(addresses[callee_cluster]), mc.GATEWAY_PORT) \
-                        and through_balancer(seen, gateway, mc.GATEWAY_PORT)
-                    if direct or through:
-                        found.add((caller.key, caller_cluster, callee, callee_cluster, port))
+                    ident = mesh_identity(caller.service_account, caller.namespace,
+                                          views[caller_cluster].trust_domain if caller_cluster in views
+                                          else view.trust_domain)
+                    if labels in EXPORTED_DIRECT and (link is None or link.direct) and (
+                            identity_admitted(ident, identities) or default_admits(
+                                policy, True, source.ip, networks[callee_cluster])) and reaches(source, target, number):
+                        found.add((caller.key, caller_cluster, callee, callee_cluster, port, DIRECT))
+                    if not forwards or (link is not None and (gateway.address not in link.gateway_addresses or
+                                                              link.gateway_identity != gateway.identity)):
+                        continue
+                    seen = source if gateway.keeps_source else Address(NODE_ADDRESS)
+                    if identity_admitted(ident, gateway.identities) and any(_in(seen.ip, n) for n in gateway.networks) \
+                            and reaches(source, Address(gateway.address), mc.GATEWAY_PORT) \
+                            and through_balancer(seen, gateway_pod, mc.GATEWAY_PORT):
+                        found.add((caller.key, caller_cluster, callee, callee_cluster, port, THROUGH_GATEWAY))
     return found
 
 
-def network_sources(plans: Mapping[str, Any], graph: ServiceGraph) -> dict[tuple[str, str, str], set[str]]:
+def cross_cluster_access(plans: Mapping[str, Any], graph: ServiceGraph, trust_domain: str, *,
+                         network: bool = True) -> set[tuple[str, ...]]:
+    """(caller key, caller cluster, callee key, callee cluster, port) for every cross-cluster call the objects of the
+    cluster plans (cluster -> MeshPlan) admit: at the mesh layer, and with `network` at the network layer too."""
+    views = plan_views(plans)
+    assert all(view.trust_domain == trust_domain for view in views.values())
+    return {call[:5] for call in calls(views, cluster_networks(plans), graph, network=network)}
+
+
+def view_network_sources(views: Mapping[str, ClusterView], networks: Mapping[str, Iterable[str]],
+                         graph: ServiceGraph) -> dict[tuple[str, str, str], set[str]]:
     """(callee key, callee cluster, port) -> where the network layer of the callee's cluster admits cross-cluster
     connections to it from: a peer cluster's name (any address of its networks) or `gateway` (the local gateway pod).
     Only callees whose pod is isolated for ingress (a `deny` namespace with NetworkPolicies) are listed."""
-    networks = cluster_networks(plans)
-    pods, gateways = _pods(plans, graph)
-    layer = Network(network_objects(plans))
+    pods, gateways = _pods(networks, networks, graph)
+    layer = Network({cluster: view.objects for cluster, view in views.items()})
     found: dict[tuple[str, str, str], set[str]] = {}
     for (key, cluster), pod in pods.items():
-        if not layer._isolating(pod, "Ingress"):
+        if cluster not in views or not layer._isolating(pod, "Ingress"):
             continue
         for port in graph.services[key].ports:
             sources = found.setdefault((key, cluster, port.name), set())
             if layer._admits(pod, "Ingress", gateways[cluster], port.number):
                 sources.add("gateway")
-            for peer in plans:
+            for peer in networks:
                 if peer != cluster and any(layer._admits(pod, "Ingress", Address(str(host)), port.number)
                                            for host in _some_hosts(networks[peer])):
                     sources.add(peer)
     return found
+
+
+def network_sources(plans: Mapping[str, Any], graph: ServiceGraph) -> dict[tuple[str, str, str], set[str]]:
+    """view_network_sources of the cluster plans."""
+    return view_network_sources(plan_views(plans), cluster_networks(plans), graph)
 
 
 def _some_hosts(cidrs: Iterable[str]) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
@@ -330,3 +420,148 @@ def graph_cross_edges(graph: ServiceGraph, peers: Mapping[str, Iterable[str]]) -
                 if c != d and d in peers.get(c, ()):
                     found.add((caller, c, callee, d, port))
     return found
+
+
+# ---- what a stack registered -----------------------------------------------------------------------------------------
+
+RELEASE = "multicluster-release"
+# [LC] templates/gateway-policy.yaml: what the chart's gateway admits until the program's patches narrow it.
+CHART_GATEWAY_IDENTITIES, CHART_GATEWAY_NETWORKS = ("*",), tuple(mc.OPEN_NETWORKS)
+# The gateway of a cluster that never applied has no load balancer address (TEST-NET-3): no Link can name it.
+UNPROVISIONED = "203.0.113.254"
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What exists of a cluster outside its registrations, once its stack applied: its `clusterNetworks` and
+    `clusterApiServer` (its stack file), and, from its last `up`, the `multicluster` output (its gateway's load
+    balancer address and the remote-access tokens its token controller wrote); `contract` None: never applied."""
+
+    networks: tuple[str, ...]
+    api_server: str
+    contract: Mapping[str, Any] | None
+
+
+def _release_values(registrations: Iterable[Any]) -> dict[str, Any] | None:
+    from harness import plain
+
+    found = [plain(r.inputs["values"]) for r in registrations if r.type == "kubernetes:helm.sh/v3:Release"
+             and plain(r.inputs).get("chart") == mc.CHART]
+    if len(found) > 1:
+        raise Unmodelled("two linkerd-multicluster releases in one cluster")
+    return found[0] if found else None
+
+
+def _kubeconfig(secret: Object) -> dict[str, Any]:
+    import base64
+    import json
+
+    return json.loads(base64.b64decode(secret["data"][mc.KUBECONFIG_KEY]))
+
+
+def registered_views(registered: Mapping[str, Iterable[Any]], applied: Mapping[str, Applied],
+                     exports: Mapping[str, Mapping[tuple[str, str], Mapping[str, str]]]
+                     ) -> tuple[dict[str, ClusterView], list[str]]:
+    """Each cluster as its registrations (cluster -> the Registrations of every stack applied there: a platform's and
+    its shards') make it, and the problems of its Links. What the registrations hold is read as applied: ConfigGroup
+    children, the NetworkPolicies as filled, the gateway's policy as the chart makes it ([LC] templates/gateway-policy.
+    yaml: `any-meshed` every identity, `source-cluster` every network) unless a CustomResourcePatch of the program
+    replaces it (forced server-side apply: the lists are atomic in the CRDs), the gateway's identity and
+    externalTrafficPolicy from the release's values ([LC] templates/gateway.yaml). `exports` are the Services' export
+    labels (the teams set them as MulticlusterPlan.exports lists: the one input not registered).
+
+    A Link works only if everything the controllers need holds: the credentials Secret it names (and for remote
+    discovery the destination controller's, in the control plane namespace, labelled with the peer's name: [L]
+    controller/api/destination/watcher/cluster_store.go), each a kubeconfig for the peer's API server whose token is
+    the one the peer's token controller wrote for this cluster's account, which the peer's release creates; a
+    gateway-mode mirror dials the peer's gateway address and expects its identity. A Link that does not is returned
+    as a problem, not as a link."""
+    from harness import UNKNOWN
+
+    objects, patches, values = {}, {}, {}
+    for cluster, registrations in registered.items():
+        registrations = [r for r in registrations if r.is_kubernetes]
+        values[cluster] = _release_values(registrations)
+        kept, patched = [], []
+        for registration in registrations:
+            if registration.type.startswith("kubernetes:helm.sh"):
+                continue
+            obj = registration.object()
+            if UNKNOWN in str(obj) and (obj.get("kind") in ("Server", "AuthorizationPolicy", "MeshTLSAuthentication",
+                                                             "NetworkAuthentication", "NetworkPolicy", "Link") or
+                                         obj.get("type") == mc.CREDENTIALS_SECRET_TYPE):
+                raise Unmodelled(f"{registration.name}: unknown in this preview: {obj}")
+            (patched if registration.type.endswith("Patch") else kept).append(obj)
+        objects[cluster], patches[cluster] = kept, patched
+    problems: list[str] = []
+    views = {}
+    for cluster in registered:
+        release = values[cluster]
+        gateway = None
+        if release is not None and release.get("gateway", {}).get("enabled", True):
+            if "identityTrustDomain" not in release:
+                raise Unmodelled(f"{cluster}: the release leaves identityTrustDomain to the chart's default")
+            own = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]): o for o in patches[cluster]}
+            any_meshed = own.get(("MeshTLSAuthentication", mc.NAMESPACE, mc.GATEWAY_IDENTITIES))
+            source = own.get(("NetworkAuthentication", mc.NAMESPACE, mc.GATEWAY_NETWORKS))
+            contract = applied[cluster].contract
+            addresses = list((contract or {}).get("gatewayAddresses") or ())
+            gateway = Gateway(
+                mc.gateway_identity(release["identityTrustDomain"], release.get("linkerdNamespace", "linkerd")),
+                addresses[0] if addresses else UNPROVISIONED,
+                tuple(any_meshed["spec"]["identities"]) if any_meshed else CHART_GATEWAY_IDENTITIES,
+                tuple(n["cidr"] for n in source["spec"]["networks"]) if source else CHART_GATEWAY_NETWORKS,
+                release["gateway"].get("serviceExternalTrafficPolicy") == "Local")
+        links = {}
+        linkerd_namespace = (release or {}).get("linkerdNamespace", "linkerd")
+        secrets = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objects[cluster]
+                   if o["kind"] == "Secret" and o.get("type") == mc.CREDENTIALS_SECRET_TYPE}
+        for link in (o for o in objects[cluster] if o["kind"] == "Link"):
+            spec = link["spec"]
+            peer = spec["targetClusterName"]
+
+            def refused(secret: Object | None) -> str | None:
+                """Why the peer's API server refuses this kubeconfig, or None."""
+                if secret is None:
+                    return "no such Secret"
+                target = applied.get(peer)
+                if target is None or target.contract is None:
+                    return f"{peer} has not applied: it has no API server account for {cluster}"
+                config = _kubeconfig(secret)
+                if config["clusters"][0]["cluster"]["server"] != target.api_server:
+                    return f"its server is not {peer}'s API server {target.api_server}"
+                issued = (target.contract.get("remoteAccessTokens") or {}).get(cluster)
+                accounts = str((values.get(peer) or {}).get("remoteMirrorServiceAccountName", "")).split(",")
+                if not issued or config["users"][0]["user"]["token"] != issued or \
+                        mc.remote_access_account(cluster) not in accounts:
+                    return f"its token is not the one {peer} issued for {mc.remote_access_account(cluster)}"
+                return None
+
+            mirror = secrets.get((mc.NAMESPACE, spec["clusterCredentialsSecret"]))
+            why = refused(mirror)
+            if why is not None:
+                problems.append(f"{cluster}: Link {peer}: {spec['clusterCredentialsSecret']}: {why}")
+                continue
+            destination = secrets.get((linkerd_namespace, spec["clusterCredentialsSecret"]))
+            direct = destination is not None and refused(destination) is None and \
+                destination["metadata"].get("labels", {}).get(mc.CLUSTER_NAME_LABEL) == peer and \
+                {mc.TRUST_DOMAIN_ANNOTATION, mc.CLUSTER_DOMAIN_ANNOTATION} <= set(
+                    destination["metadata"].get("annotations", {}))
+            dials = tuple(a for a in spec.get("gatewayAddress", "").split(",") if a)
+            if dials and spec.get("gatewayPort") != str(mc.GATEWAY_PORT):
+                problems.append(f"{cluster}: Link {peer}: gatewayPort {spec.get('gatewayPort')!r}")
+                dials = ()
+            links[peer] = LinkView(dials, spec.get("gatewayIdentity"), direct)
+        trust_domain = (release or {}).get("identityTrustDomain", "cluster.local")
+        views[cluster] = ClusterView(cluster, trust_domain, tuple(objects[cluster]), gateway,
+                                     exports.get(cluster, {}), links)
+    return views, problems
+
+
+def registered_calls(registered: Mapping[str, Iterable[Any]], applied: Mapping[str, Applied],
+                     exports: Mapping[str, Mapping[tuple[str, str], Mapping[str, str]]], graph: ServiceGraph, *,
+                     network: bool = True) -> tuple[set[tuple[str, ...]], list[str]]:
+    """`calls` of the clusters as registered (registered_views), and their Links' problems."""
+    views, problems = registered_views(registered, applied, exports)
+    networks = {cluster: tuple(a.networks) for cluster, a in applied.items()}
+    return calls(views, networks, graph, network=network), problems
