@@ -39,7 +39,7 @@ from plan.cert_manager import (cert_manager_values, token_request_rbac,
 from plan.collisions import object_name_clashes, oversized_objects
 from read.durations import Duration
 from read.errors import Problem, SettingsError
-from read.graph import Service, collector_paused
+from read.graph import Service, collector_paused, mesh_identity
 from plan.linkerd.control_plane import (ROTATION_RESTART as LINKERD_ROTATION_RESTART, crds_values, control_plane_values,
                                         viz_values, webhook_ca_objects, webhook_certificate, webhooks)
 from plan.linkerd.namespaces import LINKERD_NAMESPACE, linkerd_namespace_object, viz_namespace_object, workload_namespace_object
@@ -50,7 +50,7 @@ from plan.trust import anchor_certificate_args, workload_certificate_args, workl
 from plan.preview_identity import PreviewPlan, preview_plan, vault_preview_policy, vault_preview_policy_name
 from plan.vault_pki import identity_issuer_policy, namespace_policy, token_reviewer_objects, workload_role_args
 from plan.linkerd.verification import check_jobs, namespace_object, on_demand_cronjobs, policy_objects, verification_matrix
-from plan.verification import canary_objects, service_accounts
+from plan.verification import ALLOWED as VERIFY_ALLOWED, canary_objects, service_accounts, verification_graph
 from plan.istio import alerts as istio_alerts, authorization as istio_authorization, namespaces as istio_namespaces
 from plan.istio import verification as istio_verification
 from plan.istio.authorization import MESH_CONFIG as ISTIO_MESH_CONFIG, PLACEMENT as ISTIO_PLACEMENT
@@ -479,7 +479,15 @@ def _self_signed_plan(settings: Settings) -> SelfSignedPlan | None:
         shares_root=settings.multicluster is not None and settings.multicluster.owns_mesh_root)
 
 
-def _verification_plan(settings: Settings) -> VerificationPlan | None:
+def _canary_remote_names(settings: Settings, cluster) -> dict[str, list[str]]:
+    """Who else the canary's verify-allowed identity stands for in a cluster stack: the verify-allowed of every peer
+    that links here, whose cross-link checks call this canary with that same identity (equal trust domains)."""
+    allowed = verification_graph().services[VERIFY_ALLOWED]
+    identity = mesh_identity(allowed.service_account, allowed.namespace, settings.trust_domain)
+    return {identity: sorted(f"{allowed.namespace}/{VERIFY_ALLOWED}@{peer.name}" for peer in cluster.linked_by)}
+
+
+def _verification_plan(settings: Settings, canary_names: Mapping[str, list[str]] | None = None) -> VerificationPlan | None:
     if not settings.verification.enabled:
         return None
     if _is_istio(settings):
@@ -495,7 +503,7 @@ def _verification_plan(settings: Settings) -> VerificationPlan | None:
         namespace=namespace_object(settings.rollout.default_policy), service_accounts=tuple(service_accounts()),
         policy=tuple(policy_objects(settings)), canary=tuple(canary_objects(settings.verification.server_image)),
         jobs=tuple(check_jobs(settings)), cronjobs=tuple(on_demand_cronjobs(settings)),
-        matrix=verification_matrix(settings))
+        matrix=verification_matrix(settings, canary_names))
 
 
 def with_rule_labels(group: Object, labels: Mapping[str, str]) -> Object:
@@ -551,7 +559,7 @@ def build_plan(settings: Settings) -> MeshPlan:
         settings = replace(settings, graph=cluster_view(settings.graph, cluster.name))
     namespaces = _namespace_plans(settings, remote, cross_cluster)
     policy = [obj for ns in namespaces.values() for obj in ns.policy]
-    verification = _verification_plan(settings)
+    verification = _verification_plan(settings, _canary_remote_names(settings, cluster) if multicluster else None)
     istio = _is_istio(settings)
     matrix = (istio_authorization.access_matrix(policy, settings.graph, settings.trust_domain) if istio
               else access_matrix(policy, settings.graph, settings.trust_domain, settings.policy.kubelet_networks,

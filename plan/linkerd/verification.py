@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import replace
-from typing import Any
+from typing import Any, Mapping
 
 from plan.linkerd.authorization import access_matrix, effective_policy, namespace_objects
 from read.graph import mesh_identity
@@ -103,6 +103,8 @@ def policy_objects(settings: Settings) -> list[dict[str, Any]]:
                              settings.trust_domain, settings.linkerd.viz)
 
 
-def verification_matrix(settings: Settings) -> dict[str, Any]:
+def verification_matrix(settings: Settings, remote_names: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
+    """The canary's rows of the access matrix; `remote_names` (a cluster stack): identity -> the callers of linked
+    clusters it stands for (the peers' verify-allowed carry the local one's identity across each Link)."""
     return access_matrix(policy_objects(settings), verification_graph(), settings.trust_domain,
-                         settings.policy.kubelet_networks)
+                         settings.policy.kubelet_networks, remote_names)
