@@ -475,6 +475,8 @@ def deny_networks_not_everything(args: StackValidationArgs, report: ReportViolat
 ISTIO_SECURITY = "kubernetes:security.istio.io/"
 ISTIO_NETWORKING = "kubernetes:networking.istio.io/"
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+# meshConfig.rootNamespace, by default istio-system (pkg/config/mesh/mesh.go [I]); the program keeps the default.
+ISTIO_ROOT_NAMESPACE = "istio-system"
 # istio.io/dry-run: parsed with strconv.ParseBool (pilot/pkg/security/authz/builder/builder.go `isDryRun` [I]).
 ISTIO_DRY_RUN = "istio.io/dry-run"
 _GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
@@ -612,21 +614,31 @@ def istio_deny_namespaces_closed(args: StackValidationArgs, report: ReportViolat
                        f"{', '.join(loose)} and no NetworkPolicy isolates the namespace's pods for ingress: only "
                        "proxy-free ports may go without mTLS, and only behind the namespace's NetworkPolicies")
         exempt = stack.plaintext_ports(namespace) if isolated else set()
-        for name, policy in stack.of(namespace, "AuthorizationPolicy"):
-            spec = _spec(policy)
-            if not _allow(spec) or _dry_run(policy):
+        _report_open_rules(stack, namespace, exempt, f"Istio deny namespace {namespace}", report)
+    # The root namespace's policies apply to every workload of the mesh (authorization_policy.proto [API]; the
+    # program writes none there): one that admits everyone opens every deny namespace, including those of the shards
+    # a platform cannot see.
+    _report_open_rules(stack, ISTIO_ROOT_NAMESPACE, set(),
+                       f"Istio root namespace {ISTIO_ROOT_NAMESPACE} (every workload of the mesh)", report)
+
+
+def _report_open_rules(stack: _IstioStack, namespace: str, exempt: set[str], where: str, report: ReportViolation) -> None:
+    """Every enforced ALLOW rule of the namespace that does not name its callers' principals one by one, unless it is
+    limited to `exempt` ports."""
+    for name, policy in stack.of(namespace, "AuthorizationPolicy"):
+        spec = _spec(policy)
+        if not _allow(spec) or _dry_run(policy):
+            continue
+        for index, rule in enumerate(spec.get("rules") or []):
+            sources = [entry.get("source") or {} for entry in rule.get("from") or []]
+            if sources and all(_exact_principals(source) for source in sources):
                 continue
-            for index, rule in enumerate(spec.get("rules") or []):
-                sources = [entry.get("source") or {} for entry in rule.get("from") or []]
-                if sources and all(_exact_principals(source) for source in sources):
-                    continue
-                ports = _rule_ports(rule)
-                if ports is not None and ports <= exempt:
-                    continue
-                what = "has no `from`" if not sources else "has a source that does not name principals one by one"
-                report(f"Istio deny namespace {namespace}: AuthorizationPolicy {name} rules[{index}] {what}, so it "
-                       f"admits callers the service graph does not name"
-                       + (f" on ports {', '.join(sorted(ports))}" if ports else " on every port"))
+            ports = _rule_ports(rule)
+            if ports is not None and ports <= exempt:
+                continue
+            what = "has no `from`" if not sources else "has a source that does not name principals one by one"
+            report(f"{where}: AuthorizationPolicy {name} rules[{index}] {what}, so it admits callers the service "
+                   "graph does not name" + (f" on ports {', '.join(sorted(ports))}" if ports else " on every port"))
 
 
 def istio_no_wildcard_principals(args: ResourceValidationArgs, report: ReportViolation) -> None:

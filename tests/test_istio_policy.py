@@ -165,6 +165,26 @@ def test_outside_deny_the_phase_admissions_and_dry_runs_are_the_rollouts():
         assert violations(run, BY_NAME["istio-deny-namespaces-closed"]) == []
 
 
+@pytest.mark.parametrize("stack", ["prod-single", "prod-payments"])
+def test_an_allow_all_in_the_root_namespace_is_caught(stack):
+    """A policy in istio-system applies to every workload of the mesh: it would open every deny namespace, the
+    shards' too, which the platform that would hold it cannot see."""
+    root = {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": "allow-all", "namespace": "istio-system"}, "spec": {"action": "ALLOW", "rules": [{}]}}
+    assert crafted(root)["istio-deny-namespaces-closed"] == [
+        "Istio root namespace istio-system (every workload of the mesh): AuthorizationPolicy allow-all rules[0] has no "
+        "`from`, so it admits callers the service graph does not name on every port"]
+
+    def into_root(registration, props):
+        meta = props.get("metadata") or {}
+        if registration.type.endswith(":AuthorizationPolicy") and meta.get("name") == "ledger-http":
+            meta["namespace"] = "istio-system"
+            props["spec"]["rules"][0].pop("from")
+        return props
+    assert any(f.startswith("Istio root namespace istio-system") for f in
+               violations(istio_run(stack), BY_NAME["istio-deny-namespaces-closed"], into_root))
+
+
 def test_a_shards_deny_namespace_is_judged_by_the_shard():
     shard = istio_run("prod-payments")
     found = violations(shard, BY_NAME["istio-deny-namespaces-closed"], edit(
