@@ -615,8 +615,9 @@ def istio_deny_namespaces_closed(args: StackValidationArgs, report: ReportViolat
                        "proxy-free ports may go without mTLS, and only behind the namespace's NetworkPolicies")
         exempt = stack.plaintext_ports(namespace) if isolated else set()
         _report_open_rules(stack, namespace, exempt, f"Istio deny namespace {namespace}", report)
-    # The root namespace's policies apply to every workload of the mesh (authorization_policy.proto [API]; the
-    # program writes none there): one that admits everyone opens every deny namespace, including those of the shards
+    # The root namespace's policies apply to every workload of the mesh (`RootNamespace`, "Policy in the root
+    # namespace applies to workloads in all namespaces", and `ListAuthorizationPolicies`,
+    # pilot/pkg/model/authorization.go [I]; the program writes none there): one that admits everyone opens every deny namespace, including those of the shards
     # a platform cannot see.
     _report_open_rules(stack, ISTIO_ROOT_NAMESPACE, set(),
                        f"Istio root namespace {ISTIO_ROOT_NAMESPACE} (every workload of the mesh)", report)
