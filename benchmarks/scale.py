@@ -66,7 +66,7 @@ def child(path: str, mesh: str = "linkerd") -> dict:
               + len(scoped_matrix(plan.egress_matrix, scope, settings.graph)))
     digests = contract_digests(plan, settings.graph)
     return {"seconds": time.perf_counter() - wall, "cpu": time.process_time() - cpu, "read_cpu": read_cpu,
-            "objects": len(plan.objects()), "namespaces": len(plan.namespaces), "shards": len(digests),
+            "mesh": plan.mesh, "objects": len(plan.objects()), "namespaces": len(plan.namespaces), "shards": len(digests),
             "shard_entries": scoped}
 
 
