@@ -613,6 +613,13 @@ def istio_deny_namespaces_closed(args: StackValidationArgs, report: ReportViolat
                 report(f"Istio deny namespace {namespace}: PeerAuthentication {name} accepts plaintext on ports "
                        f"{', '.join(loose)} and no NetworkPolicy isolates the namespace's pods for ingress: only "
                        "proxy-free ports may go without mTLS, and only behind the namespace's NetworkPolicies")
+        # A workload no enforced ALLOW policy selects admits everyone (authorization_policy.proto, evaluation step 3
+        # [API]): the namespace-wide allow-nothing is what makes every workload of the namespace default-deny.
+        if not any(not _selector(_spec(p)) and _allow(_spec(p)) and not _dry_run(p)
+                   for _, p in stack.of(namespace, "AuthorizationPolicy")):
+            report(f"Istio deny namespace {namespace} has no enforced namespace-wide ALLOW AuthorizationPolicy (the "
+                   "program's allow-nothing `spec: {}`, not a dry run): a workload no other ALLOW policy selects "
+                   "admits every caller")
         exempt = stack.plaintext_ports(namespace) if isolated else set()
         _report_open_rules(stack, namespace, exempt, f"Istio deny namespace {namespace}", report)
     # The root namespace's policies apply to every workload of the mesh (`RootNamespace`, "Policy in the root

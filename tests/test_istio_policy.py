@@ -82,6 +82,17 @@ def test_a_namespace_policy_that_admits_everyone_in_a_deny_namespace_is_caught(r
                for f in found), found
 
 
+@pytest.mark.parametrize("change", [
+    lambda props: props["metadata"].update(annotations={"istio.io/dry-run": "true"}),
+    lambda props: props["spec"].update(selector={"matchLabels": {"app": "nothing"}}),
+    lambda props: props["spec"].update(action="DENY"),
+])
+def test_a_deny_namespace_without_its_enforced_allow_nothing_default_is_caught(change):
+    """Without it, a workload that no per-port policy selects (a service without callers) admits every caller."""
+    found = closed("AuthorizationPolicy", "payments", "mtls-mesh-default", change)
+    assert any(f.startswith("Istio deny namespace payments has no enforced namespace-wide ALLOW") for f in found), found
+
+
 @pytest.mark.parametrize("principals", [["*"], ["cluster.local/ns/web/sa/*"], ["*/ns/web/sa/storefront"]])
 def test_a_port_policy_with_wildcard_principals_in_a_deny_namespace_is_caught(principals):
     def widen(props):
