@@ -173,6 +173,8 @@ def main(argv: list[str]) -> None:
             programs.append(measure("program", size, mesh))
             floors.append(measure("floor", programs[-1]["objects"]))
         program = programs[0]
+        if len({p["objects"] for p in programs}) > 1:  # the same graph must give the same objects in every run
+            print(f"  runs of {size} services emitted different object counts: {[p['objects'] for p in programs]}")
         seconds = median([p["seconds"] for p in programs])
         bare = median([f["seconds"] for f in floors])
         peak = median([p["peak_mib"] for p in programs])
