@@ -86,7 +86,8 @@ class ShardMocks(CountingMocks):
 
     def new_resource(self, args):
         if args.typ == "pulumi:pulumi:StackReference" and args.name.endswith(f"/{PLATFORM}") and self.outputs:
-            self.count += 1
+            with self.lock:
+                self.count += 1
             return f"{args.name}-id", {"name": args.name, "outputs": self.outputs, "secretOutputNames": []}
         return super().new_resource(args)
 
