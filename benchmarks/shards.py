@@ -4,6 +4,7 @@ the same mesh as a single stack (issue 24).
     venv/bin/python -m benchmarks.shards                      # 3,000, 10,000 and 20,000 services, 10 shards, median of 3
     venv/bin/python -m benchmarks.shards 3000 --shards 20 --runs 1
     venv/bin/python -m benchmarks.shards 10000 --namespaces 10000 --runs 1   # a namespace per service (issue 22)
+    venv/bin/python -m benchmarks.shards --mesh istio          # the same with `mesh: istio`
 
 Each size's synthetic graph (benchmarks/synthetic.py) gets `shard: shard-<nn>` on its namespaces, round robin, and the
 staging stack file `policyShards: true`. Each stack runs in a fresh process, as `pulumi up` does: the single stack (the
@@ -24,11 +25,13 @@ import resource
 import runpy
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import yaml
 
-from benchmarks.run import PROJECT_DIR, CountingMocks, _run, child_process, median, runs_option, stack_config
+from benchmarks.run import (PROJECT_DIR, CountingMocks, _run, child_process, median, mesh_config, mesh_option,
+                            runs_option, stack_config)
 from benchmarks.synthetic import synthetic_graph
 
 SIZES = (3000, 10000, 20000)
@@ -41,13 +44,14 @@ def sharded_graph(services: int, shards: int, namespaces: int | None) -> dict:
     return synthetic_graph(services, shards=shards, **({"namespaces": namespaces} if namespaces else {}))
 
 
-def write_project(directory: Path, services: int, shards: int, namespaces: int | None) -> None:
+def write_project(directory: Path, services: int, shards: int, namespaces: int | None, mesh: str = "linkerd") -> None:
     """The stacks directory the runs read: the platform's stack file pointing at the graph, and the first shard's."""
     graph_file = directory / "graph.yaml"
     graph_file.write_text(yaml.safe_dump(sharded_graph(services, shards, namespaces)))
     config = stack_config(PLATFORM)
     config.update({"mtls-mesh:serviceGraph": str(graph_file), "mtls-mesh:inboundPolicyOverrides": [],
                    "mtls-mesh:allowFilesOutsideProject": True, "mtls-mesh:policyShards": True})
+    config.update(mesh_config(mesh))  # strings, as stack_config hands every value
     # Each value as JSON, which the CLI's YAML reads as written (a string stays the string it is).
     lines = ["config:"]
     for key, value in config.items():
@@ -82,7 +86,8 @@ class ShardMocks(CountingMocks):
 
     def new_resource(self, args):
         if args.typ == "pulumi:pulumi:StackReference" and args.name.endswith(f"/{PLATFORM}") and self.outputs:
-            self.count += 1
+            with self.lock:
+                self.count += 1
             return f"{args.name}-id", {"name": args.name, "outputs": self.outputs, "secretOutputNames": []}
         return super().new_resource(args)
 
@@ -107,8 +112,10 @@ def child(role: str, directory: Path, contracts_file: Path) -> dict:
         count_groups(args)
         return original(args)
     mocks.new_resource = new_resource
+    cpu = time.process_time()
     seconds = _run(lambda: runpy.run_path(str(PROJECT_DIR / "__main__.py"), run_name="__main__"), stack, config, mocks)
-    return {"registered": mocks.count, "resources": mocks.count + sum(grouped), "seconds": seconds}
+    return {"registered": mocks.count, "resources": mocks.count + sum(grouped), "seconds": seconds,
+            "cpu": time.process_time() - cpu}
 
 
 def measure(role: str, directory: Path, contracts_file: Path) -> dict:
@@ -131,25 +138,27 @@ def main(argv: list[str]) -> None:
     runs, argv = runs_option(argv)
     shards, argv = _option(argv, "--shards", SHARDS)
     namespaces, argv = _option(argv, "--namespaces", None)
+    mesh, argv = mesh_option(argv)
     sizes = [int(a) for a in argv] or list(SIZES)
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, median of {runs} runs, {shards} shards"
+    print(f"mesh {mesh}, python {sys.version.split()[0]}, {os.cpu_count()} CPUs, median of {runs} runs, {shards} shards"
           + (f", {namespaces} namespaces" if namespaces else ""), flush=True)
-    print(f"{'services':>8} {'stack':>9} {'registered':>10} {'resources':>9} {'seconds':>8} {'peak MiB':>8}")
+    print(f"{'services':>8} {'stack':>9} {'registered':>10} {'resources':>9} {'seconds':>8} {'CPU s':>6} {'peak MiB':>8}")
     medians: dict[tuple[int, str], float] = {}
     for size in sizes:
         directory = Path(tempfile.mkdtemp(prefix="mtls-mesh-shards-"))
-        write_project(directory, size, shards, namespaces)
+        write_project(directory, size, shards, namespaces, mesh)
         contracts_file = directory / "contracts.json"
         contracts_file.write_text(json.dumps(applied_outputs(directory)))
         for role in ("single", "platform", "shard"):
             results = [measure(role, directory, contracts_file) for _ in range(runs)]
             seconds = median([r["seconds"] for r in results])
-            medians[(size, role)] = seconds
+            medians[(size, role)] = median([r["cpu"] for r in results])
             print(f"{size:>8} {role:>9} {results[0]['registered']:>10} {results[0]['resources']:>9} {seconds:>8.2f} "
+                  f"{medians[(size, role)]:>6.2f} "
                   f"{median([r['peak_mib'] for r in results]):>8.0f}", flush=True)
     for role in ("single", "platform", "shard"):
         if (10000, role) in medians and (20000, role) in medians:
-            print(f"growth {role}: time(20000) / time(10000) = "
+            print(f"growth {role}: CPU s(20000) / CPU s(10000) = "
                   f"{medians[(20000, role)] / medians[(10000, role)]:.2f} (linear is 2)")
 
 

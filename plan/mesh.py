@@ -491,14 +491,14 @@ def _verification_plan(settings: Settings, canary_names: Mapping[str, list[str]]
     if not settings.verification.enabled:
         return None
     if _is_istio(settings):
-        # The same canary, accounts and clients; Istio's namespace label, policy and Jobs. Its matrix entries are
-        # not added: the canary is no graph service, and Istio's access matrix is read from the graph's objects.
+        # The same canary, accounts and clients; Istio's namespace label, policy, Jobs and matrix rows.
         return VerificationPlan(
             namespace=istio_verification.namespace_object(), service_accounts=tuple(service_accounts()),
             policy=tuple(istio_verification.policy_objects(settings)),
             canary=tuple(canary_objects(settings.verification.server_image)),
             jobs=tuple(istio_verification.check_jobs(settings)),
-            cronjobs=tuple(istio_verification.on_demand_cronjobs(settings)), matrix={})
+            cronjobs=tuple(istio_verification.on_demand_cronjobs(settings)),
+            matrix=istio_verification.verification_matrix(settings))
     return VerificationPlan(
         namespace=namespace_object(settings.rollout.default_policy), service_accounts=tuple(service_accounts()),
         policy=tuple(policy_objects(settings)), canary=tuple(canary_objects(settings.verification.server_image)),

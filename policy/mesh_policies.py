@@ -467,6 +467,298 @@ def deny_networks_not_everything(args: StackValidationArgs, report: ReportViolat
                 report(f"deny namespace {namespace}: NetworkPolicy {name} admits ingress from an ipBlock that {why}")
 
 
+# --- Istio (`mesh: istio`, plan/istio/) -------------------------------------------------------------------------------
+# Sources: istio/istio 1.29.6 (7019d6d3608e4995e9a36d2977cfec3a341431cd) [I], istio/api 1.29.6
+# (1092f7f897896b437df36d8d0df85728706022f2) [API], the pinned charts under shared/upstream/charts/istio-1.29.6 [IC].
+# Every served version of a kind counts (v1, v1beta1; v1alpha3 for networking): a hand edit may use any of them
+# (base/files/crd-all.gen.yaml [IC]).
+ISTIO_SECURITY = "kubernetes:security.istio.io/"
+ISTIO_NETWORKING = "kubernetes:networking.istio.io/"
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+# meshConfig.rootNamespace, by default istio-system (pkg/config/mesh/mesh.go [I]); the program keeps the default.
+ISTIO_ROOT_NAMESPACE = "istio-system"
+# istio.io/dry-run: parsed with strconv.ParseBool (pilot/pkg/security/authz/builder/builder.go `isDryRun` [I]).
+ISTIO_DRY_RUN = "istio.io/dry-run"
+_GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")  # str(False) is "False" too
+# The charts whose Service is istio-csr's: the Service takes the chart's name (istio-csr _helpers.tpl `.Chart.Name`,
+# templates/service.yaml: port 443 -> 6443, cert-manager/istio-csr v0.17.0 d8fadec3b039).
+ISTIOD_CHART = "istiod"
+ISTIO_CSR_CHART = "cert-manager-istio-csr"
+ISTIO_CSR_SERVICE_PORT = 443
+# What lets a source through without naming an identity one by one: `*` patterns (StringMatcherWithPrefix,
+# pilot/pkg/security/authz/matcher/string.go [I]), every account of a namespace, an account in ANY trust domain
+# (`serviceAccountRegex`, pilot/pkg/security/authz/model/generator.go [I]), and negations (everyone but a few).
+_BROAD_SOURCE_FIELDS = ("namespaces", "serviceAccounts", "notPrincipals", "notNamespaces", "notServiceAccounts")
+
+
+def _istio(resource_type: str, api: str, kind: str) -> bool:
+    return resource_type.startswith(api) and resource_type.endswith(f":{kind}")
+
+
+def _dry_run(props: Any) -> bool:
+    return (_metadata(props).get("annotations") or {}).get(ISTIO_DRY_RUN) in _GO_TRUE
+
+
+def _allow(spec: Any) -> bool:
+    return (spec.get("action") or "ALLOW") == "ALLOW"
+
+
+def _selector(spec: Any) -> dict[str, Any]:
+    return dict((spec.get("selector") or {}).get("matchLabels") or {})
+
+
+def _exact_principals(source: Any) -> bool:
+    """A source that admits only identities named one by one: principals, none a pattern, and nothing broader."""
+    principals = source.get("principals") or []
+    return bool(principals) and not any("*" in p for p in principals) and \
+        not any(field in source for field in _BROAD_SOURCE_FIELDS)
+
+
+class _IstioStack:
+    """The Istio objects of a stack by namespace, and which namespaces are in `deny`.
+
+    The phase is not on an Istio namespace (plan/istio/namespaces.py); it is in its policy, so a namespace is known for
+    a deny one by what plan/istio/authorization.py builds only under deny: the namespace-wide allow-nothing
+    AuthorizationPolicy (`spec: {}`, enforced: an ALLOW policy without rules matches nothing, builder.go
+    `rbacPolicyMatchNever` [I]), a Sidecar selecting a workload (per-workload egress) or a ServiceEntry. A hand edit
+    that turns the allow-nothing policy into `rules: [{}]` leaves the Sidecars, so the namespace stays judged. A shard,
+    which holds no Namespace, knows its namespaces the same way."""
+
+    def __init__(self, resources: Iterable[Any]):
+        self.objects: dict[str, dict[str, list[tuple[str, Any]]]] = {}
+        self.deny: set[str] = set()
+        self.releases: dict[str, Any] = {}
+        for resource in resources:
+            props, rtype = resource.props, resource.resource_type
+            if rtype == HELM_RELEASE:
+                self.releases[props.get("chart")] = props
+                continue
+            if not rtype.startswith((ISTIO_SECURITY, ISTIO_NETWORKING, "kubernetes:networking.k8s.io/")):
+                continue
+            kind = rtype.rsplit(":", 1)[-1]
+            meta = _metadata(props)
+            namespace, spec = meta.get("namespace"), _spec(props)
+            self.objects.setdefault(namespace, {}).setdefault(kind, []).append((meta.get("name"), props))
+            if kind == "AuthorizationPolicy" and rtype.startswith(ISTIO_SECURITY) and not _selector(spec) \
+                    and "rules" not in spec and _allow(spec) and not spec.get("targetRef") \
+                    and not spec.get("targetRefs") and not _dry_run(props):
+                self.deny.add(namespace)
+            if rtype.startswith(ISTIO_NETWORKING) and (kind == "ServiceEntry" or
+                                                       (kind == "Sidecar" and spec.get("workloadSelector"))):
+                self.deny.add(namespace)
+
+    def of(self, namespace: str, kind: str) -> list[tuple[str, Any]]:
+        return sorted(self.objects.get(namespace, {}).get(kind, []), key=lambda item: str(item[0]))
+
+    def isolated(self, namespace: str) -> bool:
+        """Whether a NetworkPolicy selects every pod of the namespace for ingress (what guards a port without mTLS)."""
+        return any(not _selects_some(p) and "Ingress" in (_spec(p).get("policyTypes") or ["Ingress"])
+                   for _, p in self.of(namespace, "NetworkPolicy"))
+
+    def plaintext_ports(self, namespace: str) -> set[str]:
+        """Ports a workload-scope PeerAuthentication sets to DISABLE or PERMISSIVE (portLevelMtls, keyed by the target
+        port; read from the workload-scope policy only: ComposePeerAuthentication,
+        pilot/pkg/security/authn/policy_applier.go [I])."""
+        return {str(port) for _, pa in self.of(namespace, "PeerAuthentication") if _selector(_spec(pa))
+                for port, setting in (_spec(pa).get("portLevelMtls") or {}).items()
+                if (setting or {}).get("mode") in ("DISABLE", "PERMISSIVE")}
+
+
+def _rule_ports(rule: Any) -> set[str] | None:
+    """The ports every `to` of a rule is limited to, or None when some `to` (or the rule) takes every port."""
+    tos = rule.get("to") or []
+    if not tos:
+        return None
+    ports: set[str] = set()
+    for to in tos:
+        listed = (to.get("operation") or {}).get("ports")
+        if not listed:
+            return None
+        ports.update(str(p) for p in listed)
+    return ports
+
+
+def istio_deny_namespaces_closed(args: StackValidationArgs, report: ReportViolation) -> None:
+    """In an Istio deny namespace: mTLS is STRICT for the namespace and no workload turns it off, and every enforced
+    ALLOW rule names its callers' principals one by one. An ALLOW rule without `from` (`rules: [{}]` is allow-all:
+    model.go `New`/`Generate` [I]), or whose source has no principals, admits every caller; `*` admits every
+    authenticated one. The one exception is the program's own for proxy-free ports (`meshed: false` services,
+    `skipInboundPorts`): a workload PeerAuthentication's portLevelMtls DISABLE on them, and an ALLOW rule limited to
+    those ports, where no sidecar can check an identity; allowed only while a NetworkPolicy isolates every pod of the
+    namespace, as the program's do (docs/istio-authorization.md, "The mapping")."""
+    stack = _IstioStack(args.resources)
+    for namespace in sorted(stack.deny):
+        namespace_wide = [(name, pa) for name, pa in stack.of(namespace, "PeerAuthentication") if not _selector(_spec(pa))]
+        if not namespace_wide:
+            report(f"Istio deny namespace {namespace} has no namespace-wide PeerAuthentication: the mesh default, "
+                   "PERMISSIVE, accepts plaintext; add one with mtls.mode STRICT")
+        for name, pa in namespace_wide:
+            mode = (_spec(pa).get("mtls") or {}).get("mode")
+            if mode != "STRICT":
+                report(f"Istio deny namespace {namespace}: PeerAuthentication {name} is {mode or 'UNSET'}, not STRICT: "
+                       "plaintext callers, who carry no identity, get in")
+        isolated = stack.isolated(namespace)
+        for name, pa in stack.of(namespace, "PeerAuthentication"):
+            spec = _spec(pa)
+            if not _selector(spec):
+                continue
+            mode = (spec.get("mtls") or {}).get("mode")
+            if mode in ("DISABLE", "PERMISSIVE"):
+                report(f"Istio deny namespace {namespace}: PeerAuthentication {name} sets mtls.mode {mode} for the "
+                       "workloads it selects: plaintext callers get in")
+            loose = sorted(p for p, s in (spec.get("portLevelMtls") or {}).items()
+                           if (s or {}).get("mode") in ("DISABLE", "PERMISSIVE"))
+            if loose and not isolated:
+                report(f"Istio deny namespace {namespace}: PeerAuthentication {name} accepts plaintext on ports "
+                       f"{', '.join(loose)} and no NetworkPolicy isolates the namespace's pods for ingress: only "
+                       "proxy-free ports may go without mTLS, and only behind the namespace's NetworkPolicies")
+        # A workload no enforced ALLOW policy selects admits everyone (authorization_policy.proto, evaluation step 3
+        # [API]): the namespace-wide allow-nothing is what makes every workload of the namespace default-deny.
+        if not any(not _selector(_spec(p)) and _allow(_spec(p)) and not _dry_run(p)
+                   for _, p in stack.of(namespace, "AuthorizationPolicy")):
+            report(f"Istio deny namespace {namespace} has no enforced namespace-wide ALLOW AuthorizationPolicy (the "
+                   "program's allow-nothing `spec: {}`, not a dry run): a workload no other ALLOW policy selects "
+                   "admits every caller")
+        exempt = stack.plaintext_ports(namespace) if isolated else set()
+        _report_open_rules(stack, namespace, exempt, f"Istio deny namespace {namespace}", report)
+    # The root namespace's policies apply to every workload of the mesh (`RootNamespace`, "Policy in the root
+    # namespace applies to workloads in all namespaces", and `ListAuthorizationPolicies`,
+    # pilot/pkg/model/authorization.go [I]; the program writes none there): one that admits everyone opens every deny namespace, including those of the shards
+    # a platform cannot see.
+    _report_open_rules(stack, ISTIO_ROOT_NAMESPACE, set(),
+                       f"Istio root namespace {ISTIO_ROOT_NAMESPACE} (every workload of the mesh)", report)
+
+
+def _report_open_rules(stack: _IstioStack, namespace: str, exempt: set[str], where: str, report: ReportViolation) -> None:
+    """Every enforced ALLOW rule of the namespace that does not name its callers' principals one by one, unless it is
+    limited to `exempt` ports."""
+    for name, policy in stack.of(namespace, "AuthorizationPolicy"):
+        spec = _spec(policy)
+        if not _allow(spec) or _dry_run(policy):
+            continue
+        for index, rule in enumerate(spec.get("rules") or []):
+            sources = [entry.get("source") or {} for entry in rule.get("from") or []]
+            if sources and all(_exact_principals(source) for source in sources):
+                continue
+            ports = _rule_ports(rule)
+            if ports is not None and ports <= exempt:
+                continue
+            what = "has no `from`" if not sources else "has a source that does not name principals one by one"
+            report(f"{where}: AuthorizationPolicy {name} rules[{index}] {what}, so it admits callers the service "
+                   "graph does not name" + (f" on ports {', '.join(sorted(ports))}" if ports else " on every port"))
+
+
+def istio_no_wildcard_principals(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """No ALLOW AuthorizationPolicy (dry run or not: a dry run is what the next phase enforces) admits identities by
+    pattern: a principal with `*` (prefix or suffix match, string.go [I]), `namespaces` (every account of a namespace),
+    `serviceAccounts` (that account in any trust domain: `serviceAccountRegex`, generator.go [I]), or a negation
+    (everyone but a few). The documented exception is the phase admission of all-authenticated and
+    cluster-authenticated namespaces: `principals: ["*"]` alone, in a policy with no selector (any authenticated
+    caller of the namespace, as Linkerd's phase of the same name; judged under deny by istio-deny-namespaces-closed)."""
+    if not _istio(args.resource_type, ISTIO_SECURITY, "AuthorizationPolicy"):
+        return
+    spec = _spec(args.props)
+    if not _allow(spec):
+        return
+    meta = _metadata(args.props)
+    broad = []
+    for index, rule in enumerate(spec.get("rules") or []):
+        for entry in rule.get("from") or []:
+            source = entry.get("source") or {}
+            principals = list(source.get("principals") or [])
+            phase_admission = principals == ["*"] and not _selector(spec)
+            broad += [f"rules[{index}] principal {p!r}" for p in principals if "*" in p and not phase_admission]
+            broad += [f"rules[{index}] {field} {list(source[field])}" for field in _BROAD_SOURCE_FIELDS if field in source]
+    if broad:
+        report(f"AuthorizationPolicy {meta.get('namespace')}/{meta.get('name')} admits identities by pattern "
+               f"({'; '.join(broad)}): list the callers' principals (<trustDomain>/ns/<ns>/sa/<sa>) in the service graph")
+
+
+def _wide_host(host: str) -> bool:
+    """A Sidecar or ServiceEntry host that stands for every host, or every host under a top-level domain."""
+    return host == "*" or (host.startswith("*.") and "." not in host[2:])
+
+
+def istio_deny_egress_closed(args: StackValidationArgs, report: ReportViolation) -> None:
+    """In an Istio deny namespace nothing opens egress to everywhere at the mesh layer: no Sidecar with
+    `outboundTrafficPolicy: ALLOW_ANY` (it replaces the mesh's REGISTRY_ONLY, pilot/pkg/model/sidecar.go [I]) or an
+    egress host `<ns>/*` (every host), and no ServiceEntry for every host of a top-level domain, for half an address
+    family or more, or exported beyond its namespace (a Sidecar elsewhere could then name it). REGISTRY_ONLY is no
+    firewall (networking/v1alpha3/sidecar.proto [API]), the NetworkPolicies are; this keeps the per-workload egress
+    configuration what the graph declares."""
+    stack = _IstioStack(args.resources)
+    for namespace in sorted(stack.deny):
+        for name, sidecar in stack.of(namespace, "Sidecar"):
+            spec = _spec(sidecar)
+            if (spec.get("outboundTrafficPolicy") or {}).get("mode") == "ALLOW_ANY":
+                report(f"Istio deny namespace {namespace}: Sidecar {name} sets outboundTrafficPolicy ALLOW_ANY: its "
+                       "workloads reach any host")
+            wide = [h for listener in spec.get("egress") or [] for h in listener.get("hosts") or []
+                    if h.partition("/")[0] != "~" and _wide_host(h.partition("/")[2])]
+            if wide:
+                report(f"Istio deny namespace {namespace}: Sidecar {name} names every host ({', '.join(wide)}): list "
+                       "the workload's callees and egress hosts")
+        for name, entry in stack.of(namespace, "ServiceEntry"):
+            spec = _spec(entry)
+            wide = [h for h in spec.get("hosts") or [] if _wide_host(h)]
+            if wide:
+                report(f"Istio deny namespace {namespace}: ServiceEntry {name} is for every host under {', '.join(wide)}")
+            addresses = [a for a in spec.get("addresses") or [] if "/" in str(a)]
+            why = _too_wide([(a, ()) for a in addresses]) if addresses else None
+            if why:
+                report(f"Istio deny namespace {namespace}: ServiceEntry {name} {why}")
+            exported = spec.get("exportTo")
+            if exported is None or any(e not in (".", namespace) for e in exported):
+                report(f"Istio deny namespace {namespace}: ServiceEntry {name} is exported to "
+                       f"{list(exported) if exported is not None else 'every namespace (the default)'}: export it to "
+                       "its own namespace (`exportTo: [\".\"]`)")
+
+
+def _istiod_values(props: Any) -> dict[str, Any]:
+    """The istiod chart's values as its templates see them: `.pilot` merged over the top level
+    (templates/zzy_descope_legacy.yaml `mustMergeOverwrite $.Values (index $.Values "pilot")` [IC])."""
+    def merge(base: Any, over: Any) -> Any:
+        # Props arrive behind pulumi-policy's proxy, which is a mapping but no dict.
+        if hasattr(base, "items") and hasattr(over, "items"):
+            return {**dict(base.items()), **{k: merge(base.get(k), v) for k, v in over.items()}}
+        return over if over is not None else base
+    values = props.get("values") or {}
+    return merge(values, values.get("pilot") or {})
+
+
+def istiod_uses_istio_csr_and_registry_only(args: StackValidationArgs, report: ReportViolation) -> None:
+    """istiod's own CA is off and every proxy asks istio-csr for its certificate, and the mesh's outbound policy is
+    REGISTRY_ONLY. `ENABLE_CA_SERVER` defaults to true, and so does a value strconv.ParseBool refuses
+    (pilot/pkg/features/pilot.go, pkg/env/var.go `BoolVar.Lookup` [I]); with it istiod would mint
+    identities from its own self-signed root beside the operator's chain (`maybeCreateCA`, pilot/pkg/bootstrap/
+    server.go [I]). `global.caAddress` becomes every proxy's CA_ADDR (files/injection-template.yaml [IC]): anything but
+    istio-csr's Service sends the CSRs elsewhere. The mesh's outbound mode defaults to ALLOW_ANY
+    (pkg/config/mesh/mesh.go [I]); the program sets REGISTRY_ONLY in every phase (namespaces that do not enforce keep
+    ALLOW_ANY by their own Sidecar), because a platform stack does not see its shards' phases."""
+    stack = _IstioStack(args.resources)
+    istiod = stack.releases.get(ISTIOD_CHART)
+    if istiod is None:
+        return
+    values = _istiod_values(istiod)
+    ca_server = (values.get("env") or {}).get("ENABLE_CA_SERVER")
+    if str(ca_server) not in _GO_FALSE:
+        report(f"istiod runs its own CA (env.ENABLE_CA_SERVER {ca_server!r}): set it to \"false\", so that only "
+               "istio-csr, under the mesh's anchors, signs workload certificates")
+    csr = stack.releases.get(ISTIO_CSR_CHART)
+    wanted = f"{ISTIO_CSR_CHART}.{csr.get('namespace')}.svc:{ISTIO_CSR_SERVICE_PORT}" if csr is not None else None
+    address = (values.get("global") or {}).get("caAddress")
+    if wanted is None:
+        report(f"istiod is deployed without istio-csr ({ISTIO_CSR_CHART}): its proxies have no CA of the mesh's chain")
+    elif address != wanted:
+        report(f"istiod's global.caAddress is {address!r}, not istio-csr's Service {wanted!r}: the proxies would send "
+               "their certificate requests elsewhere")
+    mode = ((values.get("meshConfig") or {}).get("outboundTrafficPolicy") or {}).get("mode", "ALLOW_ANY")
+    if mode != "REGISTRY_ONLY":
+        report(f"istiod's meshConfig.outboundTrafficPolicy is {mode}: set REGISTRY_ONLY (namespaces that do not "
+               "enforce yet keep ALLOW_ANY by their own Sidecar)")
+
+
 POLICIES = [
     ResourceValidationPolicy(
         name="workload-namespaces-injected",
@@ -512,5 +804,25 @@ POLICIES = [
         description="Private keys appear only in Pulumi-secret Kubernetes Secrets (or their own key resource, or where "
                     "the program hands its own key to pulumi-tls to sign with).",
         validate=key_material_only_in_secrets),
+    StackValidationPolicy(
+        name="istio-deny-namespaces-closed",
+        description="In Istio deny namespaces mTLS is STRICT (plaintext only on proxy-free ports behind NetworkPolicy) "
+                    "and every enforced ALLOW rule names its callers' principals one by one.",
+        validate=istio_deny_namespaces_closed),
+    ResourceValidationPolicy(
+        name="istio-no-wildcard-principals",
+        description="No Istio ALLOW AuthorizationPolicy admits identities by pattern (`*` principals, namespaces, "
+                    "serviceAccounts, negations), but a namespace-wide phase admission `principals: [\"*\"]`.",
+        validate=istio_no_wildcard_principals),
+    StackValidationPolicy(
+        name="istio-deny-egress-closed",
+        description="In Istio deny namespaces no Sidecar allows any host (ALLOW_ANY, `*`) and no ServiceEntry is for "
+                    "every host or address or exported beyond its namespace.",
+        validate=istio_deny_egress_closed),
+    StackValidationPolicy(
+        name="istiod-uses-istio-csr-and-registry-only",
+        description="istiod's CA is off, its proxies' caAddress is istio-csr's Service, and the mesh's outbound policy "
+                    "is REGISTRY_ONLY.",
+        validate=istiod_uses_istio_csr_and_registry_only),
 ]
 DEFAULT_ENFORCEMENT = EnforcementLevel.MANDATORY

@@ -6,6 +6,7 @@ is run here for real against local servers answering every way the canary's side
 from __future__ import annotations
 
 import http.server
+import ipaddress
 import os
 import socket
 import socketserver
@@ -22,9 +23,13 @@ from conformance import _to_jsonschema, unknown_fields, validate_object
 from istio_settings import TRUST_DOMAIN, settings_of
 from tools import CHART_PATHS, CHARTS, curl
 from plan.istio.names import NAMESPACE_INJECTION_LABEL, POD_INJECTION_LABEL
+from istio_conformance import Cluster, Pod
+from test_istio_authorization import check_access_matrix
+from plan.istio.authorization import SIDECAR_LABEL
 from plan.istio.verification import (CHECK_SCRIPT, NATIVE_SIDECAR_ANNOTATION, check_jobs, policy_objects,
-                                     verification_objects)
-from plan.verification import ALLOWED, CANARY, CANARY_PORT, CLIENTS, NAMESPACE, OTHER, UNMESHED, expectation
+                                     verification_matrix, verification_objects)
+from plan.verification import (ALLOWED, CANARY, CANARY_PORT, CLIENTS, NAMESPACE, OTHER, UNMESHED, canary_objects,
+                               expectation, verification_graph)
 
 PHASES = ("deny", "audit", "all-authenticated", "cluster-authenticated", "all-unauthenticated", "cluster-unauthenticated")
 
@@ -63,35 +68,61 @@ def test_every_object_validates(phase, needs_shared):
     for obj in objects:
         problems = validate_istio(obj) if obj["apiVersion"].endswith("istio.io/v1") else validate_object(obj)
         assert problems == [], f"{obj['kind']} {obj['metadata']['name']}: {problems}"
-    broken = dict(policy_objects(settings_in("deny"))[1])
-    broken["spec"] = {**broken["spec"], "rule": broken["spec"]["rules"]}
+    (canary,) = [o for o in policy_objects(settings_in("deny")) if o["spec"].get("rules")]
+    broken = {**canary, "spec": {**canary["spec"], "rule": canary["spec"]["rules"]}}
     assert validate_istio(broken), "the schema check finds a misspelled field"
     assert not [o for o in objects if o["kind"] == "NetworkPolicy"], "a refusal must come from Istio, not the network"
 
 
-def admitted(objects, client: str, trust_domain: str) -> bool:
-    """Istio's decision for a client of the canary, from the emitted objects alone (reference A2): a plaintext caller
-    never gets past STRICT; with no ALLOW policy on the workload everything that arrives is allowed; otherwise a rule
-    must match the caller's principal (a plaintext caller has none) and the port."""
-    mode = next(o["spec"]["mtls"]["mode"] for o in objects if o["kind"] == "PeerAuthentication")
-    meshed = client != UNMESHED
-    if mode == "STRICT" and not meshed:
-        return False
-    allows = [o for o in objects if o["kind"] == "AuthorizationPolicy" and o["spec"].get("action", "ALLOW") == "ALLOW"
-              and o["spec"]["selector"]["matchLabels"].items() <= {"app": CANARY}.items()]
-    if not allows:
-        return True
-    principal = f"{trust_domain}/ns/{NAMESPACE}/sa/{client}" if meshed else None
-    return any(principal in source["source"].get("principals", [])
-               and str(CANARY_PORT) in [p for to in rule.get("to", []) for p in to["operation"].get("ports", [])]
-               for policy in allows for rule in policy["spec"].get("rules", []) for source in rule.get("from", []))
+def pods(settings) -> dict[str, Pod]:
+    """The canary and each client as pods, labelled as their Deployment and Jobs label them (plus the injector's label
+    where a sidecar is injected), at addresses inside the cluster networks."""
+    network = ipaddress.ip_network(next(c for c in settings.policy.cluster_networks if ":" not in c))
+    found = {}
+    for index, (name, labels) in enumerate(
+            [(CANARY, canary_objects("x")[0]["spec"]["template"]["metadata"]["labels"]),
+             *((client, job["spec"]["template"]["metadata"]["labels"]) for client, job in
+               zip(CLIENTS, check_jobs(settings)))]):
+        sidecar = name != UNMESHED
+        found[name] = Pod(name, NAMESPACE, {**labels, **(SIDECAR_LABEL if sidecar else {})}, name,
+                          str(network.network_address + 10 + index), sidecar,
+                          f"{CANARY}.{NAMESPACE}.svc.cluster.local" if name == CANARY else "")
+    return found
 
 
 @pytest.mark.parametrize("phase", PHASES)
 def test_the_policy_admits_exactly_what_the_phase_promises(phase):
-    objects = policy_objects(settings_in(phase))
+    """Decided by tests/istio_conformance.py's evaluator from the emitted objects alone (Istio's order, PeerAuthentication
+    scopes, dry runs), for each client as its Job runs: what each check expects."""
+    settings = settings_in(phase)
+    cluster = Cluster(policy_objects(settings), TRUST_DOMAIN)
+    pod = pods(settings)
     for client in CLIENTS:
-        assert admitted(objects, client, TRUST_DOMAIN) == (expectation(client, phase) == "allow"), (client, phase)
+        assert cluster.mesh_allows(pod[client], pod[CANARY], CANARY_PORT) == (expectation(client, phase) == "allow"), \
+            (client, phase)
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_the_canarys_matrix_rows_are_what_the_evaluator_finds(phase):
+    """The canary's `accessMatrix` rows (one per port of the canary and of its clients, as Linkerd's) read back from
+    the objects, checked entry by entry against the evaluator as the graph's are; under deny the canary admits exactly
+    `verify-allowed`."""
+    settings = settings_in(phase)
+    objects = policy_objects(settings)
+    matrix = verification_matrix(settings)
+    assert set(matrix) == {f"{NAMESPACE}/{name}:http" for name in (CANARY, ALLOWED, OTHER)}
+    check_access_matrix(objects, verification_graph(), settings.policy, TRUST_DOMAIN)
+    if phase == "deny":
+        assert matrix[f"{NAMESPACE}/{CANARY}:http"] == {"allowed": [f"{NAMESPACE}/{ALLOWED}"], "others": "denied"}
+    assert not {o["kind"] for o in objects} & {"Sidecar", "ServiceEntry", "NetworkPolicy"}, \
+        "verify-other's Sidecar would drop its call before the canary's authorization refuses it"
+
+
+def test_the_canarys_rows_are_in_the_plans_access_matrix():
+    from plan.mesh import compile_mesh
+    settings = settings_in("deny", mesh="istio", linkerdViz=False)
+    matrix = compile_mesh(settings).access_matrix
+    assert {k: v for k, v in matrix.items() if k.startswith(f"{NAMESPACE}/")} == verification_matrix(settings)
 
 
 def test_injection_is_istios_label_and_jobs_use_native_sidecars():

@@ -20,6 +20,8 @@ from istio_conformance import Cluster, validate_istio_object
 from istio_settings import settings_of
 from plan.istio import names
 from plan.istio.authorization import access_matrix
+from plan.linkerd.verification import verification_graph
+from read.settings import VERIFICATION_NAMESPACE
 from read.errors import SettingsError
 
 ISTIO = {"mesh": "istio"}
@@ -214,9 +216,18 @@ def test_registered_policy_admits_exactly_the_graphs_edges(stack):
                    if graph.services[s].namespace in deny for p in graph.services[s].ports
                    if cluster.allows(pods[c], pods[s], p.number)}
         assert allowed == {e for e in graph.edges() if graph.services[e[1]].namespace in deny}
-    # The exported matrices, merged over the environment's stacks, are the one read from these objects.
+    # The exported matrices, merged over the environment's stacks, are the one read from these objects, and the
+    # canary's rows read from the canary namespace's registered objects (on the canary's graph), as Linkerd's are.
     exported = {k: v for run in runs for k, v in run.exports["accessMatrix"].items()}
-    assert exported == json.loads(json.dumps(access_matrix(objects, graph, settings.trust_domain)))
+    read_back = access_matrix(objects, graph, settings.trust_domain)
+    canary = [o for run in runs for o in run.objects() if o["kind"] in POLICY_KINDS
+              and o["metadata"].get("namespace") == VERIFICATION_NAMESPACE]
+    if settings.verification.enabled:
+        assert canary
+        read_back.update(access_matrix(canary, verification_graph(), settings.trust_domain))
+        assert read_back[f"{VERIFICATION_NAMESPACE}/canary:http"]["others"] == \
+            ("audit" if settings.rollout.default_policy == "audit" else "denied")
+    assert exported == json.loads(json.dumps(read_back))
 
 
 @pytest.mark.parametrize("stack", ISTIO_STACKS)

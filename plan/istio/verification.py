@@ -15,10 +15,14 @@ mesh-neutral (the canary Deployment and Service, the ServiceAccounts, `expectati
 - a refusal: a meshed caller outside the ALLOW policy gets Envoy's 403 `RBAC: access denied`; a caller without a proxy
   meets STRICT mTLS on the TCP connection, which the sidecar accepts and then closes without an HTTP answer (curl
   exit 52 or 56), whereas a connection that cannot be made at all (DNS, refused, timeout) proves nothing and is retried;
-- the policy: PeerAuthentication STRICT in the phases that require identity, PERMISSIVE otherwise, and under `deny` an
-  ALLOW AuthorizationPolicy admitting exactly the allowed client's principal on the canary's port. These are written
-  here in the shape plan/istio/authorization.py (branch istio-policy) is to give every service; once merged, building
-  them with that module (as the Linkerd check uses authorization.namespace_objects) makes the check exercise it.
+- the policy: built by plan/istio/authorization.py `namespace_objects` on the canary's graph (the canary admitting
+  exactly `verify-allowed`, plan/linkerd/verification.py `verification_graph`), as the Linkerd check builds its own
+  with Linkerd's, so the check exercises the code path every graph service's policy takes: the namespace's
+  PeerAuthentication (STRICT where the phase needs an identity), its phase policy (allow-nothing under deny, dry runs
+  under audit) and the canary's ALLOW on its port for the allowed client's principal. Without the egress objects: a
+  refusal must come from the canary's authorization, and verify-other's own Sidecar (`~/*`: it calls no one in the
+  graph) would have its sidecar drop the request before the canary could refuse it. The canary's rows of the
+  `accessMatrix` are read back from these objects (`verification_matrix`), as the graph's are.
 
 pulumi-kubernetes waits for a Job and fails the update when it fails (provider/pkg/await/job.go), so a mesh that does
 not enforce fails `pulumi up` with the Job's output.
@@ -28,20 +32,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from typing import Any
 
+from plan.istio.authorization import access_matrix, namespace_objects
 from plan.istio.names import (ISTIO_CHART_VERSION, NAMESPACE_INJECTION_LABEL, POD_INJECTION_LABEL)
 from plan.objects import metadata
 from plan.verification import (ALLOWED, CANARY, CANARY_PORT, JUDGE_ADMISSION, LABEL, NAMESPACE, REQUIRE_AUTHORIZATION,
                                REQUIRE_IDENTITY, UNMESHED, canary_objects, check_container, cronjobs, jobs,
-                               service_accounts)
+                               service_accounts, verification_graph)
 from read.graph import spiffe_id
 from read.settings import Settings
 
-SECURITY_API = "security.istio.io/v1"
 NATIVE_SIDECAR_ANNOTATION = "sidecar.istio.io/nativeSidecar"
-# The canary's Deployment labels its pods app=canary (plan/linkerd/verification.py canary_objects).
-CANARY_SELECTOR = {"app": CANARY}
+# The canary namespace's egress objects, left out (see the module's docstring).
+EGRESS_KINDS = ("Sidecar", "ServiceEntry")
 
 # The check each client runs (POSIX sh and curl). It retries while no TCP connection can be made (the canary may still
 # be starting; curl exit 6 DNS, 7 refused, 28 timeout), then judges the first answer. A connection the server side
@@ -94,25 +99,20 @@ def namespace_object() -> dict[str, Any]:
             "metadata": metadata(NAMESPACE, labels={LABEL: "true", NAMESPACE_INJECTION_LABEL: "enabled"})}
 
 
-def principal(client: str, trust_domain: str) -> str:
-    """AuthorizationPolicy's form of a SPIFFE ID: without `spiffe://` (reference A2)."""
-    return spiffe_id(client, NAMESPACE, trust_domain).removeprefix("spiffe://")
-
-
 def policy_objects(settings: Settings) -> list[dict[str, Any]]:
-    """The canary namespace's mTLS mode, and under `deny` the canary's ALLOW policy: exactly the allowed client."""
-    phase = settings.rollout.default_policy
-    mode = "STRICT" if phase in REQUIRE_IDENTITY else "PERMISSIVE"
-    objects: list[dict[str, Any]] = [
-        {"apiVersion": SECURITY_API, "kind": "PeerAuthentication", "metadata": metadata("default", NAMESPACE),
-         "spec": {"mtls": {"mode": mode}}}]
-    if phase in REQUIRE_AUTHORIZATION:
-        objects.append({
-            "apiVersion": SECURITY_API, "kind": "AuthorizationPolicy", "metadata": metadata(CANARY, NAMESPACE),
-            "spec": {"selector": {"matchLabels": dict(CANARY_SELECTOR)}, "action": "ALLOW",
-                     "rules": [{"from": [{"source": {"principals": [principal(ALLOWED, settings.trust_domain)]}}],
-                                "to": [{"operation": {"ports": [str(CANARY_PORT)]}}]}]}})
-    return objects
+    """The canary namespace's authorization objects, built as every graph namespace's are, in the stack's default
+    phase: no NetworkPolicies (a refusal must come from Istio) and no Sidecars or ServiceEntries (see the module's
+    docstring)."""
+    access = replace(settings.policy, network_policies=False)
+    return [obj for obj in namespace_objects(verification_graph(), NAMESPACE, settings.rollout.default_policy, access,
+                                             settings.trust_domain)
+            if obj["kind"] not in EGRESS_KINDS]
+
+
+def verification_matrix(settings: Settings) -> dict[str, Any]:
+    """The canary's and its clients' rows of the `accessMatrix`, read back from the objects above as the graph's are
+    (plan/istio/authorization.py `access_matrix`), in the Linkerd path's shape."""
+    return access_matrix(policy_objects(settings), verification_graph(), settings.trust_domain)
 
 
 def job_template(client: str, settings: Settings) -> dict[str, Any]:
