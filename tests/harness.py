@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import copy
 import datetime
 import functools
 import gc
@@ -458,6 +459,23 @@ def steady_outputs(stack: str, config: dict[str, str], secret_keys: Iterable[str
     return {HOLDERS_OUTPUT: next_holders(None, owners(settings.graph, True, stack))}
 
 
+REPOSITORY_STACKS = stack_files.STACKS_DIR
+# Whether a shard's run may take its platform's outputs from unchanged_run instead of running the platform again:
+# conftest turns it on for each test that patches nothing (uses no monkeypatch), since a patched plan or component
+# would change what the platform exports.
+SHARE_UNCHANGED_RUNS = False
+_unchanged_runs: dict[str, "Run"] = {}
+
+
+def unchanged_run(stack: str) -> "Run":
+    """`run_program(stack)` of the stack file as the repository holds it, once per session (the program is
+    deterministic under the mocks: the same stack file gives the same run). Callers must not change what it returns."""
+    assert stack_files.STACKS_DIR == REPOSITORY_STACKS, "a changed stacks/ is not the repository's"
+    if stack not in _unchanged_runs:
+        _unchanged_runs[stack] = run_program(stack)
+    return _unchanged_runs[stack]
+
+
 def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set_config: dict[str, Any] | None = None,
                 unset: Iterable[str] = (), secrets: Iterable[str] = (), graph: dict[str, Any] | None = None,
                 tmp_path: Path | None = None, previous_outputs: dict[str, Any] | None = None,
@@ -516,7 +534,12 @@ def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set
         previous_outputs = steady_outputs(stack, base, secret_keys)
     if platform and platform_outputs is None:
         # The platform as it is applied; no stack file (a bad platformStack): the program says so, with no outputs.
-        platform_outputs = run_program(platform).exports if stack_file(platform).is_file() else {}
+        if not stack_file(platform).is_file():
+            platform_outputs = {}
+        elif SHARE_UNCHANGED_RUNS and stack_files.STACKS_DIR == REPOSITORY_STACKS:
+            platform_outputs = copy.deepcopy(unchanged_run(platform).exports)
+        else:
+            platform_outputs = run_program(platform).exports
     mocks = (mocks_factory or RecordingMocks)(previous_outputs)
     if platform:
         mocks.references = {platform: platform_outputs}
