@@ -16,6 +16,7 @@ import copy
 import datetime
 import functools
 import gc
+import inspect
 import json
 import math
 import runpy
@@ -39,6 +40,9 @@ SHARED_DIR = PROJECT_DIR.parent / "shared"
 PROJECT = "mtls-mesh"
 SECRET_SIG = rpc._special_sig_key
 SECRET_VALUE_SIG = rpc._special_secret_sig
+# libyaml's parser when PyYAML has it: the same documents as yaml.safe_load_all, several times faster on the megabytes
+# of CRDs the tests read.
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 if str(PROJECT_DIR) not in sys.path:
     sys.path.insert(0, str(PROJECT_DIR))
@@ -264,7 +268,7 @@ def config_group_children(group: Registration) -> list[Registration]:
     project_stack, _, rest = group.urn.rpartition("::")[0].rpartition("::")
     qualified_type = group.urn.split("::")[2]
     children = []
-    for obj in yaml.load_all(manifest, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    for obj in yaml.load_all(manifest, Loader=YAML_LOADER):
         if not obj:
             continue
         api_group, _, version = obj["apiVersion"].rpartition("/")
@@ -460,9 +464,9 @@ def steady_outputs(stack: str, config: dict[str, str], secret_keys: Iterable[str
 
 
 REPOSITORY_STACKS = stack_files.STACKS_DIR
-# Whether a shard's run may take its platform's outputs from unchanged_run instead of running the platform again:
-# conftest turns it on for each test that patches nothing (uses no monkeypatch), since a patched plan or component
-# would change what the platform exports.
+# Whether `run_program(stack)` of an unchanged stack file (and a shard's read of its platform's outputs) may be a copy
+# of unchanged_run's instead of a new run: conftest turns it on for each test that patches nothing (uses no
+# monkeypatch), since a patched plan or component would change what the program registers.
 SHARE_UNCHANGED_RUNS = False
 _unchanged_runs: dict[str, "Run"] = {}
 
@@ -472,11 +476,24 @@ def unchanged_run(stack: str) -> "Run":
     deterministic under the mocks: the same stack file gives the same run). Callers must not change what it returns."""
     assert stack_files.STACKS_DIR == REPOSITORY_STACKS, "a changed stacks/ is not the repository's"
     if stack not in _unchanged_runs:
-        _unchanged_runs[stack] = run_program(stack)
+        _unchanged_runs[stack] = _run_program(stack)
     return _unchanged_runs[stack]
 
 
-def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set_config: dict[str, Any] | None = None,
+def _may_share(stack: str) -> bool:
+    return SHARE_UNCHANGED_RUNS and stack_files.STACKS_DIR == REPOSITORY_STACKS and stack_file(stack).is_file()
+
+
+def run_program(stack: str = "dev", **changes: Any) -> "Run":
+    """Run `__main__.py` for a stack (see _run_program for the changes it takes). With no changes, in a test that
+    patches nothing, a copy of the stack's unchanged run (unchanged_run): a test may change its copy freely."""
+    unchanged = all(value == _UNCHANGED.get(name, ...) for name, value in changes.items() if name != "tmp_path")
+    if unchanged and _may_share(stack):
+        return copy.deepcopy(unchanged_run(stack))
+    return _run_program(stack, **changes)
+
+
+def _run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set_config: dict[str, Any] | None = None,
                 unset: Iterable[str] = (), secrets: Iterable[str] = (), graph: dict[str, Any] | None = None,
                 tmp_path: Path | None = None, previous_outputs: dict[str, Any] | None = None,
                 mocks_factory: Any = None, preview: bool = False, state: "Run | Iterable[str]" = (),
@@ -536,8 +553,6 @@ def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set
         # The platform as it is applied; no stack file (a bad platformStack): the program says so, with no outputs.
         if not stack_file(platform).is_file():
             platform_outputs = {}
-        elif SHARE_UNCHANGED_RUNS and stack_files.STACKS_DIR == REPOSITORY_STACKS:
-            platform_outputs = copy.deepcopy(unchanged_run(platform).exports)
         else:
             platform_outputs = run_program(platform).exports
     mocks = (mocks_factory or RecordingMocks)(previous_outputs)
@@ -568,3 +583,8 @@ def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set
         if _sync_await(output.is_secret()):
             secret_exports.add(name)
     return Run(stack, base, monitor.registrations, exports, frozenset(secret_exports), preview)
+
+
+# _run_program's changes at their defaults: a call with these (tmp_path aside) runs the stack file as it is.
+_UNCHANGED = {name: parameter.default for name, parameter in inspect.signature(_run_program).parameters.items()
+              if parameter.kind is inspect.Parameter.KEYWORD_ONLY}
