@@ -469,6 +469,8 @@ REPOSITORY_STACKS = stack_files.STACKS_DIR
 # monkeypatch), since a patched plan or component would change what the program registers.
 SHARE_UNCHANGED_RUNS = False
 _unchanged_runs: dict[str, "Run"] = {}
+# A changed platform's exports, by platform and change (run_program of a shard with changes).
+_changed_platform_outputs: dict[tuple[str, str], dict[str, Any]] = {}
 
 
 def unchanged_run(stack: str) -> "Run":
@@ -523,10 +525,20 @@ def _run_program(stack: str = "dev", *, config: dict[str, str] | None = None, se
             if _shard_own(key):
                 base[_full_key(key)] = wire_value(value)
         secret_keys |= {_full_key(k) for k in secrets if _shard_own(k)}
-        with _platform_changed(platform, tmp_path, graph=graph,
-                               set_config={k: v for k, v in (set_config or {}).items() if not _shard_own(k)},
-                               unset=[k for k in unset if not _shard_own(k)],
-                               secrets=[k for k in secrets if not _shard_own(k)]):
+        platform_changes = {"graph": graph,
+                            "set_config": {k: v for k, v in (set_config or {}).items() if not _shard_own(k)},
+                            "unset": [k for k in unset if not _shard_own(k)],
+                            "secrets": [k for k in secrets if not _shard_own(k)]}
+        # The changed platform's run depends on these changes alone (stacks/ being the repository's): a test's
+        # preview and up of the same change share it.
+        changed_key = (platform, json.dumps(platform_changes, sort_keys=True, default=repr))
+        shared = platform_outputs is None and _may_share(platform)
+        if shared and changed_key in _changed_platform_outputs:
+            platform_outputs = copy.deepcopy(_changed_platform_outputs[changed_key])
+        with _platform_changed(platform, tmp_path, **platform_changes):
+            if shared and platform_outputs is None and stack_file(platform).is_file():
+                platform_outputs = _run_program(platform).exports
+                _changed_platform_outputs[changed_key] = copy.deepcopy(platform_outputs)
             return run_program(stack, config=base, _secret_keys=secret_keys, previous_outputs=previous_outputs,
                                mocks_factory=mocks_factory, preview=preview, state=state,
                                platform_outputs=platform_outputs)
