@@ -25,7 +25,8 @@ def stack_run(stack: str) -> Run:
 
 @pytest.fixture(autouse=True)
 def _share_unchanged_runs(request):
-    """A shard's run reuses its platform's unchanged run (harness.unchanged_run) unless the test patches something."""
+    """run_program of an unchanged stack file, and a shard's read of its platform's outputs, reuse one run per session
+    (harness.unchanged_run, handed out as copies) unless the test patches something."""
     harness.SHARE_UNCHANGED_RUNS = "monkeypatch" not in request.fixturenames
     yield
     harness.SHARE_UNCHANGED_RUNS = False

@@ -563,10 +563,7 @@ def _run_program(stack: str = "dev", *, config: dict[str, str] | None = None, se
         previous_outputs = steady_outputs(stack, base, secret_keys)
     if platform and platform_outputs is None:
         # The platform as it is applied; no stack file (a bad platformStack): the program says so, with no outputs.
-        if not stack_file(platform).is_file():
-            platform_outputs = {}
-        else:
-            platform_outputs = run_program(platform).exports
+        platform_outputs = run_program(platform).exports if stack_file(platform).is_file() else {}
     mocks = (mocks_factory or RecordingMocks)(previous_outputs)
     if platform:
         mocks.references = {platform: platform_outputs}
