@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import jsonschema
 import yaml
 
-from harness import SHARED_DIR
+from harness import SHARED_DIR, YAML_LOADER
 
 UPSTREAM = SHARED_DIR / "upstream"
 # The oldest Kubernetes the Linkerd charts support (kubeVersion >=1.31.0-0): objects must be valid there.
@@ -36,7 +36,7 @@ def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
     schemas: dict[tuple[str, str], dict[str, Any]] = {}
     # The CRD folders only: upstream/charts holds chart sources whose templates are not YAML until rendered.
     for path in sorted(p for p in UPSTREAM.rglob("*.yaml") if "charts" not in p.relative_to(UPSTREAM).parts[:1]):
-        for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+        for document in yaml.load_all(path.read_text(encoding="utf-8"), Loader=YAML_LOADER):
             if not isinstance(document, dict) or document.get("kind") != "CustomResourceDefinition":
                 continue
             spec = document["spec"]

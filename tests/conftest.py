@@ -9,6 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import harness  # noqa: E402
 from harness import SHARD_STACKS, STACKS, Run, run_program, stack_config  # noqa: E402
 from conformance import shared_missing_reason  # noqa: E402
 
@@ -18,8 +19,17 @@ _meshes: dict[str, Run] = {}
 
 def stack_run(stack: str) -> Run:
     if stack not in _runs:
-        _runs[stack] = run_program(stack)
+        _runs[stack] = harness.unchanged_run(stack)
     return _runs[stack]
+
+
+@pytest.fixture(autouse=True)
+def _share_unchanged_runs(request):
+    """run_program of an unchanged stack file, and a shard's read of its platform's outputs, reuse one run per session
+    (harness.unchanged_run, handed out as copies) unless the test patches something."""
+    harness.SHARE_UNCHANGED_RUNS = "monkeypatch" not in request.fixturenames
+    yield
+    harness.SHARE_UNCHANGED_RUNS = False
 
 
 def shards_of_stack(stack: str) -> tuple[str, ...]:

@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import copy
 import datetime
 import functools
 import gc
+import inspect
 import json
 import math
 import runpy
@@ -39,6 +41,9 @@ SHARED_DIR = PROJECT_DIR.parent / "shared"
 PROJECT = "mtls-mesh"
 SECRET_SIG = rpc._special_sig_key
 SECRET_VALUE_SIG = rpc._special_secret_sig
+# libyaml's parser when PyYAML has it: the same documents as yaml.safe_load_all, several times faster on the megabytes
+# of CRDs the tests read.
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 if str(PROJECT_DIR) not in sys.path:
     sys.path.insert(0, str(PROJECT_DIR))
@@ -303,7 +308,7 @@ def config_group_children(group: Registration) -> list[Registration]:
     project_stack, _, rest = group.urn.rpartition("::")[0].rpartition("::")
     qualified_type = group.urn.split("::")[2]
     children = []
-    for obj in yaml.load_all(manifest, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    for obj in yaml.load_all(manifest, Loader=YAML_LOADER):
         if not obj:
             continue
         api_group, _, version = obj["apiVersion"].rpartition("/")
@@ -500,7 +505,39 @@ def steady_outputs(stack: str, config: dict[str, str], secret_keys: Iterable[str
     return {HOLDERS_OUTPUT: next_holders(None, owners(settings.graph, True, stack))}
 
 
-def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set_config: dict[str, Any] | None = None,
+REPOSITORY_STACKS = stack_files.STACKS_DIR
+# Whether `run_program(stack)` of an unchanged stack file (and a shard's read of its platform's outputs) may be a copy
+# of unchanged_run's instead of a new run: conftest turns it on for each test that patches nothing (uses no
+# monkeypatch), since a patched plan or component would change what the program registers.
+SHARE_UNCHANGED_RUNS = False
+_unchanged_runs: dict[str, "Run"] = {}
+# A changed platform's exports, by platform and change (run_program of a shard with changes).
+_changed_platform_outputs: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def unchanged_run(stack: str) -> "Run":
+    """`run_program(stack)` of the stack file as the repository holds it, once per session (the program is
+    deterministic under the mocks: the same stack file gives the same run). Callers must not change what it returns."""
+    assert stack_files.STACKS_DIR == REPOSITORY_STACKS, "a changed stacks/ is not the repository's"
+    if stack not in _unchanged_runs:
+        _unchanged_runs[stack] = _run_program(stack)
+    return _unchanged_runs[stack]
+
+
+def _may_share(stack: str) -> bool:
+    return SHARE_UNCHANGED_RUNS and stack_files.STACKS_DIR == REPOSITORY_STACKS and stack_file(stack).is_file()
+
+
+def run_program(stack: str = "dev", **changes: Any) -> "Run":
+    """Run `__main__.py` for a stack (see _run_program for the changes it takes). With no changes, in a test that
+    patches nothing, a copy of the stack's unchanged run (unchanged_run): a test may change its copy freely."""
+    unchanged = all(value == _UNCHANGED.get(name, ...) for name, value in changes.items() if name != "tmp_path")
+    if unchanged and _may_share(stack):
+        return copy.deepcopy(unchanged_run(stack))
+    return _run_program(stack, **changes)
+
+
+def _run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set_config: dict[str, Any] | None = None,
                 unset: Iterable[str] = (), secrets: Iterable[str] = (), graph: dict[str, Any] | None = None,
                 tmp_path: Path | None = None, previous_outputs: dict[str, Any] | None = None,
                 mocks_factory: Any = None, preview: bool = False, state: "Run | Iterable[str]" = (),
@@ -533,10 +570,20 @@ def run_program(stack: str = "dev", *, config: dict[str, str] | None = None, set
             if _shard_own(key):
                 base[_full_key(key)] = wire_value(value)
         secret_keys |= {_full_key(k) for k in secrets if _shard_own(k)}
-        with _platform_changed(platform, tmp_path, graph=graph,
-                               set_config={k: v for k, v in (set_config or {}).items() if not _shard_own(k)},
-                               unset=[k for k in unset if not _shard_own(k)],
-                               secrets=[k for k in secrets if not _shard_own(k)]):
+        platform_changes = {"graph": graph,
+                            "set_config": {k: v for k, v in (set_config or {}).items() if not _shard_own(k)},
+                            "unset": [k for k in unset if not _shard_own(k)],
+                            "secrets": [k for k in secrets if not _shard_own(k)]}
+        # The changed platform's run depends on these changes alone (stacks/ being the repository's): a test's
+        # preview and up of the same change share it.
+        changed_key = (platform, json.dumps(platform_changes, sort_keys=True, default=repr))
+        shared = platform_outputs is None and _may_share(platform)
+        if shared and changed_key in _changed_platform_outputs:
+            platform_outputs = copy.deepcopy(_changed_platform_outputs[changed_key])
+        with _platform_changed(platform, tmp_path, **platform_changes):
+            if shared and platform_outputs is None and stack_file(platform).is_file():
+                platform_outputs = _run_program(platform).exports
+                _changed_platform_outputs[changed_key] = copy.deepcopy(platform_outputs)
             return run_program(stack, config=base, _secret_keys=secret_keys, previous_outputs=previous_outputs,
                                mocks_factory=mocks_factory, preview=preview, state=state,
                                platform_outputs=platform_outputs)
@@ -621,3 +668,8 @@ def run_function(program: Any, stack: str = "dev", *, references: dict[str, dict
             secret_exports.add(name)
     return Run(stack, dict(config or {}), monitor.registrations, exports, frozenset(secret_exports), preview,
                dict(root.outputs or {}))
+
+
+# _run_program's changes at their defaults: a call with these (tmp_path aside) runs the stack file as it is.
+_UNCHANGED = {name: parameter.default for name, parameter in inspect.signature(_run_program).parameters.items()
+              if parameter.kind is inspect.Parameter.KEYWORD_ONLY}

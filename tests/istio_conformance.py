@@ -36,6 +36,7 @@ from typing import Any, Iterable, Mapping
 import jsonschema
 import yaml
 
+from harness import YAML_LOADER
 from conformance import UPSTREAM, _to_jsonschema, unknown_fields, validate_core, _metadata_probe
 
 ISTIO_CRDS = UPSTREAM / "charts" / "istio-1.29.6" / "manifests" / "charts" / "base" / "files" / "crd-all.gen.yaml"
@@ -47,7 +48,7 @@ ROOT_NAMESPACE = "istio-system"
 @lru_cache(maxsize=1)
 def istio_schemas() -> dict[tuple[str, str], dict[str, Any]]:
     schemas = {}
-    for document in yaml.safe_load_all(ISTIO_CRDS.read_text(encoding="utf-8")):
+    for document in yaml.load_all(ISTIO_CRDS.read_text(encoding="utf-8"), Loader=YAML_LOADER):
         if isinstance(document, dict) and document.get("kind") == "CustomResourceDefinition":
             spec = document["spec"]
             for version in spec["versions"]:

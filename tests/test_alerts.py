@@ -22,7 +22,8 @@ from plan.alerts import anchor_rule_group, certificate_not_after, intermediate_r
 from read.durations import Duration
 from read.errors import SettingsError
 from conformance import validate_object
-from harness import MOCK_NOT_BEFORE, RecordingMocks, mock_certificate_pem, run_program
+from conftest import mesh_run
+from harness import MOCK_NOT_BEFORE, STACKS, RecordingMocks, mock_certificate_pem, run_program
 
 PROMTOOL = shutil.which("promtool")
 EVAL = 20 * 60  # seconds into the test at which alerts are evaluated; `for` durations are at most 15m
@@ -382,25 +383,104 @@ def run_promtool_tests(promtool, tmp_path, spec, tests):
     return promtool_run(promtool, tmp_path, "test", "rules", "tests.yaml")
 
 
+def alert_of(test_group) -> str:
+    (alert,) = {t["alertname"] for t in test_group["alert_rule_test"]}
+    return alert
+
+
+def only_alert(spec, alert):
+    """The rules one alert's tests need: its own rules, in their groups (name and interval kept). promtool evaluates
+    every rule of a test file at every step up to the last eval_time (a day for the refresh tests), so one alert's
+    file holding the other rules only costs time: no rule reads another's result, unless a recording rule or ALERTS
+    does, and then every rule stays."""
+    rules = [r for g in spec["groups"] for r in g["rules"]]
+    if any("record" in r or "ALERTS" in r["expr"] for r in rules):
+        return spec
+    groups = [{**g, "rules": [r for r in g["rules"] if r.get("alert") == alert]} for g in spec["groups"]]
+    return {"groups": [g for g in groups if g["rules"]]}
+
+
+def promtool_per_alert(promtool, directory: Path, spec, tests) -> dict[str, str]:
+    """Every alert's tests in one `promtool test rules` run, one test file per alert (its rules alone: only_alert):
+    each alert's part of promtool's report, which is "SUCCESS" when all its tests passed. promtool reports the files
+    in the order given, each under "Unit Testing:  <file>", its failures on stderr (hence one stream)."""
+    by_alert: dict[str, list] = {}
+    for test_group in tests:
+        by_alert.setdefault(alert_of(test_group), []).append(test_group)
+    files = []
+    for alert, groups in by_alert.items():
+        (directory / f"{alert}.rules.yaml").write_text(yaml.safe_dump(without_annotations(only_alert(spec, alert))))
+        (directory / f"{alert}.yaml").write_text(yaml.safe_dump(
+            {"rule_files": [f"{alert}.rules.yaml"], "evaluation_interval": "1m", "tests": groups}, sort_keys=False))
+        files.append(f"{alert}.yaml")
+    result = subprocess.run([promtool, "test", "rules", *files], cwd=directory, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    reports = {}
+    for part in result.stdout.split("Unit Testing:  ")[1:]:
+        name, _, report = part.partition("\n")
+        reports[name.strip().removesuffix(".yaml")] = report.strip()
+    assert list(reports) == list(by_alert), f"promtool did not report every file:\n{result.stdout[-6000:]}"
+    passed = [alert for alert, report in reports.items() if report == "SUCCESS"]
+    assert (result.returncode == 0) == (len(passed) == len(reports)), result.stdout[-6000:]
+    return reports
+
+
 def test_deployed_rules_pass_promtool_check(each_stack, promtool, tmp_path):
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rule_spec(each_stack)))
     result = promtool_run(promtool, tmp_path, "check", "rules", "rules.yaml")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_every_alert_fires_on_failure_and_stays_silent_on_health(each_mesh, promtool, tmp_path):
-    each_stack = each_mesh
-    spec = rule_spec(each_stack)
-    tests = scenarios(each_stack)
-    tested = {t["alert_rule_test"][0]["alertname"] for t in tests}
-    # Rules written from a certificate read at deploy time (no metric) have their own tests below.
+# Deployed rules written from a certificate read at deploy time (no metric) have their own tests below.
+def alerts_from_deploy_time(run):
     from_deploy_time = {"MeshTrustAnchorExpiring", "MeshVaultIntermediateExpiring"}
-    if each_stack.config.get("mtls-mesh:pkiMode") == "self-signed":
+    if run.config.get("mtls-mesh:pkiMode") == "self-signed":
         from_deploy_time.add("MeshWorkloadCertificateExpiring")
-    deployed = set(rules_by_alert(spec)) - from_deploy_time
+    return from_deploy_time
+
+
+def test_every_alert_has_a_firing_and_a_silent_test(each_mesh):
+    tested = {alert_of(t) for t in scenarios(each_mesh)}
+    deployed = set(rules_by_alert(rule_spec(each_mesh))) - alerts_from_deploy_time(each_mesh)
     assert deployed == tested, f"alerts without a test: {deployed - tested}"
-    result = run_promtool_tests(promtool, tmp_path, spec, tests)
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+_outcomes: dict[str, dict[str, str]] = {}
+
+
+@pytest.fixture(scope="session")
+def alert_outcomes(tmp_path_factory):
+    """Each mesh's promtool reports by alert (promtool_per_alert), from one promtool run per mesh and session."""
+    def outcomes(stack):
+        if stack not in _outcomes:
+            run = mesh_run(stack)
+            _outcomes[stack] = promtool_per_alert(PROMTOOL, tmp_path_factory.mktemp(f"alerts-{stack}"), rule_spec(run),
+                                                  scenarios(run))
+        return _outcomes[stack]
+    return outcomes
+
+
+def pytest_generate_tests(metafunc):
+    """One test per alert each mesh deploys: the stacks run under mocks here, once (conftest keeps the runs)."""
+    if "mesh_alert" not in metafunc.fixturenames:
+        return
+    params = []
+    for stack in STACKS:
+        try:
+            alerts = sorted({alert_of(t) for t in scenarios(mesh_run(stack))})
+        except Exception as error:  # the program or the scenarios fail: a test says so, instead of a collection error
+            params.append(pytest.param((stack, error), id=f"{stack}-cannot-generate"))
+            continue
+        params += [pytest.param((stack, alert), id=f"{stack}-{alert}") for alert in alerts]
+    metafunc.parametrize("mesh_alert", params)
+
+
+def test_every_alert_fires_on_failure_and_stays_silent_on_health(mesh_alert, promtool, alert_outcomes):
+    stack, alert = mesh_alert
+    if isinstance(alert, Exception):
+        raise alert
+    report = alert_outcomes(stack)[alert]
+    assert report == "SUCCESS", f"{stack}: {alert}'s promtool tests:\n{report[-6000:]}"
 
 
 def test_the_generated_tests_can_fail(dev, promtool, tmp_path):
@@ -410,8 +490,9 @@ def test_the_generated_tests_can_fail(dev, promtool, tmp_path):
         for rule in group["rules"]:
             if rule["alert"] == "MeshIdentityIssuerExpiring" and rule["labels"]["severity"] == "warning":
                 rule["expr"] = rule["expr"].rsplit("<", 1)[0] + "< 60"
-    result = run_promtool_tests(promtool, tmp_path, spec, scenarios(dev))
-    assert result.returncode != 0 and "MeshIdentityIssuerExpiring" in result.stdout + result.stderr
+    reports = promtool_per_alert(promtool, tmp_path, spec, scenarios(dev))
+    assert "alertname: MeshIdentityIssuerExpiring" in reports["MeshIdentityIssuerExpiring"].partition("FAILED:")[2]
+    assert {alert for alert, report in reports.items() if report != "SUCCESS"} == {"MeshIdentityIssuerExpiring"}
 
 
 def test_issuer_thresholds_follow_the_renew_before_window(each_stack):

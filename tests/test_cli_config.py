@@ -4,12 +4,15 @@ YAML 1.1), and what the CLI refuses refused. Single, platform and shard stacks a
 decision treats a key at its default as not set.
 
 The expected texts of the YAML cases were produced by tests/cli_oracle/main.go, which runs the real yaml.v3 v3.0.1
-through the steps of pulumi's loader; `test_the_oracle_agrees` rebuilds it and compares wherever Go is installed.
+through the steps of pulumi's loader; `test_the_oracle_agrees` builds it (or takes the build cached for the same
+sources and Go) and compares wherever Go is installed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -95,15 +98,41 @@ def test_secure_values_are_secret_wherever_they_are():
     assert cli_yaml.config_text(document["c"], "[S]") == ('{"secure":3}', False)
 
 
+ORACLE_SOURCE = PROJECT_DIR / "tests" / "cli_oracle"
+
+
+def built_oracle(go: str, yaml_source: Path, tmp_path: Path) -> Path:
+    """tests/cli_oracle built with this Go and this yaml.v3. The binary is kept under ~/.cache/mtls-mesh/cli-oracle/,
+    named by a digest of the Go version and of every file of both sources, so a run builds it (seconds, with a fresh
+    GOCACHE) only when one of them changed; where that folder cannot be written, the build in tmp_path is used."""
+    digest = hashlib.sha256(subprocess.run([go, "version"], capture_output=True, check=True).stdout)
+    for root in (ORACLE_SOURCE, yaml_source):
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            digest.update(f"{root.name}/{path.relative_to(root)}".encode() + b"\0" + path.read_bytes() + b"\0")
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    cached = cache_home / "mtls-mesh" / "cli-oracle" / digest.hexdigest()[:32] / "oracle"
+    if cached.is_file() and os.access(cached, os.X_OK):
+        return cached
+    built = tmp_path / "oracle"
+    subprocess.run([go, "build", "-o", str(built), "."], cwd=ORACLE_SOURCE, check=True,
+                   env={"GO111MODULE": "off", "GOPATH": "/usr/share/gocode", "HOME": str(tmp_path),
+                        "GOCACHE": str(tmp_path / "cache"), "PATH": str(Path(go).parent)})
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(f".oracle-{os.getpid()}")
+        shutil.copy2(built, partial)
+        os.replace(partial, cached)  # atomic: a concurrent run sees no binary or a whole one
+    except OSError:
+        return built
+    return cached
+
+
 def test_the_oracle_agrees(tmp_path):
     """Build tests/cli_oracle (the real yaml.v3 through pulumi's loader steps) and compare every case."""
     go, source = shutil.which("go"), Path("/usr/share/gocode/src/gopkg.in/yaml.v3")
     if go is None or not source.is_dir():
         tools._missing("go with gopkg.in/yaml.v3 (apt-get install golang-go golang-gopkg-yaml.v3-dev)")
-    oracle = tmp_path / "oracle"
-    subprocess.run([go, "build", "-o", str(oracle), "."], cwd=PROJECT_DIR / "tests" / "cli_oracle", check=True,
-                   env={"GO111MODULE": "off", "GOPATH": "/usr/share/gocode", "HOME": str(tmp_path),
-                        "GOCACHE": str(tmp_path / "cache"), "PATH": str(Path(go).parent)})
+    oracle = built_oracle(go, source, tmp_path)
     stack = tmp_path / "Pulumi.case.yaml"
     for written, expected in YAML_CASES:
         stack.write_text(f"config:\n  mtls-mesh:k: {written}\n")

