@@ -432,12 +432,12 @@ def test_every_alert_of_a_cluster_stack_names_its_cluster(example_stacks):
     """Each cluster's Prometheus evaluates its own certificates and links; the `cluster` label keeps their alerts apart
     downstream (certificate expiry per cluster), including the expiry groups written at registration. A single-cluster
     stack's alerts are unchanged."""
-    east = example_stacks["east-again"]  # linked to west: its link alerts exist
-    rules = [rule for obj in east.objects("PrometheusRule") for group in obj["spec"]["groups"]
+    west = example_stacks["west"]  # linked to east's gateway: its link alerts exist
+    rules = [rule for obj in west.objects("PrometheusRule") for group in obj["spec"]["groups"]
              for rule in group["rules"] if "alert" in rule]
     assert {r["alert"] for r in rules} >= {"MeshIdentityIssuerExpiring", "MulticlusterLinkStalled"}
     assert any(r["alert"].startswith("MeshTrustAnchor") for r in rules), "the expiry group written at registration"
-    assert {r["labels"].get("cluster") for r in rules} == {"east"}
+    assert {r["labels"].get("cluster") for r in rules} == {"west"}
     single = run_program("dev")
     assert not [rule for obj in single.objects("PrometheusRule") for group in obj["spec"]["groups"]
                 for rule in group["rules"] if "cluster" in rule.get("labels", {})]
