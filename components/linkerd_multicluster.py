@@ -26,6 +26,7 @@ import pulumi_kubernetes as k8s
 from pulumi.runtime.sync_await import _sync_await
 
 from components.k8s import register
+from components.platform import current_outputs
 from components.providers import secret_input
 from plan.linkerd import multicluster as mc
 from plan.linkerd.multicluster_network import fill_gateway_egress
@@ -47,7 +48,7 @@ class PeerExport:
 
     stack: str
     plain: dict[str, Any] | None
-    output: pulumi.Output
+    output: pulumi.Output | None
 
 
 def read_peer_exports(peer_stacks: Mapping[str, str], parent: pulumi.Resource | None = None) -> dict[str, PeerExport]:
@@ -57,6 +58,11 @@ def read_peer_exports(peer_stacks: Mapping[str, str], parent: pulumi.Resource | 
     token is never taken out of the Output: the plain part keeps only which peers it holds tokens for."""
     exports = {}
     for peer, stack in sorted(peer_stacks.items()):
+        if not _stack_exists(stack):
+            # Not `stack init`ed yet (the first cluster's first `up`, before its peers have stacks): nothing applied,
+            # so waited for like a peer that has not applied. A StackReference to it would fail the whole update.
+            exports[peer] = PeerExport(stack, None, None)
+            continue
         reference = pulumi.StackReference(f"{pulumi.get_organization()}/{pulumi.get_project()}/{stack}",
                                           opts=pulumi.ResourceOptions(parent=parent))
         details = _sync_await(reference.get_output_details(contract.OUTPUT))
@@ -64,6 +70,19 @@ def read_peer_exports(peer_stacks: Mapping[str, str], parent: pulumi.Resource | 
         plain = contract.plain_part(value)
         exports[peer] = PeerExport(stack, plain, reference.get_output(contract.OUTPUT))
     return exports
+
+
+def _stack_exists(stack: str) -> bool:
+    """Whether the backend has `stack`. Reading a stack that does not exist fails, for a StackReference and for the
+    builtin invoke alike (pulumi pkg/backend/backend.go `GetStackOutputs`: `unknown stack %q`, returned as is by
+    pkg/resource/deploy/builtins.go `readStackReference`); the invoke registers nothing, so it can ask first."""
+    try:
+        current_outputs(stack)
+    except Exception as err:  # noqa: BLE001 - any other failure is the backend's, and stops the update as it would
+        if "unknown stack" in str(err):
+            return False
+        raise
+    return True
 
 
 @dataclass

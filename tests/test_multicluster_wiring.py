@@ -16,6 +16,7 @@ import copy
 import json
 import logging
 
+import grpc
 import pytest
 
 import pulumi
@@ -441,3 +442,56 @@ def test_every_alert_of_a_cluster_stack_names_its_cluster(example_stacks):
     single = run_program("dev")
     assert not [rule for obj in single.objects("PrometheusRule") for group in obj["spec"]["groups"]
                 for rule in group["rules"] if "cluster" in rule.get("labels", {})]
+
+
+class BackendWithoutStacks:
+    """Mocks whose backend knows only the running stack and the referenced ones: reading any other fails, for a
+    StackReference and for the readStackOutputs invoke alike, as the engine does (pulumi pkg/backend/backend.go
+    `GetStackOutputs`: `unknown stack %q`)."""
+
+    def __new__(cls, previous_outputs):
+        from harness import RecordingMocks
+
+        class EngineError(grpc.RpcError):
+            """What the resource monitor answers a failed invoke or read with (a gRPC error; the SDK hands an
+            invoke's to its caller: pulumi/runtime/invoke.py `do_invoke`)."""
+
+            def __init__(self, message):
+                super().__init__(message)
+                self.message = message
+
+            def code(self):
+                return grpc.StatusCode.UNKNOWN
+
+            def details(self):
+                return self.message
+
+        class Mocks(RecordingMocks):
+            def known(self, name, token):
+                target = str(name).rsplit("/", 1)[-1]
+                if target != pulumi.get_stack() and target not in self.references:
+                    raise EngineError(f'invocation of {token} returned an error: unknown stack "{name}"')
+
+            def new_resource(self, args):
+                if args.typ == "pulumi:pulumi:StackReference":
+                    self.known(args.name, "read")
+                return super().new_resource(args)
+
+            def call(self, args):
+                if args.token == "pulumi:pulumi:readStackOutputs":
+                    self.known(args.args.get("name", ""), args.token)
+                return super().call(args)
+
+        return Mocks(previous_outputs)
+
+
+def test_the_first_cluster_comes_up_before_its_peers_have_stacks(caplog):
+    """Bringing stacks up, step 1 (and an existing stack's first `up` as cluster east): the peer's stack has not been
+    created yet. It is waited for as a peer that has not applied (no Link, the warning naming the order), in `up`
+    and in a preview, instead of failing the update on a StackReference to a stack the backend does not know."""
+    for preview in (False, True):
+        caplog.clear()
+        with in_example(), caplog.at_level(logging.WARNING):
+            east = run_program("dev-east", mocks_factory=BackendWithoutStacks, preview=preview)
+        assert links(east) == []
+        assert "does not link to dev-west (west) yet" in caplog.text
