@@ -83,6 +83,16 @@ def test_a_peer_that_disagrees_is_refused_naming_the_key_and_its_file(tmp_path, 
     assert "Pulumi.dev-west.yaml" in found[f"mtls-mesh:{where}"]
 
 
+def test_a_peer_whose_cluster_the_graph_does_not_declare_is_refused_on_its_key(tmp_path):
+    """The peer's file is what is wrong: one problem on clusterPeers[0] naming its file and the graph's clusters, not
+    the graph's cross-cluster edges blamed as callers of a cluster that is "not linked"."""
+    two_clusters(tmp_path, west={"cluster": "north"})
+    found = problems(tmp_path, "dev-east")
+    assert list(found) == ["mtls-mesh:clusterPeers[0]"], found
+    assert "sets cluster 'north', which is not a cluster of" in found["mtls-mesh:clusterPeers[0]"], found
+    assert "Pulumi.dev-west.yaml" in found["mtls-mesh:clusterPeers[0]"]
+
+
 @pytest.mark.parametrize("east,where,words", [
     ({"clusterPeers": ["dev-north"]}, "clusterPeers[0]", "is not there"),
     ({"clusterPeers": ["dev-east"]}, "clusterPeers[0]", "is this stack itself"),
