@@ -17,6 +17,7 @@ yet) and the peers' stack names; `__main__.py` calls it after the Linkerd contro
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -230,15 +231,31 @@ class LinkerdMulticluster(pulumi.ComponentResource):
         ca: Any = ""
         for peer in sorted(cluster.linked_by, key=lambda p: p.name):
             account = mc.remote_access_account(peer.name)
-            secret = k8s.core.v1.Secret.get(f"{name}-token-{peer.name}",
-                                            self.release.id.apply(lambda _, a=account: f"{mc.NAMESPACE}/{a}-token"),
-                                            opts=released)
+            # Never read in a preview: a pull request's preview runs its own code as the preview identity, which may
+            # read no Secret (plan/preview_identity.py), and a forbidden read fails the whole preview
+            # (pulumi-kubernetes provider/pkg/provider/provider.go `Read` passes on every error but a 404); were it
+            # allowed, unreviewed code would hold the tokens. An unknown id skips the read under the same URN.
+            secret_id = (_unknown() if pulumi.runtime.is_dry_run()
+                         else self.release.id.apply(lambda _, a=account: f"{mc.NAMESPACE}/{a}-token"))
+            secret = k8s.core.v1.Secret.get(f"{name}-token-{peer.name}", secret_id, opts=released)
             tokens[peer.name] = pulumi.Output.secret(secret.data.apply(lambda d: _decoded(d, TOKEN_KEY)))
             if not ca:
                 ca = secret.data.apply(lambda d: _decoded(d, CA_KEY))
         # A dict of Outputs, not one Output: the stack output keeps each token a secret of its own (the SDK serializes
         # nested secrets as they are), and the rest stays readable with `pulumi stack output multicluster`.
         return {**plain, "gatewayAddresses": addresses, "apiServerCa": ca, contract.TOKENS: tokens}
+
+
+def _unknown() -> pulumi.Output:
+    """A value this preview does not know, as the engine gives one no resource has made yet."""
+    loop = asyncio.get_event_loop()
+
+    def done(value: Any) -> asyncio.Future:
+        future = loop.create_future()
+        future.set_result(value)
+        return future
+
+    return pulumi.Output(set(), done(None), done(False))
 
 
 def _addresses_or_warn(status: Any) -> list[str]:

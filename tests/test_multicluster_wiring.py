@@ -495,3 +495,30 @@ def test_the_first_cluster_comes_up_before_its_peers_have_stacks(caplog):
             east = run_program("dev-east", mocks_factory=BackendWithoutStacks, preview=preview)
         assert links(east) == []
         assert "does not link to dev-west (west) yet" in caplog.text
+
+
+def test_a_preview_reads_no_token_secret():
+    """A pull request's preview runs the pull request's code as the preview identity, which may read no Secret
+    (plan/preview_identity.py): a read of the remote-access token Secrets would be forbidden, and pulumi-kubernetes
+    fails a read on any error but a 404 (provider/pkg/provider/provider.go `Read`), so every preview of a stack a
+    peer links to would fail; were it allowed, unreviewed code would hold the tokens. The preview reads them with an
+    unknown id (the engine skips such a read: pulumi pkg/resource/deploy/step.go ReadStep.Apply), so they stay under
+    their URNs; `up` reads them."""
+    from harness import RecordingMocks
+
+    reads = []
+
+    class Recording(RecordingMocks):
+        def new_resource(self, args):
+            if args.typ == "kubernetes:core/v1:Secret" and args.name.startswith("multicluster-token-"):
+                reads.append((args.name, args.resource_id))
+            return super().new_resource(args)
+
+    with in_example():
+        east = run_program("dev-east", mocks_factory=Recording)
+        assert [name for name, _ in reads] == ["multicluster-token-west"], reads
+        assert reads[0][1] != UNKNOWN
+        reads.clear()
+        preview = run_program("dev-east", mocks_factory=Recording, preview=True, state=east)
+    assert [name for name, _ in reads] == ["multicluster-token-west"], reads
+    assert reads[0][1] == UNKNOWN, "the preview read the token Secret"
