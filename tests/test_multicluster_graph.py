@@ -159,6 +159,31 @@ def test_a_caller_away_from_an_unexported_callee_is_refused_at_the_allow_entry()
     assert "Export billing" in found["services.billing.allow[0]"]
 
 
+def _mirror_clash(d: dict) -> None:
+    # billing (payments, exported from east) is mirrored as billing-east in west, where this service runs.
+    d["services"]["billing-east"] = {"namespace": "payments", "clusters": ["west"],
+                                     "ports": [{"name": "http", "port": 8080, "protocol": "HTTP/1"}]}
+
+
+@pytest.mark.parametrize("edit,where,words", [
+    (_mirror_clash, "services.billing.export", "its mirror payments/billing-east would be the Service of billing-east"),
+    (lambda d: d["services"]["ledger"].update(export="federated") or d["services"].update(
+        {"ledger-federated": {"namespace": "payments", "ports": [{"name": "http", "port": 8080, "protocol": "HTTP/1"}]}}),
+     "services.ledger.export", "its mirror payments/ledger-federated would be the Service of ledger-federated"),
+    (lambda d: d["clusters"].update({"federated": {}}), "clusters.federated", "names of Linkerd's federated Services"),
+    (lambda d: d["services"].update({"b" * 60: {"namespace": "payments", "clusters": ["east"], "export": "gateway",
+                                                "ports": [{"name": "http", "port": 8080, "protocol": "HTTP/1"}]}}),
+     f"services.{'b' * 60}.export", "is longer than a Service name's 63 characters"),
+])
+def test_a_mirror_linkerd_cannot_make_or_would_clash_is_refused_at_the_export(edit, where, words):
+    """Linkerd names mirrors <name>-<target cluster> and federated Services <name>-federated, in the exported
+    Service's namespace (cluster_watcher.go mirrorServiceName, federatedServiceName)."""
+    document = example_graph()
+    edit(document)
+    found = graph_problems(document)
+    assert words in found.get(where, ""), found
+
+
 @pytest.mark.parametrize("edit,where,words", [
     (lambda d: d["services"]["frontend"].update(clusters=["north"]), "services.frontend.clusters[0]",
      "is not declared under 'clusters'"),
