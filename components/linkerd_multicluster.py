@@ -17,6 +17,7 @@ yet) and the peers' stack names; `__main__.py` calls it after the Linkerd contro
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -26,6 +27,7 @@ import pulumi_kubernetes as k8s
 from pulumi.runtime.sync_await import _sync_await
 
 from components.k8s import register
+from components.platform import current_outputs
 from components.providers import secret_input
 from plan.linkerd import multicluster as mc
 from plan.linkerd.multicluster_network import fill_gateway_egress
@@ -47,7 +49,7 @@ class PeerExport:
 
     stack: str
     plain: dict[str, Any] | None
-    output: pulumi.Output
+    output: pulumi.Output | None
 
 
 def read_peer_exports(peer_stacks: Mapping[str, str], parent: pulumi.Resource | None = None) -> dict[str, PeerExport]:
@@ -57,6 +59,11 @@ def read_peer_exports(peer_stacks: Mapping[str, str], parent: pulumi.Resource | 
     token is never taken out of the Output: the plain part keeps only which peers it holds tokens for."""
     exports = {}
     for peer, stack in sorted(peer_stacks.items()):
+        if not _stack_exists(stack):
+            # Not `stack init`ed yet (the first cluster's first `up`, before its peers have stacks): nothing applied,
+            # so waited for like a peer that has not applied. A StackReference to it would fail the whole update.
+            exports[peer] = PeerExport(stack, None, None)
+            continue
         reference = pulumi.StackReference(f"{pulumi.get_organization()}/{pulumi.get_project()}/{stack}",
                                           opts=pulumi.ResourceOptions(parent=parent))
         details = _sync_await(reference.get_output_details(contract.OUTPUT))
@@ -64,6 +71,19 @@ def read_peer_exports(peer_stacks: Mapping[str, str], parent: pulumi.Resource | 
         plain = contract.plain_part(value)
         exports[peer] = PeerExport(stack, plain, reference.get_output(contract.OUTPUT))
     return exports
+
+
+def _stack_exists(stack: str) -> bool:
+    """Whether the backend has `stack`. Reading a stack that does not exist fails, for a StackReference and for the
+    builtin invoke alike (pulumi pkg/backend/backend.go `GetStackOutputs`: `unknown stack %q`, returned as is by
+    pkg/resource/deploy/builtins.go `readStackReference`); the invoke registers nothing, so it can ask first."""
+    try:
+        current_outputs(stack)
+    except Exception as err:  # noqa: BLE001 - any other failure is the backend's, and stops the update as it would
+        if "unknown stack" in str(err):
+            return False
+        raise
+    return True
 
 
 @dataclass
@@ -211,15 +231,31 @@ class LinkerdMulticluster(pulumi.ComponentResource):
         ca: Any = ""
         for peer in sorted(cluster.linked_by, key=lambda p: p.name):
             account = mc.remote_access_account(peer.name)
-            secret = k8s.core.v1.Secret.get(f"{name}-token-{peer.name}",
-                                            self.release.id.apply(lambda _, a=account: f"{mc.NAMESPACE}/{a}-token"),
-                                            opts=released)
+            # Never read in a preview: a pull request's preview runs its own code as the preview identity, which may
+            # read no Secret (plan/preview_identity.py), and a forbidden read fails the whole preview
+            # (pulumi-kubernetes provider/pkg/provider/provider.go `Read` passes on every error but a 404); were it
+            # allowed, unreviewed code would hold the tokens. An unknown id skips the read under the same URN.
+            secret_id = (_unknown() if pulumi.runtime.is_dry_run()
+                         else self.release.id.apply(lambda _, a=account: f"{mc.NAMESPACE}/{a}-token"))
+            secret = k8s.core.v1.Secret.get(f"{name}-token-{peer.name}", secret_id, opts=released)
             tokens[peer.name] = pulumi.Output.secret(secret.data.apply(lambda d: _decoded(d, TOKEN_KEY)))
             if not ca:
                 ca = secret.data.apply(lambda d: _decoded(d, CA_KEY))
         # A dict of Outputs, not one Output: the stack output keeps each token a secret of its own (the SDK serializes
         # nested secrets as they are), and the rest stays readable with `pulumi stack output multicluster`.
         return {**plain, "gatewayAddresses": addresses, "apiServerCa": ca, contract.TOKENS: tokens}
+
+
+def _unknown() -> pulumi.Output:
+    """A value this preview does not know, as the engine gives one no resource has made yet."""
+    loop = asyncio.get_event_loop()
+
+    def done(value: Any) -> asyncio.Future:
+        future = loop.create_future()
+        future.set_result(value)
+        return future
+
+    return pulumi.Output(set(), done(None), done(False))
 
 
 def _addresses_or_warn(status: Any) -> list[str]:

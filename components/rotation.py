@@ -43,7 +43,15 @@ def peer_rotations(peers: tuple[str, ...]) -> dict[str, Mapping[str, Any] | None
     for peer in peers:
         try:
             value = current_outputs(peer).get(PEER_ROTATION_OUTPUT)
-        except Exception as err:  # noqa: BLE001 - a peer stack not created yet (bring-up order): nothing applied
+        except Exception as err:  # noqa: BLE001 - the engine's error, whatever the backend
+            if "unknown stack" not in str(err):
+                # Read as "not applied", a peer this stack may not read would let it run phases ahead of that peer.
+                raise SettingsError([Problem(
+                    "mtls-mesh:clusterPeers", f"the outputs of the cluster stack {peer} cannot be read ({err}), so "
+                    "this cluster cannot tell which rotation phase it applied",
+                    f"Let this stack's backend login read {peer}, then run again")]) from None
+            # A peer stack not created yet (pulumi pkg/backend/backend.go GetStackOutputs: `unknown stack %q`, the
+            # bring-up order): nothing applied.
             pulumi.log.info(f"peer stack {peer}: no outputs to read ({err}); taken as not applied yet")
             value = None
         found[peer] = dict(value) if isinstance(value, Mapping) else None

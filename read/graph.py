@@ -439,6 +439,7 @@ def parse_graph(document: Any, display: str, problems: Problems,
     services = {key: replace(service, callers=resolved[key]) for key, service in services.items()}
     graph = ServiceGraph(display, namespaces, services, origins=origins, clusters=clusters)
     _check_cluster_reach(reader, graph)
+    _check_mirror_names(reader, graph)
     _check_shared_accounts(reader, graph)
     _check_skipped_outbound_ports(reader, graph)
     if len(problems.items) != before:
@@ -532,6 +533,39 @@ def _check_cluster_reach(reader: _Reader, graph: ServiceGraph) -> None:
                            f"{service.key} is not exported, so the call cannot reach it",
                            f"Export {service.key} (export: remote-discovery, or gateway), run it in {away[0]} too, or "
                            f"run {caller.service} only in {', '.join(service.clusters)}")
+
+
+# Linkerd names the mirror of an exported Service `<name>-<target cluster>` and a federated one's `<name>-federated`, in
+# the exported Service's namespace of every cluster that links to it (linkerd2 edge-26.8.3
+# multicluster/service-mirror/cluster_watcher.go mirrorServiceName, federatedServiceName): Service names, so DNS-1035
+# labels of at most 63 characters, which must not be another Service's.
+FEDERATED_SUFFIX = "federated"
+SERVICE_NAME_MAX = 63
+
+
+def _check_mirror_names(reader: _Reader, graph: ServiceGraph) -> None:
+    """Every name an exported service's mirrors take is a valid Service name no other service of the graph has in a
+    cluster where the mirror appears; no cluster is named like the federated Services' suffix."""
+    if FEDERATED_SUFFIX in graph.clusters:
+        reader.add(f"clusters.{FEDERATED_SUFFIX}", f"a cluster named '{FEDERATED_SUFFIX}' gives its services' mirrors the "
+                   f"names of Linkerd's federated Services (<name>-{FEDERATED_SUFFIX})", "Give the cluster another name")
+    by_name = {(s.namespace, s.name): s for s in graph.services.values()}
+    for service in graph.services.values():
+        if service.export is None:
+            continue
+        mirrors = [(f"{service.name}-{FEDERATED_SUFFIX}", set(graph.clusters))] if service.export == "federated" else [
+            (f"{service.name}-{cluster}", set(graph.clusters) - {cluster}) for cluster in service.clusters]
+        for mirror, where in mirrors:
+            if len(mirror) > SERVICE_NAME_MAX:
+                reader.add(f"services.{service.key}.export", f"its mirror in the linked clusters, {mirror}, is longer "
+                           f"than a Service name's {SERVICE_NAME_MAX} characters, so Linkerd cannot make it",
+                           "Shorten the service's or the cluster's name")
+                continue
+            other = by_name.get((service.namespace, mirror))
+            if other is not None and other.key != service.key and where & set(other.clusters):
+                reader.add(f"services.{service.key}.export", f"its mirror {service.namespace}/{mirror} would be the "
+                           f"Service of {other.key}, which runs in {sorted(where & set(other.clusters))[0]}",
+                           f"Rename one of them: Linkerd names the mirror <name>-<cluster>")
 
 
 def _within_totals(reader: _Reader, raw_services: dict) -> bool:

@@ -1528,7 +1528,14 @@ def _multicluster(config: _Config, stack: str, mesh: str, peers: PeerReader | No
                        "Name an existing cluster stack of this environment")
             continue
         read = _peer(config, key, stack, peer, cluster, own_root, found)
-        if read is not None:
+        if read is not None and graph is not None and read.cluster not in graph.clusters:
+            # Else the graph's cross-cluster edges from that cluster would be blamed on the graph (a caller's
+            # cluster "not linked"), while the peer's file is what is wrong.
+            config.add(key, f"its stack file ({found.where}) sets cluster {short(read.cluster)}, which is not a "
+                       f"cluster of {graph.source} (its `clusters:`)",
+                       did_you_mean(read.cluster, tuple(graph.clusters))
+                       or f"Set the peer's cluster to one of {', '.join(graph.clusters)}")
+        elif read is not None:
             clash = next((p for p in read_peers if p.cluster == read.cluster), None)
             if clash is not None:
                 config.add(key, f"{read.cluster!r} is the cluster of {clash.stack} too",

@@ -188,3 +188,36 @@ def test_the_root_stack_cannot_run_two_phases_ahead_of_a_peer(stacks_dir):
     # allowRotationJump lets one update through, as for the stack's own guard.
     run_cluster(stacks_dir, "dev-east", {"dev-west": west_none_outputs}, previous=east_added.exports,
                 allowRotationJump=True)
+
+
+def test_a_peer_whose_outputs_cannot_be_read_stops_the_rotation_guard_instead_of_passing_it(stacks_dir):
+    """Only a stack that does not exist yet reads as not applied (pulumi pkg/backend/backend.go `GetStackOutputs`:
+    `unknown stack %q`). Any other failure to read a peer (a backend login that may not read it) used to read as not
+    applied too, and the guard then let this cluster run two phases ahead of that peer."""
+    import grpc
+
+    class Denied(grpc.RpcError):
+        def code(self):
+            return grpc.StatusCode.UNKNOWN
+
+        def details(self):
+            return "invocation of pulumi:pulumi:readStackOutputs returned an error: [403] Forbidden: dev-west"
+
+    def denying(previous_outputs):
+        class Mocks(RecordingMocks):
+            def call(self, args):
+                if args.token == "pulumi:pulumi:readStackOutputs" and str(args.args.get("name")).endswith("/dev-west"):
+                    raise Denied()
+                return super().call(args)
+        return Mocks(previous_outputs)
+
+    rotation_stacks(stacks_dir, "add-next")
+    east_added = run_cluster(stacks_dir, "dev-east", {})
+    west_none_outputs = {"trustRotation": {"phase": "none", "trustedAnchors": ["dev-1"], "issuingAnchor": "dev-1"}}
+    rotation_stacks(stacks_dir, "issue-from-next")
+    with pytest.raises(SettingsError) as caught:
+        run_cluster(stacks_dir, "dev-east", {"dev-west": west_none_outputs}, previous=east_added.exports,
+                    mocks_factory=denying)
+    (problem,) = caught.value.problems
+    assert problem.where == "mtls-mesh:clusterPeers" and "dev-west" in problem.what and "403" in problem.what
+    assert caught.value.registrations == []

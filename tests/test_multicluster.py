@@ -528,6 +528,16 @@ def test_every_link_alert_fires_on_failure_and_stays_silent_on_health(cluster, t
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 
 
+def test_a_link_without_a_gateway_gets_no_stalled_alert():
+    """The controller repairs endpoints only for a Link with a gatewayAddress ([L] multicluster/service-mirror/
+    cluster_watcher.go Start returns before its repair loop otherwise): a pod-to-pod-only link never has
+    service_mirror_endpoint_repairs, so a stalled-link alert on it would fire from the first evaluation on."""
+    pod_to_pod = mc.Peer(NORTH, NORTH_TD, api_server="https://north.example")
+    group = mc.rule_group(west([LEDGER], peers=[EAST_PEER, pod_to_pod]))
+    stalled = {r["labels"]["target_cluster_name"] for r in group["rules"] if r["alert"] == "MulticlusterLinkStalled"}
+    assert stalled == {EAST}
+
+
 def test_the_alert_tests_can_fail(tmp_path):
     """A rule reading the name with `_total` (what an OpenMetrics exporter would add) never fires: promtool says so."""
     group = mc.rule_group(west([LEDGER], peers=[EAST_PEER, mc.Peer(NORTH, NORTH_TD, mirrored_by=False)]))

@@ -144,7 +144,16 @@ def test_what_is_added_is_the_multicluster_part_and_its_outputs(conversion):
         [r.urn for r in added if MULTICLUSTER_COMPONENT not in r.urn]
     mode = runs["single"].config["mtls-mesh:pkiMode"]
     assert set(after.exports) - set(runs["single"].exports) == ADDED_OUTPUTS[mode]
-    assert {k: v for k, v in runs["single"].exports.items() if after.exports[k] != v} == {}
+    # With the verification on, the canary (exported to the peers' link checks) admits each peer's verify-allowed,
+    # and its access-matrix row says so; nothing else of the outputs changes.
+    verifies = any(r.name == "verify-service-canary" for r in runs["single"].registrations)
+    changed = {k for k, v in runs["single"].exports.items() if after.exports[k] != v}
+    assert changed == ({"accessMatrix"} if verifies else set()), changed
+    if verifies:
+        expected = copy.deepcopy(runs["single"].exports["accessMatrix"])
+        row = expected["mtls-mesh-verify/canary:http"]
+        row["allowed"] = sorted([*row["allowed"], "mtls-mesh-verify/verify-allowed@west"])
+        assert after.exports["accessMatrix"] == expected
     if mode == "self-signed":
         assert "meshRootKeys" in after.secret_exports
 

@@ -83,6 +83,16 @@ def test_a_peer_that_disagrees_is_refused_naming_the_key_and_its_file(tmp_path, 
     assert "Pulumi.dev-west.yaml" in found[f"mtls-mesh:{where}"]
 
 
+def test_a_peer_whose_cluster_the_graph_does_not_declare_is_refused_on_its_key(tmp_path):
+    """The peer's file is what is wrong: one problem on clusterPeers[0] naming its file and the graph's clusters, not
+    the graph's cross-cluster edges blamed as callers of a cluster that is "not linked"."""
+    two_clusters(tmp_path, west={"cluster": "north"})
+    found = problems(tmp_path, "dev-east")
+    assert list(found) == ["mtls-mesh:clusterPeers[0]"], found
+    assert "sets cluster 'north', which is not a cluster of" in found["mtls-mesh:clusterPeers[0]"], found
+    assert "Pulumi.dev-west.yaml" in found["mtls-mesh:clusterPeers[0]"]
+
+
 @pytest.mark.parametrize("east,where,words", [
     ({"clusterPeers": ["dev-north"]}, "clusterPeers[0]", "is not there"),
     ({"clusterPeers": ["dev-east"]}, "clusterPeers[0]", "is this stack itself"),
@@ -147,6 +157,31 @@ def test_a_caller_away_from_an_unexported_callee_is_refused_at_the_allow_entry()
     found = graph_problems(document)
     assert "checkout runs in cluster west, where billing does not run" in found["services.billing.allow[0]"]
     assert "Export billing" in found["services.billing.allow[0]"]
+
+
+def _mirror_clash(d: dict) -> None:
+    # billing (payments, exported from east) is mirrored as billing-east in west, where this service runs.
+    d["services"]["billing-east"] = {"namespace": "payments", "clusters": ["west"],
+                                     "ports": [{"name": "http", "port": 8080, "protocol": "HTTP/1"}]}
+
+
+@pytest.mark.parametrize("edit,where,words", [
+    (_mirror_clash, "services.billing.export", "its mirror payments/billing-east would be the Service of billing-east"),
+    (lambda d: d["services"]["ledger"].update(export="federated") or d["services"].update(
+        {"ledger-federated": {"namespace": "payments", "ports": [{"name": "http", "port": 8080, "protocol": "HTTP/1"}]}}),
+     "services.ledger.export", "its mirror payments/ledger-federated would be the Service of ledger-federated"),
+    (lambda d: d["clusters"].update({"federated": {}}), "clusters.federated", "names of Linkerd's federated Services"),
+    (lambda d: d["services"].update({"b" * 60: {"namespace": "payments", "clusters": ["east"], "export": "gateway",
+                                                "ports": [{"name": "http", "port": 8080, "protocol": "HTTP/1"}]}}),
+     f"services.{'b' * 60}.export", "is longer than a Service name's 63 characters"),
+])
+def test_a_mirror_linkerd_cannot_make_or_would_clash_is_refused_at_the_export(edit, where, words):
+    """Linkerd names mirrors <name>-<target cluster> and federated Services <name>-federated, in the exported
+    Service's namespace (cluster_watcher.go mirrorServiceName, federatedServiceName)."""
+    document = example_graph()
+    edit(document)
+    found = graph_problems(document)
+    assert words in found.get(where, ""), found
 
 
 @pytest.mark.parametrize("edit,where,words", [

@@ -16,6 +16,7 @@ import copy
 import json
 import logging
 
+import grpc
 import pytest
 
 import pulumi
@@ -432,12 +433,92 @@ def test_every_alert_of_a_cluster_stack_names_its_cluster(example_stacks):
     """Each cluster's Prometheus evaluates its own certificates and links; the `cluster` label keeps their alerts apart
     downstream (certificate expiry per cluster), including the expiry groups written at registration. A single-cluster
     stack's alerts are unchanged."""
-    east = example_stacks["east-again"]  # linked to west: its link alerts exist
-    rules = [rule for obj in east.objects("PrometheusRule") for group in obj["spec"]["groups"]
+    west = example_stacks["west"]  # linked to east's gateway: its link alerts exist
+    rules = [rule for obj in west.objects("PrometheusRule") for group in obj["spec"]["groups"]
              for rule in group["rules"] if "alert" in rule]
     assert {r["alert"] for r in rules} >= {"MeshIdentityIssuerExpiring", "MulticlusterLinkStalled"}
     assert any(r["alert"].startswith("MeshTrustAnchor") for r in rules), "the expiry group written at registration"
-    assert {r["labels"].get("cluster") for r in rules} == {"east"}
+    assert {r["labels"].get("cluster") for r in rules} == {"west"}
     single = run_program("dev")
     assert not [rule for obj in single.objects("PrometheusRule") for group in obj["spec"]["groups"]
                 for rule in group["rules"] if "cluster" in rule.get("labels", {})]
+
+
+class BackendWithoutStacks:
+    """Mocks whose backend knows only the running stack and the referenced ones: reading any other fails, for a
+    StackReference and for the readStackOutputs invoke alike, as the engine does (pulumi pkg/backend/backend.go
+    `GetStackOutputs`: `unknown stack %q`)."""
+
+    def __new__(cls, previous_outputs):
+        from harness import RecordingMocks
+
+        class EngineError(grpc.RpcError):
+            """What the resource monitor answers a failed invoke or read with (a gRPC error; the SDK hands an
+            invoke's to its caller: pulumi/runtime/invoke.py `do_invoke`)."""
+
+            def __init__(self, message):
+                super().__init__(message)
+                self.message = message
+
+            def code(self):
+                return grpc.StatusCode.UNKNOWN
+
+            def details(self):
+                return self.message
+
+        class Mocks(RecordingMocks):
+            def known(self, name, token):
+                target = str(name).rsplit("/", 1)[-1]
+                if target != pulumi.get_stack() and target not in self.references:
+                    raise EngineError(f'invocation of {token} returned an error: unknown stack "{name}"')
+
+            def new_resource(self, args):
+                if args.typ == "pulumi:pulumi:StackReference":
+                    self.known(args.name, "read")
+                return super().new_resource(args)
+
+            def call(self, args):
+                if args.token == "pulumi:pulumi:readStackOutputs":
+                    self.known(args.args.get("name", ""), args.token)
+                return super().call(args)
+
+        return Mocks(previous_outputs)
+
+
+def test_the_first_cluster_comes_up_before_its_peers_have_stacks(caplog):
+    """Bringing stacks up, step 1 (and an existing stack's first `up` as cluster east): the peer's stack has not been
+    created yet. It is waited for as a peer that has not applied (no Link, the warning naming the order), in `up`
+    and in a preview, instead of failing the update on a StackReference to a stack the backend does not know."""
+    for preview in (False, True):
+        caplog.clear()
+        with in_example(), caplog.at_level(logging.WARNING):
+            east = run_program("dev-east", mocks_factory=BackendWithoutStacks, preview=preview)
+        assert links(east) == []
+        assert "does not link to dev-west (west) yet" in caplog.text
+
+
+def test_a_preview_reads_no_token_secret():
+    """A pull request's preview runs the pull request's code as the preview identity, which may read no Secret
+    (plan/preview_identity.py): a read of the remote-access token Secrets would be forbidden, and pulumi-kubernetes
+    fails a read on any error but a 404 (provider/pkg/provider/provider.go `Read`), so every preview of a stack a
+    peer links to would fail; were it allowed, unreviewed code would hold the tokens. The preview reads them with an
+    unknown id (the engine skips such a read: pulumi pkg/resource/deploy/step.go ReadStep.Apply), so they stay under
+    their URNs; `up` reads them."""
+    from harness import RecordingMocks
+
+    reads = []
+
+    class Recording(RecordingMocks):
+        def new_resource(self, args):
+            if args.typ == "kubernetes:core/v1:Secret" and args.name.startswith("multicluster-token-"):
+                reads.append((args.name, args.resource_id))
+            return super().new_resource(args)
+
+    with in_example():
+        east = run_program("dev-east", mocks_factory=Recording)
+        assert [name for name, _ in reads] == ["multicluster-token-west"], reads
+        assert reads[0][1] != UNKNOWN
+        reads.clear()
+        preview = run_program("dev-east", mocks_factory=Recording, preview=True, state=east)
+    assert [name for name, _ in reads] == ["multicluster-token-west"], reads
+    assert reads[0][1] == UNKNOWN, "the preview read the token Secret"

@@ -597,7 +597,10 @@ def rule_group(cluster: Cluster, latency_ms: int = LATENCY_WARNING_MS) -> dict[s
              f"{{{{ $value }}}} endpoint repairs in {REPAIR_WINDOW}; about {REPAIRS_EXPECTED} are the periodic refresh, "
              "the rest follow gateway liveness changes.", runbook="multiclustergatewaydown"),
     ]
-    for peer in sorted(cluster.mirrored_from, key=lambda p: p.name):
+    # Only Links with a gateway are repaired: the controller returns before its repair loop when the Link has no
+    # gatewayAddress ([L] multicluster/service-mirror/cluster_watcher.go Start: "If no gateway address is present, do
+    # not repair endpoints"), so a pod-to-pod-only link never has this series and would page forever.
+    for peer in sorted((p for p in cluster.mirrored_from if p.has_gateway), key=lambda p: p.name):
         selector = f'{ns}, target_cluster_name="{peer.name}"'
         rules.append(_rule(
             "MulticlusterLinkStalled",
