@@ -188,8 +188,15 @@ def preview_plan(identity: PreviewIdentity, plan: Any) -> PreviewPlan:
     # No Secret, not even the program's own: they hold the anchors' keys (dev) and the token reviewer's token, and a
     # dry-run patch answers with `data`. A Secret's preview then shows the program's side of the diff only
     # (pulumi-kubernetes falls back to a client-side diff when the dry run is forbidden).
+    objects = plan.objects()
+    multicluster = getattr(plan, "multicluster", None)
+    if multicluster is not None:
+        # A cluster stack's Links, credentials, gateway patches and policies are registered from this part of the
+        # plan: their kinds too (a Link's preview is otherwise refused its dry run and falls back to a client diff).
+        objects = [*objects, *multicluster.objects(), *multicluster.links, *multicluster.gateway_policy,
+                   *multicluster.gateway_egress]
     return PreviewPlan(identity, (admission_policy(identity), admission_policy_binding()),
-                       (cluster_role(plan.objects()), cluster_role_binding(identity)))
+                       (cluster_role(objects), cluster_role_binding(identity)))
 
 
 def preview_identity_objects(identity: PreviewIdentity, plan: Any) -> tuple[tuple[dict[str, Any], ...],

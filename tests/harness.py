@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import copy
+import dataclasses
 import datetime
 import functools
 import gc
@@ -533,7 +534,10 @@ def run_program(stack: str = "dev", **changes: Any) -> "Run":
     patches nothing, a copy of the stack's unchanged run (unchanged_run): a test may change its copy freely."""
     unchanged = all(value == _UNCHANGED.get(name, ...) for name, value in changes.items() if name != "tmp_path")
     if unchanged and _may_share(stack):
-        return copy.deepcopy(unchanged_run(stack))
+        shared = unchanged_run(stack)
+        # The raw exports hold live Outputs, which do not copy: shared as they are (a test only reads them).
+        return dataclasses.replace(copy.deepcopy(dataclasses.replace(shared, raw_exports={})),
+                                   raw_exports=shared.raw_exports)
     return _run_program(stack, **changes)
 
 

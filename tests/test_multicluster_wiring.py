@@ -522,3 +522,20 @@ def test_a_preview_reads_no_token_secret():
         preview = run_program("dev-east", mocks_factory=Recording, preview=True, state=east)
     assert [name for name, _ in reads] == ["multicluster-token-west"], reads
     assert reads[0][1] == UNKNOWN, "the preview read the token Secret"
+
+
+def test_the_preview_identity_may_dry_run_every_kind_a_cluster_stack_registers(example_stacks):
+    """A pull request's preview runs as the preview identity (plan/preview_identity.py), which may read and dry-run
+    only the kinds its ClusterRole names: a cluster stack's role must name the Link and every other kind of its
+    multicluster part, or their previews lose the server-side diff."""
+    west = example_stacks["west"]
+    role = next(o for o in west.objects("ClusterRole") if o["metadata"]["name"] == "mtls-mesh-preview")
+    granted = {(group, resource) for rule in role["rules"] for group in rule["apiGroups"]
+               for resource in rule["resources"]}
+    assert ("multicluster.linkerd.io", "links") in granted
+    from plan.preview_identity import group_kind, resource_of
+    for registration in west.kubernetes():
+        obj = registration.object()
+        if obj.get("metadata", {}).get("namespace") == mc.NAMESPACE and obj.get("kind") not in ("Secret", None):
+            group, kind = group_kind(obj["apiVersion"], obj["kind"])
+            assert (group, resource_of(group, kind)) in granted, (group, kind)

@@ -82,6 +82,14 @@ def crd_plurals() -> dict[tuple[str, str], str]:
             if isinstance(document, dict) and document.get("kind") == "CustomResourceDefinition":
                 spec = document["spec"]
                 plurals[(spec["group"], spec["names"]["kind"])] = spec["names"]["plural"]
+    # The Link CRD ships in the linkerd-multicluster chart as a template (Helm expressions in its metadata): its group,
+    # kind and plural read as text.
+    link_crd = (UPSTREAM / "charts" / "linkerd2-edge-26.8.3" / "multicluster" / "charts" / "linkerd-multicluster" /
+                "templates" / "link-crd.yaml").read_text(encoding="utf-8")
+    group = re.search(r"^  group: (\S+)$", link_crd, re.M).group(1)
+    names = re.search(r"^  names:\n((?:    .*\n)+)", link_crd, re.M).group(1)
+    fields = dict(re.findall(r"^    (\w+): (\S+)$", names, re.M))
+    plurals[(group, fields["kind"])] = fields["plural"]
     return plurals
 
 

@@ -13,4 +13,6 @@ KIND_RESOURCES = {
     ("policy.linkerd.io", "HTTPRoute"): "httproutes",
     ("policy.linkerd.io", "EgressNetwork"): "egressnetworks",
     ("policy.linkerd.io", "ServerAuthorization"): "serverauthorizations",
+    # A cluster stack's Links (plan/linkerd/multicluster.py): the linkerd-multicluster chart's templates/link-crd.yaml.
+    ("multicluster.linkerd.io", "Link"): "links",
 }
