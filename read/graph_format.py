@@ -391,10 +391,13 @@ CANNOT_CHECK = (
          "callee does not run needs the callee exported (relations between services, their placement and the graph's "
          "clusters); a port exported in gateway mode must admit every caller the cluster's gateway admits for any "
          "gateway-exported service (behind the gateway they all have its identity: a relation across every "
-         "gateway-exported service of a cluster, checked when a cluster stack compiles)",
+         "gateway-exported service of a cluster, checked when a cluster stack compiles); and the mirror Linkerd "
+         "names `<service>-<cluster>` (or `<service>-federated`) must fit a Service name and clash with no other "
+         "service where it appears (a name built from two keys, against every other service's placement)",
          ("is not declared under 'clusters'", "needs the graph's clusters", "does not run in cluster",
           "cannot be exported", "is not exported, so the call cannot reach it",
-          "behind the gateway every caller has the gateway's identity")),
+          "behind the gateway every caller has the gateway's identity", "Linkerd names the mirror",
+          "names of Linkerd's federated Services", "is longer than a Service name's")),
     Rule("team boundaries", "in a graph split per team, a namespace or a service key is declared in one file only, "
          "a service lives in a namespace its own file declares, and the files together stay within the graph's limits",
          ("is also declared in", "not in this file", "fragment files", "together")),

@@ -468,11 +468,11 @@ def test_an_operator_shard_at_the_switch_waits_for_its_platform_to_apply_istio(m
                 result["outputs"] = istio.exports
             return result
 
-    monkeypatch.setattr(waiting.time, "sleep", lambda seconds: None)
     real_wait = waiting.wait_for_platform
 
     def wait(*args, **kwargs):
-        left = real_wait(*args, say=said.append, **kwargs)
+        # wait_for_platform took time.sleep as a default when it was defined: patching time.sleep would not reach it.
+        left = real_wait(*args, say=said.append, sleep=lambda seconds: None, **kwargs)
         said.append(f"left: {left}")
         return left
 

@@ -31,6 +31,9 @@ EXPECTED_UPDATES = {
     # A stack running the verification exports its canary to the peers' link checks (docs/multicluster.md
     # 'Verification across links'): the Service gains the export label, its ports and selector unchanged.
     "verify-service-canary": "the canary Service gains mirror.linkerd.io/exported",
+    # The preview identity may read and dry-run every kind the stack manages (plan/preview_identity.py): its role gains
+    # the multicluster part's kinds (Links, the extension's policy kinds), nothing else.
+    "preview-clusterrole": "the preview identity's role gains the Link and the multicluster part's kinds",
 }
 # The outputs the stack gains: the link contract for its peers, and in dev the root's key (a secret) which the other
 # clusters' issuers are signed with.
@@ -120,6 +123,11 @@ def test_every_single_cluster_urn_stays_with_its_inputs_but_the_listed_updates(c
         new = copy.deepcopy(runs["east"].by_urn(old.urn).object())
         assert new["metadata"]["labels"].pop("mirror.linkerd.io/exported") == "remote-discovery"
         assert new == old.object()
+    # The preview role: only grants added, the Link among them.
+    (old,) = [r for r in runs["single"].registrations if r.name == "preview-clusterrole"]
+    grants = [{(g, res, tuple(rule["verbs"])) for rule in obj["rules"] for g in rule["apiGroups"]
+               for res in rule["resources"]} for obj in (old.object(), runs["east"].by_urn(old.urn).object())]
+    assert grants[0] < grants[1] and any(res == "links" for _, res, _ in grants[1] - grants[0])
 
 
 def test_nothing_protected_is_touched_and_the_vault_and_anchor_names_stay(conversion):

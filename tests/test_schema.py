@@ -382,6 +382,12 @@ def _gateway_needing_per_caller_policy() -> dict:
     return document
 
 
+def _edited_example(edit) -> dict:
+    document = multicluster.example_graph()
+    edit(document)
+    return document
+
+
 def _unexported_callee() -> dict:
     document = multicluster.example_graph()
     del document["services"]["billing"]["export"]
@@ -506,6 +512,8 @@ CONVERTERS: dict[str, Any] = {
         lambda key, value: ClusterCase(f"mtls-mesh:{key}", stack="dev-solo", solo={key: value}),
     "test_multicluster_graph.test_bad_placement_is_refused_with_its_graph_path":
         lambda edit, where, words: ("dev", {}, _placement(edit, where), where),
+    "test_multicluster_graph.test_a_mirror_linkerd_cannot_make_or_would_clash_is_refused_at_the_export":
+        lambda edit, where, words: ("dev", {}, _edited_example(edit), where),
     # Generated graphs: refusals there are only assumed away, no case to classify.
     "test_multicluster_graph.test_generated_graphs_admit_exactly_their_cross_cluster_edges": None,
 }
