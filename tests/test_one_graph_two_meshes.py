@@ -76,6 +76,18 @@ def test_the_injector_label_check_is_linkerds():
     assert problems_of(document, "istio") == []
 
 
+def test_the_istio_injector_label_is_refused_with_istio_and_free_with_linkerd():
+    """Every injected pod carries security.istio.io/tlsMode: istio: a service selecting on it would be every pod."""
+    from plan.istio.names import TLS_MODE_LABEL
+
+    document = graph()
+    document["services"]["api"]["selector"] = {TLS_MODE_LABEL: "istio"}
+    (where, what, fix), = problems_of(document, "istio")
+    assert where == f"services.yaml: services.api.selector.{TLS_MODE_LABEL}" and "Istio label" in what, what
+    assert "selector: {app: billing}" in fix
+    assert problems_of(document, "linkerd") == []
+
+
 def test_a_stack_with_mesh_istio_refuses_a_sidecar_port_once_before_compiling(tmp_path):
     path = tmp_path / "services.yaml"
     text = (PROJECT_DIR / "services.yaml").read_text(encoding="utf-8")
