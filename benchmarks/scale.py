@@ -3,6 +3,7 @@
     venv/bin/python -m benchmarks.scale                      # 3,000, 10,000, 20,000 and 50,000 services, median of 3
     venv/bin/python -m benchmarks.scale 10000 20000 --runs 1 # chosen sizes and repetitions
     venv/bin/python -m benchmarks.scale --namespaces 50      # a fixed number of namespaces (benchmarks.run's graphs)
+    venv/bin/python -m benchmarks.scale 10000 20000 --mesh istio  # the same with `mesh: istio` (issue 32)
 
 The graphs are benchmarks/synthetic.py's with one namespace per 100 services (30 to 500) spread round robin over at
 most 50 shards (`shard:` on each namespace). Each size's graph file is written once; each run is a fresh process that
@@ -46,7 +47,7 @@ def graph_file(services: int, directory: Path, namespaces: int | None = None) ->
     return path
 
 
-def child(path: str) -> dict:
+def child(path: str, mesh: str = "linkerd") -> dict:
     from plan.mesh import compile_mesh
     from plan.shards import contract_digests, scoped_matrix, shards_of, stack_scope
     from read.settings import load_settings
@@ -54,13 +55,16 @@ def child(path: str) -> dict:
     config = stack_config("staging")
     config.update({"mtls-mesh:serviceGraph": path, "mtls-mesh:inboundPolicyOverrides": "[]",
                    "mtls-mesh:allowFilesOutsideProject": "true"})  # the synthetic graph is in a temporary directory
+    if mesh != "linkerd":  # staging turns linkerd-viz on, which another mesh refuses (read/settings.py _mesh)
+        config.update({"mtls-mesh:mesh": mesh, "mtls-mesh:linkerdViz": "false"})
     wall, cpu = time.perf_counter(), time.process_time()
     settings = load_settings(config, "staging")
     read_cpu = time.process_time() - cpu
     plan = compile_mesh(settings)
     shard = next(iter(shards_of(settings.graph)))
     scope = stack_scope(settings.graph, True, shard)
-    scoped = len(scoped_matrix(plan.access_matrix, scope)) + len(scoped_matrix(plan.egress_matrix, scope))
+    scoped = (len(scoped_matrix(plan.access_matrix, scope, settings.graph))
+              + len(scoped_matrix(plan.egress_matrix, scope, settings.graph)))
     digests = contract_digests(plan, settings.graph)
     return {"seconds": time.perf_counter() - wall, "cpu": time.process_time() - cpu, "read_cpu": read_cpu,
             "objects": len(plan.objects()), "namespaces": len(plan.namespaces), "shards": len(digests),
@@ -69,7 +73,7 @@ def child(path: str) -> dict:
 
 def main(argv: list[str]) -> None:
     if argv[:1] == ["--child"]:
-        result = child(argv[1])
+        result = child(*argv[1:3])
         result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
@@ -78,16 +82,20 @@ def main(argv: list[str]) -> None:
     if "--namespaces" in argv:
         at = argv.index("--namespaces")
         namespaces, argv = int(argv[at + 1]), argv[:at] + argv[at + 2:]
+    mesh = "linkerd"
+    if "--mesh" in argv:
+        at = argv.index("--mesh")
+        mesh, argv = argv[at + 1], argv[:at] + argv[at + 2:]
     sizes = [int(a) for a in argv] or list(SIZES)
     print(f"python {sys.version.split()[0]} on {platform.machine()}, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}, median of {runs} runs", flush=True)
+          f"load average {os.getloadavg()[0]:.1f}, median of {runs} runs, mesh {mesh}", flush=True)
     print(f"{'services':>8} {'namespaces':>10} {'shards':>6} {'objects':>8} {'wall s':>7} {'CPU s':>6} "
           f"{'read CPU s':>10} {'peak MiB':>8}")
     cpu_of: dict[int, float] = {}
     with tempfile.TemporaryDirectory() as directory:
         for size in sizes:
             path = graph_file(size, Path(directory), namespaces)
-            results = [child_process("benchmarks.scale", str(path)) for _ in range(runs)]
+            results = [child_process("benchmarks.scale", str(path), mesh) for _ in range(runs)]
             first = results[0]
             cpu_of[size] = median([r["cpu"] for r in results])
             print(f"{size:>8,} {first['namespaces']:>10,} {first['shards']:>6} {first['objects']:>8,} "
