@@ -1,4 +1,5 @@
-"""`python -m discover`: propose allow-list changes to the service graph from the traffic Prometheus recorded.
+"""`python -m discover`: propose allow-list changes to the service graph from the traffic Prometheus recorded (from
+Linkerd's proxy metrics, or Istio's for a stack with `mesh: istio`: discover/istio_traffic.py).
 
 Prints the report (Markdown for a pull-request comment, or JSON) on stdout; `--write FILE` also writes the proposed
 graph, `--diff` prints only the proposal as a unified diff. A problem the user can fix is one line on stderr and
@@ -38,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parse_window(args.since)
         stack = load_stack(args.stack)
+        if stack.settings.mesh == "istio":
+            # The stack's sidecars are Istio's: its metrics are istio_requests_total and istio_tcp_*, not Linkerd's.
+            from .istio_traffic import run
+            return run(args, stack)
         prometheus = Prometheus(args.prometheus)
         report = discover(stack, prometheus, args.since)
         if args.diff:

@@ -205,6 +205,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         stack = load_stack(args.stack)
+    except DiscoverError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    return run(args, stack)
+
+
+def run(args: Any, stack: Stack) -> int:
+    """The command on a loaded stack (`python -m discover` comes here for a stack with `mesh: istio`)."""
+    from .__main__ import EXIT_USAGE
+
+    try:
         report = discover_istio(stack, Prometheus(args.prometheus), args.since)
         if args.diff:
             sys.stdout.write(report.diff())
