@@ -229,3 +229,14 @@ def test_one_graph_gives_both_meshes_the_same_access_and_egress(stack):
     assert linkerd.egress_matrix and set(linkerd.egress_matrix) == set(istio.egress_matrix)
     assert {k: (e["declaredFor"], e["reachableBy"]) for k, e in linkerd.egress_matrix.items()} == \
         {k: (e["declaredFor"], e["reachableBy"]) for k, e in istio.egress_matrix.items()}
+
+
+def test_in_audit_both_meshes_list_the_same_callers():
+    """dev audits everything: each mesh admits everyone and counts what deny would refuse, and the accessMatrix of
+    either names the same callers per port (Istio's read from its dry-run policies), so a review of the audit ->
+    deny step reads the same under both."""
+    linkerd, istio = _compiled("dev", "linkerd"), _compiled("dev", "istio")
+    audited = [key for key, entry in linkerd.access_matrix.items() if entry["others"] == "audit" and key in istio.access_matrix]
+    assert len(audited) >= 6, audited
+    assert {k: linkerd.access_matrix[k]["allowed"] for k in audited} == {k: istio.access_matrix[k]["allowed"] for k in audited}
+    assert {k: istio.access_matrix[k]["others"] for k in audited} == dict.fromkeys(audited, "audit")
