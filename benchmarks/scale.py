@@ -82,6 +82,10 @@ def main(argv: list[str]) -> None:
     if "--namespaces" in argv:
         at = argv.index("--namespaces")
         namespaces, argv = int(argv[at + 1]), argv[:at] + argv[at + 2:]
+    mesh = "linkerd"
+    if "--mesh" in argv:
+        at = argv.index("--mesh")
+        mesh, argv = argv[at + 1], argv[:at] + argv[at + 2:]
     sizes = [int(a) for a in argv] or list(SIZES)
     print(f"mesh {mesh}, python {sys.version.split()[0]} on {platform.machine()}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}, median of {runs} runs", flush=True)

@@ -1,4 +1,5 @@
-"""`python -m discover`: propose allow-list changes to the service graph from the traffic Prometheus recorded.
+"""`python -m discover`: propose allow-list changes to the service graph from the traffic Prometheus recorded (from
+Linkerd's proxy metrics, or Istio's for a stack with `mesh: istio`: discover/istio_traffic.py).
 
 Prints the report (Markdown for a pull-request comment, or JSON) on stdout; `--write FILE` also writes the proposed
 graph, `--diff` prints only the proposal as a unified diff. A problem the user can fix is one line on stderr and
@@ -7,30 +8,11 @@ exit code 2; nothing is written then.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
+from .command import EXIT_USAGE, parser
 from . import DiscoverError, Prometheus, as_json, as_markdown, discover, load_stack, parse_window
-
-EXIT_USAGE = 2
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, like every other error of the command
-        self.exit(EXIT_USAGE, f"error: {message} (see python -m discover --help)\n")
-
-
-def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m discover", description=__doc__.split("\n\n")[0])
-    p.add_argument("--prometheus", required=True, help="Prometheus base URL, e.g. http://localhost:9090")
-    p.add_argument("--stack", required=True, help="stack whose settings and service graph to compare with")
-    p.add_argument("--since", default="7d", help="window to look back over, a Prometheus duration (default 7d)")
-    p.add_argument("--format", choices=("markdown", "json"), default="markdown", help="report format (default markdown)")
-    out = p.add_mutually_exclusive_group()
-    out.add_argument("--write", metavar="FILE", help="write the proposed service graph to FILE (may be the graph itself)")
-    out.add_argument("--diff", action="store_true", help="print only the proposal, as a unified diff of the graph")
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parse_window(args.since)
         stack = load_stack(args.stack)
+        if stack.settings.mesh == "istio":
+            # The stack's sidecars are Istio's: its metrics are istio_requests_total and istio_tcp_*, not Linkerd's.
+            from .istio_traffic import run
+            return run(args, stack)
         prometheus = Prometheus(args.prometheus)
         report = discover(stack, prometheus, args.since)
         if args.diff:

@@ -37,6 +37,7 @@ from typing import Any, Mapping
 from read.graph import ServiceGraph, spiffe_id
 from read.settings import PROJECT_DIR
 
+from .command import EXIT_USAGE, parser
 from .errors import DiscoverError
 from .prometheus import Prometheus, parse_window, promql_duration
 from .proposal import check_proposal, propose
@@ -200,11 +201,18 @@ def istio_as_markdown(report: IstioReport, graph: ServiceGraph) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m discover.istio_traffic`: the Linkerd command's options and exit codes, for an Istio mesh."""
-    from .__main__ import EXIT_USAGE, parser
-
     args = parser().parse_args(argv)
     try:
         stack = load_stack(args.stack)
+    except DiscoverError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    return run(args, stack)
+
+
+def run(args: Any, stack: Stack) -> int:
+    """The command on a loaded stack (`python -m discover` comes here for a stack with `mesh: istio`)."""
+    try:
         report = discover_istio(stack, Prometheus(args.prometheus), args.since)
         if args.diff:
             sys.stdout.write(report.diff())

@@ -59,7 +59,14 @@ ISTIO = MeshFacts(
     proxy_ports={15000: "Envoy admin", 15001: "outbound capture", 15004: "debug", 15006: "inbound capture",
                  15008: "HBONE tunnel", 15020: "agent status, merged metrics and probe", 15021: "health",
                  15053: "DNS proxy", 15090: "Envoy Prometheus"},
-    namespaces=("istio-system",))
+    namespaces=("istio-system",),
+    # The injector labels every pod it injects `security.istio.io/tlsMode: istio` (istio-discovery
+    # files/injection-template.yaml, same tag; plan/istio/names.py TLS_MODE_LABEL), the only security.istio.io/ pod
+    # label: a service selecting on it would select every injected pod of its namespace, so its AuthorizationPolicies
+    # would admit its callers to all of them and its Sidecar would select the other services' pods too.
+    injector_label_prefix="security.istio.io/",
+    injector_label_problem="is an Istio label: the sidecar injector sets security.istio.io/tlsMode: istio on every "
+                           "injected pod, so this selector would match them all")
 
 MESHES: Mapping[str, MeshFacts] = {facts.name: facts for facts in (LINKERD, ISTIO)}
 # The mesh a graph is checked for when no stack names one (python -m discover, CODEOWNERS, the JSON Schema).

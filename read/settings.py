@@ -973,12 +973,18 @@ def _linkerd(config: _Config, environment: str) -> LinkerdSettings:
 LINKERD_ONLY_SETTINGS = ("linkerdChartVersion", "linkerdHelmRepository", "linkerdHighAvailability", "linkerdCni",
                          "linkerdViz", *_PROXY_RESOURCE_KEYS.values(), "proxyLogLevel", "controllerLogLevel",
                          "clusterDefaultInboundPolicy")
+# The Linkerd-only settings holding a URL (their credentials are refused, but the refusal must not quote them either).
+_URL_SETTINGS = frozenset({"linkerdHelmRepository"})
 _LINKERD_ONLY_WHAT = {
     "linkerdViz": "Linkerd's viz dashboard; this program installs no Istio dashboard",
     "linkerdCni": "Linkerd's CNI plugin; Istio's sidecars use their own init container here",
     "linkerdHighAvailability": "Linkerd's HA; Istio's follows the environment (prod)",
     "clusterDefaultInboundPolicy": "the Linkerd proxies' default outside the graph's namespaces",
 }
+
+
+def _shown_value(key: str, value: str) -> str:
+    return short_url(value) if key in _URL_SETTINGS else value
 
 
 def _mesh(config: _Config) -> str:
@@ -990,8 +996,9 @@ def _mesh(config: _Config) -> str:
     if mesh != "linkerd" and mesh in MESHES:
         found = [key for key in LINKERD_ONLY_SETTINGS if key in config.declarations and config.is_set(key)]
         if found:
-            # A value is shown so the line can be found; a secret one never is.
-            lines = "; ".join(f"{config.full(key)}: {'[secret]' if config.is_secret(key) else config.raw[config.full(key)]} "
+            # A value is shown so the line can be found; a secret one never is, nor a URL's credentials, query or
+            # fragment (short_url, as everywhere a URL is quoted: linkerdHelmRepository may carry a token).
+            lines = "; ".join(f"{config.full(key)}: {'[secret]' if config.is_secret(key) else _shown_value(key, config.raw[config.full(key)])} "
                               f"({_LINKERD_ONLY_WHAT.get(key, 'read only by the Linkerd control plane')})"
                               for key in found)
             config.add("mesh", f"is {mesh}, and the stack file still sets {len(found)} Linkerd-only setting(s), which "

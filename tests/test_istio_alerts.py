@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import pytest
 import yaml
@@ -20,6 +21,7 @@ from tools import CHART_PATHS, CHARTS, render_chart
 from plan.istio.alerts import (CSR_METHOD, CSR_SERVICE, ENVOY_PROMETHEUS_PORT_NAME, ISTIO_CSR_METRICS_LABELS,
                                ISTIO_CSR_METRICS_PORT_NAME, ISTIO_CSR_METRICS_SERVICE, ISTIOD_MONITORING_PORT_NAME,
                                ISTIOD_SERVICE_LABELS, MERGED_METRICS_PATH, POD_MONITOR_NAME, PROXY_CONTAINER,
+                               SKIPPED_PORTS_LABEL,
                                istio_rule_groups, pod_monitor, prometheus_rule, root_rule_groups, service_monitors,
                                strict_namespaces)
 from plan.istio.control_plane import istio_csr_values, istio_settings, istiod_values
@@ -181,7 +183,11 @@ def scenarios(settings):
                    # The client side reports `unknown`, never `none`; plaintext into an open phase's namespace is
                    # allowed there (e.g. an ingress taking traffic from outside the mesh).
                    series(requests, istio_metric(requests, target, frontend, reporter="source"), "0+60x30"),
-                   series(requests, istio_metric(requests, (open_namespaces[0], "ingress-nginx"), None, mtls=False), "0+60x30")]
+                   series(requests, istio_metric(requests, (open_namespaces[0], "ingress-nginx"), None, mtls=False), "0+60x30"),
+                   # A proxy-free service's port is DISABLE by design (postgres in data): its meshed callers' plaintext,
+                   # counted by the sidecar the injector gave the pod, marked by the PodMonitor (skipped_port_relabelings).
+                   series(tcp, {**istio_metric(tcp, ("data", "postgres"), ("payments", "billing"), mtls=False),
+                                SKIPPED_PORTS_LABEL: "true"}, "0+6x30")]
         tests += case("IstioPlaintextToStrictWorkload",
                       [series(requests, istio_metric(requests, target, None, mtls=False), "0+6x30")], healthy, [pair])
         tests += case("IstioPlaintextToStrictWorkload",
@@ -348,6 +354,7 @@ def test_plaintext_is_watched_exactly_in_the_strict_namespaces(dev, staging):
 @pytest.mark.parametrize("alert,breakage", [
     ("IstioRequestsDenied", ('response_code="403"', 'response_code="404"')),
     ("IstioPlaintextToStrictWorkload", ('connection_security_policy="none"', 'connection_security_policy="unknown"')),
+    ("IstioPlaintextToStrictWorkload", (f'{SKIPPED_PORTS_LABEL}=""', f'{SKIPPED_PORTS_LABEL}=~".*"')),
     ("IstioWorkloadCertificateExpiring", ('resource_name="default"', 'resource_name="ROOTCA"')),
     ("IstioCSRRefusing", ("istio.v1.auth.IstioCertificateService", "istio.v1.auth.Other")),
 ])
@@ -410,6 +417,52 @@ def test_the_pod_monitor_scrapes_the_agent_through_the_sidecars_declared_port(st
     assert {r.get("replacement") for r in endpoint["relabelings"]} >= {f"$1:{PROXY_STATUS_PORT}", f"[$1]:{PROXY_STATUS_PORT}"}
     assert set(pod_monitor(staging, LABELS)["spec"]["namespaceSelector"]["matchNames"]) == {
         ns.name for ns in staging.graph.meshed_namespaces}
+
+
+def relabel(rules, meta: dict) -> dict:
+    """Prometheus' relabeling (model/relabel/relabel.go), the two actions used: the source labels joined by the
+    separator (default `;`) are matched by the anchored regex; `keep` drops the target (None) unless it matches,
+    `replace` writes the replacement (with $1 groups) to the target label when it does."""
+    labels = dict(meta)
+    for rule in rules:
+        assert rule["action"] in ("keep", "replace")
+        value = rule.get("separator", ";").join(labels.get(k, "") for k in rule["sourceLabels"])
+        found = re.fullmatch(rule["regex"], value)
+        if rule["action"] == "keep":
+            if not found:
+                return None
+        elif found:
+            labels[rule["targetLabel"]] = found.expand(rule["replacement"].replace("$", "\\"))
+    return labels
+
+
+def pod_meta(namespace: str, labels: dict) -> dict:
+    meta = {"__meta_kubernetes_namespace": namespace, "__meta_kubernetes_pod_ip": "10.42.1.23",
+            "__meta_kubernetes_pod_container_name": PROXY_CONTAINER}
+    meta.update({"__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", k): v for k, v in labels.items()})
+    return meta
+
+
+def test_the_pod_monitor_marks_exactly_the_pods_that_take_plaintext_by_design(staging, tmp_path):
+    """IstioPlaintextToStrictWorkload leaves out the pods whose ports the program sets to DISABLE: staging's postgres
+    (proxy-free in data) is marked, its neighbours and the meshed services are not; with skipInboundPorts, every pod of
+    that namespace is."""
+    rules = pod_monitor(staging, LABELS)["spec"]["podMetricsEndpoints"][0]["relabelings"]
+    postgres = relabel(rules, pod_meta("data", {"app.kubernetes.io/name": "postgres", "pod-template-hash": "7d9f"}))
+    assert postgres[SKIPPED_PORTS_LABEL] == "true" and postgres["__address__"] == f"10.42.1.23:{PROXY_STATUS_PORT}"
+    for namespace, labels in (("data", {"app.kubernetes.io/name": "postgres-exporter"}), ("data", {"app": "postgres"}),
+                              ("payments", {"app.kubernetes.io/name": "postgres"}), ("payments", {"app": "billing"}),
+                              ("web", {"app": "frontend"})):
+        assert SKIPPED_PORTS_LABEL not in relabel(rules, pod_meta(namespace, labels)), (namespace, labels)
+    from harness import PROJECT_DIR
+    document = yaml.safe_load((PROJECT_DIR / "services.yaml").read_text())
+    document["namespaces"]["web"] = {**(document["namespaces"]["web"] or {}), "skipInboundPorts": [9999]}
+    path = tmp_path / "services.yaml"
+    path.write_text(yaml.safe_dump(document))
+    skipping = settings_of("staging", trustDomain=TRUST_DOMAIN, serviceGraph=str(path), allowFilesOutsideProject=True)
+    rules = pod_monitor(skipping, LABELS)["spec"]["podMetricsEndpoints"][0]["relabelings"]
+    assert relabel(rules, pod_meta("web", {"app": "frontend"}))[SKIPPED_PORTS_LABEL] == "true"
+    assert SKIPPED_PORTS_LABEL not in relabel(rules, pod_meta("payments", {"app": "billing"}))
 
 
 def test_the_service_monitors_select_the_charts_services_and_ports(staging):

@@ -183,6 +183,10 @@ def test_dev_audits_everything_as_a_dry_run():
     assert not [o for o in objects if o["kind"] in ("NetworkPolicy", "ServiceEntry")]
     matrix = istio.access_matrix(objects, settings.graph, settings.trust_domain)
     assert {e["others"] for e in matrix.values()} == {"audit"}
+    # Who the dry runs name (who deny would admit), as the Linkerd path's audit rows list the graph's callers.
+    assert matrix["payments/ledger:http"] == {"allowed": ["payments/billing"], "others": "audit"}
+    assert matrix["web/catalog:grpc"] == {"allowed": ["web/checkout", "web/frontend"], "others": "audit"}
+    assert matrix["payments/ledger:admin"] == {"allowed": [], "others": "audit"}
 
 
 # --------------------------------------------------------------------------------------- the objects themselves

@@ -210,3 +210,20 @@ def test_an_unwritable_write_path_is_one_error_line_not_a_traceback(server, tmp_
                           "--write", str(tmp_path / "missing-dir" / "services.yaml"))
     assert result.returncode == 2, result
     assert "error: cannot write --write" in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_python_m_discover_reads_istios_metrics_for_a_stack_with_mesh_istio(server, monkeypatch, capsys):
+    """`python -m discover --stack <a stack with mesh: istio>` is the Istio command, not Linkerd's (which would find no
+    Linkerd metrics and point at linkerd/linkerd-proxies): the same report as `python -m discover.istio_traffic`."""
+    import discover.__main__ as command
+    from istio_settings import settings_of
+    from discover.stack import Stack
+    from plan.mesh import compile_mesh
+
+    settings = settings_of("staging", mesh="istio", linkerdViz=False)
+    monkeypatch.setattr(command, "load_stack", lambda name: Stack(settings, compile_mesh(settings)))
+    code = command.main(["--prometheus", server, "--stack", "staging", "--since", "6h", "--format", "json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["mesh"] == "istio" and edges(report["proposed"]) == PROPOSED

@@ -288,6 +288,18 @@ def test_linkerd_only_settings_are_refused_under_istio_only_when_set(key, value)
     assert run_program("prod", set_config={key: value}).registrations
 
 
+@pytest.mark.parametrize("url, hidden", [("https://bob:hunter2@charts.example.org/edge", "hunter2"),
+                                         ("https://charts.example.org/edge?token=s3cr3t-t0k3n", "s3cr3t-t0k3n")])
+def test_the_linkerd_only_line_named_under_istio_never_quotes_a_urls_credentials(url, hidden):
+    """The mesh error names linkerdHelmRepository's line by its value; a credential or token in that URL stays out of
+    it, as out of every other message quoting a URL (read/errors.py short_url)."""
+    with pytest.raises(SettingsError) as caught:
+        run_program("prod", set_config={**ISTIO, "linkerdHelmRepository": url})
+    mesh = [p for p in caught.value.problems if p.where == "mtls-mesh:mesh"]
+    assert mesh and "mtls-mesh:linkerdHelmRepository: 'https://" in str(mesh[0]), caught.value.problems
+    assert hidden not in str(caught.value) and caught.value.registrations == []
+
+
 def test_switching_dev_to_istio_names_exactly_the_lines_to_drop():
     """dev sets linkerdViz: true; flipping only `mesh` is one error on `mesh` naming that line and why, not an error
     on a line the person did not touch, and nothing else."""

@@ -76,6 +76,18 @@ def test_the_injector_label_check_is_linkerds():
     assert problems_of(document, "istio") == []
 
 
+def test_the_istio_injector_label_is_refused_with_istio_and_free_with_linkerd():
+    """Every injected pod carries security.istio.io/tlsMode: istio: a service selecting on it would be every pod."""
+    from plan.istio.names import TLS_MODE_LABEL
+
+    document = graph()
+    document["services"]["api"]["selector"] = {TLS_MODE_LABEL: "istio"}
+    (where, what, fix), = problems_of(document, "istio")
+    assert where == f"services.yaml: services.api.selector.{TLS_MODE_LABEL}" and "Istio label" in what, what
+    assert "selector: {app: billing}" in fix
+    assert problems_of(document, "linkerd") == []
+
+
 def test_a_stack_with_mesh_istio_refuses_a_sidecar_port_once_before_compiling(tmp_path):
     path = tmp_path / "services.yaml"
     text = (PROJECT_DIR / "services.yaml").read_text(encoding="utf-8")
@@ -217,3 +229,14 @@ def test_one_graph_gives_both_meshes_the_same_access_and_egress(stack):
     assert linkerd.egress_matrix and set(linkerd.egress_matrix) == set(istio.egress_matrix)
     assert {k: (e["declaredFor"], e["reachableBy"]) for k, e in linkerd.egress_matrix.items()} == \
         {k: (e["declaredFor"], e["reachableBy"]) for k, e in istio.egress_matrix.items()}
+
+
+def test_in_audit_both_meshes_list_the_same_callers():
+    """dev audits everything: each mesh admits everyone and counts what deny would refuse, and the accessMatrix of
+    either names the same callers per port (Istio's read from its dry-run policies), so a review of the audit ->
+    deny step reads the same under both."""
+    linkerd, istio = _compiled("dev", "linkerd"), _compiled("dev", "istio")
+    audited = [key for key, entry in linkerd.access_matrix.items() if entry["others"] == "audit" and key in istio.access_matrix]
+    assert len(audited) >= 6, audited
+    assert {k: linkerd.access_matrix[k]["allowed"] for k in audited} == {k: istio.access_matrix[k]["allowed"] for k in audited}
+    assert {k: istio.access_matrix[k]["others"] for k in audited} == dict.fromkeys(audited, "audit")

@@ -33,6 +33,7 @@ groups) are plan/alerts.py's, shared with the Linkerd path; docs/istio-alerts.md
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable, Mapping
 
 from plan.istio.names import (ISTIO_CSR, ISTIO_CSR_NAMESPACE, ISTIO_NAMESPACE, ISTIOD, ISTIOD_CERTIFICATE,
@@ -78,6 +79,18 @@ CSR_METHOD = "CreateCertificate"
 # istio-csr's own Certificate for istiod: 1h, renewed 30m before expiry (values.yaml
 # app.tls.istiodCertificateDuration/RenewBefore [CSR]; control_plane.py keeps the defaults).
 ISTIOD_CERTIFICATE_RENEW_BEFORE = Duration.parse("30m")
+# The target label the PodMonitor puts on every series of a pod whose sidecar takes plaintext on some inbound port by the
+# program's own design: the pods of proxy-free services (`meshed: false` in a meshed namespace) and every pod of a
+# namespace with skipInboundPorts, whose ports plan/istio/authorization.py `skipped_port_objects` sets to DISABLE. Their
+# meshed callers then send plaintext (the server's own TLS), which the server's sidecar counts with
+# connection_security_policy="none". istio_stats carries no port label (istio_stats.cc [PX]), so that expected plaintext
+# cannot be told from other plaintext on the same pod: IstioPlaintextToStrictWorkload leaves these pods out.
+SKIPPED_PORTS_LABEL = "mtls_mesh_skipped_ports"
+# Prometheus' pod discovery names a pod label `__meta_kubernetes_pod_label_<key>`, every character of the key other
+# than [a-zA-Z0-9_] replaced by `_` (prometheus discovery/kubernetes/pod.go `podLabelPrefix` +
+# util/strutil SanitizeLabelName); a label the pod lacks reads as "".
+POD_LABEL_META = "__meta_kubernetes_pod_label_"
+POD_NAMESPACE_META = "__meta_kubernetes_namespace"
 # Envoy: no response flag set ("-"); gRPC's PERMISSION_DENIED, which a local 403 becomes for a gRPC caller.
 NO_FLAGS = "-"
 GRPC_PERMISSION_DENIED = "7"
@@ -137,7 +150,7 @@ def istio_rule_groups(settings: Settings) -> list[dict[str, Any]]:
         # any plaintext reaching a sidecar in a STRICT namespace is a finding; kubelet probes and scrapes use 15020
         # and 15021, which bypass Envoy and are never counted (reference A3).
         selector = (f'reporter="destination", connection_security_policy="none", '
-                    f'destination_workload_namespace=~"{_regex(strict)}"')
+                    f'destination_workload_namespace=~"{_regex(strict)}", {SKIPPED_PORTS_LABEL}=""')
         by_pair = "destination_workload_namespace, destination_workload, source_workload_namespace, source_workload"
         traffic.append(rule(
             "IstioPlaintextToStrictWorkload",
@@ -148,7 +161,8 @@ def istio_rule_groups(settings: Settings) -> list[dict[str, Any]]:
             "The namespace's phase makes it STRICT, yet its sidecar accepted traffic without mTLS from "
             "{{ $labels.source_workload_namespace }}/{{ $labels.source_workload }} ({{ $value }} per second): a "
             "PeerAuthentication the program did not write (PERMISSIVE or DISABLE on a workload or port) admits "
-            "unauthenticated clients.", for_="5m"))
+            "unauthenticated clients. (Pods of proxy-free services and of namespaces with skipInboundPorts take "
+            "plaintext on those ports by design and are not watched.)", for_="5m"))
 
     lifetime = Duration.parse(WORKLOAD_CERTIFICATE_LIFETIME).seconds
     rotate_at = int(lifetime * ROTATE_AT_REMAINING)
@@ -248,6 +262,35 @@ def _address_on(port: int) -> list[dict[str, Any]]:
              "replacement": f"$1:{port}", "action": "replace"}]
 
 
+def _literal(value: str) -> str:
+    # Namespace names and label values hold only [A-Za-z0-9._-]: `.` is the one regex metacharacter among them.
+    return value.replace(".", "\\.")
+
+
+def skipped_port_relabelings(settings: Settings) -> list[dict[str, Any]]:
+    """SKIPPED_PORTS_LABEL="true" on the pods a proxy-free service of a meshed namespace selects (its namespace and every
+    label of its selector; relabel regexes are anchored) and on every pod of a meshed namespace with skipInboundPorts.
+    A selector label whose value is "" also matches pods lacking the label: such a pod is left out too, never the
+    other way round."""
+    rules: list[dict[str, Any]] = []
+    graph = settings.graph
+
+    def mark(sources: list[str], values: list[str]) -> None:
+        rules.append({"sourceLabels": sources, "separator": ";", "regex": ";".join(_literal(v) for v in values),
+                      "targetLabel": SKIPPED_PORTS_LABEL, "replacement": "true", "action": "replace"})
+
+    for namespace in graph.meshed_namespaces:
+        if namespace.skip_inbound_ports:
+            mark([POD_NAMESPACE_META], [namespace.name])
+            continue
+        for service in graph.services_in(namespace.name):
+            if not service.meshed:
+                keys = sorted(service.selector_labels)
+                mark([POD_NAMESPACE_META, *(POD_LABEL_META + re.sub(r"[^a-zA-Z0-9_]", "_", k) for k in keys)],
+                     [namespace.name, *(service.selector_labels[k] for k in keys)])
+    return rules
+
+
 def pod_monitor(settings: Settings, labels: Mapping[str, str]) -> dict[str, Any]:
     """Every injected pod (the injector labels them security.istio.io/tlsMode) in the mesh's namespaces: the agent's
     merged endpoint, `/stats/prometheus` on 15020 (Envoy's istio_* stats, the agent's istio_agent_*, the app's own),
@@ -265,7 +308,7 @@ def pod_monitor(settings: Settings, labels: Mapping[str, str]) -> dict[str, Any]
                 "port": ENVOY_PROMETHEUS_PORT_NAME, "path": MERGED_METRICS_PATH, "interval": "30s",
                 "relabelings": [{"sourceLabels": ["__meta_kubernetes_pod_container_name"], "action": "keep",
                                  "regex": PROXY_CONTAINER},
-                                *_address_on(PROXY_STATUS_PORT)],
+                                *_address_on(PROXY_STATUS_PORT), *skipped_port_relabelings(settings)],
             }],
         },
     }

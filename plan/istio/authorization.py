@@ -399,7 +399,8 @@ def _policy_selector(policy: Mapping[str, Any]) -> Mapping[str, str]:
 def access_matrix(objects: Iterable[Mapping[str, Any]], graph: ServiceGraph, trust_domain: str) -> dict[str, Any]:
     """Who may reach which port, read back from the AuthorizationPolicies (not from the graph), in the shape of the
     Linkerd path's matrix: `<namespace>/<service>:<port>` -> `allowed` (the callers admitted by identity) and `others`
-    (`denied`, the phase admitting everyone else, or `audit` where every policy is a dry run). A proxy-free service's
+    (`denied`, the phase admitting everyone else, or `audit` where every policy is a dry run: `allowed` then lists
+    whom the dry-run policies name, who alone `deny` would admit). A proxy-free service's
     port shows `all-unauthenticated`: no sidecar guards it, the NetworkPolicy does. The agent's ports (15020, 15021,
     15090) are never captured, so no policy applies to them and they have no entry."""
     by_identity = _identities(graph, trust_domain)
@@ -413,10 +414,13 @@ def access_matrix(objects: Iterable[Mapping[str, Any]], graph: ServiceGraph, tru
         for service in sorted(graph.services_in(namespace), key=lambda s: s.key):
             applying = _selecting(index, service.selector_labels, _policy_selector)
             enforced = [p for p in applying if p["metadata"].get("annotations", {}).get(DRY_RUN) != "true"]
+            # With every policy a dry run (audit), `allowed` is who they name, as the Linkerd path's audit rows list
+            # the callers its AuthorizationPolicies name while its Servers admit everyone else (`others: audit`).
+            read = enforced or applying
             for port in service.ports:
                 allowed: set[str] = set()
                 breadth = "denied"
-                for policy in enforced:
+                for policy in read:
                     for rule in policy["spec"].get("rules", []):
                         ports = _rule_ports(rule)
                         if ports is not None and str(port.number) not in ports:
