@@ -221,7 +221,9 @@ def test_the_schema_allows_encryption_exactly_where_the_program_does():
 @given(key=st.sampled_from(sorted({*DECLARATIONS, *sf.SECRET_SETTINGS})),
        shape=st.sampled_from(["{m}", "https://{m}.example.com:{m}", "{m}/{m}.pem", "oci://{m}", "{m} {m}",
                               "https://a:{m}@b.example.com", "{m}\u202e", "[\"{m}\"]", "../{m}", "http://{m}:8200/x?{m}"]),
-       mark=st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=6, max_size=12),
+       # "qx" first: a mark that is a word of the program's own messages ("secret", "stored") would be found in an
+       # error that quotes nothing.
+       mark=st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=6, max_size=12).map(lambda m: "qx" + m),
        stack=st.sampled_from(["dev", "staging", "prod"]))
 def test_fuzz_no_error_quotes_a_value_stored_as_a_secret(key, shape, mark, stack):
     value = shape.format(m=mark)
