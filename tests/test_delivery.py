@@ -1040,3 +1040,22 @@ def test_the_aws_preview_policy_grants_only_read_and_list_actions_on_their_own_r
 
     assert set(levels(docs["preview"]["permissionsPolicy"]).values()) <= {"Read", "List"}
     assert "Write" in levels(docs["deployer"]["permissionsPolicy"]).values()
+
+
+def test_the_documented_cluster_stack_jobs_fit_the_deploy_workflow():
+    """docs/multicluster.md's jobs for a cluster stack, pasted into deploy.yml, call the same reusable workflow as the
+    environment's other jobs, with inputs it declares, after the root stack's shards, and run the root stack again
+    after the clusters (it links back)."""
+    text = (PROJECT_DIR / "docs" / "multicluster.md").read_text(encoding="utf-8")
+    section = text.split("## Delivering cluster stacks through the pipeline", 1)[1]
+    snippet = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    jobs = yaml.safe_load(snippet)
+    deploy = yaml.safe_load((WORKFLOWS / "deploy.yml").read_text(encoding="utf-8"))["jobs"]
+    up = yaml.safe_load((WORKFLOWS / "up.yml").read_text(encoding="utf-8"))
+    inputs = set((up.get("on") or up.get(True))["workflow_call"]["inputs"])
+    assert set(jobs) == {"prod-clusters", "prod-links"} and not set(jobs) & set(deploy)
+    for name, job in jobs.items():
+        assert job["uses"] == deploy["prod"]["uses"] and job["permissions"] == deploy["prod"]["permissions"], name
+        assert set(job["with"]) <= inputs, name
+    assert jobs["prod-clusters"]["needs"] in deploy and jobs["prod-clusters"]["with"]["environment"] == "prod"
+    assert jobs["prod-links"]["needs"] == "prod-clusters" and jobs["prod-links"]["with"]["stack"] == "prod"
