@@ -12,9 +12,10 @@ Per meshed namespace, by its rollout phase (the same `inboundPolicy` values as t
 - proxy-free services (`meshed: false`) and `skipInboundPorts` keep working as the Linkerd path's skipped ports: one
   workload-scope PeerAuthentication per namespace selecting every injected pod turns mTLS off on those ports (and so
   makes meshed clients send them plaintext), and an ALLOW policy admits anyone there; the NetworkPolicy guards them.
-Egress, under deny: a ServiceEntry per external destination, a Sidecar per workload listing exactly its destinations,
-NetworkPolicy egress as the enforcement. Outside deny a namespace Sidecar keeps ALLOW_ANY, so nothing breaks there
-although the mesh runs REGISTRY_ONLY (`MESH_CONFIG`, for the control plane's values).
+Egress, under deny: a ServiceEntry per external destination, a Sidecar per workload listing exactly its destinations
+and REGISTRY_ONLY of its own, a selector-less REGISTRY_ONLY Sidecar for the namespace's other pods, NetworkPolicy egress
+as the enforcement. The mesh stays ALLOW_ANY (`MESH_CONFIG`, for the control plane's values), so injected pods in
+namespaces outside the graph keep every destination; outside deny a namespace Sidecar says ALLOW_ANY too.
 
 Every builder is a pure function over the graph; callers and callees are read from indexes built once per graph.
 """
@@ -53,7 +54,12 @@ ENVOY_STATS_PORT = 15090
 # after the Service's translation, so 6443 is the port to open).
 ISTIOD_XDS_PORT = 15012
 ISTIO_CSR_POD_PORT = 6443
-MESH_CONFIG = {"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}}
+# The mesh keeps Istio's default, ALLOW_ANY (pkg/config/mesh/mesh.go `DefaultMeshConfig` [I]): REGISTRY_ONLY goes on
+# the deny namespaces' own Sidecars, whose `outboundTrafficPolicy` replaces the mesh's (pilot/pkg/model/sidecar.go
+# `initSidecarScopeInternalIndexes` [I]; api networking/v1alpha3/sidecar.proto `outbound_traffic_policy` = 4 [API]).
+# A mesh-wide REGISTRY_ONLY would also drop whatever injected pods outside the graph call outside the registry.
+MESH_CONFIG = {"outboundTrafficPolicy": {"mode": "ALLOW_ANY"}}
+REGISTRY_ONLY = {"mode": "REGISTRY_ONLY"}
 
 NAMESPACE_POLICY = "mtls-mesh-default"
 NAMESPACE_PEER_AUTHENTICATION = "default"
@@ -236,11 +242,21 @@ def sidecar(graph: ServiceGraph, service: Service) -> dict[str, Any]:
     hosts += [f"{service.namespace}/{host}" for egress in service.egress for host in egress_hosts(egress)]
     return {"apiVersion": NETWORKING_API, "kind": "Sidecar", "metadata": metadata(service.name, service.namespace),
             "spec": {"workloadSelector": {"labels": service.selector_labels},
-                     "egress": [{"hosts": sorted(set(hosts)) or ["~/*"]}]}}
+                     "egress": [{"hosts": sorted(set(hosts)) or ["~/*"]}],
+                     "outboundTrafficPolicy": dict(REGISTRY_ONLY)}}
+
+
+def closed_namespace_sidecar(namespace: str) -> dict[str, Any]:
+    """Under deny, for the namespace's pods no service of the graph selects: REGISTRY_ONLY, and no `egress`, which
+    Istio reads as every host (`*/*`, sidecar.go `initSidecarScopeInternalIndexes` [I]): what a REGISTRY_ONLY mesh
+    gave them, now that the mesh is ALLOW_ANY. A Sidecar with a workloadSelector wins over it (sidecar.proto [API])."""
+    return {"apiVersion": NETWORKING_API, "kind": "Sidecar", "metadata": metadata(NAMESPACE_SIDECAR, namespace),
+            "spec": {"outboundTrafficPolicy": dict(REGISTRY_ONLY)}}
 
 
 def open_sidecar(namespace: str) -> dict[str, Any]:
-    """Outside deny: the namespace keeps today's behaviour (every host, and ALLOW_ANY) under a REGISTRY_ONLY mesh."""
+    """Outside deny: every host, and ALLOW_ANY, the mesh's mode said again so that an operator's REGISTRY_ONLY mesh
+    cannot break namespaces that do not enforce yet."""
     return {"apiVersion": NETWORKING_API, "kind": "Sidecar", "metadata": metadata(NAMESPACE_SIDECAR, namespace),
             "spec": {"egress": [{"hosts": ["*/*"]}], "outboundTrafficPolicy": {"mode": "ALLOW_ANY"}}}
 
@@ -249,7 +265,7 @@ def egress_objects(graph: ServiceGraph, namespace: str) -> list[dict[str, Any]]:
     services = graph.services_in(namespace)
     objects = [service_entry(namespace, host, cidr, ports)
                for host, (cidr, ports) in sorted(egress_destinations(services).items())]
-    return objects + [sidecar(graph, service) for service in services]
+    return objects + [closed_namespace_sidecar(namespace)] + [sidecar(graph, service) for service in services]
 
 
 # ---------------------------------------------------------------------------------------------- NetworkPolicies
@@ -447,7 +463,7 @@ def egress_matrix(objects: Iterable[Mapping[str, Any]], graph: ServiceGraph) -> 
     """Who can reach each destination outside the cluster, read back from the objects, in the Linkerd path's shape.
 
     Under deny the mesh layer is per workload: a workload reaches a ServiceEntry's host only if its own Sidecar lists
-    it (REGISTRY_ONLY drops the rest), on the ServiceEntry's ports; the namespace's egress NetworkPolicies then narrow
+    it (its Sidecar's REGISTRY_ONLY drops the rest), on the ServiceEntry's ports; the namespace's egress NetworkPolicies then narrow
     it to the workloads whose policy opens the port (for a host: to anywhere outside the cluster). A namespace whose
     Sidecar keeps ALLOW_ANY lets every workload out (`meshLayer: namespace-wide`)."""
     entries: dict[str, dict[str, tuple[str | None, tuple[int, ...]]]] = {}
