@@ -549,3 +549,39 @@ def test_crd_checker_catches_cel_rules_and_unknown_fields(needs_shared):
     assert any("spec.rules[0].form" in e for e in validate_istio_object(policy({"rules": [{"form": []}]})))
     assert any(e.startswith("spec.mtls.mode") for e in validate_istio_object(peer({"mtls": {"mode": "STRIKT"}})))
     assert validate_istio_object({**good, "apiVersion": "security.istio.io/v9"})
+
+
+def test_an_http_egress_host_gets_an_http_port_and_linkerd_ignores_the_protocol():
+    """`protocol: HTTP` makes the host's ServiceEntry port HTTP (`http-<port>`, matched by the Host header), so plain
+    HTTP to a declared host is not dropped for want of an SNI; the TLS ports and every other object stay as they were,
+    and the Linkerd path's objects do not change at all (its EgressNetwork and TLSRoutes are per port)."""
+    import copy
+    from pathlib import Path
+    import yaml
+    from plan.linkerd import authorization as linkerd
+    document = yaml.safe_load((Path(__file__).resolve().parents[1] / "services.yaml").read_text())
+    http = copy.deepcopy(document)
+    http["services"]["billing"]["egress"].append(
+        {"name": "stripe-http", "hosts": ["api.stripe.com", "status.example.org"], "ports": [80], "protocol": "HTTP"})
+    plain = copy.deepcopy(document)
+    plain["services"]["billing"]["egress"].append(
+        {"name": "stripe-http", "hosts": ["api.stripe.com", "status.example.org"], "ports": [80]})
+    settings = stack_settings("prod")
+    graphs = {name: parse_graph(doc, "services.yaml", Problems()) for name, doc in (("http", http), ("plain", plain))}
+    objects = {name: istio.build_objects(graph, settings.rollout, settings.policy, settings.trust_domain)
+               for name, graph in graphs.items()}
+    entries = {o["spec"]["hosts"][0]: o["spec"]["ports"] for o in objects["http"] if o["kind"] == "ServiceEntry"}
+    assert entries["api.stripe.com"] == [{"number": 80, "name": "http-80", "protocol": "HTTP"},
+                                         {"number": 443, "name": "tls-443", "protocol": "TLS"}]
+    assert entries["status.example.org"] == [{"number": 80, "name": "http-80", "protocol": "HTTP"}]
+    without = {o["spec"]["hosts"][0]: o["spec"]["ports"] for o in objects["plain"] if o["kind"] == "ServiceEntry"}
+    assert without["api.stripe.com"] == [{"number": 80, "name": "tls-80", "protocol": "TLS"},
+                                         {"number": 443, "name": "tls-443", "protocol": "TLS"}]
+    assert [o for o in objects["http"] if o["kind"] != "ServiceEntry"] == \
+        [o for o in objects["plain"] if o["kind"] != "ServiceEntry"]
+    for entry in objects["http"]:
+        assert validate_istio_object(entry) == [], entry["metadata"]["name"]
+    for namespace in ("payments", "data", "web"):
+        assert linkerd.namespace_objects(graphs["http"], namespace, "deny", settings.policy, settings.trust_domain,
+                                         False) == linkerd.namespace_objects(graphs["plain"], namespace, "deny",
+                                                                            settings.policy, settings.trust_domain, False)

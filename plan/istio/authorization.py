@@ -185,18 +185,22 @@ def _cidr_name(cidr: str) -> str:
     return cidr.replace(".", "-").replace(":", "-").replace("/", "-")
 
 
-def egress_destinations(services: Iterable[Service]) -> dict[str, tuple[str | None, tuple[int, ...]]]:
-    """The namespace's external destinations, each once: host -> (None, ports) and, for CIDRs, a host of its own
-    under CIDR_HOST_SUFFIX -> (cidr, ports). One ServiceEntry per host: ServiceEntries of one namespace repeating a
-    host would leave Istio to pick one of them."""
-    found: dict[str, tuple[str | None, set[int]]] = {}
+def egress_destinations(services: Iterable[Service]) -> dict[str, tuple[str | None, tuple[int, ...], frozenset[int]]]:
+    """The namespace's external destinations, each once: host -> (None, ports, its HTTP ports) and, for CIDRs, a host
+    of its own under CIDR_HOST_SUFFIX -> (cidr, ports, none). One ServiceEntry per host: ServiceEntries of one
+    namespace repeating a host would leave Istio to pick one of them. The graph lets a host's port have one protocol
+    per namespace (read/graph.py `_check_egress_protocols`)."""
+    found: dict[str, tuple[str | None, set[int], set[int]]] = {}
     for service in services:
         for egress in service.egress:
             for host in egress.hosts:
-                found.setdefault(host, (None, set()))[1].update(egress.ports)
+                _, ports, http = found.setdefault(host, (None, set(), set()))
+                ports.update(egress.ports)
+                if egress.protocol == "HTTP":
+                    http.update(egress.ports)
             for cidr in egress.cidrs:
-                found.setdefault(cidr_host(cidr), (cidr, set()))[1].update(egress.ports)
-    return {host: (cidr, tuple(sorted(ports))) for host, (cidr, ports) in found.items()}
+                found.setdefault(cidr_host(cidr), (cidr, set(), set()))[1].update(egress.ports)
+    return {host: (cidr, tuple(sorted(ports)), frozenset(http)) for host, (cidr, ports, http) in found.items()}
 
 
 def cidr_host(cidr: str) -> str:
@@ -207,14 +211,25 @@ def egress_hosts(egress: Egress) -> list[str]:
     return [*egress.hosts, *(cidr_host(c) for c in egress.cidrs)]
 
 
-def service_entry(namespace: str, host: str, cidr: str | None, ports: tuple[int, ...]) -> dict[str, Any]:
-    """MESH_EXTERNAL, resolution NONE: the connection goes where the application's own DNS answer says, matched by
-    SNI for hosts (TLS; a wildcard host cannot be resolved by Envoy) or by address for CIDRs. Exported to its own
-    namespace only: a Sidecar elsewhere cannot name it."""
-    protocol = "TCP" if cidr else "TLS"
+def service_entry(namespace: str, host: str, cidr: str | None, ports: tuple[int, ...],
+                  http_ports: Iterable[int] = ()) -> dict[str, Any]:
+    """MESH_EXTERNAL, resolution NONE: the connection goes where the application's own DNS answer says (a wildcard
+    host cannot be resolved by Envoy), matched by address for CIDRs (TCP) and for hosts by SNI (TLS) or, on the
+    graph's `protocol: HTTP` ports, by the Host header (HTTP). Exported to its own namespace only: a Sidecar elsewhere
+    cannot name it.
+
+    Istio 1.29.6 [I], pilot/pkg/networking/core: a TLS port of an entry without addresses gets a filter chain matching
+    `sniHosts` = the host (tls.go `buildSidecarOutboundTLSFilterChainOpts`), so plain HTTP there matches nothing and
+    REGISTRY_ONLY drops it; an HTTP port goes into the port's HTTP route configuration as a virtual host for the host
+    (httproute.go `BuildSidecarOutboundVirtualHosts`, `generateVirtualHostDomains`), every other Host meeting the
+    catch-all virtual host, a 502 under REGISTRY_ONLY (`buildCatchAllVirtualHost`)."""
+    http = set(http_ports)
+
+    def protocol(port: int) -> str:
+        return "TCP" if cidr else "HTTP" if port in http else "TLS"
     spec: dict[str, Any] = {"hosts": [host], "location": "MESH_EXTERNAL", "resolution": "NONE",
                             "exportTo": ["."],
-                            "ports": [{"number": p, "name": f"{protocol.lower()}-{p}", "protocol": protocol}
+                            "ports": [{"number": p, "name": f"{protocol(p).lower()}-{p}", "protocol": protocol(p)}
                                       for p in ports]}
     if cidr:
         spec["addresses"] = [cidr]
@@ -263,8 +278,8 @@ def open_sidecar(namespace: str) -> dict[str, Any]:
 
 def egress_objects(graph: ServiceGraph, namespace: str) -> list[dict[str, Any]]:
     services = graph.services_in(namespace)
-    objects = [service_entry(namespace, host, cidr, ports)
-               for host, (cidr, ports) in sorted(egress_destinations(services).items())]
+    objects = [service_entry(namespace, host, cidr, ports, http)
+               for host, (cidr, ports, http) in sorted(egress_destinations(services).items())]
     return objects + [closed_namespace_sidecar(namespace)] + [sidecar(graph, service) for service in services]
 
 
