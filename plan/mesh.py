@@ -432,7 +432,7 @@ def _linkerd_plan(settings: Settings) -> LinkerdPlan:
 def _istio_plan(settings: Settings) -> IstioPlan:
     choices = istio_settings(settings)
     istiod = istiod_values(settings, choices)
-    # REGISTRY_ONLY mesh-wide; namespaces that do not enforce yet keep ALLOW_ANY by their own Sidecar (authorization.py).
+    # ALLOW_ANY mesh-wide, said explicitly; the deny namespaces' Sidecars carry REGISTRY_ONLY (authorization.py).
     istiod = {**istiod, "meshConfig": {**istiod["meshConfig"], **ISTIO_MESH_CONFIG}}
     return IstioPlan(
         chart_version=ISTIO_CHART_VERSION, repository=ISTIO_REPOSITORY,

@@ -682,7 +682,7 @@ def _wide_host(host: str) -> bool:
 
 def istio_deny_egress_closed(args: StackValidationArgs, report: ReportViolation) -> None:
     """In an Istio deny namespace nothing opens egress to everywhere at the mesh layer: no Sidecar with
-    `outboundTrafficPolicy: ALLOW_ANY` (it replaces the mesh's REGISTRY_ONLY, pilot/pkg/model/sidecar.go [I]) or an
+    `outboundTrafficPolicy: ALLOW_ANY` (it replaces the mesh's mode, pilot/pkg/model/sidecar.go [I]) or an
     egress host `<ns>/*` (every host), and no ServiceEntry for every host of a top-level domain, for half an address
     family or more, or exported beyond its namespace (a Sidecar elsewhere could then name it). REGISTRY_ONLY is no
     firewall (networking/v1alpha3/sidecar.proto [API]), the NetworkPolicies are; this keeps the per-workload egress
@@ -728,19 +728,37 @@ def _istiod_values(props: Any) -> dict[str, Any]:
 
 
 def istiod_uses_istio_csr_and_registry_only(args: StackValidationArgs, report: ReportViolation) -> None:
-    """istiod's own CA is off and every proxy asks istio-csr for its certificate, and the mesh's outbound policy is
-    REGISTRY_ONLY. `ENABLE_CA_SERVER` defaults to true, and so does a value strconv.ParseBool refuses
+    """istiod's own CA is off and every proxy asks istio-csr for its certificate, and every pod of a deny namespace
+    runs REGISTRY_ONLY. `ENABLE_CA_SERVER` defaults to true, and so does a value strconv.ParseBool refuses
     (pilot/pkg/features/pilot.go, pkg/env/var.go `BoolVar.Lookup` [I]); with it istiod would mint
     identities from its own self-signed root beside the operator's chain (`maybeCreateCA`, pilot/pkg/bootstrap/
     server.go [I]). `global.caAddress` becomes every proxy's CA_ADDR (files/injection-template.yaml [IC]): anything but
-    istio-csr's Service sends the CSRs elsewhere. The mesh's outbound mode defaults to ALLOW_ANY
-    (pkg/config/mesh/mesh.go [I]); the program sets REGISTRY_ONLY in every phase (namespaces that do not enforce keep
-    ALLOW_ANY by their own Sidecar), because a platform stack does not see its shards' phases."""
+    istio-csr's Service sends the CSRs elsewhere. REGISTRY_ONLY is per Sidecar, the mesh left at ALLOW_ANY (its
+    default, pkg/config/mesh/mesh.go [I]) so that injected pods outside the graph keep their destinations: a Sidecar's
+    own `outboundTrafficPolicy` replaces the mesh's, and one without it inherits the mesh's
+    (pilot/pkg/model/sidecar.go `initSidecarScopeInternalIndexes` [I]); a pod no Sidecar selects gets its namespace's
+    selector-less one. So in a deny namespace every Sidecar, and a selector-less one, must say REGISTRY_ONLY (a policy
+    without `mode` is the proto3 zero, REGISTRY_ONLY, networking/v1alpha3/sidecar.proto [API]), unless this stack's
+    istiod makes the mesh REGISTRY_ONLY: a shard does not see the mesh's mode. A Sidecar that says ALLOW_ANY is
+    istio-deny-egress-closed's."""
     stack = _IstioStack(args.resources)
     istiod = stack.releases.get(ISTIOD_CHART)
+    values = _istiod_values(istiod) if istiod is not None else {}
+    mesh_mode = ((values.get("meshConfig") or {}).get("outboundTrafficPolicy") or {}).get("mode", "ALLOW_ANY")
+    if mesh_mode != "REGISTRY_ONLY":
+        for namespace in sorted(stack.deny):
+            sidecars = stack.of(namespace, "Sidecar")
+            inheriting = [str(name) for name, sidecar in sidecars if _spec(sidecar).get("outboundTrafficPolicy") is None]
+            if inheriting:
+                report(f"Istio deny namespace {namespace}: Sidecar {', '.join(inheriting)} sets no "
+                       "outboundTrafficPolicy, so its workloads take the mesh's (ALLOW_ANY by default) and reach any "
+                       "host: set `outboundTrafficPolicy: {mode: REGISTRY_ONLY}`")
+            if not any(not _spec(sidecar).get("workloadSelector") for _, sidecar in sidecars):
+                report(f"Istio deny namespace {namespace} has no selector-less Sidecar: its pods no Sidecar selects "
+                       "take the mesh's outbound policy (ALLOW_ANY by default); add one with "
+                       "`outboundTrafficPolicy: {mode: REGISTRY_ONLY}`")
     if istiod is None:
         return
-    values = _istiod_values(istiod)
     ca_server = (values.get("env") or {}).get("ENABLE_CA_SERVER")
     if str(ca_server) not in _GO_FALSE:
         report(f"istiod runs its own CA (env.ENABLE_CA_SERVER {ca_server!r}): set it to \"false\", so that only "
@@ -753,10 +771,6 @@ def istiod_uses_istio_csr_and_registry_only(args: StackValidationArgs, report: R
     elif address != wanted:
         report(f"istiod's global.caAddress is {address!r}, not istio-csr's Service {wanted!r}: the proxies would send "
                "their certificate requests elsewhere")
-    mode = ((values.get("meshConfig") or {}).get("outboundTrafficPolicy") or {}).get("mode", "ALLOW_ANY")
-    if mode != "REGISTRY_ONLY":
-        report(f"istiod's meshConfig.outboundTrafficPolicy is {mode}: set REGISTRY_ONLY (namespaces that do not "
-               "enforce yet keep ALLOW_ANY by their own Sidecar)")
 
 
 POLICIES = [
@@ -821,8 +835,8 @@ POLICIES = [
         validate=istio_deny_egress_closed),
     StackValidationPolicy(
         name="istiod-uses-istio-csr-and-registry-only",
-        description="istiod's CA is off, its proxies' caAddress is istio-csr's Service, and the mesh's outbound policy "
-                    "is REGISTRY_ONLY.",
+        description="istiod's CA is off, its proxies' caAddress is istio-csr's Service, and every pod of an Istio "
+                    "deny namespace runs REGISTRY_ONLY (its Sidecar's own, or a REGISTRY_ONLY mesh's).",
         validate=istiod_uses_istio_csr_and_registry_only),
 ]
 DEFAULT_ENFORCEMENT = EnforcementLevel.MANDATORY

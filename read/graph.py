@@ -22,7 +22,7 @@ from read.graph_format import (  # noqa: F401 (re-exported: tests and benchmarks
     DNS_LABEL_MAX, IN_CLUSTER_SUFFIXES, INJECTOR_LABEL_PREFIX, LABEL_VALUE_MAX, MAX_ALLOW_ENTRIES,
     MAX_CALLERS_PER_SERVICE, MAX_DESTINATIONS_PER_EGRESS, MAX_EGRESS_PER_SERVICE, MAX_NAMESPACES, MAX_PORT_LIST,
     MAX_PORTS, MAX_PORTS_PER_SERVICE, MAX_SELECTOR_LABELS, MAX_SERVICES, PORT_MAX, PORT_MIN, PORT_NAME_MAX,
-    PLATFORM_NAMESPACES, PROXY_PROTOCOLS, RESERVED_NAMESPACES,
+    PLATFORM_NAMESPACES, PROXY_PROTOCOLS, RESERVED_NAMESPACES, EGRESS_PROTOCOLS, DEFAULT_EGRESS_PROTOCOL,
 )
 from read.inputs import MAX_GRAPH_BYTES, InputError, load_yaml, read_text_file
 from read.meshes import DEFAULT_MESH, MeshFacts, facts_of
@@ -78,6 +78,8 @@ class Egress:
     cidrs: tuple[str, ...]
     hosts: tuple[str, ...]
     ports: tuple[int, ...]
+    # What the hosts speak on the ports (graph_format.EGRESS_PROTOCOLS): only Istio's ServiceEntry reads it.
+    protocol: str = DEFAULT_EGRESS_PROTOCOL
 
 
 @dataclass(frozen=True)
@@ -430,6 +432,7 @@ def parse_graph(document: Any, display: str, problems: Problems,
     _check_unique_workloads(reader, services)
     _check_skipped_ports(reader, services, namespaces)
     _check_opaque_ports(reader, services, namespaces)
+    _check_egress_protocols(reader, services)
     graph = ServiceGraph(display, namespaces, services, origins=origins, clusters=clusters)
     resolved: dict[str, tuple[Caller, ...]] = {}
     for key, service in services.items():
@@ -799,8 +802,15 @@ def _read_egress(reader: _Reader, path: str, raw: Any) -> tuple[Egress, ...] | N
         if any(d.name == name for d in destinations):
             reader.add(f"{item_path}.name", f"duplicate egress name '{name}'")
             ok = False
+        protocol = DEFAULT_EGRESS_PROTOCOL if fields.get("protocol") is None else fields["protocol"]
+        if protocol not in EGRESS_PROTOCOLS:
+            same = [p for p in EGRESS_PROTOCOLS if p.lower() == str(protocol).lower()]
+            reader.add(f"{item_path}.protocol", f"{short(protocol)} is not an egress protocol",
+                       (f"Did you mean '{same[0]}'? " if same else "") + f"Valid: {', '.join(EGRESS_PROTOCOLS)} "
+                       f"(leave it out for {DEFAULT_EGRESS_PROTOCOL})")
+            ok = False
         if ok:
-            destinations.append(Egress(name, tuple(str(c) for c in cidrs), tuple(hosts), ports))
+            destinations.append(Egress(name, tuple(str(c) for c in cidrs), tuple(hosts), ports, protocol))
     return tuple(destinations) if ok else None
 
 
@@ -852,6 +862,22 @@ def _check_unique_workloads(reader: _Reader, services: dict[str, Service]) -> No
                 reader.add(f"services.{key}", f"its policy object name '{object_name}' in namespace "
                            f"'{service.namespace}' is also one of services.{other}",
                            "Rename a workload or a port so that <name>-<port> stays unique in the namespace")
+
+
+def _check_egress_protocols(reader: _Reader, services: dict[str, Service]) -> None:
+    """A host's port speaks one protocol: egress entries of one namespace that name the same host and port must agree
+    on `protocol`, since Istio writes one ServiceEntry per host and namespace, with one protocol per port."""
+    seen: dict[tuple[str, str, int], tuple[str, str]] = {}
+    for key, service in services.items():
+        for index, egress in enumerate(service.egress):
+            for host in egress.hosts:
+                for port in egress.ports:
+                    where = f"services.{key}.egress[{index}]"
+                    other = seen.setdefault((service.namespace, host, port), (egress.protocol, where))
+                    if other[0] != egress.protocol:
+                        reader.add(f"{where}.protocol", f"declares {host} port {port} {egress.protocol}, but "
+                                   f"{other[1]} declares it {other[0]} in the same namespace",
+                                   "A host's port speaks one protocol: give both entries the same `protocol`")
 
 
 def _check_skipped_ports(reader: _Reader, services: dict[str, Service], namespaces: Mapping[str, Namespace]) -> None:

@@ -147,6 +147,10 @@ class Rule:
 
 # proxyProtocol values Linkerd's admission webhook accepts on a Server (the CRD schema itself takes any string).
 PROXY_PROTOCOLS = ("unknown", "HTTP/1", "HTTP/2", "gRPC", "opaque", "TLS")
+# What an egress entry's hosts speak on its ports, for Istio's ServiceEntry (plan/istio/authorization.py): TLS is
+# matched by SNI, HTTP by the Host header. Linkerd's EgressNetwork and the NetworkPolicies are per port and ignore it.
+EGRESS_PROTOCOLS = ("TLS", "HTTP")
+DEFAULT_EGRESS_PROTOCOL = "TLS"
 
 # The most services one graph may hold: a mesh of 50,000 services across policy shards is read and compiled by every
 # stack (each registers only its part), and benchmarks/scale.py measures it (docs/service-graph.md, 'Limits', and docs/benchmarks.md).
@@ -277,6 +281,9 @@ EGRESS = Record((
                               HOSTNAME, forbidden_pattern=IN_CLUSTER_HOST), max_items=MAX_DESTINATIONS_PER_EGRESS),
           nullable=True),
     Field("ports", _ports("The destination ports", min_items=1), required=True),
+    Field("protocol", Text("What the hosts speak on these ports, for Istio: TLS (matched by SNI) or HTTP (plain, "
+                           "matched by the Host header). CIDRs go by address whatever it says; Linkerd ignores it",
+                           choices=EGRESS_PROTOCOLS), nullable=True, default=DEFAULT_EGRESS_PROTOCOL),
 ), "A destination outside the cluster: `cidrs` and/or `hosts`, and `ports`", one_of_nonempty=("cidrs", "hosts"))
 
 # How a service is offered to the other clusters of the environment (plan/linkerd/multicluster.py MODES; the labels
@@ -379,6 +386,9 @@ CANNOT_CHECK = (
          "namespace skips, and a namespace's skipOutboundPorts must not hold a port its services call or reach as "
          "egress", ("has no mesh identity", "runs outside the mesh without a certificate", "but namespace",
                     "is the Linkerd proxy's own", "bypasses the proxy", "skips port")),
+    Rule("egress protocols", "entries of one namespace that name the same egress host and port must give it the same "
+         "`protocol` (one ServiceEntry per host and namespace, one protocol a port, with Istio)",
+         ("in the same namespace",)),
     Rule("network values", "a CIDR must parse with no host bits set, not be IPv4-mapped IPv6, and not overlap the "
          "stack's clusterNetworks (a setting, not part of the file)",
          ("is not a CIDR", "has host bits set", "IPv4-mapped", "overlaps the cluster network")),

@@ -154,7 +154,7 @@ class Cluster:
 
     objects: list[Mapping[str, Any]]
     trust_domain: str = "cluster.local"
-    outbound_mode: str = "REGISTRY_ONLY"
+    outbound_mode: str = "ALLOW_ANY"  # the mesh's: Istio's default (pkg/config/mesh/mesh.go `DefaultMeshConfig`)
     peer_authentications: list = field(init=False)
 
     def __post_init__(self) -> None:
@@ -205,13 +205,36 @@ class Cluster:
                 return default[0]
         return None
 
+    def registered(self, caller: Pod, callee: Pod) -> bool:
+        """Whether the callee's host is in the caller's registry: a Kubernetes Service (a pod without a host, or a
+        `.svc.cluster.local` one), or a ServiceEntry host exported to the caller's namespace. No Sidecar host, `*/*`
+        included, imports a host the registry does not hold."""
+        if not callee.host or callee.host.endswith(".svc.cluster.local"):
+            return True
+        for entry in _kind(self.objects, "ServiceEntry"):
+            exported = entry["spec"].get("exportTo") or ["*"]
+            namespace = entry["metadata"]["namespace"]
+            if not ("*" in exported or caller.namespace in exported or ("." in exported and namespace == caller.namespace)):
+                continue
+            for host in entry["spec"].get("hosts", []):
+                if host == callee.host or (host.startswith("*.") and callee.host.endswith(host[1:])):
+                    return True
+        return False
+
     def knows(self, caller: Pod, callee: Pod) -> tuple[bool, str]:
         """Whether the caller's sidecar has the callee's host, and the outbound mode that applies otherwise."""
         chosen = self.sidecar_for(caller)
+        if not self.registered(caller, callee):
+            own = None if chosen is None else chosen["spec"].get("outboundTrafficPolicy")
+            return False, self.outbound_mode if own is None else own.get("mode", "REGISTRY_ONLY")
         if chosen is None:
             return True, self.outbound_mode
-        mode = chosen["spec"].get("outboundTrafficPolicy", {}).get("mode", self.outbound_mode)
-        for listener in chosen["spec"].get("egress", []):
+        # A Sidecar's own policy replaces the mesh's; present without `mode`, it is the proto3 zero, REGISTRY_ONLY
+        # (pilot/pkg/model/sidecar.go `initSidecarScopeInternalIndexes`; networking/v1alpha3/sidecar.proto).
+        own = chosen["spec"].get("outboundTrafficPolicy")
+        mode = self.outbound_mode if own is None else own.get("mode", "REGISTRY_ONLY")
+        # No egress listener is one for every host (`*/*`, same function).
+        for listener in chosen["spec"].get("egress") or [{"hosts": ["*/*"]}]:
             if "port" in listener or "bind" in listener:
                 raise Unmodelled("Sidecar egress listener with a port or bind")
             for entry in listener["hosts"]:

@@ -55,6 +55,8 @@ BAD_GRAPHS = [
     (_set("services.billing.egress", [{"name": "bank", "cidrs": ["203.0.113.7/24"], "ports": [443]}]), "services.yaml: services.billing.egress[0].cidrs[0]: '203.0.113.7/24' is not a CIDR"),
     (_set("services.billing.egress", [{"name": "bank", "ports": [443]}]), "services.yaml: services.billing.egress[0]: names no destination"),
     (_set("services.billing.egress", [{"name": "bank", "hosts": ["https://bank.example"], "ports": [443]}]), "services.yaml: services.billing.egress[0].hosts[0]: 'https://bank.example' is not a DNS name"),
+    (_set("services.billing.egress", [{"name": "bank", "hosts": ["bank.example"], "ports": [80], "protocol": "http"}]), "services.yaml: services.billing.egress[0].protocol: 'http' is not an egress protocol. Did you mean 'HTTP'?"),
+    (_set("services.ledger.egress", [{"name": "stripe-http", "hosts": ["api.stripe.com"], "ports": [443], "protocol": "HTTP"}]), "services.yaml: services.ledger.egress[0].protocol: declares api.stripe.com port 443 HTTP, but services.billing.egress[0] declares it TLS in the same namespace"),
     (_set("namespaces.linkerd", {}), "services.yaml: namespaces.linkerd: 'linkerd' is managed by the platform itself"),
     (_set("services.frontend.ports.0.port", 70000), "services.yaml: services.frontend.ports[0].port: must be a port number from 1 to 65535, not 70000"),
     (_set("services.postgres.certificate", False), "services.yaml: services.postgres: is called by billing, but runs outside the mesh without a certificate"),
@@ -132,3 +134,14 @@ def test_an_opaque_port_number_is_opaque_for_the_whole_namespace():
     assert "services.frontend.ports[1] makes port 9443 opaque" in problem.what
     document["services"]["checkout"]["ports"][1]["protocol"] = "opaque"
     assert parse_graph(document, "services.yaml", Problems()) is not None
+
+
+def test_an_egress_protocol_defaults_to_tls_and_may_be_http():
+    graph = parse_graph(EXAMPLE, "services.yaml", Problems())
+    assert graph.services["billing"].egress[0].protocol == "TLS"
+    document = edited(_set("services.billing.egress", [
+        {"name": "stripe", "hosts": ["api.stripe.com"], "ports": [443]},
+        {"name": "status", "hosts": ["status.example.org", "api.stripe.com"], "ports": [80], "protocol": "HTTP"}]))
+    assert problems_of(document) == [], "one host may speak TLS on one port and HTTP on another"
+    egress = parse_graph(document, "services.yaml", Problems()).services["billing"].egress
+    assert [(e.name, e.protocol) for e in egress] == [("stripe", "TLS"), ("status", "HTTP")]

@@ -250,13 +250,40 @@ def test_sidecars_list_exactly_each_workloads_destinations():
     billing = next(o for o in objects if o["kind"] == "Sidecar" and o["metadata"]["name"] == "billing")
     assert billing["spec"] == {"workloadSelector": {"labels": {"app": "billing"}}, "egress": [{"hosts": [
         "data/postgres.data.svc.cluster.local", "payments/api.stripe.com",
-        "payments/ledger.payments.svc.cluster.local"]}]}
+        "payments/ledger.payments.svc.cluster.local"]}], "outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}}
     entry = next(o for o in objects if o["kind"] == "ServiceEntry")
     assert entry["metadata"]["namespace"] == "payments" and entry["spec"]["hosts"] == ["api.stripe.com"]
     assert entry["spec"]["exportTo"] == ["."] and entry["spec"]["location"] == "MESH_EXTERNAL"
-    assert istio.MESH_CONFIG == {"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}}
     ledger = next(o for o in objects if o["kind"] == "Sidecar" and o["metadata"]["name"] == "ledger")
     assert ledger["spec"]["egress"] == [{"hosts": ["data/postgres.data.svc.cluster.local"]}]
+
+
+def test_registry_only_confines_the_graphs_deny_workloads_and_no_one_else():
+    """The mesh stays ALLOW_ANY (MESH_CONFIG, the control plane's values), so an injected pod in a namespace outside
+    the graph (a meshed Prometheus scraping pod IPs, a team not yet in services.yaml) keeps every destination, while
+    every pod of a deny namespace, in the graph or not, drops what its Sidecar does not list."""
+    settings = stack_settings("prod")
+    objects = istio.authorization_objects(settings)
+    cluster = Cluster(objects, settings.trust_domain, outbound_mode=istio.MESH_CONFIG["outboundTrafficPolicy"]["mode"])
+    unregistered = Pod("unregistered", "elsewhere", {}, "default", "198.51.100.7", sidecar=False,
+                       host="unregistered.example.org")
+    outside = Pod("prometheus", "monitoring", {"app": "prometheus"}, "prometheus", "10.0.0.9", sidecar=True)
+    assert cluster.mesh_allows(outside, unregistered, 443), "a namespace outside the graph keeps ALLOW_ANY"
+    for namespace in ("payments", "data", "web"):
+        stray = Pod("stray", namespace, {"app": "not-in-the-graph"}, "default", "10.0.0.8", sidecar=True)
+        assert not cluster.mesh_allows(stray, unregistered, 443), namespace
+        for service in settings.graph.services_in(namespace):
+            pod = Pod(service.key, namespace, service.selector_labels, service.service_account, "10.0.0.7", True)
+            assert not cluster.mesh_allows(pod, unregistered, 443), service.key
+    assert cluster.mesh_allows(Pod("stray", "ingress", {"app": "x"}, "default", "10.0.0.8", True), unregistered, 443), \
+        "ingress does not enforce yet"
+    # An external host sits in the registry under its ServiceEntry's namespace, which a Sidecar host names.
+    stripe = Pod("stripe", "payments", {}, "default", "198.51.100.8", sidecar=False, host="api.stripe.com")
+    billing, ledger = (settings.graph.services[key] for key in ("billing", "ledger"))
+    assert cluster.mesh_allows(Pod("billing", "payments", billing.selector_labels, billing.service_account,
+                                   "10.0.0.7", True), stripe, 443), "its declared host"
+    assert not cluster.mesh_allows(Pod("ledger", "payments", ledger.selector_labels, ledger.service_account,
+                                       "10.0.0.7", True), stripe, 443), "another workload's declared host"
 
 
 def test_network_policies_open_the_ports_istio_puts_on_the_wire():
@@ -486,8 +513,18 @@ def test_evaluator_dry_run_and_unmodelled_fields():
 def test_evaluator_sidecar_registry_only_and_network_policy():
     only_a = {"apiVersion": "networking.istio.io/v1", "kind": "Sidecar", "metadata": {"name": "b", "namespace": "apps"},
               "spec": {"workloadSelector": {"labels": {"app": "b"}}, "egress": [{"hosts": ["~/*"]}]}}
-    assert not Cluster([only_a]).mesh_allows(POD_B, POD_A, 80), "REGISTRY_ONLY drops a host the Sidecar lacks"
-    assert Cluster([only_a], outbound_mode="ALLOW_ANY").mesh_allows(POD_B, POD_A, 80)
+    assert not Cluster([only_a], outbound_mode="REGISTRY_ONLY").mesh_allows(POD_B, POD_A, 80), \
+        "REGISTRY_ONLY drops a host the Sidecar lacks"
+    assert Cluster([only_a]).mesh_allows(POD_B, POD_A, 80), "the mesh's default is ALLOW_ANY"
+    own = {**only_a, "spec": {**only_a["spec"], "outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}}}
+    assert not Cluster([own]).mesh_allows(POD_B, POD_A, 80), "the Sidecar's own mode replaces the mesh's"
+    assert not Cluster([{**own, "spec": {**only_a["spec"], "outboundTrafficPolicy": {}}}]).mesh_allows(
+        POD_B, POD_A, 80), "a policy without a mode is the proto3 zero, REGISTRY_ONLY"
+    assert Cluster([{**own, "spec": {**only_a["spec"], "outboundTrafficPolicy": {"mode": "ALLOW_ANY"}}}],
+                   outbound_mode="REGISTRY_ONLY").mesh_allows(POD_B, POD_A, 80)
+    no_egress = {**own, "spec": {"workloadSelector": {"labels": {"app": "b"}},
+                                 "outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}}}
+    assert Cluster([no_egress]).mesh_allows(POD_B, POD_A, 80), "no egress listener is one for every host"
     assert not Cluster([only_a, peer({"mtls": {"mode": "STRICT"}})], outbound_mode="ALLOW_ANY").mesh_allows(
         POD_B, POD_A, 80), "passthrough is plaintext, which STRICT drops"
     with pytest.raises(AssertionError):
@@ -512,3 +549,39 @@ def test_crd_checker_catches_cel_rules_and_unknown_fields(needs_shared):
     assert any("spec.rules[0].form" in e for e in validate_istio_object(policy({"rules": [{"form": []}]})))
     assert any(e.startswith("spec.mtls.mode") for e in validate_istio_object(peer({"mtls": {"mode": "STRIKT"}})))
     assert validate_istio_object({**good, "apiVersion": "security.istio.io/v9"})
+
+
+def test_an_http_egress_host_gets_an_http_port_and_linkerd_ignores_the_protocol():
+    """`protocol: HTTP` makes the host's ServiceEntry port HTTP (`http-<port>`, matched by the Host header), so plain
+    HTTP to a declared host is not dropped for want of an SNI; the TLS ports and every other object stay as they were,
+    and the Linkerd path's objects do not change at all (its EgressNetwork and TLSRoutes are per port)."""
+    import copy
+    from pathlib import Path
+    import yaml
+    from plan.linkerd import authorization as linkerd
+    document = yaml.safe_load((Path(__file__).resolve().parents[1] / "services.yaml").read_text())
+    http = copy.deepcopy(document)
+    http["services"]["billing"]["egress"].append(
+        {"name": "stripe-http", "hosts": ["api.stripe.com", "status.example.org"], "ports": [80], "protocol": "HTTP"})
+    plain = copy.deepcopy(document)
+    plain["services"]["billing"]["egress"].append(
+        {"name": "stripe-http", "hosts": ["api.stripe.com", "status.example.org"], "ports": [80]})
+    settings = stack_settings("prod")
+    graphs = {name: parse_graph(doc, "services.yaml", Problems()) for name, doc in (("http", http), ("plain", plain))}
+    objects = {name: istio.build_objects(graph, settings.rollout, settings.policy, settings.trust_domain)
+               for name, graph in graphs.items()}
+    entries = {o["spec"]["hosts"][0]: o["spec"]["ports"] for o in objects["http"] if o["kind"] == "ServiceEntry"}
+    assert entries["api.stripe.com"] == [{"number": 80, "name": "http-80", "protocol": "HTTP"},
+                                         {"number": 443, "name": "tls-443", "protocol": "TLS"}]
+    assert entries["status.example.org"] == [{"number": 80, "name": "http-80", "protocol": "HTTP"}]
+    without = {o["spec"]["hosts"][0]: o["spec"]["ports"] for o in objects["plain"] if o["kind"] == "ServiceEntry"}
+    assert without["api.stripe.com"] == [{"number": 80, "name": "tls-80", "protocol": "TLS"},
+                                         {"number": 443, "name": "tls-443", "protocol": "TLS"}]
+    assert [o for o in objects["http"] if o["kind"] != "ServiceEntry"] == \
+        [o for o in objects["plain"] if o["kind"] != "ServiceEntry"]
+    for entry in objects["http"]:
+        assert validate_istio_object(entry) == [], entry["metadata"]["name"]
+    for namespace in ("payments", "data", "web"):
+        assert linkerd.namespace_objects(graphs["http"], namespace, "deny", settings.policy, settings.trust_domain,
+                                         False) == linkerd.namespace_objects(graphs["plain"], namespace, "deny",
+                                                                            settings.policy, settings.trust_domain, False)

@@ -368,3 +368,15 @@ def test_istiods_certificate_validates_against_the_pinned_crd(stack, needs_share
     assert validate_object(certificate) == []
     broken = {**certificate, "spec": {**certificate["spec"], "issuerRef": {"nam": "x"}}}
     assert validate_object(broken), "the schema check can fail"
+
+
+def test_the_rendered_mesh_config_leaves_outbound_traffic_at_allow_any():
+    """REGISTRY_ONLY is per Sidecar in the deny namespaces (plan/istio/authorization.py `MESH_CONFIG`): istiod's
+    rendered mesh config, from the values the plan hands the release, says ALLOW_ANY, so injected pods outside the
+    graph keep every destination."""
+    from plan.mesh import build_plan
+    settings = settings_of("prod", trustDomain=TRUST_DOMAIN, mesh="istio", linkerdViz=False)
+    values = build_plan(settings).istio.istiod_values
+    (configmap,) = [o for o in render_chart(ISTIOD_CHART, ISTIOD_RELEASE, ISTIO_NAMESPACE, values)
+                    if o["kind"] == "ConfigMap" and o["metadata"]["name"] == MESH_CONFIG_MAP]
+    assert yaml.safe_load(configmap["data"]["mesh"])["outboundTrafficPolicy"] == {"mode": "ALLOW_ANY"}

@@ -347,14 +347,50 @@ def test_a_ca_address_other_than_istio_csrs_service_is_caught(address):
         "'cert-manager-istio-csr.istio-system.svc:443'" in found[0], found
 
 
-@pytest.mark.parametrize("change", [
-    lambda values: values["meshConfig"].update(outboundTrafficPolicy={"mode": "ALLOW_ANY"}),
-    lambda values: values["meshConfig"].pop("outboundTrafficPolicy"),
-    lambda values: values.update(pilot={"meshConfig": {"outboundTrafficPolicy": {"mode": "ALLOW_ANY"}}}),
-])
-def test_a_mesh_that_allows_any_host_is_caught(change):
-    found = istiod(change, stack="dev")
-    assert len(found) == 1 and found[0].startswith("istiod's meshConfig.outboundTrafficPolicy is ALLOW_ANY"), found
+def test_the_mesh_stays_allow_any_and_the_deny_sidecars_say_registry_only():
+    """The mesh's ALLOW_ANY is what keeps injected pods outside the graph working; it passes because every Sidecar
+    of a deny namespace carries REGISTRY_ONLY itself."""
+    run = istio_run("prod-single")
+    (release,) = [r for r in run.registrations if r.type == "kubernetes:helm.sh/v3:Release"
+                  and r.inputs["chart"] == "istiod"]
+    assert release.inputs["values"]["meshConfig"]["outboundTrafficPolicy"] == {"mode": "ALLOW_ANY"}
+    deny_sidecars = [r.inputs["spec"] for r in run.registrations if r.type.endswith(":Sidecar")
+                     and r.inputs["metadata"]["namespace"] in DENY["prod-single"]]
+    assert deny_sidecars and all(s["outboundTrafficPolicy"] == {"mode": "REGISTRY_ONLY"} for s in deny_sidecars)
+    assert istiod(lambda values: values["meshConfig"].pop("outboundTrafficPolicy"), stack="prod-single") == []
+
+
+def registry_only(change, stack="prod-single"):
+    return violations(istio_run(stack), BY_NAME["istiod-uses-istio-csr-and-registry-only"], change)
+
+
+@pytest.mark.parametrize("stack", ["prod-single", "prod-payments"])  # a shard sees no istiod: the Sidecar must say it
+def test_a_deny_sidecar_inheriting_the_meshs_allow_any_is_caught(stack):
+    found = registry_only(edit("Sidecar", "payments", "billing",
+                               lambda props: props["spec"].pop("outboundTrafficPolicy")), stack)
+    assert found == ["Istio deny namespace payments: Sidecar billing sets no outboundTrafficPolicy, so its workloads "
+                     "take the mesh's (ALLOW_ANY by default) and reach any host: set "
+                     "`outboundTrafficPolicy: {mode: REGISTRY_ONLY}`"], found
+
+
+def test_a_deny_namespace_without_its_selector_less_sidecar_is_caught():
+    def drop_default(registration, props):
+        meta = props.get("metadata") or {}
+        if registration.type.endswith(":Sidecar") and meta.get("namespace") == "data" and meta.get("name") == "default":
+            props["metadata"] = {**meta, "namespace": "elsewhere"}
+        return props
+    found = registry_only(drop_default)
+    assert len(found) == 1 and found[0].startswith("Istio deny namespace data has no selector-less Sidecar"), found
+
+
+def test_a_registry_only_mesh_covers_the_sidecars_that_inherit_it():
+    def inherit_everywhere(registration, props):
+        if registration.type == "kubernetes:helm.sh/v3:Release" and props.get("chart") == "istiod":
+            props["values"]["meshConfig"]["outboundTrafficPolicy"] = {"mode": "REGISTRY_ONLY"}
+        if registration.type.endswith(":Sidecar"):
+            props["spec"].pop("outboundTrafficPolicy", None)
+        return props
+    assert registry_only(inherit_everywhere) == []
 
 
 def test_istiod_without_istio_csr_is_caught():

@@ -114,8 +114,11 @@ def test_the_canarys_matrix_rows_are_what_the_evaluator_finds(phase):
     check_access_matrix(objects, verification_graph(), settings.policy, TRUST_DOMAIN)
     if phase == "deny":
         assert matrix[f"{NAMESPACE}/{CANARY}:http"] == {"allowed": [f"{NAMESPACE}/{ALLOWED}"], "others": "denied"}
-    assert not {o["kind"] for o in objects} & {"Sidecar", "ServiceEntry", "NetworkPolicy"}, \
+    assert not {o["kind"] for o in objects} & {"ServiceEntry", "NetworkPolicy"}
+    assert not [o for o in objects if o["kind"] == "Sidecar" and "workloadSelector" in o["spec"]], \
         "verify-other's Sidecar would drop its call before the canary's authorization refuses it"
+    (namespace_sidecar,) = [o["spec"] for o in objects if o["kind"] == "Sidecar"]
+    assert namespace_sidecar["outboundTrafficPolicy"] == {"mode": "REGISTRY_ONLY" if phase == "deny" else "ALLOW_ANY"}
 
 
 def test_the_canarys_rows_are_in_the_plans_access_matrix():

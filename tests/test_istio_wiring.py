@@ -69,7 +69,7 @@ def test_istio_control_plane_is_registered_from_the_pinned_charts(stack):
     istiod = found[names.ISTIOD_RELEASE].inputs["values"]
     assert istiod["env"]["ENABLE_CA_SERVER"] == "false"
     assert istiod["meshConfig"]["trustDomain"] == graph_of(stack).trust_domain
-    assert istiod["meshConfig"]["outboundTrafficPolicy"] == {"mode": "REGISTRY_ONLY"}
+    assert istiod["meshConfig"]["outboundTrafficPolicy"] == {"mode": "ALLOW_ANY"}  # REGISTRY_ONLY is per Sidecar
     # HA in prod only, as linkerdHighAvailability's auto.
     assert istiod.get("autoscaleEnabled") is (stack == "prod")
     assert (found[names.ISTIO_CSR_RELEASE].inputs["values"].get("replicaCount") == 3) is (stack == "prod")

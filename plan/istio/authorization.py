@@ -12,9 +12,10 @@ Per meshed namespace, by its rollout phase (the same `inboundPolicy` values as t
 - proxy-free services (`meshed: false`) and `skipInboundPorts` keep working as the Linkerd path's skipped ports: one
   workload-scope PeerAuthentication per namespace selecting every injected pod turns mTLS off on those ports (and so
   makes meshed clients send them plaintext), and an ALLOW policy admits anyone there; the NetworkPolicy guards them.
-Egress, under deny: a ServiceEntry per external destination, a Sidecar per workload listing exactly its destinations,
-NetworkPolicy egress as the enforcement. Outside deny a namespace Sidecar keeps ALLOW_ANY, so nothing breaks there
-although the mesh runs REGISTRY_ONLY (`MESH_CONFIG`, for the control plane's values).
+Egress, under deny: a ServiceEntry per external destination, a Sidecar per workload listing exactly its destinations
+and REGISTRY_ONLY of its own, a selector-less REGISTRY_ONLY Sidecar for the namespace's other pods, NetworkPolicy egress
+as the enforcement. The mesh stays ALLOW_ANY (`MESH_CONFIG`, for the control plane's values), so injected pods in
+namespaces outside the graph keep every destination; outside deny a namespace Sidecar says ALLOW_ANY too.
 
 Every builder is a pure function over the graph; callers and callees are read from indexes built once per graph.
 """
@@ -53,7 +54,12 @@ ENVOY_STATS_PORT = 15090
 # after the Service's translation, so 6443 is the port to open).
 ISTIOD_XDS_PORT = 15012
 ISTIO_CSR_POD_PORT = 6443
-MESH_CONFIG = {"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}}
+# The mesh keeps Istio's default, ALLOW_ANY (pkg/config/mesh/mesh.go `DefaultMeshConfig` [I]): REGISTRY_ONLY goes on
+# the deny namespaces' own Sidecars, whose `outboundTrafficPolicy` replaces the mesh's (pilot/pkg/model/sidecar.go
+# `initSidecarScopeInternalIndexes` [I]; api networking/v1alpha3/sidecar.proto `outbound_traffic_policy` = 4 [API]).
+# A mesh-wide REGISTRY_ONLY would also drop whatever injected pods outside the graph call outside the registry.
+MESH_CONFIG = {"outboundTrafficPolicy": {"mode": "ALLOW_ANY"}}
+REGISTRY_ONLY = {"mode": "REGISTRY_ONLY"}
 
 NAMESPACE_POLICY = "mtls-mesh-default"
 NAMESPACE_PEER_AUTHENTICATION = "default"
@@ -179,18 +185,22 @@ def _cidr_name(cidr: str) -> str:
     return cidr.replace(".", "-").replace(":", "-").replace("/", "-")
 
 
-def egress_destinations(services: Iterable[Service]) -> dict[str, tuple[str | None, tuple[int, ...]]]:
-    """The namespace's external destinations, each once: host -> (None, ports) and, for CIDRs, a host of its own
-    under CIDR_HOST_SUFFIX -> (cidr, ports). One ServiceEntry per host: ServiceEntries of one namespace repeating a
-    host would leave Istio to pick one of them."""
-    found: dict[str, tuple[str | None, set[int]]] = {}
+def egress_destinations(services: Iterable[Service]) -> dict[str, tuple[str | None, tuple[int, ...], frozenset[int]]]:
+    """The namespace's external destinations, each once: host -> (None, ports, its HTTP ports) and, for CIDRs, a host
+    of its own under CIDR_HOST_SUFFIX -> (cidr, ports, none). One ServiceEntry per host: ServiceEntries of one
+    namespace repeating a host would leave Istio to pick one of them. The graph lets a host's port have one protocol
+    per namespace (read/graph.py `_check_egress_protocols`)."""
+    found: dict[str, tuple[str | None, set[int], set[int]]] = {}
     for service in services:
         for egress in service.egress:
             for host in egress.hosts:
-                found.setdefault(host, (None, set()))[1].update(egress.ports)
+                _, ports, http = found.setdefault(host, (None, set(), set()))
+                ports.update(egress.ports)
+                if egress.protocol == "HTTP":
+                    http.update(egress.ports)
             for cidr in egress.cidrs:
-                found.setdefault(cidr_host(cidr), (cidr, set()))[1].update(egress.ports)
-    return {host: (cidr, tuple(sorted(ports))) for host, (cidr, ports) in found.items()}
+                found.setdefault(cidr_host(cidr), (cidr, set(), set()))[1].update(egress.ports)
+    return {host: (cidr, tuple(sorted(ports)), frozenset(http)) for host, (cidr, ports, http) in found.items()}
 
 
 def cidr_host(cidr: str) -> str:
@@ -201,14 +211,25 @@ def egress_hosts(egress: Egress) -> list[str]:
     return [*egress.hosts, *(cidr_host(c) for c in egress.cidrs)]
 
 
-def service_entry(namespace: str, host: str, cidr: str | None, ports: tuple[int, ...]) -> dict[str, Any]:
-    """MESH_EXTERNAL, resolution NONE: the connection goes where the application's own DNS answer says, matched by
-    SNI for hosts (TLS; a wildcard host cannot be resolved by Envoy) or by address for CIDRs. Exported to its own
-    namespace only: a Sidecar elsewhere cannot name it."""
-    protocol = "TCP" if cidr else "TLS"
+def service_entry(namespace: str, host: str, cidr: str | None, ports: tuple[int, ...],
+                  http_ports: Iterable[int] = ()) -> dict[str, Any]:
+    """MESH_EXTERNAL, resolution NONE: the connection goes where the application's own DNS answer says (a wildcard
+    host cannot be resolved by Envoy), matched by address for CIDRs (TCP) and for hosts by SNI (TLS) or, on the
+    graph's `protocol: HTTP` ports, by the Host header (HTTP). Exported to its own namespace only: a Sidecar elsewhere
+    cannot name it.
+
+    Istio 1.29.6 [I], pilot/pkg/networking/core: a TLS port of an entry without addresses gets a filter chain matching
+    `sniHosts` = the host (tls.go `buildSidecarOutboundTLSFilterChainOpts`), so plain HTTP there matches nothing and
+    REGISTRY_ONLY drops it; an HTTP port goes into the port's HTTP route configuration as a virtual host for the host
+    (httproute.go `BuildSidecarOutboundVirtualHosts`, `generateVirtualHostDomains`), every other Host meeting the
+    catch-all virtual host, a 502 under REGISTRY_ONLY (`buildCatchAllVirtualHost`)."""
+    http = set(http_ports)
+
+    def protocol(port: int) -> str:
+        return "TCP" if cidr else "HTTP" if port in http else "TLS"
     spec: dict[str, Any] = {"hosts": [host], "location": "MESH_EXTERNAL", "resolution": "NONE",
                             "exportTo": ["."],
-                            "ports": [{"number": p, "name": f"{protocol.lower()}-{p}", "protocol": protocol}
+                            "ports": [{"number": p, "name": f"{protocol(p).lower()}-{p}", "protocol": protocol(p)}
                                       for p in ports]}
     if cidr:
         spec["addresses"] = [cidr]
@@ -236,20 +257,30 @@ def sidecar(graph: ServiceGraph, service: Service) -> dict[str, Any]:
     hosts += [f"{service.namespace}/{host}" for egress in service.egress for host in egress_hosts(egress)]
     return {"apiVersion": NETWORKING_API, "kind": "Sidecar", "metadata": metadata(service.name, service.namespace),
             "spec": {"workloadSelector": {"labels": service.selector_labels},
-                     "egress": [{"hosts": sorted(set(hosts)) or ["~/*"]}]}}
+                     "egress": [{"hosts": sorted(set(hosts)) or ["~/*"]}],
+                     "outboundTrafficPolicy": dict(REGISTRY_ONLY)}}
+
+
+def closed_namespace_sidecar(namespace: str) -> dict[str, Any]:
+    """Under deny, for the namespace's pods no service of the graph selects: REGISTRY_ONLY, and no `egress`, which
+    Istio reads as every host (`*/*`, sidecar.go `initSidecarScopeInternalIndexes` [I]): what a REGISTRY_ONLY mesh
+    gave them, now that the mesh is ALLOW_ANY. A Sidecar with a workloadSelector wins over it (sidecar.proto [API])."""
+    return {"apiVersion": NETWORKING_API, "kind": "Sidecar", "metadata": metadata(NAMESPACE_SIDECAR, namespace),
+            "spec": {"outboundTrafficPolicy": dict(REGISTRY_ONLY)}}
 
 
 def open_sidecar(namespace: str) -> dict[str, Any]:
-    """Outside deny: the namespace keeps today's behaviour (every host, and ALLOW_ANY) under a REGISTRY_ONLY mesh."""
+    """Outside deny: every host, and ALLOW_ANY, the mesh's mode said again so that an operator's REGISTRY_ONLY mesh
+    cannot break namespaces that do not enforce yet."""
     return {"apiVersion": NETWORKING_API, "kind": "Sidecar", "metadata": metadata(NAMESPACE_SIDECAR, namespace),
             "spec": {"egress": [{"hosts": ["*/*"]}], "outboundTrafficPolicy": {"mode": "ALLOW_ANY"}}}
 
 
 def egress_objects(graph: ServiceGraph, namespace: str) -> list[dict[str, Any]]:
     services = graph.services_in(namespace)
-    objects = [service_entry(namespace, host, cidr, ports)
-               for host, (cidr, ports) in sorted(egress_destinations(services).items())]
-    return objects + [sidecar(graph, service) for service in services]
+    objects = [service_entry(namespace, host, cidr, ports, http)
+               for host, (cidr, ports, http) in sorted(egress_destinations(services).items())]
+    return objects + [closed_namespace_sidecar(namespace)] + [sidecar(graph, service) for service in services]
 
 
 # ---------------------------------------------------------------------------------------------- NetworkPolicies
@@ -447,7 +478,7 @@ def egress_matrix(objects: Iterable[Mapping[str, Any]], graph: ServiceGraph) -> 
     """Who can reach each destination outside the cluster, read back from the objects, in the Linkerd path's shape.
 
     Under deny the mesh layer is per workload: a workload reaches a ServiceEntry's host only if its own Sidecar lists
-    it (REGISTRY_ONLY drops the rest), on the ServiceEntry's ports; the namespace's egress NetworkPolicies then narrow
+    it (its Sidecar's REGISTRY_ONLY drops the rest), on the ServiceEntry's ports; the namespace's egress NetworkPolicies then narrow
     it to the workloads whose policy opens the port (for a host: to anywhere outside the cluster). A namespace whose
     Sidecar keeps ALLOW_ANY lets every workload out (`meshLayer: namespace-wide`)."""
     entries: dict[str, dict[str, tuple[str | None, tuple[int, ...]]]] = {}

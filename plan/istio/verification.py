@@ -19,9 +19,11 @@ mesh-neutral (the canary Deployment and Service, the ServiceAccounts, `expectati
   exactly `verify-allowed`, plan/linkerd/verification.py `verification_graph`), as the Linkerd check builds its own
   with Linkerd's, so the check exercises the code path every graph service's policy takes: the namespace's
   PeerAuthentication (STRICT where the phase needs an identity), its phase policy (allow-nothing under deny, dry runs
-  under audit) and the canary's ALLOW on its port for the allowed client's principal. Without the egress objects: a
-  refusal must come from the canary's authorization, and verify-other's own Sidecar (`~/*`: it calls no one in the
-  graph) would have its sidecar drop the request before the canary could refuse it. The canary's rows of the
+  under audit) and the canary's ALLOW on its port for the allowed client's principal. Without the per-workload egress
+  objects: a refusal must come from the canary's authorization, and verify-other's own Sidecar (`~/*`: it calls no
+  one in the graph) would have its sidecar drop the request before the canary could refuse it. Under deny the
+  namespace's selector-less REGISTRY_ONLY Sidecar stays (every registered host, the canary's Service among them), so
+  the canary's pods run REGISTRY_ONLY as every deny namespace's do while the mesh is ALLOW_ANY. The canary's rows of the
   `accessMatrix` are read back from these objects (`verification_matrix`), as the graph's are.
 
 pulumi-kubernetes waits for a Job and fails the update when it fails (provider/pkg/await/job.go), so a mesh that does
@@ -45,7 +47,7 @@ from read.graph import spiffe_id
 from read.settings import Settings
 
 NATIVE_SIDECAR_ANNOTATION = "sidecar.istio.io/nativeSidecar"
-# The canary namespace's egress objects, left out (see the module's docstring).
+# The canary namespace's egress objects, left out but for a selector-less Sidecar (see the module's docstring).
 EGRESS_KINDS = ("Sidecar", "ServiceEntry")
 
 # The check each client runs (POSIX sh and curl). It retries while no TCP connection can be made (the canary may still
@@ -101,12 +103,12 @@ def namespace_object() -> dict[str, Any]:
 
 def policy_objects(settings: Settings) -> list[dict[str, Any]]:
     """The canary namespace's authorization objects, built as every graph namespace's are, in the stack's default
-    phase: no NetworkPolicies (a refusal must come from Istio) and no Sidecars or ServiceEntries (see the module's
-    docstring)."""
+    phase: no NetworkPolicies (a refusal must come from Istio), no ServiceEntries and no per-workload Sidecars (see
+    the module's docstring)."""
     access = replace(settings.policy, network_policies=False)
     return [obj for obj in namespace_objects(verification_graph(), NAMESPACE, settings.rollout.default_policy, access,
                                              settings.trust_domain)
-            if obj["kind"] not in EGRESS_KINDS]
+            if obj["kind"] not in EGRESS_KINDS or (obj["kind"] == "Sidecar" and "workloadSelector" not in obj["spec"])]
 
 
 def verification_matrix(settings: Settings) -> dict[str, Any]:
