@@ -293,6 +293,29 @@ def test_egress_cidrs_get_their_own_allow_network(tmp_path):
     assert egress == [{"to": [{"ipBlock": {"cidr": "203.0.113.0/24"}}], "ports": [{"protocol": "TCP", "port": 8443}]}]
 
 
+def test_http_egress_hosts_are_matched_by_host_name_not_sni(tmp_path):
+    """Plain HTTP has no SNI, so a TLSRoute under the Deny EgressNetwork would drop it: an entry with `protocol: HTTP`
+    gets an HTTPRoute on the same network and port, matching its hosts by name (valid against the pinned CRD), the
+    egress matrix reads it back, and a TLS entry beside it keeps its TLSRoute."""
+    graph = {"namespaces": {"apps": {}}, "services": {"sync": {"namespace": "apps",
+             "ports": [{"name": "http", "port": 8080, "protocol": "HTTP/1"}],
+             "egress": [{"name": "mirror", "hosts": ["mirror.example.com"], "ports": [80], "protocol": "HTTP"},
+                        {"name": "bank", "hosts": ["api.bank.example"], "ports": [443]}]}}}
+    run = run_program("prod", graph=graph, tmp_path=tmp_path, set_config={"adoptNamespaces": [], "inboundPolicyOverrides": []})
+    route = run.object("HTTPRoute", "sync-mirror-80", "apps")
+    assert route["apiVersion"] == "policy.linkerd.io/v1beta3"
+    parent = {"group": "policy.linkerd.io", "kind": "EgressNetwork", "name": "mtls-mesh-egress-deny"}
+    assert route["spec"] == {"hostnames": ["mirror.example.com"], "parentRefs": [{**parent, "namespace": "apps", "port": 80}],
+                             "rules": [{"backendRefs": [{**parent, "port": 80}]}]}
+    assert validate_object(route) == [], describe(route)
+    assert not [o for o in run.objects("TLSRoute") if o["metadata"]["name"] == "sync-mirror-80"]
+    assert run.object("TLSRoute", "sync-bank-443", "apps")["spec"]["hostnames"] == ["api.bank.example"]
+    egress = run.exports["egressMatrix"]
+    assert egress["apps/mirror.example.com:80"]["declaredFor"] == ["sync"]
+    assert egress["apps/mirror.example.com:80"]["reachableBy"] == ["sync"]
+    assert "apps/api.bank.example:443" in egress
+
+
 def test_audit_and_open_phases_get_no_network_lockdown(dev):
     assert not dev.objects("NetworkPolicy") and not dev.objects("EgressNetwork")
     assert {s["spec"]["accessPolicy"] for s in dev.objects("Server")} == {"audit"}

@@ -215,7 +215,7 @@ def egress_objects(namespace: str, services: list[Service], access: PolicySettin
 
     EgressNetworks apply to every client of their namespace; the per-workload restriction is the NetworkPolicy's.
     Allowed CIDRs get an Allow network of their own, carved out of the Deny network so that no two overlap; hosts are
-    allowed by TLS server name (SNI) on their ports.
+    allowed by TLS server name (SNI) on their ports, or for an entry with `protocol: HTTP` by HTTP host name.
     """
     destinations = [(service, egress) for service in services for egress in service.egress]
     allowed_cidrs = sorted({cidr for _, egress in destinations for cidr in egress.cidrs})
@@ -234,8 +234,14 @@ def egress_objects(namespace: str, services: list[Service], access: PolicySettin
                             "spec": {"trafficPolicy": "Allow", "networks": [{"cidr": c} for c in egress.cidrs]}})
         for port in egress.ports if egress.hosts else ():
             parent = {"group": POLICY_GROUP, "kind": "EgressNetwork", "name": EGRESS_DENY}
+            # Plain HTTP carries no SNI for a TLSRoute to match: an HTTP entry's hosts are matched by the Host header
+            # instead. The outbound index takes a policy.linkerd.io HTTPRoute whose parentRef is an EgressNetwork
+            # with a port (linkerd/linkerd2@19a0d90d, edge-26.8.3, policy-controller/k8s/index/src/outbound/index.rs
+            # `apply_http_route`, `is_parent_egress_network`; index/http.rs `convert_route` maps `hostnames` to
+            # host matches and an EgressNetwork backendRef to Backend::EgressNetwork).
+            api, kind = (HTTP_ROUTE_API, "HTTPRoute") if egress.protocol == "HTTP" else (TLS_ROUTE_API, "TLSRoute")
             objects.append({
-                "apiVersion": TLS_ROUTE_API, "kind": "TLSRoute", "metadata": metadata(f"{name}-{port}", namespace),
+                "apiVersion": api, "kind": kind, "metadata": metadata(f"{name}-{port}", namespace),
                 "spec": {"hostnames": list(egress.hosts),
                          "parentRefs": [{**parent, "namespace": namespace, "port": port}],
                          "rules": [{"backendRefs": [{**parent, "port": port}]}]},
@@ -396,10 +402,15 @@ def access_matrix(objects: Iterable[Mapping[str, Any]], graph: ServiceGraph, tru
     return matrix
 
 
+def is_egress_route(route: Mapping[str, Any]) -> bool:
+    """Whether a route object allows a host out through an EgressNetwork (rather than routing to a Server)."""
+    return any(p.get("kind") == "EgressNetwork" for p in route.get("spec", {}).get("parentRefs", []))
+
+
 def egress_matrix(objects: Iterable[Mapping[str, Any]], graph: ServiceGraph) -> dict[str, Any]:
     """Who can reach each destination outside the cluster, read back from the objects.
 
-    The mesh layer's EgressNetworks and TLSRoutes apply to a whole namespace (Linkerd has no per-workload egress
+    The mesh layer's EgressNetworks and their TLSRoutes and HTTPRoutes apply to a whole namespace (Linkerd has no per-workload egress
     object), so every meshed workload of the namespace passes them; where the namespace has NetworkPolicies they narrow
     it to the workloads whose policy opens the destination's port (for a host name: the port to anywhere outside the
     cluster, since NetworkPolicy cannot name hosts). `declaredFor` is the graph's intent; `reachableBy` what holds.
@@ -409,7 +420,7 @@ def egress_matrix(objects: Iterable[Mapping[str, Any]], graph: ServiceGraph) -> 
     policies: dict[str, dict[str, list]] = {}
     for obj in objects:
         namespace, spec = obj["metadata"]["namespace"], obj.get("spec", {})
-        if obj["kind"] == "TLSRoute":
+        if obj["kind"] == "TLSRoute" or (obj["kind"] == "HTTPRoute" and is_egress_route(obj)):
             for parent in spec["parentRefs"]:
                 for host in spec["hostnames"]:
                     destinations[(namespace, f"{host}:{parent['port']}")] = (None, (parent["port"],))
