@@ -281,8 +281,9 @@ EGRESS = Record((
                               HOSTNAME, forbidden_pattern=IN_CLUSTER_HOST), max_items=MAX_DESTINATIONS_PER_EGRESS),
           nullable=True),
     Field("ports", _ports("The destination ports", min_items=1), required=True),
-    Field("protocol", Text("What the hosts speak on these ports, for Istio: TLS (matched by SNI) or HTTP (plain, "
-                           "matched by the Host header). CIDRs go by address whatever it says; Linkerd ignores it",
+    Field("protocol", Text("What the hosts speak on these ports: TLS (matched by SNI) or HTTP (plain, matched by "
+                           "the Host header; Istio's ServiceEntry port, Linkerd's TLSRoute or HTTPRoute). CIDRs go by "
+                           "address whatever it says",
                            choices=EGRESS_PROTOCOLS), nullable=True, default=DEFAULT_EGRESS_PROTOCOL),
 ), "A destination outside the cluster: `cidrs` and/or `hosts`, and `ports`", one_of_nonempty=("cidrs", "hosts"))
 

@@ -551,10 +551,10 @@ def test_crd_checker_catches_cel_rules_and_unknown_fields(needs_shared):
     assert validate_istio_object({**good, "apiVersion": "security.istio.io/v9"})
 
 
-def test_an_http_egress_host_gets_an_http_port_and_linkerd_ignores_the_protocol():
+def test_an_http_egress_host_gets_an_http_port_and_a_linkerd_http_route():
     """`protocol: HTTP` makes the host's ServiceEntry port HTTP (`http-<port>`, matched by the Host header), so plain
     HTTP to a declared host is not dropped for want of an SNI; the TLS ports and every other object stay as they were,
-    and the Linkerd path's objects do not change at all (its EgressNetwork and TLSRoutes are per port)."""
+    and the Linkerd path changes only that entry's TLSRoute into an HTTPRoute (its EgressNetwork is per namespace)."""
     import copy
     from pathlib import Path
     import yaml
@@ -581,7 +581,13 @@ def test_an_http_egress_host_gets_an_http_port_and_linkerd_ignores_the_protocol(
         [o for o in objects["plain"] if o["kind"] != "ServiceEntry"]
     for entry in objects["http"]:
         assert validate_istio_object(entry) == [], entry["metadata"]["name"]
+    # Linkerd: the HTTP entry's route is an HTTPRoute instead of a TLSRoute, with the same spec; nothing else moves.
+    def linkerd_objects(name: str, namespace: str) -> list[dict]:
+        return linkerd.namespace_objects(graphs[name], namespace, "deny", settings.policy, settings.trust_domain, False)
+
+    http_routes = [o for o in linkerd_objects("http", "payments") if o["metadata"]["name"] == "billing-stripe-http-80"]
+    assert [(o["apiVersion"], o["kind"]) for o in http_routes] == [("policy.linkerd.io/v1beta3", "HTTPRoute")]
+    as_tls = {**http_routes[0], "apiVersion": "gateway.networking.k8s.io/v1alpha2", "kind": "TLSRoute"}
     for namespace in ("payments", "data", "web"):
-        assert linkerd.namespace_objects(graphs["http"], namespace, "deny", settings.policy, settings.trust_domain,
-                                         False) == linkerd.namespace_objects(graphs["plain"], namespace, "deny",
-                                                                            settings.policy, settings.trust_domain, False)
+        assert [as_tls if o == http_routes[0] else o
+                for o in linkerd_objects("http", namespace)] == linkerd_objects("plain", namespace)
