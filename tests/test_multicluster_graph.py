@@ -93,6 +93,18 @@ def test_a_peer_whose_cluster_the_graph_does_not_declare_is_refused_on_its_key(t
     assert "Pulumi.dev-west.yaml" in found["mtls-mesh:clusterPeers[0]"]
 
 
+@pytest.mark.parametrize("listed, shown", [("dev-east", "'dev-east'"), ({"dev-east": True}, "'{\"dev-east\":true}'")])
+def test_a_peer_whose_cluster_peers_are_no_list_is_refused_as_such(tmp_path, listed, shown):
+    """`clusterPeers: dev-east` names this stack, just not as a list: "does not list this stack" would be wrong."""
+    two_clusters(tmp_path, west={"clusterPeers": listed})
+    found = problems(tmp_path, "dev-east")
+    assert list(found) == ["mtls-mesh:clusterPeers[0]"], found
+    problem = found["mtls-mesh:clusterPeers[0]"]
+    assert f"its clusterPeers in its stack file (Pulumi.dev-west.yaml) is {shown}, not a list of stack names" \
+        in problem, problem
+    assert "does not list this stack" not in problem and "clusterPeers: [dev-east]" in problem
+
+
 @pytest.mark.parametrize("east,where,words", [
     ({"clusterPeers": ["dev-north"]}, "clusterPeers[0]", "is not there"),
     ({"clusterPeers": ["dev-east"]}, "clusterPeers[0]", "is this stack itself"),
