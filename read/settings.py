@@ -264,7 +264,7 @@ def vault_for_cluster(vault: VaultSettings, cluster: str, mesh_root_prefix: str 
     single-cluster names, so an environment's existing stack becomes its first cluster without replacing anything.
     A secondary gets its cluster's names (VaultSettings.cluster) and the root stack's mount prefix; the Kubernetes
     auth mount the program creates is its own (`<vaultKubernetesAuthPath>-<cluster>`): each cluster has its own API
-    server and token reviewer, and a mount holds one of each. An existing mount (vaultCreateKubernetesAuth false) is
+    server and token reviewer, and a mount holds one of each. An existing mount (vaultKubernetesAuthCreate false) is
     the operator's to name per cluster."""
     if mesh_root_prefix is None:
         return vault
@@ -1602,11 +1602,16 @@ def _peer(config: _Config, key: str, stack: str, peer: str, cluster: str, own_ro
             config.add(name, f"sets {setting} {short(theirs)} in its stack file ({peer_stack}), this stack "
                        f"{short(ours)}: the clusters of an environment share one mesh, root and graph",
                        f"Set the same {setting} in both stack files")
+    listed_peers = value("clusterPeers")
     try:
-        their_peers = json.loads(value("clusterPeers") or "[]")
-    except ValueError:
-        their_peers = []
-    if not isinstance(their_peers, list) or stack not in their_peers:
+        their_peers = json.loads(listed_peers or "[]")
+    except ValueError:  # a plain YAML string (`clusterPeers: dev-east`) reaches us as the CLI prints it: unquoted
+        their_peers = None
+    if not isinstance(their_peers, list) or not all(isinstance(entry, str) for entry in their_peers):
+        # Else "does not list this stack" would send the user looking for a missing name that is right there.
+        config.add(name, f"its clusterPeers in its stack file ({peer_stack}) is {short(listed_peers)}, not a list of "
+                   "stack names", f"Write it as a YAML list in the peer's stack file, e.g. clusterPeers: [{stack}]")
+    elif stack not in their_peers:
         config.add(name, f"does not list this stack ({stack}) among the clusterPeers in its stack file ({peer_stack}): "
                    "links go both ways", f"Add {stack} to the peer's clusterPeers")
     their_root = value("meshRootStack") or peer
@@ -1664,20 +1669,54 @@ def _cluster_vault(config: _Config, vault: VaultSettings, multicluster: Multiclu
                    f"the same as {clash[1]} of {root_stack}, the mesh root's stack, which keeps a single-cluster "
                    f"stack's names (as set in its stack file {root.where})", "Choose another cluster name, or another "
                    "vaultMountPrefix, vaultAuthRole or vaultKubernetesAuthPath for this stack")
+    for peer in multicluster.peers:
+        found = peers(peer.stack) if peer.stack != root_stack else None
+        if found is None or any(f"{PROJECT}:{s}" in found.secret_keys for s in PEER_VAULT_NAMES):
+            continue  # a name stored as a secret is not this stack's to read, nor to quote
+        clash = _name_clash(_secondary_names(ours), _secondary_names(_peer_vault(vault, peer.cluster, found, root)))
+        if clash:
+            # Both register in one Vault namespace (each shares the root's, ROOT_VAULT_AGREEMENT), so one would declare
+            # the other's mount or login as its own. Each stack compares only with the peers it lists.
+            config.add("cluster", f"{short(multicluster.cluster)} makes this secondary's Vault name {clash[0]} possibly "
+                       f"the same as {clash[1]} of {peer.stack}, the secondary of cluster {short(peer.cluster)} (as set "
+                       f"in its stack file {found.where})", "Choose another cluster name for one of the two stacks, or "
+                       "another vaultMountPrefix, vaultAuthRole or vaultKubernetesAuthPath for one of them")
     return ours
 
 
-def _root_name_clash(ours: VaultSettings, prefix: str, role: str, auth_path: str) -> tuple[str, str] | None:
-    """A Vault name of this secondary that may be one of the root stack's (docs/multicluster.md 'Trust across
-    clusters'), as (ours, theirs), or None. The root stack keeps single-cluster names (`<prefix>-int-<anchor>`,
-    `<role>-ns-<namespace>`, ...) and a secondary inserts its cluster (`<prefix>-<cluster>-int-<anchor>`), so a
-    cluster named like one of the root's segments (`int`, `ns-x`, ...) could name the root's mount or login. Names
-    are compared as patterns (`*`: an anchor or namespace), two patterns clashing when one name may match both."""
+# The settings another secondary's Vault names are made of (_peer_vault).
+PEER_VAULT_NAMES = ("vaultMountPrefix", "vaultAuthRole", "vaultKubernetesAuthPath", "vaultKubernetesAuthCreate")
+
+
+def _peer_vault(vault: VaultSettings, cluster: str, found: StackFileConfig, root: StackFileConfig) -> VaultSettings:
+    """The Vault names another secondary registers, as its own stack computes them (_cluster_vault) from its stack
+    file (its own vaultMountPrefix, as ours: the root's only names the root mount it signs under), what the file
+    leaves empty taken from this stack's."""
+
+    def value(setting: str) -> str:
+        return str(found.raw.get(f"{PROJECT}:{setting}", ""))
+
+    create = value("vaultKubernetesAuthCreate").lower()
+    theirs = replace(vault, auth_role=value("vaultAuthRole") or vault.auth_role,
+                     kubernetes_auth_path=value("vaultKubernetesAuthPath") or vault.kubernetes_auth_path,
+                     create_kubernetes_auth=create == "true" if create in ("true", "false")
+                     else vault.create_kubernetes_auth,
+                     mount_prefix=value("vaultMountPrefix") or vault.mount_prefix)
+    prefix = str(root.raw.get(f"{PROJECT}:vaultMountPrefix", "")) or theirs.mount_prefix
+    return vault_for_cluster(theirs, cluster, prefix)
+
+
+def _secondary_names(vault: VaultSettings) -> list[str]:
+    """The Vault names a secondary cluster stack registers (vault_for_cluster), as patterns (`*`: an anchor or a
+    namespace). Its root mount is not among them: it signs under the root stack's."""
     anchor, namespace = "*", "*"
-    mine = [ours.intermediate_mount(anchor), ours.workload_mount(anchor), ours.identity_auth_role,
-            ours.namespace_auth_role(namespace), f"{ours.login_prefix}-preview", ours.kubernetes_auth_path]
-    theirs = [f"{prefix}-root-{anchor}", f"{prefix}-int-{anchor}", f"{prefix}-workload-{anchor}", f"{role}-identity",
-              f"{role}-ns-{namespace}", f"{role}-preview", auth_path]
+    return [vault.intermediate_mount(anchor), vault.workload_mount(anchor), vault.identity_auth_role,
+            vault.namespace_auth_role(namespace), f"{vault.login_prefix}-preview", vault.kubernetes_auth_path]
+
+
+def _name_clash(mine: list[str], theirs: list[str]) -> tuple[str, str] | None:
+    """The first of `mine` that one name may match together with one of `theirs`, as (mine, theirs) with each `*`
+    shown as `<...>`, or None. A pattern ends in at most one `*`, which stands for any rest of the name."""
 
     def may_match_both(a: str, b: str) -> bool:
         a_open, b_open = a.endswith("*"), b.endswith("*")
@@ -1692,3 +1731,15 @@ def _root_name_clash(ours: VaultSettings, prefix: str, role: str, auth_path: str
         return name.replace("*", "<...>")
 
     return next(((shown(m), shown(t)) for m in mine for t in theirs if may_match_both(m, t)), None)
+
+
+def _root_name_clash(ours: VaultSettings, prefix: str, role: str, auth_path: str) -> tuple[str, str] | None:
+    """A Vault name of this secondary that may be one of the root stack's (docs/multicluster.md 'Trust across
+    clusters'), as (ours, theirs), or None. The root stack keeps single-cluster names (`<prefix>-int-<anchor>`,
+    `<role>-ns-<namespace>`, ...) and a secondary inserts its cluster (`<prefix>-<cluster>-int-<anchor>`), so a
+    cluster named like one of the root's segments (`int`, `ns-x`, ...) could name the root's mount or login. Names
+    are compared as patterns (`*`: an anchor or namespace), two patterns clashing when one name may match both."""
+    anchor, namespace = "*", "*"
+    theirs = [f"{prefix}-root-{anchor}", f"{prefix}-int-{anchor}", f"{prefix}-workload-{anchor}", f"{role}-identity",
+              f"{role}-ns-{namespace}", f"{role}-preview", auth_path]
+    return _name_clash(_secondary_names(ours), theirs)

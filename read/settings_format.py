@@ -402,9 +402,9 @@ CANNOT_CHECK = (
           "a shard stack is named", "is set, but platformStack is not", "is set, but shard is not")),
     Rule("multi-cluster stacks", "a cluster stack's settings against its peers' stack files and the graph: cluster "
          "must be one of the graph's clusters and is Linkerd only; clusterPeers, meshRootStack and clusterApiServer "
-         "need cluster; each peer's file must exist, name another cluster, list this stack back, and agree on "
-         "environment, trust domain, PKI, anchors, rotation phase and service graph; the root stack owns the root; a "
-         "secondary's Vault names must not meet the root stack's",
+         "need cluster; each peer's file must exist, name another cluster, list this stack back (in a list), and "
+         "agree on environment, trust domain, PKI, anchors, rotation phase and service graph; the root stack owns the "
+         "root; a secondary's Vault names must not meet the root stack's nor a secondary peer's",
          ("is set, but cluster is not", "is set, but mesh is", "peer stack file", "is this stack itself",
           "is not a cluster of", "in its stack file", "does not list this stack", "is the cluster of",
           "owns the mesh root", "is required with clusterPeers", "the mesh root stack file",

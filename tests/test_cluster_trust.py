@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from harness import PROJECT_DIR, RecordingMocks, Run, is_secret_envelope, run_program
 from read import stack_files
 from read.errors import SettingsError
-from test_multicluster_graph import two_clusters, write_stack
+from test_multicluster_graph import EXAMPLE_DIR, load, problems, two_clusters, write_stack
 
 SELF_SIGNED = "tls:index/selfSignedCert:SelfSignedCert"
 PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
@@ -133,6 +134,51 @@ def test_a_secondary_whose_vault_names_may_be_the_root_stacks_is_refused(stacks_
     (problem,) = [p for p in caught.value.problems if p.where == "mtls-mesh:cluster"]
     assert f"Vault name {ours} possibly the same as {theirs} of dev-east" in problem.what
     run_cluster(stacks_dir, "dev-east", {})  # the root stack itself is not refused: its names are its own
+
+
+def three_clusters(directory: Path, third: str, west: dict | None = None, third_settings: dict | None = None) -> None:
+    """east owns the root; west and `third` are secondaries; each lists the other two (a graph declaring all three)."""
+    graph = yaml.safe_load((EXAMPLE_DIR / "services.yaml").read_text())
+    graph["clusters"][third] = {}
+    (directory / "services.yaml").write_text(yaml.safe_dump(graph))
+    shared = {**VAULT, "serviceGraph": str(directory / "services.yaml"), "allowFilesOutsideProject": True}
+    stacks = {"dev-east": ("east", "", {}), "dev-west": ("west", "dev-east", west or {}),
+              f"dev-{third}": (third, "dev-east", third_settings or {})}
+    for index, (stack, (cluster, root, settings)) in enumerate(stacks.items()):
+        write_stack(directory, stack, **{**shared, "cluster": cluster, "meshRootStack": root,
+                                         "clusterPeers": [peer for peer in stacks if peer != stack],
+                                         "clusterApiServer": f"https://api.{cluster}.example:6443",
+                                         "clusterNetworks": [f"10.{index + 1}.0.0/16"], **settings})
+
+
+def test_three_clusters_with_distinct_vault_names_load(stacks_dir):
+    three_clusters(stacks_dir, "north")
+    west = load(stacks_dir, "dev-west")
+    assert sorted(p.cluster for p in west.multicluster.peers) == ["east", "north"]
+    assert west.vault.identity_auth_role == "cert-manager-mesh-west-identity"
+    assert load(stacks_dir, "dev-north").vault.identity_auth_role == "cert-manager-mesh-north-identity"
+
+
+@pytest.mark.parametrize("third, west, third_settings, ours, theirs", [
+    # One cluster's name continues the other's with a name segment: west-int-x's intermediate is under west's name.
+    ("west-int-x", {}, {}, "pki-mesh-west-int-<...>", "pki-mesh-west-int-x-int-<...>"),
+    # Logins whose prefixes line up: west's role plus its cluster is north's namespace login.
+    ("north", {"vaultAuthRole": "mesh-north-ns"}, {"vaultAuthRole": "mesh"}, "mesh-north-ns-west-identity",
+     "mesh-north-ns-<...>"),
+    ("north", {"vaultKubernetesAuthPath": "k8s-north"}, {"vaultKubernetesAuthPath": "k8s-north-west",
+                                                         "vaultKubernetesAuthCreate": False},
+     "k8s-north-west", "k8s-north-west"),
+])
+def test_two_secondaries_whose_vault_names_may_meet_are_refused(stacks_dir, third, west, third_settings, ours,
+                                                                theirs):
+    """Both register in the root's Vault namespace: the check against the root stack's names alone lets these by."""
+    three_clusters(stacks_dir, third, west, third_settings)
+    problem = problems(stacks_dir, "dev-west").get("mtls-mesh:cluster", "")
+    assert (f"'west' makes this secondary's Vault name {ours} possibly the same as {theirs} of dev-{third}, the "
+            f"secondary of cluster '{third}' (as set in its stack file Pulumi.dev-{third}.yaml)") in problem, problem
+    # The other side refuses too, naming west; the root stack's names are its own.
+    assert "of dev-west, the secondary of cluster 'west'" in problems(stacks_dir, f"dev-{third}")["mtls-mesh:cluster"]
+    load(stacks_dir, "dev-east")
 
 
 def test_a_secondary_on_another_vault_than_the_roots_is_refused(stacks_dir):

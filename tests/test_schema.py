@@ -506,6 +506,8 @@ CONVERTERS: dict[str, Any] = {
         lambda files, where, words: FragmentCase(files, where),
     "test_multicluster_graph.test_a_peer_that_disagrees_is_refused_naming_the_key_and_its_file":
         lambda west, where, words: ClusterCase(f"mtls-mesh:{where}", west=west),
+    "test_multicluster_graph.test_a_peer_whose_cluster_peers_are_no_list_is_refused_as_such":
+        lambda listed, shown: ClusterCase("mtls-mesh:clusterPeers[0]", west={"clusterPeers": listed}),
     "test_multicluster_graph.test_bad_cluster_settings_are_refused_one_problem_each":
         lambda east, where, words: ClusterCase(f"mtls-mesh:{where}", east=east),
     "test_multicluster_graph.test_cluster_settings_without_a_cluster_are_refused":
