@@ -84,6 +84,18 @@ def case(alert, firing_series, healthy_series, expected_labels):
     ]
 
 
+def restart_threshold_cases(alert, proxy, expected_labels):
+    """The restart alerts' `> 2` in 15 minutes, for the native-sidecar init container and the classic container
+    alike: a counter that steps 0, 1, 2 inside the window stays silent (2 is not more than 2), one that steps on to 3
+    fires. Steps, not a steady climb, so each restart is one sample and nothing rounds the count: a `> 0` or `> 3`
+    fails here. (Counters from zero: promtool's range includes both ends, so increase() extrapolates nothing.)"""
+    tests = []
+    for metric in ("kube_pod_init_container_status_restarts_total", "kube_pod_container_status_restarts_total"):
+        tests += case(alert, [series(metric, proxy, "0x10 1 2 3x18")], [series(metric, proxy, "0x10 1 2x19")],
+                      expected_labels)
+    return tests
+
+
 def threshold_seconds(rule):
     return int(rule["expr"].rsplit("<", 1)[1])
 
@@ -318,6 +330,7 @@ def scenarios(run):
                   [series("kube_pod_container_status_restarts_total", proxy, "0+1x30")],
                   [series("kube_pod_container_status_restarts_total", proxy, fixed(1))],
                   [{**pod, "severity": "warning"}])
+    tests += restart_threshold_cases("MeshProxyRestarting", proxy, [{**pod, "severity": "warning"}])
     tests += refresh_cases(by_alert["MeshProxyCertificateRefreshFailing"], pod)
     # linkerd-identity's gRPC server (go-grpc-prometheus v1.2.0 server_metrics.go), scraped on ident-admin.
     identity = {"namespace": "linkerd", "pod": "linkerd-identity-6c9f-x", "container": "identity",

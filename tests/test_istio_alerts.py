@@ -15,8 +15,8 @@ import yaml
 
 from conformance import validate_object
 from istio_settings import CLUSTER, TRUST_DOMAIN, settings_of
-from test_alerts import (EVAL, alert_of, case, fixed, promtool_per_alert, promtool_run, run_promtool_tests,
-                         rules_by_alert, series)
+from test_alerts import (EVAL, alert_of, case, fixed, promtool_per_alert, promtool_run, restart_threshold_cases,
+                         run_promtool_tests, rules_by_alert, series)
 from tools import CHART_PATHS, CHARTS, render_chart
 from plan.istio.alerts import (CSR_METHOD, CSR_SERVICE, ENVOY_PROMETHEUS_PORT_NAME, ISTIO_CSR_METRICS_LABELS,
                                ISTIO_CSR_METRICS_PORT_NAME, ISTIO_CSR_METRICS_SERVICE, ISTIOD_MONITORING_PORT_NAME,
@@ -201,6 +201,7 @@ def scenarios(settings):
                   [series("kube_pod_init_container_status_restarts_total", proxy, fixed(4)),
                    series("kube_pod_container_status_restarts_total", {**proxy, "container": "app"}, "0+1x30")],
                   [{**pod, "severity": "warning"}])
+    tests += restart_threshold_cases("IstioProxyRestarting", proxy, [{**pod, "severity": "warning"}])
 
     # The agent: request_type="csr" (security/pkg/monitoring/monitoring.go CSR), no `_total` (WithoutCounterSuffixes).
     csr = {"request_type": "csr"}
