@@ -102,18 +102,25 @@ def threshold_seconds(rule):
 
 def expiry_cases(alert, rules, metric_labels, metric="certmanager_certificate_expiration_timestamp_seconds",
                  carried=("namespace", "name", "issuer_kind", "issuer_name"), scraped=None):
-    """For each tier: remaining just under its threshold fires it and every larger tier; far from expiry: silence."""
+    """For each tier: remaining just under its threshold fires it and every larger tier, a minute over it only the
+    larger tiers; far from expiry: silence."""
     tests = []
     thresholds = sorted({(threshold_seconds(r), r["labels"]["severity"], r["labels"]["threshold"]) for r in rules})
+    carried_labels = {k: v for k, v in metric_labels.items() if k in carried}
+
+    def fired(tiers):
+        return [{**carried_labels, "severity": sev, "threshold": label} for _, sev, label in tiers]
     for threshold, _, _ in thresholds:
         # Under this tier's threshold from the start (so `for` has elapsed), and still above the next lower tier.
         expiry = threshold - 1800
-        expected = [{**{k: v for k, v in metric_labels.items() if k in carried},
-                     "severity": sev, "threshold": label}
-                    for t, sev, label in thresholds if t >= threshold]
         healthy_expiry = EVAL + max(t for t, _, _ in thresholds) + 3600
         tests += case(alert, [series(metric, metric_labels, fixed(expiry), scraped)],
-                      [series(metric, metric_labels, fixed(healthy_expiry), scraped)], expected)
+                      [series(metric, metric_labels, fixed(healthy_expiry), scraped)],
+                      fired(tier for tier in thresholds if tier[0] >= threshold))
+        # A minute over this tier's threshold at evaluation: this tier is silent, every larger one fires. Pins the
+        # tier from above, where the case before only bounds it by the next larger tier.
+        tests += case(alert, [series(metric, metric_labels, fixed(EVAL + threshold + 60), scraped)], [],
+                      fired(tier for tier in thresholds if tier[0] > threshold))[:1]
     return tests
 
 
