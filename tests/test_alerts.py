@@ -102,11 +102,12 @@ def threshold_seconds(rule):
 
 def expiry_cases(alert, rules, metric_labels, metric="certmanager_certificate_expiration_timestamp_seconds",
                  carried=("namespace", "name", "issuer_kind", "issuer_name"), scraped=None):
-    """For each tier: remaining just under its threshold fires it and every larger tier, a minute over it only the
-    larger tiers; far from expiry: silence."""
+    """For each tier: remaining just under its threshold fires it and every larger tier; under it a
+    minute short of its `for`, only the larger tiers; far from expiry: silence."""
     tests = []
     thresholds = sorted({(threshold_seconds(r), r["labels"]["severity"], r["labels"]["threshold"]) for r in rules})
     carried_labels = {k: v for k, v in metric_labels.items() if k in carried}
+    waits = {threshold_seconds(r): Duration.parse(r.get("for", "0s")).seconds for r in rules}
 
     def fired(tiers):
         return [{**carried_labels, "severity": sev, "threshold": label} for _, sev, label in tiers]
@@ -117,9 +118,11 @@ def expiry_cases(alert, rules, metric_labels, metric="certmanager_certificate_ex
         tests += case(alert, [series(metric, metric_labels, fixed(expiry), scraped)],
                       [series(metric, metric_labels, fixed(healthy_expiry), scraped)],
                       fired(tier for tier in thresholds if tier[0] >= threshold))
-        # A minute over this tier's threshold at evaluation: this tier is silent, every larger one fires. Pins the
-        # tier from above, where the case before only bounds it by the next larger tier.
-        tests += case(alert, [series(metric, metric_labels, fixed(EVAL + threshold + 60), scraped)], [],
+        # Under this tier's threshold for a minute less than its `for` at evaluation: this tier is silent, every
+        # larger one fires. Pins the tier (with its `for`) from above within two minutes, where the case before
+        # only bounds it by the next larger tier.
+        silent_expiry = EVAL + threshold - waits[threshold] + 60
+        tests += case(alert, [series(metric, metric_labels, fixed(silent_expiry), scraped)], [],
                       fired(tier for tier in thresholds if tier[0] > threshold))[:1]
     return tests
 
