@@ -314,6 +314,17 @@ def scenarios(run):
                   [series("outbound_http_errors_total", {**pod, "error": "i/o"}, "0+60x30", scraped_proxy)],
                   [series("outbound_http_errors_total", {**pod, "error": "response timeout"}, "0+60x30", scraped_proxy)],
                   [{**pod, "severity": "warning"}])
+    # The `> 0.1` per second: 6 errors a minute (exactly 0.1) stays silent and 7 fire, over TCP and HTTP alike; and
+    # 4 TCP + 3 HTTP a minute fire though each alone is under the threshold.
+    for metric, labelled in (("outbound_tcp_errors_total", tcp), ("outbound_http_errors_total", scraped_proxy)):
+        tests += case("MeshOutboundConnectionErrors", [series(metric, {**pod, "error": "i/o"}, "0+7x30", labelled)],
+                      [series(metric, {**pod, "error": "i/o"}, "0+6x30", labelled)], [{**pod, "severity": "warning"}])
+    tests += case("MeshOutboundConnectionErrors",
+                  [series("outbound_tcp_errors_total", {**pod, "error": "i/o"}, "0+4x30", tcp),
+                   series("outbound_http_errors_total", {**pod, "error": "i/o"}, "0+3x30", scraped_proxy)],
+                  [series("outbound_tcp_errors_total", {**pod, "error": "i/o"}, "0+3x30", tcp),
+                   series("outbound_http_errors_total", {**pod, "error": "i/o"}, "0+3x30", scraped_proxy)],
+                  [{**pod, "severity": "warning"}])
     # Denials carry the Server (and for HTTP the route) and TLS labels, no authorization (metrics/authz.rs).
     caller = {"tls": "true", "client_id": "frontend.web.serviceaccount.identity.linkerd.cluster.local"}
     tcp_deny = inbound_authz(namespace, "ledger-5c", "ledger-http", 8080, "default", "x", caller)
