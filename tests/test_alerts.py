@@ -85,14 +85,15 @@ def case(alert, firing_series, healthy_series, expected_labels):
 
 
 def restart_threshold_cases(alert, proxy, expected_labels):
-    """The restart alerts' `> 2` in 15 minutes, for the native-sidecar init container and the classic container
-    alike: a counter that steps 0, 1, 2 inside the window stays silent (2 is not more than 2), one that steps on to 3
-    fires. Steps, not a steady climb, so each restart is one sample and nothing rounds the count: a `> 0` or `> 3`
-    fails here. (Counters from zero: promtool's range includes both ends, so increase() extrapolates nothing.)"""
+    """Three restarts in 15 minutes fire and two do not, for the native-sidecar init container and the classic
+    container alike. Steps, not a steady climb: each restart is one sample. Twice each: a counter from zero with every
+    sample present (increase() reads exactly 2 and 3), and a pod that restarted before, whose sample at the window's
+    start is missed (a failed scrape; or Prometheus 3's left-open range): increase() then extrapolates the 14 minutes
+    it saw to 15, 2 restarts read 2.14 and 3 read 3.21, so a `> 2` would fire on two."""
     tests = []
     for metric in ("kube_pod_init_container_status_restarts_total", "kube_pod_container_status_restarts_total"):
-        tests += case(alert, [series(metric, proxy, "0x10 1 2 3x18")], [series(metric, proxy, "0x10 1 2x19")],
-                      expected_labels)
+        for three, two in (("0x10 1 2 3x18", "0x10 1 2x19"), ("5x4 _ 5x4 6 7 8x18", "5x4 _ 5x4 6 7x19")):
+            tests += case(alert, [series(metric, proxy, three)], [series(metric, proxy, two)], expected_labels)
     return tests
 
 
