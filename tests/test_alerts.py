@@ -84,24 +84,47 @@ def case(alert, firing_series, healthy_series, expected_labels):
     ]
 
 
+def restart_threshold_cases(alert, proxy, expected_labels):
+    """Three restarts in 15 minutes fire and two do not, for the native-sidecar init container and the classic
+    container alike. Steps, not a steady climb: each restart is one sample. Twice each: a counter from zero with every
+    sample present (increase() reads exactly 2 and 3), and a pod that restarted before, whose sample at the window's
+    start is missed (a failed scrape; or Prometheus 3's left-open range): increase() then extrapolates the 14 minutes
+    it saw to 15, 2 restarts read 2.14 and 3 read 3.21, so a `> 2` would fire on two."""
+    tests = []
+    for metric in ("kube_pod_init_container_status_restarts_total", "kube_pod_container_status_restarts_total"):
+        for three, two in (("0x10 1 2 3x18", "0x10 1 2x19"), ("5x4 _ 5x4 6 7 8x18", "5x4 _ 5x4 6 7x19")):
+            tests += case(alert, [series(metric, proxy, three)], [series(metric, proxy, two)], expected_labels)
+    return tests
+
+
 def threshold_seconds(rule):
     return int(rule["expr"].rsplit("<", 1)[1])
 
 
 def expiry_cases(alert, rules, metric_labels, metric="certmanager_certificate_expiration_timestamp_seconds",
                  carried=("namespace", "name", "issuer_kind", "issuer_name"), scraped=None):
-    """For each tier: remaining just under its threshold fires it and every larger tier; far from expiry: silence."""
+    """For each tier: remaining just under its threshold fires it and every larger tier; under it a
+    minute short of its `for`, only the larger tiers; far from expiry: silence."""
     tests = []
     thresholds = sorted({(threshold_seconds(r), r["labels"]["severity"], r["labels"]["threshold"]) for r in rules})
+    carried_labels = {k: v for k, v in metric_labels.items() if k in carried}
+    waits = {threshold_seconds(r): Duration.parse(r.get("for", "0s")).seconds for r in rules}
+
+    def fired(tiers):
+        return [{**carried_labels, "severity": sev, "threshold": label} for _, sev, label in tiers]
     for threshold, _, _ in thresholds:
         # Under this tier's threshold from the start (so `for` has elapsed), and still above the next lower tier.
         expiry = threshold - 1800
-        expected = [{**{k: v for k, v in metric_labels.items() if k in carried},
-                     "severity": sev, "threshold": label}
-                    for t, sev, label in thresholds if t >= threshold]
         healthy_expiry = EVAL + max(t for t, _, _ in thresholds) + 3600
         tests += case(alert, [series(metric, metric_labels, fixed(expiry), scraped)],
-                      [series(metric, metric_labels, fixed(healthy_expiry), scraped)], expected)
+                      [series(metric, metric_labels, fixed(healthy_expiry), scraped)],
+                      fired(tier for tier in thresholds if tier[0] >= threshold))
+        # Under this tier's threshold for a minute less than its `for` at evaluation: this tier is silent, every
+        # larger one fires. Pins the tier (with its `for`) from above within two minutes, where the case before
+        # only bounds it by the next larger tier.
+        silent_expiry = EVAL + threshold - waits[threshold] + 60
+        tests += case(alert, [series(metric, metric_labels, fixed(silent_expiry), scraped)], [],
+                      fired(tier for tier in thresholds if tier[0] > threshold))[:1]
     return tests
 
 
@@ -292,6 +315,17 @@ def scenarios(run):
                   [series("outbound_http_errors_total", {**pod, "error": "i/o"}, "0+60x30", scraped_proxy)],
                   [series("outbound_http_errors_total", {**pod, "error": "response timeout"}, "0+60x30", scraped_proxy)],
                   [{**pod, "severity": "warning"}])
+    # The `> 0.1` per second: 6 errors a minute (exactly 0.1) stays silent and 7 fire, over TCP and HTTP alike; and
+    # 4 TCP + 3 HTTP a minute fire though each alone is under the threshold.
+    for metric, labelled in (("outbound_tcp_errors_total", tcp), ("outbound_http_errors_total", scraped_proxy)):
+        tests += case("MeshOutboundConnectionErrors", [series(metric, {**pod, "error": "i/o"}, "0+7x30", labelled)],
+                      [series(metric, {**pod, "error": "i/o"}, "0+6x30", labelled)], [{**pod, "severity": "warning"}])
+    tests += case("MeshOutboundConnectionErrors",
+                  [series("outbound_tcp_errors_total", {**pod, "error": "i/o"}, "0+4x30", tcp),
+                   series("outbound_http_errors_total", {**pod, "error": "i/o"}, "0+3x30", scraped_proxy)],
+                  [series("outbound_tcp_errors_total", {**pod, "error": "i/o"}, "0+3x30", tcp),
+                   series("outbound_http_errors_total", {**pod, "error": "i/o"}, "0+3x30", scraped_proxy)],
+                  [{**pod, "severity": "warning"}])
     # Denials carry the Server (and for HTTP the route) and TLS labels, no authorization (metrics/authz.rs).
     caller = {"tls": "true", "client_id": "frontend.web.serviceaccount.identity.linkerd.cluster.local"}
     tcp_deny = inbound_authz(namespace, "ledger-5c", "ledger-http", 8080, "default", "x", caller)
@@ -318,6 +352,7 @@ def scenarios(run):
                   [series("kube_pod_container_status_restarts_total", proxy, "0+1x30")],
                   [series("kube_pod_container_status_restarts_total", proxy, fixed(1))],
                   [{**pod, "severity": "warning"}])
+    tests += restart_threshold_cases("MeshProxyRestarting", proxy, [{**pod, "severity": "warning"}])
     tests += refresh_cases(by_alert["MeshProxyCertificateRefreshFailing"], pod)
     # linkerd-identity's gRPC server (go-grpc-prometheus v1.2.0 server_metrics.go), scraped on ident-admin.
     identity = {"namespace": "linkerd", "pod": "linkerd-identity-6c9f-x", "container": "identity",

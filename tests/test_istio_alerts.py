@@ -15,8 +15,8 @@ import yaml
 
 from conformance import validate_object
 from istio_settings import CLUSTER, TRUST_DOMAIN, settings_of
-from test_alerts import (EVAL, alert_of, case, fixed, promtool_per_alert, promtool_run, run_promtool_tests,
-                         rules_by_alert, series)
+from test_alerts import (EVAL, alert_of, case, fixed, promtool_per_alert, promtool_run, restart_threshold_cases,
+                         run_promtool_tests, rules_by_alert, series)
 from tools import CHART_PATHS, CHARTS, render_chart
 from plan.istio.alerts import (CSR_METHOD, CSR_SERVICE, ENVOY_PROMETHEUS_PORT_NAME, ISTIO_CSR_METRICS_LABELS,
                                ISTIO_CSR_METRICS_PORT_NAME, ISTIO_CSR_METRICS_SERVICE, ISTIOD_MONITORING_PORT_NAME,
@@ -127,7 +127,7 @@ def seconds(duration: str) -> int:
 def expiry_cases(alert, rules, labels):
     """certmanager_certificate_expiration_timestamp_seconds at each tier: an expiry that has been under the tier's
     threshold for the tier's whole `for` at evaluation, and is still above the next lower tier, fires that tier and
-    every larger one; far from expiry, silence."""
+    every larger one; under it a minute short of its `for`, only the larger ones; far from expiry, silence."""
     tiers = sorted((int(r["expr"].rsplit("<", 1)[1]), seconds(r["for"]), r["labels"]["severity"], r["labels"]["threshold"])
                    for r in rules)
     carried = {k: labels[k] for k in ("namespace", "name", "issuer_kind", "issuer_name")}
@@ -140,6 +140,13 @@ def expiry_cases(alert, rules, labels):
         fired = [{**carried, "severity": sev, "threshold": label} for t, _, sev, label in tiers if t >= threshold]
         tests += case(alert, [series(metric, labels, fixed((earliest + latest) // 2), cert_manager_scraped)],
                       [series(metric, labels, fixed(EVAL + tiers[-1][0] + 3600), cert_manager_scraped)], fired)
+        # Under this tier's threshold for a minute less than its `for` at evaluation: this tier silent, every larger
+        # one fires. Pins the tier (with its `for`) from above within two minutes, where the case before only bounds
+        # it by the next larger tier.
+        silent_expiry = EVAL + threshold - wait + 60
+        assert all(t - (silent_expiry - EVAL) > w for t, w, _, _ in tiers if t > threshold), f"{alert}: tiers too close"
+        larger = [{**carried, "severity": sev, "threshold": label} for t, _, sev, label in tiers if t > threshold]
+        tests += case(alert, [series(metric, labels, fixed(silent_expiry), cert_manager_scraped)], [], larger)[:1]
     return tests
 
 
@@ -201,6 +208,7 @@ def scenarios(settings):
                   [series("kube_pod_init_container_status_restarts_total", proxy, fixed(4)),
                    series("kube_pod_container_status_restarts_total", {**proxy, "container": "app"}, "0+1x30")],
                   [{**pod, "severity": "warning"}])
+    tests += restart_threshold_cases("IstioProxyRestarting", proxy, [{**pod, "severity": "warning"}])
 
     # The agent: request_type="csr" (security/pkg/monitoring/monitoring.go CSR), no `_total` (WithoutCounterSuffixes).
     csr = {"request_type": "csr"}
@@ -242,6 +250,10 @@ def scenarios(settings):
                       [series("istio_agent_cert_expiry_seconds", agent(expiry), fixed(1800)),
                        series("istio_agent_cert_expiry_seconds", agent({"resource_name": "ROOTCA"}), fixed(60))],
                       fired)
+        # Exactly at this tier's threshold (the rule is `<`): this tier silent, larger ones fire.
+        tests += case("IstioWorkloadCertificateExpiring",
+                      [series("istio_agent_cert_expiry_seconds", agent(expiry), fixed(threshold))], [],
+                      [{**pod, "severity": sev, "threshold": label} for t, sev, label in tiers if t > threshold])[:1]
 
     # certmanager_certificate_* (cert-manager pkg/metrics): name, namespace, issuer_name, issuer_kind, issuer_group.
     def certificate(name, issuer):

@@ -170,9 +170,13 @@ def istio_rule_groups(settings: Settings) -> list[dict[str, Any]]:
     csr_calls = (f'cert_manager_istio_csr_grpc_server_handled_total{{namespace="{ISTIO_CSR_NAMESPACE}", '
                  f'grpc_service="{CSR_SERVICE}", grpc_method="{CSR_METHOD}"')
     proxies = [
+        # ">= 3", not "> 2": increase() extrapolates the samples it sees to the whole window when they reach within
+        # 1.1 scrape intervals of its edges (Prometheus promql/functions.go extrapolatedRate, commit c77c3a8 "Limit
+        # extrapolation"), so two restarts of a pod that restarted before read about 2.1 (2.14 measured with promtool
+        # 2.42, one sample missed at the window's start) and "> 2" would fire on two.
         rule("IstioProxyRestarting",
-             f'sum by (namespace, pod) (increase(kube_pod_init_container_status_restarts_total{{container="{PROXY_CONTAINER}", namespace=~"{meshed}"}}[15m])) > 2'
-             f' or sum by (namespace, pod) (increase(kube_pod_container_status_restarts_total{{container="{PROXY_CONTAINER}", namespace=~"{meshed}"}}[15m])) > 2',
+             f'sum by (namespace, pod) (increase(kube_pod_init_container_status_restarts_total{{container="{PROXY_CONTAINER}", namespace=~"{meshed}"}}[15m])) >= 3'
+             f' or sum by (namespace, pod) (increase(kube_pod_container_status_restarts_total{{container="{PROXY_CONTAINER}", namespace=~"{meshed}"}}[15m])) >= 3',
              "warning", "The istio-proxy of {{ $labels.namespace }}/{{ $labels.pod }} keeps restarting",
              "{{ $value }} restarts in 15 minutes (native sidecar init container or classic sidecar). "
              "`kubectl logs -c istio-proxy --previous`: certificate (CA_ADDR, istio-csr) or memory-limit errors."),

@@ -139,9 +139,13 @@ def mesh_rule_groups(settings: Settings, policy: Iterable[Mapping[str, Any]] | N
             "did not write admits unauthenticated clients.", for_="5m"))
 
     proxies = [
+        # ">= 3", not "> 2": increase() extrapolates the samples it sees to the whole window when they reach within
+        # 1.1 scrape intervals of its edges (Prometheus promql/functions.go extrapolatedRate, commit c77c3a8 "Limit
+        # extrapolation"), so two restarts of a pod that restarted before read about 2.1 (2.14 measured with promtool
+        # 2.42, one sample missed at the window's start) and "> 2" would fire on two.
         rule("MeshProxyRestarting",
-             f'sum by ({by_pod}) (increase(kube_pod_init_container_status_restarts_total{{container="linkerd-proxy", namespace=~"{ours}"}}[15m])) > 2'
-             f' or sum by ({by_pod}) (increase(kube_pod_container_status_restarts_total{{container="linkerd-proxy", namespace=~"{ours}"}}[15m])) > 2',
+             f'sum by ({by_pod}) (increase(kube_pod_init_container_status_restarts_total{{container="linkerd-proxy", namespace=~"{ours}"}}[15m])) >= 3'
+             f' or sum by ({by_pod}) (increase(kube_pod_container_status_restarts_total{{container="linkerd-proxy", namespace=~"{ours}"}}[15m])) >= 3',
              "warning", "The linkerd-proxy of {{ $labels.namespace }}/{{ $labels.pod }} keeps restarting",
              "{{ $value }} restarts in 15 minutes (native sidecar init container or classic sidecar). "
              "Check `kubectl logs -c linkerd-proxy --previous` for identity or memory-limit errors."),
