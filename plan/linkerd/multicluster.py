@@ -1,7 +1,8 @@
 """Linkerd multicluster for one cluster of an environment, as plain data: the linkerd-multicluster chart's values, its
 namespace, one `Link` and two credentials Secrets per peer this cluster mirrors from, the gateway's policy narrowed to
 the linked clusters' allowed callers, the authorizations the program's Prometheus and the peers' probes need, and the
-link-health alerts. Not wired yet: settings, graph and stacks feed these builders in a later step (docs/multicluster.md).
+link-health alerts. plan/linkerd/cluster.py builds the `Cluster` from the settings and the graph, and
+components/linkerd_multicluster.py registers what these builders return (docs/multicluster.md).
 
 Names and shapes are read from linkerd2 edge-26.8.3 (19a0d90d5a4a65e0b976f079ba8a5f1dab12c005), cited as [L] below,
 and from the pinned chart `linkerd2-edge-26.8.3/multicluster/charts/linkerd-multicluster`, cited as [LC].
