@@ -866,8 +866,11 @@ def _check_unique_workloads(reader: _Reader, services: dict[str, Service]) -> No
 
 def _check_egress_protocols(reader: _Reader, services: dict[str, Service]) -> None:
     """A host's port speaks one protocol: egress entries of one namespace that name the same host and port must agree
-    on `protocol`, since Istio writes one ServiceEntry per host and namespace, with one protocol per port."""
+    on `protocol`, since Istio writes one ServiceEntry per host and namespace, with one protocol per port. A mesh
+    whose egress routes of a namespace share a parent per port (Linkerd, read/meshes.py) needs one protocol per port,
+    whatever the host."""
     seen: dict[tuple[str, str, int], tuple[str, str]] = {}
+    by_port: dict[tuple[str, int], tuple[str, str, str]] = {}
     for key, service in services.items():
         for index, egress in enumerate(service.egress):
             for host in egress.hosts:
@@ -878,6 +881,14 @@ def _check_egress_protocols(reader: _Reader, services: dict[str, Service]) -> No
                         reader.add(f"{where}.protocol", f"declares {host} port {port} {egress.protocol}, but "
                                    f"{other[1]} declares it {other[0]} in the same namespace",
                                    "A host's port speaks one protocol: give both entries the same `protocol`")
+                        continue
+                    shared = by_port.setdefault((service.namespace, port), (egress.protocol, where, host))
+                    if reader.mesh.egress_port_protocol_problem and shared[0] != egress.protocol:
+                        reader.add(f"{where}.protocol", f"declares {host} port {port} {egress.protocol}, but "
+                                   f"{shared[1]} declares {shared[2]} port {port} {shared[0]} in the same namespace: "
+                                   f"{reader.mesh.egress_port_protocol_problem}",
+                                   "Give both entries the same `protocol`, or move one host to another port or "
+                                   "namespace")
 
 
 def _check_skipped_ports(reader: _Reader, services: dict[str, Service], namespaces: Mapping[str, Namespace]) -> None:

@@ -388,7 +388,9 @@ CANNOT_CHECK = (
          "egress", ("has no mesh identity", "runs outside the mesh without a certificate", "but namespace",
                     "is the Linkerd proxy's own", "bypasses the proxy", "skips port")),
     Rule("egress protocols", "entries of one namespace that name the same egress host and port must give it the same "
-         "`protocol` (one ServiceEntry per host and namespace, one protocol a port, with Istio)",
+         "`protocol` (one ServiceEntry per host and namespace, one protocol a port, with Istio); with Linkerd, hosts "
+         "of one namespace on one port share one protocol (an HTTPRoute there makes the policy controller reject "
+         "the port's TLSRoutes)",
          ("in the same namespace",)),
     Rule("network values", "a CIDR must parse with no host bits set, not be IPv4-mapped IPv6, and not overlap the "
          "stack's clusterNetworks (a setting, not part of the file)",

@@ -28,6 +28,9 @@ class MeshFacts:
     # The namespace annotation that makes a port opaque for every caller in the namespace, or None (read/graph.py
     # _check_opaque_ports).
     opaque_ports_annotation: str | None = None
+    # Why egress hosts of one namespace must share a port's protocol whatever the host, or None when only one host's
+    # port must agree with itself (read/graph.py _check_egress_protocols).
+    egress_port_protocol_problem: str | None = None
 
 
 # linkerd2 edge-26.8.3: the proxy's ports are the linkerd-control-plane chart's proxy.ports (admin 4191, control 4190,
@@ -42,7 +45,17 @@ LINKERD = MeshFacts(
     injector_label_prefix="linkerd.io/",
     injector_label_problem="is a Linkerd label: the proxy injector sets linkerd.io/ labels (such as "
                            "linkerd.io/control-plane-ns) on every meshed pod, so this selector would match them all",
-    opaque_ports_annotation="config.linkerd.io/opaque-ports")
+    opaque_ports_annotation="config.linkerd.io/opaque-ports",
+    # Every egress route of a namespace has the same parent, its Deny EgressNetwork on the port. The policy
+    # controller's status index (linkerd/linkerd2@edge-26.8.3 policy-controller/k8s/status/src/index.rs
+    # `parent_has_conflicting_routes`, Gateway API GEP-1426) marks a TLSRoute whose parent an HTTPRoute also names
+    # RouteReasonConflicted, and the outbound index skips a route its parent has not accepted (k8s/index/src/outbound/
+    # index.rs `apply_tls_route`, index/tls.rs `route_accepted_by_resource_port`): the TLS hosts on that port would be
+    # denied. A host and port's own protocol is checked for every mesh.
+    egress_port_protocol_problem="with Linkerd a namespace's egress hosts on one port share one protocol: its "
+                                 "HTTPRoute (HTTP) and TLSRoutes (TLS) would attach to the same EgressNetwork port, "
+                                 "and the policy controller rejects the TLSRoutes as conflicting (Gateway API "
+                                 "GEP-1426), denying those hosts")
 
 # istio/istio 1.29.6 (7019d6d3608e4995e9a36d2977cfec3a341431cd), the sidecar's ports, each where the source sets it:
 # 15000 Envoy admin (pkg/config/mesh/mesh.go ProxyAdminPort); 15001 outbound and 15006 inbound capture, 15008 the HBONE

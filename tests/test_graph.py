@@ -57,6 +57,7 @@ BAD_GRAPHS = [
     (_set("services.billing.egress", [{"name": "bank", "hosts": ["https://bank.example"], "ports": [443]}]), "services.yaml: services.billing.egress[0].hosts[0]: 'https://bank.example' is not a DNS name"),
     (_set("services.billing.egress", [{"name": "bank", "hosts": ["bank.example"], "ports": [80], "protocol": "http"}]), "services.yaml: services.billing.egress[0].protocol: 'http' is not an egress protocol. Did you mean 'HTTP'?"),
     (_set("services.ledger.egress", [{"name": "stripe-http", "hosts": ["api.stripe.com"], "ports": [443], "protocol": "HTTP"}]), "services.yaml: services.ledger.egress[0].protocol: declares api.stripe.com port 443 HTTP, but services.billing.egress[0] declares it TLS in the same namespace"),
+    (_set("services.ledger.egress", [{"name": "mock", "hosts": ["mock.example.org"], "ports": [443], "protocol": "HTTP"}]), "services.yaml: services.ledger.egress[0].protocol: declares mock.example.org port 443 HTTP, but services.billing.egress[0] declares api.stripe.com port 443 TLS in the same namespace: with Linkerd a namespace's egress hosts on one port share one protocol: its HTTPRoute (HTTP) and TLSRoutes (TLS) would attach to the same EgressNetwork port, and the policy controller rejects the TLSRoutes as conflicting (Gateway API GEP-1426), denying those hosts"),
     (_set("namespaces.linkerd", {}), "services.yaml: namespaces.linkerd: 'linkerd' is managed by the platform itself"),
     (_set("services.frontend.ports.0.port", 70000), "services.yaml: services.frontend.ports[0].port: must be a port number from 1 to 65535, not 70000"),
     (_set("services.postgres.certificate", False), "services.yaml: services.postgres: is called by billing, but runs outside the mesh without a certificate"),
@@ -145,3 +146,15 @@ def test_an_egress_protocol_defaults_to_tls_and_may_be_http():
     assert problems_of(document) == [], "one host may speak TLS on one port and HTTP on another"
     egress = parse_graph(document, "services.yaml", Problems()).services["billing"].egress
     assert [(e.name, e.protocol) for e in egress] == [("stripe", "TLS"), ("status", "HTTP")]
+
+
+def test_egress_hosts_of_one_namespace_may_mix_protocols_on_a_port_only_under_istio():
+    """Linkerd attaches every egress route of a namespace to its Deny EgressNetwork's port, where an HTTPRoute makes
+    the policy controller reject the TLSRoutes (read/meshes.py); Istio writes a ServiceEntry per host, each with its
+    own port protocol, so there the same graph stays accepted."""
+    document = edited(_set("services.ledger.egress", [{"name": "mock", "hosts": ["mock.example.org"], "ports": [443],
+                                                      "protocol": "HTTP"}]))
+    assert parse_graph(copy.deepcopy(document), "services.yaml", Problems(), mesh="istio") is not None
+    problems = Problems()
+    assert parse_graph(document, "services.yaml", problems, mesh="linkerd") is None
+    assert [p.where for p in problems.items] == ["services.yaml: services.ledger.egress[0].protocol"]
