@@ -671,6 +671,11 @@ def _read_service(reader: _Reader, key: str, raw: Any, namespaces: dict[str, Nam
 
     meshed = reader.boolean(fields.get("meshed"), f"{path}.meshed", True)
     namespace_meshed = namespaces[namespace].meshed if isinstance(namespace, str) and namespace in namespaces else True
+    reserved = reader.mesh.reserved_workload_names.get(name) if isinstance(name, str) else None
+    if reserved and namespace_meshed:
+        reader.add(f"{path}.name" if "name" in fields else path, f"workload name '{name}' {reserved}",
+                   "Give the workload another name (`name:`)")
+        ok = False
     if "meshed" in fields and meshed and not namespace_meshed:
         reader.add(f"{path}.meshed", f"is true, but namespace '{namespace}' is not meshed",
                    "Mesh the namespace, or drop 'meshed: true'")

@@ -8,7 +8,7 @@ tests/test_graph.py keeps the two equal. tests/test_architecture.py allows mesh 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 
@@ -31,6 +31,10 @@ class MeshFacts:
     # Why egress hosts of one namespace must share a port's protocol whatever the host, or None when only one host's
     # port must agree with itself (read/graph.py _check_egress_protocols).
     egress_port_protocol_problem: str | None = None
+    # Workload names in a meshed namespace that would give one of the mesh's per-workload objects the name of a
+    # per-namespace object of the same kind, and why (read/graph.py; the plan's collision check would refuse it only
+    # in the phase that makes both).
+    reserved_workload_names: Mapping[str, str] = field(default_factory=dict)
 
 
 # linkerd2 edge-26.8.3: the proxy's ports are the linkerd-control-plane chart's proxy.ports (admin 4191, control 4190,
@@ -79,7 +83,12 @@ ISTIO = MeshFacts(
     # would admit its callers to all of them and its Sidecar would select the other services' pods too.
     injector_label_prefix="security.istio.io/",
     injector_label_problem="is an Istio label: the sidecar injector sets security.istio.io/tlsMode: istio on every "
-                           "injected pod, so this selector would match them all")
+                           "injected pod, so this selector would match them all",
+    # Under deny each workload gets a Sidecar named after it, beside the namespace's selector-less Sidecar `default`
+    # (plan/istio/authorization.py NAMESPACE_SIDECAR, sidecar, closed_namespace_sidecar): a workload `default` would be
+    # accepted in audit and refused only when its namespace goes to deny.
+    reserved_workload_names={"default": "is the name of the namespace's own selector-less Sidecar, and under deny "
+                                        "each workload's Sidecar takes the workload's name"})
 
 MESHES: Mapping[str, MeshFacts] = {facts.name: facts for facts in (LINKERD, ISTIO)}
 # The mesh a graph is checked for when no stack names one (python -m discover, CODEOWNERS, the JSON Schema).

@@ -88,6 +88,24 @@ def test_the_istio_injector_label_is_refused_with_istio_and_free_with_linkerd():
     assert problems_of(document, "linkerd") == []
 
 
+def test_a_workload_named_like_istios_namespace_sidecar_is_refused_with_istio_in_any_phase():
+    """Under deny Istio's per-workload Sidecar takes the workload's name beside the namespace's selector-less Sidecar
+    `default`: the graph refuses the name up front, not only once the namespace reaches deny (plan/collisions.py)."""
+    from plan.istio import authorization as istio
+
+    document = graph()
+    document["services"]["default"] = document["services"].pop("api")
+    assert problems_of(document, "linkerd") == []
+    assert problems_of(document, "istio") == [
+        ("services.yaml: services.default", f"workload name '{istio.NAMESPACE_SIDECAR}' "
+         f"{ISTIO.reserved_workload_names[istio.NAMESPACE_SIDECAR]}", "Give the workload another name (`name:`)")]
+    document["services"]["default"]["name"] = "api"
+    assert problems_of(document, "istio") == []
+    document["namespaces"]["shop"] = {"meshed": False}
+    document["services"]["default"].pop("name")
+    assert problems_of(document, "istio") == []
+
+
 def test_a_stack_with_mesh_istio_refuses_a_sidecar_port_once_before_compiling(tmp_path):
     path = tmp_path / "services.yaml"
     text = (PROJECT_DIR / "services.yaml").read_text(encoding="utf-8")
