@@ -8,11 +8,10 @@ exit code 2; nothing is written then.
 
 from __future__ import annotations
 
-import json
 import sys
 
-from .command import EXIT_USAGE, parser
-from . import DiscoverError, Prometheus, as_json, as_markdown, discover, load_stack, parse_window
+from .command import EXIT_USAGE, parser, print_report
+from . import DiscoverError, as_json, as_markdown, discover, load_stack, parse_window
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,21 +23,10 @@ def main(argv: list[str] | None = None) -> int:
             # The stack's sidecars are Istio's: its metrics are istio_requests_total and istio_tcp_*, not Linkerd's.
             from .istio_traffic import run
             return run(args, stack)
-        prometheus = Prometheus(args.prometheus)
-        report = discover(stack, prometheus, args.since)
-        if args.diff:
-            sys.stdout.write(report.diff())
-            return 0
-        if args.write:
-            report.write(args.write)
     except DiscoverError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    if args.format == "json":
-        print(json.dumps(as_json(report, stack.graph), indent=2))
-    else:
-        sys.stdout.write(as_markdown(report, stack.graph))
-    return 0
+    return print_report(args, stack, discover, as_json, as_markdown)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ Run it as `python -m discover.istio_traffic --prometheus URL --stack NAME [--sin
 from __future__ import annotations
 
 import datetime
-import json
 import math
 import sys
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from typing import Any, Mapping
 from read.graph import ServiceGraph, spiffe_id
 from read.settings import PROJECT_DIR
 
-from .command import EXIT_USAGE, parser
+from .command import EXIT_USAGE, parser, print_report
 from .errors import DiscoverError
 from .prometheus import Prometheus, parse_window, promql_duration
 from .proposal import check_proposal, propose
@@ -212,21 +211,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: Any, stack: Stack) -> int:
     """The command on a loaded stack (`python -m discover` comes here for a stack with `mesh: istio`)."""
-    try:
-        report = discover_istio(stack, Prometheus(args.prometheus), args.since)
-        if args.diff:
-            sys.stdout.write(report.diff())
-            return 0
-        if args.write:
-            report.write(args.write)
-    except DiscoverError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.format == "json":
-        print(json.dumps(istio_as_json(report, stack.graph), indent=2))
-    else:
-        sys.stdout.write(istio_as_markdown(report, stack.graph))
-    return 0
+    return print_report(args, stack, discover_istio, istio_as_json, istio_as_markdown)
 
 
 if __name__ == "__main__":
