@@ -17,7 +17,6 @@ yet) and the peers' stack names; `__main__.py` calls it after the Linkerd contro
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -29,6 +28,7 @@ from pulumi.runtime.sync_await import _sync_await
 from components.k8s import register
 from components.platform import current_outputs
 from components.providers import secret_input
+from components.runtime import unknown_output
 from plan.linkerd import multicluster as mc
 from plan.linkerd.multicluster_network import fill_gateway_egress
 from plan.linkerd import multicluster_contract as contract
@@ -235,7 +235,7 @@ class LinkerdMulticluster(pulumi.ComponentResource):
             # read no Secret (plan/preview_identity.py), and a forbidden read fails the whole preview
             # (pulumi-kubernetes provider/pkg/provider/provider.go `Read` passes on every error but a 404); were it
             # allowed, unreviewed code would hold the tokens. An unknown id skips the read under the same URN.
-            secret_id = (_unknown() if pulumi.runtime.is_dry_run()
+            secret_id = (unknown_output() if pulumi.runtime.is_dry_run()
                          else self.release.id.apply(lambda _, a=account: f"{mc.NAMESPACE}/{a}-token"))
             secret = k8s.core.v1.Secret.get(f"{name}-token-{peer.name}", secret_id, opts=released)
             tokens[peer.name] = pulumi.Output.secret(secret.data.apply(lambda d: _decoded(d, TOKEN_KEY)))
@@ -245,17 +245,6 @@ class LinkerdMulticluster(pulumi.ComponentResource):
         # nested secrets as they are), and the rest stays readable with `pulumi stack output multicluster`.
         return {**plain, "gatewayAddresses": addresses, "apiServerCa": ca, contract.TOKENS: tokens}
 
-
-def _unknown() -> pulumi.Output:
-    """A value this preview does not know, as the engine gives one no resource has made yet."""
-    loop = asyncio.get_event_loop()
-
-    def done(value: Any) -> asyncio.Future:
-        future = loop.create_future()
-        future.set_result(value)
-        return future
-
-    return pulumi.Output(set(), done(None), done(False))
 
 
 def _addresses_or_warn(status: Any) -> list[str]:

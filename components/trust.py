@@ -8,13 +8,13 @@ Resource names and type tokens are those the stacks' state already holds: changi
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import pulumi
 import pulumi_tls as tls
 
+from components.runtime import unknown_output
 from plan.mesh import SelfSignedPlan
 from plan.trust import SignedWorkload
 
@@ -34,23 +34,12 @@ MESH_ROOT_KEYS_OUTPUT = "meshRootKeys"
 TRUST_ANCHORS_OUTPUT = "trustAnchors"
 
 
-def _unknown() -> pulumi.Output:
-    """A value not known in this preview, as the engine gives a value no resource has made yet."""
-    loop = asyncio.get_event_loop()
-
-    def done(value: Any) -> asyncio.Future:
-        future = loop.create_future()
-        future.set_result(value)
-        return future
-
-    return pulumi.Output(set(), done(None), done(False))
-
 
 def _pick(values: Any, anchor: str, stack: str, output: str) -> Any:
     if not isinstance(values, Mapping) or not values.get(anchor):
         if pulumi.runtime.is_dry_run():
             # The rotation guard has warned that `up` will refuse (root stack first): the preview shows the plan.
-            return _unknown()
+            return unknown_output()
         # Only reachable when the guard was skipped (allowRotationJump): plan/rotation.cluster_rotation_problem refuses
         # a phase needing an anchor the root-owning stack does not hold.
         raise ValueError(f"the mesh root stack {stack} exports no anchor {anchor} in its {output} output: apply the "
