@@ -635,15 +635,7 @@ def _run_program(stack: str = "dev", *, config: dict[str, str] | None = None, se
         gc.unfreeze()
         gc.set_threshold(*thresholds)
 
-    root = runtime_settings.get_root_resource()
-    exports, secret_exports = {}, set()
-    for name, value in (root.outputs or {}).items():
-        output = pulumi.Output.from_input(value)
-        exports[name] = _sync_await(output.future())
-        if _sync_await(output.is_secret()):
-            secret_exports.add(name)
-    return Run(stack, base, monitor.registrations, exports, frozenset(secret_exports), preview,
-               dict(root.outputs or {}))
+    return _finished_run(stack, base, monitor, preview)
 
 
 def run_function(program: Any, stack: str = "dev", *, references: dict[str, dict[str, Any]] | None = None,
@@ -663,6 +655,11 @@ def run_function(program: Any, stack: str = "dev", *, references: dict[str, dict
         err.registrations = monitor.registrations
         _cancel_leftover_tasks()
         raise
+    return _finished_run(stack, dict(config or {}), monitor, preview)
+
+
+def _finished_run(stack: str, config: dict[str, str], monitor: "RecordingMonitor", preview: bool) -> Run:
+    """The Run of a program that has finished: its registrations, and its exports resolved (which are secret)."""
     root = runtime_settings.get_root_resource()
     exports, secret_exports = {}, set()
     for name, value in (root.outputs or {}).items():
@@ -670,7 +667,7 @@ def run_function(program: Any, stack: str = "dev", *, references: dict[str, dict
         exports[name] = _sync_await(output.future())
         if _sync_await(output.is_secret()):
             secret_exports.add(name)
-    return Run(stack, dict(config or {}), monitor.registrations, exports, frozenset(secret_exports), preview,
+    return Run(stack, config, monitor.registrations, exports, frozenset(secret_exports), preview,
                dict(root.outputs or {}))
 
 
