@@ -26,10 +26,9 @@ Run it as `python -m discover.istio_traffic --prometheus URL --stack NAME [--sin
 
 from __future__ import annotations
 
-import datetime
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -38,11 +37,11 @@ from read.settings import PROJECT_DIR
 
 from .command import EXIT_USAGE, parser, print_report
 from .errors import DiscoverError
-from .prometheus import Prometheus, parse_window, promql_duration
+from .prometheus import Prometheus, promql_duration
 from .proposal import check_proposal, propose
 from .report import _md, _where, as_json, as_markdown
 from .stack import Stack, load_stack
-from .traffic import _MIN_INCREASE_RANGE, _MIN_STEP, _RANGE_POINTS, Report, Traffic, _merge, _merge_into
+from .traffic import Report, Traffic, _merge, _merge_into, query_window
 
 REQUESTS = "istio_requests_total"
 CONNECTIONS = "istio_tcp_connections_opened_total"
@@ -80,11 +79,8 @@ def _row(labels: Mapping[str, str]) -> tuple[str, ...]:
 
 def discover_istio(stack: Stack, prometheus: Prometheus, window: str, *, now: float | None = None,
                    project_dir: Path = PROJECT_DIR) -> IstioReport:
-    seconds = parse_window(window)
-    now = now if now is not None else datetime.datetime.now(datetime.timezone.utc).timestamp()
+    seconds, now, step, increase_range = astuple(query_window(window, now))
     settings, graph = stack.settings, stack.graph
-    step = max(_MIN_STEP, math.ceil(seconds / _RANGE_POINTS))
-    increase_range = max(step, _MIN_INCREASE_RANGE)
     report = IstioReport(stack=settings.stack, window=window, prometheus=prometheus.url, evaluated_at=now,
                          resolution_seconds=increase_range, graph_source=graph.source)
     if not prometheus.metric_names() & set(METRICS):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime
 import difflib
 import math
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -118,14 +118,29 @@ class Report:
             raise DiscoverError(f"cannot write --write {path}: {err.strerror}") from None
 
 
+@dataclass(frozen=True)
+class QueryWindow:
+    """How a window is queried: its length, the evaluation time, the range queries' step and the increase() range
+    each point covers (never shorter than _MIN_INCREASE_RANGE). Both meshes' discovery query alike."""
+
+    seconds: int
+    now: float
+    step: int
+    increase_range: int
+
+
+def query_window(window: str, now: float | None = None) -> QueryWindow:
+    seconds = parse_window(window)
+    now = now if now is not None else datetime.datetime.now(datetime.timezone.utc).timestamp()
+    step = max(_MIN_STEP, math.ceil(seconds / _RANGE_POINTS))
+    return QueryWindow(seconds, now, step, max(step, _MIN_INCREASE_RANGE))
+
+
 def discover(stack: Stack, prometheus: Prometheus, window: str, *, now: float | None = None,
              project_dir: Path = PROJECT_DIR) -> Report:
     """Query the window's traffic and compare it with the stack's graph."""
-    seconds = parse_window(window)
-    now = now if now is not None else datetime.datetime.now(datetime.timezone.utc).timestamp()
+    seconds, now, step, increase_range = astuple(query_window(window, now))
     settings, graph = stack.settings, stack.graph
-    step = max(_MIN_STEP, math.ceil(seconds / _RANGE_POINTS))
-    increase_range = max(step, _MIN_INCREASE_RANGE)
     report = Report(stack=settings.stack, window=window, prometheus=prometheus.url, evaluated_at=now,
                     resolution_seconds=increase_range, graph_source=graph.source)
 
